@@ -1,0 +1,59 @@
+// Package auth holds feedmq's devices, their credentials and their
+// per-channel rights, and answers the questions the broker asks for every
+// packet ("may this connection publish to channel 7?") from memory.
+//
+// It is plain Go over the channels domain: no broker, database or CLI.
+package auth
+
+import (
+	"context"
+	"time"
+)
+
+// Device is a set of MQTT credentials with rights on channels.
+type Device struct {
+	ID       uint64
+	Name     string
+	ClientID string // equals Username, as ThingSpeak generates them
+	Username string
+	// PasswordHash is HashPassword(password); the password itself is
+	// never stored.
+	PasswordHash string
+	Channels     []Grant
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// Grant is a device's right on one channel.
+type Grant struct {
+	ChannelID uint64 `json:"id"`
+	Publish   bool   `json:"publish"`
+	Subscribe bool   `json:"subscribe"`
+}
+
+// Grant returns the device's grant for channel id, if any.
+func (d *Device) Grant(id uint64) (Grant, bool) {
+	for _, g := range d.Channels {
+		if g.ChannelID == id {
+			return g, true
+		}
+	}
+	return Grant{}, false
+}
+
+// Store keeps devices. storage.DB implements it on bbolt. Methods return
+// *channels.Error values with code ENOTFOUND for a missing device and
+// ECONFLICT for a duplicate username.
+type Store interface {
+	// CreateDevice assigns d.ID (1, 2, ...) and stores d. ECONFLICT when
+	// the username is taken.
+	CreateDevice(ctx context.Context, d *Device) error
+	// UpdateDevice replaces device d.ID. ENOTFOUND, ECONFLICT.
+	UpdateDevice(ctx context.Context, d *Device) error
+	// DeleteDevice removes a device. ENOTFOUND.
+	DeleteDevice(ctx context.Context, id uint64) error
+	// FindDevice returns one device. ENOTFOUND.
+	FindDevice(ctx context.Context, id uint64) (*Device, error)
+	// ListDevices returns all devices ordered by ID.
+	ListDevices(ctx context.Context) ([]*Device, error)
+}

@@ -1,0 +1,66 @@
+package channels
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes shared by the domain packages. Adapters map them to MQTT
+// reason codes, HTTP statuses or CLI exit messages.
+const (
+	EINVALID   = "invalid"      // bad input from a user or device
+	ENOTFOUND  = "not_found"    // no such channel, device or entry
+	ECONFLICT  = "conflict"     // the change clashes with existing state
+	ELIMIT     = "limit"        // a configured limit would be exceeded
+	EFORBIDDEN = "forbidden"    // the caller lacks the right
+	ERATELIMIT = "rate_limited" // written too soon after the previous entry
+	EINTERNAL  = "internal"     // anything else: a bug or an I/O failure
+)
+
+// Error is an application error: a code callers can branch on and a
+// message fit to show a user.
+type Error struct {
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Errorf returns an *Error with the given code and formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of an application error in err's chain, or
+// EINTERNAL for any other non-nil error.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the user-facing message of err: the application
+// error's message, or "internal error" for anything else.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}
+
+// Sentinel errors of parsing. They wrap into *Error via Is so callers can
+// test either way.
+var (
+	// ErrTopic is returned for a topic that is not a feedmq channel topic.
+	ErrTopic = errors.New("not a channel topic")
+	// ErrPayload is returned for a payload that cannot become an entry.
+	ErrPayload = errors.New("invalid payload")
+	// ErrTooLarge is returned for a payload over the size limit.
+	ErrTooLarge = errors.New("payload too large")
+)

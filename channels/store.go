@@ -1,0 +1,46 @@
+package channels
+
+import (
+	"context"
+	"time"
+)
+
+// Store keeps channels and their feeds. storage.DB implements it on bbolt.
+// Methods return *Error values with code ENOTFOUND for a missing channel or
+// entry; anything else is an internal error.
+type Store interface {
+	// CreateChannel assigns c.ID (1, 2, ...) and stores c.
+	CreateChannel(ctx context.Context, c *Channel) error
+	// UpdateChannel replaces the settings of channel c.ID. It never changes
+	// the feed or LastEntryID. ENOTFOUND.
+	UpdateChannel(ctx context.Context, c *Channel) error
+	// DeleteChannel removes the channel, its feed and every device's grant
+	// to it, in one transaction. ENOTFOUND.
+	DeleteChannel(ctx context.Context, id uint64) error
+	// ClearChannel deletes every entry; numbering restarts at 1. ENOTFOUND.
+	ClearChannel(ctx context.Context, id uint64) error
+	// FindChannel returns the channel with LastEntryID filled in. ENOTFOUND.
+	FindChannel(ctx context.Context, id uint64) (*Channel, error)
+	// ListChannels returns all channels ordered by ID.
+	ListChannels(ctx context.Context) ([]*Channel, error)
+
+	// AppendEntry assigns e.ID (the channel's last entry_id + 1) and stores
+	// e durably: when it returns nil the entry has been fsynced. Concurrent
+	// calls may share one commit. ENOTFOUND when the channel does not exist.
+	AppendEntry(ctx context.Context, e *Entry) error
+	// Entries returns the entries of a channel that match f, oldest first.
+	// ENOTFOUND for a missing channel.
+	Entries(ctx context.Context, channelID uint64, f EntryFilter) ([]Entry, error)
+	// FindEntry returns one entry by its entry_id. ENOTFOUND.
+	FindEntry(ctx context.Context, channelID, entryID uint64) (*Entry, error)
+}
+
+// EntryFilter selects entries of one channel.
+type EntryFilter struct {
+	// Limit keeps only the newest Limit matching entries; 0 means all.
+	Limit int
+	// Start and End bound CreatedAt, inclusive; zero values are open.
+	Start, End time.Time
+	// Field, when 1..8, keeps only entries that set that field.
+	Field int
+}
