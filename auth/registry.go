@@ -1,0 +1,191 @@
+package auth
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/feedmq/feedmq/channels"
+)
+
+// Anonymous is the device ID of a connection without a username.
+const Anonymous uint64 = 0
+
+// Registry answers per-packet questions from memory. It holds immutable
+// snapshots of channels and devices; Service replaces them after every
+// committed change, so a lookup never touches the store.
+type Registry struct {
+	mu       sync.RWMutex
+	channels map[uint64]*channels.Channel
+	devices  map[uint64]*principal
+	byUser   map[string]*principal
+}
+
+// principal is a device with its grants indexed for O(1) checks.
+type principal struct {
+	dev    *Device
+	grants map[uint64]Grant
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{
+		channels: make(map[uint64]*channels.Channel),
+		devices:  make(map[uint64]*principal),
+		byUser:   make(map[string]*principal),
+	}
+}
+
+// PutChannel adds or replaces a channel. The registry keeps its own copy.
+func (r *Registry) PutChannel(c *channels.Channel) {
+	cp := *c
+	r.mu.Lock()
+	r.channels[c.ID] = &cp
+	r.mu.Unlock()
+}
+
+// DeleteChannel forgets a channel and every grant to it.
+func (r *Registry) DeleteChannel(id uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.channels, id)
+	for _, p := range r.devices {
+		if _, ok := p.grants[id]; ok {
+			r.putDeviceLocked(withoutGrant(p.dev, id))
+		}
+	}
+}
+
+// PutDevice adds or replaces a device. The registry keeps its own copy.
+func (r *Registry) PutDevice(d *Device) {
+	r.mu.Lock()
+	r.putDeviceLocked(d)
+	r.mu.Unlock()
+}
+
+func (r *Registry) putDeviceLocked(d *Device) {
+	cp := *d
+	cp.Channels = append([]Grant(nil), d.Channels...)
+	p := &principal{dev: &cp, grants: make(map[uint64]Grant, len(cp.Channels))}
+	for _, g := range cp.Channels {
+		p.grants[g.ChannelID] = g
+	}
+	if old, ok := r.devices[d.ID]; ok && old.dev.Username != d.Username {
+		delete(r.byUser, old.dev.Username)
+	}
+	r.devices[d.ID] = p
+	r.byUser[cp.Username] = p
+}
+
+// DeleteDevice forgets a device.
+func (r *Registry) DeleteDevice(id uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p, ok := r.devices[id]; ok {
+		delete(r.byUser, p.dev.Username)
+		delete(r.devices, id)
+	}
+}
+
+// Channel returns the registry's snapshot of a channel. Callers must not
+// modify it.
+func (r *Registry) Channel(id uint64) (*channels.Channel, bool) {
+	r.mu.RLock()
+	c, ok := r.channels[id]
+	r.mu.RUnlock()
+	return c, ok
+}
+
+// Authenticate checks a device's credentials and returns its ID. It
+// returns ErrBadCredentials for an unknown username or a wrong password,
+// and ErrClientID when the password is right but the client ID is not the
+// device's.
+func (r *Registry) Authenticate(clientID, username, password string) (uint64, error) {
+	r.mu.RLock()
+	p, ok := r.byUser[username]
+	r.mu.RUnlock()
+	if !ok {
+		// Hash anyway so that an unknown username costs the same time as
+		// a wrong password.
+		VerifyPassword(hashPrefix, password)
+		return 0, ErrBadCredentials
+	}
+	if !VerifyPassword(p.dev.PasswordHash, password) {
+		return 0, ErrBadCredentials
+	}
+	if clientID != p.dev.ClientID {
+		return 0, fmt.Errorf("device %d (%s): %w", p.dev.ID, p.dev.Name, ErrClientID)
+	}
+	return p.dev.ID, nil
+}
+
+// CheckPassword reports whether password is still device id's password.
+// The broker uses it to find connections to close after a reset.
+func (r *Registry) CheckPassword(id uint64, password string) bool {
+	r.mu.RLock()
+	p, ok := r.devices[id]
+	r.mu.RUnlock()
+	return ok && VerifyPassword(p.dev.PasswordHash, password)
+}
+
+// CanPublish returns nil when device may write to channel ch: it holds a
+// publish grant, or key is the channel's write key. device is Anonymous
+// for connections without a username.
+func (r *Registry) CanPublish(device, ch uint64, key string) error {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	c, ok := r.channels[ch]
+	if !ok {
+		return fmt.Errorf("channel %d: %w", ch, ErrUnknownChannel)
+	}
+	if key != "" && keysEqual(key, c.WriteKey) {
+		return nil
+	}
+	if p, ok := r.devices[device]; ok && p.grants[ch].Publish {
+		return nil
+	}
+	return r.denied(device, "publish to", ch, key)
+}
+
+// CanSubscribe returns nil when device may read channel ch: it holds a
+// subscribe grant, the channel is public, or key is the read key.
+func (r *Registry) CanSubscribe(device, ch uint64, key string) error {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	c, ok := r.channels[ch]
+	if !ok {
+		return fmt.Errorf("channel %d: %w", ch, ErrUnknownChannel)
+	}
+	if c.Public || (key != "" && keysEqual(key, c.ReadKey)) {
+		return nil
+	}
+	if p, ok := r.devices[device]; ok && p.grants[ch].Subscribe {
+		return nil
+	}
+	return r.denied(device, "subscribe to", ch, key)
+}
+
+// denied builds the error for a refused action; the caller holds r.mu.
+func (r *Registry) denied(device uint64, what string, ch uint64, key string) error {
+	who := "anonymous connection"
+	if p, ok := r.devices[device]; ok {
+		who = fmt.Sprintf("device %d (%s)", device, p.dev.Name)
+	} else if device != Anonymous {
+		who = fmt.Sprintf("deleted device %d", device)
+	}
+	if key != "" {
+		return fmt.Errorf("%s may not %s channel %d (wrong API key in topic): %w", who, what, ch, ErrNotAuthorized)
+	}
+	return fmt.Errorf("%s may not %s channel %d: %w", who, what, ch, ErrNotAuthorized)
+}
+
+// withoutGrant returns a copy of d without its grant to channel id.
+func withoutGrant(d *Device, id uint64) *Device {
+	cp := *d
+	cp.Channels = nil
+	for _, g := range d.Channels {
+		if g.ChannelID != id {
+			cp.Channels = append(cp.Channels, g)
+		}
+	}
+	return &cp
+}
