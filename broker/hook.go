@@ -1,0 +1,257 @@
+package broker
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/channels"
+)
+
+// hook is feedmq's single mochi hook: authentication at CONNECT,
+// authorization of every subscribe and delivery, and the feed publish path
+// (hook_feed.go).
+type hook struct {
+	mqtt.HookBase
+	srv *Server
+}
+
+var _ mqtt.Hook = (*hook)(nil)
+
+func (h *hook) ID() string { return "feedmq" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished,
+		mqtt.OnDisconnect, mqtt.OnACLCheck, mqtt.OnSubscribed, mqtt.OnPublish,
+	}, []byte{b})
+}
+
+// session is what the broker knows about one live connection.
+type session struct {
+	cl     *mqtt.Client
+	device uint64 // auth.Anonymous for connections without a username
+
+	mu         sync.Mutex
+	lastLog    time.Time // last rejection logged, to keep a looping device from flooding logs
+	suppressed int
+}
+
+// session returns the live session of cl, or nil when cl has been taken
+// over or has gone.
+func (s *Server) session(cl *mqtt.Client) *session {
+	v, ok := s.sessions.Load(cl.ID)
+	if !ok {
+		return nil
+	}
+	ss := v.(*session)
+	if ss.cl != cl {
+		return nil
+	}
+	return ss
+}
+
+// OnConnect authenticates the CONNECT and answers refusals itself, so that
+// each gets its proper CONNACK code (mochi only knows 0x04) and one log
+// line with the reason.
+func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	s := h.srv
+	username := string(pk.Connect.Username)
+	refuse := func(code packets.Code, reason string) error {
+		s.log.Info("connection refused", "client", pk.Connect.ClientIdentifier, "username", username,
+			"remote", cl.Net.Remote, "listener", cl.Net.Listener, "reason", reason)
+		s.refuseConnect(cl, code)
+		return code
+	}
+	switch {
+	case s.closing.Load():
+		return refuse(packets.ErrServerUnavailable, "server is shutting down")
+	case cl.ID == mqtt.InlineClientId:
+		return refuse(packets.ErrClientIdentifierNotValid, `client ID "inline" is reserved`)
+	case pk.ProtocolVersion < 5 && !pk.Connect.Clean:
+		return refuse(packets.ErrNotAuthorized, "persistent sessions are not supported: connect with CleanSession=1")
+	}
+	device := auth.Anonymous
+	if username == "" {
+		if !s.opts.Anonymous {
+			return refuse(packets.ErrNotAuthorized, "anonymous connections are disabled")
+		}
+	} else {
+		id, err := s.registry.Authenticate(pk.Connect.ClientIdentifier, username, string(pk.Connect.Password))
+		if errors.Is(err, auth.ErrClientID) {
+			return refuse(packets.ErrNotAuthorized, err.Error())
+		}
+		if err != nil {
+			return refuse(packets.ErrBadUsernameOrPassword, err.Error())
+		}
+		device = id
+	}
+	// Wills would let a device publish, unchecked, to any topic when it
+	// drops; feedmq has none.
+	cl.Properties.Will = mqtt.Will{}
+	if cl.State.Keepalive == 0 {
+		cl.State.Keepalive = idleKeepalive(s.opts.IdleTimeout)
+	}
+	s.sessions.Store(cl.ID, &session{cl: cl, device: device})
+	return nil
+}
+
+// v3Connack maps MQTT 5 CONNACK reason codes to MQTT 3 return codes.
+// mochi maps "bad username or password" to 0x05; 3.1.1 clients expect 0x04.
+var v3Connack = map[byte]byte{
+	packets.ErrUnsupportedProtocolVersion.Code: 0x01,
+	packets.ErrClientIdentifierNotValid.Code:   0x02,
+	packets.ErrServerUnavailable.Code:          0x03,
+	packets.ErrBadUsernameOrPassword.Code:      0x04,
+	packets.ErrNotAuthorized.Code:              0x05,
+}
+
+// refuseConnect sends a refusing CONNACK in the client's protocol version.
+func (s *Server) refuseConnect(cl *mqtt.Client, code packets.Code) {
+	if cl.Properties.ProtocolVersion >= 5 {
+		_ = s.mochi.SendConnack(cl, code, false, nil)
+		return
+	}
+	v3, ok := v3Connack[code.Code]
+	if !ok {
+		v3 = 0x05
+	}
+	_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: v3})
+}
+
+// idleKeepalive converts the idle timeout into the keepalive mochi
+// enforces as 1.5 x keepalive.
+func idleKeepalive(idle time.Duration) uint16 {
+	k := (idle*2/3 + time.Second - 1) / time.Second
+	return uint16(min(max(k, 1), 65535))
+}
+
+// OnConnectAuthenticate accepts what OnConnect let through.
+func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	return h.srv.session(cl) != nil
+}
+
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	ss := h.srv.session(cl)
+	if ss == nil {
+		return
+	}
+	h.srv.log.Info("client connected", "client", cl.ID, "device", ss.device, "remote", cl.Net.Remote,
+		"listener", cl.Net.Listener, "protocol", pk.ProtocolVersion, "keepalive", pk.Connect.Keepalive)
+}
+
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	if ss := h.srv.session(cl); ss != nil {
+		h.srv.sessions.CompareAndDelete(cl.ID, ss)
+	}
+	if cause := cl.StopCause(); cause != nil && err == nil {
+		err = cause
+	}
+	h.srv.log.Info("client disconnected", "client", cl.ID, "remote", cl.Net.Remote, "reason", disconnectReason(err))
+}
+
+func disconnectReason(err error) string {
+	if err == nil {
+		return "client disconnected"
+	}
+	return err.Error()
+}
+
+// OnACLCheck decides reads: subscribe filters and each delivery. Writes
+// are decided in OnPublish, where a rejection can be explained.
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if write {
+		return true
+	}
+	ss := h.srv.session(cl)
+	return ss != nil && h.srv.readDenied(ss.device, topic) == nil
+}
+
+// readDenied returns why device may not read topic (a subscribe filter or
+// a delivered topic), or nil.
+func (s *Server) readDenied(device uint64, topic string) error {
+	if strings.HasPrefix(topic, "$") {
+		return errors.New("$SYS and shared subscriptions are not available")
+	}
+	t, err := channels.ParseTopic(topic)
+	if err != nil {
+		if wildcardMayMatchFeeds(topic) {
+			return nil // each delivery is checked on its own topic
+		}
+		return err
+	}
+	if t.Action != channels.Subscribe {
+		return errors.New("publish topics cannot be subscribed to; use channels/<id>/subscribe")
+	}
+	return s.registry.CanSubscribe(device, t.ChannelID, t.Key)
+}
+
+// OnSubscribed logs each refused filter once, with its reason.
+func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	ss := h.srv.session(cl)
+	for i, code := range codes {
+		if code < 0x80 || i >= len(pk.Filters) || ss == nil {
+			continue
+		}
+		f := pk.Filters[i].Filter
+		h.srv.log.Info("subscription refused", "client", cl.ID, "device", ss.device, "filter", f,
+			"reason", reasonText(h.srv.readDenied(ss.device, f)))
+	}
+}
+
+func reasonText(err error) string {
+	if err == nil {
+		return "invalid filter"
+	}
+	return err.Error()
+}
+
+// wildcardMayMatchFeeds reports whether a filter with + or # could match
+// one of the topics entries are fanned out to
+// (channels/<id>/subscribe[/fields/field<N>]). Such filters are allowed;
+// every delivery is then checked against the subscriber's rights.
+func wildcardMayMatchFeeds(filter string) bool {
+	if !strings.ContainsAny(filter, "+#") {
+		return false
+	}
+	return filterMatches(filter, []string{"channels", "1", "subscribe"}) ||
+		filterMatches(filter, []string{"channels", "1", "subscribe", "fields", "field1"})
+}
+
+// filterMatches matches an MQTT filter against a topic shape whose level
+// "1" and "field1" stand for any channel ID and any field.
+func filterMatches(filter string, shape []string) bool {
+	levels := strings.Split(filter, "/")
+	for i, l := range levels {
+		if l == "#" {
+			return i == len(levels)-1
+		}
+		if i >= len(shape) {
+			return false
+		}
+		if l == "+" || l == shape[i] || (i == 1 && isDigits(l)) || (i == 4 && isFieldLevel(l)) {
+			continue
+		}
+		return false
+	}
+	return len(levels) == len(shape)
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func isFieldLevel(s string) bool {
+	return len(s) == 6 && strings.HasPrefix(s, "field") && s[5] >= '1' && s[5] <= '8'
+}

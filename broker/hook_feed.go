@@ -1,0 +1,183 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/channels"
+)
+
+// rejection is a refused publish: why (for counters and logs) and what to
+// tell an MQTT 5 client in its PUBACK.
+type rejection struct {
+	reason string
+	code   packets.Code
+	err    error
+}
+
+func (r *rejection) Error() string { return r.err.Error() }
+func (r *rejection) Unwrap() error { return r.err }
+
+var errShutdown = errors.New("server is shutting down")
+
+// OnPublish is the publish path for MQTT: parse, authorize, commit, fan
+// out. The original packet is never delivered as is (CodeSuccessIgnore):
+// subscribers get the entry on the subscribe topics. Because mochi sends
+// the PUBACK only after this returns, a QoS 1 publish is acknowledged only
+// once its entry is on disk.
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil // our own fan-out
+	}
+	s := h.srv
+	device := auth.Anonymous
+	ss := s.session(cl)
+	if ss != nil {
+		device = ss.device
+	}
+	var err error
+	if ss == nil {
+		err = &rejection{reasonNotAuthorized, packets.ErrNotAuthorized, errors.New("connection is no longer authorized")}
+	} else {
+		err = s.publish(device, pk.TopicName, pk.Payload)
+	}
+	if err == nil {
+		return pk, packets.CodeSuccessIgnore
+	}
+	return pk, s.reject(cl, ss, pk, err)
+}
+
+// publish turns one MQTT publish into a stored, fanned-out entry.
+func (s *Server) publish(device uint64, topic string, payload []byte) error {
+	t, err := channels.ParseTopic(topic)
+	if err != nil {
+		return &rejection{reasonBadTopic, packets.ErrTopicNameInvalid, err}
+	}
+	if t.Action != channels.Publish {
+		return &rejection{reasonBadTopic, packets.ErrNotAuthorized,
+			errors.New("only the broker publishes to subscribe topics; publish to channels/<id>/publish")}
+	}
+	if err := s.registry.CanPublish(device, t.ChannelID, t.Key); err != nil {
+		if errors.Is(err, auth.ErrUnknownChannel) {
+			return &rejection{reasonUnknownChannel, packets.ErrTopicNameInvalid, err}
+		}
+		return &rejection{reasonNotAuthorized, packets.ErrNotAuthorized, err}
+	}
+	ch, ok := s.registry.Channel(t.ChannelID)
+	if !ok { // deleted between the two lookups
+		return &rejection{reasonUnknownChannel, packets.ErrTopicNameInvalid, auth.ErrUnknownChannel}
+	}
+	e, err := channels.ParsePayload(ch, t.Field, payload, s.opts.Limits)
+	if err != nil {
+		if errors.Is(err, channels.ErrTooLarge) {
+			return &rejection{reasonTooLarge, packets.ErrPacketTooLarge, err}
+		}
+		return &rejection{reasonBadPayload, packets.ErrPayloadFormatInvalid, err}
+	}
+	e.ChannelID = ch.ID
+	return s.commit(context.Background(), &e)
+}
+
+// commit stores an entry durably and then fans it out. It is the one write
+// path shared by every transport: nothing is delivered that is not stored.
+func (s *Server) commit(ctx context.Context, e *channels.Entry) error {
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	if s.closing.Load() {
+		return &rejection{reasonShutdown, packets.ErrServerShuttingDown, errShutdown}
+	}
+	if err := s.store.AppendEntry(ctx, e); err != nil {
+		if channels.ErrorCode(err) == channels.ENOTFOUND {
+			return &rejection{reasonUnknownChannel, packets.ErrTopicNameInvalid, err}
+		}
+		return &rejection{reasonStore, packets.ErrUnspecifiedError, err}
+	}
+	s.stats.accepted.Add(1)
+	s.fanOut(e)
+	return nil
+}
+
+// fanOut publishes the entry JSON to channels/<id>/subscribe and each set
+// field's bare value to its field topic, at QoS 0. mochi checks every
+// delivery against the subscriber's rights (OnACLCheck).
+func (s *Server) fanOut(e *channels.Entry) {
+	buf := e.AppendJSON(make([]byte, 0, 384))
+	s.deliver(channels.FeedTopic(e.ChannelID), buf)
+	for n := 1; n <= channels.NumFields; n++ {
+		if v, ok := e.Field(n); ok {
+			s.deliver(channels.FieldTopic(e.ChannelID, n), []byte(v))
+		}
+	}
+}
+
+func (s *Server) deliver(topic string, payload []byte) {
+	if err := s.mochi.Publish(topic, payload, false, 0); err != nil {
+		s.log.Warn("fan-out failed", "topic", topic, "error", err)
+		return
+	}
+	s.stats.delivered.Add(1)
+}
+
+// reject counts and logs a refused publish and picks the MQTT answer:
+// QoS 0 is dropped; MQTT 5 at QoS 1 gets a PUBACK reason code; an MQTT 3
+// client at QoS > 0 is disconnected, since any PUBACK would claim the entry
+// was stored.
+func (s *Server) reject(cl *mqtt.Client, ss *session, pk packets.Packet, err error) error {
+	var rj *rejection
+	if !errors.As(err, &rj) {
+		rj = &rejection{reasonStore, packets.ErrUnspecifiedError, err}
+	}
+	s.stats.rejected[rj.reason].Add(1)
+	s.logRejection(cl, ss, pk, rj)
+	switch {
+	case pk.FixedHeader.Qos == 0:
+		return packets.ErrRejectPacket
+	case cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos == 1:
+		return rj.code
+	case cl.Properties.ProtocolVersion == 5:
+		_ = s.mochi.DisconnectClient(cl, rj.code)
+	default:
+		cl.Stop(rj)
+	}
+	return packets.ErrRejectPacket
+}
+
+// rejectLogEvery bounds rejection logs per connection: a device stuck in a
+// loop must not fill the disk with the same line.
+const rejectLogEvery = 10 * time.Second
+
+func (s *Server) logRejection(cl *mqtt.Client, ss *session, pk packets.Packet, rj *rejection) {
+	device := auth.Anonymous
+	suppressed := 0
+	if ss != nil {
+		device = ss.device
+		ss.mu.Lock()
+		now := time.Now()
+		if now.Sub(ss.lastLog) < rejectLogEvery {
+			ss.suppressed++
+			ss.mu.Unlock()
+			return
+		}
+		ss.lastLog, suppressed, ss.suppressed = now, ss.suppressed, 0
+		ss.mu.Unlock()
+	}
+	s.log.Warn("publish rejected", "client", cl.ID, "device", device, "topic", safeTopic(pk.TopicName),
+		"qos", pk.FixedHeader.Qos, "bytes", len(pk.Payload), "reason", rj.reason, "error", rj.err.Error(),
+		"suppressed_since_last", suppressed)
+}
+
+// safeTopic hides an API key carried in a topic so logs do not leak it.
+func safeTopic(topic string) string {
+	if t, err := channels.ParseTopic(topic); err == nil && t.Key != "" {
+		return t.String() + "/<key>"
+	}
+	if len(topic) > 256 {
+		return topic[:256] + "..."
+	}
+	return topic
+}

@@ -1,0 +1,50 @@
+package broker
+
+import "sync/atomic"
+
+// Reasons a publish is rejected, as counted and logged.
+const (
+	reasonBadTopic       = "bad_topic"
+	reasonUnknownChannel = "unknown_channel"
+	reasonNotAuthorized  = "not_authorized"
+	reasonBadPayload     = "bad_payload"
+	reasonTooLarge       = "too_large"
+	reasonStore          = "store_error"
+	reasonShutdown       = "shutting_down"
+)
+
+var reasons = []string{reasonBadTopic, reasonUnknownChannel, reasonNotAuthorized,
+	reasonBadPayload, reasonTooLarge, reasonStore, reasonShutdown}
+
+// Stats are counters since the server started.
+type Stats struct {
+	Accepted  uint64            // entries stored and fanned out
+	Rejected  map[string]uint64 // publishes refused, by reason
+	Delivered uint64            // fan-out publishes handed to mochi
+}
+
+type stats struct {
+	accepted  atomic.Uint64
+	delivered atomic.Uint64
+	rejected  map[string]*atomic.Uint64 // fixed keys: read without a lock
+}
+
+func (s *stats) init() {
+	s.rejected = make(map[string]*atomic.Uint64, len(reasons))
+	for _, r := range reasons {
+		s.rejected[r] = new(atomic.Uint64)
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	out := Stats{
+		Accepted:  s.stats.accepted.Load(),
+		Delivered: s.stats.delivered.Load(),
+		Rejected:  make(map[string]uint64, len(reasons)),
+	}
+	for r, c := range s.stats.rejected {
+		out.Rejected[r] = c.Load()
+	}
+	return out
+}

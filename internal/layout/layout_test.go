@@ -1,0 +1,72 @@
+// Package layout holds the test that enforces DESIGN.md section 1: imports
+// point inward (cmd -> broker, storage -> auth -> channels).
+package layout
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/feedmq/feedmq"
+
+// deps returns every package pkg depends on, itself excluded.
+func deps(t *testing.T, pkg string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", module+"/"+pkg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
+	}
+	var ds []string
+	for _, d := range strings.Fields(string(out)) {
+		if d != module+"/"+pkg {
+			ds = append(ds, d)
+		}
+	}
+	return ds
+}
+
+func isStdlib(p string) bool {
+	first, _, _ := strings.Cut(p, "/")
+	return !strings.Contains(first, ".")
+}
+
+func TestImportRules(t *testing.T) {
+	// Domain packages may use only the standard library (and auth the
+	// channels domain), and none of the adapter-only parts of it.
+	forbiddenStd := []string{"net/http", "log/slog", "database/sql", "os/exec"}
+	domain := map[string][]string{
+		"channels": nil,
+		"auth":     {module + "/channels"},
+	}
+	for pkg, allowed := range domain {
+		for _, d := range deps(t, pkg) {
+			ok := isStdlib(d) || contains(allowed, d)
+			for _, f := range forbiddenStd {
+				if d == f {
+					ok = false
+				}
+			}
+			if !ok {
+				t.Errorf("%s imports %s; domain packages must stay plain Go", pkg, d)
+			}
+		}
+	}
+	// Adapters never import each other.
+	for pkg, banned := range map[string]string{"broker": "storage", "storage": "broker"} {
+		for _, d := range deps(t, pkg) {
+			if strings.HasPrefix(d, module+"/"+banned) {
+				t.Errorf("%s imports %s; adapters meet only in cmd/feedmq", pkg, d)
+			}
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
