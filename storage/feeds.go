@@ -1,0 +1,145 @@
+package storage
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/feedmq/feedmq/channels"
+	bolt "go.etcd.io/bbolt"
+)
+
+// ctxCheckEvery is how many entries Entries scans between looks at ctx:
+// often enough to stop a runaway scan, rarely enough to cost nothing.
+const ctxCheckEvery = 4096
+
+// maxPrealloc bounds the capacity Entries reserves up front when a filter
+// may skip entries, because a narrow filter over a long feed would
+// otherwise reserve memory for entries it never finds.
+const maxPrealloc = 1024
+
+// ClearChannel deletes every entry of a channel. The feed bucket is
+// recreated rather than emptied so that its sequence, and with it entry
+// numbering, restarts at 1.
+func (db *DB) ClearChannel(ctx context.Context, id uint64) error {
+	return db.update(ctx, "clear channel", func(tx *bolt.Tx) error {
+		feeds, key := tx.Bucket(feedsBucket), itob(id)
+		if feeds.Bucket(key) == nil {
+			return channelNotFound(id)
+		}
+		if err := feeds.DeleteBucket(key); err != nil {
+			return fmt.Errorf("delete feed of channel %d: %w", id, err)
+		}
+		if _, err := feeds.CreateBucket(key); err != nil {
+			return fmt.Errorf("create feed of channel %d: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// Entries returns the newest f.Limit entries of a channel that match f,
+// oldest first.
+func (db *DB) Entries(ctx context.Context, channelID uint64, f channels.EntryFilter) ([]channels.Entry, error) {
+	var list []channels.Entry
+	err := db.view(ctx, "read entries", func(tx *bolt.Tx) error {
+		feed := feedBucket(tx, channelID)
+		if feed == nil {
+			return channelNotFound(channelID)
+		}
+		var err error
+		list, err = scanFeed(ctx, feed, channelID, f)
+		return err
+	})
+	return list, err
+}
+
+// scanFeed walks the feed newest first, because Limit keeps the newest
+// entries and entry keys sort by entry_id. created_at is not monotonic (a
+// payload may set it), so Start and End cannot end the walk early.
+func scanFeed(ctx context.Context, feed *bolt.Bucket, channelID uint64, f channels.EntryFilter) ([]channels.Entry, error) {
+	list := make([]channels.Entry, 0, prealloc(feed.Sequence(), &f))
+	c := feed.Cursor()
+	scanned := 0
+	for k, v := c.Last(); k != nil && (f.Limit <= 0 || len(list) < f.Limit); k, v = c.Prev() {
+		if scanned++; scanned%ctxCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		ok, err := matches(v, &f)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d of channel %d: %w", btoi(k), channelID, err)
+		} else if !ok {
+			continue
+		}
+		list = append(list, channels.Entry{ChannelID: channelID, ID: btoi(k)})
+		if err := decodeEntry(&list[len(list)-1], v); err != nil {
+			return nil, fmt.Errorf("entry %d of channel %d: %w", btoi(k), channelID, err)
+		}
+	}
+	slices.Reverse(list)
+	return list, nil
+}
+
+// matches reports whether a stored entry passes f, looking only at its
+// header so that skipped entries cost no copies.
+func matches(v []byte, f *channels.EntryFilter) (bool, error) {
+	created, set, _, err := decodeHeader(v)
+	if err != nil {
+		return false, err
+	}
+	t := time.Unix(created, 0)
+	if (!f.Start.IsZero() && t.Before(f.Start)) || (!f.End.IsZero() && t.After(f.End)) {
+		return false, nil
+	}
+	if f.Field >= 1 && f.Field <= channels.NumFields && set&(1<<(f.Field-1)) == 0 {
+		return false, nil
+	}
+	return true, nil
+}
+
+// FindEntry returns one entry of a channel.
+func (db *DB) FindEntry(ctx context.Context, channelID, entryID uint64) (*channels.Entry, error) {
+	e := &channels.Entry{ChannelID: channelID, ID: entryID}
+	err := db.view(ctx, "find entry", func(tx *bolt.Tx) error {
+		feed := feedBucket(tx, channelID)
+		if feed == nil {
+			return channelNotFound(channelID)
+		}
+		v := feed.Get(itob(entryID))
+		if v == nil {
+			return channels.Errorf(channels.ENOTFOUND, "entry %d of channel %d not found", entryID, channelID)
+		}
+		if err := decodeEntry(e, v); err != nil {
+			return fmt.Errorf("entry %d of channel %d: %w", entryID, channelID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// feedBucket returns the feed of a channel, or nil when the channel does
+// not exist: a feed lives exactly as long as its channel.
+func feedBucket(tx *bolt.Tx, channelID uint64) *bolt.Bucket {
+	var key [8]byte
+	binary.BigEndian.PutUint64(key[:], channelID)
+	return tx.Bucket(feedsBucket).Bucket(key[:])
+}
+
+// prealloc is the capacity to reserve for the result of f on a feed of n
+// entries (the sequence is the count: entries are never deleted one by
+// one). Without a filter the result size is known exactly.
+func prealloc(n uint64, f *channels.EntryFilter) int {
+	if f.Limit > 0 && uint64(f.Limit) < n {
+		n = uint64(f.Limit)
+	}
+	if f.Start.IsZero() && f.End.IsZero() && f.Field == 0 {
+		return int(n)
+	}
+	return int(min(n, maxPrealloc))
+}

@@ -1,0 +1,209 @@
+// Package storage keeps feedmq's channels, feeds and devices in one bbolt
+// file. DB implements channels.Store and auth.Store.
+//
+// # Layout
+//
+// The file holds five top-level buckets:
+//
+//	meta       schema_version -> 8-byte big-endian version (currently 1)
+//	channels   8-byte big-endian channel id -> JSON channel record
+//	feeds      8-byte big-endian channel id -> nested bucket:
+//	           8-byte big-endian entry_id -> binary entry (see entry.go)
+//	devices    8-byte big-endian device id -> JSON device record
+//	usernames  username -> 8-byte big-endian device id
+//
+// Channel and device IDs come from NextSequence of their bucket, entry IDs
+// from NextSequence of the channel's feed bucket, so IDs are never reused
+// and Cursor.Last serves "the newest N entries" without an index.
+//
+// # Writes
+//
+// AppendEntry is the hot path: a single writer goroutine commits every
+// queued append in one transaction, so concurrent publishers share one
+// fsync (see writer.go). Other writes use their own transaction.
+package storage
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/feedmq/feedmq/channels"
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// SchemaVersion is the layout version this package reads and writes.
+const SchemaVersion = 1
+
+// Bucket and key names of the layout described in the package doc.
+var (
+	metaBucket      = []byte("meta")
+	channelsBucket  = []byte("channels")
+	feedsBucket     = []byte("feeds")
+	devicesBucket   = []byte("devices")
+	usernamesBucket = []byte("usernames")
+
+	schemaVersionKey = []byte("schema_version")
+
+	dataBuckets = [][]byte{channelsBucket, feedsBucket, devicesBucket, usernamesBucket}
+)
+
+var (
+	// ErrLocked is returned by Open when another process holds the file.
+	ErrLocked = errors.New("locked by another process (is feedmq serve running?)")
+	// ErrClosed is returned by AppendEntry after Close.
+	ErrClosed = errors.New("database is closed")
+)
+
+// Options tune Open. The zero value is ready to use.
+type Options struct {
+	// Now returns the current time; tests replace it. Default time.Now.
+	Now func() time.Time
+	// Timeout bounds the wait for the file lock. Default 1s, so that an
+	// admin command next to a running server fails fast instead of hanging.
+	Timeout time.Duration
+}
+
+func (o *Options) ensureDefaults() {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = time.Second
+	}
+}
+
+// DB is an open feedmq database.
+type DB struct {
+	bolt *bolt.DB
+	path string
+	now  func() time.Time
+	w    *writer
+}
+
+// Open opens or creates the database at path, creating its directory if
+// needed. Only one process may have a database open at a time.
+func Open(path string, opts Options) (*DB, error) {
+	opts.ensureDefaults()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create database directory: %w", err)
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("database %s is %w", path, ErrLocked)
+	} else if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	if err := bdb.Update(initSchema); err != nil {
+		bdb.Close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	db := &DB{bolt: bdb, path: path, now: opts.Now}
+	db.w = newWriter(db)
+	return db, nil
+}
+
+// Close flushes queued appends, stops the writer and closes the file.
+// Calling it again is a no-op.
+func (db *DB) Close() error {
+	if !db.w.stop() {
+		return nil
+	}
+	if err := db.bolt.Close(); err != nil {
+		return fmt.Errorf("close database %s: %w", db.path, err)
+	}
+	return nil
+}
+
+// Path returns the path of the database file.
+func (db *DB) Path() string { return db.path }
+
+// initSchema stamps a new file and refuses files that a newer feedmq wrote
+// or that something else wrote: writing our buckets into them would corrupt
+// data we do not understand.
+func initSchema(tx *bolt.Tx) error {
+	meta := tx.Bucket(metaBucket)
+	if meta == nil {
+		if err := checkEmpty(tx); err != nil {
+			return err
+		}
+		var err error
+		if meta, err = tx.CreateBucket(metaBucket); err != nil {
+			return fmt.Errorf("create meta bucket: %w", err)
+		}
+		if err := meta.Put(schemaVersionKey, itob(SchemaVersion)); err != nil {
+			return fmt.Errorf("write schema version: %w", err)
+		}
+	}
+	if err := checkVersion(meta); err != nil {
+		return err
+	}
+	for _, name := range dataBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// checkEmpty refuses a file without our meta bucket that holds anything.
+func checkEmpty(tx *bolt.Tx) error {
+	return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+		return fmt.Errorf("not a feedmq database (unknown bucket %q); use another --data directory", name)
+	})
+}
+
+func checkVersion(meta *bolt.Bucket) error {
+	v := meta.Get(schemaVersionKey)
+	if len(v) != 8 {
+		return fmt.Errorf("not a feedmq database (no valid schema_version)")
+	}
+	if n := btoi(v); n > SchemaVersion {
+		return fmt.Errorf("schema version %d is newer than this feedmq supports (%d); upgrade feedmq", n, SchemaVersion)
+	} else if n < 1 {
+		return fmt.Errorf("invalid schema version %d", n)
+	}
+	return nil
+}
+
+// update runs fn in a write transaction. bbolt cannot abandon a
+// transaction midway, so ctx is only checked before it starts.
+// Application errors pass through untouched so callers can branch on their
+// code; anything else gets op as context.
+func (db *DB) update(ctx context.Context, op string, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return wrap(op, db.bolt.Update(fn))
+}
+
+// view is update for read-only transactions.
+func (db *DB) view(ctx context.Context, op string, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return wrap(op, db.bolt.View(fn))
+}
+
+func wrap(op string, err error) error {
+	if err == nil || channels.ErrorCode(err) != channels.EINTERNAL {
+		return err
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// itob encodes an ID as a key that sorts numerically.
+func itob(v uint64) []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), v)
+}
+
+func btoi(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
+
+func channelNotFound(id uint64) error {
+	return channels.Errorf(channels.ENOTFOUND, "channel %d not found", id)
+}
