@@ -22,9 +22,15 @@ const (
 type Error struct {
 	Code    string
 	Message string
+	// Err is the sentinel or cause the error wraps, or nil. Parse errors
+	// set it to ErrTopic, ErrPayload or ErrTooLarge.
+	Err error
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// Unwrap returns e.Err, so that errors.Is sees the wrapped sentinel.
+func (e *Error) Unwrap() error { return e.Err }
 
 // Errorf returns an *Error with the given code and formatted message.
 func Errorf(code, format string, args ...any) *Error {
@@ -54,8 +60,9 @@ func ErrorMessage(err error) string {
 	return "internal error"
 }
 
-// Sentinel errors of parsing. They wrap into *Error via Is so callers can
-// test either way.
+// Sentinel errors of parsing. ParseTopic and ParsePayload return them
+// wrapped in an *Error with code EINVALID (Error.Err), so callers can test
+// with errors.Is or with ErrorCode.
 var (
 	// ErrTopic is returned for a topic that is not a feedmq channel topic.
 	ErrTopic = errors.New("not a channel topic")
