@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/channels"
+)
+
+const channelListHint = "feedmq channel list"
+
+func newChannelCommand() *cobra.Command {
+	cmd := newGroupCommand("channel", "Create and manage channels (feeds of up to eight fields)")
+	cmd.AddCommand(
+		newChannelCreateCommand(), newChannelListCommand(), newChannelShowCommand(),
+		newChannelUpdateCommand(), newChannelRegenerateKeyCommand(),
+		newChannelDeleteCommand(), newChannelClearCommand(),
+	)
+	return cmd
+}
+
+// printChannelResult prints a channel as JSON or as a human table.
+func printChannelResult(cmd *cobra.Command, c *channels.Channel) error {
+	if asJSON(cmd) {
+		return writeJSON(cmd.OutOrStdout(), newChannelJSON(c))
+	}
+	return printChannel(cmd.OutOrStdout(), c)
+}
+
+// addJSONFlag adds --json; asJSON reads it.
+func addJSONFlag(cmd *cobra.Command) {
+	cmd.Flags().Bool("json", false, "print JSON instead of a table")
+}
+
+func asJSON(cmd *cobra.Command) bool {
+	b, _ := cmd.Flags().GetBool("json")
+	return b
+}
+
+type channelCreateOptions struct {
+	name, description string
+	fields            []string
+	public            bool
+}
+
+func newChannelCreateCommand() *cobra.Command {
+	var o channelCreateOptions
+	cmd := &cobra.Command{
+		Use:   "create --name NAME [--description TEXT] [--field N=LABEL]... [--public]",
+		Short: "Create a channel with fresh write and read API keys",
+		Long: `Create a channel. Without --field, all eight fields are enabled and labelled
+"Field 1".."Field 8"; with --field, only the given fields are enabled.`,
+		Example: `  feedmq channel create --name "Weather station" --field 1=Temperature --field 2=Humidity`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			spec, err := o.spec()
+			if err != nil {
+				return err
+			}
+			return withAdmin(cmd, func(ctx context.Context, a admin) error {
+				c, err := a.CreateChannel(ctx, spec)
+				if err != nil {
+					return err
+				}
+				return printChannelResult(cmd, c)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.name, "name", "", "channel name (required)")
+	f.StringVar(&o.description, "description", "", "channel description")
+	f.StringArrayVar(&o.fields, "field", nil, "enable field N with LABEL (repeatable; N from 1 to 8)")
+	f.BoolVar(&o.public, "public", false, "anyone may subscribe without the read API key")
+	addJSONFlag(cmd)
+	return cmd
+}
+
+func (o *channelCreateOptions) spec() (auth.ChannelSpec, error) {
+	if o.name == "" {
+		return auth.ChannelSpec{}, errors.New(`--name is required, e.g. feedmq channel create --name "Weather station"`)
+	}
+	fields, err := parseFields(o.fields, false)
+	if err != nil {
+		return auth.ChannelSpec{}, err
+	}
+	spec := auth.ChannelSpec{Name: o.name, Description: o.description, Public: o.public}
+	for n, label := range fields {
+		spec.Fields[n-1] = label
+	}
+	return spec, nil
+}
+
+func newChannelListCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List channels",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withAdmin(cmd, func(ctx context.Context, a admin) error {
+				list, err := a.ListChannels(ctx)
+				if err != nil {
+					return err
+				}
+				if asJSON(cmd) {
+					out := make([]channelJSON, len(list))
+					for i, c := range list {
+						out[i] = newChannelJSON(c)
+					}
+					return writeJSON(cmd.OutOrStdout(), out)
+				}
+				return printChannelList(cmd.OutOrStdout(), list)
+			})
+		},
+	}
+	addJSONFlag(cmd)
+	return cmd
+}
+
+// channelIDCommand builds a command that takes one channel ID and runs f.
+func channelIDCommand(use, short string, f func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  oneID("channel"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID("channel", args[0])
+			if err != nil {
+				return err
+			}
+			return withAdmin(cmd, func(ctx context.Context, a admin) error {
+				return withHint(f(cmd, ctx, a, id), channelListHint)
+			})
+		},
+	}
+	addJSONFlag(cmd)
+	return cmd
+}
+
+func newChannelShowCommand() *cobra.Command {
+	return channelIDCommand("show ID", "Show a channel with its API keys",
+		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+			c, err := a.Channel(ctx, id)
+			if err != nil {
+				return err
+			}
+			return printChannelResult(cmd, c)
+		})
+}
+
+func newChannelDeleteCommand() *cobra.Command {
+	return channelIDCommand("delete ID", "Delete a channel, its feed and every device's access to it",
+		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+			if err := a.DeleteChannel(ctx, id); err != nil {
+				return err
+			}
+			return printDone(cmd, id, "deleted", fmt.Sprintf("Channel %d deleted.", id))
+		})
+}
+
+func newChannelClearCommand() *cobra.Command {
+	return channelIDCommand("clear ID", "Delete every entry of a channel; entry IDs restart at 1",
+		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+			if err := a.ClearChannel(ctx, id); err != nil {
+				return err
+			}
+			return printDone(cmd, id, "cleared", fmt.Sprintf("Channel %d cleared; entry IDs restart at 1.", id))
+		})
+}
+
+// printDone reports a change that returns nothing: {"id":N,"<what>":true}
+// with --json, else a sentence.
+func printDone(cmd *cobra.Command, id uint64, what, sentence string) error {
+	if asJSON(cmd) {
+		return writeJSON(cmd.OutOrStdout(), map[string]any{"id": id, what: true})
+	}
+	_, err := fmt.Fprintln(cmd.OutOrStdout(), sentence)
+	return err
+}
+
+type channelUpdateOptions struct {
+	name, description string
+	fields            []string
+	public            bool
+}
+
+func newChannelUpdateCommand() *cobra.Command {
+	var (
+		o channelUpdateOptions
+		u auth.ChannelUpdate
+	)
+	cmd := channelIDCommand("update ID [--name NAME] [--description TEXT] [--field N=LABEL]... [--public=true|false]",
+		"Change a channel's settings",
+		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+			c, err := a.UpdateChannel(ctx, id, u)
+			if err != nil {
+				return err
+			}
+			return printChannelResult(cmd, c)
+		})
+	cmd.Long = `Change a channel's settings; only the flags given change. --field N=LABEL
+enables or relabels field N; --field N= disables it.`
+	cmd.PreRunE = func(cmd *cobra.Command, _ []string) (err error) {
+		u, err = o.update(cmd)
+		return err
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.name, "name", "", "new channel name")
+	f.StringVar(&o.description, "description", "", "new description")
+	f.StringArrayVar(&o.fields, "field", nil, "set the label of field N; N= disables it (repeatable)")
+	f.BoolVar(&o.public, "public", false, "make the channel public (true) or private (false)")
+	return cmd
+}
+
+func (o *channelUpdateOptions) update(cmd *cobra.Command) (auth.ChannelUpdate, error) {
+	var u auth.ChannelUpdate
+	f := cmd.Flags()
+	if f.Changed("name") {
+		u.Name = &o.name
+	}
+	if f.Changed("description") {
+		u.Description = &o.description
+	}
+	if f.Changed("public") {
+		u.Public = &o.public
+	}
+	fields, err := parseFields(o.fields, true)
+	if err != nil {
+		return u, err
+	}
+	if len(fields) > 0 {
+		u.Fields = fields
+	}
+	if u.Name == nil && u.Description == nil && u.Public == nil && u.Fields == nil {
+		return u, errors.New("nothing to update; give --name, --description, --field or --public")
+	}
+	return u, nil
+}
+
+func newChannelRegenerateKeyCommand() *cobra.Command {
+	var write, read bool
+	cmd := channelIDCommand("regenerate-key ID --write | --read",
+		"Replace a channel's write or read API key; the old key stops working at once",
+		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+			c, err := a.RegenerateKey(ctx, id, write)
+			if err != nil {
+				return err
+			}
+			if asJSON(cmd) {
+				return writeJSON(cmd.OutOrStdout(), newChannelJSON(c))
+			}
+			kind, key := "read", c.ReadKey
+			if write {
+				kind, key = "write", c.WriteKey
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "New %s API key of channel %d: %s\n", kind, id, key)
+			return err
+		})
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		if write == read {
+			return errors.New("give exactly one of --write and --read")
+		}
+		return nil
+	}
+	cmd.Flags().BoolVar(&write, "write", false, "replace the write API key")
+	cmd.Flags().BoolVar(&read, "read", false, "replace the read API key")
+	return cmd
+}

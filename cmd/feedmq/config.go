@@ -1,0 +1,364 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/channels"
+)
+
+// Config is feedmq's configuration: defaults, then the YAML file given with
+// --config, then the flags the user set. configs/feedmq.yaml documents
+// every key.
+type Config struct {
+	// DataDir holds the database and the admin socket; "" means
+	// $STATE_DIRECTORY when set (systemd), else ./feedmq-data.
+	DataDir   string `yaml:"data_dir"`
+	LogLevel  string `yaml:"log_level"`  // debug, info, warn or error
+	LogFormat string `yaml:"log_format"` // text or json
+
+	Listeners ListenersConfig `yaml:"listeners"`
+	TLS       TLSConfig       `yaml:"tls"`
+
+	// Anonymous allows connections without a username.
+	Anonymous      bool     `yaml:"anonymous"`
+	IdleTimeout    Duration `yaml:"idle_timeout"`
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+
+	Limits LimitsConfig `yaml:"limits"`
+}
+
+// ListenersConfig holds listen addresses; "off" disables a listener.
+type ListenersConfig struct {
+	MQTT  string `yaml:"mqtt"`
+	WS    string `yaml:"ws"`
+	MQTTS string `yaml:"mqtts"` // "" means :8883 when tls.cert is set, else off
+	WSS   string `yaml:"wss"`   // "" means :8084 when tls.cert is set, else off
+	HTTP  string `yaml:"http"`
+}
+
+// TLSConfig names the certificate of the TLS listeners.
+type TLSConfig struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// LimitsConfig caps what one instance holds and accepts.
+type LimitsConfig struct {
+	MaxDevices           int `yaml:"max_devices"`             // 0: no limit
+	MaxChannelsPerDevice int `yaml:"max_channels_per_device"` // 0: no limit
+	MaxPayload           int `yaml:"max_payload"`             // bytes per publish
+	MaxValueLen          int `yaml:"max_value_len"`           // characters per value
+}
+
+// Default listener addresses of DESIGN §2 and §6.
+const (
+	defaultMQTTS = ":8883"
+	defaultWSS   = ":8084"
+	off          = "off"
+)
+
+// maxPayloadLimit bounds limits.max_payload: far above any sensor
+// reading, far below what would let one client exhaust memory.
+const maxPayloadLimit = 1 << 20
+
+// DefaultConfig returns the configuration used when no file and no flag
+// says otherwise.
+func DefaultConfig() Config {
+	al, cl := auth.DefaultLimits(), channels.DefaultLimits()
+	return Config{
+		LogLevel:  "info",
+		LogFormat: "text",
+		Listeners: ListenersConfig{MQTT: ":1883", WS: ":8083", HTTP: ":8080"},
+		Anonymous: true,
+
+		IdleTimeout:    Duration(time.Hour),
+		ConnectTimeout: Duration(10 * time.Second),
+		Limits: LimitsConfig{
+			MaxDevices: al.MaxDevices, MaxChannelsPerDevice: al.MaxChannelsPerDevice,
+			MaxPayload: cl.MaxPayload, MaxValueLen: cl.MaxValueLen,
+		},
+	}
+}
+
+// ReadConfigFile decodes the YAML file at path over c. Unknown keys and
+// values of the wrong type are errors that name the key and line.
+func ReadConfigFile(path string, c *Config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	if err := decodeConfig(b, c); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// decodeConfig decodes YAML b over c with unknown keys refused.
+func decodeConfig(b []byte, c *Config) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	err := dec.Decode(c)
+	if errors.Is(err, io.EOF) {
+		return nil // empty file: nothing overrides the defaults
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return namedErrors(te, keyPaths(&doc))
+	}
+	return err
+}
+
+var (
+	lineRE         = regexp.MustCompile(`^line (\d+): (.*)$`)
+	unknownFieldRE = regexp.MustCompile(`^field (\S+) not found in type`)
+)
+
+// namedErrors rewrites yaml.v3's "line N: ..." messages so that each
+// names the dotted key it is about.
+func namedErrors(te *yaml.TypeError, paths map[int]string) error {
+	msgs := make([]string, 0, len(te.Errors))
+	for _, m := range te.Errors {
+		sub := lineRE.FindStringSubmatch(m)
+		if sub == nil {
+			msgs = append(msgs, m)
+			continue
+		}
+		line, _ := strconv.Atoi(sub[1])
+		key, msg := paths[line], sub[2]
+		if u := unknownFieldRE.FindStringSubmatch(msg); u != nil {
+			if key == "" {
+				key = u[1]
+			}
+			msgs = append(msgs, fmt.Sprintf("line %d: unknown key %q (see configs/feedmq.yaml for the valid keys)", line, key))
+			continue
+		}
+		if key == "" {
+			msgs = append(msgs, m)
+			continue
+		}
+		msgs = append(msgs, fmt.Sprintf("line %d: %s: %s", line, key, msg))
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// keyPaths maps line numbers of a YAML document to the dotted path of the
+// key written there, e.g. 12 -> "limits.max_devices".
+func keyPaths(doc *yaml.Node) map[int]string {
+	paths := make(map[int]string)
+	var walk func(n *yaml.Node, prefix string)
+	walk = func(n *yaml.Node, prefix string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, prefix)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				path := prefix + k.Value
+				if _, ok := paths[k.Line]; !ok {
+					paths[k.Line] = path
+				}
+				if _, ok := paths[v.Line]; !ok && v.Kind == yaml.ScalarNode {
+					paths[v.Line] = path
+				}
+				walk(v, path+".")
+			}
+		}
+	}
+	walk(doc, "")
+	return paths
+}
+
+// Validate checks every value and names the key of the first bad one.
+func (c *Config) Validate() error {
+	checks := []func() error{c.validateLogging, c.validateListeners, c.validateTimeouts, c.validateLimits}
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateLogging() error {
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return fmt.Errorf("log_level: %w", err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("log_format: %q is not text or json", c.LogFormat)
+	}
+	return nil
+}
+
+func (c *Config) validateListeners() error {
+	l := c.Listeners
+	for _, a := range []struct {
+		key, addr string
+		auto      bool
+	}{{"mqtt", l.MQTT, false}, {"ws", l.WS, false}, {"mqtts", l.MQTTS, true}, {"wss", l.WSS, true}, {"http", l.HTTP, false}} {
+		if err := validateAddr(a.addr, a.auto); err != nil {
+			return fmt.Errorf("listeners.%s: %w", a.key, err)
+		}
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return errors.New("tls: cert and key go together; set both tls.cert and tls.key (--tls-cert, --tls-key) or neither")
+	}
+	if c.TLS.Cert == "" {
+		if l.MQTTS != "" && l.MQTTS != off {
+			return errors.New("listeners.mqtts: needs a certificate; set tls.cert and tls.key (--tls-cert, --tls-key)")
+		}
+		if l.WSS != "" && l.WSS != off {
+			return errors.New("listeners.wss: needs a certificate; set tls.cert and tls.key (--tls-cert, --tls-key)")
+		}
+	}
+	return nil
+}
+
+// validateAddr accepts "off", HOST:PORT with a numeric port, and "" when
+// the listener has an automatic default.
+func validateAddr(addr string, auto bool) error {
+	if addr == off || (addr == "" && auto) {
+		return nil
+	}
+	if addr == "" {
+		return errors.New(`address is empty; give HOST:PORT such as ":1883", or "off"`)
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf(`%q is not HOST:PORT (such as ":1883" or "127.0.0.1:1883") or "off"`, addr)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n > 65535 {
+		return fmt.Errorf("%q: port must be a number from 0 to 65535", addr)
+	}
+	return nil
+}
+
+func (c *Config) validateTimeouts() error {
+	if c.IdleTimeout <= 0 {
+		return fmt.Errorf("idle_timeout: must be positive (got %s)", c.IdleTimeout)
+	}
+	if c.ConnectTimeout <= 0 {
+		return fmt.Errorf("connect_timeout: must be positive (got %s)", c.ConnectTimeout)
+	}
+	return nil
+}
+
+func (c *Config) validateLimits() error {
+	l := c.Limits
+	switch {
+	case l.MaxDevices < 0:
+		return fmt.Errorf("limits.max_devices: must not be negative (got %d; 0 means no limit)", l.MaxDevices)
+	case l.MaxChannelsPerDevice < 0:
+		return fmt.Errorf("limits.max_channels_per_device: must not be negative (got %d; 0 means no limit)", l.MaxChannelsPerDevice)
+	case l.MaxPayload < 1 || l.MaxPayload > maxPayloadLimit:
+		return fmt.Errorf("limits.max_payload: must be from 1 to %d bytes (got %d)", maxPayloadLimit, l.MaxPayload)
+	case l.MaxValueLen < 1 || l.MaxValueLen > l.MaxPayload:
+		return fmt.Errorf("limits.max_value_len: must be from 1 to limits.max_payload (%d) (got %d)", l.MaxPayload, l.MaxValueLen)
+	}
+	return nil
+}
+
+// dataDir returns the data directory: data_dir, else $STATE_DIRECTORY
+// (the first one, as systemd may list several), else ./feedmq-data.
+func (c *Config) dataDir() string {
+	if c.DataDir != "" {
+		return c.DataDir
+	}
+	if s := os.Getenv("STATE_DIRECTORY"); s != "" {
+		first, _, _ := strings.Cut(s, ":")
+		return first
+	}
+	return "feedmq-data"
+}
+
+func (c *Config) dbPath() string     { return filepath.Join(c.dataDir(), "feedmq.db") }
+func (c *Config) socketPath() string { return filepath.Join(c.dataDir(), "feedmq.sock") }
+
+// mqttsAddr and wssAddr resolve the automatic TLS listener addresses.
+func (c *Config) mqttsAddr() string { return autoTLSAddr(c.Listeners.MQTTS, defaultMQTTS, c.TLS.Cert) }
+func (c *Config) wssAddr() string   { return autoTLSAddr(c.Listeners.WSS, defaultWSS, c.TLS.Cert) }
+
+func autoTLSAddr(addr, def, cert string) string {
+	switch {
+	case addr != "":
+		return addr
+	case cert != "":
+		return def
+	}
+	return off
+}
+
+func (c *Config) authLimits() auth.Limits {
+	return auth.Limits{MaxDevices: c.Limits.MaxDevices, MaxChannelsPerDevice: c.Limits.MaxChannelsPerDevice}
+}
+
+func (c *Config) payloadLimits() channels.Limits {
+	return channels.Limits{MaxPayload: c.Limits.MaxPayload, MaxValueLen: c.Limits.MaxValueLen}
+}
+
+// applyFlags copies the flags the user set over c; flags left at their
+// default never override the file.
+func applyFlags(fs *pflag.FlagSet, c *Config) error {
+	strs := map[string]*string{
+		"data": &c.DataDir, "log-level": &c.LogLevel, "log-format": &c.LogFormat,
+		"mqtt": &c.Listeners.MQTT, "ws": &c.Listeners.WS, "mqtts": &c.Listeners.MQTTS,
+		"wss": &c.Listeners.WSS, "http": &c.Listeners.HTTP,
+		"tls-cert": &c.TLS.Cert, "tls-key": &c.TLS.Key,
+	}
+	for name, p := range strs {
+		if f := fs.Lookup(name); f != nil && f.Changed {
+			*p = f.Value.String()
+		}
+	}
+	var err error
+	if f := fs.Lookup("anonymous"); f != nil && f.Changed {
+		c.Anonymous, err = fs.GetBool("anonymous")
+	}
+	if f := fs.Lookup("idle-timeout"); f != nil && f.Changed && err == nil {
+		var d time.Duration
+		d, err = fs.GetDuration("idle-timeout")
+		c.IdleTimeout = Duration(d)
+	}
+	return err
+}
+
+// Duration is a time.Duration written in YAML as a Go duration string
+// such as "90s" or "1h".
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// UnmarshalYAML parses a Go duration string. A bad value is reported as a
+// type error so that it names its key like the others.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		return &yaml.TypeError{Errors: []string{
+			fmt.Sprintf("line %d: %q is not a duration; write it like 90s, 10m or 1h", n.Line, n.Value),
+		}}
+	}
+	*d = Duration(v)
+	return nil
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The documented configuration file lists every key with its default.
+func TestDefaultConfigFile(t *testing.T) {
+	b, err := os.ReadFile("../../configs/feedmq.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Decode into a zero Config: a key missing from the file stays zero
+	// and shows up as a difference.
+	var got Config
+	if err := decodeConfig(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if want := DefaultConfig(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("configs/feedmq.yaml differs from DefaultConfig():\n got %+v\nwant %+v", got, want)
+	}
+	if err := got.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Every invalid configuration is refused with an error naming its key.
+func TestInvalidConfig(t *testing.T) {
+	for file, want := range map[string]string{
+		"unknown-key.yaml":            `line 2: unknown key "loglevel"`,
+		"unknown-nested-key.yaml":     `line 3: unknown key "limits.max_device"`,
+		"bad-duration.yaml":           `line 2: idle_timeout: "1 hour" is not a duration`,
+		"negative-limit.yaml":         "limits.max_devices: must not be negative",
+		"wrong-type.yaml":             "line 3: limits.max_payload: cannot unmarshal",
+		"bad-log-level.yaml":          `log_level: "verbose" is not debug, info, warn or error`,
+		"bad-log-format.yaml":         `log_format: "xml" is not text or json`,
+		"bad-address.yaml":            `listeners.mqtt: "localhost" is not HOST:PORT`,
+		"tls-cert-without-key.yaml":   "tls: cert and key go together",
+		"mqtts-without-cert.yaml":     "listeners.mqtts: needs a certificate",
+		"value-len-over-payload.yaml": "limits.max_value_len: must be from 1 to limits.max_payload (100)",
+		"zero-timeout.yaml":           "connect_timeout: must be positive",
+		"syntax-error.yaml":           "did not find expected",
+	} {
+		t.Run(strings.TrimSuffix(file, ".yaml"), func(t *testing.T) {
+			path := filepath.Join("../../testdata/config", file)
+			_, _, err := runCommand(t, "--data", t.TempDir(), "--config", path, "channel", "list")
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), want) {
+				t.Fatalf("error %q does not contain %q", err, want)
+			}
+			if !strings.Contains(err.Error(), file) && !strings.HasPrefix(err.Error(), "invalid configuration: ") {
+				t.Fatalf("error %q names neither the file nor the configuration", err)
+			}
+		})
+	}
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "feedmq.yaml")
+	writeFile(t, path, "log_level: debug\nidle_timeout: 5m\nlisteners:\n  mqtt: \":1999\"\n  ws: \"off\"\nlimits:\n  max_devices: 3\n")
+
+	t.Run("FileOverridesDefaults", func(t *testing.T) {
+		cfg := serveConfig(t, "--config", path)
+		want := DefaultConfig()
+		want.LogLevel, want.IdleTimeout = "debug", Duration(5*time.Minute)
+		want.Listeners.MQTT, want.Listeners.WS = ":1999", "off"
+		want.Limits.MaxDevices = 3
+		if !reflect.DeepEqual(cfg, want) {
+			t.Fatalf("got %+v\nwant %+v", cfg, want)
+		}
+	})
+	t.Run("FlagsOverrideFile", func(t *testing.T) {
+		cfg := serveConfig(t, "--config", path, "--mqtt", "127.0.0.1:0", "--idle-timeout", "90s",
+			"--anonymous=false", "--data", "/srv/feedmq", "--log-format", "json")
+		if cfg.Listeners.MQTT != "127.0.0.1:0" || cfg.IdleTimeout != Duration(90*time.Second) ||
+			cfg.Anonymous || cfg.DataDir != "/srv/feedmq" || cfg.LogFormat != "json" {
+			t.Fatalf("flags did not override: %+v", cfg)
+		}
+		// Flags left at their defaults do not override the file.
+		if cfg.LogLevel != "debug" || cfg.Listeners.WS != "off" {
+			t.Fatalf("unset flags overrode the file: %+v", cfg)
+		}
+	})
+	t.Run("BadFlag", func(t *testing.T) {
+		_, _, err := runCommand(t, "serve", "--mqtt", "nowhere", "--data", t.TempDir())
+		if err == nil || !strings.Contains(err.Error(), "listeners.mqtt") {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+// serveConfig parses args as `feedmq serve` flags and returns the
+// resulting configuration.
+func serveConfig(t *testing.T, args ...string) Config {
+	t.Helper()
+	serve, _, err := newRootCommand().Find([]string{"serve"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := serve.ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(serve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestDataDir(t *testing.T) {
+	for _, tt := range []struct {
+		name, dataDir, env, want string
+	}{
+		{"Default", "", "", "feedmq-data"},
+		{"StateDirectory", "", "/var/lib/feedmq", "/var/lib/feedmq"},
+		{"FirstStateDirectory", "", "/var/lib/feedmq:/var/lib/other", "/var/lib/feedmq"},
+		{"ConfigWins", "/srv/feedmq", "/var/lib/feedmq", "/srv/feedmq"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("STATE_DIRECTORY", tt.env)
+			c := Config{DataDir: tt.dataDir}
+			if got := c.dataDir(); got != tt.want {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTLSAddrs(t *testing.T) {
+	c := DefaultConfig()
+	if c.mqttsAddr() != "off" || c.wssAddr() != "off" {
+		t.Fatalf("without a certificate: %q %q", c.mqttsAddr(), c.wssAddr())
+	}
+	c.TLS = TLSConfig{Cert: "c.pem", Key: "k.pem"}
+	if c.mqttsAddr() != ":8883" || c.wssAddr() != ":8084" {
+		t.Fatalf("with a certificate: %q %q", c.mqttsAddr(), c.wssAddr())
+	}
+	c.Listeners.WSS = "off"
+	if c.wssAddr() != "off" {
+		t.Fatal("wss: off ignored")
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEmptyConfigFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "empty.yaml")
+	writeFile(t, path, "# nothing set\n")
+	if cfg := serveConfig(t, "--config", path); !reflect.DeepEqual(cfg, DefaultConfig()) {
+		t.Fatalf("got %+v", cfg)
+	}
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/channels"
+)
+
+func newDeviceCommand() *cobra.Command {
+	cmd := newGroupCommand("device", "Create and manage devices (MQTT credentials with rights on channels)")
+	cmd.AddCommand(
+		newDeviceCreateCommand(), newDeviceListCommand(), newDeviceShowCommand(),
+		newDeviceAuthorizeCommand(), newDeviceDeauthorizeCommand(),
+		newDeviceResetPasswordCommand(), newDeviceDeleteCommand(),
+	)
+	return cmd
+}
+
+func printDeviceResult(cmd *cobra.Command, d *auth.Device) error {
+	if asJSON(cmd) {
+		return writeJSON(cmd.OutOrStdout(), newDeviceJSON(d, ""))
+	}
+	return printDevice(cmd.OutOrStdout(), d)
+}
+
+const channelFlagUsage = "channel the device may use, as ID (publish and subscribe), ID:pub, ID:sub or ID:pubsub (repeatable)"
+
+func newDeviceCreateCommand() *cobra.Command {
+	var (
+		name   string
+		chans  []string
+		grants []auth.Grant
+		creds  credentialOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "create --name NAME [--channel ID[:pub|:sub|:pubsub]]... [--format text|json|env|arduino] [--output FILE]",
+		Short: "Create a device with generated MQTT credentials",
+		Long: `Create a device: a client ID, username and password for MQTT, with rights on
+channels. The password is shown only now; only a hash is stored.`,
+		Example: `  feedmq device create --name esp32-garden --channel 1 --format arduino --output mqtt_secrets.h`,
+		Args:    cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) (err error) {
+			if name == "" {
+				return errors.New(`--name is required, e.g. feedmq device create --name esp32-garden --channel 1`)
+			}
+			if grants, err = parseGrants(chans); err != nil {
+				return err
+			}
+			return creds.check(cmd)
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withAdmin(cmd, func(ctx context.Context, a admin) error {
+				f, err := creds.openOutput()
+				if err != nil {
+					return err
+				}
+				c, err := a.CreateDevice(ctx, name, grants)
+				if err != nil {
+					abandon(f)
+					return deviceHint(err)
+				}
+				return creds.emit(cmd, f, c, "created")
+			})
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "device name (required)")
+	cmd.Flags().StringArrayVar(&chans, "channel", nil, channelFlagUsage)
+	creds.addFlags(cmd)
+	return cmd
+}
+
+func newDeviceResetPasswordCommand() *cobra.Command {
+	var creds credentialOptions
+	cmd := deviceIDCommand("reset-password ID [--format text|json|env|arduino] [--output FILE]",
+		"Give a device a new password; the old one stops working and its connections are closed",
+		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+			f, err := creds.openOutput()
+			if err != nil {
+				return err
+			}
+			c, err := a.ResetPassword(ctx, id)
+			if err != nil {
+				abandon(f)
+				return err
+			}
+			return creds.emit(cmd, f, c, "has a new password")
+		})
+	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error { return creds.check(cmd) }
+	creds.addFlags(cmd)
+	return cmd
+}
+
+// deviceIDCommand builds a command that takes one device ID and runs f.
+func deviceIDCommand(use, short string, f func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  oneID("device"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID("device", args[0])
+			if err != nil {
+				return err
+			}
+			return withAdmin(cmd, func(ctx context.Context, a admin) error {
+				return deviceHint(f(cmd, ctx, a, id))
+			})
+		},
+	}
+	addJSONFlag(cmd)
+	return cmd
+}
+
+func newDeviceListCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List devices",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withAdmin(cmd, func(ctx context.Context, a admin) error {
+				list, err := a.ListDevices(ctx)
+				if err != nil {
+					return err
+				}
+				if asJSON(cmd) {
+					out := make([]deviceJSON, len(list))
+					for i, d := range list {
+						out[i] = newDeviceJSON(d, "")
+					}
+					return writeJSON(cmd.OutOrStdout(), out)
+				}
+				return printDeviceList(cmd.OutOrStdout(), list)
+			})
+		},
+	}
+	addJSONFlag(cmd)
+	return cmd
+}
+
+func newDeviceShowCommand() *cobra.Command {
+	return deviceIDCommand("show ID", "Show a device and its channels (never its password)",
+		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+			d, err := a.Device(ctx, id)
+			if err != nil {
+				return err
+			}
+			return printDeviceResult(cmd, d)
+		})
+}
+
+func newDeviceDeleteCommand() *cobra.Command {
+	return deviceIDCommand("delete ID", "Delete a device and close its connections",
+		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+			if err := a.DeleteDevice(ctx, id); err != nil {
+				return err
+			}
+			return printDone(cmd, id, "deleted", fmt.Sprintf("Device %d deleted.", id))
+		})
+}
+
+func newDeviceAuthorizeCommand() *cobra.Command {
+	var (
+		chans  []string
+		grants []auth.Grant
+	)
+	cmd := deviceIDCommand("authorize ID --channel ID[:pub|:sub|:pubsub]...",
+		"Give a device rights on channels (replacing its rights on those channels)",
+		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+			d, err := a.AuthorizeDevice(ctx, id, grants)
+			if err != nil {
+				return err
+			}
+			return printDeviceResult(cmd, d)
+		})
+	cmd.PreRunE = func(*cobra.Command, []string) (err error) {
+		if len(chans) == 0 {
+			return errors.New("give at least one --channel, e.g. --channel 3:pub")
+		}
+		grants, err = parseGrants(chans)
+		return err
+	}
+	cmd.Flags().StringArrayVar(&chans, "channel", nil, channelFlagUsage)
+	return cmd
+}
+
+func newDeviceDeauthorizeCommand() *cobra.Command {
+	var ch string
+	cmd := deviceIDCommand("deauthorize ID --channel ID",
+		"Remove a device's rights on a channel; its subscriptions stop receiving at once",
+		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+			chID, _ := parseID("channel", ch) // checked in PreRunE
+			d, err := a.DeauthorizeDevice(ctx, id, chID)
+			if err != nil {
+				if channels.ErrorCode(err) == channels.ENOTFOUND && strings.Contains(err.Error(), "not authorized") {
+					return fmt.Errorf("%w; see `feedmq device show %d`", err, id)
+				}
+				return err
+			}
+			return printDeviceResult(cmd, d)
+		})
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		if ch == "" {
+			return errors.New("give the --channel to remove, e.g. --channel 3")
+		}
+		if strings.Contains(ch, ":") {
+			return fmt.Errorf("invalid --channel %q: deauthorize removes all rights on a channel, give just its ID", ch)
+		}
+		_, err := parseID("channel", ch)
+		return err
+	}
+	cmd.Flags().StringVar(&ch, "channel", "", "channel to remove the device's rights on")
+	return cmd
+}

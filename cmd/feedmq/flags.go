@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/channels"
+)
+
+// oneID is an Args validator for commands taking exactly one ID.
+func oneID(kind string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return fmt.Errorf("%s takes one %s ID, e.g. `%s 1`", cmd.CommandPath(), kind, cmd.CommandPath())
+		}
+		return nil
+	}
+}
+
+// parseID parses a channel or device ID: a whole number from 1.
+func parseID(kind, s string) (uint64, error) {
+	id, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || id == 0 {
+		return 0, fmt.Errorf("invalid %s ID %q: IDs are whole numbers from 1; see `feedmq %s list`", kind, s, kind)
+	}
+	return id, nil
+}
+
+// parseFields parses --field N=LABEL values into a number -> label map.
+// allowEmpty permits "N=" (disable field N, for update).
+func parseFields(vals []string, allowEmpty bool) (map[int]string, error) {
+	out := make(map[int]string, len(vals))
+	for _, v := range vals {
+		num, label, ok := strings.Cut(v, "=")
+		n, err := strconv.Atoi(strings.TrimSpace(num))
+		if !ok || err != nil {
+			return nil, fmt.Errorf("invalid --field %q: want N=LABEL, e.g. --field 1=Temperature", v)
+		}
+		if n < 1 || n > channels.NumFields {
+			return nil, fmt.Errorf("invalid --field %q: field number must be from 1 to %d", v, channels.NumFields)
+		}
+		if _, dup := out[n]; dup {
+			return nil, fmt.Errorf("--field %d is given twice", n)
+		}
+		if label == "" && !allowEmpty {
+			return nil, fmt.Errorf("invalid --field %q: give a label, e.g. --field %d=Temperature", v, n)
+		}
+		out[n] = label
+	}
+	return out, nil
+}
+
+// parseGrants parses --channel ID[:pub|:sub|:pubsub] values. A bare ID
+// grants publish and subscribe.
+func parseGrants(vals []string) ([]auth.Grant, error) {
+	var out []auth.Grant
+	seen := make(map[uint64]bool)
+	for _, v := range vals {
+		g, err := parseGrant(v)
+		if err != nil {
+			return nil, err
+		}
+		if seen[g.ChannelID] {
+			return nil, fmt.Errorf("--channel %d is given twice", g.ChannelID)
+		}
+		seen[g.ChannelID] = true
+		out = append(out, g)
+	}
+	return out, nil
+}
+
+func parseGrant(v string) (auth.Grant, error) {
+	idStr, mode, hasMode := strings.Cut(v, ":")
+	id, err := strconv.ParseUint(idStr, 10, 64)
+	if err != nil || id == 0 {
+		return auth.Grant{}, fmt.Errorf("invalid --channel %q: want ID, ID:pub, ID:sub or ID:pubsub, e.g. --channel 3:pub", v)
+	}
+	g := auth.Grant{ChannelID: id}
+	switch {
+	case !hasMode || mode == "pubsub":
+		g.Publish, g.Subscribe = true, true
+	case mode == "pub":
+		g.Publish = true
+	case mode == "sub":
+		g.Subscribe = true
+	default:
+		return auth.Grant{}, fmt.Errorf("invalid --channel %q: the suffix must be :pub, :sub or :pubsub", v)
+	}
+	return g, nil
+}
+
+// withHint appends what to do next to a not-found error; other errors
+// pass unchanged. The code of err is kept.
+func withHint(err error, hint string) error {
+	if err == nil || channels.ErrorCode(err) != channels.ENOTFOUND || strings.Contains(err.Error(), "; see `") {
+		return err
+	}
+	return fmt.Errorf("%w; see `%s`", err, hint)
+}
+
+// deviceHint picks the listing that helps with a not-found error of a
+// device command, which may be about the device or about a channel.
+func deviceHint(err error) error {
+	if msg := channels.ErrorMessage(err); strings.HasPrefix(msg, "channel") || strings.Contains(msg, "unknown channel") {
+		return withHint(err, "feedmq channel list")
+	}
+	return withHint(err, "feedmq device list")
+}

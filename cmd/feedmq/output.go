@@ -1,0 +1,176 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/channels"
+)
+
+// channelJSON is the --json shape of a channel (DESIGN §3).
+type channelJSON struct {
+	ID          uint64            `json:"id"`
+	Name        string            `json:"name"`
+	Description string            `json:"description"`
+	Public      bool              `json:"public"`
+	WriteAPIKey string            `json:"write_api_key"`
+	ReadAPIKey  string            `json:"read_api_key"`
+	Fields      map[string]string `json:"fields"` // enabled fields only
+	CreatedAt   string            `json:"created_at"`
+	LastEntryID uint64            `json:"last_entry_id"`
+}
+
+func newChannelJSON(c *channels.Channel) channelJSON {
+	fields := make(map[string]string)
+	for i, label := range c.Fields {
+		if label != "" {
+			fields[channels.FieldName(i+1)] = label
+		}
+	}
+	return channelJSON{
+		ID: c.ID, Name: c.Name, Description: c.Description, Public: c.Public,
+		WriteAPIKey: c.WriteKey, ReadAPIKey: c.ReadKey, Fields: fields,
+		CreatedAt: formatJSONTime(c.CreatedAt), LastEntryID: c.LastEntryID,
+	}
+}
+
+// deviceJSON is the --json shape of a device (DESIGN §3). Password is set
+// only right after create and reset-password.
+type deviceJSON struct {
+	ID        uint64       `json:"id"`
+	Name      string       `json:"name"`
+	ClientID  string       `json:"client_id"`
+	Username  string       `json:"username"`
+	Password  string       `json:"password,omitempty"`
+	Channels  []auth.Grant `json:"channels"`
+	CreatedAt string       `json:"created_at"`
+}
+
+func newDeviceJSON(d *auth.Device, password string) deviceJSON {
+	grants := append([]auth.Grant{}, d.Channels...) // [] rather than null
+	return deviceJSON{
+		ID: d.ID, Name: d.Name, ClientID: d.ClientID, Username: d.Username,
+		Password: password, Channels: grants, CreatedAt: formatJSONTime(d.CreatedAt),
+	}
+}
+
+func formatJSONTime(t time.Time) string { return t.UTC().Format(channels.TimeFormat) }
+
+// formatTime is the human and CSV form of a time, as ThingSpeak's CSV.
+func formatTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
+
+// writeJSON writes v as indented JSON followed by a newline.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table writes aligned columns; call flush when done.
+type table struct{ tw *tabwriter.Writer }
+
+func newTable(w io.Writer) *table { return &table{tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)} }
+
+func (t *table) row(cols ...any) {
+	for i, c := range cols {
+		if i > 0 {
+			fmt.Fprint(t.tw, "\t")
+		}
+		fmt.Fprint(t.tw, c)
+	}
+	fmt.Fprint(t.tw, "\n")
+}
+
+func (t *table) flush() error { return t.tw.Flush() }
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func printChannelList(w io.Writer, list []*channels.Channel) error {
+	t := newTable(w)
+	t.row("ID", "NAME", "PUBLIC", "FIELDS", "LAST ENTRY", "CREATED")
+	for _, c := range list {
+		n := 0
+		for i := 1; i <= channels.NumFields; i++ {
+			if c.FieldEnabled(i) {
+				n++
+			}
+		}
+		t.row(c.ID, c.Name, yesNo(c.Public), n, c.LastEntryID, formatTime(c.CreatedAt))
+	}
+	return t.flush()
+}
+
+func printChannel(w io.Writer, c *channels.Channel) error {
+	t := newTable(w)
+	t.row("ID:", c.ID)
+	t.row("Name:", c.Name)
+	if c.Description != "" {
+		t.row("Description:", c.Description)
+	}
+	t.row("Public:", yesNo(c.Public))
+	t.row("Write API key:", c.WriteKey)
+	t.row("Read API key:", c.ReadKey)
+	for i, label := range c.Fields {
+		if label != "" {
+			t.row(channels.FieldName(i+1)+":", label)
+		}
+	}
+	t.row("Created:", formatTime(c.CreatedAt))
+	t.row("Last entry:", c.LastEntryID)
+	return t.flush()
+}
+
+// grantString renders a grant in --channel syntax, e.g. "3:pubsub".
+func grantString(g auth.Grant) string {
+	s := strconv.FormatUint(g.ChannelID, 10)
+	switch {
+	case g.Publish && g.Subscribe:
+		return s + ":pubsub"
+	case g.Publish:
+		return s + ":pub"
+	}
+	return s + ":sub"
+}
+
+func grantsString(gs []auth.Grant) string {
+	if len(gs) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(gs))
+	for i, g := range gs {
+		parts[i] = grantString(g)
+	}
+	return strings.Join(parts, " ")
+}
+
+func printDeviceList(w io.Writer, list []*auth.Device) error {
+	t := newTable(w)
+	t.row("ID", "NAME", "USERNAME", "CHANNELS", "CREATED")
+	for _, d := range list {
+		t.row(d.ID, d.Name, d.Username, grantsString(d.Channels), formatTime(d.CreatedAt))
+	}
+	return t.flush()
+}
+
+func printDevice(w io.Writer, d *auth.Device) error {
+	t := newTable(w)
+	t.row("ID:", d.ID)
+	t.row("Name:", d.Name)
+	t.row("Client ID:", d.ClientID)
+	t.row("Username:", d.Username)
+	t.row("Channels:", grantsString(d.Channels))
+	t.row("Created:", formatTime(d.CreatedAt))
+	return t.flush()
+}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/broker"
+	"github.com/feedmq/feedmq/internal/adminsock"
+	"github.com/feedmq/feedmq/storage"
+)
+
+func newServeCommand() *cobra.Command {
+	def := DefaultConfig()
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the broker until SIGINT or SIGTERM",
+		Long: `Run the MQTT broker on the data directory. It prints one line per listener
+with its bound address, serves admin commands on the admin socket in the data
+directory, and shuts down cleanly on SIGINT or SIGTERM.
+
+Flags override the --config file, which overrides the defaults. An address
+of "off" disables a listener.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			return runServe(cmd.Context(), cfg, cmd.OutOrStdout(), newLogger(cfg, cmd.ErrOrStderr()))
+		},
+	}
+	f := cmd.Flags()
+	f.String("mqtt", def.Listeners.MQTT, "MQTT over TCP address, or off")
+	f.String("ws", def.Listeners.WS, "MQTT over WebSocket (path /mqtt) address, or off")
+	f.String("mqtts", "", "MQTT over TLS address, or off (default :8883 with --tls-cert)")
+	f.String("wss", "", "MQTT over secure WebSocket address, or off (default :8084 with --tls-cert)")
+	f.String("tls-cert", "", "TLS certificate file (PEM) for mqtts and wss")
+	f.String("tls-key", "", "TLS private key file (PEM) for mqtts and wss")
+	f.String("http", def.Listeners.HTTP, "HTTP address (REST feed API, /metrics, /healthz), or off")
+	f.Bool("anonymous", def.Anonymous, "allow connections without a username (API keys in topics, public channels)")
+	f.Duration("idle-timeout", time.Duration(def.IdleTimeout), "drop a keepalive-0 connection after this long without a packet")
+	return cmd
+}
+
+// listenerNames are the listeners serve reports, in this order.
+var listenerNames = []string{"mqtt", "ws", "mqtts", "wss", "http"}
+
+// runServe runs a server until ctx is done, printing the bound listener
+// addresses to out.
+func runServe(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) error {
+	s, err := openServer(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	for _, name := range listenerNames {
+		if addr := s.broker.Addr(name); addr != nil {
+			fmt.Fprintf(out, "%s listening on %s\n", name, addr)
+		}
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	return s.Close()
+}
+
+// server is a running feedmq instance: database, admin service, broker
+// and admin socket, opened in that order and closed in reverse.
+type server struct {
+	log    *slog.Logger
+	db     *storage.DB
+	svc    *auth.Service
+	broker *broker.Server
+	sock   *adminsock.Server
+}
+
+// serveLockTimeout is how long serve waits for an admin command that has
+// the database open; an admin command holds it for milliseconds.
+const serveLockTimeout = 5 * time.Second
+
+// openServer opens everything cfg describes. When it fails, what it
+// opened is closed again.
+func openServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, error) {
+	s := &server{log: log}
+	if err := s.open(ctx, cfg); err != nil {
+		s.Close()
+		return nil, err
+	}
+	log.Info("feedmq serving", "version", version, "data", cfg.dataDir(), "admin_socket", cfg.socketPath())
+	return s, nil
+}
+
+func (s *server) open(ctx context.Context, cfg Config) (err error) {
+	log := s.log
+	warnUnimplemented(cfg, log)
+	if a, _ := dialAdmin(cfg); a != nil {
+		a.Close()
+		return fmt.Errorf("%w (its admin socket %s answers)", adminsock.ErrRunning, cfg.socketPath())
+	}
+	if s.db, err = storage.Open(cfg.dbPath(), storage.Options{Timeout: serveLockTimeout}); err != nil {
+		return err
+	}
+	if s.svc, err = auth.NewService(ctx, s.db, s.db, cfg.authLimits()); err != nil {
+		return err
+	}
+	if s.broker, err = broker.New(brokerOptions(cfg, log), s.db, s.svc.Registry); err != nil {
+		return err
+	}
+	s.svc.Revoke = s.broker.Revoke
+	if err = s.broker.Open(); err != nil {
+		return err
+	}
+	s.sock, err = adminsock.Listen(cfg.socketPath(), newAdminHandler(s.svc, log.With("component", "admin")))
+	return err
+}
+
+func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
+	return broker.Options{
+		MQTTAddr:       cfg.Listeners.MQTT,
+		Anonymous:      cfg.Anonymous,
+		IdleTimeout:    time.Duration(cfg.IdleTimeout),
+		ConnectTimeout: time.Duration(cfg.ConnectTimeout),
+		Limits:         cfg.payloadLimits(),
+		Logger:         log,
+	}
+}
+
+// warnUnimplemented logs the configured listeners the broker cannot run
+// yet. Defaults stay quiet; an explicit address gets a warning.
+func warnUnimplemented(cfg Config, log *slog.Logger) {
+	def := DefaultConfig()
+	for _, l := range []struct{ name, addr, def string }{
+		{"ws", cfg.Listeners.WS, def.Listeners.WS},
+		{"mqtts", cfg.mqttsAddr(), off},
+		{"wss", cfg.wssAddr(), off},
+		{"http", cfg.Listeners.HTTP, def.Listeners.HTTP},
+	} {
+		if l.addr != l.def && l.addr != off {
+			log.Warn("listener not implemented yet; ignoring it", "listener", l.name, "addr", l.addr)
+		}
+	}
+}
+
+// Close shuts down in order: the admin socket (no new changes), the broker
+// (in-flight publishes are committed), then the database.
+func (s *server) Close() error {
+	var errs []error
+	if s.sock != nil {
+		errs = append(errs, s.sock.Close())
+	}
+	if s.broker != nil {
+		errs = append(errs, s.broker.Close())
+	}
+	if s.db != nil {
+		errs = append(errs, s.db.Close())
+	}
+	return errors.Join(errs...)
+}
