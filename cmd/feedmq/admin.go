@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -57,11 +58,20 @@ func (l *localAdmin) Close() error { return l.db.Close() }
 // answers on the socket; tests shorten it.
 var adminLockTimeout = 2 * time.Second
 
+// mayCreate is the annotation of commands that may start a new database
+// (the create commands); the others refuse a data directory without one,
+// which is most likely a mistyped --data.
+const mayCreate = "feedmq/may-create-database"
+
 // openAdmin reaches the instance in cfg's data directory: through the admin
-// socket of a running serve, or else directly on the database.
-func openAdmin(ctx context.Context, cfg Config) (admin, error) {
+// socket of a running serve, or else directly on the database. create
+// allows a new database.
+func openAdmin(ctx context.Context, cfg Config, create bool) (admin, error) {
 	if a, err := dialAdmin(cfg); a != nil || err != nil {
 		return a, err
+	}
+	if _, err := os.Stat(cfg.dbPath()); !create && errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no feedmq database in %s; give the --data directory of your instance, or create a channel to start a new one", cfg.dataDir())
 	}
 	db, err := storage.Open(cfg.dbPath(), storage.Options{Timeout: adminLockTimeout})
 	if errors.Is(err, storage.ErrLocked) {
@@ -107,7 +117,7 @@ func withAdmin(cmd *cobra.Command, f func(ctx context.Context, a admin) error) (
 		return err
 	}
 	ctx := cmd.Context()
-	a, err := openAdmin(ctx, cfg)
+	a, err := openAdmin(ctx, cfg, cmd.Annotations[mayCreate] != "")
 	if err != nil {
 		return err
 	}

@@ -43,6 +43,8 @@ func TestAdminUsesSocket(t *testing.T) {
 // Errors read the same whether the command ran locally or remotely.
 func TestAdminErrorsIdentical(t *testing.T) {
 	offline, remote := t.TempDir(), startAdminServer(t).dir
+	mustRun(t, offline, "channel", "create", "--name", "seed")
+	mustRun(t, remote, "channel", "create", "--name", "seed")
 	for _, args := range []string{
 		"channel show 9",
 		"channel update 9 --name x",
@@ -87,6 +89,23 @@ func TestAdminLockedWithoutServer(t *testing.T) {
 			t.Fatalf("error %q lacks %q", got, want)
 		}
 	}
+}
+
+// Only the create commands start a new database; the others point out a
+// probably mistyped --data instead of creating one.
+func TestAdminNoDatabase(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "typo")
+	for _, args := range []string{"channel list", "device list", "channel show 1", "feed get 1", "device delete 1"} {
+		got := mustFail(t, dir, strings.Fields(args)...)
+		if !strings.Contains(got, "no feedmq database in "+dir+"; give the --data directory of your instance") {
+			t.Errorf("%s: got %q", args, got)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("data directory created: %v", err)
+	}
+	mustRun(t, dir, "device", "create", "--name", "first")
+	mustRun(t, dir, "device", "list")
 }
 
 // A socket file left by a crashed server does not stop admin commands.

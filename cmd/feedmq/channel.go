@@ -54,8 +54,9 @@ func newChannelCreateCommand() *cobra.Command {
 		Short: "Create a channel with fresh write and read API keys",
 		Long: `Create a channel. Without --field, all eight fields are enabled and labelled
 "Field 1".."Field 8"; with --field, only the given fields are enabled.`,
-		Example: `  feedmq channel create --name "Weather station" --field 1=Temperature --field 2=Humidity`,
-		Args:    cobra.NoArgs,
+		Example:     `  feedmq channel create --name "Weather station" --field 1=Temperature --field 2=Humidity`,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{mayCreate: "yes"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			spec, err := o.spec()
 			if err != nil {

@@ -68,9 +68,14 @@ func TestChannelCreate(t *testing.T) {
 
 func TestChannelListShow(t *testing.T) {
 	forEachInstance(t, func(t *testing.T, dir string) {
+		mustRun(t, dir, "channel", "create", "--name", "Gone")
+		mustRun(t, dir, "channel", "delete", "1")
 		var empty []channelJSON
 		if mustJSON(t, dir, &empty, "channel", "list", "--json"); empty == nil || len(empty) != 0 {
 			t.Fatalf("empty list: %v", empty)
+		}
+		if out := mustRun(t, dir, "channel", "list"); out != "ID  NAME  PUBLIC  FIELDS  LAST ENTRY  CREATED\n" {
+			t.Fatalf("empty table %q", out)
 		}
 		mustRun(t, dir, "channel", "create", "--name", "One")
 		mustRun(t, dir, "channel", "create", "--name", "Two", "--public")
@@ -87,8 +92,8 @@ func TestChannelListShow(t *testing.T) {
 		}
 
 		var one channelJSON
-		mustJSON(t, dir, &one, "channel", "show", "1", "--json")
-		if one.ID != 1 || one.Name != "One" {
+		mustJSON(t, dir, &one, "channel", "show", "2", "--json")
+		if one.ID != 2 || one.Name != "One" {
 			t.Fatalf("got %+v", one)
 		}
 		want := "channel 9 not found; see `feedmq channel list`"

@@ -43,8 +43,9 @@ func newDeviceCreateCommand() *cobra.Command {
 		Short: "Create a device with generated MQTT credentials",
 		Long: `Create a device: a client ID, username and password for MQTT, with rights on
 channels. The password is shown only now; only a hash is stored.`,
-		Example: `  feedmq device create --name esp32-garden --channel 1 --format arduino --output mqtt_secrets.h`,
-		Args:    cobra.NoArgs,
+		Example:     `  feedmq device create --name esp32-garden --channel 1 --format arduino --output mqtt_secrets.h`,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{mayCreate: "yes"},
 		PreRunE: func(cmd *cobra.Command, _ []string) (err error) {
 			if name == "" {
 				return errors.New(`--name is required, e.g. feedmq device create --name esp32-garden --channel 1`)
