@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/feedmq/feedmq/channels"
+	"github.com/feedmq/feedmq/internal/adminsock"
 	"github.com/feedmq/feedmq/storage"
 )
 
@@ -207,4 +210,17 @@ func TestServePortInUse(t *testing.T) {
 	}
 	// Everything opened was closed: the database is free again.
 	mustRun(t, dir, "channel", "list")
+}
+
+func TestAdminHandlerBadRequests(t *testing.T) {
+	h := newAdminHandler(nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, err := h(context.Background(), "channel.explode", nil)
+	var e *adminsock.Error
+	if !errors.As(err, &e) || e.Code != channels.EINVALID || !strings.Contains(e.Message, "unknown admin operation channel.explode") {
+		t.Fatalf("unknown op: %#v", err)
+	}
+	_, err = h(context.Background(), opChannelGet, json.RawMessage(`{"id":"one"}`))
+	if !errors.As(err, &e) || e.Code != channels.EINVALID || !strings.Contains(e.Message, "malformed arguments") {
+		t.Fatalf("bad args: %#v", err)
+	}
 }

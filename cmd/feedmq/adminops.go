@@ -169,10 +169,15 @@ func scrubCredentials(c *auth.Credentials, err error) (any, error) {
 	return &auth.Credentials{Device: withoutHash(c.Device), Password: c.Password}, nil
 }
 
+// readOps change nothing; they are logged at debug level only.
+var readOps = map[string]bool{
+	opChannelGet: true, opChannelList: true, opFeedEntries: true, opDeviceGet: true, opDeviceList: true,
+}
+
 // newAdminHandler serves the admin socket with svc, the running server's
 // service, so every change reaches the live registry at once. Each
-// operation is logged without its arguments or result (they may hold
-// credentials).
+// change is logged at info level (reads at debug) without its arguments
+// or result, which may hold credentials.
 func newAdminHandler(svc adminService, log *slog.Logger) adminsock.Handler {
 	return func(ctx context.Context, name string, args json.RawMessage) (any, error) {
 		f, ok := adminOps[name]
@@ -187,7 +192,11 @@ func newAdminHandler(svc adminService, log *slog.Logger) adminsock.Handler {
 			log.Info("admin operation failed", "op", name, "code", channels.ErrorCode(err), "err", err)
 			return nil, &adminsock.Error{Code: channels.ErrorCode(err), Message: err.Error()}
 		}
-		log.Info("admin operation", "op", name, "duration", time.Since(start))
+		level := slog.LevelInfo
+		if readOps[name] {
+			level = slog.LevelDebug
+		}
+		log.Log(ctx, level, "admin operation", "op", name, "duration", time.Since(start))
 		return result, nil
 	}
 }
