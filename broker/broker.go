@@ -80,7 +80,7 @@ type Server struct {
 
 	listeners map[string]*listener // by ID, bound in Open
 
-	sessions sync.Map // client ID -> *session, read on every delivery
+	sessions sync.Map // *mqtt.Client -> *session, read on every delivery
 
 	// closing is set by Close to refuse new publishes and shorten writes;
 	// publishing holds gate for reading so Close can wait for commits.
@@ -110,7 +110,7 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 	s.mochi = mqtt.New(&mqtt.Options{
 		InlineClient:           true,
 		Capabilities:           caps,
-		Logger:                 slog.New(minLevel{opts.Logger.Handler(), slog.LevelWarn}),
+		Logger:                 slog.New(minLevel{opts.Logger.Handler(), slog.LevelError}),
 		SysTopicResendInterval: math.MaxInt32, // nobody may read $SYS
 	})
 	if err := s.mochi.AddHook(&hook{srv: s}, nil); err != nil {
@@ -203,8 +203,9 @@ func (s *Server) Publish(ctx context.Context, e *channels.Entry) error {
 	return s.commit(ctx, e)
 }
 
-// minLevel drops records below a level; it keeps mochi's chatty info logs
-// out of ours.
+// minLevel drops records below a level. mochi logs per connection and per
+// packet at info and warn (every keepalive-0 device earns a warning); the
+// hook logs those events itself, once, with feedmq's fields.
 type minLevel struct {
 	slog.Handler
 	level slog.Level

@@ -43,18 +43,16 @@ type session struct {
 	suppressed int
 }
 
-// session returns the live session of cl, or nil when cl has been taken
-// over or has gone.
+// session returns the session of cl, or nil when cl was never
+// authenticated or has gone. Sessions are keyed by client pointer, not ID:
+// a reconnect with the same client ID must not orphan a publish that the
+// old connection is still committing.
 func (s *Server) session(cl *mqtt.Client) *session {
-	v, ok := s.sessions.Load(cl.ID)
+	v, ok := s.sessions.Load(cl)
 	if !ok {
 		return nil
 	}
-	ss := v.(*session)
-	if ss.cl != cl {
-		return nil
-	}
-	return ss
+	return v.(*session)
 }
 
 // OnConnect authenticates the CONNECT and answers refusals itself, so that
@@ -92,13 +90,14 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		}
 		device = id
 	}
+	s.awaitPrevious(pk.Connect.ClientIdentifier)
 	// Wills would let a device publish, unchecked, to any topic when it
 	// drops; feedmq has none.
 	cl.Properties.Will = mqtt.Will{}
 	if cl.State.Keepalive == 0 {
 		cl.State.Keepalive = idleKeepalive(s.opts.IdleTimeout)
 	}
-	s.sessions.Store(cl.ID, &session{cl: cl, device: device})
+	s.sessions.Store(cl, &session{cl: cl, device: device})
 	return nil
 }
 
@@ -125,6 +124,24 @@ func (s *Server) refuseConnect(cl *mqtt.Client, code packets.Code) {
 	_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: v3})
 }
 
+// takeoverGrace is how long a new connection waits for an older one with
+// the same client ID to finish on its own before mochi takes it over.
+const takeoverGrace = 250 * time.Millisecond
+
+// awaitPrevious gives an older connection with the same client ID a moment
+// to end by itself. A device that publishes, disconnects and reconnects at
+// once (umqtt.simple in a loop) would otherwise lose the publish still
+// unread in the old socket, because a takeover closes it immediately.
+func (s *Server) awaitPrevious(clientID string) {
+	old, ok := s.mochi.Clients.Get(clientID)
+	if !ok {
+		return
+	}
+	for deadline := time.Now().Add(takeoverGrace); !old.Closed() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // idleKeepalive converts the idle timeout into the keepalive mochi
 // enforces as 1.5 x keepalive.
 func idleKeepalive(idle time.Duration) uint16 {
@@ -147,9 +164,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
-	if ss := h.srv.session(cl); ss != nil {
-		h.srv.sessions.CompareAndDelete(cl.ID, ss)
-	}
+	h.srv.sessions.Delete(cl)
 	if cause := cl.StopCause(); cause != nil && err == nil {
 		err = cause
 	}

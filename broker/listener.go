@@ -14,17 +14,24 @@ import (
 // wraps each connection to enforce the CONNECT and write deadlines that
 // mochi does not.
 type listener struct {
-	id   string
-	ln   net.Listener
-	srv  *Server
-	log  *slog.Logger
-	once sync.Once
+	id  string
+	ln  net.Listener
+	srv *Server
+	log *slog.Logger
+
+	// mochi adds to its client WaitGroup inside establish, racing with its
+	// Wait on shutdown; tracking our own connections lets Close finish
+	// every handler first, so that race cannot happen.
+	mu     sync.Mutex
+	closed bool
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
 }
 
 var _ listeners.Listener = (*listener)(nil)
 
 func newListener(id string, ln net.Listener, srv *Server) *listener {
-	return &listener{id: id, ln: ln, srv: srv}
+	return &listener{id: id, ln: ln, srv: srv, conns: make(map[net.Conn]struct{})}
 }
 
 func (l *listener) ID() string       { return l.id }
@@ -43,11 +50,26 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		if err != nil {
 			return
 		}
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			c.Close()
+			return
+		}
+		l.conns[c] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
 		go l.handle(c, establish)
 	}
 }
 
 func (l *listener) handle(c net.Conn, establish listeners.EstablishFn) {
+	defer func() {
+		l.mu.Lock()
+		delete(l.conns, c)
+		l.mu.Unlock()
+		l.wg.Done()
+	}()
 	// A connection gets ConnectTimeout to send CONNECT; mochi replaces
 	// the deadline with the keepalive one once CONNECT is read.
 	_ = c.SetReadDeadline(time.Now().Add(l.srv.opts.ConnectTimeout))
@@ -59,12 +81,25 @@ func (l *listener) handle(c net.Conn, establish listeners.EstablishFn) {
 	}
 }
 
-// Close stops accepting and lets mochi disconnect the clients.
+// Close stops accepting, lets mochi disconnect its clients, closes what
+// is left (connections that have not sent CONNECT yet) and waits for every
+// handler to return.
 func (l *listener) Close(closeClients listeners.CloseFn) {
-	l.once.Do(func() {
-		_ = l.ln.Close()
-		closeClients(l.id)
-	})
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	l.mu.Unlock()
+	_ = l.ln.Close()
+	closeClients(l.id)
+	l.mu.Lock()
+	for c := range l.conns {
+		_ = c.Close()
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
 }
 
 // conn bounds every write, so a client that stops reading is cut off

@@ -48,3 +48,8 @@ func (s *Server) Stats() Stats {
 	}
 	return out
 }
+
+// Subscriptions returns the number of live subscriptions.
+func (s *Server) Subscriptions() int {
+	return int(atomic.LoadInt64(&s.mochi.Info.Subscriptions))
+}

@@ -1,0 +1,213 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/broker"
+	"github.com/feedmq/feedmq/internal/mqtttest"
+)
+
+func dial(t *testing.T, addr string) *mqtttest.Conn {
+	t.Helper()
+	c, err := mqtttest.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// expectClosed asserts that the server closes c within limit.
+func expectClosed(t *testing.T, c *mqtttest.Conn, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	_ = c.SetReadDeadline(start.Add(limit))
+	for {
+		if _, _, err := c.ReadPacket(); err != nil {
+			if err != io.EOF && !isReset(err) {
+				t.Fatalf("connection not closed by the server within %v: %v", limit, err)
+			}
+			return time.Since(start)
+		}
+	}
+}
+
+func isReset(err error) bool {
+	return err != nil && (contains([]string{"connection reset by peer"}, lastPart(err.Error())))
+}
+
+func lastPart(s string) string {
+	for i := len(s) - 1; i > 0; i-- {
+		if s[i-1] == ':' && s[i] == ' ' {
+			return s[i+1:]
+		}
+	}
+	return s
+}
+
+// TestUmqttStyleClient connects like MicroPython's umqtt.simple in the
+// classic ESP32 tutorial: keepalive 0, clean session, anonymous, QoS 0
+// publish with the write key in the topic, then disconnect.
+func TestUmqttStyleClient(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true})
+	ch := ts.channel(false)
+	c, err := ts.svc.Channel(context.Background(), ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		conn := dial(t, ts.addr)
+		code, err := conn.Connect(mqtttest.Connect{ClientID: "umqtt_client", Clean: true})
+		if err != nil || code != 0 {
+			t.Fatalf("CONNACK %d, %v", code, err)
+		}
+		topic := fmt.Sprintf("channels/%d/publish/%s", ch, c.WriteKey)
+		if err := conn.Publish(topic, 0, 0, []byte(fmt.Sprintf("field1=%d&field2=%d", i, i*10))); err != nil {
+			t.Fatal(err)
+		}
+		conn.Disconnect()
+	}
+	waitEntries(t, ts, ch, 3)
+}
+
+// TestIdleKeepaliveZeroDropped checks that a keepalive-0 connection is
+// dropped after idle_timeout, here shortened to 2s.
+func TestIdleKeepaliveZeroDropped(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true, IdleTimeout: 2 * time.Second})
+	conn := dial(t, ts.addr)
+	if code, err := conn.Connect(mqtttest.Connect{ClientID: "idle", Clean: true}); err != nil || code != 0 {
+		t.Fatalf("CONNACK %d, %v", code, err)
+	}
+	if d := expectClosed(t, conn, 10*time.Second); d < time.Second {
+		t.Fatalf("dropped after %v, before the idle timeout", d)
+	}
+}
+
+// TestNoConnectClosed checks that a connection that never sends CONNECT is
+// closed after connect_timeout.
+func TestNoConnectClosed(t *testing.T) {
+	ts := startServer(t, broker.Options{ConnectTimeout: 500 * time.Millisecond})
+	conn := dial(t, ts.addr)
+	expectClosed(t, conn, 5*time.Second)
+}
+
+// TestResetPasswordClosesLiveConnections checks revocation: after a reset
+// the old connection is closed and the old password is refused.
+func TestResetPasswordClosesLiveConnections(t *testing.T) {
+	ts := startServer(t, broker.Options{})
+	ch := ts.channel(false)
+	dev := ts.device(pubsub(ch))
+	conn := dial(t, ts.addr)
+	code, err := conn.Connect(mqtttest.Connect{ClientID: dev.Device.ClientID, Username: dev.Device.Username,
+		Password: dev.Password, Clean: true, Keepalive: 60})
+	if err != nil || code != 0 {
+		t.Fatalf("CONNACK %d, %v", code, err)
+	}
+	fresh, err := ts.svc.ResetPassword(context.Background(), dev.Device.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, conn, 5*time.Second)
+	if _, code, _ := connect(t, ts.addr, dev, 4); code != 0x04 {
+		t.Fatalf("old password: CONNACK %#x, want 0x04", code)
+	}
+	if _, code, err := connect(t, ts.addr, fresh, 4); err != nil || code != 0 {
+		t.Fatalf("new password: CONNACK %#x, %v", code, err)
+	}
+}
+
+// TestDeauthorizeStopsDeliveries checks that a live subscription stops
+// receiving once the device's grant is removed.
+func TestDeauthorizeStopsDeliveries(t *testing.T) {
+	ts := startServer(t, broker.Options{})
+	ch := ts.channel(false)
+	reader := ts.device(auth.Grant{ChannelID: ch, Subscribe: true})
+	writer := ts.device(auth.Grant{ChannelID: ch, Publish: true})
+	sub := mustConnect(t, ts.addr, reader)
+	sub.subscribe(t, fmt.Sprintf("channels/%d/subscribe", ch))
+	pub := mustConnect(t, ts.addr, writer)
+	if err := pub.publish(t, fmt.Sprintf("channels/%d/publish", ch), 1, "field1=1"); err != nil {
+		t.Fatal(err)
+	}
+	sub.expect(t)
+	if _, err := ts.svc.DeauthorizeDevice(context.Background(), reader.Device.ID, ch); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.publish(t, fmt.Sprintf("channels/%d/publish", ch), 1, "field1=2"); err != nil {
+		t.Fatal(err)
+	}
+	sub.expectNothing(t)
+}
+
+// TestBadPublishesRejected covers topics and payloads that must never
+// become entries.
+func TestBadPublishesRejected(t *testing.T) {
+	ts := startServer(t, broker.Options{})
+	ch := ts.channel(false, "only field1")
+	dev := ts.device(pubsub(ch))
+	c := mustConnect(t, ts.addr, dev)
+	cases := []struct{ topic, payload, reason string }{
+		{fmt.Sprintf("channels/%d/publish", ch), "field2=1", "bad_payload"},
+		{fmt.Sprintf("channels/%d/publish", ch), "field1=%zz", "bad_payload"},
+		{fmt.Sprintf("channels/%d/publish", ch), "", "bad_payload"},
+		{fmt.Sprintf("channels/%d/publish", ch), "field1=" + string(make([]byte, 3001)), "too_large"},
+		{fmt.Sprintf("channels/%d/subscribe", ch), "field1=1", "bad_topic"},
+		{"channels/999/publish", "field1=1", "unknown_channel"},
+		{"some/other/topic", "x", "bad_topic"},
+	}
+	for _, tc := range cases {
+		if err := c.publish(t, tc.topic, 0, tc.payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A good publish after the bad ones proves the connection survived and
+	// orders the checks after the rejections were processed.
+	if err := c.publish(t, fmt.Sprintf("channels/%d/publish", ch), 1, "field1=ok"); err != nil {
+		t.Fatal(err)
+	}
+	if es := ts.entries(ch); len(es) != 1 {
+		t.Fatalf("stored %d entries, want 1:\n%s", len(es), joinLines(es))
+	}
+	want := map[string]uint64{}
+	for _, tc := range cases {
+		want[tc.reason]++
+	}
+	got := ts.srv.Stats().Rejected
+	for r, n := range want {
+		if got[r] != n {
+			t.Errorf("rejected[%s] = %d, want %d (all: %v)", r, got[r], n, got)
+		}
+	}
+}
+
+// TestPublicChannelAndReadKey: anyone may subscribe to a public channel;
+// a private one needs a grant or its read key.
+func TestPublicChannelAndReadKey(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true})
+	public, private := ts.channel(true), ts.channel(false)
+	conn := dial(t, ts.addr)
+	if code, err := conn.Connect(mqtttest.Connect{ClientID: "reader", Clean: true}); err != nil || code != 0 {
+		t.Fatalf("CONNACK %d, %v", code, err)
+	}
+	if code, _ := conn.Subscribe(1, fmt.Sprintf("channels/%d/subscribe", public)); code != 0 {
+		t.Fatalf("public: SUBACK %#x", code)
+	}
+	if code, _ := conn.Subscribe(2, fmt.Sprintf("channels/%d/subscribe", private)); code != 0x80 {
+		t.Fatalf("private without key: SUBACK %#x, want 0x80", code)
+	}
+	c, _ := ts.svc.Channel(context.Background(), private)
+	if code, _ := conn.Subscribe(3, fmt.Sprintf("channels/%d/subscribe/json/%s", private, c.ReadKey)); code != 0 {
+		t.Fatalf("private with read key: SUBACK %#x", code)
+	}
+	if code, _ := conn.Subscribe(4, fmt.Sprintf("channels/%d/subscribe/json/%s", private, c.WriteKey)); code != 0x80 {
+		t.Fatalf("private with write key as read key: SUBACK %#x, want 0x80", code)
+	}
+	if code, _ := conn.Subscribe(5, "$SYS/#"); code != 0x80 {
+		t.Fatalf("$SYS: SUBACK %#x, want 0x80", code)
+	}
+}

@@ -1,0 +1,196 @@
+// Package mqtttest is a tiny wire-level MQTT 3.1.1 client for tests. It
+// speaks exactly what a minimal device library such as MicroPython's
+// umqtt.simple sends (keepalive 0 allowed, clean session, no pings unless
+// asked), so tests can check behaviour byte by byte.
+package mqtttest
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// Packet types.
+const (
+	CONNECT    = 1
+	CONNACK    = 2
+	PUBLISH    = 3
+	PUBACK     = 4
+	SUBSCRIBE  = 8
+	SUBACK     = 9
+	PINGREQ    = 12
+	PINGRESP   = 13
+	DISCONNECT = 14
+)
+
+// Conn is one raw MQTT connection.
+type Conn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+// Dial opens a TCP connection.
+func Dial(addr string) (*Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{Conn: c, r: bufio.NewReader(c)}, nil
+}
+
+// Connect is the CONNECT packet's variable part.
+type Connect struct {
+	ClientID, Username, Password string
+	Keepalive                    uint16
+	Clean                        bool
+}
+
+// Encode returns the CONNECT packet bytes (MQTT 3.1.1).
+func (c Connect) Encode() []byte {
+	var b []byte
+	b = appendString(b, "MQTT")
+	b = append(b, 4)
+	flags := byte(0)
+	if c.Clean {
+		flags |= 0x02
+	}
+	if c.Username != "" {
+		flags |= 0x80
+	}
+	if c.Password != "" {
+		flags |= 0x40
+	}
+	b = append(b, flags)
+	b = binary.BigEndian.AppendUint16(b, c.Keepalive)
+	b = appendString(b, c.ClientID)
+	if c.Username != "" {
+		b = appendString(b, c.Username)
+	}
+	if c.Password != "" {
+		b = appendString(b, c.Password)
+	}
+	return packet(CONNECT<<4, b)
+}
+
+// Connect sends CONNECT and returns the CONNACK return code.
+func (c *Conn) Connect(p Connect) (byte, error) {
+	if _, err := c.Write(p.Encode()); err != nil {
+		return 0, err
+	}
+	typ, body, err := c.ReadPacket()
+	if err != nil {
+		return 0, err
+	}
+	if typ != CONNACK || len(body) != 2 {
+		return 0, fmt.Errorf("expected CONNACK, got type %d (%d bytes)", typ, len(body))
+	}
+	return body[1], nil
+}
+
+// Publish sends a PUBLISH at QoS 0 or 1 (packet ID id).
+func (c *Conn) Publish(topic string, qos byte, id uint16, payload []byte) error {
+	b := appendString(nil, topic)
+	if qos > 0 {
+		b = binary.BigEndian.AppendUint16(b, id)
+	}
+	b = append(b, payload...)
+	_, err := c.Write(packet(PUBLISH<<4|qos<<1, b))
+	return err
+}
+
+// Subscribe sends SUBSCRIBE for one filter at QoS 0 and returns the SUBACK
+// code.
+func (c *Conn) Subscribe(id uint16, filter string) (byte, error) {
+	b := binary.BigEndian.AppendUint16(nil, id)
+	b = appendString(b, filter)
+	b = append(b, 0)
+	if _, err := c.Write(packet(SUBSCRIBE<<4|0x02, b)); err != nil {
+		return 0, err
+	}
+	typ, body, err := c.ReadPacket()
+	if err != nil {
+		return 0, err
+	}
+	if typ != SUBACK || len(body) != 3 {
+		return 0, fmt.Errorf("expected SUBACK, got type %d", typ)
+	}
+	return body[2], nil
+}
+
+// ReadPacket reads one packet: its type (high nibble of byte 1, plus flags
+// in the low bits of the returned header) and body.
+func (c *Conn) ReadPacket() (typ byte, body []byte, err error) {
+	h, err := c.r.ReadByte()
+	if err != nil {
+		return 0, nil, err
+	}
+	n, mult := 0, 1
+	for i := 0; ; i++ {
+		d, err := c.r.ReadByte()
+		if err != nil {
+			return 0, nil, err
+		}
+		n += int(d&0x7f) * mult
+		if d&0x80 == 0 {
+			break
+		}
+		if i == 3 {
+			return 0, nil, errors.New("malformed remaining length")
+		}
+		mult *= 128
+	}
+	body = make([]byte, n)
+	if _, err := io.ReadFull(c.r, body); err != nil {
+		return 0, nil, err
+	}
+	return h >> 4, body, nil
+}
+
+// ReadPublish reads the next packet and decodes it as a QoS 0 PUBLISH.
+func (c *Conn) ReadPublish() (topic string, payload []byte, err error) {
+	typ, body, err := c.ReadPacket()
+	if err != nil {
+		return "", nil, err
+	}
+	if typ != PUBLISH || len(body) < 2 {
+		return "", nil, fmt.Errorf("expected PUBLISH, got type %d", typ)
+	}
+	tl := int(binary.BigEndian.Uint16(body))
+	if 2+tl > len(body) {
+		return "", nil, errors.New("short PUBLISH")
+	}
+	return string(body[2 : 2+tl]), body[2+tl:], nil
+}
+
+// Disconnect sends DISCONNECT and closes the connection.
+func (c *Conn) Disconnect() error {
+	_, _ = c.Write([]byte{DISCONNECT << 4, 0})
+	return c.Close()
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+	return append(b, s...)
+}
+
+// packet prefixes body with the fixed header.
+func packet(header byte, body []byte) []byte {
+	out := []byte{header}
+	n := len(body)
+	for {
+		d := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			d |= 0x80
+		}
+		out = append(out, d)
+		if n == 0 {
+			break
+		}
+	}
+	return append(out, body...)
+}
