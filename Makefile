@@ -42,6 +42,7 @@ test: test-deps fmt vet
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTopic$$' -fuzztime $(FUZZTIME) ./channels
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePayload$$' -fuzztime $(FUZZTIME) ./channels
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEntry$$' -fuzztime $(FUZZTIME) ./storage
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
