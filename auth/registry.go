@@ -69,7 +69,8 @@ func (r *Registry) putDeviceLocked(d *Device) {
 	for _, g := range cp.Channels {
 		p.grants[g.ChannelID] = g
 	}
-	if old, ok := r.devices[d.ID]; ok && old.dev.Username != d.Username {
+	// Free the old username unless another device has taken it since.
+	if old, ok := r.devices[d.ID]; ok && old.dev.Username != d.Username && r.byUser[old.dev.Username] == old {
 		delete(r.byUser, old.dev.Username)
 	}
 	r.devices[d.ID] = p
@@ -81,7 +82,9 @@ func (r *Registry) DeleteDevice(id uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if p, ok := r.devices[id]; ok {
-		delete(r.byUser, p.dev.Username)
+		if r.byUser[p.dev.Username] == p { // not taken by another device since
+			delete(r.byUser, p.dev.Username)
+		}
 		delete(r.devices, id)
 	}
 }
