@@ -10,6 +10,7 @@ package channels
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -55,7 +56,7 @@ func (c *Channel) FieldEnabled(n int) bool {
 
 // Validate checks the settings a user controls.
 func (c *Channel) Validate() error {
-	if c.Name == "" {
+	if strings.TrimSpace(c.Name) == "" {
 		return Errorf(EINVALID, "channel name is required")
 	}
 	if len(c.Name) > MaxNameLen || !utf8.ValidString(c.Name) {
