@@ -29,7 +29,7 @@ func (h *hook) ID() string { return "feedmq" }
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished,
-		mqtt.OnDisconnect, mqtt.OnACLCheck, mqtt.OnSubscribed, mqtt.OnPublish,
+		mqtt.OnDisconnect, mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublish,
 	}, []byte{b})
 }
 
@@ -41,6 +41,8 @@ type session struct {
 	mu         sync.Mutex
 	lastLog    time.Time // last rejection logged, to keep a looping device from flooding logs
 	suppressed int
+	legacy     map[string]struct{} // live legacy filters, see legacy.go
+	pending    map[string]struct{} // legacy filters in a SUBSCRIBE being processed
 }
 
 // session returns the session of cl, or nil when cl was never
@@ -164,6 +166,9 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	if ss := h.srv.session(cl); ss != nil {
+		h.srv.forgetLegacy(ss)
+	}
 	h.srv.sessions.Delete(cl)
 	if cause := cl.StopCause(); cause != nil && err == nil {
 		err = cause
@@ -185,7 +190,7 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return true
 	}
 	ss := h.srv.session(cl)
-	return ss != nil && h.srv.readDenied(ss.device, topic) == nil
+	return ss != nil && h.srv.readDenied(ss.device, topic) == nil && legacyDeliveryAllowed(cl, ss, topic)
 }
 
 // readDenied returns why device may not read topic (a subscribe filter or
@@ -207,16 +212,41 @@ func (s *Server) readDenied(device uint64, topic string) error {
 	return s.registry.CanSubscribe(device, t.ChannelID, t.Key)
 }
 
-// OnSubscribed logs each refused filter once, with its reason.
+// OnSubscribe marks the legacy filters of a SUBSCRIBE as pending, so the
+// ACL check of the filter itself passes legacyDeliveryAllowed.
+func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if ss := h.srv.session(cl); ss != nil {
+		for _, f := range pk.Filters {
+			ss.markPending(f.Filter)
+		}
+	}
+	return pk
+}
+
+// OnSubscribed logs each refused filter once, with its reason, and notes
+// granted legacy filters so fan-out publishes their topics.
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	ss := h.srv.session(cl)
 	for i, code := range codes {
-		if code < 0x80 || i >= len(pk.Filters) || ss == nil {
+		if i >= len(pk.Filters) || ss == nil {
 			continue
 		}
 		f := pk.Filters[i].Filter
+		ss.clearPending(f)
+		if code < 0x80 {
+			h.srv.noteLegacy(ss, f)
+			continue
+		}
 		h.srv.log.Info("subscription refused", "client", cl.ID, "device", ss.device, "filter", f,
 			"reason", reasonText(h.srv.readDenied(ss.device, f)))
+	}
+}
+
+func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	if ss := h.srv.session(cl); ss != nil {
+		for _, f := range pk.Filters {
+			h.srv.dropLegacy(ss, f.Filter)
+		}
 	}
 }
 

@@ -113,6 +113,9 @@ func (s *Server) fanOut(e *channels.Entry) {
 			s.deliver(channels.FieldTopic(e.ChannelID, n), []byte(v))
 		}
 	}
+	if s.legacyCount.Load() > 0 {
+		s.fanOutLegacy(e, buf)
+	}
 }
 
 func (s *Server) deliver(topic string, payload []byte) {

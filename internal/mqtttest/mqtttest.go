@@ -30,7 +30,8 @@ const (
 // Conn is one raw MQTT connection.
 type Conn struct {
 	net.Conn
-	r *bufio.Reader
+	r       *bufio.Reader
+	version byte // 4 (3.1.1) or 5, set by Connect
 }
 
 // Dial opens a TCP connection.
@@ -39,7 +40,7 @@ func Dial(addr string) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{Conn: c, r: bufio.NewReader(c)}, nil
+	return &Conn{Conn: c, r: bufio.NewReader(c), version: 4}, nil
 }
 
 // Connect is the CONNECT packet's variable part.
@@ -47,13 +48,21 @@ type Connect struct {
 	ClientID, Username, Password string
 	Keepalive                    uint16
 	Clean                        bool
+	Version                      byte // 4 (MQTT 3.1.1, the default) or 5
 }
 
-// Encode returns the CONNECT packet bytes (MQTT 3.1.1).
+func (c Connect) version() byte {
+	if c.Version == 5 {
+		return 5
+	}
+	return 4
+}
+
+// Encode returns the CONNECT packet bytes.
 func (c Connect) Encode() []byte {
 	var b []byte
 	b = appendString(b, "MQTT")
-	b = append(b, 4)
+	b = append(b, c.version())
 	flags := byte(0)
 	if c.Clean {
 		flags |= 0x02
@@ -66,6 +75,9 @@ func (c Connect) Encode() []byte {
 	}
 	b = append(b, flags)
 	b = binary.BigEndian.AppendUint16(b, c.Keepalive)
+	if c.version() == 5 {
+		b = append(b, 0) // no properties
+	}
 	b = appendString(b, c.ClientID)
 	if c.Username != "" {
 		b = appendString(b, c.Username)
@@ -78,6 +90,7 @@ func (c Connect) Encode() []byte {
 
 // Connect sends CONNECT and returns the CONNACK return code.
 func (c *Conn) Connect(p Connect) (byte, error) {
+	c.version = p.version()
 	if _, err := c.Write(p.Encode()); err != nil {
 		return 0, err
 	}
@@ -85,7 +98,7 @@ func (c *Conn) Connect(p Connect) (byte, error) {
 	if err != nil {
 		return 0, err
 	}
-	if typ != CONNACK || len(body) != 2 {
+	if typ != CONNACK || len(body) < 2 {
 		return 0, fmt.Errorf("expected CONNACK, got type %d (%d bytes)", typ, len(body))
 	}
 	return body[1], nil
@@ -97,6 +110,9 @@ func (c *Conn) Publish(topic string, qos byte, id uint16, payload []byte) error 
 	if qos > 0 {
 		b = binary.BigEndian.AppendUint16(b, id)
 	}
+	if c.version == 5 {
+		b = append(b, 0) // no properties
+	}
 	b = append(b, payload...)
 	_, err := c.Write(packet(PUBLISH<<4|qos<<1, b))
 	return err
@@ -106,6 +122,9 @@ func (c *Conn) Publish(topic string, qos byte, id uint16, payload []byte) error 
 // code.
 func (c *Conn) Subscribe(id uint16, filter string) (byte, error) {
 	b := binary.BigEndian.AppendUint16(nil, id)
+	if c.version == 5 {
+		b = append(b, 0) // no properties
+	}
 	b = appendString(b, filter)
 	b = append(b, 0)
 	if _, err := c.Write(packet(SUBSCRIBE<<4|0x02, b)); err != nil {
@@ -115,10 +134,26 @@ func (c *Conn) Subscribe(id uint16, filter string) (byte, error) {
 	if err != nil {
 		return 0, err
 	}
-	if typ != SUBACK || len(body) != 3 {
+	if typ != SUBACK || len(body) < 3 {
 		return 0, fmt.Errorf("expected SUBACK, got type %d", typ)
 	}
-	return body[2], nil
+	return body[len(body)-1], nil
+}
+
+// ReadPuback reads the next packet as a PUBACK and returns its reason code
+// (0 when an MQTT 5 PUBACK omits it, and always for MQTT 3.1.1).
+func (c *Conn) ReadPuback() (id uint16, code byte, err error) {
+	typ, body, err := c.ReadPacket()
+	if err != nil {
+		return 0, 0, err
+	}
+	if typ != PUBACK || len(body) < 2 {
+		return 0, 0, fmt.Errorf("expected PUBACK, got type %d", typ)
+	}
+	if len(body) > 2 {
+		code = body[2]
+	}
+	return binary.BigEndian.Uint16(body), code, nil
 }
 
 // ReadPacket reads one packet: its type (high nibble of byte 1, plus flags
@@ -163,7 +198,23 @@ func (c *Conn) ReadPublish() (topic string, payload []byte, err error) {
 	if 2+tl > len(body) {
 		return "", nil, errors.New("short PUBLISH")
 	}
-	return string(body[2 : 2+tl]), body[2+tl:], nil
+	rest := body[2+tl:]
+	if c.version == 5 { // skip the properties (QoS 0: no packet ID)
+		n, used := 0, 0
+		for shift := 0; used < len(rest) && used < 4; shift += 7 {
+			d := rest[used]
+			used++
+			n |= int(d&0x7f) << shift
+			if d&0x80 == 0 {
+				break
+			}
+		}
+		if used+n > len(rest) {
+			return "", nil, errors.New("short PUBLISH properties")
+		}
+		rest = rest[used+n:]
+	}
+	return string(body[2 : 2+tl]), rest, nil
 }
 
 // Disconnect sends DISCONNECT and closes the connection.
