@@ -28,12 +28,14 @@ const hashPrefix = "sha256:"
 // Letters and digits only, so it survives every shell, URL and header file.
 func NewClientID() string { return randomString(idAlphabet, ClientIDLen) }
 
-// NewPassword returns a random password: PasswordBytes from crypto/rand,
-// base64-encoded (it may contain '+' and '/').
+// NewPassword returns a random password: PasswordBytes from crypto/rand in
+// URL-safe base64 (letters, digits, '-' and '_'). ThingSpeak's passwords use
+// '+' and '/', which break mqtt://user:password@host URLs (mosquitto_pub
+// -L) and need quoting in shells; the length and entropy are the same.
 func NewPassword() string {
 	b := make([]byte, PasswordBytes)
 	mustRead(b)
-	return base64.StdEncoding.EncodeToString(b)
+	return base64.URLEncoding.EncodeToString(b)
 }
 
 // HashPassword returns the stored form of a password.

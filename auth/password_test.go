@@ -68,9 +68,9 @@ func TestNewPassword(t *testing.T) {
 		if len(pw) != 24 {
 			t.Fatalf("NewPassword() = %q: %d characters, want 24", pw, len(pw))
 		}
-		b, err := base64.StdEncoding.DecodeString(pw)
+		b, err := base64.URLEncoding.DecodeString(pw)
 		if err != nil {
-			t.Fatalf("NewPassword() = %q: not standard base64: %v", pw, err)
+			t.Fatalf("NewPassword() = %q: not URL-safe base64: %v", pw, err)
 		}
 		if len(b) != auth.PasswordBytes || auth.PasswordBytes != 18 {
 			t.Fatalf("NewPassword() = %q decodes to %d bytes, want 18", pw, len(b))

@@ -192,3 +192,25 @@ func withoutGrant(d *Device, id uint64) *Device {
 	}
 	return &cp
 }
+
+// ChannelByName returns the channel whose name is exactly name. It returns
+// ErrUnknownChannel when there is none, and an ECONFLICT error when several
+// channels share the name (address it by ID then).
+func (r *Registry) ChannelByName(name string) (*channels.Channel, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var found *channels.Channel
+	for _, c := range r.channels {
+		if c.Name != name {
+			continue
+		}
+		if found != nil {
+			return nil, channels.Errorf(channels.ECONFLICT, "several channels are named %q; use the channel ID", name)
+		}
+		found = c
+	}
+	if found == nil {
+		return nil, fmt.Errorf("channel %q: %w", name, ErrUnknownChannel)
+	}
+	return found, nil
+}

@@ -507,3 +507,19 @@ func TestRegistry_Concurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestChannelByName(t *testing.T) {
+	r := auth.NewRegistry()
+	r.PutChannel(&channels.Channel{ID: 1, Name: "Greenhouse"})
+	r.PutChannel(&channels.Channel{ID: 2, Name: "Twin"})
+	r.PutChannel(&channels.Channel{ID: 3, Name: "Twin"})
+	if c, err := r.ChannelByName("Greenhouse"); err != nil || c.ID != 1 {
+		t.Fatalf("Greenhouse: %v %v", c, err)
+	}
+	if _, err := r.ChannelByName("greenhouse"); !errors.Is(err, auth.ErrUnknownChannel) {
+		t.Fatalf("case-sensitive lookup: %v", err)
+	}
+	if _, err := r.ChannelByName("Twin"); channels.ErrorCode(err) != channels.ECONFLICT {
+		t.Fatalf("ambiguous name: %v", err)
+	}
+}

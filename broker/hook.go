@@ -41,8 +41,8 @@ type session struct {
 	mu         sync.Mutex
 	lastLog    time.Time // last rejection logged, to keep a looping device from flooding logs
 	suppressed int
-	legacy     map[string]struct{} // live legacy filters, see legacy.go
-	pending    map[string]struct{} // legacy filters in a SUBSCRIBE being processed
+	extra      map[string]filterKind // granted filters that need extra fan-out (extra.go)
+	pending    map[string]struct{}   // legacy filters in a SUBSCRIBE being processed
 }
 
 // session returns the session of cl, or nil when cl was never
@@ -167,7 +167,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if ss := h.srv.session(cl); ss != nil {
-		h.srv.forgetLegacy(ss)
+		h.srv.forgetFilters(ss)
 	}
 	h.srv.sessions.Delete(cl)
 	if cause := cl.StopCause(); cause != nil && err == nil {
@@ -190,7 +190,7 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return true
 	}
 	ss := h.srv.session(cl)
-	return ss != nil && h.srv.readDenied(ss.device, topic) == nil && legacyDeliveryAllowed(cl, ss, topic)
+	return ss != nil && h.srv.readDenied(ss.device, topic) == nil && exactDeliveryAllowed(cl, ss, topic)
 }
 
 // readDenied returns why device may not read topic (a subscribe filter or
@@ -198,6 +198,13 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 func (s *Server) readDenied(device uint64, topic string) error {
 	if strings.HasPrefix(topic, "$") {
 		return errors.New("$SYS and shared subscriptions are not available")
+	}
+	if strings.HasPrefix(topic, "devices/") && !strings.ContainsAny(topic, "+#") {
+		ch, _, err := s.resolveSensor(topic)
+		if err != nil {
+			return err
+		}
+		return s.registry.CanSubscribe(device, ch.ID, "")
 	}
 	t, err := channels.ParseTopic(topic)
 	if err != nil {
@@ -234,7 +241,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 		f := pk.Filters[i].Filter
 		ss.clearPending(f)
 		if code < 0x80 {
-			h.srv.noteLegacy(ss, f)
+			h.srv.noteFilter(ss, f)
 			continue
 		}
 		h.srv.log.Info("subscription refused", "client", cl.ID, "device", ss.device, "filter", f,
@@ -245,7 +252,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	if ss := h.srv.session(cl); ss != nil {
 		for _, f := range pk.Filters {
-			h.srv.dropLegacy(ss, f.Filter)
+			h.srv.dropFilter(ss, f.Filter)
 		}
 	}
 }
@@ -257,20 +264,25 @@ func reasonText(err error) string {
 	return err.Error()
 }
 
+// Shapes of the canonical fan-out topics; "<id>" and "<field>" stand for
+// any channel ID and any field<N>.
+var (
+	feedShape   = []string{"channels", "<id>", "subscribe"}
+	fieldShape  = []string{"channels", "<id>", "subscribe", "fields", "<field>"}
+	sensorShape = []string{"devices", "<id>", "sensors", "<field>", "value"}
+)
+
 // wildcardMayMatchFeeds reports whether a filter with + or # could match
-// one of the topics entries are fanned out to
-// (channels/<id>/subscribe[/fields/field<N>]). Such filters are allowed;
-// every delivery is then checked against the subscriber's rights.
+// one of the canonical topics entries are fanned out to. Such filters are
+// allowed; every delivery is then checked against the subscriber's rights.
 func wildcardMayMatchFeeds(filter string) bool {
 	if !strings.ContainsAny(filter, "+#") {
 		return false
 	}
-	return filterMatches(filter, []string{"channels", "1", "subscribe"}) ||
-		filterMatches(filter, []string{"channels", "1", "subscribe", "fields", "field1"})
+	return filterMatches(filter, feedShape) || filterMatches(filter, fieldShape) || filterMatches(filter, sensorShape)
 }
 
-// filterMatches matches an MQTT filter against a topic shape whose level
-// "1" and "field1" stand for any channel ID and any field.
+// filterMatches matches an MQTT filter against a topic shape.
 func filterMatches(filter string, shape []string) bool {
 	levels := strings.Split(filter, "/")
 	for i, l := range levels {
@@ -280,10 +292,11 @@ func filterMatches(filter string, shape []string) bool {
 		if i >= len(shape) {
 			return false
 		}
-		if l == "+" || l == shape[i] || (i == 1 && isDigits(l)) || (i == 4 && isFieldLevel(l)) {
-			continue
+		ok := l == "+" || l == shape[i] ||
+			(shape[i] == "<id>" && isDigits(l)) || (shape[i] == "<field>" && isFieldLevel(l))
+		if !ok {
+			return false
 		}
-		return false
 	}
 	return len(levels) == len(shape)
 }

@@ -3,6 +3,9 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -54,6 +57,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 
 // publish turns one MQTT publish into a stored, fanned-out entry.
 func (s *Server) publish(device uint64, topic string, payload []byte) error {
+	if strings.HasPrefix(topic, "devices/") {
+		return s.publishSensor(device, topic, payload)
+	}
 	t, err := channels.ParseTopic(topic)
 	if err != nil {
 		return &rejection{reasonBadTopic, packets.ErrTopicNameInvalid, err}
@@ -63,10 +69,7 @@ func (s *Server) publish(device uint64, topic string, payload []byte) error {
 			errors.New("only the broker publishes to subscribe topics; publish to channels/<id>/publish")}
 	}
 	if err := s.registry.CanPublish(device, t.ChannelID, t.Key); err != nil {
-		if errors.Is(err, auth.ErrUnknownChannel) {
-			return &rejection{reasonUnknownChannel, packets.ErrTopicNameInvalid, err}
-		}
-		return &rejection{reasonNotAuthorized, packets.ErrNotAuthorized, err}
+		return accessRejection(err)
 	}
 	ch, ok := s.registry.Channel(t.ChannelID)
 	if !ok { // deleted between the two lookups
@@ -74,13 +77,69 @@ func (s *Server) publish(device uint64, topic string, payload []byte) error {
 	}
 	e, err := channels.ParsePayload(ch, t.Field, payload, s.opts.Limits)
 	if err != nil {
-		if errors.Is(err, channels.ErrTooLarge) {
-			return &rejection{reasonTooLarge, packets.ErrPacketTooLarge, err}
-		}
-		return &rejection{reasonBadPayload, packets.ErrPayloadFormatInvalid, err}
+		return payloadRejection(err)
 	}
-	e.ChannelID = ch.ID
 	return s.commit(context.Background(), &e)
+}
+
+// publishSensor handles a Waziup-style devices/<channel>/sensors/<field>/value
+// publish of {"value": ..., "timestamp": ...}. Only device rights apply:
+// these topics carry no API key.
+func (s *Server) publishSensor(device uint64, topic string, payload []byte) error {
+	ch, n, err := s.resolveSensor(topic)
+	if err != nil {
+		if errors.Is(err, auth.ErrUnknownChannel) {
+			return &rejection{reasonUnknownChannel, packets.ErrTopicNameInvalid, err}
+		}
+		return &rejection{reasonBadTopic, packets.ErrTopicNameInvalid, err}
+	}
+	if err := s.registry.CanPublish(device, ch.ID, ""); err != nil {
+		return accessRejection(err)
+	}
+	e, err := channels.ParseSensorPayload(ch, n, payload, s.opts.Limits)
+	if err != nil {
+		return payloadRejection(err)
+	}
+	return s.commit(context.Background(), &e)
+}
+
+// resolveSensor parses a sensor topic and finds its channel (by ID or by
+// name) and field (field<N> or label).
+func (s *Server) resolveSensor(topic string) (*channels.Channel, int, error) {
+	st, err := channels.ParseSensorTopic(topic)
+	if err != nil {
+		return nil, 0, err
+	}
+	var ch *channels.Channel
+	if isDigits(st.Channel) {
+		id, perr := strconv.ParseUint(st.Channel, 10, 64)
+		c, ok := s.registry.Channel(id)
+		if perr != nil || !ok {
+			return nil, 0, fmt.Errorf("channel %s: %w", st.Channel, auth.ErrUnknownChannel)
+		}
+		ch = c
+	} else if ch, err = s.registry.ChannelByName(st.Channel); err != nil {
+		return nil, 0, err
+	}
+	n, err := channels.ResolveSensor(ch, st.Sensor)
+	if err != nil {
+		return nil, 0, err
+	}
+	return ch, n, nil
+}
+
+func accessRejection(err error) *rejection {
+	if errors.Is(err, auth.ErrUnknownChannel) {
+		return &rejection{reasonUnknownChannel, packets.ErrTopicNameInvalid, err}
+	}
+	return &rejection{reasonNotAuthorized, packets.ErrNotAuthorized, err}
+}
+
+func payloadRejection(err error) *rejection {
+	if errors.Is(err, channels.ErrTooLarge) {
+		return &rejection{reasonTooLarge, packets.ErrPacketTooLarge, err}
+	}
+	return &rejection{reasonBadPayload, packets.ErrPayloadFormatInvalid, err}
 }
 
 // commit stores an entry durably and then fans it out. It is the one write
@@ -113,9 +172,7 @@ func (s *Server) fanOut(e *channels.Entry) {
 			s.deliver(channels.FieldTopic(e.ChannelID, n), []byte(v))
 		}
 	}
-	if s.legacyCount.Load() > 0 {
-		s.fanOutLegacy(e, buf)
-	}
+	s.fanOutExtra(e, buf)
 }
 
 func (s *Server) deliver(topic string, payload []byte) {
