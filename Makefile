@@ -39,10 +39,16 @@ test: test-deps fmt vet
 	$(GO) test -race -timeout 9m ./...
 
 # Each fuzz target for FUZZTIME; corpora grow in <pkg>/testdata/fuzz.
+FUZZ_TARGETS := channels:FuzzParseTopic channels:FuzzParsePayload \
+	channels:FuzzParseSensorTopic channels:FuzzParseSensorPayload \
+	storage:FuzzDecodeEntry
+
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParseTopic$$' -fuzztime $(FUZZTIME) ./channels
-	$(GO) test -run '^$$' -fuzz '^FuzzParsePayload$$' -fuzztime $(FUZZTIME) ./channels
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEntry$$' -fuzztime $(FUZZTIME) ./storage
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./$$pkg; \
+	done
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
