@@ -65,12 +65,8 @@ const keyCreatedAt = NumValues
 // ErrPayload otherwise; their messages are meant for the device owner.
 func ParsePayload(ch *Channel, field int, payload []byte, lim Limits) (Entry, error) {
 	lim = lim.withDefaults()
-	if len(payload) > lim.MaxPayload {
-		return Entry{}, &Error{
-			Code:    EINVALID,
-			Message: fmt.Sprintf("payload is %d bytes; the limit is %d", len(payload), lim.MaxPayload),
-			Err:     ErrTooLarge,
-		}
+	if err := lim.checkSize(payload); err != nil {
+		return Entry{}, err
 	}
 	e := Entry{ChannelID: ch.ID}
 	var err error
@@ -331,4 +327,16 @@ func notEnabled(ch *Channel, n int) error {
 
 func payloadError(format string, args ...any) error {
 	return &Error{Code: EINVALID, Message: fmt.Sprintf(format, args...), Err: ErrPayload}
+}
+
+// checkSize refuses a payload over MaxPayload bytes with ErrTooLarge.
+func (lim Limits) checkSize(payload []byte) error {
+	if len(payload) > lim.MaxPayload {
+		return &Error{
+			Code:    EINVALID,
+			Message: fmt.Sprintf("payload is %d bytes; the limit is %d", len(payload), lim.MaxPayload),
+			Err:     ErrTooLarge,
+		}
+	}
+	return nil
 }

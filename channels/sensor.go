@@ -181,12 +181,8 @@ func SensorLabel(ch *Channel, n int) (label string, ok bool) {
 // payload over lim.MaxPayload bytes and ErrPayload otherwise.
 func ParseSensorPayload(ch *Channel, field int, payload []byte, lim Limits) (Entry, error) {
 	lim = lim.withDefaults()
-	if len(payload) > lim.MaxPayload {
-		return Entry{}, &Error{
-			Code:    EINVALID,
-			Message: fmt.Sprintf("payload is %d bytes; the limit is %d", len(payload), lim.MaxPayload),
-			Err:     ErrTooLarge,
-		}
+	if err := lim.checkSize(payload); err != nil {
+		return Entry{}, err
 	}
 	if field < 1 || field > NumFields {
 		return Entry{}, payloadError("field%d does not exist: fields are numbered 1 to %d", field, NumFields)
