@@ -159,4 +159,3 @@ func checkConsistent(t *testing.T, path string) {
 		t.Fatalf("bbolt check: %v", err)
 	}
 }
-
