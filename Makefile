@@ -22,11 +22,12 @@ run: build
 # Debian's mosquitto-clients (mosquitto_pub/mosquitto_sub) talk to the
 # broker in the integration tests.
 test-deps:
-	@if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1; then \
-		echo "installing mosquitto-clients"; \
+	@if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1 || \
+		! /usr/bin/python3 -c 'import paho.mqtt.client' >/dev/null 2>&1; then \
+		echo "installing mosquitto-clients python3-paho-mqtt"; \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto-clients >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto-clients python3-paho-mqtt >/dev/null; \
 	fi
 
 vet:

@@ -25,6 +25,24 @@ import (
 type Options struct {
 	// MQTTAddr is the TCP listen address; "" or "off" disables it.
 	MQTTAddr string
+	// MQTTSAddr is the MQTT over TLS listen address; "" or "off" disables
+	// it. It needs CertFile and KeyFile.
+	MQTTSAddr string
+	// WSAddr is the MQTT over WebSocket listen address (path /mqtt only);
+	// "" or "off" disables it.
+	WSAddr string
+	// WSSAddr is the MQTT over secure WebSocket listen address (path
+	// /mqtt); "" or "off" disables it. It needs CertFile and KeyFile.
+	WSSAddr string
+	// CertFile and KeyFile are the PEM certificate (chain) and private key
+	// of the TLS listeners (TLS 1.2 or later), read at Open and again by
+	// ReloadCertificate.
+	CertFile, KeyFile string
+	// WSAllowedOrigins lists the web origins ("https://app.example.com")
+	// whose pages may connect over WebSocket; "*" allows any. Requests
+	// without an Origin header (MQTT libraries) and pages from the
+	// request's own host are always allowed.
+	WSAllowedOrigins []string
 	// Anonymous allows connections without a username (write/read keys in
 	// topics and public channels only).
 	Anonymous bool
@@ -78,7 +96,9 @@ type Server struct {
 	log      *slog.Logger
 	mochi    *mqtt.Server
 
-	listeners map[string]*listener // by ID, bound in Open
+	listeners map[string]boundListener // by ID ("mqtt", "mqtts", "ws", "wss"), bound in Open
+	certs     *certHolder              // the TLS certificate; nil without TLS listeners
+	origins   originPolicy             // who may connect over WebSocket
 
 	sessions sync.Map // *mqtt.Client -> *session, read on every delivery
 
@@ -87,6 +107,12 @@ type Server struct {
 	closing atomic.Bool
 	gate    sync.RWMutex
 	stats   stats
+
+	// Extra fan-out topics and who listens to them (extra.go).
+	legacyCount atomic.Int64
+	sensorCount atomic.Int64
+	namesMu     sync.Mutex
+	sensorNames map[string]int // exact name-form sensor filters -> subscriptions
 }
 
 // New builds a server; it binds nothing until Open.
@@ -95,9 +121,14 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 		return nil, errors.New("broker: a store and a registry are required")
 	}
 	opts.ensureDefaults()
+	origins, err := newOriginPolicy(opts.WSAllowedOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("broker: websocket allowed origins: %w", err)
+	}
 	s := &Server{
 		opts: opts, store: store, registry: reg, log: opts.Logger,
-		listeners: make(map[string]*listener),
+		listeners: make(map[string]boundListener), origins: origins,
+		sensorNames: make(map[string]int),
 	}
 	s.stats.init()
 	caps := mqtt.NewDefaultServerCapabilities()
@@ -122,46 +153,73 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 // Open binds every configured listener and starts serving. A port already
 // in use is reported here, not later.
 func (s *Server) Open() error {
-	if addr := s.opts.MQTTAddr; addr != "" && addr != "off" {
-		if err := s.addListener("mqtt", addr); err != nil {
-			return err
+	if err := s.open(); err != nil {
+		s.closeListeners()
+		return err
+	}
+	return nil
+}
+
+func (s *Server) open() error {
+	o := s.opts
+	tlsNeeded := enabled(o.MQTTSAddr) || enabled(o.WSSAddr)
+	if tlsNeeded && (o.CertFile == "" || o.KeyFile == "") {
+		return errors.New("broker: the mqtts and wss listeners need a certificate and key file")
+	}
+	if tlsNeeded {
+		s.certs = &certHolder{certFile: o.CertFile, keyFile: o.KeyFile, log: s.log}
+		if err := s.certs.load(); err != nil {
+			return fmt.Errorf("broker: %w", err)
 		}
 	}
+	for _, l := range []struct {
+		id, addr string
+		new      func(net.Listener) boundListener
+	}{
+		{"mqtt", o.MQTTAddr, func(ln net.Listener) boundListener { return newListener("mqtt", ln, nil, s) }},
+		{"mqtts", o.MQTTSAddr, func(ln net.Listener) boundListener {
+			return newListener("mqtts", ln, s.certs.tlsConfig(), s)
+		}},
+		{"ws", o.WSAddr, func(ln net.Listener) boundListener { return newWSListener("ws", ln, nil, s) }},
+		{"wss", o.WSSAddr, func(ln net.Listener) boundListener {
+			return newWSListener("wss", ln, s.certs.tlsConfig("http/1.1"), s)
+		}},
+	} {
+		if !enabled(l.addr) {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fmt.Errorf("broker: %s listener: %w", l.id, err)
+		}
+		bl := l.new(ln)
+		if err := s.mochi.AddListener(bl); err != nil {
+			bl.release()
+			return fmt.Errorf("broker: %s listener: %w", l.id, err)
+		}
+		s.listeners[l.id] = bl
+	}
 	if err := s.mochi.Serve(); err != nil {
-		s.closeListeners()
 		return fmt.Errorf("broker: serve: %w", err)
 	}
 	return nil
 }
 
-func (s *Server) addListener(id, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		s.closeListeners()
-		return fmt.Errorf("broker: %s listener: %w", id, err)
-	}
-	l := newListener(id, ln, s)
-	if err := s.mochi.AddListener(l); err != nil {
-		ln.Close()
-		s.closeListeners()
-		return fmt.Errorf("broker: %s listener: %w", id, err)
-	}
-	s.listeners[id] = l
-	return nil
-}
+// enabled reports whether a listen address turns its listener on.
+func enabled(addr string) bool { return addr != "" && addr != "off" }
 
 // closeListeners releases sockets bound by a failed Open.
 func (s *Server) closeListeners() {
 	for _, l := range s.listeners {
-		l.ln.Close()
+		l.release()
 	}
 }
 
-// Addr returns the bound address of a listener ("mqtt"), or nil when it is
-// not running.
+// Addr returns the bound address of a listener ("mqtt", "mqtts", "ws" or
+// "wss"), or nil when it is not running.
 func (s *Server) Addr(id string) net.Addr {
 	if l, ok := s.listeners[id]; ok {
-		return l.ln.Addr()
+		return l.addr()
 	}
 	return nil
 }

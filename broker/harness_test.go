@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -122,8 +123,15 @@ type message struct{ topic, payload string }
 // returns the client and the CONNACK return code.
 func connect(t testing.TB, addr string, cr *auth.Credentials, version uint) (*client, byte, error) {
 	t.Helper()
+	return connectURL(t, "tcp://"+addr, cr, version, nil)
+}
+
+// connectURL connects to a broker URL (tcp://, ssl://, ws://, wss://)
+// with an optional TLS configuration.
+func connectURL(t testing.TB, url string, cr *auth.Credentials, version uint, tlsConfig *tls.Config) (*client, byte, error) {
+	t.Helper()
 	c := &client{msgs: make(chan message, 1000), lost: make(chan error, 1)}
-	o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetProtocolVersion(version).
+	o := paho.NewClientOptions().AddBroker(url).SetProtocolVersion(version).SetTLSConfig(tlsConfig).
 		SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).
 		SetConnectTimeout(5 * time.Second).SetKeepAlive(30 * time.Second).
 		SetConnectionLostHandler(func(_ paho.Client, err error) { c.lost <- err }).

@@ -1,105 +1,205 @@
 package broker
 
 import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
+// boundListener is a mochi listener whose socket is bound before Serve.
+type boundListener interface {
+	listeners.Listener
+	// addr is the bound address (port 0 resolved).
+	addr() net.Addr
+	// release closes the socket of a listener that never served, after a
+	// failed Open.
+	release()
+}
+
 // listener is a mochi listener over a socket bound before Serve, so that
 // Open reports "address in use" and port 0 resolves to a real port. It
 // wraps each connection to enforce the CONNECT and write deadlines that
-// mochi does not.
+// mochi does not. With a TLS config it serves MQTT over TLS (mqtts).
 type listener struct {
 	id  string
-	ln  net.Listener
+	ln  net.Listener // the bound TCP socket
+	tls *tls.Config  // nil for plain MQTT
 	srv *Server
-	log *slog.Logger
-
-	// mochi adds to its client WaitGroup inside establish, racing with its
-	// Wait on shutdown; tracking our own connections lets Close finish
-	// every handler first, so that race cannot happen.
-	mu     sync.Mutex
-	closed bool
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
+	connSet
 }
 
-var _ listeners.Listener = (*listener)(nil)
+var _ boundListener = (*listener)(nil)
 
-func newListener(id string, ln net.Listener, srv *Server) *listener {
-	return &listener{id: id, ln: ln, srv: srv, conns: make(map[net.Conn]struct{})}
+func newListener(id string, ln net.Listener, tlsConfig *tls.Config, srv *Server) *listener {
+	return &listener{id: id, ln: ln, tls: tlsConfig, srv: srv}
 }
 
-func (l *listener) ID() string       { return l.id }
-func (l *listener) Address() string  { return l.ln.Addr().String() }
-func (l *listener) Protocol() string { return l.ln.Addr().Network() }
-
-func (l *listener) Init(log *slog.Logger) error {
-	l.log = log
-	return nil
+func (l *listener) ID() string      { return l.id }
+func (l *listener) Address() string { return l.ln.Addr().String() }
+func (l *listener) Protocol() string {
+	if l.tls != nil {
+		return "tls"
+	}
+	return "tcp"
 }
+func (l *listener) addr() net.Addr              { return l.ln.Addr() }
+func (l *listener) release()                    { _ = l.ln.Close() }
+func (l *listener) Init(log *slog.Logger) error { return nil }
 
 // Serve accepts until the socket is closed.
 func (l *listener) Serve(establish listeners.EstablishFn) {
+	var backoff time.Duration
 	for {
 		c, err := l.ln.Accept()
 		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait and go on
+			// serving, as net/http does, rather than stop for good.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.srv.log.Error("accept failed; retrying", "listener", l.id, "error", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		if l.tls != nil {
+			c = tls.Server(c, l.tls)
+		}
+		if !l.add(c) {
+			_ = rawConn(c).Close()
 			return
 		}
-		l.mu.Lock()
-		if l.closed {
-			l.mu.Unlock()
-			c.Close()
-			return
-		}
-		l.conns[c] = struct{}{}
-		l.wg.Add(1)
-		l.mu.Unlock()
-		go l.handle(c, establish)
+		go func() {
+			defer l.remove(c)
+			l.handle(c, establish)
+		}()
 	}
 }
 
 func (l *listener) handle(c net.Conn, establish listeners.EstablishFn) {
-	defer func() {
-		l.mu.Lock()
-		delete(l.conns, c)
-		l.mu.Unlock()
-		l.wg.Done()
-	}()
-	// A connection gets ConnectTimeout to send CONNECT; mochi replaces
-	// the deadline with the keepalive one once CONNECT is read.
-	_ = c.SetReadDeadline(time.Now().Add(l.srv.opts.ConnectTimeout))
-	wc := &conn{Conn: c, srv: l.srv}
-	if err := establish(l.id, wc); err != nil {
-		// Refusals are logged by the hook with their reason; what is left
-		// here is transport noise (resets, timeouts) worth only debug.
-		l.srv.log.Debug("connection ended", "listener", l.id, "remote", c.RemoteAddr().String(), "error", err)
+	// A connection gets ConnectTimeout to finish the TLS handshake and
+	// send CONNECT; mochi replaces the read deadline with the keepalive one
+	// once CONNECT is read, and conn bounds every write after that.
+	_ = c.SetDeadline(time.Now().Add(l.srv.opts.ConnectTimeout))
+	if tc, ok := c.(*tls.Conn); ok {
+		if err := tc.Handshake(); err != nil {
+			l.srv.logHandshake(l.id, c, err)
+			_ = rawConn(c).Close()
+			return
+		}
 	}
+	l.srv.establish(l.id, &conn{Conn: c, srv: l.srv}, c.RemoteAddr(), establish)
 }
 
 // Close stops accepting, lets mochi disconnect its clients, closes what
 // is left (connections that have not sent CONNECT yet) and waits for every
 // handler to return.
 func (l *listener) Close(closeClients listeners.CloseFn) {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
+	if !l.shut() {
 		return
 	}
-	l.closed = true
-	l.mu.Unlock()
 	_ = l.ln.Close()
 	closeClients(l.id)
-	l.mu.Lock()
-	for c := range l.conns {
-		_ = c.Close()
+	l.closeAndWait()
+}
+
+// establish hands a connection to mochi, which serves it until it ends.
+func (s *Server) establish(id string, c net.Conn, remote net.Addr, establish listeners.EstablishFn) {
+	if err := establish(id, c); err != nil {
+		// Refusals are logged by the hook with their reason; what is left
+		// here is transport noise (resets, timeouts) worth only debug.
+		s.log.Debug("connection ended", "listener", id, "remote", remote.String(), "error", err)
 	}
-	l.mu.Unlock()
-	l.wg.Wait()
+}
+
+// logHandshake logs a failed TLS handshake: at info when it says
+// something about a client's configuration (protocol version, unknown
+// certificate authority), at debug for resets, timeouts and port scans.
+func (s *Server) logHandshake(id string, c net.Conn, err error) {
+	level := slog.LevelInfo
+	var ne net.Error
+	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		(errors.As(err, &ne) && ne.Timeout()) {
+		level = slog.LevelDebug
+	}
+	s.log.Log(context.Background(), level, "tls handshake failed", "listener", id, "remote", c.RemoteAddr().String(), "error", err)
+}
+
+// connSet tracks the connections of a listener. mochi adds to its client
+// WaitGroup inside establish, racing with its Wait on shutdown; tracking
+// our own connections lets Close finish every handler first, so that race
+// cannot happen.
+type connSet struct {
+	mu     sync.Mutex
+	closed bool
+	set    map[net.Conn]struct{}
+	wg     sync.WaitGroup
+}
+
+// add registers a connection; it returns false once the listener is
+// closed, and the caller must then close c itself.
+func (t *connSet) add(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	if t.set == nil {
+		t.set = make(map[net.Conn]struct{})
+	}
+	t.set[c] = struct{}{}
+	t.wg.Add(1)
+	return true
+}
+
+// remove ends the tracking of a connection whose handler returned.
+func (t *connSet) remove(c net.Conn) {
+	t.mu.Lock()
+	delete(t.set, c)
+	t.mu.Unlock()
+	t.wg.Done()
+}
+
+// shut refuses new connections; it returns false when already shut.
+func (t *connSet) shut() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.closed = true
+	return true
+}
+
+// closeAndWait closes every connection still open and waits for their
+// handlers.
+func (t *connSet) closeAndWait() {
+	t.mu.Lock()
+	for c := range t.set {
+		_ = rawConn(c).Close()
+	}
+	t.mu.Unlock()
+	t.wg.Wait()
+}
+
+// rawConn returns the TCP connection under a TLS one: closing it ends the
+// connection at once, where tls.Conn.Close may wait seconds to send a
+// close_notify alert to a peer that does not read.
+func rawConn(c net.Conn) net.Conn {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc.NetConn()
+	}
+	return c
 }
 
 // conn bounds every write, so a client that stops reading is cut off
@@ -114,16 +214,42 @@ type conn struct {
 func (c *conn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
 
 func (c *conn) Write(b []byte) (int, error) {
-	d := c.srv.opts.WriteTimeout
-	if c.srv.closing.Load() {
-		d = time.Second // shutdown must not wait long for dead peers
-	}
+	d := c.srv.writeTimeout()
 	_ = c.Conn.SetWriteDeadline(time.Now().Add(d))
 	n, err := c.Conn.Write(b)
 	if err != nil {
 		// A failed or timed-out write leaves the stream corrupt: close it,
 		// which also ends the client's read loop.
-		_ = c.Conn.Close()
+		c.srv.logWriteError(c.Conn, d, err)
+		_ = rawConn(c.Conn).Close()
 	}
 	return n, err
+}
+
+// logWriteError says why a connection is cut when a write times out: the
+// client stopped reading. Other write errors follow a closed connection
+// and are left to the disconnect log.
+func (s *Server) logWriteError(c net.Conn, d time.Duration, err error) {
+	var ne net.Error // gorilla/websocket hides os.ErrDeadlineExceeded
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		s.log.Info("closing connection: client does not read", "remote", c.RemoteAddr().String(), "write_timeout", d)
+	}
+}
+
+// Close ends the connection. A TLS connection says goodbye with a
+// close_notify alert, except during shutdown, which must not wait for
+// peers that do not read.
+func (c *conn) Close() error {
+	if c.srv.closing.Load() {
+		return rawConn(c.Conn).Close()
+	}
+	return c.Conn.Close()
+}
+
+// writeTimeout bounds one write to a client.
+func (s *Server) writeTimeout() time.Duration {
+	if s.closing.Load() {
+		return time.Second // shutdown must not wait long for dead peers
+	}
+	return s.opts.WriteTimeout
 }
