@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/broker"
 	"github.com/feedmq/feedmq/channels"
 )
 
@@ -32,6 +33,10 @@ type Config struct {
 
 	Listeners ListenersConfig `yaml:"listeners"`
 	TLS       TLSConfig       `yaml:"tls"`
+	// WSAllowedOrigins lists the web origins (scheme://host[:port]) whose
+	// pages may connect over ws/wss; "*" allows any. Clients without an
+	// Origin header and pages from the broker's own host always may.
+	WSAllowedOrigins []string `yaml:"ws_allowed_origins"`
 
 	// Anonymous allows connections without a username.
 	Anonymous      bool     `yaml:"anonymous"`
@@ -84,6 +89,8 @@ func DefaultConfig() Config {
 		LogFormat: "text",
 		Listeners: ListenersConfig{MQTT: ":1883", WS: ":8083", HTTP: ":8080"},
 		Anonymous: true,
+
+		WSAllowedOrigins: []string{},
 
 		IdleTimeout:    Duration(time.Hour),
 		ConnectTimeout: Duration(10 * time.Second),
@@ -221,6 +228,9 @@ func (c *Config) validateListeners() error {
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		return errors.New("tls: cert and key go together; set both tls.cert and tls.key (--tls-cert, --tls-key) or neither")
+	}
+	if err := broker.ValidateOrigins(c.WSAllowedOrigins); err != nil {
+		return fmt.Errorf("ws_allowed_origins: %w", err)
 	}
 	if c.TLS.Cert == "" {
 		if l.MQTTS != "" && l.MQTTS != off {

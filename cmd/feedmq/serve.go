@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,7 +29,12 @@ with its bound address, serves admin commands on the admin socket in the data
 directory, and shuts down cleanly on SIGINT or SIGTERM.
 
 Flags override the --config file, which overrides the defaults. An address
-of "off" disables a listener.`,
+of "off" disables a listener.
+
+On SIGHUP serve reads the TLS certificate and key files again: new
+connections get the new certificate, established ones stay. When the new
+files are not a valid pair, the previous certificate stays in use and the
+error is logged.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cmd)
@@ -55,6 +63,10 @@ var listenerNames = []string{"mqtt", "ws", "mqtts", "wss", "http"}
 // runServe runs a server until ctx is done, printing the bound listener
 // addresses to out.
 func runServe(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) error {
+	// SIGHUP reloads the certificate; it must not kill a running server.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	s, err := openServer(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -64,9 +76,31 @@ func runServe(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) 
 			fmt.Fprintf(out, "%s listening on %s\n", name, addr)
 		}
 	}
-	<-ctx.Done()
-	log.Info("shutting down")
-	return s.Close()
+	for {
+		select {
+		case <-hup:
+			_ = s.reloadCertificate(cfg) // logged; serve goes on either way
+		case <-ctx.Done():
+			log.Info("shutting down")
+			return s.Close()
+		}
+	}
+}
+
+// reloadCertificate reads the TLS certificate again, on SIGHUP, and logs
+// the outcome. Without a certificate there is nothing to do. On an error
+// the server goes on with the previous certificate.
+func (s *server) reloadCertificate(cfg Config) error {
+	if cfg.TLS.Cert == "" {
+		s.log.Info("SIGHUP: no TLS certificate configured; nothing to reload")
+		return nil
+	}
+	if err := s.broker.ReloadCertificate(); err != nil {
+		s.log.Error("SIGHUP: TLS certificate not reloaded", "error", err)
+		return err
+	}
+	s.log.Info("SIGHUP: TLS certificate reloaded", "cert", cfg.TLS.Cert)
+	return nil
 }
 
 // server is a running feedmq instance: database, admin service, broker
@@ -121,12 +155,18 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 
 func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
 	return broker.Options{
-		MQTTAddr:       cfg.Listeners.MQTT,
-		Anonymous:      cfg.Anonymous,
-		IdleTimeout:    time.Duration(cfg.IdleTimeout),
-		ConnectTimeout: time.Duration(cfg.ConnectTimeout),
-		Limits:         cfg.payloadLimits(),
-		Logger:         log,
+		MQTTAddr:         cfg.Listeners.MQTT,
+		MQTTSAddr:        cfg.mqttsAddr(),
+		WSAddr:           cfg.Listeners.WS,
+		WSSAddr:          cfg.wssAddr(),
+		CertFile:         cfg.TLS.Cert,
+		KeyFile:          cfg.TLS.Key,
+		WSAllowedOrigins: cfg.WSAllowedOrigins,
+		Anonymous:        cfg.Anonymous,
+		IdleTimeout:      time.Duration(cfg.IdleTimeout),
+		ConnectTimeout:   time.Duration(cfg.ConnectTimeout),
+		Limits:           cfg.payloadLimits(),
+		Logger:           log,
 	}
 }
 
@@ -135,9 +175,6 @@ func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
 func warnUnimplemented(cfg Config, log *slog.Logger) {
 	def := DefaultConfig()
 	for _, l := range []struct{ name, addr, def string }{
-		{"ws", cfg.Listeners.WS, def.Listeners.WS},
-		{"mqtts", cfg.mqttsAddr(), off},
-		{"wss", cfg.wssAddr(), off},
 		{"http", cfg.Listeners.HTTP, def.Listeners.HTTP},
 	} {
 		if l.addr != l.def && l.addr != off {
