@@ -3,13 +3,15 @@
 
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -s -w -X main.version=$(VERSION)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN      := bin/feedmq
 FUZZTIME ?= 15s
 # Tests that drive real clients refuse to skip when this is set.
 export FEEDMQ_REQUIRE_CLIENTS := 1
 
-.PHONY: all build run test test-deps vet fmt fuzz bench clean
+.PHONY: all build run test test-deps test-deps-systemd vet fmt fuzz bench clean \
+	man install uninstall release release-check
 
 all: build
 
@@ -36,7 +38,7 @@ vet:
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-test: test-deps fmt vet
+test: test-deps test-deps-systemd fmt vet
 	$(GO) test -race -timeout 9m ./...
 
 # Each fuzz target for FUZZTIME; corpora grow in <pkg>/testdata/fuzz.
@@ -55,4 +57,86 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:
-	rm -rf bin
+	rm -rf bin dist man
+
+# systemd-analyze verifies configs/feedmq.service in the tests. Debian's
+# systemd package installs fine in a container without becoming init.
+test-deps-systemd:
+	@if ! command -v systemd-analyze >/dev/null 2>&1; then \
+		echo "installing systemd (for systemd-analyze)"; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends systemd >/dev/null; \
+	fi
+
+# Man pages (man/feedmq*.1) from the command tree, dated by the last commit
+# so that they are the same on every build of it.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+
+man: build
+	rm -rf man
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) ./$(BIN) man --dir man
+
+# make install [PREFIX=/usr/local] [DESTDIR=/tmp/pkg]: the binary, its man
+# pages and the systemd unit, and the default configuration unless one is
+# there already (an existing configuration is never overwritten). Settings
+# of the unit belong in `systemctl edit feedmq`, so the unit is replaced.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man/man1
+CONFDIR ?= /etc/feedmq
+UNITDIR ?= /etc/systemd/system
+
+install: build man
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR)
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/feedmq
+	install -m 0644 man/*.1 $(DESTDIR)$(MANDIR)/
+	sed -e 's|/usr/local/bin/feedmq|$(BINDIR)/feedmq|' -e 's|/etc/feedmq/feedmq.yaml|$(CONFDIR)/feedmq.yaml|' \
+		configs/feedmq.service > bin/feedmq.service
+	install -m 0644 bin/feedmq.service $(DESTDIR)$(UNITDIR)/feedmq.service
+	@if [ -e $(DESTDIR)$(CONFDIR)/feedmq.yaml ]; then \
+		echo "kept the existing $(DESTDIR)$(CONFDIR)/feedmq.yaml (the new default is configs/feedmq.yaml)"; \
+	else \
+		echo "install -m 0644 configs/feedmq.yaml $(DESTDIR)$(CONFDIR)/feedmq.yaml"; \
+		install -m 0644 configs/feedmq.yaml $(DESTDIR)$(CONFDIR)/feedmq.yaml; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "next: systemctl enable --now feedmq; journalctl -u feedmq"
+
+# Removes what install put in place except the configuration and the data
+# (/var/lib/feedmq).
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/feedmq $(DESTDIR)$(UNITDIR)/feedmq.service $(DESTDIR)$(MANDIR)/feedmq.1 $(DESTDIR)$(MANDIR)/feedmq-*.1
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+# Static, reproducible release binaries and their checksums in dist/: the
+# same commit built with the same Go release gives the same bytes (no cgo,
+# no build paths, no VCS stamp or build ID; the target CPU levels pinned).
+DIST      ?= dist
+PLATFORMS := linux/amd64 linux/arm64 linux/arm/7
+RELEASE_LDFLAGS := -s -w -buildid= -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
+release:
+	rm -rf $(DIST)
+	mkdir -p $(DIST)
+	@set -e; for p in $(PLATFORMS); do \
+		os=$${p%%/*}; rest=$${p#*/}; arch=$${rest%%/*}; arm=; name=$$arch; \
+		case $$rest in */*) arm=$${rest#*/}; name=$${arch}v$$arm;; esac; \
+		out=$(DIST)/feedmq-$(VERSION)-$$os-$$name; echo "build $$out"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$arm GOAMD64=v1 GOARM64=v8.0 GOFLAGS=-mod=readonly \
+			$(GO) build -trimpath -buildvcs=false -ldflags "$(RELEASE_LDFLAGS)" -o $$out ./cmd/feedmq; \
+	done
+	cd $(DIST) && sha256sum feedmq-* > SHA256SUMS
+	@cat $(DIST)/SHA256SUMS
+
+# Builds the release twice, the second time with an empty build cache, and
+# compares the checksums.
+release-check: release
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	echo "rebuilding with an empty build cache in $$tmp"; \
+	GOCACHE=$$tmp/cache $(MAKE) --no-print-directory release DIST=$$tmp/dist >/dev/null; \
+	if diff -u $(DIST)/SHA256SUMS $$tmp/dist/SHA256SUMS; then \
+		echo "release-check: reproducible"; \
+	else \
+		echo "release-check: the two builds differ"; exit 1; \
+	fi

@@ -29,7 +29,8 @@ the other commands, which work whether or not serve is running on --data.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w; see `%s --help`", err, c.CommandPath())
 	})
-	root.AddCommand(newServeCommand(), newChannelCommand(), newDeviceCommand(), newFeedCommand(), newVersionCommand())
+	root.AddCommand(newServeCommand(), newChannelCommand(), newDeviceCommand(), newFeedCommand(),
+		newConfigCommand(), newVersionCommand(), newManCommand())
 	return root
 }
 
@@ -52,14 +53,26 @@ func loadConfig(cmd *cobra.Command) (Config, error) {
 }
 
 // newLogger returns a structured logger writing to w in the configured
-// format and level.
+// format and level. Under systemd the text format leaves out the time,
+// which the journal records itself.
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	level, _ := parseLevel(cfg.LogLevel) // validated
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
+	if underSystemd() {
+		opts.ReplaceAttr = dropTime
+	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// dropTime removes a record's time from text log lines.
+func dropTime(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.TimeKey && a.Value.Kind() == slog.KindTime {
+		return slog.Attr{}
+	}
+	return a
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -83,17 +96,5 @@ func newGroupCommand(use, short string) *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-	}
-}
-
-func newVersionCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the feedmq version",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "feedmq %s\n", version)
-			return err
-		},
 	}
 }
