@@ -1,0 +1,84 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/feedmq/feedmq/channels"
+)
+
+// apiError is an error answer in ThingSpeak's shape: an HTTP status, an
+// error code such as error_auth_required, a short message and details.
+type apiError struct {
+	status  int
+	code    string
+	message string
+	details string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.details }
+
+// errAuth is ThingSpeak's answer to a missing or wrong API key.
+var errAuth = &apiError{http.StatusUnauthorized, "error_auth_required", "Authorization Required",
+	"Please provide proper authentication details."}
+
+func notFound(details string) *apiError {
+	return &apiError{http.StatusNotFound, "error_resource_not_found", "Resource Not Found", details}
+}
+
+func badRequest(details string) *apiError {
+	return &apiError{http.StatusBadRequest, "error_bad_request", "Bad Request", details}
+}
+
+func errMethod(method string, allowed []string) *apiError {
+	return &apiError{http.StatusMethodNotAllowed, "error_method_invalid", "Method Not Allowed",
+		"Method " + strconv.Quote(method) + " is not allowed here; use " + strings.Join(allowed, ", ") + "."}
+}
+
+func errTooLarge(details string) *apiError {
+	return &apiError{http.StatusRequestEntityTooLarge, "error_request_too_large", "Request Entity Too Large", details}
+}
+
+var errInternal = &apiError{http.StatusInternalServerError, "error_internal", "Internal Server Error",
+	"The server could not complete the request; try again later."}
+
+// appendErrorJSON appends {"status":"401","error":{"error_code":...,
+// "message":...,"details":...}}.
+func appendErrorJSON(b []byte, e *apiError) []byte {
+	b = append(b, `{"status":"`...)
+	b = strconv.AppendInt(b, int64(e.status), 10)
+	b = append(b, `","error":{"error_code":`...)
+	b = channels.AppendJSONString(b, e.code)
+	b = append(b, `,"message":`...)
+	b = channels.AppendJSONString(b, e.message)
+	b = append(b, `,"details":`...)
+	b = channels.AppendJSONString(b, e.details)
+	return append(b, "}}"...)
+}
+
+// fail answers with e: a JSON error object for JSON requests and unknown
+// paths, and the bare error code as text for .csv and .txt requests (the
+// text form of ThingSpeak's errors).
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, format string, e *apiError) {
+	if e.status >= 500 {
+		h.log.Error("http request failed", "method", r.Method, "path", r.URL.Path, "status", e.status, "error", e.details)
+	} else {
+		h.log.Debug("http request refused", "method", r.Method, "path", r.URL.Path, "status", e.status, "error", e.details)
+	}
+	switch format {
+	case "csv", "txt":
+		writeBody(w, e.status, "text/plain; charset=utf-8", []byte(e.code))
+	default:
+		writeBody(w, e.status, "application/json; charset=utf-8", appendErrorJSON(nil, e))
+	}
+}
+
+// writeBody sends a complete response.
+func writeBody(w http.ResponseWriter, status int, contentType string, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	w.Write(body)
+}

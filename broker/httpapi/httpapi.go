@@ -1,0 +1,310 @@
+// Package httpapi is feedmq's ThingSpeak-compatible REST API: channel feed
+// reads, writes and /healthz.
+//
+// Reads (GET or HEAD; a public channel, or api_key=<read key> in the query
+// or the THINGSPEAKAPIKEY or X-THINGSPEAKAPIKEY header):
+//
+//	/channels/<id>/feeds.json|.csv               channel object and entries
+//	/channels/<id>/fields/<N>.json|.csv          same, entries with field<N> only
+//	/channels/<id>/feeds/last.json|.csv|.txt     newest entry (.txt: its JSON)
+//	/channels/<id>/fields/<N>/last.json|.csv|.txt, or no extension
+//	                                             newest entry that sets field<N>
+//	                                             (.txt: the bare value)
+//	/channels/<id>/feeds/entry/<entry_id>.json|.csv
+//
+// Read parameters: results (0..8000; default the newest 100, or up to 8000
+// with days, minutes, start or end), start and end ("2024-12-31 23:59:59"
+// or ISO 8601, inclusive), minutes, days, timezone (an IANA name) or offset
+// (hours), status=true, location=true and callback (JSONP). timescale,
+// sum, average, median, min, max and round are refused (400).
+//
+// JSON keys come in ThingSpeak's order; entries carry created_at, entry_id and the enabled
+// fields (null when unset). CSV has a header line and timestamps like
+// "2026-11-22 10:00:00 UTC" ("... -0500" with timezone or offset).
+//
+// Writes: GET or POST /update and /update.json, the write key in api_key
+// or a header, values (field1..field8, lat, long, elevation, status,
+// created_at, and timezone or offset for created_at) in the query, a form
+// body or a JSON body. /update answers the entry_id as text, or 0;
+// /update.json the entry as channels/<id>/subscribe delivers it. Each
+// write becomes a form-encoded payload that
+// channels.ParsePayload validates exactly as it validates MQTT payloads,
+// and the entry goes to a Publisher (the broker), which commits it and
+// fans it out to MQTT subscribers like any MQTT publish.
+//
+// Errors are ThingSpeak's JSON objects, such as
+// {"status":"401","error":{"error_code":"error_auth_required",...}}, or
+// for .csv and .txt requests the bare error code as text; /update answers
+// 0. Unknown paths are 404, other methods 405.
+//
+// The package imports only the domain packages and the standard library;
+// the caller supplies the store, the registry and the publisher.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/channels"
+)
+
+// Publisher commits an entry and fans it out. (*broker.Server).Publish
+// implements it: when it returns nil the entry is stored and e.ID and
+// e.CreatedAt are set.
+type Publisher interface {
+	Publish(ctx context.Context, e *channels.Entry) error
+}
+
+// Options configure the handler. Store, Registry and Publisher are
+// required.
+type Options struct {
+	// Store serves reads and lists channels to resolve write keys.
+	Store channels.Store
+	// Registry decides who may read and write; it is the same registry
+	// the broker uses, so key changes apply at once.
+	Registry *auth.Registry
+	// Publisher stores and fans out written entries.
+	Publisher Publisher
+	// Limits bound written entries, as for MQTT payloads.
+	Limits channels.Limits
+	// Logger receives request failures; default: discard.
+	Logger *slog.Logger
+	// Now returns the current time, for days= and minutes=; default
+	// time.Now.
+	Now func() time.Time
+	// Health, when set, is called by /healthz; an error makes it answer
+	// 503.
+	Health func(ctx context.Context) error
+}
+
+// Read limits (REFERENCE §2.3).
+const (
+	// MaxResults is the most entries one read returns.
+	MaxResults = 8000
+	// DefaultResults is how many entries a read without results, days,
+	// minutes, start or end returns: the newest 100.
+	DefaultResults = 100
+)
+
+// maxBodyExtra is what a write request body may carry beyond the payload
+// limit: the API key, timezone and the overhead of JSON or form encoding.
+const maxBodyExtra = 4096
+
+type handler struct {
+	opts  Options
+	log   *slog.Logger
+	keys  keyIndex
+	zones zoneCache
+}
+
+// New returns the REST API handler. It panics if Store, Registry or
+// Publisher is nil, since that is a programming error.
+func New(opts Options) http.Handler {
+	if opts.Store == nil || opts.Registry == nil || opts.Publisher == nil {
+		panic("httpapi: Store, Registry and Publisher are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	h := &handler{opts: opts, log: opts.Logger}
+	h.keys.store = opts.Store
+	h.keys.registry = opts.Registry
+	return h
+}
+
+// Route kinds.
+const (
+	routeFeeds     = iota + 1 // /channels/<id>/feeds.<fmt>
+	routeField                // /channels/<id>/fields/<N>.<fmt>
+	routeLast                 // /channels/<id>/feeds/last.<fmt>
+	routeFieldLast            // /channels/<id>/fields/<N>/last.<fmt>
+	routeEntry                // /channels/<id>/feeds/entry/<entry_id>.<fmt>
+	routeUpdate               // /update, /update.json
+	routeHealth               // /healthz
+)
+
+// route is a parsed request path.
+type route struct {
+	kind    int
+	channel uint64
+	field   int    // 1..8 for routeField and routeFieldLast
+	entry   uint64 // routeEntry
+	format  string // "json", "csv", "txt"; "" for /update and /healthz
+}
+
+// formats lists the formats each read route serves.
+var formats = map[int][]string{
+	routeFeeds:     {"json", "csv"},
+	routeField:     {"json", "csv"},
+	routeLast:      {"json", "csv", "txt"},
+	routeFieldLast: {"json", "csv", "txt"},
+	routeEntry:     {"json", "csv"},
+}
+
+// parseRoute maps a URL path to a route. ok is false for a path the API
+// does not serve; format is still set when the path named one, so that
+// the 404 can be answered in it.
+func parseRoute(path string) (rt route, ok bool) {
+	switch path {
+	case "/healthz":
+		return route{kind: routeHealth}, true
+	case "/update":
+		return route{kind: routeUpdate}, true
+	case "/update.json":
+		return route{kind: routeUpdate, format: "json"}, true
+	}
+	rest, found := strings.CutPrefix(path, "/channels/")
+	if !found {
+		return route{}, false
+	}
+	seg := strings.Split(rest, "/")
+	id, err := parseID(seg[0])
+	if err != nil || len(seg) < 2 {
+		return route{}, false
+	}
+	rt.channel = id
+	var name string
+	switch {
+	case len(seg) == 2:
+		rt.kind, name = routeFeeds, seg[1] // feeds.<fmt>
+		name, rt.format = splitExt(name)
+		if name != "feeds" {
+			return route{}, false
+		}
+	case len(seg) == 3 && seg[1] == "feeds":
+		rt.kind = routeLast
+		name, rt.format = splitExt(seg[2])
+		if name != "last" {
+			return route{}, false
+		}
+	case len(seg) == 4 && seg[1] == "feeds" && seg[2] == "entry":
+		rt.kind = routeEntry
+		name, rt.format = splitExt(seg[3])
+		if rt.entry, err = parseID(name); err != nil {
+			return route{}, false
+		}
+	case len(seg) == 3 && seg[1] == "fields":
+		rt.kind = routeField
+		name, rt.format = splitExt(seg[2])
+		if rt.field = parseField(name); rt.field == 0 {
+			return route{}, false
+		}
+	case len(seg) == 4 && seg[1] == "fields":
+		rt.kind = routeFieldLast
+		if rt.field = parseField(seg[2]); rt.field == 0 {
+			return route{}, false
+		}
+		name, rt.format = splitExt(seg[3])
+		if name != "last" {
+			return route{}, false
+		}
+		if rt.format == "" {
+			// The ThingSpeak Arduino library reads fields/<N>/last.
+			rt.format = "txt"
+		}
+	default:
+		return route{}, false
+	}
+	for _, f := range formats[rt.kind] {
+		if f == rt.format {
+			return rt, true
+		}
+	}
+	return rt, false
+}
+
+// splitExt splits "name.ext" into name and ext.
+func splitExt(s string) (name, ext string) {
+	if i := strings.LastIndexByte(s, '.'); i >= 0 {
+		return s[:i], s[i+1:]
+	}
+	return s, ""
+}
+
+// parseID parses a channel or entry ID: a decimal number from 1.
+func parseID(s string) (uint64, error) {
+	if s == "" || s[0] < '0' || s[0] > '9' {
+		return 0, strconv.ErrSyntax
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err == nil && n == 0 {
+		err = strconv.ErrRange
+	}
+	return n, err
+}
+
+// parseField parses a field number 1..8; 0 means not a field.
+func parseField(s string) int {
+	if len(s) == 1 && s[0] >= '1' && s[0] <= '0'+channels.NumFields {
+		return int(s[0] - '0')
+	}
+	return 0
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hdr := w.Header()
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	// Like ThingSpeak, the API may be used from any web page: access is
+	// decided by the API keys, never by cookies.
+	hdr.Set("Access-Control-Allow-Origin", "*")
+
+	rt, ok := parseRoute(r.URL.Path)
+	if !ok {
+		h.fail(w, r, rt.format, notFound("No such resource: check the URL. Reads are /channels/<id>/feeds.json, .../fields/<N>.json, .../feeds/last.json; writes are /update and /update.json."))
+		return
+	}
+	allowed := []string{http.MethodGet, http.MethodHead, http.MethodOptions}
+	switch rt.kind {
+	case routeUpdate:
+		allowed = []string{http.MethodGet, http.MethodPost, http.MethodOptions}
+	case routeHealth:
+		allowed = []string{http.MethodGet, http.MethodHead}
+	}
+	if !slices.Contains(allowed, r.Method) {
+		hdr.Set("Allow", strings.Join(allowed, ", "))
+		format := rt.format
+		if rt.kind == routeUpdate && format == "" {
+			format = "json" // /update answers 0 only to writes
+		}
+		h.fail(w, r, format, errMethod(r.Method, allowed))
+		return
+	}
+	if r.Method == http.MethodOptions { // a CORS preflight
+		hdr.Set("Access-Control-Allow-Methods", strings.Join(allowed, ", "))
+		hdr.Set("Access-Control-Allow-Headers", "Content-Type, THINGSPEAKAPIKEY, X-THINGSPEAKAPIKEY")
+		hdr.Set("Access-Control-Max-Age", "86400")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	switch rt.kind {
+	case routeHealth:
+		h.health(w, r)
+	case routeUpdate:
+		h.update(w, r, rt)
+	default:
+		h.read(w, r, rt)
+	}
+}
+
+func (h *handler) health(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if h.opts.Health != nil {
+		if err := h.opts.Health(r.Context()); err != nil {
+			h.log.Warn("health check failed", "error", err)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("unavailable\n"))
+			return
+		}
+	}
+	w.Write([]byte("ok"))
+}

@@ -1,0 +1,162 @@
+package httpapi
+
+import (
+	"net/url"
+	"testing"
+	"time"
+	_ "time/tzdata"
+)
+
+var testNow = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func TestParseTime(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	utc := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, c := range []struct {
+		in   string
+		loc  *time.Location
+		want time.Time
+	}{
+		{"2024-12-31 23:59:59", nil, utc("2024-12-31T23:59:59Z")},
+		{"2024-12-31T23:59:59Z", nil, utc("2024-12-31T23:59:59Z")},
+		{"2024-12-31t23:59:59z", nil, utc("2024-12-31T23:59:59Z")},
+		{"2024-12-31", nil, utc("2024-12-31T00:00:00Z")},
+		{"2024-12-31 23:59", nil, utc("2024-12-31T23:59:00Z")},
+		{"2024-12-31 23:59:59.25", nil, utc("2024-12-31T23:59:59.25Z")},
+		{"2024-12-31 23:59:59.1234567891", nil, utc("2024-12-31T23:59:59.123456789Z")},
+		{"2024-12-31 23:59:59+01:00", nil, utc("2024-12-31T22:59:59Z")},
+		{"2024-12-31 23:59:59 01:00", nil, utc("2024-12-31T22:59:59Z")}, // unescaped +
+		{"2024-12-31 23:59:59-0530", nil, utc("2025-01-01T05:29:59Z")},
+		{"2024-12-31 23:59:59-05", nil, utc("2025-01-01T04:59:59Z")},
+		{"2024-12-31 23:59:59 UTC", berlin, utc("2024-12-31T23:59:59Z")},
+		{"2024-12-31 23:59:59", berlin, utc("2024-12-31T22:59:59Z")},
+		{"2024-07-31 23:59:59", berlin, utc("2024-07-31T21:59:59Z")},
+		{"2024-07-31 23:59:59Z", berlin, utc("2024-07-31T23:59:59Z")},
+		{"2024-02-29", nil, utc("2024-02-29T00:00:00Z")},
+	} {
+		got, err := parseTime(c.in, c.loc)
+		if err != nil || !got.Equal(c.want) {
+			t.Errorf("parseTime(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+	for _, in := range []string{
+		"", "2024", "2024-1-01", "2024-12-31x", "2024-12-31 2", "2024-12-31 23", "2024-12-31 23:5",
+		"2024-12-31 23:59:5", "2024-12-31 24:00:00", "2024-12-31 23:60:00", "2024-12-31 23:59:60",
+		"2023-02-29", "2024-00-10", "2024-13-10", "2024-12-00", "2024-12-32", "2024-12-31 23:59:59+1",
+		"2024-12-31 23:59:59+24:00", "2024-12-31 23:59:59+01:60", "2024-12-31 23:59:59 CET",
+		"2024-12-31 23:59:59.", "2024-12-31 23:59:59.x", "+024-12-31", "2024-12-31 23:59:59Z ",
+		"２０２４-12-31", "2024-12-31Z", "2024-12-31+01:00", "2024-12-31 23:59:59 01",
+	} {
+		if got, err := parseTime(in, nil); err == nil {
+			t.Errorf("parseTime(%q) = %v, want an error", in, got)
+		}
+	}
+}
+
+func TestParseRoute(t *testing.T) {
+	for path, want := range map[string]route{
+		"/channels/7/feeds.json":           {kind: routeFeeds, channel: 7, format: "json"},
+		"/channels/7/feeds.csv":            {kind: routeFeeds, channel: 7, format: "csv"},
+		"/channels/7/fields/8.json":        {kind: routeField, channel: 7, field: 8, format: "json"},
+		"/channels/7/feeds/last.json":      {kind: routeLast, channel: 7, format: "json"},
+		"/channels/7/fields/1/last.txt":    {kind: routeFieldLast, channel: 7, field: 1, format: "txt"},
+		"/channels/7/feeds/entry/42.csv":   {kind: routeEntry, channel: 7, entry: 42, format: "csv"},
+		"/channels/007/feeds/entry/1.json": {kind: routeEntry, channel: 7, entry: 1, format: "json"},
+		"/update":                          {kind: routeUpdate},
+		"/update.json":                     {kind: routeUpdate, format: "json"},
+		"/healthz":                         {kind: routeHealth},
+	} {
+		got, ok := parseRoute(path)
+		if !ok || got != want {
+			t.Errorf("parseRoute(%q) = %+v, %v; want %+v", path, got, ok, want)
+		}
+	}
+}
+
+func TestParseReadParams_Defaults(t *testing.T) {
+	var z zoneCache
+	p, err := parseReadParams(url.Values{}, testNow, &z)
+	if err != nil || p.limit != DefaultResults || !p.start.IsZero() || !p.end.IsZero() || p.loc != nil {
+		t.Fatalf("defaults: %+v, %v", p, err)
+	}
+	p, err = parseReadParams(url.Values{"days": {"2"}}, testNow, &z)
+	if err != nil || p.limit != MaxResults || !p.start.Equal(testNow.Add(-48*time.Hour)) {
+		t.Fatalf("days=2: %+v, %v", p, err)
+	}
+	p, err = parseReadParams(url.Values{"days": {"99999999999999999999999"}}, testNow, &z)
+	if err != nil || !p.start.Equal(testNow.Add(-maxDays*24*time.Hour)) {
+		t.Fatalf("huge days: %+v, %v", p, err)
+	}
+	p, err = parseReadParams(url.Values{"end": {"2026-01-01"}, "results": {"5"}}, testNow, &z)
+	if err != nil || p.limit != 5 || !p.end.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("end: %+v, %v", p, err)
+	}
+	p, err = parseReadParams(url.Values{"offset": {"-3.75"}}, testNow, &z)
+	if _, off := testNow.In(p.loc).Zone(); err != nil || off != -(3*3600+45*60) {
+		t.Fatalf("offset=-3.75: %v, %v", off, err)
+	}
+}
+
+// FuzzQueryParams checks that no query string makes the read parameters
+// panic or escape their bounds, and that accepted times format and parse
+// back.
+func FuzzQueryParams(f *testing.F) {
+	for _, s := range []string{
+		"", "results=10", "results=8001", "results=-1", "days=3&minutes=5", "minutes=99999999999999",
+		"start=2024-12-31%2023:59:59&end=2025-01-01T00:00:00Z", "start=2024-12-31+23:59:59+01:00",
+		"start=2024-02-29&timezone=America/New_York", "timezone=Europe/Berlin&offset=3", "offset=-12.5",
+		"offset=14.0000001", "timezone=Local", "timezone=..%2Fetc", "status=true&location=1&callback=x.y",
+		"start=2024-12-31 23:59:59.999999999999-23:59", "end=9999-12-31T23:59:59+23:59", "end=0000-01-01T00:00:00-23:59",
+	} {
+		f.Add(s)
+	}
+	var zones zoneCache
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		p, err := parseReadParams(q, testNow, &zones)
+		if err != nil {
+			if _, ok := err.(*apiError); !ok {
+				t.Fatalf("error %T %v is not an *apiError", err, err)
+			}
+			return
+		}
+		if p.limit < 0 || p.limit > MaxResults {
+			t.Fatalf("limit %d out of range", p.limit)
+		}
+		if p.callback != "" && !validCallback(p.callback) {
+			t.Fatalf("callback %q accepted", p.callback)
+		}
+		if p.loc != nil {
+			if _, off := testNow.In(p.loc).Zone(); off < -24*3600 || off > 24*3600 {
+				t.Fatalf("zone offset %d", off)
+			}
+		}
+		for _, bound := range []time.Time{p.start, p.end} {
+			if bound.IsZero() {
+				continue
+			}
+			// A bound written back in RFC 3339 parses to the same instant.
+			bound = bound.UTC()
+			if y := bound.Year(); y < 0 || y > 9999 {
+				continue // RFC 3339 cannot write it
+			}
+			s := bound.Format("2006-01-02T15:04:05.999999999Z07:00")
+			back, err := parseTime(s, nil)
+			if err != nil || !back.Equal(bound) {
+				t.Fatalf("bound %v formats as %q, parses back as %v, %v", bound, s, back, err)
+			}
+		}
+	})
+}

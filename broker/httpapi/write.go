@@ -1,0 +1,369 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/channels"
+)
+
+// payloadKeys are the names channels.ParsePayload reads from a
+// channel-feed payload, in the order a write passes them on. Other
+// parameters (api_key, timezone, ...) never reach the payload.
+var payloadKeys = []string{
+	"field1", "1", "field2", "2", "field3", "3", "field4", "4",
+	"field5", "5", "field6", "6", "field7", "7", "field8", "8",
+	"lat", "latitude", "long", "longitude", "elevation", "status", "created_at",
+}
+
+// controlKeys are the write parameters that steer the request.
+var controlKeys = []string{"api_key", "timezone", "offset"}
+
+// update serves /update and /update.json (REFERENCE §2.1): GET or POST,
+// parameters in the query string, a form body or a JSON body, the write
+// key in api_key or the THINGSPEAKAPIKEY (or X-THINGSPEAKAPIKEY) header.
+//
+// /update answers the new entry_id as text, or 0: with 400 for a wrong
+// key or bad input, 413 for an oversized request, 500 when the entry could
+// not be stored, and 200 when the channel's rate limit refused it (as
+// ThingSpeak does). /update.json answers the entry as subscribers of
+// channels/<id>/subscribe receive it, or a JSON error (401 for a wrong
+// key), or 0 with 200 when rate-limited.
+func (h *handler) update(w http.ResponseWriter, r *http.Request, rt route) {
+	plain := rt.format == ""
+	req, aerr := h.readWrite(w, r)
+	if aerr != nil {
+		h.writeFailed(w, r, plain, aerr)
+		return
+	}
+	key := req.control["api_key"]
+	if key == "" {
+		key = headerKey(r)
+	}
+	id, err := h.keys.lookup(r.Context(), key)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // the client went away
+		}
+		h.log.Error("http write: cannot resolve write key", "error", err)
+		h.writeFailed(w, r, plain, errInternal)
+		return
+	}
+	ch, ok := h.opts.Registry.Channel(id)
+	if id == 0 || !ok {
+		h.writeFailed(w, r, plain, errAuth)
+		return
+	}
+	loc, err := parseZoneParams(url.Values{"timezone": {req.control["timezone"]}, "offset": {req.control["offset"]}}, &h.zones)
+	if err != nil {
+		h.writeFailed(w, r, plain, err.(*apiError))
+		return
+	}
+	if len(req.payload) == 0 {
+		h.writeFailed(w, r, plain, badRequest(errNoValues))
+		return
+	}
+	e, err := channels.ParsePayload(ch, 0, req.payload, h.opts.Limits)
+	if err != nil {
+		if errors.Is(err, channels.ErrTooLarge) {
+			h.writeFailed(w, r, plain, errTooLarge(sentence(channels.ErrorMessage(err))))
+		} else {
+			h.writeFailed(w, r, plain, badRequest(sentence(channels.ErrorMessage(err))))
+		}
+		return
+	}
+	if loc != nil && !e.CreatedAt.IsZero() && !hasZone(req.createdAt) {
+		// created_at without a zone is local time in timezone/offset.
+		t := e.CreatedAt
+		e.CreatedAt = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), 0, loc).UTC()
+		if y := e.CreatedAt.Year(); y < 1970 || y > 9999 {
+			h.writeFailed(w, r, plain, badRequest("created_at must lie in the years 1970 to 9999 (UTC)."))
+			return
+		}
+	}
+	e.ChannelID = ch.ID
+	// Once accepted, a write is committed even if the client hangs up, as
+	// an MQTT publish is: it must not fail halfway for that.
+	if err := h.opts.Publisher.Publish(context.WithoutCancel(r.Context()), &e); err != nil {
+		h.publishFailed(w, r, plain, ch.ID, err)
+		return
+	}
+	h.log.Debug("http write stored", "channel", ch.ID, "entry", e.ID)
+	if plain {
+		writeBody(w, http.StatusOK, "text/plain; charset=utf-8", strconv.AppendUint(nil, e.ID, 10))
+		return
+	}
+	writeBody(w, http.StatusOK, "application/json; charset=utf-8", e.AppendJSON(make([]byte, 0, 384)))
+}
+
+// publishFailed answers an entry the publisher refused.
+func (h *handler) publishFailed(w http.ResponseWriter, r *http.Request, plain bool, ch uint64, err error) {
+	switch channels.ErrorCode(err) {
+	case channels.ERATELIMIT:
+		// ThingSpeak answers a write that comes too soon with 0 and 200.
+		h.log.Debug("http write refused", "channel", ch, "error", err)
+		writeBody(w, http.StatusOK, "text/plain; charset=utf-8", []byte("0"))
+	case channels.ENOTFOUND, channels.EFORBIDDEN:
+		h.writeFailed(w, r, plain, errAuth) // the channel went away
+	case channels.EINVALID:
+		h.writeFailed(w, r, plain, badRequest(sentence(channels.ErrorMessage(err))))
+	default:
+		h.log.Error("http write failed", "channel", ch, "error", err)
+		h.writeFailed(w, r, plain, errInternal)
+	}
+}
+
+const errNoValues = "The write sets no value: send at least one of field1..field8, lat, long, elevation or status."
+
+// sentence ends a domain error message with a full stop.
+func sentence(msg string) string {
+	if strings.HasSuffix(msg, ".") {
+		return msg
+	}
+	return msg + "."
+}
+
+// writeFailed answers a failed write: 0 for /update, a JSON error for
+// /update.json. /update keeps ThingSpeak's 400 for a wrong key.
+func (h *handler) writeFailed(w http.ResponseWriter, r *http.Request, plain bool, e *apiError) {
+	if !plain {
+		h.fail(w, r, "json", e)
+		return
+	}
+	status := e.status
+	if status == http.StatusUnauthorized {
+		status = http.StatusBadRequest
+	}
+	h.log.Debug("http write refused", "status", status, "error", e.details)
+	writeBody(w, status, "text/plain; charset=utf-8", []byte("0"))
+}
+
+// writeReq is a decoded write request.
+type writeReq struct {
+	payload   []byte            // form-encoded payload for channels.ParsePayload
+	createdAt string            // the created_at that takes effect, or ""
+	control   map[string]string // api_key, timezone, offset
+}
+
+// readWrite collects the parameters of a write from the query string and
+// the body (form or JSON); body values override query values.
+func (h *handler) readWrite(w http.ResponseWriter, r *http.Request) (*writeReq, *apiError) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, badRequest("The query string is malformed: " + err.Error())
+	}
+	sources := []url.Values{q}
+	if r.Method == http.MethodPost {
+		lim := h.opts.Limits.MaxPayload
+		if lim <= 0 {
+			lim = channels.DefaultMaxPayload
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(lim+maxBodyExtra)))
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, errTooLarge("The request body is over " + strconv.Itoa(lim+maxBodyExtra) + " bytes.")
+		} else if err != nil {
+			return nil, badRequest("The request body could not be read.")
+		}
+		v, aerr := parseBody(r.Header.Get("Content-Type"), body)
+		if aerr != nil {
+			return nil, aerr
+		}
+		sources = append(sources, v)
+	}
+	req := &writeReq{control: make(map[string]string, len(controlKeys))}
+	for _, k := range controlKeys {
+		for _, src := range sources {
+			if v := src.Get(k); v != "" {
+				req.control[k] = v
+			}
+		}
+	}
+	req.payload = buildPayload(sources)
+	for _, src := range sources {
+		if vs, ok := src["created_at"]; ok {
+			req.createdAt = strings.TrimSpace(vs[len(vs)-1])
+		}
+	}
+	return req, nil
+}
+
+// parseBody decodes a POST body: JSON for a JSON content type, else form
+// encoding (devices often send forms without a content type).
+func parseBody(contentType string, body []byte) (url.Values, *apiError) {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	if mt == "application/json" || strings.HasSuffix(mt, "+json") {
+		return parseJSONBody(body)
+	}
+	// Like ParsePayload, ignore a trailing line end (the ThingSpeak Arduino
+	// library ends its body with one).
+	v, err := url.ParseQuery(string(bytes.TrimRight(body, "\r\n")))
+	if err != nil {
+		return nil, badRequest("The form body is malformed: " + err.Error())
+	}
+	return v, nil
+}
+
+// parseJSONBody decodes a JSON object of write parameters. Values may be
+// strings, numbers (kept as written: 24.90 stays "24.90"), booleans or
+// null (not set).
+func parseJSONBody(body []byte) (url.Values, *apiError) {
+	v := url.Values{}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return v, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil || m == nil {
+		return nil, badRequest("The body must be a JSON object such as {\"api_key\":\"...\",\"field1\":23.5}.")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, badRequest("The body must hold one JSON object and nothing after it.")
+	}
+	for k, val := range m {
+		if !isWriteKey(k) {
+			continue
+		}
+		var s string
+		switch x := val.(type) {
+		case nil:
+			continue
+		case string:
+			s = x
+		case json.Number:
+			s = x.String()
+		case bool:
+			s = strconv.FormatBool(x)
+		default:
+			return nil, badRequest(k + " must be a string or a number.")
+		}
+		v.Set(k, s)
+	}
+	return v, nil
+}
+
+func isWriteKey(k string) bool {
+	for _, n := range payloadKeys {
+		if n == k {
+			return true
+		}
+	}
+	for _, n := range controlKeys {
+		if n == k {
+			return true
+		}
+	}
+	return false
+}
+
+// buildPayload form-encodes the payload values of the sources, in
+// payloadKeys order and, per key, in source order, so that later sources
+// win (ParsePayload keeps the last value of a name).
+func buildPayload(sources []url.Values) []byte {
+	var b []byte
+	for _, k := range payloadKeys {
+		for _, src := range sources {
+			for _, v := range src[k] {
+				if len(b) > 0 {
+					b = append(b, '&')
+				}
+				b = append(b, k...)
+				b = append(b, '=')
+				b = appendFormValue(b, v)
+			}
+		}
+	}
+	return b
+}
+
+// appendFormValue escapes only what the payload syntax needs (%, &, +, =,
+// and CR and LF, which ParsePayload would trim at the end), so that a
+// value counts against the payload limit with its own length, as it does
+// over MQTT.
+func appendFormValue(b []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '%', '&', '+', '=', '\r', '\n':
+			b = append(b, '%', "0123456789ABCDEF"[c>>4], "0123456789ABCDEF"[c&15])
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// hasZone reports whether a created_at value that ParsePayload accepted
+// names its zone: anything after the seconds other than a fraction.
+func hasZone(s string) bool {
+	const secondsEnd = len("2006-01-02 15:04:05")
+	return len(s) > secondsEnd && strings.ContainsAny(s[secondsEnd:], "Z+-")
+}
+
+// keyIndex maps write API keys to channel IDs for /update, which names no
+// channel. It is rebuilt from the store when a well-formed key is not
+// found, so a new channel or a regenerated key works at once; rebuilds
+// are serialized and shared by the requests that wait for them. The
+// registry stays the authority: a key is accepted only when
+// Registry.CanPublish agrees.
+type keyIndex struct {
+	store    channels.Store
+	registry *auth.Registry
+
+	byKey   atomic.Pointer[map[string]uint64]
+	started atomic.Uint64 // rebuilds begun
+	mu      sync.Mutex    // held while rebuilding
+}
+
+// lookup returns the channel whose write key is key, or 0.
+func (k *keyIndex) lookup(ctx context.Context, key string) (uint64, error) {
+	if !channels.ValidKey(key) {
+		return 0, nil
+	}
+	seen := k.started.Load()
+	if id := k.find(key); id != 0 {
+		return id, nil
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.started.Load() == seen {
+		// No rebuild began since the miss: list the channels now.
+		k.started.Add(1)
+		list, err := k.store.ListChannels(ctx)
+		if err != nil {
+			k.started.Add(^uint64(0)) // let the next miss try again
+			return 0, err
+		}
+		m := make(map[string]uint64, len(list))
+		for _, c := range list {
+			m[c.WriteKey] = c.ID
+		}
+		k.byKey.Store(&m)
+	}
+	return k.find(key), nil
+}
+
+// find looks key up in the current index and checks it with the registry.
+func (k *keyIndex) find(key string) uint64 {
+	m := k.byKey.Load()
+	if m == nil {
+		return 0
+	}
+	id, ok := (*m)[key]
+	if !ok || k.registry.CanPublish(auth.Anonymous, id, key) != nil {
+		return 0
+	}
+	return id
+}
