@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -71,16 +72,27 @@ func runServe(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) 
 	if err != nil {
 		return err
 	}
+	var bound []string
 	for _, name := range listenerNames {
 		if addr := s.broker.Addr(name); addr != nil {
 			fmt.Fprintf(out, "%s listening on %s\n", name, addr)
+			bound = append(bound, fmt.Sprintf("%s %s", name, addr))
 		}
 	}
+	// Every listener is bound and the store is open: under systemd
+	// (Type=notify) the service is started now. Nothing is sent elsewhere.
+	sd := newNotifier(log)
+	status := "serving: " + strings.Join(bound, ", ")
+	sd.Ready(status)
+	stopWatchdog := sd.StartWatchdog()
+	defer stopWatchdog() // after Close: a long shutdown is not a hang
 	for {
 		select {
 		case <-hup:
-			_ = s.reloadCertificate(cfg) // logged; serve goes on either way
+			// logged; serve goes on either way
+			_ = sd.Reload(func() error { return s.reloadCertificate(cfg) }, status)
 		case <-ctx.Done():
+			sd.Stopping()
 			log.Info("shutting down")
 			return s.Close()
 		}

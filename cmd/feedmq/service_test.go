@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -318,5 +321,111 @@ func TestLoggerUnderSystemd(t *testing.T) {
 				t.Fatalf("line lost content: %s", line)
 			}
 		})
+	}
+}
+
+// serve tells systemd it is ready only once every listener is bound and the
+// store is open, pings the watchdog, wraps SIGHUP handling in
+// RELOADING=1 ... READY=1 and says STOPPING=1 when it shuts down.
+func TestServeNotifiesSystemd(t *testing.T) {
+	sd := newFakeSystemd(t, 100*time.Millisecond)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	selfSigned(t, "first", certFile, keyFile)
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.Listeners = ListenersConfig{MQTT: "127.0.0.1:0", WS: off, MQTTS: "127.0.0.1:0", WSS: off, HTTP: off}
+	cfg.TLS = TLSConfig{Cert: certFile, Key: keyFile}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, cfg, out, discardLogger()) }()
+
+	waitFor(t, func() bool { return sd.count("READY=1") == 1 })
+	// By then serve has bound and reported every listener and opened the
+	// database and the admin socket.
+	lines := out.String()
+	var mqttAddr, mqttsAddr string
+	if _, err := fmt.Sscanf(lines, "mqtt listening on %s\nmqtts listening on %s\n", &mqttAddr, &mqttsAddr); err != nil {
+		t.Fatalf("listeners not reported before READY=1: %v\n%s", err, lines)
+	}
+	ready := sd.messages()[0]
+	if want := "READY=1\nSTATUS=serving: mqtt " + mqttAddr + ", mqtts " + mqttsAddr; ready != want {
+		t.Fatalf("got %q, want %q", ready, want)
+	}
+	for _, addr := range []string{mqttAddr, mqttsAddr} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("READY=1 before %s accepts: %v", addr, err)
+		}
+		c.Close()
+	}
+	if _, err := os.Stat(cfg.socketPath()); err != nil {
+		t.Fatalf("READY=1 before the admin socket: %v", err)
+	}
+	waitFor(t, func() bool { return sd.count("WATCHDOG=1") >= 2 })
+
+	// systemctl reload: the certificate is read again.
+	selfSigned(t, "second", certFile, keyFile)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return sd.count("READY=1") == 2 })
+	// A bad key: serve goes on with the old certificate and says so.
+	writeFile(t, keyFile, "not a key")
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return sd.count("READY=1") == 3 })
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return sd.count("STOPPING=1") == 1 })
+	var states []string
+	for _, m := range sd.messages() {
+		if m != "WATCHDOG=1" {
+			states = append(states, m)
+		}
+	}
+	serving := "STATUS=serving: mqtt " + mqttAddr + ", mqtts " + mqttsAddr
+	want := []string{"READY=1\n" + serving, "RELOADING=1", "READY=1\n" + serving, "RELOADING=1",
+		"READY=1\nSTATUS=reload failed, still serving: ", "STOPPING=1\nSTATUS=shutting down"}
+	if len(states) != len(want) {
+		t.Fatalf("got %q", states)
+	}
+	for i := range want {
+		if !strings.HasPrefix(states[i], want[i]) {
+			t.Fatalf("message %d: got %q, want %q...", i, states[i], want[i])
+		}
+	}
+	// Keep-alives stop with serve.
+	n := sd.count("WATCHDOG=1")
+	time.Sleep(150 * time.Millisecond)
+	if sd.count("WATCHDOG=1") != n {
+		t.Fatal("watchdog keep-alives after serve returned")
+	}
+}
+
+// A serve that cannot start never reports itself ready: systemd sees the
+// exit status instead.
+func TestServeNotReadyOnFailure(t *testing.T) {
+	sd := newFakeSystemd(t, 100*time.Millisecond)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Listeners = ListenersConfig{MQTT: ln.Addr().String(), WS: off, MQTTS: off, WSS: off, HTTP: off}
+	if err := runServe(context.Background(), cfg, io.Discard, discardLogger()); err == nil {
+		t.Fatal("serve started on a port in use")
+	}
+	time.Sleep(50 * time.Millisecond)
+	if msgs := sd.messages(); len(msgs) > 0 {
+		t.Fatalf("sent %q", msgs)
 	}
 }
