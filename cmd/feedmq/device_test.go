@@ -13,7 +13,7 @@ import (
 
 var (
 	clientIDRE = regexp.MustCompile(`^[A-Za-z0-9]{23}$`)
-	passwordRE = regexp.MustCompile(`^[A-Za-z0-9+/]{24}$`)
+	passwordRE = regexp.MustCompile(`^[A-Za-z0-9_-]{24}$`)
 )
 
 func TestDeviceCreate(t *testing.T) {
@@ -73,10 +73,10 @@ func TestDeviceCreate(t *testing.T) {
 func TestDeviceCredentialFormats(t *testing.T) {
 	forEachInstance(t, func(t *testing.T, dir string) {
 		for format, re := range map[string]string{
-			"text": `^username = ([A-Za-z0-9]{23})\nclientId = ([A-Za-z0-9]{23})\npassword = ([A-Za-z0-9+/]{24})\n$`,
-			"env":  `^MQTT_USERNAME=([A-Za-z0-9]{23})\nMQTT_CLIENT_ID=([A-Za-z0-9]{23})\nMQTT_PASSWORD=([A-Za-z0-9+/]{24})\n$`,
+			"text": `^username = ([A-Za-z0-9]{23})\nclientId = ([A-Za-z0-9]{23})\npassword = ([A-Za-z0-9_-]{24})\n$`,
+			"env":  `^MQTT_USERNAME=([A-Za-z0-9]{23})\nMQTT_CLIENT_ID=([A-Za-z0-9]{23})\nMQTT_PASSWORD=([A-Za-z0-9_-]{24})\n$`,
 			"arduino": `^#define SECRET_MQTT_USERNAME "([A-Za-z0-9]{23})"\n#define SECRET_MQTT_CLIENT_ID "([A-Za-z0-9]{23})"\n` +
-				`#define SECRET_MQTT_PASSWORD "([A-Za-z0-9+/]{24})"\n$`,
+				`#define SECRET_MQTT_PASSWORD "([A-Za-z0-9_-]{24})"\n$`,
 		} {
 			t.Run(format, func(t *testing.T) {
 				out, stderr, err := runCommand(t, "--data", dir, "device", "create", "--name", format, "--format", format)
