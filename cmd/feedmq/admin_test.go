@@ -131,6 +131,7 @@ func TestServe(t *testing.T) {
 	cfg.DataDir = dir
 	cfg.Listeners.MQTT = "127.0.0.1:0"
 	cfg.Listeners.WS = "127.0.0.1:0"
+	cfg.Listeners.HTTP = "127.0.0.1:0"
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	s, err := openServer(context.Background(), cfg, log)
@@ -138,8 +139,8 @@ func TestServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if s.broker.Addr("mqtt") == nil || s.broker.Addr("ws") == nil {
-		t.Fatal("mqtt or ws not bound")
+	if s.addr("mqtt") == nil || s.addr("ws") == nil || s.addr("http") == nil {
+		t.Fatal("mqtt, ws or http not bound")
 	}
 	if strings.Contains(logs.String(), "listener not implemented yet") {
 		t.Fatalf("warning about an implemented listener:\n%s", logs.String())
@@ -179,7 +180,7 @@ func TestServe(t *testing.T) {
 func TestRunServe(t *testing.T) {
 	dir := t.TempDir()
 	cfg := DefaultConfig()
-	cfg.DataDir, cfg.Listeners.MQTT, cfg.Listeners.WS = dir, "127.0.0.1:0", off
+	cfg.DataDir, cfg.Listeners.MQTT, cfg.Listeners.WS, cfg.Listeners.HTTP = dir, "127.0.0.1:0", off, off
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
 	done := make(chan error, 1)
@@ -204,7 +205,7 @@ func TestServePortInUse(t *testing.T) {
 	defer ln.Close()
 	dir := t.TempDir()
 	cfg := DefaultConfig()
-	cfg.DataDir, cfg.Listeners.MQTT, cfg.Listeners.WS = dir, ln.Addr().String(), off
+	cfg.DataDir, cfg.Listeners.MQTT, cfg.Listeners.WS, cfg.Listeners.HTTP = dir, ln.Addr().String(), off, off
 	if _, err := openServer(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil {
 		t.Fatal("serve started on a port in use")
 	}

@@ -74,7 +74,7 @@ func runServe(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) 
 	}
 	var bound []string
 	for _, name := range listenerNames {
-		if addr := s.broker.Addr(name); addr != nil {
+		if addr := s.addr(name); addr != nil {
 			fmt.Fprintf(out, "%s listening on %s\n", name, addr)
 			bound = append(bound, fmt.Sprintf("%s %s", name, addr))
 		}
@@ -115,13 +115,15 @@ func (s *server) reloadCertificate(cfg Config) error {
 	return nil
 }
 
-// server is a running feedmq instance: database, admin service, broker
-// and admin socket, opened in that order and closed in reverse.
+// server is a running feedmq instance: database, admin service, broker,
+// HTTP listener and admin socket, opened in that order and closed in
+// reverse.
 type server struct {
 	log    *slog.Logger
 	db     *storage.DB
 	svc    *auth.Service
 	broker *broker.Server
+	http   *httpListener // nil when --http is off
 	sock   *adminsock.Server
 }
 
@@ -143,7 +145,6 @@ func openServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, err
 
 func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	log := s.log
-	warnUnimplemented(cfg, log)
 	if a, _ := dialAdmin(cfg); a != nil {
 		a.Close()
 		return fmt.Errorf("%w (its admin socket %s answers)", adminsock.ErrRunning, cfg.socketPath())
@@ -159,6 +160,9 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	}
 	s.svc.Revoke = s.broker.Revoke
 	if err = s.broker.Open(); err != nil {
+		return err
+	}
+	if s.http, err = openHTTP(cfg, s); err != nil {
 		return err
 	}
 	s.sock, err = adminsock.Listen(cfg.socketPath(), newAdminHandler(s.svc, log.With("component", "admin")))
@@ -182,25 +186,16 @@ func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
 	}
 }
 
-// warnUnimplemented logs the configured listeners the broker cannot run
-// yet. Defaults stay quiet; an explicit address gets a warning.
-func warnUnimplemented(cfg Config, log *slog.Logger) {
-	def := DefaultConfig()
-	for _, l := range []struct{ name, addr, def string }{
-		{"http", cfg.Listeners.HTTP, def.Listeners.HTTP},
-	} {
-		if l.addr != l.def && l.addr != off {
-			log.Warn("listener not implemented yet; ignoring it", "listener", l.name, "addr", l.addr)
-		}
-	}
-}
-
-// Close shuts down in order: the admin socket (no new changes), the broker
-// (in-flight publishes are committed), then the database.
+// Close shuts down in order: the admin socket (no new changes), the HTTP
+// listener (requests in flight finish), the broker (in-flight publishes
+// are committed), then the database.
 func (s *server) Close() error {
 	var errs []error
 	if s.sock != nil {
 		errs = append(errs, s.sock.Close())
+	}
+	if s.http != nil {
+		errs = append(errs, s.http.Close())
 	}
 	if s.broker != nil {
 		errs = append(errs, s.broker.Close())

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+	_ "time/tzdata" // timezone= must work without the host's zoneinfo (containers, sandboxed units)
+
+	"github.com/feedmq/feedmq/broker/httpapi"
+)
+
+// Timeouts of the HTTP listener. Devices on slow links get generous
+// bounds; a client that sends nothing is cut off quickly.
+const (
+	httpReadHeaderTimeout = 10 * time.Second
+	httpReadTimeout       = 30 * time.Second
+	httpWriteTimeout      = 2 * time.Minute // an 8000-entry CSV over a slow link
+	httpIdleTimeout       = 2 * time.Minute
+	httpMaxHeaderBytes    = 16 << 10
+	// httpShutdownTimeout bounds the wait for requests in flight at
+	// shutdown; writes among them are committed before the broker closes.
+	httpShutdownTimeout = 5 * time.Second
+)
+
+// httpListener serves the REST feed API (broker/httpapi) on --http.
+type httpListener struct {
+	ln   net.Listener
+	srv  *http.Server
+	done chan struct{}
+}
+
+// openHTTP binds the --http address and serves the API, whose writes go
+// through the broker like MQTT publishes. It returns nil when the listener
+// is off. A port in use fails here, at startup.
+func openHTTP(cfg Config, s *server) (*httpListener, error) {
+	addr := cfg.Listeners.HTTP
+	if addr == "" || addr == off {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("http listener: %w", err)
+	}
+	log := s.log.With("component", "http")
+	l := &httpListener{ln: ln, done: make(chan struct{})}
+	l.srv = &http.Server{
+		Handler: httpapi.New(httpapi.Options{
+			Store:     s.db,
+			Registry:  s.svc.Registry,
+			Publisher: s.broker,
+			Limits:    cfg.payloadLimits(),
+			Logger:    log,
+		}),
+		ReadHeaderTimeout: httpReadHeaderTimeout,
+		ReadTimeout:       httpReadTimeout,
+		WriteTimeout:      httpWriteTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    httpMaxHeaderBytes,
+		// Malformed requests from the internet are not worth a warning.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		defer close(l.done)
+		if err := l.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http listener stopped", "error", err)
+		}
+	}()
+	return l, nil
+}
+
+// Addr returns the bound address.
+func (l *httpListener) Addr() net.Addr { return l.ln.Addr() }
+
+// Close stops accepting requests and waits up to httpShutdownTimeout for
+// those in flight, then closes what is left.
+func (l *httpListener) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
+	defer cancel()
+	err := l.srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = l.srv.Close()
+	}
+	<-l.done
+	return err
+}
+
+// addr returns the bound address of listener name ("mqtt", ..., "http"),
+// or nil when it is not running.
+func (s *server) addr(name string) net.Addr {
+	if name == "http" {
+		if s.http == nil {
+			return nil
+		}
+		return s.http.Addr()
+	}
+	return s.broker.Addr(name)
+}
