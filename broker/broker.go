@@ -59,6 +59,12 @@ type Options struct {
 	// MaxPacketSize is the largest MQTT packet accepted. Default 64 KiB, or
 	// more when Limits.MaxPayload needs it.
 	MaxPacketSize int
+	// MaxConnections caps live MQTT connections over all listeners; 0
+	// means no limit. A device has one client ID, so it holds at most one
+	// connection anyway (a second one takes the first over).
+	MaxConnections int
+	// AuthBackoff throttles failed CONNECTs per source address.
+	AuthBackoff AuthBackoff
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -101,6 +107,9 @@ type Server struct {
 	origins   originPolicy             // who may connect over WebSocket
 
 	sessions sync.Map // *mqtt.Client -> *session, read on every delivery
+	byConn   sync.Map // net.Conn -> *mqtt.Client, to end sessions mochi drops silently
+	live     atomic.Int64
+	throttle *throttle
 
 	// closing is set by Close to refuse new publishes and shorten writes;
 	// publishing holds gate for reading so Close can wait for commits.
@@ -129,6 +138,7 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 		opts: opts, store: store, registry: reg, log: opts.Logger,
 		listeners: make(map[string]boundListener), origins: origins,
 		sensorNames: make(map[string]int),
+		throttle:    newThrottle(opts.AuthBackoff),
 	}
 	s.stats.init()
 	caps := mqtt.NewDefaultServerCapabilities()

@@ -211,3 +211,53 @@ func TestPublicChannelAndReadKey(t *testing.T) {
 		t.Fatalf("$SYS: SUBACK %#x, want 0x80", code)
 	}
 }
+
+// TestFailedLoginsThrottled: after the configured failures, an address is
+// refused (CONNACK 0x03) even with the right password, until the back-off
+// ends; the sweep of failures does not touch other connections.
+func TestFailedLoginsThrottled(t *testing.T) {
+	ts := startServer(t, broker.Options{AuthBackoff: broker.AuthBackoff{AfterFailures: 3, Initial: 2 * time.Second}})
+	dev := ts.device()
+	live := rawDevice(t, ts.addr, ts.device(), 4)
+	bad := *dev
+	bad.Password = "wrong"
+	for i := 0; i < 3; i++ {
+		if _, code, _ := connect(t, ts.addr, &bad, 4); code != 0x04 {
+			t.Fatalf("failure %d: CONNACK %#x, want 0x04", i+1, code)
+		}
+	}
+	if _, code, _ := connect(t, ts.addr, dev, 4); code != 0x03 {
+		t.Fatalf("during back-off: CONNACK %#x, want 0x03", code)
+	}
+	if code, err := live.Subscribe(1, "x"); err != nil || code != 0x80 {
+		t.Fatalf("an established connection was affected: %#x %v", code, err)
+	}
+	time.Sleep(4100 * time.Millisecond) // the refused attempt doubled it to 4s
+	if _, code, err := connect(t, ts.addr, dev, 4); err != nil || code != 0 {
+		t.Fatalf("after back-off: CONNACK %#x %v", code, err)
+	}
+}
+
+// TestMaxConnections: past max_connections, CONNECT gets 0x03.
+func TestMaxConnections(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true, MaxConnections: 2})
+	rawAnonymous(t, ts.addr, "a")
+	b := rawAnonymous(t, ts.addr, "b")
+	c := dial(t, ts.addr)
+	if code, err := c.Connect(mqtttest.Connect{ClientID: "c", Clean: true}); err != nil || code != 0x03 {
+		t.Fatalf("third connection: CONNACK %#x %v, want 0x03", code, err)
+	}
+	b.Disconnect()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := dial(t, ts.addr)
+		code, err := c.Connect(mqtttest.Connect{ClientID: "d", Clean: true})
+		if err == nil && code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot not freed after a disconnect: CONNACK %#x %v", code, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -69,9 +70,15 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		s.refuseConnect(cl, code)
 		return code
 	}
+	if until, ok := s.throttle.blocked(cl.Net.Remote); ok {
+		s.throttle.fail(cl.Net.Remote)
+		return refuse(packets.ErrServerUnavailable, "too many failed logins from this address; retry after "+until.UTC().Format(time.RFC3339))
+	}
 	switch {
 	case s.closing.Load():
 		return refuse(packets.ErrServerUnavailable, "server is shutting down")
+	case s.opts.MaxConnections > 0 && s.live.Load() >= int64(s.opts.MaxConnections):
+		return refuse(packets.ErrServerUnavailable, "connection limit reached (max_connections)")
 	case cl.ID == mqtt.InlineClientId:
 		return refuse(packets.ErrClientIdentifierNotValid, `client ID "inline" is reserved`)
 	case pk.ProtocolVersion < 5 && !pk.Connect.Clean:
@@ -84,12 +91,14 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		}
 	} else {
 		id, err := s.registry.Authenticate(pk.Connect.ClientIdentifier, username, string(pk.Connect.Password))
-		if errors.Is(err, auth.ErrClientID) {
-			return refuse(packets.ErrNotAuthorized, err.Error())
-		}
 		if err != nil {
+			s.throttle.fail(cl.Net.Remote)
+			if errors.Is(err, auth.ErrClientID) {
+				return refuse(packets.ErrNotAuthorized, err.Error())
+			}
 			return refuse(packets.ErrBadUsernameOrPassword, err.Error())
 		}
+		s.throttle.succeed(cl.Net.Remote)
 		device = id
 	}
 	s.awaitPrevious(pk.Connect.ClientIdentifier)
@@ -100,6 +109,8 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		cl.State.Keepalive = idleKeepalive(s.opts.IdleTimeout)
 	}
 	s.sessions.Store(cl, &session{cl: cl, device: device})
+	s.byConn.Store(cl.Net.Conn, cl)
+	s.live.Add(1)
 	return nil
 }
 
@@ -144,6 +155,23 @@ func (s *Server) awaitPrevious(clientID string) {
 	}
 }
 
+// endSession forgets a connection's session, once.
+func (s *Server) endSession(cl *mqtt.Client) {
+	s.byConn.Delete(cl.Net.Conn)
+	if _, ok := s.sessions.LoadAndDelete(cl); ok {
+		s.live.Add(-1)
+	}
+}
+
+// release runs when a connection's handler returns. mochi skips
+// OnDisconnect when it fails after OnConnect (say the CONNACK cannot be
+// written), so a session that is still registered is ended here.
+func (s *Server) release(c net.Conn) {
+	if v, ok := s.byConn.Load(c); ok {
+		s.endSession(v.(*mqtt.Client))
+	}
+}
+
 // idleKeepalive converts the idle timeout into the keepalive mochi
 // enforces as 1.5 x keepalive.
 func idleKeepalive(idle time.Duration) uint16 {
@@ -169,7 +197,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if ss := h.srv.session(cl); ss != nil {
 		h.srv.forgetFilters(ss)
 	}
-	h.srv.sessions.Delete(cl)
+	h.srv.endSession(cl)
 	if cause := cl.StopCause(); cause != nil && err == nil {
 		err = cause
 	}

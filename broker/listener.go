@@ -115,6 +115,7 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 
 // establish hands a connection to mochi, which serves it until it ends.
 func (s *Server) establish(id string, c net.Conn, remote net.Addr, establish listeners.EstablishFn) {
+	defer s.release(c)
 	if err := establish(id, c); err != nil {
 		// Refusals are logged by the hook with their reason; what is left
 		// here is transport noise (resets, timeouts) worth only debug.

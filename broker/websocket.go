@@ -220,7 +220,11 @@ func (c *wsConn) Write(b []byte) (int, error) {
 // connection.
 func (c *wsConn) Close() error {
 	c.closeOnce.Do(func() {
-		if !c.closeSent.Load() && c.wmu.TryLock() {
+		wait := time.Second
+		if c.srv.closing.Load() {
+			wait = 100 * time.Millisecond
+		}
+		if !c.closeSent.Load() && c.lockWithin(wait) {
 			code := int(c.closeCode.Load())
 			switch {
 			case code != 0:
@@ -229,16 +233,26 @@ func (c *wsConn) Close() error {
 			default:
 				code = websocket.CloseNormalClosure
 			}
-			wait := time.Second
-			if c.srv.closing.Load() {
-				wait = 100 * time.Millisecond
-			}
 			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(wait))
 			c.wmu.Unlock()
 		}
 		c.closeErr = rawConn(c.ws.UnderlyingConn()).Close()
 	})
 	return c.closeErr
+}
+
+// lockWithin takes the write lock unless a write holds it for longer than
+// d: a write in progress (a fan-out racing the close) usually ends within
+// microseconds, while a stuck one must not delay the close.
+func (c *wsConn) lockWithin(d time.Duration) bool {
+	for deadline := time.Now().Add(d); ; time.Sleep(time.Millisecond) {
+		if c.wmu.TryLock() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
 }
 
 func (c *wsConn) LocalAddr() net.Addr  { return c.ws.LocalAddr() }
