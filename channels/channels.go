@@ -42,6 +42,11 @@ type Channel struct {
 	ReadKey  string
 	// RateLimit is the minimum interval between two entries; 0 means none.
 	RateLimit time.Duration
+	// MaxEntries keeps only the newest MaxEntries entries; 0 keeps all.
+	MaxEntries uint64
+	// MaxAge deletes entries older than MaxAge; 0 keeps all. Retention is
+	// applied in the background, so a feed may briefly exceed either.
+	MaxAge    time.Duration
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	// LastEntryID is the entry_id of the newest entry, 0 when empty. It is
@@ -82,6 +87,9 @@ func (c *Channel) Validate() error {
 	}
 	if c.RateLimit < 0 {
 		return Errorf(EINVALID, "rate limit must not be negative")
+	}
+	if c.MaxAge < 0 {
+		return Errorf(EINVALID, "max age must not be negative")
 	}
 	return nil
 }

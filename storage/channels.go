@@ -25,15 +25,20 @@ type channelRecord struct {
 	WriteKey    string                     `json:"write_key"`
 	ReadKey     string                     `json:"read_key"`
 	RateLimit   time.Duration              `json:"rate_limit,omitempty"`
-	CreatedAt   time.Time                  `json:"created_at"`
-	UpdatedAt   time.Time                  `json:"updated_at"`
+	// Retention; absent in records written before it existed, which
+	// decode as 0: keep everything.
+	MaxEntries uint64        `json:"max_entries,omitempty"`
+	MaxAge     time.Duration `json:"max_age,omitempty"`
+	CreatedAt  time.Time     `json:"created_at"`
+	UpdatedAt  time.Time     `json:"updated_at"`
 }
 
 func newChannelRecord(c *channels.Channel) *channelRecord {
 	return &channelRecord{
 		ID: c.ID, Name: c.Name, Description: c.Description, Public: c.Public,
 		Fields: c.Fields, WriteKey: c.WriteKey, ReadKey: c.ReadKey,
-		RateLimit: c.RateLimit, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		RateLimit: c.RateLimit, MaxEntries: c.MaxEntries, MaxAge: c.MaxAge,
+		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
 	}
 }
 
@@ -41,7 +46,8 @@ func (r *channelRecord) channel() *channels.Channel {
 	return &channels.Channel{
 		ID: r.ID, Name: r.Name, Description: r.Description, Public: r.Public,
 		Fields: r.Fields, WriteKey: r.WriteKey, ReadKey: r.ReadKey,
-		RateLimit: r.RateLimit, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		RateLimit: r.RateLimit, MaxEntries: r.MaxEntries, MaxAge: r.MaxAge,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 }
 

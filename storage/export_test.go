@@ -6,3 +6,11 @@ var (
 	EncodeEntry = encodeEntry
 	DecodeEntry = decodeEntry
 )
+
+// SetPruneBatch makes Prune delete at most n entries per transaction until
+// the test ends.
+func SetPruneBatch(tb interface{ Cleanup(func()) }, n int) {
+	old := pruneBatch
+	pruneBatch = n
+	tb.Cleanup(func() { pruneBatch = old })
+}

@@ -59,7 +59,7 @@ func (db *DB) Entries(ctx context.Context, channelID uint64, f channels.EntryFil
 // entries and entry keys sort by entry_id. created_at is not monotonic (a
 // payload may set it), so Start and End cannot end the walk early.
 func scanFeed(ctx context.Context, feed *bolt.Bucket, channelID uint64, f channels.EntryFilter) ([]channels.Entry, error) {
-	list := make([]channels.Entry, 0, prealloc(feed.Sequence(), &f))
+	list := make([]channels.Entry, 0, prealloc(feedLen(feed), &f))
 	c := feed.Cursor()
 	scanned := 0
 	for k, v := c.Last(); k != nil && (f.Limit <= 0 || len(list) < f.Limit); k, v = c.Prev() {
@@ -131,9 +131,19 @@ func feedBucket(tx *bolt.Tx, channelID uint64) *bolt.Bucket {
 	return tx.Bucket(feedsBucket).Bucket(key[:])
 }
 
+// feedLen is the number of entries in a feed. Entries are deleted only
+// from the oldest end (by retention, see prune.go) or all at once, so the
+// keys run without gaps from the first key to the sequence.
+func feedLen(feed *bolt.Bucket) uint64 {
+	k, _ := feed.Cursor().First()
+	if len(k) != 8 || btoi(k) > feed.Sequence() {
+		return 0
+	}
+	return feed.Sequence() - btoi(k) + 1
+}
+
 // prealloc is the capacity to reserve for the result of f on a feed of n
-// entries (the sequence is the count: entries are never deleted one by
-// one). Without a filter the result size is known exactly.
+// entries. Without a filter the result size is known exactly.
 func prealloc(n uint64, f *channels.EntryFilter) int {
 	if f.Limit > 0 && uint64(f.Limit) < n {
 		n = uint64(f.Limit)

@@ -15,6 +15,11 @@
 // Channel and device IDs come from NextSequence of their bucket, entry IDs
 // from NextSequence of the channel's feed bucket, so IDs are never reused
 // and Cursor.Last serves "the newest N entries" without an index.
+// Retention (prune.go) deletes entries only from the oldest end, so a
+// feed's keys always run without gaps up to its sequence.
+//
+// The meta bucket's schema_version tells which layout a file has; Open
+// migrates older files (migrate.go) and refuses newer ones.
 //
 // # Writes
 //
@@ -67,6 +72,11 @@ type Options struct {
 	// Timeout bounds the wait for the file lock. Default 1s, so that an
 	// admin command next to a running server fails fast instead of hanging.
 	Timeout time.Duration
+	// ReadOnly opens an existing database without writing to it, under a
+	// shared lock: for check and backup. It neither stamps nor migrates
+	// the file, so a file of an older schema version is refused; writes
+	// fail.
+	ReadOnly bool
 }
 
 func (o *Options) ensureDefaults() {
@@ -93,13 +103,26 @@ func Open(path string, opts Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create database directory: %w", err)
 	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout})
+	if opts.ReadOnly {
+		// bbolt would create a missing file even when read-only.
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("open database %s: %w", path, err)
+		}
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout, ReadOnly: opts.ReadOnly})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("database %s is %w", path, ErrLocked)
 	} else if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	if err := bdb.Update(initSchema); err != nil {
+	init := initSchema
+	if opts.ReadOnly {
+		init = checkSchema
+		err = bdb.View(init)
+	} else {
+		err = bdb.Update(init)
+	}
+	if err != nil {
 		bdb.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
@@ -123,9 +146,10 @@ func (db *DB) Close() error {
 // Path returns the path of the database file.
 func (db *DB) Path() string { return db.path }
 
-// initSchema stamps a new file and refuses files that a newer feedmq wrote
-// or that something else wrote: writing our buckets into them would corrupt
-// data we do not understand.
+// initSchema stamps a new file, migrates a file of an older schema version
+// (see migrate.go) and refuses files that a newer feedmq wrote or that
+// something else wrote: writing our buckets into them would corrupt data
+// we do not understand.
 func initSchema(tx *bolt.Tx) error {
 	meta := tx.Bucket(metaBucket)
 	if meta == nil {
@@ -136,11 +160,14 @@ func initSchema(tx *bolt.Tx) error {
 		if meta, err = tx.CreateBucket(metaBucket); err != nil {
 			return fmt.Errorf("create meta bucket: %w", err)
 		}
-		if err := meta.Put(schemaVersionKey, itob(SchemaVersion)); err != nil {
+		if err := meta.Put(schemaVersionKey, itob(latestVersion)); err != nil {
 			return fmt.Errorf("write schema version: %w", err)
 		}
 	}
 	if err := checkVersion(meta); err != nil {
+		return err
+	}
+	if err := migrate(tx, meta); err != nil {
 		return err
 	}
 	for _, name := range dataBuckets {
@@ -158,13 +185,38 @@ func checkEmpty(tx *bolt.Tx) error {
 	})
 }
 
+// checkSchema is initSchema for a read-only open: it only verifies that
+// the file is a feedmq database of the current schema version.
+func checkSchema(tx *bolt.Tx) error {
+	meta := tx.Bucket(metaBucket)
+	if meta == nil {
+		if err := checkEmpty(tx); err != nil {
+			return err
+		}
+		return fmt.Errorf("not a feedmq database (no meta bucket)")
+	}
+	if err := checkVersion(meta); err != nil {
+		return err
+	}
+	if n := btoi(meta.Get(schemaVersionKey)); n != latestVersion {
+		return fmt.Errorf("schema version %d is older than this feedmq's (%d) and cannot be migrated read-only; "+
+			"open it once with feedmq serve or an admin command", n, latestVersion)
+	}
+	for _, name := range dataBuckets {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("not a feedmq database (bucket %s is missing)", name)
+		}
+	}
+	return nil
+}
+
 func checkVersion(meta *bolt.Bucket) error {
 	v := meta.Get(schemaVersionKey)
 	if len(v) != 8 {
 		return fmt.Errorf("not a feedmq database (no valid schema_version)")
 	}
-	if n := btoi(v); n > SchemaVersion {
-		return fmt.Errorf("schema version %d is newer than this feedmq supports (%d); upgrade feedmq", n, SchemaVersion)
+	if n := btoi(v); n > latestVersion {
+		return fmt.Errorf("schema version %d is newer than this feedmq supports (%d); upgrade feedmq", n, latestVersion)
 	} else if n < 1 {
 		return fmt.Errorf("invalid schema version %d", n)
 	}

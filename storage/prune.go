@@ -1,0 +1,108 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/feedmq/feedmq/channels"
+	bolt "go.etcd.io/bbolt"
+)
+
+// pruneBatch is how many entries one pruning transaction deletes at most.
+// Appends wait for the write lock while it runs, so it stays small: a
+// batch holds the lock about as long as an fsync.
+var pruneBatch = 1000
+
+// Prune applies the retention of every channel (MaxEntries and MaxAge, see
+// channels.Channel) as of now and returns how many entries it deleted.
+//
+// Entries are deleted from the oldest entry ID on, which keeps each feed a
+// run of consecutive entry IDs: MaxEntries keeps the entries with the
+// newest MaxEntries IDs, and MaxAge deletes entries older than now-MaxAge
+// until it meets the first younger one. (created_at may come from the
+// payload, so an old-dated entry behind a younger one waits for it.)
+// Entry IDs are never reused: the feed's sequence stays.
+//
+// Each transaction deletes at most pruneBatch entries, so appends are never
+// held up for long; Prune stops between batches when ctx is done.
+func (db *DB) Prune(ctx context.Context, now time.Time) (int, error) {
+	list, err := db.ListChannels(ctx)
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, c := range list {
+		if c.MaxEntries == 0 && c.MaxAge == 0 {
+			continue
+		}
+		n, err := db.pruneChannel(ctx, c, now)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// pruneChannel deletes the entries of c beyond its retention, in batches.
+func (db *DB) pruneChannel(ctx context.Context, c *channels.Channel, now time.Time) (int, error) {
+	var cutoff int64 // entries created before this Unix second expire
+	if c.MaxAge > 0 {
+		cutoff = now.Add(-c.MaxAge).Unix()
+	}
+	total := 0
+	keys := make([][]byte, 0, pruneBatch)
+	for {
+		var done bool
+		err := db.update(ctx, "prune", func(tx *bolt.Tx) error {
+			keys = keys[:0]
+			feed := feedBucket(tx, c.ID)
+			if feed == nil {
+				done = true // deleted meanwhile
+				return nil
+			}
+			// Keys up to lastExpired fall outside MaxEntries.
+			var lastExpired uint64
+			if seq := feed.Sequence(); c.MaxEntries > 0 && seq > c.MaxEntries {
+				lastExpired = seq - c.MaxEntries
+			}
+			cur := feed.Cursor()
+			for k, v := cur.First(); k != nil && len(keys) < pruneBatch; k, v = cur.Next() {
+				if !expired(k, v, lastExpired, cutoff, c.MaxAge > 0) {
+					break
+				}
+				keys = append(keys, k)
+			}
+			done = len(keys) < pruneBatch
+			// Deleting after the walk: bbolt cursors may skip keys when
+			// the bucket changes under them.
+			for _, k := range keys {
+				if err := feed.Delete(k); err != nil {
+					return fmt.Errorf("delete entry %d of channel %d: %w", btoi(k), c.ID, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += len(keys)
+		if done {
+			return total, nil
+		}
+	}
+}
+
+// expired reports whether the stored entry k, v falls outside retention.
+func expired(k, v []byte, lastExpired uint64, cutoff int64, byAge bool) bool {
+	if len(k) == 8 && btoi(k) <= lastExpired {
+		return true
+	}
+	if !byAge {
+		return false
+	}
+	created, _, _, err := decodeHeader(v)
+	// An entry that does not decode is left for check to report.
+	return err == nil && created < cutoff
+}
