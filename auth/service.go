@@ -67,6 +67,9 @@ type ChannelSpec struct {
 	// labels.
 	Fields [channels.NumFields]string
 	Public bool
+	// Retention (see channels.Channel); 0 keeps everything.
+	MaxEntries uint64
+	MaxAge     time.Duration
 }
 
 // CreateChannel creates a channel with fresh API keys.
@@ -76,6 +79,7 @@ func (s *Service) CreateChannel(ctx context.Context, spec ChannelSpec) (*channel
 	c := &channels.Channel{
 		Name: spec.Name, Description: spec.Description, Public: spec.Public,
 		Fields: spec.Fields, WriteKey: NewAPIKey(), ReadKey: NewAPIKey(),
+		MaxEntries: spec.MaxEntries, MaxAge: spec.MaxAge,
 		CreatedAt: s.now(), UpdatedAt: s.now(),
 	}
 	if c.Fields == ([channels.NumFields]string{}) {
@@ -98,6 +102,9 @@ type ChannelUpdate struct {
 	// Fields maps a field number (1..8) to its new label; "" disables it.
 	Fields map[int]string
 	Public *bool
+	// Retention; 0 removes the limit.
+	MaxEntries *uint64
+	MaxAge     *time.Duration
 }
 
 // UpdateChannel applies u to channel id.
@@ -117,6 +124,12 @@ func (s *Service) UpdateChannel(ctx context.Context, id uint64, u ChannelUpdate)
 		}
 		if u.Public != nil {
 			c.Public = *u.Public
+		}
+		if u.MaxEntries != nil {
+			c.MaxEntries = *u.MaxEntries
+		}
+		if u.MaxAge != nil {
+			c.MaxAge = *u.MaxAge
 		}
 		return nil
 	})
