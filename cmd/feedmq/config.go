@@ -44,6 +44,17 @@ type Config struct {
 	ConnectTimeout Duration `yaml:"connect_timeout"`
 
 	Limits LimitsConfig `yaml:"limits"`
+
+	// MaxConnections caps live MQTT connections; 0 means no limit.
+	MaxConnections int               `yaml:"max_connections"`
+	AuthBackoff    AuthBackoffConfig `yaml:"auth_backoff"`
+}
+
+// AuthBackoffConfig throttles failed logins per source address.
+type AuthBackoffConfig struct {
+	AfterFailures int      `yaml:"after_failures"` // 0 disables throttling
+	Initial       Duration `yaml:"initial"`
+	Max           Duration `yaml:"max"`
 }
 
 // ListenersConfig holds listen addresses; "off" disables a listener.
@@ -94,6 +105,7 @@ func DefaultConfig() Config {
 
 		IdleTimeout:    Duration(time.Hour),
 		ConnectTimeout: Duration(10 * time.Second),
+		AuthBackoff:    AuthBackoffConfig{AfterFailures: 5, Initial: Duration(time.Second), Max: Duration(5 * time.Minute)},
 		Limits: LimitsConfig{
 			MaxDevices: al.MaxDevices, MaxChannelsPerDevice: al.MaxChannelsPerDevice,
 			MaxPayload: cl.MaxPayload, MaxValueLen: cl.MaxValueLen,
@@ -273,8 +285,14 @@ func (c *Config) validateTimeouts() error {
 }
 
 func (c *Config) validateLimits() error {
-	l := c.Limits
+	l, b := c.Limits, c.AuthBackoff
 	switch {
+	case c.MaxConnections < 0:
+		return fmt.Errorf("max_connections: must not be negative (got %d; 0 means no limit)", c.MaxConnections)
+	case b.AfterFailures < 0:
+		return fmt.Errorf("auth_backoff.after_failures: must not be negative (got %d; 0 turns throttling off)", b.AfterFailures)
+	case b.AfterFailures > 0 && (b.Initial <= 0 || b.Max < b.Initial):
+		return fmt.Errorf("auth_backoff: initial must be positive and max at least initial (got %s and %s)", b.Initial, b.Max)
 	case l.MaxDevices < 0:
 		return fmt.Errorf("limits.max_devices: must not be negative (got %d; 0 means no limit)", l.MaxDevices)
 	case l.MaxChannelsPerDevice < 0:

@@ -182,8 +182,19 @@ func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
 		IdleTimeout:      time.Duration(cfg.IdleTimeout),
 		ConnectTimeout:   time.Duration(cfg.ConnectTimeout),
 		Limits:           cfg.payloadLimits(),
+		MaxConnections:   cfg.MaxConnections,
+		AuthBackoff:      authBackoff(cfg.AuthBackoff),
 		Logger:           log,
 	}
+}
+
+// authBackoff maps the config, where 0 failures means off, to the broker's
+// options, where a negative count does.
+func authBackoff(c AuthBackoffConfig) broker.AuthBackoff {
+	if c.AfterFailures == 0 {
+		return broker.AuthBackoff{AfterFailures: -1}
+	}
+	return broker.AuthBackoff{AfterFailures: c.AfterFailures, Initial: time.Duration(c.Initial), Max: time.Duration(c.Max)}
 }
 
 // Close shuts down in order: the admin socket (no new changes), the HTTP
