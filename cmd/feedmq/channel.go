@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -45,15 +48,21 @@ type channelCreateOptions struct {
 	name, description string
 	fields            []string
 	public            bool
+	maxEntries        uint64
+	maxAge            string
 }
 
 func newChannelCreateCommand() *cobra.Command {
 	var o channelCreateOptions
 	cmd := &cobra.Command{
-		Use:   "create --name NAME [--description TEXT] [--field N=LABEL]... [--public]",
+		Use:   "create --name NAME [--description TEXT] [--field N=LABEL]... [--public] [--max-entries N] [--max-age DURATION]",
 		Short: "Create a channel with fresh write and read API keys",
 		Long: `Create a channel. Without --field, all eight fields are enabled and labelled
-"Field 1".."Field 8"; with --field, only the given fields are enabled.`,
+"Field 1".."Field 8"; with --field, only the given fields are enabled.
+
+--max-entries and --max-age set the channel's retention: serve deletes, once
+a minute, the oldest entries beyond the newest N and those older than the
+duration (e.g. 90m, 72h, 30d). Entry IDs are never reused.`,
 		Example:     `  feedmq channel create --name "Weather station" --field 1=Temperature --field 2=Humidity`,
 		Args:        cobra.NoArgs,
 		Annotations: map[string]string{mayCreate: "yes"},
@@ -76,6 +85,7 @@ func newChannelCreateCommand() *cobra.Command {
 	f.StringVar(&o.description, "description", "", "channel description")
 	f.StringArrayVar(&o.fields, "field", nil, "enable field N with LABEL (repeatable; N from 1 to 8)")
 	f.BoolVar(&o.public, "public", false, "anyone may subscribe without the read API key")
+	addRetentionFlags(cmd, &o.maxEntries, &o.maxAge)
 	addJSONFlag(cmd)
 	return cmd
 }
@@ -88,7 +98,12 @@ func (o *channelCreateOptions) spec() (auth.ChannelSpec, error) {
 	if err != nil {
 		return auth.ChannelSpec{}, err
 	}
-	spec := auth.ChannelSpec{Name: o.name, Description: o.description, Public: o.public}
+	maxAge, err := parseMaxAge(o.maxAge)
+	if err != nil {
+		return auth.ChannelSpec{}, err
+	}
+	spec := auth.ChannelSpec{Name: o.name, Description: o.description, Public: o.public,
+		MaxEntries: o.maxEntries, MaxAge: maxAge}
 	for n, label := range fields {
 		spec.Fields[n-1] = label
 	}
@@ -186,6 +201,9 @@ type channelUpdateOptions struct {
 	name, description string
 	fields            []string
 	public            bool
+	maxEntries        uint64
+	maxAge            string
+	maxAgeValue       time.Duration
 }
 
 func newChannelUpdateCommand() *cobra.Command {
@@ -193,7 +211,7 @@ func newChannelUpdateCommand() *cobra.Command {
 		o channelUpdateOptions
 		u auth.ChannelUpdate
 	)
-	cmd := channelIDCommand("update ID [--name NAME] [--description TEXT] [--field N=LABEL]... [--public=true|false]",
+	cmd := channelIDCommand("update ID [--name NAME] [--description TEXT] [--field N=LABEL]... [--public=true|false] [--max-entries N] [--max-age DURATION]",
 		"Change a channel's settings",
 		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
 			c, err := a.UpdateChannel(ctx, id, u)
@@ -203,7 +221,8 @@ func newChannelUpdateCommand() *cobra.Command {
 			return printChannelResult(cmd, c)
 		})
 	cmd.Long = `Change a channel's settings; only the flags given change. --field N=LABEL
-enables or relabels field N; --field N= disables it.`
+enables or relabels field N; --field N= disables it. --max-entries 0 and
+--max-age 0 remove a retention limit.`
 	cmd.PreRunE = func(cmd *cobra.Command, _ []string) (err error) {
 		u, err = o.update(cmd)
 		return err
@@ -213,6 +232,7 @@ enables or relabels field N; --field N= disables it.`
 	f.StringVar(&o.description, "description", "", "new description")
 	f.StringArrayVar(&o.fields, "field", nil, "set the label of field N; N= disables it (repeatable)")
 	f.BoolVar(&o.public, "public", false, "make the channel public (true) or private (false)")
+	addRetentionFlags(cmd, &o.maxEntries, &o.maxAge)
 	return cmd
 }
 
@@ -235,8 +255,17 @@ func (o *channelUpdateOptions) update(cmd *cobra.Command) (auth.ChannelUpdate, e
 	if len(fields) > 0 {
 		u.Fields = fields
 	}
-	if u.Name == nil && u.Description == nil && u.Public == nil && u.Fields == nil {
-		return u, errors.New("nothing to update; give --name, --description, --field or --public")
+	if f.Changed("max-entries") {
+		u.MaxEntries = &o.maxEntries
+	}
+	if f.Changed("max-age") {
+		if o.maxAgeValue, err = parseMaxAge(o.maxAge); err != nil {
+			return u, err
+		}
+		u.MaxAge = &o.maxAgeValue
+	}
+	if u.Name == nil && u.Description == nil && u.Public == nil && u.Fields == nil && u.MaxEntries == nil && u.MaxAge == nil {
+		return u, errors.New("nothing to update; give --name, --description, --field, --public, --max-entries or --max-age")
 	}
 	return u, nil
 }
@@ -269,4 +298,29 @@ func newChannelRegenerateKeyCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&write, "write", false, "replace the write API key")
 	cmd.Flags().BoolVar(&read, "read", false, "replace the read API key")
 	return cmd
+}
+
+// addRetentionFlags adds --max-entries and --max-age.
+func addRetentionFlags(cmd *cobra.Command, maxEntries *uint64, maxAge *string) {
+	f := cmd.Flags()
+	f.Uint64Var(maxEntries, "max-entries", 0, "keep only the newest N entries (0: no limit)")
+	f.StringVar(maxAge, "max-age", "", "delete entries older than this, e.g. 72h or 30d (0: no limit)")
+}
+
+// parseMaxAge parses a --max-age: a Go duration, or a whole number of days
+// such as 30d. Empty means none.
+func parseMaxAge(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.ParseUint(days, 10, 32); err == nil {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("invalid --max-age %q: give a duration such as 90m, 72h or 30d, or 0 for no limit", s)
+	}
+	return d, nil
 }

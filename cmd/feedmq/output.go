@@ -24,6 +24,9 @@ type channelJSON struct {
 	Fields      map[string]string `json:"fields"` // enabled fields only
 	CreatedAt   string            `json:"created_at"`
 	LastEntryID uint64            `json:"last_entry_id"`
+	// Retention, only when set.
+	MaxEntries uint64 `json:"max_entries,omitempty"`
+	MaxAge     string `json:"max_age,omitempty"` // Go duration, e.g. "720h0m0s"
 }
 
 func newChannelJSON(c *channels.Channel) channelJSON {
@@ -37,7 +40,16 @@ func newChannelJSON(c *channels.Channel) channelJSON {
 		ID: c.ID, Name: c.Name, Description: c.Description, Public: c.Public,
 		WriteAPIKey: c.WriteKey, ReadAPIKey: c.ReadKey, Fields: fields,
 		CreatedAt: formatJSONTime(c.CreatedAt), LastEntryID: c.LastEntryID,
+		MaxEntries: c.MaxEntries, MaxAge: formatMaxAge(c.MaxAge),
 	}
+}
+
+// formatMaxAge is the JSON form of a retention age; "" (omitted) for none.
+func formatMaxAge(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
 }
 
 // deviceJSON is the --json shape of a device (DESIGN §3). Password is set
@@ -129,6 +141,12 @@ func printChannel(w io.Writer, c *channels.Channel) error {
 	}
 	t.row("Created:", formatTime(c.CreatedAt))
 	t.row("Last entry:", c.LastEntryID)
+	if c.MaxEntries > 0 {
+		t.row("Max entries:", c.MaxEntries)
+	}
+	if c.MaxAge > 0 {
+		t.row("Max age:", c.MaxAge)
+	}
 	return t.flush()
 }
 

@@ -30,6 +30,7 @@ the other commands, which work whether or not serve is running on --data.`,
 		return fmt.Errorf("%w; see `%s --help`", err, c.CommandPath())
 	})
 	root.AddCommand(newServeCommand(), newChannelCommand(), newDeviceCommand(), newFeedCommand(),
+		newBackupCommand(), newRestoreCommand(), newCheckCommand(),
 		newConfigCommand(), newVersionCommand(), newManCommand())
 	return root
 }

@@ -125,6 +125,8 @@ type server struct {
 	broker *broker.Server
 	http   *httpListener // nil when --http is off
 	sock   *adminsock.Server
+	// stopPrune stops the background retention (see dbcmd.go).
+	stopPrune func()
 }
 
 // serveLockTimeout is how long serve waits for an admin command that has
@@ -165,8 +167,11 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	if s.http, err = openHTTP(cfg, s); err != nil {
 		return err
 	}
-	s.sock, err = adminsock.Listen(cfg.socketPath(), newAdminHandler(s.svc, log.With("component", "admin")))
-	return err
+	if s.sock, err = adminsock.Listen(cfg.socketPath(), newAdminHandler(s.svc, log.With("component", "admin"))); err != nil {
+		return err
+	}
+	s.stopPrune = startPruner(s.db, log.With("component", "retention"), pruneInterval)
+	return nil
 }
 
 func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
@@ -210,6 +215,9 @@ func (s *server) Close() error {
 	}
 	if s.broker != nil {
 		errs = append(errs, s.broker.Close())
+	}
+	if s.stopPrune != nil {
+		s.stopPrune()
 	}
 	if s.db != nil {
 		errs = append(errs, s.db.Close())
