@@ -122,6 +122,9 @@ type Server struct {
 	sensorCount atomic.Int64
 	namesMu     sync.Mutex
 	sensorNames map[string]int // exact name-form sensor filters -> subscriptions
+
+	// In-process entry watchers (watch.go).
+	watch watchers
 }
 
 // New builds a server; it binds nothing until Open.

@@ -173,6 +173,7 @@ func (s *Server) fanOut(e *channels.Entry) {
 		}
 	}
 	s.fanOutExtra(e, buf)
+	s.notifyWatchers(e, buf)
 }
 
 func (s *Server) deliver(topic string, payload []byte) {
