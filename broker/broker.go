@@ -59,6 +59,11 @@ type Options struct {
 	// MaxPacketSize is the largest MQTT packet accepted. Default 64 KiB, or
 	// more when Limits.MaxPayload needs it.
 	MaxPacketSize int
+	// RateLimit is the minimum interval between two entries of a channel
+	// (ThingSpeak's free tier: 15s); a channel's own RateLimit overrides
+	// it. 0 means no limit. Writes too soon are refused, over MQTT and
+	// HTTP alike, and consume no entry ID.
+	RateLimit time.Duration
 	// MaxConnections caps live MQTT connections over all listeners; 0
 	// means no limit. A device has one client ID, so it holds at most one
 	// connection anyway (a second one takes the first over).
@@ -110,6 +115,7 @@ type Server struct {
 	byConn   sync.Map // net.Conn -> *mqtt.Client, to end sessions mochi drops silently
 	live     atomic.Int64
 	throttle *throttle
+	rates    rateLimiter
 
 	// closing is set by Close to refuse new publishes and shorten writes;
 	// publishing holds gate for reading so Close can wait for commits.

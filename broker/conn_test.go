@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -259,5 +260,42 @@ func TestMaxConnections(t *testing.T) {
 			t.Fatalf("slot not freed after a disconnect: CONNACK %#x %v", code, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRateLimit: a second entry within the interval is refused and
+// consumes no entry ID; after the interval the channel accepts again.
+func TestRateLimit(t *testing.T) {
+	ts := startServer(t, broker.Options{RateLimit: 700 * time.Millisecond})
+	ch := ts.channel(false)
+	c := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 5)
+	publish := func(id uint16) byte {
+		t.Helper()
+		if err := c.Publish(fmt.Sprintf("channels/%d/publish", ch), 1, id, []byte("field1=1")); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, code, err := c.ReadPuback()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code
+	}
+	if code := publish(1); code != 0 {
+		t.Fatalf("first: PUBACK %#x", code)
+	}
+	if code := publish(2); code != 0x97 {
+		t.Fatalf("too soon: PUBACK %#x, want 0x97 (quota exceeded)", code)
+	}
+	time.Sleep(800 * time.Millisecond)
+	if code := publish(3); code != 0 {
+		t.Fatalf("after the interval: PUBACK %#x", code)
+	}
+	es := ts.entries(ch)
+	if len(es) != 2 || !strings.Contains(es[1], `"entry_id":2,`) {
+		t.Fatalf("entries %v", es)
+	}
+	if got := ts.srv.Stats().Rejected["rate_limited"]; got != 1 {
+		t.Fatalf("rate_limited = %d", got)
 	}
 }

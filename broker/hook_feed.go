@@ -150,6 +150,9 @@ func (s *Server) commit(ctx context.Context, e *channels.Entry) error {
 	if s.closing.Load() {
 		return &rejection{reasonShutdown, packets.ErrServerShuttingDown, errShutdown}
 	}
+	if err := s.rates.allow(e.ChannelID, s.rateLimit(e.ChannelID), time.Now()); err != nil {
+		return &rejection{reasonRateLimited, packets.ErrQuotaExceeded, err}
+	}
 	if err := s.store.AppendEntry(ctx, e); err != nil {
 		if channels.ErrorCode(err) == channels.ENOTFOUND {
 			return &rejection{reasonUnknownChannel, packets.ErrTopicNameInvalid, err}

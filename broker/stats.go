@@ -11,10 +11,11 @@ const (
 	reasonTooLarge       = "too_large"
 	reasonStore          = "store_error"
 	reasonShutdown       = "shutting_down"
+	reasonRateLimited    = "rate_limited"
 )
 
 var reasons = []string{reasonBadTopic, reasonUnknownChannel, reasonNotAuthorized,
-	reasonBadPayload, reasonTooLarge, reasonStore, reasonShutdown}
+	reasonBadPayload, reasonTooLarge, reasonStore, reasonShutdown, reasonRateLimited}
 
 // Stats are counters since the server started.
 type Stats struct {

@@ -45,6 +45,9 @@ type Config struct {
 
 	Limits LimitsConfig `yaml:"limits"`
 
+	// RateLimit is the minimum interval between two entries of a channel;
+	// 0 means none (ThingSpeak's free tier uses 15s).
+	RateLimit Duration `yaml:"rate_limit"`
 	// MaxConnections caps live MQTT connections; 0 means no limit.
 	MaxConnections int               `yaml:"max_connections"`
 	AuthBackoff    AuthBackoffConfig `yaml:"auth_backoff"`
@@ -287,6 +290,8 @@ func (c *Config) validateTimeouts() error {
 func (c *Config) validateLimits() error {
 	l, b := c.Limits, c.AuthBackoff
 	switch {
+	case c.RateLimit < 0:
+		return fmt.Errorf("rate_limit: must not be negative (got %s; 0 means no limit)", c.RateLimit)
 	case c.MaxConnections < 0:
 		return fmt.Errorf("max_connections: must not be negative (got %d; 0 means no limit)", c.MaxConnections)
 	case b.AfterFailures < 0:

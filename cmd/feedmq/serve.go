@@ -187,6 +187,7 @@ func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
 		IdleTimeout:      time.Duration(cfg.IdleTimeout),
 		ConnectTimeout:   time.Duration(cfg.ConnectTimeout),
 		Limits:           cfg.payloadLimits(),
+		RateLimit:        time.Duration(cfg.RateLimit),
 		MaxConnections:   cfg.MaxConnections,
 		AuthBackoff:      authBackoff(cfg.AuthBackoff),
 		Logger:           log,
