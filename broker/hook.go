@@ -31,13 +31,15 @@ func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublish,
+		mqtt.OnPublishDropped,
 	}, []byte{b})
 }
 
 // session is what the broker knows about one live connection.
 type session struct {
-	cl     *mqtt.Client
-	device uint64 // auth.Anonymous for connections without a username
+	cl       *mqtt.Client
+	device   uint64         // auth.Anonymous for connections without a username
+	listener *listenerStats // counters of cl's listener; nil for a listener Open does not start
 
 	mu         sync.Mutex
 	lastLog    time.Time // last rejection logged, to keep a looping device from flooding logs
@@ -64,39 +66,40 @@ func (s *Server) session(cl *mqtt.Client) *session {
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	s := h.srv
 	username := string(pk.Connect.Username)
-	refuse := func(code packets.Code, reason string) error {
+	refuse := func(code packets.Code, kind, reason string) error {
 		s.log.Info("connection refused", "client", pk.Connect.ClientIdentifier, "username", username,
 			"remote", cl.Net.Remote, "listener", cl.Net.Listener, "reason", reason)
+		s.stats.conns.refused[kind].Add(1)
 		s.refuseConnect(cl, code)
 		return code
 	}
 	if until, ok := s.throttle.blocked(cl.Net.Remote); ok {
 		s.throttle.fail(cl.Net.Remote)
-		return refuse(packets.ErrServerUnavailable, "too many failed logins from this address; retry after "+until.UTC().Format(time.RFC3339))
+		return refuse(packets.ErrServerUnavailable, refusedThrottled, "too many failed logins from this address; retry after "+until.UTC().Format(time.RFC3339))
 	}
 	switch {
 	case s.closing.Load():
-		return refuse(packets.ErrServerUnavailable, "server is shutting down")
+		return refuse(packets.ErrServerUnavailable, refusedShutdown, "server is shutting down")
 	case s.opts.MaxConnections > 0 && s.live.Load() >= int64(s.opts.MaxConnections):
-		return refuse(packets.ErrServerUnavailable, "connection limit reached (max_connections)")
+		return refuse(packets.ErrServerUnavailable, refusedMaxConns, "connection limit reached (max_connections)")
 	case cl.ID == mqtt.InlineClientId:
-		return refuse(packets.ErrClientIdentifierNotValid, `client ID "inline" is reserved`)
+		return refuse(packets.ErrClientIdentifierNotValid, refusedClientID, `client ID "inline" is reserved`)
 	case pk.ProtocolVersion < 5 && !pk.Connect.Clean:
-		return refuse(packets.ErrNotAuthorized, "persistent sessions are not supported: connect with CleanSession=1")
+		return refuse(packets.ErrNotAuthorized, refusedPersistent, "persistent sessions are not supported: connect with CleanSession=1")
 	}
 	device := auth.Anonymous
 	if username == "" {
 		if !s.opts.Anonymous {
-			return refuse(packets.ErrNotAuthorized, "anonymous connections are disabled")
+			return refuse(packets.ErrNotAuthorized, refusedAnonymous, "anonymous connections are disabled")
 		}
 	} else {
 		id, err := s.registry.Authenticate(pk.Connect.ClientIdentifier, username, string(pk.Connect.Password))
 		if err != nil {
 			s.throttle.fail(cl.Net.Remote)
 			if errors.Is(err, auth.ErrClientID) {
-				return refuse(packets.ErrNotAuthorized, err.Error())
+				return refuse(packets.ErrNotAuthorized, refusedClientID, err.Error())
 			}
-			return refuse(packets.ErrBadUsernameOrPassword, err.Error())
+			return refuse(packets.ErrBadUsernameOrPassword, refusedCredentials, err.Error())
 		}
 		s.throttle.succeed(cl.Net.Remote)
 		device = id
@@ -108,9 +111,11 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if cl.State.Keepalive == 0 {
 		cl.State.Keepalive = idleKeepalive(s.opts.IdleTimeout)
 	}
-	s.sessions.Store(cl, &session{cl: cl, device: device})
+	ls := s.stats.conns.listener(cl.Net.Listener)
+	s.sessions.Store(cl, &session{cl: cl, device: device, listener: ls})
 	s.byConn.Store(cl.Net.Conn, cl)
 	s.live.Add(1)
+	ls.connected()
 	return nil
 }
 
@@ -158,8 +163,9 @@ func (s *Server) awaitPrevious(clientID string) {
 // endSession forgets a connection's session, once.
 func (s *Server) endSession(cl *mqtt.Client) {
 	s.byConn.Delete(cl.Net.Conn)
-	if _, ok := s.sessions.LoadAndDelete(cl); ok {
+	if v, ok := s.sessions.LoadAndDelete(cl); ok {
 		s.live.Add(-1)
+		v.(*session).listener.gone()
 	}
 }
 
@@ -202,6 +208,12 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		err = cause
 	}
 	h.srv.log.Info("client disconnected", "client", cl.ID, "remote", cl.Net.Remote, "reason", disconnectReason(err))
+}
+
+// OnPublishDropped counts a delivery mochi dropped because the
+// subscriber's outbound queue was full (a client that does not read).
+func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.srv.stats.dropped.Add(1)
 }
 
 func disconnectReason(err error) string {

@@ -22,12 +22,18 @@ type Stats struct {
 	Accepted  uint64            // entries stored and fanned out
 	Rejected  map[string]uint64 // publishes refused, by reason
 	Delivered uint64            // fan-out publishes handed to mochi
+	Dropped   uint64            // deliveries mochi dropped: a subscriber's queue was full
+
+	Connections map[string]ListenerStats // by running listener ID (connstats.go)
+	Refused     map[string]uint64        // CONNECTs refused, by reason
 }
 
 type stats struct {
 	accepted  atomic.Uint64
 	delivered atomic.Uint64
 	rejected  map[string]*atomic.Uint64 // fixed keys: read without a lock
+	dropped   atomic.Uint64
+	conns     connStats
 }
 
 func (s *stats) init() {
@@ -35,6 +41,7 @@ func (s *stats) init() {
 	for _, r := range reasons {
 		s.rejected[r] = new(atomic.Uint64)
 	}
+	s.conns.init()
 }
 
 // Stats returns a snapshot of the counters.
@@ -42,11 +49,13 @@ func (s *Server) Stats() Stats {
 	out := Stats{
 		Accepted:  s.stats.accepted.Load(),
 		Delivered: s.stats.delivered.Load(),
+		Dropped:   s.stats.dropped.Load(),
 		Rejected:  make(map[string]uint64, len(reasons)),
 	}
 	for r, c := range s.stats.rejected {
 		out.Rejected[r] = c.Load()
 	}
+	s.connSnapshot(&out)
 	return out
 }
 
