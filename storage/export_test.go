@@ -14,3 +14,6 @@ func SetPruneBatch(tb interface{ Cleanup(func()) }, n int) {
 	pruneBatch = n
 	tb.Cleanup(func() { pruneBatch = old })
 }
+
+// LockFile takes the lock Restore takes on a database file.
+var LockFile = lockFile

@@ -477,3 +477,44 @@ func TestChannel_RecordWithoutRetention(t *testing.T) {
 		t.Fatalf("%+v, %v", got, err)
 	}
 }
+
+// An Open that waits for the lock while Restore replaces the file ends up
+// on the new file, not on the kept old one.
+func TestOpen_FileReplacedWhileWaiting(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "feedmq.db")
+	old := MustOpenPath(t, path)
+	MustCreateChannel(t, old, "old")
+	old.Close()
+	repl := MustOpenPath(t, filepath.Join(dir, "new.db"))
+	MustCreateChannel(t, repl, "new")
+	repl.Close()
+
+	unlock, err := storage.LockFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan *storage.DB, 1)
+	go func() {
+		db, err := storage.Open(path, storage.Options{Timeout: 5 * time.Second})
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- db
+	}()
+	time.Sleep(200 * time.Millisecond) // Open has the old file and waits for its lock
+	if err := os.Rename(repl.Path(), path); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	db := <-opened
+	if db == nil {
+		t.FailNow()
+	}
+	defer db.Close()
+	list, err := db.ListChannels(ctx)
+	if err != nil || len(list) != 1 || list[0].Name != "new" {
+		t.Fatalf("opened %+v, %v", list, err)
+	}
+}

@@ -77,6 +77,11 @@ type Options struct {
 	// the file, so a file of an older schema version is refused; writes
 	// fail.
 	ReadOnly bool
+	// OnCommit, when set, is called by the AppendEntry writer after each
+	// group commit that reached the disk, with the number of entries it
+	// stored and how long the transaction took (fsync included). It runs
+	// on the writer goroutine, so it must be quick and must not call DB.
+	OnCommit func(entries int, d time.Duration)
 }
 
 func (o *Options) ensureDefaults() {
@@ -94,6 +99,8 @@ type DB struct {
 	path string
 	now  func() time.Time
 	w    *writer
+
+	onCommit func(entries int, d time.Duration) // Options.OnCommit, or nil
 }
 
 // Open opens or creates the database at path, creating its directory if
@@ -109,11 +116,9 @@ func Open(path string, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("open database %s: %w", path, err)
 		}
 	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout, ReadOnly: opts.ReadOnly})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("database %s is %w", path, ErrLocked)
-	} else if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", path, err)
+	bdb, err := openBolt(path, opts)
+	if err != nil {
+		return nil, err
 	}
 	init := initSchema
 	if opts.ReadOnly {
@@ -126,9 +131,34 @@ func Open(path string, opts Options) (*DB, error) {
 		bdb.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
-	db := &DB{bolt: bdb, path: path, now: opts.Now}
+	db := &DB{bolt: bdb, path: path, now: opts.Now, onCommit: opts.OnCommit}
 	db.w = newWriter(db)
 	return db, nil
+}
+
+// openBolt opens and locks the bbolt file at path. Restore replaces the
+// file by rename while it holds the old file's lock; whoever opened the old
+// file and waited for its lock would then run on a file that is no longer
+// the database. So the lock is taken on whatever path named before the
+// open and still names after it, or the open is retried.
+func openBolt(path string, opts Options) (*bolt.DB, error) {
+	for attempt := 0; ; attempt++ {
+		before, statErr := os.Stat(path)
+		bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout, ReadOnly: opts.ReadOnly})
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("database %s is %w", path, ErrLocked)
+		} else if err != nil {
+			return nil, fmt.Errorf("open database %s: %w", path, err)
+		}
+		after, err := os.Stat(path)
+		if statErr != nil || (err == nil && os.SameFile(before, after)) {
+			return bdb, nil // new, or the file that was opened
+		}
+		bdb.Close()
+		if attempt == 2 {
+			return nil, fmt.Errorf("open database %s: the file keeps being replaced; retry", path)
+		}
+	}
 }
 
 // Close flushes queued appends, stops the writer and closes the file.
