@@ -156,15 +156,24 @@ func (w *writer) drain() {
 func (w *writer) commit() {
 	errs := w.errs[:len(w.batch)]
 	w.buf = w.buf[:0]
+	stored := 0
+	start := time.Now()
 	err := w.db.bolt.Update(func(tx *bolt.Tx) error {
+		stored = 0
 		for i, r := range w.batch {
 			var err error
 			if errs[i], err = w.put(tx, r.e); err != nil {
 				return err
 			}
+			if errs[i] == nil {
+				stored++
+			}
 		}
 		return nil
 	})
+	if err == nil && w.db.onCommit != nil {
+		w.db.onCommit(stored, time.Since(start))
+	}
 	for i, r := range w.batch {
 		if err != nil {
 			r.e.ID = 0 // the transaction rolled back: no ID was taken
