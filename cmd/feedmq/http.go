@@ -63,6 +63,7 @@ func openHTTP(cfg Config, s *server) (*httpListener, error) {
 		// Malformed requests from the internet are not worth a warning.
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	l.srv.Handler = withDashboard(s, log, l.srv, l.srv.Handler)
 	go func() {
 		defer close(l.done)
 		if err := l.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -1,0 +1,174 @@
+package dashboard
+
+import (
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/channels"
+)
+
+// maxKeys bounds the read keys one /channels.json request may try.
+const maxKeys = 32
+
+// channelList answers /channels.json: a JSON array of the public channels
+// and of the private channels whose read key is among the api_key values,
+// ordered by ID:
+//
+//	[{"id":1,"name":"...","description":"...","public":true,
+//	  "fields":{"field1":"Temperature",...},"created_at":"...",
+//	  "updated_at":"...","last_entry_id":7}, ...]
+//
+// A private channel carries "api_key", the read key that unlocked it.
+// Write keys are never included.
+func (h *Handler) channelList(w http.ResponseWriter, r *http.Request) {
+	hdr := w.Header()
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Cache-Control", "no-store")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		hdr.Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, "error_method_invalid", "Use GET.")
+		return
+	}
+	q := r.URL.Query()
+	keys := q["api_key"]
+	if k := headerKey(r); k != "" {
+		keys = append(keys, k)
+	}
+	if len(keys) > maxKeys {
+		writeError(w, http.StatusBadRequest, "error_bad_request", "At most "+strconv.Itoa(maxKeys)+" api_key values.")
+		return
+	}
+	list, err := h.opts.Store.ListChannels(r.Context())
+	if err != nil {
+		if r.Context().Err() == nil {
+			h.log.Error("dashboard: list channels", "error", err)
+			writeError(w, http.StatusInternalServerError, "error_internal", "The server could not list channels; try again later.")
+		}
+		return
+	}
+	b := []byte{'['}
+	n := 0
+	for _, c := range list {
+		key := ""
+		if !c.Public {
+			if key = matchKey(c.ReadKey, keys); key == "" {
+				continue
+			}
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		n++
+		b = appendChannel(b, c, key)
+	}
+	b = append(b, ']')
+	hdr.Set("Content-Type", "application/json; charset=utf-8")
+	hdr.Set("Content-Length", strconv.Itoa(len(b)))
+	if r.Method == http.MethodHead {
+		return
+	}
+	w.Write(b)
+}
+
+// matchKey returns the key among keys that equals readKey, or "".
+func matchKey(readKey string, keys []string) string {
+	found := ""
+	for _, k := range keys {
+		if len(k) == len(readKey) && subtle.ConstantTimeCompare([]byte(k), []byte(readKey)) == 1 {
+			found = k
+		}
+	}
+	return found
+}
+
+func appendChannel(b []byte, c *channels.Channel, key string) []byte {
+	b = append(b, `{"id":`...)
+	b = strconv.AppendUint(b, c.ID, 10)
+	b = append(b, `,"name":`...)
+	b = channels.AppendJSONString(b, c.Name)
+	b = append(b, `,"description":`...)
+	b = channels.AppendJSONString(b, c.Description)
+	b = append(b, `,"public":`...)
+	b = strconv.AppendBool(b, c.Public)
+	b = append(b, `,"fields":{`...)
+	first := true
+	for n := 1; n <= channels.NumFields; n++ {
+		if !c.FieldEnabled(n) {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, `"field`...)
+		b = strconv.AppendInt(b, int64(n), 10)
+		b = append(b, `":`...)
+		b = channels.AppendJSONString(b, c.Fields[n-1])
+	}
+	b = append(b, `},"created_at":"`...)
+	b = c.CreatedAt.UTC().AppendFormat(b, channels.TimeFormat)
+	b = append(b, `","updated_at":"`...)
+	b = c.UpdatedAt.UTC().AppendFormat(b, channels.TimeFormat)
+	b = append(b, `","last_entry_id":`...)
+	if c.LastEntryID == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = strconv.AppendUint(b, c.LastEntryID, 10)
+	}
+	if key != "" {
+		b = append(b, `,"api_key":`...)
+		b = channels.AppendJSONString(b, key)
+	}
+	return append(b, '}')
+}
+
+// readKey returns the api_key parameter, or the key in a THINGSPEAKAPIKEY
+// or X-THINGSPEAKAPIKEY header, as the REST API reads it.
+func readKey(r *http.Request) string {
+	if k := r.URL.Query().Get("api_key"); k != "" {
+		return k
+	}
+	return headerKey(r)
+}
+
+func headerKey(r *http.Request) string {
+	if k := r.Header.Get("THINGSPEAKAPIKEY"); k != "" {
+		return k
+	}
+	return r.Header.Get("X-THINGSPEAKAPIKEY")
+}
+
+// canRead reports whether the request may read channel id, as an HTTP
+// status: 200, 401 or 404.
+func (h *Handler) canRead(id uint64, key string) int {
+	err := h.opts.Registry.CanSubscribe(auth.Anonymous, id, key)
+	switch {
+	case err == nil:
+		return http.StatusOK
+	case errors.Is(err, auth.ErrUnknownChannel):
+		return http.StatusNotFound
+	default:
+		return http.StatusUnauthorized
+	}
+}
+
+// writeError answers in the REST API's error shape.
+func writeError(w http.ResponseWriter, status int, code, details string) {
+	msg := http.StatusText(status)
+	b := []byte(`{"status":"`)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, `","error":{"error_code":`...)
+	b = channels.AppendJSONString(b, code)
+	b = append(b, `,"message":`...)
+	b = channels.AppendJSONString(b, msg)
+	b = append(b, `,"details":`...)
+	b = channels.AppendJSONString(b, details)
+	b = append(b, "}}"...)
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	w.Write(b)
+}

@@ -1,0 +1,229 @@
+// Package dashboard is feedmq's web dashboard: a single page, embedded in
+// the binary, that lists channels and charts each channel's fields live.
+//
+// Routes (everything else goes to the next handler, the REST API):
+//
+//	GET /                          the channel list (index.html)
+//	GET /channel/<id>              a channel page (the same index.html)
+//	GET /assets/<file>             embedded CSS, JavaScript and icons
+//	GET /channels.json             public channels, plus each private
+//	                               channel whose read key is given in
+//	                               api_key (repeatable)
+//	GET /channels/<id>/events      Server-Sent Events: one "entry" event
+//	                               per new entry, its data the entry JSON
+//	                               as channels/<id>/subscribe delivers it
+//
+// Read access is the REST API's: a public channel, or the read key in
+// api_key or the THINGSPEAKAPIKEY header. The page reads history through
+// the REST API (/channels/<id>/feeds.json) and live entries through the
+// event stream.
+//
+// The package imports only the domain packages and the standard library;
+// the caller supplies the entry source (the broker) through Watcher.
+package dashboard
+
+import (
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"io/fs"
+	"log/slog"
+	"mime"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/channels"
+)
+
+//go:embed web
+var webFS embed.FS
+
+// Watcher delivers committed entries of one channel as they are fanned
+// out. (*broker.Server).WatchEntries implements it: each value is the
+// entry JSON, shared and read-only; stop ends the subscription and closes
+// the channel.
+type Watcher interface {
+	WatchEntries(channelID uint64, buffer int) (entries <-chan []byte, stop func())
+}
+
+// Options configure the dashboard. Store, Registry and Watcher are
+// required.
+type Options struct {
+	// Store lists channels with their last entry_id.
+	Store channels.Store
+	// Registry decides who may read a channel, as for the REST API.
+	Registry *auth.Registry
+	// Watcher streams new entries.
+	Watcher Watcher
+	// Next serves every other path (the REST API); default 404.
+	Next http.Handler
+	// Logger receives failures; default: discard.
+	Logger *slog.Logger
+	// Heartbeat is the interval of SSE comment lines that keep proxies
+	// and the browser from timing out an idle stream; default 15s.
+	Heartbeat time.Duration
+	// Buffer is how many entries may wait for a slow event stream before
+	// it misses some; default 64.
+	Buffer int
+}
+
+// Handler serves the dashboard. Shutdown ends open event streams.
+type Handler struct {
+	opts     Options
+	log      *slog.Logger
+	assets   map[string]asset
+	ctx      context.Context
+	shutdown context.CancelFunc
+}
+
+type asset struct {
+	body        []byte
+	contentType string
+	etag        string
+}
+
+// New returns the dashboard handler. It panics if Store, Registry or
+// Watcher is nil, since that is a programming error.
+func New(opts Options) *Handler {
+	if opts.Store == nil || opts.Registry == nil || opts.Watcher == nil {
+		panic("dashboard: Store, Registry and Watcher are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = 15 * time.Second
+	}
+	if opts.Buffer <= 0 {
+		opts.Buffer = 64
+	}
+	if opts.Next == nil {
+		opts.Next = http.NotFoundHandler()
+	}
+	h := &Handler{opts: opts, log: opts.Logger, assets: make(map[string]asset)}
+	h.ctx, h.shutdown = context.WithCancel(context.Background())
+	err := fs.WalkDir(webFS, "web", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := webFS.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		ct := mime.TypeByExtension(path.Ext(p))
+		switch path.Ext(p) { // not left to the host's mime.types
+		case ".html":
+			ct = "text/html; charset=utf-8"
+		case ".js":
+			ct = "text/javascript; charset=utf-8"
+		case ".css":
+			ct = "text/css; charset=utf-8"
+		case ".svg":
+			ct = "image/svg+xml"
+		}
+		if ct == "" {
+			ct = "application/octet-stream"
+		}
+		h.assets[strings.TrimPrefix(p, "web/")] = asset{b, ct, `"` + hex.EncodeToString(sum[:8]) + `"`}
+		return nil
+	})
+	if err != nil {
+		panic("dashboard: embedded assets: " + err.Error())
+	}
+	return h
+}
+
+// Shutdown ends every open event stream and refuses new ones, so that an
+// http.Server's Shutdown need not wait for them (register it with
+// RegisterOnShutdown).
+func (h *Handler) Shutdown() { h.shutdown() }
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	switch {
+	case p == "/" || isChannelPage(p):
+		h.serveAsset(w, r, "index.html", false)
+	case strings.HasPrefix(p, "/assets/"):
+		name := strings.TrimPrefix(p, "/assets/")
+		if name == "index.html" {
+			name = ""
+		}
+		h.serveAsset(w, r, name, true)
+	case p == "/channels.json":
+		h.channelList(w, r)
+	case strings.HasPrefix(p, "/channels/") && strings.HasSuffix(p, "/events"):
+		id, ok := parseID(strings.TrimSuffix(strings.TrimPrefix(p, "/channels/"), "/events"))
+		if !ok {
+			h.opts.Next.ServeHTTP(w, r)
+			return
+		}
+		h.events(w, r, id)
+	default:
+		h.opts.Next.ServeHTTP(w, r)
+	}
+}
+
+// isChannelPage matches /channel/<id>.
+func isChannelPage(p string) bool {
+	rest, ok := strings.CutPrefix(p, "/channel/")
+	if !ok {
+		return false
+	}
+	_, ok = parseID(rest)
+	return ok
+}
+
+func parseID(s string) (uint64, bool) {
+	if s == "" || s[0] < '1' || s[0] > '9' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	return n, err == nil
+}
+
+// securityHeaders are set on every dashboard page and asset: the page
+// loads only its own scripts and styles and may not be framed.
+func securityHeaders(hdr http.Header) {
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Referrer-Policy", "no-referrer") // api_key may be in the URL
+	hdr.Set("X-Frame-Options", "DENY")
+	hdr.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+}
+
+func (h *Handler) serveAsset(w http.ResponseWriter, r *http.Request, name string, cache bool) {
+	hdr := w.Header()
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		hdr.Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	a, ok := h.assets[name]
+	if !ok {
+		hdr.Set("X-Content-Type-Options", "nosniff")
+		http.Error(w, "404 page not found", http.StatusNotFound)
+		return
+	}
+	securityHeaders(hdr)
+	hdr.Set("Content-Type", a.contentType)
+	hdr.Set("ETag", a.etag)
+	if cache {
+		hdr.Set("Cache-Control", "public, max-age=300")
+	} else {
+		hdr.Set("Cache-Control", "no-cache")
+	}
+	if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, a.etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	hdr.Set("Content-Length", strconv.Itoa(len(a.body)))
+	if r.Method == http.MethodHead {
+		return
+	}
+	w.Write(a.body)
+}

@@ -1,0 +1,482 @@
+// feedmq dashboard: channel list and live channel pages. No dependencies:
+// history comes from the REST API, new entries from the channel's event
+// stream (Server-Sent Events), charts are drawn as SVG.
+(function () {
+  'use strict';
+
+  var KEYS = 'feedmq.keys';        // read keys the user gave, in localStorage
+  var HISTORY = 500;               // entries loaded and kept per channel page
+  var SVGNS = 'http://www.w3.org/2000/svg';
+
+  // window.feedmq exposes the page state (for tests and the curious).
+  var state = window.feedmq = {
+    view: '', channel: null, key: '', entries: [], lastEntryId: 0,
+    live: 'off', received: 0, fields: []
+  };
+
+  // ---------- small helpers ----------
+  function el(tag, attrs, kids) {
+    var e = document.createElement(tag);
+    for (var k in attrs || {}) {
+      if (k === 'text') e.textContent = attrs[k];
+      else if (k === 'class') e.className = attrs[k];
+      else if (k.slice(0, 2) === 'on') e.addEventListener(k.slice(2), attrs[k]);
+      else e.setAttribute(k, attrs[k]);
+    }
+    (kids || []).forEach(function (c) { if (c != null) e.appendChild(typeof c === 'string' ? document.createTextNode(c) : c); });
+    return e;
+  }
+  function svg(tag, attrs) {
+    var e = document.createElementNS(SVGNS, tag);
+    for (var k in attrs || {}) {
+      if (k === 'text') e.textContent = attrs[k]; else e.setAttribute(k, attrs[k]);
+    }
+    return e;
+  }
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); return node; }
+  function loadKeys() {
+    try { var v = JSON.parse(localStorage.getItem(KEYS) || '[]'); return Array.isArray(v) ? v.filter(validKey) : []; }
+    catch (e) { return []; }
+  }
+  function saveKeys(keys) {
+    try { localStorage.setItem(KEYS, JSON.stringify(keys)); } catch (e) { /* private mode */ }
+  }
+  function validKey(k) { return typeof k === 'string' && /^[A-Z0-9]{16}$/.test(k); }
+  function addKey(k) {
+    k = (k || '').trim().toUpperCase();
+    if (!validKey(k)) return false;
+    var keys = loadKeys();
+    if (keys.indexOf(k) < 0) { keys.push(k); saveKeys(keys); }
+    return true;
+  }
+  function forgetKey(k) { saveKeys(loadKeys().filter(function (x) { return x !== k; })); }
+  function keyQuery(key, first) {
+    return key ? (first ? '?' : '&') + 'api_key=' + encodeURIComponent(key) : '';
+  }
+  function getJSON(url) {
+    return fetch(url, { headers: { Accept: 'application/json' }, cache: 'no-store' }).then(function (r) {
+      return r.json().catch(function () { return null; }).then(function (body) {
+        if (!r.ok) {
+          var err = new Error((body && body.error && body.error.details) || ('HTTP ' + r.status));
+          err.status = r.status;
+          throw err;
+        }
+        return body;
+      });
+    });
+  }
+  function parseTime(s) { return s ? new Date(s).getTime() : NaN; }
+  function pad(n) { return n < 10 ? '0' + n : '' + n; }
+  function fmtDateTime(t) {
+    var d = new Date(t);
+    return d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' +
+      pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
+  }
+  function ago(t) {
+    if (!isFinite(t)) return '—';
+    var s = Math.round((Date.now() - t) / 1000);
+    if (s < 5) return 'just now';
+    if (s < 60) return s + ' s ago';
+    if (s < 3600) return Math.floor(s / 60) + ' min ago';
+    if (s < 86400) return Math.floor(s / 3600) + ' h ago';
+    return Math.floor(s / 86400) + ' d ago';
+  }
+  function num(v) {
+    if (v == null || v === '') return NaN;
+    var n = Number(v);
+    return isFinite(n) ? n : NaN;
+  }
+  function fieldList(ch) {
+    var out = [];
+    for (var n = 1; n <= 8; n++) if (ch.fields && ch.fields['field' + n] != null) out.push({ n: n, label: ch.fields['field' + n] });
+    return out;
+  }
+  function badge(ch) {
+    return el('span', { class: 'badge ' + (ch.public ? 'public' : 'private'), text: ch.public ? 'Public' : 'Private' });
+  }
+  function notice(text, error) { return el('div', { class: 'notice' + (error ? ' error' : ''), role: error ? 'alert' : 'status', text: text }); }
+
+  // ---------- routing ----------
+  var app = document.getElementById('app');
+  var teardown = null;
+
+  function route() {
+    if (teardown) { teardown(); teardown = null; }
+    var url = new URL(location.href);
+    var given = url.searchParams.get('api_key');
+    if (given != null) {
+      // Keep the key, but not in the address bar, history or a screenshot.
+      var ok = addKey(given);
+      url.searchParams.delete('api_key');
+      history.replaceState(null, '', url.pathname + url.search + url.hash);
+      if (!ok) state.flash = 'That is not a read key: keys are 16 letters and digits.';
+      state.given = given.trim().toUpperCase();
+    }
+    var m = /^\/channel\/([1-9][0-9]*)$/.exec(location.pathname);
+    if (m) channelPage(Number(m[1]), state.given);
+    else listPage();
+  }
+
+  function link(e) {
+    var a = e.target.closest && e.target.closest('a[data-nav]');
+    if (!a || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+    e.preventDefault();
+    history.pushState(null, '', a.getAttribute('href'));
+    route();
+  }
+  document.addEventListener('click', link);
+  window.addEventListener('popstate', route);
+
+  // ---------- channel list ----------
+  function listPage() {
+    state.view = 'list';
+    document.title = 'Channels · feedmq';
+    clear(app);
+    var input = el('input', { type: 'text', name: 'api_key', placeholder: 'Read API key of a private channel', autocomplete: 'off', spellcheck: 'false', 'aria-label': 'Read API key' });
+    var form = el('form', { class: 'key', onsubmit: function (e) {
+      e.preventDefault();
+      if (!addKey(input.value)) { state.flash = 'That is not a read key: keys are 16 letters and digits.'; }
+      else { state.given = input.value.trim().toUpperCase(); }
+      listPage();
+    } }, [input, el('button', { class: 'primary', type: 'submit', text: 'Add channel' })]);
+    app.appendChild(el('div', { class: 'toolbar' }, [el('h1', { text: 'Channels' }), form]));
+    var msg = el('div');
+    app.appendChild(msg);
+    if (state.flash) { msg.appendChild(notice(state.flash, true)); state.flash = ''; }
+    var grid = el('div', { class: 'chgrid', id: 'channels' });
+    app.appendChild(grid);
+    var keys = loadKeys();
+    var q = keys.map(function (k, i) { return (i ? '&' : '?') + 'api_key=' + encodeURIComponent(k); }).join('');
+    getJSON('/channels.json' + q).then(function (list) {
+      // Forget keys that unlock nothing (a typo, or a regenerated key).
+      var used = {};
+      list.forEach(function (ch) { if (ch.api_key) used[ch.api_key] = true; });
+      var unused = keys.filter(function (k) { return !used[k]; });
+      if (unused.length) {
+        saveKeys(keys.filter(function (k) { return used[k]; }));
+        if (state.given && unused.indexOf(state.given) >= 0) msg.appendChild(notice('No channel has that read key.', true));
+      }
+      state.given = '';
+      state.channels = list;
+      if (!list.length) {
+        grid.appendChild(el('div', { class: 'card empty' }, [
+          'No channels to show. Public channels appear here; a private channel appears when you add its read key.']));
+        return;
+      }
+      list.forEach(function (ch) { grid.appendChild(channelCard(ch)); });
+    }).catch(function (err) { msg.appendChild(notice('Could not load channels: ' + err.message, true)); });
+  }
+
+  function channelCard(ch) {
+    var href = '/channel/' + ch.id;
+    var chips = el('div', { class: 'chips' }, fieldList(ch).map(function (f) { return el('span', { class: 'chip', text: f.label }); }));
+    var meta = el('div', { class: 'meta' }, [
+      el('span', { text: 'Channel ' + ch.id }),
+      el('span', { text: ch.last_entry_id ? ch.last_entry_id + (ch.last_entry_id === 1 ? ' entry' : ' entries') : 'no data yet' })
+    ]);
+    var card = el('a', { class: 'card chcard', href: href, 'data-nav': '', 'data-channel': ch.id }, [
+      el('div', { class: 'row' }, [el('h2', { text: ch.name }), badge(ch)]),
+      ch.description ? el('p', { class: 'desc', text: ch.description }) : null,
+      chips, meta
+    ]);
+    if (ch.api_key) {
+      meta.appendChild(el('button', { class: 'link', type: 'button', text: 'forget key', onclick: function (e) {
+        e.preventDefault(); e.stopPropagation(); forgetKey(ch.api_key); listPage();
+      } }));
+    }
+    return card;
+  }
+
+  // ---------- channel page ----------
+  function channelPage(id, given) {
+    state.view = 'channel';
+    state.channel = null; state.entries = []; state.lastEntryId = 0; state.received = 0; state.live = 'off';
+    clear(app);
+    app.appendChild(el('a', { class: 'crumb', href: '/', 'data-nav': '', text: '← All channels' }));
+    var body = el('div', {}, [el('p', { class: 'muted', text: 'Loading channel ' + id + '…' })]);
+    app.appendChild(body);
+    var closed = false, es = null, retryTimer = 0, tickTimer = 0, refetching = false, charts = [];
+    teardown = function () {
+      closed = true;
+      if (es) es.close();
+      clearTimeout(retryTimer); clearInterval(tickTimer);
+      charts.forEach(function (c) { c.destroy(); });
+    };
+
+    // The key: the one just given, else a stored one that unlocks this channel.
+    var keys = loadKeys();
+    var q = keys.map(function (k, i) { return (i ? '&' : '?') + 'api_key=' + encodeURIComponent(k); }).join('');
+    getJSON('/channels.json' + q).then(function (list) {
+      var ch = list.filter(function (c) { return c.id === id; })[0];
+      if (!ch) {
+        var e = new Error(given ? 'No channel ' + id + ' with that read key.' : 'Channel ' + id + ' does not exist or is private: add its read key on the channel list, or open /channel/' + id + '?api_key=KEY.');
+        e.status = 404; throw e;
+      }
+      state.key = ch.api_key || '';
+      return getJSON('/channels/' + id + '/feeds.json?results=' + HISTORY + keyQuery(state.key)).then(function (feed) {
+        if (closed) return;
+        render(ch, feed);
+      });
+    }).catch(function (err) {
+      if (closed) return;
+      clear(body).appendChild(notice(err.message, true));
+    });
+
+    var ui = {};
+    function render(ch, feed) {
+      state.channel = ch;
+      state.fields = fieldList(ch);
+      document.title = ch.name + ' · feedmq';
+      clear(body);
+      body.appendChild(el('div', { class: 'pagehead' }, [el('h1', { text: ch.name }), badge(ch), ui.live = el('span', { class: 'live', id: 'live', text: 'connecting' })]));
+      if (ch.description) body.appendChild(el('p', { class: 'desc', text: ch.description }));
+      ui.count = el('div', { class: 'v', id: 'entry-count', text: '0' });
+      ui.lastAt = el('div', { class: 'v', id: 'last-at', text: '—' });
+      body.appendChild(el('div', { class: 'stats' }, [
+        el('div', { class: 'card stat' }, [el('div', { class: 'k', text: 'Channel ID' }), el('div', { class: 'v', text: String(ch.id) })]),
+        el('div', { class: 'card stat' }, [el('div', { class: 'k', text: 'Entries' }), ui.count]),
+        el('div', { class: 'card stat' }, [el('div', { class: 'k', text: 'Last entry' }), ui.lastAt])
+      ]));
+      var base = '/channels/' + ch.id;
+      var dl = el('div', { class: 'downloads' }, [el('span', { class: 'muted', text: 'Download CSV:' }),
+        el('a', { class: 'btn', href: base + '/feeds.csv' + keyQuery(state.key, true), download: 'channel-' + ch.id + '.csv', text: 'Last 100 entries' }),
+        el('a', { class: 'btn', href: base + '/feeds.csv?results=8000' + keyQuery(state.key), download: 'channel-' + ch.id + '-8000.csv', text: 'Last 8000' }),
+        el('a', { class: 'btn', href: base + '/feeds.json?results=8000' + keyQuery(state.key), text: 'JSON' })]);
+      state.fields.forEach(function (f) {
+        dl.appendChild(el('a', { class: 'btn', href: base + '/fields/' + f.n + '.csv?results=8000' + keyQuery(state.key), download: 'channel-' + ch.id + '-field' + f.n + '.csv', text: f.label }));
+      });
+      body.appendChild(dl);
+
+      var grid = el('div', { class: 'grid', id: 'fields' });
+      body.appendChild(grid);
+      ui.fields = state.fields.map(function (f) {
+        var last = el('div', { class: 'last', text: '—' });
+        var when = el('div', { class: 'when' });
+        var box = el('div', { class: 'chart' });
+        var card = el('section', { class: 'card field s' + f.n, 'data-field': f.n, 'data-points': '0', 'data-last': '' }, [
+          el('div', { class: 'head' }, [el('h2', { text: f.label }), el('span', { class: 'name', text: 'field' + f.n })]),
+          last, when, box]);
+        grid.appendChild(card);
+        var chart = lineChart(box, f.label);
+        charts.push(chart);
+        return { f: f, card: card, last: last, when: when, chart: chart };
+      });
+      if (!state.fields.length) grid.appendChild(el('div', { class: 'card empty', text: 'This channel has no enabled fields.' }));
+
+      ui.table = el('tbody');
+      var head = el('tr', {}, [el('th', { text: 'Entry' }), el('th', { text: 'Created' })].concat(
+        state.fields.map(function (f) { return el('th', { text: f.label }); })));
+      body.appendChild(el('div', { class: 'card tablewrap' }, [el('h2', { text: 'Recent entries' }),
+        el('table', { class: 'recent' }, [el('thead', {}, [head]), ui.table])]));
+
+      setEntries(feed.feeds || [], feed.channel && feed.channel.last_entry_id);
+      connect();
+      tickTimer = setInterval(function () { updateTimes(); }, 5000);
+    }
+
+    function setEntries(list, lastId) {
+      state.entries = list.slice(-HISTORY);
+      state.lastEntryId = Math.max(lastId || 0, list.length ? list[list.length - 1].entry_id : 0);
+      redraw();
+    }
+
+    function addEntry(e) {
+      state.received++;
+      if (e.entry_id <= state.lastEntryId) {
+        if (e.entry_id !== 1) return; // a duplicate
+        state.entries = [];           // the channel was cleared: numbering restarted
+      } else if (state.lastEntryId && e.entry_id > state.lastEntryId + 1) {
+        refetch();                    // the stream missed entries
+      }
+      state.entries.push(e);
+      if (state.entries.length > HISTORY) state.entries.splice(0, state.entries.length - HISTORY);
+      state.lastEntryId = e.entry_id;
+      redraw(true);
+    }
+
+    function refetch() {
+      if (refetching) return;
+      refetching = true;
+      getJSON('/channels/' + id + '/feeds.json?results=' + HISTORY + keyQuery(state.key)).then(function (feed) {
+        refetching = false;
+        if (!closed) setEntries(feed.feeds || [], feed.channel && feed.channel.last_entry_id);
+      }, function () { refetching = false; });
+    }
+
+    function redraw(fresh) {
+      var entries = state.entries;
+      ui.count.textContent = String(state.lastEntryId);
+      ui.count.setAttribute('data-count', String(state.lastEntryId));
+      var lastE = entries[entries.length - 1];
+      ui.lastAt.textContent = lastE ? ago(parseTime(lastE.created_at)) : '—';
+      if (lastE) ui.lastAt.title = fmtDateTime(parseTime(lastE.created_at));
+      ui.fields.forEach(function (u) {
+        var key = 'field' + u.f.n, pts = [], lastV = null, lastT = NaN;
+        for (var i = 0; i < entries.length; i++) {
+          var v = entries[i][key];
+          if (v == null) continue;
+          lastV = v; lastT = parseTime(entries[i].created_at);
+          var y = num(v), t = parseTime(entries[i].created_at);
+          if (isFinite(y) && isFinite(t)) pts.push([t, y]);
+        }
+        var changed = u.card.getAttribute('data-last') !== (lastV == null ? '' : lastV);
+        u.last.textContent = lastV == null ? '—' : lastV;
+        u.last.title = lastV == null ? '' : lastV;
+        u.lastT = lastT;
+        u.when.textContent = lastV == null ? 'no values yet' : ago(lastT) + ' · ' + fmtDateTime(lastT);
+        u.card.setAttribute('data-points', String(pts.length));
+        u.card.setAttribute('data-last', lastV == null ? '' : lastV);
+        u.chart.set(pts);
+        if (fresh && changed) { u.last.classList.remove('flash'); void u.last.offsetWidth; u.last.classList.add('flash'); }
+      });
+      clear(ui.table);
+      entries.slice(-10).reverse().forEach(function (e) {
+        ui.table.appendChild(el('tr', {}, [el('td', { text: String(e.entry_id) }), el('td', { text: fmtDateTime(parseTime(e.created_at)) })].concat(
+          state.fields.map(function (f) { var v = e['field' + f.n]; return el('td', { class: 'v', text: v == null ? '' : v, title: v == null ? '' : v }); }))));
+      });
+    }
+
+    function updateTimes() {
+      var lastE = state.entries[state.entries.length - 1];
+      ui.lastAt.textContent = lastE ? ago(parseTime(lastE.created_at)) : '—';
+      ui.fields.forEach(function (u) { if (isFinite(u.lastT)) u.when.textContent = ago(u.lastT) + ' · ' + fmtDateTime(u.lastT); });
+    }
+
+    function setLive(s, text) {
+      state.live = s;
+      ui.live.className = 'live ' + s;
+      ui.live.textContent = text;
+      ui.live.setAttribute('data-state', s);
+    }
+
+    function connect() {
+      if (closed) return;
+      // since= resumes after the history just loaded; on an automatic
+      // reconnect the browser sends Last-Event-ID, which the server prefers.
+      es = new EventSource('/channels/' + id + '/events?since=' + state.lastEntryId + keyQuery(state.key));
+      es.onopen = function () { setLive('on', 'Live'); };
+      es.onmessage = function (ev) {
+        var e;
+        try { e = JSON.parse(ev.data); } catch (err) { return; }
+        if (e && typeof e.entry_id === 'number') addEntry(e);
+      };
+      es.onerror = function () {
+        if (es.readyState === EventSource.CLOSED) {
+          // Refused (access revoked, server gone): try again later from scratch.
+          setLive('off', 'Offline');
+          es.close();
+          retryTimer = setTimeout(connect, 10000);
+        } else {
+          setLive('wait', 'Reconnecting…');
+        }
+      };
+    }
+  }
+
+  // ---------- SVG line chart ----------
+  var TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800].map(function (s) { return s * 1000; });
+
+  function niceStep(span, count) {
+    var raw = span / Math.max(count, 1);
+    var p = Math.pow(10, Math.floor(Math.log10(raw)));
+    var m = raw / p;
+    return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 2.5 ? 2.5 : m <= 5 ? 5 : 10) * p;
+  }
+  function fmtNum(v, step) {
+    var d = Math.max(0, Math.min(6, -Math.floor(Math.log10(step) + 1e-9)));
+    var a = Math.abs(v);
+    if (a >= 1e6 || (a > 0 && a < 1e-4)) return v.toExponential(1);
+    return v.toFixed(d);
+  }
+  function fmtTick(t, step, span) {
+    var d = new Date(t);
+    if (step >= 86400000 || span > 3 * 86400000) return (d.getMonth() + 1) + '/' + d.getDate();
+    if (step < 60000) return pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
+    return pad(d.getHours()) + ':' + pad(d.getMinutes());
+  }
+
+  function lineChart(box, label) {
+    var pts = [], width = 0, height = 0;
+    var root = svg('svg', { role: 'img', 'aria-label': 'Chart of ' + label, preserveAspectRatio: 'none' });
+    var tip = el('div', { class: 'tip' });
+    var empty = el('div', { class: 'nodata', text: 'No numeric values yet' });
+    box.appendChild(root); box.appendChild(tip); box.appendChild(empty);
+    var geom = null;
+    var ro = new ResizeObserver(function () { draw(); });
+    ro.observe(box);
+    root.addEventListener('pointermove', hover);
+    root.addEventListener('pointerleave', function () { tip.classList.remove('show'); var c = root.querySelector('.cursor'); if (c) c.remove(); });
+
+    function draw() {
+      width = box.clientWidth; height = box.clientHeight;
+      while (root.firstChild) root.removeChild(root.firstChild);
+      root.setAttribute('viewBox', '0 0 ' + width + ' ' + height);
+      empty.hidden = pts.length > 0;
+      geom = null;
+      if (!pts.length || width < 50) return;
+      var t0 = pts[0][0], t1 = pts[pts.length - 1][0];
+      var y0 = Infinity, y1 = -Infinity;
+      pts.forEach(function (p) { if (p[1] < y0) y0 = p[1]; if (p[1] > y1) y1 = p[1]; });
+      if (t1 - t0 < 1000) { t0 -= 30000; t1 += 30000; }
+      if (y1 - y0 < 1e-9) { var padY = Math.abs(y0) * 0.1 || 1; y0 -= padY; y1 += padY; }
+      var ystep = niceStep(y1 - y0, Math.max(2, Math.floor(height / 45)));
+      y0 = Math.floor(y0 / ystep) * ystep; y1 = Math.ceil(y1 / ystep) * ystep;
+      // Left margin from the widest y label.
+      var labels = [];
+      for (var v = y0; v <= y1 + ystep / 2; v += ystep) labels.push([v, fmtNum(v, ystep)]);
+      var left = 10 + 6.5 * Math.max.apply(null, labels.map(function (l) { return l[1].length; }));
+      var right = 12, top = 8, bottom = 24;
+      var W = width - left - right, H = height - top - bottom;
+      function X(t) { return left + (t - t0) / (t1 - t0) * W; }
+      function Y(v) { return top + (1 - (v - y0) / (y1 - y0)) * H; }
+      labels.forEach(function (l) {
+        var y = Math.round(Y(l[0])) + 0.5;
+        root.appendChild(svg('line', { class: 'gridline', x1: left, x2: left + W, y1: y, y2: y }));
+        root.appendChild(svg('text', { x: left - 6, y: y + 4, 'text-anchor': 'end', text: l[1] }));
+      });
+      var span = t1 - t0, want = Math.max(2, Math.floor(W / 80)), tstep = TIME_STEPS[TIME_STEPS.length - 1];
+      for (var i = 0; i < TIME_STEPS.length; i++) if (span / TIME_STEPS[i] <= want) { tstep = TIME_STEPS[i]; break; }
+      var tz = new Date(t0).getTimezoneOffset() * 60000;
+      var first = Math.ceil((t0 - tz) / tstep) * tstep + tz;
+      if (tstep >= 86400000) first = Math.ceil((t0 - tz) / 86400000) * 86400000 + tz;
+      for (var t = first; t <= t1; t += tstep) {
+        var x = Math.round(X(t)) + 0.5;
+        root.appendChild(svg('line', { class: 'axis', x1: x, x2: x, y1: top + H, y2: top + H + 4 }));
+        root.appendChild(svg('text', { x: x, y: top + H + 17, 'text-anchor': 'middle', text: fmtTick(t, tstep, span) }));
+      }
+      root.appendChild(svg('line', { class: 'axis', x1: left, x2: left + W, y1: top + H + 0.5, y2: top + H + 0.5 }));
+      var d = '';
+      pts.forEach(function (p, i) { d += (i ? 'L' : 'M') + X(p[0]).toFixed(1) + ' ' + Y(p[1]).toFixed(1); });
+      var base = (top + H).toFixed(1);
+      root.appendChild(svg('path', { class: 'area', d: d + 'L' + X(pts[pts.length - 1][0]).toFixed(1) + ' ' + base + 'L' + X(pts[0][0]).toFixed(1) + ' ' + base + 'Z' }));
+      root.appendChild(svg('path', { class: 'line', d: d }));
+      if (pts.length <= 60) pts.forEach(function (p) { root.appendChild(svg('circle', { class: 'dot', cx: X(p[0]).toFixed(1), cy: Y(p[1]).toFixed(1), r: 2.5 })); });
+      else { var lp = pts[pts.length - 1]; root.appendChild(svg('circle', { class: 'dot', cx: X(lp[0]).toFixed(1), cy: Y(lp[1]).toFixed(1), r: 3.5 })); }
+      geom = { X: X, Y: Y, top: top, H: H, ystep: ystep };
+    }
+
+    function hover(ev) {
+      if (!geom) return;
+      var r = root.getBoundingClientRect(), x = ev.clientX - r.left, best = null, bd = Infinity;
+      pts.forEach(function (p) { var dd = Math.abs(geom.X(p[0]) - x); if (dd < bd) { bd = dd; best = p; } });
+      if (!best) return;
+      var c = root.querySelector('.cursor');
+      if (!c) { c = svg('line', { class: 'cursor' }); root.appendChild(c); }
+      var px = geom.X(best[0]);
+      c.setAttribute('x1', px); c.setAttribute('x2', px); c.setAttribute('y1', geom.top); c.setAttribute('y2', geom.top + geom.H);
+      clear(tip).appendChild(el('b', { text: String(best[1]) }));
+      tip.appendChild(document.createTextNode(' · ' + fmtDateTime(best[0])));
+      tip.classList.add('show');
+      var tx = Math.min(Math.max(px - tip.offsetWidth / 2, 0), width - tip.offsetWidth);
+      tip.style.left = tx + 'px';
+      tip.style.top = Math.max(geom.Y(best[1]) - 34, 0) + 'px';
+    }
+
+    return {
+      set: function (p) { pts = p; draw(); },
+      destroy: function () { ro.disconnect(); }
+    };
+  }
+
+  route();
+})();
