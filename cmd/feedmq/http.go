@@ -26,7 +26,8 @@ const (
 	httpShutdownTimeout = 5 * time.Second
 )
 
-// httpListener serves the REST feed API (broker/httpapi) on --http.
+// httpListener serves the REST feed API (broker/httpapi), /healthz and
+// /metrics (metrics.go) on --http.
 type httpListener struct {
 	ln   net.Listener
 	srv  *http.Server
@@ -47,14 +48,18 @@ func openHTTP(cfg Config, s *server) (*httpListener, error) {
 	}
 	log := s.log.With("component", "http")
 	l := &httpListener{ln: ln, done: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", s.metrics.handler(s))
+	mux.Handle("/", httpapi.New(httpapi.Options{
+		Store:     s.db,
+		Registry:  s.svc.Registry,
+		Publisher: s.broker,
+		Limits:    cfg.payloadLimits(),
+		Logger:    log,
+		Health:    (&storeHealth{db: s.db}).check,
+	}))
 	l.srv = &http.Server{
-		Handler: httpapi.New(httpapi.Options{
-			Store:     s.db,
-			Registry:  s.svc.Registry,
-			Publisher: s.broker,
-			Limits:    cfg.payloadLimits(),
-			Logger:    log,
-		}),
+		Handler:           mux,
 		ReadHeaderTimeout: httpReadHeaderTimeout,
 		ReadTimeout:       httpReadTimeout,
 		WriteTimeout:      httpWriteTimeout,

@@ -124,7 +124,9 @@ type server struct {
 	svc    *auth.Service
 	broker *broker.Server
 	http   *httpListener // nil when --http is off
-	sock   *adminsock.Server
+	// metrics are served on /metrics; the store reports commits to them.
+	metrics *metrics
+	sock    *adminsock.Server
 	// stopPrune stops the background retention (see dbcmd.go).
 	stopPrune func()
 }
@@ -151,7 +153,8 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 		a.Close()
 		return fmt.Errorf("%w (its admin socket %s answers)", adminsock.ErrRunning, cfg.socketPath())
 	}
-	if s.db, err = storage.Open(cfg.dbPath(), storage.Options{Timeout: serveLockTimeout}); err != nil {
+	s.metrics = newMetrics()
+	if s.db, err = storage.Open(cfg.dbPath(), storage.Options{Timeout: serveLockTimeout, OnCommit: s.metrics.observeCommit}); err != nil {
 		return err
 	}
 	if s.svc, err = auth.NewService(ctx, s.db, s.db, cfg.authLimits()); err != nil {

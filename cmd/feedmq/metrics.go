@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/feedmq/feedmq/broker"
+	"github.com/feedmq/feedmq/storage"
+)
+
+// metrics are what GET /metrics serves, in the Prometheus text format.
+// The broker's counters are read at scrape time (feedCollector), so the
+// publish path touches only the atomics it keeps anyway; the storage
+// writer reports each group commit through storage.Options.OnCommit into
+// two histograms.
+type metrics struct {
+	commitSeconds prometheus.Histogram
+	commitEntries prometheus.Histogram
+}
+
+func newMetrics() *metrics {
+	return &metrics{
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "feedmq_storage_commit_duration_seconds",
+			Help:    "Duration of the storage writer's group commits (one bbolt transaction and fsync each).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+		commitEntries: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "feedmq_storage_commit_entries",
+			Help:    "Entries stored per group commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 13), // 1 .. 4096, the writer's largest batch
+		}),
+	}
+}
+
+// observeCommit is storage.Options.OnCommit. It runs on the writer
+// goroutine, before the commit's callers are answered.
+func (m *metrics) observeCommit(entries int, d time.Duration) {
+	m.commitSeconds.Observe(d.Seconds())
+	m.commitEntries.Observe(float64(entries))
+}
+
+// handler returns the /metrics handler for a running server: feedmq's
+// metrics plus the Go runtime and process collectors, in a registry of
+// its own (tests run several servers in one process).
+func (m *metrics) handler(s *server) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.commitSeconds, m.commitEntries,
+		&feedCollector{broker: s.broker, dbPath: s.db.Path()},
+	)
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:            promLogger{s},
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: 4,
+		Timeout:             10 * time.Second,
+	})
+}
+
+// promLogger sends promhttp's errors to the server log.
+type promLogger struct{ s *server }
+
+func (l promLogger) Println(v ...any) {
+	l.s.log.Warn("metrics: "+fmt.Sprint(v...), "component", "http")
+}
+
+var (
+	descConnections = prometheus.NewDesc("feedmq_connections",
+		"Live MQTT connections, by listener (mqtt, mqtts, ws, wss; running listeners only).", []string{"listener"}, nil)
+	descConnAccepted = prometheus.NewDesc("feedmq_connections_accepted_total",
+		"MQTT connections accepted, by listener.", []string{"listener"}, nil)
+	descConnRefused = prometheus.NewDesc("feedmq_connections_refused_total",
+		"MQTT CONNECTs refused, by reason.", []string{"reason"}, nil)
+	descEntriesStored = prometheus.NewDesc("feedmq_entries_stored_total",
+		"Feed entries stored and fanned out, from MQTT and HTTP.", nil, nil)
+	descRejected = prometheus.NewDesc("feedmq_publishes_rejected_total",
+		"MQTT publishes refused, by reason.", []string{"reason"}, nil)
+	descFanout = prometheus.NewDesc("feedmq_fanout_deliveries_total",
+		"Fan-out publishes of stored entries handed to the MQTT server (one per topic: the feed topic and each field topic).", nil, nil)
+	descDropped = prometheus.NewDesc("feedmq_deliveries_dropped_total",
+		"Messages to subscribers dropped because the subscriber's outbound queue was full.", nil, nil)
+	descSubscriptions = prometheus.NewDesc("feedmq_subscriptions",
+		"Live MQTT subscriptions.", nil, nil)
+	descDBSize = prometheus.NewDesc("feedmq_storage_file_size_bytes",
+		"Size of the bbolt database file.", nil, nil)
+)
+
+// feedCollector reads the broker's counters and the database file size
+// at scrape time.
+type feedCollector struct {
+	broker *broker.Server
+	dbPath string
+}
+
+func (c *feedCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descConnections, descConnAccepted, descConnRefused, descEntriesStored,
+		descRejected, descFanout, descDropped, descSubscriptions, descDBSize} {
+		ch <- d
+	}
+}
+
+func (c *feedCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.broker.Stats()
+	for _, id := range sortedKeys(st.Connections) {
+		ls := st.Connections[id]
+		ch <- prometheus.MustNewConstMetric(descConnections, prometheus.GaugeValue, float64(ls.Live), id)
+		ch <- prometheus.MustNewConstMetric(descConnAccepted, prometheus.CounterValue, float64(ls.Accepted), id)
+	}
+	for _, r := range sortedKeys(st.Refused) {
+		ch <- prometheus.MustNewConstMetric(descConnRefused, prometheus.CounterValue, float64(st.Refused[r]), r)
+	}
+	ch <- prometheus.MustNewConstMetric(descEntriesStored, prometheus.CounterValue, float64(st.Accepted))
+	for _, r := range sortedKeys(st.Rejected) {
+		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(st.Rejected[r]), r)
+	}
+	ch <- prometheus.MustNewConstMetric(descFanout, prometheus.CounterValue, float64(st.Delivered))
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Dropped))
+	ch <- prometheus.MustNewConstMetric(descSubscriptions, prometheus.GaugeValue, float64(c.broker.Subscriptions()))
+	if fi, err := os.Stat(c.dbPath); err != nil {
+		ch <- prometheus.NewInvalidMetric(descDBSize, err)
+	} else {
+		ch <- prometheus.MustNewConstMetric(descDBSize, prometheus.GaugeValue, float64(fi.Size()))
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// healthTimeout bounds how long /healthz waits for the store.
+const healthTimeout = 2 * time.Second
+
+// storeHealth is /healthz's check that the store answers: a read
+// transaction that lists the channels. At most one read is in flight; a
+// check that finds one running waits for it, so probes that pile up on a
+// stuck store do not pile up goroutines.
+type storeHealth struct {
+	db *storage.DB
+
+	mu      sync.Mutex
+	running chan struct{} // closed when the read in flight ends; nil when none
+	last    error         // outcome of the last read that ended
+}
+
+func (h *storeHealth) check(ctx context.Context) error {
+	h.mu.Lock()
+	done := h.running
+	if done == nil {
+		done = make(chan struct{})
+		h.running = done
+		go func() {
+			_, err := h.db.ListChannels(context.Background())
+			h.mu.Lock()
+			h.last, h.running = err, nil
+			h.mu.Unlock()
+			close(done)
+		}()
+	}
+	h.mu.Unlock()
+	t := time.NewTimer(healthTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.last != nil {
+			return fmt.Errorf("store: %w", h.last)
+		}
+		return nil
+	case <-t.C:
+		return errors.New("store: no answer within " + healthTimeout.String())
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
