@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/internal/loadgen"
+)
+
+// benchDefaultClients is each scenario's --clients default.
+var benchDefaultClients = map[string]int{"fanin": 100, "fanout": 100, "latency": 1, "connect": 4, "idle": 1000}
+
+func newBenchCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench SCENARIO --addr HOST:PORT",
+		Short: "Load-test a running broker: fanin, fanout, latency, connect or idle",
+		Long: `bench drives a running broker with its own lean MQTT 3.1.1 client and reports
+what it measured. Every run is bounded by --messages and --duration.
+
+Scenarios:
+  fanin    --clients devices (default 100), each publishing to its own channel
+           (payload field1=..&field2=..) at --qos; QoS 1 keeps one publish in
+           flight per device. One subscriber on channels/+/subscribe counts
+           the deliveries.
+  fanout   one channel, one publisher, --clients subscribers (default 100).
+  latency  one publisher at --rate (default 1000/s), one subscriber;
+           publish-to-delivery latency p50/p99/p99.9.
+  connect  --clients workers (default 4) connecting with device credentials,
+           waiting for CONNACK and disconnecting: connects per second.
+  idle     --clients connections (default 1000) held for --duration; with
+           --pid, the broker's memory per connection.
+
+On feedmq, bench creates its channels (public, named bench-...) and devices
+through the admin socket of the serve running on --data, and deletes them
+afterwards. Subscribers connect anonymously, so anonymous connections must be
+allowed (the default). With --plain, bench uses topics bench/SCENARIO/<n>
+(fanin counts on bench/fanin/#) and no
+authentication instead, for any MQTT broker such as Mosquitto.
+
+With --pid (the broker's process ID) bench reads the broker's CPU time
+(utime+stime in /proc/PID/stat) and RSS (/proc/PID/status): broker CPU
+seconds per million delivered messages (connect: per million connects).`,
+		Example: `  feedmq bench fanin --addr 127.0.0.1:1883 --data /var/lib/feedmq --qos 1 --pid $(pidof feedmq)
+  feedmq bench latency --addr 127.0.0.1:1883 --data ./feedmq-data --rate 500 --duration 20s
+  feedmq bench fanout --addr 127.0.0.1:1884 --plain --clients 50 --json`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 || !slices.Contains(loadgen.Scenarios, args[0]) {
+				return fmt.Errorf("%s takes one scenario: %s, e.g. `%s fanin --addr 127.0.0.1:1883`",
+					cmd.CommandPath(), strings.Join(loadgen.Scenarios, ", "), cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE: runBench,
+	}
+	f := cmd.Flags()
+	f.String("addr", "127.0.0.1:1883", "MQTT address (TCP) of the broker to test")
+	f.Bool("plain", false, "plain topics bench/SCENARIO/<n> without authentication, for any MQTT broker (Mosquitto)")
+	f.Int("clients", 0, "devices (fanin), subscribers (fanout), workers (connect) or connections (idle);\n0 = the scenario's default (100, 100, 1, 4, 1000)")
+	f.Int("qos", 0, "publish QoS: 0 or 1 (1: one publish in flight per client, acknowledged before the next)")
+	f.Int64("messages", 100000, "at most this many publishes (connect: connects) in the run")
+	f.Duration("duration", 10*time.Second, "at most this long for the run (idle: how long connections are held)")
+	f.Float64("rate", 0, "total publishes (connect: connects) per second; 0 = as fast as possible (latency: 1000)")
+	f.Int("pid", 0, "process ID of the broker, for its CPU seconds and RSS from /proc")
+	f.Bool("json", false, "print the result as JSON")
+	return cmd
+}
+
+func runBench(cmd *cobra.Command, args []string) error {
+	f := cmd.Flags()
+	cfg := loadgen.Config{Scenario: args[0]}
+	cfg.Addr, _ = f.GetString("addr")
+	cfg.Plain, _ = f.GetBool("plain")
+	cfg.Clients, _ = f.GetInt("clients")
+	qos, _ := f.GetInt("qos")
+	cfg.Messages, _ = f.GetInt64("messages")
+	cfg.Duration, _ = f.GetDuration("duration")
+	cfg.Rate, _ = f.GetFloat64("rate")
+	cfg.PID, _ = f.GetInt("pid")
+	asJSON, _ := f.GetBool("json")
+	if qos != 0 && qos != 1 {
+		return fmt.Errorf("--qos must be 0 or 1, not %d", qos)
+	}
+	cfg.QoS = byte(qos)
+	if cfg.Clients == 0 {
+		cfg.Clients = benchDefaultClients[cfg.Scenario]
+	}
+	if cfg.Rate == 0 && cfg.Scenario == "latency" {
+		cfg.Rate = 1000
+	}
+	if cfg.PID != 0 {
+		if _, err := loadgen.ProcCPU(cfg.PID); err != nil {
+			return fmt.Errorf("--pid %d: %w; give the process ID of the broker, e.g. --pid $(pidof feedmq)", cfg.PID, err)
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if !cfg.Plain && cfg.Scenario != "idle" {
+		prov, err := openBenchProvisioner(cmd)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			// Clean up even after an interrupt.
+			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if cerr := prov.cleanup(cctx); cerr != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "feedmq bench: cleaning up: %v\n", cerr)
+			}
+		}()
+		cfg.Provisioner = prov
+	}
+	res, err := loadgen.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(cmd.OutOrStdout(), res)
+	}
+	return printBenchResult(cmd.OutOrStdout(), res)
+}
+
+// benchProvisioner creates bench channels and devices through the admin
+// socket of a running serve, and deletes them afterwards.
+type benchProvisioner struct {
+	a        admin
+	channels []uint64
+	devices  []uint64
+}
+
+func openBenchProvisioner(cmd *cobra.Command) (*benchProvisioner, error) {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return nil, err
+	}
+	a, err := dialAdmin(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if a == nil {
+		return nil, fmt.Errorf("no feedmq serve answers on %s; bench creates its channels and devices through it: "+
+			"give the --data directory of the running server, or use --plain for other brokers", cfg.socketPath())
+	}
+	return &benchProvisioner{a: a}, nil
+}
+
+func (p *benchProvisioner) Channel(ctx context.Context, name string) (uint64, error) {
+	c, err := p.a.CreateChannel(ctx, auth.ChannelSpec{Name: name, Description: "created by feedmq bench; deleted when it ends", Public: true})
+	if err != nil {
+		return 0, fmt.Errorf("creating channel %s: %w", name, err)
+	}
+	p.channels = append(p.channels, c.ID)
+	return c.ID, nil
+}
+
+func (p *benchProvisioner) Device(ctx context.Context, name string, ch uint64) (loadgen.Options, error) {
+	cr, err := p.a.CreateDevice(ctx, name, []auth.Grant{{ChannelID: ch, Publish: true, Subscribe: true}})
+	if err != nil {
+		return loadgen.Options{}, fmt.Errorf("creating device %s: %w (bench needs one device per client; see limits in the configuration)", name, err)
+	}
+	p.devices = append(p.devices, cr.Device.ID)
+	return loadgen.Options{ClientID: cr.Device.ClientID, Username: cr.Device.Username, Password: cr.Password}, nil
+}
+
+// cleanup deletes what the run created and closes the admin connection.
+func (p *benchProvisioner) cleanup(ctx context.Context) error {
+	var errs []error
+	for _, id := range p.devices {
+		if err := p.a.DeleteDevice(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("device %d: %w", id, err))
+		}
+	}
+	for _, id := range p.channels {
+		if err := p.a.DeleteChannel(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("channel %d: %w", id, err))
+		}
+	}
+	errs = append(errs, p.a.Close())
+	return errors.Join(errs...)
+}
+
+// printBenchResult writes a result as a two-column table.
+func printBenchResult(w io.Writer, r *loadgen.Result) error {
+	t := newTable(w)
+	name := r.Scenario
+	if r.Scenario == "fanin" || r.Scenario == "fanout" || r.Scenario == "latency" {
+		name += fmt.Sprintf(" (QoS %d)", r.QoS)
+	}
+	t.row("scenario", name)
+	t.row("broker", fmt.Sprintf("%s at %s", r.Broker, r.Addr))
+	t.row("clients", r.Clients)
+	if r.Scenario == "idle" {
+		t.row("connected in", fmt.Sprintf("%.3fs", r.Seconds))
+	} else {
+		t.row("duration", fmt.Sprintf("%.3fs", r.Seconds))
+	}
+	switch r.Scenario {
+	case "connect", "idle":
+		t.row("connects", fmt.Sprintf("%d attempted, %d accepted, %d failed", r.Sent, r.Acked, r.Errors))
+		if r.Scenario == "connect" {
+			t.row("rate", fmt.Sprintf("%.0f connects/s", r.Rate))
+		}
+	default:
+		t.row("sent", fmt.Sprintf("%d (%.0f msgs/s)", r.Sent, r.SentRate))
+		if r.QoS == 1 {
+			t.row("acked", r.Acked)
+		}
+		t.row("delivered", fmt.Sprintf("%d of %d expected", r.Delivered, r.Expected))
+		t.row("rate", fmt.Sprintf("%.0f msgs/s delivered", r.Rate))
+		if r.Errors > 0 {
+			t.row("errors", r.Errors)
+		}
+	}
+	if r.CPUSeconds != nil {
+		s := fmt.Sprintf("%.2f s", *r.CPUSeconds)
+		if r.CPUPerMillion != nil {
+			unit := "messages"
+			if r.Scenario == "connect" {
+				unit = "connects"
+			}
+			s += fmt.Sprintf(" (%.1f s per million %s)", *r.CPUPerMillion, unit)
+		}
+		t.row("broker CPU", s)
+	}
+	if l := r.Latency; l != nil {
+		what := "latency"
+		if r.Scenario == "connect" {
+			what = "CONNACK latency"
+		}
+		t.row(what, fmt.Sprintf("p50 %.3fms  p99 %.3fms  p99.9 %.3fms  max %.3fms  (%d samples)", l.P50, l.P99, l.P999, l.Max, l.Samples))
+	}
+	if r.RSSBytes > 0 {
+		t.row("broker RSS", fmt.Sprintf("%.1f MiB", float64(r.RSSBytes)/(1<<20)))
+	}
+	if r.RSSPerConn != 0 {
+		t.row("RSS per connection", fmt.Sprintf("%.1f KiB", float64(r.RSSPerConn)/1024))
+	}
+	return t.flush()
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/feedmq/feedmq/internal/loadgen"
+)
+
+// Each scenario runs briefly against an in-process feedmq; the counts
+// agree, and bench deletes the channels and devices it created.
+func TestBench(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Listeners = ListenersConfig{MQTT: "127.0.0.1:0", WS: off, MQTTS: off, WSS: off, HTTP: off}
+	s, err := openServer(t.Context(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	addr := s.addr("mqtt").String()
+	// A channel of the user's, public, that bench must not count.
+	mustRun(t, cfg.DataDir, "channel", "create", "--name", "mine", "--public")
+
+	bench := func(t *testing.T, args ...string) loadgen.Result {
+		t.Helper()
+		args = append([]string{"bench"}, args...)
+		args = append(args, "--addr", addr, "--duration", "10s", "--pid", strconv.Itoa(os.Getpid()), "--json")
+		var r loadgen.Result
+		mustJSON(t, cfg.DataDir, &r, args...)
+		if r.Errors != 0 || r.Broker != "feedmq" || r.Scenario != args[1] || r.CPUSeconds == nil {
+			t.Fatalf("%+v", r)
+		}
+		return r
+	}
+	t.Run("FaninQoS1", func(t *testing.T) {
+		r := bench(t, "fanin", "--clients", "3", "--qos", "1", "--messages", "150")
+		if r.Sent != 150 || r.Acked != 150 || r.Delivered != 150 || r.Expected != 150 || r.Latency == nil {
+			t.Fatalf("%+v", r)
+		}
+	})
+	t.Run("FaninQoS0", func(t *testing.T) {
+		r := bench(t, "fanin", "--clients", "3", "--messages", "150", "--rate", "500")
+		if r.Sent != 150 || r.Acked != 0 || r.Delivered == 0 || r.Delivered > r.Sent {
+			t.Fatalf("%+v", r)
+		}
+	})
+	t.Run("FanoutQoS1", func(t *testing.T) {
+		r := bench(t, "fanout", "--clients", "3", "--qos", "1", "--messages", "100")
+		if r.Sent != 100 || r.Acked != 100 || r.Expected != 300 || r.Delivered != 300 {
+			t.Fatalf("%+v", r)
+		}
+	})
+	t.Run("Latency", func(t *testing.T) {
+		r := bench(t, "latency", "--rate", "200", "--messages", "50", "--qos", "1")
+		if r.Sent != 50 || r.Delivered != 50 || r.Latency == nil || r.Latency.Samples != 50 || r.Clients != 1 {
+			t.Fatalf("%+v", r)
+		}
+	})
+	t.Run("Connect", func(t *testing.T) {
+		r := bench(t, "connect", "--clients", "2", "--messages", "40")
+		if r.Sent != 40 || r.Acked != 40 || r.CPUPerMillion == nil {
+			t.Fatalf("%+v", r)
+		}
+	})
+	t.Run("Idle", func(t *testing.T) {
+		r := bench(t, "idle", "--clients", "10", "--duration", "1s")
+		if r.Sent != 10 || r.Acked != 10 {
+			t.Fatalf("%+v", r)
+		}
+	})
+	t.Run("Table", func(t *testing.T) {
+		out := mustRun(t, cfg.DataDir, "bench", "fanin", "--addr", addr, "--clients", "2", "--qos", "1", "--messages", "20")
+		for _, want := range []string{"scenario", "fanin (QoS 1)", "delivered", "20 of 20 expected", "latency"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("table lacks %q:\n%s", want, out)
+			}
+		}
+	})
+
+	// Only the user's channel is left, and no device.
+	var chans []map[string]any
+	mustJSON(t, cfg.DataDir, &chans, "channel", "list", "--json")
+	var devs []map[string]any
+	mustJSON(t, cfg.DataDir, &devs, "device", "list", "--json")
+	if len(chans) != 1 || chans[0]["name"] != "mine" || len(devs) != 0 {
+		b, _ := json.Marshal(map[string]any{"channels": chans, "devices": devs})
+		t.Fatalf("left behind: %s", b)
+	}
+}
+
+func TestBenchErrors(t *testing.T) {
+	dir := t.TempDir()
+	for args, want := range map[string]string{
+		"bench":                            "takes one scenario: fanin, fanout, latency, connect, idle",
+		"bench bogus":                      "takes one scenario",
+		"bench fanin --qos 2":              "--qos must be 0 or 1",
+		"bench fanin --addr 127.0.0.1:1":   "no feedmq serve answers on",
+		"bench fanin --pid 999999999":      "--pid 999999999",
+		"bench fanin --plain --clients -1": "--clients must be at least 1",
+	} {
+		if got := mustFail(t, dir, strings.Fields(args)...); !strings.Contains(got, want) {
+			t.Errorf("%s: got %q, want %q", args, got, want)
+		}
+	}
+}

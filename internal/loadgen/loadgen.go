@@ -1,0 +1,671 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Scenarios, in the order they are documented.
+var Scenarios = []string{"fanin", "fanout", "latency", "connect", "idle"}
+
+// Provisioner creates what a feedmq run needs through the instance's
+// admin interface.
+type Provisioner interface {
+	// Channel creates a public channel for the run and returns its ID.
+	Channel(ctx context.Context, name string) (uint64, error)
+	// Device creates a device that may publish and subscribe on channel
+	// and returns what it connects with.
+	Device(ctx context.Context, name string, channel uint64) (Options, error)
+}
+
+// Config is one benchmark run.
+type Config struct {
+	Scenario string
+	Addr     string
+	// Plain uses topics bench/<scenario>/<n> and anonymous connections
+	// (client IDs bench-...), for any MQTT
+	// broker (Mosquitto); otherwise feedmq topics and devices, created
+	// with Provisioner.
+	Plain       bool
+	Provisioner Provisioner
+	// Clients: publishing devices (fanin), subscribers (fanout),
+	// connecting workers (connect), connections held (idle).
+	Clients int
+	QoS     byte
+	// Messages bounds the publishes (fanin, fanout, latency) or connects
+	// (connect) of the run; Duration bounds its time. Both are required.
+	Messages int64
+	Duration time.Duration
+	// Rate is the total publish (or connect) rate per second; 0 means as
+	// fast as the broker takes them. latency needs one.
+	Rate float64
+	// PID of the broker, for its CPU time and memory from /proc; 0 for
+	// none.
+	PID int
+	// DialTimeout bounds each connect; Drain bounds the wait for
+	// deliveries after the last publish.
+	DialTimeout, Drain time.Duration
+}
+
+// Result is what a run measured. Rates are per second of the run.
+type Result struct {
+	Scenario  string  `json:"scenario"`
+	Broker    string  `json:"broker"` // "feedmq", or "plain" for --plain
+	Addr      string  `json:"addr"`
+	Clients   int     `json:"clients"`
+	QoS       int     `json:"qos"`
+	Sent      int64   `json:"sent"`
+	Delivered int64   `json:"delivered"`
+	Expected  int64   `json:"expected"` // deliveries expected from sent
+	Acked     int64   `json:"acked"`
+	Errors    int64   `json:"errors"`
+	Seconds   float64 `json:"duration_s"`
+	SentRate  float64 `json:"sent_per_s"`
+	// Rate is the scenario's headline: deliveries per second (fanin,
+	// fanout, latency) or accepted connects per second (connect).
+	Rate float64 `json:"rate_per_s"`
+	// Broker CPU seconds during the run, and per million delivered
+	// messages (or accepted connects); with a PID only.
+	CPUSeconds    *float64 `json:"broker_cpu_s,omitempty"`
+	CPUPerMillion *float64 `json:"broker_cpu_s_per_million,omitempty"`
+	RSSBytes      int64    `json:"broker_rss_bytes,omitempty"`
+	// RSSPerConn (idle): broker RSS growth divided by the connections.
+	RSSPerConn int64    `json:"broker_rss_per_conn_bytes,omitempty"`
+	Latency    *Latency `json:"latency,omitempty"`
+}
+
+// maxSamples bounds the latency samples kept (8 bytes each).
+const maxSamples = 2_000_000
+
+// Run runs one scenario, bounded by cfg.Messages and cfg.Duration (plus
+// setup and a drain of at most cfg.Drain).
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Scenario == "latency" {
+		cfg.Clients = 1 // one publisher, one subscriber
+	}
+	if cfg.Clients < 1 {
+		return nil, errors.New("--clients must be at least 1")
+	}
+	if cfg.QoS > 1 {
+		return nil, errors.New("--qos must be 0 or 1")
+	}
+	if cfg.Duration <= 0 {
+		return nil, errors.New("--duration must be positive")
+	}
+	if cfg.Messages <= 0 {
+		return nil, errors.New("--messages must be positive")
+	}
+	if !cfg.Plain && cfg.Provisioner == nil && cfg.Scenario != "idle" {
+		return nil, errors.New("a feedmq run needs the admin socket (--data) to create channels and devices; use --plain for other brokers")
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 5 * time.Second
+	}
+	if cfg.Drain <= 0 {
+		cfg.Drain = 5 * time.Second
+	}
+	r := &run{cfg: cfg, base: time.Now(), res: &Result{Scenario: cfg.Scenario, Broker: "feedmq", Addr: cfg.Addr,
+		Clients: cfg.Clients, QoS: int(cfg.QoS)}}
+	if cfg.Plain {
+		r.res.Broker = "plain"
+	}
+	defer r.closeAll()
+	defer r.stopOn(ctx)()
+	var err error
+	switch cfg.Scenario {
+	case "fanin":
+		err = r.fanin(ctx)
+	case "fanout":
+		err = r.fanout(ctx)
+	case "latency":
+		if cfg.Rate <= 0 {
+			return nil, errors.New("latency needs --rate")
+		}
+		err = r.latency(ctx)
+	case "connect":
+		err = r.connect(ctx)
+	case "idle":
+		err = r.idle(ctx)
+	default:
+		return nil, fmt.Errorf("unknown scenario %q; one of fanin, fanout, latency, connect, idle", cfg.Scenario)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r.res, nil
+}
+
+// run is the state of one Run.
+type run struct {
+	cfg  Config
+	base time.Time // timestamps in payloads are nanoseconds since base
+	res  *Result
+
+	mu      sync.Mutex
+	conns   []*Conn
+	samples []time.Duration
+
+	sent, acked, delivered, errs atomic.Int64
+	claimed                      atomic.Int64 // publishes claimed from cfg.Messages
+	lastDelivery                 atomic.Int64 // since base
+	stop                         atomic.Bool
+
+	cpu0 time.Duration
+	t0   time.Time
+}
+
+func (r *run) track(c *Conn) *Conn {
+	r.mu.Lock()
+	r.conns = append(r.conns, c)
+	r.mu.Unlock()
+	return c
+}
+
+func (r *run) closeAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		c.Close()
+	}
+	r.conns = nil
+}
+
+func (r *run) dial(o Options) (*Conn, error) {
+	c, err := Dial(r.cfg.Addr, o, r.cfg.DialTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return r.track(c), nil
+}
+
+// anon returns the options of an anonymous connection.
+func anon(id string) Options { return Options{ClientID: "bench-" + id} }
+
+// target is a publisher: its connection options and topic, and the
+// channel it writes to (feedmq).
+type target struct {
+	opts    Options
+	topic   string
+	channel uint64
+}
+
+// targets provisions n publishers on their own channels (fanin), or
+// on one shared channel when shared (fanout, latency: n is 1).
+func (r *run) targets(ctx context.Context, n int) ([]target, error) {
+	ts := make([]target, n)
+	for i := range ts {
+		if r.cfg.Plain {
+			ts[i] = target{opts: anon(fmt.Sprintf("pub-%d", i)), topic: fmt.Sprintf("bench/%s/%d", r.cfg.Scenario, i)}
+			continue
+		}
+		name := fmt.Sprintf("bench-%s-%d", r.cfg.Scenario, i)
+		ch, err := r.cfg.Provisioner.Channel(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		o, err := r.cfg.Provisioner.Device(ctx, name, ch)
+		if err != nil {
+			return nil, err
+		}
+		ts[i] = target{opts: o, topic: fmt.Sprintf("channels/%d/publish", ch), channel: ch}
+	}
+	return ts, nil
+}
+
+// subscribeTopic is the filter that receives target t's messages.
+func (r *run) subscribeTopic(t target) string {
+	if r.cfg.Plain {
+		return t.topic
+	}
+	return fmt.Sprintf("channels/%d/subscribe", t.channel)
+}
+
+// subscriber connects a subscriber on filter and starts counting what it
+// receives; accept (may be nil) filters by topic. The returned WaitGroup
+// is done when the connection closes.
+func (r *run) subscriber(name, filter string, accept func(topic []byte) bool, wg *sync.WaitGroup) error {
+	c, err := r.dial(anon(name))
+	if err != nil {
+		return fmt.Errorf("subscriber: %w", err)
+	}
+	codes, err := c.Subscribe(1, filter)
+	if err != nil {
+		return fmt.Errorf("subscriber: %w", err)
+	}
+	if len(codes) != 1 || codes[0] >= 0x80 {
+		return fmt.Errorf("subscribe to %s refused (SUBACK %#x)", filter, codes)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var local []time.Duration
+		for {
+			p, err := c.ReadPacket()
+			if err != nil {
+				break
+			}
+			pub, err := DecodePublish(p)
+			if err != nil {
+				continue
+			}
+			if accept != nil && !accept(pub.Topic) {
+				continue
+			}
+			now := time.Since(r.base)
+			r.delivered.Add(1)
+			r.lastDelivery.Store(int64(now))
+			if ts, ok := stamp(pub.Payload); ok && len(local) < maxSamples {
+				local = append(local, now-time.Duration(ts))
+			}
+			if pub.QoS == 1 {
+				// Subscriptions ask QoS 0; acknowledge anyway.
+				var b [4]byte
+				b[0], b[1] = typePuback<<4, 2
+				b[2], b[3] = byte(pub.ID>>8), byte(pub.ID)
+				_, _ = c.nc.Write(b[:])
+			}
+		}
+		r.addSamples(local)
+	}()
+	return nil
+}
+
+func (r *run) addSamples(s []time.Duration) {
+	r.mu.Lock()
+	if room := maxSamples - len(r.samples); room > 0 {
+		r.samples = append(r.samples, s[:min(room, len(s))]...)
+	}
+	r.mu.Unlock()
+}
+
+// payload appends a publish payload: field1 is a sequence number, field2
+// the send time in nanoseconds since the run began.
+func (r *run) payload(b []byte, seq int64) []byte {
+	b = append(b, "field1="...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, "&field2="...)
+	return strconv.AppendInt(b, int64(time.Since(r.base)), 10)
+}
+
+// stamp finds the send time in a delivered payload: field2 in the form
+// payload (plain brokers pass it through) or in feedmq's entry JSON.
+func stamp(p []byte) (int64, bool) {
+	i := bytes.Index(p, []byte("field2"))
+	if i < 0 {
+		return 0, false
+	}
+	p = p[i+len("field2"):]
+	switch {
+	case len(p) > 0 && p[0] == '=':
+		p = p[1:]
+	case bytes.HasPrefix(p, []byte(`":"`)):
+		p = p[3:]
+	default:
+		return 0, false
+	}
+	var v int64
+	n := 0
+	for ; n < len(p) && n < 19 && p[n] >= '0' && p[n] <= '9'; n++ {
+		v = v*10 + int64(p[n]-'0')
+	}
+	return v, n > 0
+}
+
+// begin starts the measured part of the run and the timer that ends it.
+func (r *run) begin() (end func()) {
+	if r.cfg.PID > 0 {
+		waitQuiet(r.cfg.PID, 10*time.Second)
+		r.cpu0, _ = ProcCPU(r.cfg.PID)
+	}
+	r.t0 = time.Now()
+	t := time.AfterFunc(r.cfg.Duration, func() { r.stop.Store(true) })
+	return func() { t.Stop() }
+}
+
+// stopOn ends the run early when ctx is cancelled.
+func (r *run) stopOn(ctx context.Context) (release func() bool) {
+	return context.AfterFunc(ctx, func() { r.stop.Store(true) })
+}
+
+// waitQuiet waits up to max until process pid uses less than a tenth of
+// a CPU over 200ms, so that a run is not charged with the backlog of the
+// one before.
+func waitQuiet(pid int, max time.Duration) {
+	const window = 200 * time.Millisecond
+	deadline := time.Now().Add(max)
+	prev, err := ProcCPU(pid)
+	for err == nil && time.Now().Before(deadline) {
+		time.Sleep(window)
+		var cur time.Duration
+		if cur, err = ProcCPU(pid); err == nil {
+			if cur-prev < window/10 {
+				return
+			}
+			prev = cur
+		}
+	}
+}
+
+// claim takes one message from the run's budget; false when the run is
+// over (count or time).
+func (r *run) claim() bool {
+	if r.stop.Load() {
+		return false
+	}
+	if r.claimed.Add(1) > r.cfg.Messages {
+		r.stop.Store(true)
+		return false
+	}
+	return true
+}
+
+// pace sleeps until message n (from 0) of a sender with the given rate is
+// due.
+func (r *run) pace(n int64, rate float64) {
+	if rate <= 0 {
+		return
+	}
+	due := r.t0.Add(time.Duration(float64(n) / rate * float64(time.Second)))
+	if d := time.Until(due); d > 0 {
+		time.Sleep(d)
+	}
+}
+
+// publisher publishes until the run ends; QoS 1 waits for each PUBACK
+// before the next publish.
+func (r *run) publisher(c *Conn, topic string, rate float64) {
+	buf := make([]byte, 0, 64)
+	var n int64
+	id := uint16(0)
+	// A publish blocked by a broker that stops reading ends with the run.
+	_ = c.nc.SetWriteDeadline(r.t0.Add(r.cfg.Duration))
+	_ = c.SetReadDeadline(r.t0.Add(r.cfg.Duration + r.cfg.Drain))
+	for r.claim() {
+		r.pace(n, rate)
+		n++
+		seq := r.sent.Load()
+		buf = r.payload(buf[:0], seq)
+		id = id%65535 + 1
+		if err := c.Publish(topic, r.cfg.QoS, id, buf); err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				r.errs.Add(1)
+			}
+			return
+		}
+		r.sent.Add(1)
+		if r.cfg.QoS == 0 {
+			continue
+		}
+		for {
+			p, err := c.ReadPacket()
+			if err != nil {
+				r.errs.Add(1)
+				return
+			}
+			if p.Type != typePuback {
+				continue
+			}
+			if got, _ := DecodePuback(p); got == id {
+				r.acked.Add(1)
+				break
+			}
+		}
+	}
+}
+
+// drain waits until expected deliveries arrived, or none arrived for a
+// second, or cfg.Drain passed; the measured run then ends.
+func (r *run) drain(expected func() int64) time.Time {
+	sendEnd := time.Now()
+	deadline := sendEnd.Add(r.cfg.Drain)
+	last, lastChange := r.delivered.Load(), time.Now()
+	for time.Now().Before(deadline) {
+		d := r.delivered.Load()
+		if d >= expected() {
+			break
+		}
+		if d != last {
+			last, lastChange = d, time.Now()
+		} else if time.Since(lastChange) > time.Second {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	end := sendEnd
+	if ld := r.base.Add(time.Duration(r.lastDelivery.Load())); ld.After(end) {
+		end = ld
+	}
+	return end
+}
+
+// finish fills in the result once the subscribers stopped.
+func (r *run) finish(sendEnd, end time.Time, expected int64, work int64) {
+	res := r.res
+	res.Sent, res.Acked, res.Delivered, res.Errors, res.Expected = r.sent.Load(), r.acked.Load(), r.delivered.Load(), r.errs.Load(), expected
+	secs := end.Sub(r.t0).Seconds()
+	res.Seconds = round3(secs)
+	if s := sendEnd.Sub(r.t0).Seconds(); s > 0 {
+		res.SentRate = round3(float64(res.Sent) / s)
+	}
+	if secs > 0 {
+		res.Rate = round3(float64(work) / secs)
+	}
+	if r.cfg.PID > 0 {
+		if cpu1, err := ProcCPU(r.cfg.PID); err == nil {
+			c := round3((cpu1 - r.cpu0).Seconds())
+			res.CPUSeconds = &c
+			if work > 0 {
+				pm := round3(c / float64(work) * 1e6)
+				res.CPUPerMillion = &pm
+			}
+		}
+		res.RSSBytes, _ = ProcRSS(r.cfg.PID)
+	}
+	r.mu.Lock()
+	res.Latency = Summarize(r.samples)
+	r.mu.Unlock()
+}
+
+func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
+
+// fanin: Clients devices, each publishing to its own channel; one
+// subscriber on every channel counts the deliveries.
+func (r *run) fanin(ctx context.Context) error {
+	ts, err := r.targets(ctx, r.cfg.Clients)
+	if err != nil {
+		return err
+	}
+	filter, accept := "bench/fanin/#", func([]byte) bool { return true }
+	if !r.cfg.Plain {
+		// channels/+/subscribe delivers every public channel; count ours.
+		ours := make(map[string]bool, len(ts))
+		for _, t := range ts {
+			ours[r.subscribeTopic(t)] = true
+		}
+		filter, accept = "channels/+/subscribe", func(topic []byte) bool { return ours[string(topic)] }
+	}
+	var subs sync.WaitGroup
+	if err := r.subscriber("count", filter, accept, &subs); err != nil {
+		return err
+	}
+	return r.publishAll(ts, &subs, 1)
+}
+
+// publishAll connects the publishers of ts, runs them, drains and
+// finishes the result; each delivery is expected fanout times.
+func (r *run) publishAll(ts []target, subs *sync.WaitGroup, fanout int64) error {
+	pubs := make([]*Conn, len(ts))
+	for i, t := range ts {
+		c, err := r.dial(t.opts)
+		if err != nil {
+			return fmt.Errorf("publisher %d: %w", i, err)
+		}
+		pubs[i] = c
+	}
+	end := r.begin()
+	var wg sync.WaitGroup
+	for i, c := range pubs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.publisher(c, ts[i].topic, r.cfg.Rate/float64(len(pubs)))
+		}()
+	}
+	wg.Wait()
+	end()
+	sendEnd := time.Now()
+	last := r.drain(func() int64 { return r.sent.Load() * fanout })
+	r.closeAll()
+	subs.Wait()
+	r.finish(sendEnd, last, r.sent.Load()*fanout, r.delivered.Load())
+	return nil
+}
+
+// fanout: one channel, one publisher, Clients subscribers.
+func (r *run) fanout(ctx context.Context) error {
+	ts, err := r.targets(ctx, 1)
+	if err != nil {
+		return err
+	}
+	var subs sync.WaitGroup
+	for i := range r.cfg.Clients {
+		if err := r.subscriber(fmt.Sprintf("sub-%d", i), r.subscribeTopic(ts[0]), nil, &subs); err != nil {
+			return err
+		}
+	}
+	return r.publishAll(ts, &subs, int64(r.cfg.Clients))
+}
+
+// latency: one publisher at a fixed rate, one subscriber.
+func (r *run) latency(ctx context.Context) error {
+	ts, err := r.targets(ctx, 1)
+	if err != nil {
+		return err
+	}
+	var subs sync.WaitGroup
+	if err := r.subscriber("lat", r.subscribeTopic(ts[0]), nil, &subs); err != nil {
+		return err
+	}
+	return r.publishAll(ts, &subs, 1)
+}
+
+// connect: Clients workers each connect (authenticated with a device of
+// their own on feedmq), wait for CONNACK, disconnect, and again.
+func (r *run) connect(ctx context.Context) error {
+	opts := make([]Options, r.cfg.Clients)
+	for i := range opts {
+		if r.cfg.Plain {
+			opts[i] = anon(fmt.Sprintf("conn-%d", i))
+			continue
+		}
+		name := fmt.Sprintf("bench-connect-%d", i)
+		ch, err := r.cfg.Provisioner.Channel(ctx, name)
+		if err != nil {
+			return err
+		}
+		if opts[i], err = r.cfg.Provisioner.Device(ctx, name, ch); err != nil {
+			return err
+		}
+	}
+	end := r.begin()
+	var wg sync.WaitGroup
+	for _, o := range opts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var local []time.Duration
+			var n int64
+			for r.claim() {
+				r.pace(n, r.cfg.Rate/float64(len(opts)))
+				n++
+				r.sent.Add(1)
+				start := time.Now()
+				c, err := Dial(r.cfg.Addr, o, r.cfg.DialTimeout)
+				if err != nil {
+					r.errs.Add(1)
+					continue
+				}
+				local = append(local, time.Since(start))
+				r.acked.Add(1)
+				// Let the broker close first, so that the TIME_WAIT is
+				// its own and not a local port.
+				_, _ = c.nc.Write([]byte{typeDisconnect << 4, 0})
+				_ = c.SetReadDeadline(time.Now().Add(time.Second))
+				_, _ = c.ReadPacket()
+				c.Close()
+			}
+			r.addSamples(local)
+		}()
+	}
+	wg.Wait()
+	end()
+	now := time.Now()
+	r.finish(now, now, 0, r.acked.Load())
+	return nil
+}
+
+// idle: hold Clients connections (anonymous, keepalive 0) for the run's
+// duration; with a PID, the broker's RSS growth per connection.
+func (r *run) idle(ctx context.Context) error {
+	end := r.begin()
+	defer end()
+	var rss0 int64
+	if r.cfg.PID > 0 {
+		var err error
+		if rss0, err = ProcRSS(r.cfg.PID); err != nil {
+			return err
+		}
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(r.cfg.Clients, 32) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(r.cfg.Clients) || r.stop.Load() || ctx.Err() != nil {
+					return
+				}
+				r.sent.Add(1)
+				if _, err := r.dial(anon(fmt.Sprintf("idle-%d", i))); err != nil {
+					r.errs.Add(1)
+					continue
+				}
+				r.acked.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	connected := time.Now()
+	// Let the broker settle, then hold until the duration is over.
+	settle := time.After(time.Second)
+	select {
+	case <-settle:
+	case <-ctx.Done():
+	}
+	var rss1 int64
+	if r.cfg.PID > 0 {
+		rss1, _ = ProcRSS(r.cfg.PID)
+	}
+	if d := time.Until(r.t0.Add(r.cfg.Duration)); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
+	r.finish(connected, connected, 0, r.acked.Load())
+	if n := r.acked.Load(); n > 0 && rss1 > 0 {
+		r.res.RSSPerConn = (rss1 - rss0) / n
+		r.res.RSSBytes = rss1
+	}
+	r.res.CPUPerMillion = nil
+	return nil
+}
