@@ -238,12 +238,12 @@
         el('div', { class: 'card stat' }, [el('div', { class: 'k', text: 'Last entry' }), ui.lastAt])
       ]));
       var base = '/channels/' + ch.id;
-      var dl = el('div', { class: 'downloads' }, [el('span', { class: 'muted', text: 'Download CSV:' }),
-        el('a', { class: 'btn', href: base + '/feeds.csv' + keyQuery(state.key, true), download: 'channel-' + ch.id + '.csv', text: 'Last 100 entries' }),
-        el('a', { class: 'btn', href: base + '/feeds.csv?results=8000' + keyQuery(state.key), download: 'channel-' + ch.id + '-8000.csv', text: 'Last 8000' }),
-        el('a', { class: 'btn', href: base + '/feeds.json?results=8000' + keyQuery(state.key), text: 'JSON' })]);
+      var dl = el('div', { class: 'downloads' }, [el('span', { class: 'muted', text: 'Download:' }),
+        el('a', { class: 'btn', href: base + '/feeds.csv' + keyQuery(state.key, true), download: 'channel-' + ch.id + '.csv', text: 'CSV, last 100' }),
+        el('a', { class: 'btn', href: base + '/feeds.csv?results=8000' + keyQuery(state.key), download: 'channel-' + ch.id + '-8000.csv', text: 'CSV, last 8000' }),
+        el('a', { class: 'btn', href: base + '/feeds.json?results=8000' + keyQuery(state.key), text: 'JSON, last 8000' })]);
       state.fields.forEach(function (f) {
-        dl.appendChild(el('a', { class: 'btn', href: base + '/fields/' + f.n + '.csv?results=8000' + keyQuery(state.key), download: 'channel-' + ch.id + '-field' + f.n + '.csv', text: f.label }));
+        dl.appendChild(el('a', { class: 'btn', href: base + '/fields/' + f.n + '.csv?results=8000' + keyQuery(state.key), download: 'channel-' + ch.id + '-field' + f.n + '.csv', text: f.label + ' CSV' }));
       });
       body.appendChild(dl);
 
@@ -326,7 +326,7 @@
         u.when.textContent = lastV == null ? 'no values yet' : ago(lastT) + ' · ' + fmtDateTime(lastT);
         u.card.setAttribute('data-points', String(pts.length));
         u.card.setAttribute('data-last', lastV == null ? '' : lastV);
-        u.chart.set(pts);
+        u.chart.set(pts, lastV != null && !pts.length);
         if (fresh && changed) { u.last.classList.remove('flash'); void u.last.offsetWidth; u.last.classList.add('flash'); }
       });
       clear(ui.table);
@@ -396,7 +396,7 @@
   }
 
   function lineChart(box, label) {
-    var pts = [], width = 0, height = 0;
+    var pts = [], width = 0, height = 0, textOnly = false;
     var root = svg('svg', { role: 'img', 'aria-label': 'Chart of ' + label, preserveAspectRatio: 'none' });
     var tip = el('div', { class: 'tip' });
     var empty = el('div', { class: 'nodata', text: 'No numeric values yet' });
@@ -412,6 +412,7 @@
       while (root.firstChild) root.removeChild(root.firstChild);
       root.setAttribute('viewBox', '0 0 ' + width + ' ' + height);
       empty.hidden = pts.length > 0;
+      box.classList.toggle('compact', !pts.length && textOnly);
       geom = null;
       if (!pts.length || width < 50) return;
       var t0 = pts[0][0], t1 = pts[pts.length - 1][0];
@@ -434,7 +435,7 @@
         root.appendChild(svg('line', { class: 'gridline', x1: left, x2: left + W, y1: y, y2: y }));
         root.appendChild(svg('text', { x: left - 6, y: y + 4, 'text-anchor': 'end', text: l[1] }));
       });
-      var span = t1 - t0, want = Math.max(2, Math.floor(W / 80)), tstep = TIME_STEPS[TIME_STEPS.length - 1];
+      var span = t1 - t0, want = Math.max(2, Math.floor(W / 70)), tstep = TIME_STEPS[TIME_STEPS.length - 1];
       for (var i = 0; i < TIME_STEPS.length; i++) if (span / TIME_STEPS[i] <= want) { tstep = TIME_STEPS[i]; break; }
       var tz = new Date(t0).getTimezoneOffset() * 60000;
       var first = Math.ceil((t0 - tz) / tstep) * tstep + tz;
@@ -450,8 +451,9 @@
       var base = (top + H).toFixed(1);
       root.appendChild(svg('path', { class: 'area', d: d + 'L' + X(pts[pts.length - 1][0]).toFixed(1) + ' ' + base + 'L' + X(pts[0][0]).toFixed(1) + ' ' + base + 'Z' }));
       root.appendChild(svg('path', { class: 'line', d: d }));
-      if (pts.length <= 60) pts.forEach(function (p) { root.appendChild(svg('circle', { class: 'dot', cx: X(p[0]).toFixed(1), cy: Y(p[1]).toFixed(1), r: 2.5 })); });
-      else { var lp = pts[pts.length - 1]; root.appendChild(svg('circle', { class: 'dot', cx: X(lp[0]).toFixed(1), cy: Y(lp[1]).toFixed(1), r: 3.5 })); }
+      if (pts.length <= 12) pts.forEach(function (p) { root.appendChild(svg('circle', { class: 'dot', cx: X(p[0]).toFixed(1), cy: Y(p[1]).toFixed(1), r: 3 })); });
+      var lp = pts[pts.length - 1];
+      root.appendChild(svg('circle', { class: 'dot', cx: X(lp[0]).toFixed(1), cy: Y(lp[1]).toFixed(1), r: 4 }));
       geom = { X: X, Y: Y, top: top, H: H, ystep: ystep };
     }
 
@@ -473,7 +475,12 @@
     }
 
     return {
-      set: function (p) { pts = p; draw(); },
+      // set draws the points; text says the field has values, none numeric.
+      set: function (p, text) {
+        pts = p; textOnly = !!text;
+        empty.textContent = textOnly ? 'Text values: no chart' : 'No numeric values yet';
+        draw();
+      },
       destroy: function () { ro.disconnect(); }
     };
   }

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/feedmq/feedmq/auth"
+)
+
+// requireChromium returns the path of a Chromium for the browser test:
+// $FEEDMQ_CHROMIUM, or Debian's chromium. `make test` installs it and sets
+// FEEDMQ_REQUIRE_CLIENTS, so there a missing one fails the test.
+func requireChromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("FEEDMQ_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("FEEDMQ_REQUIRE_CLIENTS") != "" {
+		t.Fatal("chromium not found: run `make test-deps`")
+	}
+	t.Skip("chromium not installed (make test-deps installs it)")
+	return ""
+}
+
+// TestDashboardBrowser opens the dashboard of a running server in headless
+// Chromium and checks that entries published over MQTT reach the charts
+// and the last values live, without a reload. With
+// FEEDMQ_DASHBOARD_SCREENSHOT=FILE.png it saves a screenshot of the
+// channel page (and FILE-dark.png in the dark scheme).
+func TestDashboardBrowser(t *testing.T) {
+	chrome := requireChromium(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
+	defer cancel()
+
+	cfg := httpConfig(t)
+	s, err := openServer(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	spec := auth.ChannelSpec{Name: "Greenhouse", Description: "Climate sensors in the north greenhouse.", Public: true}
+	copy(spec.Fields[:], []string{"Temperature (°C)", "Humidity (%)", "Soil moisture", "Status"})
+	ch, err := s.svc.CreateChannel(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + s.addr("http").String()
+
+	// History: 20 entries over the last 20 minutes, through the REST API.
+	const history = 20
+	start := time.Now().UTC().Add(-history * time.Minute)
+	for i := range history {
+		at := start.Add(time.Duration(i) * time.Minute)
+		q := url.Values{"api_key": {ch.WriteKey}, "created_at": {at.Format(time.RFC3339)},
+			"field1": {fmt.Sprintf("%.1f", 21+3*math.Sin(float64(i)/3))},
+			"field2": {fmt.Sprintf("%.0f", 55+10*math.Cos(float64(i)/4))},
+			"field3": {fmt.Sprintf("%.2f", 0.3+0.01*float64(i))},
+			"field4": {"ok"}}
+		if code, body := httpDo(t, http.MethodGet, base+"/update?"+q.Encode(), "", ""); code != 200 || body == "0" {
+			t.Fatalf("seed entry %d: %d %s", i, code, body)
+		}
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chrome),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(bctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	attr := func(sel, name string) string {
+		t.Helper()
+		return browserValue(t, bctx, chromedp.AttributeValue(chromedp.CSS(sel), name)).Value
+	}
+	text := func(sel string) string {
+		t.Helper()
+		return browserValue(t, bctx, chromedp.Text(chromedp.CSS(sel)))
+	}
+
+	// The channel list shows the public channel.
+	do("channel list", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(`a[data-channel="1"]`)))
+	if name := text(`a[data-channel="1"] h2`); name != "Greenhouse" {
+		t.Errorf("listed %q", name)
+	}
+
+	// The channel page loads the history and goes live.
+	field := func(n int) string { return fmt.Sprintf(`section[data-field="%d"]`, n) }
+	do("channel page",
+		chromedp.Click(chromedp.CSS(`a[data-channel="1"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#live[data-state="on"]`)),
+		chromedp.Evaluate[chromedp.Void](`window.liveMarker = "same page"`),
+	)
+	if points := attr(field(1), "data-points"); points != fmt.Sprint(history) {
+		t.Errorf("history points %s, want %d", points, history)
+	}
+
+	// Three entries over MQTT, with the write key in the topic.
+	o := paho.NewClientOptions().AddBroker("tcp://" + s.addr("mqtt").String()).SetClientID("dashboard-e2e").
+		SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).SetConnectTimeout(5 * time.Second)
+	pub := paho.NewClient(o)
+	if tok := pub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer pub.Disconnect(0)
+	values := []string{"24.5", "25.25", "26"}
+	for i, v := range values {
+		payload := "field1=" + v + "&field2=" + fmt.Sprint(60+i) + "&field4=ok"
+		if tok := pub.Publish(fmt.Sprintf("channels/%d/publish/%s", ch.ID, ch.WriteKey), 1, false, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+	}
+
+	// The page updates without a reload: same window, more points, new
+	// last values.
+	want := fmt.Sprint(history + len(values))
+	do("live update", chromedp.Poll[chromedp.Void](
+		`document.querySelector('section[data-field="1"]').dataset.points === "`+want+`" && document.querySelector('section[data-field="1"]').dataset.last === "26"`,
+		chromedp.WithPollingTimeout(10*time.Second)))
+	points, last, count := attr(field(1), "data-points"), attr(field(1), "data-last"), text(`#entry-count`)
+	marker := browserValue(t, bctx, chromedp.Evaluate[string](`window.liveMarker`))
+	received := browserValue(t, bctx, chromedp.Evaluate[int](`window.feedmq.received`))
+	if points != want || last != "26" || count != want || marker != "same page" || received != len(values) {
+		t.Errorf("after MQTT: points %s last %s count %s marker %q received %d; want %s 26 %s", points, last, count, marker, received, want, want)
+	}
+	if l2, l4, shown := attr(field(2), "data-last"), attr(field(4), "data-last"), text(field(1)+" .last"); l2 != "62" || l4 != "ok" || shown != "26" {
+		t.Errorf("last values: field2 %q field4 %q shown %q", l2, l4, shown)
+	}
+	if paths := browserValue(t, bctx, chromedp.Evaluate[int](`document.querySelectorAll('section[data-field="1"] svg path.line').length`)); paths != 1 {
+		t.Errorf("field1 chart has %d lines", paths)
+	}
+
+	// The CSV link downloads the channel's feed.
+	href := attr(`.downloads a[href$="/feeds.csv"]`, "href")
+	if code, body := httpDo(t, http.MethodGet, base+href, "", ""); code != 200 || !strings.HasPrefix(body, "created_at,entry_id,field1,field2,field3,field4\n") {
+		t.Errorf("CSV %s: %d %.80s", href, code, body)
+	}
+
+	if path := os.Getenv("FEEDMQ_DASHBOARD_SCREENSHOT"); path != "" {
+		do("settle", chromedp.Sleep(1300*time.Millisecond))
+		if err := os.WriteFile(path, browserValue(t, bctx, chromedp.FullScreenshot(100)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dark := strings.TrimSuffix(path, ".png") + "-dark.png"
+		do("dark scheme", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+				Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
+			return err
+		}), chromedp.Sleep(200*time.Millisecond))
+		if err := os.WriteFile(dark, browserValue(t, bctx, chromedp.FullScreenshot(100)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshots: %s %s", path, dark)
+	}
+}
+
+// browserValue runs one chromedp action and returns its value.
+func browserValue[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
