@@ -63,7 +63,7 @@ type server struct {
 	cmd  *exec.Cmd
 	addr string
 	done chan error
-	logs *bytes.Buffer
+	logs *lockedBuffer
 
 	once    sync.Once
 	exitErr error
@@ -85,7 +85,7 @@ func startServe(t *testing.T, data string) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{cmd: cmd, done: make(chan error, 1), logs: new(bytes.Buffer)}
+	s := &server{cmd: cmd, done: make(chan error, 1), logs: new(lockedBuffer)}
 	cmd.Stderr = s.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -123,4 +123,32 @@ func startServe(t *testing.T, data string) *server {
 		_ = s.wait()
 	})
 	return s
+}
+
+// lockedBuffer collects a child's stderr while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFor polls the log until it contains s.
+func (b *lockedBuffer) waitFor(s string, d time.Duration) bool {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(b.String(), s) {
+			return true
+		}
+	}
+	return false
 }
