@@ -27,6 +27,7 @@ func (h *Handler) channelList(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("Access-Control-Allow-Origin", "*") // access is by key, as for the API
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		hdr.Set("Allow", "GET, HEAD")
 		writeError(w, http.StatusMethodNotAllowed, "error_method_invalid", "Use GET.")
