@@ -257,7 +257,8 @@ func TestTLSVersions(t *testing.T) {
 // handshake is closed after the CONNECT timeout, and so is one that
 // completes it but sends no CONNECT.
 func TestTLSHandshakeDeadline(t *testing.T) {
-	ts, pki, _, _ := startTLSServer(t, broker.Options{ConnectTimeout: 300 * time.Millisecond})
+	// Long enough for a full handshake on a loaded machine under -race.
+	ts, pki, _, _ := startTLSServer(t, broker.Options{ConnectTimeout: 1500 * time.Millisecond})
 	for _, id := range []string{"mqtts", "wss"} {
 		c, err := net.Dial("tcp", ts.addrOf(id))
 		if err != nil {
@@ -265,14 +266,14 @@ func TestTLSHandshakeDeadline(t *testing.T) {
 		}
 		defer c.Close()
 		_, _ = c.Write([]byte{0x16, 0x03, 0x01}) // the start of a ClientHello, then silence
-		expectEOF(t, c, 3*time.Second)
+		expectEOF(t, c, 6*time.Second)
 	}
 	c, err := tls.Dial("tcp", ts.addrOf("mqtts"), pki.clientConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	expectEOF(t, c, 3*time.Second)
+	expectEOF(t, c, 6*time.Second)
 }
 
 // expectEOF asserts that the server closes c within limit.
