@@ -54,8 +54,10 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./$$pkg; \
 	done
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# feedmq against Mosquitto with `feedmq bench` (installs mosquitto if
+# missing), then the Go benchmarks; a few minutes. See scripts/bench.sh.
+bench: build
+	GO=$(GO) scripts/bench.sh $(BIN)
 
 clean:
 	rm -rf bin dist man

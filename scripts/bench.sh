@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# scripts/bench.sh: feedmq against Mosquitto on this machine, same load
+# generator (feedmq bench), same scenarios, run in alternation; then the Go
+# micro-benchmarks. Called by `make bench`.
+#
+#   scripts/bench.sh [FEEDMQ_BINARY]        (default bin/feedmq)
+#
+# Environment: BENCH_DURATION (default 5s) and BENCH_MESSAGES (default
+# 200000) bound each run; BENCH_GO=0 skips the Go benchmarks.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+FEEDMQ=${1:-bin/feedmq}
+DURATION=${BENCH_DURATION:-5s}
+MESSAGES=${BENCH_MESSAGES:-200000}
+GO=${GO:-go}
+
+need=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v jq >/dev/null 2>&1 || need+=(jq)
+if [ ${#need[@]} -gt 0 ]; then
+	echo "installing ${need[*]}"
+	SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+[ -x "$FEEDMQ" ] || { echo "bench: $FEEDMQ is not built; run make build" >&2; exit 1; }
+
+tmp=$(mktemp -d /tmp/feedmq-bench.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# A free loopback port (bind to port 0 through the kernel is not possible
+# from bash; try random high ports until one refuses connections).
+free_port() {
+	local p
+	for _ in $(seq 50); do
+		p=$((20000 + RANDOM % 40000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+	done
+	echo "bench: no free port" >&2; exit 1
+}
+
+# feedmq: built binary, temporary data directory, MQTT on loopback only.
+mkdir -p "$tmp/feedmq"
+"$FEEDMQ" serve --data "$tmp/feedmq" --mqtt 127.0.0.1:0 --ws off --http off --log-level warn \
+	>"$tmp/feedmq.out" 2>"$tmp/feedmq.log" &
+fpid=$!; pids+=("$fpid")
+faddr=
+for _ in $(seq 100); do
+	faddr=$(sed -n 's/^mqtt listening on //p' "$tmp/feedmq.out")
+	[ -n "$faddr" ] && break
+	kill -0 "$fpid" 2>/dev/null || { cat "$tmp/feedmq.log" >&2; exit 1; }
+	sleep 0.1
+done
+[ -n "$faddr" ] || { echo "bench: feedmq did not start" >&2; cat "$tmp/feedmq.log" >&2; exit 1; }
+
+# Mosquitto: anonymous on loopback, no persistence, defaults otherwise.
+mport=$(free_port)
+cat >"$tmp/mosquitto.conf" <<CONF
+listener $mport 127.0.0.1
+allow_anonymous true
+persistence false
+log_dest stderr
+log_type error
+CONF
+"$MOSQUITTO" -c "$tmp/mosquitto.conf" 2>"$tmp/mosquitto.log" &
+mpid=$!; pids+=("$mpid")
+for _ in $(seq 100); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$mport") 2>/dev/null && break
+	kill -0 "$mpid" 2>/dev/null || { cat "$tmp/mosquitto.log" >&2; exit 1; }
+	sleep 0.1
+done
+
+echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -sr)"
+echo "feedmq $("$FEEDMQ" version 2>/dev/null | head -1) on $faddr (pid $fpid, data $tmp/feedmq)"
+echo "$("$MOSQUITTO" -h 2>/dev/null | head -1) on 127.0.0.1:$mport (pid $mpid)"
+echo "each run: --duration $DURATION --messages $MESSAGES"
+echo
+
+# name|arguments; each runs against feedmq, then against Mosquitto.
+scenarios=(
+	"fanin-qos0|fanin --qos 0 --clients 100"
+	"fanin-qos1|fanin --qos 1 --clients 100"
+	"fanout|fanout --clients 100"
+	"latency|latency --rate 1000"
+	"connect|connect"
+	"idle|idle --clients 1000 --duration 3s" # later flags win
+)
+n=0
+for s in "${scenarios[@]}"; do
+	name=${s%%|*}; args=${s#*|}
+	n=$((n + 1))
+	for b in feedmq mosquitto; do
+		if [ $b = feedmq ]; then
+			target=(--addr "$faddr" --data "$tmp/feedmq" --pid "$fpid")
+		else
+			target=(--addr "127.0.0.1:$mport" --plain --pid "$mpid")
+		fi
+		echo "run $n/${#scenarios[@]}: $name on $b: feedmq bench ${target[*]} --duration $DURATION --messages $MESSAGES $args" >&2
+		# shellcheck disable=SC2086
+		"$FEEDMQ" bench "${target[@]}" --duration "$DURATION" --messages "$MESSAGES" $args --json \
+			| jq -c --arg name "$name" --arg b "$b" '. + {name: $name, target: $b}' >>"$tmp/results.jsonl"
+	done
+done
+echo >&2
+
+# The table, then feedmq/Mosquitto ratios.
+jq -r -s '
+	def f(x): if x == null then "-" else (x * 10 | round / 10 | tostring) end;
+	def lat(k): if .latency == null then "-" else (.latency[k] * 100 | round / 100 | tostring) end;
+	(["scenario", "broker", "clients", "sent", "delivered", "expected", "rate/s", "CPU-s", "CPU-s/M", "p50ms", "p99ms", "p99.9ms", "RSS MiB", "RSS/conn KiB"] | @tsv),
+	(.[] | [.name, .target, .clients, .sent, (if .scenario == "connect" or .scenario == "idle" then .acked else .delivered end),
+		(if .scenario == "connect" or .scenario == "idle" then .sent else .expected end),
+		f(.rate_per_s), f(.broker_cpu_s), f(.broker_cpu_s_per_million), lat("p50_ms"), lat("p99_ms"), lat("p999_ms"),
+		f(.broker_rss_bytes / 1048576), f(if .broker_rss_per_conn_bytes then .broker_rss_per_conn_bytes / 1024 else null end)] | map(tostring) | @tsv)
+' "$tmp/results.jsonl" | column -t -s $'\t'
+echo
+echo "feedmq/Mosquitto ratios (rate: >1 means feedmq is faster; CPU-s per million: >1 means feedmq uses more CPU)"
+jq -r -s '
+	def r(a; b): if a == null or b == null or b == 0 then "-" else (a / b * 100 | round / 100 | tostring) end;
+	(["scenario", "rate ratio", "CPU-s/M ratio", "p99 ratio", "RSS/conn ratio"] | @tsv),
+	(group_by(.name) | sort_by(.[0].name) | .[] |
+		(map(select(.target == "feedmq"))[0]) as $f | (map(select(.target == "mosquitto"))[0]) as $m |
+		[$f.name, r($f.rate_per_s; $m.rate_per_s), r($f.broker_cpu_s_per_million; $m.broker_cpu_s_per_million),
+			r($f.latency.p99_ms; $m.latency.p99_ms), r($f.broker_rss_per_conn_bytes; $m.broker_rss_per_conn_bytes)] | @tsv)
+' "$tmp/results.jsonl" | column -t -s $'\t'
+echo
+
+if [ "${BENCH_GO:-1}" != 0 ]; then
+	echo "go test -run '^\$' -bench . -benchmem ./..."
+	$GO test -run '^$' -bench . -benchmem ./...
+fi
