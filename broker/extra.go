@@ -183,6 +183,9 @@ func (s *Server) fanOutSensors(ch *channels.Channel, e *channels.Entry, canonica
 // that exact filter (or .../fields/+/<KEY> for a legacy field topic), or is
 // subscribing to it right now (the ACL check of the filter itself).
 func exactDeliveryAllowed(cl *mqtt.Client, ss *session, topic string) bool {
+	if canonicalTopic(topic) {
+		return true // the common case, decided without parsing
+	}
 	kind := classify(topic)
 	if kind != kindLegacy && kind != kindSensorName {
 		return true
@@ -225,4 +228,22 @@ func (ss *session) isPending(filter string) bool {
 	defer ss.mu.Unlock()
 	_, ok := ss.pending[filter]
 	return ok
+}
+
+// canonicalTopic reports, cheaply, whether a delivered topic is one of the
+// canonical fan-out topics. It runs for every delivery to every
+// subscriber, so it only counts levels: the canonical channel topics have
+// at most five levels and no "json"; a canonical sensor topic names the
+// channel by number and the field as field<N>.
+func canonicalTopic(topic string) bool {
+	if rest, ok := strings.CutPrefix(topic, "channels/"); ok {
+		return strings.Count(rest, "/") <= 3 && !strings.Contains(rest, "/json")
+	}
+	if rest, ok := strings.CutPrefix(topic, "devices/"); ok {
+		id, rest, _ := strings.Cut(rest, "/")
+		rest, _ = strings.CutPrefix(rest, "sensors/")
+		field, _, _ := strings.Cut(rest, "/")
+		return isDigits(id) && isFieldLevel(field)
+	}
+	return false
 }
