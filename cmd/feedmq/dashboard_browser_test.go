@@ -185,7 +185,16 @@ func TestDashboardBrowser(t *testing.T) {
 		if err := os.WriteFile(dark, browserValue(t, bctx, chromedp.FullScreenshot(100)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("screenshots: %s %s", path, dark)
+		mobile := strings.TrimSuffix(path, ".png") + "-mobile.png"
+		do("mobile viewport", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{
+				Width: 390, Height: 844, DeviceScaleFactor: 1, Mobile: true})
+			return err
+		}), chromedp.Sleep(300*time.Millisecond))
+		if err := os.WriteFile(mobile, browserValue(t, bctx, chromedp.FullScreenshot(100)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshots: %s %s %s", path, dark, mobile)
 	}
 }
 

@@ -132,13 +132,13 @@
     state.view = 'list';
     document.title = 'Channels · feedmq';
     clear(app);
-    var input = el('input', { type: 'text', name: 'api_key', placeholder: 'Read API key of a private channel', autocomplete: 'off', spellcheck: 'false', 'aria-label': 'Read API key' });
+    var input = el('input', { type: 'text', name: 'api_key', placeholder: 'Read key of a private channel', autocomplete: 'off', spellcheck: 'false', 'aria-label': 'Read API key' });
     var form = el('form', { class: 'key', onsubmit: function (e) {
       e.preventDefault();
       if (!addKey(input.value)) { state.flash = 'That is not a read key: keys are 16 letters and digits.'; }
       else { state.given = input.value.trim().toUpperCase(); }
       listPage();
-    } }, [input, el('button', { class: 'primary', type: 'submit', text: 'Add channel' })]);
+    } }, [input, el('button', { class: 'primary', type: 'submit', text: 'Add key' })]);
     app.appendChild(el('div', { class: 'toolbar' }, [el('h1', { text: 'Channels' }), form]));
     var msg = el('div');
     app.appendChild(msg);
