@@ -171,6 +171,33 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Errorf("CSV %s: %d %.80s", href, code, body)
 	}
 
+	// A private channel opens with its read key in the URL; the page keeps
+	// the key (localStorage), drops it from the address bar, and streams
+	// with it.
+	priv, err := s.svc.CreateChannel(ctx, auth.ChannelSpec{Name: "Cellar", Fields: [8]string{"Power (W)"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do("private channel",
+		chromedp.Navigate(fmt.Sprintf("%s/channel/%d?api_key=%s", base, priv.ID, priv.ReadKey)),
+		chromedp.WaitVisible(chromedp.CSS(`#live[data-state="on"]`)))
+	if loc := browserValue(t, bctx, chromedp.Evaluate[string](`location.pathname + location.search`)); loc != fmt.Sprintf("/channel/%d", priv.ID) {
+		t.Errorf("address bar %q still has the key", loc)
+	}
+	if href := attr(`.downloads a[href*="/feeds.csv"]`, "href"); !strings.Contains(href, "api_key="+priv.ReadKey) {
+		t.Errorf("private CSV link %q has no key", href)
+	}
+	if code, _ := httpDo(t, http.MethodGet, base+"/update?api_key="+priv.WriteKey+"&field1=1500", "", ""); code != 200 {
+		t.Fatalf("private write: %d", code)
+	}
+	do("private live update", chromedp.Poll[chromedp.Void](`document.querySelector('section[data-field="1"]').dataset.last === "1500"`,
+		chromedp.WithPollingTimeout(10*time.Second)))
+	// Back on the list, the stored key shows the private channel.
+	do("list with key", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`a[data-channel="%d"]`, priv.ID))))
+	do("back to the public channel", chromedp.Navigate(base+"/channel/1"),
+		chromedp.Poll[chromedp.Void](`document.querySelector('section[data-field="1"]') && document.querySelector('section[data-field="1"]').dataset.points === "`+want+`"`,
+			chromedp.WithPollingTimeout(10*time.Second)))
+
 	if path := os.Getenv("FEEDMQ_DASHBOARD_SCREENSHOT"); path != "" {
 		do("settle", chromedp.Sleep(1300*time.Millisecond))
 		if err := os.WriteFile(path, browserValue(t, bctx, chromedp.FullScreenshot(100)), 0o644); err != nil {
