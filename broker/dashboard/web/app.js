@@ -213,6 +213,7 @@
         e.status = 404; throw e;
       }
       state.key = ch.api_key || '';
+      state.given = '';
       return getJSON('/channels/' + id + '/feeds.json?results=' + HISTORY + keyQuery(state.key)).then(function (feed) {
         if (closed) return;
         render(ch, feed);
@@ -228,7 +229,7 @@
       state.fields = fieldList(ch);
       document.title = ch.name + ' · feedmq';
       clear(body);
-      body.appendChild(el('div', { class: 'pagehead' }, [el('h1', { text: ch.name }), badge(ch), ui.live = el('span', { class: 'live', id: 'live', text: 'connecting' })]));
+      body.appendChild(el('div', { class: 'pagehead' }, [el('h1', { text: ch.name }), badge(ch), ui.live = el('span', { class: 'live', id: 'live', role: 'status', text: 'connecting' })]));
       if (ch.description) body.appendChild(el('p', { class: 'desc', text: ch.description }));
       ui.count = el('div', { class: 'v', id: 'entry-count', text: '0' });
       ui.lastAt = el('div', { class: 'v', id: 'last-at', text: '—' });
