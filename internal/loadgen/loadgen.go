@@ -232,6 +232,9 @@ func (r *run) subscribeTopic(t target) string {
 // is done when the connection closes.
 func (r *run) subscriber(name, filter string, accept func(topic []byte) bool, wg *sync.WaitGroup) error {
 	c, err := r.dial(anon(name))
+	if ce := (*ConnackError)(nil); errors.As(err, &ce) && !r.cfg.Plain {
+		return fmt.Errorf("subscriber: %w; bench subscribes anonymously: allow anonymous connections (anonymous: true)", err)
+	}
 	if err != nil {
 		return fmt.Errorf("subscriber: %w", err)
 	}
