@@ -79,7 +79,7 @@ for _ in $(seq 100); do
 done
 
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -sr)"
-echo "feedmq $("$FEEDMQ" version 2>/dev/null | head -1) on $faddr (pid $fpid, data $tmp/feedmq)"
+echo "$("$FEEDMQ" version 2>/dev/null | head -1) on $faddr (pid $fpid, data $tmp/feedmq)"
 echo "$("$MOSQUITTO" -h 2>/dev/null | head -1) on 127.0.0.1:$mport (pid $mpid)"
 echo "each run: --duration $DURATION --messages $MESSAGES"
 echo
@@ -94,6 +94,7 @@ scenarios=(
 	"idle|idle --clients 1000 --duration 3s" # later flags win
 )
 n=0
+failed=0
 for s in "${scenarios[@]}"; do
 	name=${s%%|*}; args=${s#*|}
 	n=$((n + 1))
@@ -105,8 +106,12 @@ for s in "${scenarios[@]}"; do
 		fi
 		echo "run $n/${#scenarios[@]}: $name on $b: feedmq bench ${target[*]} --duration $DURATION --messages $MESSAGES $args" >&2
 		# shellcheck disable=SC2086
-		"$FEEDMQ" bench "${target[@]}" --duration "$DURATION" --messages "$MESSAGES" $args --json \
-			| jq -c --arg name "$name" --arg b "$b" '. + {name: $name, target: $b}' >>"$tmp/results.jsonl"
+		if ! out=$("$FEEDMQ" bench "${target[@]}" --duration "$DURATION" --messages "$MESSAGES" $args --json); then
+			echo "bench: $name on $b failed" >&2
+			failed=1
+			continue
+		fi
+		jq -c --arg name "$name" --arg b "$b" '. + {name: $name, target: $b}' <<<"$out" >>"$tmp/results.jsonl"
 	done
 done
 echo >&2
@@ -133,7 +138,10 @@ jq -r -s '
 ' "$tmp/results.jsonl" | column -t -s $'\t'
 echo
 
+[ "$failed" = 0 ] || echo "bench: some runs failed (see above); their rows are missing" >&2
+
 if [ "${BENCH_GO:-1}" != 0 ]; then
 	echo "go test -run '^\$' -bench . -benchmem ./..."
 	$GO test -run '^$' -bench . -benchmem ./...
 fi
+exit "$failed"
