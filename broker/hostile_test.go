@@ -27,6 +27,7 @@ func TestHostileInput(t *testing.T) {
 		t.Fatalf("SUBACK %#x", code)
 	}
 	base := runtime.NumGoroutine()
+	heapBefore := heapInUse()
 	connect := mqtttest.Connect{ClientID: "x", Clean: true}.Encode()
 	topic := fmt.Sprintf("channels/%d/publish", ch)
 
@@ -130,6 +131,11 @@ func TestHostileInput(t *testing.T) {
 	if es := ts.entries(ch); len(es) != 1 {
 		t.Fatalf("stored %d entries, want only the good one:\n%s", len(es), joinLines(es))
 	}
+	// Memory stays bounded: what the abuse left behind is freed with its
+	// connections (the throttle keeps a few bytes per address).
+	if grown := heapInUse() - heapBefore; grown > 16<<20 {
+		t.Errorf("heap grew by %d MiB after the hostile traffic", grown>>20)
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for runtime.NumGoroutine() > base+10 {
 		if time.Now().After(deadline) {
@@ -156,4 +162,12 @@ func publishPacket(topic, payload string) []byte {
 		}
 	}
 	return append(out, body...)
+}
+
+// heapInUse returns the live heap after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse)
 }
