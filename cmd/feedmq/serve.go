@@ -42,7 +42,15 @@ error is logged.`,
 			if err != nil {
 				return err
 			}
-			return runServe(cmd.Context(), cfg, cmd.OutOrStdout(), newLogger(cfg, cmd.ErrOrStderr()))
+			log := newLogger(cfg, cmd.ErrOrStderr())
+			if addr, _ := cmd.Flags().GetString("pprof"); addr != "" {
+				stop, err := startPprof(addr, log)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
+			return runServe(cmd.Context(), cfg, cmd.OutOrStdout(), log)
 		},
 	}
 	f := cmd.Flags()
@@ -55,6 +63,7 @@ error is logged.`,
 	f.String("http", def.Listeners.HTTP, "HTTP address (REST feed API, /metrics, /healthz), or off")
 	f.Bool("anonymous", def.Anonymous, "allow connections without a username (API keys in topics, public channels)")
 	f.Duration("idle-timeout", time.Duration(def.IdleTimeout), "drop a keepalive-0 connection after this long without a packet")
+	f.String("pprof", "", "serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; off by default")
 	return cmd
 }
 
