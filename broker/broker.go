@@ -121,6 +121,10 @@ type Server struct {
 	// publishing holds gate for reading so Close can wait for commits.
 	closing atomic.Bool
 	gate    sync.RWMutex
+	// pending counts entries queued with commitAsync and not yet fanned
+	// out; fanq carries them from the store's writer to fanOutLoop.
+	pending sync.WaitGroup
+	fanq    chan *channels.Entry
 	stats   stats
 
 	// Extra fan-out topics and who listens to them (extra.go).
@@ -148,7 +152,9 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 		listeners: make(map[string]boundListener), origins: origins,
 		sensorNames: make(map[string]int),
 		throttle:    newThrottle(opts.AuthBackoff),
+		fanq:        make(chan *channels.Entry, 1024),
 	}
+	go s.fanOutLoop()
 	s.stats.init()
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = uint32(opts.MaxPacketSize)
@@ -253,7 +259,12 @@ func (s *Server) Close() error {
 	if already {
 		return nil
 	}
-	return s.mochi.Close()
+	// No new write can start now; those queued are committed and fanned
+	// out before the clients are disconnected.
+	s.pending.Wait()
+	err := s.mochi.Close()
+	close(s.fanq)
+	return err
 }
 
 // Revoke closes every live connection of a device: after a password reset

@@ -47,7 +47,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if ss == nil {
 		err = &rejection{reasonNotAuthorized, packets.ErrNotAuthorized, errors.New("connection is no longer authorized")}
 	} else {
-		err = s.publish(device, pk.TopicName, pk.Payload)
+		err = s.publish(device, pk.TopicName, pk.Payload, pk.FixedHeader.Qos == 0)
 	}
 	if err == nil {
 		return pk, packets.CodeSuccessIgnore
@@ -56,9 +56,12 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 }
 
 // publish turns one MQTT publish into a stored, fanned-out entry.
-func (s *Server) publish(device uint64, topic string, payload []byte) error {
+// A QoS 0 publish (noWait) is queued for commit without holding up the
+// connection: nothing is acknowledged, and fan-out still waits for the
+// commit.
+func (s *Server) publish(device uint64, topic string, payload []byte, noWait bool) error {
 	if strings.HasPrefix(topic, "devices/") {
-		return s.publishSensor(device, topic, payload)
+		return s.publishSensor(device, topic, payload, noWait)
 	}
 	t, err := channels.ParseTopic(topic)
 	if err != nil {
@@ -79,13 +82,13 @@ func (s *Server) publish(device uint64, topic string, payload []byte) error {
 	if err != nil {
 		return payloadRejection(err)
 	}
-	return s.commit(context.Background(), &e)
+	return s.write(&e, noWait)
 }
 
 // publishSensor handles a Waziup-style devices/<channel>/sensors/<field>/value
 // publish of {"value": ..., "timestamp": ...}. Only device rights apply:
 // these topics carry no API key.
-func (s *Server) publishSensor(device uint64, topic string, payload []byte) error {
+func (s *Server) publishSensor(device uint64, topic string, payload []byte, noWait bool) error {
 	ch, n, err := s.resolveSensor(topic)
 	if err != nil {
 		if errors.Is(err, auth.ErrUnknownChannel) {
@@ -100,7 +103,16 @@ func (s *Server) publishSensor(device uint64, topic string, payload []byte) erro
 	if err != nil {
 		return payloadRejection(err)
 	}
-	return s.commit(context.Background(), &e)
+	return s.write(&e, noWait)
+}
+
+// write commits e, waiting for the commit unless noWait is set and the
+// store can queue appends.
+func (s *Server) write(e *channels.Entry, noWait bool) error {
+	if ap, ok := s.store.(channels.AsyncAppender); ok && noWait {
+		return s.commitAsync(ap, e)
+	}
+	return s.commit(context.Background(), e)
 }
 
 // resolveSensor parses a sensor topic and finds its channel (by ID or by
@@ -147,21 +159,76 @@ func payloadRejection(err error) *rejection {
 func (s *Server) commit(ctx context.Context, e *channels.Entry) error {
 	s.gate.RLock()
 	defer s.gate.RUnlock()
+	if err := s.admit(e); err != nil {
+		return err
+	}
+	if err := s.store.AppendEntry(ctx, e); err != nil {
+		return storeRejection(err)
+	}
+	s.stats.accepted.Add(1)
+	s.fanOut(e)
+	return nil
+}
+
+// admit applies the checks every write passes before it is stored; the
+// caller holds gate for reading.
+func (s *Server) admit(e *channels.Entry) error {
 	if s.closing.Load() {
 		return &rejection{reasonShutdown, packets.ErrServerShuttingDown, errShutdown}
 	}
 	if err := s.rates.allow(e.ChannelID, s.rateLimit(e.ChannelID), time.Now()); err != nil {
 		return &rejection{reasonRateLimited, packets.ErrQuotaExceeded, err}
 	}
-	if err := s.store.AppendEntry(ctx, e); err != nil {
-		if channels.ErrorCode(err) == channels.ENOTFOUND {
-			return &rejection{reasonUnknownChannel, packets.ErrTopicNameInvalid, err}
-		}
-		return &rejection{reasonStore, packets.ErrUnspecifiedError, err}
+	return nil
+}
+
+func storeRejection(err error) *rejection {
+	if channels.ErrorCode(err) == channels.ENOTFOUND {
+		return &rejection{reasonUnknownChannel, packets.ErrTopicNameInvalid, err}
+	}
+	return &rejection{reasonStore, packets.ErrUnspecifiedError, err}
+}
+
+// commitAsync queues e for the store's next commit and returns; after the
+// commit, afterCommit hands it to the fan-out goroutine. Entries keep
+// their order: the store commits in queue order and one goroutine fans
+// out. Close waits for every queued entry (pending).
+func (s *Server) commitAsync(ap channels.AsyncAppender, e *channels.Entry) error {
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	if err := s.admit(e); err != nil {
+		return err
+	}
+	own := new(channels.Entry) // e lives on the reader's stack
+	*own = *e
+	s.pending.Add(1)
+	if err := ap.AppendEntryAsync(context.Background(), own, s.afterCommit); err != nil {
+		s.pending.Done()
+		return storeRejection(err)
+	}
+	return nil
+}
+
+// afterCommit runs on the store's writer goroutine: it must not block for
+// long, so fan-out happens on fanOutLoop.
+func (s *Server) afterCommit(e *channels.Entry, err error) {
+	if err != nil {
+		rj := storeRejection(err)
+		s.stats.rejected[rj.reason].Add(1)
+		s.log.Warn("publish rejected", "channel", e.ChannelID, "qos", 0, "reason", rj.reason, "error", err.Error())
+		s.pending.Done()
+		return
 	}
 	s.stats.accepted.Add(1)
-	s.fanOut(e)
-	return nil
+	s.fanq <- e
+}
+
+// fanOutLoop fans out the entries committed asynchronously, in order.
+func (s *Server) fanOutLoop() {
+	for e := range s.fanq {
+		s.fanOut(e)
+		s.pending.Done()
+	}
 }
 
 // fanOut publishes the entry JSON to channels/<id>/subscribe and each set

@@ -35,6 +35,13 @@ type Store interface {
 	FindEntry(ctx context.Context, channelID, entryID uint64) (*Entry, error)
 }
 
+// AsyncAppender is implemented by stores that can queue an append without
+// making the caller wait for its commit. then runs after the commit (or
+// its failure), in queue order, and must not block.
+type AsyncAppender interface {
+	AppendEntryAsync(ctx context.Context, e *Entry, then func(*Entry, error)) error
+}
+
 // EntryFilter selects entries of one channel.
 type EntryFilter struct {
 	// Limit keeps only the newest Limit matching entries; 0 means all.

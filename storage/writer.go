@@ -33,6 +33,9 @@ const (
 type appendReq struct {
 	e    *channels.Entry
 	done chan error // buffered, so the writer never blocks on a caller
+	// then, when set, is called instead of answering on done: the caller
+	// of AppendEntryAsync did not wait.
+	then func(*channels.Entry, error)
 }
 
 var reqPool = sync.Pool{New: func() any {
@@ -91,6 +94,24 @@ func (db *DB) AppendEntry(ctx context.Context, e *channels.Entry) error {
 	r.e = nil
 	reqPool.Put(r)
 	return err
+}
+
+// AppendEntryAsync queues e like AppendEntry but returns once e is queued;
+// then is called with e and the outcome after the commit that holds e (or
+// its failure), from the writer goroutine and in queue order, so it must
+// be quick. Appends from one caller keep their order. It lets a reader
+// that needs no acknowledgement (MQTT QoS 0) go on to its next packet
+// while the entry waits for a commit, so one connection can fill a batch.
+func (db *DB) AppendEntryAsync(ctx context.Context, e *channels.Entry, then func(*channels.Entry, error)) error {
+	if e.Set&unknownValues != 0 {
+		return channels.Errorf(channels.EINVALID, "entry sets unknown values (mask %#x)", e.Set)
+	}
+	if e.CreatedAt.IsZero() {
+		e.CreatedAt = db.now()
+	}
+	e.CreatedAt = e.CreatedAt.UTC().Truncate(time.Second)
+	r := &appendReq{e: e, then: then}
+	return db.w.enqueue(ctx, r)
 }
 
 // enqueue hands r to the writer unless ctx ends or the DB closes first.
@@ -178,6 +199,10 @@ func (w *writer) commit() {
 		if err != nil {
 			r.e.ID = 0 // the transaction rolled back: no ID was taken
 			errs[i] = fmt.Errorf("append entry to channel %d: %w", r.e.ChannelID, err)
+		}
+		if r.then != nil {
+			r.then(r.e, errs[i])
+			continue
 		}
 		r.done <- errs[i] // last touch: the caller may reuse r and r.e now
 	}
