@@ -236,7 +236,7 @@ func setValue(e *Entry, ch *Channel, idx int, v string, lim Limits) error {
 			return payloadError("long must be a decimal number from -180 to 180, such as 13.3777")
 		}
 	case Elevation:
-		if !isDecimal(v) {
+		if !IsDecimal(v) {
 			return payloadError("elevation must be a decimal number of metres, such as 34 or -2.5")
 		}
 	}
@@ -283,9 +283,9 @@ func checkText(name, v string, limit int) error {
 	return nil
 }
 
-// isDecimal reports whether s is a decimal number: an optional sign, then
+// IsDecimal reports whether s is a decimal number: an optional sign, then
 // digits with an optional decimal point. No exponent, no hex, no NaN.
-func isDecimal(s string) bool {
+func IsDecimal(s string) bool {
 	if s != "" && (s[0] == '+' || s[0] == '-') {
 		s = s[1:]
 	}
@@ -306,7 +306,7 @@ func isDecimal(s string) bool {
 // inRange reports whether s is a decimal number from -limit to limit. It
 // compares the digits, so 90.0000000000000001 is out of range for 90.
 func inRange(s string, limit int) bool {
-	if !isDecimal(s) {
+	if !IsDecimal(s) {
 		return false
 	}
 	if s[0] == '+' || s[0] == '-' {

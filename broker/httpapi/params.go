@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/feedmq/feedmq/channels"
 )
 
 // readParams are the query parameters of a read (REFERENCE §2.3).
@@ -132,7 +134,7 @@ func parseZoneParams(q url.Values, zones *zoneCache) (*time.Location, error) {
 // parseOffset parses a UTC offset in hours, with optional sign and
 // decimals, into a fixed zone. It keeps whole minutes.
 func parseOffset(s string) (*time.Location, bool) {
-	if !isDecimal(s) {
+	if len(s) > 21 || !channels.IsDecimal(s) {
 		return nil, false
 	}
 	h, err := strconv.ParseFloat(s, 64)
@@ -141,26 +143,6 @@ func parseOffset(s string) (*time.Location, bool) {
 	}
 	minutes := int(math.Round(h * 60))
 	return time.FixedZone("", minutes*60), true
-}
-
-// isDecimal reports whether s is an optionally signed decimal number
-// without exponent: digits with at most one point.
-func isDecimal(s string) bool {
-	if s != "" && (s[0] == '+' || s[0] == '-') {
-		s = s[1:]
-	}
-	digits, dot := 0, false
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c >= '0' && c <= '9':
-			digits++
-		case c == '.' && !dot:
-			dot = true
-		default:
-			return false
-		}
-	}
-	return digits > 0 && digits <= 20
 }
 
 // parseCount parses a non-negative whole number; values above max, however
