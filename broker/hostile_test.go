@@ -147,21 +147,7 @@ func TestHostileInput(t *testing.T) {
 
 // publishPacket encodes a QoS 0 PUBLISH.
 func publishPacket(topic, payload string) []byte {
-	body := append([]byte{byte(len(topic) >> 8), byte(len(topic))}, topic...)
-	body = append(body, payload...)
-	out := []byte{0x30}
-	for n := len(body); ; {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		out = append(out, d)
-		if n == 0 {
-			break
-		}
-	}
-	return append(out, body...)
+	return mqtttest.PublishPacket(topic, []byte(payload))
 }
 
 // heapInUse returns the live heap after a collection.

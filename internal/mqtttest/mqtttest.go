@@ -118,6 +118,12 @@ func (c *Conn) Publish(topic string, qos byte, id uint16, payload []byte) error 
 	return err
 }
 
+// PublishPacket returns the bytes of an MQTT 3.1.1 QoS 0 PUBLISH, for tests
+// that write raw (possibly invalid) packets themselves.
+func PublishPacket(topic string, payload []byte) []byte {
+	return packet(PUBLISH<<4, append(appendString(nil, topic), payload...))
+}
+
 // Subscribe sends SUBSCRIBE for one filter at QoS 0 and returns the SUBACK
 // code.
 func (c *Conn) Subscribe(id uint16, filter string) (byte, error) {
