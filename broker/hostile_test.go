@@ -157,3 +157,50 @@ func heapInUse() int64 {
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapInuse)
 }
+
+// TestSlowlorisWebSocketUpgrade: clients that dribble out an HTTP upgrade
+// request are closed after the CONNECT timeout and hold nothing up.
+func TestSlowlorisWebSocketUpgrade(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true, WSAddr: "127.0.0.1:0", ConnectTimeout: time.Second,
+		Logger: quietLogger()})
+	addr := ts.addrOf("ws")
+	req := "GET /mqtt HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+	var wg sync.WaitGroup
+	closed := make(chan time.Duration, 20)
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			start := time.Now()
+			for i := 0; i < len(req); i++ {
+				if _, err := c.Write([]byte{req[i]}); err != nil {
+					closed <- time.Since(start)
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+	}
+	// Meanwhile a device on TCP is served as usual.
+	good := rawAnonymous(t, ts.addr, "good")
+	if code, err := good.Subscribe(1, "x"); err != nil || code != 0x80 {
+		t.Fatalf("good client: %#x %v", code, err)
+	}
+	wg.Wait()
+	close(closed)
+	n := 0
+	for d := range closed {
+		n++
+		if d > 5*time.Second {
+			t.Errorf("a slow upgrade was cut only after %v", d)
+		}
+	}
+	if n != 20 {
+		t.Fatalf("%d of 20 slow upgrades were cut off; the rest could send their whole request", n)
+	}
+}
