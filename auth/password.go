@@ -32,10 +32,17 @@ func NewClientID() string { return randomString(idAlphabet, ClientIDLen) }
 // URL-safe base64 (letters, digits, '-' and '_'). ThingSpeak's passwords use
 // '+' and '/', which break mqtt://user:password@host URLs (mosquitto_pub
 // -L) and need quoting in shells; the length and entropy are the same.
+//
+// It never starts with '-': command-line tools (Python's argparse, for
+// one) would take "--password -x..." for an option.
 func NewPassword() string {
 	b := make([]byte, PasswordBytes)
-	mustRead(b)
-	return base64.URLEncoding.EncodeToString(b)
+	for {
+		mustRead(b)
+		if p := base64.URLEncoding.EncodeToString(b); p[0] != '-' {
+			return p
+		}
+	}
 }
 
 // HashPassword returns the stored form of a password.

@@ -147,3 +147,11 @@ func TestVerifyPassword(t *testing.T) {
 		})
 	}
 }
+
+func TestNewPasswordNeverLooksLikeAnOption(t *testing.T) {
+	for range 5000 {
+		if p := auth.NewPassword(); p[0] == '-' {
+			t.Fatalf("password %q starts with '-'", p)
+		}
+	}
+}

@@ -926,7 +926,7 @@ func TestPahoPythonWebSocket(t *testing.T) {
 			dev := ts.device(pubsub(ch))
 			_, port := hostPort(t, ts.addrOf(id))
 			args := []string{"../testdata/clients/paho_ws.py", "--port", port,
-				"--client-id", dev.Device.ClientID, "--username", dev.Device.Username, "--password", dev.Password,
+				"--client-id", dev.Device.ClientID, "--username", dev.Device.Username, "--password=" + dev.Password,
 				"--sub", fmt.Sprintf("channels/%d/subscribe", ch), "--pub", fmt.Sprintf("channels/%d/publish", ch),
 				"--message", feedPayload(id)}
 			if id == "wss" {
