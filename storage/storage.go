@@ -144,7 +144,7 @@ func Open(path string, opts Options) (*DB, error) {
 func openBolt(path string, opts Options) (*bolt.DB, error) {
 	for attempt := 0; ; attempt++ {
 		before, statErr := os.Stat(path)
-		bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout, ReadOnly: opts.ReadOnly})
+		bdb, err := bolt.Open(path, 0o600, boltOptions(opts))
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("database %s is %w", path, ErrLocked)
 		} else if err != nil {
@@ -288,4 +288,17 @@ func btoi(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
 
 func channelNotFound(id uint64) error {
 	return channels.Errorf(channels.ENOTFOUND, "channel %d not found", id)
+}
+
+// boltOptions tunes bbolt for many small commits. The free-page list is
+// not written on every commit (bbolt rebuilds it by scanning at open,
+// which is crash-safe), and is kept as a hash map, whose cost does not grow
+// with the file's fragmentation.
+func boltOptions(opts Options) *bolt.Options {
+	return &bolt.Options{
+		Timeout:        opts.Timeout,
+		ReadOnly:       opts.ReadOnly,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	}
 }
