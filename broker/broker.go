@@ -130,6 +130,7 @@ type Server struct {
 	// Extra fan-out topics and who listens to them (extra.go).
 	legacyCount atomic.Int64
 	sensorCount atomic.Int64
+	fieldCount  atomic.Int64 // filters that may match channels/<id>/subscribe/fields/field<N>
 	namesMu     sync.Mutex
 	sensorNames map[string]int // exact name-form sensor filters -> subscriptions
 

@@ -25,20 +25,26 @@ import (
 // must never reach a "#" subscriber, and a wildcard subscriber should get
 // one copy of each value (the canonical one), not one per spelling.
 
-// filterKind classifies a subscribe filter for extra fan-out.
+// filterKind tells which optional fan-out topics a subscribe filter may
+// match; a wildcard can match several kinds.
 type filterKind uint8
 
 const (
-	kindCanonical  filterKind = iota // nothing extra to publish
-	kindLegacy                       // a legacy channels/... form
-	kindSensor                       // may match canonical sensor topics
-	kindSensorName                   // an exact sensor topic using names
+	kindLegacy     filterKind = 1 << iota // a legacy channels/... form
+	kindSensor                            // canonical sensor topics
+	kindSensorName                        // an exact sensor topic using names
+	kindField                             // channels/<id>/subscribe/fields/field<N>
+
+	kindCanonical filterKind = 0 // only channels/<id>/subscribe
 )
 
 func classify(filter string) filterKind {
 	if t, err := channels.ParseTopic(filter); err == nil {
-		if t.Action == channels.Subscribe && t.String() != filter {
+		switch {
+		case t.Action == channels.Subscribe && t.String() != filter:
 			return kindLegacy
+		case t.Field > 0 || t.AllFields:
+			return kindField
 		}
 		return kindCanonical
 	}
@@ -48,10 +54,16 @@ func classify(filter string) filterKind {
 		}
 		return kindSensorName
 	}
-	if strings.ContainsAny(filter, "+#") && filterMatches(filter, sensorShape) {
-		return kindSensor
+	kind := kindCanonical
+	if strings.ContainsAny(filter, "+#") {
+		if filterMatches(filter, sensorShape) {
+			kind |= kindSensor
+		}
+		if filterMatches(filter, fieldShape) {
+			kind |= kindField
+		}
 	}
-	return kindCanonical
+	return kind
 }
 
 // noteFilter records a granted filter of ss.
@@ -93,12 +105,16 @@ func (s *Server) forgetFilters(ss *session) {
 }
 
 func (s *Server) countFilter(filter string, kind filterKind, delta int64) {
-	switch kind {
-	case kindLegacy:
+	if kind&kindLegacy != 0 {
 		s.legacyCount.Add(delta)
-	case kindSensor:
+	}
+	if kind&kindSensor != 0 {
 		s.sensorCount.Add(delta)
-	case kindSensorName:
+	}
+	if kind&kindField != 0 {
+		s.fieldCount.Add(delta)
+	}
+	if kind&kindSensorName != 0 {
 		s.namesMu.Lock()
 		if s.sensorNames[filter] += int(delta); s.sensorNames[filter] <= 0 {
 			delete(s.sensorNames, filter)
@@ -187,13 +203,13 @@ func exactDeliveryAllowed(cl *mqtt.Client, ss *session, topic string) bool {
 		return true // the common case, decided without parsing
 	}
 	kind := classify(topic)
-	if kind != kindLegacy && kind != kindSensorName {
+	if kind&(kindLegacy|kindSensorName) == 0 {
 		return true
 	}
 	if _, ok := cl.State.Subscriptions.Get(topic); ok || ss.isPending(topic) {
 		return true
 	}
-	if kind != kindLegacy {
+	if kind&kindLegacy == 0 {
 		return false
 	}
 	t, _ := channels.ParseTopic(topic)
@@ -206,7 +222,7 @@ func exactDeliveryAllowed(cl *mqtt.Client, ss *session, topic string) bool {
 }
 
 func (ss *session) markPending(filter string) {
-	if k := classify(filter); k != kindLegacy && k != kindSensorName {
+	if classify(filter)&(kindLegacy|kindSensorName) == 0 {
 		return
 	}
 	ss.mu.Lock()

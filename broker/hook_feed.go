@@ -237,7 +237,9 @@ func (s *Server) fanOutLoop() {
 func (s *Server) fanOut(e *channels.Entry) {
 	buf := e.AppendJSON(make([]byte, 0, 384))
 	s.deliver(channels.FeedTopic(e.ChannelID), buf)
-	for n := 1; n <= channels.NumFields; n++ {
+	// Field topics cost a publish each, and most brokers have no field
+	// subscriber at all: the gate counts filters that could match one.
+	for n := 1; n <= channels.NumFields && s.fieldCount.Load() > 0; n++ {
 		if v, ok := e.Field(n); ok {
 			s.deliver(channels.FieldTopic(e.ChannelID, n), []byte(v))
 		}
