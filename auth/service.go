@@ -70,6 +70,9 @@ type ChannelSpec struct {
 	// Retention (see channels.Channel); 0 keeps everything.
 	MaxEntries uint64
 	MaxAge     time.Duration
+	// RateLimit is the channel's minimum interval between entries; 0
+	// uses the server's rate_limit.
+	RateLimit time.Duration
 }
 
 // CreateChannel creates a channel with fresh API keys.
@@ -79,7 +82,7 @@ func (s *Service) CreateChannel(ctx context.Context, spec ChannelSpec) (*channel
 	c := &channels.Channel{
 		Name: spec.Name, Description: spec.Description, Public: spec.Public,
 		Fields: spec.Fields, WriteKey: NewAPIKey(), ReadKey: NewAPIKey(),
-		MaxEntries: spec.MaxEntries, MaxAge: spec.MaxAge,
+		MaxEntries: spec.MaxEntries, MaxAge: spec.MaxAge, RateLimit: spec.RateLimit,
 		CreatedAt: s.now(), UpdatedAt: s.now(),
 	}
 	if c.Fields == ([channels.NumFields]string{}) {
@@ -105,6 +108,8 @@ type ChannelUpdate struct {
 	// Retention; 0 removes the limit.
 	MaxEntries *uint64
 	MaxAge     *time.Duration
+	// RateLimit; 0 falls back to the server's rate_limit.
+	RateLimit *time.Duration
 }
 
 // UpdateChannel applies u to channel id.
@@ -130,6 +135,9 @@ func (s *Service) UpdateChannel(ctx context.Context, id uint64, u ChannelUpdate)
 		}
 		if u.MaxAge != nil {
 			c.MaxAge = *u.MaxAge
+		}
+		if u.RateLimit != nil {
+			c.RateLimit = *u.RateLimit
 		}
 		return nil
 	})

@@ -299,3 +299,24 @@ func TestRateLimit(t *testing.T) {
 		t.Fatalf("rate_limited = %d", got)
 	}
 }
+
+// TestChannelRateLimitOverride: a channel's own interval applies even
+// when the server has none.
+func TestChannelRateLimitOverride(t *testing.T) {
+	ts := startServer(t, broker.Options{})
+	ch := ts.channel(false)
+	hour := time.Hour
+	if _, err := ts.svc.UpdateChannel(context.Background(), ch, auth.ChannelUpdate{RateLimit: &hour}); err != nil {
+		t.Fatal(err)
+	}
+	c := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 5)
+	for i, want := range []byte{0, 0x97} {
+		if err := c.Publish(fmt.Sprintf("channels/%d/publish", ch), 1, uint16(i+1), []byte("field1=1")); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, code, err := c.ReadPuback(); err != nil || code != want {
+			t.Fatalf("publish %d: PUBACK %#x %v, want %#x", i+1, code, err, want)
+		}
+	}
+}

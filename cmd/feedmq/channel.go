@@ -50,12 +50,13 @@ type channelCreateOptions struct {
 	public            bool
 	maxEntries        uint64
 	maxAge            string
+	rateLimit         time.Duration
 }
 
 func newChannelCreateCommand() *cobra.Command {
 	var o channelCreateOptions
 	cmd := &cobra.Command{
-		Use:   "create --name NAME [--description TEXT] [--field N=LABEL]... [--public] [--max-entries N] [--max-age DURATION]",
+		Use:   "create --name NAME [--description TEXT] [--field N=LABEL]... [--public] [--max-entries N] [--max-age DURATION] [--rate-limit DURATION]",
 		Short: "Create a channel with fresh write and read API keys",
 		Long: `Create a channel. Without --field, all eight fields are enabled and labelled
 "Field 1".."Field 8"; with --field, only the given fields are enabled.
@@ -86,6 +87,7 @@ duration (e.g. 90m, 72h, 30d). Entry IDs are never reused.`,
 	f.StringArrayVar(&o.fields, "field", nil, "enable field N with LABEL (repeatable; N from 1 to 8)")
 	f.BoolVar(&o.public, "public", false, "anyone may subscribe without the read API key")
 	addRetentionFlags(cmd, &o.maxEntries, &o.maxAge)
+	addRateLimitFlag(cmd, &o.rateLimit)
 	addJSONFlag(cmd)
 	return cmd
 }
@@ -102,8 +104,11 @@ func (o *channelCreateOptions) spec() (auth.ChannelSpec, error) {
 	if err != nil {
 		return auth.ChannelSpec{}, err
 	}
+	if o.rateLimit < 0 {
+		return auth.ChannelSpec{}, errors.New("--rate-limit must not be negative")
+	}
 	spec := auth.ChannelSpec{Name: o.name, Description: o.description, Public: o.public,
-		MaxEntries: o.maxEntries, MaxAge: maxAge}
+		MaxEntries: o.maxEntries, MaxAge: maxAge, RateLimit: o.rateLimit}
 	for n, label := range fields {
 		spec.Fields[n-1] = label
 	}
@@ -204,6 +209,7 @@ type channelUpdateOptions struct {
 	maxEntries        uint64
 	maxAge            string
 	maxAgeValue       time.Duration
+	rateLimit         time.Duration
 }
 
 func newChannelUpdateCommand() *cobra.Command {
@@ -211,7 +217,7 @@ func newChannelUpdateCommand() *cobra.Command {
 		o channelUpdateOptions
 		u auth.ChannelUpdate
 	)
-	cmd := channelIDCommand("update ID [--name NAME] [--description TEXT] [--field N=LABEL]... [--public=true|false] [--max-entries N] [--max-age DURATION]",
+	cmd := channelIDCommand("update ID [--name NAME] [--description TEXT] [--field N=LABEL]... [--public=true|false] [--max-entries N] [--max-age DURATION] [--rate-limit DURATION]",
 		"Change a channel's settings",
 		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
 			c, err := a.UpdateChannel(ctx, id, u)
@@ -233,6 +239,7 @@ enables or relabels field N; --field N= disables it. --max-entries 0 and
 	f.StringArrayVar(&o.fields, "field", nil, "set the label of field N; N= disables it (repeatable)")
 	f.BoolVar(&o.public, "public", false, "make the channel public (true) or private (false)")
 	addRetentionFlags(cmd, &o.maxEntries, &o.maxAge)
+	addRateLimitFlag(cmd, &o.rateLimit)
 	return cmd
 }
 
@@ -264,8 +271,14 @@ func (o *channelUpdateOptions) update(cmd *cobra.Command) (auth.ChannelUpdate, e
 		}
 		u.MaxAge = &o.maxAgeValue
 	}
-	if u.Name == nil && u.Description == nil && u.Public == nil && u.Fields == nil && u.MaxEntries == nil && u.MaxAge == nil {
-		return u, errors.New("nothing to update; give --name, --description, --field, --public, --max-entries or --max-age")
+	if f.Changed("rate-limit") {
+		if o.rateLimit < 0 {
+			return u, errors.New("--rate-limit must not be negative")
+		}
+		u.RateLimit = &o.rateLimit
+	}
+	if u.Name == nil && u.Description == nil && u.Public == nil && u.Fields == nil && u.MaxEntries == nil && u.MaxAge == nil && u.RateLimit == nil {
+		return u, errors.New("nothing to update; give --name, --description, --field, --public, --max-entries, --max-age or --rate-limit")
 	}
 	return u, nil
 }
@@ -298,6 +311,11 @@ func newChannelRegenerateKeyCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&write, "write", false, "replace the write API key")
 	cmd.Flags().BoolVar(&read, "read", false, "replace the read API key")
 	return cmd
+}
+
+// addRateLimitFlag adds --rate-limit.
+func addRateLimitFlag(cmd *cobra.Command, d *time.Duration) {
+	cmd.Flags().DurationVar(d, "rate-limit", 0, "minimum interval between two entries of this channel, e.g. 15s (0: the server's rate_limit)")
 }
 
 // addRetentionFlags adds --max-entries and --max-age.

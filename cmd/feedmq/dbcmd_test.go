@@ -285,3 +285,24 @@ func TestServePrunes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestChannelRateLimitFlag(t *testing.T) {
+	forEachInstance(t, func(t *testing.T, dir string) {
+		var got map[string]any
+		mustJSON(t, dir, &got, "channel", "create", "--name", "r", "--rate-limit", "15s", "--json")
+		if got["rate_limit"] != "15s" {
+			t.Fatalf("create: %v", got)
+		}
+		if out := mustRun(t, dir, "channel", "show", "1"); !strings.Contains(out, "Rate limit:") {
+			t.Fatalf("show:\n%s", out)
+		}
+		got = nil
+		mustJSON(t, dir, &got, "channel", "update", "1", "--rate-limit", "0", "--json")
+		if _, ok := got["rate_limit"]; ok {
+			t.Fatalf("update --rate-limit 0: %v", got)
+		}
+		if msg := mustFail(t, dir, "channel", "update", "1", "--rate-limit", "-1s"); !strings.Contains(msg, "rate-limit") {
+			t.Errorf("negative: %s", msg)
+		}
+	})
+}

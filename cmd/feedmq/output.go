@@ -27,6 +27,8 @@ type channelJSON struct {
 	// Retention, only when set.
 	MaxEntries uint64 `json:"max_entries,omitempty"`
 	MaxAge     string `json:"max_age,omitempty"` // Go duration, e.g. "720h0m0s"
+	// RateLimit, only when the channel has its own.
+	RateLimit string `json:"rate_limit,omitempty"`
 }
 
 func newChannelJSON(c *channels.Channel) channelJSON {
@@ -40,7 +42,7 @@ func newChannelJSON(c *channels.Channel) channelJSON {
 		ID: c.ID, Name: c.Name, Description: c.Description, Public: c.Public,
 		WriteAPIKey: c.WriteKey, ReadAPIKey: c.ReadKey, Fields: fields,
 		CreatedAt: formatJSONTime(c.CreatedAt), LastEntryID: c.LastEntryID,
-		MaxEntries: c.MaxEntries, MaxAge: formatMaxAge(c.MaxAge),
+		MaxEntries: c.MaxEntries, MaxAge: formatMaxAge(c.MaxAge), RateLimit: formatMaxAge(c.RateLimit),
 	}
 }
 
@@ -146,6 +148,9 @@ func printChannel(w io.Writer, c *channels.Channel) error {
 	}
 	if c.MaxAge > 0 {
 		t.row("Max age:", c.MaxAge)
+	}
+	if c.RateLimit > 0 {
+		t.row("Rate limit:", c.RateLimit)
 	}
 	return t.flush()
 }
