@@ -14,6 +14,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/channels"
 )
 
 // httpConfig is a serve configuration with MQTT and HTTP on free ports.
@@ -52,17 +53,7 @@ type mqttMessage struct{ topic, payload string }
 // and checks that MQTT subscribers get the entries exactly as the write
 // answered them, and that a refused write reaches nobody.
 func TestHTTPUpdateReachesMQTT(t *testing.T) {
-	cfg := httpConfig(t)
-	s, err := openServer(t.Context(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ch, err := s.svc.CreateChannel(t.Context(), auth.ChannelSpec{Name: "garden", Public: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + s.addr("http").String()
+	s, ch, base := openGardenServer(t)
 
 	msgs := make(chan mqttMessage, 100)
 	o := paho.NewClientOptions().AddBroker("tcp://" + s.addr("mqtt").String()).SetClientID("http-e2e").
@@ -183,4 +174,20 @@ func TestServeHTTPPortInUse(t *testing.T) {
 	}
 	// Everything opened was closed: the database is free again.
 	mustRun(t, cfg.DataDir, "channel", "list")
+}
+
+// openGardenServer runs serve with HTTP and MQTT on port 0 and one public
+// channel, and returns the server, the channel and the HTTP base URL.
+func openGardenServer(t *testing.T) (*server, *channels.Channel, string) {
+	t.Helper()
+	s, err := openServer(t.Context(), httpConfig(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	ch, err := s.svc.CreateChannel(t.Context(), auth.ChannelSpec{Name: "garden", Public: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, ch, "http://" + s.addr("http").String()
 }

@@ -12,8 +12,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-
-	"github.com/feedmq/feedmq/auth"
 )
 
 // scrape fetches /metrics and parses the text format.
@@ -70,17 +68,7 @@ next:
 // TestMetrics scrapes /metrics of a running server after an MQTT publish,
 // a rejected MQTT publish, a refused CONNECT and an HTTP write.
 func TestMetrics(t *testing.T) {
-	cfg := httpConfig(t)
-	s, err := openServer(t.Context(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ch, err := s.svc.CreateChannel(t.Context(), auth.ChannelSpec{Name: "garden", Public: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + s.addr("http").String()
+	s, ch, base := openGardenServer(t)
 	mqttURL := "tcp://" + s.addr("mqtt").String()
 
 	// A refused CONNECT: unknown username.
