@@ -2,9 +2,11 @@ package broker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,18 +40,7 @@ func expectClosed(t *testing.T, c *mqtttest.Conn, limit time.Duration) time.Dura
 	}
 }
 
-func isReset(err error) bool {
-	return err != nil && (contains([]string{"connection reset by peer"}, lastPart(err.Error())))
-}
-
-func lastPart(s string) string {
-	for i := len(s) - 1; i > 0; i-- {
-		if s[i-1] == ':' && s[i] == ' ' {
-			return s[i+1:]
-		}
-	}
-	return s
-}
+func isReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
 
 // TestUmqttStyleClient connects like MicroPython's umqtt.simple in the
 // classic ESP32 tutorial: keepalive 0, clean session, anonymous, QoS 0

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,9 +78,9 @@ func TestMosquittoClients(t *testing.T) {
 		`"field1":"23.5","field2":"40","field3":null,"field4":null,"field5":null,"field6":null,"field7":null,`+
 		`"field8":null,"latitude":null,"longitude":null,"elevation":null,"status":null}`, ch, ch)
 	got := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(got) != 3 || !contains(got, want) ||
-		!contains(got, fmt.Sprintf("channels/%d/subscribe/fields/field1 23.5", ch)) ||
-		!contains(got, fmt.Sprintf("channels/%d/subscribe/fields/field2 40", ch)) {
+	if len(got) != 3 || !slices.Contains(got, want) ||
+		!slices.Contains(got, fmt.Sprintf("channels/%d/subscribe/fields/field1 23.5", ch)) ||
+		!slices.Contains(got, fmt.Sprintf("channels/%d/subscribe/fields/field2 40", ch)) {
 		t.Fatalf("mosquitto_sub printed:\n%s\nwant among them:\n%s", out.String(), want)
 	}
 
@@ -132,13 +133,4 @@ func waitSubscribed(t *testing.T, ts *testServer, n int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -4,6 +4,7 @@ package layout
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -41,7 +42,7 @@ func TestImportRules(t *testing.T) {
 	}
 	for pkg, allowed := range domain {
 		for _, d := range deps(t, pkg) {
-			ok := isStdlib(d) || contains(allowed, d)
+			ok := isStdlib(d) || slices.Contains(allowed, d)
 			for _, f := range forbiddenStd {
 				if d == f {
 					ok = false
@@ -60,13 +61,4 @@ func TestImportRules(t *testing.T) {
 			}
 		}
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
