@@ -194,6 +194,11 @@ func Restore(ctx context.Context, src, dst string, force bool, now time.Time) (R
 		return res, fmt.Errorf("backup %s is not usable: %w", src, err)
 	}
 	if exists {
+		// Entries the old database holds only in its log go into the
+		// file that is kept; its log must not meet the new file.
+		if err := applyPendingWAL(dst); err != nil {
+			return res, err
+		}
 		unlock, err := lockFile(dst)
 		if err != nil {
 			return res, err
@@ -209,7 +214,24 @@ func Restore(ctx context.Context, src, dst string, force bool, now time.Time) (R
 	if err := os.Rename(tmp, dst); err != nil {
 		return res, fmt.Errorf("replace database: %w", err)
 	}
+	if err := os.Remove(walPath(dst)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return res, fmt.Errorf("remove the replaced database's log: %w", err)
+	}
 	return res, syncDir(filepath.Dir(dst))
+}
+
+// applyPendingWAL copies into the database at path the entries its log
+// holds, by opening it for writing once.
+func applyPendingWAL(path string) error {
+	pending, err := pendingWAL(path)
+	if err != nil || !pending {
+		return err
+	}
+	db, err := Open(path, Options{})
+	if err != nil {
+		return err
+	}
+	return db.Close()
 }
 
 // validateBackup opens path read-only as a feedmq database and checks it.

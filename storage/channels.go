@@ -91,6 +91,13 @@ func (db *DB) UpdateChannel(ctx context.Context, c *channels.Channel) error {
 // DeleteChannel removes the channel, its feed and every grant to it in one
 // transaction, so no device is left with a right to a missing channel.
 func (db *DB) DeleteChannel(ctx context.Context, id uint64) error {
+	// Exclusive: the writer must forget the channel's entry IDs with it.
+	return db.w.exclusive(ctx, func() error {
+		return db.deleteChannel(ctx, id)
+	})
+}
+
+func (db *DB) deleteChannel(ctx context.Context, id uint64) error {
 	return db.update(ctx, "delete channel", func(tx *bolt.Tx) error {
 		key := itob(id)
 		if tx.Bucket(channelsBucket).Get(key) == nil {

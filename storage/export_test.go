@@ -1,5 +1,7 @@
 package storage
 
+import "time"
+
 // Test hooks for the entry codec, which is unexported because nothing
 // outside storage should depend on the file format.
 var (
@@ -17,3 +19,14 @@ func SetPruneBatch(tb interface{ Cleanup(func()) }, n int) {
 
 // LockFile takes the lock Restore takes on a database file.
 var LockFile = lockFile
+
+// SetCheckpointDelay sets how long appends may stay only in the write-ahead
+// log, for databases opened until the test ends.
+func SetCheckpointDelay(tb interface{ Cleanup(func()) }, d time.Duration) {
+	old := checkpointDelay
+	checkpointDelay = d
+	tb.Cleanup(func() { checkpointDelay = old })
+}
+
+// WALPath is where the write-ahead log of the database at path lives.
+var WALPath = walPath

@@ -24,6 +24,14 @@ const maxPrealloc = 1024
 // recreated rather than emptied so that its sequence, and with it entry
 // numbering, restarts at 1.
 func (db *DB) ClearChannel(ctx context.Context, id uint64) error {
+	// Exclusive: an append numbered by the old sequence must not land in
+	// the new feed.
+	return db.w.exclusive(ctx, func() error {
+		return db.clearChannel(ctx, id)
+	})
+}
+
+func (db *DB) clearChannel(ctx context.Context, id uint64) error {
 	return db.update(ctx, "clear channel", func(tx *bolt.Tx) error {
 		feeds, key := tx.Bucket(feedsBucket), itob(id)
 		if feeds.Bucket(key) == nil {

@@ -95,7 +95,11 @@ func TestBackup_ConsistentWhileAppending(t *testing.T) {
 			t.Fatalf("entry %d has ID %d", i, e.ID)
 		}
 	}
-	// Nothing temporary is left next to the copy.
+	// Nothing temporary is left next to the copy once it is closed (an
+	// open database has its write-ahead log beside it).
+	if err := cp.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if files, _ := os.ReadDir(dir); len(files) != 1 {
 		t.Fatalf("directory holds %v", files)
 	}

@@ -82,6 +82,11 @@ type Options struct {
 	// stored and how long the transaction took (fsync included). It runs
 	// on the writer goroutine, so it must be quick and must not call DB.
 	OnCommit func(entries int, d time.Duration)
+	// OnError, when set, is told of failures that no caller sees: a
+	// checkpoint that could not copy the write-ahead log into the file
+	// (it is retried; the log keeps the entries). It runs on the writer
+	// goroutine and must not call DB.
+	OnError func(err error)
 }
 
 func (o *Options) ensureDefaults() {
@@ -101,6 +106,7 @@ type DB struct {
 	w    *writer
 
 	onCommit func(entries int, d time.Duration) // Options.OnCommit, or nil
+	onError  func(err error)                    // Options.OnError, or nil
 }
 
 // Open opens or creates the database at path, creating its directory if
@@ -131,9 +137,56 @@ func Open(path string, opts Options) (*DB, error) {
 		bdb.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
-	db := &DB{bolt: bdb, path: path, now: opts.Now, onCommit: opts.OnCommit}
-	db.w = newWriter(db)
+	var log *wal
+	if opts.ReadOnly {
+		err = checkWAL(path)
+	} else {
+		log, err = recoverWAL(bdb, path)
+	}
+	if err != nil {
+		bdb.Close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	db := &DB{bolt: bdb, path: path, now: opts.Now, onCommit: opts.OnCommit, onError: opts.OnError}
+	db.w = newWriter(db, log)
 	return db, nil
+}
+
+// recoverWAL opens the write-ahead log of the database at path and copies
+// into bdb whatever entries it holds (a crash left them there).
+func recoverWAL(bdb *bolt.DB, path string) (*wal, error) {
+	log, recs, err := openWAL(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return log, nil
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		_, err := applyWAL(tx, recs, log.epoch)
+		return err
+	})
+	if err == nil {
+		err = log.restart(log.epoch + 1)
+	}
+	if err != nil {
+		log.close()
+		return nil, fmt.Errorf("recover write-ahead log: %w", err)
+	}
+	return log, nil
+}
+
+// checkWAL refuses a read-only open of a database whose log holds
+// entries: a reader of the file alone would miss them.
+func checkWAL(path string) error {
+	pending, err := pendingWAL(path)
+	if err != nil {
+		return err
+	}
+	if pending {
+		return ErrUnappliedLog
+	}
+	return nil
 }
 
 // openBolt opens and locks the bbolt file at path. Restore replaces the
@@ -164,10 +217,22 @@ func openBolt(path string, opts Options) (*bolt.DB, error) {
 // Close flushes queued appends, stops the writer and closes the file.
 // Calling it again is a no-op.
 func (db *DB) Close() error {
-	if !db.w.stop() {
+	stopped, err := db.w.stop()
+	if !stopped {
 		return nil
 	}
-	if err := db.bolt.Close(); err != nil {
+	if db.w.log != nil {
+		err = errors.Join(err, db.w.log.close())
+		if err == nil {
+			// Every entry is in the file: the log is not needed, and a
+			// stopped database is then one file, copied as such.
+			err = os.Remove(db.w.log.path)
+		}
+	}
+	if cerr := db.bolt.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	if err != nil {
 		return fmt.Errorf("close database %s: %w", db.path, err)
 	}
 	return nil
@@ -253,13 +318,17 @@ func checkVersion(meta *bolt.Bucket) error {
 	return nil
 }
 
-// update runs fn in a write transaction. bbolt cannot abandon a
+// update runs fn in a write transaction, after every acknowledged append
+// is in the file (see writer.sync). bbolt cannot abandon a
 // transaction midway, so ctx is only checked before it starts.
 // Application errors pass through untouched so callers can branch on their
 // code; anything else gets op as context.
 func (db *DB) update(ctx context.Context, op string, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if err := db.w.sync(ctx); err != nil {
+		return wrap(op, err)
 	}
 	return wrap(op, db.bolt.Update(fn))
 }
@@ -268,6 +337,9 @@ func (db *DB) update(ctx context.Context, op string, fn func(tx *bolt.Tx) error)
 func (db *DB) view(ctx context.Context, op string, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if err := db.w.sync(ctx); err != nil {
+		return wrap(op, err)
 	}
 	return wrap(op, db.bolt.View(fn))
 }

@@ -2,30 +2,49 @@ package storage
 
 import (
 	"context"
-	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/feedmq/feedmq/channels"
 	bolt "go.etcd.io/bbolt"
 )
 
-// Every bbolt commit costs an fsync, which dwarfs the cost of writing an
-// entry. So appends are not committed one by one: callers queue them, and
-// one writer goroutine commits everything queued so far in a single
-// transaction. Under load a commit carries many entries; when idle it
-// carries one and adds no delay, because the writer never waits for more.
+// Every commit costs an fsync, which dwarfs the cost of writing an entry.
+// So appends are not committed one by one: callers queue them, and one
+// writer goroutine commits everything queued so far with one write to the
+// write-ahead log and one fdatasync (see wal.go). Under load a commit
+// carries many entries; when idle it carries one and adds no delay,
+// because the writer never waits for more. Every so often (checkpoint)
+// the writer copies what the log holds into bbolt in one transaction and
+// starts the log over.
+//
+// Readers must see every acknowledged entry, so DB.view and DB.update
+// checkpoint first when the log holds anything (sync); operations that
+// change entry numbering run on the writer goroutine (exclusive).
 
 const (
 	// queueLen is how many appends may wait while a commit is running.
 	queueLen = 1024
-	// maxBatch bounds one transaction, so that a flood cannot grow a
-	// commit, and the latency of everyone in it, without limit.
+	// maxBatch bounds one commit, so that a flood cannot grow a commit,
+	// and the latency of everyone in it, without limit.
 	maxBatch = 4096
-	// maxKeptBuf is the largest encoding buffer kept between batches, so
-	// that one burst of large entries does not pin its memory forever.
-	maxKeptBuf = 1 << 20
+	// checkpointBytes of log records trigger a checkpoint (about 20,000
+	// typical entries): large enough that each feed's last page is
+	// rewritten for many entries at once, small enough that a checkpoint
+	// holds appends up for a few milliseconds only.
+	checkpointBytes = 1 << 20
+	// retryDelay spaces checkpoints that failed (a full disk, say): the
+	// log keeps the entries meanwhile.
+	retryDelay = time.Second
+	// maxPendingBytes refuses appends while checkpoints keep failing,
+	// rather than growing the log and its copy in memory without bound.
+	maxPendingBytes = 64 << 20
+	// maxKeptBuf is the largest pending buffer kept after a checkpoint,
+	// so that one burst does not pin its memory forever.
+	maxKeptBuf = 4 << 20
 )
 
 // appendReq is one queued append. Requests are pooled: with done reused,
@@ -42,10 +61,19 @@ var reqPool = sync.Pool{New: func() any {
 	return &appendReq{done: make(chan error, 1)}
 }}
 
-// writer owns the write transactions of AppendEntry.
+// ctlReq asks the writer to checkpoint and then, when fn is set, to run fn
+// while no append is in progress.
+type ctlReq struct {
+	fn   func() error
+	done chan error
+}
+
+// writer owns the write-ahead log and the appends.
 type writer struct {
 	db   *DB
+	log  *wal
 	reqs chan *appendReq
+	ctl  chan ctlReq
 
 	// mu guards closed against sends racing with close(reqs): senders
 	// hold it shared while they send, Close holds it exclusively.
@@ -53,20 +81,49 @@ type writer struct {
 	closed  bool
 	stopped chan struct{}
 
-	// Reused by every batch; only the writer goroutine touches them.
+	// unapplied counts entries in the log that are not yet in bbolt; read
+	// without the writer so that sync costs nothing when it is zero.
+	unapplied atomic.Int64
+
+	// Only the writer goroutine touches the rest.
 	batch []*appendReq
 	errs  []error
-	buf   []byte
+	// seqs is the last entry ID given out per channel: bbolt's feed
+	// sequence plus what pending holds. Entries are forgotten only while
+	// pending is empty, when bbolt alone is right again.
+	seqs map[uint64]uint64
+	undo []seqUndo
+	// pending holds the records of the log's current epoch, the very
+	// bytes written to it, until a checkpoint copies them into bbolt.
+	pending   []byte
+	timer     *time.Timer
+	timerOn   bool
+	lastErr   error // of the last checkpoint, while it keeps failing
+	retryFrom time.Time
 }
 
-func newWriter(db *DB) *writer {
+// checkpointDelay bounds how long an entry stays only in the log when
+// appends are few, so that the database file alone is soon current.
+// (A variable for tests.)
+var checkpointDelay = time.Second
+
+var errReadOnly = errors.New("database is open read-only")
+
+type seqUndo struct{ ch, seq uint64 }
+
+func newWriter(db *DB, log *wal) *writer {
 	w := &writer{
 		db:      db,
+		log:     log,
 		reqs:    make(chan *appendReq, queueLen),
+		ctl:     make(chan ctlReq),
 		stopped: make(chan struct{}),
 		batch:   make([]*appendReq, 0, maxBatch),
 		errs:    make([]error, maxBatch),
+		seqs:    make(map[uint64]uint64),
+		timer:   time.NewTimer(time.Hour),
 	}
+	w.timer.Stop()
 	go w.run()
 	return w
 }
@@ -132,27 +189,81 @@ func (w *writer) enqueue(ctx context.Context, r *appendReq) error {
 	}
 }
 
-// stop lets queued appends commit, then ends the writer. It reports
-// whether this call did the stopping.
-func (w *writer) stop() bool {
+// sync makes bbolt hold every entry whose append has returned.
+func (w *writer) sync(ctx context.Context) error {
+	if w.unapplied.Load() == 0 {
+		return nil
+	}
+	return w.control(ctx, nil)
+}
+
+// exclusive runs fn on the writer goroutine after a checkpoint, so that
+// no append is numbered or logged while fn changes feeds, and forgets
+// the entry IDs it knew, so that fn may renumber a feed.
+func (w *writer) exclusive(ctx context.Context, fn func() error) error {
+	return w.control(ctx, fn)
+}
+
+func (w *writer) control(ctx context.Context, fn func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Held until the answer: Close waits for it, so the writer is still
+	// there to answer.
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return ErrClosed
+	}
+	c := ctlReq{fn: fn, done: make(chan error, 1)}
+	select {
+	case w.ctl <- c:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return <-c.done
+}
+
+// stop lets queued appends commit, checkpoints, then ends the writer. It
+// reports whether this call did the stopping, and the final checkpoint's
+// error.
+func (w *writer) stop() (bool, error) {
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
-		return false
+		return false, nil
 	}
 	w.closed = true
 	close(w.reqs) // no sender holds mu, so none can be mid-send
 	w.mu.Unlock()
 	<-w.stopped
-	return true
+	return true, w.lastErr
 }
 
 func (w *writer) run() {
 	defer close(w.stopped)
-	for r := range w.reqs {
-		w.batch = append(w.batch[:0], r)
-		w.drain()
-		w.commit()
+	for {
+		select {
+		case r, ok := <-w.reqs:
+			if !ok {
+				w.lastErr = w.checkpoint()
+				return
+			}
+			w.batch = append(w.batch[:0], r)
+			w.drain()
+			w.commit()
+			w.maybeCheckpoint(false)
+		case c := <-w.ctl:
+			err := w.checkpoint()
+			if err == nil && c.fn != nil {
+				err = c.fn()
+				clear(w.seqs)
+			}
+			c.done <- err
+		case <-w.timer.C:
+			w.timerOn = false
+			w.maybeCheckpoint(true)
+		}
 	}
 }
 
@@ -173,31 +284,54 @@ func (w *writer) drain() {
 	}
 }
 
-// commit writes the batch in one transaction and answers every caller.
+// commit numbers the batch, logs it with one write and one fdatasync, and
+// answers every caller.
 func (w *writer) commit() {
 	errs := w.errs[:len(w.batch)]
-	w.buf = w.buf[:0]
+	mark := len(w.pending)
+	w.undo = w.undo[:0]
 	stored := 0
-	start := time.Now()
-	err := w.db.bolt.Update(func(tx *bolt.Tx) error {
-		stored = 0
-		for i, r := range w.batch {
-			var err error
-			if errs[i], err = w.put(tx, r.e); err != nil {
-				return err
-			}
-			if errs[i] == nil {
-				stored++
-			}
-		}
-		return nil
-	})
-	if err == nil && w.db.onCommit != nil {
-		w.db.onCommit(stored, time.Since(start))
+	var err error
+	if len(w.pending) >= maxPendingBytes && w.lastErr != nil {
+		err = fmt.Errorf("checkpoints keep failing, the log is full: %w", w.lastErr)
 	}
+	start := time.Now()
 	for i, r := range w.batch {
 		if err != nil {
-			r.e.ID = 0 // the transaction rolled back: no ID was taken
+			break
+		}
+		var seq uint64
+		if seq, errs[i] = w.seq(r.e.ChannelID); errs[i] != nil {
+			continue
+		}
+		w.undo = append(w.undo, seqUndo{r.e.ChannelID, seq})
+		w.seqs[r.e.ChannelID] = seq + 1
+		r.e.ID = seq + 1
+		w.pending = appendWALRecord(w.pending, w.log.epoch, seq+1, r.e)
+		stored++
+	}
+	if err == nil && stored > 0 {
+		if w.log == nil {
+			err = errReadOnly
+		} else {
+			err = w.log.append(w.pending[mark:])
+		}
+	}
+	if err != nil {
+		w.pending = w.pending[:mark]
+		for i := len(w.undo) - 1; i >= 0; i-- {
+			w.seqs[w.undo[i].ch] = w.undo[i].seq
+		}
+		stored = 0
+	} else if stored > 0 {
+		w.unapplied.Add(int64(stored))
+		if w.db.onCommit != nil {
+			w.db.onCommit(stored, time.Since(start))
+		}
+	}
+	for i, r := range w.batch {
+		if err != nil && errs[i] == nil {
+			r.e.ID = 0 // not logged: no ID was taken
 			errs[i] = fmt.Errorf("append entry to channel %d: %w", r.e.ChannelID, err)
 		}
 		if r.then != nil {
@@ -208,33 +342,83 @@ func (w *writer) commit() {
 	}
 	clear(w.batch)
 	clear(errs)
-	if cap(w.buf) > maxKeptBuf {
-		w.buf = nil
+}
+
+// seq returns the last entry ID given out in a channel, reading it from
+// bbolt the first time.
+func (w *writer) seq(ch uint64) (uint64, error) {
+	if s, ok := w.seqs[ch]; ok {
+		return s, nil
+	}
+	var s uint64
+	found := false
+	err := w.db.bolt.View(func(tx *bolt.Tx) error {
+		if feed := feedBucket(tx, ch); feed != nil {
+			s, found = feed.Sequence(), true
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	} else if !found {
+		return 0, channelNotFound(ch)
+	}
+	w.seqs[ch] = s
+	return s, nil
+}
+
+// maybeCheckpoint checkpoints once enough is logged, or when due (the
+// timer says an entry has waited long enough), and arms the timer for
+// whatever stays in the log. Failed checkpoints wait retryDelay.
+func (w *writer) maybeCheckpoint(due bool) {
+	due = due || len(w.pending) >= checkpointBytes
+	if due && len(w.pending) > 0 && (w.lastErr == nil || !time.Now().Before(w.retryFrom)) {
+		if err := w.checkpoint(); err != nil {
+			w.report(err)
+		}
+	}
+	if len(w.pending) > 0 && !w.timerOn {
+		w.timer.Reset(checkpointDelay)
+		w.timerOn = true
 	}
 }
 
-// put stores one entry. A missing channel concerns only its caller and is
-// returned as reqErr, before anything is written, so that the rest of the
-// batch still commits; any other failure aborts the transaction.
-func (w *writer) put(tx *bolt.Tx, e *channels.Entry) (reqErr, txErr error) {
-	feed := feedBucket(tx, e.ChannelID)
-	if feed == nil {
-		return channelNotFound(e.ChannelID), nil
+func (w *writer) report(err error) {
+	if w.db.onError != nil {
+		w.db.onError(err)
 	}
-	id, err := feed.NextSequence()
+}
+
+// checkpoint copies the log's records into bbolt in one transaction and
+// starts the log over.
+func (w *writer) checkpoint() error {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	err := w.db.bolt.Update(func(tx *bolt.Tx) error {
+		_, err := applyWAL(tx, w.pending, w.log.epoch)
+		return err
+	})
 	if err != nil {
-		return nil, err
+		w.lastErr = fmt.Errorf("checkpoint: %w", err)
+		w.retryFrom = time.Now().Add(retryDelay)
+		return w.lastErr
 	}
-	// bbolt keeps key and value until the commit, so each entry gets its
-	// own span of buf. Growing buf copies it, but earlier spans keep the
-	// old array alive and unchanged.
-	start := len(w.buf)
-	w.buf = binary.BigEndian.AppendUint64(w.buf, id)
-	w.buf = encodeEntry(w.buf, e)
-	key, val := w.buf[start:start+8:start+8], w.buf[start+8:]
-	if err := feed.Put(key, val); err != nil {
-		return nil, err
+	w.lastErr = nil
+	w.pending = w.pending[:0]
+	if cap(w.pending) > maxKeptBuf {
+		w.pending = nil
 	}
-	e.ID = id
-	return nil, nil
+	w.unapplied.Store(0)
+	if w.timerOn {
+		w.timer.Stop()
+		w.timerOn = false
+	}
+	// bbolt holds every record now. Should the start-over fail, the log
+	// refuses appends until one succeeds (see wal.append); nothing is
+	// lost either way.
+	if err := w.log.restart(w.log.epoch + 1); err != nil {
+		w.report(err)
+	}
+	return nil
 }

@@ -83,7 +83,8 @@ func backupTo(ctx context.Context, db *storage.DB, path string) (*backupResult, 
 }
 
 // withDB runs live through the admin socket when serve is running on the
-// data directory, else offline on the database opened read-only.
+// data directory, else offline on the database opened read-only (for writing when a crash
+// left entries in its write-ahead log, to copy them in first).
 func withDB(cmd *cobra.Command, live func(ctx context.Context, r *remoteAdmin) error, offline func(ctx context.Context, db *storage.DB) error) error {
 	cfg, err := loadConfig(cmd)
 	if err != nil {
@@ -104,6 +105,11 @@ func withDB(cmd *cobra.Command, live func(ctx context.Context, r *remoteAdmin) e
 		return fmt.Errorf("no feedmq database in %s; give the --data directory of your instance", cfg.dataDir())
 	}
 	db, err := storage.Open(cfg.dbPath(), storage.Options{ReadOnly: true, Timeout: adminLockTimeout})
+	if errors.Is(err, storage.ErrUnappliedLog) {
+		// A crash left entries in the write-ahead log: a writable open
+		// copies them into the file, which check and backup then see.
+		db, err = storage.Open(cfg.dbPath(), storage.Options{Timeout: adminLockTimeout})
+	}
 	if errors.Is(err, storage.ErrLocked) {
 		if a, err := dialAdmin(cfg); a != nil || err != nil {
 			if err != nil {

@@ -163,7 +163,8 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 		return fmt.Errorf("%w (its admin socket %s answers)", adminsock.ErrRunning, cfg.socketPath())
 	}
 	s.metrics = newMetrics()
-	if s.db, err = storage.Open(cfg.dbPath(), storage.Options{Timeout: serveLockTimeout, OnCommit: s.metrics.observeCommit}); err != nil {
+	if s.db, err = storage.Open(cfg.dbPath(), storage.Options{Timeout: serveLockTimeout, OnCommit: s.metrics.observeCommit,
+		OnError: func(err error) { log.Error("storage", "err", err) }}); err != nil {
 		return err
 	}
 	if s.svc, err = auth.NewService(ctx, s.db, s.db, cfg.authLimits()); err != nil {

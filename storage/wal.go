@@ -1,0 +1,256 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/feedmq/feedmq/channels"
+	bolt "go.etcd.io/bbolt"
+)
+
+// The write-ahead log makes an append durable with one sequential write
+// and one fdatasync, where a bbolt commit rewrites the last leaf page of
+// every feed it touches (a hundred devices on a hundred channels: a
+// hundred scattered pages per commit). Appended entries are copied into
+// bbolt later, many commits' worth in one transaction (a checkpoint), and
+// the log then starts over. Until then the log is what makes them
+// durable; Open copies whatever a crash left in it.
+//
+// The file is path+"-wal":
+//
+//	header   8-byte magic, 8-byte epoch (LE), 4-byte CRC-32C of both, padding to 32 bytes
+//	records  4-byte payload length (LE), 4-byte CRC-32C of epoch and payload,
+//	         payload: 8-byte channel id (BE), 8-byte entry id (BE), entry (see entry.go)
+//
+// Starting over rewrites only the header, with the next epoch: the CRC of
+// every record covers the epoch, so records of earlier epochs that remain
+// further in the file end the log like a torn write does. Writing over
+// the same blocks each time also spares fdatasync the file-size update.
+
+const (
+	walMagic      = "fmqwal01"
+	walHeaderSize = 32
+	walRecordHead = 8
+	// walMaxPayload rejects absurd lengths in a damaged file before they
+	// are used to slice it; entries are far smaller (MQTT packets are
+	// bounded well below it).
+	walMaxPayload = 64 << 20
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrUnappliedLog is returned by a read-only Open when the write-ahead log
+// holds entries that are not yet in the database file (the last writer
+// did not close it). Opening it for writing once copies them in.
+var ErrUnappliedLog = errors.New("the write-ahead log holds entries not yet in the database file (feedmq did not stop cleanly); open it once for writing (feedmq serve or any write command) to apply them")
+
+// wal is an open write-ahead log. Only the writer goroutine uses it after
+// Open.
+type wal struct {
+	f     *os.File
+	path  string
+	epoch uint64
+	off   int64 // end of the valid records
+	// broken is set when starting over may not have reached the disk:
+	// what the header says is unknown, so nothing is appended until a
+	// start-over succeeds.
+	broken bool
+}
+
+func walPath(dbPath string) string { return dbPath + "-wal" }
+
+// openWAL opens or creates the log of the database at dbPath and returns
+// the records of its current epoch.
+func openWAL(dbPath string) (*wal, []byte, error) {
+	path := walPath(dbPath)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open write-ahead log: %w", err)
+	}
+	l := &wal{f: f, path: path}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("read write-ahead log %s: %w", path, err)
+	}
+	epoch, ok, err := parseWALHeader(b)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("write-ahead log %s: %w", path, err)
+	}
+	if !ok {
+		// New, or a start-over that was torn: every record before it
+		// had been applied, and none after it was written yet.
+		if err := l.restart(1); err != nil {
+			f.Close()
+			return nil, nil, err
+		}
+		if len(b) == 0 {
+			if err := syncDir(filepath.Dir(path)); err != nil {
+				f.Close()
+				return nil, nil, err
+			}
+		}
+		return l, nil, nil
+	}
+	l.epoch = epoch
+	n := scanWAL(b[walHeaderSize:], epoch, nil)
+	l.off = int64(walHeaderSize + n)
+	return l, b[walHeaderSize : walHeaderSize+n], nil
+}
+
+// pendingWAL reports whether the log of dbPath holds records, without
+// writing anything: for read-only opens.
+func pendingWAL(dbPath string) (bool, error) {
+	b, err := os.ReadFile(walPath(dbPath))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("read write-ahead log: %w", err)
+	}
+	epoch, ok, err := parseWALHeader(b)
+	if err != nil || !ok {
+		return false, err
+	}
+	return scanWAL(b[walHeaderSize:], epoch, nil) > 0, nil
+}
+
+// parseWALHeader returns the epoch of a log. ok is false for an empty
+// file or a header whose CRC fails; a file that is not a log at all is an
+// error, so that a stray file is never taken for one and overwritten.
+func parseWALHeader(b []byte) (epoch uint64, ok bool, err error) {
+	if len(b) == 0 {
+		return 0, false, nil
+	}
+	if len(b) < walHeaderSize || string(b[:8]) != walMagic {
+		return 0, false, fmt.Errorf("not a feedmq write-ahead log")
+	}
+	if crc32.Checksum(b[:16], castagnoli) != binary.LittleEndian.Uint32(b[16:20]) {
+		return 0, false, nil
+	}
+	return binary.LittleEndian.Uint64(b[8:16]), true, nil
+}
+
+// scanWAL returns the length of the valid records of epoch at the start
+// of b, calling fn (when not nil) with each record's payload.
+func scanWAL(b []byte, epoch uint64, fn func(payload []byte)) int {
+	var seed [8]byte
+	binary.LittleEndian.PutUint64(seed[:], epoch)
+	base := crc32.Checksum(seed[:], castagnoli)
+	off := 0
+	for len(b)-off >= walRecordHead {
+		n := binary.LittleEndian.Uint32(b[off:])
+		if n < 16 || n > walMaxPayload || uint64(n) > uint64(len(b)-off-walRecordHead) {
+			break
+		}
+		payload := b[off+walRecordHead : off+walRecordHead+int(n)]
+		if crc32.Update(base, castagnoli, payload) != binary.LittleEndian.Uint32(b[off+4:]) {
+			break
+		}
+		if fn != nil {
+			fn(payload)
+		}
+		off += walRecordHead + int(n)
+	}
+	return off
+}
+
+// appendWALRecord appends the record of entry e, numbered id, to b.
+func appendWALRecord(b []byte, epoch, id uint64, e *channels.Entry) []byte {
+	start := len(b)
+	b = append(b, make([]byte, walRecordHead)...)
+	b = binary.BigEndian.AppendUint64(b, e.ChannelID)
+	b = binary.BigEndian.AppendUint64(b, id)
+	b = encodeEntry(b, e)
+	payload := b[start+walRecordHead:]
+	var seed [8]byte
+	binary.LittleEndian.PutUint64(seed[:], epoch)
+	crc := crc32.Update(crc32.Checksum(seed[:], castagnoli), castagnoli, payload)
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(b[start+4:], crc)
+	return b
+}
+
+// append writes records after the valid ones and waits for the disk. On
+// failure the end stays where it was: the next append overwrites whatever
+// part of b was written.
+func (l *wal) append(b []byte) error {
+	if l.broken {
+		if err := l.restart(l.epoch + 1); err != nil {
+			return err
+		}
+	}
+	if _, err := l.f.WriteAt(b, l.off); err != nil {
+		return fmt.Errorf("write-ahead log: %w", err)
+	}
+	if err := fdatasync(l.f); err != nil {
+		return fmt.Errorf("write-ahead log: %w", err)
+	}
+	l.off += int64(len(b))
+	return nil
+}
+
+// restart empties the log by writing a header of a new epoch. The caller
+// must have every record in the database file (committed) first.
+func (l *wal) restart(epoch uint64) error {
+	var h [walHeaderSize]byte
+	copy(h[:], walMagic)
+	binary.LittleEndian.PutUint64(h[8:], epoch)
+	binary.LittleEndian.PutUint32(h[16:], crc32.Checksum(h[:16], castagnoli))
+	l.epoch, l.off, l.broken = epoch, walHeaderSize, true
+	if _, err := l.f.WriteAt(h[:], 0); err != nil {
+		return fmt.Errorf("restart write-ahead log: %w", err)
+	}
+	if err := fdatasync(l.f); err != nil {
+		return fmt.Errorf("restart write-ahead log: %w", err)
+	}
+	l.broken = false
+	return nil
+}
+
+func (l *wal) close() error { return l.f.Close() }
+
+// applyWAL copies logged records into their feeds. A record already in
+// its feed (its ID not above the feed's sequence) or whose channel was
+// deleted is skipped, so applying the same records twice is harmless: a
+// crash between a checkpoint's commit and the log's start-over leaves
+// exactly that. Keys and values point into b, which must outlive tx.
+func applyWAL(tx *bolt.Tx, b []byte, epoch uint64) (applied int, err error) {
+	feeds := tx.Bucket(feedsBucket)
+	var (
+		lastCh uint64
+		feed   *bolt.Bucket
+	)
+	scanWAL(b, epoch, func(p []byte) {
+		if err != nil {
+			return
+		}
+		ch, id := binary.BigEndian.Uint64(p), binary.BigEndian.Uint64(p[8:])
+		if feed == nil || ch != lastCh {
+			lastCh, feed = ch, feeds.Bucket(p[:8])
+			if feed != nil {
+				// Keys only ever grow: full pages, not bbolt's
+				// half-full split meant for random inserts.
+				feed.FillPercent = 1
+			}
+		}
+		if feed == nil || id <= feed.Sequence() {
+			return
+		}
+		if err = feed.Put(p[8:16], p[16:]); err != nil {
+			err = fmt.Errorf("apply entry %d of channel %d: %w", id, ch, err)
+			return
+		}
+		if err = feed.SetSequence(id); err != nil {
+			return
+		}
+		applied++
+	})
+	return applied, err
+}

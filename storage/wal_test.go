@@ -1,0 +1,272 @@
+package storage_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/feedmq/feedmq/channels"
+	"github.com/feedmq/feedmq/storage"
+)
+
+// crashCopy copies what the disk holds of an open database (its file and
+// its write-ahead log) to a new directory, as a crash would leave it, and
+// returns the copy's path. Only call it while no commit runs.
+func crashCopy(t *testing.T, db *storage.DB) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "feedmq.db")
+	for _, pair := range [][2]string{{db.Path(), dst}, {storage.WALPath(db.Path()), storage.WALPath(dst)}} {
+		b, err := os.ReadFile(pair[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(pair[1], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+// values returns field1 of every entry of a channel, by entry ID.
+func values(t *testing.T, db *storage.DB, ch uint64) map[uint64]string {
+	t.Helper()
+	list, err := db.Entries(context.Background(), ch, channels.EntryFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := make(map[uint64]string, len(list))
+	for _, e := range list {
+		v, _ := e.Value(0)
+		m[e.ID] = v
+	}
+	return m
+}
+
+func wantValues(t *testing.T, db *storage.DB, ch uint64, want ...string) {
+	t.Helper()
+	got := values(t, db, ch)
+	if len(got) != len(want) {
+		t.Fatalf("channel %d has %d entries %v, want %v", ch, len(got), got, want)
+	}
+	for i, v := range want {
+		if got[uint64(i+1)] != v {
+			t.Fatalf("channel %d entry %d = %q, want %q (all: %v)", ch, i+1, got[uint64(i+1)], v, got)
+		}
+	}
+}
+
+func TestWAL_RecoversAcknowledgedEntries(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	db := MustOpenDB(t)
+	a, b := MustCreateChannel(t, db, "a"), MustCreateChannel(t, db, "b")
+	for i := range 5 {
+		MustAppend(t, db, a.ID, "a"+strconv.Itoa(i+1))
+		MustAppend(t, db, b.ID, "b"+strconv.Itoa(i+1))
+	}
+	// The entries are only in the log: the file alone does not have them.
+	path := crashCopy(t, db)
+	if _, err := storage.Open(path, storage.Options{ReadOnly: true}); !errors.Is(err, storage.ErrUnappliedLog) {
+		t.Fatalf("read-only open with a full log: %v, want ErrUnappliedLog", err)
+	}
+
+	cp := MustOpenPath(t, path)
+	wantValues(t, cp, a.ID, "a1", "a2", "a3", "a4", "a5")
+	wantValues(t, cp, b.ID, "b1", "b2", "b3", "b4", "b5")
+	// Numbering goes on from the recovered entries.
+	if e := MustAppend(t, cp, a.ID, "a6"); e.ID != 6 {
+		t.Fatalf("next entry got ID %d, want 6", e.ID)
+	}
+	if err := cp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Closed cleanly, the database is one file that read-only opens take.
+	if _, err := os.Stat(storage.WALPath(path)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("log after a clean close: %v", err)
+	}
+	ro, err := storage.Open(path, storage.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	wantValues(t, ro, a.ID, "a1", "a2", "a3", "a4", "a5", "a6")
+}
+
+func TestWAL_TornTailIsDropped(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	db := MustOpenDB(t)
+	c := MustCreateChannel(t, db, "c")
+	MustAppend(t, db, c.ID, "1")
+	MustAppend(t, db, c.ID, "2")
+	size := func() int64 {
+		fi, err := os.Stat(storage.WALPath(db.Path()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := size()
+	MustAppend(t, db, c.ID, "3")
+	whole := size() - before
+	for cut := int64(1); cut < whole; cut += 3 {
+		path := crashCopy(t, db)
+		// The last record was being written when the power went.
+		if err := os.Truncate(storage.WALPath(path), before+cut); err != nil {
+			t.Fatal(err)
+		}
+		cp := MustOpenPath(t, path)
+		wantValues(t, cp, c.ID, "1", "2")
+		if e := MustAppend(t, cp, c.ID, "3b"); e.ID != 3 {
+			t.Fatalf("cut at %d: next entry got ID %d, want 3", cut, e.ID)
+		}
+		if err := cp.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A flipped bit in the last record: the same.
+	path := crashCopy(t, db)
+	wal := storage.WALPath(path)
+	b, err := os.ReadFile(wal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 1
+	if err := os.WriteFile(wal, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wantValues(t, MustOpenPath(t, path), c.ID, "1", "2")
+}
+
+// After a checkpoint the log starts over in place: records of the earlier
+// epoch still lie further in the file and must never come back, even
+// where their IDs would fit (here, after a clear renumbered the feed).
+func TestWAL_OldRecordsStayDead(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	c := MustCreateChannel(t, db, "c")
+	for i := range 20 {
+		MustAppend(t, db, c.ID, "old"+strconv.Itoa(i))
+	}
+	if err := db.ClearChannel(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	MustAppend(t, db, c.ID, "new1")
+	MustAppend(t, db, c.ID, "new2")
+	cp := MustOpenPath(t, crashCopy(t, db))
+	wantValues(t, cp, c.ID, "new1", "new2")
+}
+
+// A crash between a checkpoint's commit and the log's start-over leaves
+// the same entries in both: they are applied once.
+func TestWAL_ReplayIsIdempotent(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	db := MustOpenDB(t)
+	c := MustCreateChannel(t, db, "c")
+	MustAppend(t, db, c.ID, "1")
+	MustAppend(t, db, c.ID, "2")
+	wal, err := os.ReadFile(storage.WALPath(db.Path()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantValues(t, db, c.ID, "1", "2") // a read checkpoints
+	path := crashCopy(t, db)
+	if err := os.WriteFile(storage.WALPath(path), wal, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cp := MustOpenPath(t, path)
+	wantValues(t, cp, c.ID, "1", "2")
+	if e := MustAppend(t, cp, c.ID, "3"); e.ID != 3 {
+		t.Fatalf("next entry got ID %d, want 3", e.ID)
+	}
+}
+
+// Entries logged for a channel that is then deleted are not resurrected.
+func TestWAL_DeletedChannel(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	a, b := MustCreateChannel(t, db, "a"), MustCreateChannel(t, db, "b")
+	MustAppend(t, db, a.ID, "a1")
+	MustAppend(t, db, b.ID, "b1")
+	if err := db.DeleteChannel(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	e := &channels.Entry{ChannelID: a.ID}
+	e.SetValue(0, "late")
+	wantCode(t, db.AppendEntry(ctx, e), channels.ENOTFOUND)
+	MustAppend(t, db, b.ID, "b2")
+	cp := MustOpenPath(t, crashCopy(t, db))
+	if _, err := cp.FindChannel(ctx, a.ID); channels.ErrorCode(err) != channels.ENOTFOUND {
+		t.Fatalf("deleted channel after recovery: %v", err)
+	}
+	wantValues(t, cp, b.ID, "b1", "b2")
+}
+
+// Reads see every acknowledged entry without waiting for a checkpoint.
+func TestWAL_ReadsSeeLoggedEntries(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	c := MustCreateChannel(t, db, "c")
+	for i := range 3 {
+		e := MustAppend(t, db, c.ID, strconv.Itoa(i))
+		got, err := db.FindChannel(ctx, c.ID)
+		if err != nil || got.LastEntryID != e.ID {
+			t.Fatalf("after entry %d: last_entry_id %v, %v", e.ID, got, err)
+		}
+		if _, err := db.FindEntry(ctx, c.ID, e.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := db.Stats(ctx)
+	if err != nil || st.Entries != 3 {
+		t.Fatalf("stats %+v, %v", st, err)
+	}
+}
+
+func TestWAL_ForeignFileRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "feedmq.db")
+	if err := os.WriteFile(storage.WALPath(path), []byte("something else entirely, not a log"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storage.Open(path, storage.Options{}); err == nil {
+		t.Fatal("opened a database beside a foreign -wal file")
+	}
+	b, _ := os.ReadFile(storage.WALPath(path))
+	if string(b) != "something else entirely, not a log" {
+		t.Fatalf("the foreign file was changed: %q", b)
+	}
+}
+
+// A restore never lets the replaced database's log reach the restored
+// file, and keeps the entries that were only in that log.
+func TestWAL_Restore(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	ctx := context.Background()
+	src := MustOpenDB(t)
+	sc := MustCreateChannel(t, src, "restored")
+	MustAppend(t, src, sc.ID, "r1")
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	if _, _, err := src.BackupFile(ctx, backup); err != nil {
+		t.Fatal(err)
+	}
+
+	old := MustOpenDB(t)
+	oc := MustCreateChannel(t, old, "old")
+	for i := range 5 {
+		MustAppend(t, old, oc.ID, "o"+strconv.Itoa(i+1))
+	}
+	dst := crashCopy(t, old) // the old server crashed with these in its log
+	res, err := storage.Restore(ctx, backup, dst, true, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := MustOpenPath(t, dst)
+	wantValues(t, restored, sc.ID, "r1")
+	kept := MustOpenPath(t, res.Previous)
+	wantValues(t, kept, oc.ID, "o1", "o2", "o3", "o4", "o5")
+}
