@@ -171,9 +171,13 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 	s.mochi = mqtt.New(&mqtt.Options{
 		InlineClient:            true,
 		ClientNetReadBufferSize: 1024, // sensor packets are small
-		Capabilities:            caps,
-		Logger:                  slog.New(minLevel{opts.Logger.Handler(), slog.LevelError}),
-		SysTopicResendInterval:  math.MaxInt32, // nobody may read $SYS
+		// A subscriber with packets queued gets them in one write of up
+		// to this size instead of a syscall each; the buffer exists
+		// only while packets are queued.
+		ClientNetWriteBufferSize: 8192,
+		Capabilities:             caps,
+		Logger:                   slog.New(minLevel{opts.Logger.Handler(), slog.LevelError}),
+		SysTopicResendInterval:   math.MaxInt32, // nobody may read $SYS
 	})
 	if err := s.mochi.AddHook(&hook{srv: s}, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
