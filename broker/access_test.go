@@ -224,6 +224,10 @@ func TestStalledSubscriberNeverBlocksPublishers(t *testing.T) {
 			t.Fatalf("publish %d after %v: %v", i, time.Since(start), err)
 		}
 	}
+	// Publishing may finish before the server's blocked write reaches its
+	// timeout; reading now would unblock it. So wait out the timeout
+	// first (the socket buffers hold far less than 300 entries).
+	time.Sleep(3 * 500 * time.Millisecond)
 	// The stalled connection has been closed by the server: draining it
 	// ends in EOF or a reset, not in our read timeout.
 	_ = stalled.SetReadDeadline(time.Now().Add(10 * time.Second))
