@@ -13,7 +13,8 @@
 //	usernames  username -> 8-byte big-endian device id
 //
 // Channel and device IDs come from NextSequence of their bucket, entry IDs
-// from NextSequence of the channel's feed bucket, so IDs are never reused
+// from the channel's feed bucket sequence (the writer keeps it in memory
+// and stores it with each checkpoint), so IDs are never reused
 // and Cursor.Last serves "the newest N entries" without an index.
 // Retention (prune.go) deletes entries only from the oldest end, so a
 // feed's keys always run without gaps up to its sequence.
@@ -23,9 +24,12 @@
 //
 // # Writes
 //
-// AppendEntry is the hot path: a single writer goroutine commits every
-// queued append in one transaction, so concurrent publishers share one
-// fsync (see writer.go). Other writes use their own transaction.
+// AppendEntry is the hot path: a single writer goroutine logs every queued
+// append with one write and one fdatasync to a write-ahead log beside the
+// file (wal.go), and copies the log into the feeds in one transaction every
+// megabyte or second (writer.go). Reads and other writes first wait for
+// that copy, so they see every acknowledged entry. Other writes use their
+// own transaction.
 package storage
 
 import (
@@ -78,8 +82,9 @@ type Options struct {
 	// fail.
 	ReadOnly bool
 	// OnCommit, when set, is called by the AppendEntry writer after each
-	// group commit that reached the disk, with the number of entries it
-	// stored and how long the transaction took (fsync included). It runs
+	// group commit that reached the disk (the write-ahead log), with the
+	// number of entries it stored and how long it took (fdatasync
+	// included). It runs
 	// on the writer goroutine, so it must be quick and must not call DB.
 	OnCommit func(entries int, d time.Duration)
 	// OnError, when set, is told of failures that no caller sees: a
