@@ -77,6 +77,7 @@ func runServe(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	checkFileLimit(log, cfg.MaxConnections)
 	s, err := openServer(ctx, cfg, log)
 	if err != nil {
 		return err
