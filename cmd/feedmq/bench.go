@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/internal/fdlimit"
 	"github.com/feedmq/feedmq/internal/loadgen"
 )
 
@@ -38,8 +39,14 @@ Scenarios:
            publish-to-delivery latency p50/p99/p99.9.
   connect  --clients workers (default 4) connecting with device credentials,
            waiting for CONNACK and disconnecting: connects per second.
-  idle     --clients connections (default 1000) held for --duration; with
-           --pid, the broker's memory per connection.
+  idle     --clients anonymous connections (default 1000), connected within
+           --duration and then held for --duration; with --pid, the broker's
+           memory per connection. Against a loopback address they come from
+           127.0.0.2, 127.0.0.3, ..., each address used for at most half the
+           ephemeral port range, so 100000 connections fit. Each connection
+           is a file descriptor in bench and in the broker: bench raises its
+           open-file limit to what --clients needs and says when it cannot,
+           and warns when the broker's limit (with --pid) is lower.
 
 On feedmq, bench creates its channels (public, named bench-...) and devices
 through the admin socket of the serve running on --data, and deletes them
@@ -69,7 +76,7 @@ seconds per million delivered messages (connect: per million connects).`,
 	f.Int("clients", 0, "devices (fanin), subscribers (fanout), workers (connect) or connections (idle);\n0 = the scenario's default (100, 100, 1, 4, 1000)")
 	f.Int("qos", 0, "publish QoS: 0 or 1 (1: one publish in flight per client, acknowledged before the next)")
 	f.Int64("messages", 100000, "at most this many publishes (connect: connects) in the run")
-	f.Duration("duration", 10*time.Second, "at most this long for the run (idle: how long connections are held)")
+	f.Duration("duration", 10*time.Second, "at most this long for the run (idle: for connecting, and then how long connections are held)")
 	f.Float64("rate", 0, "total publishes (connect: connects) per second; 0 = as fast as possible (latency: 1000)")
 	f.Int("pid", 0, "process ID of the broker, for its CPU seconds and RSS from /proc")
 	f.Bool("json", false, "print the result as JSON")
@@ -101,6 +108,11 @@ func runBench(cmd *cobra.Command, args []string) error {
 	if cfg.PID != 0 {
 		if _, err := loadgen.ProcCPU(cfg.PID); err != nil {
 			return fmt.Errorf("--pid %d: %w; give the process ID of the broker, e.g. --pid $(pidof feedmq)", cfg.PID, err)
+		}
+		if n, err := loadgen.ProcFileLimit(cfg.PID); err == nil && n < int64(cfg.Clients)+fdlimit.Reserve {
+			fmt.Fprintf(cmd.ErrOrStderr(), "feedmq bench: warning: the broker (PID %d) may open at most %d files "+
+				"(Max open files in /proc/%d/limits), too few for %d connections; raise its LimitNOFILE or ulimit -n\n",
+				cfg.PID, n, cfg.PID, cfg.Clients)
 		}
 	}
 
@@ -208,6 +220,9 @@ func printBenchResult(w io.Writer, r *loadgen.Result) error {
 	switch r.Scenario {
 	case "connect", "idle":
 		t.row("connects", fmt.Sprintf("%d attempted, %d accepted, %d failed", r.Sent, r.Acked, r.Errors))
+		if r.FirstError != "" {
+			t.row("first failure", r.FirstError)
+		}
 		if r.Scenario == "connect" {
 			t.row("rate", fmt.Sprintf("%.0f connects/s", r.Rate))
 		}

@@ -73,14 +73,24 @@ type Conn struct {
 // Dial connects to addr, sends CONNECT and waits up to timeout for the
 // CONNACK. A refused connection returns a *ConnackError.
 func Dial(addr string, o Options, timeout time.Duration) (*Conn, error) {
-	nc, err := net.DialTimeout("tcp", addr, timeout)
+	return dial(addr, nil, o, timeout, 16<<10)
+}
+
+// dial is Dial from local (nil: the system chooses) with a read buffer of
+// readBuf bytes.
+func dial(addr string, local *net.TCPAddr, o Options, timeout time.Duration, readBuf int) (*Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	if local != nil {
+		d.LocalAddr, d.Control = local, bindNoPort
+	}
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	c := &Conn{nc: nc, r: bufio.NewReaderSize(nc, 16<<10), wbuf: make([]byte, 0, 256), rbuf: make([]byte, 0, 512)}
+	c := &Conn{nc: nc, r: bufio.NewReaderSize(nc, readBuf), wbuf: make([]byte, 0, 256), rbuf: make([]byte, 0, 512)}
 	_ = nc.SetDeadline(time.Now().Add(timeout))
 	if err := c.write(AppendConnect(c.wbuf[:0], o)); err != nil {
 		nc.Close()

@@ -5,11 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/feedmq/feedmq/internal/fdlimit"
 )
 
 // Scenarios, in the order they are documented.
@@ -52,6 +57,10 @@ type Config struct {
 	// DialTimeout bounds each connect; Drain bounds the wait for
 	// deliveries after the last publish.
 	DialTimeout, Drain time.Duration
+	// PerSource (idle) is how many connections to a loopback address
+	// share one source address; 0 means half the system's ephemeral port
+	// range (see sourceAddrs).
+	PerSource int
 }
 
 // Result is what a run measured. Rates are per second of the run.
@@ -79,6 +88,8 @@ type Result struct {
 	// RSSPerConn (idle): broker RSS growth divided by the connections.
 	RSSPerConn int64    `json:"broker_rss_per_conn_bytes,omitempty"`
 	Latency    *Latency `json:"latency,omitempty"`
+	// FirstError is the first failed connect of an idle run.
+	FirstError string `json:"first_error,omitempty"`
 }
 
 // maxSamples bounds the latency samples kept (8 bytes each).
@@ -110,6 +121,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if cfg.Drain <= 0 {
 		cfg.Drain = 5 * time.Second
+	}
+	if err := ensureFiles(cfg.Clients); err != nil {
+		return nil, err
 	}
 	r := &run{cfg: cfg, base: time.Now(), res: &Result{Scenario: cfg.Scenario, Broker: "feedmq", Addr: cfg.Addr,
 		Clients: cfg.Clients, QoS: int(cfg.QoS)}}
@@ -150,6 +164,7 @@ type run struct {
 
 	mu      sync.Mutex
 	conns   []*Conn
+	held    []net.Conn // idle connections
 	samples []time.Duration
 
 	sent, acked, delivered, errs atomic.Int64
@@ -174,7 +189,24 @@ func (r *run) closeAll() {
 	for _, c := range r.conns {
 		c.Close()
 	}
-	r.conns = nil
+	for _, c := range r.held {
+		c.Close()
+	}
+	r.conns, r.held = nil, nil
+}
+
+// ensureFiles raises this process's open-file limit to hold n
+// connections (and a subscriber or publisher more, in the reserve), or
+// says why it cannot.
+func ensureFiles(n int) error {
+	need := uint64(n) + fdlimit.Reserve
+	soft, hard, err := fdlimit.Raise(need)
+	if errors.Is(err, errors.ErrUnsupported) || soft >= need {
+		return nil
+	}
+	return fmt.Errorf("%d connections need about %d open files, but bench may open only %d (RLIMIT_NOFILE, hard limit %d; "+
+		"only root with CAP_SYS_RESOURCE can raise the hard limit): raise it with `ulimit -n %d` or use fewer --clients",
+		n, need, soft, hard, need)
 }
 
 func (r *run) dial(o Options) (*Conn, error) {
@@ -614,19 +646,40 @@ func (r *run) connect(ctx context.Context) error {
 	return nil
 }
 
-// idle: hold Clients connections (anonymous, keepalive 0) for the run's
-// duration; with a PID, the broker's RSS growth per connection.
+// maxIdleFailures ends the connecting of an idle run after this many
+// connects in a row failed: the broker or the system is at a limit.
+const maxIdleFailures = 100
+
+// idle: connect Clients connections (anonymous, keepalive 0), for at most
+// Duration, and hold them for Duration; with a PID, the broker's RSS
+// growth per connection. The connections are spread over source addresses
+// (sourceAddrs) and held without a goroutine or buffer each.
 func (r *run) idle(ctx context.Context) error {
-	end := r.begin()
-	defer end()
+	srcs, err := sourceAddrs(r.cfg.Addr, r.cfg.Clients, r.cfg.PerSource)
+	if err != nil {
+		return err
+	}
+	if len(srcs) > 0 {
+		// Where 127.0.0.2 cannot be bound (not Linux), one source must do.
+		ln, err := net.ListenTCP("tcp4", srcs[0])
+		if err != nil {
+			if len(srcs) > 1 {
+				return fmt.Errorf("%d connections need %d source addresses (127.0.0.2...): %w", r.cfg.Clients, len(srcs), err)
+			}
+			srcs = nil
+		} else {
+			ln.Close()
+		}
+	}
 	var rss0 int64
 	if r.cfg.PID > 0 {
-		var err error
 		if rss0, err = ProcRSS(r.cfg.PID); err != nil {
 			return err
 		}
 	}
-	var next atomic.Int64
+	end := r.begin() // Duration bounds the connecting
+	var next, failures atomic.Int64
+	var firstErr sync.Once
 	var wg sync.WaitGroup
 	for range min(r.cfg.Clients, 32) {
 		wg.Add(1)
@@ -637,32 +690,39 @@ func (r *run) idle(ctx context.Context) error {
 				if i >= int64(r.cfg.Clients) || r.stop.Load() || ctx.Err() != nil {
 					return
 				}
+				var src *net.TCPAddr
+				if len(srcs) > 0 {
+					src = srcs[i%int64(len(srcs))]
+				}
 				r.sent.Add(1)
-				if _, err := r.dial(anon(fmt.Sprintf("idle-%d", i))); err != nil {
+				// A CONNACK is 4 bytes; the connection is read no more.
+				c, err := dial(r.cfg.Addr, src, anon(fmt.Sprintf("idle-%d", i)), r.cfg.DialTimeout, 16)
+				if err != nil {
 					r.errs.Add(1)
+					firstErr.Do(func() { r.res.FirstError = err.Error() })
+					if failures.Add(1) >= maxIdleFailures {
+						r.stop.Store(true)
+					}
 					continue
 				}
+				failures.Store(0)
+				r.mu.Lock()
+				r.held = append(r.held, c.nc)
+				r.mu.Unlock()
 				r.acked.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
+	end()
 	connected := time.Now()
-	// Let the broker settle, then hold until the duration is over.
-	settle := time.After(time.Second)
 	select {
-	case <-settle:
+	case <-time.After(r.cfg.Duration):
 	case <-ctx.Done():
 	}
 	var rss1 int64
 	if r.cfg.PID > 0 {
 		rss1, _ = ProcRSS(r.cfg.PID)
-	}
-	if d := time.Until(r.t0.Add(r.cfg.Duration)); d > 0 {
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-		}
 	}
 	r.finish(connected, connected, 0, r.acked.Load())
 	if n := r.acked.Load(); n > 0 && rss1 > 0 {
@@ -671,4 +731,53 @@ func (r *run) idle(ctx context.Context) error {
 	}
 	r.res.CPUPerMillion = nil
 	return nil
+}
+
+// sourceAddrs returns the local addresses that n connections to addr are
+// spread over, round robin, at most perSource on each: 127.0.0.2,
+// 127.0.0.3, ... when addr is an IPv4 loopback address, so that more
+// connections fit than one address has ephemeral ports, and bench's
+// ports do not compete with other clients of 127.0.0.1. It returns nil
+// for other addresses (the system chooses). perSource 0 means half the
+// ephemeral port range.
+func sourceAddrs(addr string, n, perSource int) ([]*net.TCPAddr, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.Is4() || !ip.IsLoopback() {
+		return nil, nil
+	}
+	if perSource <= 0 {
+		perSource = ephemeralPorts() / 2
+	}
+	k := max(1, (n+perSource-1)/perSource)
+	const most = 253 // 127.0.0.2 to 127.0.0.254
+	if k > most {
+		return nil, fmt.Errorf("%d connections at %d per source address need %d addresses; bench uses at most %d (127.0.0.2-127.0.0.254)",
+			n, perSource, k, most)
+	}
+	srcs := make([]*net.TCPAddr, k)
+	for i := range srcs {
+		srcs[i] = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))}
+	}
+	return srcs, nil
+}
+
+// ephemeralPorts is the size of the system's ephemeral port range, from
+// /proc/sys/net/ipv4/ip_local_port_range (Linux's default where there is
+// none).
+func ephemeralPorts() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			lo, err1 := strconv.Atoi(f[0])
+			hi, err2 := strconv.Atoi(f[1])
+			if err1 == nil && err2 == nil && hi >= lo && lo > 0 {
+				return hi - lo + 1
+			}
+		}
+	}
+	return 60999 - 32768 + 1
 }

@@ -1,11 +1,16 @@
 package loadgen
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,5 +132,157 @@ func TestRunConfigErrors(t *testing.T) {
 		if _, err := Run(context.Background(), cfg); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// Connections to a loopback address are spread round robin over
+// 127.0.0.2 and up, never more than perSource on one; other addresses get
+// no source address.
+func TestSourceAddrs(t *testing.T) {
+	for _, tc := range []struct {
+		addr         string
+		n, perSource int
+		want         int // source addresses; 0 for none
+	}{
+		{"127.0.0.1:1883", 100000, 14116, 8},
+		{"127.0.0.1:1883", 14116, 14116, 1},
+		{"127.0.0.1:1883", 14117, 14116, 2},
+		{"127.0.0.1:1883", 1, 14116, 1},
+		{"127.1.2.3:1883", 5, 2, 3},
+		{"10.0.0.1:1883", 100000, 14116, 0},
+		{"[::1]:1883", 100000, 14116, 0},
+		{"localhost:1883", 100000, 14116, 0},
+	} {
+		srcs, err := sourceAddrs(tc.addr, tc.n, tc.perSource)
+		if err != nil || len(srcs) != tc.want {
+			t.Errorf("sourceAddrs(%s, %d, %d) = %v, %v; want %d addresses", tc.addr, tc.n, tc.perSource, srcs, err, tc.want)
+			continue
+		}
+		per := make(map[string]int)
+		for i := range tc.n {
+			if len(srcs) > 0 {
+				per[srcs[i%len(srcs)].IP.String()]++
+			}
+		}
+		for i, s := range srcs {
+			if want := fmt.Sprintf("127.0.0.%d", 2+i); s.IP.String() != want || s.Port != 0 {
+				t.Errorf("%s: source %d is %v, want %s:0", tc.addr, i, s, want)
+			}
+			if got := per[s.IP.String()]; got > tc.perSource || got == 0 {
+				t.Errorf("%s: %d connections from %v (at most %d)", tc.addr, got, s.IP, tc.perSource)
+			}
+		}
+	}
+	if _, err := sourceAddrs("127.0.0.1:1883", 254*10, 10); err == nil {
+		t.Error("254 source addresses accepted")
+	}
+	if srcs, err := sourceAddrs("127.0.0.1:1883", 100, 0); err != nil || len(srcs) != 1 {
+		t.Errorf("default ports per source: %v, %v", srcs, err)
+	}
+}
+
+// acceptConnack accepts connections on a loopback port, answers each
+// CONNECT with a CONNACK and counts them by remote address.
+func acceptConnack(t *testing.T) (addr string, from func() map[string]int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := make(map[string]int)
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p, _, err := ReadPacket(bufio.NewReader(c), nil)
+			if err != nil || p.Type != typeConnect {
+				c.Close()
+				continue
+			}
+			if _, err := c.Write([]byte{typeConnack << 4, 2, 0, 0}); err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			seen[c.RemoteAddr().(*net.TCPAddr).IP.String()]++
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return ln.Addr().String(), func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(seen)
+	}
+}
+
+// An idle run against 127.0.0.1 connects from 127.0.0.2 and up, as many
+// from each as PerSource allows.
+func TestIdleSpreadsSources(t *testing.T) {
+	addr, from := acceptConnack(t)
+	// The run holds its connections until the broker has seen all seven.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for n := 0; n < 7; time.Sleep(10 * time.Millisecond) {
+			n = 0
+			for _, c := range from() {
+				n += c
+			}
+		}
+		cancel()
+	}()
+	r, err := Run(ctx, Config{Scenario: "idle", Addr: addr, Plain: true, Clients: 7, PerSource: 2,
+		Messages: 1, Duration: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Sent != 7 || r.Acked != 7 || r.Errors != 0 || r.FirstError != "" {
+		t.Fatalf("%+v", r)
+	}
+	got := from()
+	want := map[string]int{"127.0.0.2": 2, "127.0.0.3": 2, "127.0.0.4": 2, "127.0.0.5": 1}
+	if !maps.Equal(got, want) {
+		t.Fatalf("connections by source address %v, want %v", got, want)
+	}
+}
+
+// More connections than any process may open are refused before the run,
+// with what to do about it.
+func TestRunFileLimit(t *testing.T) {
+	_, err := Run(context.Background(), Config{Scenario: "idle", Addr: "127.0.0.1:1", Plain: true, Clients: 1 << 31,
+		Messages: 1, Duration: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "open files") || !strings.Contains(err.Error(), "ulimit -n") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// After every connect failed, FirstError says why.
+func TestIdleFirstError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: connection refused
+	r, err := Run(context.Background(), Config{Scenario: "idle", Addr: addr, Plain: true, Clients: 3,
+		Messages: 1, Duration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Acked != 0 || r.Sent == 0 || r.Errors != r.Sent || !strings.Contains(r.FirstError, "refused") {
+		t.Fatalf("%+v", r)
 	}
 }

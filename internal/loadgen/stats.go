@@ -114,3 +114,35 @@ func parseStatusRSS(b []byte) (int64, error) {
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc status")
 }
+
+// ProcFileLimit returns the soft open-file limit of process pid, from
+// "Max open files" in /proc/PID/limits (math.MaxInt64 for unlimited).
+func ProcFileLimit(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseFileLimit(b)
+}
+
+func parseFileLimit(b []byte) (int64, error) {
+	for line := range strings.SplitSeq(string(b), "\n") {
+		v, ok := strings.CutPrefix(line, "Max open files")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) < 2 {
+			break
+		}
+		if f[0] == "unlimited" {
+			return math.MaxInt64, nil
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			break
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("no Max open files in /proc limits")
+}

@@ -1,9 +1,12 @@
 package loadgen
 
 import (
+	"math"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/feedmq/feedmq/internal/fdlimit"
 )
 
 func TestPercentile(t *testing.T) {
@@ -84,5 +87,29 @@ func TestParseProc(t *testing.T) {
 	}
 	if n, err := ProcRSS(os.Getpid()); err != nil || n <= 0 {
 		t.Fatalf("own RSS: %d %v", n, err)
+	}
+}
+
+func TestParseFileLimit(t *testing.T) {
+	limits := "Limit                     Soft Limit           Hard Limit           Units     \n" +
+		"Max processes             95000                95000                processes \n" +
+		"Max open files            20000                40000                files     \n"
+	if n, err := parseFileLimit([]byte(limits)); err != nil || n != 20000 {
+		t.Fatalf("got %d, %v", n, err)
+	}
+	unlimited := "Max open files            unlimited            unlimited            files     \n"
+	if n, err := parseFileLimit([]byte(unlimited)); err != nil || n != math.MaxInt64 {
+		t.Fatalf("unlimited: got %d, %v", n, err)
+	}
+	if _, err := parseFileLimit([]byte("Max processes 1 1 processes\n")); err == nil {
+		t.Fatal("limits without open files accepted")
+	}
+	// This process has one.
+	soft, _, err := fdlimit.Raise(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := ProcFileLimit(os.Getpid()); err != nil || n != int64(soft) {
+		t.Fatalf("own limit: %d, %v; getrlimit says %d", n, err, soft)
 	}
 }
