@@ -112,6 +112,7 @@ type Server struct {
 	origins   originPolicy             // who may connect over WebSocket
 
 	sessions sync.Map // *mqtt.Client -> *session, read on every delivery
+	router   router   // subscribers per delivered topic (fanout.go)
 	byConn   sync.Map // net.Conn -> *mqtt.Client, to end sessions mochi drops silently
 	live     atomic.Int64
 	throttle *throttle

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -46,6 +47,9 @@ type session struct {
 	suppressed int
 	extra      map[string]filterKind // granted filters that need extra fan-out (extra.go)
 	pending    map[string]struct{}   // legacy filters in a SUBSCRIBE being processed
+	ended      bool                  // the session is over: start no sender (fanout.go)
+
+	out atomic.Pointer[sender] // deliveries to cl, once it gets one (fanout.go)
 }
 
 // session returns the session of cl, or nil when cl was never
@@ -166,6 +170,7 @@ func (s *Server) endSession(cl *mqtt.Client) {
 	if v, ok := s.sessions.LoadAndDelete(cl); ok {
 		s.live.Add(-1)
 		v.(*session).listener.gone()
+		v.(*session).stopSender()
 	}
 }
 
@@ -191,6 +196,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 }
 
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	h.srv.router.invalidate() // a takeover may have replaced a subscriber
 	ss := h.srv.session(cl)
 	if ss == nil {
 		return
@@ -203,6 +209,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if ss := h.srv.session(cl); ss != nil {
 		h.srv.forgetFilters(ss)
 	}
+	h.srv.router.invalidate()
 	h.srv.endSession(cl)
 	if cause := cl.StopCause(); cause != nil && err == nil {
 		err = cause
@@ -273,6 +280,7 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 // OnSubscribed logs each refused filter once, with its reason, and notes
 // granted legacy filters so fan-out publishes their topics.
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	h.srv.router.invalidate()
 	ss := h.srv.session(cl)
 	for i, code := range codes {
 		if i >= len(pk.Filters) || ss == nil {
@@ -290,6 +298,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 }
 
 func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	h.srv.router.invalidate()
 	if ss := h.srv.session(cl); ss != nil {
 		for _, f := range pk.Filters {
 			h.srv.dropFilter(ss, f.Filter)

@@ -232,8 +232,8 @@ func (s *Server) fanOutLoop() {
 }
 
 // fanOut publishes the entry JSON to channels/<id>/subscribe and each set
-// field's bare value to its field topic, at QoS 0. mochi checks every
-// delivery against the subscriber's rights (OnACLCheck).
+// field's bare value to its field topic, at QoS 0. Every delivery is
+// checked against the subscriber's rights (see deliver).
 func (s *Server) fanOut(e *channels.Entry) {
 	buf := e.AppendJSON(make([]byte, 0, 384))
 	s.deliver(channels.FeedTopic(e.ChannelID), buf)
@@ -246,14 +246,6 @@ func (s *Server) fanOut(e *channels.Entry) {
 	}
 	s.fanOutExtra(e, buf)
 	s.notifyWatchers(e, buf)
-}
-
-func (s *Server) deliver(topic string, payload []byte) {
-	if err := s.mochi.Publish(topic, payload, false, 0); err != nil {
-		s.log.Warn("fan-out failed", "topic", topic, "error", err)
-		return
-	}
-	s.stats.delivered.Add(1)
 }
 
 // reject counts and logs a refused publish and picks the MQTT answer:

@@ -1,0 +1,280 @@
+package broker
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+)
+
+// Fan-out does not go through mochi's Publish. Profiles of fan-in showed
+// it spending more than a third of the broker's CPU there: for every
+// entry it gathers the subscribers of the topic into fresh maps, copies
+// the packet and payload for each subscriber and encodes each copy. Here
+// the subscribers of a topic are looked up once and kept until any
+// subscription changes, the PUBLISH is encoded once per protocol flavour
+// and shared by every subscriber, and each subscriber's sender goroutine
+// writes whatever is queued for it in one write.
+//
+// mochi still owns subscriptions (SUBSCRIBE, SUBACK, its topic index) and
+// every other packet; its writes and ours are whole packets, serialized by
+// the client's lock.
+
+const (
+	// sendQueueBytes is how much may wait for a subscriber that reads
+	// slower than entries arrive; beyond it deliveries are dropped and
+	// counted. Bytes, not packets: a burst of small entries is kept whole.
+	sendQueueBytes = 1 << 20
+	// keptSendBuffer is the largest buffer a sender keeps between bursts.
+	keptSendBuffer = 64 << 10
+	// maxRoutes bounds the topic cache; it is emptied when full (topics
+	// are per channel, so this is far above normal use).
+	maxRoutes = 8192
+)
+
+// router caches the subscribers of each delivered topic. gen changes with
+// every subscription change; a route of an older gen is looked up again.
+type router struct {
+	gen    atomic.Uint64
+	mu     sync.RWMutex
+	routes map[string]*route
+}
+
+type route struct {
+	gen     uint64
+	targets []target
+}
+
+// target is one subscriber of a topic.
+type target struct {
+	cl  *mqtt.Client
+	ids []int // MQTT 5 subscription identifiers, sorted
+}
+
+// invalidate drops every cached route; call it after mochi's topic index
+// changed.
+func (r *router) invalidate() { r.gen.Add(1) }
+
+// routeFor returns the subscribers of topic.
+func (s *Server) routeFor(topic string) *route {
+	r := &s.router
+	// gen is read before the index: a change after this point bumps gen
+	// again, so a route built from an older index is never kept as new.
+	g := r.gen.Load()
+	r.mu.RLock()
+	rt := r.routes[topic]
+	r.mu.RUnlock()
+	if rt != nil && rt.gen == g {
+		return rt
+	}
+	rt = &route{gen: g}
+	for id, sub := range s.mochi.Topics.Subscribers(topic).Subscriptions {
+		cl, ok := s.mochi.Clients.Get(id)
+		if !ok {
+			continue
+		}
+		t := target{cl: cl}
+		if len(sub.Identifiers) > 0 {
+			for _, n := range sub.Identifiers {
+				t.ids = append(t.ids, n)
+			}
+			slices.Sort(t.ids)
+		}
+		rt.targets = append(rt.targets, t)
+	}
+	r.mu.Lock()
+	if r.routes == nil || len(r.routes) >= maxRoutes {
+		r.routes = make(map[string]*route)
+	}
+	r.routes[topic] = rt
+	r.mu.Unlock()
+	return rt
+}
+
+// deliver sends payload on topic at QoS 0 to every subscriber allowed to
+// read it.
+func (s *Server) deliver(topic string, payload []byte) {
+	s.stats.delivered.Add(1)
+	rt := s.routeFor(topic)
+	var v4, v5 []byte // encoded on first use, then shared
+	for _, t := range rt.targets {
+		ss := s.session(t.cl)
+		if ss == nil || t.cl.Closed() {
+			continue
+		}
+		// Rights are checked on every delivery, not cached: revoking a
+		// grant stops deliveries at once.
+		if s.readDenied(ss.device, topic) != nil || !exactDeliveryAllowed(t.cl, ss, topic) {
+			continue
+		}
+		var pk []byte
+		switch {
+		case t.cl.Properties.ProtocolVersion < 5:
+			if v4 == nil {
+				v4 = appendPublish(nil, topic, payload, false, nil)
+			}
+			pk = v4
+		case len(t.ids) > 0:
+			pk = appendPublish(nil, topic, payload, true, t.ids)
+		default:
+			if v5 == nil {
+				v5 = appendPublish(nil, topic, payload, true, nil)
+			}
+			pk = v5
+		}
+		if max := t.cl.Properties.Props.MaximumPacketSize; max > 0 && uint32(len(pk)) > max {
+			s.stats.dropped.Add(1) // [MQTT-3.1.2-25]: too large for the client
+			continue
+		}
+		ss.send(s, pk)
+	}
+}
+
+// sender is the delivery queue of one subscriber: encoded packets are
+// appended to pend, and the sender goroutine swaps it for an empty buffer
+// and writes it whole, so a backlog costs one write, not one per packet.
+type sender struct {
+	mu    sync.Mutex
+	pend  []byte // packets waiting, back to back
+	spare []byte // the buffer last written, reused for the next backlog
+	wake  chan struct{}
+	done  chan struct{}
+}
+
+// send queues an encoded packet for ss's client, starting its sender on
+// first use. A client whose backlog has reached sendQueueBytes (it stopped
+// reading; the write timeout will cut it) loses the packet.
+func (ss *session) send(s *Server, pk []byte) {
+	q := ss.out.Load()
+	if q == nil {
+		if q = ss.startSender(); q == nil {
+			return // the session ended
+		}
+	}
+	q.mu.Lock()
+	if len(q.pend) > 0 && len(q.pend)+len(pk) > sendQueueBytes {
+		q.mu.Unlock()
+		s.stats.dropped.Add(1)
+		return
+	}
+	q.pend = append(q.pend, pk...)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default: // already woken
+	}
+}
+
+func (ss *session) startSender() *sender {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.ended {
+		return nil
+	}
+	if q := ss.out.Load(); q != nil {
+		return q
+	}
+	q := &sender{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	ss.out.Store(q)
+	go q.run(ss.cl)
+	return q
+}
+
+// stopSender ends the sender of a closing session.
+func (ss *session) stopSender() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.ended {
+		return
+	}
+	ss.ended = true
+	if q := ss.out.Load(); q != nil {
+		close(q.done)
+	}
+}
+
+// run writes the backlog to cl whenever there is one. A failed write has
+// closed the connection (see conn.Write); the session then ends and so
+// does run.
+func (q *sender) run(cl *mqtt.Client) {
+	for {
+		select {
+		case <-q.wake:
+		case <-q.done:
+			return
+		}
+		for {
+			q.mu.Lock()
+			buf := q.pend
+			q.pend, q.spare = q.spare[:0], nil
+			q.mu.Unlock()
+			if len(buf) == 0 {
+				q.spare = buf
+				break
+			}
+			cl.Lock()
+			_, err := cl.Net.Conn.Write(buf)
+			cl.Unlock()
+			if err != nil {
+				<-q.done
+				return
+			}
+			if cap(buf) > keptSendBuffer {
+				buf = nil // a burst should not pin its memory
+			}
+			q.mu.Lock()
+			q.spare = buf
+			q.mu.Unlock()
+		}
+	}
+}
+
+// appendPublish appends a QoS 0 PUBLISH of payload on topic. MQTT 5 adds
+// a property section: empty, or the subscription identifiers.
+func appendPublish(b []byte, topic string, payload []byte, v5 bool, ids []int) []byte {
+	var props []byte
+	if v5 {
+		for _, id := range ids {
+			props = append(props, 0x0B) // Subscription Identifier
+			props = appendVarint(props, id)
+		}
+	}
+	n := 2 + len(topic) + len(payload)
+	if v5 {
+		n += varintLen(len(props)) + len(props)
+	}
+	b = append(b, 0x30) // PUBLISH, QoS 0, no DUP, no RETAIN
+	b = appendVarint(b, n)
+	b = append(b, byte(len(topic)>>8), byte(len(topic)))
+	b = append(b, topic...)
+	if v5 {
+		b = appendVarint(b, len(props))
+		b = append(b, props...)
+	}
+	return append(b, payload...)
+}
+
+// appendVarint appends MQTT's variable byte integer.
+func appendVarint(b []byte, n int) []byte {
+	for {
+		c := byte(n & 0x7f)
+		n >>= 7
+		if n > 0 {
+			c |= 0x80
+		}
+		b = append(b, c)
+		if n == 0 {
+			return b
+		}
+	}
+}
+
+func varintLen(n int) int {
+	l := 1
+	for n >= 0x80 {
+		n >>= 7
+		l++
+	}
+	return l
+}
