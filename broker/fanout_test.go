@@ -159,3 +159,30 @@ func TestFanOutMQTT5Properties(t *testing.T) {
 	}
 	readNothing(t, sub)
 }
+
+// A burst of small entries reaches a subscriber that reads, whole and in
+// order: the backlog is bounded in bytes (1 MiB), and 2000 entries of
+// about 270 bytes fit, however the subscriber is scheduled.
+func TestFanOutBurstIsNotDropped(t *testing.T) {
+	ts := startServer(t, broker.Options{})
+	ch := ts.channel(false)
+	sub := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
+	if code, err := sub.Subscribe(1, fmt.Sprintf("channels/%d/subscribe", ch)); err != nil || code != 0 {
+		t.Fatalf("SUBACK %#x %v", code, err)
+	}
+	pub := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
+	const n = 2000
+	var burst []byte
+	for i := 1; i <= n; i++ {
+		burst = append(burst, mqtttest.PublishPacket(fmt.Sprintf("channels/%d/publish", ch), []byte(fmt.Sprintf("field1=%d", i)))...)
+	}
+	if _, err := pub.Write(burst); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		_, payload := readPublish(t, sub)
+		if want := fmt.Sprintf(`"entry_id":%d,"field1":"%d"`, i, i); !strings.Contains(payload, want) {
+			t.Fatalf("delivery %d: %s, want %s", i, payload, want)
+		}
+	}
+}
