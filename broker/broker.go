@@ -163,11 +163,14 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 	// Sessions end with the connection (clean sessions only), and a slow
 	// subscriber may queue little: entries are fanned out at QoS 0.
 	caps.MaximumSessionExpiryInterval = 0
-	// mochi's default send queue holds 8192 packets (64 KiB per client);
-	// 256 holds a burst of 25 entries with all their topics, and cut idle
-	// RSS from 29.1 to 25.2 KiB per connection with fan-out to 100
-	// subscribers unchanged (213-219k deliveries/s, feedmq bench).
-	caps.MaximumClientWritesPending = 256
+	// mochi's send queue (a channel of this many packet pointers, made for
+	// every client: 64 KiB at mochi's default of 8192) carries only what
+	// mochi itself routes: client publishes (the hook ignores them all),
+	// retained messages (none) and wills (none). Entries go out through
+	// our own senders (fanout.go), and acknowledgements are written
+	// directly, so the queue stays empty: 8 slots are 64 bytes, where 256
+	// cost 2 KiB of every idle connection.
+	caps.MaximumClientWritesPending = 8
 	caps.SharedSubAvailable = 0
 	s.mochi = mqtt.New(&mqtt.Options{
 		InlineClient:            true,
