@@ -91,7 +91,7 @@ scenarios=(
 	"fanout|fanout --clients 100"
 	"latency|latency --rate 1000"
 	"connect|connect"
-	"idle|idle --clients 1000 --duration 3s" # later flags win
+	"idle|idle --clients 10000 --duration 10s" # later flags win; issue 5's target is 10k
 )
 n=0
 failed=0

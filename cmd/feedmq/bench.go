@@ -46,7 +46,10 @@ Scenarios:
            ephemeral port range, so 100000 connections fit. Each connection
            is a file descriptor in bench and in the broker: bench raises its
            open-file limit to what --clients needs and says when it cannot,
-           and warns when the broker's limit (with --pid) is lower.
+           and warns when the broker's limit (with --pid) is lower. RSS is
+           read at the end of the hold; a Go broker's heap may grow for a
+           minute or two towards its GC goal: hold longer for the steady
+           state.
 
 On feedmq, bench creates its channels (public, named bench-...) and devices
 through the admin socket of the serve running on --data, and deletes them
