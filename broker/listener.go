@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // boundListener is a mochi listener whose socket is bound before Serve.
@@ -101,16 +102,32 @@ func (l *listener) handle(c net.Conn, establish listeners.EstablishFn) {
 	l.srv.establish(l.id, &conn{Conn: c, srv: l.srv}, c.RemoteAddr(), establish)
 }
 
-// Close stops accepting, lets mochi disconnect its clients, closes what
-// is left (connections that have not sent CONNECT yet) and waits for every
-// handler to return.
-func (l *listener) Close(closeClients listeners.CloseFn) {
+// Close stops accepting, disconnects its clients, closes what is left
+// (connections that have not sent CONNECT yet) and waits for every
+// handler to return. mochi's CloseFn is not used: see disconnectClients.
+func (l *listener) Close(listeners.CloseFn) {
 	if !l.shut() {
 		return
 	}
 	_ = l.ln.Close()
-	closeClients(l.id)
+	l.srv.disconnectClients(l.id)
 	l.closeAndWait()
+}
+
+// disconnectClients sends each client of listener id a DISCONNECT (MQTT 5:
+// server shutting down) and ends it, as the CloseFn mochi hands to Close
+// would. That one lists the clients with Clients.GetByListener, which
+// read-locks the client table twice; a client ending in between (its
+// Clients.Delete waiting for the write lock) blocks the second read lock
+// and the shutdown for good (mochi v2.7.9, mochi-mqtt/server#488). It
+// happened to serve on SIGTERM as 10,000 idle connections were closing.
+// GetAll locks once.
+func (s *Server) disconnectClients(id string) {
+	for _, cl := range s.mochi.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			_ = s.mochi.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }
 
 // establish hands a connection to mochi, which serves it until it ends.

@@ -136,15 +136,16 @@ func (l *wsListener) serveMQTT(w http.ResponseWriter, r *http.Request) {
 }
 
 // Close stops the HTTP server (the socket, and requests not upgraded),
-// lets mochi disconnect its clients, closes what is left and waits for
-// every handler to return.
-func (l *wsListener) Close(closeClients listeners.CloseFn) {
+// disconnects its clients (not with mochi's CloseFn: see
+// disconnectClients), closes what is left and waits for every handler to
+// return.
+func (l *wsListener) Close(listeners.CloseFn) {
 	if !l.shut() {
 		return
 	}
 	_ = l.http.Close()
 	_ = l.ln.Close() // in case Serve never ran
-	closeClients(l.id)
+	l.srv.disconnectClients(l.id)
 	l.closeAndWait()
 }
 
