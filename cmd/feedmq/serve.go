@@ -17,6 +17,7 @@ import (
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/broker"
 	"github.com/feedmq/feedmq/internal/adminsock"
+	"github.com/feedmq/feedmq/internal/gctune"
 	"github.com/feedmq/feedmq/storage"
 )
 
@@ -72,6 +73,10 @@ var listenerNames = []string{"mqtt", "ws", "mqtts", "wss", "http"}
 
 // runServe runs a server until ctx is done, printing the bound listener
 // addresses to out.
+// gcTuneInterval is how often the GC percentage follows the ratio of
+// goroutine stacks to live heap (see internal/gctune).
+const gcTuneInterval = 5 * time.Second
+
 func runServe(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) error {
 	// SIGHUP reloads the certificate; it must not kill a running server.
 	hup := make(chan os.Signal, 1)
@@ -92,6 +97,9 @@ func runServe(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) 
 	// Every listener is bound and the store is open: under systemd
 	// (Type=notify) the service is started now. Nothing is sent elsewhere.
 	sd := newNotifier(log)
+	tuneCtx, stopTuning := context.WithCancel(ctx)
+	defer stopTuning()
+	go gctune.Run(tuneCtx, gcTuneInterval)
 	status := "serving: " + strings.Join(bound, ", ")
 	sd.Ready(status)
 	stopWatchdog := sd.StartWatchdog()
