@@ -115,6 +115,8 @@ type Server struct {
 	router   router   // subscribers per delivered topic (fanout.go)
 	byConn   sync.Map // net.Conn -> *mqtt.Client, to end sessions mochi drops silently
 	live     atomic.Int64
+	endMu    sync.Mutex
+	ends     chan struct{} // closed when a session ends; nil while nobody waits (awaitPrevious)
 	throttle *throttle
 	rates    rateLimiter
 

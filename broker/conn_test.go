@@ -311,3 +311,26 @@ func TestChannelRateLimitOverride(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeoverOfLiveConnection checks that a second connection with a
+// live connection's client ID takes it over after the grace period: the
+// old one is closed, the new one is served.
+func TestTakeoverOfLiveConnection(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true})
+	old := dial(t, ts.addr)
+	if code, err := old.Connect(mqtttest.Connect{ClientID: "dup", Clean: true}); err != nil || code != 0 {
+		t.Fatalf("first CONNACK %d, %v", code, err)
+	}
+	start := time.Now()
+	fresh := dial(t, ts.addr)
+	if code, err := fresh.Connect(mqtttest.Connect{ClientID: "dup", Clean: true}); err != nil || code != 0 {
+		t.Fatalf("second CONNACK %d, %v", code, err)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("took over after %v, without waiting for the old connection", d)
+	}
+	expectClosed(t, old, 5*time.Second)
+	if code, err := fresh.Subscribe(1, "channels/1/subscribe"); err != nil {
+		t.Fatalf("new connection not served: SUBACK %#x, %v", code, err)
+	}
+}

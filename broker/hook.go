@@ -153,15 +153,40 @@ const takeoverGrace = 250 * time.Millisecond
 // awaitPrevious gives an older connection with the same client ID a moment
 // to end by itself. A device that publishes, disconnects and reconnects at
 // once (umqtt.simple in a loop) would otherwise lose the publish still
-// unread in the old socket, because a takeover closes it immediately.
+// unread in the old socket, because a takeover closes it immediately. It
+// returns as soon as the old session has ended (endSession wakes it), not
+// on a polling tick: a device reconnecting in a loop must not pay a sleep
+// for every connect.
 func (s *Server) awaitPrevious(clientID string) {
 	old, ok := s.mochi.Clients.Get(clientID)
 	if !ok {
 		return
 	}
-	for deadline := time.Now().Add(takeoverGrace); !old.Closed() && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
+	timer := time.NewTimer(takeoverGrace)
+	defer timer.Stop()
+	for {
+		ended := s.sessionEnds()
+		if s.session(old) == nil {
+			return
+		}
+		select {
+		case <-ended:
+		case <-timer.C:
+			return
+		}
 	}
+}
+
+// sessionEnds returns a channel closed when the next session ends. It is
+// made only while someone waits, so connections that never wait for a
+// takeover cost nothing.
+func (s *Server) sessionEnds() <-chan struct{} {
+	s.endMu.Lock()
+	defer s.endMu.Unlock()
+	if s.ends == nil {
+		s.ends = make(chan struct{})
+	}
+	return s.ends
 }
 
 // endSession forgets a connection's session, once.
@@ -171,6 +196,12 @@ func (s *Server) endSession(cl *mqtt.Client) {
 		s.live.Add(-1)
 		v.(*session).listener.gone()
 		v.(*session).stopSender()
+		s.endMu.Lock()
+		if s.ends != nil {
+			close(s.ends) // wake awaitPrevious
+			s.ends = nil
+		}
+		s.endMu.Unlock()
 	}
 }
 
