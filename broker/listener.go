@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -225,6 +226,11 @@ func rawConn(c net.Conn) net.Conn {
 type conn struct {
 	net.Conn
 	srv *Server
+	// deadline is the write deadline last set (Unix nanoseconds). Moving
+	// a deadline costs a timer update, so it is moved only once it has
+	// aged by an eighth of the write timeout: every write still gets at
+	// least 7/8 of it.
+	deadline atomic.Int64
 }
 
 // SetDeadline is how mochi applies keepalive; it only concerns reads here,
@@ -233,7 +239,12 @@ func (c *conn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t)
 
 func (c *conn) Write(b []byte) (int, error) {
 	d := c.srv.writeTimeout()
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(d))
+	want := time.Now().Add(d)
+	// A shorter timeout (shutdown) applies at once.
+	if last := c.deadline.Load(); want.UnixNano() < last || want.UnixNano()-last > int64(d/8) {
+		_ = c.Conn.SetWriteDeadline(want)
+		c.deadline.Store(want.UnixNano())
+	}
 	n, err := c.Conn.Write(b)
 	if err != nil {
 		// A failed or timed-out write leaves the stream corrupt: close it,
