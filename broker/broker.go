@@ -119,6 +119,7 @@ type Server struct {
 	ends     chan struct{} // closed when a session ends; nil while nobody waits (awaitPrevious)
 	throttle *throttle
 	rates    rateLimiter
+	handlers *handlerPool // goroutines serving TCP connections (handlers.go)
 
 	// closing is set by Close to refuse new publishes and shorten writes;
 	// publishing holds gate for reading so Close can wait for commits.
@@ -156,6 +157,7 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 		listeners: make(map[string]boundListener), origins: origins,
 		sensorNames: make(map[string]int),
 		throttle:    newThrottle(opts.AuthBackoff),
+		handlers:    newHandlerPool(),
 		fanq:        make(chan *channels.Entry, 1024),
 	}
 	go s.fanOutLoop()

@@ -81,10 +81,10 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			_ = rawConn(c).Close()
 			return
 		}
-		go func() {
+		l.srv.handlers.run(func() {
 			defer l.remove(c)
 			l.handle(c, establish)
-		}()
+		})
 	}
 }
 
