@@ -214,7 +214,7 @@ func Restore(ctx context.Context, src, dst string, force bool, now time.Time) (R
 	if err := os.Rename(tmp, dst); err != nil {
 		return res, fmt.Errorf("replace database: %w", err)
 	}
-	if err := os.Remove(walPath(dst)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := removeWAL(dst); err != nil {
 		return res, fmt.Errorf("remove the replaced database's log: %w", err)
 	}
 	return res, syncDir(filepath.Dir(dst))

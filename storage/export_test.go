@@ -28,5 +28,34 @@ func SetCheckpointDelay(tb interface{ Cleanup(func()) }, d time.Duration) {
 	tb.Cleanup(func() { checkpointDelay = old })
 }
 
-// WALPath is where the write-ahead log of the database at path lives.
-var WALPath = walPath
+// WALPath is where the first write-ahead log of the database at path
+// lives: the active one after Open, which takes every append until a
+// checkpoint switches logs.
+func WALPath(path string) string { return walPaths(path)[0] }
+
+// WALPaths are both write-ahead logs of the database at path.
+func WALPaths(path string) []string { p := walPaths(path); return p[:] }
+
+// HoldCheckpoints makes checkpoints wait until the returned function is
+// called (or the test ends): their records stay only in the logs.
+func HoldCheckpoints(tb interface{ Cleanup(func()) }) (release func()) {
+	gate := make(chan struct{})
+	var once bool
+	release = func() {
+		if !once {
+			once = true
+			close(gate)
+		}
+	}
+	checkpointHook = func() { <-gate }
+	tb.Cleanup(func() { release(); checkpointHook = nil })
+	return release
+}
+
+// WaitCheckpoint waits until no checkpoint of db is running, without
+// starting one.
+func WaitCheckpoint(db *DB) error {
+	c := ctlReq{idle: true, done: make(chan error, 1)}
+	db.w.ctl <- c
+	return <-c.done
+}

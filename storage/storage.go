@@ -142,43 +142,73 @@ func Open(path string, opts Options) (*DB, error) {
 		bdb.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
-	var log *wal
+	var (
+		logs  [2]*wal
+		epoch uint64
+	)
 	if opts.ReadOnly {
 		err = checkWAL(path)
 	} else {
-		log, err = recoverWAL(bdb, path)
+		logs, epoch, err = recoverWAL(bdb, path)
 	}
 	if err != nil {
 		bdb.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
 	db := &DB{bolt: bdb, path: path, now: opts.Now, onCommit: opts.OnCommit, onError: opts.OnError}
-	db.w = newWriter(db, log)
+	db.w = newWriter(db, logs, epoch)
 	return db, nil
 }
 
-// recoverWAL opens the write-ahead log of the database at path and copies
-// into bdb whatever entries it holds (a crash left them there).
-func recoverWAL(bdb *bolt.DB, path string) (*wal, error) {
-	log, recs, err := openWAL(path)
-	if err != nil {
-		return nil, err
+// recoverWAL opens the write-ahead logs of the database at path, copies
+// into bdb whatever entries they hold (a crash left them there), oldest
+// epoch first, and starts both over: the first is the active log. It
+// returns the logs and the next epoch to use.
+func recoverWAL(bdb *bolt.DB, path string) (logs [2]*wal, next uint64, err error) {
+	var recs [2][]byte
+	closeAll := func() {
+		for _, l := range logs {
+			if l != nil {
+				l.close()
+			}
+		}
 	}
-	if len(recs) == 0 {
-		return log, nil
+	for i, p := range walPaths(path) {
+		if logs[i], recs[i], err = openWAL(p); err != nil {
+			closeAll()
+			return logs, 0, err
+		}
 	}
-	err = bdb.Update(func(tx *bolt.Tx) error {
-		_, err := applyWAL(tx, recs, log.epoch)
-		return err
-	})
+	order := [2]int{0, 1}
+	if logs[1].epoch < logs[0].epoch {
+		order = [2]int{1, 0}
+	}
+	if len(recs[0])+len(recs[1]) > 0 {
+		err = bdb.Update(func(tx *bolt.Tx) error {
+			for _, i := range order {
+				if _, err := applyWAL(tx, recs[i], logs[i].epoch); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	// The second log first, so that the active one has the newest epoch.
+	next = max(logs[0].epoch, logs[1].epoch) + 1
+	for _, i := range []int{1, 0} {
+		if err == nil {
+			err = logs[i].restart(next)
+			next++
+		}
+	}
 	if err == nil {
-		err = log.restart(log.epoch + 1)
+		err = syncDir(filepath.Dir(path)) // the logs may be new files
 	}
 	if err != nil {
-		log.close()
-		return nil, fmt.Errorf("recover write-ahead log: %w", err)
+		closeAll()
+		return logs, 0, fmt.Errorf("recover write-ahead log: %w", err)
 	}
-	return log, nil
+	return logs, next, nil
 }
 
 // checkWAL refuses a read-only open of a database whose log holds
@@ -227,11 +257,13 @@ func (db *DB) Close() error {
 		return nil
 	}
 	if db.w.log != nil {
-		err = errors.Join(err, db.w.log.close())
+		for _, l := range db.w.logs {
+			err = errors.Join(err, l.close())
+		}
 		if err == nil {
-			// Every entry is in the file: the log is not needed, and a
-			// stopped database is then one file, copied as such.
-			err = os.Remove(db.w.log.path)
+			// Every entry is in the file: the logs are not needed, and
+			// a stopped database is then one file, copied as such.
+			err = removeWAL(db.path)
 		}
 	}
 	if cerr := db.bolt.Close(); cerr != nil {

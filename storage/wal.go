@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/feedmq/feedmq/channels"
 	bolt "go.etcd.io/bbolt"
@@ -18,20 +17,30 @@ import (
 // and one fdatasync, where a bbolt commit rewrites the last leaf page of
 // every feed it touches (a hundred devices on a hundred channels: a
 // hundred scattered pages per commit). Appended entries are copied into
-// bbolt later, many commits' worth in one transaction (a checkpoint), and
-// the log then starts over. Until then the log is what makes them
-// durable; Open copies whatever a crash left in it.
+// bbolt later, many commits' worth in one transaction (a checkpoint).
+// Until then the log is what makes them durable; Open copies whatever a
+// crash left in it.
 //
-// The file is path+"-wal":
+// There are two log files, path+"-wal" and path+"-wal2". Appends go to
+// one (the active log) while a checkpoint copies the other's records into
+// bbolt on its own goroutine, so that a checkpoint (tens of milliseconds
+// for a megabyte of entries) never holds appends up. A log becomes active
+// again only after its records are in bbolt, and then starts over.
+//
+// Each file is:
 //
 //	header   8-byte magic, 8-byte epoch (LE), 4-byte CRC-32C of both, padding to 32 bytes
 //	records  4-byte payload length (LE), 4-byte CRC-32C of epoch and payload,
 //	         payload: 8-byte channel id (BE), 8-byte entry id (BE), entry (see entry.go)
 //
-// Starting over rewrites only the header, with the next epoch: the CRC of
+// Starting over rewrites only the header, with a new epoch: the CRC of
 // every record covers the epoch, so records of earlier epochs that remain
 // further in the file end the log like a torn write does. Writing over
 // the same blocks each time also spares fdatasync the file-size update.
+// Epochs grow across both files in the order logs become active, so
+// recovery applies the two files oldest first: a feed skips records it
+// already holds, and applying a newer record before an older one would
+// make it skip the older.
 
 const (
 	walMagic      = "fmqwal01"
@@ -50,30 +59,35 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // did not close it). Opening it for writing once copies them in.
 var ErrUnappliedLog = errors.New("the write-ahead log holds entries not yet in the database file (feedmq did not stop cleanly); open it once for writing (feedmq serve or any write command) to apply them")
 
-// wal is an open write-ahead log. Only the writer goroutine uses it after
-// Open.
+// wal is one open write-ahead log file. Only the writer goroutine uses it
+// after Open, except that a checkpoint reads the records it was handed.
 type wal struct {
 	f     *os.File
 	path  string
 	epoch uint64
 	off   int64 // end of the valid records
+	// dirty is set while the file may hold records: since the last
+	// start-over, something was appended (or a crash left records).
+	dirty bool
 	// broken is set when starting over may not have reached the disk:
 	// what the header says is unknown, so nothing is appended until a
 	// start-over succeeds.
 	broken bool
 }
 
-func walPath(dbPath string) string { return dbPath + "-wal" }
+// walPaths returns the two log files of the database at dbPath.
+func walPaths(dbPath string) [2]string { return [2]string{dbPath + "-wal", dbPath + "-wal2"} }
 
-// openWAL opens or creates the log of the database at dbPath and returns
-// the records of its current epoch.
-func openWAL(dbPath string) (*wal, []byte, error) {
-	path := walPath(dbPath)
+// openWAL opens or creates one log file and returns the records of its
+// current epoch. A new file, or one whose header is torn, has epoch 0 and
+// no records: a start-over is only ever torn after every record before
+// it was applied, and no record after it was written yet.
+func openWAL(path string) (*wal, []byte, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open write-ahead log: %w", err)
 	}
-	l := &wal{f: f, path: path}
+	l := &wal{f: f, path: path, off: walHeaderSize}
 	b, err := io.ReadAll(f)
 	if err != nil {
 		f.Close()
@@ -85,40 +99,47 @@ func openWAL(dbPath string) (*wal, []byte, error) {
 		return nil, nil, fmt.Errorf("write-ahead log %s: %w", path, err)
 	}
 	if !ok {
-		// New, or a start-over that was torn: every record before it
-		// had been applied, and none after it was written yet.
-		if err := l.restart(1); err != nil {
-			f.Close()
-			return nil, nil, err
-		}
-		if len(b) == 0 {
-			if err := syncDir(filepath.Dir(path)); err != nil {
-				f.Close()
-				return nil, nil, err
-			}
-		}
+		l.broken = len(b) > 0 // rewrite the header before any append
 		return l, nil, nil
 	}
 	l.epoch = epoch
 	n := scanWAL(b[walHeaderSize:], epoch, nil)
 	l.off = int64(walHeaderSize + n)
+	l.dirty = n > 0
 	return l, b[walHeaderSize : walHeaderSize+n], nil
 }
 
-// pendingWAL reports whether the log of dbPath holds records, without
+// pendingWAL reports whether the logs of dbPath hold records, without
 // writing anything: for read-only opens.
 func pendingWAL(dbPath string) (bool, error) {
-	b, err := os.ReadFile(walPath(dbPath))
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	} else if err != nil {
-		return false, fmt.Errorf("read write-ahead log: %w", err)
+	for _, path := range walPaths(dbPath) {
+		b, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return false, fmt.Errorf("read write-ahead log: %w", err)
+		}
+		epoch, ok, err := parseWALHeader(b)
+		if err != nil {
+			return false, fmt.Errorf("write-ahead log %s: %w", path, err)
+		}
+		if ok && scanWAL(b[walHeaderSize:], epoch, nil) > 0 {
+			return true, nil
+		}
 	}
-	epoch, ok, err := parseWALHeader(b)
-	if err != nil || !ok {
-		return false, err
+	return false, nil
+}
+
+// removeWAL deletes the log files of dbPath, which must hold nothing that
+// is not in the database file.
+func removeWAL(dbPath string) error {
+	var errs []error
+	for _, path := range walPaths(dbPath) {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
 	}
-	return scanWAL(b[walHeaderSize:], epoch, nil) > 0, nil
+	return errors.Join(errs...)
 }
 
 // parseWALHeader returns the epoch of a log. ok is false for an empty
@@ -179,13 +200,13 @@ func appendWALRecord(b []byte, epoch, id uint64, e *channels.Entry) []byte {
 
 // append writes records after the valid ones and waits for the disk. On
 // failure the end stays where it was: the next append overwrites whatever
-// part of b was written.
+// part of b was written. A log whose start-over failed takes nothing until
+// one succeeds (the writer retries it).
 func (l *wal) append(b []byte) error {
 	if l.broken {
-		if err := l.restart(l.epoch + 1); err != nil {
-			return err
-		}
+		return errors.New("write-ahead log: it could not start over")
 	}
+	l.dirty = true
 	if _, err := l.f.WriteAt(b, l.off); err != nil {
 		return fmt.Errorf("write-ahead log: %w", err)
 	}
@@ -210,7 +231,7 @@ func (l *wal) restart(epoch uint64) error {
 	if err := fdatasync(l.f); err != nil {
 		return fmt.Errorf("restart write-ahead log: %w", err)
 	}
-	l.broken = false
+	l.broken, l.dirty = false, false
 	return nil
 }
 

@@ -3,9 +3,12 @@ package storage_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +22,11 @@ import (
 func crashCopy(t *testing.T, db *storage.DB) string {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), "feedmq.db")
-	for _, pair := range [][2]string{{db.Path(), dst}, {storage.WALPath(db.Path()), storage.WALPath(dst)}} {
+	pairs := [][2]string{{db.Path(), dst}}
+	for i, p := range storage.WALPaths(db.Path()) {
+		pairs = append(pairs, [2]string{p, storage.WALPaths(dst)[i]})
+	}
+	for _, pair := range pairs {
 		b, err := os.ReadFile(pair[0])
 		if err != nil {
 			t.Fatal(err)
@@ -269,4 +276,115 @@ func TestWAL_Restore(t *testing.T) {
 	wantValues(t, restored, sc.ID, "r1")
 	kept := MustOpenPath(t, res.Previous)
 	wantValues(t, kept, oc.ID, "o1", "o2", "o3", "o4", "o5")
+}
+
+// appendMany appends n entries to ch from 16 goroutines (so that commits
+// carry many entries), each with a distinct field1 of about 200 bytes
+// starting with prefix, and returns the values.
+func appendMany(t *testing.T, db *storage.DB, ch uint64, prefix string, n int) map[string]bool {
+	t.Helper()
+	pad := strings.Repeat("x", 200)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < n; i += 16 {
+				e := &channels.Entry{ChannelID: ch}
+				e.SetValue(0, fmt.Sprintf("%s%d-%s", prefix, i, pad))
+				if err := db.AppendEntry(context.Background(), e); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	want := make(map[string]bool, n)
+	for i := range n {
+		want[fmt.Sprintf("%s%d-%s", prefix, i, pad)] = true
+	}
+	return want
+}
+
+// wantAll fails unless ch holds exactly the values of want, numbered 1..n
+// without gaps.
+func wantAll(t *testing.T, db *storage.DB, ch uint64, want map[string]bool) {
+	t.Helper()
+	got := values(t, db, ch)
+	if len(got) != len(want) {
+		t.Fatalf("channel %d has %d entries, want %d", ch, len(got), len(want))
+	}
+	for id := uint64(1); id <= uint64(len(want)); id++ {
+		if !want[got[id]] {
+			t.Fatalf("entry %d = %.20q..., not one that was appended (or missing)", id, got[id])
+		}
+	}
+}
+
+// TestWAL_AppendsGoOnDuringCheckpoint holds a checkpoint (a megabyte of
+// entries) while more entries are appended: the appends complete, and a
+// crash at that moment, with the older entries only in one log and the
+// newer only in the other, loses nothing and keeps the numbering.
+func TestWAL_AppendsGoOnDuringCheckpoint(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	release := storage.HoldCheckpoints(t)
+	db := MustOpenDB(t)
+	c := MustCreateChannel(t, db, "c")
+	want := appendMany(t, db, c.ID, "before", 6000) // > 1 MiB of log: a checkpoint starts, and waits
+	for v := range appendMany(t, db, c.ID, "during", 500) {
+		want[v] = true
+	}
+	second, err := os.Stat(storage.WALPaths(db.Path())[1])
+	if err != nil || second.Size() < 500*200 {
+		t.Fatalf("the second log holds %v bytes (%v): the logs did not switch", second.Size(), err)
+	}
+
+	path := crashCopy(t, db)
+	cp := MustOpenPath(t, path)
+	wantAll(t, cp, c.ID, want)
+	if e := MustAppend(t, cp, c.ID, "next"); e.ID != uint64(len(want))+1 {
+		t.Fatalf("after recovery the next entry got ID %d, want %d", e.ID, len(want)+1)
+	}
+	if err := cp.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	release()
+	if err := storage.WaitCheckpoint(db); err != nil {
+		t.Fatal(err)
+	}
+	wantAll(t, db, c.ID, want)
+	path = db.Path()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range storage.WALPaths(path) {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s after a clean close: %v", p, err)
+		}
+	}
+}
+
+// TestWAL_CrashAfterCheckpoint crashes once a checkpoint is done but its
+// log still holds the (applied) records, and the other log newer ones:
+// recovery applies the older log first and skips what bbolt has.
+func TestWAL_CrashAfterCheckpoint(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	db := MustOpenDB(t)
+	c := MustCreateChannel(t, db, "c")
+	want := appendMany(t, db, c.ID, "before", 6000)
+	if err := storage.WaitCheckpoint(db); err != nil {
+		t.Fatal(err)
+	}
+	for v := range appendMany(t, db, c.ID, "after", 100) {
+		want[v] = true
+	}
+	cp := MustOpenPath(t, crashCopy(t, db))
+	wantAll(t, cp, c.ID, want)
 }

@@ -15,15 +15,17 @@ import (
 // Every commit costs an fsync, which dwarfs the cost of writing an entry.
 // So appends are not committed one by one: callers queue them, and one
 // writer goroutine commits everything queued so far with one write to the
-// write-ahead log and one fdatasync (see wal.go). Under load a commit
-// carries many entries; when idle it carries one and adds no delay,
-// because the writer never waits for more. Every so often (checkpoint)
-// the writer copies what the log holds into bbolt in one transaction and
-// starts the log over.
+// active write-ahead log and one fdatasync (see wal.go). Under load a
+// commit carries many entries; when idle it carries one and adds no delay,
+// because the writer never waits for more. Every so often the writer
+// switches to the other log and hands the records of the one it leaves to
+// the checkpointer goroutine, which copies them into bbolt in one
+// transaction while appends go on.
 //
 // Readers must see every acknowledged entry, so DB.view and DB.update
-// checkpoint first when the log holds anything (sync); operations that
-// change entry numbering run on the writer goroutine (exclusive).
+// first have everything copied into bbolt when the logs hold anything
+// (sync); operations that change entry numbering run on the writer
+// goroutine once both logs are empty (exclusive).
 
 const (
 	// queueLen is how many appends may wait while a commit is running.
@@ -33,8 +35,8 @@ const (
 	maxBatch = 4096
 	// checkpointBytes of log records trigger a checkpoint (about 20,000
 	// typical entries): large enough that each feed's last page is
-	// rewritten for many entries at once, small enough that a checkpoint
-	// holds appends up for a few milliseconds only.
+	// rewritten for many entries at once, small enough that the log in
+	// memory stays small.
 	checkpointBytes = 1 << 20
 	// retryDelay spaces checkpoints that failed (a full disk, say): the
 	// log keeps the entries meanwhile.
@@ -62,16 +64,19 @@ var reqPool = sync.Pool{New: func() any {
 }}
 
 // ctlReq asks the writer to checkpoint and then, when fn is set, to run fn
-// while no append is in progress.
+// while no append is in progress. With idle set (tests), it only waits for
+// the running checkpoint.
 type ctlReq struct {
 	fn   func() error
+	idle bool
 	done chan error
 }
 
-// writer owns the write-ahead log and the appends.
+// writer owns the write-ahead logs and the appends.
 type writer struct {
 	db   *DB
-	log  *wal
+	logs [2]*wal // nil when read-only
+	log  *wal    // the active one of logs
 	reqs chan *appendReq
 	ctl  chan ctlReq
 
@@ -81,25 +86,46 @@ type writer struct {
 	closed  bool
 	stopped chan struct{}
 
-	// unapplied counts entries in the log that are not yet in bbolt; read
-	// without the writer so that sync costs nothing when it is zero.
+	// unapplied counts entries in the logs that are not yet in bbolt;
+	// read without the writer so that sync costs nothing when it is zero.
 	unapplied atomic.Int64
+
+	// jobs hands a checkpoint to the checkpointer goroutine, which
+	// answers on done.
+	jobs chan *ckptJob
+	done chan *ckptJob
 
 	// Only the writer goroutine touches the rest.
 	batch []*appendReq
 	errs  []error
 	// seqs is the last entry ID given out per channel: bbolt's feed
-	// sequence plus what pending holds. Entries are forgotten only while
-	// pending is empty, when bbolt alone is right again.
+	// sequence plus what the logs hold. Entries are forgotten only while
+	// the logs are applied, when bbolt alone is right again.
 	seqs map[uint64]uint64
 	undo []seqUndo
-	// pending holds the records of the log's current epoch, the very
-	// bytes written to it, until a checkpoint copies them into bbolt.
-	pending   []byte
+	// pending holds the records of the active log's current epoch, the
+	// very bytes written to it, and pendingN counts them.
+	pending  []byte
+	pendingN int
+	spare    []byte // a buffer a finished checkpoint gave back
+	// inflight is the checkpoint the checkpointer is running; failed is
+	// one that failed, to be tried again after retryFrom. While either
+	// is set, the other log's records are not all in bbolt.
+	inflight  *ckptJob
+	failed    *ckptJob
+	nextEpoch uint64
 	timer     *time.Timer
 	timerOn   bool
 	lastErr   error // of the last checkpoint, while it keeps failing
 	retryFrom time.Time
+}
+
+// ckptJob is the records of one log epoch to copy into bbolt.
+type ckptJob struct {
+	recs  []byte
+	epoch uint64
+	n     int // entries in recs
+	err   error
 }
 
 // checkpointDelay bounds how long an entry stays only in the log when
@@ -111,19 +137,24 @@ var errReadOnly = errors.New("database is open read-only")
 
 type seqUndo struct{ ch, seq uint64 }
 
-func newWriter(db *DB, log *wal) *writer {
+func newWriter(db *DB, logs [2]*wal, nextEpoch uint64) *writer {
 	w := &writer{
-		db:      db,
-		log:     log,
-		reqs:    make(chan *appendReq, queueLen),
-		ctl:     make(chan ctlReq),
-		stopped: make(chan struct{}),
-		batch:   make([]*appendReq, 0, maxBatch),
-		errs:    make([]error, maxBatch),
-		seqs:    make(map[uint64]uint64),
-		timer:   time.NewTimer(time.Hour),
+		db:        db,
+		logs:      logs,
+		log:       logs[0],
+		reqs:      make(chan *appendReq, queueLen),
+		ctl:       make(chan ctlReq),
+		stopped:   make(chan struct{}),
+		jobs:      make(chan *ckptJob),
+		done:      make(chan *ckptJob, 1),
+		batch:     make([]*appendReq, 0, maxBatch),
+		errs:      make([]error, maxBatch),
+		seqs:      make(map[uint64]uint64),
+		nextEpoch: nextEpoch,
+		timer:     time.NewTimer(time.Hour),
 	}
 	w.timer.Stop()
+	go w.checkpointer()
 	go w.run()
 	return w
 }
@@ -242,11 +273,12 @@ func (w *writer) stop() (bool, error) {
 
 func (w *writer) run() {
 	defer close(w.stopped)
+	defer close(w.jobs) // ends the checkpointer
 	for {
 		select {
 		case r, ok := <-w.reqs:
 			if !ok {
-				w.lastErr = w.checkpoint()
+				w.lastErr = w.flush(false)
 				return
 			}
 			w.batch = append(w.batch[:0], r)
@@ -254,17 +286,55 @@ func (w *writer) run() {
 			w.commit()
 			w.maybeCheckpoint(false)
 		case c := <-w.ctl:
-			err := w.checkpoint()
+			if c.idle {
+				if w.inflight != nil {
+					w.finished(<-w.done)
+				}
+				c.done <- nil
+				continue
+			}
+			err := w.flush(c.fn != nil)
 			if err == nil && c.fn != nil {
 				err = c.fn()
 				clear(w.seqs)
 			}
 			c.done <- err
+		case j := <-w.done:
+			w.finished(j)
+			w.maybeCheckpoint(false)
 		case <-w.timer.C:
 			w.timerOn = false
 			w.maybeCheckpoint(true)
 		}
 	}
+}
+
+// checkpointer copies the records of each job into bbolt, one job at a
+// time, in the order the writer hands them over.
+func (w *writer) checkpointer() {
+	for j := range w.jobs {
+		if checkpointHook != nil {
+			checkpointHook()
+		}
+		j.err = w.apply(j.recs, j.epoch)
+		w.done <- j
+	}
+}
+
+// checkpointHook, when set (by tests only), runs before each checkpoint on
+// the checkpointer goroutine.
+var checkpointHook func()
+
+// apply copies records of a log epoch into bbolt in one transaction.
+func (w *writer) apply(recs []byte, epoch uint64) error {
+	err := w.db.bolt.Update(func(tx *bolt.Tx) error {
+		_, err := applyWAL(tx, recs, epoch)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
 }
 
 // drain adds to the batch whatever is queued right now, without waiting:
@@ -295,6 +365,11 @@ func (w *writer) commit() {
 	if len(w.pending) >= maxPendingBytes && w.lastErr != nil {
 		err = fmt.Errorf("checkpoints keep failing, the log is full: %w", w.lastErr)
 	}
+	if err == nil && w.log != nil && w.log.broken {
+		// Its start-over failed after its records were applied: try
+		// again before logging anything in it.
+		err = w.startOver(w.log)
+	}
 	start := time.Now()
 	for i, r := range w.batch {
 		if err != nil {
@@ -307,7 +382,9 @@ func (w *writer) commit() {
 		w.undo = append(w.undo, seqUndo{r.e.ChannelID, seq})
 		w.seqs[r.e.ChannelID] = seq + 1
 		r.e.ID = seq + 1
-		w.pending = appendWALRecord(w.pending, w.log.epoch, seq+1, r.e)
+		if w.log != nil {
+			w.pending = appendWALRecord(w.pending, w.log.epoch, seq+1, r.e)
+		}
 		stored++
 	}
 	if err == nil && stored > 0 {
@@ -324,6 +401,7 @@ func (w *writer) commit() {
 		}
 		stored = 0
 	} else if stored > 0 {
+		w.pendingN += stored
 		w.unapplied.Add(int64(stored))
 		if w.db.onCommit != nil {
 			w.db.onCommit(stored, time.Since(start))
@@ -367,19 +445,68 @@ func (w *writer) seq(ch uint64) (uint64, error) {
 	return s, nil
 }
 
-// maybeCheckpoint checkpoints once enough is logged, or when due (the
-// timer says an entry has waited long enough), and arms the timer for
-// whatever stays in the log. Failed checkpoints wait retryDelay.
+// maybeCheckpoint starts a checkpoint once enough is logged, or when due
+// (the timer says an entry has waited long enough), unless one is running;
+// retries a failed one after retryDelay; and arms the timer for whatever
+// stays in the logs.
 func (w *writer) maybeCheckpoint(due bool) {
-	due = due || len(w.pending) >= checkpointBytes
-	if due && len(w.pending) > 0 && (w.lastErr == nil || !time.Now().Before(w.retryFrom)) {
-		if err := w.checkpoint(); err != nil {
+	switch {
+	case w.inflight != nil:
+		// the next one starts when it is done
+	case w.failed != nil:
+		if !time.Now().Before(w.retryFrom) {
+			w.inflight, w.failed = w.failed, nil
+			w.jobs <- w.inflight
+		}
+	case len(w.pending) > 0 && (due || len(w.pending) >= checkpointBytes) &&
+		(w.lastErr == nil || !time.Now().Before(w.retryFrom)):
+		if err := w.switchLog(); err != nil {
+			w.lastErr, w.retryFrom = err, time.Now().Add(retryDelay)
 			w.report(err)
 		}
 	}
-	if len(w.pending) > 0 && !w.timerOn {
-		w.timer.Reset(checkpointDelay)
+	if (len(w.pending) > 0 || w.failed != nil) && w.inflight == nil && !w.timerOn {
+		d := checkpointDelay
+		if w.failed != nil || w.lastErr != nil {
+			d = max(time.Until(w.retryFrom), time.Millisecond)
+		}
+		w.timer.Reset(d)
 		w.timerOn = true
+	}
+}
+
+// switchLog makes the other log active and hands the records of the one
+// it leaves to the checkpointer. The other log's own records are in bbolt
+// already (no checkpoint is running or failed), so it may start over.
+func (w *writer) switchLog() error {
+	next := w.logs[0]
+	if next == w.log {
+		next = w.logs[1]
+	}
+	if err := w.startOver(next); err != nil {
+		return err
+	}
+	j := &ckptJob{recs: w.pending, epoch: w.log.epoch, n: w.pendingN}
+	w.pending, w.spare, w.pendingN = w.spare[:0], nil, 0
+	w.log = next
+	w.inflight = j
+	w.jobs <- j
+	return nil
+}
+
+// finished takes the outcome of a checkpoint.
+func (w *writer) finished(j *ckptJob) {
+	w.inflight = nil
+	if j.err != nil {
+		w.failed = j
+		w.lastErr, w.retryFrom = j.err, time.Now().Add(retryDelay)
+		w.report(j.err)
+		return
+	}
+	w.lastErr = nil
+	w.unapplied.Add(-int64(j.n))
+	if cap(j.recs) <= maxKeptBuf {
+		w.spare = j.recs[:0]
 	}
 }
 
@@ -389,36 +516,67 @@ func (w *writer) report(err error) {
 	}
 }
 
-// checkpoint copies the log's records into bbolt in one transaction and
-// starts the log over.
-func (w *writer) checkpoint() error {
-	if len(w.pending) == 0 {
-		return nil
+// flush copies every logged entry into bbolt, on this goroutine: it waits
+// for the running checkpoint, retries a failed one, and applies the active
+// log. Then the active log starts over, and with empty (for exclusive) so
+// does the other, so that neither holds records of a feed that fn may
+// renumber.
+func (w *writer) flush(empty bool) error {
+	if w.log == nil {
+		return nil // read-only: nothing is ever logged
 	}
-	err := w.db.bolt.Update(func(tx *bolt.Tx) error {
-		_, err := applyWAL(tx, w.pending, w.log.epoch)
-		return err
-	})
-	if err != nil {
-		w.lastErr = fmt.Errorf("checkpoint: %w", err)
-		w.retryFrom = time.Now().Add(retryDelay)
-		return w.lastErr
+	if w.inflight != nil {
+		w.finished(<-w.done)
+	}
+	if j := w.failed; j != nil {
+		if err := w.apply(j.recs, j.epoch); err != nil {
+			w.lastErr, w.retryFrom = err, time.Now().Add(retryDelay)
+			return err
+		}
+		w.failed = nil
+		w.unapplied.Add(-int64(j.n))
+	}
+	if len(w.pending) > 0 {
+		if err := w.apply(w.pending, w.log.epoch); err != nil {
+			w.lastErr, w.retryFrom = err, time.Now().Add(retryDelay)
+			return err
+		}
+		w.unapplied.Add(-int64(w.pendingN))
+		w.pending, w.pendingN = w.pending[:0], 0
+		if cap(w.pending) > maxKeptBuf {
+			w.pending = nil
+		}
 	}
 	w.lastErr = nil
-	w.pending = w.pending[:0]
-	if cap(w.pending) > maxKeptBuf {
-		w.pending = nil
-	}
-	w.unapplied.Store(0)
 	if w.timerOn {
 		w.timer.Stop()
 		w.timerOn = false
 	}
-	// bbolt holds every record now. Should the start-over fail, the log
-	// refuses appends until one succeeds (see wal.append); nothing is
-	// lost either way.
-	if err := w.log.restart(w.log.epoch + 1); err != nil {
-		w.report(err)
+	// bbolt holds every record now. The other log first, so that the
+	// active one keeps the newest epoch. Should a start-over fail, that
+	// log refuses appends until one succeeds (see wal.append); nothing
+	// is lost either way.
+	for _, l := range w.logs {
+		if l == w.log || !(empty && l.dirty) {
+			continue
+		}
+		if err := w.startOver(l); err != nil {
+			return err
+		}
+	}
+	if w.log.dirty {
+		if err := w.startOver(w.log); err != nil {
+			w.report(err)
+		}
 	}
 	return nil
+}
+
+// startOver empties l under an epoch newer than any before, in either log.
+// A number is never used twice, even by a failed attempt, so no two files
+// can claim the same epoch.
+func (w *writer) startOver(l *wal) error {
+	e := w.nextEpoch
+	w.nextEpoch++
+	return l.restart(e)
 }
