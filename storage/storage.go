@@ -25,11 +25,12 @@
 // # Writes
 //
 // AppendEntry is the hot path: a single writer goroutine logs every queued
-// append with one write and one fdatasync to a write-ahead log beside the
-// file (wal.go), and copies the log into the feeds in one transaction every
-// megabyte or second (writer.go). Reads and other writes first wait for
-// that copy, so they see every acknowledged entry. Other writes use their
-// own transaction.
+// append with one write and one fdatasync to one of two write-ahead logs
+// beside the file (wal.go); every megabyte or second it switches logs, and
+// a checkpointer goroutine copies the log it left into the feeds in one
+// transaction while appends go on (writer.go). Reads and other writes
+// first wait for every logged entry to be copied, so they see every
+// acknowledged entry. Other writes use their own transaction.
 package storage
 
 import (
