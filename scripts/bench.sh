@@ -6,13 +6,16 @@
 #   scripts/bench.sh [FEEDMQ_BINARY]        (default bin/feedmq)
 #
 # Environment: BENCH_DURATION (default 5s) and BENCH_MESSAGES (default
-# 200000) bound each run; BENCH_GO=0 skips the Go benchmarks.
+# 200000) bound each run; BENCH_ROUNDS (default 3) is how many times each
+# scenario runs against each broker; BENCH_GO=0 skips the Go benchmarks.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 FEEDMQ=${1:-bin/feedmq}
 DURATION=${BENCH_DURATION:-5s}
 MESSAGES=${BENCH_MESSAGES:-200000}
+ROUNDS=${BENCH_ROUNDS:-3}
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "bench: BENCH_ROUNDS must be a positive integer" >&2; exit 2; }
 GO=${GO:-go}
 
 need=()
@@ -81,10 +84,14 @@ done
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -sr)"
 echo "$("$FEEDMQ" version 2>/dev/null | head -1) on $faddr (pid $fpid, data $tmp/feedmq)"
 echo "$("$MOSQUITTO" -h 2>/dev/null | head -1) on 127.0.0.1:$mport (pid $mpid)"
-echo "each run: --duration $DURATION --messages $MESSAGES"
+echo "each run: --duration $DURATION --messages $MESSAGES; $ROUNDS rounds"
 echo
 
-# name|arguments; each runs against feedmq, then against Mosquitto.
+# name|arguments. Each round runs every scenario against both brokers,
+# feedmq first in odd rounds and Mosquitto first in even ones, so that
+# neither always follows the other's leftovers; the report takes the
+# median of the rounds (this machine's speed drifts by tens of percent
+# from minute to minute).
 scenarios=(
 	"fanin-qos0|fanin --qos 0 --clients 100"
 	"fanin-qos1|fanin --qos 1 --clients 100"
@@ -93,49 +100,76 @@ scenarios=(
 	"connect|connect"
 	"idle|idle --clients 10000 --duration 10s" # later flags win; issue 5's target is 10k
 )
+runs=$(( (ROUNDS * (${#scenarios[@]} - 1) + 1) * 2 ))
 n=0
 failed=0
-for s in "${scenarios[@]}"; do
-	name=${s%%|*}; args=${s#*|}
-	n=$((n + 1))
-	for b in feedmq mosquitto; do
-		if [ $b = feedmq ]; then
-			target=(--addr "$faddr" --data "$tmp/feedmq" --pid "$fpid")
-		else
-			target=(--addr "127.0.0.1:$mport" --plain --pid "$mpid")
-		fi
-		echo "run $n/${#scenarios[@]}: $name on $b: feedmq bench ${target[*]} --duration $DURATION --messages $MESSAGES $args" >&2
-		# shellcheck disable=SC2086
-		if ! out=$("$FEEDMQ" bench "${target[@]}" --duration "$DURATION" --messages "$MESSAGES" $args --json); then
-			echo "bench: $name on $b failed" >&2
-			failed=1
-			continue
-		fi
-		jq -c --arg name "$name" --arg b "$b" '. + {name: $name, target: $b}' <<<"$out" >>"$tmp/results.jsonl"
+for round in $(seq "$ROUNDS"); do
+	order=(feedmq mosquitto)
+	[ $((round % 2)) = 0 ] && order=(mosquitto feedmq)
+	for s in "${scenarios[@]}"; do
+		name=${s%%|*}; args=${s#*|}
+		# RSS per idle connection is the growth over the broker's RSS
+		# before the run; after one idle run neither broker gives all of
+		# it back, so later rounds would measure nothing. Once is enough:
+		# it is memory, not speed, and does not drift.
+		[ "$name" = idle ] && [ "$round" -gt 1 ] && continue
+		for b in "${order[@]}"; do
+			n=$((n + 1))
+			if [ $b = feedmq ]; then
+				target=(--addr "$faddr" --data "$tmp/feedmq" --pid "$fpid")
+			else
+				target=(--addr "127.0.0.1:$mport" --plain --pid "$mpid")
+			fi
+			echo "run $n/$runs (round $round): $name on $b: feedmq bench ${target[*]} --duration $DURATION --messages $MESSAGES $args" >&2
+			# shellcheck disable=SC2086
+			if ! out=$("$FEEDMQ" bench "${target[@]}" --duration "$DURATION" --messages "$MESSAGES" $args --json); then
+				echo "bench: $name on $b failed" >&2
+				failed=1
+				continue
+			fi
+			jq -c --arg name "$name" --arg b "$b" --argjson round "$round" \
+				'. + {name: $name, target: $b, round: $round}' <<<"$out" >>"$tmp/results.jsonl"
+		done
 	done
 done
 echo >&2
 
-# The table, then feedmq/Mosquitto ratios.
+# Every run, then per scenario and broker the median of the rounds, then
+# the feedmq/Mosquitto ratios of the medians.
 jq -r -s '
 	def f(x): if x == null then "-" else (x * 10 | round / 10 | tostring) end;
 	def lat(k): if .latency == null then "-" else (.latency[k] * 100 | round / 100 | tostring) end;
-	(["scenario", "broker", "clients", "sent", "delivered", "expected", "rate/s", "CPU-s", "CPU-s/M", "p50ms", "p99ms", "p99.9ms", "RSS MiB", "RSS/conn KiB"] | @tsv),
-	(.[] | [.name, .target, .clients, .sent, (if .scenario == "connect" or .scenario == "idle" then .acked else .delivered end),
+	(["scenario", "broker", "round", "clients", "sent", "delivered", "expected", "rate/s", "CPU-s", "CPU-s/M", "p50ms", "p99ms", "p99.9ms", "RSS MiB", "RSS/conn KiB"] | @tsv),
+	(sort_by(.name, .target, .round) | .[] | [.name, .target, .round, .clients, .sent, (if .scenario == "connect" or .scenario == "idle" then .acked else .delivered end),
 		(if .scenario == "connect" or .scenario == "idle" then .sent else .expected end),
 		f(.rate_per_s), f(.broker_cpu_s), f(.broker_cpu_s_per_million), lat("p50_ms"), lat("p99_ms"), lat("p999_ms"),
 		f(.broker_rss_bytes / 1048576), f(if .broker_rss_per_conn_bytes then .broker_rss_per_conn_bytes / 1024 else null end)] | map(tostring) | @tsv)
 ' "$tmp/results.jsonl" | column -t -s $'\t'
 echo
-echo "feedmq/Mosquitto ratios (rate: >1 means feedmq is faster; CPU-s per million: >1 means feedmq uses more CPU)"
-jq -r -s '
+jq -s '
+	def median: map(select(. != null)) | sort | if length == 0 then null
+		elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+	group_by(.name + "|" + .target) | map({name: .[0].name, target: .[0].target, rounds: length,
+		rate: (map(.rate_per_s) | median), cpu_per_million: (map(.broker_cpu_s_per_million) | median),
+		p50: (map(.latency.p50_ms) | median), p99: (map(.latency.p99_ms) | median),
+		rss_per_conn: (map(.broker_rss_per_conn_bytes) | median)})
+' "$tmp/results.jsonl" >"$tmp/medians.json"
+echo "medians of $ROUNDS rounds"
+jq -r '
+	def f(x): if x == null then "-" else (x * 100 | round / 100 | tostring) end;
+	(["scenario", "broker", "rate/s", "CPU-s/M", "p50ms", "p99ms", "RSS/conn KiB"] | @tsv),
+	(.[] | [.name, .target, f(.rate), f(.cpu_per_million), f(.p50), f(.p99), f(if .rss_per_conn then .rss_per_conn / 1024 else null end)] | @tsv)
+' "$tmp/medians.json" | column -t -s $'\t'
+echo
+echo "feedmq/Mosquitto ratios of the medians (rate: >1 means feedmq is faster; CPU-s per million: >1 means feedmq uses more CPU)"
+jq -r '
 	def r(a; b): if a == null or b == null or b == 0 then "-" else (a / b * 100 | round / 100 | tostring) end;
 	(["scenario", "rate ratio", "CPU-s/M ratio", "p99 ratio", "RSS/conn ratio"] | @tsv),
-	(group_by(.name) | sort_by(.[0].name) | .[] |
+	(group_by(.name) | .[] |
 		(map(select(.target == "feedmq"))[0]) as $f | (map(select(.target == "mosquitto"))[0]) as $m |
-		[$f.name, r($f.rate_per_s; $m.rate_per_s), r($f.broker_cpu_s_per_million; $m.broker_cpu_s_per_million),
-			r($f.latency.p99_ms; $m.latency.p99_ms), r($f.broker_rss_per_conn_bytes; $m.broker_rss_per_conn_bytes)] | @tsv)
-' "$tmp/results.jsonl" | column -t -s $'\t'
+		[$f.name, r($f.rate; $m.rate), r($f.cpu_per_million; $m.cpu_per_million),
+			r($f.p99; $m.p99), r($f.rss_per_conn; $m.rss_per_conn)] | @tsv)
+' "$tmp/medians.json" | column -t -s $'\t'
 echo
 
 [ "$failed" = 0 ] || echo "bench: some runs failed (see above); their rows are missing" >&2
