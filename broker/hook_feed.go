@@ -30,9 +30,9 @@ var errShutdown = errors.New("server is shutting down")
 
 // OnPublish is the publish path for MQTT: parse, authorize, commit, fan
 // out. The original packet is never delivered as is (CodeSuccessIgnore):
-// subscribers get the entry on the subscribe topics. Because mochi sends
-// the PUBACK only after this returns, a QoS 1 publish is acknowledged only
-// once its entry is on disk.
+// subscribers get the entry on the subscribe topics. A QoS 1 publish is
+// acknowledged here, once its entry is on disk (ackPublish); QoS 2, by
+// mochi after this returns.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil // our own fan-out
@@ -49,10 +49,28 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	} else {
 		err = s.publish(device, pk.TopicName, pk.Payload, pk.FixedHeader.Qos == 0)
 	}
-	if err == nil {
+	switch {
+	case err == nil && pk.FixedHeader.Qos == 1:
+		// The entry is stored: acknowledge it here and keep mochi out.
+		// mochi would record the PUBACK in the client's in-flight map and
+		// encode it as a generic packet, a third of everything a QoS 1
+		// publish allocated in the fan-in profile.
+		s.ackPublish(cl, pk.PacketID)
+		return pk, packets.ErrRejectPacket
+	case err == nil:
 		return pk, packets.CodeSuccessIgnore
 	}
 	return pk, s.reject(cl, ss, pk, err)
+}
+
+// ackPublish sends a successful PUBACK, the same four bytes in MQTT 3.1.1
+// and 5 (reason code 0 without properties may be left out). A failed
+// write has closed the connection (conn.Write).
+func (s *Server) ackPublish(cl *mqtt.Client, id uint16) {
+	ack := [4]byte{packets.Puback << 4, 2, byte(id >> 8), byte(id)}
+	cl.Lock()
+	_, _ = cl.Net.Conn.Write(ack[:])
+	cl.Unlock()
 }
 
 // publish turns one MQTT publish into a stored, fanned-out entry.
