@@ -59,3 +59,10 @@ func WaitCheckpoint(db *DB) error {
 	db.w.ctl <- c
 	return <-c.done
 }
+
+// ScanWAL returns the length of the valid records of epoch at the start of
+// b (a log file without its header) and their payloads.
+func ScanWAL(b []byte, epoch uint64) (n int, payloads [][]byte) {
+	n = scanWAL(b, epoch, func(p []byte) { payloads = append(payloads, p) })
+	return n, payloads
+}
