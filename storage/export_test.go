@@ -1,6 +1,9 @@
 package storage
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
 // Test hooks for the entry codec, which is unexported because nothing
 // outside storage should depend on the file format.
@@ -47,9 +50,39 @@ func HoldCheckpoints(tb interface{ Cleanup(func()) }) (release func()) {
 			close(gate)
 		}
 	}
-	checkpointHook = func() { <-gate }
+	checkpointHook = func() error { <-gate; return nil }
 	tb.Cleanup(func() { release(); checkpointHook = nil })
 	return release
+}
+
+// FailCheckpoints makes checkpoints run on the checkpointer goroutine fail
+// with err, as a full disk would, before they write anything, until the
+// returned function is called.
+func FailCheckpoints(tb interface{ Cleanup(func()) }, err error) (stop func()) {
+	var mu sync.Mutex
+	failing := true
+	checkpointHook = func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if failing {
+			return err
+		}
+		return nil
+	}
+	tb.Cleanup(func() { checkpointHook = nil })
+	return func() {
+		mu.Lock()
+		failing = false
+		mu.Unlock()
+	}
+}
+
+// SetRetryDelay sets how long a failed checkpoint waits before it is tried
+// again, until the test ends.
+func SetRetryDelay(tb interface{ Cleanup(func()) }, d time.Duration) {
+	old := retryDelay
+	retryDelay = d
+	tb.Cleanup(func() { retryDelay = old })
 }
 
 // WaitCheckpoint waits until no checkpoint of db is running, without

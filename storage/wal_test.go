@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -387,4 +388,45 @@ func TestWAL_CrashAfterCheckpoint(t *testing.T) {
 	}
 	cp := MustOpenPath(t, crashCopy(t, db))
 	wantAll(t, cp, c.ID, want)
+}
+
+// TestWAL_FailedCheckpointIsRetried fails a checkpoint (a full disk, say):
+// appends go on into the other log, the checkpoint is tried again, and in
+// the end every entry is in the file, once.
+func TestWAL_FailedCheckpointIsRetried(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	storage.SetRetryDelay(t, 20*time.Millisecond)
+	stop := storage.FailCheckpoints(t, errors.New("injected: no space left on device"))
+	var failures atomic.Int64
+	db, err := storage.Open(filepath.Join(t.TempDir(), "feedmq.db"), storage.Options{
+		OnError: func(error) { failures.Add(1) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	c := MustCreateChannel(t, db, "c")
+	want := appendMany(t, db, c.ID, "before", 6000) // a checkpoint starts, and fails
+	for v := range appendMany(t, db, c.ID, "during", 500) {
+		want[v] = true
+	}
+	for deadline := time.Now().Add(10 * time.Second); failures.Load() < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d failed checkpoints reported, want a failure and a failed retry", failures.Load())
+		}
+	}
+	// A crash now: the failed checkpoint's entries are only in a log.
+	cp := MustOpenPath(t, crashCopy(t, db))
+	wantAll(t, cp, c.ID, want)
+
+	stop()
+	wantAll(t, db, c.ID, want) // a read copies whatever the logs hold first
+	for v := range appendMany(t, db, c.ID, "after", 100) {
+		want[v] = true
+	}
+	path := db.Path()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wantAll(t, MustOpenPath(t, path), c.ID, want)
 }

@@ -38,9 +38,6 @@ const (
 	// rewritten for many entries at once, small enough that the log in
 	// memory stays small.
 	checkpointBytes = 1 << 20
-	// retryDelay spaces checkpoints that failed (a full disk, say): the
-	// log keeps the entries meanwhile.
-	retryDelay = time.Second
 	// maxPendingBytes refuses appends while checkpoints keep failing,
 	// rather than growing the log and its copy in memory without bound.
 	maxPendingBytes = 64 << 20
@@ -127,6 +124,10 @@ type ckptJob struct {
 	n     int // entries in recs
 	err   error
 }
+
+// retryDelay spaces checkpoints that failed (a full disk, say): the logs
+// keep the entries meanwhile. (A variable for tests.)
+var retryDelay = time.Second
 
 // checkpointDelay bounds how long an entry stays only in the log when
 // appends are few, so that the database file alone is soon current.
@@ -314,7 +315,10 @@ func (w *writer) run() {
 func (w *writer) checkpointer() {
 	for j := range w.jobs {
 		if checkpointHook != nil {
-			checkpointHook()
+			if j.err = checkpointHook(); j.err != nil {
+				w.done <- j
+				continue
+			}
 		}
 		j.err = w.apply(j.recs, j.epoch)
 		w.done <- j
@@ -322,8 +326,8 @@ func (w *writer) checkpointer() {
 }
 
 // checkpointHook, when set (by tests only), runs before each checkpoint on
-// the checkpointer goroutine.
-var checkpointHook func()
+// the checkpointer goroutine; an error fails the checkpoint.
+var checkpointHook func() error
 
 // apply copies records of a log epoch into bbolt in one transaction.
 func (w *writer) apply(recs []byte, epoch uint64) error {
