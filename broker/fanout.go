@@ -92,12 +92,34 @@ func (s *Server) routeFor(topic string) *route {
 	return rt
 }
 
+// packetBufs recycles the buffers deliver encodes a PUBLISH into: every
+// subscriber's queue copies the bytes, so none outlives the call.
+var packetBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// encodeOnce encodes a PUBLISH into a pooled buffer the first time it is
+// needed (*buf nil) and returns the bytes.
+func encodeOnce(buf **[]byte, topic string, payload []byte, v5 bool) []byte {
+	if *buf == nil {
+		b := packetBufs.Get().(*[]byte)
+		*b = appendPublish((*b)[:0], topic, payload, v5, nil)
+		*buf = b
+	}
+	return **buf
+}
+
 // deliver sends payload on topic at QoS 0 to every subscriber allowed to
 // read it.
 func (s *Server) deliver(topic string, payload []byte) {
 	s.stats.delivered.Add(1)
 	rt := s.routeFor(topic)
-	var v4, v5 []byte // encoded on first use, then shared
+	var v4, v5 *[]byte // encoded on first use, then shared
+	defer func() {
+		for _, b := range []*[]byte{v4, v5} {
+			if b != nil && cap(*b) <= keptSendBuffer {
+				packetBufs.Put(b)
+			}
+		}
+	}()
 	for _, t := range rt.targets {
 		ss := s.session(t.cl)
 		if ss == nil || t.cl.Closed() {
@@ -111,17 +133,11 @@ func (s *Server) deliver(topic string, payload []byte) {
 		var pk []byte
 		switch {
 		case t.cl.Properties.ProtocolVersion < 5:
-			if v4 == nil {
-				v4 = appendPublish(nil, topic, payload, false, nil)
-			}
-			pk = v4
+			pk = encodeOnce(&v4, topic, payload, false)
 		case len(t.ids) > 0:
 			pk = appendPublish(nil, topic, payload, true, t.ids)
 		default:
-			if v5 == nil {
-				v5 = appendPublish(nil, topic, payload, true, nil)
-			}
-			pk = v5
+			pk = encodeOnce(&v5, topic, payload, true)
 		}
 		if max := t.cl.Properties.Props.MaximumPacketSize; max > 0 && uint32(len(pk)) > max {
 			s.stats.dropped.Add(1) // [MQTT-3.1.2-25]: too large for the client

@@ -50,6 +50,7 @@ type session struct {
 	ended      bool                  // the session is over: start no sender (fanout.go)
 
 	out atomic.Pointer[sender] // deliveries to cl, once it gets one (fanout.go)
+	ack [4]byte                // the PUBACK being written (ackPublish)
 }
 
 // session returns the session of cl, or nil when cl was never

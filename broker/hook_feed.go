@@ -55,7 +55,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		// mochi would record the PUBACK in the client's in-flight map and
 		// encode it as a generic packet, a third of everything a QoS 1
 		// publish allocated in the fan-in profile.
-		s.ackPublish(cl, pk.PacketID)
+		ss.ackPublish(pk.PacketID)
 		return pk, packets.ErrRejectPacket
 	case err == nil:
 		return pk, packets.CodeSuccessIgnore
@@ -64,13 +64,14 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 }
 
 // ackPublish sends a successful PUBACK, the same four bytes in MQTT 3.1.1
-// and 5 (reason code 0 without properties may be left out). A failed
+// and 5 (reason code 0 without properties may be left out). Only the
+// connection's reader calls it, so the session's buffer is free; a failed
 // write has closed the connection (conn.Write).
-func (s *Server) ackPublish(cl *mqtt.Client, id uint16) {
-	ack := [4]byte{packets.Puback << 4, 2, byte(id >> 8), byte(id)}
-	cl.Lock()
-	_, _ = cl.Net.Conn.Write(ack[:])
-	cl.Unlock()
+func (ss *session) ackPublish(id uint16) {
+	ss.ack = [4]byte{packets.Puback << 4, 2, byte(id >> 8), byte(id)}
+	ss.cl.Lock()
+	_, _ = ss.cl.Net.Conn.Write(ss.ack[:])
+	ss.cl.Unlock()
 }
 
 // publish turns one MQTT publish into a stored, fanned-out entry.
