@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"errors"
 	"sync"
 	"time"
 )
@@ -98,4 +99,18 @@ func WaitCheckpoint(db *DB) error {
 func ScanWAL(b []byte, epoch uint64) (n int, payloads [][]byte) {
 	n = scanWAL(b, epoch, func(p []byte) { payloads = append(payloads, p) })
 	return n, payloads
+}
+
+// FailLogSyncs makes the fdatasync after a log append ("append") or
+// start-over ("restart") fail, after the write, while fail(op) says so,
+// until the test ends.
+func FailLogSyncs(tb interface{ Cleanup(func()) }, fail func(op string) bool) {
+	f := func(op string) error {
+		if fail(op) {
+			return errors.New("injected: input/output error")
+		}
+		return nil
+	}
+	logFault.Store(&f)
+	tb.Cleanup(func() { logFault.Store(nil) })
 }

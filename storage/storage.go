@@ -38,6 +38,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -148,7 +149,7 @@ func Open(path string, opts Options) (*DB, error) {
 		epoch uint64
 	)
 	if opts.ReadOnly {
-		err = checkWAL(path)
+		err = checkWAL(bdb, path)
 	} else {
 		logs, epoch, err = recoverWAL(bdb, path)
 	}
@@ -194,9 +195,15 @@ func recoverWAL(bdb *bolt.DB, path string) (logs [2]*wal, next uint64, err error
 			return nil
 		})
 	}
-	// The second log first, so that the active one has the newest epoch.
+	// Both files lose every record before they get a new epoch: an epoch
+	// read from a torn header is unknown, and the next one picked here
+	// could be one that old records in that file were written in. The
+	// second log first, so that the active one has the newest epoch.
 	next = max(logs[0].epoch, logs[1].epoch) + 1
 	for _, i := range []int{1, 0} {
+		if err == nil {
+			err = logs[i].empty()
+		}
 		if err == nil {
 			err = logs[i].restart(next)
 			next++
@@ -212,14 +219,43 @@ func recoverWAL(bdb *bolt.DB, path string) (logs [2]*wal, next uint64, err error
 	return logs, next, nil
 }
 
-// checkWAL refuses a read-only open of a database whose log holds
-// entries: a reader of the file alone would miss them.
-func checkWAL(path string) error {
+// checkWAL refuses a read-only open of a database whose logs hold entries
+// that are not in the file: a reader of the file alone would miss them.
+// Records the file has already (a log keeps them until it is used again)
+// do not count.
+func checkWAL(bdb *bolt.DB, path string) error {
 	pending, err := pendingWAL(path)
+	if err != nil || !pending {
+		return err
+	}
+	unapplied := false
+	err = bdb.View(func(tx *bolt.Tx) error {
+		feeds := tx.Bucket(feedsBucket)
+		for _, p := range walPaths(path) {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				return fmt.Errorf("read write-ahead log: %w", err)
+			}
+			epoch, ok, err := parseWALHeader(b)
+			if err != nil || !ok {
+				continue
+			}
+			scanWAL(b[walHeaderSize:], epoch, func(rec []byte) {
+				feed := feeds.Bucket(rec[:8])
+				if feed != nil && binary.BigEndian.Uint64(rec[8:16]) > feed.Sequence() {
+					unapplied = true
+				}
+			})
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	if pending {
+	if unapplied {
 		return ErrUnappliedLog
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
+	"sync/atomic"
 
 	"github.com/feedmq/feedmq/channels"
 	bolt "go.etcd.io/bbolt"
@@ -37,10 +39,12 @@ import (
 // every record covers the epoch, so records of earlier epochs that remain
 // further in the file end the log like a torn write does. Writing over
 // the same blocks each time also spares fdatasync the file-size update.
-// Epochs grow across both files in the order logs become active, so
-// recovery applies the two files oldest first: a feed skips records it
-// already holds, and applying a newer record before an older one would
-// make it skip the older.
+// Epoch numbers are never reused, and a log is given a new one whenever it
+// starts over, so a log holding records not yet in bbolt always has an
+// older epoch than a log holding later records. Recovery applies the two
+// files oldest first: a feed skips records it already holds, and applying
+// a newer record before an older one would make it skip the older. Open
+// empties both files before it numbers them again (see recoverWAL).
 
 const (
 	walMagic      = "fmqwal01"
@@ -73,6 +77,8 @@ type wal struct {
 	// what the header says is unknown, so nothing is appended until a
 	// start-over succeeds.
 	broken bool
+	// tail is set after a failed append, until clearTail (see append).
+	tail bool
 }
 
 // walPaths returns the two log files of the database at dbPath.
@@ -146,7 +152,11 @@ func removeWAL(dbPath string) error {
 // file or a header whose CRC fails; a file that is not a log at all is an
 // error, so that a stray file is never taken for one and overwritten.
 func parseWALHeader(b []byte) (epoch uint64, ok bool, err error) {
-	if len(b) == 0 {
+	head := b[:min(len(b), len(walMagic))]
+	if len(b) < walHeaderSize && (strings.HasPrefix(walMagic, string(head)) || allZero(head)) ||
+		len(b) >= walHeaderSize && allZero(b[:walHeaderSize]) {
+		// A header that was being written when the power went (a new
+		// file is created, then given its header).
 		return 0, false, nil
 	}
 	if len(b) < walHeaderSize || string(b[:8]) != walMagic {
@@ -156,6 +166,15 @@ func parseWALHeader(b []byte) (epoch uint64, ok bool, err error) {
 		return 0, false, nil
 	}
 	return binary.LittleEndian.Uint64(b[8:16]), true, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // scanWAL returns the length of the valid records of epoch at the start
@@ -198,22 +217,48 @@ func appendWALRecord(b []byte, epoch, id uint64, e *channels.Entry) []byte {
 	return b
 }
 
-// append writes records after the valid ones and waits for the disk. On
-// failure the end stays where it was: the next append overwrites whatever
-// part of b was written. A log whose start-over failed takes nothing until
-// one succeeds (the writer retries it).
+// append writes records after the valid ones and waits for the disk. A
+// log whose start-over failed takes nothing until one succeeds (the writer
+// retries it).
+//
+// A failed append may still reach the disk later (the kernel writes back
+// what WriteAt left in its cache), as valid records just past the end, of
+// entries that were refused and whose IDs will be given again. So the end
+// is marked (tail) and made explicit with clearTail before anything else
+// is appended or the log is left for the other.
 func (l *wal) append(b []byte) error {
 	if l.broken {
 		return errors.New("write-ahead log: it could not start over")
 	}
+	if l.tail {
+		if err := l.clearTail(); err != nil {
+			return err
+		}
+	}
 	l.dirty = true
 	if _, err := l.f.WriteAt(b, l.off); err != nil {
+		l.tail = true
 		return fmt.Errorf("write-ahead log: %w", err)
 	}
-	if err := fdatasync(l.f); err != nil {
+	if err := syncLog(l.f, "append"); err != nil {
+		l.tail = true
 		return fmt.Errorf("write-ahead log: %w", err)
 	}
 	l.off += int64(len(b))
+	return nil
+}
+
+// clearTail writes an empty record head at the end of the valid records,
+// which ends the log there for any reader, whatever follows it.
+func (l *wal) clearTail() error {
+	var end [walRecordHead]byte
+	if _, err := l.f.WriteAt(end[:], l.off); err != nil {
+		return fmt.Errorf("write-ahead log: end after a failed write: %w", err)
+	}
+	if err := fdatasync(l.f); err != nil {
+		return fmt.Errorf("write-ahead log: end after a failed write: %w", err)
+	}
+	l.tail = false
 	return nil
 }
 
@@ -228,14 +273,41 @@ func (l *wal) restart(epoch uint64) error {
 	if _, err := l.f.WriteAt(h[:], 0); err != nil {
 		return fmt.Errorf("restart write-ahead log: %w", err)
 	}
-	if err := fdatasync(l.f); err != nil {
+	if err := syncLog(l.f, "restart"); err != nil {
 		return fmt.Errorf("restart write-ahead log: %w", err)
 	}
-	l.broken, l.dirty = false, false
+	l.broken, l.dirty, l.tail = false, false, false
+	return nil
+}
+
+// empty removes every record from the file, whatever its epoch: Open does
+// it before it gives a log a new epoch, since an epoch read from a torn or
+// older header might be one some of the file's records were written in.
+func (l *wal) empty() error {
+	if err := l.f.Truncate(walHeaderSize); err != nil {
+		return fmt.Errorf("empty write-ahead log: %w", err)
+	}
+	if err := fdatasync(l.f); err != nil {
+		return fmt.Errorf("empty write-ahead log: %w", err)
+	}
 	return nil
 }
 
 func (l *wal) close() error { return l.f.Close() }
+
+// logFault, when set (by tests only), is asked before a log's fdatasync
+// after an append ("append") or a start-over ("restart"); an error fails
+// that sync as a failing disk would, after the write.
+var logFault atomic.Pointer[func(op string) error]
+
+func syncLog(f *os.File, op string) error {
+	if fault := logFault.Load(); fault != nil {
+		if err := (*fault)(op); err != nil {
+			return err
+		}
+	}
+	return fdatasync(f)
+}
 
 // applyWAL copies logged records into their feeds. A record already in
 // its feed (its ID not above the feed's sequence) or whose channel was

@@ -430,3 +430,131 @@ func TestWAL_FailedCheckpointIsRetried(t *testing.T) {
 	}
 	wantAll(t, MustOpenPath(t, path), c.ID, want)
 }
+
+// TestWAL_FailedAppendLeavesNoRecords: an append whose fdatasync fails
+// wrote its record anyway, and the disk may keep it. Once the writer moves
+// on to the other log and gives the refused entry's ID again, recovery
+// must not find the refused record in front of the acknowledged one.
+func TestWAL_FailedAppendLeavesNoRecords(t *testing.T) {
+	storage.SetCheckpointDelay(t, 20*time.Millisecond)
+	var failing atomic.Bool
+	storage.FailLogSyncs(t, func(op string) bool { return op == "append" && failing.Load() })
+	db := MustOpenDB(t)
+	c := MustCreateChannel(t, db, "c")
+	MustAppend(t, db, c.ID, "a1")
+	failing.Store(true)
+	e := &channels.Entry{ChannelID: c.ID}
+	e.SetValue(0, "refused")
+	if err := db.AppendEntry(context.Background(), e); err == nil {
+		t.Fatal("the append whose sync failed succeeded")
+	}
+	failing.Store(false)
+	// The timer switches logs and checkpoints a1; then the next entry
+	// takes ID 2 in the other log.
+	time.Sleep(200 * time.Millisecond)
+	if err := storage.WaitCheckpoint(db); err != nil {
+		t.Fatal(err)
+	}
+	if e := MustAppend(t, db, c.ID, "a2"); e.ID != 2 {
+		t.Fatalf("next entry got ID %d, want 2", e.ID)
+	}
+	wantValues(t, MustOpenPath(t, crashCopy(t, db)), c.ID, "a1", "a2")
+}
+
+// TestWAL_TornHeaderDoesNotReviveRecords: a log keeps records of earlier
+// epochs past its end. When its header is torn, recovery cannot know its
+// epoch; the epoch it picks next must not make those records valid again,
+// or a cleared feed gets them back after the next crash.
+func TestWAL_TornHeaderDoesNotReviveRecords(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	db := MustOpenDB(t)
+	c := MustCreateChannel(t, db, "c")
+	MustAppend(t, db, c.ID, "b1")
+	values(t, db, c.ID) // a read copies the log into the file and starts it over
+	MustAppend(t, db, c.ID, "b2")
+	MustAppend(t, db, c.ID, "b3")
+	values(t, db, c.ID)
+	path := crashCopy(t, db)
+	log := storage.WALPath(path)
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[12] ^= 0xff // the epoch: the header's CRC fails, as after a torn write
+	if err := os.WriteFile(log, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cp := MustOpenPath(t, path)
+	wantValues(t, cp, c.ID, "b1", "b2", "b3")
+	if err := cp.ClearChannel(context.Background(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	wantValues(t, MustOpenPath(t, crashCopy(t, cp)), c.ID)
+}
+
+// TestWAL_ExclusiveNeedsEmptyLogs: an operation that renumbers a feed
+// (clearing it) must not run while a log that could not start over may
+// still hold the feed's records.
+func TestWAL_ExclusiveNeedsEmptyLogs(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	var failing atomic.Bool
+	storage.FailLogSyncs(t, func(op string) bool { return op == "restart" && failing.Load() })
+	db := MustOpenDB(t)
+	c := MustCreateChannel(t, db, "c")
+	MustAppend(t, db, c.ID, "old1")
+	MustAppend(t, db, c.ID, "old2")
+	failing.Store(true)
+	if err := db.ClearChannel(context.Background(), c.ID); err == nil {
+		t.Fatal("cleared the channel although its log could not start over")
+	}
+	path := crashCopy(t, db)
+	failing.Store(false)
+	wantValues(t, MustOpenPath(t, path), c.ID, "old1", "old2")
+	if err := db.ClearChannel(context.Background(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	wantValues(t, MustOpenPath(t, crashCopy(t, db)), c.ID)
+}
+
+// TestWAL_ReadOnlyOpenAfterCheckpoint: a log keeps the records a
+// checkpoint copied until it is used again; they are in the file, so a
+// read-only open after a crash (feedmq check, backup) is not refused.
+func TestWAL_ReadOnlyOpenAfterCheckpoint(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	db := MustOpenDB(t)
+	c := MustCreateChannel(t, db, "c")
+	want := appendMany(t, db, c.ID, "v", 6000) // switches logs once
+	if err := storage.WaitCheckpoint(db); err != nil {
+		t.Fatal(err)
+	}
+	wantAll(t, db, c.ID, want) // a read copies the rest; the first log keeps its copied records
+	ro, err := storage.Open(crashCopy(t, db), storage.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("read-only open with only copied records in the logs: %v", err)
+	}
+	defer ro.Close()
+	wantAll(t, ro, c.ID, want)
+}
+
+// TestWAL_NewLogTornAtCreation: a crash while Open creates a log can leave
+// it empty, short or zero-filled; that is a torn header, not a foreign
+// file, and the next Open goes on.
+func TestWAL_NewLogTornAtCreation(t *testing.T) {
+	for name, content := range map[string][]byte{
+		"short":  []byte("fmq"),
+		"zeros":  make([]byte, 32),
+		"zeros2": make([]byte, 7),
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "feedmq.db")
+			db := MustOpenPath(t, path)
+			c := MustCreateChannel(t, db, "c")
+			MustAppend(t, db, c.ID, "1")
+			cp := crashCopy(t, db)
+			if err := os.WriteFile(storage.WALPaths(cp)[1], content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			wantValues(t, MustOpenPath(t, cp), c.ID, "1")
+		})
+	}
+}

@@ -89,8 +89,9 @@ type writer struct {
 
 	// jobs hands a checkpoint to the checkpointer goroutine, which
 	// answers on done.
-	jobs chan *ckptJob
-	done chan *ckptJob
+	jobs        chan *ckptJob
+	done        chan *ckptJob
+	ckptStopped chan struct{} // closed when the checkpointer has ended
 
 	// Only the writer goroutine touches the rest.
 	batch []*appendReq
@@ -101,7 +102,7 @@ type writer struct {
 	seqs map[uint64]uint64
 	undo []seqUndo
 	// pending holds the records of the active log's current epoch, the
-	// very bytes written to it, and pendingN counts them.
+	// bytes its successful appends wrote, and pendingN counts them.
 	pending  []byte
 	pendingN int
 	spare    []byte // a buffer a finished checkpoint gave back
@@ -140,22 +141,23 @@ type seqUndo struct{ ch, seq uint64 }
 
 func newWriter(db *DB, logs [2]*wal, nextEpoch uint64) *writer {
 	w := &writer{
-		db:        db,
-		logs:      logs,
-		log:       logs[0],
-		reqs:      make(chan *appendReq, queueLen),
-		ctl:       make(chan ctlReq),
-		stopped:   make(chan struct{}),
-		jobs:      make(chan *ckptJob),
-		done:      make(chan *ckptJob, 1),
-		batch:     make([]*appendReq, 0, maxBatch),
-		errs:      make([]error, maxBatch),
-		seqs:      make(map[uint64]uint64),
-		nextEpoch: nextEpoch,
-		timer:     time.NewTimer(time.Hour),
+		db:          db,
+		logs:        logs,
+		log:         logs[0],
+		reqs:        make(chan *appendReq, queueLen),
+		ctl:         make(chan ctlReq),
+		stopped:     make(chan struct{}),
+		jobs:        make(chan *ckptJob),
+		ckptStopped: make(chan struct{}),
+		done:        make(chan *ckptJob, 1),
+		batch:       make([]*appendReq, 0, maxBatch),
+		errs:        make([]error, maxBatch),
+		seqs:        make(map[uint64]uint64),
+		nextEpoch:   nextEpoch,
+		timer:       time.NewTimer(time.Hour),
 	}
 	w.timer.Stop()
-	go w.checkpointer()
+	go w.checkpointer(checkpointHook) // read here: tests set it before Open
 	go w.run()
 	return w
 }
@@ -269,6 +271,7 @@ func (w *writer) stop() (bool, error) {
 	close(w.reqs) // no sender holds mu, so none can be mid-send
 	w.mu.Unlock()
 	<-w.stopped
+	<-w.ckptStopped
 	return true, w.lastErr
 }
 
@@ -300,6 +303,7 @@ func (w *writer) run() {
 				clear(w.seqs)
 			}
 			c.done <- err
+			w.maybeCheckpoint(false) // a checkpoint that failed again waits for its retry
 		case j := <-w.done:
 			w.finished(j)
 			w.maybeCheckpoint(false)
@@ -312,10 +316,11 @@ func (w *writer) run() {
 
 // checkpointer copies the records of each job into bbolt, one job at a
 // time, in the order the writer hands them over.
-func (w *writer) checkpointer() {
+func (w *writer) checkpointer(hook func() error) {
+	defer close(w.ckptStopped)
 	for j := range w.jobs {
-		if checkpointHook != nil {
-			if j.err = checkpointHook(); j.err != nil {
+		if hook != nil {
+			if j.err = hook(); j.err != nil {
 				w.done <- j
 				continue
 			}
@@ -487,6 +492,13 @@ func (w *writer) switchLog() error {
 	if next == w.log {
 		next = w.logs[1]
 	}
+	if w.log.tail {
+		// Records of a failed append past the end must not outlive
+		// the switch: their IDs are given again in the next log.
+		if err := w.log.clearTail(); err != nil {
+			return err
+		}
+	}
 	if err := w.startOver(next); err != nil {
 		return err
 	}
@@ -558,8 +570,10 @@ func (w *writer) flush(empty bool) error {
 	}
 	// bbolt holds every record now. The other log first, so that the
 	// active one keeps the newest epoch. Should a start-over fail, that
-	// log refuses appends until one succeeds (see wal.append); nothing
-	// is lost either way.
+	// log refuses appends until one succeeds (see wal.append). For sync
+	// nothing is lost either way; for exclusive, whose fn may renumber a
+	// feed, a log that may still hold its records is an error: fn must
+	// not run.
 	for _, l := range w.logs {
 		if l == w.log || !(empty && l.dirty) {
 			continue
@@ -570,6 +584,9 @@ func (w *writer) flush(empty bool) error {
 	}
 	if w.log.dirty {
 		if err := w.startOver(w.log); err != nil {
+			if empty {
+				return err
+			}
 			w.report(err)
 		}
 	}
@@ -577,8 +594,9 @@ func (w *writer) flush(empty bool) error {
 }
 
 // startOver empties l under an epoch newer than any before, in either log.
-// A number is never used twice, even by a failed attempt, so no two files
-// can claim the same epoch.
+// A number is never used twice, even by a failed attempt (Open empties
+// both files before it picks the next one), so no two files can claim
+// the same epoch.
 func (w *writer) startOver(l *wal) error {
 	e := w.nextEpoch
 	w.nextEpoch++
