@@ -85,6 +85,11 @@ echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cp
 echo "$("$FEEDMQ" version 2>/dev/null | head -1) on $faddr (pid $fpid, data $tmp/feedmq)"
 echo "$("$MOSQUITTO" -h 2>/dev/null | head -1) on 127.0.0.1:$mport (pid $mpid)"
 echo "each run: --duration $DURATION --messages $MESSAGES; $ROUNDS rounds"
+# What a durable commit costs on this disk, before anything runs: the
+# floor under feedmq's latency at a low rate (one commit per entry).
+if disk=$("$FEEDMQ" bench disk --data "$tmp/feedmq" --duration "$DURATION" --rate 1000 --json); then
+	jq -r '"disk: a 120-byte write and fdatasync at \(.rate_per_s | round)/s: p50 \(.latency.p50_ms) ms, p99 \(.latency.p99_ms) ms, p99.9 \(.latency.p999_ms) ms"' <<<"$disk"
+fi
 echo
 
 # name|arguments. Each round runs every scenario against both brokers,

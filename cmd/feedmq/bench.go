@@ -25,7 +25,7 @@ var benchDefaultClients = map[string]int{"fanin": 100, "fanout": 100, "latency":
 func newBenchCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench SCENARIO --addr HOST:PORT",
-		Short: "Load-test a running broker: fanin, fanout, latency, connect or idle",
+		Short: "Load-test a running broker: fanin, fanout, latency, connect or idle; or the disk: disk",
 		Long: `bench drives a running broker with its own lean MQTT 3.1.1 client and reports
 what it measured. Every run is bounded by --messages and --duration.
 
@@ -39,6 +39,11 @@ Scenarios:
            publish-to-delivery latency p50/p99/p99.9.
   connect  --clients workers (default 4) connecting with device credentials,
            waiting for CONNACK and disconnecting: connects per second.
+  disk     no broker: a 120-byte record written in place and fdatasync'ed
+           in a file under --data, at --rate (default 1000/s; 0 = as fast as
+           one writer can), the way feedmq's log commits a lone entry: the
+           floor under a durable broker's latency on that disk (an SD card
+           is often the bound on a Raspberry Pi).
   idle     --clients anonymous connections (default 1000), connected within
            --duration and then held for --duration; with --pid, the broker's
            memory per connection. Against a loopback address they come from
@@ -105,7 +110,7 @@ func runBench(cmd *cobra.Command, args []string) error {
 	if cfg.Clients == 0 {
 		cfg.Clients = benchDefaultClients[cfg.Scenario]
 	}
-	if cfg.Rate == 0 && cfg.Scenario == "latency" {
+	if !f.Changed("rate") && (cfg.Scenario == "latency" || cfg.Scenario == "disk") {
 		cfg.Rate = 1000
 	}
 	if cfg.PID != 0 {
@@ -121,6 +126,9 @@ func runBench(cmd *cobra.Command, args []string) error {
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.Scenario == "disk" {
+		return runBenchDisk(ctx, cmd, cfg, asJSON)
+	}
 	if !cfg.Plain && cfg.Scenario != "idle" {
 		prov, err := openBenchProvisioner(cmd)
 		if err != nil {
@@ -144,6 +152,32 @@ func runBench(cmd *cobra.Command, args []string) error {
 		return writeJSON(cmd.OutOrStdout(), res)
 	}
 	return printBenchResult(cmd.OutOrStdout(), res)
+}
+
+// runBenchDisk measures commits on the disk of the --data directory.
+func runBenchDisk(ctx context.Context, cmd *cobra.Command, cfg loadgen.Config, asJSON bool) error {
+	conf, err := loadConfig(cmd)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(conf.dataDir(), 0o700); err != nil {
+		return fmt.Errorf("bench disk: %w", err)
+	}
+	res, err := loadgen.Disk(ctx, conf.dataDir(), cfg.Messages, cfg.Duration, cfg.Rate)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(cmd.OutOrStdout(), res)
+	}
+	t := newTable(cmd.OutOrStdout())
+	t.row("scenario", "disk (write 120 bytes in place, fdatasync)")
+	t.row("directory", res.Addr)
+	t.row("commits", fmt.Sprintf("%d in %.3fs (%.0f/s)", res.Sent, res.Seconds, res.Rate))
+	if l := res.Latency; l != nil {
+		t.row("latency", fmt.Sprintf("p50 %.3fms  p99 %.3fms  p99.9 %.3fms  max %.3fms  (%d samples)", l.P50, l.P99, l.P999, l.Max, l.Samples))
+	}
+	return t.flush()
 }
 
 // benchProvisioner creates bench channels and devices through the admin

@@ -18,7 +18,7 @@ import (
 )
 
 // Scenarios, in the order they are documented.
-var Scenarios = []string{"fanin", "fanout", "latency", "connect", "idle"}
+var Scenarios = []string{"fanin", "fanout", "latency", "connect", "idle", "disk"}
 
 // Provisioner creates what a feedmq run needs through the instance's
 // admin interface.
@@ -147,6 +147,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		err = r.connect(ctx)
 	case "idle":
 		err = r.idle(ctx)
+	case "disk":
+		return nil, errors.New("disk takes no broker: call Disk")
 	default:
 		return nil, fmt.Errorf("unknown scenario %q; one of fanin, fanout, latency, connect, idle", cfg.Scenario)
 	}
