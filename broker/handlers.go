@@ -10,7 +10,7 @@ import (
 // ~16 KiB that mochi's CONNECT handling needs (its frames pass 800-byte
 // packets by value): in a connect storm, starting goroutines and growing
 // their stacks took ~9% of the broker's CPU. A goroutine whose connection
-// has ended waits a moment for the next one; at most maxIdle wait.
+// has ended waits a moment for the next one; at most maxIdleHandlers wait.
 type handlerPool struct {
 	work chan func()
 	idle atomic.Int32
