@@ -38,7 +38,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -224,33 +223,15 @@ func recoverWAL(bdb *bolt.DB, path string) (logs [2]*wal, next uint64, err error
 // Records the file has already (a log keeps them until it is used again)
 // do not count.
 func checkWAL(bdb *bolt.DB, path string) error {
-	pending, err := pendingWAL(path)
-	if err != nil || !pending {
-		return err
-	}
 	unapplied := false
-	err = bdb.View(func(tx *bolt.Tx) error {
+	err := bdb.View(func(tx *bolt.Tx) error {
 		feeds := tx.Bucket(feedsBucket)
-		for _, p := range walPaths(path) {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					continue
-				}
-				return fmt.Errorf("read write-ahead log: %w", err)
+		return eachWALRecord(path, func(rec []byte) {
+			feed := feeds.Bucket(rec[:8])
+			if feed != nil && binary.BigEndian.Uint64(rec[8:16]) > feed.Sequence() {
+				unapplied = true
 			}
-			epoch, ok, err := parseWALHeader(b)
-			if err != nil || !ok {
-				continue
-			}
-			scanWAL(b[walHeaderSize:], epoch, func(rec []byte) {
-				feed := feeds.Bucket(rec[:8])
-				if feed != nil && binary.BigEndian.Uint64(rec[8:16]) > feed.Sequence() {
-					unapplied = true
-				}
-			})
-		}
-		return nil
+		})
 	})
 	if err != nil {
 		return err

@@ -87,13 +87,14 @@ func walPaths(dbPath string) [2]string { return [2]string{dbPath + "-wal", dbPat
 // openWAL opens or creates one log file and returns the records of its
 // current epoch. A new file, or one whose header is torn, has epoch 0 and
 // no records: a start-over is only ever torn after every record before
-// it was applied, and no record after it was written yet.
+// it was applied, and no record after it was written yet. The caller
+// empties and restarts the log before anything is appended to it.
 func openWAL(path string) (*wal, []byte, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open write-ahead log: %w", err)
 	}
-	l := &wal{f: f, path: path, off: walHeaderSize}
+	l := &wal{f: f, path: path}
 	b, err := io.ReadAll(f)
 	if err != nil {
 		f.Close()
@@ -105,35 +106,40 @@ func openWAL(path string) (*wal, []byte, error) {
 		return nil, nil, fmt.Errorf("write-ahead log %s: %w", path, err)
 	}
 	if !ok {
-		l.broken = len(b) > 0 // rewrite the header before any append
 		return l, nil, nil
 	}
 	l.epoch = epoch
 	n := scanWAL(b[walHeaderSize:], epoch, nil)
-	l.off = int64(walHeaderSize + n)
-	l.dirty = n > 0
 	return l, b[walHeaderSize : walHeaderSize+n], nil
 }
 
-// pendingWAL reports whether the logs of dbPath hold records, without
-// writing anything: for read-only opens.
-func pendingWAL(dbPath string) (bool, error) {
+// eachWALRecord calls fn with the payload of every valid record in the
+// logs of dbPath, without writing anything; missing logs hold none.
+func eachWALRecord(dbPath string, fn func(payload []byte)) error {
 	for _, path := range walPaths(dbPath) {
 		b, err := os.ReadFile(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		} else if err != nil {
-			return false, fmt.Errorf("read write-ahead log: %w", err)
+			return fmt.Errorf("read write-ahead log: %w", err)
 		}
 		epoch, ok, err := parseWALHeader(b)
 		if err != nil {
-			return false, fmt.Errorf("write-ahead log %s: %w", path, err)
+			return fmt.Errorf("write-ahead log %s: %w", path, err)
 		}
-		if ok && scanWAL(b[walHeaderSize:], epoch, nil) > 0 {
-			return true, nil
+		if ok {
+			scanWAL(b[walHeaderSize:], epoch, fn)
 		}
 	}
-	return false, nil
+	return nil
+}
+
+// pendingWAL reports whether the logs of dbPath hold records, without
+// writing anything.
+func pendingWAL(dbPath string) (bool, error) {
+	pending := false
+	err := eachWALRecord(dbPath, func([]byte) { pending = true })
+	return pending, err
 }
 
 // removeWAL deletes the log files of dbPath, which must hold nothing that
