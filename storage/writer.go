@@ -371,10 +371,12 @@ func (w *writer) commit() {
 	w.undo = w.undo[:0]
 	stored := 0
 	var err error
-	if len(w.pending) >= maxPendingBytes && w.lastErr != nil {
+	switch {
+	case w.log == nil:
+		err = errReadOnly
+	case len(w.pending) >= maxPendingBytes && w.lastErr != nil:
 		err = fmt.Errorf("checkpoints keep failing, the log is full: %w", w.lastErr)
-	}
-	if err == nil && w.log != nil && w.log.broken {
+	case w.log.broken:
 		// Its start-over failed after its records were applied: try
 		// again before logging anything in it.
 		err = w.startOver(w.log)
@@ -391,17 +393,11 @@ func (w *writer) commit() {
 		w.undo = append(w.undo, seqUndo{r.e.ChannelID, seq})
 		w.seqs[r.e.ChannelID] = seq + 1
 		r.e.ID = seq + 1
-		if w.log != nil {
-			w.pending = appendWALRecord(w.pending, w.log.epoch, seq+1, r.e)
-		}
+		w.pending = appendWALRecord(w.pending, w.log.epoch, seq+1, r.e)
 		stored++
 	}
 	if err == nil && stored > 0 {
-		if w.log == nil {
-			err = errReadOnly
-		} else {
-			err = w.log.append(w.pending[mark:])
-		}
+		err = w.log.append(w.pending[mark:])
 	}
 	if err != nil {
 		w.pending = w.pending[:mark]
@@ -545,19 +541,15 @@ func (w *writer) flush(empty bool) error {
 		w.finished(<-w.done)
 	}
 	if j := w.failed; j != nil {
-		if err := w.apply(j.recs, j.epoch); err != nil {
-			w.lastErr, w.retryFrom = err, time.Now().Add(retryDelay)
+		if err := w.applyNow(j.recs, j.epoch, j.n); err != nil {
 			return err
 		}
 		w.failed = nil
-		w.unapplied.Add(-int64(j.n))
 	}
 	if len(w.pending) > 0 {
-		if err := w.apply(w.pending, w.log.epoch); err != nil {
-			w.lastErr, w.retryFrom = err, time.Now().Add(retryDelay)
+		if err := w.applyNow(w.pending, w.log.epoch, w.pendingN); err != nil {
 			return err
 		}
-		w.unapplied.Add(-int64(w.pendingN))
 		w.pending, w.pendingN = w.pending[:0], 0
 		if cap(w.pending) > maxKeptBuf {
 			w.pending = nil
@@ -590,6 +582,16 @@ func (w *writer) flush(empty bool) error {
 			w.report(err)
 		}
 	}
+	return nil
+}
+
+// applyNow applies n entries' records on the writer goroutine (flush).
+func (w *writer) applyNow(recs []byte, epoch uint64, n int) error {
+	if err := w.apply(recs, epoch); err != nil {
+		w.lastErr, w.retryFrom = err, time.Now().Add(retryDelay)
+		return err
+	}
+	w.unapplied.Add(-int64(n))
 	return nil
 }
 
