@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/feedmq/feedmq/channels"
+	"github.com/feedmq/feedmq/internal/datasync"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -261,7 +262,7 @@ func (l *wal) clearTail() error {
 	if _, err := l.f.WriteAt(end[:], l.off); err != nil {
 		return fmt.Errorf("write-ahead log: end after a failed write: %w", err)
 	}
-	if err := fdatasync(l.f); err != nil {
+	if err := datasync.File(l.f); err != nil {
 		return fmt.Errorf("write-ahead log: end after a failed write: %w", err)
 	}
 	l.tail = false
@@ -293,7 +294,7 @@ func (l *wal) empty() error {
 	if err := l.f.Truncate(walHeaderSize); err != nil {
 		return fmt.Errorf("empty write-ahead log: %w", err)
 	}
-	if err := fdatasync(l.f); err != nil {
+	if err := datasync.File(l.f); err != nil {
 		return fmt.Errorf("empty write-ahead log: %w", err)
 	}
 	return nil
@@ -312,7 +313,7 @@ func syncLog(f *os.File, op string) error {
 			return err
 		}
 	}
-	return fdatasync(f)
+	return datasync.File(f)
 }
 
 // applyWAL copies logged records into their feeds. A record already in

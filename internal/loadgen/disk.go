@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/feedmq/feedmq/internal/datasync"
 )
 
 // Disk measures what bounds a durable broker's commit on the disk holding
@@ -61,7 +63,7 @@ func Disk(ctx context.Context, dir string, messages int64, duration time.Duratio
 		if _, err := f.WriteAt(buf, int64(n*record%(region-record))); err != nil {
 			return nil, fmt.Errorf("disk: %w", err)
 		}
-		if err := datasync(f); err != nil {
+		if err := datasync.File(f); err != nil {
 			return nil, fmt.Errorf("disk: %w", err)
 		}
 		if len(samples) < cap(samples) {
