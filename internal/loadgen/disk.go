@@ -49,13 +49,11 @@ func Disk(ctx context.Context, dir string, messages int64, duration time.Duratio
 	var n int64
 	for ; n < messages && ctx.Err() == nil; n++ {
 		if rate > 0 {
-			due := start.Add(time.Duration(float64(n) / rate * float64(time.Second)))
+			due := dueAt(start, n, rate)
 			if due.After(end) {
 				break
 			}
-			if d := time.Until(due); d > 0 {
-				time.Sleep(d)
-			}
+			sleepUntil(due)
 		} else if !time.Now().Before(end) {
 			break
 		}

@@ -409,8 +409,17 @@ func (r *run) pace(n int64, rate float64) {
 	if rate <= 0 {
 		return
 	}
-	due := r.t0.Add(time.Duration(float64(n) / rate * float64(time.Second)))
-	if d := time.Until(due); d > 0 {
+	sleepUntil(dueAt(r.t0, n, rate))
+}
+
+// dueAt is when the n-th event (from 0) of a run started at t0 is due at
+// rate events per second.
+func dueAt(t0 time.Time, n int64, rate float64) time.Time {
+	return t0.Add(time.Duration(float64(n) / rate * float64(time.Second)))
+}
+
+func sleepUntil(t time.Time) {
+	if d := time.Until(t); d > 0 {
 		time.Sleep(d)
 	}
 }
