@@ -229,10 +229,7 @@ func (q *sender) run(cl *mqtt.Client) {
 				q.spare = buf
 				break
 			}
-			cl.Lock()
-			_, err := cl.Net.Conn.Write(buf)
-			cl.Unlock()
-			if err != nil {
+			if err := writeRaw(cl, buf); err != nil {
 				<-q.done
 				return
 			}
@@ -244,6 +241,16 @@ func (q *sender) run(cl *mqtt.Client) {
 			q.mu.Unlock()
 		}
 	}
+}
+
+// writeRaw writes whole encoded packets to cl beside mochi's own writes,
+// which hold the same lock. A failed write has closed the connection
+// (conn.Write).
+func writeRaw(cl *mqtt.Client, b []byte) error {
+	cl.Lock()
+	defer cl.Unlock()
+	_, err := cl.Net.Conn.Write(b)
+	return err
 }
 
 // appendPublish appends a QoS 0 PUBLISH of payload on topic. MQTT 5 adds

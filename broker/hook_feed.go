@@ -65,13 +65,10 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 
 // ackPublish sends a successful PUBACK, the same four bytes in MQTT 3.1.1
 // and 5 (reason code 0 without properties may be left out). Only the
-// connection's reader calls it, so the session's buffer is free; a failed
-// write has closed the connection (conn.Write).
+// connection's reader calls it, so the session's buffer is free.
 func (ss *session) ackPublish(id uint16) {
 	ss.ack = [4]byte{packets.Puback << 4, 2, byte(id >> 8), byte(id)}
-	ss.cl.Lock()
-	_, _ = ss.cl.Net.Conn.Write(ss.ack[:])
-	ss.cl.Unlock()
+	_ = writeRaw(ss.cl, ss.ack[:])
 }
 
 // publish turns one MQTT publish into a stored, fanned-out entry.
