@@ -20,6 +20,13 @@ import (
 // accepts: as long as the longest channel name or field label.
 const MaxTopicLevel = 255
 
+// MaxTopicLen is the longest topic or filter, in bytes, that any feedmq
+// topic form can have: a sensor topic with a channel name and a field
+// label of MaxTopicLevel bytes each. The channel forms are far shorter
+// (20-digit ID, field<N>, 16-character key). A longer topic names nothing
+// and can be refused before anything is looked up or kept.
+const MaxTopicLen = len("devices/") + MaxTopicLevel + len("/sensors/") + MaxTopicLevel + len("/value")
+
 // sensorForm is the shape of a sensor topic, for error messages.
 const sensorForm = "devices/<channel>/sensors/<sensor>/value"
 

@@ -743,3 +743,18 @@ func BenchmarkParseSensorTopic(b *testing.B) {
 		}
 	}
 }
+
+func TestMaxTopicLenFitsLongestTopic(t *testing.T) {
+	long := strings.Repeat("n", channels.MaxTopicLevel)
+	topic := channels.SensorTopicFor(long, long)
+	if _, err := channels.ParseSensorTopic(topic); err != nil {
+		t.Fatalf("longest sensor topic refused: %v", err)
+	}
+	if len(topic) != channels.MaxTopicLen {
+		t.Fatalf("longest sensor topic is %d bytes, MaxTopicLen %d", len(topic), channels.MaxTopicLen)
+	}
+	legacy := "channels/18446744073709551615/subscribe/fields/field8/" + strings.Repeat("K", channels.KeyLen)
+	if _, err := channels.ParseTopic(legacy); err != nil || len(legacy) > channels.MaxTopicLen {
+		t.Fatalf("longest channel topic (%d bytes): %v", len(legacy), err)
+	}
+}
