@@ -195,8 +195,13 @@ func withoutGrant(d *Device, id uint64) *Device {
 
 // ChannelByName returns the channel whose name is exactly name. It returns
 // ErrUnknownChannel when there is none, and an ECONFLICT error when several
-// channels share the name (address it by ID then).
+// channels share the name (address it by ID then). A name that looks like
+// a channel ID (channels.LooksLikeID) names no channel, even if an older
+// database holds one by that name: such a level is always an ID.
 func (r *Registry) ChannelByName(name string) (*channels.Channel, error) {
+	if channels.LooksLikeID(name) {
+		return nil, fmt.Errorf("channel %q: %w", name, ErrUnknownChannel)
+	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	var found *channels.Channel

@@ -178,8 +178,8 @@ func (s *Server) fanOutSensors(ch *channels.Channel, e *channels.Entry, canonica
 		}
 		label, hasLabel := channels.SensorLabel(ch, n)
 		chans := []string{id}
-		if ch.Name != id && channels.ValidTopicLevel(ch.Name) {
-			chans = append(chans, ch.Name)
+		if name, ok := channels.TopicName(ch); ok {
+			chans = append(chans, name)
 		}
 		for _, c := range chans {
 			for _, f := range []string{field, label} {

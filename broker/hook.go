@@ -374,12 +374,19 @@ func filterMatches(filter string, shape []string) bool {
 			return false
 		}
 		ok := l == "+" || l == shape[i] ||
-			(shape[i] == "<id>" && isDigits(l)) || (shape[i] == "<field>" && isFieldLevel(l))
+			(shape[i] == "<id>" && validID(l)) || (shape[i] == "<field>" && isFieldLevel(l))
 		if !ok {
 			return false
 		}
 	}
 	return len(levels) == len(shape)
+}
+
+// validID reports whether a filter level is a channel ID in its one
+// spelling: "01" or an overflowing number can match no fan-out topic.
+func validID(s string) bool {
+	_, err := channels.ParseID(s)
+	return err == nil
 }
 
 func isDigits(s string) bool {

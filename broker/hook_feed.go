@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -139,11 +138,10 @@ func (s *Server) resolveSensor(topic string) (*channels.Channel, int, error) {
 		return nil, 0, err
 	}
 	var ch *channels.Channel
-	if isDigits(st.Channel) {
-		id, perr := strconv.ParseUint(st.Channel, 10, 64)
-		c, ok := s.registry.Channel(id)
-		if perr != nil || !ok {
-			return nil, 0, fmt.Errorf("channel %s: %w", st.Channel, auth.ErrUnknownChannel)
+	if st.ChannelID != 0 {
+		c, ok := s.registry.Channel(st.ChannelID)
+		if !ok {
+			return nil, 0, fmt.Errorf("channel %d: %w", st.ChannelID, auth.ErrUnknownChannel)
 		}
 		ch = c
 	} else if ch, err = s.registry.ChannelByName(st.Channel); err != nil {

@@ -67,6 +67,10 @@ func (c *Channel) Validate() error {
 	if len(c.Name) > MaxNameLen || !utf8.ValidString(c.Name) {
 		return Errorf(EINVALID, "channel name must be valid UTF-8 of at most %d bytes", MaxNameLen)
 	}
+	if LooksLikeID(c.Name) {
+		// Sensor topics take an ID or a name in the same level.
+		return Errorf(EINVALID, "channel name %s looks like a channel ID: a name needs a character other than 0-9", quoteShort(c.Name))
+	}
 	if len(c.Description) > MaxDescriptionLen || !utf8.ValidString(c.Description) {
 		return Errorf(EINVALID, "channel description must be valid UTF-8 of at most %d bytes", MaxDescriptionLen)
 	}

@@ -32,8 +32,9 @@ const sensorForm = "devices/<channel>/sensors/<sensor>/value"
 
 // SensorTopic is a parsed Waziup-style topic devices/<channel>/sensors/<sensor>/value.
 type SensorTopic struct {
-	Channel string // channel ID (decimal) or channel name, as written
-	Sensor  string // "field<N>" or a field label, as written
+	Channel   string // channel ID (decimal) or channel name, as written
+	ChannelID uint64 // the ID when Channel is one (ParseID), else 0 and Channel is a name
+	Sensor    string // "field<N>" or a field label, as written
 }
 
 // SensorTopicFor returns the topic devices/<channel>/sensors/<sensor>/value.
@@ -53,7 +54,9 @@ func ValidTopicLevel(s string) bool {
 
 // ParseSensorTopic parses a publish topic devices/<channel>/sensors/<sensor>/value.
 // The channel and sensor levels are returned as written; each must satisfy
-// ValidTopicLevel. Wildcards, empty levels and any other shape are an
+// ValidTopicLevel. A channel level that looks like an ID (LooksLikeID) is
+// an ID and must pass ParseID: devices/01/... is refused, never read as
+// channel 1 or as a channel named "01". Wildcards, empty levels and any other shape are an
 // *Error with code EINVALID that wraps ErrTopic. ParseSensorTopic does not
 // allocate unless it fails.
 func ParseSensorTopic(s string) (SensorTopic, error) {
@@ -95,7 +98,16 @@ func ParseSensorTopic(s string) (SensorTopic, error) {
 	if err := checkLevel("sensor", sensor); err != nil {
 		return SensorTopic{}, err
 	}
-	return SensorTopic{Channel: channel, Sensor: sensor}, nil
+	st := SensorTopic{Channel: channel, Sensor: sensor}
+	if LooksLikeID(channel) {
+		// Never a name: names that look like IDs are not allowed.
+		id, err := ParseID(channel)
+		if err != nil {
+			return SensorTopic{}, err
+		}
+		st.ChannelID = id
+	}
+	return st, nil
 }
 
 // checkLevel explains why a level with no '/', '+' or '#' fails ValidTopicLevel.
@@ -109,6 +121,17 @@ func checkLevel(what, s string) error {
 		return topicError("%s level contains a NUL character", what)
 	}
 	return nil
+}
+
+// TopicName returns the name of ch as it stands in sensor topics, and
+// false when the name cannot stand there: it fails ValidTopicLevel, or it
+// looks like a channel ID (LooksLikeID), which a sensor topic always reads
+// as an ID. Such a channel is still addressed by its ID.
+func TopicName(ch *Channel) (string, bool) {
+	if !ValidTopicLevel(ch.Name) || LooksLikeID(ch.Name) {
+		return "", false
+	}
+	return ch.Name, true
 }
 
 // ResolveSensor returns the field of ch that a sensor level names:

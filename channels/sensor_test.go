@@ -18,13 +18,14 @@ var validSensorTopics = []struct {
 	in   string
 	want channels.SensorTopic
 }{
-	{"id and field", "devices/7/sensors/field1/value", channels.SensorTopic{Channel: "7", Sensor: "field1"}},
+	{"id and field", "devices/7/sensors/field1/value", channels.SensorTopic{Channel: "7", ChannelID: 7, Sensor: "field1"}},
+	{"largest id", "devices/18446744073709551615/sensors/x/value", channels.SensorTopic{Channel: "18446744073709551615", ChannelID: 1<<64 - 1, Sensor: "x"}},
+	{"digits in a name", "devices/7a/sensors/field9/value", channels.SensorTopic{Channel: "7a", Sensor: "field9"}},
 	{"name and label", "devices/weather/sensors/temperature/value", channels.SensorTopic{Channel: "weather", Sensor: "temperature"}},
 	{"unicode labels", "devices/Wetter Zürich/sensors/Température °C/value", channels.SensorTopic{Channel: "Wetter Zürich", Sensor: "Température °C"}},
 	{"emoji", "devices/🌦/sensors/💧/value", channels.SensorTopic{Channel: "🌦", Sensor: "💧"}},
 	{"literal-looking levels", "devices/devices/sensors/value/value", channels.SensorTopic{Channel: "devices", Sensor: "value"}},
 	{"spaces and dollar", "devices/ a /sensors/$x/value", channels.SensorTopic{Channel: " a ", Sensor: "$x"}},
-	{"leading zeros kept", "devices/007/sensors/field9/value", channels.SensorTopic{Channel: "007", Sensor: "field9"}},
 	{"255-byte levels", "devices/" + strings.Repeat("c", 255) + "/sensors/" + strings.Repeat("é", 127) + "s/value",
 		channels.SensorTopic{Channel: strings.Repeat("c", 255), Sensor: strings.Repeat("é", 127) + "s"}},
 }
@@ -35,6 +36,13 @@ var invalidSensorTopics = []struct {
 	msg  string
 }{
 	{"empty", "", "empty level"},
+	// A level that looks like an ID is one, in its one spelling, and
+	// never a name.
+	{"leading zero", "devices/01/sensors/field1/value", "without leading zeros"},
+	{"leading zeros", "devices/007/sensors/field9/value", "without leading zeros"},
+	{"zero", "devices/0/sensors/field1/value", "without leading zeros"},
+	{"overflow", "devices/18446744073709551616/sensors/field1/value", "too large"},
+	{"long number", "devices/" + strings.Repeat("9", 255) + "/sensors/field1/value", "too large"},
 	{"channel topic", "channels/7/publish", "must start with devices/"},
 	{"wrong first literal", "device/7/sensors/field1/value", "must start with devices/"},
 	{"upper case literal", "Devices/7/sensors/field1/value", "must start with devices/"},
@@ -603,11 +611,18 @@ func FuzzParseSensorTopic(f *testing.F) {
 			if back := channels.SensorTopicFor(st.Channel, st.Sensor); back != s {
 				t.Fatalf("ParseSensorTopic(%q) = %+v, which builds %q", s, st, back)
 			}
+			if id, err := channels.ParseID(st.Channel); channels.LooksLikeID(st.Channel) != (st.ChannelID != 0) || st.ChannelID != 0 && (err != nil || id != st.ChannelID) {
+				t.Fatalf("ParseSensorTopic(%q) = %+v: channel ID and level disagree", s, st)
+			}
 		}
-		// Any string as a level: valid levels round-trip, others fail.
+		// Any string as a level: valid levels round-trip, others fail. A
+		// channel level that looks like an ID must be one.
 		valid := channels.ValidTopicLevel(s)
+		_, idErr := channels.ParseID(s)
+		validChannel := valid && (!channels.LooksLikeID(s) || idErr == nil)
 		for i, topic := range []string{channels.SensorTopicFor(s, "field1"), channels.SensorTopicFor("7", s)} {
 			st, err := channels.ParseSensorTopic(topic)
+			valid := []bool{validChannel, valid}[i]
 			if valid != (err == nil) || valid && []string{st.Channel, st.Sensor}[i] != s {
 				t.Fatalf("ParseSensorTopic(%q) = %+v, %v; ValidTopicLevel(%q) = %v", topic, st, err, s, valid)
 			}

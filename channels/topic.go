@@ -125,7 +125,7 @@ func parseTopic(s string) (Topic, error) {
 		return Topic{}, topicError("topic must start with channels/<id>/")
 	}
 	level, rest, more := strings.Cut(rest, "/")
-	id, err := parseChannelID(level)
+	id, err := ParseID(level)
 	if err != nil {
 		return Topic{}, err
 	}
@@ -200,9 +200,14 @@ func hasEmptyLevel(s string) bool {
 	return s == "" || s[0] == '/' || s[len(s)-1] == '/' || strings.Contains(s, "//")
 }
 
-// parseChannelID parses a decimal channel ID: 1 or more, no sign, no
-// leading zero, at most the largest uint64.
-func parseChannelID(s string) (uint64, error) {
+// ParseID parses a channel ID as every interface spells it (MQTT topics,
+// sensor topics, REST paths, the dashboard): decimal digits only, no sign,
+// no leading zero, from 1 to the largest uint64. There is one spelling per
+// channel, so "01" is never channel 1: a topic or path a subscriber
+// authorizes is always the one fan-out and the store use. Errors are
+// *Error values with code EINVALID that wrap ErrTopic. ParseID does not
+// allocate unless it fails.
+func ParseID(s string) (uint64, error) {
 	if s == "" {
 		return 0, topicError("channel ID is missing: use channels/<id>/...")
 	}
@@ -221,6 +226,23 @@ func parseChannelID(s string) (uint64, error) {
 		n = n*10 + uint64(d)
 	}
 	return n, nil
+}
+
+// LooksLikeID reports whether s is spelled like a channel ID: one or more
+// ASCII digits, whether or not ParseID accepts it ("01", "0" and numbers
+// past uint64 included). A topic level that looks like an ID always means
+// an ID, never a channel name, so names that look like IDs are refused
+// (Channel.Validate) and never resolved or published.
+func LooksLikeID(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // parseFieldLevel returns N for "field<N>" with N from 1 to 8, else 0.

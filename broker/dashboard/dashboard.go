@@ -179,11 +179,9 @@ func isChannelPage(p string) bool {
 	return ok
 }
 
+// parseID parses a channel ID with the one rule every interface uses.
 func parseID(s string) (uint64, bool) {
-	if s == "" || s[0] < '1' || s[0] > '9' {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
+	n, err := channels.ParseID(s)
 	return n, err == nil
 }
 

@@ -167,7 +167,9 @@ func parseRoute(path string) (rt route, ok bool) {
 		return route{}, false
 	}
 	seg := strings.Split(rest, "/")
-	id, err := parseID(seg[0])
+	// One spelling per channel, as in MQTT topics: /channels/01/... is
+	// not channel 1.
+	id, err := channels.ParseID(seg[0])
 	if err != nil || len(seg) < 2 {
 		return route{}, false
 	}
@@ -230,7 +232,7 @@ func splitExt(s string) (name, ext string) {
 	return s, ""
 }
 
-// parseID parses a channel or entry ID: a decimal number from 1.
+// parseID parses an entry ID: a decimal number from 1.
 func parseID(s string) (uint64, error) {
 	if s == "" || s[0] < '0' || s[0] > '9' {
 		return 0, strconv.ErrSyntax

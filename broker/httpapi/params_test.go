@@ -64,20 +64,25 @@ func TestParseTime(t *testing.T) {
 
 func TestParseRoute(t *testing.T) {
 	for path, want := range map[string]route{
-		"/channels/7/feeds.json":           {kind: routeFeeds, channel: 7, format: "json"},
-		"/channels/7/feeds.csv":            {kind: routeFeeds, channel: 7, format: "csv"},
-		"/channels/7/fields/8.json":        {kind: routeField, channel: 7, field: 8, format: "json"},
-		"/channels/7/feeds/last.json":      {kind: routeLast, channel: 7, format: "json"},
-		"/channels/7/fields/1/last.txt":    {kind: routeFieldLast, channel: 7, field: 1, format: "txt"},
-		"/channels/7/feeds/entry/42.csv":   {kind: routeEntry, channel: 7, entry: 42, format: "csv"},
-		"/channels/007/feeds/entry/1.json": {kind: routeEntry, channel: 7, entry: 1, format: "json"},
-		"/update":                          {kind: routeUpdate},
-		"/update.json":                     {kind: routeUpdate, format: "json"},
-		"/healthz":                         {kind: routeHealth},
+		"/channels/7/feeds.json":         {kind: routeFeeds, channel: 7, format: "json"},
+		"/channels/7/feeds.csv":          {kind: routeFeeds, channel: 7, format: "csv"},
+		"/channels/7/fields/8.json":      {kind: routeField, channel: 7, field: 8, format: "json"},
+		"/channels/7/feeds/last.json":    {kind: routeLast, channel: 7, format: "json"},
+		"/channels/7/fields/1/last.txt":  {kind: routeFieldLast, channel: 7, field: 1, format: "txt"},
+		"/channels/7/feeds/entry/42.csv": {kind: routeEntry, channel: 7, entry: 42, format: "csv"},
+		"/update":                        {kind: routeUpdate},
+		"/update.json":                   {kind: routeUpdate, format: "json"},
+		"/healthz":                       {kind: routeHealth},
 	} {
 		got, ok := parseRoute(path)
 		if !ok || got != want {
 			t.Errorf("parseRoute(%q) = %+v, %v; want %+v", path, got, ok, want)
+		}
+	}
+	// A channel ID has one spelling (channels.ParseID).
+	for _, path := range []string{"/channels/007/feeds/entry/1.json", "/channels/0/feeds.json", "/channels/+7/feeds.json"} {
+		if got, ok := parseRoute(path); ok {
+			t.Errorf("parseRoute(%q) = %+v, want no route", path, got)
 		}
 	}
 }

@@ -397,3 +397,18 @@ func TestLargeFeedStreams(t *testing.T) {
 		}
 	}
 }
+
+// TestNonCanonicalChannelID: a channel ID has one spelling, as in MQTT
+// topics. /channels/01/... is no path of channel 1, whatever the key: it
+// gets the 404 of any path the API does not serve.
+func TestNonCanonicalChannelID(t *testing.T) {
+	w := newWeather(t)
+	if r := w.get("/channels/1/feeds.json?api_key=" + w.ch.ReadKey); r.status != 200 {
+		t.Fatalf("canonical ID: %d %s", r.status, r.body)
+	}
+	noSuch := `{"status":"404","error":{"error_code":"error_resource_not_found","message":"Resource Not Found","details":"No such resource: check the URL. Reads are /channels/<id>/feeds.json, .../fields/<N>.json, .../feeds/last.json; writes are /update and /update.json."}}`
+	for _, id := range []string{"01", "001", "0", "+1", "18446744073709551617", strings.Repeat("9", 5000)} {
+		w.get("/channels/"+id+"/feeds.json?api_key="+w.ch.ReadKey).want(t, 404, ctJSON, noSuch)
+		w.get("/channels/"+id+"/fields/1/last.txt?api_key="+w.ch.ReadKey).want(t, 404, ctJSON, noSuch)
+	}
+}
