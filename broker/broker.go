@@ -68,6 +68,11 @@ type Options struct {
 	// means no limit. A device has one client ID, so it holds at most one
 	// connection anyway (a second one takes the first over).
 	MaxConnections int
+	// MaxSubscriptions caps the filters one client holds at a time;
+	// filters past it are refused (SUBACK 0x97 in MQTT 5, 0x80 in 3.1.1).
+	// A filter the client already holds does not count again, and an
+	// UNSUBSCRIBE frees its slot. Default 100; negative means no limit.
+	MaxSubscriptions int
 	// AuthBackoff throttles failed CONNECTs per source address.
 	AuthBackoff AuthBackoff
 	// Logger receives structured logs. Default slog.Default().
@@ -94,10 +99,18 @@ func (o *Options) ensureDefaults() {
 	if o.MaxPacketSize <= 0 {
 		o.MaxPacketSize = max(64<<10, o.Limits.MaxPayload+4096)
 	}
+	if o.MaxSubscriptions == 0 {
+		o.MaxSubscriptions = DefaultMaxSubscriptions
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
 }
+
+// DefaultMaxSubscriptions is Options.MaxSubscriptions when unset: far more
+// filters than any device needs (one per channel and format), few enough
+// that no client can grow the topic index without bound.
+const DefaultMaxSubscriptions = 100
 
 // Server is an MQTT broker bound to a feed store and a registry.
 type Server struct {

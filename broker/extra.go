@@ -221,21 +221,24 @@ func exactDeliveryAllowed(cl *mqtt.Client, ss *session, topic string) bool {
 	return ok
 }
 
+// markPending notes a filter of the SUBSCRIBE being processed. A filter
+// longer than any topic is refused unparsed and not kept.
 func (ss *session) markPending(filter string) {
-	if classify(filter)&(kindLegacy|kindSensorName) == 0 {
+	if len(filter) > channels.MaxTopicLen {
 		return
 	}
 	ss.mu.Lock()
 	if ss.pending == nil {
-		ss.pending = make(map[string]struct{})
+		ss.pending = make(map[string]bool)
 	}
-	ss.pending[filter] = struct{}{}
+	ss.pending[filter] = false
 	ss.mu.Unlock()
 }
 
-func (ss *session) clearPending(filter string) {
+// clearPending forgets the SUBSCRIBE that has been answered.
+func (ss *session) clearPending() {
 	ss.mu.Lock()
-	delete(ss.pending, filter)
+	ss.pending = nil
 	ss.mu.Unlock()
 }
 
@@ -244,6 +247,21 @@ func (ss *session) isPending(filter string) bool {
 	defer ss.mu.Unlock()
 	_, ok := ss.pending[filter]
 	return ok
+}
+
+// refuseForQuota marks a pending filter refused for the subscription limit.
+func (ss *session) refuseForQuota(filter string) {
+	ss.mu.Lock()
+	if _, ok := ss.pending[filter]; ok {
+		ss.pending[filter] = true
+	}
+	ss.mu.Unlock()
+}
+
+func (ss *session) refusedForQuota(filter string) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.pending[filter]
 }
 
 // canonicalTopic reports, cheaply, whether a delivered topic is one of the

@@ -46,7 +46,8 @@ type session struct {
 	lastLog    time.Time // last rejection logged, to keep a looping device from flooding logs
 	suppressed int
 	extra      map[string]filterKind // granted filters that need extra fan-out (extra.go)
-	pending    map[string]struct{}   // legacy filters in a SUBSCRIBE being processed
+	pending    map[string]bool       // filters of the SUBSCRIBE being processed; true: refused for the quota
+	limitLog   uint8                 // limitLogged* bits: subscription limits already logged once
 	ended      bool                  // the session is over: start no sender (fanout.go)
 
 	out atomic.Pointer[sender] // deliveries to cl, once it gets one (fanout.go)
@@ -269,7 +270,31 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return true
 	}
 	ss := h.srv.session(cl)
-	return ss != nil && h.srv.readDenied(ss.device, topic) == nil && exactDeliveryAllowed(cl, ss, topic)
+	if ss == nil || len(topic) > channels.MaxTopicLen {
+		return false // no feedmq topic is longer: refused before any parsing
+	}
+	if h.srv.readDenied(ss.device, topic) != nil || !exactDeliveryAllowed(cl, ss, topic) {
+		return false
+	}
+	if ss.isPending(topic) && !h.srv.subscriptionSlot(cl, topic) {
+		ss.refuseForQuota(topic)
+		return false
+	}
+	return true
+}
+
+// subscriptionSlot reports whether cl may hold filter: it holds it already
+// (a re-SUBSCRIBE replaces it), or holds fewer than MaxSubscriptions.
+// mochi adds each granted filter of a SUBSCRIBE before checking the next,
+// so the count includes the packet's earlier filters.
+func (s *Server) subscriptionSlot(cl *mqtt.Client, filter string) bool {
+	if s.opts.MaxSubscriptions < 0 {
+		return true
+	}
+	if _, held := cl.State.Subscriptions.Get(filter); held {
+		return true
+	}
+	return cl.State.Subscriptions.Len() < s.opts.MaxSubscriptions
 }
 
 // readDenied returns why device may not read topic (a subscribe filter or
@@ -298,8 +323,9 @@ func (s *Server) readDenied(device uint64, topic string) error {
 	return s.registry.CanSubscribe(device, t.ChannelID, t.Key)
 }
 
-// OnSubscribe marks the legacy filters of a SUBSCRIBE as pending, so the
-// ACL check of the filter itself passes legacyDeliveryAllowed.
+// OnSubscribe marks the filters of a SUBSCRIBE as pending, so that the ACL
+// check of a filter itself is told from a delivery's: it passes
+// exactDeliveryAllowed and takes a subscription slot.
 func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if ss := h.srv.session(cl); ss != nil {
 		for _, f := range pk.Filters {
@@ -309,24 +335,72 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	return pk
 }
 
+// limitLogged* are the session's limitLog bits.
+const (
+	limitLoggedQuota uint8 = 1 << iota
+	limitLoggedLength
+)
+
 // OnSubscribed logs each refused filter once, with its reason, and notes
-// granted legacy filters so fan-out publishes their topics.
+// granted legacy filters so fan-out publishes their topics. Filters
+// refused for a limit (MaxSubscriptions, channels.MaxTopicLen) are logged
+// once per connection, without the filter: a client may send thousands.
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	h.srv.router.invalidate()
 	ss := h.srv.session(cl)
+	if ss == nil {
+		return
+	}
+	quota, long := 0, 0
 	for i, code := range codes {
-		if i >= len(pk.Filters) || ss == nil {
+		if i >= len(pk.Filters) {
 			continue
 		}
 		f := pk.Filters[i].Filter
-		ss.clearPending(f)
 		if code < 0x80 {
 			h.srv.noteFilter(ss, f)
 			continue
 		}
-		h.srv.log.Info("subscription refused", "client", cl.ID, "device", ss.device, "filter", f,
-			"reason", reasonText(h.srv.readDenied(ss.device, f)))
+		// mochi writes the SUBACK from codes after this hook returns, so
+		// an MQTT 5 client learns the real reason (3.1.1 has only 0x80).
+		v5 := cl.Properties.ProtocolVersion >= 5
+		switch {
+		case len(f) > channels.MaxTopicLen:
+			long++
+			if v5 {
+				codes[i] = packets.ErrTopicFilterInvalid.Code
+			}
+		case ss.refusedForQuota(f):
+			quota++
+			if v5 {
+				codes[i] = packets.ErrQuotaExceeded.Code
+			}
+		default:
+			h.srv.log.Info("subscription refused", "client", cl.ID, "device", ss.device, "filter", f,
+				"reason", reasonText(h.srv.readDenied(ss.device, f)))
+		}
 	}
+	ss.clearPending()
+	if quota > 0 && ss.logLimitOnce(limitLoggedQuota) {
+		h.srv.log.Warn("subscriptions refused", "client", cl.ID, "device", ss.device, "filters", quota,
+			"reason", "subscription limit reached (limits.max_subscriptions_per_client)", "limit", h.srv.opts.MaxSubscriptions,
+			"note", "logged once per connection")
+	}
+	if long > 0 && ss.logLimitOnce(limitLoggedLength) {
+		h.srv.log.Warn("subscriptions refused", "client", cl.ID, "device", ss.device, "filters", long,
+			"reason", "filter longer than any feedmq topic", "limit", channels.MaxTopicLen,
+			"note", "logged once per connection")
+	}
+}
+
+// logLimitOnce reports whether the limit bit has not been logged yet on
+// this connection, and marks it logged.
+func (ss *session) logLimitOnce(bit uint8) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	first := ss.limitLog&bit == 0
+	ss.limitLog |= bit
+	return first
 }
 
 func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {

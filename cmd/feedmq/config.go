@@ -81,7 +81,14 @@ type LimitsConfig struct {
 	MaxChannelsPerDevice int `yaml:"max_channels_per_device"` // 0: no limit
 	MaxPayload           int `yaml:"max_payload"`             // bytes per publish
 	MaxValueLen          int `yaml:"max_value_len"`           // characters per value
+	// MaxSubscriptionsPerClient caps the filters one MQTT client holds;
+	// from 1 to maxSubscriptionsLimit (no "unlimited": every filter costs
+	// memory in the topic index).
+	MaxSubscriptionsPerClient int `yaml:"max_subscriptions_per_client"`
 }
+
+// maxSubscriptionsLimit bounds limits.max_subscriptions_per_client.
+const maxSubscriptionsLimit = 10000
 
 // Default listener addresses of DESIGN §2 and §6.
 const (
@@ -112,6 +119,7 @@ func DefaultConfig() Config {
 		Limits: LimitsConfig{
 			MaxDevices: al.MaxDevices, MaxChannelsPerDevice: al.MaxChannelsPerDevice,
 			MaxPayload: cl.MaxPayload, MaxValueLen: cl.MaxValueLen,
+			MaxSubscriptionsPerClient: broker.DefaultMaxSubscriptions,
 		},
 	}
 }
@@ -306,6 +314,8 @@ func (c *Config) validateLimits() error {
 		return fmt.Errorf("limits.max_payload: must be from 1 to %d bytes (got %d)", maxPayloadLimit, l.MaxPayload)
 	case l.MaxValueLen < 1 || l.MaxValueLen > l.MaxPayload:
 		return fmt.Errorf("limits.max_value_len: must be from 1 to limits.max_payload (%d) (got %d)", l.MaxPayload, l.MaxValueLen)
+	case l.MaxSubscriptionsPerClient < 1 || l.MaxSubscriptionsPerClient > maxSubscriptionsLimit:
+		return fmt.Errorf("limits.max_subscriptions_per_client: must be from 1 to %d (got %d)", maxSubscriptionsLimit, l.MaxSubscriptionsPerClient)
 	}
 	return nil
 }

@@ -44,6 +44,7 @@ func TestInvalidConfig(t *testing.T) {
 		"mqtts-without-cert.yaml":     "listeners.mqtts: needs a certificate",
 		"value-len-over-payload.yaml": "limits.max_value_len: must be from 1 to limits.max_payload (100)",
 		"zero-timeout.yaml":           "connect_timeout: must be positive",
+		"zero-subscriptions.yaml":     "limits.max_subscriptions_per_client: must be from 1 to 10000 (got 0)",
 		"syntax-error.yaml":           "did not find expected",
 	} {
 		t.Run(strings.TrimSuffix(file, ".yaml"), func(t *testing.T) {

@@ -211,6 +211,7 @@ func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
 		Limits:           cfg.payloadLimits(),
 		RateLimit:        time.Duration(cfg.RateLimit),
 		MaxConnections:   cfg.MaxConnections,
+		MaxSubscriptions: cfg.Limits.MaxSubscriptionsPerClient,
 		AuthBackoff:      authBackoff(cfg.AuthBackoff),
 		Logger:           log,
 	}

@@ -16,15 +16,17 @@ import (
 
 // Packet types.
 const (
-	CONNECT    = 1
-	CONNACK    = 2
-	PUBLISH    = 3
-	PUBACK     = 4
-	SUBSCRIBE  = 8
-	SUBACK     = 9
-	PINGREQ    = 12
-	PINGRESP   = 13
-	DISCONNECT = 14
+	CONNECT     = 1
+	CONNACK     = 2
+	PUBLISH     = 3
+	PUBACK      = 4
+	SUBSCRIBE   = 8
+	SUBACK      = 9
+	UNSUBSCRIBE = 10
+	UNSUBACK    = 11
+	PINGREQ     = 12
+	PINGRESP    = 13
+	DISCONNECT  = 14
 )
 
 // Conn is one raw MQTT connection.
@@ -144,6 +146,86 @@ func (c *Conn) Subscribe(id uint16, filter string) (byte, error) {
 		return 0, fmt.Errorf("expected SUBACK, got type %d", typ)
 	}
 	return body[len(body)-1], nil
+}
+
+// SubscribeMany sends one SUBSCRIBE with every filter at QoS 0 and returns
+// the SUBACK's codes, one per filter.
+func (c *Conn) SubscribeMany(id uint16, filters ...string) ([]byte, error) {
+	if _, err := c.Write(SubscribePacket(id, c.version == 5, filters...)); err != nil {
+		return nil, err
+	}
+	return c.readAck(SUBACK, id, len(filters))
+}
+
+// SubscribePacket returns the bytes of a SUBSCRIBE of filters at QoS 0,
+// for tests that write many without waiting for each SUBACK.
+func SubscribePacket(id uint16, v5 bool, filters ...string) []byte {
+	b := binary.BigEndian.AppendUint16(nil, id)
+	if v5 {
+		b = append(b, 0) // no properties
+	}
+	for _, f := range filters {
+		b = appendString(b, f)
+		b = append(b, 0)
+	}
+	return packet(SUBSCRIBE<<4|0x02, b)
+}
+
+// Unsubscribe sends one UNSUBSCRIBE and returns the UNSUBACK's codes (none
+// in MQTT 3.1.1).
+func (c *Conn) Unsubscribe(id uint16, filters ...string) ([]byte, error) {
+	b := binary.BigEndian.AppendUint16(nil, id)
+	if c.version == 5 {
+		b = append(b, 0) // no properties
+	}
+	for _, f := range filters {
+		b = appendString(b, f)
+	}
+	if _, err := c.Write(packet(UNSUBSCRIBE<<4|0x02, b)); err != nil {
+		return nil, err
+	}
+	n := len(filters)
+	if c.version != 5 {
+		n = 0
+	}
+	return c.readAck(UNSUBACK, id, n)
+}
+
+// readAck reads a SUBACK or UNSUBACK for packet id with n reason codes,
+// skipping PUBLISH packets that arrive first.
+func (c *Conn) readAck(want byte, id uint16, n int) ([]byte, error) {
+	for {
+		typ, body, err := c.ReadPacket()
+		if err != nil {
+			return nil, err
+		}
+		if typ == PUBLISH {
+			continue
+		}
+		if typ != want || len(body) < 2 || binary.BigEndian.Uint16(body) != id {
+			return nil, fmt.Errorf("expected ack type %d for packet %d, got type %d (%d bytes)", want, id, typ, len(body))
+		}
+		body = body[2:]
+		if c.version == 5 && len(body) > 0 { // skip the properties
+			plen, used := 0, 0
+			for shift := 0; used < len(body) && used < 4; shift += 7 {
+				d := body[used]
+				used++
+				plen |= int(d&0x7f) << shift
+				if d&0x80 == 0 {
+					break
+				}
+			}
+			if used+plen > len(body) {
+				return nil, errors.New("short ack properties")
+			}
+			body = body[used+plen:]
+		}
+		if len(body) != n {
+			return nil, fmt.Errorf("ack has %d codes, want %d", len(body), n)
+		}
+		return body, nil
+	}
 }
 
 // ReadPuback reads the next packet as a PUBACK and returns its reason code
