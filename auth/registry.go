@@ -167,6 +167,22 @@ func (r *Registry) CanSubscribe(device, ch uint64, key string) error {
 	return r.denied(device, "subscribe to", ch, key)
 }
 
+// MayRead reports what CanSubscribe does, without building an error: it
+// runs for every delivery to every subscriber.
+func (r *Registry) MayRead(device, ch uint64, key string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	c, ok := r.channels[ch]
+	if !ok {
+		return false
+	}
+	if c.Public || (key != "" && keysEqual(key, c.ReadKey)) {
+		return true
+	}
+	p, ok := r.devices[device]
+	return ok && p.grants[ch].Subscribe
+}
+
 // denied builds the error for a refused action; the caller holds r.mu.
 func (r *Registry) denied(device uint64, what string, ch uint64, key string) error {
 	who := "anonymous connection"

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"strconv"
-	"strings"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 
@@ -25,51 +24,14 @@ import (
 // must never reach a "#" subscriber, and a wildcard subscriber should get
 // one copy of each value (the canonical one), not one per spelling.
 
-// filterKind tells which optional fan-out topics a subscribe filter may
-// match; a wildcard can match several kinds.
-type filterKind uint8
-
-const (
-	kindLegacy     filterKind = 1 << iota // a legacy channels/... form
-	kindSensor                            // canonical sensor topics
-	kindSensorName                        // an exact sensor topic using names
-	kindField                             // channels/<id>/subscribe/fields/field<N>
-
-	kindCanonical filterKind = 0 // only channels/<id>/subscribe
-)
-
-func classify(filter string) filterKind {
-	if t, err := channels.ParseTopic(filter); err == nil {
-		switch {
-		case t.Action == channels.Subscribe && t.String() != filter:
-			return kindLegacy
-		case t.Field > 0 || t.AllFields:
-			return kindField
-		}
-		return kindCanonical
-	}
-	if st, err := channels.ParseSensorTopic(filter); err == nil {
-		if isDigits(st.Channel) && isFieldLevel(st.Sensor) {
-			return kindSensor
-		}
-		return kindSensorName
-	}
-	kind := kindCanonical
-	if strings.ContainsAny(filter, "+#") {
-		if filterMatches(filter, sensorShape) {
-			kind |= kindSensor
-		}
-		if filterMatches(filter, fieldShape) {
-			kind |= kindField
-		}
-	}
-	return kind
-}
+// extraKinds are the kinds of topic fan-out publishes only while some
+// granted filter may match them.
+var extraKinds = channels.KindsOf(channels.KindLegacy, channels.KindSensor, channels.KindSensorName, channels.KindField)
 
 // noteFilter records a granted filter of ss.
 func (s *Server) noteFilter(ss *session, filter string) {
-	kind := classify(filter)
-	if kind == kindCanonical {
+	f, err := channels.ParseFilter(filter)
+	if err != nil || f.Kinds&extraKinds == 0 {
 		return
 	}
 	ss.mu.Lock()
@@ -78,10 +40,10 @@ func (s *Server) noteFilter(ss *session, filter string) {
 		return
 	}
 	if ss.extra == nil {
-		ss.extra = make(map[string]filterKind)
+		ss.extra = make(map[string]channels.KindSet)
 	}
-	ss.extra[filter] = kind
-	s.countFilter(filter, kind, 1)
+	ss.extra[filter] = f.Kinds
+	s.countFilter(filter, f.Kinds, 1)
 }
 
 // dropFilter forgets an unsubscribed filter of ss.
@@ -104,17 +66,17 @@ func (s *Server) forgetFilters(ss *session) {
 	ss.extra = nil
 }
 
-func (s *Server) countFilter(filter string, kind filterKind, delta int64) {
-	if kind&kindLegacy != 0 {
+func (s *Server) countFilter(filter string, kinds channels.KindSet, delta int64) {
+	if kinds.Has(channels.KindLegacy) {
 		s.legacyCount.Add(delta)
 	}
-	if kind&kindSensor != 0 {
+	if kinds.Has(channels.KindSensor) {
 		s.sensorCount.Add(delta)
 	}
-	if kind&kindField != 0 {
+	if kinds.Has(channels.KindField) {
 		s.fieldCount.Add(delta)
 	}
-	if kind&kindSensorName != 0 {
+	if kinds.Has(channels.KindSensorName) {
 		s.namesMu.Lock()
 		if s.sensorNames[filter] += int(delta); s.sensorNames[filter] <= 0 {
 			delete(s.sensorNames, filter)
@@ -151,12 +113,17 @@ func (s *Server) fanOutExtra(e *channels.Entry, feed []byte) {
 }
 
 func (s *Server) fanOutLegacy(ch *channels.Channel, e *channels.Entry, feed []byte) {
-	base := channels.FeedTopic(e.ChannelID)
-	s.deliver(base+"/json", feed)
-	s.deliver(base+"/json/"+ch.ReadKey, feed)
+	id, key := e.ChannelID, ch.ReadKey
+	s.deliver(dest{topic: channels.LegacyFeedTopic(id, ""), channel: id, exact: true}, feed)
+	s.deliver(dest{topic: channels.LegacyFeedTopic(id, key), channel: id, key: key, exact: true}, feed)
+	var fields string // the filter .../fields/+/<KEY>, which gets every field
 	for n := 1; n <= channels.NumFields; n++ {
 		if v, ok := e.Field(n); ok {
-			s.deliver(channels.FieldTopic(e.ChannelID, n)+"/"+ch.ReadKey, []byte(v))
+			if fields == "" {
+				fields = channels.LegacyFieldsFilter(id, key)
+			}
+			d := dest{topic: channels.LegacyFieldTopic(id, n, key), channel: id, key: key, exact: true, alt: fields}
+			s.deliver(d, []byte(v))
 		}
 	}
 }
@@ -171,7 +138,7 @@ func (s *Server) fanOutSensors(ch *channels.Channel, e *channels.Entry, canonica
 		buf = channels.AppendSensorJSON(buf[:0], e, n)
 		field := channels.FieldName(n)
 		if canonical {
-			s.deliver(channels.SensorTopicFor(id, field), buf)
+			s.deliver(dest{topic: channels.SensorTopicFor(id, field), channel: ch.ID}, buf)
 		}
 		if !names {
 			continue
@@ -187,37 +154,28 @@ func (s *Server) fanOutSensors(ch *channels.Channel, e *channels.Entry, canonica
 					continue
 				}
 				if t := channels.SensorTopicFor(c, f); s.nameSubscribed(t) {
-					s.deliver(t, append([]byte(nil), buf...))
+					s.deliver(dest{topic: t, channel: ch.ID, exact: true}, append([]byte(nil), buf...))
 				}
 			}
 		}
 	}
 }
 
-// exactDeliveryAllowed reports whether a delivery on topic may go to cl:
-// always for canonical topics; for legacy and name forms only when cl holds
-// that exact filter (or .../fields/+/<KEY> for a legacy field topic), or is
-// subscribing to it right now (the ACL check of the filter itself).
-func exactDeliveryAllowed(cl *mqtt.Client, ss *session, topic string) bool {
-	if canonicalTopic(topic) {
-		return true // the common case, decided without parsing
-	}
-	kind := classify(topic)
-	if kind&(kindLegacy|kindSensorName) == 0 {
+// exactDeliveryAllowed reports whether a delivery to d may go to cl:
+// always for the canonical kinds; for legacy and name forms only when cl
+// holds that exact filter, or d.alt (.../fields/+/<KEY> for a legacy
+// field topic).
+func exactDeliveryAllowed(cl *mqtt.Client, d *dest) bool {
+	if !d.exact {
 		return true
 	}
-	if _, ok := cl.State.Subscriptions.Get(topic); ok || ss.isPending(topic) {
+	if _, ok := cl.State.Subscriptions.Get(d.topic); ok {
 		return true
 	}
-	if kind&kindLegacy == 0 {
+	if d.alt == "" {
 		return false
 	}
-	t, _ := channels.ParseTopic(topic)
-	if t.Field == 0 || t.Key == "" {
-		return false
-	}
-	plus := channels.FeedTopic(t.ChannelID) + "/fields/+/" + t.Key
-	_, ok := cl.State.Subscriptions.Get(plus)
+	_, ok := cl.State.Subscriptions.Get(d.alt)
 	return ok
 }
 
@@ -262,22 +220,4 @@ func (ss *session) refusedForQuota(filter string) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	return ss.pending[filter]
-}
-
-// canonicalTopic reports, cheaply, whether a delivered topic is one of the
-// canonical fan-out topics. It runs for every delivery to every
-// subscriber, so it only counts levels: the canonical channel topics have
-// at most five levels and no "json"; a canonical sensor topic names the
-// channel by number and the field as field<N>.
-func canonicalTopic(topic string) bool {
-	if rest, ok := strings.CutPrefix(topic, "channels/"); ok {
-		return strings.Count(rest, "/") <= 3 && !strings.Contains(rest, "/json")
-	}
-	if rest, ok := strings.CutPrefix(topic, "devices/"); ok {
-		id, rest, _ := strings.Cut(rest, "/")
-		rest, _ = strings.CutPrefix(rest, "sensors/")
-		field, _, _ := strings.Cut(rest, "/")
-		return isDigits(id) && isFieldLevel(field)
-	}
-	return false
 }

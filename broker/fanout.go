@@ -107,9 +107,21 @@ func encodeOnce(buf **[]byte, topic string, payload []byte, v5 bool) []byte {
 	return **buf
 }
 
-// deliver sends payload on topic at QoS 0 to every subscriber allowed to
-// read it.
-func (s *Server) deliver(topic string, payload []byte) {
+// dest is a topic fan-out delivers to, with what each subscriber's check
+// needs: fan-out knows the entry's channel and the topic's form, so no
+// delivery parses the topic again or resolves a name in it.
+type dest struct {
+	topic   string
+	channel uint64 // the entry's channel: readers must be allowed to read it
+	key     string // the read key the topic carries, "" if none
+	exact   bool   // legacy and name forms: only subscribers of exactly topic (or alt)
+	alt     string // another filter that gets an exact topic, "" if none
+}
+
+// deliver sends payload on d.topic at QoS 0 to every subscriber allowed
+// to read it.
+func (s *Server) deliver(d dest, payload []byte) {
+	topic := d.topic
 	s.stats.delivered.Add(1)
 	rt := s.routeFor(topic)
 	var v4, v5 *[]byte // encoded on first use, then shared
@@ -127,7 +139,7 @@ func (s *Server) deliver(topic string, payload []byte) {
 		}
 		// Rights are checked on every delivery, not cached: revoking a
 		// grant stops deliveries at once.
-		if s.readDenied(ss.device, topic) != nil || !exactDeliveryAllowed(t.cl, ss, topic) {
+		if !s.registry.MayRead(ss.device, d.channel, d.key) || !exactDeliveryAllowed(t.cl, &d) {
 			continue
 		}
 		var pk []byte

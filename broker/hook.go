@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,10 +44,10 @@ type session struct {
 	mu         sync.Mutex
 	lastLog    time.Time // last rejection logged, to keep a looping device from flooding logs
 	suppressed int
-	extra      map[string]filterKind // granted filters that need extra fan-out (extra.go)
-	pending    map[string]bool       // filters of the SUBSCRIBE being processed; true: refused for the quota
-	limitLog   uint8                 // limitLogged* bits: subscription limits already logged once
-	ended      bool                  // the session is over: start no sender (fanout.go)
+	extra      map[string]channels.KindSet // granted filters that need extra fan-out (extra.go)
+	pending    map[string]bool             // filters of the SUBSCRIBE being processed; true: refused for the quota
+	limitLog   uint8                       // limitLogged* bits: subscription limits already logged once
+	ended      bool                        // the session is over: start no sender (fanout.go)
 
 	out atomic.Pointer[sender] // deliveries to cl, once it gets one (fanout.go)
 	ack [4]byte                // the PUBACK being written (ackPublish)
@@ -263,8 +262,9 @@ func disconnectReason(err error) string {
 	return err.Error()
 }
 
-// OnACLCheck decides reads: subscribe filters and each delivery. Writes
-// are decided in OnPublish, where a rejection can be explained.
+// OnACLCheck decides the filters of a SUBSCRIBE (deliver checks each
+// delivery itself). Writes are decided in OnPublish, where a rejection can
+// be explained.
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if write {
 		return true
@@ -273,10 +273,16 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if ss == nil || len(topic) > channels.MaxTopicLen {
 		return false // no feedmq topic is longer: refused before any parsing
 	}
-	if h.srv.readDenied(ss.device, topic) != nil || !exactDeliveryAllowed(cl, ss, topic) {
+	if !ss.isPending(topic) {
+		// Not a filter of this client's SUBSCRIBE: a delivery through
+		// mochi's publish path, which feedmq never uses (deliver checks
+		// its own), so nothing it would send has been vetted.
 		return false
 	}
-	if ss.isPending(topic) && !h.srv.subscriptionSlot(cl, topic) {
+	if h.srv.readDenied(ss.device, topic) != nil {
+		return false
+	}
+	if !h.srv.subscriptionSlot(cl, topic) {
 		ss.refuseForQuota(topic)
 		return false
 	}
@@ -297,35 +303,27 @@ func (s *Server) subscriptionSlot(cl *mqtt.Client, filter string) bool {
 	return cl.State.Subscriptions.Len() < s.opts.MaxSubscriptions
 }
 
-// readDenied returns why device may not read topic (a subscribe filter or
-// a delivered topic), or nil.
-func (s *Server) readDenied(device uint64, topic string) error {
-	if strings.HasPrefix(topic, "$") {
-		return errors.New("$SYS and shared subscriptions are not available")
-	}
-	if strings.HasPrefix(topic, "devices/") && !strings.ContainsAny(topic, "+#") {
-		ch, _, err := s.resolveSensor(topic)
+// readDenied returns why device may not subscribe to filter, or nil.
+func (s *Server) readDenied(device uint64, filter string) error {
+	f, err := channels.ParseFilter(filter)
+	switch {
+	case err != nil:
+		return err
+	case f.Wildcard:
+		return nil // it names no channel: each delivery is checked on its own
+	case f.Topic.Kind == channels.KindSensor || f.Topic.Kind == channels.KindSensorName:
+		ch, _, err := s.resolveSensor(&f.Topic)
 		if err != nil {
 			return err
 		}
 		return s.registry.CanSubscribe(device, ch.ID, "")
 	}
-	t, err := channels.ParseTopic(topic)
-	if err != nil {
-		if wildcardMayMatchFeeds(topic) {
-			return nil // each delivery is checked on its own topic
-		}
-		return err
-	}
-	if t.Action != channels.Subscribe {
-		return errors.New("publish topics cannot be subscribed to; use channels/<id>/subscribe")
-	}
-	return s.registry.CanSubscribe(device, t.ChannelID, t.Key)
+	return s.registry.CanSubscribe(device, f.Topic.ChannelID, f.Topic.Key)
 }
 
-// OnSubscribe marks the filters of a SUBSCRIBE as pending, so that the ACL
-// check of a filter itself is told from a delivery's: it passes
-// exactDeliveryAllowed and takes a subscription slot.
+// OnSubscribe marks the filters of a SUBSCRIBE as pending: OnACLCheck
+// then tells its checks of them from any other, and each takes a
+// subscription slot.
 func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if ss := h.srv.session(cl); ss != nil {
 		for _, f := range pk.Filters {
@@ -417,61 +415,4 @@ func reasonText(err error) string {
 		return "invalid filter"
 	}
 	return err.Error()
-}
-
-// Shapes of the canonical fan-out topics; "<id>" and "<field>" stand for
-// any channel ID and any field<N>.
-var (
-	feedShape   = []string{"channels", "<id>", "subscribe"}
-	fieldShape  = []string{"channels", "<id>", "subscribe", "fields", "<field>"}
-	sensorShape = []string{"devices", "<id>", "sensors", "<field>", "value"}
-)
-
-// wildcardMayMatchFeeds reports whether a filter with + or # could match
-// one of the canonical topics entries are fanned out to. Such filters are
-// allowed; every delivery is then checked against the subscriber's rights.
-func wildcardMayMatchFeeds(filter string) bool {
-	if !strings.ContainsAny(filter, "+#") {
-		return false
-	}
-	return filterMatches(filter, feedShape) || filterMatches(filter, fieldShape) || filterMatches(filter, sensorShape)
-}
-
-// filterMatches matches an MQTT filter against a topic shape.
-func filterMatches(filter string, shape []string) bool {
-	levels := strings.Split(filter, "/")
-	for i, l := range levels {
-		if l == "#" {
-			return i == len(levels)-1
-		}
-		if i >= len(shape) {
-			return false
-		}
-		ok := l == "+" || l == shape[i] ||
-			(shape[i] == "<id>" && validID(l)) || (shape[i] == "<field>" && isFieldLevel(l))
-		if !ok {
-			return false
-		}
-	}
-	return len(levels) == len(shape)
-}
-
-// validID reports whether a filter level is a channel ID in its one
-// spelling: "01" or an overflowing number can match no fan-out topic.
-func validID(s string) bool {
-	_, err := channels.ParseID(s)
-	return err == nil
-}
-
-func isDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return s != ""
-}
-
-func isFieldLevel(s string) bool {
-	return len(s) == 6 && strings.HasPrefix(s, "field") && s[5] >= '1' && s[5] <= '8'
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -75,14 +74,13 @@ func (ss *session) ackPublish(id uint16) {
 // connection: nothing is acknowledged, and fan-out still waits for the
 // commit.
 func (s *Server) publish(device uint64, topic string, payload []byte, noWait bool) error {
-	if strings.HasPrefix(topic, "devices/") {
-		return s.publishSensor(device, topic, payload, noWait)
-	}
 	t, err := channels.ParseTopic(topic)
-	if err != nil {
+	switch {
+	case err != nil:
 		return &rejection{reasonBadTopic, packets.ErrTopicNameInvalid, err}
-	}
-	if t.Action != channels.Publish {
+	case t.Kind == channels.KindSensor || t.Kind == channels.KindSensorName:
+		return s.publishSensor(device, &t, payload, noWait)
+	case t.Kind != channels.KindPublish:
 		return &rejection{reasonBadTopic, packets.ErrNotAuthorized,
 			errors.New("only the broker publishes to subscribe topics; publish to channels/<id>/publish")}
 	}
@@ -103,8 +101,8 @@ func (s *Server) publish(device uint64, topic string, payload []byte, noWait boo
 // publishSensor handles a Waziup-style devices/<channel>/sensors/<field>/value
 // publish of {"value": ..., "timestamp": ...}. Only device rights apply:
 // these topics carry no API key.
-func (s *Server) publishSensor(device uint64, topic string, payload []byte, noWait bool) error {
-	ch, n, err := s.resolveSensor(topic)
+func (s *Server) publishSensor(device uint64, t *channels.Topic, payload []byte, noWait bool) error {
+	ch, n, err := s.resolveSensor(t)
 	if err != nil {
 		if errors.Is(err, auth.ErrUnknownChannel) {
 			return &rejection{reasonUnknownChannel, packets.ErrTopicNameInvalid, err}
@@ -130,24 +128,24 @@ func (s *Server) write(e *channels.Entry, noWait bool) error {
 	return s.commit(context.Background(), e)
 }
 
-// resolveSensor parses a sensor topic and finds its channel (by ID or by
-// name) and field (field<N> or label).
-func (s *Server) resolveSensor(topic string) (*channels.Channel, int, error) {
-	st, err := channels.ParseSensorTopic(topic)
-	if err != nil {
-		return nil, 0, err
-	}
+// resolveSensor finds the channel (by ID or by name) and field (field<N>
+// or label) of a parsed sensor topic.
+func (s *Server) resolveSensor(t *channels.Topic) (*channels.Channel, int, error) {
 	var ch *channels.Channel
-	if st.ChannelID != 0 {
-		c, ok := s.registry.Channel(st.ChannelID)
+	if t.ChannelID != 0 {
+		c, ok := s.registry.Channel(t.ChannelID)
 		if !ok {
-			return nil, 0, fmt.Errorf("channel %d: %w", st.ChannelID, auth.ErrUnknownChannel)
+			return nil, 0, fmt.Errorf("channel %d: %w", t.ChannelID, auth.ErrUnknownChannel)
 		}
 		ch = c
-	} else if ch, err = s.registry.ChannelByName(st.Channel); err != nil {
-		return nil, 0, err
+	} else {
+		c, err := s.registry.ChannelByName(t.Channel)
+		if err != nil {
+			return nil, 0, err
+		}
+		ch = c
 	}
-	n, err := channels.ResolveSensor(ch, st.Sensor)
+	n, err := channels.ResolveSensor(ch, t.Sensor)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -250,12 +248,12 @@ func (s *Server) fanOutLoop() {
 // checked against the subscriber's rights (see deliver).
 func (s *Server) fanOut(e *channels.Entry) {
 	buf := e.AppendJSON(make([]byte, 0, 384))
-	s.deliver(channels.FeedTopic(e.ChannelID), buf)
+	s.deliver(dest{topic: channels.FeedTopic(e.ChannelID), channel: e.ChannelID}, buf)
 	// Field topics cost a publish each, and most brokers have no field
 	// subscriber at all: the gate counts filters that could match one.
 	for n := 1; n <= channels.NumFields && s.fieldCount.Load() > 0; n++ {
 		if v, ok := e.Field(n); ok {
-			s.deliver(channels.FieldTopic(e.ChannelID, n), []byte(v))
+			s.deliver(dest{topic: channels.FieldTopic(e.ChannelID, n), channel: e.ChannelID}, []byte(v))
 		}
 	}
 	s.fanOutExtra(e, buf)

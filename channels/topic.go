@@ -25,20 +25,53 @@ func (a Action) String() string {
 	return "Action(" + strconv.Itoa(int(a)) + ")"
 }
 
-// Topic is a parsed channel topic or subscribe filter.
-type Topic struct {
-	Action    Action
-	ChannelID uint64
-	Field     int    // 1..8 for a single-field topic, 0 for the channel feed
-	AllFields bool   // subscribe filter channels/<id>/subscribe/fields/+
-	Key       string // API key carried as the last level (legacy forms), "" if none
+// Kind is the form of a topic. It tells which fan-out publishes the topic
+// and who may receive it: the canonical kinds go to every subscriber whose
+// filter matches and who may read the channel; KindLegacy and
+// KindSensorName only to subscribers of exactly that topic.
+type Kind uint8
+
+const (
+	KindPublish    Kind = iota + 1 // channels/<id>/publish[/fields/field<N>][/<WRITEKEY>]
+	KindFeed                       // channels/<id>/subscribe
+	KindField                      // channels/<id>/subscribe/fields/field<N> (and the filter .../fields/+)
+	KindLegacy                     // channels/<id>/subscribe/json[/<READKEY>], .../fields/field<N>/<READKEY>, .../fields/+/<READKEY>
+	KindSensor                     // devices/<id>/sensors/field<N>/value
+	KindSensorName                 // devices/<channel>/sensors/<sensor>/value by channel name or field label
+)
+
+var kindNames = [...]string{KindPublish: "publish", KindFeed: "feed", KindField: "field",
+	KindLegacy: "legacy", KindSensor: "sensor", KindSensorName: "sensor-name"}
+
+// String names the kind.
+func (k Kind) String() string {
+	if int(k) < len(kindNames) && kindNames[k] != "" {
+		return kindNames[k]
+	}
+	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
 
-// String returns the topic in its canonical form without the key, so that
-// it is safe to log: channels/<id>/publish, .../publish/fields/field<N>,
-// channels/<id>/subscribe, .../subscribe/fields/field<N> or
-// .../subscribe/fields/+. ParseTopic(t.String()) returns t with Key "".
+// Topic is a parsed topic of either family, or a one-channel subscribe
+// filter (.../fields/+).
+type Topic struct {
+	Kind      Kind
+	Action    Action // Publish or Subscribe for channel topics; 0 for sensor topics, which are both
+	ChannelID uint64 // 0 only for a sensor topic that names its channel (Channel)
+	Field     int    // 1..8 for a single-field channel topic, 0 for the channel feed
+	AllFields bool   // subscribe filter channels/<id>/subscribe/fields/+
+	Key       string // API key carried as the last level (legacy forms), "" if none
+	Channel   string // sensor topics: the channel level as written (ID or name)
+	Sensor    string // sensor topics: the sensor level as written (field<N> or label)
+}
+
+// String returns the topic without its key, so that it is safe to log:
+// channels/<id>/publish, .../publish/fields/field<N>, channels/<id>/subscribe,
+// .../subscribe/json, .../subscribe/fields/field<N>, .../subscribe/fields/+
+// or the sensor topic as written.
 func (t Topic) String() string {
+	if t.Kind == KindSensor || t.Kind == KindSensorName {
+		return SensorTopicFor(t.Channel, t.Sensor)
+	}
 	b := make([]byte, 0, 48)
 	b = append(b, "channels/"...)
 	b = strconv.AppendUint(b, t.ChannelID, 10)
@@ -50,6 +83,8 @@ func (t Topic) String() string {
 	case t.Field != 0:
 		b = append(b, "/fields/field"...)
 		b = strconv.AppendInt(b, int64(t.Field), 10)
+	case t.Kind == KindLegacy:
+		b = append(b, "/json"...)
 	}
 	return string(b)
 }
@@ -66,27 +101,65 @@ func FieldTopic(id uint64, n int) string {
 	return "channels/" + strconv.FormatUint(id, 10) + "/subscribe/fields/field" + strconv.Itoa(n)
 }
 
-// ParseTopic parses a channel topic (publish) or subscribe filter. It
-// accepts, with <id> a decimal channel ID from 1 and <N> from 1 to 8:
+// LegacyFeedTopic returns channels/<id>/subscribe/json, or with a key
+// channels/<id>/subscribe/json/<key>: the legacy forms of the feed topic.
+func LegacyFeedTopic(id uint64, key string) string {
+	if key == "" {
+		return FeedTopic(id) + "/json"
+	}
+	return FeedTopic(id) + "/json/" + key
+}
+
+// LegacyFieldTopic returns channels/<id>/subscribe/fields/field<n>/<key>.
+func LegacyFieldTopic(id uint64, n int, key string) string {
+	return FieldTopic(id, n) + "/" + key
+}
+
+// LegacyFieldsFilter returns the filter channels/<id>/subscribe/fields/+/<key>,
+// whose subscribers receive every LegacyFieldTopic of the channel and key.
+func LegacyFieldsFilter(id uint64, key string) string {
+	return FeedTopic(id) + "/fields/+/" + key
+}
+
+// ParseTopic parses a topic of either family, the one grammar of feedmq's
+// topics. With <id> a channel ID (ParseID) and <N> from 1 to 8 it accepts
+// the channel topics
 //
-//	channels/<id>/publish
-//	channels/<id>/publish/fields/field<N>
-//	channels/<id>/publish/<WRITEKEY>                  (legacy)
-//	channels/<id>/publish/fields/field<N>/<WRITEKEY>  (legacy)
-//	channels/<id>/subscribe
-//	channels/<id>/subscribe/fields/field<N>
-//	channels/<id>/subscribe/fields/+
-//	channels/<id>/subscribe/json                      (legacy)
-//	channels/<id>/subscribe/json/<READKEY>            (legacy)
-//	channels/<id>/subscribe/fields/field<N>/<READKEY> (legacy)
-//	channels/<id>/subscribe/fields/+/<READKEY>        (legacy)
+//	channels/<id>/publish                             KindPublish
+//	channels/<id>/publish/fields/field<N>             KindPublish
+//	channels/<id>/publish/<WRITEKEY>                  KindPublish (legacy)
+//	channels/<id>/publish/fields/field<N>/<WRITEKEY>  KindPublish (legacy)
+//	channels/<id>/subscribe                           KindFeed
+//	channels/<id>/subscribe/fields/field<N>           KindField
+//	channels/<id>/subscribe/fields/+                  KindField (a filter)
+//	channels/<id>/subscribe/json                      KindLegacy
+//	channels/<id>/subscribe/json/<READKEY>            KindLegacy
+//	channels/<id>/subscribe/fields/field<N>/<READKEY> KindLegacy
+//	channels/<id>/subscribe/fields/+/<READKEY>        KindLegacy (a filter)
+//
+// and the sensor topics devices/<channel>/sensors/<sensor>/value
+// (ParseSensorTopic): KindSensor for devices/<id>/sensors/field<N>/value,
+// else KindSensorName, with ChannelID 0 when <channel> is a name.
 //
 // A key must have the shape ValidKey checks; whether it is the channel's
 // key is for the caller to decide. Anything else, including filters with
-// other wildcards such as channels/+/subscribe, is an *Error with code
-// EINVALID that wraps ErrTopic. ParseTopic does not allocate unless it
-// fails.
+// other wildcards such as channels/+/subscribe (see ParseFilter), is an
+// *Error with code EINVALID that wraps ErrTopic. ParseTopic does not
+// allocate unless it fails.
 func ParseTopic(s string) (Topic, error) {
+	if strings.HasPrefix(s, "devices/") {
+		st, err := ParseSensorTopic(s)
+		if err != nil {
+			return Topic{}, err
+		}
+		t := Topic{Kind: KindSensorName, ChannelID: st.ChannelID, Channel: st.Channel, Sensor: st.Sensor}
+		if st.ChannelID != 0 {
+			if t.Field = parseFieldLevel(st.Sensor); t.Field != 0 {
+				t.Kind = KindSensor
+			}
+		}
+		return t, nil
+	}
 	t, err := parseTopic(s)
 	if err != nil {
 		return Topic{}, explain(s, err)
@@ -122,7 +195,7 @@ func isPublish(s string) bool {
 func parseTopic(s string) (Topic, error) {
 	rest, ok := strings.CutPrefix(s, "channels/")
 	if !ok {
-		return Topic{}, topicError("topic must start with channels/<id>/")
+		return Topic{}, topicError("topic must start with channels/<id>/ or devices/<channel>/")
 	}
 	level, rest, more := strings.Cut(rest, "/")
 	id, err := ParseID(level)
@@ -136,9 +209,9 @@ func parseTopic(s string) (Topic, error) {
 	level, rest, more = strings.Cut(rest, "/")
 	switch level {
 	case "publish":
-		t.Action = Publish
+		t.Action, t.Kind = Publish, KindPublish
 	case "subscribe":
-		t.Action = Subscribe
+		t.Action, t.Kind = Subscribe, KindFeed
 	default:
 		return Topic{}, topicError("level after the channel ID must be publish or subscribe, not %s", quoteShort(level))
 	}
@@ -162,7 +235,11 @@ func (t Topic) parseSuffix(rest string) (Topic, error) {
 		} else if t.Field = parseFieldLevel(level); t.Field == 0 {
 			return Topic{}, topicError("level after fields must be field1 to field8, not %s", quoteShort(level))
 		}
+		if t.Action == Subscribe {
+			t.Kind = KindField
+		}
 	case t.Action == Subscribe && level == "json":
+		t.Kind = KindLegacy
 	case t.Action == Subscribe && (level == "xml" || level == "csv"):
 		return Topic{}, topicError("subscribe format %s is not supported: only the json format is supported", level)
 	case t.Action == Publish:
@@ -192,6 +269,9 @@ func (t Topic) withKey(key string, more bool) (Topic, error) {
 		return Topic{}, topicError("topic must end with the API key, but it goes on")
 	}
 	t.Key = key
+	if t.Action == Subscribe {
+		t.Kind = KindLegacy
+	}
 	return t, nil
 }
 
@@ -208,24 +288,34 @@ func hasEmptyLevel(s string) bool {
 // *Error values with code EINVALID that wrap ErrTopic. ParseID does not
 // allocate unless it fails.
 func ParseID(s string) (uint64, error) {
-	if s == "" {
-		return 0, topicError("channel ID is missing: use channels/<id>/...")
+	if n, ok := parseID(s); ok {
+		return n, nil
 	}
-	if s[0] == '0' {
+	switch {
+	case s == "":
+		return 0, topicError("channel ID is missing: use channels/<id>/...")
+	case s[0] == '0':
 		return 0, topicError("channel ID must be a number from 1 without leading zeros, not %s", quoteShort(s))
+	case !LooksLikeID(s):
+		return 0, topicError("channel ID must be a decimal number, not %s", quoteShort(s))
+	}
+	return 0, topicError("channel ID %s is too large", quoteShort(s))
+}
+
+// parseID is ParseID without the error, for matching filter levels.
+func parseID(s string) (uint64, bool) {
+	if s == "" || s[0] == '0' || len(s) > len("18446744073709551615") {
+		return 0, false
 	}
 	var n uint64
 	for i := 0; i < len(s); i++ {
 		d := s[i] - '0'
-		if d > 9 {
-			return 0, topicError("channel ID must be a decimal number, not %s", quoteShort(s))
-		}
-		if n > (1<<64-1-uint64(d))/10 {
-			return 0, topicError("channel ID %s is too large", quoteShort(s))
+		if d > 9 || n > (1<<64-1-uint64(d))/10 {
+			return 0, false
 		}
 		n = n*10 + uint64(d)
 	}
-	return n, nil
+	return n, true
 }
 
 // LooksLikeID reports whether s is spelled like a channel ID: one or more

@@ -19,37 +19,45 @@ var validTopics = []struct {
 	want channels.Topic
 }{
 	{"publish feed", "channels/7/publish",
-		channels.Topic{Action: channels.Publish, ChannelID: 7}},
+		channels.Topic{Kind: channels.KindPublish, Action: channels.Publish, ChannelID: 7}},
 	{"publish field", "channels/7/publish/fields/field3",
-		channels.Topic{Action: channels.Publish, ChannelID: 7, Field: 3}},
+		channels.Topic{Kind: channels.KindPublish, Action: channels.Publish, ChannelID: 7, Field: 3}},
 	{"publish field1", "channels/1/publish/fields/field1",
-		channels.Topic{Action: channels.Publish, ChannelID: 1, Field: 1}},
+		channels.Topic{Kind: channels.KindPublish, Action: channels.Publish, ChannelID: 1, Field: 1}},
 	{"publish field8", "channels/1/publish/fields/field8",
-		channels.Topic{Action: channels.Publish, ChannelID: 1, Field: 8}},
+		channels.Topic{Kind: channels.KindPublish, Action: channels.Publish, ChannelID: 1, Field: 8}},
 	{"publish legacy key", "channels/1076918/publish/" + writeKey,
-		channels.Topic{Action: channels.Publish, ChannelID: 1076918, Key: writeKey}},
+		channels.Topic{Kind: channels.KindPublish, Action: channels.Publish, ChannelID: 1076918, Key: writeKey}},
 	{"publish legacy field key", "channels/7/publish/fields/field2/" + writeKey,
-		channels.Topic{Action: channels.Publish, ChannelID: 7, Field: 2, Key: writeKey}},
+		channels.Topic{Kind: channels.KindPublish, Action: channels.Publish, ChannelID: 7, Field: 2, Key: writeKey}},
 	{"publish digit-only key", "channels/7/publish/" + "1234567890123456",
-		channels.Topic{Action: channels.Publish, ChannelID: 7, Key: "1234567890123456"}},
+		channels.Topic{Kind: channels.KindPublish, Action: channels.Publish, ChannelID: 7, Key: "1234567890123456"}},
 	{"publish max id", "channels/18446744073709551615/publish",
-		channels.Topic{Action: channels.Publish, ChannelID: 1<<64 - 1}},
+		channels.Topic{Kind: channels.KindPublish, Action: channels.Publish, ChannelID: 1<<64 - 1}},
 	{"subscribe feed", "channels/7/subscribe",
-		channels.Topic{Action: channels.Subscribe, ChannelID: 7}},
+		channels.Topic{Kind: channels.KindFeed, Action: channels.Subscribe, ChannelID: 7}},
 	{"subscribe field", "channels/7/subscribe/fields/field8",
-		channels.Topic{Action: channels.Subscribe, ChannelID: 7, Field: 8}},
+		channels.Topic{Kind: channels.KindField, Action: channels.Subscribe, ChannelID: 7, Field: 8}},
 	{"subscribe all fields", "channels/7/subscribe/fields/+",
-		channels.Topic{Action: channels.Subscribe, ChannelID: 7, AllFields: true}},
+		channels.Topic{Kind: channels.KindField, Action: channels.Subscribe, ChannelID: 7, AllFields: true}},
 	{"subscribe legacy json", "channels/7/subscribe/json",
-		channels.Topic{Action: channels.Subscribe, ChannelID: 7}},
+		channels.Topic{Kind: channels.KindLegacy, Action: channels.Subscribe, ChannelID: 7}},
 	{"subscribe legacy json key", "channels/7/subscribe/json/" + readKey,
-		channels.Topic{Action: channels.Subscribe, ChannelID: 7, Key: readKey}},
+		channels.Topic{Kind: channels.KindLegacy, Action: channels.Subscribe, ChannelID: 7, Key: readKey}},
 	{"subscribe legacy field key", "channels/7/subscribe/fields/field3/" + readKey,
-		channels.Topic{Action: channels.Subscribe, ChannelID: 7, Field: 3, Key: readKey}},
+		channels.Topic{Kind: channels.KindLegacy, Action: channels.Subscribe, ChannelID: 7, Field: 3, Key: readKey}},
 	{"subscribe legacy all fields key", "channels/7/subscribe/fields/+/" + readKey,
-		channels.Topic{Action: channels.Subscribe, ChannelID: 7, AllFields: true, Key: readKey}},
+		channels.Topic{Kind: channels.KindLegacy, Action: channels.Subscribe, ChannelID: 7, AllFields: true, Key: readKey}},
+	{"sensor", "devices/7/sensors/field2/value",
+		channels.Topic{Kind: channels.KindSensor, ChannelID: 7, Field: 2, Channel: "7", Sensor: "field2"}},
+	{"sensor label", "devices/7/sensors/Temp/value",
+		channels.Topic{Kind: channels.KindSensorName, ChannelID: 7, Channel: "7", Sensor: "Temp"}},
+	{"sensor name", "devices/Greenhouse/sensors/field1/value",
+		channels.Topic{Kind: channels.KindSensorName, Channel: "Greenhouse", Sensor: "field1"}},
+	{"sensor field9 is a label", "devices/7/sensors/field9/value",
+		channels.Topic{Kind: channels.KindSensorName, ChannelID: 7, Channel: "7", Sensor: "field9"}},
 	{"subscribe id 1", "channels/1/subscribe",
-		channels.Topic{Action: channels.Subscribe, ChannelID: 1}},
+		channels.Topic{Kind: channels.KindFeed, Action: channels.Subscribe, ChannelID: 1}},
 }
 
 var invalidTopics = []struct {
@@ -168,14 +176,23 @@ func TestParseTopicInvalid(t *testing.T) {
 
 func TestTopicString(t *testing.T) {
 	for _, tt := range validTopics {
-		want := tt.want
-		want.Key = ""
+		want := keyless(tt.want)
 		s := want.String()
 		got, err := channels.ParseTopic(s)
 		if err != nil || got != want {
 			t.Errorf("%s: ParseTopic(%q) = %+v, %v; want %+v", tt.desc, s, got, err, want)
 		}
 	}
+}
+
+// keyless returns what t.String() parses to: t without its key, which
+// makes a legacy field topic canonical.
+func keyless(t channels.Topic) channels.Topic {
+	if t.Key != "" && t.Kind == channels.KindLegacy && (t.Field != 0 || t.AllFields) {
+		t.Kind = channels.KindField
+	}
+	t.Key = ""
+	return t
 }
 
 func TestFeedTopic(t *testing.T) {
@@ -186,7 +203,7 @@ func TestFeedTopic(t *testing.T) {
 		t.Errorf("FieldTopic = %q", got)
 	}
 	for n := 1; n <= channels.NumFields; n++ {
-		want := channels.Topic{Action: channels.Subscribe, ChannelID: 42, Field: n}
+		want := channels.Topic{Kind: channels.KindField, Action: channels.Subscribe, ChannelID: 42, Field: n}
 		if got, err := channels.ParseTopic(channels.FieldTopic(42, n)); err != nil || got != want {
 			t.Errorf("ParseTopic(FieldTopic(42, %d)) = %+v, %v", n, got, err)
 		}
@@ -222,6 +239,20 @@ func FuzzParseTopic(f *testing.F) {
 			}
 			return
 		}
+		if tp.Kind == channels.KindSensor || tp.Kind == channels.KindSensorName {
+			if tp.Action != 0 || tp.Key != "" || tp.AllFields || tp.String() != s ||
+				(tp.ChannelID != 0) != channels.LooksLikeID(tp.Channel) ||
+				(tp.Kind == channels.KindSensor) != (tp.ChannelID != 0 && tp.Field != 0) {
+				t.Fatalf("ParseTopic(%q) = %#v: inconsistent sensor topic", s, tp)
+			}
+			return
+		}
+		if tp.Kind < channels.KindPublish || tp.Kind > channels.KindLegacy {
+			t.Fatalf("ParseTopic(%q) = %#v: bad kind", s, tp)
+		}
+		if (tp.Kind == channels.KindPublish) != (tp.Action == channels.Publish) {
+			t.Fatalf("ParseTopic(%q) = %#v: kind and action disagree", s, tp)
+		}
 		if tp.ChannelID < 1 || tp.Field < 0 || tp.Field > channels.NumFields {
 			t.Fatalf("ParseTopic(%q) = %+v: out of range", s, tp)
 		}
@@ -234,13 +265,12 @@ func FuzzParseTopic(f *testing.F) {
 		if tp.Key != "" && (!channels.ValidKey(tp.Key) || !strings.HasSuffix(s, "/"+tp.Key)) {
 			t.Fatalf("ParseTopic(%q) = %+v: bad key", s, tp)
 		}
-		// The keyless canonical form re-parses to the same topic.
-		want := tp
-		want.Key = ""
+		// The keyless form re-parses to the same topic.
+		want := keyless(tp)
 		if got, err := channels.ParseTopic(tp.String()); err != nil || got != want {
 			t.Fatalf("ParseTopic(%q) = %+v, %v; want %+v", tp.String(), got, err, want)
 		}
-		if tp.Action == channels.Subscribe && !tp.AllFields && tp.Key == "" {
+		if tp.Kind == channels.KindFeed || tp.Kind == channels.KindField && !tp.AllFields {
 			rebuilt := channels.FeedTopic(tp.ChannelID)
 			if tp.Field != 0 {
 				rebuilt = channels.FieldTopic(tp.ChannelID, tp.Field)
