@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,9 +19,11 @@ import (
 )
 
 // TestAuthorizationProperty builds 100 devices with random grants on 10
-// public and private channels, subscribes each (and some anonymous
+// public and private channels, some named like IDs (another channel's ID,
+// a zero-padded ID, a number), subscribes each (and some anonymous
 // clients) to random filters (exact, wildcard, legacy with right or wrong
-// read keys, field and sensor topics), publishes one entry per channel, and
+// read keys, field and sensor topics by ID, name or label, non-canonical
+// IDs), publishes one entry per channel, and
 // checks against an independent model that every subscriber gets exactly
 // the topics it is entitled to: nothing more, nothing less.
 func TestAuthorizationProperty(t *testing.T) {
@@ -39,9 +42,33 @@ func TestAuthorizationProperty(t *testing.T) {
 		}
 		chans[i] = c
 	}
+	// Names that look like IDs cannot be created, but an older database
+	// may hold them: another channel's ID, a zero-padded ID, a number that
+	// is no channel's ID. Put them where loading such a database would.
+	always := rng.IntN(nChannels) // at least one name is another channel's ID
+	for i, c := range chans {
+		if rng.IntN(3) != 0 && i != always {
+			continue
+		}
+		renamed := *c
+		switch kind := rng.IntN(3); {
+		case i == always || kind == 0:
+			renamed.Name = strconv.FormatUint(chans[(i+1+rng.IntN(nChannels-1))%nChannels].ID, 10)
+		case kind == 1:
+			renamed.Name = "0" + strconv.FormatUint(c.ID, 10)
+		default:
+			renamed.Name = "99999"
+		}
+		ts.svc.Registry.PutChannel(&renamed)
+		chans[i] = &renamed
+	}
+	byID := map[uint64]*channels.Channel{}
+	for _, c := range chans {
+		byID[c.ID] = c
+	}
 	type subscriber struct {
 		grants  map[uint64]auth.Grant
-		filters []string
+		filters []genFilter
 		conn    *mqtttest.Conn
 	}
 	var subs []*subscriber
@@ -66,7 +93,7 @@ func TestAuthorizationProperty(t *testing.T) {
 			s.conn = rawAnonymous(t, ts.addr, fmt.Sprintf("anon%d", i))
 		}
 		for range 2 {
-			s.filters = append(s.filters, randomFilter(rng, chans))
+			s.filters = append(s.filters, randomFilter(rng, chans, byID))
 		}
 		subs = append(subs, s)
 	}
@@ -74,31 +101,18 @@ func TestAuthorizationProperty(t *testing.T) {
 	canRead := func(s *subscriber, c *channels.Channel, key string) bool {
 		return s.grants[c.ID].Subscribe || c.Public || key == c.ReadKey
 	}
-	byID := map[uint64]*channels.Channel{}
-	for _, c := range chans {
-		byID[c.ID] = c
-	}
 	// granted tells from the model whether a filter is accepted.
-	granted := func(s *subscriber, f string) bool {
-		if strings.ContainsAny(f, "+#") && !strings.Contains(f, "/fields/+") {
-			return true
-		}
-		if strings.HasPrefix(f, "devices/") {
-			var id uint64
-			fmt.Sscanf(f, "devices/%d/", &id)
-			return canRead(s, byID[id], "")
-		}
-		tp, err := channels.ParseTopic(f)
-		return err == nil && canRead(s, byID[tp.ChannelID], tp.Key)
+	granted := func(s *subscriber, f genFilter) bool {
+		return f.wildcard || f.target != nil && canRead(s, f.target, f.key)
 	}
 	for _, s := range subs {
 		for i, f := range s.filters {
-			code, err := s.conn.Subscribe(uint16(i+1), f)
+			code, err := s.conn.Subscribe(uint16(i+1), f.filter)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if want := granted(s, f); (code == 0) != want {
-				t.Fatalf("SUBACK %#x for %s with grants %v, model says granted=%v", code, f, s.grants, want)
+				t.Fatalf("SUBACK %#x for %s with grants %v, model says granted=%v", code, f.filter, s.grants, want)
 			}
 		}
 	}
@@ -116,25 +130,26 @@ func TestAuthorizationProperty(t *testing.T) {
 		}
 	}
 
-	// expected lists the topics a subscriber must receive.
-	expected := func(s *subscriber) []string {
-		set := map[string]bool{}
+	// expected maps the topics a subscriber must receive to the channel
+	// whose entry each must carry.
+	expected := func(s *subscriber) map[string]uint64 {
+		set := map[string]uint64{}
 		for _, f := range s.filters {
 			if !granted(s, f) {
 				continue
 			}
 			for _, c := range chans {
-				if !canRead(s, c, "") && !strings.Contains(f, c.ReadKey) {
+				if !canRead(s, c, "") && !strings.Contains(f.filter, c.ReadKey) {
 					continue
 				}
 				for _, topic := range topicsOf(c) {
-					if receives(f, topic) {
-						set[topic] = true
+					if receives(f.filter, topic) {
+						set[topic] = c.ID
 					}
 				}
 			}
 		}
-		return sortedKeys(set)
+		return set
 	}
 	var wg sync.WaitGroup
 	var delivered, refused atomic.Int64
@@ -151,9 +166,10 @@ func TestAuthorizationProperty(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			set := map[string]bool{}
+			want := expected(s)
 			for {
 				_ = s.conn.SetReadDeadline(time.Now().Add(700 * time.Millisecond))
-				topic, _, err := s.conn.ReadPublish()
+				topic, payload, err := s.conn.ReadPublish()
 				if err != nil {
 					break
 				}
@@ -162,9 +178,18 @@ func TestAuthorizationProperty(t *testing.T) {
 				}
 				set[topic] = true
 				delivered.Add(1)
+				// Every entry's values are v<channel ID>: a topic must
+				// carry its own channel's entry, never another's.
+				if id, ok := want[topic]; ok && string(payload) != fmt.Sprintf("v%d", id) &&
+					!strings.Contains(string(payload), fmt.Sprintf(`"v%d"`, id)) {
+					errs <- fmt.Sprintf("subscriber %d got %s on %s, want channel %d's entry", i, payload, topic, id)
+				}
 			}
-			got, want := sortedKeys(set), expected(s)
-			if strings.Join(got, " ") != strings.Join(want, " ") {
+			wantTopics := map[string]bool{}
+			for topic := range want {
+				wantTopics[topic] = true
+			}
+			if got, want := sortedKeys(set), sortedKeys(wantTopics); strings.Join(got, " ") != strings.Join(want, " ") {
 				errs <- fmt.Sprintf("subscriber %d (grants %v, filters %v):\n got  %v\n want %v", i, s.grants, s.filters, got, want)
 			}
 		}()
@@ -180,18 +205,31 @@ func TestAuthorizationProperty(t *testing.T) {
 	}
 }
 
-// topicsOf lists every topic an entry setting field1 on c is fanned out to.
+// topicsOf lists every topic an entry setting field1 on c is fanned out
+// to. Channels have the default labels ("Field 1"...). A name that looks
+// like an ID never stands in a topic.
 func topicsOf(c *channels.Channel) []string {
 	feed := channels.FeedTopic(c.ID)
-	return []string{feed, feed + "/fields/field1", feed + "/json", feed + "/json/" + c.ReadKey,
-		feed + "/fields/field1/" + c.ReadKey, fmt.Sprintf("devices/%d/sensors/field1/value", c.ID)}
+	id := strconv.FormatUint(c.ID, 10)
+	topics := []string{feed, feed + "/fields/field1", feed + "/json", feed + "/json/" + c.ReadKey,
+		feed + "/fields/field1/" + c.ReadKey, "devices/" + id + "/sensors/field1/value",
+		"devices/" + id + "/sensors/Field 1/value"}
+	if !allDigits(c.Name) {
+		topics = append(topics, "devices/"+c.Name+"/sensors/field1/value", "devices/"+c.Name+"/sensors/Field 1/value")
+	}
+	return topics
 }
 
-// receives models delivery: legacy topics only to their exact filter (or
-// fields/+/<KEY>), the rest by plain MQTT matching.
+// receives models delivery: legacy topics and sensor topics that name the
+// channel or the field only to their exact filter (or fields/+/<KEY>), the
+// rest by plain MQTT matching.
 func receives(filter, topic string) bool {
 	legacy := strings.HasSuffix(topic, "/json") || strings.Count(topic, "/") == 5 && strings.HasPrefix(topic, "channels/") ||
 		strings.Contains(topic, "/json/")
+	if sensor, ok := strings.CutPrefix(topic, "devices/"); ok {
+		levels := strings.Split(sensor, "/")
+		legacy = !allDigits(levels[0]) || levels[2] != "field1"
+	}
 	if legacy {
 		if filter == topic {
 			return true
@@ -200,6 +238,15 @@ func receives(filter, topic string) bool {
 		return strings.Contains(filter, "/fields/+/") && mqttMatch(filter, topic)
 	}
 	return mqttMatch(filter, topic)
+}
+
+func allDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func mqttMatch(filter, topic string) bool {
@@ -215,28 +262,66 @@ func mqttMatch(filter, topic string) bool {
 	return len(f) == len(tp)
 }
 
-func randomFilter(rng *rand.Rand, chans []*channels.Channel) string {
+// genFilter is a generated filter with what the model needs: a wildcard
+// filter is granted and checked per delivery; any other is granted when
+// its subscriber may read target with key (nil: refused).
+type genFilter struct {
+	filter   string
+	wildcard bool
+	target   *channels.Channel
+	key      string
+}
+
+func (f genFilter) String() string { return f.filter }
+
+func randomFilter(rng *rand.Rand, chans []*channels.Channel, byID map[uint64]*channels.Channel) genFilter {
 	c := chans[rng.IntN(len(chans))]
+	id := strconv.FormatUint(c.ID, 10)
 	wrong := "AAAAAAAAAAAAAAAA"
-	switch rng.IntN(9) {
+	switch rng.IntN(18) {
 	case 0:
-		return "#"
+		return genFilter{filter: "#", wildcard: true}
 	case 1:
-		return "channels/+/subscribe"
+		return genFilter{filter: "channels/+/subscribe", wildcard: true}
 	case 2:
-		return fmt.Sprintf("channels/%d/subscribe/json/%s", c.ID, c.ReadKey)
+		return genFilter{filter: "channels/" + id + "/subscribe/json/" + c.ReadKey, target: c, key: c.ReadKey}
 	case 3:
-		return fmt.Sprintf("channels/%d/subscribe/json/%s", c.ID, wrong)
+		return genFilter{filter: "channels/" + id + "/subscribe/json/" + wrong, target: c, key: wrong}
 	case 4:
-		return fmt.Sprintf("channels/%d/subscribe/fields/+", c.ID)
+		return genFilter{filter: "channels/" + id + "/subscribe/fields/+", target: c}
 	case 5:
-		return fmt.Sprintf("channels/%d/subscribe/fields/+/%s", c.ID, c.ReadKey)
+		return genFilter{filter: "channels/" + id + "/subscribe/fields/+/" + c.ReadKey, target: c, key: c.ReadKey}
 	case 6:
-		return fmt.Sprintf("devices/%d/sensors/field1/value", c.ID)
+		return genFilter{filter: "devices/" + id + "/sensors/field1/value", target: c}
 	case 7:
-		return "devices/+/sensors/+/value"
+		return genFilter{filter: "devices/+/sensors/+/value", wildcard: true}
+	case 8, 9, 16, 17:
+		// By name: a name that looks like an ID is read as one.
+		sensor := []string{"field1", "Field 1"}[rng.IntN(2)]
+		return genFilter{filter: "devices/" + c.Name + "/sensors/" + sensor + "/value", target: byLevel(c.Name, c, byID)}
+	case 10:
+		return genFilter{filter: "devices/" + id + "/sensors/Field 1/value", target: c}
+	case 11:
+		// Non-canonical spellings of an ID are refused everywhere.
+		return genFilter{filter: []string{"channels/0" + id + "/subscribe", "devices/0" + id + "/sensors/field1/value",
+			"+/0" + id + "/subscribe", "channels/0" + id + "/#", "devices/0" + id + "/sensors/Field 1/value"}[rng.IntN(5)]}
+	case 12:
+		return genFilter{filter: "+/" + id + "/+/+/+", wildcard: true}
 	}
-	return fmt.Sprintf("channels/%d/subscribe", c.ID)
+	return genFilter{filter: "channels/" + id + "/subscribe", target: c}
+}
+
+// byLevel resolves a sensor topic's channel level as the model reads it:
+// digits are an ID in its one spelling, anything else is c's name.
+func byLevel(level string, c *channels.Channel, byID map[uint64]*channels.Channel) *channels.Channel {
+	if !allDigits(level) {
+		return c
+	}
+	n, err := strconv.ParseUint(level, 10, 64)
+	if err != nil || strconv.FormatUint(n, 10) != level {
+		return nil
+	}
+	return byID[n]
 }
 
 func sortedKeys(m map[string]bool) []string {
