@@ -46,6 +46,7 @@ var configCases = map[string]string{
 	"value-len-over-payload.yaml": "limits.max_value_len",
 	"wrong-type.yaml":             "line 3: limits.max_payload",
 	"zero-timeout.yaml":           "connect_timeout",
+	"zero-subscriptions.yaml":     "limits.max_subscriptions_per_client",
 }
 
 func TestConfigCheck(t *testing.T) {

@@ -21,11 +21,12 @@ func oneID(kind string) cobra.PositionalArgs {
 	}
 }
 
-// parseID parses a channel or device ID: a whole number from 1.
+// parseID parses a channel or device ID: a whole number from 1, spelled
+// as everywhere else (channels.ParseID: no sign, no leading zero).
 func parseID(kind, s string) (uint64, error) {
-	id, err := strconv.ParseUint(s, 10, 64)
-	if err != nil || id == 0 {
-		return 0, fmt.Errorf("invalid %s ID %q: IDs are whole numbers from 1; see `feedmq %s list`", kind, s, kind)
+	id, err := channels.ParseID(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid %s ID %q: IDs are whole numbers from 1 without leading zeros; see `feedmq %s list`", kind, s, kind)
 	}
 	return id, nil
 }
@@ -75,8 +76,8 @@ func parseGrants(vals []string) ([]auth.Grant, error) {
 
 func parseGrant(v string) (auth.Grant, error) {
 	idStr, mode, hasMode := strings.Cut(v, ":")
-	id, err := strconv.ParseUint(idStr, 10, 64)
-	if err != nil || id == 0 {
+	id, err := channels.ParseID(idStr)
+	if err != nil {
 		return auth.Grant{}, fmt.Errorf("invalid --channel %q: want ID, ID:pub, ID:sub or ID:pubsub, e.g. --channel 3:pub", v)
 	}
 	g := auth.Grant{ChannelID: id}

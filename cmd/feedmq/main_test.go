@@ -154,7 +154,8 @@ func TestUsageErrors(t *testing.T) {
 		"channel bogus":          "unknown command \"bogus\" for \"feedmq channel\"; see `feedmq channel --help`",
 		"channel create --nme x": "unknown flag: --nme; see `feedmq channel create --help`",
 		"channel show":           "feedmq channel show takes one channel ID, e.g. `feedmq channel show 1`",
-		"channel show x":         "invalid channel ID \"x\": IDs are whole numbers from 1; see `feedmq channel list`",
+		"channel show x":         "invalid channel ID \"x\": IDs are whole numbers from 1 without leading zeros; see `feedmq channel list`",
+		"channel show 01":        "invalid channel ID \"01\"",
 		"device show 0":          "invalid device ID \"0\"",
 	} {
 		if got := mustFail(t, dir, strings.Fields(args)...); !strings.Contains(got, want) {
