@@ -20,7 +20,9 @@
 //
 // JSON keys come in ThingSpeak's order; entries carry created_at, entry_id and the enabled
 // fields (null when unset). CSV has a header line and timestamps like
-// "2026-11-22 10:00:00 UTC" ("... -0500" with timezone or offset).
+// "2026-11-22 10:00:00 UTC" ("... -0500" with timezone or offset); a
+// value that starts with =, +, -, @, tab or CR and is not a decimal number
+// gets a leading ' so that spreadsheets do not run it as a formula.
 //
 // Writes: GET or POST /update and /update.json, the write key in api_key
 // or a header, values (field1..field8, lat, long, elevation, status,

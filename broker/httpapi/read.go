@@ -323,7 +323,8 @@ func (v *view) csvTime(t time.Time) string {
 }
 
 // writeCSV writes a header line (created_at, entry_id and the columns)
-// and one row per entry; unset values are empty.
+// and one row per entry; unset values are empty, and values that a
+// spreadsheet would run as formulas are quoted (channels.CSVCell).
 func (v *view) writeCSV(out *body, entries []channels.Entry) {
 	cw := csv.NewWriter(out)
 	row := make([]string, 0, 2+len(v.cols))
@@ -339,7 +340,7 @@ func (v *view) writeCSV(out *body, entries []channels.Entry) {
 		row = append(row[:0], v.csvTime(e.CreatedAt), strconv.FormatUint(e.ID, 10))
 		for _, c := range v.cols {
 			val, _ := e.Value(c)
-			row = append(row, val)
+			row = append(row, channels.CSVCell(val))
 		}
 		if cw.Write(row) != nil {
 			return
