@@ -51,23 +51,36 @@ func (db *DB) clearChannel(ctx context.Context, id uint64) error {
 // oldest first.
 func (db *DB) Entries(ctx context.Context, channelID uint64, f channels.EntryFilter) ([]channels.Entry, error) {
 	var list []channels.Entry
-	err := db.view(ctx, "read entries", func(tx *bolt.Tx) error {
+	err := db.read(ctx, "read entries", func(tx *bolt.Tx, s *tailSnap) error {
 		feed := feedBucket(tx, channelID)
 		if feed == nil {
 			return channelNotFound(channelID)
 		}
 		var err error
-		list, err = scanFeed(ctx, feed, channelID, f)
+		list, err = scanFeed(ctx, feed, s.after(channelID, feed), channelID, f)
 		return err
 	})
 	return list, err
 }
 
-// scanFeed walks the feed newest first, because Limit keeps the newest
-// entries and entry keys sort by entry_id. created_at is not monotonic (a
-// payload may set it), so Start and End cannot end the walk early.
-func scanFeed(ctx context.Context, feed *bolt.Bucket, channelID uint64, f channels.EntryFilter) ([]channels.Entry, error) {
-	list := make([]channels.Entry, 0, prealloc(feedLen(feed), &f))
+// scanFeed walks the logged entries newer than the feed (logged), then the
+// feed, newest first, because Limit keeps the newest entries and entry
+// keys sort by entry_id. created_at is not monotonic (a payload may set
+// it), so Start and End cannot end the walk early.
+func scanFeed(ctx context.Context, feed *bolt.Bucket, logged []tailRec, channelID uint64, f channels.EntryFilter) ([]channels.Entry, error) {
+	list := make([]channels.Entry, 0, prealloc(feedLen(feed)+uint64(len(logged)), &f))
+	for i := len(logged) - 1; i >= 0 && (f.Limit <= 0 || len(list) < f.Limit); i-- {
+		ok, err := matches(logged[i].rec, &f)
+		if err != nil {
+			return nil, fmt.Errorf("logged entry %d of channel %d: %w", logged[i].id, channelID, err)
+		} else if !ok {
+			continue
+		}
+		list = append(list, channels.Entry{ChannelID: channelID, ID: logged[i].id})
+		if err := decodeEntry(&list[len(list)-1], logged[i].rec); err != nil {
+			return nil, fmt.Errorf("logged entry %d of channel %d: %w", logged[i].id, channelID, err)
+		}
+	}
 	c := feed.Cursor()
 	scanned := 0
 	for k, v := c.Last(); k != nil && (f.Limit <= 0 || len(list) < f.Limit); k, v = c.Prev() {
@@ -111,12 +124,21 @@ func matches(v []byte, f *channels.EntryFilter) (bool, error) {
 // FindEntry returns one entry of a channel.
 func (db *DB) FindEntry(ctx context.Context, channelID, entryID uint64) (*channels.Entry, error) {
 	e := &channels.Entry{ChannelID: channelID, ID: entryID}
-	err := db.view(ctx, "find entry", func(tx *bolt.Tx) error {
+	err := db.read(ctx, "find entry", func(tx *bolt.Tx, s *tailSnap) error {
 		feed := feedBucket(tx, channelID)
 		if feed == nil {
 			return channelNotFound(channelID)
 		}
-		v := feed.Get(itob(entryID))
+		var v []byte
+		if entryID > feed.Sequence() {
+			for _, r := range s.after(channelID, feed) {
+				if r.id == entryID {
+					v = r.rec
+				}
+			}
+		} else {
+			v = feed.Get(itob(entryID))
+		}
 		if v == nil {
 			return channels.Errorf(channels.ENOTFOUND, "entry %d of channel %d not found", entryID, channelID)
 		}

@@ -42,9 +42,9 @@ func TestOpenRefusesLinksAndSpecialFiles(t *testing.T) {
 	victimDir := t.TempDir()
 	for _, tt := range []struct {
 		name, file string // file: the one replaced, relative to the data directory
-		make           func(t *testing.T, path string)
-		want           string
-		victim         string // a file that must be unchanged afterwards
+		make       func(t *testing.T, path string)
+		want       string
+		victim     string // a file that must be unchanged afterwards
 	}{
 		{"SymlinkToEmptyFile", "feedmq.db-wal", symlinkTo(filepath.Join(victimDir, "empty"), true), "is a symbolic link", filepath.Join(victimDir, "empty")},
 		{"SymlinkToMissingFile", "feedmq.db-wal2", symlinkTo(filepath.Join(victimDir, "missing"), false), "is a symbolic link", filepath.Join(victimDir, "missing")},
