@@ -70,6 +70,10 @@ type Options struct {
 	// Buffer is how many entries may wait for a slow event stream before
 	// it misses some; default 64.
 	Buffer int
+	// KeyThrottle, when set, counts wrong read keys per source address,
+	// as the REST API does (share one): a throttled address gets 429 with
+	// Retry-After where a key is needed.
+	KeyThrottle *auth.Throttle
 }
 
 // Handler serves the dashboard. Shutdown ends open event streams.

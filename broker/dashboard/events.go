@@ -42,12 +42,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request, id uint64) {
 		return
 	}
 	key := readKey(r)
-	switch h.canRead(id, key) {
-	case http.StatusNotFound:
-		writeError(w, http.StatusNotFound, "error_resource_not_found", "Channel "+strconv.FormatUint(id, 10)+" does not exist.")
-		return
-	case http.StatusUnauthorized:
-		writeError(w, http.StatusUnauthorized, "error_auth_required", "Please provide proper authentication details.")
+	if !h.authorize(w, r, id, key) {
 		return
 	}
 	if h.ctx.Err() != nil {

@@ -40,6 +40,11 @@ func errTooLarge(details string) *apiError {
 	return &apiError{http.StatusRequestEntityTooLarge, "error_request_too_large", "Request Entity Too Large", details}
 }
 
+// errThrottled answers a request from an address that gave too many
+// wrong API keys.
+var errThrottled = &apiError{http.StatusTooManyRequests, "error_too_many_requests", "Too Many Requests",
+	"Too many wrong API keys from this address; wait for the time in Retry-After."}
+
 var errInternal = &apiError{http.StatusInternalServerError, "error_internal", "Internal Server Error",
 	"The server could not complete the request; try again later."}
 

@@ -31,12 +31,8 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 		h.fail(w, r, rt.format, badRequest("The query string is malformed: "+err.Error()))
 		return
 	}
-	if err := h.opts.Registry.CanSubscribe(auth.Anonymous, rt.channel, apiKey(q, r)); err != nil {
-		if errors.Is(err, auth.ErrUnknownChannel) {
-			h.fail(w, r, rt.format, channelNotFound(rt.channel))
-		} else {
-			h.fail(w, r, rt.format, errAuth)
-		}
+	if aerr := h.authorizeRead(w, r, rt.channel, apiKey(q, r)); aerr != nil {
+		h.fail(w, r, rt.format, aerr)
 		return
 	}
 	p, err := parseReadParams(q, h.opts.Now(), &h.zones)
@@ -142,6 +138,30 @@ func (b *body) finish() {
 		b.w.Header().Set("Content-Length", strconv.Itoa(len(b.buf)))
 	}
 	b.w.Write(b.buf)
+}
+
+// authorizeRead checks that channel ch may be read with key. A public
+// channel needs none; a wrong key counts against the client's address,
+// and an address that gave too many is refused before its key is checked.
+func (h *handler) authorizeRead(w http.ResponseWriter, r *http.Request, ch uint64, key string) *apiError {
+	reg := h.opts.Registry
+	err := reg.CanSubscribe(auth.Anonymous, ch, "")
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, auth.ErrUnknownChannel):
+		return channelNotFound(ch)
+	case key == "":
+		return errAuth
+	}
+	if aerr := h.throttled(w, r); aerr != nil {
+		return aerr
+	}
+	if reg.CanSubscribe(auth.Anonymous, ch, key) != nil {
+		h.keyFailed(r)
+		return errAuth
+	}
+	return nil
 }
 
 // apiKey returns the api_key parameter, or the key in a header.

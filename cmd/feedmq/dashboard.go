@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/broker/dashboard"
 )
 
@@ -11,13 +12,14 @@ import (
 // /assets/, /channels.json and the /channels/<id>/events streams) in front
 // of next, which serves every other path. The broker feeds the event
 // streams; srv's Shutdown ends them, so that it need not wait for them.
-func withDashboard(s *server, log *slog.Logger, srv *http.Server, next http.Handler) http.Handler {
+func withDashboard(s *server, log *slog.Logger, srv *http.Server, next http.Handler, keys *auth.Throttle) http.Handler {
 	d := dashboard.New(dashboard.Options{
-		Store:    s.db,
-		Registry: s.svc.Registry,
-		Watcher:  s.broker,
-		Next:     next,
-		Logger:   log,
+		Store:       s.db,
+		Registry:    s.svc.Registry,
+		Watcher:     s.broker,
+		Next:        next,
+		Logger:      log,
+		KeyThrottle: keys,
 	})
 	srv.RegisterOnShutdown(d.Shutdown)
 	return d
