@@ -127,3 +127,76 @@ func TestReadsSeeAcknowledgedEntries(t *testing.T) {
 	wg.Wait()
 	<-done
 }
+
+// Reading a span page by page gives what Entries gives, whether the
+// entries are in the file, only in the log, or both.
+func TestEntryPages(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	c := MustCreateChannel(t, db, "c")
+	add := func(from, to int) {
+		for i := from; i <= to; i++ {
+			e := &channels.Entry{ChannelID: c.ID, CreatedAt: now.Add(time.Duration(i) * time.Minute)}
+			e.SetValue(0, strconv.Itoa(i))
+			if i%3 == 0 {
+				e.SetValue(1, "x")
+			}
+			if err := db.AppendEntry(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	add(1, 50)
+	storage.Sync(t, db)
+	add(51, 80) // only in the log
+	filters := []channels.EntryFilter{
+		{}, {Limit: 1}, {Limit: 7}, {Limit: 45}, {Limit: 100}, {Field: 2}, {Field: 2, Limit: 5},
+		{Start: now.Add(10 * time.Minute), End: now.Add(60 * time.Minute)},
+		{Start: now.Add(70 * time.Minute), Limit: 3}, {Field: 5},
+	}
+	for _, f := range filters {
+		want, err := db.Entries(ctx, c.ID, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, last, err := db.EntrySpan(ctx, c.ID, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(want) == 0 {
+			if first != 0 || last != 0 {
+				t.Errorf("%+v: span %d..%d of nothing", f, first, last)
+			}
+			continue
+		}
+		if first != want[0].ID || last != want[len(want)-1].ID {
+			t.Errorf("%+v: span %d..%d, want %d..%d", f, first, last, want[0].ID, want[len(want)-1].ID)
+		}
+		for _, size := range []int{1, 4, 50, 1000} {
+			var got []channels.Entry
+			for from := first; ; {
+				page, err := db.EntryPage(ctx, c.ID, f, from, last, size, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, page...)
+				if len(page) < size {
+					break
+				}
+				from = page[len(page)-1].ID + 1
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%+v, pages of %d: %d entries, want %d", f, size, len(got), len(want))
+			}
+			for i := range got {
+				if got[i].ID != want[i].ID || got[i].Values != want[i].Values || !got[i].CreatedAt.Equal(want[i].CreatedAt) {
+					t.Fatalf("%+v, pages of %d: entry %d is %+v, want %+v", f, size, i, got[i], want[i])
+				}
+			}
+		}
+	}
+	if _, _, err := db.EntrySpan(ctx, 99, channels.EntryFilter{}); channels.ErrorCode(err) != channels.ENOTFOUND {
+		t.Errorf("span of a missing channel: %v", err)
+	}
+}

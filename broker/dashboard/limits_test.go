@@ -1,6 +1,7 @@
 package dashboard_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strconv"
@@ -46,5 +47,54 @@ func TestDashboardWrongKeysAreThrottled(t *testing.T) {
 	}
 	if status, _ := get("/channels.json"); status != 200 {
 		t.Errorf("channels.json without keys from a throttled address: %d", status)
+	}
+}
+
+// Event streams beyond MaxStreams get 503 with Retry-After; a slot frees
+// when a stream ends.
+func TestDashboardStreamCap(t *testing.T) {
+	e := newEnvWith(t, time.Hour, func(o *dashboard.Options) { o.MaxStreams = 2 })
+	c := e.channel(true, "t")
+	url := e.http.URL + "/channels/" + strconv.FormatUint(c.ID, 10) + "/events"
+	open := func() (*http.Response, context.CancelFunc) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		return resp, cancel
+	}
+	var cancels []context.CancelFunc
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	for i := range 2 {
+		resp, cancel := open()
+		cancels = append(cancels, cancel)
+		if resp.StatusCode != 200 {
+			t.Fatalf("stream %d: %d", i, resp.StatusCode)
+		}
+	}
+	resp, cancel := open()
+	cancel()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("third stream: %d, Retry-After %q; want 503", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	cancels[0]()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, cancel := open()
+		cancels = append(cancels, cancel)
+		if resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no slot after a stream ended: %d", resp.StatusCode)
+		}
+		cancel()
 	}
 }

@@ -80,6 +80,17 @@ type Options struct {
 	// looked at; a good key does not clear the address, so that a client
 	// holding one key cannot use it to go on guessing others.
 	KeyThrottle *auth.Throttle
+	// MaxFeedReads caps the feeds and fields reads served at once; more
+	// get 503 with Retry-After. 0 means no cap.
+	MaxFeedReads int
+	// WriteTimeout bounds each write of a feed answer: a client that
+	// takes nothing for that long is cut off. 0 leaves the server's
+	// deadline alone.
+	WriteTimeout time.Duration
+	// ResponseTimeout bounds a whole answer when WriteTimeout is set
+	// (each write's deadline replaces the server's WriteTimeout, so pass
+	// that here); 0 means none.
+	ResponseTimeout time.Duration
 	// Publisher stores and fans out written entries.
 	Publisher Publisher
 	// Limits bound written entries, as for MQTT payloads.
@@ -112,6 +123,7 @@ type handler struct {
 	log      *slog.Logger
 	zones    zoneCache
 	throttle *auth.Throttle
+	reads    chan struct{} // a slot per feed read being served, if capped
 }
 
 // New returns the REST API handler. It panics if Store, Registry or
@@ -126,7 +138,11 @@ func New(opts Options) http.Handler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &handler{opts: opts, log: opts.Logger, throttle: opts.KeyThrottle}
+	h := &handler{opts: opts, log: opts.Logger, throttle: opts.KeyThrottle}
+	if opts.MaxFeedReads > 0 {
+		h.reads = make(chan struct{}, opts.MaxFeedReads)
+	}
+	return h
 }
 
 // Route kinds.

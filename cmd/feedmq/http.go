@@ -11,6 +11,7 @@ import (
 	_ "time/tzdata" // timezone= must work without the host's zoneinfo (containers, sandboxed units)
 
 	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/broker/dashboard"
 	"github.com/feedmq/feedmq/broker/httpapi"
 )
 
@@ -62,6 +63,11 @@ func openHTTP(cfg Config, s *server) (*httpListener, error) {
 		Logger:      log,
 		Health:      (&storeHealth{db: s.db}).check,
 		KeyThrottle: keys,
+		// A stalled reader trips the write deadline and frees what it
+		// holds long before the whole answer's deadline.
+		MaxFeedReads:    cfg.HTTP.MaxFeedReads,
+		WriteTimeout:    time.Duration(cfg.HTTP.WriteTimeout),
+		ResponseTimeout: httpWriteTimeout,
 	}))
 	l.srv = &http.Server{
 		Handler:           mux,
@@ -73,7 +79,11 @@ func openHTTP(cfg Config, s *server) (*httpListener, error) {
 		// Malformed requests from the internet are not worth a warning.
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	l.srv.Handler = withDashboard(s, log, l.srv, l.srv.Handler, keys)
+	l.srv.Handler = withDashboard(s, log, l.srv, l.srv.Handler, dashboard.Options{
+		KeyThrottle:  keys,
+		MaxStreams:   cfg.HTTP.MaxSSEStreams,
+		WriteTimeout: time.Duration(cfg.HTTP.WriteTimeout),
+	})
 	go func() {
 		defer close(l.done)
 		if err := l.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
