@@ -18,6 +18,9 @@ type Registry struct {
 	channels map[uint64]*channels.Channel
 	devices  map[uint64]*principal
 	byUser   map[string]*principal
+	// byWriteKey finds the channel of a write key for HTTP /update, which
+	// names no channel.
+	byWriteKey map[string]uint64
 }
 
 // principal is a device with its grants indexed for O(1) checks.
@@ -29,9 +32,10 @@ type principal struct {
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
 	return &Registry{
-		channels: make(map[uint64]*channels.Channel),
-		devices:  make(map[uint64]*principal),
-		byUser:   make(map[string]*principal),
+		channels:   make(map[uint64]*channels.Channel),
+		devices:    make(map[uint64]*principal),
+		byUser:     make(map[string]*principal),
+		byWriteKey: make(map[string]uint64),
 	}
 }
 
@@ -39,7 +43,11 @@ func NewRegistry() *Registry {
 func (r *Registry) PutChannel(c *channels.Channel) {
 	cp := *c
 	r.mu.Lock()
+	if old, ok := r.channels[c.ID]; ok && old.WriteKey != c.WriteKey && r.byWriteKey[old.WriteKey] == c.ID {
+		delete(r.byWriteKey, old.WriteKey)
+	}
 	r.channels[c.ID] = &cp
+	r.byWriteKey[c.WriteKey] = c.ID
 	r.mu.Unlock()
 }
 
@@ -47,6 +55,9 @@ func (r *Registry) PutChannel(c *channels.Channel) {
 func (r *Registry) DeleteChannel(id uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if c, ok := r.channels[id]; ok && r.byWriteKey[c.WriteKey] == id {
+		delete(r.byWriteKey, c.WriteKey)
+	}
 	delete(r.channels, id)
 	for _, p := range r.devices {
 		if _, ok := p.grants[id]; ok {
@@ -96,6 +107,25 @@ func (r *Registry) Channel(id uint64) (*channels.Channel, bool) {
 	c, ok := r.channels[id]
 	r.mu.RUnlock()
 	return c, ok
+}
+
+// ChannelByWriteKey returns the channel whose write key is key, from
+// memory only: a wrong key costs no store access.
+func (r *Registry) ChannelByWriteKey(key string) (*channels.Channel, bool) {
+	if key == "" {
+		return nil, false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	id, ok := r.byWriteKey[key]
+	if !ok {
+		return nil, false
+	}
+	c, ok := r.channels[id]
+	if !ok || !keysEqual(key, c.WriteKey) {
+		return nil, false
+	}
+	return c, true
 }
 
 // Authenticate checks a device's credentials and returns its ID. It

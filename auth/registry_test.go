@@ -523,3 +523,34 @@ func TestChannelByName(t *testing.T) {
 		t.Fatalf("ambiguous name: %v", err)
 	}
 }
+
+func TestRegistry_ChannelByWriteKey(t *testing.T) {
+	r := newTestRegistry(t)
+	if c, ok := r.ChannelByWriteKey(writeKey1); !ok || c.ID != chPrivate {
+		t.Fatalf("write key 1: %v %v", c, ok)
+	}
+	for _, k := range []string{"", readKey1, "NOSUCHKEY0000000"} {
+		if c, ok := r.ChannelByWriteKey(k); ok {
+			t.Errorf("key %q finds channel %d", k, c.ID)
+		}
+	}
+	// A new key replaces the old one at once.
+	r.PutChannel(testChannel(chPrivate, false, "NEWWRITEKEY00001", readKey1))
+	if _, ok := r.ChannelByWriteKey(writeKey1); ok {
+		t.Error("the old write key still finds the channel")
+	}
+	if c, ok := r.ChannelByWriteKey("NEWWRITEKEY00001"); !ok || c.ID != chPrivate {
+		t.Errorf("new write key: %v %v", c, ok)
+	}
+	// Another channel that took an old key keeps it when the first
+	// channel changes or goes.
+	r.PutChannel(testChannel(chOther, false, "NEWWRITEKEY00001", readKey3))
+	r.DeleteChannel(chPrivate)
+	if c, ok := r.ChannelByWriteKey("NEWWRITEKEY00001"); !ok || c.ID != chOther {
+		t.Errorf("after delete: %v %v", c, ok)
+	}
+	r.DeleteChannel(chOther)
+	if _, ok := r.ChannelByWriteKey("NEWWRITEKEY00001"); ok {
+		t.Error("a deleted channel's key finds it")
+	}
+}

@@ -116,8 +116,11 @@ func (db *DB) deleteChannel(ctx context.Context, id uint64) error {
 // FindChannel returns channel id with LastEntryID filled in.
 func (db *DB) FindChannel(ctx context.Context, id uint64) (*channels.Channel, error) {
 	var c *channels.Channel
-	err := db.view(ctx, "find channel", func(tx *bolt.Tx) (err error) {
+	err := db.read(ctx, "find channel", func(tx *bolt.Tx, s *tailSnap) (err error) {
 		c, err = findChannel(tx, id)
+		if err == nil {
+			c.LastEntryID = s.lastID(id, feedBucket(tx, id))
+		}
 		return err
 	})
 	return c, err
@@ -126,13 +129,15 @@ func (db *DB) FindChannel(ctx context.Context, id uint64) (*channels.Channel, er
 // ListChannels returns all channels ordered by ID.
 func (db *DB) ListChannels(ctx context.Context) ([]*channels.Channel, error) {
 	var list []*channels.Channel
-	err := db.view(ctx, "list channels", func(tx *bolt.Tx) error {
+	err := db.read(ctx, "list channels", func(tx *bolt.Tx, s *tailSnap) error {
+		list = list[:0]
 		feeds := tx.Bucket(feedsBucket)
 		return tx.Bucket(channelsBucket).ForEach(func(k, v []byte) error {
 			c, err := decodeChannel(btoi(k), v, feeds)
 			if err != nil {
 				return err
 			}
+			c.LastEntryID = s.lastID(c.ID, feeds.Bucket(k))
 			list = append(list, c)
 			return nil
 		})

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"time"
@@ -114,3 +115,14 @@ func FailLogSyncs(tb interface{ Cleanup(func()) }, fail func(op string) bool) {
 	logFault.Store(&f)
 	tb.Cleanup(func() { logFault.Store(nil) })
 }
+
+// Sync copies every logged entry of db into the file, as backups and
+// changes do before they start (reads do not).
+func Sync(tb interface{ Fatal(...any) }, db *DB) {
+	if err := db.w.sync(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Unapplied is how many logged entries are not in the file yet.
+func Unapplied(db *DB) int64 { return db.w.unapplied.Load() }

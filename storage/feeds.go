@@ -51,23 +51,36 @@ func (db *DB) clearChannel(ctx context.Context, id uint64) error {
 // oldest first.
 func (db *DB) Entries(ctx context.Context, channelID uint64, f channels.EntryFilter) ([]channels.Entry, error) {
 	var list []channels.Entry
-	err := db.view(ctx, "read entries", func(tx *bolt.Tx) error {
+	err := db.read(ctx, "read entries", func(tx *bolt.Tx, s *tailSnap) error {
 		feed := feedBucket(tx, channelID)
 		if feed == nil {
 			return channelNotFound(channelID)
 		}
 		var err error
-		list, err = scanFeed(ctx, feed, channelID, f)
+		list, err = scanFeed(ctx, feed, s.after(channelID, feed), channelID, f)
 		return err
 	})
 	return list, err
 }
 
-// scanFeed walks the feed newest first, because Limit keeps the newest
-// entries and entry keys sort by entry_id. created_at is not monotonic (a
-// payload may set it), so Start and End cannot end the walk early.
-func scanFeed(ctx context.Context, feed *bolt.Bucket, channelID uint64, f channels.EntryFilter) ([]channels.Entry, error) {
-	list := make([]channels.Entry, 0, prealloc(feedLen(feed), &f))
+// scanFeed walks the logged entries newer than the feed (logged), then the
+// feed, newest first, because Limit keeps the newest entries and entry
+// keys sort by entry_id. created_at is not monotonic (a payload may set
+// it), so Start and End cannot end the walk early.
+func scanFeed(ctx context.Context, feed *bolt.Bucket, logged []tailRec, channelID uint64, f channels.EntryFilter) ([]channels.Entry, error) {
+	list := make([]channels.Entry, 0, prealloc(feedLen(feed)+uint64(len(logged)), &f))
+	for i := len(logged) - 1; i >= 0 && (f.Limit <= 0 || len(list) < f.Limit); i-- {
+		ok, err := matches(logged[i].rec, &f)
+		if err != nil {
+			return nil, fmt.Errorf("logged entry %d of channel %d: %w", logged[i].id, channelID, err)
+		} else if !ok {
+			continue
+		}
+		list = append(list, channels.Entry{ChannelID: channelID, ID: logged[i].id})
+		if err := decodeEntry(&list[len(list)-1], logged[i].rec); err != nil {
+			return nil, fmt.Errorf("logged entry %d of channel %d: %w", logged[i].id, channelID, err)
+		}
+	}
 	c := feed.Cursor()
 	scanned := 0
 	for k, v := c.Last(); k != nil && (f.Limit <= 0 || len(list) < f.Limit); k, v = c.Prev() {
@@ -111,12 +124,21 @@ func matches(v []byte, f *channels.EntryFilter) (bool, error) {
 // FindEntry returns one entry of a channel.
 func (db *DB) FindEntry(ctx context.Context, channelID, entryID uint64) (*channels.Entry, error) {
 	e := &channels.Entry{ChannelID: channelID, ID: entryID}
-	err := db.view(ctx, "find entry", func(tx *bolt.Tx) error {
+	err := db.read(ctx, "find entry", func(tx *bolt.Tx, s *tailSnap) error {
 		feed := feedBucket(tx, channelID)
 		if feed == nil {
 			return channelNotFound(channelID)
 		}
-		v := feed.Get(itob(entryID))
+		var v []byte
+		if entryID > feed.Sequence() {
+			for _, r := range s.after(channelID, feed) {
+				if r.id == entryID {
+					v = r.rec
+				}
+			}
+		} else {
+			v = feed.Get(itob(entryID))
+		}
 		if v == nil {
 			return channels.Errorf(channels.ENOTFOUND, "entry %d of channel %d not found", entryID, channelID)
 		}
@@ -160,4 +182,121 @@ func prealloc(n uint64, f *channels.EntryFilter) int {
 		return int(n)
 	}
 	return int(min(n, maxPrealloc))
+}
+
+// EntrySpan returns the IDs of the oldest and the newest entry that
+// Entries(ctx, channelID, f) would return, or 0, 0 when it would return
+// none. Together with EntryPage it lets a caller hand out a large read a
+// page at a time: no read transaction stays open while the caller writes
+// a page to a slow client, and only one page is in memory.
+func (db *DB) EntrySpan(ctx context.Context, channelID uint64, f channels.EntryFilter) (first, last uint64, err error) {
+	err = db.read(ctx, "read entries", func(tx *bolt.Tx, s *tailSnap) error {
+		first, last = 0, 0
+		feed := feedBucket(tx, channelID)
+		if feed == nil {
+			return channelNotFound(channelID)
+		}
+		n := 0
+		// visit takes entries newest first; it reports whether the
+		// span is complete.
+		visit := func(id uint64, v []byte) (bool, error) {
+			ok, err := matches(v, &f)
+			if err != nil {
+				return true, fmt.Errorf("entry %d of channel %d: %w", id, channelID, err)
+			}
+			if ok {
+				if last == 0 {
+					last = id
+				}
+				first = id
+				n++
+			}
+			return f.Limit > 0 && n >= f.Limit, nil
+		}
+		logged := s.after(channelID, feed)
+		for i := len(logged) - 1; i >= 0; i-- {
+			if done, err := visit(logged[i].id, logged[i].rec); done || err != nil {
+				return err
+			}
+		}
+		c := feed.Cursor()
+		scanned := 0
+		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+			if scanned++; scanned%ctxCheckEvery == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			if done, err := visit(btoi(k), v); done || err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	return first, last, nil
+}
+
+// EntryPage appends to page, oldest first, the entries with IDs from from
+// to to that match f (f.Limit does not apply), at most n of them. The
+// caller continues after the last ID it got, until a page comes back
+// short of n.
+func (db *DB) EntryPage(ctx context.Context, channelID uint64, f channels.EntryFilter, from, to uint64, n int, page []channels.Entry) ([]channels.Entry, error) {
+	start := len(page)
+	err := db.read(ctx, "read entries", func(tx *bolt.Tx, s *tailSnap) error {
+		page = page[:start]
+		feed := feedBucket(tx, channelID)
+		if feed == nil {
+			return channelNotFound(channelID)
+		}
+		add := func(id uint64, v []byte) error {
+			ok, err := matches(v, &f)
+			if err != nil {
+				return fmt.Errorf("entry %d of channel %d: %w", id, channelID, err)
+			} else if !ok {
+				return nil
+			}
+			page = append(page, channels.Entry{ChannelID: channelID, ID: id})
+			if err := decodeEntry(&page[len(page)-1], v); err != nil {
+				return fmt.Errorf("entry %d of channel %d: %w", id, channelID, err)
+			}
+			return nil
+		}
+		c := feed.Cursor()
+		scanned := 0
+		k, v := c.Seek(itob(from))
+		for ; k != nil && len(page)-start < n; k, v = c.Next() {
+			id := btoi(k)
+			if id > to {
+				return nil
+			}
+			if scanned++; scanned%ctxCheckEvery == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			if err := add(id, v); err != nil {
+				return err
+			}
+		}
+		if k != nil {
+			return nil // the page is full
+		}
+		// The logged entries come after everything in the feed.
+		for _, r := range s.after(channelID, feed) {
+			if len(page)-start >= n || r.id > to {
+				break
+			}
+			if r.id < from {
+				continue
+			}
+			if err := add(r.id, r.rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return page, err
 }

@@ -13,7 +13,7 @@ import (
 // without opening it as a database, which works even on a damaged file.
 // It fails with ErrLocked while any process has the file open.
 func lockFile(path string) (unlock func(), err error) {
-	f, err := os.Open(path)
+	f, err := openDataFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}

@@ -427,5 +427,6 @@ func boltOptions(opts Options) *bolt.Options {
 		ReadOnly:       opts.ReadOnly,
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
+		OpenFile:       openDataFile,
 	}
 }

@@ -91,7 +91,7 @@ func walPaths(dbPath string) [2]string { return [2]string{dbPath + "-wal", dbPat
 // it was applied, and no record after it was written yet. The caller
 // empties and restarts the log before anything is appended to it.
 func openWAL(path string) (*wal, []byte, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := openDataFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open write-ahead log: %w", err)
 	}
@@ -118,7 +118,7 @@ func openWAL(path string) (*wal, []byte, error) {
 // logs of dbPath, without writing anything; missing logs hold none.
 func eachWALRecord(dbPath string, fn func(payload []byte)) error {
 	for _, path := range walPaths(dbPath) {
-		b, err := os.ReadFile(path)
+		b, err := readDataFile(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		} else if err != nil {
@@ -133,6 +133,16 @@ func eachWALRecord(dbPath string, fn func(payload []byte)) error {
 		}
 	}
 	return nil
+}
+
+// readDataFile reads a whole file that openDataFile accepts.
+func readDataFile(path string) ([]byte, error) {
+	f, err := openDataFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }
 
 // pendingWAL reports whether the logs of dbPath hold records, without

@@ -420,7 +420,8 @@ func TestWAL_FailedCheckpointIsRetried(t *testing.T) {
 	wantAll(t, cp, c.ID, want)
 
 	stop()
-	wantAll(t, db, c.ID, want) // a read copies whatever the logs hold first
+	storage.Sync(t, db) // copies whatever the logs hold
+	wantAll(t, db, c.ID, want)
 	for v := range appendMany(t, db, c.ID, "after", 100) {
 		want[v] = true
 	}
@@ -470,10 +471,10 @@ func TestWAL_TornHeaderDoesNotReviveRecords(t *testing.T) {
 	db := MustOpenDB(t)
 	c := MustCreateChannel(t, db, "c")
 	MustAppend(t, db, c.ID, "b1")
-	values(t, db, c.ID) // a read copies the log into the file and starts it over
+	storage.Sync(t, db) // copies the log into the file and starts it over
 	MustAppend(t, db, c.ID, "b2")
 	MustAppend(t, db, c.ID, "b3")
-	values(t, db, c.ID)
+	storage.Sync(t, db)
 	path := crashCopy(t, db)
 	log := storage.WALPath(path)
 	b, err := os.ReadFile(log)
@@ -527,7 +528,8 @@ func TestWAL_ReadOnlyOpenAfterCheckpoint(t *testing.T) {
 	if err := storage.WaitCheckpoint(db); err != nil {
 		t.Fatal(err)
 	}
-	wantAll(t, db, c.ID, want) // a read copies the rest; the first log keeps its copied records
+	storage.Sync(t, db) // copies the rest; the first log keeps its copied records
+	wantAll(t, db, c.ID, want)
 	ro, err := storage.Open(crashCopy(t, db), storage.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatalf("read-only open with only copied records in the logs: %v", err)

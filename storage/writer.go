@@ -22,7 +22,10 @@ import (
 // the checkpointer goroutine, which copies them into bbolt in one
 // transaction while appends go on.
 //
-// Readers must see every acknowledged entry, so DB.view and DB.update
+// Readers must see every acknowledged entry. Feed reads merge bbolt with
+// a copy of the logged entries in memory (tail.go, DB.read), so that
+// reads never hold appends up; DB.view and DB.update, for the rarer
+// operations that need the file itself current (backups, changes),
 // first have everything copied into bbolt when the logs hold anything
 // (sync); operations that change entry numbering run on the writer
 // goroutine once both logs are empty (exclusive).
@@ -86,6 +89,8 @@ type writer struct {
 	// unapplied counts entries in the logs that are not yet in bbolt;
 	// read without the writer so that sync costs nothing when it is zero.
 	unapplied atomic.Int64
+	// tail is a copy of those entries for readers (see tail.go).
+	tail *tail
 
 	// jobs hands a checkpoint to the checkpointer goroutine, which
 	// answers on done.
@@ -105,7 +110,9 @@ type writer struct {
 	// bytes its successful appends wrote, and pendingN counts them.
 	pending  []byte
 	pendingN int
-	spare    []byte // a buffer a finished checkpoint gave back
+	// pendingUpto is the last entry ID per channel in pending.
+	pendingUpto map[uint64]uint64
+	spare       []byte // a buffer a finished checkpoint gave back
 	// inflight is the checkpoint the checkpointer is running; failed is
 	// one that failed, to be tried again after retryFrom. While either
 	// is set, the other log's records are not all in bbolt.
@@ -122,7 +129,8 @@ type writer struct {
 type ckptJob struct {
 	recs  []byte
 	epoch uint64
-	n     int // entries in recs
+	n     int               // entries in recs
+	upto  map[uint64]uint64 // the last entry ID per channel in recs
 	err   error
 }
 
@@ -153,6 +161,8 @@ func newWriter(db *DB, logs [2]*wal, nextEpoch uint64) *writer {
 		batch:       make([]*appendReq, 0, maxBatch),
 		errs:        make([]error, maxBatch),
 		seqs:        make(map[uint64]uint64),
+		tail:        newTail(),
+		pendingUpto: make(map[uint64]uint64),
 		nextEpoch:   nextEpoch,
 		timer:       time.NewTimer(time.Hour),
 	}
@@ -299,6 +309,7 @@ func (w *writer) run() {
 			}
 			err := w.flush(c.fn != nil)
 			if err == nil && c.fn != nil {
+				w.tail.reset()
 				err = c.fn()
 				clear(w.seqs)
 			}
@@ -394,6 +405,7 @@ func (w *writer) commit() {
 		w.seqs[r.e.ChannelID] = seq + 1
 		r.e.ID = seq + 1
 		w.pending = appendWALRecord(w.pending, w.log.epoch, seq+1, r.e)
+		w.pendingUpto[r.e.ChannelID] = seq + 1
 		stored++
 	}
 	if err == nil && stored > 0 {
@@ -403,9 +415,16 @@ func (w *writer) commit() {
 		w.pending = w.pending[:mark]
 		for i := len(w.undo) - 1; i >= 0; i-- {
 			w.seqs[w.undo[i].ch] = w.undo[i].seq
+			if w.undo[i].seq > 0 {
+				w.pendingUpto[w.undo[i].ch] = w.undo[i].seq
+			} else {
+				delete(w.pendingUpto, w.undo[i].ch)
+			}
 		}
 		stored = 0
 	} else if stored > 0 {
+		// Readers see the entries before their writers hear of them.
+		w.tail.add(w.pending[mark:])
 		w.pendingN += stored
 		w.unapplied.Add(int64(stored))
 		if w.db.onCommit != nil {
@@ -498,8 +517,9 @@ func (w *writer) switchLog() error {
 	if err := w.startOver(next); err != nil {
 		return err
 	}
-	j := &ckptJob{recs: w.pending, epoch: w.log.epoch, n: w.pendingN}
+	j := &ckptJob{recs: w.pending, epoch: w.log.epoch, n: w.pendingN, upto: w.pendingUpto}
 	w.pending, w.spare, w.pendingN = w.spare[:0], nil, 0
+	w.pendingUpto = make(map[uint64]uint64)
 	w.log = next
 	w.inflight = j
 	w.jobs <- j
@@ -517,6 +537,7 @@ func (w *writer) finished(j *ckptJob) {
 	}
 	w.lastErr = nil
 	w.unapplied.Add(-int64(j.n))
+	w.tail.drop(j.upto)
 	if cap(j.recs) <= maxKeptBuf {
 		w.spare = j.recs[:0]
 	}
@@ -541,16 +562,17 @@ func (w *writer) flush(empty bool) error {
 		w.finished(<-w.done)
 	}
 	if j := w.failed; j != nil {
-		if err := w.applyNow(j.recs, j.epoch, j.n); err != nil {
+		if err := w.applyNow(j.recs, j.epoch, j.n, j.upto); err != nil {
 			return err
 		}
 		w.failed = nil
 	}
 	if len(w.pending) > 0 {
-		if err := w.applyNow(w.pending, w.log.epoch, w.pendingN); err != nil {
+		if err := w.applyNow(w.pending, w.log.epoch, w.pendingN, w.pendingUpto); err != nil {
 			return err
 		}
 		w.pending, w.pendingN = w.pending[:0], 0
+		clear(w.pendingUpto)
 		if cap(w.pending) > maxKeptBuf {
 			w.pending = nil
 		}
@@ -586,12 +608,13 @@ func (w *writer) flush(empty bool) error {
 }
 
 // applyNow applies n entries' records on the writer goroutine (flush).
-func (w *writer) applyNow(recs []byte, epoch uint64, n int) error {
+func (w *writer) applyNow(recs []byte, epoch uint64, n int, upto map[uint64]uint64) error {
 	if err := w.apply(recs, epoch); err != nil {
 		w.lastErr, w.retryFrom = err, time.Now().Add(retryDelay)
 		return err
 	}
 	w.unapplied.Add(-int64(n))
+	w.tail.drop(upto)
 	return nil
 }
 

@@ -3,8 +3,10 @@ package dashboard
 import (
 	"crypto/subtle"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
@@ -42,6 +44,9 @@ func (h *Handler) channelList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "error_bad_request", "At most "+strconv.Itoa(maxKeys)+" api_key values.")
 		return
 	}
+	if len(keys) > 0 && h.throttled(w, r) {
+		return
+	}
 	list, err := h.opts.Store.ListChannels(r.Context())
 	if err != nil {
 		if r.Context().Err() == nil {
@@ -51,13 +56,14 @@ func (h *Handler) channelList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b := []byte{'['}
-	n := 0
+	n, matched := 0, 0
 	for _, c := range list {
 		key := ""
 		if !c.Public {
 			if key = matchKey(c.ReadKey, keys); key == "" {
 				continue
 			}
+			matched++
 		}
 		if n > 0 {
 			b = append(b, ',')
@@ -66,6 +72,9 @@ func (h *Handler) channelList(w http.ResponseWriter, r *http.Request) {
 		b = appendChannel(b, c, key)
 	}
 	b = append(b, ']')
+	if matched < len(keys) {
+		h.keyFailed(r) // one guess or more; counted once per request
+	}
 	hdr.Set("Content-Type", "application/json; charset=utf-8")
 	hdr.Set("Content-Length", strconv.Itoa(len(b)))
 	if r.Method == http.MethodHead {
@@ -140,6 +149,52 @@ func headerKey(r *http.Request) string {
 		return k
 	}
 	return r.Header.Get("X-THINGSPEAKAPIKEY")
+}
+
+// authorize is canRead for the start of a stream: a wrong key counts
+// against the client's address, and an address that gave too many gets
+// 429 before its key is checked. It reports whether the request may go on,
+// having answered it when not.
+func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, id uint64, key string) bool {
+	status := h.canRead(id, "")
+	if status == http.StatusUnauthorized && key != "" {
+		if h.throttled(w, r) {
+			return false
+		}
+		if status = h.canRead(id, key); status == http.StatusUnauthorized {
+			h.keyFailed(r)
+		}
+	}
+	switch status {
+	case http.StatusNotFound:
+		writeError(w, http.StatusNotFound, "error_resource_not_found", "Channel "+strconv.FormatUint(id, 10)+" does not exist.")
+		return false
+	case http.StatusUnauthorized:
+		writeError(w, http.StatusUnauthorized, "error_auth_required", "Please provide proper authentication details.")
+		return false
+	}
+	return true
+}
+
+// throttled answers 429 when the request's address gave too many wrong
+// keys lately.
+func (h *Handler) throttled(w http.ResponseWriter, r *http.Request) bool {
+	if h.opts.KeyThrottle == nil {
+		return false
+	}
+	until, blocked := h.opts.KeyThrottle.Blocked(r.RemoteAddr)
+	if !blocked {
+		return false
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(max(int(math.Ceil(time.Until(until).Seconds())), 1)))
+	writeError(w, http.StatusTooManyRequests, "error_too_many_requests", "Too many wrong API keys from this address; wait for the time in Retry-After.")
+	return true
+}
+
+func (h *Handler) keyFailed(r *http.Request) {
+	if h.opts.KeyThrottle != nil {
+		h.opts.KeyThrottle.Fail(r.RemoteAddr)
+	}
 }
 
 // canRead reports whether the request may read channel id, as an HTTP

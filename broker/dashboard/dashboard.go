@@ -34,6 +34,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/feedmq/feedmq/auth"
@@ -70,6 +71,16 @@ type Options struct {
 	// Buffer is how many entries may wait for a slow event stream before
 	// it misses some; default 64.
 	Buffer int
+	// KeyThrottle, when set, counts wrong read keys per source address,
+	// as the REST API does (share one): a throttled address gets 429 with
+	// Retry-After where a key is needed.
+	KeyThrottle *auth.Throttle
+	// MaxStreams caps the event streams open at once; more get 503 with
+	// Retry-After. 0 means no cap.
+	MaxStreams int
+	// WriteTimeout cuts off an event stream whose client takes nothing
+	// for that long; default 20s.
+	WriteTimeout time.Duration
 }
 
 // Handler serves the dashboard. Shutdown ends open event streams.
@@ -79,6 +90,7 @@ type Handler struct {
 	assets   map[string]asset
 	ctx      context.Context
 	shutdown context.CancelFunc
+	streams  atomic.Int64 // event streams open
 }
 
 type asset struct {
@@ -101,6 +113,9 @@ func New(opts Options) *Handler {
 	}
 	if opts.Buffer <= 0 {
 		opts.Buffer = 64
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = defaultWriteTimeout
 	}
 	if opts.Next == nil {
 		opts.Next = http.NotFoundHandler()

@@ -32,6 +32,12 @@ type env struct {
 
 func newEnv(t *testing.T, heartbeat time.Duration) *env {
 	t.Helper()
+	return newEnvWith(t, heartbeat, nil)
+}
+
+// newEnvWith is newEnv with the dashboard's options changed by set.
+func newEnvWith(t *testing.T, heartbeat time.Duration, set func(*dashboard.Options)) *env {
+	t.Helper()
 	db, err := storage.Open(filepath.Join(t.TempDir(), "feedmq.db"), storage.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +61,11 @@ func newEnv(t *testing.T, heartbeat time.Duration) *env {
 		http.NotFound(w, r)
 	})
 	e := &env{t: t, db: db, svc: svc, srv: srv}
-	e.dash = dashboard.New(dashboard.Options{Store: db, Registry: svc.Registry, Watcher: srv, Next: next, Logger: log, Heartbeat: heartbeat})
+	opts := dashboard.Options{Store: db, Registry: svc.Registry, Watcher: srv, Next: next, Logger: log, Heartbeat: heartbeat}
+	if set != nil {
+		set(&opts)
+	}
+	e.dash = dashboard.New(opts)
 	e.http = httptest.NewServer(e.dash)
 	t.Cleanup(e.http.Close)
 	t.Cleanup(e.dash.Shutdown) // before the server closes: streams end first

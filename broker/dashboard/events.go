@@ -14,8 +14,8 @@ const (
 	// maxReplay bounds the entries replayed to a stream that resumes
 	// (Last-Event-ID or since=) after missing some.
 	maxReplay = 100
-	// streamWriteTimeout cuts off a client that stops reading.
-	streamWriteTimeout = 20 * time.Second
+	// defaultWriteTimeout cuts off a client that stops reading.
+	defaultWriteTimeout = 20 * time.Second
 	// retryMillis is how long a browser waits before reconnecting.
 	retryMillis = 3000
 )
@@ -42,18 +42,22 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request, id uint64) {
 		return
 	}
 	key := readKey(r)
-	switch h.canRead(id, key) {
-	case http.StatusNotFound:
-		writeError(w, http.StatusNotFound, "error_resource_not_found", "Channel "+strconv.FormatUint(id, 10)+" does not exist.")
-		return
-	case http.StatusUnauthorized:
-		writeError(w, http.StatusUnauthorized, "error_auth_required", "Please provide proper authentication details.")
+	if !h.authorize(w, r, id, key) {
 		return
 	}
 	if h.ctx.Err() != nil {
 		writeError(w, http.StatusServiceUnavailable, "error_unavailable", "The server is shutting down.")
 		return
 	}
+	// Each stream holds a goroutine, a subscription and its buffer for as
+	// long as the client likes: only so many at a time.
+	if n := h.streams.Add(1); h.opts.MaxStreams > 0 && n > int64(h.opts.MaxStreams) {
+		h.streams.Add(-1)
+		hdr.Set("Retry-After", strconv.Itoa(retryMillis/1000))
+		writeError(w, http.StatusServiceUnavailable, "error_busy", "The server has as many event streams open as it allows; try again later.")
+		return
+	}
+	defer h.streams.Add(-1)
 	var since uint64
 	resume := r.Header.Get("Last-Event-ID")
 	if resume == "" {
@@ -95,7 +99,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request, id uint64) {
 		}
 	}
 	send := func() bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+		_ = rc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
 		if _, err := w.Write(buf); err != nil {
 			return false
 		}

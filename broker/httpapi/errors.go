@@ -40,6 +40,15 @@ func errTooLarge(details string) *apiError {
 	return &apiError{http.StatusRequestEntityTooLarge, "error_request_too_large", "Request Entity Too Large", details}
 }
 
+// errThrottled answers a request from an address that gave too many
+// wrong API keys.
+var errThrottled = &apiError{http.StatusTooManyRequests, "error_too_many_requests", "Too Many Requests",
+	"Too many wrong API keys from this address; wait for the time in Retry-After."}
+
+// errBusy answers a feed read beyond Options.MaxFeedReads.
+var errBusy = &apiError{http.StatusServiceUnavailable, "error_busy", "Service Unavailable",
+	"The server is serving as many feed reads as it allows; try again in a moment."}
+
 var errInternal = &apiError{http.StatusInternalServerError, "error_internal", "Internal Server Error",
 	"The server could not complete the request; try again later."}
 

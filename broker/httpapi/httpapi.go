@@ -20,7 +20,9 @@
 //
 // JSON keys come in ThingSpeak's order; entries carry created_at, entry_id and the enabled
 // fields (null when unset). CSV has a header line and timestamps like
-// "2026-11-22 10:00:00 UTC" ("... -0500" with timezone or offset).
+// "2026-11-22 10:00:00 UTC" ("... -0500" with timezone or offset); a
+// value that starts with =, +, -, @, tab or CR and is not a decimal number
+// gets a leading ' so that spreadsheets do not run it as a formula.
 //
 // Writes: GET or POST /update and /update.json, the write key in api_key
 // or a header, values (field1..field8, lat, long, elevation, status,
@@ -35,7 +37,9 @@
 // Errors are ThingSpeak's JSON objects, such as
 // {"status":"401","error":{"error_code":"error_auth_required",...}}, or
 // for .csv and .txt requests the bare error code as text; /update answers
-// 0. Unknown paths are 404, other methods 405.
+// 0. Unknown paths are 404, other methods 405. After too many wrong API
+// keys from one address (Options.KeyThrottle), requests from it that need a
+// key get 429 with Retry-After ("0" for /update) for a while.
 //
 // The package imports only the domain packages and the standard library;
 // the caller supplies the store, the registry and the publisher.
@@ -44,6 +48,7 @@ package httpapi
 import (
 	"context"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -64,11 +69,28 @@ type Publisher interface {
 // Options configure the handler. Store, Registry and Publisher are
 // required.
 type Options struct {
-	// Store serves reads and lists channels to resolve write keys.
+	// Store serves reads.
 	Store channels.Store
-	// Registry decides who may read and write; it is the same registry
-	// the broker uses, so key changes apply at once.
+	// Registry decides who may read and write and resolves write keys; it
+	// is the same registry the broker uses, so key changes apply at once.
 	Registry *auth.Registry
+	// KeyThrottle, when set, counts wrong API keys per source address
+	// (share it with the dashboard). Requests from a throttled address
+	// that need a key get 429 with Retry-After without their key being
+	// looked at; a good key does not clear the address, so that a client
+	// holding one key cannot use it to go on guessing others.
+	KeyThrottle *auth.Throttle
+	// MaxFeedReads caps the feeds and fields reads served at once; more
+	// get 503 with Retry-After. 0 means no cap.
+	MaxFeedReads int
+	// WriteTimeout bounds each write of a feed answer: a client that
+	// takes nothing for that long is cut off. 0 leaves the server's
+	// deadline alone.
+	WriteTimeout time.Duration
+	// ResponseTimeout bounds a whole answer when WriteTimeout is set
+	// (each write's deadline replaces the server's WriteTimeout, so pass
+	// that here); 0 means none.
+	ResponseTimeout time.Duration
 	// Publisher stores and fans out written entries.
 	Publisher Publisher
 	// Limits bound written entries, as for MQTT payloads.
@@ -97,10 +119,11 @@ const (
 const maxBodyExtra = 4096
 
 type handler struct {
-	opts  Options
-	log   *slog.Logger
-	keys  keyIndex
-	zones zoneCache
+	opts     Options
+	log      *slog.Logger
+	zones    zoneCache
+	throttle *auth.Throttle
+	reads    chan struct{} // a slot per feed read being served, if capped
 }
 
 // New returns the REST API handler. It panics if Store, Registry or
@@ -115,9 +138,10 @@ func New(opts Options) http.Handler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	h := &handler{opts: opts, log: opts.Logger}
-	h.keys.store = opts.Store
-	h.keys.registry = opts.Registry
+	h := &handler{opts: opts, log: opts.Logger, throttle: opts.KeyThrottle}
+	if opts.MaxFeedReads > 0 {
+		h.reads = make(chan struct{}, opts.MaxFeedReads)
+	}
 	return h
 }
 
@@ -309,4 +333,26 @@ func (h *handler) health(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Write([]byte("ok"))
+}
+
+// throttled answers 429 with Retry-After, and returns the error to send,
+// when r's address has given too many wrong keys lately.
+func (h *handler) throttled(w http.ResponseWriter, r *http.Request) *apiError {
+	if h.throttle == nil {
+		return nil
+	}
+	until, blocked := h.throttle.Blocked(r.RemoteAddr)
+	if !blocked {
+		return nil
+	}
+	secs := int(math.Ceil(time.Until(until).Seconds()))
+	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+	return errThrottled
+}
+
+// keyFailed counts a wrong API key from r's address.
+func (h *handler) keyFailed(r *http.Request) {
+	if h.throttle != nil {
+		h.throttle.Fail(r.RemoteAddr)
+	}
 }

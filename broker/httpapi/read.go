@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/csv"
 	"errors"
 	"net/http"
@@ -31,12 +32,8 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 		h.fail(w, r, rt.format, badRequest("The query string is malformed: "+err.Error()))
 		return
 	}
-	if err := h.opts.Registry.CanSubscribe(auth.Anonymous, rt.channel, apiKey(q, r)); err != nil {
-		if errors.Is(err, auth.ErrUnknownChannel) {
-			h.fail(w, r, rt.format, channelNotFound(rt.channel))
-		} else {
-			h.fail(w, r, rt.format, errAuth)
-		}
+	if aerr := h.authorizeRead(w, r, rt.channel, apiKey(q, r)); aerr != nil {
+		h.fail(w, r, rt.format, aerr)
 		return
 	}
 	p, err := parseReadParams(q, h.opts.Now(), &h.zones)
@@ -49,16 +46,34 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 	ctx := r.Context()
 	store := h.opts.Store
+	multi := rt.kind == routeFeeds || rt.kind == routeField
+	if multi && h.reads != nil {
+		// A feed read holds a page of entries and buffers while a slow
+		// client takes them: only so many at a time.
+		select {
+		case h.reads <- struct{}{}:
+			defer func() { <-h.reads }()
+		default:
+			w.Header().Set("Retry-After", "1")
+			h.fail(w, r, rt.format, errBusy)
+			return
+		}
+	}
 	ch, err := store.FindChannel(ctx, rt.channel)
 	if err != nil {
 		h.storeFailed(w, r, rt, err)
+		return
+	}
+	out := h.newBody(w, r)
+	if pager, ok := store.(EntryPager); ok && multi {
+		h.streamFeed(w, r, rt, &p, ch, pager, out)
 		return
 	}
 	var entries []channels.Entry
 	switch rt.kind {
 	case routeFeeds, routeField:
 		if p.limit > 0 {
-			entries, err = store.Entries(ctx, rt.channel, channels.EntryFilter{Limit: p.limit, Start: p.start, End: p.end})
+			entries, err = store.Entries(ctx, rt.channel, p.filter())
 		}
 	case routeLast:
 		entries, err = store.Entries(ctx, rt.channel, channels.EntryFilter{Limit: 1})
@@ -74,8 +89,7 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 		h.storeFailed(w, r, rt, err)
 		return
 	}
-	single := rt.kind == routeLast || rt.kind == routeFieldLast || rt.kind == routeEntry
-	if single && len(entries) == 0 {
+	if !multi && len(entries) == 0 {
 		what := "Channel " + strconv.FormatUint(rt.channel, 10) + " has no entries yet."
 		if rt.kind == routeFieldLast {
 			what = "Channel " + strconv.FormatUint(rt.channel, 10) + " has no entry with field" + strconv.Itoa(rt.field) + " set."
@@ -87,8 +101,7 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 		// An entry committed after FindChannel may be in the list.
 		ch.LastEntryID = max(ch.LastEntryID, entries[i].ID)
 	}
-	v := view{ch: ch, p: &p, cols: columns(ch, rt, &p)}
-	out := &body{w: w}
+	v := view{ch: ch, p: &p, cols: columns(ch, rt, &p), format: rt.format}
 	switch {
 	case rt.format == "txt" && rt.kind == routeFieldLast:
 		val, _ := entries[0].Field(rt.field)
@@ -99,24 +112,116 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 		// Arduino library picks "status" and "created_at" out of it.
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		out.buf = v.appendEntry(out.buf, &entries[0])
-	case rt.format == "csv":
-		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-		v.writeCSV(out, entries)
 	default:
-		v.writeJSON(out, entries, single)
+		fw := v.writer(out, !multi)
+		fw.begin()
+		fw.add(entries)
+		fw.end()
 	}
 	out.finish()
+}
+
+// pageSize is how many entries a streamed feed read holds at a time:
+// about 300 KB for entries near the payload limit.
+const pageSize = 100
+
+// EntryPager is implemented by stores that hand out a read a page at a
+// time (storage.DB): feeds and fields reads then hold one page, never a
+// whole 8000-entry answer, and no read transaction while a page is
+// written to the client.
+type EntryPager interface {
+	// EntrySpan returns the IDs of the oldest and newest entries that
+	// Entries would return for f (0, 0 for none).
+	EntrySpan(ctx context.Context, channelID uint64, f channels.EntryFilter) (first, last uint64, err error)
+	// EntryPage appends to page, oldest first, at most n entries with IDs
+	// from..to that match f, ignoring f.Limit.
+	EntryPage(ctx context.Context, channelID uint64, f channels.EntryFilter, from, to uint64, n int, page []channels.Entry) ([]channels.Entry, error)
+}
+
+// streamFeed writes a feeds or fields answer a page at a time. Its bytes
+// are those of the answer built whole.
+func (h *handler) streamFeed(w http.ResponseWriter, r *http.Request, rt route, p *readParams, ch *channels.Channel, pager EntryPager, out *body) {
+	ctx := r.Context()
+	f := p.filter()
+	var first, last uint64
+	if p.limit > 0 {
+		var err error
+		if first, last, err = pager.EntrySpan(ctx, rt.channel, f); err != nil {
+			h.storeFailed(w, r, rt, err)
+			return
+		}
+	}
+	// An entry committed after FindChannel may be in the span.
+	ch.LastEntryID = max(ch.LastEntryID, last)
+	v := view{ch: ch, p: p, cols: columns(ch, rt, p), format: rt.format}
+	fw := v.writer(out, false)
+	fw.begin()
+	page := make([]channels.Entry, 0, pageSize)
+	for from := first; last > 0 && out.err == nil; {
+		var err error
+		page, err = pager.EntryPage(ctx, rt.channel, f, from, last, pageSize, page[:0])
+		if err != nil {
+			if !out.flushed {
+				out.buf = nil
+				h.storeFailed(w, r, rt, err)
+				return
+			}
+			if ctx.Err() == nil {
+				h.log.Error("http read failed", "path", r.URL.Path, "error", err)
+			}
+			// Part of the answer is out: cut the connection so the
+			// client sees it is incomplete.
+			panic(http.ErrAbortHandler)
+		}
+		fw.add(page)
+		if len(page) < pageSize {
+			break
+		}
+		from = page[len(page)-1].ID + 1
+	}
+	fw.end()
+	out.finish()
+}
+
+// filter is the store filter of a feeds or fields read.
+func (p *readParams) filter() channels.EntryFilter {
+	return channels.EntryFilter{Limit: p.limit, Start: p.start, End: p.end}
 }
 
 // body buffers a response and writes it out in chunks of about flushAt
 // bytes, so that an 8000-entry feed is not held twice in memory. A body
 // that fits in one chunk is sent with a Content-Length, which simple
-// device HTTP clients need.
+// device HTTP clients need. Each write has its own deadline
+// (Options.WriteTimeout), so that a client that stops reading is cut off
+// soon, without shortening a slow download that keeps going.
 type body struct {
-	w       http.ResponseWriter
-	buf     []byte
-	flushed bool
-	err     error
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	perWrite time.Duration
+	end      time.Time // the whole response's deadline, or zero
+	buf      []byte
+	flushed  bool
+	err      error
+}
+
+func (h *handler) newBody(w http.ResponseWriter, r *http.Request) *body {
+	b := &body{w: w, rc: http.NewResponseController(w), perWrite: h.opts.WriteTimeout}
+	if h.opts.ResponseTimeout > 0 {
+		b.end = time.Now().Add(h.opts.ResponseTimeout)
+	}
+	return b
+}
+
+// write sends p under the write deadline.
+func (b *body) write(p []byte) {
+	if b.perWrite > 0 {
+		d := time.Now().Add(b.perWrite)
+		if !b.end.IsZero() && b.end.Before(d) {
+			d = b.end
+		}
+		_ = b.rc.SetWriteDeadline(d) // not every ResponseWriter has one
+	}
+	_, b.err = b.w.Write(p)
 }
 
 // Write appends p, for csv.Writer.
@@ -130,7 +235,7 @@ func (b *body) maybeFlush() {
 	if len(b.buf) < flushAt || b.err != nil {
 		return
 	}
-	_, b.err = b.w.Write(b.buf)
+	b.write(b.buf)
 	b.buf, b.flushed = b.buf[:0], true
 }
 
@@ -141,7 +246,31 @@ func (b *body) finish() {
 	if !b.flushed {
 		b.w.Header().Set("Content-Length", strconv.Itoa(len(b.buf)))
 	}
-	b.w.Write(b.buf)
+	b.write(b.buf)
+}
+
+// authorizeRead checks that channel ch may be read with key. A public
+// channel needs none; a wrong key counts against the client's address,
+// and an address that gave too many is refused before its key is checked.
+func (h *handler) authorizeRead(w http.ResponseWriter, r *http.Request, ch uint64, key string) *apiError {
+	reg := h.opts.Registry
+	err := reg.CanSubscribe(auth.Anonymous, ch, "")
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, auth.ErrUnknownChannel):
+		return channelNotFound(ch)
+	case key == "":
+		return errAuth
+	}
+	if aerr := h.throttled(w, r); aerr != nil {
+		return aerr
+	}
+	if reg.CanSubscribe(auth.Anonymous, ch, key) != nil {
+		h.keyFailed(r)
+		return errAuth
+	}
+	return nil
 }
 
 // apiKey returns the api_key parameter, or the key in a header.
@@ -205,53 +334,80 @@ func columns(ch *channels.Channel, rt route, p *readParams) []int {
 
 // view renders one read response.
 type view struct {
-	ch   *channels.Channel
-	p    *readParams
-	cols []int
+	ch     *channels.Channel
+	p      *readParams
+	cols   []int
+	format string // "json" or "csv"
 }
 
-// writeJSON writes the channel object and feeds array, or with single the
-// one entry object.
-func (v *view) writeJSON(out *body, entries []channels.Entry, single bool) {
+// feedWriter renders entries as they come: begin, add for each page,
+// end.
+type feedWriter interface {
+	begin()
+	add(es []channels.Entry)
+	end()
+}
+
+// writer returns the renderer of the view's format.
+func (v *view) writer(out *body, single bool) feedWriter {
+	if v.format == "csv" {
+		return &csvWriter{v: v, out: out}
+	}
+	return &jsonWriter{v: v, out: out, single: single}
+}
+
+// jsonWriter writes the channel object and feeds array, or with single
+// the one entry object; JSONP wraps either in the callback.
+type jsonWriter struct {
+	v      *view
+	out    *body
+	single bool
+	n      int
+}
+
+func (j *jsonWriter) begin() {
 	ct := "application/json; charset=utf-8"
-	if v.p.callback != "" {
+	if j.v.p.callback != "" {
 		ct = "application/javascript; charset=utf-8"
 	}
-	out.w.Header().Set("Content-Type", ct)
-	b := out.buf
-	if v.p.callback != "" {
+	j.out.w.Header().Set("Content-Type", ct)
+	b := j.out.buf
+	if j.v.p.callback != "" {
 		// The comment stops a callback name from being read as a file
 		// signature by plugins.
 		b = append(b, "/**/"...)
-		b = append(b, v.p.callback...)
+		b = append(b, j.v.p.callback...)
 		b = append(b, '(')
 	}
-	if single {
-		b = v.appendEntry(b, &entries[0])
-	} else {
+	if !j.single {
 		b = append(b, `{"channel":`...)
-		b = v.appendChannel(b)
+		b = j.v.appendChannel(b)
 		b = append(b, `,"feeds":[`...)
-		for i := range entries {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = v.appendEntry(b, &entries[i])
-			if len(b) >= flushAt {
-				out.buf = b
-				out.maybeFlush()
-				if out.err != nil {
-					return
-				}
-				b = out.buf
-			}
+	}
+	j.out.buf = b
+}
+
+func (j *jsonWriter) add(es []channels.Entry) {
+	for i := range es {
+		if j.out.err != nil {
+			return
 		}
-		b = append(b, "]}"...)
+		if j.n > 0 {
+			j.out.buf = append(j.out.buf, ',')
+		}
+		j.n++
+		j.out.buf = j.v.appendEntry(j.out.buf, &es[i])
+		j.out.maybeFlush()
 	}
-	if v.p.callback != "" {
-		b = append(b, ')')
+}
+
+func (j *jsonWriter) end() {
+	if !j.single {
+		j.out.buf = append(j.out.buf, "]}"...)
 	}
-	out.buf = b
+	if j.v.p.callback != "" {
+		j.out.buf = append(j.out.buf, ')')
+	}
 }
 
 // appendChannel appends the channel object: id, name, description when
@@ -322,28 +478,40 @@ func (v *view) csvTime(t time.Time) string {
 	return t.In(v.p.loc).Format(csvZoneFormat)
 }
 
-// writeCSV writes a header line (created_at, entry_id and the columns)
-// and one row per entry; unset values are empty.
-func (v *view) writeCSV(out *body, entries []channels.Entry) {
-	cw := csv.NewWriter(out)
-	row := make([]string, 0, 2+len(v.cols))
-	row = append(row, "created_at", "entry_id")
-	for _, i := range v.cols {
-		row = append(row, channels.ValueName(i))
+// csvWriter writes a header line (created_at, entry_id and the columns)
+// and one row per entry; unset values are empty, and values that a
+// spreadsheet would run as formulas are quoted (channels.CSVCell).
+type csvWriter struct {
+	v   *view
+	out *body
+	cw  *csv.Writer
+	row []string
+}
+
+func (c *csvWriter) begin() {
+	c.out.w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	c.cw = csv.NewWriter(c.out)
+	c.row = make([]string, 0, 2+len(c.v.cols))
+	c.row = append(c.row, "created_at", "entry_id")
+	for _, i := range c.v.cols {
+		c.row = append(c.row, channels.ValueName(i))
 	}
-	if cw.Write(row) != nil {
-		return
-	}
-	for i := range entries {
-		e := &entries[i]
-		row = append(row[:0], v.csvTime(e.CreatedAt), strconv.FormatUint(e.ID, 10))
-		for _, c := range v.cols {
-			val, _ := e.Value(c)
-			row = append(row, val)
-		}
-		if cw.Write(row) != nil {
+	c.cw.Write(c.row) // an error is the client's, kept in out.err
+}
+
+func (c *csvWriter) add(es []channels.Entry) {
+	for i := range es {
+		if c.out.err != nil {
 			return
 		}
+		e := &es[i]
+		c.row = append(c.row[:0], c.v.csvTime(e.CreatedAt), strconv.FormatUint(e.ID, 10))
+		for _, col := range c.v.cols {
+			val, _ := e.Value(col)
+			c.row = append(c.row, channels.CSVCell(val))
+		}
+		c.cw.Write(c.row)
 	}
-	cw.Flush()
 }
+
+func (c *csvWriter) end() { c.cw.Flush() }

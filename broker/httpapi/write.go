@@ -11,11 +11,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
 )
 
@@ -52,17 +49,16 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request, rt route) {
 	if key == "" {
 		key = headerKey(r)
 	}
-	id, err := h.keys.lookup(r.Context(), key)
-	if err != nil {
-		if r.Context().Err() != nil {
-			return // the client went away
-		}
-		h.log.Error("http write: cannot resolve write key", "error", err)
-		h.writeFailed(w, r, plain, errInternal)
+	if aerr := h.throttled(w, r); aerr != nil {
+		h.writeFailed(w, r, plain, aerr)
 		return
 	}
-	ch, ok := h.opts.Registry.Channel(id)
-	if id == 0 || !ok {
+	// From memory only: a wrong key costs no store access.
+	ch, ok := h.opts.Registry.ChannelByWriteKey(key)
+	if !ok {
+		if key != "" {
+			h.keyFailed(r)
+		}
 		h.writeFailed(w, r, plain, errAuth)
 		return
 	}
@@ -310,60 +306,4 @@ func appendFormValue(b []byte, v string) []byte {
 func hasZone(s string) bool {
 	const secondsEnd = len("2006-01-02 15:04:05")
 	return len(s) > secondsEnd && strings.ContainsAny(s[secondsEnd:], "Z+-")
-}
-
-// keyIndex maps write API keys to channel IDs for /update, which names no
-// channel. It is rebuilt from the store when a well-formed key is not
-// found, so a new channel or a regenerated key works at once; rebuilds
-// are serialized and shared by the requests that wait for them. The
-// registry stays the authority: a key is accepted only when
-// Registry.CanPublish agrees.
-type keyIndex struct {
-	store    channels.Store
-	registry *auth.Registry
-
-	byKey   atomic.Pointer[map[string]uint64]
-	started atomic.Uint64 // rebuilds begun
-	mu      sync.Mutex    // held while rebuilding
-}
-
-// lookup returns the channel whose write key is key, or 0.
-func (k *keyIndex) lookup(ctx context.Context, key string) (uint64, error) {
-	if !channels.ValidKey(key) {
-		return 0, nil
-	}
-	seen := k.started.Load()
-	if id := k.find(key); id != 0 {
-		return id, nil
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.started.Load() == seen {
-		// No rebuild began since the miss: list the channels now.
-		k.started.Add(1)
-		list, err := k.store.ListChannels(ctx)
-		if err != nil {
-			k.started.Add(^uint64(0)) // let the next miss try again
-			return 0, err
-		}
-		m := make(map[string]uint64, len(list))
-		for _, c := range list {
-			m[c.WriteKey] = c.ID
-		}
-		k.byKey.Store(&m)
-	}
-	return k.find(key), nil
-}
-
-// find looks key up in the current index and checks it with the registry.
-func (k *keyIndex) find(key string) uint64 {
-	m := k.byKey.Load()
-	if m == nil {
-		return 0
-	}
-	id, ok := (*m)[key]
-	if !ok || k.registry.CanPublish(auth.Anonymous, id, key) != nil {
-		return 0
-	}
-	return id
 }

@@ -51,6 +51,19 @@ type Config struct {
 	// MaxConnections caps live MQTT connections; 0 means no limit.
 	MaxConnections int               `yaml:"max_connections"`
 	AuthBackoff    AuthBackoffConfig `yaml:"auth_backoff"`
+
+	HTTP HTTPConfig `yaml:"http"`
+}
+
+// HTTPConfig bounds what slow or many HTTP clients can hold.
+type HTTPConfig struct {
+	// MaxFeedReads caps feeds and fields reads served at once; 0: no cap.
+	MaxFeedReads int `yaml:"max_feed_reads"`
+	// MaxSSEStreams caps dashboard event streams open at once; 0: no cap.
+	MaxSSEStreams int `yaml:"max_sse_streams"`
+	// WriteTimeout cuts off a client that takes no part of a feed answer
+	// or event stream for that long.
+	WriteTimeout Duration `yaml:"write_timeout"`
 }
 
 // AuthBackoffConfig throttles failed logins per source address.
@@ -116,6 +129,7 @@ func DefaultConfig() Config {
 		IdleTimeout:    Duration(time.Hour),
 		ConnectTimeout: Duration(10 * time.Second),
 		AuthBackoff:    AuthBackoffConfig{AfterFailures: 5, Initial: Duration(time.Second), Max: Duration(5 * time.Minute)},
+		HTTP:           HTTPConfig{MaxFeedReads: 32, MaxSSEStreams: 128, WriteTimeout: Duration(20 * time.Second)},
 		Limits: LimitsConfig{
 			MaxDevices: al.MaxDevices, MaxChannelsPerDevice: al.MaxChannelsPerDevice,
 			MaxPayload: cl.MaxPayload, MaxValueLen: cl.MaxValueLen,
@@ -220,7 +234,7 @@ func keyPaths(doc *yaml.Node) map[int]string {
 
 // Validate checks every value and names the key of the first bad one.
 func (c *Config) Validate() error {
-	checks := []func() error{c.validateLogging, c.validateListeners, c.validateTimeouts, c.validateLimits}
+	checks := []func() error{c.validateLogging, c.validateListeners, c.validateTimeouts, c.validateLimits, c.validateHTTP}
 	for _, check := range checks {
 		if err := check(); err != nil {
 			return err
@@ -316,6 +330,19 @@ func (c *Config) validateLimits() error {
 		return fmt.Errorf("limits.max_value_len: must be from 1 to limits.max_payload (%d) (got %d)", l.MaxPayload, l.MaxValueLen)
 	case l.MaxSubscriptionsPerClient < 1 || l.MaxSubscriptionsPerClient > maxSubscriptionsLimit:
 		return fmt.Errorf("limits.max_subscriptions_per_client: must be from 1 to %d (got %d)", maxSubscriptionsLimit, l.MaxSubscriptionsPerClient)
+	}
+	return nil
+}
+
+func (c *Config) validateHTTP() error {
+	h := c.HTTP
+	switch {
+	case h.MaxFeedReads < 0:
+		return fmt.Errorf("http.max_feed_reads: must not be negative (got %d; 0 means no limit)", h.MaxFeedReads)
+	case h.MaxSSEStreams < 0:
+		return fmt.Errorf("http.max_sse_streams: must not be negative (got %d; 0 means no limit)", h.MaxSSEStreams)
+	case h.WriteTimeout < Duration(time.Second) || h.WriteTimeout > Duration(httpWriteTimeout):
+		return fmt.Errorf("http.write_timeout: must be from 1s to %s (got %s)", httpWriteTimeout, h.WriteTimeout)
 	}
 	return nil
 }

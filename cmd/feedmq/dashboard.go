@@ -11,14 +11,10 @@ import (
 // /assets/, /channels.json and the /channels/<id>/events streams) in front
 // of next, which serves every other path. The broker feeds the event
 // streams; srv's Shutdown ends them, so that it need not wait for them.
-func withDashboard(s *server, log *slog.Logger, srv *http.Server, next http.Handler) http.Handler {
-	d := dashboard.New(dashboard.Options{
-		Store:    s.db,
-		Registry: s.svc.Registry,
-		Watcher:  s.broker,
-		Next:     next,
-		Logger:   log,
-	})
+// opts carries the limits; the rest is filled in here.
+func withDashboard(s *server, log *slog.Logger, srv *http.Server, next http.Handler, opts dashboard.Options) http.Handler {
+	opts.Store, opts.Registry, opts.Watcher, opts.Next, opts.Logger = s.db, s.svc.Registry, s.broker, next, log
+	d := dashboard.New(opts)
 	srv.RegisterOnShutdown(d.Shutdown)
 	return d
 }

@@ -99,7 +99,8 @@ func writeEntriesJSON(w io.Writer, es []channels.Entry) error {
 }
 
 // writeCSV writes entries in ThingSpeak's CSV layout: created_at as
-// "YYYY-MM-DD HH:MM:SS UTC", entry_id, then the value columns.
+// "YYYY-MM-DD HH:MM:SS UTC", entry_id, then the value columns, with
+// values a spreadsheet would run as formulas quoted (channels.CSVCell).
 func writeCSV(w io.Writer, c *channels.Channel, field int, es []channels.Entry) error {
 	cols := csvColumns(c, field, es)
 	cw := csv.NewWriter(w)
@@ -115,7 +116,7 @@ func writeCSV(w io.Writer, c *channels.Channel, field int, es []channels.Entry) 
 		row := []string{formatTime(e.CreatedAt), strconv.FormatUint(e.ID, 10)}
 		for _, col := range cols {
 			v, _ := e.Value(col)
-			row = append(row, v)
+			row = append(row, channels.CSVCell(v))
 		}
 		if err := cw.Write(row); err != nil {
 			return err

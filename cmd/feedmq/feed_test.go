@@ -123,3 +123,22 @@ func TestFeedGetEmpty(t *testing.T) {
 		t.Fatalf("got %q", out)
 	}
 }
+
+// feed get --format csv quotes values a spreadsheet would run as formulas,
+// and leaves negative numbers alone.
+func TestFeedGetCSVFormulas(t *testing.T) {
+	dir := t.TempDir()
+	mustRun(t, dir, "channel", "create", "--name", "F", "--field", "1=a")
+	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	appendEntries(t, dir,
+		entry(t0, map[int]string{0: "=HYPERLINK(\"http://example.com\")", channels.Status: "@SUM(1)"}),
+		entry(t0.Add(time.Minute), map[int]string{0: "-2.5", channels.Status: "-2+3+cmd|' /C calc'!A0"}),
+	)
+	out := mustRun(t, dir, "feed", "get", "1", "--format", "csv")
+	want := "created_at,entry_id,field1,status\n" +
+		"2026-11-22 10:00:00 UTC,1,\"'=HYPERLINK(\"\"http://example.com\"\")\",'@SUM(1)\n" +
+		"2026-11-22 10:01:00 UTC,2,-2.5,'-2+3+cmd|' /C calc'!A0\n"
+	if out != want {
+		t.Fatalf("got\n%s\nwant\n%s", out, want)
+	}
+}

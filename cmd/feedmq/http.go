@@ -10,6 +10,8 @@ import (
 	"time"
 	_ "time/tzdata" // timezone= must work without the host's zoneinfo (containers, sandboxed units)
 
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/broker/dashboard"
 	"github.com/feedmq/feedmq/broker/httpapi"
 )
 
@@ -48,15 +50,24 @@ func openHTTP(cfg Config, s *server) (*httpListener, error) {
 	}
 	log := s.log.With("component", "http")
 	l := &httpListener{ln: ln, done: make(chan struct{})}
+	// auth_backoff throttles wrong API keys as it does failed logins; the
+	// API and the dashboard count them together.
+	keys := auth.NewThrottle(authBackoff(cfg.AuthBackoff))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", s.metrics.handler(s))
 	mux.Handle("/", httpapi.New(httpapi.Options{
-		Store:     s.db,
-		Registry:  s.svc.Registry,
-		Publisher: s.broker,
-		Limits:    cfg.payloadLimits(),
-		Logger:    log,
-		Health:    (&storeHealth{db: s.db}).check,
+		Store:       s.db,
+		Registry:    s.svc.Registry,
+		Publisher:   s.broker,
+		Limits:      cfg.payloadLimits(),
+		Logger:      log,
+		Health:      (&storeHealth{db: s.db}).check,
+		KeyThrottle: keys,
+		// A stalled reader trips the write deadline and frees what it
+		// holds long before the whole answer's deadline.
+		MaxFeedReads:    cfg.HTTP.MaxFeedReads,
+		WriteTimeout:    time.Duration(cfg.HTTP.WriteTimeout),
+		ResponseTimeout: httpWriteTimeout,
 	}))
 	l.srv = &http.Server{
 		Handler:           mux,
@@ -68,7 +79,11 @@ func openHTTP(cfg Config, s *server) (*httpListener, error) {
 		// Malformed requests from the internet are not worth a warning.
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	l.srv.Handler = withDashboard(s, log, l.srv, l.srv.Handler)
+	l.srv.Handler = withDashboard(s, log, l.srv, l.srv.Handler, dashboard.Options{
+		KeyThrottle:  keys,
+		MaxStreams:   cfg.HTTP.MaxSSEStreams,
+		WriteTimeout: time.Duration(cfg.HTTP.WriteTimeout),
+	})
 	go func() {
 		defer close(l.done)
 		if err := l.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

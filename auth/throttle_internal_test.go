@@ -1,4 +1,4 @@
-package broker
+package auth
 
 import (
 	"testing"
@@ -7,49 +7,49 @@ import (
 
 func TestThrottleBackoff(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
-	th := newThrottle(AuthBackoff{AfterFailures: 3, Initial: time.Second, Max: 8 * time.Second})
+	th := NewThrottle(Backoff{AfterFailures: 3, Initial: time.Second, Max: 8 * time.Second})
 	th.now = func() time.Time { return now }
 	a, b := "10.0.0.1:1234", "10.0.0.2:999"
 	for i := 1; i <= 2; i++ {
-		th.fail(a)
-		if _, blocked := th.blocked(a); blocked {
+		th.Fail(a)
+		if _, blocked := th.Blocked(a); blocked {
 			t.Fatalf("blocked after %d failures, threshold 3", i)
 		}
 	}
 	// Back-off doubles from Initial up to Max with each further failure.
 	for i, want := range []time.Duration{1, 2, 4, 8, 8} {
-		th.fail("10.0.0.1:5555") // same host, other port
-		until, blocked := th.blocked(a)
+		th.Fail("10.0.0.1:5555") // same host, other port
+		until, blocked := th.Blocked(a)
 		if !blocked || until.Sub(now) != want*time.Second {
 			t.Fatalf("failure %d: blocked=%v for %v, want %v", i+3, blocked, until.Sub(now), want*time.Second)
 		}
 	}
-	if _, blocked := th.blocked(b); blocked {
+	if _, blocked := th.Blocked(b); blocked {
 		t.Fatal("another address is throttled")
 	}
 	now = now.Add(9 * time.Second)
-	if _, blocked := th.blocked(a); blocked {
+	if _, blocked := th.Blocked(a); blocked {
 		t.Fatal("still blocked after the back-off ran out")
 	}
-	th.succeed(a)
-	th.fail(a)
-	if _, blocked := th.blocked(a); blocked {
+	th.Succeed(a)
+	th.Fail(a)
+	if _, blocked := th.Blocked(a); blocked {
 		t.Fatal("a success did not clear the failures")
 	}
 
-	off := newThrottle(AuthBackoff{AfterFailures: -1})
+	off := NewThrottle(Backoff{AfterFailures: -1})
 	for range 100 {
-		off.fail(a)
+		off.Fail(a)
 	}
-	if _, blocked := off.blocked(a); blocked {
+	if _, blocked := off.Blocked(a); blocked {
 		t.Fatal("disabled throttle blocks")
 	}
 }
 
 func TestThrottleMemoryBounded(t *testing.T) {
-	th := newThrottle(AuthBackoff{})
+	th := NewThrottle(Backoff{})
 	for i := 0; i < maxTracked+1000; i++ {
-		th.fail(string(rune(i)) + ":1")
+		th.Fail(string(rune(i)) + ":1")
 	}
 	if len(th.by) > maxTracked {
 		t.Fatalf("tracking %d addresses, bound %d", len(th.by), maxTracked)

@@ -1,0 +1,131 @@
+package auth
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// Backoff configures a Throttle: after AfterFailures consecutive failed
+// logins or API key guesses from one source address, that address is
+// refused without looking at its credentials for Initial, doubling with
+// each further failure up to Max. Other addresses are never slowed down.
+type Backoff struct {
+	AfterFailures int           // default 5; negative disables throttling
+	Initial       time.Duration // default 1s
+	Max           time.Duration // default 5m
+}
+
+func (b *Backoff) ensureDefaults() {
+	if b.AfterFailures == 0 {
+		b.AfterFailures = 5
+	}
+	if b.Initial <= 0 {
+		b.Initial = time.Second
+	}
+	if b.Max <= 0 {
+		b.Max = 5 * time.Minute
+	}
+}
+
+// maxTracked bounds the memory the throttle can take under a flood from
+// many addresses; past it, stale entries are swept, then the oldest go.
+const maxTracked = 100_000
+
+type failure struct {
+	count int
+	last  time.Time
+	until time.Time // refuse before this time
+}
+
+// Throttle tracks failed attempts per source address (see Backoff). The
+// broker keeps one for MQTT logins and the HTTP API one for API keys.
+type Throttle struct {
+	cfg Backoff
+	mu  sync.Mutex
+	by  map[string]*failure
+	now func() time.Time
+}
+
+// NewThrottle returns a Throttle with cfg's zero values defaulted.
+func NewThrottle(cfg Backoff) *Throttle {
+	cfg.ensureDefaults()
+	return &Throttle{cfg: cfg, by: make(map[string]*failure), now: time.Now}
+}
+
+// hostOf returns the IP of a remote address string ("1.2.3.4:5678").
+func hostOf(remote string) string {
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		return h
+	}
+	return remote
+}
+
+// Blocked reports until when addr ("host:port" or a host) is refused, if
+// it is now.
+func (t *Throttle) Blocked(addr string) (time.Time, bool) {
+	if t.cfg.AfterFailures < 0 {
+		return time.Time{}, false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f, ok := t.by[hostOf(addr)]
+	if !ok || !t.now().Before(f.until) {
+		return time.Time{}, false
+	}
+	return f.until, true
+}
+
+// Fail records a failed attempt from addr and extends the back-off.
+func (t *Throttle) Fail(addr string) {
+	if t.cfg.AfterFailures < 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	host, now := hostOf(addr), t.now()
+	f, ok := t.by[host]
+	if !ok {
+		if len(t.by) >= maxTracked {
+			t.sweep(now)
+		}
+		f = &failure{}
+		t.by[host] = f
+	}
+	// Failures long after the back-off ran out start afresh.
+	if now.Sub(f.last) > 2*t.cfg.Max {
+		f.count = 0
+	}
+	f.count++
+	f.last = now
+	if over := f.count - t.cfg.AfterFailures; over >= 0 {
+		d := t.cfg.Initial << min(over, 30)
+		if d <= 0 || d > t.cfg.Max {
+			d = t.cfg.Max
+		}
+		f.until = now.Add(d)
+	}
+}
+
+// Succeed clears addr after a good login.
+func (t *Throttle) Succeed(addr string) {
+	t.mu.Lock()
+	delete(t.by, hostOf(addr))
+	t.mu.Unlock()
+}
+
+// sweep drops entries whose back-off is over, or, if none is, the oldest
+// one; the caller holds t.mu.
+func (t *Throttle) sweep(now time.Time) {
+	var oldest string
+	for h, f := range t.by {
+		if now.After(f.until) && now.Sub(f.last) > t.cfg.Max {
+			delete(t.by, h)
+		} else if oldest == "" || f.last.Before(t.by[oldest].last) {
+			oldest = h
+		}
+	}
+	if len(t.by) >= maxTracked && oldest != "" {
+		delete(t.by, oldest)
+	}
+}
