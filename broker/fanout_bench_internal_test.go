@@ -19,8 +19,9 @@ import (
 // BenchmarkFanOut measures the delivery path alone (no commit): fanOut of
 // one entry setting three fields of a public channel to 60 subscribers
 // that read everything (20 on the feed topic, 20 on every five-level topic
-// by wildcard, 20 on "#"). Each entry is about 280 deliveries, each checked
-// against its subscriber's rights; ns/delivery is the figure to compare.
+// by wildcard, 20 on "#"). Each entry is 7 topics and about 280 deliveries,
+// each checked against its subscriber's rights; ns/topic (one topic to all
+// of its subscribers) is the figure to compare.
 // go test -run '^$' -bench FanOut ./broker
 func BenchmarkFanOut(b *testing.B) {
 	db, err := storage.Open(filepath.Join(b.TempDir(), "feedmq.db"), storage.Options{})

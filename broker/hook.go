@@ -243,10 +243,50 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	}
 	h.srv.router.invalidate()
 	h.srv.endSession(cl)
+	if errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
+		h.srv.dropLeftovers(cl)
+	}
 	if cause := cl.StopCause(); cause != nil && err == nil {
 		err = cause
 	}
 	h.srv.log.Info("client disconnected", "client", cl.ID, "remote", cl.Net.Remote, "reason", disconnectReason(err))
+}
+
+// dropLeftovers removes from mochi's topic index the filters a
+// taken-over client was still granted after the takeover had unsubscribed
+// it: mochi finishes the SUBSCRIBE in hand after stopping a client, and it
+// keys its index by client ID, so such a filter would stay for good,
+// outside every client's subscription limit, and route deliveries to the
+// next client with that ID. mochi registers the new client once the
+// takeover has unsubscribed this one, so what this one holds after that
+// is left over; a filter the new client holds is its own.
+func (s *Server) dropLeftovers(cl *mqtt.Client) {
+	var owner *mqtt.Client
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(time.Millisecond) {
+		o, ok := s.mochi.Clients.Get(cl.ID)
+		if ok && o != cl {
+			owner = o
+		}
+		if !ok || o != cl || time.Now().After(deadline) {
+			break
+		}
+	}
+	dropped := false
+	for filter := range cl.State.Subscriptions.GetAll() {
+		cl.State.Subscriptions.Delete(filter)
+		if owner != nil {
+			if _, held := owner.State.Subscriptions.Get(filter); held {
+				continue
+			}
+		}
+		if s.mochi.Topics.Unsubscribe(filter, cl.ID) {
+			atomic.AddInt64(&s.mochi.Info.Subscriptions, -1)
+			dropped = true
+		}
+	}
+	if dropped {
+		s.router.invalidate()
+	}
 }
 
 // OnPublishDropped counts a delivery mochi dropped because the
@@ -272,6 +312,12 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	ss := h.srv.session(cl)
 	if ss == nil || len(topic) > channels.MaxTopicLen {
 		return false // no feedmq topic is longer: refused before any parsing
+	}
+	if cl.Closed() {
+		// Stopped (taken over, say) while mochi works through its
+		// SUBSCRIBE: a filter granted now could outlive the connection
+		// (dropLeftovers).
+		return false
 	}
 	if !ss.isPending(topic) {
 		// Not a filter of this client's SUBSCRIBE: a delivery through

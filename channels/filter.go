@@ -70,7 +70,13 @@ func ParseFilter(s string) (Filter, error) {
 		if t.Kind == KindPublish {
 			return Filter{}, topicError("publish topics cannot be subscribed to; use channels/<id>/subscribe")
 		}
-		return Filter{Kinds: 1 << t.Kind, Topic: t}, nil
+		kinds := KindSet(1 << t.Kind)
+		if t.Kind == KindSensor {
+			// field<N> may also be the label of another field while
+			// field N is disabled (ResolveSensor): a name form then.
+			kinds |= 1 << KindSensorName
+		}
+		return Filter{Kinds: kinds, Topic: t}, nil
 	}
 	if !strings.ContainsAny(s, "+#") {
 		return Filter{}, err

@@ -25,7 +25,7 @@ var validFilters = []struct {
 	{"channels/7/subscribe/json", channels.KindsOf(channels.KindLegacy), false},
 	{"channels/7/subscribe/json/" + readKey, channels.KindsOf(channels.KindLegacy), false},
 	{"channels/7/subscribe/fields/+/" + readKey, channels.KindsOf(channels.KindLegacy), false},
-	{"devices/7/sensors/field1/value", sensorK, false},
+	{"devices/7/sensors/field1/value", sensorK | channels.KindsOf(channels.KindSensorName), false},
 	{"devices/7/sensors/Temp/value", channels.KindsOf(channels.KindSensorName), false},
 	{"devices/Greenhouse/sensors/field1/value", channels.KindsOf(channels.KindSensorName), false},
 	{"#", feedK | fieldK | sensorK, true},
