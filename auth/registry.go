@@ -184,14 +184,10 @@ func (r *Registry) CanPublish(device, ch uint64, key string) error {
 func (r *Registry) CanSubscribe(device, ch uint64, key string) error {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	c, ok := r.channels[ch]
-	if !ok {
+	if _, ok := r.channels[ch]; !ok {
 		return fmt.Errorf("channel %d: %w", ch, ErrUnknownChannel)
 	}
-	if c.Public || (key != "" && keysEqual(key, c.ReadKey)) {
-		return nil
-	}
-	if p, ok := r.devices[device]; ok && p.grants[ch].Subscribe {
+	if r.mayRead(device, ch, key) {
 		return nil
 	}
 	return r.denied(device, "subscribe to", ch, key)
@@ -202,6 +198,11 @@ func (r *Registry) CanSubscribe(device, ch uint64, key string) error {
 func (r *Registry) MayRead(device, ch uint64, key string) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	return r.mayRead(device, ch, key)
+}
+
+// mayRead is the read rule; the caller holds r.mu.
+func (r *Registry) mayRead(device, ch uint64, key string) bool {
 	c, ok := r.channels[ch]
 	if !ok {
 		return false
