@@ -32,7 +32,7 @@ func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublish,
-		mqtt.OnPublishDropped,
+		mqtt.OnPublishDropped, mqtt.OnPacketRead,
 	}, []byte{b})
 }
 
@@ -63,6 +63,20 @@ func (s *Server) session(cl *mqtt.Client) *session {
 		return nil
 	}
 	return v.(*session)
+}
+
+// OnPacketRead sees every packet as soon as it is decoded, before mochi
+// acts on it.
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Connect && pk.ProtocolVersion >= 5 {
+		// No session outlives its connection, so none is ever resumed:
+		// Clean Start=0 starts afresh (session present 0), as 3.1.1's
+		// CleanSession=0 is refused in OnConnect. mochi would otherwise
+		// hand the new connection the old one's subscriptions, read keys
+		// in their filters included.
+		pk.Connect.Clean = true
+	}
+	return pk, nil
 }
 
 // OnConnect authenticates the CONNECT and answers refusals itself, so that
@@ -96,6 +110,12 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if username == "" {
 		if !s.opts.Anonymous {
 			return refuse(packets.ErrNotAuthorized, refusedAnonymous, "anonymous connections are disabled")
+		}
+		// A device's client ID names its session: only the device may
+		// use it, or an anonymous client could take the device over.
+		if _, ok := s.registry.ClientIDOwner(pk.Connect.ClientIdentifier); ok {
+			return refuse(packets.ErrClientIdentifierNotValid, refusedClientID,
+				"client ID belongs to a device: connect with the device's credentials")
 		}
 	} else {
 		id, err := s.registry.Authenticate(pk.Connect.ClientIdentifier, username, string(pk.Connect.Password))

@@ -1,0 +1,154 @@
+package broker_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/feedmq/feedmq/broker"
+	"github.com/feedmq/feedmq/channels"
+	"github.com/feedmq/feedmq/internal/mqtttest"
+)
+
+// connectRaw sends a CONNECT and returns the CONNACK's session-present
+// flag and reason code.
+func connectRaw(t *testing.T, c *mqtttest.Conn, p mqtttest.Connect) (present bool, code byte) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	present, code, err := c.ConnectAck(p)
+	if err != nil {
+		t.Fatalf("CONNECT: %v", err)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	return present, code
+}
+
+// TestSessionTakeoverRefused replays the takeover attack: a device
+// subscribed with a read key, and an anonymous client reusing its client
+// ID (mosquitto_sub -V 5 -c, then 3.1.1 and raw MQTT 5 with Clean
+// Start=0). The attacker is refused (0x85; 3.1.1: 0x02), the device keeps
+// its connection and its deliveries, and no session is ever resumed.
+func TestSessionTakeoverRefused(t *testing.T) {
+	sub := requireTool(t, "mosquitto_sub")
+	ts := startServer(t, broker.Options{Anonymous: true})
+	public := ts.channel(true)
+	private := ts.channel(false)
+	c, err := ts.svc.Channel(context.Background(), private)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := ts.device(pubsub(private))
+	id := dev.Device.ClientID
+	host, port := hostPort(t, ts.addr)
+	keyTopic := fmt.Sprintf("channels/%d/subscribe/json/%s", private, c.ReadKey)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	devCmd := exec.CommandContext(ctx, sub, append([]string{"-h", host, "-p", port, "-V", "5", "-v", "-C", "1",
+		"-t", keyTopic}, credArgs(dev)...)...)
+	var devOut bytes.Buffer
+	devCmd.Stdout, devCmd.Stderr = &devOut, &devOut
+	if err := devCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitSubscribed(t, ts, 1)
+
+	// The attacker, as in the report: anonymous, the device's client ID,
+	// Clean Start=0.
+	out, err := exec.CommandContext(ctx, sub, "-h", host, "-p", port, "-V", "5", "-i", id, "-c",
+		"-t", fmt.Sprintf("channels/%d/subscribe/json", public), "-v", "-W", "5").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "Client Identifier not valid") {
+		t.Fatalf("anonymous mosquitto_sub with the device's client ID was served: err %v, output %q", err, out)
+	}
+	// The same over 3.1.1 (mosquitto_sub without -c) and raw MQTT 5.
+	out, err = exec.CommandContext(ctx, sub, "-h", host, "-p", port, "-V", "311", "-i", id,
+		"-t", fmt.Sprintf("channels/%d/subscribe/json", public), "-v", "-W", "5").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "identifier rejected") {
+		t.Fatalf("anonymous 3.1.1 mosquitto_sub with the device's client ID was served: %q", out)
+	}
+	for _, tc := range []struct {
+		version byte
+		clean   bool
+		want    byte
+	}{{5, false, 0x85}, {5, true, 0x85}, {4, true, 0x02}} {
+		raw := dial(t, ts.addr)
+		if present, code := connectRaw(t, raw, mqtttest.Connect{ClientID: id, Version: tc.version, Clean: tc.clean}); code != tc.want || present {
+			t.Errorf("anonymous v%d clean=%v with a device's client ID: CONNACK %#x present=%v, want %#x",
+				tc.version, tc.clean, code, present, tc.want)
+		}
+		raw.Close()
+	}
+	// A device's client ID with another device's credentials is refused
+	// too (0x87), and takes nothing over either.
+	other := ts.device(pubsub(private))
+	raw := dial(t, ts.addr)
+	if _, code := connectRaw(t, raw, mqtttest.Connect{ClientID: id, Username: other.Device.Username,
+		Password: other.Password, Version: 5, Clean: true}); code != 0x87 {
+		t.Errorf("other device with the device's client ID: CONNACK %#x, want 0x87", code)
+	}
+	raw.Close()
+
+	// The device still holds its connection and gets its entry.
+	if err := ts.srv.Publish(ctx, entry(private, "42", "topsecret")); err != nil {
+		t.Fatal(err)
+	}
+	if err := devCmd.Wait(); err != nil {
+		t.Fatalf("device's mosquitto_sub: %v\n%s", err, devOut.String())
+	}
+	if !strings.Contains(devOut.String(), "topsecret") {
+		t.Fatalf("device got %q", devOut.String())
+	}
+}
+
+// entry returns an entry of channel ch with fields 1, 2, ... set.
+func entry(ch uint64, fields ...string) *channels.Entry {
+	e := &channels.Entry{ChannelID: ch, CreatedAt: time.Now().UTC().Truncate(time.Second)}
+	for i, f := range fields {
+		e.SetValue(i, f)
+	}
+	return e
+}
+
+// TestNoSessionResumed checks Clean Start=0 over MQTT 5: a second
+// connection with the same client ID and the same identity (anonymous,
+// or the device itself) gets session present 0 and none of the first
+// one's subscriptions, so a read key in a filter is never handed on.
+func TestNoSessionResumed(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true})
+	private := ts.channel(false)
+	c, err := ts.svc.Channel(context.Background(), private)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := ts.device(pubsub(private))
+	for _, who := range []mqtttest.Connect{
+		{ClientID: "dashboard"},
+		{ClientID: dev.Device.ClientID, Username: dev.Device.Username, Password: dev.Password},
+	} {
+		who.Version = 5
+		first := dial(t, ts.addr)
+		if _, code := connectRaw(t, first, who); code != 0 {
+			t.Fatalf("%s: first CONNACK %#x", who.ClientID, code)
+		}
+		if code, err := first.Subscribe(1, fmt.Sprintf("channels/%d/subscribe/json/%s", private, c.ReadKey)); err != nil || code != 0 {
+			t.Fatalf("SUBACK %#x, %v", code, err)
+		}
+		second := dial(t, ts.addr)
+		if present, code := connectRaw(t, second, who); code != 0 || present {
+			t.Fatalf("%s: Clean Start=0 CONNACK %#x, session present %v; want 0, false", who.ClientID, code, present)
+		}
+		expectClosed(t, first, 5*time.Second)
+		if err := ts.srv.Publish(context.Background(), entry(private, "7")); err != nil {
+			t.Fatal(err)
+		}
+		_ = second.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if typ, body, err := second.ReadPacket(); err == nil {
+			t.Fatalf("%s: the new connection inherited a subscription: got type %d %q", who.ClientID, typ, body)
+		}
+		second.Close()
+	}
+}
