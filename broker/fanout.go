@@ -75,12 +75,14 @@ func (s *Server) routeFor(topic string) *route {
 			continue
 		}
 		t := target{cl: cl}
-		if len(sub.Identifiers) > 0 {
-			for _, n := range sub.Identifiers {
+		// mochi records 0 for a filter subscribed without an identifier;
+		// identifiers run from 1, and sending 0 is a protocol error.
+		for _, n := range sub.Identifiers {
+			if n > 0 {
 				t.ids = append(t.ids, n)
 			}
-			slices.Sort(t.ids)
 		}
+		slices.Sort(t.ids)
 		rt.targets = append(rt.targets, t)
 	}
 	r.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -150,5 +151,72 @@ func TestNoSessionResumed(t *testing.T) {
 			t.Fatalf("%s: the new connection inherited a subscription: got type %d %q", who.ClientID, typ, body)
 		}
 		second.Close()
+	}
+}
+
+// TestPahoPythonMQTT5Subscriber: Eclipse Paho for Python as an MQTT 5
+// subscriber. Deliveries carry a Subscription Identifier only for the
+// subscription that gave one (0 is a protocol error that made paho drop
+// the connection on the first message).
+func TestPahoPythonMQTT5Subscriber(t *testing.T) {
+	python := requirePahoPython(t)
+	ts := startServer(t, broker.Options{})
+	ch := ts.channel(false)
+	dev := ts.device(pubsub(ch))
+	_, port := hostPort(t, ts.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	feed, field := fmt.Sprintf("channels/%d/subscribe", ch), fmt.Sprintf("channels/%d/subscribe/fields/field1", ch)
+	out, err := exec.CommandContext(ctx, python, "../testdata/clients/paho_v5.py", "--port", port,
+		"--client-id", dev.Device.ClientID, "--username", dev.Device.Username, "--password="+dev.Password,
+		"--sub", feed, "--sub-id", field, "--pub", fmt.Sprintf("channels/%d/publish", ch), "--count", "3").CombinedOutput()
+	if err != nil {
+		t.Fatalf("paho_v5.py: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for i := 1; i <= 3; i++ {
+		if !slices.Contains(lines, fmt.Sprintf("%s %d ids=[7]", field, i)) {
+			t.Errorf("no field1=%d with subscription identifier 7 in\n%s", i, out)
+		}
+	}
+	feeds := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, feed+" ") {
+			feeds++
+			if !strings.HasSuffix(l, " ids=[]") {
+				t.Errorf("feed delivery carries a subscription identifier: %s", l)
+			}
+		}
+	}
+	if feeds != 3 {
+		t.Errorf("%d feed deliveries, want 3:\n%s", feeds, out)
+	}
+}
+
+// TestNoSubscriptionIdentifierZero reads the raw MQTT 5 PUBLISH sent for a
+// subscription without an identifier: its property section is empty.
+func TestNoSubscriptionIdentifierZero(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true})
+	ch := ts.channel(true)
+	c := dial(t, ts.addr)
+	if code, err := c.Connect(mqtttest.Connect{ClientID: "raw5", Version: 5, Clean: true}); err != nil || code != 0 {
+		t.Fatalf("CONNACK %#x, %v", code, err)
+	}
+	topic := fmt.Sprintf("channels/%d/subscribe/fields/field1", ch)
+	if code, err := c.Subscribe(1, topic); err != nil || code != 0 {
+		t.Fatalf("SUBACK %#x, %v", code, err)
+	}
+	if err := ts.srv.Publish(context.Background(), entry(ch, "5")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	typ, body, err := c.ReadPacket()
+	if err != nil || typ != mqtttest.PUBLISH {
+		t.Fatalf("read: type %d, %v", typ, err)
+	}
+	// topic length, topic, property length 0, payload "5"
+	want := append(append([]byte{0, byte(len(topic))}, topic...), 0, '5')
+	if !bytes.Equal(body, want) {
+		t.Fatalf("PUBLISH body %q, want %q", body, want)
 	}
 }
