@@ -99,6 +99,10 @@ func (o *Options) ensureDefaults() {
 	}
 }
 
+// maxTopicAliases is the Topic Alias Maximum a CONNACK grants MQTT 5
+// clients.
+const maxTopicAliases = 16
+
 // Server is an MQTT broker bound to a feed store and a registry.
 type Server struct {
 	opts     Options
@@ -176,6 +180,11 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 	// cost 2 KiB of every idle connection.
 	caps.MaximumClientWritesPending = 8
 	caps.SharedSubAvailable = 0
+	// Each inbound topic alias keeps its publish's whole packet buffer
+	// alive for the connection's life: at mochi's default of 65535, one
+	// client could pin gigabytes. A device publishes to a handful of
+	// topics; a larger alias is a protocol error (DISCONNECT 0x94).
+	caps.TopicAliasMaximum = maxTopicAliases
 	s.mochi = mqtt.New(&mqtt.Options{
 		InlineClient:            true,
 		ClientNetReadBufferSize: 1024, // sensor packets are small

@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -32,7 +33,7 @@ func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublish,
-		mqtt.OnPublishDropped, mqtt.OnPacketRead,
+		mqtt.OnPublishDropped, mqtt.OnPacketRead, mqtt.OnPacketEncode,
 	}, []byte{b})
 }
 
@@ -76,8 +77,35 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		// in their filters included.
 		pk.Connect.Clean = true
 	}
+	if pk.FixedHeader.Type == packets.Publish && len(pk.TopicName) > channels.MaxTopicLen && !cl.Net.Inline {
+		// No feedmq topic is this long. Refuse it before mochi stores it
+		// as a topic alias, which would pin the packet's buffer.
+		h.srv.stats.rejected[reasonBadTopic].Add(1)
+		if cl.Properties.ProtocolVersion >= 5 {
+			_ = h.srv.mochi.DisconnectClient(cl, packets.ErrTopicNameInvalid)
+		} else {
+			cl.Stop(errTopicTooLong)
+		}
+		return pk, packets.ErrRejectPacket
+	}
+	if pk.FixedHeader.Type == packets.Publish && pk.Properties.TopicAliasFlag {
+		// mochi keeps the topic of an alias, which shares the packet's
+		// buffer (payload included): keep a copy of the topic alone.
+		pk.TopicName = strings.Clone(pk.TopicName)
+	}
 	return pk, nil
 }
+
+// OnPacketEncode completes a successful MQTT 5 CONNACK with the limits
+// the server enforces, which mochi leaves out.
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == 0 {
+		pk.Properties.TopicAliasMaximum = maxTopicAliases
+	}
+	return pk
+}
+
+var errTopicTooLong = fmt.Errorf("topic name longer than %d bytes", channels.MaxTopicLen)
 
 // OnConnect authenticates the CONNECT and answers refusals itself, so that
 // each gets its proper CONNACK code (mochi only knows 0x04) and one log

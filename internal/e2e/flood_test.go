@@ -1,0 +1,152 @@
+package e2e
+
+import (
+	"encoding/binary"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/feedmq/feedmq/internal/mqtttest"
+)
+
+// The flood tests attack a real `feedmq serve` (the build as shipped, no
+// race detector) and bound its resident memory, read from /proc: after a
+// second of each flood the server has grown by less than floodBound, and
+// once the attacker leaves it returns near its baseline.
+const (
+	floodBound  = 64 << 20
+	settleBound = 32 << 20
+)
+
+// floodServe starts serve with MQTT and HTTP on loopback port 0 and the
+// WebSocket listener off, plus args.
+func floodServe(t *testing.T, args ...string) *server {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("floods a real server")
+	}
+	return startServeWith(t, plainBuild, t.TempDir(), append([]string{"--mqtt", "127.0.0.1:0", "--ws", "off",
+		"--http", "127.0.0.1:0"}, args...)...)
+}
+
+// measureFlood runs attack (which returns once it has sent its flood,
+// leaving its connections open) and samples the server's RSS until a
+// second after it returned; then it calls leave, which closes the
+// attacker's connections, and waits for RSS to settle. It fails when the
+// peak grows floodBound over the baseline or RSS does not come back
+// within settleBound of it in 30 s.
+func measureFlood(t *testing.T, s *server, attack func(), leave func()) {
+	t.Helper()
+	base := s.rss(t)
+	peak := base
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		attack()
+	}()
+	sample := func() {
+		if r := s.rss(t); r > peak {
+			peak = r
+		}
+	}
+	func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				sample()
+			}
+		}
+	}()
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		sample()
+	}
+	leave()
+	after := s.rss(t)
+	for deadline := time.Now().Add(30 * time.Second); after-base > settleBound && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		after = s.rss(t)
+	}
+	t.Logf("server RSS: baseline %.1f MiB, peak %.1f MiB (+%.1f), after the attacker left %.1f MiB",
+		mib(base), mib(peak), mib(peak-base), mib(after))
+	if peak-base >= floodBound {
+		t.Errorf("RSS grew by %.1f MiB during the flood (bound %d MiB)", mib(peak-base), floodBound>>20)
+	}
+	if after-base > settleBound {
+		t.Errorf("RSS still %.1f MiB over the baseline 30 s after the attacker left", mib(after-base))
+	}
+}
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+// conns collects an attacker's connections so leave can close them.
+type conns struct {
+	mu sync.Mutex
+	cs []net.Conn
+}
+
+func (c *conns) add(n net.Conn) {
+	c.mu.Lock()
+	c.cs = append(c.cs, n)
+	c.mu.Unlock()
+}
+
+func (c *conns) closeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.cs {
+		_ = n.Close()
+	}
+	c.cs = nil
+}
+
+// varint appends MQTT's variable byte integer.
+func varint(b []byte, n int) []byte {
+	for {
+		d := byte(n & 0x7f)
+		n >>= 7
+		if n > 0 {
+			d |= 0x80
+		}
+		b = append(b, d)
+		if n == 0 {
+			return b
+		}
+	}
+}
+
+// TestTopicAliasFlood: one anonymous MQTT 5 connection sends 6000 QoS 0
+// publishes, each with topic alias i and a 60 KB topic. The server must
+// neither keep them as aliases nor grow.
+func TestTopicAliasFlood(t *testing.T) {
+	s := floodServe(t)
+	var att conns
+	measureFlood(t, s, func() {
+		c, err := mqtttest.Dial(s.addr)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		att.add(c)
+		if code, err := c.Connect(mqtttest.Connect{ClientID: "alias-flood", Clean: true, Version: 5}); err != nil || code != 0 {
+			t.Errorf("CONNACK %#x %v", code, err)
+			return
+		}
+		topic := "channels/1/publish/" + strings.Repeat("A", 60000)
+		for i := 1; i <= 6000; i++ {
+			body := binary.BigEndian.AppendUint16(nil, uint16(len(topic)))
+			body = append(body, topic...)
+			body = append(body, 3, 0x23, byte(i>>8), byte(i)) // Topic Alias i
+			body = append(body, "field1=1"...)
+			pk := varint([]byte{0x30}, len(body))
+			if _, err := c.Write(append(pk, body...)); err != nil {
+				return // refused and closed: that is the point
+			}
+		}
+	}, att.closeAll)
+}
