@@ -3,7 +3,6 @@ package broker
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -69,6 +68,15 @@ func (s *Server) session(cl *mqtt.Client) *session {
 // OnPacketRead sees every packet as soon as it is decoded, before mochi
 // acts on it.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Connect && pk.ProtocolVersion < 5 && !pk.Connect.Clean && pk.Connect.ClientIdentifier == "" {
+		// 3.1.1 requires return code 0x02 here [MQTT-3.1.3-8]; mochi
+		// would send 0x80, which 3.1.1 does not have.
+		h.srv.log.Info("connection refused", "remote", cl.Net.Remote,
+			"reason", "an empty client ID needs CleanSession=1")
+		h.srv.stats.conns.refused[refusedClientID].Add(1)
+		_ = writeRaw(cl, []byte{packets.Connack << 4, 2, 0, 0x02})
+		return pk, packets.ErrRejectPacket
+	}
 	if pk.FixedHeader.Type == packets.Connect && pk.ProtocolVersion >= 5 {
 		// No session outlives its connection, so none is ever resumed:
 		// Clean Start=0 starts afresh (session present 0), as 3.1.1's
@@ -77,16 +85,10 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		// in their filters included.
 		pk.Connect.Clean = true
 	}
-	if pk.FixedHeader.Type == packets.Publish && len(pk.TopicName) > channels.MaxTopicLen && !cl.Net.Inline {
-		// No feedmq topic is this long. Refuse it before mochi stores it
-		// as a topic alias, which would pin the packet's buffer.
-		h.srv.stats.rejected[reasonBadTopic].Add(1)
-		if cl.Properties.ProtocolVersion >= 5 {
-			_ = h.srv.mochi.DisconnectClient(cl, packets.ErrTopicNameInvalid)
-		} else {
-			cl.Stop(errTopicTooLong)
-		}
-		return pk, packets.ErrRejectPacket
+	if pk.FixedHeader.Type == packets.Publish && len(pk.TopicName) > channels.MaxTopicLen {
+		// No feedmq topic is this long: OnPublish refuses it. mochi must
+		// not keep it as a topic alias first, pinning the packet.
+		pk.Properties.TopicAliasFlag, pk.Properties.TopicAlias = false, 0
 	}
 	if pk.FixedHeader.Type == packets.Publish && pk.Properties.TopicAliasFlag {
 		// mochi keeps the topic of an alias, which shares the packet's
@@ -101,11 +103,10 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == 0 {
 		pk.Properties.TopicAliasMaximum = maxTopicAliases
+		pk.Properties.MaximumPacketSize = uint32(h.srv.opts.MaxPacketSize)
 	}
 	return pk
 }
-
-var errTopicTooLong = fmt.Errorf("topic name longer than %d bytes", channels.MaxTopicLen)
 
 // OnConnect authenticates the CONNECT and answers refusals itself, so that
 // each gets its proper CONNACK code (mochi only knows 0x04) and one log

@@ -26,7 +26,10 @@ type rejection struct {
 func (r *rejection) Error() string { return r.err.Error() }
 func (r *rejection) Unwrap() error { return r.err }
 
-var errShutdown = errors.New("server is shutting down")
+var (
+	errShutdown     = errors.New("server is shutting down")
+	errTopicTooLong = fmt.Errorf("topic longer than %d bytes: no feedmq topic is", channels.MaxTopicLen)
+)
 
 // OnPublish is the publish path for MQTT: parse, authorize, commit, fan
 // out. The original packet is never delivered as is (CodeSuccessIgnore):
@@ -76,6 +79,9 @@ func (ss *session) ackPublish(id uint16) {
 // connection: nothing is acknowledged, and fan-out still waits for the
 // commit.
 func (s *Server) publish(device uint64, topic string, payload []byte, noWait bool) error {
+	if len(topic) > channels.MaxTopicLen {
+		return &rejection{reasonBadTopic, packets.ErrTopicNameInvalid, errTopicTooLong}
+	}
 	if strings.HasPrefix(topic, "devices/") {
 		return s.publishSensor(device, topic, payload, noWait)
 	}

@@ -111,8 +111,8 @@ func connack5(t *testing.T, c *mqtttest.Conn, p mqtttest.Connect) (code byte, pr
 
 // TestTopicAliasLimits: CONNACK grants 16 topic aliases, aliases up to it
 // work, one beyond it is a protocol error (DISCONNECT 0x94), and a topic
-// longer than any feedmq topic is refused at once (0x90), before it can
-// be stored as an alias.
+// longer than any feedmq topic is refused (PUBACK 0x90) and never stored
+// as an alias.
 func TestTopicAliasLimits(t *testing.T) {
 	ts := startServer(t, broker.Options{Anonymous: true})
 	ch := ts.channel(false)
@@ -150,24 +150,76 @@ func TestTopicAliasLimits(t *testing.T) {
 		t.Fatalf("alias 17: DISCONNECT %#x, want 0x94", code)
 	}
 
+	// A topic longer than any feedmq topic, with an alias: refused (and
+	// not kept as the alias), the connection stays.
 	long := "channels/1/publish/" + strings.Repeat("K", channels.MaxTopicLen)
 	c = dial(t, ts.addr)
 	if code, _ := connack5(t, c, mqtttest.Connect{ClientID: "long", Clean: true}); code != 0 {
 		t.Fatalf("CONNACK %#x", code)
 	}
-	if _, err := c.Write(publish5(long, 1, 0, 0, []byte("field1=1"))); err != nil {
+	for i, pk := range [][]byte{publish5(long, 1, 1, 1, []byte("field1=1")), publish5(topic, 2, 1, 2, []byte("field1=3"))} {
+		if _, err := c.Write(pk); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		typ, body, err := c.ReadPacket()
+		if want := []byte{0x90, 0}[i]; err != nil || typ != mqtttest.PUBACK || len(body) > 2 && body[2] != want || len(body) == 2 && want != 0 {
+			t.Fatalf("publish %d: type %d %x %v, want PUBACK %#x", i+1, typ, body, err, want)
+		}
+	}
+	waitEntries(t, ts, ch, 3)
+}
+
+// TestPacketTooLarge: CONNACK advertises the maximum packet size, and an
+// MQTT 5 packet over it is answered with DISCONNECT 0x95, not a reset.
+func TestPacketTooLarge(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true})
+	c := dial(t, ts.addr)
+	code, props := connack5(t, c, mqtttest.Connect{ClientID: "big", Clean: true})
+	if code != 0 {
+		t.Fatalf("CONNACK %#x", code)
+	}
+	got := props[0x27]
+	if len(got) != 4 || binary.BigEndian.Uint32(got) != 64<<10 {
+		t.Fatalf("Maximum Packet Size %x, want %d", got, 64<<10)
+	}
+	// A PUBLISH declaring 70,000 bytes, and the first 30,000 of them.
+	pk := append(longPacket(0x30, make([]byte, 70000))[:4], make([]byte, 30000)...)
+	if _, err := c.Write(pk); err != nil {
 		t.Fatal(err)
 	}
-	if code := expectDisconnect(t, c); code != 0x90 {
-		t.Fatalf("long topic: DISCONNECT %#x, want 0x90", code)
+	if code := expectDisconnect(t, c); code != 0x95 {
+		t.Fatalf("DISCONNECT %#x, want 0x95", code)
 	}
-	c3 := dial(t, ts.addr)
-	if code, err := c3.Connect(mqtttest.Connect{ClientID: "long3", Clean: true}); err != nil || code != 0 {
+}
+
+// TestEmptyClientIDPersistentV311: 3.1.1 with an empty client ID and
+// CleanSession=0 is refused with return code 0x02 (identifier rejected),
+// one 3.1.1 has, not 0x80.
+func TestEmptyClientIDPersistentV311(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true})
+	c := dial(t, ts.addr)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	code, err := c.Connect(mqtttest.Connect{ClientID: "", Clean: false})
+	if err != nil || code != 0x02 {
+		t.Fatalf("CONNACK %#x %v, want 0x02", code, err)
+	}
+	expectClosed(t, c, 5*time.Second)
+}
+
+// TestOversizedFirstPacket: a connection whose first fixed header
+// declares 65,530 bytes is closed at once, without waiting for the bytes
+// (mochi would allocate them) or for the CONNECT timeout.
+func TestOversizedFirstPacket(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true, ConnectTimeout: time.Minute})
+	c := dial(t, ts.addr)
+	if _, err := c.Write([]byte{0x10, 0xFA, 0xFF, 0x03}); err != nil { // CONNECT, 65,530 bytes
+		t.Fatal(err)
+	}
+	expectClosed(t, c, 10*time.Second)
+	// A CONNECT of 8 KiB (a long client ID) is still served.
+	c = dial(t, ts.addr)
+	if code, err := c.Connect(mqtttest.Connect{ClientID: strings.Repeat("c", 8000), Clean: true}); err != nil || code != 0 {
 		t.Fatalf("CONNACK %#x %v", code, err)
 	}
-	if _, err := c3.Write(mqtttest.PublishPacket(long, []byte("field1=1"))); err != nil {
-		t.Fatal(err)
-	}
-	expectClosed(t, c3, 5*time.Second)
-	waitEntries(t, ts, ch, 2)
 }

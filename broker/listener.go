@@ -100,7 +100,8 @@ func (l *listener) handle(c net.Conn, establish listeners.EstablishFn) {
 			return
 		}
 	}
-	l.srv.establish(l.id, &conn{Conn: c, srv: l.srv}, c.RemoteAddr(), establish)
+	l.srv.establish(l.id, &conn{Conn: c, srv: l.srv, guard: frameGuard{maxPacket: l.srv.opts.MaxPacketSize}},
+		c.RemoteAddr(), establish)
 }
 
 // Close stops accepting, disconnects its clients, closes what is left
@@ -226,6 +227,11 @@ func rawConn(c net.Conn) net.Conn {
 type conn struct {
 	net.Conn
 	srv *Server
+	// guard follows the packets read (reader goroutine only); owed is set
+	// when an MQTT 5 client sent a packet too large and is owed a
+	// DISCONNECT 0x95, said once a DISCONNECT has been written.
+	guard      frameGuard
+	owed, said atomic.Bool
 	// deadline is the write deadline last set (Unix nanoseconds). Moving
 	// a deadline costs a timer update, so it is moved only once it has
 	// aged by an eighth of the write timeout: every write still gets at
@@ -237,7 +243,23 @@ type conn struct {
 // because writes carry their own deadline.
 func (c *conn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
 
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		if gerr := c.guard.observe(p[:n]); gerr != nil {
+			return 0, gerr
+		}
+		if c.guard.owesFarewell() {
+			c.owed.Store(true)
+		}
+	}
+	return n, err
+}
+
 func (c *conn) Write(b []byte) (int, error) {
+	if len(b) > 0 && b[0] == 0xE0 { // writes are whole packets
+		c.said.Store(true)
+	}
 	d := c.srv.writeTimeout()
 	want := time.Now().Add(d)
 	// A shorter timeout (shutdown) applies at once.
@@ -269,10 +291,29 @@ func (s *Server) logWriteError(c net.Conn, d time.Duration, err error) {
 // close_notify alert, except during shutdown, which must not wait for
 // peers that do not read.
 func (c *conn) Close() error {
+	if c.owed.Swap(false) && !c.said.Load() && !c.srv.closing.Load() {
+		c.sayTooLarge()
+	}
 	if c.srv.closing.Load() {
 		return rawConn(c.Conn).Close()
 	}
 	return c.Conn.Close()
+}
+
+// sayTooLarge tells an MQTT 5 client that its packet exceeded the
+// maximum packet size, which mochi only answers by closing.
+func (c *conn) sayTooLarge() {
+	if _, err := c.Write(tooLargeDisconnect); err != nil {
+		return
+	}
+	// Closing a socket with unread input sends a reset, which can
+	// overtake the DISCONNECT: half-close, and drain what the client is
+	// still sending, for a moment.
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		_ = c.Conn.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = io.CopyN(io.Discard, c.Conn, 1<<20)
+	}
 }
 
 // writeTimeout bounds one write to a client.

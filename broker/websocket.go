@@ -132,7 +132,8 @@ func (l *wsListener) serveMQTT(w http.ResponseWriter, r *http.Request) {
 	// keepalive one once CONNECT is read.
 	_ = ws.SetReadDeadline(time.Now().Add(l.srv.opts.ConnectTimeout))
 	ws.SetReadLimit(l.readLimit)
-	l.srv.establish(l.id, &wsConn{ws: ws, srv: l.srv}, ws.RemoteAddr(), l.establish)
+	l.srv.establish(l.id, &wsConn{ws: ws, srv: l.srv, guard: frameGuard{maxPacket: l.srv.opts.MaxPacketSize}},
+		ws.RemoteAddr(), l.establish)
 }
 
 // Close stops the HTTP server (the socket, and requests not upgraded),
@@ -161,6 +162,9 @@ type wsConn struct {
 	srv *Server
 	r   io.Reader // the message being read; nil between messages
 
+	guard      frameGuard  // as conn's: the packets read, by the reader
+	owed, said atomic.Bool // DISCONNECT 0x95 owed; a DISCONNECT written
+
 	wmu       sync.Mutex  // one writer at a time
 	closeSent atomic.Bool // a close frame went out (ours or the reply to the peer's)
 	closeCode atomic.Int32
@@ -171,6 +175,19 @@ type wsConn struct {
 var _ net.Conn = (*wsConn)(nil)
 
 func (c *wsConn) Read(p []byte) (int, error) {
+	n, err := c.read(p)
+	if n > 0 {
+		if gerr := c.guard.observe(p[:n]); gerr != nil {
+			return 0, gerr
+		}
+		if c.guard.owesFarewell() {
+			c.owed.Store(true)
+		}
+	}
+	return n, err
+}
+
+func (c *wsConn) read(p []byte) (int, error) {
 	for {
 		if c.r == nil {
 			typ, r, err := c.ws.NextReader()
@@ -203,6 +220,9 @@ func (c *wsConn) Read(p []byte) (int, error) {
 }
 
 func (c *wsConn) Write(b []byte) (int, error) {
+	if len(b) > 0 && b[0] == 0xE0 { // writes are whole packets
+		c.said.Store(true)
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	d := c.srv.writeTimeout()
@@ -221,6 +241,9 @@ func (c *wsConn) Write(b []byte) (int, error) {
 // connection.
 func (c *wsConn) Close() error {
 	c.closeOnce.Do(func() {
+		if c.owed.Swap(false) && !c.said.Load() && !c.srv.closing.Load() {
+			_, _ = c.Write(tooLargeDisconnect)
+		}
 		wait := time.Second
 		if c.srv.closing.Load() {
 			wait = 100 * time.Millisecond
