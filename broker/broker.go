@@ -70,8 +70,13 @@ type Options struct {
 	MaxConnections int
 	// AuthBackoff throttles failed CONNECTs per source address.
 	AuthBackoff AuthBackoff
-	// Logger receives structured logs. Default slog.Default().
+	// Logger receives structured logs. Default slog.Default(). Every
+	// string in them is cut short and API keys are masked.
 	Logger *slog.Logger
+	// LogRate caps the lines logged per second, over everything the
+	// broker logs, after a burst of ten seconds' worth; what is dropped
+	// is counted in a summary line. 0 means no limit.
+	LogRate int
 }
 
 func (o *Options) ensureDefaults() {
@@ -156,8 +161,9 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 	if err != nil {
 		return nil, fmt.Errorf("broker: websocket allowed origins: %w", err)
 	}
+	logs := newSafeHandler(opts.Logger.Handler(), opts.LogRate)
 	s := &Server{
-		opts: opts, store: store, registry: reg, log: opts.Logger,
+		opts: opts, store: store, registry: reg, log: slog.New(logs),
 		listeners: make(map[string]boundListener), origins: origins,
 		sensorNames: make(map[string]int),
 		throttle:    newThrottle(opts.AuthBackoff),
@@ -193,7 +199,7 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 		// only while packets are queued.
 		ClientNetWriteBufferSize: 8192,
 		Capabilities:             caps,
-		Logger:                   slog.New(minLevel{opts.Logger.Handler(), slog.LevelError}),
+		Logger:                   slog.New(mochiHandler{logs}),
 		SysTopicResendInterval:   math.MaxInt32, // nobody may read $SYS
 	})
 	if err := s.mochi.AddHook(&hook{srv: s}, nil); err != nil {
@@ -322,24 +328,4 @@ var errRevoked = errors.New("credentials revoked")
 // HTTP API): the same commit-then-fan-out path as an MQTT publish.
 func (s *Server) Publish(ctx context.Context, e *channels.Entry) error {
 	return s.commit(ctx, e)
-}
-
-// minLevel drops records below a level. mochi logs per connection and per
-// packet at info and warn (every keepalive-0 device earns a warning); the
-// hook logs those events itself, once, with feedmq's fields.
-type minLevel struct {
-	slog.Handler
-	level slog.Level
-}
-
-func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= m.level && m.Handler.Enabled(ctx, l)
-}
-
-func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
-	return minLevel{m.Handler.WithAttrs(a), m.level}
-}
-
-func (m minLevel) WithGroup(g string) slog.Handler {
-	return minLevel{m.Handler.WithGroup(g), m.level}
 }

@@ -43,7 +43,7 @@ type session struct {
 	listener *listenerStats // counters of cl's listener; nil for a listener Open does not start
 
 	mu         sync.Mutex
-	lastLog    time.Time // last rejection logged, to keep a looping device from flooding logs
+	lastLog    time.Time // last rejection or refused filter logged, to keep a looping client from flooding logs
 	suppressed int
 	extra      map[string]filterKind // granted filters that need extra fan-out (extra.go)
 	pending    map[string]struct{}   // legacy filters in a SUBSCRIBE being processed
@@ -373,8 +373,10 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 			h.srv.noteFilter(ss, f)
 			continue
 		}
-		h.srv.log.Info("subscription refused", "client", cl.ID, "device", ss.device, "filter", f,
-			"reason", reasonText(h.srv.readDenied(ss.device, f)))
+		if suppressed, ok := ss.logAllowed(); ok {
+			h.srv.log.Info("subscription refused", "client", cl.ID, "device", ss.device, "filter", f,
+				"reason", reasonText(h.srv.readDenied(ss.device, f)), "suppressed_since_last", suppressed)
+		}
 	}
 }
 

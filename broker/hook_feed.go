@@ -303,19 +303,28 @@ func (s *Server) logRejection(cl *mqtt.Client, ss *session, pk packets.Packet, r
 	suppressed := 0
 	if ss != nil {
 		device = ss.device
-		ss.mu.Lock()
-		now := time.Now()
-		if now.Sub(ss.lastLog) < rejectLogEvery {
-			ss.suppressed++
-			ss.mu.Unlock()
+		var ok bool
+		if suppressed, ok = ss.logAllowed(); !ok {
 			return
 		}
-		ss.lastLog, suppressed, ss.suppressed = now, ss.suppressed, 0
-		ss.mu.Unlock()
 	}
 	s.log.Warn("publish rejected", "client", cl.ID, "device", device, "topic", safeTopic(pk.TopicName),
 		"qos", pk.FixedHeader.Qos, "bytes", len(pk.Payload), "reason", rj.reason, "error", rj.err.Error(),
 		"suppressed_since_last", suppressed)
+}
+
+// logAllowed reports whether the connection may log a rejection now (one
+// every rejectLogEvery), and how many it was refused since the last.
+func (ss *session) logAllowed() (suppressed int, ok bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	now := time.Now()
+	if now.Sub(ss.lastLog) < rejectLogEvery {
+		ss.suppressed++
+		return 0, false
+	}
+	ss.lastLog, suppressed, ss.suppressed = now, ss.suppressed, 0
+	return suppressed, true
 }
 
 // safeTopic hides an API key carried in a topic so logs do not leak it.

@@ -51,6 +51,9 @@ type Config struct {
 	// MaxConnections caps live MQTT connections; 0 means no limit.
 	MaxConnections int               `yaml:"max_connections"`
 	AuthBackoff    AuthBackoffConfig `yaml:"auth_backoff"`
+	// LogRate caps the broker's log lines per second (after a burst of
+	// ten seconds' worth); 0 means no limit.
+	LogRate int `yaml:"log_rate"`
 }
 
 // AuthBackoffConfig throttles failed logins per source address.
@@ -109,6 +112,7 @@ func DefaultConfig() Config {
 		IdleTimeout:    Duration(time.Hour),
 		ConnectTimeout: Duration(10 * time.Second),
 		AuthBackoff:    AuthBackoffConfig{AfterFailures: 5, Initial: Duration(time.Second), Max: Duration(5 * time.Minute)},
+		LogRate:        20,
 		Limits: LimitsConfig{
 			MaxDevices: al.MaxDevices, MaxChannelsPerDevice: al.MaxChannelsPerDevice,
 			MaxPayload: cl.MaxPayload, MaxValueLen: cl.MaxValueLen,
@@ -294,6 +298,8 @@ func (c *Config) validateLimits() error {
 		return fmt.Errorf("rate_limit: must not be negative (got %s; 0 means no limit)", c.RateLimit)
 	case c.MaxConnections < 0:
 		return fmt.Errorf("max_connections: must not be negative (got %d; 0 means no limit)", c.MaxConnections)
+	case c.LogRate < 0:
+		return fmt.Errorf("log_rate: must not be negative (got %d; 0 means no limit)", c.LogRate)
 	case b.AfterFailures < 0:
 		return fmt.Errorf("auth_backoff.after_failures: must not be negative (got %d; 0 turns throttling off)", b.AfterFailures)
 	case b.AfterFailures > 0 && (b.Initial <= 0 || b.Max < b.Initial):

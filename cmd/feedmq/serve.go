@@ -212,6 +212,7 @@ func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
 		RateLimit:        time.Duration(cfg.RateLimit),
 		MaxConnections:   cfg.MaxConnections,
 		AuthBackoff:      authBackoff(cfg.AuthBackoff),
+		LogRate:          cfg.LogRate,
 		Logger:           log,
 	}
 }

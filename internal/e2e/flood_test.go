@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -20,14 +21,14 @@ const (
 	settleBound = 32 << 20
 )
 
-// floodServe starts serve with MQTT and HTTP on loopback port 0 and the
-// WebSocket listener off, plus args.
-func floodServe(t *testing.T, args ...string) *server {
+// floodServe starts serve on data with MQTT and HTTP on loopback port 0
+// and the WebSocket listener off, plus args.
+func floodServe(t *testing.T, data string, args ...string) *server {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("floods a real server")
 	}
-	return startServeWith(t, plainBuild, t.TempDir(), append([]string{"--mqtt", "127.0.0.1:0", "--ws", "off",
+	return startServeWith(t, plainBuild, data, append([]string{"--mqtt", "127.0.0.1:0", "--ws", "off",
 		"--http", "127.0.0.1:0"}, args...)...)
 }
 
@@ -124,7 +125,7 @@ func varint(b []byte, n int) []byte {
 // publishes, each with topic alias i and a 60 KB topic. The server must
 // neither keep them as aliases nor grow.
 func TestTopicAliasFlood(t *testing.T) {
-	s := floodServe(t)
+	s := floodServe(t, t.TempDir())
 	var att conns
 	measureFlood(t, s, floodBound, func() {
 		c, err := mqtttest.Dial(s.addr)
@@ -157,7 +158,7 @@ func TestTopicAliasFlood(t *testing.T) {
 // yet may cost its goroutine and read buffer, about 10 KiB: 2000 of them
 // stay under 24 MiB.
 func TestPreConnectHeaderFlood(t *testing.T) {
-	s := floodServe(t)
+	s := floodServe(t, t.TempDir())
 	var att conns
 	measureFlood(t, s, 24<<20, func() {
 		for i := 0; i < 2000; i++ {
@@ -173,4 +174,91 @@ func TestPreConnectHeaderFlood(t *testing.T) {
 			}
 		}
 	}, att.closeAll)
+}
+
+// TestLogFlood: what an attacker sends ends up in the log cut short,
+// without API keys, and at a bounded rate. 500 anonymous CONNECTs with
+// 60,000-byte client IDs (refused before CONNECT) and 500 with 8,000-byte
+// ones (served), 500 refused MQTT 5 QoS 1 publishes with 60 KB payloads
+// on a topic carrying the write key, and refused filters carrying the
+// read key grow the log by less than 1 MiB, and no key appears in it.
+func TestLogFlood(t *testing.T) {
+	data := t.TempDir()
+	s := floodServe(t, data)
+	var ch struct {
+		ID       uint64 `json:"id"`
+		WriteKey string `json:"write_api_key"`
+		ReadKey  string `json:"read_api_key"`
+	}
+	cli(t, data, &ch, "channel", "create", "--name", "logs", "--field", "1=T", "--json")
+	before := len(s.logs.String())
+
+	var wg sync.WaitGroup
+	for _, idLen := range []int{60000, 8000} {
+		for i := 0; i < 500; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := mqtttest.Dial(s.addr)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+				id := fmt.Sprintf("%05d%s%s", i, ch.WriteKey, strings.Repeat("x", idLen))
+				_, _ = c.Connect(mqtttest.Connect{ClientID: id, Clean: true, Version: 5})
+			}()
+		}
+		wg.Wait()
+	}
+
+	c, err := mqtttest.Dial(s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if code, err := c.Connect(mqtttest.Connect{ClientID: "flood-" + ch.ReadKey, Clean: true, Version: 5}); err != nil || code != 0 {
+		t.Fatalf("CONNACK %#x %v", code, err)
+	}
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	topic := fmt.Sprintf("channels/%d/publish/%s", ch.ID, ch.WriteKey)
+	payload := []byte("field1=" + strings.Repeat("9", 60000))
+	go func() {
+		for i := 1; i <= 500; i++ {
+			if err := c.Publish(topic, 1, uint16(i), payload); err != nil {
+				return
+			}
+		}
+	}()
+	for i := 1; i <= 500; i++ {
+		if _, code, err := c.ReadPuback(); err != nil || code < 0x80 {
+			t.Fatalf("publish %d: PUBACK %#x %v", i, code, err)
+		}
+	}
+	for i, f := range []string{
+		fmt.Sprintf("channels/%d/subscribe/%s", ch.ID, ch.ReadKey),
+		fmt.Sprintf("channels/%d/subscribe/json/%sX", ch.ID, ch.ReadKey),
+		fmt.Sprintf("channels/%d/publish/%s", ch.ID, ch.WriteKey),
+	} {
+		if code, err := c.Subscribe(uint16(i+1), f); err != nil || code < 0x80 {
+			t.Fatalf("SUBSCRIBE %s: SUBACK %#x %v", f, code, err)
+		}
+	}
+	c.Close()
+	// The refused publishes are logged (the first one at least).
+	if !s.logs.waitFor("publish rejected", 10*time.Second) {
+		t.Fatalf("no rejection logged:\n%s", s.logs.String()[before:])
+	}
+	logs := s.logs.String()[before:]
+	t.Logf("the flood grew the log by %d bytes", len(logs))
+	if len(logs) >= 1<<20 {
+		t.Errorf("the flood grew the log by %.1f MiB", mib(int64(len(logs))))
+	}
+	for _, key := range []string{ch.WriteKey, ch.ReadKey} {
+		if strings.Contains(logs, key) {
+			i := strings.Index(logs, key)
+			t.Errorf("the log shows a key: ...%s...", logs[max(0, i-200):min(len(logs), i+50)])
+		}
+	}
 }
