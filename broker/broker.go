@@ -68,6 +68,12 @@ type Options struct {
 	// means no limit. A device has one client ID, so it holds at most one
 	// connection anyway (a second one takes the first over).
 	MaxConnections int
+	// SendQueueBytes caps the bytes waiting to be written to one
+	// subscriber (one that reads slower than entries arrive), and
+	// SendQueueTotal caps them over all subscribers; deliveries beyond
+	// either are dropped and counted. Defaults 64 KiB and 8 MiB.
+	SendQueueBytes int
+	SendQueueTotal int64
 	// AuthBackoff throttles failed CONNECTs per source address.
 	AuthBackoff AuthBackoff
 	// Logger receives structured logs. Default slog.Default(). Every
@@ -102,6 +108,12 @@ func (o *Options) ensureDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.SendQueueBytes <= 0 {
+		o.SendQueueBytes = 64 << 10
+	}
+	if o.SendQueueTotal <= 0 {
+		o.SendQueueTotal = 8 << 20
+	}
 }
 
 // maxTopicAliases is the Topic Alias Maximum a CONNACK grants MQTT 5
@@ -124,6 +136,7 @@ type Server struct {
 	router   router   // subscribers per delivered topic (fanout.go)
 	byConn   sync.Map // net.Conn -> *mqtt.Client, to end sessions mochi drops silently
 	live     atomic.Int64
+	queued   atomic.Int64 // bytes waiting in every subscriber's sender (fanout.go)
 	endMu    sync.Mutex
 	ends     chan struct{} // closed when a session ends; nil while nobody waits (awaitPrevious)
 	throttle *throttle

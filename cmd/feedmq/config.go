@@ -54,6 +54,10 @@ type Config struct {
 	// LogRate caps the broker's log lines per second (after a burst of
 	// ten seconds' worth); 0 means no limit.
 	LogRate int `yaml:"log_rate"`
+	// SendQueueBytes caps the bytes waiting for one subscriber and
+	// SendQueueTotal over all subscribers; deliveries beyond are dropped.
+	SendQueueBytes int   `yaml:"send_queue_bytes"`
+	SendQueueTotal int64 `yaml:"send_queue_total"`
 }
 
 // AuthBackoffConfig throttles failed logins per source address.
@@ -113,6 +117,8 @@ func DefaultConfig() Config {
 		ConnectTimeout: Duration(10 * time.Second),
 		AuthBackoff:    AuthBackoffConfig{AfterFailures: 5, Initial: Duration(time.Second), Max: Duration(5 * time.Minute)},
 		LogRate:        20,
+		SendQueueBytes: 64 << 10,
+		SendQueueTotal: 8 << 20,
 		Limits: LimitsConfig{
 			MaxDevices: al.MaxDevices, MaxChannelsPerDevice: al.MaxChannelsPerDevice,
 			MaxPayload: cl.MaxPayload, MaxValueLen: cl.MaxValueLen,
@@ -298,6 +304,10 @@ func (c *Config) validateLimits() error {
 		return fmt.Errorf("rate_limit: must not be negative (got %s; 0 means no limit)", c.RateLimit)
 	case c.MaxConnections < 0:
 		return fmt.Errorf("max_connections: must not be negative (got %d; 0 means no limit)", c.MaxConnections)
+	case c.SendQueueBytes < 4096:
+		return fmt.Errorf("send_queue_bytes: must be at least 4096 (got %d)", c.SendQueueBytes)
+	case c.SendQueueTotal < int64(c.SendQueueBytes):
+		return fmt.Errorf("send_queue_total: must be at least send_queue_bytes (%d) (got %d)", c.SendQueueBytes, c.SendQueueTotal)
 	case c.LogRate < 0:
 		return fmt.Errorf("log_rate: must not be negative (got %d; 0 means no limit)", c.LogRate)
 	case b.AfterFailures < 0:

@@ -213,6 +213,8 @@ func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
 		MaxConnections:   cfg.MaxConnections,
 		AuthBackoff:      authBackoff(cfg.AuthBackoff),
 		LogRate:          cfg.LogRate,
+		SendQueueBytes:   cfg.SendQueueBytes,
+		SendQueueTotal:   cfg.SendQueueTotal,
 		Logger:           log,
 	}
 }

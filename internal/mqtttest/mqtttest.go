@@ -43,6 +43,9 @@ func Dial(addr string) (*Conn, error) {
 	return &Conn{Conn: c, r: bufio.NewReader(c), version: 4}, nil
 }
 
+// Wrap makes a Conn of a connection dialed by other means.
+func Wrap(c net.Conn) *Conn { return &Conn{Conn: c, r: bufio.NewReader(c), version: 4} }
+
 // Connect is the CONNECT packet's variable part.
 type Connect struct {
 	ClientID, Username, Password string
