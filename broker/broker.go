@@ -40,8 +40,9 @@ type Options struct {
 	CertFile, KeyFile string
 	// WSAllowedOrigins lists the web origins ("https://app.example.com")
 	// whose pages may connect over WebSocket; "*" allows any. Requests
-	// without an Origin header (MQTT libraries) and pages from the
-	// request's own host are always allowed.
+	// without an Origin header (MQTT libraries) are always allowed, and
+	// so are same-origin pages under an IP address, localhost or the host
+	// name in WSAddr/WSSAddr (not others: DNS rebinding).
 	WSAllowedOrigins []string
 	// Anonymous allows connections without a username (write/read keys in
 	// topics and public channels only).
@@ -170,7 +171,7 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 		return nil, errors.New("broker: a store and a registry are required")
 	}
 	opts.ensureDefaults()
-	origins, err := newOriginPolicy(opts.WSAllowedOrigins)
+	origins, err := newOriginPolicy(opts.WSAllowedOrigins, opts.WSAddr, opts.WSSAddr)
 	if err != nil {
 		return nil, fmt.Errorf("broker: websocket allowed origins: %w", err)
 	}

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/feedmq/feedmq/broker"
 	"github.com/feedmq/feedmq/channels"
@@ -218,5 +221,36 @@ func TestNoSubscriptionIdentifierZero(t *testing.T) {
 	want := append(append([]byte{0, byte(len(topic))}, topic...), 0, '5')
 	if !bytes.Equal(body, want) {
 		t.Fatalf("PUBLISH body %q, want %q", body, want)
+	}
+}
+
+// TestWebSocketDNSRebinding dials the WebSocket listener as a page whose
+// name was rebound to the broker would: Host and Origin both
+// evil.example. It is refused; the same page under the broker's IP
+// address or localhost is not.
+func TestWebSocketDNSRebinding(t *testing.T) {
+	ts := startServer(t, broker.Options{WSAddr: "127.0.0.1:0"})
+	ws := ts.srv.Addr("ws").String()
+	_, port := hostPort(t, ws)
+	for _, tc := range []struct {
+		host, origin string
+		status       int
+	}{
+		{"evil.example", "http://evil.example", http.StatusForbidden},
+		{"evil.example:" + port, "http://evil.example:" + port, http.StatusForbidden},
+		{ws, "http://" + ws, http.StatusSwitchingProtocols},
+		{"localhost:" + port, "http://localhost:" + port, http.StatusSwitchingProtocols},
+	} {
+		d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, Subprotocols: []string{"mqtt"}}
+		c, resp, err := d.Dial("ws://"+ws+"/mqtt", http.Header{"Host": {tc.host}, "Origin": {tc.origin}})
+		if resp == nil {
+			t.Fatalf("Host %s: no response: %v", tc.host, err)
+		}
+		if resp.StatusCode != tc.status {
+			t.Errorf("Host %s, Origin %s: %s, want %d", tc.host, tc.origin, resp.Status, tc.status)
+		}
+		if c != nil {
+			c.Close()
+		}
 	}
 }

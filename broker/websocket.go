@@ -289,11 +289,22 @@ func (c *wsConn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadli
 func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
 
 // originPolicy decides which web pages may open a WebSocket: requests
-// without an Origin header (MQTT libraries, not browsers), pages served
-// from the same host as the request, and the allowed origins.
+// without an Origin header (MQTT libraries, not browsers), the allowed
+// origins, and same-origin pages whose host cannot be rebound.
+//
+// Same origin alone proves nothing: with DNS rebinding, a page from
+// evil.example whose name now resolves to the broker sends Origin
+// http://evil.example and Host evil.example. So a page whose Origin host
+// and port equal the Host header is let in only when that host is an IP
+// address (a page loaded from an address is from that address),
+// "localhost" or a name under .localhost (browsers resolve them to
+// loopback themselves), or the host name of a WebSocket listener's
+// configured address (ws/wss: "broker.example.com:8083"), which the
+// operator vouches for. Any other page needs ws_allowed_origins.
 type originPolicy struct {
 	any     bool
 	allowed map[string]bool // normalized scheme://host[:port]
+	names   map[string]bool // configured listener host names, lower case
 }
 
 // ValidateOrigins checks a WebSocket origin allow-list: each entry is "*"
@@ -304,8 +315,13 @@ func ValidateOrigins(origins []string) error {
 	return err
 }
 
-func newOriginPolicy(origins []string) (originPolicy, error) {
-	p := originPolicy{allowed: make(map[string]bool)}
+func newOriginPolicy(origins []string, listenAddrs ...string) (originPolicy, error) {
+	p := originPolicy{allowed: make(map[string]bool), names: make(map[string]bool)}
+	for _, a := range listenAddrs {
+		if h, _, err := net.SplitHostPort(a); err == nil && h != "" && net.ParseIP(h) == nil {
+			p.names[strings.ToLower(h)] = true
+		}
+	}
 	for _, o := range origins {
 		if o == "*" {
 			p.any = true
@@ -345,9 +361,16 @@ func (p originPolicy) allows(r *http.Request) bool {
 		return true
 	}
 	u, err := url.Parse(origin[0])
-	if err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) {
-		return true // a page served by the same host
+	if err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) && p.unbindable(u.Hostname()) {
+		return true // a page served by this host, under a name that cannot be rebound
 	}
 	n, ok := normalizeOrigin(origin[0])
 	return ok && p.allowed[n]
+}
+
+// unbindable reports whether a page's host name is one DNS rebinding
+// cannot point at the broker: see originPolicy.
+func (p originPolicy) unbindable(host string) bool {
+	host = strings.ToLower(host)
+	return net.ParseIP(host) != nil || host == "localhost" || strings.HasSuffix(host, ".localhost") || p.names[host]
 }

@@ -35,7 +35,8 @@ type Config struct {
 	TLS       TLSConfig       `yaml:"tls"`
 	// WSAllowedOrigins lists the web origins (scheme://host[:port]) whose
 	// pages may connect over ws/wss; "*" allows any. Clients without an
-	// Origin header and pages from the broker's own host always may.
+	// Origin header always may, and so may same-origin pages under an IP
+	// address, localhost or the listeners' configured host names.
 	WSAllowedOrigins []string `yaml:"ws_allowed_origins"`
 
 	// Anonymous allows connections without a username.
