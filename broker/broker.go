@@ -65,8 +65,9 @@ type Options struct {
 	// it. 0 means no limit. Writes too soon are refused, over MQTT and
 	// HTTP alike, and consume no entry ID.
 	RateLimit time.Duration
-	// MaxConnections caps live MQTT connections over all listeners; 0
-	// means no limit. A device has one client ID, so it holds at most one
+	// MaxConnections caps live MQTT connections over all listeners, and
+	// separately the sockets that have not sent CONNECT yet; 0 means no
+	// limit. A device has one client ID, so it holds at most one
 	// connection anyway (a second one takes the first over).
 	MaxConnections int
 	// SendQueueBytes caps the bytes waiting to be written to one
@@ -138,11 +139,13 @@ type Server struct {
 	byConn   sync.Map // net.Conn -> *mqtt.Client, to end sessions mochi drops silently
 	live     atomic.Int64
 	queued   atomic.Int64 // bytes waiting in every subscriber's sender (fanout.go)
-	endMu    sync.Mutex
-	ends     chan struct{} // closed when a session ends; nil while nobody waits (awaitPrevious)
-	throttle *throttle
-	rates    rateLimiter
-	handlers *handlerPool // goroutines serving TCP connections (handlers.go)
+	// unconnected counts sockets that have not sent CONNECT (listener.go).
+	unconnected atomic.Int64
+	endMu       sync.Mutex
+	ends        chan struct{} // closed when a session ends; nil while nobody waits (awaitPrevious)
+	throttle    *throttle
+	rates       rateLimiter
+	handlers    *handlerPool // goroutines serving TCP connections (handlers.go)
 
 	// closing is set by Close to refuse new publishes and shorten writes;
 	// publishing holds gate for reading so Close can wait for commits.

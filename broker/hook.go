@@ -113,6 +113,9 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 // line with the reason.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	s := h.srv
+	if p, ok := cl.Net.Conn.(interface{ settle() }); ok {
+		p.settle() // the socket has sent its CONNECT
+	}
 	username := string(pk.Connect.Username)
 	refuse := func(code packets.Code, kind, reason string) error {
 		s.log.Info("connection refused", "client", pk.Connect.ClientIdentifier, "username", username,

@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -222,4 +223,41 @@ func TestOversizedFirstPacket(t *testing.T) {
 	if code, err := c.Connect(mqtttest.Connect{ClientID: strings.Repeat("c", 8000), Clean: true}); err != nil || code != 0 {
 		t.Fatalf("CONNACK %#x %v", code, err)
 	}
+}
+
+// TestUnconnectedSocketsCapped: sockets that have not sent CONNECT are
+// capped by MaxConnections too; a socket past the cap is closed at once,
+// and a slot frees as soon as a socket sends its CONNECT.
+func TestUnconnectedSocketsCapped(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true, MaxConnections: 3, ConnectTimeout: time.Minute})
+	var idle []*mqtttest.Conn
+	for i := 0; i < 3; i++ {
+		idle = append(idle, dial(t, ts.addr))
+	}
+	// Accepts are asynchronous: the fourth socket is closed once the
+	// first three are counted.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		extra := dial(t, ts.addr)
+		_ = extra.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, _, err := extra.ReadPacket(); err != nil && !isTimeout(err) {
+			break // closed by the server
+		}
+		extra.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("a fourth socket without CONNECT stays open")
+		}
+	}
+	if code, err := idle[0].Connect(mqtttest.Connect{ClientID: "first", Clean: true}); err != nil || code != 0 {
+		t.Fatalf("CONNACK %#x %v", code, err)
+	}
+	c := dial(t, ts.addr)
+	if code, err := c.Connect(mqtttest.Connect{ClientID: "late", Clean: true}); err != nil || code != 0 {
+		t.Fatalf("after a CONNECT freed a slot: CONNACK %#x %v", code, err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) && ne.Timeout()
 }

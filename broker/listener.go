@@ -74,21 +74,28 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		backoff = 0
+		p := l.srv.admitSocket()
+		if p == nil {
+			_ = c.Close()
+			continue
+		}
 		if l.tls != nil {
 			c = tls.Server(c, l.tls)
 		}
 		if !l.add(c) {
+			p.settle()
 			_ = rawConn(c).Close()
 			return
 		}
 		l.srv.handlers.run(func() {
 			defer l.remove(c)
-			l.handle(c, establish)
+			defer p.settle()
+			l.handle(c, p, establish)
 		})
 	}
 }
 
-func (l *listener) handle(c net.Conn, establish listeners.EstablishFn) {
+func (l *listener) handle(c net.Conn, p *pendingSocket, establish listeners.EstablishFn) {
 	// A connection gets ConnectTimeout to finish the TLS handshake and
 	// send CONNECT; mochi replaces the read deadline with the keepalive one
 	// once CONNECT is read, and conn bounds every write after that.
@@ -100,7 +107,7 @@ func (l *listener) handle(c net.Conn, establish listeners.EstablishFn) {
 			return
 		}
 	}
-	l.srv.establish(l.id, &conn{Conn: c, srv: l.srv, guard: frameGuard{maxPacket: l.srv.opts.MaxPacketSize}},
+	l.srv.establish(l.id, &conn{Conn: c, srv: l.srv, pendingSocket: p, guard: frameGuard{maxPacket: l.srv.opts.MaxPacketSize}},
 		c.RemoteAddr(), establish)
 }
 
@@ -153,6 +160,34 @@ func (s *Server) logHandshake(id string, c net.Conn, err error) {
 		level = slog.LevelDebug
 	}
 	s.log.Log(context.Background(), level, "tls handshake failed", "listener", id, "remote", c.RemoteAddr().String(), "error", err)
+}
+
+// pendingSocket counts a socket that has not sent CONNECT yet.
+// max_connections counts connections from CONNECT on; sockets before it
+// are bounded separately, by the same number, so that connections that
+// never say who they are cannot take every file descriptor (each holds
+// one until connect_timeout).
+type pendingSocket struct {
+	srv  *Server
+	once sync.Once
+}
+
+// admitSocket counts a new socket, or returns nil when max_connections
+// sockets are already waiting for their CONNECT.
+func (s *Server) admitSocket() *pendingSocket {
+	n := s.unconnected.Add(1)
+	if s.opts.MaxConnections > 0 && n > int64(s.opts.MaxConnections) {
+		s.unconnected.Add(-1)
+		s.stats.conns.refused[refusedMaxConns].Add(1)
+		s.log.Info("connection refused", "reason", "too many connections have not sent CONNECT yet (max_connections)")
+		return nil
+	}
+	return &pendingSocket{srv: s}
+}
+
+// settle ends the count of p: its CONNECT arrived, or it ended.
+func (p *pendingSocket) settle() {
+	p.once.Do(func() { p.srv.unconnected.Add(-1) })
 }
 
 // connSet tracks the connections of a listener. mochi adds to its client
@@ -226,6 +261,7 @@ func rawConn(c net.Conn) net.Conn {
 // instead of blocking its writer, shutdown and revocation forever.
 type conn struct {
 	net.Conn
+	*pendingSocket
 	srv *Server
 	// guard follows the packets read (reader goroutine only); owed is set
 	// when an MQTT 5 client sent a packet too large and is owed a

@@ -118,6 +118,13 @@ func (l *wsListener) serveMQTT(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("origin %s is not allowed", r.Header.Get("Origin")), http.StatusForbidden)
 		return
 	}
+	p := l.srv.admitSocket()
+	if p == nil {
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		return
+	}
+	defer p.settle()
 	ws, err := l.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader answered and logged
@@ -132,7 +139,7 @@ func (l *wsListener) serveMQTT(w http.ResponseWriter, r *http.Request) {
 	// keepalive one once CONNECT is read.
 	_ = ws.SetReadDeadline(time.Now().Add(l.srv.opts.ConnectTimeout))
 	ws.SetReadLimit(l.readLimit)
-	l.srv.establish(l.id, &wsConn{ws: ws, srv: l.srv, guard: frameGuard{maxPacket: l.srv.opts.MaxPacketSize}},
+	l.srv.establish(l.id, &wsConn{ws: ws, srv: l.srv, pendingSocket: p, guard: frameGuard{maxPacket: l.srv.opts.MaxPacketSize}},
 		ws.RemoteAddr(), l.establish)
 }
 
@@ -158,6 +165,7 @@ var errTextMessage = errors.New("websocket: text message; MQTT needs binary mess
 // packets from: reads span message boundaries, and each write is one
 // binary message sent under a write deadline.
 type wsConn struct {
+	*pendingSocket
 	ws  *websocket.Conn
 	srv *Server
 	r   io.Reader // the message being read; nil between messages

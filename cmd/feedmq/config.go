@@ -49,7 +49,8 @@ type Config struct {
 	// RateLimit is the minimum interval between two entries of a channel;
 	// 0 means none (ThingSpeak's free tier uses 15s).
 	RateLimit Duration `yaml:"rate_limit"`
-	// MaxConnections caps live MQTT connections; 0 means no limit.
+	// MaxConnections caps live MQTT connections, and separately sockets
+	// that have not sent CONNECT yet; 0 means no limit.
 	MaxConnections int               `yaml:"max_connections"`
 	AuthBackoff    AuthBackoffConfig `yaml:"auth_backoff"`
 	// LogRate caps the broker's log lines per second (after a burst of
@@ -117,6 +118,7 @@ func DefaultConfig() Config {
 		IdleTimeout:    Duration(time.Hour),
 		ConnectTimeout: Duration(10 * time.Second),
 		AuthBackoff:    AuthBackoffConfig{AfterFailures: 5, Initial: Duration(time.Second), Max: Duration(5 * time.Minute)},
+		MaxConnections: 1000,
 		LogRate:        20,
 		SendQueueBytes: 64 << 10,
 		SendQueueTotal: 8 << 20,

@@ -330,3 +330,32 @@ func TestSlowSubscribers(t *testing.T) {
 		}
 	}, subs.closeAll)
 }
+
+// TestDefaultConnectionCap: serve caps MQTT connections by default
+// (max_connections: 1000), so a connection flood meets a limit without
+// any configuration.
+func TestDefaultConnectionCap(t *testing.T) {
+	s := floodServe(t, t.TempDir())
+	var cs conns
+	defer cs.closeAll()
+	for i := 0; i < 1000; i++ {
+		c, err := mqtttest.Dial(s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs.add(c)
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if code, err := c.Connect(mqtttest.Connect{ClientID: fmt.Sprintf("c%d", i), Clean: true, Keepalive: 600}); err != nil || code != 0 {
+			t.Fatalf("connection %d: CONNACK %#x %v", i+1, code, err)
+		}
+	}
+	c, err := mqtttest.Dial(s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs.add(c)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if code, err := c.Connect(mqtttest.Connect{ClientID: "one-too-many", Clean: true}); err != nil || code != 0x03 {
+		t.Fatalf("connection 1001: CONNACK %#x %v, want 0x03 (server unavailable)", code, err)
+	}
+}
