@@ -73,7 +73,7 @@ type Options struct {
 	// SendQueueBytes caps the bytes waiting to be written to one
 	// subscriber (one that reads slower than entries arrive), and
 	// SendQueueTotal caps them over all subscribers; deliveries beyond
-	// either are dropped and counted. Defaults 64 KiB and 8 MiB.
+	// either are dropped and counted. Defaults 1 MiB and 4 MiB.
 	SendQueueBytes int
 	SendQueueTotal int64
 	// AuthBackoff throttles failed CONNECTs per source address.
@@ -111,10 +111,10 @@ func (o *Options) ensureDefaults() {
 		o.Logger = slog.Default()
 	}
 	if o.SendQueueBytes <= 0 {
-		o.SendQueueBytes = 64 << 10
+		o.SendQueueBytes = 1 << 20
 	}
 	if o.SendQueueTotal <= 0 {
-		o.SendQueueTotal = 8 << 20
+		o.SendQueueTotal = 4 << 20
 	}
 }
 

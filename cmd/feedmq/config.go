@@ -120,8 +120,8 @@ func DefaultConfig() Config {
 		AuthBackoff:    AuthBackoffConfig{AfterFailures: 5, Initial: Duration(time.Second), Max: Duration(5 * time.Minute)},
 		MaxConnections: 1000,
 		LogRate:        20,
-		SendQueueBytes: 64 << 10,
-		SendQueueTotal: 8 << 20,
+		SendQueueBytes: 1 << 20,
+		SendQueueTotal: 4 << 20,
 		Limits: LimitsConfig{
 			MaxDevices: al.MaxDevices, MaxChannelsPerDevice: al.MaxChannelsPerDevice,
 			MaxPayload: cl.MaxPayload, MaxValueLen: cl.MaxValueLen,
