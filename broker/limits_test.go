@@ -115,7 +115,8 @@ func connack5(t *testing.T, c *mqtttest.Conn, p mqtttest.Connect) (code byte, pr
 // longer than any feedmq topic is refused (PUBACK 0x90) and never stored
 // as an alias.
 func TestTopicAliasLimits(t *testing.T) {
-	ts := startServer(t, broker.Options{Anonymous: true})
+	logger, logs := captureLogs(t)
+	ts := startServer(t, broker.Options{Anonymous: true, Logger: logger})
 	ch := ts.channel(false)
 	cfg, err := ts.svc.Channel(context.Background(), ch)
 	if err != nil {
@@ -169,6 +170,7 @@ func TestTopicAliasLimits(t *testing.T) {
 		}
 	}
 	waitEntries(t, ts, ch, 3)
+	logs.noKeys(t, cfg.WriteKey, cfg.ReadKey)
 }
 
 // TestPacketTooLarge: CONNACK advertises the maximum packet size, and an

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,7 +40,8 @@ func connectRaw(t *testing.T, c *mqtttest.Conn, p mqtttest.Connect) (present boo
 // its connection and its deliveries, and no session is ever resumed.
 func TestSessionTakeoverRefused(t *testing.T) {
 	sub := requireTool(t, "mosquitto_sub")
-	ts := startServer(t, broker.Options{Anonymous: true})
+	logger, logs := captureLogs(t)
+	ts := startServer(t, broker.Options{Anonymous: true, Logger: logger})
 	public := ts.channel(true)
 	private := ts.channel(false)
 	c, err := ts.svc.Channel(context.Background(), private)
@@ -106,6 +109,17 @@ func TestSessionTakeoverRefused(t *testing.T) {
 	if !strings.Contains(devOut.String(), "topsecret") {
 		t.Fatalf("device got %q", devOut.String())
 	}
+	// A refused filter carrying the read key, and a client ID carrying
+	// the write key: neither key reaches the log.
+	anon := dial(t, ts.addr)
+	if code, err := anon.Connect(mqtttest.Connect{ClientID: "x" + c.WriteKey, Clean: true}); err != nil || code != 0 {
+		t.Fatalf("CONNACK %#x %v", code, err)
+	}
+	if code, err := anon.Subscribe(1, fmt.Sprintf("channels/%d/subscribe/%s", private, c.ReadKey)); err != nil || code != 0x80 {
+		t.Fatalf("SUBACK %#x %v", code, err)
+	}
+	anon.Close()
+	logs.noKeys(t, c.WriteKey, c.ReadKey, dev.Password, other.Password)
 }
 
 // entry returns an entry of channel ch with fields 1, 2, ... set.
@@ -251,6 +265,39 @@ func TestWebSocketDNSRebinding(t *testing.T) {
 		}
 		if c != nil {
 			c.Close()
+		}
+	}
+}
+
+// logCapture is a server log kept for inspection, and echoed to the test
+// log.
+type logCapture struct {
+	t   testing.TB
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func captureLogs(t testing.TB) (*slog.Logger, *logCapture) {
+	lc := &logCapture{t: t}
+	return slog.New(slog.NewTextHandler(lc, &slog.HandlerOptions{Level: slog.LevelDebug})), lc
+}
+
+func (lc *logCapture) Write(p []byte) (int, error) {
+	lc.mu.Lock()
+	lc.buf.Write(p)
+	lc.mu.Unlock()
+	lc.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// noKeys fails if the log shows any of keys.
+func (lc *logCapture) noKeys(t *testing.T, keys ...string) {
+	t.Helper()
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	for _, k := range keys {
+		if k != "" && strings.Contains(lc.buf.String(), k) {
+			t.Errorf("the log shows key %s", k)
 		}
 	}
 }
