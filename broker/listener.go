@@ -187,7 +187,9 @@ func (s *Server) admitSocket() *pendingSocket {
 
 // settle ends the count of p: its CONNECT arrived, or it ended.
 func (p *pendingSocket) settle() {
-	p.once.Do(func() { p.srv.unconnected.Add(-1) })
+	if p != nil {
+		p.once.Do(func() { p.srv.unconnected.Add(-1) })
+	}
 }
 
 // connSet tracks the connections of a listener. mochi adds to its client
