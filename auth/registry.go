@@ -21,6 +21,7 @@ type Registry struct {
 	// byWriteKey finds the channel of a write key for HTTP /update, which
 	// names no channel.
 	byWriteKey map[string]uint64
+	byClient   map[string]*principal // by client ID: whose session an ID is
 }
 
 // principal is a device with its grants indexed for O(1) checks.
@@ -36,6 +37,7 @@ func NewRegistry() *Registry {
 		devices:    make(map[uint64]*principal),
 		byUser:     make(map[string]*principal),
 		byWriteKey: make(map[string]uint64),
+		byClient:   make(map[string]*principal),
 	}
 }
 
@@ -84,8 +86,12 @@ func (r *Registry) putDeviceLocked(d *Device) {
 	if old, ok := r.devices[d.ID]; ok && old.dev.Username != d.Username && r.byUser[old.dev.Username] == old {
 		delete(r.byUser, old.dev.Username)
 	}
+	if old, ok := r.devices[d.ID]; ok && old.dev.ClientID != d.ClientID && r.byClient[old.dev.ClientID] == old {
+		delete(r.byClient, old.dev.ClientID)
+	}
 	r.devices[d.ID] = p
 	r.byUser[cp.Username] = p
+	r.byClient[cp.ClientID] = p
 }
 
 // DeleteDevice forgets a device.
@@ -95,6 +101,9 @@ func (r *Registry) DeleteDevice(id uint64) {
 	if p, ok := r.devices[id]; ok {
 		if r.byUser[p.dev.Username] == p { // not taken by another device since
 			delete(r.byUser, p.dev.Username)
+		}
+		if r.byClient[p.dev.ClientID] == p {
+			delete(r.byClient, p.dev.ClientID)
 		}
 		delete(r.devices, id)
 	}
@@ -149,6 +158,19 @@ func (r *Registry) Authenticate(clientID, username, password string) (uint64, er
 		return 0, fmt.Errorf("device %d (%s): %w", p.dev.ID, p.dev.Name, ErrClientID)
 	}
 	return p.dev.ID, nil
+}
+
+// ClientIDOwner returns the device whose client ID is clientID. Such an
+// ID names that device's session: only a CONNECT authenticated as the
+// device may use it.
+func (r *Registry) ClientIDOwner(clientID string) (uint64, bool) {
+	r.mu.RLock()
+	p, ok := r.byClient[clientID]
+	r.mu.RUnlock()
+	if !ok {
+		return 0, false
+	}
+	return p.dev.ID, true
 }
 
 // CheckPassword reports whether password is still device id's password.

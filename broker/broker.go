@@ -40,8 +40,9 @@ type Options struct {
 	CertFile, KeyFile string
 	// WSAllowedOrigins lists the web origins ("https://app.example.com")
 	// whose pages may connect over WebSocket; "*" allows any. Requests
-	// without an Origin header (MQTT libraries) and pages from the
-	// request's own host are always allowed.
+	// without an Origin header (MQTT libraries) are always allowed, and
+	// so are same-origin pages under an IP address, localhost or the host
+	// name in WSAddr/WSSAddr (not others: DNS rebinding).
 	WSAllowedOrigins []string
 	// Anonymous allows connections without a username (write/read keys in
 	// topics and public channels only).
@@ -64,8 +65,9 @@ type Options struct {
 	// it. 0 means no limit. Writes too soon are refused, over MQTT and
 	// HTTP alike, and consume no entry ID.
 	RateLimit time.Duration
-	// MaxConnections caps live MQTT connections over all listeners; 0
-	// means no limit. A device has one client ID, so it holds at most one
+	// MaxConnections caps live MQTT connections over all listeners, and
+	// separately the sockets that have not sent CONNECT yet; 0 means no
+	// limit. A device has one client ID, so it holds at most one
 	// connection anyway (a second one takes the first over).
 	MaxConnections int
 	// MaxSubscriptions caps the filters one client holds at a time;
@@ -73,10 +75,21 @@ type Options struct {
 	// A filter the client already holds does not count again, and an
 	// UNSUBSCRIBE frees its slot. Default 100; negative means no limit.
 	MaxSubscriptions int
+	// SendQueueBytes caps the bytes waiting to be written to one
+	// subscriber (one that reads slower than entries arrive), and
+	// SendQueueTotal caps them over all subscribers; deliveries beyond
+	// either are dropped and counted. Defaults 1 MiB and 4 MiB.
+	SendQueueBytes int
+	SendQueueTotal int64
 	// AuthBackoff throttles failed CONNECTs per source address.
 	AuthBackoff AuthBackoff
-	// Logger receives structured logs. Default slog.Default().
+	// Logger receives structured logs. Default slog.Default(). Every
+	// string in them is cut short and API keys are masked.
 	Logger *slog.Logger
+	// LogRate caps the lines logged per second, over everything the
+	// broker logs, after a burst of ten seconds' worth; what is dropped
+	// is counted in a summary line. 0 means no limit.
+	LogRate int
 }
 
 func (o *Options) ensureDefaults() {
@@ -105,12 +118,22 @@ func (o *Options) ensureDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.SendQueueBytes <= 0 {
+		o.SendQueueBytes = 1 << 20
+	}
+	if o.SendQueueTotal <= 0 {
+		o.SendQueueTotal = 4 << 20
+	}
 }
 
 // DefaultMaxSubscriptions is Options.MaxSubscriptions when unset: far more
 // filters than any device needs (one per channel and format), few enough
 // that no client can grow the topic index without bound.
 const DefaultMaxSubscriptions = 100
+
+// maxTopicAliases is the Topic Alias Maximum a CONNACK grants MQTT 5
+// clients.
+const maxTopicAliases = 16
 
 // Server is an MQTT broker bound to a feed store and a registry.
 type Server struct {
@@ -128,11 +151,14 @@ type Server struct {
 	router   router   // subscribers per delivered topic (fanout.go)
 	byConn   sync.Map // net.Conn -> *mqtt.Client, to end sessions mochi drops silently
 	live     atomic.Int64
-	endMu    sync.Mutex
-	ends     chan struct{} // closed when a session ends; nil while nobody waits (awaitPrevious)
-	throttle *throttle
-	rates    rateLimiter
-	handlers *handlerPool // goroutines serving TCP connections (handlers.go)
+	queued   atomic.Int64 // bytes waiting in every subscriber's sender (fanout.go)
+	// unconnected counts sockets that have not sent CONNECT (listener.go).
+	unconnected atomic.Int64
+	endMu       sync.Mutex
+	ends        chan struct{} // closed when a session ends; nil while nobody waits (awaitPrevious)
+	throttle    *throttle
+	rates       rateLimiter
+	handlers    *handlerPool // goroutines serving TCP connections (handlers.go)
 
 	// closing is set by Close to refuse new publishes and shorten writes;
 	// publishing holds gate for reading so Close can wait for commits.
@@ -161,12 +187,13 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 		return nil, errors.New("broker: a store and a registry are required")
 	}
 	opts.ensureDefaults()
-	origins, err := newOriginPolicy(opts.WSAllowedOrigins)
+	origins, err := newOriginPolicy(opts.WSAllowedOrigins, opts.WSAddr, opts.WSSAddr)
 	if err != nil {
 		return nil, fmt.Errorf("broker: websocket allowed origins: %w", err)
 	}
+	logs := newSafeHandler(opts.Logger.Handler(), opts.LogRate)
 	s := &Server{
-		opts: opts, store: store, registry: reg, log: opts.Logger,
+		opts: opts, store: store, registry: reg, log: slog.New(logs),
 		listeners: make(map[string]boundListener), origins: origins,
 		sensorNames: make(map[string]int),
 		throttle:    newThrottle(opts.AuthBackoff),
@@ -189,6 +216,11 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 	// cost 2 KiB of every idle connection.
 	caps.MaximumClientWritesPending = 8
 	caps.SharedSubAvailable = 0
+	// Each inbound topic alias keeps its publish's whole packet buffer
+	// alive for the connection's life: at mochi's default of 65535, one
+	// client could pin gigabytes. A device publishes to a handful of
+	// topics; a larger alias is a protocol error (DISCONNECT 0x94).
+	caps.TopicAliasMaximum = maxTopicAliases
 	s.mochi = mqtt.New(&mqtt.Options{
 		InlineClient:            true,
 		ClientNetReadBufferSize: 1024, // sensor packets are small
@@ -197,7 +229,7 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 		// only while packets are queued.
 		ClientNetWriteBufferSize: 8192,
 		Capabilities:             caps,
-		Logger:                   slog.New(minLevel{opts.Logger.Handler(), slog.LevelError}),
+		Logger:                   slog.New(mochiHandler{logs}),
 		SysTopicResendInterval:   math.MaxInt32, // nobody may read $SYS
 	})
 	if err := s.mochi.AddHook(&hook{srv: s}, nil); err != nil {
@@ -326,24 +358,4 @@ var errRevoked = errors.New("credentials revoked")
 // HTTP API): the same commit-then-fan-out path as an MQTT publish.
 func (s *Server) Publish(ctx context.Context, e *channels.Entry) error {
 	return s.commit(ctx, e)
-}
-
-// minLevel drops records below a level. mochi logs per connection and per
-// packet at info and warn (every keepalive-0 device earns a warning); the
-// hook logs those events itself, once, with feedmq's fields.
-type minLevel struct {
-	slog.Handler
-	level slog.Level
-}
-
-func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= m.level && m.Handler.Enabled(ctx, l)
-}
-
-func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
-	return minLevel{m.Handler.WithAttrs(a), m.level}
-}
-
-func (m minLevel) WithGroup(g string) slog.Handler {
-	return minLevel{m.Handler.WithGroup(g), m.level}
 }

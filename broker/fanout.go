@@ -22,12 +22,9 @@ import (
 // the client's lock.
 
 const (
-	// sendQueueBytes is how much may wait for a subscriber that reads
-	// slower than entries arrive; beyond it deliveries are dropped and
-	// counted. Bytes, not packets: a burst of small entries is kept whole.
-	sendQueueBytes = 1 << 20
-	// keptSendBuffer is the largest buffer a sender keeps between bursts.
-	keptSendBuffer = 64 << 10
+	// keptSendBuffer is the largest buffer a sender keeps between bursts:
+	// every subscriber that ever had a backlog holds one.
+	keptSendBuffer = 16 << 10
 	// maxRoutes bounds the topic cache; it is emptied when full (topics
 	// are per channel, so this is far above normal use).
 	maxRoutes = 8192
@@ -75,12 +72,14 @@ func (s *Server) routeFor(topic string) *route {
 			continue
 		}
 		t := target{cl: cl}
-		if len(sub.Identifiers) > 0 {
-			for _, n := range sub.Identifiers {
+		// mochi records 0 for a filter subscribed without an identifier;
+		// identifiers run from 1, and sending 0 is a protocol error.
+		for _, n := range sub.Identifiers {
+			if n > 0 {
 				t.ids = append(t.ids, n)
 			}
-			slices.Sort(t.ids)
 		}
+		slices.Sort(t.ids)
 		rt.targets = append(rt.targets, t)
 	}
 	r.mu.Lock()
@@ -163,30 +162,52 @@ func (s *Server) deliver(d dest, payload []byte) {
 // appended to pend, and the sender goroutine swaps it for an empty buffer
 // and writes it whole, so a backlog costs one write, not one per packet.
 type sender struct {
-	mu    sync.Mutex
-	pend  []byte // packets waiting, back to back
-	spare []byte // the buffer last written, reused for the next backlog
-	wake  chan struct{}
-	done  chan struct{}
+	mu     sync.Mutex
+	pend   []byte // packets waiting, back to back
+	spare  []byte // the buffer last written, reused for the next backlog
+	queued int    // bytes in pend and in the write in progress
+	closed bool   // run has returned: queue nothing more
+	total  *atomic.Int64
+	wake   chan struct{}
+	done   chan struct{}
 }
 
 // send queues an encoded packet for ss's client, starting its sender on
-// first use. A client whose backlog has reached sendQueueBytes (it stopped
-// reading; the write timeout will cut it) loses the packet.
+// first use. Bytes, not packets, are bounded: a client with
+// SendQueueBytes waiting (it stopped reading; the write timeout will cut
+// it), or any client with something waiting once SendQueueTotal bytes
+// wait over all subscribers, loses the packet, and the drop is counted.
+// A client with nothing waiting always gets its packet, so clients that
+// do not read cannot starve those that do.
 func (ss *session) send(s *Server, pk []byte) {
 	q := ss.out.Load()
 	if q == nil {
-		if q = ss.startSender(); q == nil {
+		if q = ss.startSender(s); q == nil {
 			return // the session ended
 		}
 	}
 	q.mu.Lock()
-	if len(q.pend) > 0 && len(q.pend)+len(pk) > sendQueueBytes {
+	if q.closed {
+		q.mu.Unlock()
+		return
+	}
+	if q.queued > 0 && (q.queued+len(pk) > s.opts.SendQueueBytes ||
+		s.queued.Load()+int64(len(pk)) > s.opts.SendQueueTotal) {
 		q.mu.Unlock()
 		s.stats.dropped.Add(1)
 		return
 	}
+	if need := len(q.pend) + len(pk); need > cap(q.pend) {
+		// Grow by doubling, but never past the queue's bound: append's
+		// own growth could leave a stuck client twice the bytes it may
+		// queue.
+		grown := make([]byte, len(q.pend), min(max(2*cap(q.pend), need), max(s.opts.SendQueueBytes, need)))
+		copy(grown, q.pend)
+		q.pend = grown
+	}
 	q.pend = append(q.pend, pk...)
+	q.queued += len(pk)
+	s.queued.Add(int64(len(pk)))
 	q.mu.Unlock()
 	select {
 	case q.wake <- struct{}{}:
@@ -194,7 +215,7 @@ func (ss *session) send(s *Server, pk []byte) {
 	}
 }
 
-func (ss *session) startSender() *sender {
+func (ss *session) startSender(s *Server) *sender {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.ended {
@@ -203,7 +224,7 @@ func (ss *session) startSender() *sender {
 	if q := ss.out.Load(); q != nil {
 		return q
 	}
-	q := &sender{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	q := &sender{wake: make(chan struct{}, 1), done: make(chan struct{}), total: &s.queued}
 	ss.out.Store(q)
 	go q.run(ss.cl)
 	return q
@@ -226,6 +247,7 @@ func (ss *session) stopSender() {
 // closed the connection (see conn.Write); the session then ends and so
 // does run.
 func (q *sender) run(cl *mqtt.Client) {
+	defer q.release()
 	for {
 		select {
 		case <-q.wake:
@@ -245,14 +267,26 @@ func (q *sender) run(cl *mqtt.Client) {
 				<-q.done
 				return
 			}
+			n := len(buf)
 			if cap(buf) > keptSendBuffer {
 				buf = nil // a burst should not pin its memory
 			}
 			q.mu.Lock()
 			q.spare = buf
+			q.queued -= n
+			q.total.Add(-int64(n))
 			q.mu.Unlock()
 		}
 	}
+}
+
+// release gives back what an ended sender still counted as queued.
+func (q *sender) release() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	q.total.Add(-int64(q.queued))
+	q.queued, q.pend, q.spare = 0, nil, nil
 }
 
 // writeRaw writes whole encoded packets to cl beside mochi's own writes,

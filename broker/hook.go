@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +32,7 @@ func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublish,
-		mqtt.OnPublishDropped,
+		mqtt.OnPublishDropped, mqtt.OnPacketRead, mqtt.OnPacketEncode,
 	}, []byte{b})
 }
 
@@ -42,7 +43,7 @@ type session struct {
 	listener *listenerStats // counters of cl's listener; nil for a listener Open does not start
 
 	mu         sync.Mutex
-	lastLog    time.Time // last rejection logged, to keep a looping device from flooding logs
+	lastLog    time.Time // last rejection or refused filter logged, to keep a looping client from flooding logs
 	suppressed int
 	extra      map[string]channels.KindSet // granted filters that need extra fan-out (extra.go)
 	pending    map[string]bool             // filters of the SUBSCRIBE being processed; true: refused for the quota
@@ -65,11 +66,57 @@ func (s *Server) session(cl *mqtt.Client) *session {
 	return v.(*session)
 }
 
+// OnPacketRead sees every packet as soon as it is decoded, before mochi
+// acts on it.
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Connect && pk.ProtocolVersion < 5 && !pk.Connect.Clean && pk.Connect.ClientIdentifier == "" {
+		// 3.1.1 requires return code 0x02 here [MQTT-3.1.3-8]; mochi
+		// would send 0x80, which 3.1.1 does not have.
+		h.srv.log.Info("connection refused", "remote", cl.Net.Remote,
+			"reason", "an empty client ID needs CleanSession=1")
+		h.srv.stats.conns.refused[refusedClientID].Add(1)
+		_ = writeRaw(cl, []byte{packets.Connack << 4, 2, 0, 0x02})
+		return pk, packets.ErrRejectPacket
+	}
+	if pk.FixedHeader.Type == packets.Connect && pk.ProtocolVersion >= 5 {
+		// No session outlives its connection, so none is ever resumed:
+		// Clean Start=0 starts afresh (session present 0), as 3.1.1's
+		// CleanSession=0 is refused in OnConnect. mochi would otherwise
+		// hand the new connection the old one's subscriptions, read keys
+		// in their filters included.
+		pk.Connect.Clean = true
+	}
+	if pk.FixedHeader.Type == packets.Publish && len(pk.TopicName) > channels.MaxTopicLen {
+		// No feedmq topic is this long: OnPublish refuses it. mochi must
+		// not keep it as a topic alias first, pinning the packet.
+		pk.Properties.TopicAliasFlag, pk.Properties.TopicAlias = false, 0
+	}
+	if pk.FixedHeader.Type == packets.Publish && pk.Properties.TopicAliasFlag {
+		// mochi keeps the topic of an alias, which shares the packet's
+		// buffer (payload included): keep a copy of the topic alone.
+		pk.TopicName = strings.Clone(pk.TopicName)
+	}
+	return pk, nil
+}
+
+// OnPacketEncode completes a successful MQTT 5 CONNACK with the limits
+// the server enforces, which mochi leaves out.
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == 0 {
+		pk.Properties.TopicAliasMaximum = maxTopicAliases
+		pk.Properties.MaximumPacketSize = uint32(h.srv.opts.MaxPacketSize)
+	}
+	return pk
+}
+
 // OnConnect authenticates the CONNECT and answers refusals itself, so that
 // each gets its proper CONNACK code (mochi only knows 0x04) and one log
 // line with the reason.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	s := h.srv
+	if p, ok := cl.Net.Conn.(interface{ settle() }); ok {
+		p.settle() // the socket has sent its CONNECT
+	}
 	username := string(pk.Connect.Username)
 	refuse := func(code packets.Code, kind, reason string) error {
 		s.log.Info("connection refused", "client", pk.Connect.ClientIdentifier, "username", username,
@@ -96,6 +143,12 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if username == "" {
 		if !s.opts.Anonymous {
 			return refuse(packets.ErrNotAuthorized, refusedAnonymous, "anonymous connections are disabled")
+		}
+		// A device's client ID names its session: only the device may
+		// use it, or an anonymous client could take the device over.
+		if _, ok := s.registry.ClientIDOwner(pk.Connect.ClientIdentifier); ok {
+			return refuse(packets.ErrClientIdentifierNotValid, refusedClientID,
+				"client ID belongs to a device: connect with the device's credentials")
 		}
 	} else {
 		id, err := s.registry.Authenticate(pk.Connect.ClientIdentifier, username, string(pk.Connect.Password))
@@ -420,8 +473,10 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 				codes[i] = packets.ErrQuotaExceeded.Code
 			}
 		default:
-			h.srv.log.Info("subscription refused", "client", cl.ID, "device", ss.device, "filter", f,
-				"reason", reasonText(h.srv.readDenied(ss.device, f)))
+			if suppressed, ok := ss.logAllowed(); ok {
+				h.srv.log.Info("subscription refused", "client", cl.ID, "device", ss.device, "filter", f,
+					"reason", reasonText(h.srv.readDenied(ss.device, f)), "suppressed_since_last", suppressed)
+			}
 		}
 	}
 	ss.clearPending()

@@ -24,7 +24,10 @@ type rejection struct {
 func (r *rejection) Error() string { return r.err.Error() }
 func (r *rejection) Unwrap() error { return r.err }
 
-var errShutdown = errors.New("server is shutting down")
+var (
+	errShutdown     = errors.New("server is shutting down")
+	errTopicTooLong = fmt.Errorf("topic longer than %d bytes: no feedmq topic is", channels.MaxTopicLen)
+)
 
 // OnPublish is the publish path for MQTT: parse, authorize, commit, fan
 // out. The original packet is never delivered as is (CodeSuccessIgnore):
@@ -74,6 +77,9 @@ func (ss *session) ackPublish(id uint16) {
 // connection: nothing is acknowledged, and fan-out still waits for the
 // commit.
 func (s *Server) publish(device uint64, topic string, payload []byte, noWait bool) error {
+	if len(topic) > channels.MaxTopicLen {
+		return &rejection{reasonBadTopic, packets.ErrTopicNameInvalid, errTopicTooLong}
+	}
 	t, err := channels.ParseTopic(topic)
 	switch {
 	case err != nil:
@@ -293,19 +299,28 @@ func (s *Server) logRejection(cl *mqtt.Client, ss *session, pk packets.Packet, r
 	suppressed := 0
 	if ss != nil {
 		device = ss.device
-		ss.mu.Lock()
-		now := time.Now()
-		if now.Sub(ss.lastLog) < rejectLogEvery {
-			ss.suppressed++
-			ss.mu.Unlock()
+		var ok bool
+		if suppressed, ok = ss.logAllowed(); !ok {
 			return
 		}
-		ss.lastLog, suppressed, ss.suppressed = now, ss.suppressed, 0
-		ss.mu.Unlock()
 	}
 	s.log.Warn("publish rejected", "client", cl.ID, "device", device, "topic", safeTopic(pk.TopicName),
 		"qos", pk.FixedHeader.Qos, "bytes", len(pk.Payload), "reason", rj.reason, "error", rj.err.Error(),
 		"suppressed_since_last", suppressed)
+}
+
+// logAllowed reports whether the connection may log a rejection now (one
+// every rejectLogEvery), and how many it was refused since the last.
+func (ss *session) logAllowed() (suppressed int, ok bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	now := time.Now()
+	if now.Sub(ss.lastLog) < rejectLogEvery {
+		ss.suppressed++
+		return 0, false
+	}
+	ss.lastLog, suppressed, ss.suppressed = now, ss.suppressed, 0
+	return suppressed, true
 }
 
 // safeTopic hides an API key carried in a topic so logs do not leak it.

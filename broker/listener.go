@@ -74,21 +74,28 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		backoff = 0
+		p := l.srv.admitSocket()
+		if p == nil {
+			_ = c.Close()
+			continue
+		}
 		if l.tls != nil {
 			c = tls.Server(c, l.tls)
 		}
 		if !l.add(c) {
+			p.settle()
 			_ = rawConn(c).Close()
 			return
 		}
 		l.srv.handlers.run(func() {
 			defer l.remove(c)
-			l.handle(c, establish)
+			defer p.settle()
+			l.handle(c, p, establish)
 		})
 	}
 }
 
-func (l *listener) handle(c net.Conn, establish listeners.EstablishFn) {
+func (l *listener) handle(c net.Conn, p *pendingSocket, establish listeners.EstablishFn) {
 	// A connection gets ConnectTimeout to finish the TLS handshake and
 	// send CONNECT; mochi replaces the read deadline with the keepalive one
 	// once CONNECT is read, and conn bounds every write after that.
@@ -100,7 +107,8 @@ func (l *listener) handle(c net.Conn, establish listeners.EstablishFn) {
 			return
 		}
 	}
-	l.srv.establish(l.id, &conn{Conn: c, srv: l.srv}, c.RemoteAddr(), establish)
+	l.srv.establish(l.id, &conn{Conn: c, srv: l.srv, pendingSocket: p, guard: frameGuard{maxPacket: l.srv.opts.MaxPacketSize}},
+		c.RemoteAddr(), establish)
 }
 
 // Close stops accepting, disconnects its clients, closes what is left
@@ -152,6 +160,36 @@ func (s *Server) logHandshake(id string, c net.Conn, err error) {
 		level = slog.LevelDebug
 	}
 	s.log.Log(context.Background(), level, "tls handshake failed", "listener", id, "remote", c.RemoteAddr().String(), "error", err)
+}
+
+// pendingSocket counts a socket that has not sent CONNECT yet.
+// max_connections counts connections from CONNECT on; sockets before it
+// are bounded separately, by the same number, so that connections that
+// never say who they are cannot take every file descriptor (each holds
+// one until connect_timeout).
+type pendingSocket struct {
+	srv  *Server
+	once sync.Once
+}
+
+// admitSocket counts a new socket, or returns nil when max_connections
+// sockets are already waiting for their CONNECT.
+func (s *Server) admitSocket() *pendingSocket {
+	n := s.unconnected.Add(1)
+	if s.opts.MaxConnections > 0 && n > int64(s.opts.MaxConnections) {
+		s.unconnected.Add(-1)
+		s.stats.conns.refused[refusedMaxConns].Add(1)
+		s.log.Info("connection refused", "reason", "too many connections have not sent CONNECT yet (max_connections)")
+		return nil
+	}
+	return &pendingSocket{srv: s}
+}
+
+// settle ends the count of p: its CONNECT arrived, or it ended.
+func (p *pendingSocket) settle() {
+	if p != nil {
+		p.once.Do(func() { p.srv.unconnected.Add(-1) })
+	}
 }
 
 // connSet tracks the connections of a listener. mochi adds to its client
@@ -225,7 +263,13 @@ func rawConn(c net.Conn) net.Conn {
 // instead of blocking its writer, shutdown and revocation forever.
 type conn struct {
 	net.Conn
+	*pendingSocket
 	srv *Server
+	// guard follows the packets read (reader goroutine only); owed is set
+	// when an MQTT 5 client sent a packet too large and is owed a
+	// DISCONNECT 0x95, said once a DISCONNECT has been written.
+	guard      frameGuard
+	owed, said atomic.Bool
 	// deadline is the write deadline last set (Unix nanoseconds). Moving
 	// a deadline costs a timer update, so it is moved only once it has
 	// aged by an eighth of the write timeout: every write still gets at
@@ -237,7 +281,23 @@ type conn struct {
 // because writes carry their own deadline.
 func (c *conn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
 
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		if gerr := c.guard.observe(p[:n]); gerr != nil {
+			return 0, gerr
+		}
+		if c.guard.owesFarewell() {
+			c.owed.Store(true)
+		}
+	}
+	return n, err
+}
+
 func (c *conn) Write(b []byte) (int, error) {
+	if len(b) > 0 && b[0] == 0xE0 { // writes are whole packets
+		c.said.Store(true)
+	}
 	d := c.srv.writeTimeout()
 	want := time.Now().Add(d)
 	// A shorter timeout (shutdown) applies at once.
@@ -269,10 +329,29 @@ func (s *Server) logWriteError(c net.Conn, d time.Duration, err error) {
 // close_notify alert, except during shutdown, which must not wait for
 // peers that do not read.
 func (c *conn) Close() error {
+	if c.owed.Swap(false) && !c.said.Load() && !c.srv.closing.Load() {
+		c.sayTooLarge()
+	}
 	if c.srv.closing.Load() {
 		return rawConn(c.Conn).Close()
 	}
 	return c.Conn.Close()
+}
+
+// sayTooLarge tells an MQTT 5 client that its packet exceeded the
+// maximum packet size, which mochi only answers by closing.
+func (c *conn) sayTooLarge() {
+	if _, err := c.Write(tooLargeDisconnect); err != nil {
+		return
+	}
+	// Closing a socket with unread input sends a reset, which can
+	// overtake the DISCONNECT: half-close, and drain what the client is
+	// still sending, for a moment.
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		_ = c.Conn.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = io.CopyN(io.Discard, c.Conn, 1<<20)
+	}
 }
 
 // writeTimeout bounds one write to a client.

@@ -118,6 +118,13 @@ func (l *wsListener) serveMQTT(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("origin %s is not allowed", r.Header.Get("Origin")), http.StatusForbidden)
 		return
 	}
+	p := l.srv.admitSocket()
+	if p == nil {
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		return
+	}
+	defer p.settle()
 	ws, err := l.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader answered and logged
@@ -132,7 +139,8 @@ func (l *wsListener) serveMQTT(w http.ResponseWriter, r *http.Request) {
 	// keepalive one once CONNECT is read.
 	_ = ws.SetReadDeadline(time.Now().Add(l.srv.opts.ConnectTimeout))
 	ws.SetReadLimit(l.readLimit)
-	l.srv.establish(l.id, &wsConn{ws: ws, srv: l.srv}, ws.RemoteAddr(), l.establish)
+	l.srv.establish(l.id, &wsConn{ws: ws, srv: l.srv, pendingSocket: p, guard: frameGuard{maxPacket: l.srv.opts.MaxPacketSize}},
+		ws.RemoteAddr(), l.establish)
 }
 
 // Close stops the HTTP server (the socket, and requests not upgraded),
@@ -157,9 +165,13 @@ var errTextMessage = errors.New("websocket: text message; MQTT needs binary mess
 // packets from: reads span message boundaries, and each write is one
 // binary message sent under a write deadline.
 type wsConn struct {
+	*pendingSocket
 	ws  *websocket.Conn
 	srv *Server
 	r   io.Reader // the message being read; nil between messages
+
+	guard      frameGuard  // as conn's: the packets read, by the reader
+	owed, said atomic.Bool // DISCONNECT 0x95 owed; a DISCONNECT written
 
 	wmu       sync.Mutex  // one writer at a time
 	closeSent atomic.Bool // a close frame went out (ours or the reply to the peer's)
@@ -171,6 +183,19 @@ type wsConn struct {
 var _ net.Conn = (*wsConn)(nil)
 
 func (c *wsConn) Read(p []byte) (int, error) {
+	n, err := c.read(p)
+	if n > 0 {
+		if gerr := c.guard.observe(p[:n]); gerr != nil {
+			return 0, gerr
+		}
+		if c.guard.owesFarewell() {
+			c.owed.Store(true)
+		}
+	}
+	return n, err
+}
+
+func (c *wsConn) read(p []byte) (int, error) {
 	for {
 		if c.r == nil {
 			typ, r, err := c.ws.NextReader()
@@ -203,6 +228,9 @@ func (c *wsConn) Read(p []byte) (int, error) {
 }
 
 func (c *wsConn) Write(b []byte) (int, error) {
+	if len(b) > 0 && b[0] == 0xE0 { // writes are whole packets
+		c.said.Store(true)
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	d := c.srv.writeTimeout()
@@ -221,6 +249,9 @@ func (c *wsConn) Write(b []byte) (int, error) {
 // connection.
 func (c *wsConn) Close() error {
 	c.closeOnce.Do(func() {
+		if c.owed.Swap(false) && !c.said.Load() && !c.srv.closing.Load() {
+			_, _ = c.Write(tooLargeDisconnect)
+		}
 		wait := time.Second
 		if c.srv.closing.Load() {
 			wait = 100 * time.Millisecond
@@ -266,11 +297,22 @@ func (c *wsConn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadli
 func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
 
 // originPolicy decides which web pages may open a WebSocket: requests
-// without an Origin header (MQTT libraries, not browsers), pages served
-// from the same host as the request, and the allowed origins.
+// without an Origin header (MQTT libraries, not browsers), the allowed
+// origins, and same-origin pages whose host cannot be rebound.
+//
+// Same origin alone proves nothing: with DNS rebinding, a page from
+// evil.example whose name now resolves to the broker sends Origin
+// http://evil.example and Host evil.example. So a page whose Origin host
+// and port equal the Host header is let in only when that host is an IP
+// address (a page loaded from an address is from that address),
+// "localhost" or a name under .localhost (browsers resolve them to
+// loopback themselves), or the host name of a WebSocket listener's
+// configured address (ws/wss: "broker.example.com:8083"), which the
+// operator vouches for. Any other page needs ws_allowed_origins.
 type originPolicy struct {
 	any     bool
 	allowed map[string]bool // normalized scheme://host[:port]
+	names   map[string]bool // configured listener host names, lower case
 }
 
 // ValidateOrigins checks a WebSocket origin allow-list: each entry is "*"
@@ -281,8 +323,13 @@ func ValidateOrigins(origins []string) error {
 	return err
 }
 
-func newOriginPolicy(origins []string) (originPolicy, error) {
-	p := originPolicy{allowed: make(map[string]bool)}
+func newOriginPolicy(origins []string, listenAddrs ...string) (originPolicy, error) {
+	p := originPolicy{allowed: make(map[string]bool), names: make(map[string]bool)}
+	for _, a := range listenAddrs {
+		if h, _, err := net.SplitHostPort(a); err == nil && h != "" && net.ParseIP(h) == nil {
+			p.names[strings.ToLower(h)] = true
+		}
+	}
 	for _, o := range origins {
 		if o == "*" {
 			p.any = true
@@ -322,9 +369,16 @@ func (p originPolicy) allows(r *http.Request) bool {
 		return true
 	}
 	u, err := url.Parse(origin[0])
-	if err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) {
-		return true // a page served by the same host
+	if err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) && p.unbindable(u.Hostname()) {
+		return true // a page served by this host, under a name that cannot be rebound
 	}
 	n, ok := normalizeOrigin(origin[0])
 	return ok && p.allowed[n]
+}
+
+// unbindable reports whether a page's host name is one DNS rebinding
+// cannot point at the broker: see originPolicy.
+func (p originPolicy) unbindable(host string) bool {
+	host = strings.ToLower(host)
+	return net.ParseIP(host) != nil || host == "localhost" || strings.HasSuffix(host, ".localhost") || p.names[host]
 }

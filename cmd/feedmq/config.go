@@ -35,7 +35,8 @@ type Config struct {
 	TLS       TLSConfig       `yaml:"tls"`
 	// WSAllowedOrigins lists the web origins (scheme://host[:port]) whose
 	// pages may connect over ws/wss; "*" allows any. Clients without an
-	// Origin header and pages from the broker's own host always may.
+	// Origin header always may, and so may same-origin pages under an IP
+	// address, localhost or the listeners' configured host names.
 	WSAllowedOrigins []string `yaml:"ws_allowed_origins"`
 
 	// Anonymous allows connections without a username.
@@ -48,9 +49,17 @@ type Config struct {
 	// RateLimit is the minimum interval between two entries of a channel;
 	// 0 means none (ThingSpeak's free tier uses 15s).
 	RateLimit Duration `yaml:"rate_limit"`
-	// MaxConnections caps live MQTT connections; 0 means no limit.
+	// MaxConnections caps live MQTT connections, and separately sockets
+	// that have not sent CONNECT yet; 0 means no limit.
 	MaxConnections int               `yaml:"max_connections"`
 	AuthBackoff    AuthBackoffConfig `yaml:"auth_backoff"`
+	// LogRate caps the broker's log lines per second (after a burst of
+	// ten seconds' worth); 0 means no limit.
+	LogRate int `yaml:"log_rate"`
+	// SendQueueBytes caps the bytes waiting for one subscriber and
+	// SendQueueTotal over all subscribers; deliveries beyond are dropped.
+	SendQueueBytes int   `yaml:"send_queue_bytes"`
+	SendQueueTotal int64 `yaml:"send_queue_total"`
 
 	HTTP HTTPConfig `yaml:"http"`
 }
@@ -130,6 +139,10 @@ func DefaultConfig() Config {
 		ConnectTimeout: Duration(10 * time.Second),
 		AuthBackoff:    AuthBackoffConfig{AfterFailures: 5, Initial: Duration(time.Second), Max: Duration(5 * time.Minute)},
 		HTTP:           HTTPConfig{MaxFeedReads: 32, MaxSSEStreams: 128, WriteTimeout: Duration(20 * time.Second)},
+		MaxConnections: 1000,
+		LogRate:        20,
+		SendQueueBytes: 1 << 20,
+		SendQueueTotal: 4 << 20,
 		Limits: LimitsConfig{
 			MaxDevices: al.MaxDevices, MaxChannelsPerDevice: al.MaxChannelsPerDevice,
 			MaxPayload: cl.MaxPayload, MaxValueLen: cl.MaxValueLen,
@@ -316,6 +329,12 @@ func (c *Config) validateLimits() error {
 		return fmt.Errorf("rate_limit: must not be negative (got %s; 0 means no limit)", c.RateLimit)
 	case c.MaxConnections < 0:
 		return fmt.Errorf("max_connections: must not be negative (got %d; 0 means no limit)", c.MaxConnections)
+	case c.SendQueueBytes < 4096:
+		return fmt.Errorf("send_queue_bytes: must be at least 4096 (got %d)", c.SendQueueBytes)
+	case c.SendQueueTotal < int64(c.SendQueueBytes):
+		return fmt.Errorf("send_queue_total: must be at least send_queue_bytes (%d) (got %d)", c.SendQueueBytes, c.SendQueueTotal)
+	case c.LogRate < 0:
+		return fmt.Errorf("log_rate: must not be negative (got %d; 0 means no limit)", c.LogRate)
 	case b.AfterFailures < 0:
 		return fmt.Errorf("auth_backoff.after_failures: must not be negative (got %d; 0 turns throttling off)", b.AfterFailures)
 	case b.AfterFailures > 0 && (b.Initial <= 0 || b.Max < b.Initial):

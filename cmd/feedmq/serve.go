@@ -213,6 +213,9 @@ func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
 		MaxConnections:   cfg.MaxConnections,
 		MaxSubscriptions: cfg.Limits.MaxSubscriptionsPerClient,
 		AuthBackoff:      authBackoff(cfg.AuthBackoff),
+		LogRate:          cfg.LogRate,
+		SendQueueBytes:   cfg.SendQueueBytes,
+		SendQueueTotal:   cfg.SendQueueTotal,
 		Logger:           log,
 	}
 }

@@ -30,10 +30,14 @@ import (
 
 // Bounds of the percentage Run sets. The floor keeps a collection from
 // running for every few kilobytes when stacks are enormous next to the
-// heap; the ceiling bounds the goal of a tiny heap.
+// heap; the ceiling bounds the goal of a tiny heap. The percentage is
+// set from the live heap of the last tick: when a burst grows the live
+// heap before the next one, the goal grows by the ceiling times it (at
+// 1000, 10 MiB of queued deliveries let the heap reach 110 MiB before a
+// collection), so the ceiling is the one GOGC measured best, not more.
 const (
 	minPercent = 10
-	maxPercent = 1000
+	maxPercent = 400
 	// minHeadroom is the least the heap may grow by between collections:
 	// the memory traded for fewer collections of a small heap.
 	minHeadroom = 32 << 20

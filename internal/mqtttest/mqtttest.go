@@ -45,6 +45,9 @@ func Dial(addr string) (*Conn, error) {
 	return &Conn{Conn: c, r: bufio.NewReader(c), version: 4}, nil
 }
 
+// Wrap makes a Conn of a connection dialed by other means.
+func Wrap(c net.Conn) *Conn { return &Conn{Conn: c, r: bufio.NewReader(c), version: 4} }
+
 // Connect is the CONNECT packet's variable part.
 type Connect struct {
 	ClientID, Username, Password string
@@ -92,18 +95,25 @@ func (c Connect) Encode() []byte {
 
 // Connect sends CONNECT and returns the CONNACK return code.
 func (c *Conn) Connect(p Connect) (byte, error) {
+	_, code, err := c.ConnectAck(p)
+	return code, err
+}
+
+// ConnectAck sends CONNECT and returns the CONNACK's session-present flag
+// and return code.
+func (c *Conn) ConnectAck(p Connect) (present bool, code byte, err error) {
 	c.version = p.version()
 	if _, err := c.Write(p.Encode()); err != nil {
-		return 0, err
+		return false, 0, err
 	}
 	typ, body, err := c.ReadPacket()
 	if err != nil {
-		return 0, err
+		return false, 0, err
 	}
 	if typ != CONNACK || len(body) < 2 {
-		return 0, fmt.Errorf("expected CONNACK, got type %d (%d bytes)", typ, len(body))
+		return false, 0, fmt.Errorf("expected CONNACK, got type %d (%d bytes)", typ, len(body))
 	}
-	return body[1], nil
+	return body[0]&1 == 1, body[1], nil
 }
 
 // Publish sends a PUBLISH at QoS 0 or 1 (packet ID id).
