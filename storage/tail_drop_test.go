@@ -1,0 +1,83 @@
+package storage_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/feedmq/feedmq/channels"
+	"github.com/feedmq/feedmq/storage"
+)
+
+// A checkpoint drops from the in-memory copy of the log only the entries
+// it copied into the file. An append that fails (its log sync does) must
+// not leave the checkpoint a claim on entry IDs it does not hold: once the
+// channel is cleared those IDs are given again, to entries that are still
+// only in the log, and a read would miss them.
+func TestTailFailedAppendDoesNotDropLaterEntries(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	release := storage.HoldCheckpoints(t) // held only once the logs switch
+	var failing atomic.Bool
+	storage.FailLogSyncs(t, func(op string) bool { return op == "append" && failing.Load() })
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	x, y := MustCreateChannel(t, db, "x"), MustCreateChannel(t, db, "y")
+	MustAppend(t, db, x.ID, "old1")
+	storage.Sync(t, db) // nothing pending: the refused append is alone
+
+	failing.Store(true)
+	e := &channels.Entry{ChannelID: x.ID}
+	e.SetValue(0, "refused")
+	if err := db.AppendEntry(ctx, e); err == nil {
+		t.Fatal("the append whose sync failed succeeded")
+	}
+	failing.Store(false)
+	if err := db.ClearChannel(ctx, x.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// The next switch hands the checkpointer the other channel's entry,
+	// and the checkpoint waits until released.
+	other := storage.WALPaths(db.Path())[1]
+	header := func() []byte {
+		b, err := os.ReadFile(other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b[:16]
+	}
+	before := header()
+	storage.SetCheckpointDelay(t, time.Millisecond)
+	MustAppend(t, db, y.ID, "y1")
+	for deadline := time.Now().Add(10 * time.Second); bytes.Equal(header(), before); {
+		if time.Now().After(deadline) {
+			t.Fatal("the logs did not switch")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	storage.SetCheckpointDelay(t, time.Hour)
+	MustAppend(t, db, x.ID, "new1") // ID 1 again, only in the log
+	MustAppend(t, db, x.ID, "new2")
+	release()
+	if err := storage.WaitCheckpoint(db); err != nil {
+		t.Fatal(err)
+	}
+	list, err := db.Entries(ctx, x.ID, channels.EntryFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range list {
+		v, _ := e.Field(1)
+		got = append(got, v)
+	}
+	if len(got) != 2 || got[0] != "new1" || got[1] != "new2" {
+		t.Fatalf("after the checkpoint, channel x reads %q, want [new1 new2]", got)
+	}
+	if _, err := db.FindEntry(ctx, x.ID, 1); err != nil {
+		t.Fatalf("entry 1: %v", err)
+	}
+}
