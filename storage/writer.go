@@ -145,7 +145,9 @@ var checkpointDelay = time.Second
 
 var errReadOnly = errors.New("database is open read-only")
 
-type seqUndo struct{ ch, seq uint64 }
+// seqUndo is what a failed commit restores per appended entry: the
+// channel's last ID given out and its last ID in pending (0 for none).
+type seqUndo struct{ ch, seq, upto uint64 }
 
 func newWriter(db *DB, logs [2]*wal, nextEpoch uint64) *writer {
 	w := &writer{
@@ -401,7 +403,7 @@ func (w *writer) commit() {
 		if seq, errs[i] = w.seq(r.e.ChannelID); errs[i] != nil {
 			continue
 		}
-		w.undo = append(w.undo, seqUndo{r.e.ChannelID, seq})
+		w.undo = append(w.undo, seqUndo{r.e.ChannelID, seq, w.pendingUpto[r.e.ChannelID]})
 		w.seqs[r.e.ChannelID] = seq + 1
 		r.e.ID = seq + 1
 		w.pending = appendWALRecord(w.pending, w.log.epoch, seq+1, r.e)
@@ -415,8 +417,11 @@ func (w *writer) commit() {
 		w.pending = w.pending[:mark]
 		for i := len(w.undo) - 1; i >= 0; i-- {
 			w.seqs[w.undo[i].ch] = w.undo[i].seq
-			if w.undo[i].seq > 0 {
-				w.pendingUpto[w.undo[i].ch] = w.undo[i].seq
+			// Not seq: that ID may be in a checkpoint's records and
+			// not in pending, and a checkpoint of pending would then
+			// drop entries it does not hold (after a clear renumbers).
+			if w.undo[i].upto > 0 {
+				w.pendingUpto[w.undo[i].ch] = w.undo[i].upto
 			} else {
 				delete(w.pendingUpto, w.undo[i].ch)
 			}
