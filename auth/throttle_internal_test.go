@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"strconv"
 	"testing"
 	"time"
 )
@@ -53,5 +54,31 @@ func TestThrottleMemoryBounded(t *testing.T) {
 	}
 	if len(th.by) > maxTracked {
 		t.Fatalf("tracking %d addresses, bound %d", len(th.by), maxTracked)
+	}
+}
+
+// A table full of fresh failures (a flood from many addresses) must not
+// make each further new address scan the whole table under the lock that
+// every key check and login takes: one sweep frees room for many.
+func TestThrottleSweepLeavesRoom(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	th := NewThrottle(Backoff{})
+	th.now = func() time.Time { return now }
+	addr := func(i int) string {
+		return "10." + strconv.Itoa(i>>16&255) + "." + strconv.Itoa(i>>8&255) + "." + strconv.Itoa(i&255) + ":1"
+	}
+	for i := range maxTracked {
+		th.Fail(addr(i))
+		now = now.Add(time.Millisecond) // all within Max: none is stale
+	}
+	th.Fail(addr(maxTracked))
+	if free := maxTracked - len(th.by); free < maxTracked/16 {
+		t.Fatalf("after a sweep of a full table, room for %d new addresses: each of the next ones scans %d entries again", free, len(th.by))
+	}
+	if _, ok := th.by[hostOf(addr(maxTracked))]; !ok {
+		t.Fatal("the newest address is not tracked")
+	}
+	if _, ok := th.by[hostOf(addr(0))]; ok {
+		t.Fatal("the oldest address is still tracked")
 	}
 }
