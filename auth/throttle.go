@@ -2,6 +2,7 @@ package auth
 
 import (
 	"net"
+	"slices"
 	"sync"
 	"time"
 )
@@ -114,18 +115,29 @@ func (t *Throttle) Succeed(addr string) {
 	t.mu.Unlock()
 }
 
-// sweep drops entries whose back-off is over, or, if none is, the oldest
-// one; the caller holds t.mu.
+// sweep drops entries whose back-off is over and, if that leaves the
+// table full, the oldest eighth of it: a flood from ever new addresses
+// then costs one scan per maxTracked/8 addresses, not one per address
+// under the lock that every check takes. The caller holds t.mu.
 func (t *Throttle) sweep(now time.Time) {
-	var oldest string
 	for h, f := range t.by {
 		if now.After(f.until) && now.Sub(f.last) > t.cfg.Max {
 			delete(t.by, h)
-		} else if oldest == "" || f.last.Before(t.by[oldest].last) {
-			oldest = h
 		}
 	}
-	if len(t.by) >= maxTracked && oldest != "" {
-		delete(t.by, oldest)
+	if len(t.by) < maxTracked {
+		return
+	}
+	type seen struct {
+		host string
+		last time.Time
+	}
+	all := make([]seen, 0, len(t.by))
+	for h, f := range t.by {
+		all = append(all, seen{h, f.last})
+	}
+	slices.SortFunc(all, func(a, b seen) int { return a.last.Compare(b.last) })
+	for _, s := range all[:len(all)/8] {
+		delete(t.by, s.host)
 	}
 }
