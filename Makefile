@@ -44,7 +44,8 @@ test: test-deps test-deps-systemd fmt vet
 # Each fuzz target for FUZZTIME; corpora grow in <pkg>/testdata/fuzz.
 FUZZ_TARGETS := channels:FuzzParseTopic channels:FuzzParsePayload \
 	channels:FuzzParseSensorTopic channels:FuzzParseSensorPayload \
-	channels:FuzzParseFilter channels:FuzzParseID \
+	channels:FuzzParseFilter channels:FuzzParseID channels:FuzzCSVCell \
+	broker:FuzzFrameGuard \
 	storage:FuzzDecodeEntry storage:FuzzScanWAL broker/httpapi:FuzzQueryParams \
 	cmd/feedmq:FuzzDecodeConfig
 

@@ -1,9 +1,6 @@
 package broker
 
-import (
-	"errors"
-	"fmt"
-)
+import "fmt"
 
 // maxConnectSize bounds the first packet of a connection, before it has
 // said who it is. mochi allocates a packet's whole declared length as
@@ -18,8 +15,6 @@ const maxConnectSize = 8 << 10
 // errConnectTooLarge ends a connection whose first packet declares more
 // than maxConnectSize.
 var errConnectTooLarge = fmt.Errorf("first packet larger than %d bytes: not a CONNECT feedmq accepts", maxConnectSize)
-
-var errMalformedLength = errors.New("malformed remaining length")
 
 // frameGuard follows the MQTT framing of what a connection reads, ahead
 // of mochi: it sees each packet's fixed header as the bytes go by, so a

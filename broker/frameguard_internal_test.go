@@ -44,3 +44,30 @@ func TestFrameGuard(t *testing.T) {
 		}
 	}
 }
+
+// FuzzFrameGuard feeds any bytes to the guard, whole and in chunks of
+// every size a read may return: it must never panic, and how the bytes
+// are split must not change what it concludes.
+func FuzzFrameGuard(f *testing.F) {
+	f.Add(mqtttest.Connect{ClientID: "g", Clean: true, Version: 5}.Encode(), uint8(3))
+	f.Add(append(mqtttest.Connect{ClientID: "g", Clean: true}.Encode(),
+		mqtttest.PublishPacket("channels/1/publish", []byte("field1=1"))...), uint8(1))
+	f.Add([]byte{0x10, 0xFA, 0xFF, 0x03}, uint8(2))
+	f.Add([]byte{0x30, 0x80, 0x80, 0x80, 0x80, 0x01}, uint8(1))
+	f.Fuzz(func(t *testing.T, b []byte, chunk uint8) {
+		whole := frameGuard{maxPacket: 1 << 10}
+		errWhole := whole.observe(b)
+		split := frameGuard{maxPacket: 1 << 10}
+		errSplit := feed(&split, b, int(chunk)%64+1)
+		if !errors.Is(errSplit, errWhole) && errSplit != errWhole {
+			t.Fatalf("whole: %v, in chunks of %d: %v", errWhole, int(chunk)%64+1, errSplit)
+		}
+		if whole.state != split.state || whole.packets != split.packets || whole.tooLarge != split.tooLarge ||
+			whole.level != split.level {
+			t.Fatalf("whole %+v, in chunks %+v", whole, split)
+		}
+		if errWhole == nil && whole.packets > 0 && whole.headLen > len(whole.head) {
+			t.Fatalf("head overflow: %d", whole.headLen)
+		}
+	})
+}
