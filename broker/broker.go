@@ -19,6 +19,7 @@ import (
 
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
+	"github.com/feedmq/feedmq/internal/safelog"
 )
 
 // Options configures a Server. Zero values take the defaults noted.
@@ -84,11 +85,14 @@ type Options struct {
 	// AuthBackoff throttles failed CONNECTs per source address.
 	AuthBackoff AuthBackoff
 	// Logger receives structured logs. Default slog.Default(). Every
-	// string in them is cut short and API keys are masked.
+	// string in them is cut short and API keys are masked
+	// (internal/safelog). A logger already made by safelog is used as it
+	// is, with its own rate limit, shared with whatever else logs to it.
 	Logger *slog.Logger
 	// LogRate caps the lines logged per second, over everything the
 	// broker logs, after a burst of ten seconds' worth; what is dropped
-	// is counted in a summary line. 0 means no limit.
+	// is counted in a summary line. 0 means no limit. It is not used
+	// when Logger is already a safelog logger.
 	LogRate int
 }
 
@@ -191,7 +195,8 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 	if err != nil {
 		return nil, fmt.Errorf("broker: websocket allowed origins: %w", err)
 	}
-	logs := newSafeHandler(opts.Logger.Handler(), opts.LogRate)
+	// A logger its caller already made safe keeps its own limiter.
+	logs := safelog.New(opts.Logger.Handler(), opts.LogRate)
 	s := &Server{
 		opts: opts, store: store, registry: reg, log: slog.New(logs),
 		listeners: make(map[string]boundListener), origins: origins,

@@ -8,36 +8,14 @@ import (
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
-)
 
-func TestLogTextMasksKeysAndCuts(t *testing.T) {
-	const key = "AB12CD34EF56GH78"
-	for in, want := range map[string]string{
-		"channels/7/publish/" + key:                      "channels/7/publish/<key>",
-		"channels/7/subscribe/" + key + "X":              "channels/7/subscribe/<key>",
-		"client-" + key + "-x":                           "client-<key>-x",
-		"channels/7/subscribe/fields/field1":             "channels/7/subscribe/fields/field1",
-		"devices/ABC/sensors/T1/value":                   "devices/ABC/sensors/T1/value",
-		"pWCgR0Rl3XTiiJVyGZMyvF0":                        "pWCgR0Rl3XTiiJVyGZMyvF0",
-		"level after subscribe must be json, not " + key: "level after subscribe must be json, not <key>",
-	} {
-		if got := logText(in); got != want {
-			t.Errorf("logText(%q) = %q, want %q", in, got, want)
-		}
-	}
-	long := logText(strings.Repeat("é", 40000) + key)
-	if len(long) > maxLogValue+32 || strings.Contains(long, key) || !strings.HasSuffix(long, "(80016 bytes)") {
-		t.Errorf("long value logged as %d bytes: ...%s", len(long), long[max(0, len(long)-40):])
-	}
-	long = logText(strings.Repeat("a/", 30000) + key)
-	if len(long) > maxLogValue+32 || strings.Contains(long, key) {
-		t.Errorf("long topic logged as %d bytes", len(long))
-	}
-}
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/internal/safelog"
+)
 
 func TestMochiLogsFiltered(t *testing.T) {
 	var buf bytes.Buffer
-	root := newSafeHandler(slog.NewTextHandler(&buf, nil), 0)
+	root := safelog.New(slog.NewTextHandler(&buf, nil), 0)
 	log := slog.New(mochiHandler{root})
 	const key = "AB12CD34EF56GH78"
 	pk := packets.Packet{TopicName: "channels/1/publish/" + key, Payload: bytes.Repeat([]byte("x"), 60000)}
@@ -52,24 +30,26 @@ func TestMochiLogsFiltered(t *testing.T) {
 	}
 }
 
-func TestLogLimiter(t *testing.T) {
+// A logger that its caller already made safe is used as it is: the
+// broker's lines share the caller's rate limit instead of passing a second
+// one. A plain logger is wrapped.
+func TestNewLoggerWrappedOnce(t *testing.T) {
 	var buf bytes.Buffer
-	root := newSafeHandler(slog.NewTextHandler(&buf, nil), 20)
-	log := slog.New(root)
-	for i := 0; i < 1000; i++ {
-		log.Info("client connected", "n", i)
+	safe := safelog.New(slog.NewTextHandler(&buf, nil), 5)
+	s, err := New(Options{MQTTAddr: "off", Logger: slog.New(safe), LogRate: 1000}, noStore{}, auth.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
 	}
-	log.Warn("publish rejected") // another message still gets through
-	out := buf.String()
-	if n := strings.Count(out, "client connected"); n < 10 || n > 60 {
-		t.Errorf("%d of 1000 connection lines logged, want the first few tens", n)
+	defer s.Close()
+	if s.log.Handler() != safe {
+		t.Fatalf("the broker wrapped a safe logger again: %#v", s.log.Handler())
 	}
-	if !strings.Contains(out, "publish rejected") {
-		t.Error("a flood of one message hid another")
+	plain, err := New(Options{MQTTAddr: "off", Logger: slog.New(slog.NewTextHandler(&buf, nil))}, noStore{}, auth.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
 	}
-	buf.Reset()
-	root.lim.summarize()
-	if out := buf.String(); !strings.Contains(out, "suppressed=") || !strings.Contains(out, "client connected") {
-		t.Errorf("summary %q", out)
+	defer plain.Close()
+	if !safelog.IsSafe(plain.log.Handler()) {
+		t.Fatal("the broker logs through a plain handler")
 	}
 }

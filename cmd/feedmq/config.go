@@ -53,8 +53,8 @@ type Config struct {
 	// that have not sent CONNECT yet; 0 means no limit.
 	MaxConnections int               `yaml:"max_connections"`
 	AuthBackoff    AuthBackoffConfig `yaml:"auth_backoff"`
-	// LogRate caps the broker's log lines per second (after a burst of
-	// ten seconds' worth); 0 means no limit.
+	// LogRate caps serve's log lines per second, MQTT, HTTP and admin
+	// together (after a burst of ten seconds' worth); 0 means no limit.
 	LogRate int `yaml:"log_rate"`
 	// SendQueueBytes caps the bytes waiting for one subscriber and
 	// SendQueueTotal over all subscribers; deliveries beyond are dropped.

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/feedmq/feedmq/internal/mqtttest"
+	"github.com/feedmq/feedmq/internal/safelog"
 )
 
 // At info level a connection logs one line when it connects and one when
@@ -78,5 +80,45 @@ func TestConnectionLogLines(t *testing.T) {
 	}
 	if want := []string{"INFO client connected", "INFO client disconnected"}; strings.Join(msgs, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("one connection with %d publishes logged:\n%s\nwant:\n%s", n, strings.Join(msgs, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// Everything serve runs logs through one sanitizing, rate-limited logger:
+// a URL path an HTTP client sends is cut and its keys masked, as an MQTT
+// topic is, and lines from HTTP count against the same log_rate.
+func TestServeLogsThroughOneSafeLogger(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.LogLevel = "debug"
+	cfg.LogRate = 1 // a burst of 10 lines, at most 2 of one message
+	cfg.Listeners = ListenersConfig{MQTT: off, WS: off, MQTTS: off, WSS: off, HTTP: "127.0.0.1:0"}
+	var logs syncBuffer
+	s, err := openServer(context.Background(), cfg, newLogger(cfg, &logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !safelog.IsSafe(s.log.Handler()) {
+		t.Fatal("serve logs through a plain handler")
+	}
+	const key = "AB12CD34EF56GH78"
+	before := len(logs.String())
+	for range 20 {
+		resp, err := http.Get("http://" + s.http.Addr().String() + "/" + key + strings.Repeat("/p", 4000) + "?api_key=" + key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	out := logs.String()[before:]
+	if n := strings.Count(out, "http request refused"); n != 2 {
+		t.Errorf("%d of 20 refused requests logged at log_rate 1, want 2:\n%s", n, out)
+	}
+	if strings.Contains(out, key) || !strings.Contains(out, "/<key>/p/p") || len(out) > 2000 {
+		t.Errorf("logged %d bytes: %.3000s", len(out), out)
 	}
 }

@@ -73,7 +73,9 @@ func (m *metrics) handler(s *server) http.Handler {
 type promLogger struct{ s *server }
 
 func (l promLogger) Println(v ...any) {
-	l.s.log.Warn("metrics: "+fmt.Sprint(v...), "component", "http")
+	// A constant message, so that the log's per-message limit counts
+	// these lines together.
+	l.s.log.Warn("metrics: collection failed", "component", "http", "error", fmt.Sprint(v...))
 }
 
 var (

@@ -18,6 +18,7 @@ import (
 	"github.com/feedmq/feedmq/broker"
 	"github.com/feedmq/feedmq/internal/adminsock"
 	"github.com/feedmq/feedmq/internal/gctune"
+	"github.com/feedmq/feedmq/internal/safelog"
 	"github.com/feedmq/feedmq/storage"
 )
 
@@ -43,7 +44,10 @@ error is logged.`,
 			if err != nil {
 				return err
 			}
-			log := newLogger(cfg, cmd.ErrOrStderr())
+			// Everything serve logs may carry what clients sent (MQTT
+			// client IDs and topics, URL paths, error texts): one
+			// sanitizing, rate-limited logger for all of it.
+			log := safelog.Logger(newLogger(cfg, cmd.ErrOrStderr()), cfg.LogRate)
 			if addr, _ := cmd.Flags().GetString("pprof"); addr != "" {
 				stop, err := startPprof(addr, log)
 				if err != nil {
@@ -156,6 +160,9 @@ const serveLockTimeout = 5 * time.Second
 // openServer opens everything cfg describes. When it fails, what it
 // opened is closed again.
 func openServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, error) {
+	// serve made log safe already (then this is a no-op); a caller that
+	// did not still gets every line sanitized and limited.
+	log = safelog.Logger(log, cfg.LogRate)
 	s := &server{log: log}
 	if err := s.open(ctx, cfg); err != nil {
 		s.Close()
