@@ -81,3 +81,35 @@ func TestTailFailedAppendDoesNotDropLaterEntries(t *testing.T) {
 		t.Fatalf("entry 1: %v", err)
 	}
 }
+
+// A read handed out a page at a time is one read of one feed: once the
+// feed is cleared, the pages still to come must not carry the new feed's
+// entries, which only share their IDs with the ones the read began on.
+func TestEntryPagesDoNotCrossAClear(t *testing.T) {
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	c := MustCreateChannel(t, db, "c")
+	for range 6 {
+		MustAppend(t, db, c.ID, "old")
+	}
+	first, last, err := db.EntrySpan(ctx, c.ID, channels.EntryFilter{})
+	if err != nil || first != 1 || last != 6 {
+		t.Fatalf("span %d..%d, %v", first, last, err)
+	}
+	page, err := db.EntryPage(ctx, c.ID, channels.EntryFilter{}, first, last, 3, nil)
+	if err != nil || len(page) != 3 {
+		t.Fatalf("first page: %d entries, %v", len(page), err)
+	}
+	if err := db.ClearChannel(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	for range 6 {
+		MustAppend(t, db, c.ID, "new")
+	}
+	page, err = db.EntryPage(ctx, c.ID, channels.EntryFilter{}, page[2].ID+1, last, 3, page[:0])
+	for _, e := range page {
+		if v, _ := e.Field(1); v != "old" {
+			t.Fatalf("the read begun on the old feed goes on with entry %d %q of the cleared one (err %v)", e.ID, v, err)
+		}
+	}
+}
