@@ -42,6 +42,17 @@ type AsyncAppender interface {
 	AppendEntryAsync(ctx context.Context, e *Entry, then func(*Entry, error)) error
 }
 
+// EntrySpan is the span of entry IDs a filter selects in one feed, read
+// at one moment, so that a large read can be handed out a page at a time.
+// Version names the feed it was read from: clearing the feed or deleting
+// its channel changes it, and a page asked for under an older version is
+// refused (ECONFLICT) rather than filled from the new feed, whose IDs
+// start again at 1.
+type EntrySpan struct {
+	First, Last uint64 // 0, 0 when the filter selects nothing
+	Version     uint64
+}
+
 // EntryFilter selects entries of one channel.
 type EntryFilter struct {
 	// Limit keeps only the newest Limit matching entries; 0 means all.

@@ -189,9 +189,10 @@ func prealloc(n uint64, f *channels.EntryFilter) int {
 // none. Together with EntryPage it lets a caller hand out a large read a
 // page at a time: no read transaction stays open while the caller writes
 // a page to a slow client, and only one page is in memory.
-func (db *DB) EntrySpan(ctx context.Context, channelID uint64, f channels.EntryFilter) (first, last uint64, err error) {
-	err = db.read(ctx, "read entries", func(tx *bolt.Tx, s *tailSnap) error {
-		first, last = 0, 0
+func (db *DB) EntrySpan(ctx context.Context, channelID uint64, f channels.EntryFilter) (channels.EntrySpan, error) {
+	var first, last, version uint64
+	err := db.read(ctx, "read entries", func(tx *bolt.Tx, s *tailSnap) error {
+		first, last, version = 0, 0, s.gen
 		feed := feedBucket(tx, channelID)
 		if feed == nil {
 			return channelNotFound(channelID)
@@ -234,19 +235,23 @@ func (db *DB) EntrySpan(ctx context.Context, channelID uint64, f channels.EntryF
 		return nil
 	})
 	if err != nil {
-		return 0, 0, err
+		return channels.EntrySpan{}, err
 	}
-	return first, last, nil
+	return channels.EntrySpan{First: first, Last: last, Version: version}, nil
 }
 
-// EntryPage appends to page, oldest first, the entries with IDs from from
-// to to that match f (f.Limit does not apply), at most n of them. The
+// EntryPage appends to page, oldest first, the entries of span with IDs
+// from from that match f (f.Limit does not apply), at most n of them. The
 // caller continues after the last ID it got, until a page comes back
-// short of n.
-func (db *DB) EntryPage(ctx context.Context, channelID uint64, f channels.EntryFilter, from, to uint64, n int, page []channels.Entry) ([]channels.Entry, error) {
-	start := len(page)
+// short of n. Once a feed has been cleared or its channel deleted, pages
+// of a span read before are refused with ECONFLICT.
+func (db *DB) EntryPage(ctx context.Context, channelID uint64, f channels.EntryFilter, span channels.EntrySpan, from uint64, n int, page []channels.Entry) ([]channels.Entry, error) {
+	start, to := len(page), span.Last
 	err := db.read(ctx, "read entries", func(tx *bolt.Tx, s *tailSnap) error {
 		page = page[:start]
+		if s.gen != span.Version {
+			return channels.Errorf(channels.ECONFLICT, "channel %d was cleared or deleted during the read", channelID)
+		}
 		feed := feedBucket(tx, channelID)
 		if feed == nil {
 			return channelNotFound(channelID)

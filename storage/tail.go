@@ -95,6 +95,15 @@ func (t *tail) reset() {
 	t.mu.Unlock()
 }
 
+// bump starts a new generation once an operation that renumbered feeds
+// has committed: a reader that began during it, between reset and the
+// commit, may have read the feeds as they were, under reset's generation.
+func (t *tail) bump() {
+	t.mu.Lock()
+	t.gen++
+	t.mu.Unlock()
+}
+
 func (t *tail) snapshot() tailSnap {
 	t.mu.Lock()
 	defer t.mu.Unlock()

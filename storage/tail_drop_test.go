@@ -92,11 +92,11 @@ func TestEntryPagesDoNotCrossAClear(t *testing.T) {
 	for range 6 {
 		MustAppend(t, db, c.ID, "old")
 	}
-	first, last, err := db.EntrySpan(ctx, c.ID, channels.EntryFilter{})
-	if err != nil || first != 1 || last != 6 {
-		t.Fatalf("span %d..%d, %v", first, last, err)
+	span, err := db.EntrySpan(ctx, c.ID, channels.EntryFilter{})
+	if err != nil || span.First != 1 || span.Last != 6 {
+		t.Fatalf("span %+v, %v", span, err)
 	}
-	page, err := db.EntryPage(ctx, c.ID, channels.EntryFilter{}, first, last, 3, nil)
+	page, err := db.EntryPage(ctx, c.ID, channels.EntryFilter{}, span, span.First, 3, nil)
 	if err != nil || len(page) != 3 {
 		t.Fatalf("first page: %d entries, %v", len(page), err)
 	}
@@ -106,10 +106,21 @@ func TestEntryPagesDoNotCrossAClear(t *testing.T) {
 	for range 6 {
 		MustAppend(t, db, c.ID, "new")
 	}
-	page, err = db.EntryPage(ctx, c.ID, channels.EntryFilter{}, page[2].ID+1, last, 3, page[:0])
+	page, err = db.EntryPage(ctx, c.ID, channels.EntryFilter{}, span, page[2].ID+1, 3, page[:0])
 	for _, e := range page {
 		if v, _ := e.Field(1); v != "old" {
 			t.Fatalf("the read begun on the old feed goes on with entry %d %q of the cleared one (err %v)", e.ID, v, err)
 		}
+	}
+	if channels.ErrorCode(err) != channels.ECONFLICT {
+		t.Fatalf("page after the clear: %v, want a conflict", err)
+	}
+	// A span read after the clear pages through the new feed.
+	if span, err = db.EntrySpan(ctx, c.ID, channels.EntryFilter{}); err != nil {
+		t.Fatal(err)
+	}
+	page, err = db.EntryPage(ctx, c.ID, channels.EntryFilter{}, span, span.First, 10, page[:0])
+	if err != nil || len(page) != 6 {
+		t.Fatalf("new feed: %d entries, %v", len(page), err)
 	}
 }

@@ -160,10 +160,11 @@ func TestEntryPages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		first, last, err := db.EntrySpan(ctx, c.ID, f)
+		span, err := db.EntrySpan(ctx, c.ID, f)
 		if err != nil {
 			t.Fatal(err)
 		}
+		first, last := span.First, span.Last
 		if len(want) == 0 {
 			if first != 0 || last != 0 {
 				t.Errorf("%+v: span %d..%d of nothing", f, first, last)
@@ -176,7 +177,7 @@ func TestEntryPages(t *testing.T) {
 		for _, size := range []int{1, 4, 50, 1000} {
 			var got []channels.Entry
 			for from := first; ; {
-				page, err := db.EntryPage(ctx, c.ID, f, from, last, size, nil)
+				page, err := db.EntryPage(ctx, c.ID, f, span, from, size, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -196,7 +197,7 @@ func TestEntryPages(t *testing.T) {
 			}
 		}
 	}
-	if _, _, err := db.EntrySpan(ctx, 99, channels.EntryFilter{}); channels.ErrorCode(err) != channels.ENOTFOUND {
+	if _, err := db.EntrySpan(ctx, 99, channels.EntryFilter{}); channels.ErrorCode(err) != channels.ENOTFOUND {
 		t.Errorf("span of a missing channel: %v", err)
 	}
 }

@@ -313,6 +313,7 @@ func (w *writer) run() {
 			if err == nil && c.fn != nil {
 				w.tail.reset()
 				err = c.fn()
+				w.tail.bump()
 				clear(w.seqs)
 			}
 			c.done <- err

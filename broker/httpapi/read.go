@@ -132,10 +132,11 @@ const pageSize = 100
 type EntryPager interface {
 	// EntrySpan returns the IDs of the oldest and newest entries that
 	// Entries would return for f (0, 0 for none).
-	EntrySpan(ctx context.Context, channelID uint64, f channels.EntryFilter) (first, last uint64, err error)
-	// EntryPage appends to page, oldest first, at most n entries with IDs
-	// from..to that match f, ignoring f.Limit.
-	EntryPage(ctx context.Context, channelID uint64, f channels.EntryFilter, from, to uint64, n int, page []channels.Entry) ([]channels.Entry, error)
+	EntrySpan(ctx context.Context, channelID uint64, f channels.EntryFilter) (channels.EntrySpan, error)
+	// EntryPage appends to page, oldest first, at most n entries of span
+	// with IDs from from that match f, ignoring f.Limit; ECONFLICT once
+	// the feed has been cleared since span was read.
+	EntryPage(ctx context.Context, channelID uint64, f channels.EntryFilter, span channels.EntrySpan, from uint64, n int, page []channels.Entry) ([]channels.Entry, error)
 }
 
 // streamFeed writes a feeds or fields answer a page at a time. Its bytes
@@ -143,23 +144,23 @@ type EntryPager interface {
 func (h *handler) streamFeed(w http.ResponseWriter, r *http.Request, rt route, p *readParams, ch *channels.Channel, pager EntryPager, out *body) {
 	ctx := r.Context()
 	f := p.filter()
-	var first, last uint64
+	var span channels.EntrySpan
 	if p.limit > 0 {
 		var err error
-		if first, last, err = pager.EntrySpan(ctx, rt.channel, f); err != nil {
+		if span, err = pager.EntrySpan(ctx, rt.channel, f); err != nil {
 			h.storeFailed(w, r, rt, err)
 			return
 		}
 	}
 	// An entry committed after FindChannel may be in the span.
-	ch.LastEntryID = max(ch.LastEntryID, last)
+	ch.LastEntryID = max(ch.LastEntryID, span.Last)
 	v := view{ch: ch, p: p, cols: columns(ch, rt, p), format: rt.format}
 	fw := v.writer(out, false)
 	fw.begin()
 	page := make([]channels.Entry, 0, pageSize)
-	for from := first; last > 0 && out.err == nil; {
+	for from := span.First; span.Last > 0 && out.err == nil; {
 		var err error
-		page, err = pager.EntryPage(ctx, rt.channel, f, from, last, pageSize, page[:0])
+		page, err = pager.EntryPage(ctx, rt.channel, f, span, from, pageSize, page[:0])
 		if err != nil {
 			if !out.flushed {
 				out.buf = nil
