@@ -227,6 +227,19 @@ func TestOversizedFirstPacket(t *testing.T) {
 	}
 }
 
+// TestOversizedFirstPacketPaddedLength: a remaining length padded with
+// a zero continuation byte (five bytes, which mochi decodes as the same
+// value) must not slip 65,000 bytes past the first-packet bound.
+func TestOversizedFirstPacketPaddedLength(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true, ConnectTimeout: time.Minute})
+	c := dial(t, ts.addr)
+	// CONNECT, 65,000 bytes: E8 FB 83 encode it, 80 00 add nothing.
+	if _, err := c.Write([]byte{0x10, 0xE8, 0xFB, 0x83, 0x80, 0x00}); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, c, 10*time.Second)
+}
+
 // TestUnconnectedSocketsCapped: sockets that have not sent CONNECT are
 // capped by MaxConnections too; a socket past the cap is closed at once,
 // and a slot frees as soon as a socket sends its CONNECT.
