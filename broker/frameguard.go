@@ -54,8 +54,9 @@ const (
 )
 
 // observe follows the bytes b just read. It returns errConnectTooLarge
-// when the first packet is too large; other errors in the stream are left
-// for mochi to report.
+// when the first packet is too large and errMalformedLength for a
+// remaining length of more than four bytes; other errors in the stream
+// are left for mochi to report.
 func (g *frameGuard) observe(b []byte) error {
 	for i := 0; i < len(b) && g.state != guardDone; {
 		switch g.state {
@@ -71,7 +72,12 @@ func (g *frameGuard) observe(b []byte) error {
 			g.nlen++
 			if d&0x80 != 0 {
 				if g.nlen == 4 {
-					g.state = guardDone // mochi refuses it
+					// Malformed: a length has at most four bytes. mochi
+					// reads on, and decodes "80 00" padding as nothing,
+					// which would carry a large first packet past the
+					// bound above.
+					g.state = guardDone
+					return errMalformedLength
 				}
 				continue
 			}
