@@ -67,8 +67,10 @@ type Options struct {
 	RateLimit time.Duration
 	// MaxConnections caps live MQTT connections over all listeners, and
 	// separately the sockets that have not sent CONNECT yet; 0 means no
-	// limit. A device has one client ID, so it holds at most one
-	// connection anyway (a second one takes the first over).
+	// limit. Past it only anonymous CONNECTs are refused: a device has
+	// one client ID, so it holds at most one connection anyway (a second
+	// one takes the first over), and anonymous clients at the cap must
+	// not lock the devices out.
 	MaxConnections int
 	// MaxSubscriptions caps the filters one client holds at a time;
 	// filters past it are refused (SUBACK 0x97 in MQTT 5, 0x80 in 3.1.1).

@@ -132,8 +132,6 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	switch {
 	case s.closing.Load():
 		return refuse(packets.ErrServerUnavailable, refusedShutdown, "server is shutting down")
-	case s.opts.MaxConnections > 0 && s.live.Load() >= int64(s.opts.MaxConnections):
-		return refuse(packets.ErrServerUnavailable, refusedMaxConns, "connection limit reached (max_connections)")
 	case cl.ID == mqtt.InlineClientId:
 		return refuse(packets.ErrClientIdentifierNotValid, refusedClientID, `client ID "inline" is reserved`)
 	case pk.ProtocolVersion < 5 && !pk.Connect.Clean:
@@ -143,6 +141,13 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if username == "" {
 		if !s.opts.Anonymous {
 			return refuse(packets.ErrNotAuthorized, refusedAnonymous, "anonymous connections are disabled")
+		}
+		// Only anonymous connections are capped: anyone may open them,
+		// and at the cap they must not lock the devices out. A device
+		// holds one connection at most (one client ID), so devices are
+		// bounded by their number.
+		if s.opts.MaxConnections > 0 && s.live.Load() >= int64(s.opts.MaxConnections) {
+			return refuse(packets.ErrServerUnavailable, refusedMaxConns, "connection limit reached (max_connections)")
 		}
 		// A device's client ID names its session: only the device may
 		// use it, or an anonymous client could take the device over.

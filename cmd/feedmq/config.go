@@ -49,7 +49,8 @@ type Config struct {
 	// RateLimit is the minimum interval between two entries of a channel;
 	// 0 means none (ThingSpeak's free tier uses 15s).
 	RateLimit Duration `yaml:"rate_limit"`
-	// MaxConnections caps live MQTT connections, and separately sockets
+	// MaxConnections caps live MQTT connections (past it, anonymous
+	// CONNECTs are refused; devices always get in), and separately sockets
 	// that have not sent CONNECT yet; 0 means no limit.
 	MaxConnections int               `yaml:"max_connections"`
 	AuthBackoff    AuthBackoffConfig `yaml:"auth_backoff"`
