@@ -272,6 +272,30 @@ func TestUnconnectedSocketsCapped(t *testing.T) {
 	}
 }
 
+// TestUnconnectedWebSocketSocketsCapped: the cap on sockets that have not
+// sent CONNECT holds on the WebSocket listener too, from the TCP accept
+// on: sockets that never send their HTTP upgrade request count.
+func TestUnconnectedWebSocketSocketsCapped(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true, MaxConnections: 3, ConnectTimeout: time.Minute,
+		WSAddr: "127.0.0.1:0"})
+	addr := ts.addrOf("ws")
+	for i := 0; i < 3; i++ {
+		dial(t, addr)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		extra := dial(t, addr)
+		_ = extra.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := extra.Read(make([]byte, 1)); err != nil && !isTimeout(err) {
+			break // closed by the server
+		}
+		extra.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("a fourth WebSocket socket without a request stays open")
+		}
+	}
+}
+
 func isTimeout(err error) bool {
 	var ne interface{ Timeout() bool }
 	return errors.As(err, &ne) && ne.Timeout()
