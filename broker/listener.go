@@ -185,6 +185,48 @@ func (s *Server) admitSocket() *pendingSocket {
 	return &pendingSocket{srv: s}
 }
 
+// pendingListener counts every socket it accepts as unconnected
+// (admitSocket) and closes those past the cap at once; pendingOf finds
+// the count of an accepted socket.
+type pendingListener struct {
+	net.Listener
+	srv *Server
+}
+
+func (l pendingListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if p := l.srv.admitSocket(); p != nil {
+			return pendingConn{Conn: c, p: p}, nil
+		}
+		_ = c.Close()
+	}
+}
+
+// pendingConn is a socket accepted by a pendingListener.
+type pendingConn struct {
+	net.Conn
+	p *pendingSocket
+}
+
+// pendingKey is the request context key of a WebSocket socket's count.
+type pendingKey struct{}
+
+// pendingOf returns the count of a socket accepted by a pendingListener
+// (under TLS or not), or nil.
+func pendingOf(c net.Conn) *pendingSocket {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if pc, ok := c.(pendingConn); ok {
+		return pc.p
+	}
+	return nil
+}
+
 // settle ends the count of p: its CONNECT arrived, or it ended.
 func (p *pendingSocket) settle() {
 	if p != nil {
