@@ -272,6 +272,30 @@ func TestUnconnectedSocketsCapped(t *testing.T) {
 	}
 }
 
+// TestIdleSocketsDoNotLockOutDevices: sockets that never send CONNECT,
+// as many as max_connections, must not keep a device out (renewed every
+// connect_timeout, they would keep every device out for good): a new
+// socket evicts the oldest idle one instead of being refused.
+func TestIdleSocketsDoNotLockOutDevices(t *testing.T) {
+	ts := startServer(t, broker.Options{MaxConnections: 3, ConnectTimeout: time.Minute})
+	ch := ts.channel(false)
+	dev := ts.device(pubsub(ch))
+	var idle []*mqtttest.Conn
+	for i := 0; i < 3; i++ {
+		idle = append(idle, dial(t, ts.addr))
+	}
+	// One accept loop takes sockets in order: the idle ones are counted
+	// before the device's.
+	c := dial(t, ts.addr)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	code, err := c.Connect(mqtttest.Connect{ClientID: dev.Device.ClientID, Username: dev.Device.Username,
+		Password: dev.Password, Clean: true, Keepalive: 60})
+	if err != nil || code != 0 {
+		t.Fatalf("device behind %d idle sockets: CONNACK %#x %v, want 0", len(idle), code, err)
+	}
+	expectClosed(t, idle[0], 10*time.Second) // the oldest idle socket made room
+}
+
 // TestUnconnectedWebSocketSocketsCapped: the cap on sockets that have not
 // sent CONNECT holds on the WebSocket listener too, from the TCP accept
 // on: sockets that never send their HTTP upgrade request count.
