@@ -154,8 +154,8 @@ type Server struct {
 	byConn   sync.Map // net.Conn -> *mqtt.Client, to end sessions mochi drops silently
 	live     atomic.Int64
 	queued   atomic.Int64 // bytes waiting in every subscriber's sender (fanout.go)
-	// unconnected counts sockets that have not sent CONNECT (listener.go).
-	unconnected atomic.Int64
+	// unconnected lists sockets that have not sent CONNECT (listener.go).
+	unconnected pendingSockets
 	endMu       sync.Mutex
 	ends        chan struct{} // closed when a session ends; nil while nobody waits (awaitPrevious)
 	throttle    *throttle
