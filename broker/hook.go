@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -119,7 +120,12 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	username := string(pk.Connect.Username)
 	refuse := func(code packets.Code, kind, reason string) error {
-		s.log.Info("connection refused", "client", pk.Connect.ClientIdentifier, "username", username,
+		shown := username
+		if username != "" && !s.registry.HasUsername(username) {
+			// Not a device's: maybe its password, in the wrong field.
+			shown = fmt.Sprintf("(unknown, %d bytes)", len(username))
+		}
+		s.log.Info("connection refused", "client", pk.Connect.ClientIdentifier, "username", shown,
 			"remote", cl.Net.Remote, "listener", cl.Net.Listener, "reason", reason)
 		s.stats.conns.refused[kind].Add(1)
 		s.refuseConnect(cl, code)
