@@ -173,6 +173,24 @@ func TestTopicAliasLimits(t *testing.T) {
 	logs.noKeys(t, cfg.WriteKey, cfg.ReadKey)
 }
 
+// TestTopicAliasBeyondMaximumLongTopic: an alias beyond the maximum is a
+// protocol error (DISCONNECT 0x94) whatever the topic's length; a topic
+// too long for feedmq must not turn it into a mere refused publish.
+func TestTopicAliasBeyondMaximumLongTopic(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true})
+	c := dial(t, ts.addr)
+	if code, _ := connack5(t, c, mqtttest.Connect{ClientID: "alias", Clean: true}); code != 0 {
+		t.Fatalf("CONNACK %#x", code)
+	}
+	long := "channels/1/publish/" + strings.Repeat("K", channels.MaxTopicLen)
+	if _, err := c.Write(publish5(long, 17, 1, 1, []byte("field1=1"))); err != nil {
+		t.Fatal(err)
+	}
+	if code := expectDisconnect(t, c); code != 0x94 {
+		t.Fatalf("alias 17 on a long topic: DISCONNECT %#x, want 0x94", code)
+	}
+}
+
 // TestPacketTooLarge: CONNACK advertises the maximum packet size, and an
 // MQTT 5 packet over it is answered with DISCONNECT 0x95, not a reset.
 func TestPacketTooLarge(t *testing.T) {
