@@ -87,9 +87,11 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		// in their filters included.
 		pk.Connect.Clean = true
 	}
-	if pk.FixedHeader.Type == packets.Publish && len(pk.TopicName) > channels.MaxTopicLen {
+	if pk.FixedHeader.Type == packets.Publish && len(pk.TopicName) > channels.MaxTopicLen &&
+		pk.Properties.TopicAlias <= maxTopicAliases {
 		// No feedmq topic is this long: OnPublish refuses it. mochi must
-		// not keep it as a topic alias first, pinning the packet.
+		// not keep it as a topic alias first, pinning the packet. (An
+		// alias beyond the maximum is left for mochi to refuse, 0x94.)
 		pk.Properties.TopicAliasFlag, pk.Properties.TopicAlias = false, 0
 	}
 	if pk.FixedHeader.Type == packets.Publish && pk.Properties.TopicAliasFlag {
