@@ -153,6 +153,7 @@ func (s *Server) logHandshake(id string, c net.Conn, err error) {
 	level := slog.LevelInfo
 	var ne net.Error
 	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		errors.Is(err, net.ErrClosed) || // evicted before its CONNECT (admitSocket), already logged
 		(errors.As(err, &ne) && ne.Timeout()) {
 		level = slog.LevelDebug
 	}
