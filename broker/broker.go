@@ -79,8 +79,10 @@ type Options struct {
 	MaxSubscriptions int
 	// SendQueueBytes caps the bytes waiting to be written to one
 	// subscriber (one that reads slower than entries arrive), and
-	// SendQueueTotal caps them over all subscribers; deliveries beyond
-	// either are dropped and counted. Defaults 1 MiB and 4 MiB.
+	// SendQueueTotal bounds them over all subscribers: past it, only a
+	// subscriber under an equal share of it queues more, up to twice it
+	// (so stalled subscribers cannot starve reading ones); deliveries
+	// beyond are dropped and counted. Defaults 1 MiB and 4 MiB.
 	SendQueueBytes int
 	SendQueueTotal int64
 	// AuthBackoff throttles failed CONNECTs per source address.
@@ -154,6 +156,8 @@ type Server struct {
 	byConn   sync.Map // net.Conn -> *mqtt.Client, to end sessions mochi drops silently
 	live     atomic.Int64
 	queued   atomic.Int64 // bytes waiting in every subscriber's sender (fanout.go)
+	// backlogged counts the senders with bytes waiting (fanout.go).
+	backlogged atomic.Int64
 	// unconnected lists sockets that have not sent CONNECT (listener.go).
 	unconnected pendingSockets
 	endMu       sync.Mutex

@@ -58,7 +58,9 @@ type Config struct {
 	// ten seconds' worth); 0 means no limit.
 	LogRate int `yaml:"log_rate"`
 	// SendQueueBytes caps the bytes waiting for one subscriber and
-	// SendQueueTotal over all subscribers; deliveries beyond are dropped.
+	// SendQueueTotal over all subscribers (past it, a subscriber under an
+	// equal share still queues, up to twice it); deliveries beyond are
+	// dropped.
 	SendQueueBytes int   `yaml:"send_queue_bytes"`
 	SendQueueTotal int64 `yaml:"send_queue_total"`
 
