@@ -115,7 +115,7 @@ func newSafeHandler(h slog.Handler, perSecond int) safeHandler {
 func (s safeHandler) Enabled(ctx context.Context, l slog.Level) bool { return s.h.Enabled(ctx, l) }
 
 func (s safeHandler) Handle(ctx context.Context, r slog.Record) error {
-	if !s.lim.allow(r.Message) {
+	if !s.lim.allow(r.Message, r.Level >= slog.LevelError) {
 		return nil
 	}
 	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
@@ -186,8 +186,10 @@ func newLogLimiter(out slog.Handler, perSecond int) *logLimiter {
 }
 
 // allow takes a token for one line with message msg, or counts the line
-// as suppressed.
-func (l *logLimiter) allow(msg string) bool {
+// as suppressed. Errors take none from the overall budget, only from
+// their message's: what clients drive is logged at info and warn, and
+// must not hide a failing store or listener.
+func (l *logLimiter) allow(msg string, isError bool) bool {
 	if l.perSecond <= 0 {
 		return true
 	}
@@ -200,7 +202,7 @@ func (l *logLimiter) allow(msg string) bool {
 		l.byMsg[msg] = b
 	}
 	rate, burst := l.perSecond, l.perSecond*logBurstSeconds
-	if (b == nil || b.take(now, rate/4, burst/4)) && l.all.take(now, rate, burst) {
+	if (b == nil || b.take(now, rate/4, burst/4)) && (isError && b != nil || l.all.take(now, rate, burst)) {
 		return true
 	}
 	if _, ok := l.suppressed[msg]; ok || len(l.suppressed) < maxLogMessages {
