@@ -173,6 +173,15 @@ func (r *Registry) ClientIDOwner(clientID string) (uint64, bool) {
 	return p.dev.ID, true
 }
 
+// HasUsername reports whether username is a device's. Logs show only
+// such usernames: another may be a password typed in the wrong field.
+func (r *Registry) HasUsername(username string) bool {
+	r.mu.RLock()
+	_, ok := r.byUser[username]
+	r.mu.RUnlock()
+	return ok
+}
+
 // CheckPassword reports whether password is still device id's password.
 // The broker uses it to find connections to close after a reset.
 func (r *Registry) CheckPassword(id uint64, password string) bool {

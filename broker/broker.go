@@ -68,8 +68,10 @@ type Options struct {
 	RateLimit time.Duration
 	// MaxConnections caps live MQTT connections over all listeners, and
 	// separately the sockets that have not sent CONNECT yet; 0 means no
-	// limit. A device has one client ID, so it holds at most one
-	// connection anyway (a second one takes the first over).
+	// limit. Past it only anonymous CONNECTs are refused: a device has
+	// one client ID, so it holds at most one connection anyway (a second
+	// one takes the first over), and anonymous clients at the cap must
+	// not lock the devices out.
 	MaxConnections int
 	// MaxSubscriptions caps the filters one client holds at a time;
 	// filters past it are refused (SUBACK 0x97 in MQTT 5, 0x80 in 3.1.1).
@@ -78,8 +80,10 @@ type Options struct {
 	MaxSubscriptions int
 	// SendQueueBytes caps the bytes waiting to be written to one
 	// subscriber (one that reads slower than entries arrive), and
-	// SendQueueTotal caps them over all subscribers; deliveries beyond
-	// either are dropped and counted. Defaults 1 MiB and 4 MiB.
+	// SendQueueTotal bounds them over all subscribers: past it, only a
+	// subscriber under an equal share of it queues more, up to twice it
+	// (so stalled subscribers cannot starve reading ones); deliveries
+	// beyond are dropped and counted. Defaults 1 MiB and 4 MiB.
 	SendQueueBytes int
 	SendQueueTotal int64
 	// AuthBackoff throttles failed CONNECTs per source address.
@@ -156,8 +160,10 @@ type Server struct {
 	byConn   sync.Map // net.Conn -> *mqtt.Client, to end sessions mochi drops silently
 	live     atomic.Int64
 	queued   atomic.Int64 // bytes waiting in every subscriber's sender (fanout.go)
-	// unconnected counts sockets that have not sent CONNECT (listener.go).
-	unconnected atomic.Int64
+	// backlogged counts the senders with bytes waiting (fanout.go).
+	backlogged atomic.Int64
+	// unconnected lists sockets that have not sent CONNECT (listener.go).
+	unconnected pendingSockets
 	endMu       sync.Mutex
 	ends        chan struct{} // closed when a session ends; nil while nobody waits (awaitPrevious)
 	throttle    *throttle

@@ -254,6 +254,28 @@ func TestMaxConnections(t *testing.T) {
 	}
 }
 
+// TestMaxConnectionsKeepsDevicesIn: anonymous clients filling
+// max_connections must not lock the devices out (with anonymous access
+// on, anyone can hold the connections for as long as they send PINGREQ).
+// A device has one client ID, so devices cannot exceed their own number.
+func TestMaxConnectionsKeepsDevicesIn(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true, MaxConnections: 2})
+	ch := ts.channel(false)
+	rawAnonymous(t, ts.addr, "a")
+	rawAnonymous(t, ts.addr, "b")
+	dev := ts.device(pubsub(ch))
+	c := dial(t, ts.addr)
+	code, err := c.Connect(mqtttest.Connect{ClientID: dev.Device.ClientID, Username: dev.Device.Username,
+		Password: dev.Password, Clean: true, Keepalive: 60})
+	if err != nil || code != 0 {
+		t.Fatalf("device past anonymous connections at the cap: CONNACK %#x %v, want 0", code, err)
+	}
+	extra := dial(t, ts.addr)
+	if code, err := extra.Connect(mqtttest.Connect{ClientID: "c", Clean: true}); err != nil || code != 0x03 {
+		t.Fatalf("third anonymous connection: CONNACK %#x %v, want 0x03", code, err)
+	}
+}
+
 // TestRateLimit: a second entry within the interval is refused and
 // consumes no entry ID; after the interval the channel accepts again.
 func TestRateLimit(t *testing.T) {

@@ -163,22 +163,28 @@ func (s *Server) deliver(d dest, payload []byte) {
 // and writes it whole, so a backlog costs one write, not one per packet.
 type sender struct {
 	mu     sync.Mutex
-	pend   []byte // packets waiting, back to back
-	spare  []byte // the buffer last written, reused for the next backlog
-	queued int    // bytes in pend and in the write in progress
-	closed bool   // run has returned: queue nothing more
-	total  *atomic.Int64
-	wake   chan struct{}
-	done   chan struct{}
+	pend   []byte        // packets waiting, back to back
+	spare  []byte        // the buffer last written, reused for the next backlog
+	queued int           // bytes in pend and in the write in progress
+	closed bool          // run has returned: queue nothing more
+	total  *atomic.Int64 // Server.queued
+	// backlogged is Server.backlogged, counting senders with queued > 0.
+	backlogged *atomic.Int64
+	wake       chan struct{}
+	done       chan struct{}
 }
 
 // send queues an encoded packet for ss's client, starting its sender on
 // first use. Bytes, not packets, are bounded: a client with
 // SendQueueBytes waiting (it stopped reading; the write timeout will cut
-// it), or any client with something waiting once SendQueueTotal bytes
-// wait over all subscribers, loses the packet, and the drop is counted.
-// A client with nothing waiting always gets its packet, so clients that
-// do not read cannot starve those that do.
+// it) loses the packet, and so does, once SendQueueTotal bytes wait over
+// all subscribers, a client holding more than its share of that total
+// (an equal part for every client with something waiting), and any
+// client at twice the total; the drop is counted. A client with nothing
+// waiting always gets its packet, and one under its share keeps a
+// backlog, so clients that do not read cannot starve those that do
+// (four stalled subscribers holding the total let a reading one get 7
+// of a 2000-entry burst).
 func (ss *session) send(s *Server, pk []byte) {
 	q := ss.out.Load()
 	if q == nil {
@@ -191,11 +197,15 @@ func (ss *session) send(s *Server, pk []byte) {
 		q.mu.Unlock()
 		return
 	}
-	if q.queued > 0 && (q.queued+len(pk) > s.opts.SendQueueBytes ||
-		s.queued.Load()+int64(len(pk)) > s.opts.SendQueueTotal) {
+	total, limit := s.queued.Load()+int64(len(pk)), s.opts.SendQueueTotal
+	if q.queued > 0 && (q.queued+len(pk) > s.opts.SendQueueBytes || total > 2*limit ||
+		total > limit && int64(q.queued+len(pk)) > limit/max(1, s.backlogged.Load())) {
 		q.mu.Unlock()
 		s.stats.dropped.Add(1)
 		return
+	}
+	if q.queued == 0 {
+		s.backlogged.Add(1)
 	}
 	if need := len(q.pend) + len(pk); need > cap(q.pend) {
 		// Grow by doubling, but never past the queue's bound: append's
@@ -224,7 +234,7 @@ func (ss *session) startSender(s *Server) *sender {
 	if q := ss.out.Load(); q != nil {
 		return q
 	}
-	q := &sender{wake: make(chan struct{}, 1), done: make(chan struct{}), total: &s.queued}
+	q := &sender{wake: make(chan struct{}, 1), done: make(chan struct{}), total: &s.queued, backlogged: &s.backlogged}
 	ss.out.Store(q)
 	go q.run(ss.cl)
 	return q
@@ -275,6 +285,9 @@ func (q *sender) run(cl *mqtt.Client) {
 			q.spare = buf
 			q.queued -= n
 			q.total.Add(-int64(n))
+			if q.queued == 0 {
+				q.backlogged.Add(-1)
+			}
 			q.mu.Unlock()
 		}
 	}
@@ -286,6 +299,9 @@ func (q *sender) release() {
 	defer q.mu.Unlock()
 	q.closed = true
 	q.total.Add(-int64(q.queued))
+	if q.queued > 0 {
+		q.backlogged.Add(-1)
+	}
 	q.queued, q.pend, q.spare = 0, nil, nil
 }
 

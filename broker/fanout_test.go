@@ -2,9 +2,12 @@ package broker_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -182,6 +185,68 @@ func TestFanOutBurstIsNotDropped(t *testing.T) {
 	for i := 1; i <= n; i++ {
 		_, payload := readPublish(t, sub)
 		if want := fmt.Sprintf(`"entry_id":%d,"field1":"%d"`, i, i); !strings.Contains(payload, want) {
+			t.Fatalf("delivery %d: %s, want %s", i, payload, want)
+		}
+	}
+}
+
+// TestFanOutBurstBesideStalledSubscribers: subscribers that stopped
+// reading, holding all the bytes send_queue_total allows, must not starve
+// one that reads: it still gets a 2000-entry burst whole.
+func TestFanOutBurstBesideStalledSubscribers(t *testing.T) {
+	// Stalled subscribers are cut off only after the write timeout: keep
+	// them stuck for the whole test.
+	ts := startServer(t, broker.Options{Anonymous: true, WriteTimeout: 2 * time.Minute, Logger: quietLogger()})
+	ch := ts.channel(true)
+	topic := fmt.Sprintf("channels/%d/subscribe", ch)
+	for i := 0; i < 4; i++ {
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			return rc.Control(func(fd uintptr) {
+				_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+			})
+		}}
+		nc, err := d.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := mqtttest.Wrap(nc)
+		t.Cleanup(func() { c.Close() })
+		if code, err := c.Connect(mqtttest.Connect{ClientID: fmt.Sprintf("stalled%d", i), Clean: true}); err != nil || code != 0 {
+			t.Fatalf("CONNACK %#x %v", code, err)
+		}
+		if code, err := c.Subscribe(1, topic); err != nil || code != 0 {
+			t.Fatalf("SUBACK %#x %v", code, err)
+		}
+	}
+	// Large entries until the stalled subscribers' queues are full.
+	v := strings.Repeat("v", 250)
+	for deadline := time.Now().Add(time.Minute); ts.srv.Stats().Dropped < 100; {
+		if err := ts.srv.Publish(context.Background(), entry(ch, v, v, v, v, v, v, v, v)); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled subscribers never filled their queues")
+		}
+	}
+	sub := dial(t, ts.addr)
+	if code, err := sub.Connect(mqtttest.Connect{ClientID: "reader", Clean: true}); err != nil || code != 0 {
+		t.Fatalf("CONNACK %#x %v", code, err)
+	}
+	if code, err := sub.Subscribe(1, topic); err != nil || code != 0 {
+		t.Fatalf("SUBACK %#x %v", code, err)
+	}
+	pub := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
+	const n = 2000
+	var burst []byte
+	for i := 1; i <= n; i++ {
+		burst = append(burst, mqtttest.PublishPacket(fmt.Sprintf("channels/%d/publish", ch), []byte(fmt.Sprintf("field1=%d", i)))...)
+	}
+	if _, err := pub.Write(burst); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		_, payload := readPublish(t, sub)
+		if want := fmt.Sprintf(`"field1":"%d"`, i); !strings.Contains(payload, want) {
 			t.Fatalf("delivery %d: %s, want %s", i, payload, want)
 		}
 	}

@@ -1,6 +1,9 @@
 package broker
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // maxConnectSize bounds the first packet of a connection, before it has
 // said who it is. mochi allocates a packet's whole declared length as
@@ -15,6 +18,10 @@ const maxConnectSize = 8 << 10
 // errConnectTooLarge ends a connection whose first packet declares more
 // than maxConnectSize.
 var errConnectTooLarge = fmt.Errorf("first packet larger than %d bytes: not a CONNECT feedmq accepts", maxConnectSize)
+
+// errMalformedLength ends a connection whose remaining length runs past
+// four bytes, which MQTT forbids.
+var errMalformedLength = errors.New("malformed remaining length")
 
 // frameGuard follows the MQTT framing of what a connection reads, ahead
 // of mochi: it sees each packet's fixed header as the bytes go by, so a
@@ -49,8 +56,9 @@ const (
 )
 
 // observe follows the bytes b just read. It returns errConnectTooLarge
-// when the first packet is too large; other errors in the stream are left
-// for mochi to report.
+// when the first packet is too large and errMalformedLength for a
+// remaining length of more than four bytes; other errors in the stream
+// are left for mochi to report.
 func (g *frameGuard) observe(b []byte) error {
 	for i := 0; i < len(b) && g.state != guardDone; {
 		switch g.state {
@@ -66,7 +74,12 @@ func (g *frameGuard) observe(b []byte) error {
 			g.nlen++
 			if d&0x80 != 0 {
 				if g.nlen == 4 {
-					g.state = guardDone // mochi refuses it
+					// Malformed: a length has at most four bytes. mochi
+					// reads on, and decodes "80 00" padding as nothing,
+					// which would carry a large first packet past the
+					// bound above.
+					g.state = guardDone
+					return errMalformedLength
 				}
 				continue
 			}

@@ -29,6 +29,10 @@ func TestFrameGuard(t *testing.T) {
 		if err := feed(&g, []byte{0x10, 0xFA, 0xFF, 0x03}, n); !errors.Is(err, errConnectTooLarge) {
 			t.Errorf("chunks of %d: oversized CONNECT: %v", n, err)
 		}
+		g = frameGuard{maxPacket: 64 << 10}
+		if err := feed(&g, []byte{0x10, 0xE8, 0xFB, 0x83, 0x80, 0x00}, n); !errors.Is(err, errMalformedLength) {
+			t.Errorf("chunks of %d: CONNECT length padded to five bytes: %v", n, err)
+		}
 		for _, tc := range []struct {
 			connect []byte
 			owed    bool

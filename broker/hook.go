@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -86,9 +87,11 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		// in their filters included.
 		pk.Connect.Clean = true
 	}
-	if pk.FixedHeader.Type == packets.Publish && len(pk.TopicName) > channels.MaxTopicLen {
+	if pk.FixedHeader.Type == packets.Publish && len(pk.TopicName) > channels.MaxTopicLen &&
+		pk.Properties.TopicAlias <= maxTopicAliases {
 		// No feedmq topic is this long: OnPublish refuses it. mochi must
-		// not keep it as a topic alias first, pinning the packet.
+		// not keep it as a topic alias first, pinning the packet. (An
+		// alias beyond the maximum is left for mochi to refuse, 0x94.)
 		pk.Properties.TopicAliasFlag, pk.Properties.TopicAlias = false, 0
 	}
 	if pk.FixedHeader.Type == packets.Publish && pk.Properties.TopicAliasFlag {
@@ -119,7 +122,12 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	username := string(pk.Connect.Username)
 	refuse := func(code packets.Code, kind, reason string) error {
-		s.log.Info("connection refused", "client", pk.Connect.ClientIdentifier, "username", username,
+		shown := username
+		if username != "" && !s.registry.HasUsername(username) {
+			// Not a device's: maybe its password, in the wrong field.
+			shown = fmt.Sprintf("(unknown, %d bytes)", len(username))
+		}
+		s.log.Info("connection refused", "client", pk.Connect.ClientIdentifier, "username", shown,
 			"remote", cl.Net.Remote, "listener", cl.Net.Listener, "reason", reason)
 		s.stats.conns.refused[kind].Add(1)
 		s.refuseConnect(cl, code)
@@ -132,8 +140,6 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	switch {
 	case s.closing.Load():
 		return refuse(packets.ErrServerUnavailable, refusedShutdown, "server is shutting down")
-	case s.opts.MaxConnections > 0 && s.live.Load() >= int64(s.opts.MaxConnections):
-		return refuse(packets.ErrServerUnavailable, refusedMaxConns, "connection limit reached (max_connections)")
 	case cl.ID == mqtt.InlineClientId:
 		return refuse(packets.ErrClientIdentifierNotValid, refusedClientID, `client ID "inline" is reserved`)
 	case pk.ProtocolVersion < 5 && !pk.Connect.Clean:
@@ -143,6 +149,13 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if username == "" {
 		if !s.opts.Anonymous {
 			return refuse(packets.ErrNotAuthorized, refusedAnonymous, "anonymous connections are disabled")
+		}
+		// Only anonymous connections are capped: anyone may open them,
+		// and at the cap they must not lock the devices out. A device
+		// holds one connection at most (one client ID), so devices are
+		// bounded by their number.
+		if s.opts.MaxConnections > 0 && s.live.Load() >= int64(s.opts.MaxConnections) {
+			return refuse(packets.ErrServerUnavailable, refusedMaxConns, "connection limit reached (max_connections)")
 		}
 		// A device's client ID names its session: only the device may
 		// use it, or an anonymous client could take the device over.

@@ -173,6 +173,24 @@ func TestTopicAliasLimits(t *testing.T) {
 	logs.noKeys(t, cfg.WriteKey, cfg.ReadKey)
 }
 
+// TestTopicAliasBeyondMaximumLongTopic: an alias beyond the maximum is a
+// protocol error (DISCONNECT 0x94) whatever the topic's length; a topic
+// too long for feedmq must not turn it into a mere refused publish.
+func TestTopicAliasBeyondMaximumLongTopic(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true})
+	c := dial(t, ts.addr)
+	if code, _ := connack5(t, c, mqtttest.Connect{ClientID: "alias", Clean: true}); code != 0 {
+		t.Fatalf("CONNACK %#x", code)
+	}
+	long := "channels/1/publish/" + strings.Repeat("K", channels.MaxTopicLen)
+	if _, err := c.Write(publish5(long, 17, 1, 1, []byte("field1=1"))); err != nil {
+		t.Fatal(err)
+	}
+	if code := expectDisconnect(t, c); code != 0x94 {
+		t.Fatalf("alias 17 on a long topic: DISCONNECT %#x, want 0x94", code)
+	}
+}
+
 // TestPacketTooLarge: CONNACK advertises the maximum packet size, and an
 // MQTT 5 packet over it is answered with DISCONNECT 0x95, not a reset.
 func TestPacketTooLarge(t *testing.T) {
@@ -227,36 +245,76 @@ func TestOversizedFirstPacket(t *testing.T) {
 	}
 }
 
+// TestOversizedFirstPacketPaddedLength: a remaining length padded with
+// a zero continuation byte (five bytes, which mochi decodes as the same
+// value) must not slip 65,000 bytes past the first-packet bound.
+func TestOversizedFirstPacketPaddedLength(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true, ConnectTimeout: time.Minute})
+	c := dial(t, ts.addr)
+	// CONNECT, 65,000 bytes: E8 FB 83 encode it, 80 00 add nothing.
+	if _, err := c.Write([]byte{0x10, 0xE8, 0xFB, 0x83, 0x80, 0x00}); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, c, 10*time.Second)
+}
+
 // TestUnconnectedSocketsCapped: sockets that have not sent CONNECT are
-// capped by MaxConnections too; a socket past the cap is closed at once,
-// and a slot frees as soon as a socket sends its CONNECT.
+// capped by MaxConnections too: a socket past the cap closes the oldest
+// of them, and the others are served.
 func TestUnconnectedSocketsCapped(t *testing.T) {
 	ts := startServer(t, broker.Options{Anonymous: true, MaxConnections: 3, ConnectTimeout: time.Minute})
 	var idle []*mqtttest.Conn
 	for i := 0; i < 3; i++ {
 		idle = append(idle, dial(t, ts.addr))
 	}
-	// Accepts are asynchronous: the fourth socket is closed once the
-	// first three are counted.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		extra := dial(t, ts.addr)
-		_ = extra.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		if _, _, err := extra.ReadPacket(); err != nil && !isTimeout(err) {
-			break // closed by the server
-		}
-		extra.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("a fourth socket without CONNECT stays open")
+	// One accept loop takes sockets in order: the fourth is counted after
+	// the first three.
+	late := dial(t, ts.addr)
+	expectClosed(t, idle[0], 10*time.Second)
+	for i, c := range []*mqtttest.Conn{idle[1], late} {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if code, err := c.Connect(mqtttest.Connect{ClientID: fmt.Sprintf("c%d", i), Clean: true}); err != nil || code != 0 {
+			t.Fatalf("socket %d: CONNACK %#x %v", i, code, err)
 		}
 	}
-	if code, err := idle[0].Connect(mqtttest.Connect{ClientID: "first", Clean: true}); err != nil || code != 0 {
-		t.Fatalf("CONNACK %#x %v", code, err)
+}
+
+// TestIdleSocketsDoNotLockOutDevices: sockets that never send CONNECT,
+// as many as max_connections, must not keep a device out (renewed every
+// connect_timeout, they would keep every device out for good): a new
+// socket evicts the oldest idle one instead of being refused.
+func TestIdleSocketsDoNotLockOutDevices(t *testing.T) {
+	ts := startServer(t, broker.Options{MaxConnections: 3, ConnectTimeout: time.Minute})
+	ch := ts.channel(false)
+	dev := ts.device(pubsub(ch))
+	var idle []*mqtttest.Conn
+	for i := 0; i < 3; i++ {
+		idle = append(idle, dial(t, ts.addr))
 	}
+	// One accept loop takes sockets in order: the idle ones are counted
+	// before the device's.
 	c := dial(t, ts.addr)
-	if code, err := c.Connect(mqtttest.Connect{ClientID: "late", Clean: true}); err != nil || code != 0 {
-		t.Fatalf("after a CONNECT freed a slot: CONNACK %#x %v", code, err)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	code, err := c.Connect(mqtttest.Connect{ClientID: dev.Device.ClientID, Username: dev.Device.Username,
+		Password: dev.Password, Clean: true, Keepalive: 60})
+	if err != nil || code != 0 {
+		t.Fatalf("device behind %d idle sockets: CONNACK %#x %v, want 0", len(idle), code, err)
 	}
+	expectClosed(t, idle[0], 10*time.Second) // the oldest idle socket made room
+}
+
+// TestUnconnectedWebSocketSocketsCapped: the cap on sockets that have not
+// sent CONNECT holds on the WebSocket listener too, from the TCP accept
+// on: sockets that never send their HTTP upgrade request count.
+func TestUnconnectedWebSocketSocketsCapped(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true, MaxConnections: 3, ConnectTimeout: time.Minute,
+		WSAddr: "127.0.0.1:0"})
+	addr := ts.addrOf("ws")
+	var idle []*mqtttest.Conn
+	for i := 0; i < 4; i++ {
+		idle = append(idle, dial(t, addr))
+	}
+	expectClosed(t, idle[0], 10*time.Second)
 }
 
 func isTimeout(err error) bool {

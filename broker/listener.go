@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"container/list"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -74,11 +75,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		backoff = 0
-		p := l.srv.admitSocket()
-		if p == nil {
-			_ = c.Close()
-			continue
-		}
+		p := l.srv.admitSocket(c)
 		if l.tls != nil {
 			c = tls.Server(c, l.tls)
 		}
@@ -156,6 +153,7 @@ func (s *Server) logHandshake(id string, c net.Conn, err error) {
 	level := slog.LevelInfo
 	var ne net.Error
 	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		errors.Is(err, net.ErrClosed) || // evicted before its CONNECT (admitSocket), already logged
 		(errors.As(err, &ne) && ne.Timeout()) {
 		level = slog.LevelDebug
 	}
@@ -169,27 +167,94 @@ func (s *Server) logHandshake(id string, c net.Conn, err error) {
 // one until connect_timeout).
 type pendingSocket struct {
 	srv  *Server
+	c    net.Conn      // closed when evicted
+	elem *list.Element // in srv.unconnected.list; nil once out (guarded by its mu)
 	once sync.Once
 }
 
-// admitSocket counts a new socket, or returns nil when max_connections
-// sockets are already waiting for their CONNECT.
-func (s *Server) admitSocket() *pendingSocket {
-	n := s.unconnected.Add(1)
-	if s.opts.MaxConnections > 0 && n > int64(s.opts.MaxConnections) {
-		s.unconnected.Add(-1)
-		s.stats.conns.refused[refusedMaxConns].Add(1)
-		s.log.Info("connection refused", "reason", "too many connections have not sent CONNECT yet (max_connections)")
-		return nil
+// pendingSockets lists the sockets that have not sent CONNECT, oldest
+// first.
+type pendingSockets struct {
+	mu   sync.Mutex
+	list list.List // of *pendingSocket
+}
+
+// admitSocket counts a new socket c. When max_connections sockets are
+// already waiting for their CONNECT, the oldest of them is closed to make
+// room: refusing the new one instead would let anyone who renews that
+// many idle sockets every connect_timeout keep every device out, where a
+// client sends its CONNECT within a round trip of connecting.
+func (s *Server) admitSocket(c net.Conn) *pendingSocket {
+	p := &pendingSocket{srv: s, c: c}
+	var evicted *pendingSocket
+	s.unconnected.mu.Lock()
+	if s.opts.MaxConnections > 0 && s.unconnected.list.Len() >= s.opts.MaxConnections {
+		evicted = s.unconnected.list.Remove(s.unconnected.list.Front()).(*pendingSocket)
+		evicted.elem = nil
 	}
-	return &pendingSocket{srv: s}
+	p.elem = s.unconnected.list.PushBack(p)
+	s.unconnected.mu.Unlock()
+	if evicted != nil {
+		_ = rawConn(evicted.c).Close()
+		s.stats.conns.refused[refusedMaxConns].Add(1)
+		s.log.Info("connection closed", "remote", evicted.c.RemoteAddr().String(),
+			"reason", "oldest of max_connections sockets that have not sent CONNECT")
+	}
+	return p
+}
+
+// pendingListener counts every socket it accepts as unconnected
+// (admitSocket); pendingOf finds the count of an accepted socket.
+type pendingListener struct {
+	net.Listener
+	srv *Server
+}
+
+func (l pendingListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		return pendingConn{Conn: c, p: l.srv.admitSocket(c)}, nil
+	}
+}
+
+// pendingConn is a socket accepted by a pendingListener.
+type pendingConn struct {
+	net.Conn
+	p *pendingSocket
+}
+
+// pendingKey is the request context key of a WebSocket socket's count.
+type pendingKey struct{}
+
+// pendingOf returns the count of a socket accepted by a pendingListener
+// (under TLS or not), or nil.
+func pendingOf(c net.Conn) *pendingSocket {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if pc, ok := c.(pendingConn); ok {
+		return pc.p
+	}
+	return nil
 }
 
 // settle ends the count of p: its CONNECT arrived, or it ended.
 func (p *pendingSocket) settle() {
-	if p != nil {
-		p.once.Do(func() { p.srv.unconnected.Add(-1) })
+	if p == nil {
+		return
 	}
+	p.once.Do(func() {
+		ps := &p.srv.unconnected
+		ps.mu.Lock()
+		if p.elem != nil {
+			ps.list.Remove(p.elem)
+			p.elem = nil
+		}
+		ps.mu.Unlock()
+	})
 }
 
 // connSet tracks the connections of a listener. mochi adds to its client

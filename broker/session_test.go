@@ -301,3 +301,20 @@ func (lc *logCapture) noKeys(t *testing.T, keys ...string) {
 		}
 	}
 }
+
+// TestPasswordAsUsernameNotLogged: a device configured with its username
+// and password swapped is refused, and the refusal's log line must not
+// show the password it sent as a username.
+func TestPasswordAsUsernameNotLogged(t *testing.T) {
+	log, logs := captureLogs(t)
+	ts := startServer(t, broker.Options{Logger: log})
+	dev := ts.device(pubsub(ts.channel(false)))
+	c := dial(t, ts.addr)
+	code, err := c.Connect(mqtttest.Connect{ClientID: dev.Device.ClientID, Username: dev.Password,
+		Password: dev.Device.Username, Clean: true})
+	if err != nil || code != 0x04 {
+		t.Fatalf("CONNACK %#x %v, want 0x04", code, err)
+	}
+	expectClosed(t, c, 5*time.Second)
+	logs.noKeys(t, dev.Password)
+}

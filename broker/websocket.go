@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -50,6 +51,9 @@ type wsListener struct {
 var _ boundListener = (*wsListener)(nil)
 
 func newWSListener(id string, ln net.Listener, tlsConfig *tls.Config, srv *Server) *wsListener {
+	// Sockets are counted as unconnected from the accept on, not from the
+	// upgrade: one that never sends its request holds a descriptor too.
+	ln = pendingListener{Listener: ln, srv: srv}
 	l := &wsListener{id: id, ln: ln, srv: srv, readLimit: int64(srv.opts.MaxPacketSize) + wsReadSlack}
 	if tlsConfig != nil {
 		l.ln, l.secure = tls.NewListener(ln, tlsConfig), true
@@ -75,6 +79,14 @@ func newWSListener(id string, ln net.Listener, tlsConfig *tls.Config, srv *Serve
 		IdleTimeout:       srv.opts.ConnectTimeout,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(srv.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, pendingKey{}, pendingOf(c))
+		},
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateClosed {
+				pendingOf(c).settle() // never upgraded; an upgraded one is serveMQTT's
+			}
+		},
 	}
 	return l
 }
@@ -118,12 +130,7 @@ func (l *wsListener) serveMQTT(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("origin %s is not allowed", r.Header.Get("Origin")), http.StatusForbidden)
 		return
 	}
-	p := l.srv.admitSocket()
-	if p == nil {
-		w.Header().Set("Retry-After", "10")
-		http.Error(w, "too many connections", http.StatusServiceUnavailable)
-		return
-	}
+	p, _ := r.Context().Value(pendingKey{}).(*pendingSocket)
 	defer p.settle()
 	ws, err := l.upgrader.Upgrade(w, r, nil)
 	if err != nil {

@@ -49,7 +49,8 @@ type Config struct {
 	// RateLimit is the minimum interval between two entries of a channel;
 	// 0 means none (ThingSpeak's free tier uses 15s).
 	RateLimit Duration `yaml:"rate_limit"`
-	// MaxConnections caps live MQTT connections, and separately sockets
+	// MaxConnections caps live MQTT connections (past it, anonymous
+	// CONNECTs are refused; devices always get in), and separately sockets
 	// that have not sent CONNECT yet; 0 means no limit.
 	MaxConnections int               `yaml:"max_connections"`
 	AuthBackoff    AuthBackoffConfig `yaml:"auth_backoff"`
@@ -57,7 +58,9 @@ type Config struct {
 	// together (after a burst of ten seconds' worth); 0 means no limit.
 	LogRate int `yaml:"log_rate"`
 	// SendQueueBytes caps the bytes waiting for one subscriber and
-	// SendQueueTotal over all subscribers; deliveries beyond are dropped.
+	// SendQueueTotal over all subscribers (past it, a subscriber under an
+	// equal share still queues, up to twice it); deliveries beyond are
+	// dropped.
 	SendQueueBytes int   `yaml:"send_queue_bytes"`
 	SendQueueTotal int64 `yaml:"send_queue_total"`
 

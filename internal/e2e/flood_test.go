@@ -162,6 +162,17 @@ func TestTopicAliasFlood(t *testing.T) {
 // yet may cost its goroutine and read buffer, about 10 KiB: 2000 of them
 // stay under 24 MiB.
 func TestPreConnectHeaderFlood(t *testing.T) {
+	preConnectHeaderFlood(t, []byte{0x10, 0xFA, 0xFF, 0x03})
+}
+
+// TestPreConnectPaddedHeaderFlood: the same flood with the length padded
+// to five bytes (E8 FB 83 80 00: 65,000, which mochi decodes and
+// allocates) grew RSS by 40.7 MiB; it must stay bounded as well.
+func TestPreConnectPaddedHeaderFlood(t *testing.T) {
+	preConnectHeaderFlood(t, []byte{0x10, 0xE8, 0xFB, 0x83, 0x80, 0x00})
+}
+
+func preConnectHeaderFlood(t *testing.T, header []byte) {
 	s := floodServe(t, t.TempDir())
 	var att conns
 	measureFlood(t, s, 24<<20, func() {
@@ -172,7 +183,7 @@ func TestPreConnectHeaderFlood(t *testing.T) {
 				return
 			}
 			att.add(c)
-			if _, err := c.Write([]byte{0x10, 0xFA, 0xFF, 0x03}); err != nil {
+			if _, err := c.Write(header); err != nil {
 				t.Errorf("socket %d: %v", i, err)
 				return
 			}

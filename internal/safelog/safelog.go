@@ -167,7 +167,7 @@ func (s handler) Handle(ctx context.Context, r slog.Record) error {
 	// becomes one (http.Server's ErrorLog); they key the limiter, so they
 	// are bounded first.
 	msg := Text(r.Message)
-	if !s.lim.allow(msg) {
+	if !s.lim.allow(msg, r.Level >= slog.LevelError) {
 		return nil
 	}
 	out := slog.NewRecord(r.Time, r.Level, msg, r.PC)
@@ -237,8 +237,10 @@ func newLimiter(out slog.Handler, perSecond int) *limiter {
 }
 
 // allow takes a token for one line with message msg, or counts the line
-// as suppressed.
-func (l *limiter) allow(msg string) bool {
+// as suppressed. Errors take none from the overall budget, only from
+// their message's: what clients drive is logged at info and warn, and
+// must not hide a failing store or listener.
+func (l *limiter) allow(msg string, isError bool) bool {
 	if l.perSecond <= 0 {
 		return true
 	}
@@ -251,7 +253,7 @@ func (l *limiter) allow(msg string) bool {
 		l.byMsg[msg] = b
 	}
 	rate, burst := l.perSecond, l.perSecond*burstSeconds
-	if (b == nil || b.take(now, rate/4, burst/4)) && l.all.take(now, rate, burst) {
+	if (b == nil || b.take(now, rate/4, burst/4)) && (isError && b != nil || l.all.take(now, rate, burst)) {
 		return true
 	}
 	if _, ok := l.suppressed[msg]; ok || len(l.suppressed) < maxMessages {

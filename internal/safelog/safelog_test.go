@@ -126,3 +126,20 @@ func TestLogWrapIdempotent(t *testing.T) {
 		t.Fatalf("%d of 100 lines passed a limit of 5 per message", n)
 	}
 }
+
+// TestLogLimiterKeepsErrors: a flood of several kinds of attacker-driven
+// lines (connections, refusals) spends the overall budget; an error line
+// (a failing store, a listener that cannot accept) must still be logged.
+func TestLogLimiterKeepsErrors(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(New(slog.NewTextHandler(&buf, nil), 20))
+	for i := 0; i < 1000; i++ {
+		for _, msg := range []string{"client connected", "client disconnected", "connection refused", "publish rejected"} {
+			log.Info(msg, "n", i)
+		}
+	}
+	log.Error("accept failed; retrying", "error", "too many open files")
+	if !strings.Contains(buf.String(), "accept failed") {
+		t.Error("a flood of info lines hid an error")
+	}
+}
