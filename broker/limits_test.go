@@ -14,24 +14,6 @@ import (
 	"github.com/feedmq/feedmq/internal/mqtttest"
 )
 
-// longPacket prefixes body of any length with a fixed header.
-func longPacket(header byte, body []byte) []byte {
-	b := []byte{header}
-	n := len(body)
-	for {
-		d := byte(n & 0x7f)
-		n >>= 7
-		if n > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if n == 0 {
-			break
-		}
-	}
-	return append(b, body...)
-}
-
 // publish5 encodes an MQTT 5 PUBLISH, with a Topic Alias property when
 // alias is not 0.
 func publish5(topic string, alias uint16, qos byte, id uint16, payload []byte) []byte {
@@ -46,7 +28,7 @@ func publish5(topic string, alias uint16, qos byte, id uint16, payload []byte) [
 	} else {
 		b = append(b, 0)
 	}
-	return longPacket(0x30|qos<<1, append(b, payload...))
+	return mqtttest.Packet(0x30|qos<<1, append(b, payload...))
 }
 
 // expectDisconnect reads until the server's DISCONNECT and returns its
@@ -205,7 +187,7 @@ func TestPacketTooLarge(t *testing.T) {
 		t.Fatalf("Maximum Packet Size %x, want %d", got, 64<<10)
 	}
 	// A PUBLISH declaring 70,000 bytes, and the first 30,000 of them.
-	pk := append(longPacket(0x30, make([]byte, 70000))[:4], make([]byte, 30000)...)
+	pk := append(mqtttest.Packet(0x30, make([]byte, 70000))[:4], make([]byte, 30000)...)
 	if _, err := c.Write(pk); err != nil {
 		t.Fatal(err)
 	}

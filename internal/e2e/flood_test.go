@@ -110,21 +110,6 @@ func (c *conns) closeAll() {
 	c.cs = nil
 }
 
-// varint appends MQTT's variable byte integer.
-func varint(b []byte, n int) []byte {
-	for {
-		d := byte(n & 0x7f)
-		n >>= 7
-		if n > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if n == 0 {
-			return b
-		}
-	}
-}
-
 // TestTopicAliasFlood: one anonymous MQTT 5 connection sends 6000 QoS 0
 // publishes, each with topic alias i and a 60 KB topic. The server must
 // neither keep them as aliases nor grow.
@@ -148,8 +133,7 @@ func TestTopicAliasFlood(t *testing.T) {
 			body = append(body, topic...)
 			body = append(body, 3, 0x23, byte(i>>8), byte(i)) // Topic Alias i
 			body = append(body, "field1=1"...)
-			pk := varint([]byte{0x30}, len(body))
-			if _, err := c.Write(append(pk, body...)); err != nil {
+			if _, err := c.Write(mqtttest.Packet(0x30, body)); err != nil {
 				return // refused and closed: that is the point
 			}
 		}

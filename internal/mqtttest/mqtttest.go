@@ -90,7 +90,7 @@ func (c Connect) Encode() []byte {
 	if c.Password != "" {
 		b = appendString(b, c.Password)
 	}
-	return packet(CONNECT<<4, b)
+	return Packet(CONNECT<<4, b)
 }
 
 // Connect sends CONNECT and returns the CONNACK return code.
@@ -126,14 +126,14 @@ func (c *Conn) Publish(topic string, qos byte, id uint16, payload []byte) error 
 		b = append(b, 0) // no properties
 	}
 	b = append(b, payload...)
-	_, err := c.Write(packet(PUBLISH<<4|qos<<1, b))
+	_, err := c.Write(Packet(PUBLISH<<4|qos<<1, b))
 	return err
 }
 
 // PublishPacket returns the bytes of an MQTT 3.1.1 QoS 0 PUBLISH, for tests
 // that write raw (possibly invalid) packets themselves.
 func PublishPacket(topic string, payload []byte) []byte {
-	return packet(PUBLISH<<4, append(appendString(nil, topic), payload...))
+	return Packet(PUBLISH<<4, append(appendString(nil, topic), payload...))
 }
 
 // Subscribe sends SUBSCRIBE for one filter at QoS 0 and returns the SUBACK
@@ -145,7 +145,7 @@ func (c *Conn) Subscribe(id uint16, filter string) (byte, error) {
 	}
 	b = appendString(b, filter)
 	b = append(b, 0)
-	if _, err := c.Write(packet(SUBSCRIBE<<4|0x02, b)); err != nil {
+	if _, err := c.Write(Packet(SUBSCRIBE<<4|0x02, b)); err != nil {
 		return 0, err
 	}
 	typ, body, err := c.ReadPacket()
@@ -178,7 +178,7 @@ func SubscribePacket(id uint16, v5 bool, filters ...string) []byte {
 		b = appendString(b, f)
 		b = append(b, 0)
 	}
-	return packet(SUBSCRIBE<<4|0x02, b)
+	return Packet(SUBSCRIBE<<4|0x02, b)
 }
 
 // Unsubscribe sends one UNSUBSCRIBE and returns the UNSUBACK's codes (none
@@ -191,7 +191,7 @@ func (c *Conn) Unsubscribe(id uint16, filters ...string) ([]byte, error) {
 	for _, f := range filters {
 		b = appendString(b, f)
 	}
-	if _, err := c.Write(packet(UNSUBSCRIBE<<4|0x02, b)); err != nil {
+	if _, err := c.Write(Packet(UNSUBSCRIBE<<4|0x02, b)); err != nil {
 		return nil, err
 	}
 	n := len(filters)
@@ -326,8 +326,9 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// packet prefixes body with the fixed header.
-func packet(header byte, body []byte) []byte {
+// Packet prefixes body, of any length, with the fixed header: the
+// packet type and flags in header, then the remaining length.
+func Packet(header byte, body []byte) []byte {
 	out := []byte{header}
 	n := len(body)
 	for {
