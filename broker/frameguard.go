@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 )
 
 // maxConnectSize bounds the first packet of a connection, before it has
@@ -133,3 +134,40 @@ func (g *frameGuard) owesFarewell() bool { return g.tooLarge && g.level >= 5 }
 // tooLargeDisconnect is an MQTT 5 DISCONNECT with reason 0x95 (packet too
 // large) and no properties.
 var tooLargeDisconnect = []byte{0xE0, 2, 0x95, 0}
+
+// guarded is the framing state a connection wrapper (conn, wsConn) keeps:
+// its guard follows the packets read (reader goroutine only); owed is set
+// when an MQTT 5 client sent a packet too large and is owed a DISCONNECT
+// 0x95, said once a DISCONNECT has been written.
+type guarded struct {
+	guard      frameGuard
+	owed, said atomic.Bool
+}
+
+// sawRead follows the n bytes just read into p; an error ends the
+// connection before mochi sees them.
+func (g *guarded) sawRead(p []byte, n int) error {
+	if n <= 0 {
+		return nil
+	}
+	if err := g.guard.observe(p[:n]); err != nil {
+		return err
+	}
+	if g.guard.owesFarewell() {
+		g.owed.Store(true)
+	}
+	return nil
+}
+
+// sawWrite notes a DISCONNECT among the whole packets written.
+func (g *guarded) sawWrite(b []byte) {
+	if len(b) > 0 && b[0] == 0xE0 {
+		g.said.Store(true)
+	}
+}
+
+// owesFarewell reports, once, whether DISCONNECT 0x95 is still to be
+// sent before the connection closes (never during shutdown).
+func (g *guarded) owesFarewell(closing bool) bool {
+	return g.owed.Swap(false) && !g.said.Load() && !closing
+}

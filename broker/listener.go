@@ -104,7 +104,7 @@ func (l *listener) handle(c net.Conn, p *pendingSocket, establish listeners.Esta
 			return
 		}
 	}
-	l.srv.establish(l.id, &conn{Conn: c, srv: l.srv, pendingSocket: p, guard: frameGuard{maxPacket: l.srv.opts.MaxPacketSize}},
+	l.srv.establish(l.id, &conn{Conn: c, srv: l.srv, pendingSocket: p, guarded: guarded{guard: frameGuard{maxPacket: l.srv.opts.MaxPacketSize}}},
 		c.RemoteAddr(), establish)
 }
 
@@ -330,11 +330,7 @@ type conn struct {
 	net.Conn
 	*pendingSocket
 	srv *Server
-	// guard follows the packets read (reader goroutine only); owed is set
-	// when an MQTT 5 client sent a packet too large and is owed a
-	// DISCONNECT 0x95, said once a DISCONNECT has been written.
-	guard      frameGuard
-	owed, said atomic.Bool
+	guarded
 	// deadline is the write deadline last set (Unix nanoseconds). Moving
 	// a deadline costs a timer update, so it is moved only once it has
 	// aged by an eighth of the write timeout: every write still gets at
@@ -348,21 +344,14 @@ func (c *conn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t)
 
 func (c *conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 {
-		if gerr := c.guard.observe(p[:n]); gerr != nil {
-			return 0, gerr
-		}
-		if c.guard.owesFarewell() {
-			c.owed.Store(true)
-		}
+	if gerr := c.sawRead(p, n); gerr != nil {
+		return 0, gerr
 	}
 	return n, err
 }
 
 func (c *conn) Write(b []byte) (int, error) {
-	if len(b) > 0 && b[0] == 0xE0 { // writes are whole packets
-		c.said.Store(true)
-	}
+	c.sawWrite(b)
 	d := c.srv.writeTimeout()
 	want := time.Now().Add(d)
 	// A shorter timeout (shutdown) applies at once.
@@ -394,7 +383,7 @@ func (s *Server) logWriteError(c net.Conn, d time.Duration, err error) {
 // close_notify alert, except during shutdown, which must not wait for
 // peers that do not read.
 func (c *conn) Close() error {
-	if c.owed.Swap(false) && !c.said.Load() && !c.srv.closing.Load() {
+	if c.guarded.owesFarewell(c.srv.closing.Load()) {
 		c.sayTooLarge()
 	}
 	if c.srv.closing.Load() {

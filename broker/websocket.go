@@ -146,7 +146,7 @@ func (l *wsListener) serveMQTT(w http.ResponseWriter, r *http.Request) {
 	// keepalive one once CONNECT is read.
 	_ = ws.SetReadDeadline(time.Now().Add(l.srv.opts.ConnectTimeout))
 	ws.SetReadLimit(l.readLimit)
-	l.srv.establish(l.id, &wsConn{ws: ws, srv: l.srv, pendingSocket: p, guard: frameGuard{maxPacket: l.srv.opts.MaxPacketSize}},
+	l.srv.establish(l.id, &wsConn{ws: ws, srv: l.srv, pendingSocket: p, guarded: guarded{guard: frameGuard{maxPacket: l.srv.opts.MaxPacketSize}}},
 		ws.RemoteAddr(), l.establish)
 }
 
@@ -177,8 +177,7 @@ type wsConn struct {
 	srv *Server
 	r   io.Reader // the message being read; nil between messages
 
-	guard      frameGuard  // as conn's: the packets read, by the reader
-	owed, said atomic.Bool // DISCONNECT 0x95 owed; a DISCONNECT written
+	guarded
 
 	wmu       sync.Mutex  // one writer at a time
 	closeSent atomic.Bool // a close frame went out (ours or the reply to the peer's)
@@ -191,13 +190,8 @@ var _ net.Conn = (*wsConn)(nil)
 
 func (c *wsConn) Read(p []byte) (int, error) {
 	n, err := c.read(p)
-	if n > 0 {
-		if gerr := c.guard.observe(p[:n]); gerr != nil {
-			return 0, gerr
-		}
-		if c.guard.owesFarewell() {
-			c.owed.Store(true)
-		}
+	if gerr := c.sawRead(p, n); gerr != nil {
+		return 0, gerr
 	}
 	return n, err
 }
@@ -235,9 +229,7 @@ func (c *wsConn) read(p []byte) (int, error) {
 }
 
 func (c *wsConn) Write(b []byte) (int, error) {
-	if len(b) > 0 && b[0] == 0xE0 { // writes are whole packets
-		c.said.Store(true)
-	}
+	c.sawWrite(b)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	d := c.srv.writeTimeout()
@@ -256,7 +248,7 @@ func (c *wsConn) Write(b []byte) (int, error) {
 // connection.
 func (c *wsConn) Close() error {
 	c.closeOnce.Do(func() {
-		if c.owed.Swap(false) && !c.said.Load() && !c.srv.closing.Load() {
+		if c.guarded.owesFarewell(c.srv.closing.Load()) {
 			_, _ = c.Write(tooLargeDisconnect)
 		}
 		wait := time.Second
