@@ -89,15 +89,21 @@ func TestSessionTakeoverRefused(t *testing.T) {
 		}
 		raw.Close()
 	}
-	// A device's client ID with another device's credentials is refused
-	// too (0x87), and takes nothing over either.
+	// A device's client ID with another device's credentials does not
+	// authenticate as the device that owns the ID: refused like any other
+	// connection using it (0x85; 3.1.1: 0x02), taking nothing over.
 	other := ts.device(pubsub(private))
-	raw := dial(t, ts.addr)
-	if _, code := connectRaw(t, raw, mqtttest.Connect{ClientID: id, Username: other.Device.Username,
-		Password: other.Password, Version: 5, Clean: true}); code != 0x87 {
-		t.Errorf("other device with the device's client ID: CONNACK %#x, want 0x87", code)
+	for _, tc := range []struct {
+		version byte
+		want    byte
+	}{{5, 0x85}, {4, 0x02}} {
+		raw := dial(t, ts.addr)
+		if _, code := connectRaw(t, raw, mqtttest.Connect{ClientID: id, Username: other.Device.Username,
+			Password: other.Password, Version: tc.version, Clean: true}); code != tc.want {
+			t.Errorf("other device with the device's client ID, v%d: CONNACK %#x, want %#x", tc.version, code, tc.want)
+		}
+		raw.Close()
 	}
-	raw.Close()
 
 	// The device still holds its connection and gets its entry.
 	if err := ts.srv.Publish(ctx, entry(private, "42", "topsecret")); err != nil {
