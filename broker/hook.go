@@ -168,6 +168,13 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		if err != nil {
 			s.throttle.fail(cl.Net.Remote)
 			if errors.Is(err, auth.ErrClientID) {
+				// Another device's client ID gets the same answer an
+				// anonymous CONNECT with it gets: that session is not
+				// this device's to take.
+				if _, owned := s.registry.ClientIDOwner(pk.Connect.ClientIdentifier); owned {
+					return refuse(packets.ErrClientIdentifierNotValid, refusedClientID,
+						"client ID belongs to another device: connect with that device's credentials")
+				}
 				return refuse(packets.ErrNotAuthorized, refusedClientID, err.Error())
 			}
 			return refuse(packets.ErrBadUsernameOrPassword, refusedCredentials, err.Error())
