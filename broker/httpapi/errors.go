@@ -70,7 +70,8 @@ func appendErrorJSON(b []byte, e *apiError) []byte {
 // paths, and the bare error code as text for .csv and .txt requests (the
 // text form of ThingSpeak's errors).
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, format string, e *apiError) {
-	if e.status >= 500 {
+	// 503 is a cap doing its job (a client-driven load), not a failure.
+	if e.status >= 500 && e.status != http.StatusServiceUnavailable {
 		h.log.Error("http request failed", "method", r.Method, "path", r.URL.Path, "status", e.status, "error", e.details)
 	} else {
 		h.log.Debug("http request refused", "method", r.Method, "path", r.URL.Path, "status", e.status, "error", e.details)
