@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/channels"
 	"github.com/feedmq/feedmq/storage"
 	bolt "go.etcd.io/bbolt"
@@ -156,7 +156,12 @@ func TestBackupCheckLive(t *testing.T) {
 	}
 	// The server refuses relative paths, which it would resolve against
 	// its own directory.
-	_, err = newAdminHandler(s.svc, slog.New(slog.NewTextHandler(io.Discard, nil)))(context.Background(), opDBBackup, []byte(`{"path":"x.db"}`))
+	c, err := admin.Dial(s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.Backup(context.Background(), "x.db")
 	if err == nil || !strings.Contains(err.Error(), "not absolute") {
 		t.Fatalf("relative path: %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/internal/adminsock"
 	"github.com/feedmq/feedmq/storage"
@@ -122,7 +123,7 @@ func startAdminServerOn(t testing.TB, dir string) *testServer {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if s.sock, err = adminsock.Listen(cfg.socketPath(), newAdminHandler(s.svc, log)); err != nil {
+	if s.sock, err = adminsock.Listen(cfg.socketPath(), admin.NewHandler(admin.NewLocal(s.svc, s.db), log)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.sock.Close() })

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/broker"
 	"github.com/feedmq/feedmq/internal/adminsock"
@@ -174,8 +175,8 @@ func openServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, err
 
 func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	log := s.log
-	if a, _ := dialAdmin(cfg); a != nil {
-		a.Close()
+	if c, err := admin.Dial(cfg.dataDir()); err == nil {
+		c.Close()
 		return fmt.Errorf("%w (its admin socket %s answers)", adminsock.ErrRunning, cfg.socketPath())
 	}
 	s.metrics = newMetrics()
@@ -196,7 +197,7 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	if s.http, err = openHTTP(cfg, s); err != nil {
 		return err
 	}
-	if s.sock, err = adminsock.Listen(cfg.socketPath(), newAdminHandler(s.svc, log.With("component", "admin"))); err != nil {
+	if s.sock, err = adminsock.Listen(cfg.socketPath(), admin.NewHandler(admin.NewLocal(s.svc, s.db), log.With("component", "admin"))); err != nil {
 		return err
 	}
 	s.stopPrune = startPruner(s.db, log.With("component", "retention"), pruneInterval)
