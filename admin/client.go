@@ -45,11 +45,7 @@ func (r *Client) Close() error { return r.c.Close() }
 func call[R any](ctx context.Context, r *Client, op string, args any) (R, error) {
 	var out R
 	err := r.c.Call(ctx, op, args, &out)
-	var e *adminsock.Error
-	if errors.As(err, &e) {
-		return out, &channels.Error{Code: e.Code, Message: e.Message}
-	}
-	return out, err
+	return out, fromWire(err)
 }
 
 // callPtr is call for operations answering one object.

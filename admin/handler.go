@@ -202,7 +202,7 @@ func NewHandler(svc Service, log *slog.Logger) adminsock.Handler {
 		result, err := f(ctx, svc, args)
 		if err != nil {
 			log.Info("admin operation failed", "op", name, "code", channels.ErrorCode(err), "err", err)
-			return nil, &adminsock.Error{Code: channels.ErrorCode(err), Message: err.Error()}
+			return nil, toWire(err)
 		}
 		level := slog.LevelInfo
 		if readOps[name] {

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"unicode/utf8"
 
@@ -60,7 +61,7 @@ func (s *Service) AuthorizeDevice(ctx context.Context, id uint64, grants []Grant
 func (s *Service) DeauthorizeDevice(ctx context.Context, id, ch uint64) (*Device, error) {
 	return s.changeDevice(ctx, id, false, func(d *Device) error {
 		if _, ok := d.Grant(ch); !ok {
-			return channels.Errorf(channels.ENOTFOUND, "device %d is not authorized for channel %d", id, ch)
+			return &channels.Error{Code: channels.ENOTFOUND, Message: fmt.Sprintf("device %d is not authorized for channel %d", id, ch), Err: ErrNoGrant}
 		}
 		*d = *withoutGrant(d, ch)
 		return nil

@@ -10,7 +10,6 @@ import (
 
 	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
-	"github.com/feedmq/feedmq/channels"
 )
 
 func newDeviceCommand() *cobra.Command {
@@ -198,8 +197,8 @@ func newDeviceDeauthorizeCommand() *cobra.Command {
 			chID, _ := parseID("channel", ch) // checked in PreRunE
 			d, err := a.DeauthorizeDevice(ctx, id, chID)
 			if err != nil {
-				if channels.ErrorCode(err) == channels.ENOTFOUND && strings.Contains(err.Error(), "not authorized") {
-					return fmt.Errorf("%w; see `feedmq device show %d`", err, id)
+				if errors.Is(err, auth.ErrNoGrant) {
+					return withHint(err, fmt.Sprintf("feedmq device show %d", id))
 				}
 				return err
 			}
