@@ -9,7 +9,6 @@ import (
 
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
-	"github.com/feedmq/feedmq/internal/adminsock"
 	"github.com/feedmq/feedmq/storage"
 )
 
@@ -28,7 +27,7 @@ func serveLocal(t *testing.T) (*Local, *Client) {
 		t.Fatal(err)
 	}
 	l := NewLocal(svc, db)
-	srv, err := adminsock.Listen(SocketPath(dir), NewHandler(l, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	srv, err := Listen(dir, l, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

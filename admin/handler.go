@@ -212,3 +212,16 @@ func NewHandler(svc Service, log *slog.Logger) adminsock.Handler {
 		return result, nil
 	}
 }
+
+// ErrRunning is returned (wrapped) by Listen when a server already
+// answers on the data directory's socket.
+var ErrRunning = adminsock.ErrRunning
+
+// Server is a listening admin socket; Close stops it.
+type Server = adminsock.Server
+
+// Listen serves svc on the admin socket of dataDir (permission 0600, a
+// stale socket file replaced) until the returned server is closed.
+func Listen(dataDir string, svc Service, log *slog.Logger) (*Server, error) {
+	return adminsock.Listen(SocketPath(dataDir), NewHandler(svc, log))
+}

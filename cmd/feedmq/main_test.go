@@ -16,7 +16,6 @@ import (
 
 	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
-	"github.com/feedmq/feedmq/internal/adminsock"
 	"github.com/feedmq/feedmq/storage"
 )
 
@@ -98,7 +97,7 @@ type testServer struct {
 	dir  string
 	db   *storage.DB
 	svc  *auth.Service
-	sock *adminsock.Server
+	sock *admin.Server
 }
 
 // startAdminServer serves the admin socket of a new data directory
@@ -123,7 +122,7 @@ func startAdminServerOn(t testing.TB, dir string) *testServer {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if s.sock, err = adminsock.Listen(cfg.socketPath(), admin.NewHandler(admin.NewLocal(s.svc, s.db), log)); err != nil {
+	if s.sock, err = admin.Listen(cfg.dataDir(), admin.NewLocal(s.svc, s.db), log); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.sock.Close() })
