@@ -184,6 +184,28 @@ func corrupt(t *testing.T, path string) {
 	}
 }
 
+// A device record that does not decode is reported by check, offline,
+// rather than stopping it before it looks.
+func TestCheckReportsUndecodableDevice(t *testing.T) {
+	dir := t.TempDir()
+	mustRun(t, dir, "channel", "create", "--name", "c")
+	db, err := bolt.Open(filepath.Join(dir, "feedmq.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("devices")).Put(binary.BigEndian.AppendUint64(nil, 7), []byte("{not json"))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, err := runCommand(t, "--data", dir, "check")
+	if err == nil || !strings.Contains(err.Error(), "the database has") || !strings.Contains(stdout, "device 7") {
+		t.Fatalf("check: %v\nstdout %q", err, stdout)
+	}
+}
+
 func TestCheckFindsProblems(t *testing.T) {
 	dir := t.TempDir()
 	mustRun(t, dir, "channel", "create", "--name", "c")
