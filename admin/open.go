@@ -24,9 +24,11 @@ var (
 type Options struct {
 	// Create allows starting a new database.
 	Create bool
-	// ReadOnly opens the database read-only, unless a crash left entries
-	// in its write-ahead log: then it is opened for writing, which copies
-	// them into the file first.
+	// ReadOnly, for backup and check, opens the database read-only,
+	// unless a crash left entries in its write-ahead log: then it is
+	// opened for writing, which copies them into the file first. Either
+	// way the Service is for reading only: it loads no registry, so a
+	// record that does not decode cannot stop a check.
 	ReadOnly bool
 	// LockTimeout bounds the wait for the database lock.
 	LockTimeout time.Duration
