@@ -45,10 +45,13 @@ func (d *Device) Grant(id uint64) (Grant, bool) {
 // *channels.Error values with code ENOTFOUND for a missing device and
 // ECONFLICT for a duplicate username.
 type Store interface {
-	// CreateDevice assigns d.ID (1, 2, ...) and stores d. ECONFLICT when
-	// the username is taken.
+	// CreateDevice assigns d.ID (1, 2, ...), sets CreatedAt and
+	// UpdatedAt to now and stores d. ECONFLICT when the username is
+	// taken; ENOTFOUND (channels.ErrChannelNotFound) when a grant names a
+	// missing channel.
 	CreateDevice(ctx context.Context, d *Device) error
-	// UpdateDevice replaces device d.ID. ENOTFOUND, ECONFLICT.
+	// UpdateDevice replaces device d.ID, setting UpdatedAt to now and
+	// keeping CreatedAt. ENOTFOUND, ECONFLICT.
 	UpdateDevice(ctx context.Context, d *Device) error
 	// DeleteDevice removes a device. ENOTFOUND.
 	DeleteDevice(ctx context.Context, id uint64) error

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"unicode/utf8"
 
@@ -31,8 +32,8 @@ func (s *Service) CreateDevice(ctx context.Context, name string, grants []Grant)
 	if s.Limits.MaxDevices > 0 && len(devs) >= s.Limits.MaxDevices {
 		return nil, channels.Errorf(channels.ELIMIT, "device limit reached (%d devices); delete one or raise limits.max_devices", s.Limits.MaxDevices)
 	}
-	d := &Device{Name: name, CreatedAt: s.now(), UpdatedAt: s.now()}
-	if d.Channels, err = s.mergeGrants(ctx, nil, grants); err != nil {
+	d := &Device{Name: name}
+	if d.Channels, err = s.mergeGrants(nil, grants); err != nil {
 		return nil, err
 	}
 	d.ClientID = NewClientID()
@@ -49,7 +50,7 @@ func (s *Service) CreateDevice(ctx context.Context, name string, grants []Grant)
 // AuthorizeDevice adds or replaces the device's grants on channels.
 func (s *Service) AuthorizeDevice(ctx context.Context, id uint64, grants []Grant) (*Device, error) {
 	return s.changeDevice(ctx, id, false, func(d *Device) error {
-		merged, err := s.mergeGrants(ctx, d.Channels, grants)
+		merged, err := s.mergeGrants(d.Channels, grants)
 		d.Channels = merged
 		return err
 	})
@@ -60,7 +61,7 @@ func (s *Service) AuthorizeDevice(ctx context.Context, id uint64, grants []Grant
 func (s *Service) DeauthorizeDevice(ctx context.Context, id, ch uint64) (*Device, error) {
 	return s.changeDevice(ctx, id, false, func(d *Device) error {
 		if _, ok := d.Grant(ch); !ok {
-			return channels.Errorf(channels.ENOTFOUND, "device %d is not authorized for channel %d", id, ch)
+			return &channels.Error{Code: channels.ENOTFOUND, Message: fmt.Sprintf("device %d is not authorized for channel %d", id, ch), Err: ErrNoGrant}
 		}
 		*d = *withoutGrant(d, ch)
 		return nil
@@ -115,7 +116,6 @@ func (s *Service) changeDevice(ctx context.Context, id uint64, revoke bool, chan
 	if err := change(d); err != nil {
 		return nil, err
 	}
-	d.UpdatedAt = s.now()
 	if err := s.Devices.UpdateDevice(ctx, d); err != nil {
 		return nil, err
 	}
@@ -127,16 +127,13 @@ func (s *Service) changeDevice(ctx context.Context, id uint64, revoke bool, chan
 }
 
 // mergeGrants returns have with add applied (a grant for a channel already
-// present replaces it), after checking that every channel exists and the
-// per-device channel limit holds.
-func (s *Service) mergeGrants(ctx context.Context, have, add []Grant) ([]Grant, error) {
+// present replaces it), after checking the per-device channel limit. The
+// store checks that every channel exists, in the transaction that writes.
+func (s *Service) mergeGrants(have, add []Grant) ([]Grant, error) {
 	out := append([]Grant(nil), have...)
 	for _, g := range add {
 		if !g.Publish && !g.Subscribe {
 			return nil, channels.Errorf(channels.EINVALID, "a grant on channel %d needs publish, subscribe or both", g.ChannelID)
-		}
-		if _, err := s.Channels.FindChannel(ctx, g.ChannelID); err != nil {
-			return nil, err
 		}
 		replaced := false
 		for i := range out {

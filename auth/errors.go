@@ -1,6 +1,10 @@
 package auth
 
-import "github.com/feedmq/feedmq/channels"
+import (
+	"errors"
+
+	"github.com/feedmq/feedmq/channels"
+)
 
 // Sentinel errors; callers test them with errors.Is. They carry domain
 // error codes so adapters can map them with channels.ErrorCode.
@@ -16,4 +20,13 @@ var (
 	ErrNotAuthorized = &channels.Error{Code: channels.EFORBIDDEN, Message: "not authorized"}
 	// ErrUnknownChannel: no channel with that ID.
 	ErrUnknownChannel = &channels.Error{Code: channels.ENOTFOUND, Message: "unknown channel"}
+)
+
+// Causes wrapped (channels.Error.Err, code ENOTFOUND) by errors about a
+// missing device or grant.
+var (
+	// ErrDeviceNotFound: no device with that ID.
+	ErrDeviceNotFound = errors.New("device not found")
+	// ErrNoGrant: the device has no grant on that channel.
+	ErrNoGrant = errors.New("device not authorized for the channel")
 )

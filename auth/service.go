@@ -18,11 +18,12 @@ type Limits struct {
 // DefaultLimits returns ThingSpeak's per-user limits.
 func DefaultLimits() Limits { return Limits{MaxDevices: 100, MaxChannelsPerDevice: 10} }
 
-// Service performs every administrative change: it validates, applies the
-// limits, writes the store and then updates the in-memory Registry, so the
-// broker sees a change the moment the call returns. The admin CLI uses it
-// directly on the database, or through the admin socket of a running
-// server.
+// Service performs every administrative change: it applies the limits and
+// the rules the stores cannot know (device names, grant merging), writes
+// the store and then updates the in-memory Registry, so the broker sees a
+// change the moment the call returns. The stores check a channel's
+// settings and stamp CreatedAt and UpdatedAt, in the same transaction as
+// the write, so the Service does neither.
 type Service struct {
 	Channels channels.Store
 	Devices  Store
@@ -32,14 +33,13 @@ type Service struct {
 	// the device is deleted, so live connections that used the old
 	// credentials can be closed.
 	Revoke func(deviceID uint64)
-	Now    func() time.Time
 
 	mu sync.Mutex // serialises changes so limit checks cannot race
 }
 
 // NewService builds a Service and loads the Registry from the stores.
 func NewService(ctx context.Context, cs channels.Store, ds Store, lim Limits) (*Service, error) {
-	s := &Service{Channels: cs, Devices: ds, Registry: NewRegistry(), Limits: lim, Now: time.Now}
+	s := &Service{Channels: cs, Devices: ds, Registry: NewRegistry(), Limits: lim}
 	chs, err := cs.ListChannels(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load channels: %w", err)
@@ -56,8 +56,6 @@ func NewService(ctx context.Context, cs channels.Store, ds Store, lim Limits) (*
 	}
 	return s, nil
 }
-
-func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Second) }
 
 // ChannelSpec describes a new channel.
 type ChannelSpec struct {
@@ -83,13 +81,9 @@ func (s *Service) CreateChannel(ctx context.Context, spec ChannelSpec) (*channel
 		Name: spec.Name, Description: spec.Description, Public: spec.Public,
 		Fields: spec.Fields, WriteKey: NewAPIKey(), ReadKey: NewAPIKey(),
 		MaxEntries: spec.MaxEntries, MaxAge: spec.MaxAge, RateLimit: spec.RateLimit,
-		CreatedAt: s.now(), UpdatedAt: s.now(),
 	}
 	if c.Fields == ([channels.NumFields]string{}) {
 		c.Fields = channels.DefaultFields()
-	}
-	if err := c.Validate(); err != nil {
-		return nil, err
 	}
 	if err := s.Channels.CreateChannel(ctx, c); err != nil {
 		return nil, err
@@ -164,10 +158,6 @@ func (s *Service) changeChannel(ctx context.Context, id uint64, change func(*cha
 		return nil, err
 	}
 	if err := change(c); err != nil {
-		return nil, err
-	}
-	c.UpdatedAt = s.now()
-	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	if err := s.Channels.UpdateChannel(ctx, c); err != nil {

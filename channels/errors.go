@@ -71,3 +71,7 @@ var (
 	// ErrTooLarge is returned for a payload over the size limit.
 	ErrTooLarge = errors.New("payload too large")
 )
+
+// ErrChannelNotFound is wrapped (Error.Err, code ENOTFOUND) by a store
+// asked for a channel it does not hold.
+var ErrChannelNotFound = errors.New("channel not found")

@@ -9,10 +9,12 @@ import (
 // Methods return *Error values with code ENOTFOUND for a missing channel or
 // entry; anything else is an internal error.
 type Store interface {
-	// CreateChannel assigns c.ID (1, 2, ...) and stores c.
+	// CreateChannel checks c (Channel.Validate, EINVALID), assigns c.ID
+	// (1, 2, ...), sets CreatedAt and UpdatedAt to now and stores c.
 	CreateChannel(ctx context.Context, c *Channel) error
-	// UpdateChannel replaces the settings of channel c.ID. It never changes
-	// the feed or LastEntryID. ENOTFOUND.
+	// UpdateChannel checks c (EINVALID) and replaces the settings of
+	// channel c.ID, setting UpdatedAt to now and keeping CreatedAt. It
+	// never changes the feed or LastEntryID. ENOTFOUND.
 	UpdateChannel(ctx context.Context, c *Channel) error
 	// DeleteChannel removes the channel, its feed and every device's grant
 	// to it, in one transaction. ENOTFOUND.

@@ -199,7 +199,7 @@ func removeGrant(grants []auth.Grant, channelID uint64) []auth.Grant {
 func findDevice(tx *bolt.Tx, id uint64) (*auth.Device, error) {
 	v := tx.Bucket(devicesBucket).Get(itob(id))
 	if v == nil {
-		return nil, channels.Errorf(channels.ENOTFOUND, "device %d not found", id)
+		return nil, &channels.Error{Code: channels.ENOTFOUND, Message: fmt.Sprintf("device %d not found", id), Err: auth.ErrDeviceNotFound}
 	}
 	return decodeDevice(id, v)
 }

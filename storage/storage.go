@@ -414,7 +414,7 @@ func itob(v uint64) []byte {
 func btoi(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
 
 func channelNotFound(id uint64) error {
-	return channels.Errorf(channels.ENOTFOUND, "channel %d not found", id)
+	return &channels.Error{Code: channels.ENOTFOUND, Message: fmt.Sprintf("channel %d not found", id), Err: channels.ErrChannelNotFound}
 }
 
 // boltOptions tunes bbolt for many small commits. The free-page list is

@@ -80,7 +80,6 @@ func newEnv(t *testing.T, lim channels.Limits) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc.Now = func() time.Time { return created }
 	pub := &fakePublisher{store: db}
 	h := httpapi.New(httpapi.Options{
 		Store: db, Registry: svc.Registry, Publisher: pub, Limits: lim,

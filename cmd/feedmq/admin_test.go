@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -13,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/channels"
-	"github.com/feedmq/feedmq/internal/adminsock"
 	"github.com/feedmq/feedmq/storage"
 )
 
@@ -66,8 +64,8 @@ func TestAdminErrorsIdentical(t *testing.T) {
 
 func TestAdminRemoteErrorCode(t *testing.T) {
 	s := startAdminServer(t)
-	a, err := dialAdmin(Config{DataDir: s.dir})
-	if err != nil || a == nil {
+	a, err := admin.Dial(s.dir)
+	if err != nil {
 		t.Fatalf("dial: %v, %v", a, err)
 	}
 	defer a.Close()
@@ -211,17 +209,4 @@ func TestServePortInUse(t *testing.T) {
 	}
 	// Everything opened was closed: the database is free again.
 	mustRun(t, dir, "channel", "list")
-}
-
-func TestAdminHandlerBadRequests(t *testing.T) {
-	h := newAdminHandler(nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	_, err := h(context.Background(), "channel.explode", nil)
-	var e *adminsock.Error
-	if !errors.As(err, &e) || e.Code != channels.EINVALID || !strings.Contains(e.Message, "unknown admin operation channel.explode") {
-		t.Fatalf("unknown op: %#v", err)
-	}
-	_, err = h(context.Background(), opChannelGet, json.RawMessage(`{"id":"one"}`))
-	if !errors.As(err, &e) || e.Code != channels.EINVALID || !strings.Contains(e.Message, "malformed arguments") {
-		t.Fatalf("bad args: %#v", err)
-	}
 }

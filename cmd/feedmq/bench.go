@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/internal/fdlimit"
 	"github.com/feedmq/feedmq/internal/loadgen"
@@ -183,7 +184,7 @@ func runBenchDisk(ctx context.Context, cmd *cobra.Command, cfg loadgen.Config, a
 // benchProvisioner creates bench channels and devices through the admin
 // socket of a running serve, and deletes them afterwards.
 type benchProvisioner struct {
-	a        admin
+	a        admin.Conn
 	channels []uint64
 	devices  []uint64
 }
@@ -193,11 +194,11 @@ func openBenchProvisioner(cmd *cobra.Command) (*benchProvisioner, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := dialAdmin(cfg)
-	if err != nil {
+	a, err := admin.Dial(cfg.dataDir())
+	if err != nil && !errors.Is(err, admin.ErrNoServer) {
 		return nil, err
 	}
-	if a == nil {
+	if err != nil {
 		return nil, fmt.Errorf("no feedmq serve answers on %s; bench creates its channels and devices through it: "+
 			"give the --data directory of the running server, or use --plain for other brokers", cfg.socketPath())
 	}

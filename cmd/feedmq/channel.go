@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
 )
@@ -72,7 +73,7 @@ duration (e.g. 90m, 72h, 30d). Entry IDs are never reused.`,
 			if err != nil {
 				return err
 			}
-			return withAdmin(cmd, func(ctx context.Context, a admin) error {
+			return withAdmin(cmd, func(ctx context.Context, a admin.Service) error {
 				c, err := a.CreateChannel(ctx, spec)
 				if err != nil {
 					return err
@@ -121,7 +122,7 @@ func newChannelListCommand() *cobra.Command {
 		Short: "List channels",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withAdmin(cmd, func(ctx context.Context, a admin) error {
+			return withAdmin(cmd, func(ctx context.Context, a admin.Service) error {
 				list, err := a.ListChannels(ctx)
 				if err != nil {
 					return err
@@ -142,7 +143,7 @@ func newChannelListCommand() *cobra.Command {
 }
 
 // channelIDCommand builds a command that takes one channel ID and runs f.
-func channelIDCommand(use, short string, f func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error) *cobra.Command {
+func channelIDCommand(use, short string, f func(cmd *cobra.Command, ctx context.Context, a admin.Service, id uint64) error) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
@@ -152,7 +153,7 @@ func channelIDCommand(use, short string, f func(cmd *cobra.Command, ctx context.
 			if err != nil {
 				return err
 			}
-			return withAdmin(cmd, func(ctx context.Context, a admin) error {
+			return withAdmin(cmd, func(ctx context.Context, a admin.Service) error {
 				return withHint(f(cmd, ctx, a, id), channelListHint)
 			})
 		},
@@ -163,7 +164,7 @@ func channelIDCommand(use, short string, f func(cmd *cobra.Command, ctx context.
 
 func newChannelShowCommand() *cobra.Command {
 	return channelIDCommand("show ID", "Show a channel with its API keys",
-		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+		func(cmd *cobra.Command, ctx context.Context, a admin.Service, id uint64) error {
 			c, err := a.Channel(ctx, id)
 			if err != nil {
 				return err
@@ -174,7 +175,7 @@ func newChannelShowCommand() *cobra.Command {
 
 func newChannelDeleteCommand() *cobra.Command {
 	return channelIDCommand("delete ID", "Delete a channel, its feed and every device's access to it",
-		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+		func(cmd *cobra.Command, ctx context.Context, a admin.Service, id uint64) error {
 			if err := a.DeleteChannel(ctx, id); err != nil {
 				return err
 			}
@@ -184,7 +185,7 @@ func newChannelDeleteCommand() *cobra.Command {
 
 func newChannelClearCommand() *cobra.Command {
 	return channelIDCommand("clear ID", "Delete every entry of a channel; entry IDs restart at 1",
-		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+		func(cmd *cobra.Command, ctx context.Context, a admin.Service, id uint64) error {
 			if err := a.ClearChannel(ctx, id); err != nil {
 				return err
 			}
@@ -219,7 +220,7 @@ func newChannelUpdateCommand() *cobra.Command {
 	)
 	cmd := channelIDCommand("update ID [--name NAME] [--description TEXT] [--field N=LABEL]... [--public=true|false] [--max-entries N] [--max-age DURATION] [--rate-limit DURATION]",
 		"Change a channel's settings",
-		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+		func(cmd *cobra.Command, ctx context.Context, a admin.Service, id uint64) error {
 			c, err := a.UpdateChannel(ctx, id, u)
 			if err != nil {
 				return err
@@ -287,7 +288,7 @@ func newChannelRegenerateKeyCommand() *cobra.Command {
 	var write, read bool
 	cmd := channelIDCommand("regenerate-key ID --write | --read",
 		"Replace a channel's write or read API key; the old key stops working at once",
-		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+		func(cmd *cobra.Command, ctx context.Context, a admin.Service, id uint64) error {
 			c, err := a.RegenerateKey(ctx, id, write)
 			if err != nil {
 				return err

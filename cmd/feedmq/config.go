@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/broker"
 	"github.com/feedmq/feedmq/channels"
@@ -382,8 +382,8 @@ func (c *Config) dataDir() string {
 	return "feedmq-data"
 }
 
-func (c *Config) dbPath() string     { return filepath.Join(c.dataDir(), "feedmq.db") }
-func (c *Config) socketPath() string { return filepath.Join(c.dataDir(), "feedmq.sock") }
+func (c *Config) dbPath() string     { return admin.DBPath(c.dataDir()) }
+func (c *Config) socketPath() string { return admin.SocketPath(c.dataDir()) }
 
 // mqttsAddr and wssAddr resolve the automatic TLS listener addresses.
 func (c *Config) mqttsAddr() string { return autoTLSAddr(c.Listeners.MQTTS, defaultMQTTS, c.TLS.Cert) }

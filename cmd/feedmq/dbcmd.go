@@ -4,17 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/feedmq/feedmq/auth"
-	"github.com/feedmq/feedmq/channels"
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/storage"
 )
 
@@ -24,116 +21,13 @@ import (
 // or, without one, on the file opened read-only. restore only works with
 // no server running.
 
-// Admin socket operations on the live database.
-const (
-	opDBBackup = "db.backup" // backupArgs -> backupResult
-	opDBCheck  = "db.check"  // none -> storage.CheckReport
-)
+// backupAndCheck are the options of backup and check: the file is only
+// read when no server runs.
+var backupAndCheck = admin.Options{ReadOnly: true}
 
-type backupArgs struct {
-	// Path is absolute: the server's working directory is not the
-	// client's.
-	Path string `json:"path"`
-}
-
-// backupResult is also the --json output of backup.
-type backupResult struct {
-	File  string `json:"file"`
-	Bytes int64  `json:"bytes"`
-	storage.Stats
-}
-
-func init() {
-	adminOps[opDBBackup] = op(func(ctx context.Context, s adminService, a backupArgs) (any, error) {
-		db, err := liveDB(s)
-		if err != nil {
-			return nil, err
-		}
-		if !filepath.IsAbs(a.Path) {
-			return nil, channels.Errorf(channels.EINVALID, "backup path %q is not absolute", a.Path)
-		}
-		return backupTo(ctx, db, a.Path)
-	})
-	adminOps[opDBCheck] = op(func(ctx context.Context, s adminService, _ struct{}) (any, error) {
-		db, err := liveDB(s)
-		if err != nil {
-			return nil, err
-		}
-		return db.Check(ctx)
-	})
-	readOps[opDBCheck] = true
-}
-
-// liveDB returns the database behind the running server's service.
-func liveDB(s adminService) (*storage.DB, error) {
-	if svc, ok := s.(*auth.Service); ok {
-		if db, ok := svc.Channels.(*storage.DB); ok {
-			return db, nil
-		}
-	}
-	return nil, channels.Errorf(channels.EINTERNAL, "this server has no database to maintain")
-}
-
-func backupTo(ctx context.Context, db *storage.DB, path string) (*backupResult, error) {
-	n, st, err := db.BackupFile(ctx, path)
-	if err != nil {
-		return nil, err
-	}
-	return &backupResult{File: path, Bytes: n, Stats: st}, nil
-}
-
-// withDB runs live through the admin socket when serve is running on the
-// data directory, else offline on the database opened read-only (for writing when a crash
-// left entries in its write-ahead log, to copy them in first).
-func withDB(cmd *cobra.Command, live func(ctx context.Context, r *remoteAdmin) error, offline func(ctx context.Context, db *storage.DB) error) error {
-	cfg, err := loadConfig(cmd)
-	if err != nil {
-		return err
-	}
-	ctx := cmd.Context()
-	runLive := func(a admin) error {
-		defer a.Close()
-		return live(ctx, a.(*remoteAdmin))
-	}
-	if a, err := dialAdmin(cfg); a != nil || err != nil {
-		if err != nil {
-			return err
-		}
-		return runLive(a)
-	}
-	if _, err := os.Stat(cfg.dbPath()); errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("no feedmq database in %s; give the --data directory of your instance", cfg.dataDir())
-	}
-	db, err := storage.Open(cfg.dbPath(), storage.Options{ReadOnly: true, Timeout: adminLockTimeout})
-	if errors.Is(err, storage.ErrUnappliedLog) {
-		// A crash left entries in the write-ahead log: a writable open
-		// copies them into the file, which check and backup then see.
-		db, err = storage.Open(cfg.dbPath(), storage.Options{Timeout: adminLockTimeout})
-	}
-	if errors.Is(err, storage.ErrLocked) {
-		if a, err := dialAdmin(cfg); a != nil || err != nil {
-			if err != nil {
-				return err
-			}
-			return runLive(a)
-		}
-		return fmt.Errorf("database %s is locked by another process, but no feedmq serve answers on %s; "+
-			"wait for the other feedmq command to finish, or for serve to finish starting, and retry", cfg.dbPath(), cfg.socketPath())
-	}
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return offline(ctx, db)
-}
-
-func (r *remoteAdmin) backup(ctx context.Context, path string) (*backupResult, error) {
-	return callPtr[backupResult](ctx, r, opDBBackup, backupArgs{Path: path})
-}
-
-func (r *remoteAdmin) check(ctx context.Context) (*storage.CheckReport, error) {
-	return callPtr[storage.CheckReport](ctx, r, opDBCheck, nil)
-}
+// noDBAdvice is what backup and check suggest for a directory without a
+// database.
+const noDBAdvice = "give the --data directory of your instance"
 
 func newBackupCommand() *cobra.Command {
 	var output string
@@ -155,16 +49,11 @@ overwritten. Restore a copy with "feedmq restore".`,
 			if err != nil {
 				return err
 			}
-			var res *backupResult
-			err = withDB(cmd,
-				func(ctx context.Context, r *remoteAdmin) (err error) {
-					res, err = r.backup(ctx, path)
-					return err
-				},
-				func(ctx context.Context, db *storage.DB) (err error) {
-					res, err = backupTo(ctx, db, path)
-					return err
-				})
+			var res *admin.BackupResult
+			err = withAdminOptions(cmd, backupAndCheck, noDBAdvice, func(ctx context.Context, a admin.Service) (err error) {
+				res, err = a.Backup(ctx, path)
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -208,10 +97,10 @@ command) uses the database. An existing database is replaced only with
 			if err != nil {
 				return err
 			}
-			if a, err := dialAdmin(cfg); a != nil {
-				a.Close()
+			if c, err := admin.Dial(cfg.dataDir()); err == nil {
+				c.Close()
 				return fmt.Errorf("feedmq serve is running on %s (its admin socket %s answers); stop it, then restore", cfg.dataDir(), cfg.socketPath())
-			} else if err != nil {
+			} else if !errors.Is(err, admin.ErrNoServer) {
 				return err
 			}
 			res, err := storage.Restore(cmd.Context(), input, cfg.dbPath(), force, time.Now())
@@ -257,15 +146,10 @@ with status 1.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var rep *storage.CheckReport
-			err := withDB(cmd,
-				func(ctx context.Context, r *remoteAdmin) (err error) {
-					rep, err = r.check(ctx)
-					return err
-				},
-				func(ctx context.Context, db *storage.DB) (err error) {
-					rep, err = db.Check(ctx)
-					return err
-				})
+			err := withAdminOptions(cmd, backupAndCheck, noDBAdvice, func(ctx context.Context, a admin.Service) (err error) {
+				rep, err = a.Check(ctx)
+				return err
+			})
 			if err != nil {
 				return err
 			}

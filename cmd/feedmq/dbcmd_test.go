@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/channels"
 	"github.com/feedmq/feedmq/storage"
 	bolt "go.etcd.io/bbolt"
@@ -156,7 +156,12 @@ func TestBackupCheckLive(t *testing.T) {
 	}
 	// The server refuses relative paths, which it would resolve against
 	// its own directory.
-	_, err = newAdminHandler(s.svc, slog.New(slog.NewTextHandler(io.Discard, nil)))(context.Background(), opDBBackup, []byte(`{"path":"x.db"}`))
+	c, err := admin.Dial(s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.Backup(context.Background(), "x.db")
 	if err == nil || !strings.Contains(err.Error(), "not absolute") {
 		t.Fatalf("relative path: %v", err)
 	}
@@ -176,6 +181,28 @@ func corrupt(t *testing.T, path string) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A device record that does not decode is reported by check, offline,
+// rather than stopping it before it looks.
+func TestCheckReportsUndecodableDevice(t *testing.T) {
+	dir := t.TempDir()
+	mustRun(t, dir, "channel", "create", "--name", "c")
+	db, err := bolt.Open(filepath.Join(dir, "feedmq.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("devices")).Put(binary.BigEndian.AppendUint64(nil, 7), []byte("{not json"))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, err := runCommand(t, "--data", dir, "check")
+	if err == nil || !strings.Contains(err.Error(), "the database has") || !strings.Contains(stdout, "device 7") {
+		t.Fatalf("check: %v\nstdout %q", err, stdout)
 	}
 }
 

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
-	"github.com/feedmq/feedmq/channels"
 )
 
 func newDeviceCommand() *cobra.Command {
@@ -56,7 +56,7 @@ channels. The password is shown only now; only a hash is stored.`,
 			return creds.check(cmd)
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withAdmin(cmd, func(ctx context.Context, a admin) error {
+			return withAdmin(cmd, func(ctx context.Context, a admin.Service) error {
 				f, err := creds.openOutput()
 				if err != nil {
 					return err
@@ -80,7 +80,7 @@ func newDeviceResetPasswordCommand() *cobra.Command {
 	var creds credentialOptions
 	cmd := deviceIDCommand("reset-password ID [--format text|json|env|arduino] [--output FILE]",
 		"Give a device a new password; the old one stops working and its connections are closed",
-		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+		func(cmd *cobra.Command, ctx context.Context, a admin.Service, id uint64) error {
 			f, err := creds.openOutput()
 			if err != nil {
 				return err
@@ -98,7 +98,7 @@ func newDeviceResetPasswordCommand() *cobra.Command {
 }
 
 // deviceIDCommand builds a command that takes one device ID and runs f.
-func deviceIDCommand(use, short string, f func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error) *cobra.Command {
+func deviceIDCommand(use, short string, f func(cmd *cobra.Command, ctx context.Context, a admin.Service, id uint64) error) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
@@ -108,7 +108,7 @@ func deviceIDCommand(use, short string, f func(cmd *cobra.Command, ctx context.C
 			if err != nil {
 				return err
 			}
-			return withAdmin(cmd, func(ctx context.Context, a admin) error {
+			return withAdmin(cmd, func(ctx context.Context, a admin.Service) error {
 				return deviceHint(f(cmd, ctx, a, id))
 			})
 		},
@@ -123,7 +123,7 @@ func newDeviceListCommand() *cobra.Command {
 		Short: "List devices",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withAdmin(cmd, func(ctx context.Context, a admin) error {
+			return withAdmin(cmd, func(ctx context.Context, a admin.Service) error {
 				list, err := a.ListDevices(ctx)
 				if err != nil {
 					return err
@@ -145,7 +145,7 @@ func newDeviceListCommand() *cobra.Command {
 
 func newDeviceShowCommand() *cobra.Command {
 	return deviceIDCommand("show ID", "Show a device and its channels (never its password)",
-		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+		func(cmd *cobra.Command, ctx context.Context, a admin.Service, id uint64) error {
 			d, err := a.Device(ctx, id)
 			if err != nil {
 				return err
@@ -156,7 +156,7 @@ func newDeviceShowCommand() *cobra.Command {
 
 func newDeviceDeleteCommand() *cobra.Command {
 	return deviceIDCommand("delete ID", "Delete a device and close its connections",
-		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+		func(cmd *cobra.Command, ctx context.Context, a admin.Service, id uint64) error {
 			if err := a.DeleteDevice(ctx, id); err != nil {
 				return err
 			}
@@ -171,7 +171,7 @@ func newDeviceAuthorizeCommand() *cobra.Command {
 	)
 	cmd := deviceIDCommand("authorize ID --channel ID[:pub|:sub|:pubsub]...",
 		"Give a device rights on channels (replacing its rights on those channels)",
-		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+		func(cmd *cobra.Command, ctx context.Context, a admin.Service, id uint64) error {
 			d, err := a.AuthorizeDevice(ctx, id, grants)
 			if err != nil {
 				return err
@@ -193,12 +193,12 @@ func newDeviceDeauthorizeCommand() *cobra.Command {
 	var ch string
 	cmd := deviceIDCommand("deauthorize ID --channel ID",
 		"Remove a device's rights on a channel; its subscriptions stop receiving at once",
-		func(cmd *cobra.Command, ctx context.Context, a admin, id uint64) error {
+		func(cmd *cobra.Command, ctx context.Context, a admin.Service, id uint64) error {
 			chID, _ := parseID("channel", ch) // checked in PreRunE
 			d, err := a.DeauthorizeDevice(ctx, id, chID)
 			if err != nil {
-				if channels.ErrorCode(err) == channels.ENOTFOUND && strings.Contains(err.Error(), "not authorized") {
-					return fmt.Errorf("%w; see `feedmq device show %d`", err, id)
+				if errors.Is(err, auth.ErrNoGrant) {
+					return withHint(err, fmt.Sprintf("feedmq device show %d", id))
 				}
 				return err
 			}

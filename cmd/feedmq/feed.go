@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/channels"
 )
 
@@ -53,7 +54,7 @@ elevation and status when an entry sets them.`,
 			if err != nil {
 				return err
 			}
-			return withAdmin(cmd, func(ctx context.Context, a admin) error {
+			return withAdmin(cmd, func(ctx context.Context, a admin.Service) error {
 				return withHint(o.run(ctx, cmd.OutOrStdout(), a, id), channelListHint)
 			})
 		},
@@ -65,7 +66,7 @@ elevation and status when an entry sets them.`,
 	return cmd
 }
 
-func (o *feedGetOptions) run(ctx context.Context, w io.Writer, a admin, id uint64) error {
+func (o *feedGetOptions) run(ctx context.Context, w io.Writer, a admin.Service, id uint64) error {
 	c, err := a.Channel(ctx, id)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -94,19 +95,29 @@ func parseGrant(v string) (auth.Grant, error) {
 	return g, nil
 }
 
-// withHint appends what to do next to a not-found error; other errors
-// pass unchanged. The code of err is kept.
+// hintedError is an error with the command to run next appended.
+type hintedError struct {
+	err  error
+	hint string
+}
+
+func (e *hintedError) Error() string { return e.err.Error() + "; see `" + e.hint + "`" }
+func (e *hintedError) Unwrap() error { return e.err }
+
+// withHint appends what to do next to a not-found error that has no hint
+// yet; other errors pass unchanged. The code of err is kept.
 func withHint(err error, hint string) error {
-	if err == nil || channels.ErrorCode(err) != channels.ENOTFOUND || strings.Contains(err.Error(), "; see `") {
+	var h *hintedError
+	if err == nil || channels.ErrorCode(err) != channels.ENOTFOUND || errors.As(err, &h) {
 		return err
 	}
-	return fmt.Errorf("%w; see `%s`", err, hint)
+	return &hintedError{err: err, hint: hint}
 }
 
 // deviceHint picks the listing that helps with a not-found error of a
 // device command, which may be about the device or about a channel.
 func deviceHint(err error) error {
-	if msg := channels.ErrorMessage(err); strings.HasPrefix(msg, "channel") || strings.Contains(msg, "unknown channel") {
+	if errors.Is(err, channels.ErrChannelNotFound) || errors.Is(err, auth.ErrUnknownChannel) {
 		return withHint(err, "feedmq channel list")
 	}
 	return withHint(err, "feedmq device list")

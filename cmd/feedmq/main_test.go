@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
-	"github.com/feedmq/feedmq/internal/adminsock"
 	"github.com/feedmq/feedmq/storage"
 )
 
@@ -97,7 +97,7 @@ type testServer struct {
 	dir  string
 	db   *storage.DB
 	svc  *auth.Service
-	sock *adminsock.Server
+	sock *admin.Server
 }
 
 // startAdminServer serves the admin socket of a new data directory
@@ -122,7 +122,7 @@ func startAdminServerOn(t testing.TB, dir string) *testServer {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if s.sock, err = adminsock.Listen(cfg.socketPath(), newAdminHandler(s.svc, log)); err != nil {
+	if s.sock, err = admin.Listen(cfg.dataDir(), admin.NewLocal(s.svc, s.db), log); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.sock.Close() })

@@ -14,9 +14,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/broker"
-	"github.com/feedmq/feedmq/internal/adminsock"
 	"github.com/feedmq/feedmq/internal/gctune"
 	"github.com/feedmq/feedmq/internal/safelog"
 	"github.com/feedmq/feedmq/storage"
@@ -148,7 +148,7 @@ type server struct {
 	http   *httpListener // nil when --http is off
 	// metrics are served on /metrics; the store reports commits to them.
 	metrics *metrics
-	sock    *adminsock.Server
+	sock    *admin.Server
 	// stopPrune stops the background retention (see dbcmd.go).
 	stopPrune func()
 }
@@ -174,9 +174,9 @@ func openServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, err
 
 func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	log := s.log
-	if a, _ := dialAdmin(cfg); a != nil {
-		a.Close()
-		return fmt.Errorf("%w (its admin socket %s answers)", adminsock.ErrRunning, cfg.socketPath())
+	if c, err := admin.Dial(cfg.dataDir()); err == nil {
+		c.Close()
+		return fmt.Errorf("%w (its admin socket %s answers)", admin.ErrRunning, cfg.socketPath())
 	}
 	s.metrics = newMetrics()
 	if s.db, err = storage.Open(cfg.dbPath(), storage.Options{Timeout: serveLockTimeout, OnCommit: s.metrics.observeCommit,
@@ -196,7 +196,7 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	if s.http, err = openHTTP(cfg, s); err != nil {
 		return err
 	}
-	if s.sock, err = adminsock.Listen(cfg.socketPath(), newAdminHandler(s.svc, log.With("component", "admin"))); err != nil {
+	if s.sock, err = admin.Listen(cfg.dataDir(), admin.NewLocal(s.svc, s.db), log.With("component", "admin")); err != nil {
 		return err
 	}
 	s.stopPrune = startPruner(s.db, log.With("component", "retention"), pruneInterval)

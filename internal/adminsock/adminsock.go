@@ -11,7 +11,7 @@
 // The server answers each request, in order, with one line:
 //
 //	{"result":...}
-//	{"error":{"code":"not_found","message":"channel 9 not found"}}
+//	{"error":{"code":"not_found","message":"channel 9 not found","kind":"channel_not_found"}}
 //
 // A connection may carry any number of requests. Lines are limited to
 // MaxRequestSize bytes on the server side.
@@ -33,12 +33,15 @@ const CodeInternal = "internal"
 var ErrNoServer = errors.New("no server answers on the admin socket")
 
 // Error is an error carried over the socket: a code the caller can branch
-// on and a message fit to show a user. A handler returns an *Error to choose
-// what the client sees; any other error arrives with code CodeInternal and
-// its Error() text.
+// on, a message fit to show a user and optionally the name of a sentinel
+// error that the handler and its client agree on, so the client can hand
+// its caller the same sentinel. A handler returns an *Error to choose what
+// the client sees; any other error arrives with code CodeInternal and its
+// Error() text.
 type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	Kind    string `json:"kind,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Message }

@@ -53,6 +53,20 @@ func TestImportRules(t *testing.T) {
 			}
 		}
 	}
+	// The admin service sits above the domain and storage: nothing below
+	// it imports it, and it does not reach into the broker.
+	for _, pkg := range []string{"channels", "auth", "storage", "broker"} {
+		for _, d := range deps(t, pkg) {
+			if d == module+"/admin" {
+				t.Errorf("%s imports admin; only fronts (cmd/feedmq) may", pkg)
+			}
+		}
+	}
+	for _, d := range deps(t, "admin") {
+		if strings.HasPrefix(d, module+"/broker") {
+			t.Errorf("admin imports %s; it works on the stores and the registry only", d)
+		}
+	}
 	// Adapters never import each other.
 	for pkg, banned := range map[string]string{"broker": "storage", "storage": "broker"} {
 		for _, d := range deps(t, pkg) {

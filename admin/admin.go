@@ -1,0 +1,63 @@
+// Package admin owns feedmq's administrative operations: channels, their
+// keys and feeds, devices and their grants, and database backup and check.
+// Service is what every front (the CLI today) calls. Local performs the
+// operations on an open database; Client performs them through the admin
+// socket of a running server, whose Handler serves them with a Local. Open
+// picks one for a data directory.
+package admin
+
+import (
+	"context"
+	"path/filepath"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/channels"
+	"github.com/feedmq/feedmq/storage"
+)
+
+// Service is every administrative operation. Errors carry a channels
+// error code (channels.ErrorCode) whether they come from a Local or
+// across the socket.
+type Service interface {
+	CreateChannel(ctx context.Context, spec auth.ChannelSpec) (*channels.Channel, error)
+	UpdateChannel(ctx context.Context, id uint64, u auth.ChannelUpdate) (*channels.Channel, error)
+	RegenerateKey(ctx context.Context, id uint64, write bool) (*channels.Channel, error)
+	DeleteChannel(ctx context.Context, id uint64) error
+	ClearChannel(ctx context.Context, id uint64) error
+	Channel(ctx context.Context, id uint64) (*channels.Channel, error)
+	ListChannels(ctx context.Context) ([]*channels.Channel, error)
+	Entries(ctx context.Context, id uint64, f channels.EntryFilter) ([]channels.Entry, error)
+
+	CreateDevice(ctx context.Context, name string, grants []auth.Grant) (*auth.Credentials, error)
+	AuthorizeDevice(ctx context.Context, id uint64, grants []auth.Grant) (*auth.Device, error)
+	DeauthorizeDevice(ctx context.Context, id, ch uint64) (*auth.Device, error)
+	ResetPassword(ctx context.Context, id uint64) (*auth.Credentials, error)
+	DeleteDevice(ctx context.Context, id uint64) error
+	Device(ctx context.Context, id uint64) (*auth.Device, error)
+	ListDevices(ctx context.Context) ([]*auth.Device, error)
+
+	// Backup writes a consistent copy of the database to path, which
+	// must be absolute (a server does not share the caller's working
+	// directory) and must not exist.
+	Backup(ctx context.Context, path string) (*BackupResult, error)
+	// Check checks the database for damage and broken invariants.
+	Check(ctx context.Context) (*storage.CheckReport, error)
+}
+
+// Conn is a Service that its user closes when done.
+type Conn interface {
+	Service
+	Close() error
+}
+
+// BackupResult describes a backup copy.
+type BackupResult struct {
+	File  string `json:"file"`
+	Bytes int64  `json:"bytes"`
+	storage.Stats
+}
+
+// DBPath and SocketPath are the database and the admin socket of a data
+// directory.
+func DBPath(dataDir string) string     { return filepath.Join(dataDir, "feedmq.db") }
+func SocketPath(dataDir string) string { return filepath.Join(dataDir, "feedmq.sock") }

@@ -1,0 +1,137 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/channels"
+	"github.com/feedmq/feedmq/internal/adminsock"
+	"github.com/feedmq/feedmq/storage"
+)
+
+// ErrNoServer is returned (wrapped) by Dial when no server answers on the
+// data directory's socket.
+var ErrNoServer = adminsock.ErrNoServer
+
+// Client performs operations through the admin socket of a running
+// server. Errors come back as *channels.Error with the server's code and
+// message, so they read exactly as they would locally.
+type Client struct {
+	c *adminsock.Client
+}
+
+var _ Conn = (*Client)(nil)
+
+// Dial connects to the server running on dataDir. The error wraps
+// ErrNoServer when none answers.
+func Dial(dataDir string) (*Client, error) {
+	c, err := adminsock.Dial(SocketPath(dataDir))
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, fmt.Errorf("%w; run the command as the user that runs feedmq serve", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Client{c: c}, nil
+}
+
+// Close closes the connection.
+func (r *Client) Close() error { return r.c.Close() }
+
+// call performs op and decodes its result into a new R.
+func call[R any](ctx context.Context, r *Client, op string, args any) (R, error) {
+	var out R
+	err := r.c.Call(ctx, op, args, &out)
+	return out, fromWire(err)
+}
+
+// callPtr is call for operations answering one object.
+func callPtr[R any](ctx context.Context, r *Client, op string, args any) (*R, error) {
+	out, err := call[R](ctx, r, op, args)
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func (r *Client) CreateChannel(ctx context.Context, spec auth.ChannelSpec) (*channels.Channel, error) {
+	return callPtr[channels.Channel](ctx, r, opChannelCreate, spec)
+}
+
+func (r *Client) UpdateChannel(ctx context.Context, id uint64, u auth.ChannelUpdate) (*channels.Channel, error) {
+	return callPtr[channels.Channel](ctx, r, opChannelUpdate, updateArgs{ID: id, Update: u})
+}
+
+func (r *Client) RegenerateKey(ctx context.Context, id uint64, write bool) (*channels.Channel, error) {
+	return callPtr[channels.Channel](ctx, r, opChannelRegenerate, regenerateArgs{ID: id, Write: write})
+}
+
+func (r *Client) DeleteChannel(ctx context.Context, id uint64) error {
+	_, err := call[struct{}](ctx, r, opChannelDelete, idArgs{ID: id})
+	return err
+}
+
+func (r *Client) ClearChannel(ctx context.Context, id uint64) error {
+	_, err := call[struct{}](ctx, r, opChannelClear, idArgs{ID: id})
+	return err
+}
+
+func (r *Client) Channel(ctx context.Context, id uint64) (*channels.Channel, error) {
+	return callPtr[channels.Channel](ctx, r, opChannelGet, idArgs{ID: id})
+}
+
+func (r *Client) ListChannels(ctx context.Context) ([]*channels.Channel, error) {
+	return call[[]*channels.Channel](ctx, r, opChannelList, nil)
+}
+
+func (r *Client) Entries(ctx context.Context, id uint64, f channels.EntryFilter) ([]channels.Entry, error) {
+	ws, err := call[[]wireEntry](ctx, r, opFeedEntries, entriesArgs{ID: id, Filter: f})
+	if err != nil {
+		return nil, err
+	}
+	es := make([]channels.Entry, len(ws))
+	for i := range ws {
+		es[i] = channels.Entry(ws[i])
+	}
+	return es, nil
+}
+
+func (r *Client) CreateDevice(ctx context.Context, name string, grants []auth.Grant) (*auth.Credentials, error) {
+	return callPtr[auth.Credentials](ctx, r, opDeviceCreate, createDeviceArgs{Name: name, Grants: grants})
+}
+
+func (r *Client) AuthorizeDevice(ctx context.Context, id uint64, grants []auth.Grant) (*auth.Device, error) {
+	return callPtr[auth.Device](ctx, r, opDeviceAuthorize, grantArgs{ID: id, Grants: grants})
+}
+
+func (r *Client) DeauthorizeDevice(ctx context.Context, id, ch uint64) (*auth.Device, error) {
+	return callPtr[auth.Device](ctx, r, opDeviceDeauthorize, deauthorizeArgs{ID: id, Channel: ch})
+}
+
+func (r *Client) ResetPassword(ctx context.Context, id uint64) (*auth.Credentials, error) {
+	return callPtr[auth.Credentials](ctx, r, opDeviceReset, idArgs{ID: id})
+}
+
+func (r *Client) DeleteDevice(ctx context.Context, id uint64) error {
+	_, err := call[struct{}](ctx, r, opDeviceDelete, idArgs{ID: id})
+	return err
+}
+
+func (r *Client) Device(ctx context.Context, id uint64) (*auth.Device, error) {
+	return callPtr[auth.Device](ctx, r, opDeviceGet, idArgs{ID: id})
+}
+
+func (r *Client) ListDevices(ctx context.Context) ([]*auth.Device, error) {
+	return call[[]*auth.Device](ctx, r, opDeviceList, nil)
+}
+
+func (r *Client) Backup(ctx context.Context, path string) (*BackupResult, error) {
+	return callPtr[BackupResult](ctx, r, opDBBackup, backupArgs{Path: path})
+}
+
+func (r *Client) Check(ctx context.Context) (*storage.CheckReport, error) {
+	return callPtr[storage.CheckReport](ctx, r, opDBCheck, nil)
+}
