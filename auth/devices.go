@@ -33,7 +33,7 @@ func (s *Service) CreateDevice(ctx context.Context, name string, grants []Grant)
 		return nil, channels.Errorf(channels.ELIMIT, "device limit reached (%d devices); delete one or raise limits.max_devices", s.Limits.MaxDevices)
 	}
 	d := &Device{Name: name}
-	if d.Channels, err = s.mergeGrants(nil, grants); err != nil {
+	if d.Channels, err = s.mergeGrants(ctx, nil, grants); err != nil {
 		return nil, err
 	}
 	d.ClientID = NewClientID()
@@ -50,7 +50,7 @@ func (s *Service) CreateDevice(ctx context.Context, name string, grants []Grant)
 // AuthorizeDevice adds or replaces the device's grants on channels.
 func (s *Service) AuthorizeDevice(ctx context.Context, id uint64, grants []Grant) (*Device, error) {
 	return s.changeDevice(ctx, id, false, func(d *Device) error {
-		merged, err := s.mergeGrants(d.Channels, grants)
+		merged, err := s.mergeGrants(ctx, d.Channels, grants)
 		d.Channels = merged
 		return err
 	})
@@ -129,7 +129,7 @@ func (s *Service) changeDevice(ctx context.Context, id uint64, revoke bool, chan
 // mergeGrants returns have with add applied (a grant for a channel already
 // present replaces it), after checking the per-device channel limit. The
 // store checks that every channel exists, in the transaction that writes.
-func (s *Service) mergeGrants(have, add []Grant) ([]Grant, error) {
+func (s *Service) mergeGrants(ctx context.Context, have, add []Grant) ([]Grant, error) {
 	out := append([]Grant(nil), have...)
 	for _, g := range add {
 		if !g.Publish && !g.Subscribe {
@@ -146,6 +146,14 @@ func (s *Service) mergeGrants(have, add []Grant) ([]Grant, error) {
 		}
 	}
 	if s.Limits.MaxChannelsPerDevice > 0 && len(out) > s.Limits.MaxChannelsPerDevice {
+		// A missing channel is reported first, as the store would once
+		// the limit holds: dropping grants to meet the limit must not
+		// only lead to another error.
+		for _, g := range add {
+			if _, err := s.Channels.FindChannel(ctx, g.ChannelID); err != nil {
+				return nil, err
+			}
+		}
 		return nil, channels.Errorf(channels.ELIMIT, "a device may be authorized for at most %d channels (limits.max_channels_per_device)", s.Limits.MaxChannelsPerDevice)
 	}
 	return out, nil

@@ -243,8 +243,16 @@ func TestDeviceLimits(t *testing.T) {
 	if err := run("device", "create", "--name", "a", "--channel", "1", "--channel", "2"); err == nil || !strings.Contains(err.Error(), "max_channels_per_device") {
 		t.Fatalf("got %v", err)
 	}
-	if err := run("device", "create", "--name", "a"); err != nil {
+	// A missing channel is named before the limit, as it always was.
+	want := "channel 99 not found; see `feedmq channel list`"
+	if err := run("device", "create", "--name", "a", "--channel", "1", "--channel", "99"); err == nil || err.Error() != want {
+		t.Fatalf("create with a missing channel over the limit: got %v, want %q", err, want)
+	}
+	if err := run("device", "create", "--name", "a", "--channel", "1"); err != nil {
 		t.Fatal(err)
+	}
+	if err := run("device", "authorize", "1", "--channel", "99"); err == nil || err.Error() != want {
+		t.Fatalf("authorize a missing channel over the limit: got %v, want %q", err, want)
 	}
 	if err := run("device", "create", "--name", "b"); err == nil || !strings.Contains(err.Error(), "device limit reached (1 devices)") {
 		t.Fatalf("got %v", err)
