@@ -46,7 +46,7 @@ FUZZ_TARGETS := channels:FuzzParseTopic channels:FuzzParsePayload \
 	channels:FuzzParseSensorTopic channels:FuzzParseSensorPayload \
 	channels:FuzzParseFilter channels:FuzzParseID channels:FuzzCSVCell \
 	broker:FuzzFrameGuard \
-	storage:FuzzDecodeEntry storage:FuzzScanWAL broker/httpapi:FuzzQueryParams \
+	storage:FuzzDecodeEntry storage:FuzzScanWAL http:FuzzQueryParams \
 	cmd/feedmq:FuzzDecodeConfig
 
 fuzz:

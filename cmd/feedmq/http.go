@@ -11,8 +11,7 @@ import (
 	_ "time/tzdata" // timezone= must work without the host's zoneinfo (containers, sandboxed units)
 
 	"github.com/feedmq/feedmq/auth"
-	"github.com/feedmq/feedmq/broker/dashboard"
-	"github.com/feedmq/feedmq/broker/httpapi"
+	httpd "github.com/feedmq/feedmq/http"
 )
 
 // Timeouts of the HTTP listener. Devices on slow links get generous
@@ -28,7 +27,7 @@ const (
 	httpShutdownTimeout = 5 * time.Second
 )
 
-// httpListener serves the REST feed API (broker/httpapi), /healthz and
+// httpListener serves the REST feed API (httpd.NewAPI), /healthz and
 // /metrics (metrics.go) on --http.
 type httpListener struct {
 	ln   net.Listener
@@ -55,7 +54,7 @@ func openHTTP(cfg Config, s *server) (*httpListener, error) {
 	keys := auth.NewThrottle(authBackoff(cfg.AuthBackoff))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", s.metrics.handler(s))
-	mux.Handle("/", httpapi.New(httpapi.Options{
+	mux.Handle("/", httpd.NewAPI(httpd.APIOptions{
 		Store:       s.db,
 		Registry:    s.svc.Registry,
 		Publisher:   s.broker,
@@ -79,7 +78,7 @@ func openHTTP(cfg Config, s *server) (*httpListener, error) {
 		// Malformed requests from the internet are not worth a warning.
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	l.srv.Handler = withDashboard(s, log, l.srv, l.srv.Handler, dashboard.Options{
+	l.srv.Handler = withDashboard(s, log, l.srv, l.srv.Handler, httpd.DashboardOptions{
 		KeyThrottle:  keys,
 		MaxStreams:   cfg.HTTP.MaxSSEStreams,
 		WriteTimeout: time.Duration(cfg.HTTP.WriteTimeout),

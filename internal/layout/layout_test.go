@@ -1,5 +1,5 @@
 // Package layout holds the test that enforces DESIGN.md section 1: imports
-// point inward (cmd -> broker, storage -> auth -> channels).
+// point inward (cmd -> broker, http, storage -> auth -> channels).
 package layout
 
 import (
@@ -67,11 +67,18 @@ func TestImportRules(t *testing.T) {
 			t.Errorf("admin imports %s; it works on the stores and the registry only", d)
 		}
 	}
-	// Adapters never import each other.
-	for pkg, banned := range map[string]string{"broker": "storage", "storage": "broker"} {
+	// Adapters never import each other: the HTTP adapter gets the store,
+	// the registry and the broker as interfaces from cmd/feedmq.
+	for pkg, banned := range map[string][]string{
+		"broker":  {"storage", "http"},
+		"storage": {"broker", "http"},
+		"http":    {"broker", "storage", "admin"},
+	} {
 		for _, d := range deps(t, pkg) {
-			if strings.HasPrefix(d, module+"/"+banned) {
-				t.Errorf("%s imports %s; adapters meet only in cmd/feedmq", pkg, d)
+			for _, b := range banned {
+				if d == module+"/"+b || strings.HasPrefix(d, module+"/"+b+"/") {
+					t.Errorf("%s imports %s; adapters meet only in cmd/feedmq", pkg, d)
+				}
 			}
 		}
 	}

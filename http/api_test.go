@@ -1,4 +1,4 @@
-package httpapi_test
+package httpd_test
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 	_ "time/tzdata" // zone tests must not depend on the host's zoneinfo
 
 	"github.com/feedmq/feedmq/auth"
-	"github.com/feedmq/feedmq/broker/httpapi"
 	"github.com/feedmq/feedmq/channels"
+	httpd "github.com/feedmq/feedmq/http"
 	"github.com/feedmq/feedmq/storage"
 )
 
@@ -81,7 +81,7 @@ func newEnv(t *testing.T, lim channels.Limits) *env {
 		t.Fatal(err)
 	}
 	pub := &fakePublisher{store: db}
-	h := httpapi.New(httpapi.Options{
+	h := httpd.NewAPI(httpd.APIOptions{
 		Store: db, Registry: svc.Registry, Publisher: pub, Limits: lim,
 		Now: func() time.Time { return now },
 	})

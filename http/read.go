@@ -1,4 +1,4 @@
-package httpapi
+package httpd
 
 import (
 	"context"
@@ -193,7 +193,7 @@ func (p *readParams) filter() channels.EntryFilter {
 // bytes, so that an 8000-entry feed is not held twice in memory. A body
 // that fits in one chunk is sent with a Content-Length, which simple
 // device HTTP clients need. Each write has its own deadline
-// (Options.WriteTimeout), so that a client that stops reading is cut off
+// (APIOptions.WriteTimeout), so that a client that stops reading is cut off
 // soon, without shortening a slow download that keeps going.
 type body struct {
 	w        http.ResponseWriter

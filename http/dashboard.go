@@ -1,5 +1,5 @@
-// Package dashboard is feedmq's web dashboard: a single page, embedded in
-// the binary, that lists channels and charts each channel's fields live.
+// The dashboard (NewDashboard) is feedmq's web dashboard: a single page,
+// embedded in the binary, that lists channels and charts each channel's fields live.
 //
 // Routes (everything else goes to the next handler, the REST API):
 //
@@ -20,7 +20,8 @@
 //
 // The package imports only the domain packages and the standard library;
 // the caller supplies the entry source (the broker) through Watcher.
-package dashboard
+
+package httpd
 
 import (
 	"context"
@@ -52,9 +53,9 @@ type Watcher interface {
 	WatchEntries(channelID uint64, buffer int) (entries <-chan []byte, stop func())
 }
 
-// Options configure the dashboard. Store, Registry and Watcher are
+// DashboardOptions configure the dashboard. Store, Registry and Watcher are
 // required.
-type Options struct {
+type DashboardOptions struct {
 	// Store lists channels with their last entry_id.
 	Store channels.Store
 	// Registry decides who may read a channel, as for the REST API.
@@ -83,9 +84,9 @@ type Options struct {
 	WriteTimeout time.Duration
 }
 
-// Handler serves the dashboard. Shutdown ends open event streams.
-type Handler struct {
-	opts     Options
+// Dashboard serves the dashboard. Shutdown ends open event streams.
+type Dashboard struct {
+	opts     DashboardOptions
 	log      *slog.Logger
 	assets   map[string]asset
 	ctx      context.Context
@@ -99,9 +100,9 @@ type asset struct {
 	etag        string
 }
 
-// New returns the dashboard handler. It panics if Store, Registry or
+// NewDashboard returns the dashboard handler. It panics if Store, Registry or
 // Watcher is nil, since that is a programming error.
-func New(opts Options) *Handler {
+func NewDashboard(opts DashboardOptions) *Dashboard {
 	if opts.Store == nil || opts.Registry == nil || opts.Watcher == nil {
 		panic("dashboard: Store, Registry and Watcher are required")
 	}
@@ -120,7 +121,7 @@ func New(opts Options) *Handler {
 	if opts.Next == nil {
 		opts.Next = http.NotFoundHandler()
 	}
-	h := &Handler{opts: opts, log: opts.Logger, assets: make(map[string]asset)}
+	h := &Dashboard{opts: opts, log: opts.Logger, assets: make(map[string]asset)}
 	h.ctx, h.shutdown = context.WithCancel(context.Background())
 	err := fs.WalkDir(webFS, "web", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -157,9 +158,9 @@ func New(opts Options) *Handler {
 // Shutdown ends every open event stream and refuses new ones, so that an
 // http.Server's Shutdown need not wait for them (register it with
 // RegisterOnShutdown).
-func (h *Handler) Shutdown() { h.shutdown() }
+func (h *Dashboard) Shutdown() { h.shutdown() }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	switch {
 	case p == "/" || isChannelPage(p):
@@ -173,7 +174,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == "/channels.json":
 		h.channelList(w, r)
 	case strings.HasPrefix(p, "/channels/") && strings.HasSuffix(p, "/events"):
-		id, ok := parseID(strings.TrimSuffix(strings.TrimPrefix(p, "/channels/"), "/events"))
+		id, ok := parseChannelID(strings.TrimSuffix(strings.TrimPrefix(p, "/channels/"), "/events"))
 		if !ok {
 			h.opts.Next.ServeHTTP(w, r)
 			return
@@ -190,12 +191,12 @@ func isChannelPage(p string) bool {
 	if !ok {
 		return false
 	}
-	_, ok = parseID(rest)
+	_, ok = parseChannelID(rest)
 	return ok
 }
 
-// parseID parses a channel ID with the one rule every interface uses.
-func parseID(s string) (uint64, bool) {
+// parseChannelID parses a channel ID with the one rule every interface uses.
+func parseChannelID(s string) (uint64, bool) {
 	n, err := channels.ParseID(s)
 	return n, err == nil
 }
@@ -209,7 +210,7 @@ func securityHeaders(hdr http.Header) {
 	hdr.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 }
 
-func (h *Handler) serveAsset(w http.ResponseWriter, r *http.Request, name string, cache bool) {
+func (h *Dashboard) serveAsset(w http.ResponseWriter, r *http.Request, name string, cache bool) {
 	hdr := w.Header()
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		hdr.Set("Allow", "GET, HEAD")

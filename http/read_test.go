@@ -1,4 +1,4 @@
-package httpapi_test
+package httpd_test
 
 import (
 	"bytes"
@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/feedmq/feedmq/broker/httpapi"
 	"github.com/feedmq/feedmq/channels"
+	httpd "github.com/feedmq/feedmq/http"
 )
 
 // weather is a private channel with fields 1, 2 and 4 and four entries.
@@ -335,7 +335,7 @@ func TestStoreFailure(t *testing.T) {
 	e := newEnv(t, channels.Limits{})
 	ch := e.channel("P", "", true, map[int]string{1: "v"})
 	var logs bytes.Buffer
-	h := httpapi.New(httpapi.Options{
+	h := httpd.NewAPI(httpd.APIOptions{
 		Store: brokenStore{e.db}, Registry: e.svc.Registry, Publisher: e.pub,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		Health: func(context.Context) error { return errBroken },

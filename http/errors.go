@@ -1,4 +1,4 @@
-package httpapi
+package httpd
 
 import (
 	"net/http"
@@ -45,7 +45,7 @@ func errTooLarge(details string) *apiError {
 var errThrottled = &apiError{http.StatusTooManyRequests, "error_too_many_requests", "Too Many Requests",
 	"Too many wrong API keys from this address; wait for the time in Retry-After."}
 
-// errBusy answers a feed read beyond Options.MaxFeedReads.
+// errBusy answers a feed read beyond APIOptions.MaxFeedReads.
 var errBusy = &apiError{http.StatusServiceUnavailable, "error_busy", "Service Unavailable",
 	"The server is serving as many feed reads as it allows; try again in a moment."}
 

@@ -1,4 +1,4 @@
-package httpapi_test
+package httpd_test
 
 import (
 	"encoding/csv"

@@ -1,4 +1,4 @@
-package dashboard
+package httpd
 
 import (
 	"crypto/subtle"
@@ -25,7 +25,7 @@ const maxKeys = 32
 //
 // A private channel carries "api_key", the read key that unlocked it.
 // Write keys are never included.
-func (h *Handler) channelList(w http.ResponseWriter, r *http.Request) {
+func (h *Dashboard) channelList(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Cache-Control", "no-store")
@@ -144,18 +144,11 @@ func readKey(r *http.Request) string {
 	return headerKey(r)
 }
 
-func headerKey(r *http.Request) string {
-	if k := r.Header.Get("THINGSPEAKAPIKEY"); k != "" {
-		return k
-	}
-	return r.Header.Get("X-THINGSPEAKAPIKEY")
-}
-
 // authorize is canRead for the start of a stream: a wrong key counts
 // against the client's address, and an address that gave too many gets
 // 429 before its key is checked. It reports whether the request may go on,
 // having answered it when not.
-func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, id uint64, key string) bool {
+func (h *Dashboard) authorize(w http.ResponseWriter, r *http.Request, id uint64, key string) bool {
 	status := h.canRead(id, "")
 	if status == http.StatusUnauthorized && key != "" {
 		if h.throttled(w, r) {
@@ -178,7 +171,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, id uint64, k
 
 // throttled answers 429 when the request's address gave too many wrong
 // keys lately.
-func (h *Handler) throttled(w http.ResponseWriter, r *http.Request) bool {
+func (h *Dashboard) throttled(w http.ResponseWriter, r *http.Request) bool {
 	if h.opts.KeyThrottle == nil {
 		return false
 	}
@@ -191,7 +184,7 @@ func (h *Handler) throttled(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-func (h *Handler) keyFailed(r *http.Request) {
+func (h *Dashboard) keyFailed(r *http.Request) {
 	if h.opts.KeyThrottle != nil {
 		h.opts.KeyThrottle.Fail(r.RemoteAddr)
 	}
@@ -199,7 +192,7 @@ func (h *Handler) keyFailed(r *http.Request) {
 
 // canRead reports whether the request may read channel id, as an HTTP
 // status: 200, 401 or 404.
-func (h *Handler) canRead(id uint64, key string) int {
+func (h *Dashboard) canRead(id uint64, key string) int {
 	err := h.opts.Registry.CanSubscribe(auth.Anonymous, id, key)
 	switch {
 	case err == nil:

@@ -1,4 +1,4 @@
-package dashboard_test
+package httpd_test
 
 import (
 	"bufio"
@@ -14,29 +14,29 @@ import (
 
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/broker"
-	"github.com/feedmq/feedmq/broker/dashboard"
 	"github.com/feedmq/feedmq/channels"
+	httpd "github.com/feedmq/feedmq/http"
 	"github.com/feedmq/feedmq/storage"
 )
 
-// env is a broker without listeners over a bbolt file, with the dashboard
+// dashEnv is a broker without listeners over a bbolt file, with the dashboard
 // in front of a stand-in for the REST API.
-type env struct {
+type dashEnv struct {
 	t    *testing.T
 	db   *storage.DB
 	svc  *auth.Service
 	srv  *broker.Server
-	dash *dashboard.Handler
+	dash *httpd.Dashboard
 	http *httptest.Server
 }
 
-func newEnv(t *testing.T, heartbeat time.Duration) *env {
+func newDashEnv(t *testing.T, heartbeat time.Duration) *dashEnv {
 	t.Helper()
-	return newEnvWith(t, heartbeat, nil)
+	return newDashEnvWith(t, heartbeat, nil)
 }
 
-// newEnvWith is newEnv with the dashboard's options changed by set.
-func newEnvWith(t *testing.T, heartbeat time.Duration, set func(*dashboard.Options)) *env {
+// newDashEnvWith is newDashEnv with the dashboard's options changed by set.
+func newDashEnvWith(t *testing.T, heartbeat time.Duration, set func(*httpd.DashboardOptions)) *dashEnv {
 	t.Helper()
 	db, err := storage.Open(filepath.Join(t.TempDir(), "feedmq.db"), storage.Options{})
 	if err != nil {
@@ -60,19 +60,19 @@ func newEnvWith(t *testing.T, heartbeat time.Duration, set func(*dashboard.Optio
 		w.Header().Set("X-Next", "api")
 		http.NotFound(w, r)
 	})
-	e := &env{t: t, db: db, svc: svc, srv: srv}
-	opts := dashboard.Options{Store: db, Registry: svc.Registry, Watcher: srv, Next: next, Logger: log, Heartbeat: heartbeat}
+	e := &dashEnv{t: t, db: db, svc: svc, srv: srv}
+	opts := httpd.DashboardOptions{Store: db, Registry: svc.Registry, Watcher: srv, Next: next, Logger: log, Heartbeat: heartbeat}
 	if set != nil {
 		set(&opts)
 	}
-	e.dash = dashboard.New(opts)
+	e.dash = httpd.NewDashboard(opts)
 	e.http = httptest.NewServer(e.dash)
 	t.Cleanup(e.http.Close)
 	t.Cleanup(e.dash.Shutdown) // before the server closes: streams end first
 	return e
 }
 
-func (e *env) channel(public bool, labels ...string) *channels.Channel {
+func (e *dashEnv) channel(public bool, labels ...string) *channels.Channel {
 	e.t.Helper()
 	spec := auth.ChannelSpec{Name: "garden", Public: public}
 	copy(spec.Fields[:], labels)
@@ -85,7 +85,7 @@ func (e *env) channel(public bool, labels ...string) *channels.Channel {
 
 // publish commits an entry through the broker, as an MQTT publish does,
 // and returns its JSON.
-func (e *env) publish(ch uint64, field1 string) string {
+func (e *dashEnv) publish(ch uint64, field1 string) string {
 	e.t.Helper()
 	en := channels.Entry{ChannelID: ch}
 	en.SetValue(0, field1)
@@ -95,7 +95,7 @@ func (e *env) publish(ch uint64, field1 string) string {
 	return string(en.AppendJSON(nil))
 }
 
-func (e *env) get(path string, hdr ...string) (*http.Response, string) {
+func (e *dashEnv) get(path string, hdr ...string) (*http.Response, string) {
 	e.t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, e.http.URL+path, nil)
 	for i := 0; i+1 < len(hdr); i += 2 {
@@ -117,7 +117,7 @@ type stream struct {
 	lines chan string
 }
 
-func (e *env) open(path string, hdr ...string) *stream {
+func (e *dashEnv) open(path string, hdr ...string) *stream {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	e.t.Cleanup(cancel)
@@ -179,7 +179,7 @@ func (s *stream) skipTo(prefix string) string {
 }
 
 func TestEventsAccess(t *testing.T) {
-	e := newEnv(t, time.Hour)
+	e := newDashEnv(t, time.Hour)
 	pub := e.channel(true)
 	priv := e.channel(false)
 	for _, c := range []struct {
@@ -217,7 +217,7 @@ func TestEventsAccess(t *testing.T) {
 
 // TestEventsEntry streams an entry committed through the broker.
 func TestEventsEntry(t *testing.T) {
-	e := newEnv(t, time.Hour)
+	e := newDashEnv(t, time.Hour)
 	ch := e.channel(true, "Temperature")
 	other := e.channel(true)
 	s := e.open("/channels/1/events")
@@ -255,7 +255,7 @@ func waitWatchers(t *testing.T, srv *broker.Server, n int) {
 }
 
 func TestEventsHeartbeat(t *testing.T) {
-	e := newEnv(t, 50*time.Millisecond)
+	e := newDashEnv(t, 50*time.Millisecond)
 	e.channel(true)
 	s := e.open("/channels/1/events")
 	s.skipTo(": stream")
@@ -268,7 +268,7 @@ func TestEventsHeartbeat(t *testing.T) {
 
 // TestEventsResume replays what a reconnecting client missed, once.
 func TestEventsResume(t *testing.T) {
-	e := newEnv(t, time.Hour)
+	e := newDashEnv(t, time.Hour)
 	ch := e.channel(true)
 	var sent []string
 	for _, v := range []string{"1", "2", "3"} {
@@ -307,7 +307,7 @@ func TestEventsResume(t *testing.T) {
 
 // TestEventsEnd: a stream ends on Shutdown, and when access is revoked.
 func TestEventsEnd(t *testing.T) {
-	e := newEnv(t, 20*time.Millisecond)
+	e := newDashEnv(t, 20*time.Millisecond)
 	ch := e.channel(true)
 	s := e.open("/channels/1/events")
 	s.skipTo(": stream")
@@ -337,7 +337,7 @@ func TestEventsEnd(t *testing.T) {
 }
 
 func TestAssets(t *testing.T) {
-	e := newEnv(t, time.Hour)
+	e := newDashEnv(t, time.Hour)
 	for _, c := range []struct {
 		path, ctype, contains string
 	}{
@@ -381,7 +381,7 @@ func TestAssets(t *testing.T) {
 }
 
 func TestChannelList(t *testing.T) {
-	e := newEnv(t, time.Hour)
+	e := newDashEnv(t, time.Hour)
 	pub := e.channel(true, "Temperature", "Humidity")
 	priv := e.channel(false, "Power")
 	e.publish(pub.ID, "20")

@@ -1,5 +1,5 @@
-// Package httpapi is feedmq's ThingSpeak-compatible REST API: channel feed
-// reads, writes and /healthz.
+// The REST API (NewAPI) is feedmq's ThingSpeak-compatible API: channel
+// feed reads, writes and /healthz.
 //
 // Reads (GET or HEAD; a public channel, or api_key=<read key> in the query
 // or the THINGSPEAKAPIKEY or X-THINGSPEAKAPIKEY header):
@@ -38,12 +38,13 @@
 // {"status":"401","error":{"error_code":"error_auth_required",...}}, or
 // for .csv and .txt requests the bare error code as text; /update answers
 // 0. Unknown paths are 404, other methods 405. After too many wrong API
-// keys from one address (Options.KeyThrottle), requests from it that need a
+// keys from one address (APIOptions.KeyThrottle), requests from it that need a
 // key get 429 with Retry-After ("0" for /update) for a while.
 //
 // The package imports only the domain packages and the standard library;
 // the caller supplies the store, the registry and the publisher.
-package httpapi
+
+package httpd
 
 import (
 	"context"
@@ -66,9 +67,9 @@ type Publisher interface {
 	Publish(ctx context.Context, e *channels.Entry) error
 }
 
-// Options configure the handler. Store, Registry and Publisher are
+// APIOptions configure the handler. Store, Registry and Publisher are
 // required.
-type Options struct {
+type APIOptions struct {
 	// Store serves reads.
 	Store channels.Store
 	// Registry decides who may read and write and resolves write keys; it
@@ -119,16 +120,16 @@ const (
 const maxBodyExtra = 4096
 
 type handler struct {
-	opts     Options
+	opts     APIOptions
 	log      *slog.Logger
 	zones    zoneCache
 	throttle *auth.Throttle
 	reads    chan struct{} // a slot per feed read being served, if capped
 }
 
-// New returns the REST API handler. It panics if Store, Registry or
+// NewAPI returns the REST API handler. It panics if Store, Registry or
 // Publisher is nil, since that is a programming error.
-func New(opts Options) http.Handler {
+func NewAPI(opts APIOptions) http.Handler {
 	if opts.Store == nil || opts.Registry == nil || opts.Publisher == nil {
 		panic("httpapi: Store, Registry and Publisher are required")
 	}

@@ -1,4 +1,4 @@
-package httpapi_test
+package httpd_test
 
 import (
 	"bytes"
@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/feedmq/feedmq/auth"
-	"github.com/feedmq/feedmq/broker/httpapi"
 	"github.com/feedmq/feedmq/channels"
+	httpd "github.com/feedmq/feedmq/http"
 )
 
 // countingStore counts every call the API makes to the store.
@@ -67,7 +67,7 @@ func TestUnknownWriteKeysNeverReachTheStore(t *testing.T) {
 	e := newEnv(t, channels.Limits{})
 	ch := e.channel("W", "", false, map[int]string{1: "v"})
 	store := &countingStore{Store: e.db}
-	srv := httptest.NewServer(httpapi.New(httpapi.Options{
+	srv := httptest.NewServer(httpd.NewAPI(httpd.APIOptions{
 		Store: store, Registry: e.svc.Registry, Publisher: e.pub,
 	}))
 	defer srv.Close()
@@ -104,7 +104,7 @@ func TestWrongKeysAreThrottled(t *testing.T) {
 	pub := e.channel("Public", "", true, map[int]string{1: "v"})
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	h := httpapi.New(httpapi.Options{
+	h := httpd.NewAPI(httpd.APIOptions{
 		Store: e.db, Registry: e.svc.Registry, Publisher: e.pub, Logger: log,
 		KeyThrottle: auth.NewThrottle(auth.Backoff{AfterFailures: 3, Initial: time.Minute, Max: 5 * time.Minute}),
 	})

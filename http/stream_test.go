@@ -1,4 +1,4 @@
-package httpapi_test
+package httpd_test
 
 import (
 	"net/http"
@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/feedmq/feedmq/broker/httpapi"
 	"github.com/feedmq/feedmq/channels"
+	httpd "github.com/feedmq/feedmq/http"
 )
 
 // plainStore hides storage.DB's paging, so that the handler builds whole
@@ -33,7 +33,7 @@ func TestStreamedFeedsAreUnchanged(t *testing.T) {
 		e.entry(ch.ID, at(0, 0, 0).Add(time.Duration(i*97%457)*time.Minute), vals)
 	}
 	streamed := e.h
-	whole := httpapi.New(httpapi.Options{
+	whole := httpd.NewAPI(httpd.APIOptions{
 		Store: plainStore{e.db}, Registry: e.svc.Registry, Publisher: e.pub,
 		Now: func() time.Time { return now },
 	})

@@ -1,4 +1,4 @@
-package dashboard
+package httpd
 
 import (
 	"bytes"
@@ -32,7 +32,7 @@ const (
 // stream ends when the client goes away, when its access is revoked (the
 // channel turned private, its read key regenerated or the channel
 // deleted) and at Shutdown.
-func (h *Handler) events(w http.ResponseWriter, r *http.Request, id uint64) {
+func (h *Dashboard) events(w http.ResponseWriter, r *http.Request, id uint64) {
 	hdr := w.Header()
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Access-Control-Allow-Origin", "*")
@@ -141,7 +141,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request, id uint64) {
 
 // replay appends the events of the entries after entry since, at most the
 // newest maxReplay, and returns the last entry_id it covered.
-func (h *Handler) replay(r *http.Request, buf []byte, id, since uint64) ([]byte, uint64, error) {
+func (h *Dashboard) replay(r *http.Request, buf []byte, id, since uint64) ([]byte, uint64, error) {
 	ctx := r.Context()
 	ch, err := h.opts.Store.FindChannel(ctx, id)
 	if err != nil {

@@ -1,4 +1,4 @@
-package dashboard_test
+package httpd_test
 
 import (
 	"context"
@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"github.com/feedmq/feedmq/auth"
-	"github.com/feedmq/feedmq/broker/dashboard"
+	httpd "github.com/feedmq/feedmq/http"
 )
 
 // Wrong read keys at /channels.json and the event streams count against
 // the client's address like those of the REST API.
 func TestDashboardWrongKeysAreThrottled(t *testing.T) {
-	e := newEnvWith(t, time.Hour, func(o *dashboard.Options) {
+	e := newDashEnvWith(t, time.Hour, func(o *httpd.DashboardOptions) {
 		o.KeyThrottle = auth.NewThrottle(auth.Backoff{AfterFailures: 3, Initial: time.Minute, Max: 5 * time.Minute})
 	})
 	priv := e.channel(false, "t")
@@ -53,7 +53,7 @@ func TestDashboardWrongKeysAreThrottled(t *testing.T) {
 // Event streams beyond MaxStreams get 503 with Retry-After; a slot frees
 // when a stream ends.
 func TestDashboardStreamCap(t *testing.T) {
-	e := newEnvWith(t, time.Hour, func(o *dashboard.Options) { o.MaxStreams = 2 })
+	e := newDashEnvWith(t, time.Hour, func(o *httpd.DashboardOptions) { o.MaxStreams = 2 })
 	c := e.channel(true, "t")
 	url := e.http.URL + "/channels/" + strconv.FormatUint(c.ID, 10) + "/events"
 	open := func() (*http.Response, context.CancelFunc) {
