@@ -19,6 +19,7 @@ import (
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/broker"
 	"github.com/feedmq/feedmq/channels"
+	httpd "github.com/feedmq/feedmq/http"
 )
 
 // Config is feedmq's configuration: defaults, then the YAML file given with
@@ -363,8 +364,8 @@ func (c *Config) validateHTTP() error {
 		return fmt.Errorf("http.max_feed_reads: must not be negative (got %d; 0 means no limit)", h.MaxFeedReads)
 	case h.MaxSSEStreams < 0:
 		return fmt.Errorf("http.max_sse_streams: must not be negative (got %d; 0 means no limit)", h.MaxSSEStreams)
-	case h.WriteTimeout < Duration(time.Second) || h.WriteTimeout > Duration(httpWriteTimeout):
-		return fmt.Errorf("http.write_timeout: must be from 1s to %s (got %s)", httpWriteTimeout, h.WriteTimeout)
+	case h.WriteTimeout < Duration(time.Second) || h.WriteTimeout > Duration(httpd.ResponseTimeout):
+		return fmt.Errorf("http.write_timeout: must be from 1s to %s (got %s)", httpd.ResponseTimeout, h.WriteTimeout)
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/broker"
+	httpd "github.com/feedmq/feedmq/http"
 	"github.com/feedmq/feedmq/internal/gctune"
 	"github.com/feedmq/feedmq/internal/safelog"
 	"github.com/feedmq/feedmq/storage"
@@ -145,7 +146,7 @@ type server struct {
 	db     *storage.DB
 	svc    *auth.Service
 	broker *broker.Server
-	http   *httpListener // nil when --http is off
+	http   *httpd.Server // nil when --http is off
 	// metrics are served on /metrics; the store reports commits to them.
 	metrics *metrics
 	sock    *admin.Server
