@@ -104,7 +104,7 @@ type asset struct {
 // Watcher is nil, since that is a programming error.
 func NewDashboard(opts DashboardOptions) *Dashboard {
 	if opts.Store == nil || opts.Registry == nil || opts.Watcher == nil {
-		panic("dashboard: Store, Registry and Watcher are required")
+		panic("httpd: NewDashboard: Store, Registry and Watcher are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -150,7 +150,7 @@ func NewDashboard(opts DashboardOptions) *Dashboard {
 		return nil
 	})
 	if err != nil {
-		panic("dashboard: embedded assets: " + err.Error())
+		panic("httpd: dashboard assets: " + err.Error())
 	}
 	return h
 }

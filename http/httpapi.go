@@ -131,7 +131,7 @@ type handler struct {
 // Publisher is nil, since that is a programming error.
 func NewAPI(opts APIOptions) http.Handler {
 	if opts.Store == nil || opts.Registry == nil || opts.Publisher == nil {
-		panic("httpapi: Store, Registry and Publisher are required")
+		panic("httpd: NewAPI: Store, Registry and Publisher are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
