@@ -66,72 +66,51 @@ func TestSlowFeedReadersFlood(t *testing.T) {
 	if size < 8000*2880 {
 		t.Fatalf("the feed is only %d bytes", size)
 	}
-	time.Sleep(time.Second)
-	base := s.rss(t)
 	baseSockets := sockets(t, s)
 
 	const attackers = 40
-	conns := make([]net.Conn, 0, attackers)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
+	var att conns
+	defer att.closeAll()
 	req := "GET " + url[len("http://"+s.addrs["http"]):] + " HTTP/1.1\r\nHost: feedmq\r\n\r\n"
-	for range attackers {
-		c, err := net.Dial("tcp", s.addrs["http"])
-		if err != nil {
-			t.Fatal(err)
+	// RSS is bounded over the first seconds of the flood, while every
+	// answer is being built or stuck, and must come back to within 24 MiB
+	// once the clients leave.
+	lim := floodLimits{peak: 64 << 20, settle: 24 << 20, hold: 3 * time.Second}
+	measureFlood(t, s, lim, func() {
+		for range attackers {
+			c, err := net.Dial("tcp", s.addrs["http"])
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			att.add(c)
+			c.(*net.TCPConn).SetReadBuffer(4096)
+			if _, err := io.WriteString(c, req); err != nil {
+				t.Error(err)
+				return
+			}
 		}
-		c.(*net.TCPConn).SetReadBuffer(4096)
-		if _, err := io.WriteString(c, req); err != nil {
-			t.Fatal(err)
+	}, func() {
+		// Stalled readers are cut off once a write has waited
+		// write_timeout: the server closes their connections, keeping
+		// only those of the readers beyond max_feed_reads, which got 503
+		// and may send another request.
+		var open int
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if open = sockets(t, s) - baseSockets; open <= attackers-32 || time.Now().After(deadline) {
+				break
+			}
 		}
-		conns = append(conns, c)
-	}
-	// RSS over the first seconds of the flood, while every answer is
-	// being built or stuck.
-	peak := base
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		peak = max(peak, s.rss(t))
-	}
-	t.Logf("RSS: %d MiB after a full read, %d MiB at most during the flood of %d stalled readers", base>>20, peak>>20, attackers)
-	if peak-base >= 64<<20 {
-		t.Errorf("RSS grew by %d MiB during the flood, bound 64 MiB", (peak-base)>>20)
-	}
-
-	// Stalled readers are cut off once a write has waited write_timeout:
-	// the server closes their connections, keeping only those of the
-	// readers beyond max_feed_reads, which got 503 and may send another
-	// request.
-	var open int
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if open = sockets(t, s) - baseSockets; open <= attackers-32 || time.Now().After(deadline) {
-			break
+		t.Logf("%d of %d stalled readers' connections still open after the write timeout", open, attackers)
+		if open > attackers-32 {
+			t.Errorf("%d stalled readers' connections are still open; only the %d refused ones may be", open, attackers-32)
 		}
-	}
-	t.Logf("%d of %d stalled readers' connections still open after the write timeout", open, attackers)
-	if open > attackers-32 {
-		t.Errorf("%d stalled readers' connections are still open; only the %d refused ones may be", open, attackers-32)
-	}
-	for _, c := range conns {
-		c.Close()
-	}
-
-	// The server still answers in full, and its memory comes back.
-	if n := full(); n != size {
-		t.Errorf("full read after the flood: %d bytes, want %d", n, size)
-	}
-	var after int64
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
-		if after = s.rss(t); after-base < 24<<20 || time.Now().After(deadline) {
-			break
+		att.closeAll()
+		// The server still answers in full.
+		if n := full(); n != size {
+			t.Errorf("full read after the flood: %d bytes, want %d", n, size)
 		}
-	}
-	t.Logf("RSS after the flood: %d MiB", after>>20)
-	if after-base >= 24<<20 {
-		t.Errorf("RSS stays %d MiB above where it was before the flood", (after-base)>>20)
-	}
+	})
 }
 
 // sockets counts the sockets the server process has open.
