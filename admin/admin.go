@@ -28,13 +28,37 @@ type Service interface {
 	ListChannels(ctx context.Context) ([]*channels.Channel, error)
 	Entries(ctx context.Context, id uint64, f channels.EntryFilter) ([]channels.Entry, error)
 
-	CreateDevice(ctx context.Context, name string, grants []auth.Grant) (*auth.Credentials, error)
+	CreateDevice(ctx context.Context, spec auth.DeviceSpec) (*auth.Credentials, error)
+	UpdateDevice(ctx context.Context, id uint64, u auth.DeviceUpdate) (*auth.Device, error)
 	AuthorizeDevice(ctx context.Context, id uint64, grants []auth.Grant) (*auth.Device, error)
 	DeauthorizeDevice(ctx context.Context, id, ch uint64) (*auth.Device, error)
 	ResetPassword(ctx context.Context, id uint64) (*auth.Credentials, error)
 	DeleteDevice(ctx context.Context, id uint64) error
 	Device(ctx context.Context, id uint64) (*auth.Device, error)
 	ListDevices(ctx context.Context) ([]*auth.Device, error)
+	// DeviceActivity returns the running broker's view of each device
+	// that has a live connection or has published since it started;
+	// empty when no server runs.
+	DeviceActivity(ctx context.Context) (map[uint64]auth.Activity, error)
+
+	// Account returns the owner account, creating its user API key on
+	// first use.
+	Account(ctx context.Context) (*auth.AccountInfo, error)
+	// RegenerateUserKey replaces the user API key; the old one stops
+	// working at once.
+	RegenerateUserKey(ctx context.Context) (*auth.AccountInfo, error)
+	// SetPassword sets the console password and ends every console
+	// session signed in before.
+	SetPassword(ctx context.Context, password string) error
+	// VerifyPassword checks a console password: EFORBIDDEN when wrong or
+	// when none is set.
+	VerifyPassword(ctx context.Context, password string) error
+	// VerifyUserKey checks a user API key: EFORBIDDEN when wrong.
+	VerifyUserKey(ctx context.Context, key string) error
+	// RedeemSetupToken sets the first console password with the one-time
+	// token a starting server logged; the token is spent on success.
+	// EFORBIDDEN when the token is wrong, spent, or a password is set.
+	RedeemSetupToken(ctx context.Context, token, password string) error
 
 	// Backup writes a consistent copy of the database to path, which
 	// must be absolute (a server does not share the caller's working

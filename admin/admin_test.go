@@ -49,7 +49,7 @@ func TestErrorsCrossTheSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	creds, err := l.CreateDevice(ctx, "d", nil)
+	creds, err := l.CreateDevice(ctx, auth.DeviceSpec{Name: "d"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,8 +99,8 @@ func (r *Client) Entries(ctx context.Context, id uint64, f channels.EntryFilter)
 	return es, nil
 }
 
-func (r *Client) CreateDevice(ctx context.Context, name string, grants []auth.Grant) (*auth.Credentials, error) {
-	return callPtr[auth.Credentials](ctx, r, opDeviceCreate, createDeviceArgs{Name: name, Grants: grants})
+func (r *Client) CreateDevice(ctx context.Context, spec auth.DeviceSpec) (*auth.Credentials, error) {
+	return callPtr[auth.Credentials](ctx, r, opDeviceCreate, createDeviceArgs{Name: spec.Name, Description: spec.Description, Grants: spec.Grants})
 }
 
 func (r *Client) AuthorizeDevice(ctx context.Context, id uint64, grants []auth.Grant) (*auth.Device, error) {

@@ -54,8 +54,9 @@ type entriesArgs struct {
 }
 
 type createDeviceArgs struct {
-	Name   string       `json:"name"`
-	Grants []auth.Grant `json:"grants"`
+	Name        string       `json:"name"`
+	Description string       `json:"description,omitempty"`
+	Grants      []auth.Grant `json:"grants"`
 }
 
 type grantArgs struct {
@@ -126,7 +127,7 @@ var ops = map[string]opFunc{
 		return out, err
 	}),
 	opDeviceCreate: op(func(ctx context.Context, s Service, a createDeviceArgs) (any, error) {
-		return scrubCredentials(s.CreateDevice(ctx, a.Name, a.Grants))
+		return scrubCredentials(s.CreateDevice(ctx, auth.DeviceSpec{Name: a.Name, Description: a.Description, Grants: a.Grants}))
 	}),
 	opDeviceAuthorize: op(func(ctx context.Context, s Service, a grantArgs) (any, error) {
 		return scrubDevice(s.AuthorizeDevice(ctx, a.ID, a.Grants))

@@ -12,16 +12,32 @@ import (
 
 // Device is a set of MQTT credentials with rights on channels.
 type Device struct {
-	ID       uint64
-	Name     string
-	ClientID string // equals Username, as ThingSpeak generates them
-	Username string
+	ID          uint64
+	Name        string
+	Description string
+	ClientID    string // equals Username, as ThingSpeak generates them
+	Username    string
 	// PasswordHash is HashPassword(password); the password itself is
 	// never stored.
 	PasswordHash string
 	Channels     []Grant
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+}
+
+// DeviceSpec describes a new device.
+type DeviceSpec struct {
+	Name        string
+	Description string
+	Grants      []Grant
+}
+
+// DeviceUpdate changes the settings that are non-nil. Grants, when
+// non-nil, replaces all of the device's grants.
+type DeviceUpdate struct {
+	Name        *string
+	Description *string
+	Grants      *[]Grant
 }
 
 // Grant is a device's right on one channel.

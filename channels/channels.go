@@ -46,7 +46,16 @@ type Channel struct {
 	MaxEntries uint64
 	// MaxAge deletes entries older than MaxAge; 0 keeps all. Retention is
 	// applied in the background, so a feed may briefly exceed either.
-	MaxAge    time.Duration
+	MaxAge time.Duration
+	// Location of the channel as decimal strings ("" when unset), kept as
+	// written because ThingSpeak answers them as strings: latitude
+	// -90..90, longitude -180..180, elevation in metres.
+	Latitude, Longitude, Elevation string
+	// Metadata is free text for scripts (JSON, XML, anything); Tags are
+	// search words; URL is a web page about the channel.
+	Metadata  string
+	Tags      []string
+	URL       string
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	// LastEntryID is the entry_id of the newest entry, 0 when empty. It is

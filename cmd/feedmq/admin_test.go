@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/feedmq/feedmq/auth"
 	"io"
 	"log/slog"
 	"net"
@@ -26,7 +27,7 @@ func TestAdminUsesSocket(t *testing.T) {
 	if got, ok := s.svc.Registry.Channel(c.ID); !ok || got.WriteKey != c.WriteAPIKey {
 		t.Fatalf("registry: %+v, %v", got, ok)
 	}
-	var d deviceJSON
+	var d auth.DeviceJSON
 	mustJSON(t, s.dir, &d, "device", "create", "--name", "dev", "--channel", "1:pub", "--json")
 	id, err := s.svc.Registry.Authenticate(d.ClientID, d.Username, d.Password)
 	if err != nil || id != d.ID {
@@ -149,7 +150,7 @@ func TestServe(t *testing.T) {
 	}
 
 	// An admin command reaches the live service.
-	var d deviceJSON
+	var d auth.DeviceJSON
 	mustRun(t, dir, "channel", "create", "--name", "c")
 	mustJSON(t, dir, &d, "device", "create", "--name", "d", "--channel", "1", "--json")
 	if _, err := s.svc.Registry.Authenticate(d.ClientID, d.Username, d.Password); err != nil {
@@ -169,7 +170,7 @@ func TestServe(t *testing.T) {
 		t.Fatalf("socket left behind: %v", err)
 	}
 	// After shutdown the data is there for offline commands.
-	var list []deviceJSON
+	var list []auth.DeviceJSON
 	if mustJSON(t, dir, &list, "device", "list", "--json"); len(list) != 1 {
 		t.Fatalf("got %+v", list)
 	}

@@ -215,7 +215,7 @@ func (p *benchProvisioner) Channel(ctx context.Context, name string) (uint64, er
 }
 
 func (p *benchProvisioner) Device(ctx context.Context, name string, ch uint64) (loadgen.Options, error) {
-	cr, err := p.a.CreateDevice(ctx, name, []auth.Grant{{ChannelID: ch, Publish: true, Subscribe: true}})
+	cr, err := p.a.CreateDevice(ctx, auth.DeviceSpec{Name: name, Grants: []auth.Grant{{ChannelID: ch, Publish: true, Subscribe: true}}})
 	if err != nil {
 		return loadgen.Options{}, fmt.Errorf("creating device %s: %w (bench needs one device per client; see limits in the configuration)", name, err)
 	}

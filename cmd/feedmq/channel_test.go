@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/feedmq/feedmq/auth"
 	"reflect"
 	"regexp"
 	"strings"
@@ -165,7 +166,7 @@ func TestChannelDeleteClear(t *testing.T) {
 			t.Fatalf("got %v", done)
 		}
 		// The device lost its grant to the deleted channel.
-		var d deviceJSON
+		var d auth.DeviceJSON
 		mustJSON(t, dir, &d, "device", "show", "1", "--json")
 		if len(d.Channels) != 1 || d.Channels[0].ChannelID != 2 {
 			t.Fatalf("grants after delete: %+v", d.Channels)

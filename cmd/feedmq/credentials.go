@@ -3,33 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
+	"slices"
 
 	"github.com/spf13/cobra"
 
 	"github.com/feedmq/feedmq/auth"
 )
-
-// credentialFormats writes a device's credentials in each --format.
-var credentialFormats = map[string]func(w io.Writer, c *auth.Credentials) error{
-	"text": func(w io.Writer, c *auth.Credentials) error {
-		_, err := fmt.Fprintf(w, "username = %s\nclientId = %s\npassword = %s\n", c.Device.Username, c.Device.ClientID, c.Password)
-		return err
-	},
-	"env": func(w io.Writer, c *auth.Credentials) error {
-		_, err := fmt.Fprintf(w, "MQTT_USERNAME=%s\nMQTT_CLIENT_ID=%s\nMQTT_PASSWORD=%s\n", c.Device.Username, c.Device.ClientID, c.Password)
-		return err
-	},
-	"arduino": func(w io.Writer, c *auth.Credentials) error {
-		_, err := fmt.Fprintf(w, "#define SECRET_MQTT_USERNAME %q\n#define SECRET_MQTT_CLIENT_ID %q\n#define SECRET_MQTT_PASSWORD %q\n",
-			c.Device.Username, c.Device.ClientID, c.Password)
-		return err
-	},
-	"json": func(w io.Writer, c *auth.Credentials) error {
-		return writeJSON(w, newDeviceJSON(c.Device, c.Password))
-	},
-}
 
 // credentialOptions are the flags of the commands that reveal a password:
 // device create and device reset-password.
@@ -49,7 +29,7 @@ func (o *credentialOptions) addFlags(cmd *cobra.Command) {
 
 // check validates the flags before anything changes.
 func (o *credentialOptions) check(cmd *cobra.Command) error {
-	if _, ok := credentialFormats[o.format]; !ok {
+	if !slices.Contains(auth.CredentialFormats(), o.format) {
 		return fmt.Errorf("invalid --format %q: want text, json, env or arduino", o.format)
 	}
 	if asJSON(cmd) && o.output == "" && cmd.Flags().Changed("format") && o.format != "json" {
@@ -89,7 +69,7 @@ func abandon(f *os.File) {
 func (o *credentialOptions) emit(cmd *cobra.Command, f *os.File, c *auth.Credentials, action string) error {
 	out := cmd.OutOrStdout()
 	if f != nil {
-		err := credentialFormats[o.format](f, c)
+		err := auth.WriteCredentials(f, o.format, c)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -97,7 +77,7 @@ func (o *credentialOptions) emit(cmd *cobra.Command, f *os.File, c *auth.Credent
 			return fmt.Errorf("write %s: %w; the password is lost, run `feedmq device reset-password %d`", f.Name(), err, c.Device.ID)
 		}
 		if asJSON(cmd) {
-			return writeJSON(out, newDeviceJSON(c.Device, c.Password))
+			return writeJSON(out, auth.NewDeviceJSON(c.Device, c.Password))
 		}
 		fmt.Fprintf(out, "Device %d %s; credentials written to %s (%s format).\n", c.Device.ID, action, f.Name(), o.format)
 		return printDevice(out, c.Device)
@@ -106,7 +86,7 @@ func (o *credentialOptions) emit(cmd *cobra.Command, f *os.File, c *auth.Credent
 	if asJSON(cmd) {
 		format = "json"
 	}
-	if err := credentialFormats[format](out, c); err != nil {
+	if err := auth.WriteCredentials(out, format, c); err != nil {
 		return err
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "Device %d %s. Keep the password now: it is shown only once.\n", c.Device.ID, action)

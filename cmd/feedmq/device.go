@@ -24,7 +24,7 @@ func newDeviceCommand() *cobra.Command {
 
 func printDeviceResult(cmd *cobra.Command, d *auth.Device) error {
 	if asJSON(cmd) {
-		return writeJSON(cmd.OutOrStdout(), newDeviceJSON(d, ""))
+		return writeJSON(cmd.OutOrStdout(), auth.NewDeviceJSON(d, ""))
 	}
 	return printDevice(cmd.OutOrStdout(), d)
 }
@@ -61,7 +61,7 @@ channels. The password is shown only now; only a hash is stored.`,
 				if err != nil {
 					return err
 				}
-				c, err := a.CreateDevice(ctx, name, grants)
+				c, err := a.CreateDevice(ctx, auth.DeviceSpec{Name: name, Grants: grants})
 				if err != nil {
 					abandon(f)
 					return deviceHint(err)
@@ -129,9 +129,9 @@ func newDeviceListCommand() *cobra.Command {
 					return err
 				}
 				if asJSON(cmd) {
-					out := make([]deviceJSON, len(list))
+					out := make([]auth.DeviceJSON, len(list))
 					for i, d := range list {
-						out[i] = newDeviceJSON(d, "")
+						out[i] = auth.NewDeviceJSON(d, "")
 					}
 					return writeJSON(cmd.OutOrStdout(), out)
 				}

@@ -93,7 +93,7 @@ func TestDeviceCredentialFormats(t *testing.T) {
 			})
 		}
 		t.Run("json", func(t *testing.T) {
-			var got deviceJSON
+			var got auth.DeviceJSON
 			mustJSON(t, dir, &got, "device", "create", "--name", "j", "--format", "json")
 			if got.Password == "" || got.Username == "" {
 				t.Fatalf("got %+v", got)
@@ -134,7 +134,7 @@ func TestDeviceCredentialsOutputFile(t *testing.T) {
 		if !strings.Contains(got, "already exists") {
 			t.Fatalf("got %q", got)
 		}
-		var list []deviceJSON
+		var list []auth.DeviceJSON
 		if mustJSON(t, dir, &list, "device", "list", "--json"); len(list) != 1 {
 			t.Fatalf("refused create still created a device: %+v", list)
 		}
@@ -147,7 +147,7 @@ func TestDeviceCredentialsOutputFile(t *testing.T) {
 		}
 
 		// --json with --output: the file gets --format, stdout the JSON.
-		var d deviceJSON
+		var d auth.DeviceJSON
 		mustJSON(t, dir, &d, "device", "reset-password", "1", "--format", "env", "--output", other, "--json")
 		b, _ = os.ReadFile(other)
 		if d.Password == "" || !strings.Contains(string(b), "MQTT_PASSWORD="+d.Password+"\n") {
@@ -159,7 +159,7 @@ func TestDeviceCredentialsOutputFile(t *testing.T) {
 func TestDeviceListShowDelete(t *testing.T) {
 	forEachInstance(t, func(t *testing.T, dir string) {
 		mustRun(t, dir, "channel", "create", "--name", "A")
-		var created deviceJSON
+		var created auth.DeviceJSON
 		mustJSON(t, dir, &created, "device", "create", "--name", "d1", "--channel", "1:sub", "--json")
 		mustRun(t, dir, "device", "create", "--name", "d2")
 
@@ -203,7 +203,7 @@ func TestDeviceAuthorize(t *testing.T) {
 		mustRun(t, dir, "channel", "create", "--name", "B")
 		mustRun(t, dir, "device", "create", "--name", "d", "--channel", "1:pub")
 
-		var d deviceJSON
+		var d auth.DeviceJSON
 		mustJSON(t, dir, &d, "device", "authorize", "1", "--channel", "1:sub", "--channel", "2", "--json")
 		want := []auth.Grant{{ChannelID: 1, Subscribe: true}, {ChannelID: 2, Publish: true, Subscribe: true}}
 		if !reflect.DeepEqual(d.Channels, want) {
@@ -261,7 +261,7 @@ func TestDeviceLimits(t *testing.T) {
 
 func TestDeviceResetPassword(t *testing.T) {
 	s := startAdminServer(t)
-	var created, reset deviceJSON
+	var created, reset auth.DeviceJSON
 	mustJSON(t, s.dir, &created, "device", "create", "--name", "d", "--json")
 	mustJSON(t, s.dir, &reset, "device", "reset-password", "1", "--json")
 	if reset.Password == created.Password || reset.Username != created.Username {

@@ -54,26 +54,6 @@ func formatMaxAge(d time.Duration) string {
 	return d.String()
 }
 
-// deviceJSON is the --json shape of a device (DESIGN §3). Password is set
-// only right after create and reset-password.
-type deviceJSON struct {
-	ID        uint64       `json:"id"`
-	Name      string       `json:"name"`
-	ClientID  string       `json:"client_id"`
-	Username  string       `json:"username"`
-	Password  string       `json:"password,omitempty"`
-	Channels  []auth.Grant `json:"channels"`
-	CreatedAt string       `json:"created_at"`
-}
-
-func newDeviceJSON(d *auth.Device, password string) deviceJSON {
-	grants := append([]auth.Grant{}, d.Channels...) // [] rather than null
-	return deviceJSON{
-		ID: d.ID, Name: d.Name, ClientID: d.ClientID, Username: d.Username,
-		Password: password, Channels: grants, CreatedAt: formatJSONTime(d.CreatedAt),
-	}
-}
-
 func formatJSONTime(t time.Time) string { return t.UTC().Format(channels.TimeFormat) }
 
 // formatTime is the human and CSV form of a time, as ThingSpeak's CSV.
