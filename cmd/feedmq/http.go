@@ -5,9 +5,13 @@ import (
 	"time"
 	_ "time/tzdata" // timezone= must work without the host's zoneinfo (containers, sandboxed units)
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	httpd "github.com/feedmq/feedmq/http"
 )
+
+// The channel API and the console front the same admin service as the CLI.
+var _ httpd.Admin = (*admin.Local)(nil)
 
 // openHTTP builds the HTTP server (the REST API, the dashboard, /healthz
 // and /metrics, see metrics.go) from cfg and opens it on --http; the
