@@ -147,6 +147,8 @@ type server struct {
 	svc    *auth.Service
 	broker *broker.Server
 	http   *httpd.Server // nil when --http is off
+	// admin is the admin service that the socket and the HTTP API front.
+	admin *admin.Local
 	// metrics are served on /metrics; the store reports commits to them.
 	metrics *metrics
 	sock    *admin.Server
@@ -191,13 +193,14 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	s.svc.Revoke = s.broker.Revoke
+	s.admin = admin.NewLocal(s.svc, s.db)
 	if err = s.broker.Open(); err != nil {
 		return err
 	}
 	if s.http, err = openHTTP(cfg, s); err != nil {
 		return err
 	}
-	if s.sock, err = admin.Listen(cfg.dataDir(), admin.NewLocal(s.svc, s.db), log.With("component", "admin")); err != nil {
+	if s.sock, err = admin.Listen(cfg.dataDir(), s.admin, log.With("component", "admin")); err != nil {
 		return err
 	}
 	s.stopPrune = startPruner(s.db, log.With("component", "retention"), pruneInterval)
