@@ -1,5 +1,7 @@
 // The REST API (NewAPI) is feedmq's ThingSpeak-compatible API: channel
-// feed reads, writes and /healthz.
+// feed reads, writes and /healthz, and with APIOptions.Admin the
+// management API of manage.go (channel settings and MQTT devices, for the
+// owner's user API key).
 //
 // Reads (GET or HEAD; a public channel, or api_key=<read key> in the query
 // or the THINGSPEAKAPIKEY or X-THINGSPEAKAPIKEY header):

@@ -26,6 +26,17 @@ const (
 	maxGrantItems = 1000
 )
 
+// manageKeys are the parameters the management API reads; a JSON body's
+// other members are ignored unread, so that an error message never
+// quotes a name the client made up (it might hold a secret).
+var manageKeys = map[string]bool{
+	"api_key": true, "name": true, "description": true, "latitude": true, "longitude": true,
+	"elevation": true, "metadata": true, "tags": true, "url": true, "public_flag": true,
+	"field1": true, "field2": true, "field3": true, "field4": true,
+	"field5": true, "field6": true, "field7": true, "field8": true,
+	"channel": true, "channels": true, "page": true, "tag": true,
+}
+
 // manageReq holds the parameters of a channel or device request: scalar
 // values from the query string, then the body (form or JSON), later
 // values winning; tags and grants when a JSON body gave them as arrays,
@@ -111,9 +122,16 @@ func parseManage(q url.Values, contentType string, body []byte) (*manageReq, *ap
 		if len(vals) > maxGrantItems {
 			return nil, badRequest("channel is given more than " + strconv.Itoa(maxGrantItems) + " times.")
 		}
-		gs, err := auth.ParseGrants(vals)
-		if err != nil {
-			return nil, badRequest("channel " + sentence(channels.ErrorMessage(err)))
+		gs := make([]auth.Grant, 0, len(vals))
+		for i, v := range vals {
+			g, aerr := parseGrantValue("channel (value "+strconv.Itoa(i+1)+")", v)
+			if aerr != nil {
+				return nil, aerr
+			}
+			gs = append(gs, g)
+		}
+		if aerr := noDuplicateGrants("channel", gs); aerr != nil {
+			return nil, aerr
 		}
 		m.grants = &gs
 	}
@@ -149,6 +167,9 @@ func (m *manageReq) addJSON(body []byte) *apiError {
 		return badRequest("The body must hold one JSON object and nothing after it.")
 	}
 	for k, raw := range obj {
+		if !manageKeys[k] {
+			continue
+		}
 		switch k {
 		case "tags":
 			if tags, ok := jsonStrings(raw); ok {
@@ -168,22 +189,13 @@ func (m *manageReq) addJSON(body []byte) *apiError {
 		}
 		s, set, ok := jsonScalar(raw)
 		if !ok {
-			return badRequest(quoteName(k) + " must be a string, a number or true or false.")
+			return badRequest(k + " must be a string, a number or true or false.")
 		}
 		if set {
 			m.vals.Set(k, s)
 		}
 	}
 	return nil
-}
-
-// quoteName returns a JSON key for an error message, cut short: it comes
-// from the client.
-func quoteName(k string) string {
-	if len(k) > 40 {
-		return strconv.Quote(k[:40]) + "..."
-	}
-	return k
 }
 
 // jsonScalar returns a JSON string, number or boolean as text; set is
@@ -252,9 +264,9 @@ func jsonGrants(raw json.RawMessage) ([]auth.Grant, *apiError) {
 			s = n.String() // a bare ID, as 1 in "1"
 		}
 		if s != "" || json.Unmarshal(item, &s) == nil {
-			g, err := auth.ParseGrant(s)
-			if err != nil {
-				return nil, badRequest(at + ": " + sentence(channels.ErrorMessage(err)))
+			g, aerr := parseGrantValue(at, s)
+			if aerr != nil {
+				return nil, aerr
 			}
 			out = append(out, g)
 			continue
@@ -280,12 +292,32 @@ func jsonGrants(raw json.RawMessage) ([]auth.Grant, *apiError) {
 		}
 		out = append(out, gr)
 	}
-	seen := make(map[uint64]bool, len(out))
-	for _, g := range out {
+	if aerr := noDuplicateGrants("channels", out); aerr != nil {
+		return nil, aerr
+	}
+	return out, nil
+}
+
+// parseGrantValue parses a grant with the grammar the CLI uses
+// (auth.ParseGrant). The error names the parameter but does not quote the
+// value, which might be a secret sent in the wrong place.
+func parseGrantValue(name, v string) (auth.Grant, *apiError) {
+	g, err := auth.ParseGrant(v)
+	if err != nil {
+		return g, badRequest(name + " must be a channel ID, ID:pub, ID:sub or ID:pubsub, such as 3:pub.")
+	}
+	return g, nil
+}
+
+// noDuplicateGrants refuses a channel granted twice, since one grant
+// would silently win.
+func noDuplicateGrants(name string, gs []auth.Grant) *apiError {
+	seen := make(map[uint64]bool, len(gs))
+	for _, g := range gs {
 		if seen[g.ChannelID] {
-			return nil, badRequest("channels: channel " + strconv.FormatUint(g.ChannelID, 10) + " is given twice.")
+			return badRequest(name + ": channel " + strconv.FormatUint(g.ChannelID, 10) + " is given twice.")
 		}
 		seen[g.ChannelID] = true
 	}
-	return out, nil
+	return nil
 }

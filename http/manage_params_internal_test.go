@@ -38,7 +38,10 @@ func TestParseManage(t *testing.T) {
 		{ct: "application/json", body: `{"channels":[{"id":1},{"id":1}]}`, err: "channel 1 is given twice"},
 		{ct: "application/json", body: `null`, err: "JSON object"},
 		{ct: "application/json", body: `{"a":1}x`, err: "one JSON object"},
-		{body: "channel=0", err: "channel "},
+		{body: "channel=0", err: "channel (value 1) must be"},
+		{body: "channel=1&channel=2:x", err: "channel (value 2) must be"},
+		// Members the API does not read are ignored, whatever they hold.
+		{ct: "application/json", body: `{"name":"n","s3cret-Passw0rd":{"a":[1]}}`, vals: map[string]string{"name": "n"}},
 		{body: "tags=" + strings.Repeat("t,", maxTags+1), err: "at most"},
 	} {
 		q, _ := url.ParseQuery(tc.query)
@@ -63,6 +66,25 @@ func TestParseManage(t *testing.T) {
 		}
 		if (tc.grants == nil) != (m.grants == nil) || (m.grants != nil && !equalGrants(*m.grants, tc.grants)) {
 			t.Errorf("%q: grants %v, want %v", tc.body, m.grants, tc.grants)
+		}
+	}
+}
+
+// Error messages name the parameter, never what the client sent in it:
+// a secret sent in the wrong place must not reach the log.
+func TestParseManageDoesNotEcho(t *testing.T) {
+	const secret = "s3cret-Passw0rd-xyz"
+	for _, tc := range []struct{ ct, body string }{
+		{"", "channel=" + secret},
+		{"", "channel=1:" + secret},
+		{"application/json", `{"channels":["` + secret + `"]}`},
+		{"application/json", `{"channels":[{"id":"` + secret + `"}]}`},
+		{"application/json", `{"channels":[{"id":1,"` + secret + `":true}]}`},
+		{"application/json", `{"name":["` + secret + `"]}`},
+	} {
+		_, aerr := parseManage(url.Values{}, tc.ct, []byte(tc.body))
+		if aerr == nil || strings.Contains(aerr.details, "s3cret") {
+			t.Errorf("%s: %v", tc.body, aerr)
 		}
 	}
 }
