@@ -1210,3 +1210,72 @@ func TestService_FailedWritesChangeNothing(t *testing.T) {
 		t.Fatalf("CreateDevice with a cancelled context = %v", err)
 	}
 }
+
+func TestService_ChannelSettings(t *testing.T) {
+	ctx := context.Background()
+	s := newService(t, auth.DefaultLimits())
+	c := mustCreateChannel(t, s, auth.ChannelSpec{
+		Latitude: " 52.5163 ", Longitude: "13.3777", Elevation: "34",
+		Metadata: " kept as typed ", Tags: []string{" roof", "", "weather station", "roof"},
+		URL: " https://example.com/station ",
+	})
+	if c.Latitude != "52.5163" || c.Longitude != "13.3777" || c.Elevation != "34" || c.Metadata != " kept as typed " ||
+		!reflect.DeepEqual(c.Tags, []string{"roof", "weather station"}) || c.URL != "https://example.com/station" {
+		t.Fatalf("created channel = %+v", c)
+	}
+	if got := mustFindChannel(t, s, c.ID); !reflect.DeepEqual(got, c) {
+		t.Fatalf("stored\n%+v\nreturned\n%+v", got, c)
+	}
+
+	// Nil settings stay; given ones change; "" and an empty list unset.
+	tags := []string{"b", "a"}
+	u, err := s.UpdateChannel(ctx, c.ID, auth.ChannelUpdate{Latitude: strp("-1.5"), Tags: &tags})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Latitude != "-1.5" || u.Longitude != "13.3777" || !reflect.DeepEqual(u.Tags, tags) || u.URL != c.URL {
+		t.Fatalf("updated channel = %+v", u)
+	}
+	empty := []string{}
+	u, err = s.UpdateChannel(ctx, c.ID, auth.ChannelUpdate{Latitude: strp(""), Longitude: strp(""), Elevation: strp(""),
+		Metadata: strp(""), Tags: &empty, URL: strp("")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Latitude != "" || u.Longitude != "" || u.Elevation != "" || u.Metadata != "" || u.Tags != nil || u.URL != "" {
+		t.Fatalf("unset channel = %+v", u)
+	}
+
+	// Bad settings are refused with a message naming the field, and
+	// nothing changes.
+	before := mustFindChannel(t, s, c.ID)
+	for _, tt := range []struct {
+		u    auth.ChannelUpdate
+		want string
+	}{
+		{auth.ChannelUpdate{Latitude: strp("91")}, "latitude"},
+		{auth.ChannelUpdate{Longitude: strp("east")}, "longitude"},
+		{auth.ChannelUpdate{Elevation: strp("1e9")}, "elevation"},
+		{auth.ChannelUpdate{Metadata: strp(strings.Repeat("m", channels.MaxMetadataLen+1))}, "metadata"},
+		{auth.ChannelUpdate{Tags: &[]string{"a,b"}}, "tag"},
+		{auth.ChannelUpdate{URL: strp("ftp://example.com")}, "url"},
+	} {
+		_, err := s.UpdateChannel(ctx, c.ID, tt.u)
+		wantCode(t, err, channels.EINVALID)
+		if !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("error %q does not name %s", err, tt.want)
+		}
+	}
+	if _, err := s.CreateChannel(ctx, auth.ChannelSpec{Name: "x", Tags: make([]string, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	many := make([]string, channels.MaxTags+1)
+	for i := range many {
+		many[i] = strings.Repeat("t", i+1)
+	}
+	_, err = s.CreateChannel(ctx, auth.ChannelSpec{Name: "y", Tags: many})
+	wantCode(t, err, channels.EINVALID)
+	if after := mustFindChannel(t, s, c.ID); !reflect.DeepEqual(after, before) {
+		t.Fatalf("refused updates changed the channel:\n%+v\nwas\n%+v", after, before)
+	}
+}
