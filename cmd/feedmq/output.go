@@ -29,6 +29,13 @@ type channelJSON struct {
 	MaxAge     string `json:"max_age,omitempty"` // Go duration, e.g. "720h0m0s"
 	// RateLimit, only when the channel has its own.
 	RateLimit string `json:"rate_limit,omitempty"`
+	// Location, metadata, tags and URL, only when set.
+	Latitude  string   `json:"latitude,omitempty"`
+	Longitude string   `json:"longitude,omitempty"`
+	Elevation string   `json:"elevation,omitempty"`
+	Metadata  string   `json:"metadata,omitempty"`
+	Tags      []string `json:"tags,omitempty"`
+	URL       string   `json:"url,omitempty"`
 }
 
 func newChannelJSON(c *channels.Channel) channelJSON {
@@ -43,6 +50,8 @@ func newChannelJSON(c *channels.Channel) channelJSON {
 		WriteAPIKey: c.WriteKey, ReadAPIKey: c.ReadKey, Fields: fields,
 		CreatedAt: formatJSONTime(c.CreatedAt), LastEntryID: c.LastEntryID,
 		MaxEntries: c.MaxEntries, MaxAge: formatMaxAge(c.MaxAge), RateLimit: formatMaxAge(c.RateLimit),
+		Latitude: c.Latitude, Longitude: c.Longitude, Elevation: c.Elevation,
+		Metadata: c.Metadata, Tags: c.Tags, URL: c.URL,
 	}
 }
 
@@ -132,7 +141,25 @@ func printChannel(w io.Writer, c *channels.Channel) error {
 	if c.RateLimit > 0 {
 		t.row("Rate limit:", c.RateLimit)
 	}
+	for _, r := range [][2]string{
+		{"Latitude:", c.Latitude}, {"Longitude:", c.Longitude}, {"Elevation:", c.Elevation},
+		{"Tags:", strings.Join(c.Tags, ", ")}, {"URL:", c.URL}, {"Metadata:", oneLine(c.Metadata)},
+	} {
+		if r[1] != "" {
+			t.row(r[0], r[1])
+		}
+	}
 	return t.flush()
+}
+
+// oneLine returns s, quoted Go-style when it holds a line break or
+// another control character, so a table row stays one row and free text
+// cannot send escape sequences to the terminal.
+func oneLine(s string) string {
+	if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 }) {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // grantString renders a grant in --channel syntax, e.g. "3:pubsub".
