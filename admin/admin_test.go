@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/feedmq/feedmq/auth"
@@ -84,5 +86,35 @@ func TestErrorWithoutSentinel(t *testing.T) {
 	var e *channels.Error
 	if !errors.As(err, &e) || e.Code != channels.EINVALID || e.Err != nil {
 		t.Fatalf("got %#v", err)
+	}
+}
+
+// Channel settings travel through the socket unchanged, and an empty tag
+// list (not a nil one) removes the tags there too.
+func TestChannelSettingsCrossTheSocket(t *testing.T) {
+	ctx := context.Background()
+	l, c := serveLocal(t)
+	spec := auth.ChannelSpec{Name: "c", Latitude: "1.5", Longitude: "-2", Elevation: "3", Metadata: "m\n",
+		Tags: []string{"a", "b"}, URL: "https://example.com/"}
+	remote, err := c.CreateChannel(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := l.Channel(ctx, remote.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(remote, local) || local.Metadata != "m\n" || !reflect.DeepEqual(local.Tags, spec.Tags) {
+		t.Fatalf("through the socket\n%+v\nstored\n%+v", remote, local)
+	}
+	none, url := []string{}, "http://example.org"
+	remote, err = c.UpdateChannel(ctx, remote.ID, auth.ChannelUpdate{Tags: &none, URL: &url})
+	if err != nil || remote.Tags != nil || remote.URL != url || remote.Latitude != "1.5" {
+		t.Fatalf("update through the socket: %+v, %v", remote, err)
+	}
+	bad := "91"
+	_, err = c.UpdateChannel(ctx, remote.ID, auth.ChannelUpdate{Latitude: &bad})
+	if channels.ErrorCode(err) != channels.EINVALID || !strings.Contains(err.Error(), "latitude") {
+		t.Fatalf("bad latitude through the socket: %v", err)
 	}
 }
