@@ -24,6 +24,7 @@ const (
 	opChannelList       = "channel.list"          // none -> []channels.Channel
 	opFeedEntries       = "feed.entries"          // entriesArgs -> []wireEntry
 	opDeviceCreate      = "device.create"         // createDeviceArgs -> auth.Credentials
+	opDeviceUpdate      = "device.update"         // deviceUpdateArgs -> auth.Device
 	opDeviceAuthorize   = "device.authorize"      // grantArgs -> auth.Device
 	opDeviceDeauthorize = "device.deauthorize"    // deauthorizeArgs -> auth.Device
 	opDeviceReset       = "device.reset_password" // idArgs -> auth.Credentials
@@ -57,6 +58,11 @@ type createDeviceArgs struct {
 	Name        string       `json:"name"`
 	Description string       `json:"description,omitempty"`
 	Grants      []auth.Grant `json:"grants"`
+}
+
+type deviceUpdateArgs struct {
+	ID     uint64            `json:"id"`
+	Update auth.DeviceUpdate `json:"update"`
 }
 
 type grantArgs struct {
@@ -128,6 +134,9 @@ var ops = map[string]opFunc{
 	}),
 	opDeviceCreate: op(func(ctx context.Context, s Service, a createDeviceArgs) (any, error) {
 		return scrubCredentials(s.CreateDevice(ctx, auth.DeviceSpec{Name: a.Name, Description: a.Description, Grants: a.Grants}))
+	}),
+	opDeviceUpdate: op(func(ctx context.Context, s Service, a deviceUpdateArgs) (any, error) {
+		return scrubDevice(s.UpdateDevice(ctx, a.ID, a.Update))
 	}),
 	opDeviceAuthorize: op(func(ctx context.Context, s Service, a grantArgs) (any, error) {
 		return scrubDevice(s.AuthorizeDevice(ctx, a.ID, a.Grants))

@@ -13,14 +13,6 @@ func notBuilt(op string) error {
 	return channels.Errorf(channels.EINTERNAL, "%s is not built yet", op)
 }
 
-func (l *Local) CreateDevice(ctx context.Context, spec auth.DeviceSpec) (*auth.Credentials, error) {
-	return l.Service.CreateDevice(ctx, spec.Name, spec.Grants)
-}
-
-func (l *Local) UpdateDevice(ctx context.Context, id uint64, u auth.DeviceUpdate) (*auth.Device, error) {
-	return nil, notBuilt("UpdateDevice")
-}
-
 func (l *Local) DeviceActivity(ctx context.Context) (map[uint64]auth.Activity, error) {
 	return nil, notBuilt("DeviceActivity")
 }
@@ -42,10 +34,6 @@ func (l *Local) VerifyUserKey(ctx context.Context, key string) error {
 }
 func (l *Local) RedeemSetupToken(ctx context.Context, token, password string) error {
 	return notBuilt("RedeemSetupToken")
-}
-
-func (r *Client) UpdateDevice(ctx context.Context, id uint64, u auth.DeviceUpdate) (*auth.Device, error) {
-	return nil, notBuilt("UpdateDevice")
 }
 
 func (r *Client) DeviceActivity(ctx context.Context) (map[uint64]auth.Activity, error) {

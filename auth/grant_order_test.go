@@ -27,7 +27,7 @@ func TestService_MissingChannelBeforeChannelLimit(t *testing.T) {
 	}
 
 	t.Run("create", func(t *testing.T) {
-		_, err := s.CreateDevice(ctx, "d", []auth.Grant{pub(c.ID), pub(missing)})
+		_, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "d", Grants: []auth.Grant{pub(c.ID), pub(missing)}})
 		wantMissing(t, err)
 	})
 	t.Run("authorize", func(t *testing.T) {

@@ -98,7 +98,7 @@ func mustCreateChannel(t *testing.T, s *testService, spec auth.ChannelSpec) *cha
 
 func mustCreateDevice(t *testing.T, s *testService, name string, grants ...auth.Grant) *auth.Credentials {
 	t.Helper()
-	cr, err := s.CreateDevice(context.Background(), name, grants)
+	cr, err := s.CreateDevice(context.Background(), auth.DeviceSpec{Name: name, Grants: grants})
 	if err != nil {
 		t.Fatalf("CreateDevice(%q, %+v): %v", name, grants, err)
 	}
@@ -583,7 +583,7 @@ func TestService_CreateDeviceErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cr, err := s.CreateDevice(ctx, tt.dev, tt.grants)
+			cr, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: tt.dev, Grants: tt.grants})
 			wantCode(t, err, tt.code)
 			if cr != nil {
 				t.Fatalf("CreateDevice returned %+v with an error", cr)
@@ -605,7 +605,7 @@ func TestService_MaxDevices(t *testing.T) {
 	for range 3 {
 		created = append(created, mustCreateDevice(t, s, "d"))
 	}
-	cr, err := s.CreateDevice(ctx, "one too many", nil)
+	cr, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "one too many"})
 	wantCode(t, err, channels.ELIMIT)
 	if cr != nil {
 		t.Fatalf("CreateDevice over the limit returned %+v", cr)
@@ -622,7 +622,7 @@ func TestService_MaxDevices(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustCreateDevice(t, s, "replacement")
-	_, err = s.CreateDevice(ctx, "one too many", nil)
+	_, err = s.CreateDevice(ctx, auth.DeviceSpec{Name: "one too many"})
 	wantCode(t, err, channels.ELIMIT)
 }
 
@@ -634,7 +634,7 @@ func TestService_MaxDevicesConcurrent(t *testing.T) {
 	errs := make(chan error, 10)
 	for range 10 {
 		wg.Go(func() {
-			_, err := s.CreateDevice(ctx, "d", nil)
+			_, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "d"})
 			errs <- err
 		})
 	}
@@ -671,7 +671,7 @@ func TestService_MaxChannelsPerDevice(t *testing.T) {
 	}
 
 	t.Run("create", func(t *testing.T) {
-		_, err := s.CreateDevice(ctx, "greedy", []auth.Grant{pub(ch[0]), pub(ch[1]), pub(ch[2])})
+		_, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "greedy", Grants: []auth.Grant{pub(ch[0]), pub(ch[1]), pub(ch[2])}})
 		wantLimit(t, err)
 		if list, _ := s.ListDevices(ctx); len(list) != 0 {
 			t.Fatalf("a device over the channel limit was stored: %+v", list)
@@ -1058,7 +1058,7 @@ func TestNewService_LoadsLimitsFromStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s2.CreateDevice(ctx, "over", nil)
+	_, err = s2.CreateDevice(ctx, auth.DeviceSpec{Name: "over"})
 	wantCode(t, err, channels.ELIMIT)
 }
 
@@ -1179,7 +1179,7 @@ func TestService_FailedWritesChangeNothing(t *testing.T) {
 		}},
 		{"RegenerateKey", func() error { _, err := s.RegenerateKey(ctx, c1.ID, true); return err }},
 		{"DeleteChannel", func() error { return s.DeleteChannel(ctx, c1.ID) }},
-		{"CreateDevice", func() error { _, err := s.CreateDevice(ctx, "x", []auth.Grant{pub(c1.ID)}); return err }},
+		{"CreateDevice", func() error { _, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "x", Grants: []auth.Grant{pub(c1.ID)}}); return err }},
 		{"AuthorizeDevice", func() error { _, err := s.AuthorizeDevice(ctx, id, []auth.Grant{sub(c2.ID)}); return err }},
 		{"DeauthorizeDevice", func() error { _, err := s.DeauthorizeDevice(ctx, id, c1.ID); return err }},
 		{"ResetPassword", func() error { _, err := s.ResetPassword(ctx, id); return err }},
@@ -1206,7 +1206,7 @@ func TestService_FailedWritesChangeNothing(t *testing.T) {
 	// A store that cannot even list devices refuses creates too.
 	ctxDone, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := s.CreateDevice(ctxDone, "x", nil); !errors.Is(err, context.Canceled) {
+	if _, err := s.CreateDevice(ctxDone, auth.DeviceSpec{Name: "x"}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("CreateDevice with a cancelled context = %v", err)
 	}
 }
@@ -1278,4 +1278,119 @@ func TestService_ChannelSettings(t *testing.T) {
 	if after := mustFindChannel(t, s, c.ID); !reflect.DeepEqual(after, before) {
 		t.Fatalf("refused updates changed the channel:\n%+v\nwas\n%+v", after, before)
 	}
+}
+
+func TestService_DeviceDescription(t *testing.T) {
+	ctx := context.Background()
+	s := newService(t, auth.DefaultLimits())
+	desc := "garden ESP32\nnext to the shed ☀"
+	cr, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "d", Description: desc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cr.Device.Description != desc || mustFindDevice(t, s, cr.Device.ID).Description != desc {
+		t.Fatalf("description %q, stored %q", cr.Device.Description, mustFindDevice(t, s, cr.Device.ID).Description)
+	}
+	if _, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "max", Description: strings.Repeat("d", channels.MaxDescriptionLen)}); err != nil {
+		t.Fatalf("description at the limit: %v", err)
+	}
+	for _, bad := range []string{strings.Repeat("d", channels.MaxDescriptionLen+1), "\xff"} {
+		_, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "x", Description: bad})
+		wantCode(t, err, channels.EINVALID)
+		if !strings.Contains(err.Error(), "device description must be valid UTF-8 of at most 2000 bytes") {
+			t.Fatalf("error %q does not name the description", err)
+		}
+	}
+	if list, _ := s.ListDevices(ctx); len(list) != 2 {
+		t.Fatalf("%d devices stored, want 2", len(list))
+	}
+}
+
+func TestService_UpdateDevice(t *testing.T) {
+	ctx := context.Background()
+	s := newService(t, auth.Limits{MaxDevices: 10, MaxChannelsPerDevice: 2})
+	c1 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "one"})
+	c2 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "two"})
+	c3 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "three"})
+	cr := mustCreateDevice(t, s, "d", pubsub(c1.ID))
+	id := cr.Device.ID
+	r := s.Registry
+	grants := func(gs ...auth.Grant) *[]auth.Grant { return &gs }
+
+	// Name and description change alone; the grants stay.
+	d, err := s.UpdateDevice(ctx, id, auth.DeviceUpdate{Name: strp("  renamed "), Description: strp("in the attic")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Name != "renamed" || d.Description != "in the attic" {
+		t.Fatalf("updated device = %+v", d)
+	}
+	wantGrants(t, d, pubsub(c1.ID))
+	if got := mustFindDevice(t, s, id); !reflect.DeepEqual(got, d) {
+		t.Fatalf("stored\n%+v\nreturned\n%+v", got, d)
+	}
+	if d, err = s.UpdateDevice(ctx, id, auth.DeviceUpdate{Description: strp("")}); err != nil || d.Name != "renamed" || d.Description != "" {
+		t.Fatalf("clearing the description: %+v, %v", d, err)
+	}
+
+	// Grants replace all the old ones; a right the device loses ends at
+	// once, one it gains starts at once.
+	d, err = s.UpdateDevice(ctx, id, auth.DeviceUpdate{Grants: grants(sub(c2.ID), pub(c3.ID))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantGrants(t, d, sub(c2.ID), pub(c3.ID))
+	wantGrants(t, mustFindDevice(t, s, id), sub(c2.ID), pub(c3.ID))
+	wantErr(t, "CanSubscribe on a replaced grant", r.CanSubscribe(id, c1.ID, ""), auth.ErrNotAuthorized)
+	wantErr(t, "CanPublish on a replaced grant", r.CanPublish(id, c1.ID, ""), auth.ErrNotAuthorized)
+	wantErr(t, "CanSubscribe on a new grant", r.CanSubscribe(id, c2.ID, ""), nil)
+	wantErr(t, "CanPublish on a new grant", r.CanPublish(id, c3.ID, ""), nil)
+	// Two grants on one channel count once, the later winning, as in
+	// AuthorizeDevice; so the limit of two holds here.
+	if d, err = s.UpdateDevice(ctx, id, auth.DeviceUpdate{Grants: grants(pub(c1.ID), pubsub(c2.ID), sub(c1.ID))}); err != nil {
+		t.Fatal(err)
+	}
+	wantGrants(t, d, sub(c1.ID), pubsub(c2.ID))
+	// The credentials stay and no connection is closed.
+	mustLogin(t, s, cr)
+	s.revokes.want(t)
+
+	before := mustFindDevice(t, s, id)
+	for _, tt := range []struct {
+		name string
+		id   uint64
+		u    auth.DeviceUpdate
+		code string
+		want string
+	}{
+		{"unknown device", 99, auth.DeviceUpdate{Name: strp("x")}, channels.ENOTFOUND, "device 99 not found"},
+		{"blank name", id, auth.DeviceUpdate{Name: strp(" ")}, channels.EINVALID, "device name is required"},
+		{"long name", id, auth.DeviceUpdate{Name: strp(strings.Repeat("n", channels.MaxNameLen+1))}, channels.EINVALID, "device name"},
+		{"long description", id, auth.DeviceUpdate{Description: strp(strings.Repeat("d", channels.MaxDescriptionLen+1))}, channels.EINVALID, "device description"},
+		{"description not UTF-8", id, auth.DeviceUpdate{Description: strp("\xff")}, channels.EINVALID, "device description"},
+		{"over the channel limit", id, auth.DeviceUpdate{Grants: grants(pub(c1.ID), pub(c2.ID), pub(c3.ID))}, channels.ELIMIT, "limits.max_channels_per_device"},
+		{"missing channel", id, auth.DeviceUpdate{Grants: grants(pub(99))}, channels.ENOTFOUND, "channel 99 not found"},
+		{"missing channel before the limit", id, auth.DeviceUpdate{Grants: grants(pub(c1.ID), pub(c2.ID), pub(99))}, channels.ENOTFOUND, "channel 99 not found"},
+		{"grant without rights", id, auth.DeviceUpdate{Grants: grants(auth.Grant{ChannelID: c1.ID})}, channels.EINVALID, "needs publish, subscribe or both"},
+		{"good name, bad grants", id, auth.DeviceUpdate{Name: strp("new"), Grants: grants(pub(99))}, channels.ENOTFOUND, "channel 99"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := s.UpdateDevice(ctx, tt.id, tt.u)
+			wantCode(t, err, tt.code)
+			if d != nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("UpdateDevice = %+v, %v; want %q", d, err, tt.want)
+			}
+			if got := mustFindDevice(t, s, id); !reflect.DeepEqual(got, before) {
+				t.Fatalf("a refused update changed the device:\n%+v\nwas\n%+v", got, before)
+			}
+			wantErr(t, "CanPublish after a refused update", r.CanPublish(id, c2.ID, ""), nil)
+		})
+	}
+
+	// An empty list removes every grant.
+	if d, err = s.UpdateDevice(ctx, id, auth.DeviceUpdate{Grants: grants()}); err != nil {
+		t.Fatal(err)
+	}
+	wantGrants(t, d)
+	wantErr(t, "CanPublish without grants", r.CanPublish(id, c2.ID, ""), auth.ErrNotAuthorized)
 }

@@ -29,7 +29,7 @@ func TestService_StoreStampsTimes(t *testing.T) {
 	if err != nil || !c.CreatedAt.Equal(created) || !c.UpdatedAt.Equal(created) {
 		t.Fatalf("create: %+v, %v", c, err)
 	}
-	cr, err := svc.CreateDevice(ctx, "d", []auth.Grant{{ChannelID: c.ID, Publish: true}})
+	cr, err := svc.CreateDevice(ctx, auth.DeviceSpec{Name: "d", Grants: []auth.Grant{{ChannelID: c.ID, Publish: true}}})
 	if err != nil || !cr.Device.CreatedAt.Equal(created) {
 		t.Fatalf("create device: %+v, %v", cr, err)
 	}
