@@ -16,7 +16,7 @@ func newDeviceCommand() *cobra.Command {
 	cmd := newGroupCommand("device", "Create and manage devices (MQTT credentials with rights on channels)")
 	cmd.AddCommand(
 		newDeviceCreateCommand(), newDeviceListCommand(), newDeviceShowCommand(),
-		newDeviceAuthorizeCommand(), newDeviceDeauthorizeCommand(),
+		newDeviceUpdateCommand(), newDeviceAuthorizeCommand(), newDeviceDeauthorizeCommand(),
 		newDeviceResetPasswordCommand(), newDeviceDeleteCommand(),
 	)
 	return cmd
@@ -33,13 +33,13 @@ const channelFlagUsage = "channel the device may use, as ID (publish and subscri
 
 func newDeviceCreateCommand() *cobra.Command {
 	var (
-		name   string
-		chans  []string
-		grants []auth.Grant
-		creds  credentialOptions
+		name, description string
+		chans             []string
+		grants            []auth.Grant
+		creds             credentialOptions
 	)
 	cmd := &cobra.Command{
-		Use:   "create --name NAME [--channel ID[:pub|:sub|:pubsub]]... [--format text|json|env|arduino] [--output FILE]",
+		Use:   "create --name NAME [--description TEXT] [--channel ID[:pub|:sub|:pubsub]]... [--format text|json|env|arduino] [--output FILE]",
 		Short: "Create a device with generated MQTT credentials",
 		Long: `Create a device: a client ID, username and password for MQTT, with rights on
 channels. The password is shown only now; only a hash is stored.`,
@@ -61,7 +61,7 @@ channels. The password is shown only now; only a hash is stored.`,
 				if err != nil {
 					return err
 				}
-				c, err := a.CreateDevice(ctx, auth.DeviceSpec{Name: name, Grants: grants})
+				c, err := a.CreateDevice(ctx, auth.DeviceSpec{Name: name, Description: description, Grants: grants})
 				if err != nil {
 					abandon(f)
 					return deviceHint(err)
@@ -71,8 +71,45 @@ channels. The password is shown only now; only a hash is stored.`,
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "device name (required)")
+	cmd.Flags().StringVar(&description, "description", "", "what the device is, where it is")
 	cmd.Flags().StringArrayVar(&chans, "channel", nil, channelFlagUsage)
 	creds.addFlags(cmd)
+	return cmd
+}
+
+func newDeviceUpdateCommand() *cobra.Command {
+	var (
+		name, description string
+		u                 auth.DeviceUpdate
+	)
+	cmd := deviceIDCommand("update ID [--name NAME] [--description TEXT]",
+		"Rename a device or change its description (its credentials and rights stay)",
+		func(cmd *cobra.Command, ctx context.Context, a admin.Service, id uint64) error {
+			d, err := a.UpdateDevice(ctx, id, u)
+			if err != nil {
+				return err
+			}
+			return printDeviceResult(cmd, d)
+		})
+	cmd.Long = `Change a device's name or description; only the flags given change, and
+--description "" removes the description. Rights on channels change with
+feedmq device authorize and deauthorize.`
+	cmd.Example = `  feedmq device update 3 --name esp32-shed --description "moved to the shed"`
+	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		f := cmd.Flags()
+		if f.Changed("name") {
+			u.Name = &name
+		}
+		if f.Changed("description") {
+			u.Description = &description
+		}
+		if u.Name == nil && u.Description == nil {
+			return errors.New("nothing to update; give --name or --description")
+		}
+		return nil
+	}
+	cmd.Flags().StringVar(&name, "name", "", "new device name")
+	cmd.Flags().StringVar(&description, "description", "", "new description")
 	return cmd
 }
 

@@ -198,6 +198,9 @@ func printDevice(w io.Writer, d *auth.Device) error {
 	t := newTable(w)
 	t.row("ID:", d.ID)
 	t.row("Name:", d.Name)
+	if d.Description != "" {
+		t.row("Description:", oneLine(d.Description))
+	}
 	t.row("Client ID:", d.ClientID)
 	t.row("Username:", d.Username)
 	t.row("Channels:", grantsString(d.Channels))
