@@ -24,11 +24,10 @@ func serveLocal(t *testing.T) (*Local, *Client) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	svc, err := auth.NewService(context.Background(), db, db, auth.DefaultLimits())
+	l, err := NewLocal(context.Background(), db, auth.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := NewLocal(svc, db)
 	srv, err := Listen(dir, l, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/feedmq/feedmq/admin"
-	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/broker"
 	httpd "github.com/feedmq/feedmq/http"
 	"github.com/feedmq/feedmq/internal/gctune"
@@ -144,7 +143,7 @@ func (s *server) reloadCertificate(cfg Config) error {
 type server struct {
 	log    *slog.Logger
 	db     *storage.DB
-	svc    *auth.Service
+	svc    *admin.Local
 	broker *broker.Server
 	http   *httpd.Server // nil when --http is off
 	// metrics are served on /metrics; the store reports commits to them.
@@ -184,7 +183,7 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 		OnError: func(err error) { log.Error("storage", "err", err) }}); err != nil {
 		return err
 	}
-	if s.svc, err = auth.NewService(ctx, s.db, s.db, cfg.authLimits()); err != nil {
+	if s.svc, err = admin.NewLocal(ctx, s.db, cfg.authLimits()); err != nil {
 		return err
 	}
 	if s.broker, err = broker.New(brokerOptions(cfg, log), s.db, s.svc.Registry); err != nil {
@@ -197,7 +196,7 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	if s.http, err = openHTTP(cfg, s); err != nil {
 		return err
 	}
-	if s.sock, err = admin.Listen(cfg.dataDir(), admin.NewLocal(s.svc, s.db), log.With("component", "admin")); err != nil {
+	if s.sock, err = admin.Listen(cfg.dataDir(), s.svc, log.With("component", "admin")); err != nil {
 		return err
 	}
 	s.stopPrune = startPruner(s.db, log.With("component", "retention"), pruneInterval)

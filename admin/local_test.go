@@ -1,4 +1,4 @@
-package auth_test
+package admin_test
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
 	"github.com/feedmq/feedmq/storage"
@@ -32,7 +33,7 @@ func openDB(t *testing.T, path string) *storage.DB {
 	return db
 }
 
-// revokes records the device IDs passed to Service.Revoke.
+// revokes records the device IDs passed to Local.Revoke.
 type revokes struct {
 	mu  sync.Mutex
 	ids []uint64
@@ -56,24 +57,24 @@ func (r *revokes) want(t *testing.T, ids ...uint64) {
 	}
 }
 
-type testService struct {
-	*auth.Service
+type testLocal struct {
+	*admin.Local
 	db      *storage.DB
 	revokes *revokes
 }
 
-// newService returns a Service over a fresh database with the given
+// newTestLocal returns a Local over a fresh database with the given
 // limits, recording Revoke calls.
-func newService(t *testing.T, lim auth.Limits) *testService {
+func newTestLocal(t *testing.T, lim auth.Limits) *testLocal {
 	t.Helper()
 	db := openDB(t, filepath.Join(t.TempDir(), "db"))
-	s, err := auth.NewService(context.Background(), db, db, lim)
+	s, err := admin.NewLocal(context.Background(), db, lim)
 	if err != nil {
-		t.Fatalf("NewService: %v", err)
+		t.Fatalf("NewLocal: %v", err)
 	}
 	rv := &revokes{}
 	s.Revoke = rv.revoke
-	return &testService{Service: s, db: db, revokes: rv}
+	return &testLocal{Local: s, db: db, revokes: rv}
 }
 
 // wantCode fails unless err carries the given domain error code.
@@ -84,7 +85,7 @@ func wantCode(t *testing.T, err error, code string) {
 	}
 }
 
-func mustCreateChannel(t *testing.T, s *testService, spec auth.ChannelSpec) *channels.Channel {
+func mustCreateChannel(t *testing.T, s *testLocal, spec auth.ChannelSpec) *channels.Channel {
 	t.Helper()
 	if spec.Name == "" {
 		spec.Name = "channel"
@@ -96,7 +97,7 @@ func mustCreateChannel(t *testing.T, s *testService, spec auth.ChannelSpec) *cha
 	return c
 }
 
-func mustCreateDevice(t *testing.T, s *testService, name string, grants ...auth.Grant) *auth.Credentials {
+func mustCreateDevice(t *testing.T, s *testLocal, name string, grants ...auth.Grant) *auth.Credentials {
 	t.Helper()
 	cr, err := s.CreateDevice(context.Background(), auth.DeviceSpec{Name: name, Grants: grants})
 	if err != nil {
@@ -105,7 +106,7 @@ func mustCreateDevice(t *testing.T, s *testService, name string, grants ...auth.
 	return cr
 }
 
-func mustFindDevice(t *testing.T, s *testService, id uint64) *auth.Device {
+func mustFindDevice(t *testing.T, s *testLocal, id uint64) *auth.Device {
 	t.Helper()
 	d, err := s.Devices.FindDevice(context.Background(), id)
 	if err != nil {
@@ -114,7 +115,7 @@ func mustFindDevice(t *testing.T, s *testService, id uint64) *auth.Device {
 	return d
 }
 
-func mustFindChannel(t *testing.T, s *testService, id uint64) *channels.Channel {
+func mustFindChannel(t *testing.T, s *testLocal, id uint64) *channels.Channel {
 	t.Helper()
 	c, err := s.Channels.FindChannel(context.Background(), id)
 	if err != nil {
@@ -124,11 +125,11 @@ func mustFindChannel(t *testing.T, s *testService, id uint64) *channels.Channel 
 }
 
 // login authenticates a device the way the broker does.
-func login(s *testService, cr *auth.Credentials) (uint64, error) {
+func login(s *testLocal, cr *auth.Credentials) (uint64, error) {
 	return s.Registry.Authenticate(cr.Device.ClientID, cr.Device.Username, cr.Password)
 }
 
-func mustLogin(t *testing.T, s *testService, cr *auth.Credentials) {
+func mustLogin(t *testing.T, s *testLocal, cr *auth.Credentials) {
 	t.Helper()
 	id, err := login(s, cr)
 	if err != nil || id != cr.Device.ID {
@@ -147,17 +148,11 @@ func pubsub(ch uint64) auth.Grant { return auth.Grant{ChannelID: ch, Publish: tr
 func pub(ch uint64) auth.Grant    { return auth.Grant{ChannelID: ch, Publish: true} }
 func sub(ch uint64) auth.Grant    { return auth.Grant{ChannelID: ch, Subscribe: true} }
 
-func TestDefaultLimits(t *testing.T) {
-	if got := auth.DefaultLimits(); got != (auth.Limits{MaxDevices: 100, MaxChannelsPerDevice: 10}) {
-		t.Fatalf("DefaultLimits() = %+v, want 100 devices and 10 channels per device", got)
-	}
-}
-
-func TestService_CreateChannel(t *testing.T) {
+func TestLocal_CreateChannel(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("defaults", func(t *testing.T) {
-		s := newService(t, auth.DefaultLimits())
+		s := newTestLocal(t, auth.DefaultLimits())
 		for want := uint64(1); want <= 3; want++ {
 			c := mustCreateChannel(t, s, auth.ChannelSpec{Name: "Weather", Description: "roof"})
 			if c.ID != want {
@@ -204,7 +199,7 @@ func TestService_CreateChannel(t *testing.T) {
 	})
 
 	t.Run("custom fields", func(t *testing.T) {
-		s := newService(t, auth.DefaultLimits())
+		s := newTestLocal(t, auth.DefaultLimits())
 		var f [channels.NumFields]string
 		f[0], f[2], f[7] = "Temperature", "Humidity", "Battery"
 		c := mustCreateChannel(t, s, auth.ChannelSpec{Name: "x", Fields: f})
@@ -222,7 +217,7 @@ func TestService_CreateChannel(t *testing.T) {
 	})
 
 	t.Run("public", func(t *testing.T) {
-		s := newService(t, auth.DefaultLimits())
+		s := newTestLocal(t, auth.DefaultLimits())
 		c := mustCreateChannel(t, s, auth.ChannelSpec{Name: "x", Public: true})
 		if !c.Public || !mustFindChannel(t, s, c.ID).Public {
 			t.Fatal("channel created public is not public")
@@ -247,7 +242,7 @@ func TestService_CreateChannel(t *testing.T) {
 			{"label too long", auth.ChannelSpec{Name: "x", Fields: longLabel}},
 			{"label not UTF-8", auth.ChannelSpec{Name: "x", Fields: badLabel}},
 		}
-		s := newService(t, auth.DefaultLimits())
+		s := newTestLocal(t, auth.DefaultLimits())
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				c, err := s.CreateChannel(ctx, tt.spec)
@@ -273,11 +268,11 @@ func TestService_CreateChannel(t *testing.T) {
 func strp(s string) *string { return &s }
 func boolp(b bool) *bool    { return &b }
 
-func TestService_UpdateChannel(t *testing.T) {
+func TestLocal_UpdateChannel(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("changes", func(t *testing.T) {
-		s := newService(t, auth.DefaultLimits())
+		s := newTestLocal(t, auth.DefaultLimits())
 		orig := mustCreateChannel(t, s, auth.ChannelSpec{Name: "old", Description: "desc"})
 
 		c, err := s.UpdateChannel(ctx, orig.ID, auth.ChannelUpdate{
@@ -331,7 +326,7 @@ func TestService_UpdateChannel(t *testing.T) {
 	})
 
 	t.Run("errors", func(t *testing.T) {
-		s := newService(t, auth.DefaultLimits())
+		s := newTestLocal(t, auth.DefaultLimits())
 		orig := mustCreateChannel(t, s, auth.ChannelSpec{Name: "keep"})
 		allOff := map[int]string{}
 		for n := 1; n <= channels.NumFields; n++ {
@@ -372,7 +367,7 @@ func TestService_UpdateChannel(t *testing.T) {
 	})
 }
 
-func TestService_RegenerateKey(t *testing.T) {
+func TestLocal_RegenerateKey(t *testing.T) {
 	ctx := context.Background()
 	for _, write := range []bool{true, false} {
 		name := "read"
@@ -380,7 +375,7 @@ func TestService_RegenerateKey(t *testing.T) {
 			name = "write"
 		}
 		t.Run(name, func(t *testing.T) {
-			s := newService(t, auth.DefaultLimits())
+			s := newTestLocal(t, auth.DefaultLimits())
 			orig := mustCreateChannel(t, s, auth.ChannelSpec{Name: "x"})
 			other := mustCreateChannel(t, s, auth.ChannelSpec{Name: "y"})
 
@@ -423,15 +418,15 @@ func TestService_RegenerateKey(t *testing.T) {
 	}
 
 	t.Run("unknown channel", func(t *testing.T) {
-		s := newService(t, auth.DefaultLimits())
+		s := newTestLocal(t, auth.DefaultLimits())
 		_, err := s.RegenerateKey(ctx, 7, true)
 		wantCode(t, err, channels.ENOTFOUND)
 	})
 }
 
-func TestService_DeleteChannel(t *testing.T) {
+func TestLocal_DeleteChannel(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	c1 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "one"})
 	c2 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "two"})
 	a := mustCreateDevice(t, s, "a", pubsub(c1.ID), pub(c2.ID))
@@ -472,9 +467,9 @@ func TestService_DeleteChannel(t *testing.T) {
 	s.revokes.want(t)
 }
 
-func TestService_CreateDevice(t *testing.T) {
+func TestLocal_CreateDevice(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	c1 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "one"})
 	c2 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "two"})
 
@@ -551,8 +546,8 @@ func TestService_CreateDevice(t *testing.T) {
 	s.revokes.want(t)
 }
 
-func TestService_CreateDeviceMergesGrants(t *testing.T) {
-	s := newService(t, auth.DefaultLimits())
+func TestLocal_CreateDeviceMergesGrants(t *testing.T) {
+	s := newTestLocal(t, auth.DefaultLimits())
 	c := mustCreateChannel(t, s, auth.ChannelSpec{Name: "x"})
 	// Two grants for one channel become one: the later replaces the
 	// earlier, as in AuthorizeDevice.
@@ -561,9 +556,9 @@ func TestService_CreateDeviceMergesGrants(t *testing.T) {
 	wantGrants(t, mustFindDevice(t, s, cr.Device.ID), sub(c.ID))
 }
 
-func TestService_CreateDeviceErrors(t *testing.T) {
+func TestLocal_CreateDeviceErrors(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	c := mustCreateChannel(t, s, auth.ChannelSpec{Name: "x"})
 	tests := []struct {
 		name   string
@@ -598,9 +593,9 @@ func TestService_CreateDeviceErrors(t *testing.T) {
 	}
 }
 
-func TestService_MaxDevices(t *testing.T) {
+func TestLocal_MaxDevices(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.Limits{MaxDevices: 3, MaxChannelsPerDevice: 10})
+	s := newTestLocal(t, auth.Limits{MaxDevices: 3, MaxChannelsPerDevice: 10})
 	var created []*auth.Credentials
 	for range 3 {
 		created = append(created, mustCreateDevice(t, s, "d"))
@@ -626,10 +621,10 @@ func TestService_MaxDevices(t *testing.T) {
 	wantCode(t, err, channels.ELIMIT)
 }
 
-func TestService_MaxDevicesConcurrent(t *testing.T) {
+func TestLocal_MaxDevicesConcurrent(t *testing.T) {
 	ctx := context.Background()
 	const limit = 3
-	s := newService(t, auth.Limits{MaxDevices: limit})
+	s := newTestLocal(t, auth.Limits{MaxDevices: limit})
 	var wg sync.WaitGroup
 	errs := make(chan error, 10)
 	for range 10 {
@@ -655,9 +650,9 @@ func TestService_MaxDevicesConcurrent(t *testing.T) {
 	}
 }
 
-func TestService_MaxChannelsPerDevice(t *testing.T) {
+func TestLocal_MaxChannelsPerDevice(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.Limits{MaxDevices: 10, MaxChannelsPerDevice: 2})
+	s := newTestLocal(t, auth.Limits{MaxDevices: 10, MaxChannelsPerDevice: 2})
 	var ch []uint64
 	for range 3 {
 		ch = append(ch, mustCreateChannel(t, s, auth.ChannelSpec{Name: "c"}).ID)
@@ -711,9 +706,9 @@ func TestService_MaxChannelsPerDevice(t *testing.T) {
 	})
 }
 
-func TestService_AuthorizeDevice(t *testing.T) {
+func TestLocal_AuthorizeDevice(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	c1 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "one"})
 	c2 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "two"})
 	cr := mustCreateDevice(t, s, "d", pub(c1.ID))
@@ -787,9 +782,9 @@ func TestService_AuthorizeDevice(t *testing.T) {
 	})
 }
 
-func TestService_DeauthorizeDevice(t *testing.T) {
+func TestLocal_DeauthorizeDevice(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	c1 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "one"})
 	c2 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "two"})
 	c3 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "three"})
@@ -839,9 +834,9 @@ func TestService_DeauthorizeDevice(t *testing.T) {
 	s.revokes.want(t)
 }
 
-func TestService_ResetPassword(t *testing.T) {
+func TestLocal_ResetPassword(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	c := mustCreateChannel(t, s, auth.ChannelSpec{Name: "x"})
 	old := mustCreateDevice(t, s, "d", pubsub(c.ID))
 	bystander := mustCreateDevice(t, s, "other")
@@ -894,9 +889,9 @@ func TestService_ResetPassword(t *testing.T) {
 	mustLogin(t, s, cr)
 }
 
-func TestService_DeleteDevice(t *testing.T) {
+func TestLocal_DeleteDevice(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	c := mustCreateChannel(t, s, auth.ChannelSpec{Name: "x"})
 	cr := mustCreateDevice(t, s, "d", pubsub(c.ID))
 	keep := mustCreateDevice(t, s, "keep", pub(c.ID))
@@ -934,9 +929,9 @@ func TestService_DeleteDevice(t *testing.T) {
 	}
 }
 
-func TestService_ChannelAndDeviceReads(t *testing.T) {
+func TestLocal_ChannelAndDeviceReads(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	c := mustCreateChannel(t, s, auth.ChannelSpec{Name: "x"})
 	cr := mustCreateDevice(t, s, "d", pub(c.ID))
 
@@ -963,18 +958,18 @@ func TestService_ChannelAndDeviceReads(t *testing.T) {
 	}
 }
 
-// TestNewService_Reopen checks that a Service on a reopened database loads
+// TestNewLocal_Reopen checks that a Local on a reopened database loads
 // every channel and device into its registry, so the broker authenticates
 // from memory right after a restart.
-func TestNewService_Reopen(t *testing.T) {
+func TestNewLocal_Reopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "db")
 	db := openDB(t, path)
-	s1, err := auth.NewService(ctx, db, db, auth.DefaultLimits())
+	s1, err := admin.NewLocal(ctx, db, auth.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testService{Service: s1, db: db, revokes: &revokes{}}
+	ts := &testLocal{Local: s1, db: db, revokes: &revokes{}}
 	priv := mustCreateChannel(t, ts, auth.ChannelSpec{Name: "private"})
 	public := mustCreateChannel(t, ts, auth.ChannelSpec{Name: "public", Public: true})
 	gone := mustCreateChannel(t, ts, auth.ChannelSpec{Name: "gone"})
@@ -998,11 +993,11 @@ func TestNewService_Reopen(t *testing.T) {
 	}
 
 	db2 := openDB(t, path)
-	s2, err := auth.NewService(ctx, db2, db2, auth.DefaultLimits())
+	s2, err := admin.NewLocal(ctx, db2, auth.DefaultLimits())
 	if err != nil {
-		t.Fatalf("NewService on the reopened database: %v", err)
+		t.Fatalf("NewLocal on the reopened database: %v", err)
 	}
-	ts2 := &testService{Service: s2, db: db2, revokes: &revokes{}}
+	ts2 := &testLocal{Local: s2, db: db2, revokes: &revokes{}}
 	r := s2.Registry
 
 	mustLogin(t, ts2, a)
@@ -1037,15 +1032,15 @@ func TestNewService_Reopen(t *testing.T) {
 	}
 }
 
-func TestNewService_LoadsLimitsFromStore(t *testing.T) {
+func TestNewLocal_LoadsLimitsFromStore(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "db")
 	db := openDB(t, path)
-	s1, err := auth.NewService(ctx, db, db, auth.Limits{})
+	s1, err := admin.NewLocal(ctx, db, auth.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testService{Service: s1, db: db, revokes: &revokes{}}
+	ts := &testLocal{Local: s1, db: db, revokes: &revokes{}}
 	for range 3 {
 		mustCreateDevice(t, ts, "d")
 	}
@@ -1054,7 +1049,7 @@ func TestNewService_LoadsLimitsFromStore(t *testing.T) {
 	}
 	// Devices created before the restart count against a limit set after.
 	db2 := openDB(t, path)
-	s2, err := auth.NewService(ctx, db2, db2, auth.Limits{MaxDevices: 3})
+	s2, err := admin.NewLocal(ctx, db2, auth.Limits{MaxDevices: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1063,7 +1058,7 @@ func TestNewService_LoadsLimitsFromStore(t *testing.T) {
 }
 
 // failingChannels and failingDevices fail their lists, to check that
-// NewService reports a store it cannot load instead of starting with an
+// NewLocal reports a store it cannot load instead of starting with an
 // empty registry.
 type failingChannels struct {
 	channels.Store
@@ -1083,11 +1078,11 @@ func (f failingChannels) ListChannels(context.Context) ([]*channels.Channel, err
 
 func (failingDevices) ListDevices(context.Context) ([]*auth.Device, error) { return nil, errBroken }
 
-func TestNewService_StoreErrors(t *testing.T) {
+func TestNewLocal_StoreErrors(t *testing.T) {
 	for _, failChannels := range []bool{true, false} {
-		s, err := auth.NewService(context.Background(), failingChannels{fail: failChannels}, failingDevices{}, auth.DefaultLimits())
+		s, err := admin.NewLocalOver(context.Background(), failingChannels{fail: failChannels}, failingDevices{}, nil, auth.DefaultLimits())
 		if !errors.Is(err, errBroken) || s != nil {
-			t.Fatalf("NewService over a failing store (channels fail: %v) = %v, %v", failChannels, s, err)
+			t.Fatalf("NewLocal over a failing store (channels fail: %v) = %v, %v", failChannels, s, err)
 		}
 	}
 }
@@ -1151,17 +1146,17 @@ func (b *brokenWrites) DeleteDevice(ctx context.Context, id uint64) error {
 // TestService_FailedWritesChangeNothing checks that the registry follows
 // only committed changes: when the store refuses a write, the broker must
 // go on seeing the old state and no connection is revoked.
-func TestService_FailedWritesChangeNothing(t *testing.T) {
+func TestLocal_FailedWritesChangeNothing(t *testing.T) {
 	ctx := context.Background()
 	db := openDB(t, filepath.Join(t.TempDir(), "db"))
 	store := &brokenWrites{DB: db}
-	svc, err := auth.NewService(ctx, store, store, auth.DefaultLimits())
+	svc, err := admin.NewLocalOver(ctx, store, store, db, auth.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}
 	rv := &revokes{}
 	svc.Revoke = rv.revoke
-	s := &testService{Service: svc, db: db, revokes: rv}
+	s := &testLocal{Local: svc, db: db, revokes: rv}
 	c1 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "one"})
 	c2 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "two"})
 	cr := mustCreateDevice(t, s, "d", pub(c1.ID))
@@ -1179,7 +1174,10 @@ func TestService_FailedWritesChangeNothing(t *testing.T) {
 		}},
 		{"RegenerateKey", func() error { _, err := s.RegenerateKey(ctx, c1.ID, true); return err }},
 		{"DeleteChannel", func() error { return s.DeleteChannel(ctx, c1.ID) }},
-		{"CreateDevice", func() error { _, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "x", Grants: []auth.Grant{pub(c1.ID)}}); return err }},
+		{"CreateDevice", func() error {
+			_, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "x", Grants: []auth.Grant{pub(c1.ID)}})
+			return err
+		}},
 		{"AuthorizeDevice", func() error { _, err := s.AuthorizeDevice(ctx, id, []auth.Grant{sub(c2.ID)}); return err }},
 		{"DeauthorizeDevice", func() error { _, err := s.DeauthorizeDevice(ctx, id, c1.ID); return err }},
 		{"ResetPassword", func() error { _, err := s.ResetPassword(ctx, id); return err }},
@@ -1211,9 +1209,9 @@ func TestService_FailedWritesChangeNothing(t *testing.T) {
 	}
 }
 
-func TestService_ChannelSettings(t *testing.T) {
+func TestLocal_ChannelSettings(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	c := mustCreateChannel(t, s, auth.ChannelSpec{
 		Latitude: " 52.5163 ", Longitude: "13.3777", Elevation: "34",
 		Metadata: " kept as typed ", Tags: []string{" roof", "", "weather station", "roof"},
@@ -1280,9 +1278,9 @@ func TestService_ChannelSettings(t *testing.T) {
 	}
 }
 
-func TestService_DeviceDescription(t *testing.T) {
+func TestLocal_DeviceDescription(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	desc := "garden ESP32\nnext to the shed ☀"
 	cr, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "d", Description: desc})
 	if err != nil {
@@ -1306,9 +1304,9 @@ func TestService_DeviceDescription(t *testing.T) {
 	}
 }
 
-func TestService_UpdateDevice(t *testing.T) {
+func TestLocal_UpdateDevice(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.Limits{MaxDevices: 10, MaxChannelsPerDevice: 2})
+	s := newTestLocal(t, auth.Limits{MaxDevices: 10, MaxChannelsPerDevice: 2})
 	c1 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "one"})
 	c2 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "two"})
 	c3 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "three"})
@@ -1393,4 +1391,16 @@ func TestService_UpdateDevice(t *testing.T) {
 	}
 	wantGrants(t, d)
 	wantErr(t, "CanPublish without grants", r.CanPublish(id, c2.ID, ""), auth.ErrNotAuthorized)
+}
+
+// wantErr fails unless err matches want: nil for success, or a sentinel
+// that errors.Is must find.
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	switch {
+	case want == nil && err != nil:
+		t.Fatalf("%s = %v, want nil", what, err)
+	case want != nil && !errors.Is(err, want):
+		t.Fatalf("%s = %v, want %v", what, err, want)
+	}
 }
