@@ -14,7 +14,8 @@ import (
 // hook (which closes live connections) see them at once.
 type Local struct {
 	*auth.Service
-	db *storage.DB
+	db      *storage.DB
+	account accountState
 }
 
 var _ Service = (*Local)(nil)
