@@ -33,6 +33,13 @@ const (
 	opDeviceList        = "device.list"           // none -> []auth.Device
 	opDBBackup          = "db.backup"             // backupArgs -> BackupResult
 	opDBCheck           = "db.check"              // none -> storage.CheckReport
+
+	opAccountGet            = "account.get"             // none -> auth.AccountInfo
+	opAccountRegenerate     = "account.regenerate_key"  // none -> auth.AccountInfo
+	opAccountSetPassword    = "account.set_password"    // passwordArgs -> null
+	opAccountVerifyPassword = "account.verify_password" // passwordArgs -> null
+	opAccountVerifyUserKey  = "account.verify_user_key" // userKeyArgs -> null
+	opAccountRedeemSetup    = "account.redeem_setup"    // redeemArgs -> null
 )
 
 type idArgs struct {
@@ -166,6 +173,24 @@ var ops = map[string]opFunc{
 	opDBCheck: op(func(ctx context.Context, s Service, _ struct{}) (any, error) {
 		return s.Check(ctx)
 	}),
+	opAccountGet: op(func(ctx context.Context, s Service, _ struct{}) (any, error) {
+		return s.Account(ctx)
+	}),
+	opAccountRegenerate: op(func(ctx context.Context, s Service, _ struct{}) (any, error) {
+		return s.RegenerateUserKey(ctx)
+	}),
+	opAccountSetPassword: op(func(ctx context.Context, s Service, a passwordArgs) (any, error) {
+		return none(s.SetPassword(ctx, a.Password))
+	}),
+	opAccountVerifyPassword: op(func(ctx context.Context, s Service, a passwordArgs) (any, error) {
+		return none(s.VerifyPassword(ctx, a.Password))
+	}),
+	opAccountVerifyUserKey: op(func(ctx context.Context, s Service, a userKeyArgs) (any, error) {
+		return none(s.VerifyUserKey(ctx, a.Key))
+	}),
+	opAccountRedeemSetup: op(func(ctx context.Context, s Service, a redeemArgs) (any, error) {
+		return none(s.RedeemSetupToken(ctx, a.Token, a.Password))
+	}),
 }
 
 // withoutHash returns a copy of d without its password hash: it never
@@ -193,7 +218,7 @@ func scrubCredentials(c *auth.Credentials, err error) (any, error) {
 // readOps change nothing; they are logged at debug level only.
 var readOps = map[string]bool{
 	opChannelGet: true, opChannelList: true, opFeedEntries: true, opDeviceGet: true, opDeviceList: true,
-	opDBCheck: true,
+	opDBCheck: true, opAccountGet: true, opAccountVerifyPassword: true, opAccountVerifyUserKey: true,
 }
 
 // NewHandler serves the admin socket with svc, the running server's

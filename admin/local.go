@@ -29,8 +29,9 @@ type Local struct {
 	// credentials can be closed. Set it before serving changes.
 	Revoke func(deviceID uint64)
 
-	db *storage.DB
-	mu sync.Mutex // serialises changes so limit checks cannot race
+	db      *storage.DB
+	mu      sync.Mutex // serialises changes so limit checks cannot race
+	account accountState
 }
 
 var _ Service = (*Local)(nil)

@@ -17,44 +17,6 @@ func (l *Local) DeviceActivity(ctx context.Context) (map[uint64]auth.Activity, e
 	return nil, notBuilt("DeviceActivity")
 }
 
-func (l *Local) Account(ctx context.Context) (*auth.AccountInfo, error) {
-	return nil, notBuilt("Account")
-}
-func (l *Local) RegenerateUserKey(ctx context.Context) (*auth.AccountInfo, error) {
-	return nil, notBuilt("RegenerateUserKey")
-}
-func (l *Local) SetPassword(ctx context.Context, password string) error {
-	return notBuilt("SetPassword")
-}
-func (l *Local) VerifyPassword(ctx context.Context, password string) error {
-	return notBuilt("VerifyPassword")
-}
-func (l *Local) VerifyUserKey(ctx context.Context, key string) error {
-	return notBuilt("VerifyUserKey")
-}
-func (l *Local) RedeemSetupToken(ctx context.Context, token, password string) error {
-	return notBuilt("RedeemSetupToken")
-}
-
 func (r *Client) DeviceActivity(ctx context.Context) (map[uint64]auth.Activity, error) {
 	return nil, notBuilt("DeviceActivity")
-}
-
-func (r *Client) Account(ctx context.Context) (*auth.AccountInfo, error) {
-	return nil, notBuilt("Account")
-}
-func (r *Client) RegenerateUserKey(ctx context.Context) (*auth.AccountInfo, error) {
-	return nil, notBuilt("RegenerateUserKey")
-}
-func (r *Client) SetPassword(ctx context.Context, password string) error {
-	return notBuilt("SetPassword")
-}
-func (r *Client) VerifyPassword(ctx context.Context, password string) error {
-	return notBuilt("VerifyPassword")
-}
-func (r *Client) VerifyUserKey(ctx context.Context, key string) error {
-	return notBuilt("VerifyUserKey")
-}
-func (r *Client) RedeemSetupToken(ctx context.Context, token, password string) error {
-	return notBuilt("RedeemSetupToken")
 }
