@@ -156,6 +156,8 @@ type Server struct {
 	origins   originPolicy             // who may connect over WebSocket
 
 	sessions sync.Map // *mqtt.Client -> *session, read on every delivery
+	activity sync.Map // device ID -> *deviceActivity (activity.go)
+	started  time.Time
 	router   router   // subscribers per delivered topic (fanout.go)
 	byConn   sync.Map // net.Conn -> *mqtt.Client, to end sessions mochi drops silently
 	live     atomic.Int64
@@ -210,6 +212,7 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 		throttle:    newThrottle(opts.AuthBackoff),
 		handlers:    newHandlerPool(),
 		fanq:        make(chan *channels.Entry, 1024),
+		started:     time.Now(),
 	}
 	go s.fanOutLoop()
 	s.stats.init()
@@ -361,6 +364,9 @@ func (s *Server) Revoke(deviceID uint64) {
 		}
 		return true
 	})
+	if !s.registry.HasDevice(deviceID) {
+		s.activity.Delete(deviceID) // deleted: forget it
+	}
 }
 
 var errRevoked = errors.New("credentials revoked")
