@@ -30,6 +30,7 @@ const (
 	opDeviceDelete      = "device.delete"         // idArgs -> null
 	opDeviceGet         = "device.get"            // idArgs -> auth.Device
 	opDeviceList        = "device.list"           // none -> []auth.Device
+	opDeviceActivity    = "device.activity"       // none -> map[uint64]auth.Activity
 	opDBBackup          = "db.backup"             // backupArgs -> BackupResult
 	opDBCheck           = "db.check"              // none -> storage.CheckReport
 )
@@ -151,6 +152,9 @@ var ops = map[string]opFunc{
 		}
 		return ds, err
 	}),
+	opDeviceActivity: op(func(ctx context.Context, s Service, _ struct{}) (any, error) {
+		return s.DeviceActivity(ctx)
+	}),
 	opDBBackup: op(func(ctx context.Context, s Service, a backupArgs) (any, error) {
 		return s.Backup(ctx, a.Path)
 	}),
@@ -184,7 +188,7 @@ func scrubCredentials(c *auth.Credentials, err error) (any, error) {
 // readOps change nothing; they are logged at debug level only.
 var readOps = map[string]bool{
 	opChannelGet: true, opChannelList: true, opFeedEntries: true, opDeviceGet: true, opDeviceList: true,
-	opDBCheck: true,
+	opDeviceActivity: true, opDBCheck: true,
 }
 
 // NewHandler serves the admin socket with svc, the running server's

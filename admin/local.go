@@ -15,6 +15,9 @@ import (
 type Local struct {
 	*auth.Service
 	db *storage.DB
+	// Activity, when set, returns the running broker's view of the
+	// devices (DeviceActivity); serve sets it.
+	Activity func() map[uint64]auth.Activity
 }
 
 var _ Service = (*Local)(nil)

@@ -21,10 +21,6 @@ func (l *Local) UpdateDevice(ctx context.Context, id uint64, u auth.DeviceUpdate
 	return nil, notBuilt("UpdateDevice")
 }
 
-func (l *Local) DeviceActivity(ctx context.Context) (map[uint64]auth.Activity, error) {
-	return nil, notBuilt("DeviceActivity")
-}
-
 func (l *Local) Account(ctx context.Context) (*auth.AccountInfo, error) {
 	return nil, notBuilt("Account")
 }
@@ -46,10 +42,6 @@ func (l *Local) RedeemSetupToken(ctx context.Context, token, password string) er
 
 func (r *Client) UpdateDevice(ctx context.Context, id uint64, u auth.DeviceUpdate) (*auth.Device, error) {
 	return nil, notBuilt("UpdateDevice")
-}
-
-func (r *Client) DeviceActivity(ctx context.Context) (map[uint64]auth.Activity, error) {
-	return nil, notBuilt("DeviceActivity")
 }
 
 func (r *Client) Account(ctx context.Context) (*auth.AccountInfo, error) {

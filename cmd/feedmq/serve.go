@@ -146,6 +146,9 @@ type server struct {
 	db     *storage.DB
 	svc    *auth.Service
 	broker *broker.Server
+	// local is the admin service every front uses (socket, HTTP); it
+	// asks the broker for device activity.
+	local *admin.Local
 	http   *httpd.Server // nil when --http is off
 	// metrics are served on /metrics; the store reports commits to them.
 	metrics *metrics
@@ -191,13 +194,15 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	s.svc.Revoke = s.broker.Revoke
+	s.local = admin.NewLocal(s.svc, s.db)
+	s.local.Activity = s.broker.DeviceActivity
 	if err = s.broker.Open(); err != nil {
 		return err
 	}
 	if s.http, err = openHTTP(cfg, s); err != nil {
 		return err
 	}
-	if s.sock, err = admin.Listen(cfg.dataDir(), admin.NewLocal(s.svc, s.db), log.With("component", "admin")); err != nil {
+	if s.sock, err = admin.Listen(cfg.dataDir(), s.local, log.With("component", "admin")); err != nil {
 		return err
 	}
 	s.stopPrune = startPruner(s.db, log.With("component", "retention"), pruneInterval)
