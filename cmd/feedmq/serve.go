@@ -146,15 +146,16 @@ type server struct {
 	db     *storage.DB
 	svc    *auth.Service
 	broker *broker.Server
-	// local is the admin service every front uses (socket, HTTP); it
-	// asks the broker for device activity.
-	local *admin.Local
 	http   *httpd.Server // nil when --http is off
 	// metrics are served on /metrics; the store reports commits to them.
 	metrics *metrics
 	sock    *admin.Server
 	// stopPrune stops the background retention (see dbcmd.go).
 	stopPrune func()
+
+	// local is the admin service the fronts share (socket, HTTP); it asks
+	// the broker for device activity.
+	local *admin.Local
 }
 
 // serveLockTimeout is how long serve waits for an admin command that has
