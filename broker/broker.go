@@ -36,8 +36,8 @@ type Options struct {
 	// /mqtt); "" or "off" disables it. It needs CertFile and KeyFile.
 	WSSAddr string
 	// CertFile and KeyFile are the PEM certificate (chain) and private key
-	// of the TLS listeners (TLS 1.2 or later), read at Open and again by
-	// ReloadCertificate.
+	// of the TLS listeners (TLS 1.2 or later) and of TLSConfig, read at
+	// Open when both are set and again by ReloadCertificate.
 	CertFile, KeyFile string
 	// WSAllowedOrigins lists the web origins ("https://app.example.com")
 	// whose pages may connect over WebSocket; "*" allows any. Requests
@@ -268,7 +268,9 @@ func (s *Server) open() error {
 	if tlsNeeded && (o.CertFile == "" || o.KeyFile == "") {
 		return errors.New("broker: the mqtts and wss listeners need a certificate and key file")
 	}
-	if tlsNeeded {
+	// A certificate is read whenever one is given: TLSConfig shares it
+	// with listeners outside the broker.
+	if o.CertFile != "" && o.KeyFile != "" {
 		s.certs = &certHolder{certFile: o.CertFile, keyFile: o.KeyFile, log: s.log}
 		if err := s.certs.load(); err != nil {
 			return fmt.Errorf("broker: %w", err)
