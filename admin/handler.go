@@ -31,6 +31,7 @@ const (
 	opDeviceDelete      = "device.delete"         // idArgs -> null
 	opDeviceGet         = "device.get"            // idArgs -> auth.Device
 	opDeviceList        = "device.list"           // none -> []auth.Device
+	opDeviceActivity    = "device.activity"       // none -> map[uint64]auth.Activity
 	opDBBackup          = "db.backup"             // backupArgs -> BackupResult
 	opDBCheck           = "db.check"              // none -> storage.CheckReport
 
@@ -167,6 +168,9 @@ var ops = map[string]opFunc{
 		}
 		return ds, err
 	}),
+	opDeviceActivity: op(func(ctx context.Context, s Service, _ struct{}) (any, error) {
+		return s.DeviceActivity(ctx)
+	}),
 	opDBBackup: op(func(ctx context.Context, s Service, a backupArgs) (any, error) {
 		return s.Backup(ctx, a.Path)
 	}),
@@ -218,7 +222,7 @@ func scrubCredentials(c *auth.Credentials, err error) (any, error) {
 // readOps change nothing; they are logged at debug level only.
 var readOps = map[string]bool{
 	opChannelGet: true, opChannelList: true, opFeedEntries: true, opDeviceGet: true, opDeviceList: true,
-	opDBCheck: true, opAccountGet: true, opAccountVerifyPassword: true, opAccountVerifyUserKey: true,
+	opDeviceActivity: true, opDBCheck: true, opAccountGet: true, opAccountVerifyPassword: true, opAccountVerifyUserKey: true,
 }
 
 // NewHandler serves the admin socket with svc, the running server's

@@ -32,6 +32,9 @@ type Local struct {
 	db      *storage.DB
 	mu      sync.Mutex // serialises changes so limit checks cannot race
 	account accountState
+	// Activity, when set, returns the running broker's view of the
+	// devices (DeviceActivity); serve sets it.
+	Activity func() map[uint64]auth.Activity
 }
 
 var _ Service = (*Local)(nil)

@@ -190,6 +190,7 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	s.svc.Revoke = s.broker.Revoke
+	s.svc.Activity = s.broker.DeviceActivity
 	if err = s.broker.Open(); err != nil {
 		return err
 	}
