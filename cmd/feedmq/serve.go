@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -142,9 +143,13 @@ func (s *server) reloadCertificate(cfg Config) error {
 // HTTP listener and admin socket, opened in that order and closed in
 // reverse.
 type server struct {
-	log    *slog.Logger
-	db     *storage.DB
-	svc    *auth.Service
+	log *slog.Logger
+	db  *storage.DB
+	svc *auth.Service
+	// admin is the one admin service of the instance: the socket and the
+	// HTTP fronts share it, and with it the owner account and the setup
+	// token.
+	admin  *admin.Local
 	broker *broker.Server
 	http   *httpd.Server // nil when --http is off
 	// metrics are served on /metrics; the store reports commits to them.
@@ -170,7 +175,44 @@ func openServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, err
 		return nil, err
 	}
 	log.Info("feedmq serving", "version", version, "data", cfg.dataDir(), "admin_socket", cfg.socketPath())
+	s.logSetupLink()
 	return s, nil
+}
+
+// logSetupLink logs, while no console password is set, the one line that
+// carries a one-time link to choose it in the console: a user who just
+// started serve opens it in a browser. The token in it lives only in this
+// process's memory, so a restart ends it (and logs a new one). Nothing is
+// logged without an HTTP listener, which the console needs.
+func (s *server) logSetupLink() {
+	if s.http == nil {
+		return
+	}
+	token, err := s.admin.NewSetupToken()
+	if err != nil {
+		// The broker serves on; the account needs repair (feedmq check).
+		s.log.Error("owner account not readable; no console setup link", "err", err)
+		return
+	}
+	if token == "" {
+		return // a password is set
+	}
+	s.log.Info("no console password is set; open this link to choose one (it is valid once, until serve stops)",
+		"url", setupURL(s.http.Addr(), token))
+}
+
+// setupURL is the console's setup link on the bound HTTP address addr. An
+// unspecified address (all interfaces) becomes localhost, which at least
+// works on the machine itself.
+func setupURL(addr net.Addr, token string) string {
+	hostport := addr.String()
+	if host, port, err := net.SplitHostPort(hostport); err == nil {
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			host = "localhost"
+		}
+		hostport = net.JoinHostPort(host, port)
+	}
+	return "http://" + hostport + "/console/setup?token=" + token
 }
 
 func (s *server) open(ctx context.Context, cfg Config) (err error) {
@@ -191,13 +233,14 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	s.svc.Revoke = s.broker.Revoke
+	s.admin = admin.NewLocal(s.svc, s.db)
 	if err = s.broker.Open(); err != nil {
 		return err
 	}
 	if s.http, err = openHTTP(cfg, s); err != nil {
 		return err
 	}
-	if s.sock, err = admin.Listen(cfg.dataDir(), admin.NewLocal(s.svc, s.db), log.With("component", "admin")); err != nil {
+	if s.sock, err = admin.Listen(cfg.dataDir(), s.admin, log.With("component", "admin")); err != nil {
 		return err
 	}
 	s.stopPrune = startPruner(s.db, log.With("component", "retention"), pruneInterval)
