@@ -37,7 +37,7 @@ func openHTTP(cfg Config, s *server) (*httpd.Server, error) {
 			Limits:       cfg.payloadLimits(),
 			Health:       (&storeHealth{db: s.db}).check,
 			KeyThrottle:  keys,
-			Admin:        s.admin,
+			Admin:        s.svc,
 			Refusals:     s.metrics.httpRefused,
 			MaxFeedReads: cfg.HTTP.MaxFeedReads,
 			WriteTimeout: time.Duration(cfg.HTTP.WriteTimeout),
