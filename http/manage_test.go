@@ -728,3 +728,68 @@ type nopWatcher struct{}
 func (nopWatcher) WatchEntries(uint64, int) (<-chan []byte, func()) {
 	return make(chan []byte), func() {}
 }
+
+// Location, metadata, tags and URL: set on create, changed one by one,
+// unset with "", and refused with a message naming the field.
+func TestManageChannelSettings(t *testing.T) {
+	m := newMgmt(t, mgmtOptions{})
+	c := m.createChannel("name=Roof&latitude=52.5163&longitude=13.3777&elevation=34&metadata=%7B%22unit%22%3A%22C%22%7D&tags=weather,+roof,,weather&url=https%3A%2F%2Fexample.org%2Froof")
+	if c.Latitude == nil || *c.Latitude != "52.5163" || c.Longitude == nil || *c.Longitude != "13.3777" || c.Elevation != "34" ||
+		c.Metadata != `{"unit":"C"}` || c.URL != "https://example.org/roof" || len(c.Tags) != 2 || c.Tags[0].Name != "weather" || c.Tags[1].Name != "roof" {
+		t.Fatalf("created: %+v", c)
+	}
+	raw := m.do("GET", "/channels/1.json?api_key="+m.key, "").body
+	if !strings.Contains(raw, `"latitude":"52.5163","longitude":"13.3777",`) || !strings.Contains(raw, `"tags":[{"name":"weather"},{"name":"roof"}]`) {
+		t.Errorf("settings: %s", raw)
+	}
+	var u settingsJSON
+	m.do("PUT", "/channels/1.json", `{"api_key":"`+m.key+`","latitude":-33.9,"tags":["sea"],"url":""}`).ok(t, &u)
+	if *u.Latitude != "-33.9" || *u.Longitude != "13.3777" || u.URL != "" || len(u.Tags) != 1 || u.Tags[0].Name != "sea" || u.Metadata != `{"unit":"C"}` {
+		t.Fatalf("updated: %+v", u)
+	}
+	m.do("PUT", "/channels/1.json", "api_key="+m.key+"&tags=&latitude=&longitude=").ok(t, &u)
+	if u.Latitude != nil || u.Longitude != nil || len(u.Tags) != 0 || u.Elevation != "34" {
+		t.Fatalf("unset: %+v", u)
+	}
+	// tag= filters the lists.
+	m.createChannel("name=Cellar&tags=Damp&public_flag=true")
+	var list []settingsJSON
+	m.do("GET", "/channels.json?tag=damp&api_key="+m.key, "").ok(t, &list)
+	if len(list) != 1 || list[0].Name != "Cellar" {
+		t.Errorf("tag filter: %+v", list)
+	}
+	var page struct {
+		Channels []settingsJSON `json:"channels"`
+	}
+	m.do("GET", "/channels/public.json?tag=nothing", "").ok(t, &page)
+	if len(page.Channels) != 0 {
+		t.Errorf("public tag filter: %+v", page)
+	}
+	for _, tc := range []struct{ body, field string }{
+		{"latitude=91", "latitude"},
+		{"latitude=north", "latitude"},
+		{"longitude=-180.5", "longitude"},
+		{"elevation=high", "elevation"},
+		{"url=javascript:alert(1)", "url"},
+		{"url=ftp%3A%2F%2Fexample.org", "url"},
+		{"metadata=" + strings.Repeat("m", channels.MaxMetadataLen+1), "metadata"},
+		{"tags=" + strings.Repeat("t", channels.MaxTagLen+1), "tag"},
+		{"tags=" + manyTags(channels.MaxTags+1), "tags"},
+	} {
+		m.do("PUT", "/channels/1.json?api_key="+m.key, tc.body).refused(t, 400, "error_bad_request", tc.field)
+		m.do("POST", "/channels.json?api_key="+m.key, "name=x&"+tc.body).refused(t, 400, "error_bad_request", tc.field)
+	}
+	m.do("GET", "/channels.json?api_key="+m.key, "").ok(t, &list)
+	if len(list) != 2 || list[0].Elevation != "34" {
+		t.Errorf("refused changes stored: %+v", list)
+	}
+}
+
+// manyTags returns n distinct tags, comma-separated.
+func manyTags(n int) string {
+	tags := make([]string, n)
+	for i := range tags {
+		tags[i] = fmt.Sprint("t", i)
+	}
+	return strings.Join(tags, ",")
+}

@@ -229,10 +229,7 @@ func (h *handler) createChannel(w http.ResponseWriter, r *http.Request, req *man
 			return
 		}
 	}
-	if aerr := settingsSpec(&spec, req); aerr != nil {
-		h.fail(w, r, "json", aerr)
-		return
-	}
+	settingsSpec(&spec, req)
 	ch, err := h.opts.Admin.CreateChannel(r.Context(), spec)
 	if err != nil {
 		h.adminFailed(w, r, err)
@@ -271,12 +268,9 @@ func (h *handler) updateChannel(w http.ResponseWriter, r *http.Request, id uint6
 		}
 		u.Public, changed = &pub, true
 	}
-	more, aerr := settingsUpdate(&u, req)
-	if aerr != nil {
-		h.fail(w, r, "json", aerr)
-		return
+	if settingsUpdate(&u, req) {
+		changed = true
 	}
-	changed = changed || more
 	var ch *channels.Channel
 	var err error
 	if changed {
@@ -308,4 +302,40 @@ func (h *handler) deleteChannel(w http.ResponseWriter, r *http.Request, id uint6
 	}
 	h.log.Info("http: channel deleted", "channel", id)
 	writeChannel(w, ch, false)
+}
+
+// settingsSpec copies the location, metadata, tags and URL of a create
+// request into spec; the admin service checks them (a bad one is a 400
+// that names it).
+func settingsSpec(spec *auth.ChannelSpec, req *manageReq) {
+	spec.Latitude = req.get("latitude")
+	spec.Longitude = req.get("longitude")
+	spec.Elevation = req.get("elevation")
+	spec.Metadata = req.get("metadata")
+	spec.URL = req.get("url")
+	if req.tags != nil {
+		spec.Tags = *req.tags
+	}
+}
+
+// settingsUpdate sets the location, metadata, tags and URL an update
+// request gives ("" unsets one; tags= removes every tag); changed reports
+// whether it gave any.
+func settingsUpdate(u *auth.ChannelUpdate, req *manageReq) (changed bool) {
+	for _, s := range []struct {
+		name string
+		dst  **string
+	}{
+		{"latitude", &u.Latitude}, {"longitude", &u.Longitude}, {"elevation", &u.Elevation},
+		{"metadata", &u.Metadata}, {"url", &u.URL},
+	} {
+		if req.has(s.name) {
+			v := req.get(s.name)
+			*s.dst, changed = &v, true
+		}
+	}
+	if req.tags != nil {
+		u.Tags, changed = req.tags, true
+	}
+	return changed
 }
