@@ -3,6 +3,7 @@ package httpd
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -232,9 +233,14 @@ func (h *handler) ownerOK(w http.ResponseWriter, r *http.Request, key string) bo
 }
 
 // refuseKey answers 401 and logs the refusal once, with its reason and
-// the key's length but never the key.
+// the key's length but never the key: a wrong key at info level (someone
+// may be guessing), a missing one at debug (a client that forgot it).
 func (h *handler) refuseKey(w http.ResponseWriter, r *http.Request, reason, key string) {
-	h.log.Info("http: user API key refused", "method", r.Method, "path", r.URL.Path,
+	level := slog.LevelInfo
+	if key == "" {
+		level = slog.LevelDebug
+	}
+	h.log.Log(r.Context(), level, "http: user API key refused", "method", r.Method, "path", r.URL.Path,
 		"remote", r.RemoteAddr, "reason", reason, "key", redactKey(key))
 	h.answer(w, r, "json", errAuth)
 }
