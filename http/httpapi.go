@@ -175,6 +175,7 @@ type route struct {
 	channel uint64
 	field   int    // 1..8 for routeField and routeFieldLast
 	entry   uint64 // routeEntry
+	device  uint64 // routeDevice, routeDeviceReset
 	format  string // "json", "csv", "txt"; "" for /update and /healthz
 }
 

@@ -108,8 +108,7 @@ func parseManageRoute(method, path string) (rt route, ok bool) {
 		default:
 			return route{format: "json"}, false
 		}
-		// The device ID goes in rt.channel's place: one ID per route.
-		if rt.channel, ok = parseResourceID(id); ok {
+		if rt.device, ok = parseResourceID(id); ok {
 			return rt, true
 		}
 		return route{format: "json"}, false
@@ -181,24 +180,19 @@ func (h *handler) manage(w http.ResponseWriter, r *http.Request, rt route) {
 	case routeDevice:
 		switch r.Method {
 		case http.MethodGet:
-			d, err := h.opts.Admin.Device(r.Context(), rt.channel)
-			if err != nil {
-				h.adminFailed(w, r, err)
-				return
-			}
-			writeJSON(w, auth.NewDeviceJSON(d, ""))
+			h.showDevice(w, r, rt.device)
 		case http.MethodPut:
-			h.updateDevice(w, r, rt.channel, req)
+			h.updateDevice(w, r, rt.device, req)
 		case http.MethodDelete:
-			h.deleteDevice(w, r, rt.channel)
+			h.deleteDevice(w, r, rt.device)
 		}
 	case routeDeviceReset:
-		c, err := h.opts.Admin.ResetPassword(r.Context(), rt.channel)
+		c, err := h.opts.Admin.ResetPassword(r.Context(), rt.device)
 		if err != nil {
 			h.adminFailed(w, r, err)
 			return
 		}
-		h.log.Info("http: device password reset", "device", rt.channel)
+		h.log.Info("http: device password reset", "device", rt.device)
 		writeJSON(w, auth.NewDeviceJSON(c.Device, c.Password))
 	}
 }
@@ -301,17 +295,43 @@ func writeJSON(w http.ResponseWriter, v any) {
 	writeBody(w, http.StatusOK, "application/json; charset=utf-8", b)
 }
 
+// listDevices answers GET /mqtt/devices.json: every device with what
+// the running broker knows of it (live connections, last publish), as
+// `feedmq device list --json` shows them.
 func (h *handler) listDevices(w http.ResponseWriter, r *http.Request) {
-	ds, err := h.opts.Admin.ListDevices(r.Context())
+	ctx := r.Context()
+	ds, err := h.opts.Admin.ListDevices(ctx)
+	if err != nil {
+		h.adminFailed(w, r, err)
+		return
+	}
+	acts, err := h.opts.Admin.DeviceActivity(ctx)
 	if err != nil {
 		h.adminFailed(w, r, err)
 		return
 	}
 	out := make([]auth.DeviceJSON, 0, len(ds))
 	for _, d := range ds {
-		out = append(out, auth.NewDeviceJSON(d, ""))
+		out = append(out, auth.NewDeviceJSON(d, "").WithActivity(acts[d.ID]))
 	}
 	writeJSON(w, out)
+}
+
+// showDevice answers GET /mqtt/devices/<id>.json, with the device's
+// activity as listDevices.
+func (h *handler) showDevice(w http.ResponseWriter, r *http.Request, id uint64) {
+	ctx := r.Context()
+	d, err := h.opts.Admin.Device(ctx, id)
+	if err != nil {
+		h.adminFailed(w, r, err)
+		return
+	}
+	acts, err := h.opts.Admin.DeviceActivity(ctx)
+	if err != nil {
+		h.adminFailed(w, r, err)
+		return
+	}
+	writeJSON(w, auth.NewDeviceJSON(d, "").WithActivity(acts[id]))
 }
 
 func (h *handler) createDevice(w http.ResponseWriter, r *http.Request, req *manageReq) {

@@ -451,10 +451,14 @@ func TestManageDevices(t *testing.T) {
 	if len(list) != 2 || list[0].ID != 1 || list[1].ID != 2 || strings.Contains(r.body, "password") || strings.Contains(r.body, password) {
 		t.Fatalf("list: %s", r.body)
 	}
+	// As `device list --json`: what the broker knows (nothing here).
+	if strings.Count(r.body, `"connections":[],"last_publish_at":null`) != 2 {
+		t.Errorf("list without activity: %s", r.body)
+	}
 	r = m.do("GET", "/mqtt/devices/1.json?api_key="+m.key, "")
 	var one deviceJSON
 	r.ok(t, &one)
-	if one.ID != 1 || one.Password != nil || one.Name != "ESP32 garden" {
+	if one.ID != 1 || one.Password != nil || one.Name != "ESP32 garden" || !strings.Contains(r.body, `"connections":[]`) {
 		t.Fatalf("one: %s", r.body)
 	}
 

@@ -210,6 +210,10 @@ func TestManageAPI(t *testing.T) {
 			t.Fatalf("mosquitto_pub with the API's credentials: %v", err)
 		}
 		waitHTTP(t, api, "/channels/1/feeds/last.json", `"field1":"42"`)
+		// The device list shows what the broker saw, as the CLI's does.
+		if out := api.ok(nil, "GET", "/mqtt/devices/1.json?api_key="+key, ""); strings.Contains(out, `"last_publish_at":null`) || !strings.Contains(out, `"last_publish_at":"`) {
+			t.Fatalf("device after a publish: %s", out)
+		}
 		var reset device
 		api.ok(&reset, "POST", "/mqtt/devices/1/reset_password.json?api_key="+key, "")
 		if reset.Password == "" || reset.Password == dev.Password {
