@@ -31,8 +31,16 @@ const (
 	opDeviceDelete      = "device.delete"         // idArgs -> null
 	opDeviceGet         = "device.get"            // idArgs -> auth.Device
 	opDeviceList        = "device.list"           // none -> []auth.Device
+	opDeviceActivity    = "device.activity"       // none -> map[uint64]auth.Activity
 	opDBBackup          = "db.backup"             // backupArgs -> BackupResult
 	opDBCheck           = "db.check"              // none -> storage.CheckReport
+
+	opAccountGet            = "account.get"             // none -> auth.AccountInfo
+	opAccountRegenerate     = "account.regenerate_key"  // none -> auth.AccountInfo
+	opAccountSetPassword    = "account.set_password"    // passwordArgs -> null
+	opAccountVerifyPassword = "account.verify_password" // passwordArgs -> null
+	opAccountVerifyUserKey  = "account.verify_user_key" // userKeyArgs -> null
+	opAccountRedeemSetup    = "account.redeem_setup"    // redeemArgs -> null
 )
 
 type idArgs struct {
@@ -160,11 +168,32 @@ var ops = map[string]opFunc{
 		}
 		return ds, err
 	}),
+	opDeviceActivity: op(func(ctx context.Context, s Service, _ struct{}) (any, error) {
+		return s.DeviceActivity(ctx)
+	}),
 	opDBBackup: op(func(ctx context.Context, s Service, a backupArgs) (any, error) {
 		return s.Backup(ctx, a.Path)
 	}),
 	opDBCheck: op(func(ctx context.Context, s Service, _ struct{}) (any, error) {
 		return s.Check(ctx)
+	}),
+	opAccountGet: op(func(ctx context.Context, s Service, _ struct{}) (any, error) {
+		return s.Account(ctx)
+	}),
+	opAccountRegenerate: op(func(ctx context.Context, s Service, _ struct{}) (any, error) {
+		return s.RegenerateUserKey(ctx)
+	}),
+	opAccountSetPassword: op(func(ctx context.Context, s Service, a passwordArgs) (any, error) {
+		return none(s.SetPassword(ctx, a.Password))
+	}),
+	opAccountVerifyPassword: op(func(ctx context.Context, s Service, a passwordArgs) (any, error) {
+		return none(s.VerifyPassword(ctx, a.Password))
+	}),
+	opAccountVerifyUserKey: op(func(ctx context.Context, s Service, a userKeyArgs) (any, error) {
+		return none(s.VerifyUserKey(ctx, a.Key))
+	}),
+	opAccountRedeemSetup: op(func(ctx context.Context, s Service, a redeemArgs) (any, error) {
+		return none(s.RedeemSetupToken(ctx, a.Token, a.Password))
 	}),
 }
 
@@ -193,7 +222,7 @@ func scrubCredentials(c *auth.Credentials, err error) (any, error) {
 // readOps change nothing; they are logged at debug level only.
 var readOps = map[string]bool{
 	opChannelGet: true, opChannelList: true, opFeedEntries: true, opDeviceGet: true, opDeviceList: true,
-	opDBCheck: true,
+	opDeviceActivity: true, opDBCheck: true, opAccountGet: true, opAccountVerifyPassword: true, opAccountVerifyUserKey: true,
 }
 
 // NewHandler serves the admin socket with svc, the running server's

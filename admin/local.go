@@ -29,8 +29,12 @@ type Local struct {
 	// credentials can be closed. Set it before serving changes.
 	Revoke func(deviceID uint64)
 
-	db *storage.DB
-	mu sync.Mutex // serialises changes so limit checks cannot race
+	db      *storage.DB
+	mu      sync.Mutex // serialises changes so limit checks cannot race
+	account accountState
+	// Activity, when set, returns the running broker's view of the
+	// devices (DeviceActivity); serve sets it.
+	Activity func() map[uint64]auth.Activity
 }
 
 var _ Service = (*Local)(nil)

@@ -26,7 +26,7 @@ func printDeviceResult(cmd *cobra.Command, d *auth.Device) error {
 	if asJSON(cmd) {
 		return writeJSON(cmd.OutOrStdout(), auth.NewDeviceJSON(d, ""))
 	}
-	return printDevice(cmd.OutOrStdout(), d)
+	return printDevice(cmd.OutOrStdout(), d, nil)
 }
 
 const channelFlagUsage = "channel the device may use, as ID (publish and subscribe), ID:pub, ID:sub or ID:pubsub (repeatable)"
@@ -157,22 +157,30 @@ func deviceIDCommand(use, short string, f func(cmd *cobra.Command, ctx context.C
 func newDeviceListCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List devices",
-		Args:  cobra.NoArgs,
+		Short: "List devices, whether each is connected now and when it last published",
+		Long: `List devices. The running server adds, for each, whether it is connected
+now, since when, from which address and on which listener (mqtt, mqtts, ws
+or wss), and when it last published an accepted entry (since the server
+started). Without a running server no device is connected.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withAdmin(cmd, func(ctx context.Context, a admin.Service) error {
 				list, err := a.ListDevices(ctx)
 				if err != nil {
 					return err
 				}
+				acts, err := a.DeviceActivity(ctx)
+				if err != nil {
+					return err
+				}
 				if asJSON(cmd) {
 					out := make([]auth.DeviceJSON, len(list))
 					for i, d := range list {
-						out[i] = auth.NewDeviceJSON(d, "")
+						out[i] = auth.NewDeviceJSON(d, "").WithActivity(acts[d.ID])
 					}
 					return writeJSON(cmd.OutOrStdout(), out)
 				}
-				return printDeviceList(cmd.OutOrStdout(), list)
+				return printDeviceList(cmd.OutOrStdout(), list, acts)
 			})
 		},
 	}
@@ -181,13 +189,21 @@ func newDeviceListCommand() *cobra.Command {
 }
 
 func newDeviceShowCommand() *cobra.Command {
-	return deviceIDCommand("show ID", "Show a device and its channels (never its password)",
+	return deviceIDCommand("show ID", "Show a device, its channels and live connections (never its password)",
 		func(cmd *cobra.Command, ctx context.Context, a admin.Service, id uint64) error {
 			d, err := a.Device(ctx, id)
 			if err != nil {
 				return err
 			}
-			return printDeviceResult(cmd, d)
+			acts, err := a.DeviceActivity(ctx)
+			if err != nil {
+				return err
+			}
+			act := acts[id]
+			if asJSON(cmd) {
+				return writeJSON(cmd.OutOrStdout(), auth.NewDeviceJSON(d, "").WithActivity(act))
+			}
+			return printDevice(cmd.OutOrStdout(), d, &act)
 		})
 }
 

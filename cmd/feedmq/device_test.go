@@ -168,21 +168,31 @@ func TestDeviceListShowDelete(t *testing.T) {
 		if len(list) != 2 {
 			t.Fatalf("got %v", list)
 		}
-		want := []string{"channels", "client_id", "created_at", "id", "name", "username"}
+		want := []string{"channels", "client_id", "connections", "created_at", "id", "last_publish_at", "name", "username"}
 		if k := keys(list[0]); !reflect.DeepEqual(k, want) {
 			t.Fatalf("keys %v, want %v (no password outside create and reset)", k, want)
+		}
+		// Nothing is connected in these tests (and offline nothing can be).
+		if c, ok := list[0]["connections"].([]any); !ok || len(c) != 0 || list[0]["last_publish_at"] != nil {
+			t.Fatalf("activity of an idle device: %v", list[0])
 		}
 		out := mustRun(t, dir, "device", "list")
 		if !strings.Contains(out, "1:sub") || !strings.Contains(out, created.Username) || strings.Count(out, "\n") != 3 {
 			t.Fatalf("table:\n%s", out)
+		}
+		header := regexp.MustCompile(`^ID +NAME +USERNAME +CHANNELS +CREATED +CONNECTED +SINCE +ADDRESS +LISTENER +LAST PUBLISH\n`)
+		idle := regexp.MustCompile(`\n1 +d1 +\S+ +1:sub +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC +no +- +- +- +-\n`)
+		if !header.MatchString(out) || !idle.MatchString(out) {
+			t.Fatalf("table columns:\n%s", out)
 		}
 		var shown map[string]any
 		mustJSON(t, dir, &shown, "device", "show", "1", "--json")
 		if k := keys(shown); !reflect.DeepEqual(k, want) || shown["username"] != created.Username {
 			t.Fatalf("got %v", shown)
 		}
-		if out := mustRun(t, dir, "device", "show", "1"); strings.Contains(out, created.Password) {
-			t.Fatal("show printed the password")
+		if out := mustRun(t, dir, "device", "show", "1"); strings.Contains(out, created.Password) ||
+			!strings.Contains(out, "Connected:     no\nLast publish:  -\n") {
+			t.Fatalf("show printed the password or no activity:\n%s", out)
 		}
 
 		if out := mustRun(t, dir, "device", "delete", "2"); out != "Device 2 deleted.\n" {

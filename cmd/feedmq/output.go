@@ -185,16 +185,37 @@ func grantsString(gs []auth.Grant) string {
 	return strings.Join(parts, " ")
 }
 
-func printDeviceList(w io.Writer, list []*auth.Device) error {
+func printDeviceList(w io.Writer, list []*auth.Device, acts map[uint64]auth.Activity) error {
 	t := newTable(w)
-	t.row("ID", "NAME", "USERNAME", "CHANNELS", "CREATED")
+	t.row("ID", "NAME", "USERNAME", "CHANNELS", "CREATED", "CONNECTED", "SINCE", "ADDRESS", "LISTENER", "LAST PUBLISH")
 	for _, d := range list {
-		t.row(d.ID, d.Name, d.Username, grantsString(d.Channels), formatTime(d.CreatedAt))
+		a := acts[d.ID]
+		connected, since, addr, listener := "no", "-", "-", "-"
+		if n := len(a.Connections); n > 0 {
+			// The newest: an older one is being taken over.
+			c := a.Connections[n-1]
+			connected, since, addr, listener = "yes", formatTime(c.Since), c.RemoteAddr, c.Listener
+			if n > 1 {
+				connected = fmt.Sprintf("yes (%d)", n)
+			}
+		}
+		t.row(d.ID, d.Name, d.Username, grantsString(d.Channels), formatTime(d.CreatedAt),
+			connected, since, addr, listener, lastPublish(a))
 	}
 	return t.flush()
 }
 
-func printDevice(w io.Writer, d *auth.Device) error {
+// lastPublish is the table form of a device's last publish time.
+func lastPublish(a auth.Activity) string {
+	if a.LastPublish == nil {
+		return "-"
+	}
+	return formatTime(*a.LastPublish)
+}
+
+// printDevice writes a device and, when act is set, what the running
+// server knows of it.
+func printDevice(w io.Writer, d *auth.Device, act *auth.Activity) error {
 	t := newTable(w)
 	t.row("ID:", d.ID)
 	t.row("Name:", d.Name)
@@ -205,5 +226,14 @@ func printDevice(w io.Writer, d *auth.Device) error {
 	t.row("Username:", d.Username)
 	t.row("Channels:", grantsString(d.Channels))
 	t.row("Created:", formatTime(d.CreatedAt))
+	if act != nil {
+		if len(act.Connections) == 0 {
+			t.row("Connected:", "no")
+		}
+		for _, c := range act.Connections {
+			t.row("Connected:", fmt.Sprintf("since %s from %s on %s", formatTime(c.Since), c.RemoteAddr, c.Listener))
+		}
+		t.row("Last publish:", lastPublish(*act))
+	}
 	return t.flush()
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -169,7 +170,44 @@ func openServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, err
 		return nil, err
 	}
 	log.Info("feedmq serving", "version", version, "data", cfg.dataDir(), "admin_socket", cfg.socketPath())
+	s.logSetupLink()
 	return s, nil
+}
+
+// logSetupLink logs, while no console password is set, the one line that
+// carries a one-time link to choose it in the console: a user who just
+// started serve opens it in a browser. The token in it lives only in this
+// process's memory, so a restart ends it (and logs a new one). Nothing is
+// logged without an HTTP listener, which the console needs.
+func (s *server) logSetupLink() {
+	if s.http == nil {
+		return
+	}
+	token, err := s.svc.NewSetupToken()
+	if err != nil {
+		// The broker serves on; the account needs repair (feedmq check).
+		s.log.Error("owner account not readable; no console setup link", "err", err)
+		return
+	}
+	if token == "" {
+		return // a password is set
+	}
+	s.log.Info("no console password is set; open this link to choose one (it is valid once, until serve stops)",
+		"url", setupURL(s.http.Addr(), token))
+}
+
+// setupURL is the console's setup link on the bound HTTP address addr. An
+// unspecified address (all interfaces) becomes localhost, which at least
+// works on the machine itself.
+func setupURL(addr net.Addr, token string) string {
+	hostport := addr.String()
+	if host, port, err := net.SplitHostPort(hostport); err == nil {
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			host = "localhost"
+		}
+		hostport = net.JoinHostPort(host, port)
+	}
+	return "http://" + hostport + "/console/setup?token=" + token
 }
 
 func (s *server) open(ctx context.Context, cfg Config) (err error) {
@@ -190,6 +228,7 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	s.svc.Revoke = s.broker.Revoke
+	s.svc.Activity = s.broker.DeviceActivity
 	if err = s.broker.Open(); err != nil {
 		return err
 	}
