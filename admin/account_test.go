@@ -24,11 +24,11 @@ func openLocalAt(t *testing.T, dir string) (*Local, *storage.DB) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	svc, err := auth.NewService(context.Background(), db, db, auth.DefaultLimits())
+	l, err := NewLocal(context.Background(), db, auth.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewLocal(svc, db), db
+	return l, db
 }
 
 // serveLogged is serveLocal with the handler's log written to logw (debug

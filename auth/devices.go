@@ -18,12 +18,12 @@ type Credentials struct {
 
 // CreateDevice creates a device with generated credentials and the given
 // grants.
-func (s *Service) CreateDevice(ctx context.Context, name string, grants []Grant) (*Credentials, error) {
+func (s *Service) CreateDevice(ctx context.Context, spec DeviceSpec) (*Credentials, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	name = strings.TrimSpace(name)
-	if name == "" || len(name) > channels.MaxNameLen || !utf8.ValidString(name) {
-		return nil, channels.Errorf(channels.EINVALID, "device name is required (valid UTF-8, at most %d bytes)", channels.MaxNameLen)
+	d := &Device{Name: strings.TrimSpace(spec.Name), Description: spec.Description}
+	if err := checkDeviceText(d); err != nil {
+		return nil, err
 	}
 	devs, err := s.Devices.ListDevices(ctx)
 	if err != nil {
@@ -32,8 +32,7 @@ func (s *Service) CreateDevice(ctx context.Context, name string, grants []Grant)
 	if s.Limits.MaxDevices > 0 && len(devs) >= s.Limits.MaxDevices {
 		return nil, channels.Errorf(channels.ELIMIT, "device limit reached (%d devices); delete one or raise limits.max_devices", s.Limits.MaxDevices)
 	}
-	d := &Device{Name: name}
-	if d.Channels, err = s.mergeGrants(ctx, nil, grants); err != nil {
+	if d.Channels, err = s.mergeGrants(ctx, nil, spec.Grants); err != nil {
 		return nil, err
 	}
 	d.ClientID = NewClientID()
@@ -45,6 +44,43 @@ func (s *Service) CreateDevice(ctx context.Context, name string, grants []Grant)
 	}
 	s.Registry.PutDevice(d)
 	return &Credentials{Device: d, Password: password}, nil
+}
+
+// checkDeviceText checks the name and description a user gives a device.
+func checkDeviceText(d *Device) error {
+	if d.Name == "" || len(d.Name) > channels.MaxNameLen || !utf8.ValidString(d.Name) {
+		return channels.Errorf(channels.EINVALID, "device name is required (valid UTF-8, at most %d bytes)", channels.MaxNameLen)
+	}
+	if len(d.Description) > channels.MaxDescriptionLen || !utf8.ValidString(d.Description) {
+		return channels.Errorf(channels.EINVALID, "device description must be valid UTF-8 of at most %d bytes", channels.MaxDescriptionLen)
+	}
+	return nil
+}
+
+// UpdateDevice changes the device's name, description or grants. New
+// grants replace all the old ones under the same rules as AuthorizeDevice;
+// a right the device loses ends at once, as with DeauthorizeDevice, since
+// the broker checks the registry on every packet.
+func (s *Service) UpdateDevice(ctx context.Context, id uint64, u DeviceUpdate) (*Device, error) {
+	return s.changeDevice(ctx, id, false, func(d *Device) error {
+		if u.Name != nil {
+			d.Name = strings.TrimSpace(*u.Name)
+		}
+		if u.Description != nil {
+			d.Description = *u.Description
+		}
+		if err := checkDeviceText(d); err != nil {
+			return err
+		}
+		if u.Grants != nil {
+			grants, err := s.mergeGrants(ctx, nil, *u.Grants)
+			if err != nil {
+				return err
+			}
+			d.Channels = grants
+		}
+		return nil
+	})
 }
 
 // AuthorizeDevice adds or replaces the device's grants on channels.

@@ -182,6 +182,14 @@ func (r *Registry) HasUsername(username string) bool {
 	return ok
 }
 
+// HasDevice reports whether device id exists.
+func (r *Registry) HasDevice(id uint64) bool {
+	r.mu.RLock()
+	_, ok := r.devices[id]
+	r.mu.RUnlock()
+	return ok
+}
+
 // CheckPassword reports whether password is still device id's password.
 // The broker uses it to find connections to close after a reset.
 func (r *Registry) CheckPassword(id uint64, password string) bool {

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,6 +72,12 @@ type ChannelSpec struct {
 	// RateLimit is the channel's minimum interval between entries; 0
 	// uses the server's rate_limit.
 	RateLimit time.Duration
+	// Location as decimal strings, "" when unset (see channels.Channel).
+	Latitude, Longitude, Elevation string
+	Metadata                       string
+	// Tags are normalised with channels.NormalizeTags.
+	Tags []string
+	URL  string
 }
 
 // CreateChannel creates a channel with fresh API keys.
@@ -81,6 +88,8 @@ func (s *Service) CreateChannel(ctx context.Context, spec ChannelSpec) (*channel
 		Name: spec.Name, Description: spec.Description, Public: spec.Public,
 		Fields: spec.Fields, WriteKey: NewAPIKey(), ReadKey: NewAPIKey(),
 		MaxEntries: spec.MaxEntries, MaxAge: spec.MaxAge, RateLimit: spec.RateLimit,
+		Latitude: trim(spec.Latitude), Longitude: trim(spec.Longitude), Elevation: trim(spec.Elevation),
+		Metadata: spec.Metadata, Tags: channels.NormalizeTags(spec.Tags), URL: trim(spec.URL),
 	}
 	if c.Fields == ([channels.NumFields]string{}) {
 		c.Fields = channels.DefaultFields()
@@ -104,6 +113,22 @@ type ChannelUpdate struct {
 	MaxAge     *time.Duration
 	// RateLimit; 0 falls back to the server's rate_limit.
 	RateLimit *time.Duration
+	// Location, metadata and URL; "" unsets one.
+	Latitude, Longitude, Elevation *string
+	Metadata                       *string
+	// Tags replaces every tag; an empty list removes them all.
+	Tags *[]string
+	URL  *string
+}
+
+// trim removes the spaces a user may type around a coordinate or a URL.
+func trim(s string) string { return strings.TrimSpace(s) }
+
+// setTrimmed sets *dst to the trimmed *v when v is not nil.
+func setTrimmed(dst *string, v *string) {
+	if v != nil {
+		*dst = trim(*v)
+	}
 }
 
 // UpdateChannel applies u to channel id.
@@ -132,6 +157,16 @@ func (s *Service) UpdateChannel(ctx context.Context, id uint64, u ChannelUpdate)
 		}
 		if u.RateLimit != nil {
 			c.RateLimit = *u.RateLimit
+		}
+		setTrimmed(&c.Latitude, u.Latitude)
+		setTrimmed(&c.Longitude, u.Longitude)
+		setTrimmed(&c.Elevation, u.Elevation)
+		setTrimmed(&c.URL, u.URL)
+		if u.Metadata != nil {
+			c.Metadata = *u.Metadata
+		}
+		if u.Tags != nil {
+			c.Tags = channels.NormalizeTags(*u.Tags)
 		}
 		return nil
 	})

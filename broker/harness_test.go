@@ -100,7 +100,7 @@ func (ts *testServer) channel(public bool, labels ...string) uint64 {
 // device creates a device with grants.
 func (ts *testServer) device(grants ...auth.Grant) *auth.Credentials {
 	ts.t.Helper()
-	cr, err := ts.svc.CreateDevice(context.Background(), "dev", grants)
+	cr, err := ts.svc.CreateDevice(context.Background(), auth.DeviceSpec{Name: "dev", Grants: grants})
 	if err != nil {
 		ts.t.Fatal(err)
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/feedmq/feedmq/admin"
-	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/broker"
 	httpd "github.com/feedmq/feedmq/http"
 	"github.com/feedmq/feedmq/internal/gctune"
@@ -147,13 +146,9 @@ func (s *server) reloadCertificate(cfg Config) error {
 // HTTP listener and admin socket, opened in that order and closed in
 // reverse.
 type server struct {
-	log *slog.Logger
-	db  *storage.DB
-	svc *auth.Service
-	// admin is the one admin service of the instance: the socket and the
-	// HTTP fronts share it, and with it the owner account and the setup
-	// token.
-	admin  *admin.Local
+	log    *slog.Logger
+	db     *storage.DB
+	svc    *admin.Local
 	broker *broker.Server
 	http   *httpd.Server // nil when --http is off
 	// metrics are served on /metrics; the store reports commits to them.
@@ -192,7 +187,7 @@ func (s *server) logSetupLink() {
 	if s.http == nil {
 		return
 	}
-	token, err := s.admin.NewSetupToken()
+	token, err := s.svc.NewSetupToken()
 	if err != nil {
 		// The broker serves on; the account needs repair (feedmq check).
 		s.log.Error("owner account not readable; no console setup link", "err", err)
@@ -230,21 +225,21 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 		OnError: func(err error) { log.Error("storage", "err", err) }}); err != nil {
 		return err
 	}
-	if s.svc, err = auth.NewService(ctx, s.db, s.db, cfg.authLimits()); err != nil {
+	if s.svc, err = admin.NewLocal(ctx, s.db, cfg.authLimits()); err != nil {
 		return err
 	}
 	if s.broker, err = broker.New(brokerOptions(cfg, log), s.db, s.svc.Registry); err != nil {
 		return err
 	}
 	s.svc.Revoke = s.broker.Revoke
-	s.admin = admin.NewLocal(s.svc, s.db)
+	s.svc.Activity = s.broker.DeviceActivity
 	if err = s.broker.Open(); err != nil {
 		return err
 	}
 	if s.http, err = openHTTP(cfg, s); err != nil {
 		return err
 	}
-	if s.sock, err = admin.Listen(cfg.dataDir(), s.admin, log.With("component", "admin")); err != nil {
+	if s.sock, err = admin.Listen(cfg.dataDir(), s.svc, log.With("component", "admin")); err != nil {
 		return err
 	}
 	s.stopPrune = startPruner(s.db, log.With("component", "retention"), pruneInterval)
