@@ -32,6 +32,10 @@ func newServeCommand() *cobra.Command {
 with its bound address, serves admin commands on the admin socket in the data
 directory, and shuts down cleanly on SIGINT or SIGTERM.
 
+While no web console password is set, serve logs one line with a setup
+link on the --http listener, http://HOST:PORT/console/setup?token=...: open
+it once to choose the password. The token lives until serve stops.
+
 Flags override the --config file, which overrides the defaults. An address
 of "off" disables a listener.
 
