@@ -157,7 +157,7 @@ type Server struct {
 
 	sessions sync.Map // *mqtt.Client -> *session, read on every delivery
 	activity sync.Map // device ID -> *deviceActivity (activity.go)
-	started  time.Time
+	started  time.Time // what deviceActivity's times count from
 	router   router   // subscribers per delivered topic (fanout.go)
 	byConn   sync.Map // net.Conn -> *mqtt.Client, to end sessions mochi drops silently
 	live     atomic.Int64
