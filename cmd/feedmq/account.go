@@ -110,9 +110,9 @@ func newAccountSetPasswordCommand() *cobra.Command {
 		Short: "Set the web console password; every console session ends",
 		Long: fmt.Sprintf(`Set the owner's password for the web console. On a terminal it is asked
 for twice, without echo; --password-stdin reads it from the first line of
-standard input instead, for scripts. It must be %d to %d characters long
-(at most %d bytes of UTF-8). Every console session signed in before ends.`,
-			auth.OwnerPasswordMinRunes, auth.OwnerPasswordMaxBytes, auth.OwnerPasswordMaxBytes),
+standard input instead, for scripts. It must have at least %d characters
+and at most %d bytes of UTF-8 text. Every console session signed in before
+ends.`, auth.OwnerPasswordMinRunes, auth.OwnerPasswordMaxBytes),
 		Example: `  feedmq account set-password
   printf '%s\n' "$CONSOLE_PASSWORD" | feedmq account set-password --password-stdin`,
 		Args: cobra.NoArgs,

@@ -32,6 +32,10 @@ func newServeCommand() *cobra.Command {
 with its bound address, serves admin commands on the admin socket in the data
 directory, and shuts down cleanly on SIGINT or SIGTERM.
 
+While no web console password is set, serve logs one line with a setup
+link on the --http listener, http://HOST:PORT/console/setup?token=...: open
+it once to choose the password. The token lives until serve stops.
+
 Flags override the --config file, which overrides the defaults. An address
 of "off" disables a listener.
 
@@ -64,9 +68,10 @@ error is logged.`,
 	f.String("ws", def.Listeners.WS, "MQTT over WebSocket (path /mqtt) address, or off")
 	f.String("mqtts", "", "MQTT over TLS address, or off (default :8883 with --tls-cert)")
 	f.String("wss", "", "MQTT over secure WebSocket address, or off (default :8084 with --tls-cert)")
-	f.String("tls-cert", "", "TLS certificate file (PEM) for mqtts and wss")
-	f.String("tls-key", "", "TLS private key file (PEM) for mqtts and wss")
+	f.String("tls-cert", "", "TLS certificate file (PEM) for mqtts, wss and https")
+	f.String("tls-key", "", "TLS private key file (PEM) for mqtts, wss and https")
 	f.String("http", def.Listeners.HTTP, "HTTP address (REST feed API, /metrics, /healthz), or off")
+	f.String("https", "", "HTTPS address serving what --http does, with --tls-cert; off by default")
 	f.Bool("anonymous", def.Anonymous, "allow connections without a username (API keys in topics, public channels)")
 	f.Duration("idle-timeout", time.Duration(def.IdleTimeout), "drop a keepalive-0 connection after this long without a packet")
 	f.String("pprof", "", "serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; off by default")
@@ -74,7 +79,7 @@ error is logged.`,
 }
 
 // listenerNames are the listeners serve reports, in this order.
-var listenerNames = []string{"mqtt", "ws", "mqtts", "wss", "http"}
+var listenerNames = []string{"mqtt", "ws", "mqtts", "wss", "http", "https"}
 
 // runServe runs a server until ctx is done, printing the bound listener
 // addresses to out.
