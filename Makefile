@@ -47,9 +47,12 @@ test: test-deps test-deps-systemd fmt vet
 FUZZ_TARGETS := channels:FuzzParseTopic channels:FuzzParsePayload \
 	channels:FuzzParseSensorTopic channels:FuzzParseSensorPayload \
 	channels:FuzzParseFilter channels:FuzzParseID channels:FuzzCSVCell \
+	channels:FuzzParseTags channels:FuzzValidateSettings \
+	auth:FuzzParseGrant auth:FuzzDecodeOwnerHash \
 	broker:FuzzFrameGuard \
 	storage:FuzzDecodeEntry storage:FuzzScanWAL http:FuzzQueryParams \
-	cmd/feedmq:FuzzDecodeConfig
+	http:FuzzParseManage \
+	cmd/feedmq:FuzzDecodeConfig cmd/feedmq:FuzzReadPasswordLine
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
