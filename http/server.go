@@ -111,8 +111,8 @@ func (s *Server) Open() error {
 		}
 		tlsConfig = o.TLSConfig.Clone()
 		tlsConfig.MinVersion = max(tlsConfig.MinVersion, tls.VersionTLS12)
-		// HTTP/1.1 only, as on the plain listener: the timeouts, stream
-		// limits and per-address throttles are per connection.
+		// HTTP/1.1 only, as on the plain listener, whose timeouts and
+		// stream limits assume one request at a time per connection.
 		tlsConfig.NextProtos = []string{"http/1.1"}
 	}
 	var ln, tlsLn net.Listener

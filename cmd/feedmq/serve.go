@@ -68,9 +68,10 @@ error is logged.`,
 	f.String("ws", def.Listeners.WS, "MQTT over WebSocket (path /mqtt) address, or off")
 	f.String("mqtts", "", "MQTT over TLS address, or off (default :8883 with --tls-cert)")
 	f.String("wss", "", "MQTT over secure WebSocket address, or off (default :8084 with --tls-cert)")
-	f.String("tls-cert", "", "TLS certificate file (PEM) for mqtts and wss")
-	f.String("tls-key", "", "TLS private key file (PEM) for mqtts and wss")
+	f.String("tls-cert", "", "TLS certificate file (PEM) for mqtts, wss and https")
+	f.String("tls-key", "", "TLS private key file (PEM) for mqtts, wss and https")
 	f.String("http", def.Listeners.HTTP, "HTTP address (REST feed API, /metrics, /healthz), or off")
+	f.String("https", "", "HTTPS address serving what --http does, with --tls-cert; off by default")
 	f.Bool("anonymous", def.Anonymous, "allow connections without a username (API keys in topics, public channels)")
 	f.Duration("idle-timeout", time.Duration(def.IdleTimeout), "drop a keepalive-0 connection after this long without a packet")
 	f.String("pprof", "", "serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; off by default")
@@ -78,7 +79,7 @@ error is logged.`,
 }
 
 // listenerNames are the listeners serve reports, in this order.
-var listenerNames = []string{"mqtt", "ws", "mqtts", "wss", "http"}
+var listenerNames = []string{"mqtt", "ws", "mqtts", "wss", "http", "https"}
 
 // runServe runs a server until ctx is done, printing the bound listener
 // addresses to out.
