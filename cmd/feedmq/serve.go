@@ -33,8 +33,9 @@ with its bound address, serves admin commands on the admin socket in the data
 directory, and shuts down cleanly on SIGINT or SIGTERM.
 
 While no web console password is set, serve logs one line with a setup
-link on the --http listener, http://HOST:PORT/console/setup?token=...: open
-it once to choose the password. The token lives until serve stops.
+link on the --http listener (or --https, when only that one runs),
+http://HOST:PORT/console/setup?token=...: open it once to choose the
+password. The token lives until serve stops.
 
 Flags override the --config file, which overrides the defaults. An address
 of "off" disables a listener.
@@ -182,10 +183,15 @@ func openServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, err
 // logSetupLink logs, while no console password is set, the one line that
 // carries a one-time link to choose it in the console: a user who just
 // started serve opens it in a browser. The token in it lives only in this
-// process's memory, so a restart ends it (and logs a new one). Nothing is
-// logged without an HTTP listener, which the console needs.
+// process's memory, so a restart ends it (and logs a new one). The link
+// is on the --http listener, or on --https when only that one runs;
+// nothing is logged without either, as there is no console.
 func (s *server) logSetupLink() {
-	if s.http == nil {
+	scheme, addr := "http", s.addr("http")
+	if addr == nil {
+		scheme, addr = "https", s.addr("https")
+	}
+	if addr == nil {
 		return
 	}
 	token, err := s.svc.NewSetupToken()
@@ -198,13 +204,13 @@ func (s *server) logSetupLink() {
 		return // a password is set
 	}
 	s.log.Info("no console password is set; open this link to choose one (it is valid once, until serve stops)",
-		"url", setupURL(s.http.Addr(), token))
+		"url", setupURL(scheme, addr, token))
 }
 
-// setupURL is the console's setup link on the bound HTTP address addr. An
+// setupURL is the console's setup link on the bound address addr. An
 // unspecified address (all interfaces) becomes localhost, which at least
 // works on the machine itself.
-func setupURL(addr net.Addr, token string) string {
+func setupURL(scheme string, addr net.Addr, token string) string {
 	hostport := addr.String()
 	if host, port, err := net.SplitHostPort(hostport); err == nil {
 		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
@@ -212,7 +218,7 @@ func setupURL(addr net.Addr, token string) string {
 		}
 		hostport = net.JoinHostPort(host, port)
 	}
-	return "http://" + hostport + "/console/setup?token=" + token
+	return scheme + "://" + hostport + "/console/setup?token=" + token
 }
 
 func (s *server) open(ctx context.Context, cfg Config) (err error) {
