@@ -59,7 +59,12 @@ type Server struct {
 	tlsLn net.Listener // nil without TLSAddr
 	srv   *http.Server
 	done  sync.WaitGroup // the Serve loops
+	// refusals counts the API's refused requests.
+	refusals *Refusals
 }
+
+// Refusals returns the counts of requests the API refused, by reason.
+func (s *Server) Refusals() *Refusals { return s.refusals }
 
 // NewServer returns a server that is not yet listening. The API's and the
 // dashboard's required options are checked here (they panic when missing).
@@ -74,6 +79,9 @@ func NewServer(opts ServerOptions) *Server {
 	}
 	api := opts.API
 	api.Logger = log
+	if api.Refusals == nil {
+		api.Refusals = &Refusals{}
+	}
 	// A stalled reader trips the write deadline and frees what it holds
 	// long before the whole answer's deadline.
 	api.ResponseTimeout = ResponseTimeout
@@ -81,7 +89,7 @@ func NewServer(opts ServerOptions) *Server {
 	dopts := opts.Dashboard
 	dopts.Next, dopts.Logger = mux, log
 	dash := NewDashboard(dopts)
-	s := &Server{opts: opts, log: log}
+	s := &Server{opts: opts, log: log, refusals: api.Refusals}
 	s.srv = &http.Server{
 		Handler:           dash,
 		ReadHeaderTimeout: readHeaderTimeout,
