@@ -26,6 +26,17 @@ type accountState struct {
 	token string
 	// now is the clock; nil means time.Now.
 	now func() time.Time
+	// hash hashes a new password; nil means auth.HashOwnerPassword.
+	// Tests make it cheaper (verifying reads the cost from the hash).
+	hash func(ctx context.Context, password string) (string, error)
+}
+
+// hashPassword checks and hashes a new console password.
+func (l *Local) hashPassword(ctx context.Context, password string) (string, error) {
+	if l.account.hash != nil {
+		return l.account.hash(ctx, password)
+	}
+	return auth.HashOwnerPassword(ctx, password)
 }
 
 // Errors of the owner account. Each wraps its sentinel so that callers
@@ -137,7 +148,7 @@ func (l *Local) VerifyUserKey(ctx context.Context, key string) error {
 // lock is taken: it takes a good fraction of a second, and the lock
 // guards every API key check.
 func (l *Local) SetPassword(ctx context.Context, password string) error {
-	hash, err := auth.HashOwnerPassword(ctx, password)
+	hash, err := l.hashPassword(ctx, password)
 	if err != nil {
 		return err
 	}
@@ -240,7 +251,7 @@ func (l *Local) RedeemSetupToken(ctx context.Context, token, password string) er
 	if err != nil {
 		return err
 	}
-	hash, err := auth.HashOwnerPassword(ctx, password)
+	hash, err := l.hashPassword(ctx, password)
 	if err != nil {
 		return err
 	}

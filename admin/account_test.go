@@ -3,7 +3,10 @@ package admin
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -13,6 +16,7 @@ import (
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
 	"github.com/feedmq/feedmq/storage"
+	"golang.org/x/crypto/argon2"
 )
 
 // openLocalAt opens dir's database as serve does; closing the database is
@@ -28,7 +32,31 @@ func openLocalAt(t *testing.T, dir string) (*Local, *storage.DB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return l, db
+	return cheap(l), db
+}
+
+// cheap makes l hash new passwords with the smallest argon2id cost, so
+// that tests on a loaded machine do not spend minutes hashing; verifying
+// reads the cost from the stored hash. auth's tests cover the real cost,
+// and TestAccount_SetPasswordEndsSetupToken uses it here.
+func cheap(l *Local) *Local {
+	l.account.hash = func(ctx context.Context, password string) (string, error) {
+		if err := auth.CheckOwnerPassword(password); err != nil {
+			return "", err
+		}
+		salt := make([]byte, 16)
+		_, _ = rand.Read(salt)
+		key := argon2.IDKey([]byte(password), salt, 1, 64, 1, 32)
+		b64 := base64.RawStdEncoding.EncodeToString
+		return fmt.Sprintf("$argon2id$v=19$m=64,t=1,p=1$%s$%s", b64(salt), b64(key)), nil
+	}
+	return l
+}
+
+// serveCheap is serveLocal with cheap hashing.
+func serveCheap(t *testing.T) (*Local, *Client) {
+	l, c := serveLocal(t)
+	return cheap(l), c
 }
 
 // serveLogged is serveLocal with the handler's log written to logw (debug
@@ -124,7 +152,7 @@ func TestAccount_UserKeyMadeOnceAndKept(t *testing.T) {
 
 func TestAccount_VerifyAndRegenerateUserKey(t *testing.T) {
 	ctx := context.Background()
-	l, c := serveLocal(t)
+	l, c := serveCheap(t)
 	for _, s := range []Service{l, c} {
 		info, err := s.Account(ctx)
 		if err != nil {
@@ -159,7 +187,7 @@ func TestAccount_VerifyAndRegenerateUserKey(t *testing.T) {
 
 func TestAccount_Password(t *testing.T) {
 	ctx := context.Background()
-	l, c := serveLocal(t)
+	l, c := serveCheap(t)
 	for _, s := range []Service{l, c} {
 		wantForbidden(t, "no password set", s.VerifyPassword(ctx, "anything at all"), auth.ErrBadPassword)
 	}
@@ -267,7 +295,7 @@ func TestAccount_SeenAfterOfflineChange(t *testing.T) {
 
 func TestAccount_SetupToken(t *testing.T) {
 	ctx := context.Background()
-	l, c := serveLocal(t)
+	l, c := serveCheap(t)
 	wantForbidden(t, "no token opened", c.RedeemSetupToken(ctx, "", "good password"), auth.ErrSetupToken)
 	first, err := l.NewSetupToken()
 	if err != nil {
@@ -321,7 +349,7 @@ func TestAccount_SetPasswordEndsSetupToken(t *testing.T) {
 // Of concurrent redeems of one token, exactly one wins.
 func TestAccount_SetupTokenRedeemedOnce(t *testing.T) {
 	ctx := context.Background()
-	l, c := serveLocal(t)
+	l, c := serveCheap(t)
 	tok, _ := l.NewSetupToken()
 	const n = 4
 	errs := make([]error, n)

@@ -33,8 +33,9 @@ with its bound address, serves admin commands on the admin socket in the data
 directory, and shuts down cleanly on SIGINT or SIGTERM.
 
 While no web console password is set, serve logs one line with a setup
-link on the --http listener, http://HOST:PORT/console/setup?token=...: open
-it once to choose the password. The token lives until serve stops.
+link on the --http listener (or --https, when only that one runs),
+http://HOST:PORT/console/setup?token=...: open it once to choose the
+password. The token lives until serve stops.
 
 Flags override the --config file, which overrides the defaults. An address
 of "off" disables a listener.
@@ -182,10 +183,15 @@ func openServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, err
 // logSetupLink logs, while no console password is set, the one line that
 // carries a one-time link to choose it in the console: a user who just
 // started serve opens it in a browser. The token in it lives only in this
-// process's memory, so a restart ends it (and logs a new one). Nothing is
-// logged without an HTTP listener, which the console needs.
+// process's memory, so a restart ends it (and logs a new one). The link
+// is on the --http listener, or on --https when only that one runs;
+// nothing is logged without either, as there is no console.
 func (s *server) logSetupLink() {
-	if s.http == nil {
+	scheme, addr := "http", s.addr("http")
+	if addr == nil {
+		scheme, addr = "https", s.addr("https")
+	}
+	if addr == nil {
 		return
 	}
 	token, err := s.svc.NewSetupToken()
@@ -196,10 +202,6 @@ func (s *server) logSetupLink() {
 	}
 	if token == "" {
 		return // a password is set
-	}
-	scheme, addr := "http", s.http.Addr()
-	if addr == nil { // only --https listens
-		scheme, addr = "https", s.http.TLSAddr()
 	}
 	s.log.Info("no console password is set; open this link to choose one (it is valid once, until serve stops)",
 		"url", setupURL(scheme, addr, token))

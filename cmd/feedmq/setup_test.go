@@ -142,7 +142,31 @@ func TestServeSetupLinkPerStart(t *testing.T) {
 	}
 }
 
-// Without an HTTP listener there is no console, so no link.
+// With only the HTTPS listener, the link is on it.
+func TestServeSetupLinkHTTPSOnly(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	selfSigned(t, "localhost", certFile, keyFile)
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.Listeners = ListenersConfig{MQTT: off, WS: off, MQTTS: off, WSS: off, HTTP: off, HTTPS: "127.0.0.1:0"}
+	cfg.TLS = TLSConfig{Cert: certFile, Key: keyFile}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	s, err := openServer(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	want := `url="https://` + s.addr("https").String() + `/console/setup?token=`
+	if strings.Count(logs.String(), "/console/setup") != 1 || !strings.Contains(logs.String(), want) {
+		t.Fatalf("log lacks %s once:\n%s", want, logs.String())
+	}
+}
+
+// Without an HTTP or HTTPS listener there is no console, so no link.
 func TestServeSetupLinkWithoutHTTP(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
