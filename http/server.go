@@ -40,17 +40,24 @@ type ServerOptions struct {
 	Dashboard DashboardOptions
 	// Metrics, when set, serves GET /metrics.
 	Metrics http.Handler
+	// Console, when set, serves the web console at /console and lets its
+	// signed-in owner read private channels on the dashboard. Logger and
+	// Feeds (the API's Store) are set by the server, and Throttle, when
+	// nil, is the API's KeyThrottle: one budget of wrong guesses per
+	// address.
+	Console *ConsoleOptions
 }
 
 // Server is feedmq's HTTP listener: the dashboard in front of /metrics and
 // the REST API, with the listener's timeouts. Open binds and serves; Close
 // shuts down.
 type Server struct {
-	opts ServerOptions
-	log  *slog.Logger
-	ln   net.Listener
-	srv  *http.Server
-	done chan struct{}
+	opts    ServerOptions
+	log     *slog.Logger
+	ln      net.Listener
+	srv     *http.Server
+	console *Console
+	done    chan struct{}
 }
 
 // NewServer returns a server that is not yet listening. The API's and the
@@ -72,8 +79,19 @@ func NewServer(opts ServerOptions) *Server {
 	mux.Handle("/", NewAPI(api))
 	dopts := opts.Dashboard
 	dopts.Next, dopts.Logger = mux, log
-	dash := NewDashboard(dopts)
 	s := &Server{opts: opts, log: log, done: make(chan struct{})}
+	if opts.Console != nil {
+		copts := *opts.Console
+		copts.Logger, copts.Feeds = log, api.Store
+		if copts.Throttle == nil {
+			copts.Throttle = api.KeyThrottle
+		}
+		s.console = NewConsole(copts)
+		mux.Handle("/console", s.console)
+		mux.Handle("/console/", s.console)
+		dopts.Owner = s.console.Owner
+	}
+	dash := NewDashboard(dopts)
 	s.srv = &http.Server{
 		Handler:           dash,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -105,6 +123,10 @@ func (s *Server) Open() error {
 	}()
 	return nil
 }
+
+// Console returns the web console, nil when it is off (its Counters are
+// for /metrics).
+func (s *Server) Console() *Console { return s.console }
 
 // Addr returns the bound address; nil before Open.
 func (s *Server) Addr() net.Addr {

@@ -1,0 +1,93 @@
+package httpd_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/feedmq/feedmq/admin"
+	httpd "github.com/feedmq/feedmq/http"
+)
+
+// TestChannelListOwner: the dashboard's channel list includes private
+// channels, with their read keys, only for requests its Owner accepts.
+func TestChannelListOwner(t *testing.T) {
+	e := newDashEnvWith(t, time.Hour, func(o *httpd.DashboardOptions) {
+		o.Owner = func(r *http.Request) bool { return r.Header.Get("X-Test-Owner") == "yes" }
+	})
+	e.channel(true, "Temperature")
+	priv := e.channel(false, "Power")
+	if _, body := e.get("/channels.json"); strings.Count(body, `"id":`) != 1 || strings.Contains(body, priv.ReadKey) {
+		t.Errorf("anonymous: %s", body)
+	}
+	_, body := e.get("/channels.json", "X-Test-Owner", "yes")
+	if strings.Count(body, `"id":`) != 2 || !strings.HasSuffix(body, `"api_key":"`+priv.ReadKey+`","owner":true}]`) || strings.Contains(body, priv.WriteKey) {
+		t.Errorf("owner: %s", body)
+	}
+	// A key the owner typed is the owner's to forget: no "owner" mark.
+	if _, body := e.get("/channels.json?api_key="+priv.ReadKey, "X-Test-Owner", "yes"); strings.Contains(body, `"owner"`) {
+		t.Errorf("owner with key: %s", body)
+	}
+}
+
+// TestServerConsole: a Server with Console serves /console, and its
+// signed-in owner sees private channels on the dashboard without a key.
+func TestServerConsole(t *testing.T) {
+	e := newDashEnv(t, time.Hour)
+	e.channel(true, "Temperature")
+	priv := e.channel(false, "Power")
+	fa := &fakeAdmin{Local: admin.NewLocal(e.svc, e.db), password: ownerPassword, now: time.Now}
+	s := httpd.NewServer(httpd.ServerOptions{
+		Addr:      "127.0.0.1:0",
+		API:       httpd.APIOptions{Store: e.db, Registry: e.svc.Registry, Publisher: e.srv},
+		Dashboard: httpd.DashboardOptions{Store: e.db, Registry: e.svc.Registry, Watcher: e.srv},
+		Console:   &httpd.ConsoleOptions{Admin: fa},
+	})
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if s.Console() == nil {
+		t.Fatal("no console")
+	}
+	base := "http://" + s.Addr().String()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := c.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/console"); code != 200 || !strings.Contains(body, "Sign in") {
+		t.Fatalf("/console: %d", code)
+	}
+	if code, body := get("/assets/console.css"); code != 200 || !strings.Contains(body, ".cnav") {
+		t.Errorf("console.css: %d", code)
+	}
+	if code, _ := get("/assets/console/layout.html"); code != 404 {
+		t.Errorf("templates served as assets: %d", code)
+	}
+	if _, body := get("/channels.json"); strings.Count(body, `"id":`) != 1 {
+		t.Errorf("signed out: %s", body)
+	}
+	resp, err := c.PostForm(base+"/console/signin", url.Values{"password": {ownerPassword}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Request.URL.Path != "/console/channels" {
+		t.Fatalf("sign in: %d %s", resp.StatusCode, resp.Request.URL)
+	}
+	if _, body := get("/channels.json"); strings.Count(body, `"id":`) != 2 || !strings.Contains(body, priv.ReadKey) {
+		t.Errorf("signed in: %s", body)
+	}
+}
