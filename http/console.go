@@ -193,6 +193,10 @@ func (q *req) form(name string) string { return q.r.PostForm.Get(name) }
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
 	securityHeaders(hdr)
+	// With no-referrer a browser sends "Origin: null" even on the
+	// console's own forms, which the origin check refuses; same-origin
+	// keeps URLs (the setup token) from other sites all the same.
+	hdr.Set("Referrer-Policy", "same-origin")
 	hdr.Set("Cache-Control", "no-store") // pages show keys and credentials
 	q := &req{w: w, r: r}
 	switch r.Method {
