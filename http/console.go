@@ -610,10 +610,28 @@ type confirmData struct {
 	Check         string // the checkbox's label
 	Button        string
 	Cancel        string
+	FormID        string // a one-time id, for actions that show a secret
 }
 
 func (c *Console) confirm(q *req, title string, d confirmData) {
 	c.render(q, http.StatusOK, "confirm", page{Title: title, Data: d})
+}
+
+// sentOnce checks the one-time id of a form whose POST creates a secret
+// (a device, a new password): a browser that reloads the answer sends the
+// form again, which must not make a second device or password. It has
+// answered when false.
+func (c *Console) sentOnce(q *req) bool {
+	id := q.form("form_id")
+	if len(id) < 16 || len(id) > 64 {
+		c.message(q, http.StatusBadRequest, "Not accepted", "The form lacks its one-time id. Go back, reload the page and send it again.")
+		return false
+	}
+	if !c.sessions.once(q.ss, id) {
+		c.message(q, http.StatusConflict, "Sent already", "This form was sent already, and its credentials were shown then. The device list shows the result; regenerate the password if you did not keep it.")
+		return false
+	}
+	return true
 }
 
 // confirmed reports whether a POST carries the confirmation checkbox.

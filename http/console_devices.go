@@ -40,7 +40,8 @@ type deviceForm struct {
 	Rows              []grantRow
 	Choices           []*channels.Channel // channels not yet in Rows
 	MaxChannels       int
-	Count, Max        int // devices, for "3 of 100 devices"
+	Count, Max        int    // devices, for "3 of 100 devices"
+	FormID            string // one-time id of "Add Device" (see sentOnce)
 }
 
 // credFormat is one "Download Credentials" format, built into the page:
@@ -184,11 +185,14 @@ func (c *Console) deviceEdit(q *req, d *auth.Device) {
 	if !q.post() {
 		if d != nil {
 			f.Rows = rowsOf(d.Channels, names)
+		} else {
+			f.FormID = randomToken()
 		}
 		show(http.StatusOK, "")
 		return
 	}
 	f.Name, f.Description = strings.TrimSpace(q.form("name")), q.form("description")
+	f.FormID = q.form("form_id") // kept over "Add Channel" round trips
 	grants, err := parseGrants(q.r.PostForm)
 	if err != nil {
 		show(http.StatusBadRequest, errText(err))
@@ -226,6 +230,9 @@ func (c *Console) deviceEdit(q *req, d *auth.Device) {
 		return
 	}
 	if d == nil {
+		if !c.sentOnce(q) {
+			return
+		}
 		creds, err := c.opts.Admin.CreateDevice(q.ctx(), auth.DeviceSpec{Name: f.Name, Description: f.Description, Grants: grants})
 		if err != nil {
 			if status, ok := formError(err); ok {
@@ -283,8 +290,11 @@ func (c *Console) resetPassword(q *req, d *auth.Device) {
 			Heading: "Regenerate the password of " + d.Name + "?",
 			Text:    "A new password is generated and shown once. The old one stops working at once, and live connections that signed in with it are closed.",
 			Action:  idPath("/console/devices/", d.ID) + "/password", Check: "Yes, replace this device's password",
-			Button: "Regenerate password", Cancel: "/console/devices",
+			Button: "Regenerate password", Cancel: "/console/devices", FormID: randomToken(),
 		})
+		return
+	}
+	if !c.sentOnce(q) {
 		return
 	}
 	creds, err := c.opts.Admin.ResetPassword(q.ctx(), d.ID)

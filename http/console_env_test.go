@@ -3,6 +3,7 @@ package httpd_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"io"
 	"log/slog"
 	"net/http"
@@ -232,6 +233,10 @@ func (b *browser) post(path string, form url.Values, hdr ...string) page {
 	}
 	if _, ok := form["csrf"]; !ok && b.csrf != "" {
 		form.Set("csrf", b.csrf)
+	}
+	if _, ok := form["form_id"]; !ok {
+		// As if from a freshly loaded form.
+		form.Set("form_id", rand.Text())
 	}
 	req, _ := http.NewRequest(http.MethodPost, b.e.srv.URL+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")

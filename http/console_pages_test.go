@@ -203,6 +203,26 @@ func TestConsoleDevices(t *testing.T) {
 	if p.resp.Header.Get("Cache-Control") != "no-store" {
 		t.Error("credentials page may be cached")
 	}
+	// Reloading the answer sends the form again: no second device.
+	again := url.Values{"name": {"ESP32"}, "op": {"save"}, "channel": {"2"}, "publish": {"2"}, "form_id": {"reload-reload-reload"}}
+	if p := b.post("/console/devices/new", again); p.status != 200 {
+		t.Fatalf("first send: %d", p.status)
+	}
+	if p := b.post("/console/devices/new", again); p.status != http.StatusConflict || !strings.Contains(p.body, "sent already") {
+		t.Errorf("second send: %d\n%s", p.status, p.body)
+	}
+	if p := b.post("/console/devices/new", url.Values{"name": {"x"}, "form_id": {""}}); p.status != http.StatusBadRequest {
+		t.Errorf("no form id: %d", p.status)
+	}
+	if devs, _ := e.svc.ListDevices(t.Context()); len(devs) != 2 {
+		t.Fatalf("%d devices", len(devs))
+	}
+	if err := e.svc.DeleteDevice(t.Context(), 2); err != nil {
+		t.Fatal(err)
+	}
+	if p := b.get("/console/devices/new"); !strings.Contains(p.body, `name="form_id" value="`) {
+		t.Error("the form has no one-time id")
+	}
 	// Shown once: no other page has the password.
 	since := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
 	e.admin.activity = map[uint64]auth.Activity{1: {Connections: []auth.Connection{{ClientID: clientID, RemoteAddr: "192.0.2.7:51234", Listener: "mqtt", Since: since}}, LastPublish: &since}}

@@ -31,7 +31,14 @@ type session struct {
 	csrf     string // the token every form of this session carries
 	created  time.Time
 	lastSeen time.Time
+	// sent holds the last few one-time form ids this session used, so
+	// that reloading the page a create or reset answered does not do it
+	// again (see sessionStore.once).
+	sent []string
 }
+
+// maxSentForms is how many used form ids a session remembers.
+const maxSentForms = 16
 
 // sessionStore holds the sessions of one console.
 type sessionStore struct {
@@ -108,6 +115,23 @@ func (s *sessionStore) get(id string, notBefore time.Time) (*session, bool) {
 	}
 	ss.lastSeen = now
 	return ss, true
+}
+
+// once records that the form with one-time id formID was sent; false
+// when it was sent before.
+func (s *sessionStore) once(ss *session, formID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ss.sent {
+		if id == formID {
+			return false
+		}
+	}
+	if len(ss.sent) >= maxSentForms {
+		ss.sent = ss.sent[1:]
+	}
+	ss.sent = append(ss.sent, formID)
+	return true
 }
 
 // end ends the session with cookie value id.
