@@ -62,6 +62,10 @@ func (r *Client) CreateChannel(ctx context.Context, spec auth.ChannelSpec) (*cha
 }
 
 func (r *Client) UpdateChannel(ctx context.Context, id uint64, u auth.ChannelUpdate) (*channels.Channel, error) {
+	if u.Tags != nil && *u.Tags == nil {
+		// A nil list encodes as null, which decodes as "leave the tags".
+		u.Tags = &[]string{}
+	}
 	return callPtr[channels.Channel](ctx, r, opChannelUpdate, updateArgs{ID: id, Update: u})
 }
 
@@ -101,6 +105,14 @@ func (r *Client) Entries(ctx context.Context, id uint64, f channels.EntryFilter)
 
 func (r *Client) CreateDevice(ctx context.Context, spec auth.DeviceSpec) (*auth.Credentials, error) {
 	return callPtr[auth.Credentials](ctx, r, opDeviceCreate, createDeviceArgs{Name: spec.Name, Description: spec.Description, Grants: spec.Grants})
+}
+
+func (r *Client) UpdateDevice(ctx context.Context, id uint64, u auth.DeviceUpdate) (*auth.Device, error) {
+	if u.Grants != nil && *u.Grants == nil {
+		// A nil list encodes as null, which decodes as "leave the grants".
+		u.Grants = &[]auth.Grant{}
+	}
+	return callPtr[auth.Device](ctx, r, opDeviceUpdate, deviceUpdateArgs{ID: id, Update: u})
 }
 
 func (r *Client) AuthorizeDevice(ctx context.Context, id uint64, grants []auth.Grant) (*auth.Device, error) {

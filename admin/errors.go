@@ -23,6 +23,9 @@ var sentinels = []struct {
 	{"topic", channels.ErrTopic},
 	{"payload", channels.ErrPayload},
 	{"too_large", channels.ErrTooLarge},
+	{"bad_password", auth.ErrBadPassword},
+	{"bad_user_key", auth.ErrBadUserKey},
+	{"setup_token", auth.ErrSetupToken},
 }
 
 // toWire is err as the handler sends it: its code, its message and the

@@ -24,14 +24,23 @@ const (
 	opChannelList       = "channel.list"          // none -> []channels.Channel
 	opFeedEntries       = "feed.entries"          // entriesArgs -> []wireEntry
 	opDeviceCreate      = "device.create"         // createDeviceArgs -> auth.Credentials
+	opDeviceUpdate      = "device.update"         // deviceUpdateArgs -> auth.Device
 	opDeviceAuthorize   = "device.authorize"      // grantArgs -> auth.Device
 	opDeviceDeauthorize = "device.deauthorize"    // deauthorizeArgs -> auth.Device
 	opDeviceReset       = "device.reset_password" // idArgs -> auth.Credentials
 	opDeviceDelete      = "device.delete"         // idArgs -> null
 	opDeviceGet         = "device.get"            // idArgs -> auth.Device
 	opDeviceList        = "device.list"           // none -> []auth.Device
+	opDeviceActivity    = "device.activity"       // none -> map[uint64]auth.Activity
 	opDBBackup          = "db.backup"             // backupArgs -> BackupResult
 	opDBCheck           = "db.check"              // none -> storage.CheckReport
+
+	opAccountGet            = "account.get"             // none -> auth.AccountInfo
+	opAccountRegenerate     = "account.regenerate_key"  // none -> auth.AccountInfo
+	opAccountSetPassword    = "account.set_password"    // passwordArgs -> null
+	opAccountVerifyPassword = "account.verify_password" // passwordArgs -> null
+	opAccountVerifyUserKey  = "account.verify_user_key" // userKeyArgs -> null
+	opAccountRedeemSetup    = "account.redeem_setup"    // redeemArgs -> null
 )
 
 type idArgs struct {
@@ -57,6 +66,11 @@ type createDeviceArgs struct {
 	Name        string       `json:"name"`
 	Description string       `json:"description,omitempty"`
 	Grants      []auth.Grant `json:"grants"`
+}
+
+type deviceUpdateArgs struct {
+	ID     uint64            `json:"id"`
+	Update auth.DeviceUpdate `json:"update"`
 }
 
 type grantArgs struct {
@@ -129,6 +143,9 @@ var ops = map[string]opFunc{
 	opDeviceCreate: op(func(ctx context.Context, s Service, a createDeviceArgs) (any, error) {
 		return scrubCredentials(s.CreateDevice(ctx, auth.DeviceSpec{Name: a.Name, Description: a.Description, Grants: a.Grants}))
 	}),
+	opDeviceUpdate: op(func(ctx context.Context, s Service, a deviceUpdateArgs) (any, error) {
+		return scrubDevice(s.UpdateDevice(ctx, a.ID, a.Update))
+	}),
 	opDeviceAuthorize: op(func(ctx context.Context, s Service, a grantArgs) (any, error) {
 		return scrubDevice(s.AuthorizeDevice(ctx, a.ID, a.Grants))
 	}),
@@ -151,11 +168,32 @@ var ops = map[string]opFunc{
 		}
 		return ds, err
 	}),
+	opDeviceActivity: op(func(ctx context.Context, s Service, _ struct{}) (any, error) {
+		return s.DeviceActivity(ctx)
+	}),
 	opDBBackup: op(func(ctx context.Context, s Service, a backupArgs) (any, error) {
 		return s.Backup(ctx, a.Path)
 	}),
 	opDBCheck: op(func(ctx context.Context, s Service, _ struct{}) (any, error) {
 		return s.Check(ctx)
+	}),
+	opAccountGet: op(func(ctx context.Context, s Service, _ struct{}) (any, error) {
+		return s.Account(ctx)
+	}),
+	opAccountRegenerate: op(func(ctx context.Context, s Service, _ struct{}) (any, error) {
+		return s.RegenerateUserKey(ctx)
+	}),
+	opAccountSetPassword: op(func(ctx context.Context, s Service, a passwordArgs) (any, error) {
+		return none(s.SetPassword(ctx, a.Password))
+	}),
+	opAccountVerifyPassword: op(func(ctx context.Context, s Service, a passwordArgs) (any, error) {
+		return none(s.VerifyPassword(ctx, a.Password))
+	}),
+	opAccountVerifyUserKey: op(func(ctx context.Context, s Service, a userKeyArgs) (any, error) {
+		return none(s.VerifyUserKey(ctx, a.Key))
+	}),
+	opAccountRedeemSetup: op(func(ctx context.Context, s Service, a redeemArgs) (any, error) {
+		return none(s.RedeemSetupToken(ctx, a.Token, a.Password))
 	}),
 }
 
@@ -184,7 +222,7 @@ func scrubCredentials(c *auth.Credentials, err error) (any, error) {
 // readOps change nothing; they are logged at debug level only.
 var readOps = map[string]bool{
 	opChannelGet: true, opChannelList: true, opFeedEntries: true, opDeviceGet: true, opDeviceList: true,
-	opDBCheck: true,
+	opDeviceActivity: true, opDBCheck: true, opAccountGet: true, opAccountVerifyPassword: true, opAccountVerifyUserKey: true,
 }
 
 // NewHandler serves the admin socket with svc, the running server's

@@ -2,26 +2,74 @@ package admin
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"sync"
 
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
 	"github.com/feedmq/feedmq/storage"
 )
 
-// Local performs the operations on an open database. Changes go through
-// the auth.Service, so its Registry (which a broker reads) and its Revoke
-// hook (which closes live connections) see them at once.
+// Local performs the operations on an open database. It applies the
+// rules the stores cannot know (limits, device names, grant merging, key
+// generation), writes the store and then updates the in-memory Registry,
+// so a broker reading it sees a change the moment the call returns. The
+// stores check a channel's settings and stamp CreatedAt and UpdatedAt in
+// the transaction that writes, so Local does neither.
 type Local struct {
-	*auth.Service
-	db *storage.DB
+	Channels channels.Store
+	Devices  auth.Store
+	// Registry answers the broker's per-packet questions; Local keeps it
+	// in step with every committed change.
+	Registry *auth.Registry
+	Limits   auth.Limits
+	// Revoke, when set, is called after a device's password is reset or
+	// the device is deleted, so live connections that used the old
+	// credentials can be closed. Set it before serving changes.
+	Revoke func(deviceID uint64)
+
+	db      *storage.DB
+	mu      sync.Mutex // serialises changes so limit checks cannot race
+	account accountState
+	// Activity, when set, returns the running broker's view of the
+	// devices (DeviceActivity); serve sets it.
+	Activity func() map[uint64]auth.Activity
 }
 
 var _ Service = (*Local)(nil)
 
-// NewLocal returns a Local over svc, whose stores are db.
-func NewLocal(svc *auth.Service, db *storage.DB) *Local {
-	return &Local{Service: svc, db: db}
+// NewLocal returns a Local over db with the given limits and loads its
+// Registry from the database.
+func NewLocal(ctx context.Context, db *storage.DB, lim auth.Limits) (*Local, error) {
+	return newLocalOver(ctx, db, db, db, lim)
+}
+
+// newLocalOver is NewLocal with channels and devices kept in cs and ds,
+// which tests replace to make the stores fail.
+func newLocalOver(ctx context.Context, cs channels.Store, ds auth.Store, db *storage.DB, lim auth.Limits) (*Local, error) {
+	l := newLocal(db, lim)
+	l.Channels, l.Devices = cs, ds
+	chs, err := cs.ListChannels(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load channels: %w", err)
+	}
+	for _, c := range chs {
+		l.Registry.PutChannel(c)
+	}
+	devs, err := ds.ListDevices(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load devices: %w", err)
+	}
+	for _, d := range devs {
+		l.Registry.PutDevice(d)
+	}
+	return l, nil
+}
+
+// newLocal returns a Local over db with an empty Registry.
+func newLocal(db *storage.DB, lim auth.Limits) *Local {
+	return &Local{Channels: db, Devices: db, Registry: auth.NewRegistry(), Limits: lim, db: db}
 }
 
 // Backup writes a consistent copy of the database from a read

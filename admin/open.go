@@ -64,15 +64,14 @@ func Open(ctx context.Context, dataDir string, o Options) (Conn, error) {
 	if o.ReadOnly {
 		// Nothing will change, so no registry needs loading; and check
 		// must reach a database whose records do not all decode.
-		svc := &auth.Service{Channels: db, Devices: db, Registry: auth.NewRegistry(), Limits: o.Limits}
-		return ownedLocal{NewLocal(svc, db)}, nil
+		return ownedLocal{newLocal(db, o.Limits)}, nil
 	}
-	svc, err := auth.NewService(ctx, db, db, o.Limits)
+	l, err := NewLocal(ctx, db, o.Limits)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	return ownedLocal{NewLocal(svc, db)}, nil
+	return ownedLocal{l}, nil
 }
 
 func openDB(path string, o Options) (*storage.DB, error) {

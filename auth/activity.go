@@ -19,3 +19,13 @@ type Activity struct {
 	// server started.
 	LastPublish *time.Time `json:"last_publish_at"`
 }
+
+// WithActivity returns j showing a; connections are [] rather than null
+// when there are none.
+func (j DeviceJSON) WithActivity(a Activity) DeviceJSON {
+	if a.Connections == nil {
+		a.Connections = []Connection{}
+	}
+	j.Activity = &a
+	return j
+}

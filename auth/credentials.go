@@ -12,7 +12,7 @@ import (
 // DeviceJSON is the JSON shape of a device that every front shows (the
 // CLI's --json, the HTTP API, the console's download). Password is set
 // only in the answer that created it; Activity only where a running
-// broker was asked.
+// broker was asked (WithActivity).
 type DeviceJSON struct {
 	ID          uint64  `json:"id"`
 	Name        string  `json:"name"`
@@ -22,6 +22,10 @@ type DeviceJSON struct {
 	Password    string  `json:"password,omitempty"`
 	Channels    []Grant `json:"channels"`
 	CreatedAt   string  `json:"created_at"`
+	// *Activity adds "connections" and "last_publish_at"; nil leaves both
+	// out, so created credentials and their downloaded JSON, which
+	// describe the device and not a moment of it, carry neither.
+	*Activity
 }
 
 // NewDeviceJSON returns d's JSON shape; password is "" except right after

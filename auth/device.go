@@ -25,6 +25,13 @@ type Device struct {
 	UpdatedAt    time.Time
 }
 
+// Credentials are a device and its password in clear: returned only when
+// the password is created, never stored.
+type Credentials struct {
+	Device   *Device
+	Password string
+}
+
 // DeviceSpec describes a new device.
 type DeviceSpec struct {
 	Name        string

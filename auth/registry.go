@@ -11,8 +11,8 @@ import (
 const Anonymous uint64 = 0
 
 // Registry answers per-packet questions from memory. It holds immutable
-// snapshots of channels and devices; Service replaces them after every
-// committed change, so a lookup never touches the store.
+// snapshots of channels and devices; the admin service replaces them
+// after every committed change, so a lookup never touches the store.
 type Registry struct {
 	mu       sync.RWMutex
 	channels map[uint64]*channels.Channel
@@ -178,6 +178,14 @@ func (r *Registry) ClientIDOwner(clientID string) (uint64, bool) {
 func (r *Registry) HasUsername(username string) bool {
 	r.mu.RLock()
 	_, ok := r.byUser[username]
+	r.mu.RUnlock()
+	return ok
+}
+
+// HasDevice reports whether device id exists.
+func (r *Registry) HasDevice(id uint64) bool {
+	r.mu.RLock()
+	_, ok := r.devices[id]
 	r.mu.RUnlock()
 	return ok
 }

@@ -36,8 +36,8 @@ type Options struct {
 	// /mqtt); "" or "off" disables it. It needs CertFile and KeyFile.
 	WSSAddr string
 	// CertFile and KeyFile are the PEM certificate (chain) and private key
-	// of the TLS listeners (TLS 1.2 or later), read at Open and again by
-	// ReloadCertificate.
+	// of the TLS listeners (TLS 1.2 or later) and of TLSConfig, read at
+	// Open when both are set and again by ReloadCertificate.
 	CertFile, KeyFile string
 	// WSAllowedOrigins lists the web origins ("https://app.example.com")
 	// whose pages may connect over WebSocket; "*" allows any. Requests
@@ -156,6 +156,8 @@ type Server struct {
 	origins   originPolicy             // who may connect over WebSocket
 
 	sessions sync.Map // *mqtt.Client -> *session, read on every delivery
+	activity sync.Map // device ID -> *deviceActivity (activity.go)
+	started  time.Time
 	router   router   // subscribers per delivered topic (fanout.go)
 	byConn   sync.Map // net.Conn -> *mqtt.Client, to end sessions mochi drops silently
 	live     atomic.Int64
@@ -210,6 +212,7 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 		throttle:    newThrottle(opts.AuthBackoff),
 		handlers:    newHandlerPool(),
 		fanq:        make(chan *channels.Entry, 1024),
+		started:     time.Now(),
 	}
 	go s.fanOutLoop()
 	s.stats.init()
@@ -265,7 +268,9 @@ func (s *Server) open() error {
 	if tlsNeeded && (o.CertFile == "" || o.KeyFile == "") {
 		return errors.New("broker: the mqtts and wss listeners need a certificate and key file")
 	}
-	if tlsNeeded {
+	// A certificate is read whenever one is given: TLSConfig shares it
+	// with listeners outside the broker.
+	if o.CertFile != "" && o.KeyFile != "" {
 		s.certs = &certHolder{certFile: o.CertFile, keyFile: o.KeyFile, log: s.log}
 		if err := s.certs.load(); err != nil {
 			return fmt.Errorf("broker: %w", err)
@@ -361,6 +366,9 @@ func (s *Server) Revoke(deviceID uint64) {
 		}
 		return true
 	})
+	if !s.registry.HasDevice(deviceID) {
+		s.activity.Delete(deviceID) // deleted: forget it
+	}
 }
 
 var errRevoked = errors.New("credentials revoked")

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
 	"github.com/feedmq/feedmq/internal/mqtttest"
@@ -29,7 +30,7 @@ func BenchmarkFanOut(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	svc, err := auth.NewService(context.Background(), db, db, auth.DefaultLimits())
+	svc, err := admin.NewLocal(context.Background(), db, auth.DefaultLimits())
 	if err != nil {
 		b.Fatal(err)
 	}

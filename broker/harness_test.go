@@ -14,6 +14,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/broker"
 	"github.com/feedmq/feedmq/channels"
@@ -27,7 +28,7 @@ type testServer struct {
 	dir  string
 	opts broker.Options
 	db   *storage.DB
-	svc  *auth.Service
+	svc  *admin.Local
 	srv  *broker.Server
 	addr string
 }
@@ -46,7 +47,7 @@ func (ts *testServer) start() {
 	if err != nil {
 		ts.t.Fatal(err)
 	}
-	svc, err := auth.NewService(context.Background(), db, db, auth.DefaultLimits())
+	svc, err := admin.NewLocal(context.Background(), db, auth.DefaultLimits())
 	if err != nil {
 		ts.t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func (ts *testServer) channel(public bool, labels ...string) uint64 {
 // device creates a device with grants.
 func (ts *testServer) device(grants ...auth.Grant) *auth.Credentials {
 	ts.t.Helper()
-	cr, err := ts.svc.CreateDevice(context.Background(), "dev", grants)
+	cr, err := ts.svc.CreateDevice(context.Background(), auth.DeviceSpec{Name: "dev", Grants: grants})
 	if err != nil {
 		ts.t.Fatal(err)
 	}

@@ -40,8 +40,12 @@ func (h *hook) Provides(b byte) bool {
 // session is what the broker knows about one live connection.
 type session struct {
 	cl       *mqtt.Client
-	device   uint64         // auth.Anonymous for connections without a username
-	listener *listenerStats // counters of cl's listener; nil for a listener Open does not start
+	device   uint64          // auth.Anonymous for connections without a username
+	listener *listenerStats  // counters of cl's listener; nil for a listener Open does not start
+	act      *deviceActivity // the device's record (activity.go); nil for anonymous connections
+	// conn describes the connection once its CONNACK is sent; nil before
+	// and for anonymous connections (DeviceActivity lists the others).
+	conn atomic.Pointer[auth.Connection]
 
 	mu         sync.Mutex
 	lastLog    time.Time // last rejection or refused filter logged, to keep a looping client from flooding logs
@@ -190,7 +194,11 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		cl.State.Keepalive = idleKeepalive(s.opts.IdleTimeout)
 	}
 	ls := s.stats.conns.listener(cl.Net.Listener)
-	s.sessions.Store(cl, &session{cl: cl, device: device, listener: ls})
+	ss := &session{cl: cl, device: device, listener: ls}
+	if device != auth.Anonymous {
+		ss.act = s.activityOf(device)
+	}
+	s.sessions.Store(cl, ss)
 	s.byConn.Store(cl.Net.Conn, cl)
 	s.live.Add(1)
 	ls.connected()
@@ -305,6 +313,10 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	ss := h.srv.session(cl)
 	if ss == nil {
 		return
+	}
+	if ss.device != auth.Anonymous {
+		ss.conn.Store(&auth.Connection{ClientID: cl.ID, RemoteAddr: cl.Net.Remote, Listener: cl.Net.Listener,
+			Since: time.Now().UTC().Truncate(time.Second)})
 	}
 	h.srv.log.Info("client connected", "client", cl.ID, "device", ss.device, "remote", cl.Net.Remote,
 		"listener", cl.Net.Listener, "protocol", pk.ProtocolVersion, "keepalive", pk.Connect.Keepalive)

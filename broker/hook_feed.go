@@ -50,6 +50,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	} else {
 		err = s.publish(device, pk.TopicName, pk.Payload, pk.FixedHeader.Qos == 0)
 	}
+	if err == nil && ss.act != nil {
+		ss.act.published(s.started)
+	}
 	switch {
 	case err == nil && pk.FixedHeader.Qos == 1:
 		// The entry is stored: acknowledge it here and keep mochi out.

@@ -81,6 +81,17 @@ func (h *certHolder) tlsConfig(nextProtos ...string) *tls.Config {
 	}
 }
 
+// TLSConfig returns a TLS configuration (1.2 or later) that serves the
+// broker's certificate, for another listener of the same server (feedmq's
+// HTTPS): ReloadCertificate renews it there too. nextProtos is its ALPN
+// list. It is nil when no certificate was configured, and before Open.
+func (s *Server) TLSConfig(nextProtos ...string) *tls.Config {
+	if s.certs == nil {
+		return nil
+	}
+	return s.certs.tlsConfig(nextProtos...)
+}
+
 // errNoCertificate is returned by ReloadCertificate without TLS listeners.
 var errNoCertificate = errors.New("broker: no TLS certificate configured")
 

@@ -104,7 +104,7 @@ func (c *Channel) Validate() error {
 	if c.MaxAge < 0 {
 		return Errorf(EINVALID, "max age must not be negative")
 	}
-	return nil
+	return c.validateSettings()
 }
 
 // DefaultFields returns the labels of a channel created without --field:

@@ -12,6 +12,7 @@ import (
 	"time"
 	_ "time/tzdata" // zone tests must not depend on the host's zoneinfo
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
 	httpd "github.com/feedmq/feedmq/http"
@@ -64,7 +65,7 @@ func (p *fakePublisher) fail(err error) {
 type env struct {
 	t   *testing.T
 	db  *storage.DB
-	svc *auth.Service
+	svc *admin.Local
 	pub *fakePublisher
 	h   http.Handler
 }
@@ -76,7 +77,7 @@ func newEnv(t *testing.T, lim channels.Limits) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	svc, err := auth.NewService(context.Background(), db, db, auth.DefaultLimits())
+	svc, err := admin.NewLocal(context.Background(), db, auth.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}

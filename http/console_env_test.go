@@ -25,8 +25,9 @@ import (
 )
 
 // fakeAdmin is the real admin service over a bbolt file for channels and
-// devices, with the owner account, device activity and device updates
-// kept in memory, so that the console's tests do not wait for them.
+// devices, with the owner account on the test's clock (sessions are
+// checked against when the password changed) and device activity set by
+// the test.
 type fakeAdmin struct {
 	*admin.Local
 	mu        sync.Mutex
@@ -34,7 +35,6 @@ type fakeAdmin struct {
 	changedAt *time.Time
 	token     string
 	activity  map[uint64]auth.Activity
-	updates   []auth.DeviceUpdate
 	now       func() time.Time
 }
 
@@ -87,13 +87,6 @@ func (f *fakeAdmin) DeviceActivity(ctx context.Context) (map[uint64]auth.Activit
 	return f.activity, nil
 }
 
-func (f *fakeAdmin) UpdateDevice(ctx context.Context, id uint64, u auth.DeviceUpdate) (*auth.Device, error) {
-	f.mu.Lock()
-	f.updates = append(f.updates, u)
-	f.mu.Unlock()
-	return f.Local.Device(ctx, id)
-}
-
 // clock is a settable time for session expiry.
 type clock struct {
 	mu sync.Mutex
@@ -116,9 +109,10 @@ func (c *clock) add(d time.Duration) {
 type consoleEnv struct {
 	t       *testing.T
 	admin   *fakeAdmin
-	svc     *auth.Service
+	svc     *admin.Local
 	console *httpd.Console
 	srv     *httptest.Server
+	db      *storage.DB
 	clock   *clock
 	logs    *syncBuffer
 }
@@ -149,12 +143,12 @@ func newConsoleEnv(t *testing.T, tlsServer bool, set func(*httpd.ConsoleOptions)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	svc, err := auth.NewService(t.Context(), db, db, auth.Limits{MaxDevices: 3, MaxChannelsPerDevice: 2})
+	svc, err := admin.NewLocal(t.Context(), db, auth.Limits{MaxDevices: 3, MaxChannelsPerDevice: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
-	fa := &fakeAdmin{Local: admin.NewLocal(svc, db), token: setupToken, now: clk.now}
+	fa := &fakeAdmin{Local: svc, token: setupToken, now: clk.now}
 	logs := &syncBuffer{}
 	opts := httpd.ConsoleOptions{
 		Admin: fa, Feeds: db, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -163,7 +157,7 @@ func newConsoleEnv(t *testing.T, tlsServer bool, set func(*httpd.ConsoleOptions)
 	if set != nil {
 		set(&opts)
 	}
-	e := &consoleEnv{t: t, admin: fa, svc: svc, clock: clk, logs: logs}
+	e := &consoleEnv{t: t, admin: fa, svc: svc, db: db, clock: clk, logs: logs}
 	e.console = httpd.NewConsole(opts)
 	mux := http.NewServeMux()
 	mux.Handle("/console", e.console)

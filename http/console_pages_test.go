@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -62,6 +63,35 @@ func TestConsoleChannels(t *testing.T) {
 	if p := b.post("/console/channels/1", url.Values{"name": {"Greenhouse"}}); p.status != http.StatusBadRequest || !strings.Contains(p.body, "at least one enabled field") {
 		t.Errorf("no fields: %d\n%s", p.status, p.body)
 	}
+	// Location, metadata, tags and URL.
+	form.Set("latitude", "52.52")
+	form.Set("longitude", "13.405")
+	form.Set("elevation", "34")
+	form.Set("metadata", `{"room":"north"}`)
+	form.Set("tags", "garden, climate,,")
+	form.Set("url", "https://example.com/greenhouse")
+	if p := b.post("/console/channels/1", form); p.status != http.StatusSeeOther {
+		t.Fatalf("save settings: %d\n%s", p.status, p.body)
+	}
+	ch2, _ = e.svc.Channel(t.Context(), 1)
+	if ch2.Latitude != "52.52" || ch2.Longitude != "13.405" || ch2.Elevation != "34" || ch2.Metadata != `{"room":"north"}` ||
+		!slices.Equal(ch2.Tags, []string{"garden", "climate"}) || ch2.URL != "https://example.com/greenhouse" {
+		t.Errorf("settings %+v", ch2)
+	}
+	if p := b.get("/console/channels/1"); !strings.Contains(p.body, `value="garden, climate"`) || !strings.Contains(p.body, `value="52.52"`) {
+		t.Errorf("settings page does not show the settings:\n%s", p.body)
+	}
+	form.Set("latitude", "91")
+	if p := b.post("/console/channels/1", form); p.status != http.StatusBadRequest || !strings.Contains(p.body, "atitude") || !strings.Contains(p.body, `value="91"`) {
+		t.Errorf("latitude 91: %d\n%s", p.status, p.body)
+	}
+	form.Set("latitude", "")
+	if p := b.post("/console/channels/1", form); p.status != http.StatusSeeOther {
+		t.Errorf("unset latitude: %d", p.status)
+	}
+	if c, _ := e.svc.Channel(t.Context(), 1); c.Latitude != "" || c.Longitude != "13.405" {
+		t.Errorf("after unsetting the latitude: %+v", c)
+	}
 	// Keys.
 	if p := b.post("/console/channels/1/keys", url.Values{"key": {"write"}}); p.status != http.StatusSeeOther {
 		t.Fatalf("regenerate: %d", p.status)
@@ -115,7 +145,7 @@ func (e *consoleEnv) appendEntry(ch uint64, at time.Time) {
 	e.t.Helper()
 	en := &channels.Entry{ChannelID: ch, CreatedAt: at}
 	en.Values[0], en.Set = "21", 1
-	if err := e.admin.Local.Service.Channels.AppendEntry(e.t.Context(), en); err != nil {
+	if err := e.db.AppendEntry(e.t.Context(), en); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -242,9 +272,9 @@ func TestConsoleDevices(t *testing.T) {
 	if p := b.post("/console/devices/1", url.Values{"name": {"ESP32-b"}, "description": {""}, "op": {"save"}, "channel": {"2", "1"}, "subscribe": {"1"}, "publish": {"2"}}); p.status != http.StatusSeeOther {
 		t.Fatalf("edit: %d\n%s", p.status, p.body)
 	}
-	u := e.admin.updates[len(e.admin.updates)-1]
-	if *u.Name != "ESP32-b" || len(*u.Grants) != 2 || (*u.Grants)[0] != (auth.Grant{ChannelID: 2, Publish: true}) || (*u.Grants)[1] != (auth.Grant{ChannelID: 1, Subscribe: true}) {
-		t.Errorf("update %+v %+v", u, *u.Grants)
+	if dev, _ := e.svc.Device(t.Context(), 1); dev.Name != "ESP32-b" || dev.Description != "" || len(dev.Channels) != 2 ||
+		dev.Channels[0] != (auth.Grant{ChannelID: 2, Publish: true}) || dev.Channels[1] != (auth.Grant{ChannelID: 1, Subscribe: true}) {
+		t.Errorf("edited %+v", dev)
 	}
 	// Regenerate password: confirmation, then new credentials once.
 	if p := b.post("/console/devices/1/password", nil); p.status != 200 || !strings.Contains(p.body, "Regenerate the password") {

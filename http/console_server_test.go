@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/feedmq/feedmq/admin"
 	httpd "github.com/feedmq/feedmq/http"
 )
 
@@ -40,7 +39,7 @@ func TestServerConsole(t *testing.T) {
 	e := newDashEnv(t, time.Hour)
 	e.channel(true, "Temperature")
 	priv := e.channel(false, "Power")
-	fa := &fakeAdmin{Local: admin.NewLocal(e.svc, e.db), password: ownerPassword, now: time.Now}
+	fa := &fakeAdmin{Local: e.svc, password: ownerPassword, now: time.Now}
 	s := httpd.NewServer(httpd.ServerOptions{
 		Addr:      "127.0.0.1:0",
 		API:       httpd.APIOptions{Store: e.db, Registry: e.svc.Registry, Publisher: e.srv},

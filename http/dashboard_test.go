@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/broker"
 	"github.com/feedmq/feedmq/channels"
@@ -24,7 +25,7 @@ import (
 type dashEnv struct {
 	t    *testing.T
 	db   *storage.DB
-	svc  *auth.Service
+	svc  *admin.Local
 	srv  *broker.Server
 	dash *httpd.Dashboard
 	http *httptest.Server
@@ -43,7 +44,7 @@ func newDashEnvWith(t *testing.T, heartbeat time.Duration, set func(*httpd.Dashb
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	svc, err := auth.NewService(t.Context(), db, db, auth.DefaultLimits())
+	svc, err := admin.NewLocal(t.Context(), db, auth.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}

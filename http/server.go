@@ -2,11 +2,13 @@ package httpd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -28,8 +30,13 @@ const (
 
 // ServerOptions configure a Server.
 type ServerOptions struct {
-	// Addr is the host:port to listen on (port 0 picks one).
+	// Addr is the host:port to listen on (port 0 picks one); "" for none.
 	Addr string
+	// TLSAddr, when set, is a second host:port that serves the same
+	// handler over TLS with TLSConfig, which must hold the certificate
+	// (Certificates or GetCertificate). Requests there have r.TLS set.
+	TLSAddr   string
+	TLSConfig *tls.Config
 	// Logger receives the server's and its handlers' failures; default:
 	// discard. It replaces the API's and the dashboard's Logger.
 	Logger *slog.Logger
@@ -54,10 +61,11 @@ type ServerOptions struct {
 type Server struct {
 	opts    ServerOptions
 	log     *slog.Logger
-	ln      net.Listener
+	ln      net.Listener // nil without Addr
+	tlsLn   net.Listener // nil without TLSAddr
 	srv     *http.Server
 	console *Console
-	done    chan struct{}
+	done    sync.WaitGroup // the Serve loops
 }
 
 // NewServer returns a server that is not yet listening. The API's and the
@@ -79,7 +87,7 @@ func NewServer(opts ServerOptions) *Server {
 	mux.Handle("/", NewAPI(api))
 	dopts := opts.Dashboard
 	dopts.Next, dopts.Logger = mux, log
-	s := &Server{opts: opts, log: log, done: make(chan struct{})}
+	s := &Server{opts: opts, log: log}
 	if opts.Console != nil {
 		copts := *opts.Console
 		copts.Logger, copts.Feeds = log, api.Store
@@ -107,20 +115,57 @@ func NewServer(opts ServerOptions) *Server {
 	return s
 }
 
-// Open binds Addr and serves in the background. A port in use fails here,
-// at startup.
+// Open binds Addr and TLSAddr and serves in the background. A port in
+// use fails here, at startup, with nothing left bound.
 func (s *Server) Open() error {
-	ln, err := net.Listen("tcp", s.opts.Addr)
-	if err != nil {
-		return fmt.Errorf("http listener: %w", err)
+	o := s.opts
+	if o.Addr == "" && o.TLSAddr == "" {
+		return errors.New("http listener: no address")
 	}
-	s.ln = ln
-	go func() {
-		defer close(s.done)
-		if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("http listener stopped", "error", err)
+	var tlsConfig *tls.Config
+	if o.TLSAddr != "" {
+		if o.TLSConfig == nil || (len(o.TLSConfig.Certificates) == 0 && o.TLSConfig.GetCertificate == nil) {
+			return errors.New("https listener: needs a certificate")
 		}
-	}()
+		tlsConfig = o.TLSConfig.Clone()
+		tlsConfig.MinVersion = max(tlsConfig.MinVersion, tls.VersionTLS12)
+		// HTTP/1.1 only, as on the plain listener: the timeouts, stream
+		// limits and per-address throttles are per connection.
+		tlsConfig.NextProtos = []string{"http/1.1"}
+	}
+	var ln, tlsLn net.Listener
+	if o.Addr != "" {
+		l, err := net.Listen("tcp", o.Addr)
+		if err != nil {
+			return fmt.Errorf("http listener: %w", err)
+		}
+		ln = l
+	}
+	if o.TLSAddr != "" {
+		l, err := net.Listen("tcp", o.TLSAddr)
+		if err != nil {
+			if ln != nil {
+				ln.Close()
+			}
+			return fmt.Errorf("https listener: %w", err)
+		}
+		// net/http does the handshake (bounded by the read timeouts) on
+		// the connection's goroutine, and answers plain HTTP with 400.
+		tlsLn = tls.NewListener(l, tlsConfig)
+	}
+	s.ln, s.tlsLn = ln, tlsLn
+	for _, l := range []net.Listener{ln, tlsLn} {
+		if l == nil {
+			continue
+		}
+		s.done.Add(1)
+		go func() {
+			defer s.done.Done()
+			if err := s.srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("http listener stopped", "addr", l.Addr().String(), "error", err)
+			}
+		}()
+	}
 	return nil
 }
 
@@ -128,7 +173,7 @@ func (s *Server) Open() error {
 // for /metrics).
 func (s *Server) Console() *Console { return s.console }
 
-// Addr returns the bound address; nil before Open.
+// Addr returns the bound address of Addr; nil before Open or without it.
 func (s *Server) Addr() net.Addr {
 	if s.ln == nil {
 		return nil
@@ -136,10 +181,19 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
+// TLSAddr returns the bound address of TLSAddr; nil before Open or
+// without it.
+func (s *Server) TLSAddr() net.Addr {
+	if s.tlsLn == nil {
+		return nil
+	}
+	return s.tlsLn.Addr()
+}
+
 // Close stops accepting requests and waits up to 5 s for those in
 // flight, then closes what is left. It does nothing before Open.
 func (s *Server) Close() error {
-	if s.ln == nil {
+	if s.ln == nil && s.tlsLn == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
@@ -148,6 +202,6 @@ func (s *Server) Close() error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = s.srv.Close()
 	}
-	<-s.done
+	s.done.Wait()
 	return err
 }

@@ -29,8 +29,16 @@ type channelRecord struct {
 	// decode as 0: keep everything.
 	MaxEntries uint64        `json:"max_entries,omitempty"`
 	MaxAge     time.Duration `json:"max_age,omitempty"`
-	CreatedAt  time.Time     `json:"created_at"`
-	UpdatedAt  time.Time     `json:"updated_at"`
+	// Settings for scripts and the channel API; absent in records written
+	// before they existed, which decode as unset.
+	Latitude  string    `json:"latitude,omitempty"`
+	Longitude string    `json:"longitude,omitempty"`
+	Elevation string    `json:"elevation,omitempty"`
+	Metadata  string    `json:"metadata,omitempty"`
+	Tags      []string  `json:"tags,omitempty"`
+	URL       string    `json:"url,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 func newChannelRecord(c *channels.Channel) *channelRecord {
@@ -38,6 +46,8 @@ func newChannelRecord(c *channels.Channel) *channelRecord {
 		ID: c.ID, Name: c.Name, Description: c.Description, Public: c.Public,
 		Fields: c.Fields, WriteKey: c.WriteKey, ReadKey: c.ReadKey,
 		RateLimit: c.RateLimit, MaxEntries: c.MaxEntries, MaxAge: c.MaxAge,
+		Latitude: c.Latitude, Longitude: c.Longitude, Elevation: c.Elevation,
+		Metadata: c.Metadata, Tags: c.Tags, URL: c.URL,
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
 	}
 }
@@ -47,6 +57,8 @@ func (r *channelRecord) channel() *channels.Channel {
 		ID: r.ID, Name: r.Name, Description: r.Description, Public: r.Public,
 		Fields: r.Fields, WriteKey: r.WriteKey, ReadKey: r.ReadKey,
 		RateLimit: r.RateLimit, MaxEntries: r.MaxEntries, MaxAge: r.MaxAge,
+		Latitude: r.Latitude, Longitude: r.Longitude, Elevation: r.Elevation,
+		Metadata: r.Metadata, Tags: r.Tags, URL: r.URL,
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 }

@@ -3,6 +3,7 @@ package storage_test
 import (
 	"context"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,4 +150,43 @@ func TestChannel_DeleteRemovesFeedAndGrants(t *testing.T) {
 		}
 	}
 	wantCode(t, db.AppendEntry(ctx, &channels.Entry{ChannelID: a.ID, Set: 1}), channels.ENOTFOUND)
+}
+
+func TestChannel_SettingsRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpenDB(t)
+	c := NewChannel("station")
+	c.Latitude, c.Longitude, c.Elevation = "52.5163", "-13.3777", "34.5"
+	c.Metadata = "{\"owner\":\"me\"}\n<x/>"
+	c.Tags = []string{"roof", "weather station"}
+	c.URL = "https://example.com/station"
+	if err := db.CreateChannel(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	db = MustReopen(t, db)
+	got, err := db.FindChannel(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, c) {
+		t.Fatalf("after reopen\n%+v\nwant\n%+v", got, c)
+	}
+
+	// An update can unset every one of them again.
+	got.Latitude, got.Longitude, got.Elevation, got.Metadata, got.Tags, got.URL = "", "", "", "", nil, ""
+	if err := db.UpdateChannel(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	db = MustReopen(t, db)
+	again, err := db.FindChannel(ctx, c.ID)
+	if err != nil || again.Latitude != "" || again.Longitude != "" || again.Elevation != "" || again.Metadata != "" || again.Tags != nil || again.URL != "" {
+		t.Fatalf("after unsetting: %+v, %v", again, err)
+	}
+
+	// The store refuses what Validate refuses, naming the field.
+	bad := NewChannel("bad")
+	bad.Latitude = "91"
+	if err := db.CreateChannel(ctx, bad); channels.ErrorCode(err) != channels.EINVALID || !strings.Contains(err.Error(), "latitude") {
+		t.Fatalf("latitude 91: %v", err)
+	}
 }

@@ -35,9 +35,10 @@ func (r *CheckReport) add(format string, args ...any) {
 // invariants. Every feed belongs to a channel and every channel has a
 // feed; entry keys are 8-byte entry IDs no greater than the feed's
 // sequence and entries decode; channel and device records decode under
-// their own ID; grants name existing channels; and the username index
-// matches the devices both ways. The error is for a check that could not
-// run; what is wrong with the data is in the report.
+// their own ID; grants name existing channels; the username index
+// matches the devices both ways; and the owner account decodes. The
+// error is for a check that could not run; what is wrong with the data is
+// in the report.
 func (db *DB) Check(ctx context.Context) (*CheckReport, error) {
 	rep := &CheckReport{Problems: []string{}}
 	err := db.view(ctx, "check", func(tx *bolt.Tx) (err error) {
@@ -181,5 +182,6 @@ func checkData(ctx context.Context, tx *bolt.Tx, rep *CheckReport) error {
 		}
 		return nil
 	})
+	checkAccount(tx, rep)
 	return nil
 }

@@ -16,8 +16,10 @@ var _ auth.Store = (*DB)(nil)
 // deviceRecord is the stored form of a device; like channelRecord it keeps
 // the file format independent of the domain type.
 type deviceRecord struct {
-	ID           uint64        `json:"id"`
-	Name         string        `json:"name"`
+	ID   uint64 `json:"id"`
+	Name string `json:"name"`
+	// Description is absent in records written before it existed.
+	Description  string        `json:"description,omitempty"`
 	ClientID     string        `json:"client_id"`
 	Username     string        `json:"username"`
 	PasswordHash string        `json:"password_hash"`
@@ -34,7 +36,7 @@ type grantRecord struct {
 
 func newDeviceRecord(d *auth.Device) *deviceRecord {
 	r := &deviceRecord{
-		ID: d.ID, Name: d.Name, ClientID: d.ClientID, Username: d.Username,
+		ID: d.ID, Name: d.Name, Description: d.Description, ClientID: d.ClientID, Username: d.Username,
 		PasswordHash: d.PasswordHash, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
 	}
 	for _, g := range d.Channels {
@@ -45,7 +47,7 @@ func newDeviceRecord(d *auth.Device) *deviceRecord {
 
 func (r *deviceRecord) device() *auth.Device {
 	d := &auth.Device{
-		ID: r.ID, Name: r.Name, ClientID: r.ClientID, Username: r.Username,
+		ID: r.ID, Name: r.Name, Description: r.Description, ClientID: r.ClientID, Username: r.Username,
 		PasswordHash: r.PasswordHash, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 	for _, g := range r.Grants {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -520,5 +521,41 @@ func TestOpen_FileReplacedWhileWaiting(t *testing.T) {
 	list, err := db.ListChannels(ctx)
 	if err != nil || len(list) != 1 || list[0].Name != "new" {
 		t.Fatalf("opened %+v, %v", list, err)
+	}
+}
+
+// Channel records written before the location, metadata, tags and URL
+// existed decode with them unset, and a channel without them writes none.
+func TestChannel_RecordWithoutSettings(t *testing.T) {
+	db := MustOpenDB(t)
+	c := MustCreateChannel(t, db, "old")
+	db.Close()
+	old := `{"id":1,"name":"old","fields":["a","","","","","","",""],"write_key":"WRITEKEY00000001",` +
+		`"read_key":"READKEY000000001","created_at":"2020-01-02T03:04:05Z","updated_at":"2020-01-02T03:04:05Z"}`
+	boltWrite(t, db.Path(), func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("channels"))
+		k := binary.BigEndian.AppendUint64(nil, c.ID)
+		for _, key := range []string{"latitude", "longitude", "elevation", "metadata", "tags", "url"} {
+			if strings.Contains(string(b.Get(k)), `"`+key+`"`) {
+				t.Errorf("record of a channel without settings has %s: %s", key, b.Get(k))
+			}
+		}
+		return b.Put(k, []byte(old))
+	})
+	db = MustOpenPath(t, db.Path())
+	got, err := db.FindChannel(context.Background(), c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != "old" || got.Fields[0] != "a" || got.Latitude != "" || got.Longitude != "" || got.Elevation != "" ||
+		got.Metadata != "" || got.Tags != nil || got.URL != "" {
+		t.Fatalf("old record decoded as %+v", got)
+	}
+	got.Tags = []string{"new"}
+	if err := db.UpdateChannel(context.Background(), got); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := MustReopen(t, db).FindChannel(context.Background(), c.ID); err != nil || !reflect.DeepEqual(again.Tags, []string{"new"}) {
+		t.Fatalf("%+v, %v", again, err)
 	}
 }

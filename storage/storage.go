@@ -3,7 +3,7 @@
 //
 // # Layout
 //
-// The file holds five top-level buckets:
+// The file holds six top-level buckets:
 //
 //	meta       schema_version -> 8-byte big-endian version (currently 1)
 //	channels   8-byte big-endian channel id -> JSON channel record
@@ -11,6 +11,8 @@
 //	           8-byte big-endian entry_id -> binary entry (see entry.go)
 //	devices    8-byte big-endian device id -> JSON device record
 //	usernames  username -> 8-byte big-endian device id
+//	account    owner -> JSON owner account record (missing in files
+//	           only older feedmq versions wrote; see account.go)
 //
 // Channel and device IDs come from NextSequence of their bucket, entry IDs
 // from the channel's feed bucket sequence (the writer keeps it in memory
@@ -61,6 +63,9 @@ var (
 	schemaVersionKey = []byte("schema_version")
 
 	dataBuckets = [][]byte{channelsBucket, feedsBucket, devicesBucket, usernamesBucket}
+	// openBuckets are created by a writing Open; the account bucket is not
+	// required of a file (see account.go).
+	openBuckets = append(dataBuckets[:len(dataBuckets):len(dataBuckets)], accountBucket)
 )
 
 var (
@@ -320,7 +325,7 @@ func initSchema(tx *bolt.Tx) error {
 	if err := migrate(tx, meta); err != nil {
 		return err
 	}
-	for _, name := range dataBuckets {
+	for _, name := range openBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}

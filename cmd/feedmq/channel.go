@@ -52,20 +52,44 @@ type channelCreateOptions struct {
 	maxEntries        uint64
 	maxAge            string
 	rateLimit         time.Duration
+	settings          channelSettings
+}
+
+// channelSettings are the location, metadata, tags and URL flags that
+// create and update share.
+type channelSettings struct {
+	latitude, longitude, elevation, metadata, tags, url string
+}
+
+// settingsUsage lists the settings flags for a command's Use line.
+const settingsUsage = "[--latitude DEG] [--longitude DEG] [--elevation M] [--metadata TEXT] [--tags A,B] [--url URL]"
+
+func addSettingsFlags(cmd *cobra.Command, o *channelSettings) {
+	f := cmd.Flags()
+	f.StringVar(&o.latitude, "latitude", "", "latitude of the channel, a decimal from -90 to 90")
+	f.StringVar(&o.longitude, "longitude", "", "longitude of the channel, a decimal from -180 to 180")
+	f.StringVar(&o.elevation, "elevation", "", "elevation of the channel in metres")
+	f.StringVar(&o.metadata, "metadata", "", "free text for scripts (JSON, XML, ...), at most 4096 bytes")
+	f.StringVar(&o.tags, "tags", "", "comma-separated tags, e.g. \"weather, roof\"")
+	f.StringVar(&o.url, "url", "", "web page about the channel (http or https)")
 }
 
 func newChannelCreateCommand() *cobra.Command {
 	var o channelCreateOptions
 	cmd := &cobra.Command{
-		Use:   "create --name NAME [--description TEXT] [--field N=LABEL]... [--public] [--max-entries N] [--max-age DURATION] [--rate-limit DURATION]",
+		Use:   "create --name NAME [--description TEXT] [--field N=LABEL]... [--public] [--max-entries N] [--max-age DURATION] [--rate-limit DURATION] " + settingsUsage,
 		Short: "Create a channel with fresh write and read API keys",
 		Long: `Create a channel. Without --field, all eight fields are enabled and labelled
 "Field 1".."Field 8"; with --field, only the given fields are enabled.
 
 --max-entries and --max-age set the channel's retention: serve deletes, once
 a minute, the oldest entries beyond the newest N and those older than the
-duration (e.g. 90m, 72h, 30d). Entry IDs are never reused.`,
-		Example:     `  feedmq channel create --name "Weather station" --field 1=Temperature --field 2=Humidity`,
+duration (e.g. 90m, 72h, 30d). Entry IDs are never reused.
+
+--latitude, --longitude, --elevation, --metadata, --tags and --url are the
+channel settings ThingSpeak's channel API has; feedmq only stores them.`,
+		Example: `  feedmq channel create --name "Weather station" --field 1=Temperature --field 2=Humidity
+  feedmq channel create --name Roof --latitude 52.5163 --longitude 13.3777 --tags "weather, roof"`,
 		Args:        cobra.NoArgs,
 		Annotations: map[string]string{mayCreate: "yes"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -89,6 +113,7 @@ duration (e.g. 90m, 72h, 30d). Entry IDs are never reused.`,
 	f.BoolVar(&o.public, "public", false, "anyone may subscribe without the read API key")
 	addRetentionFlags(cmd, &o.maxEntries, &o.maxAge)
 	addRateLimitFlag(cmd, &o.rateLimit)
+	addSettingsFlags(cmd, &o.settings)
 	addJSONFlag(cmd)
 	return cmd
 }
@@ -108,8 +133,11 @@ func (o *channelCreateOptions) spec() (auth.ChannelSpec, error) {
 	if o.rateLimit < 0 {
 		return auth.ChannelSpec{}, errors.New("--rate-limit must not be negative")
 	}
+	st := o.settings
 	spec := auth.ChannelSpec{Name: o.name, Description: o.description, Public: o.public,
-		MaxEntries: o.maxEntries, MaxAge: maxAge, RateLimit: o.rateLimit}
+		MaxEntries: o.maxEntries, MaxAge: maxAge, RateLimit: o.rateLimit,
+		Latitude: st.latitude, Longitude: st.longitude, Elevation: st.elevation,
+		Metadata: st.metadata, Tags: channels.ParseTags(st.tags), URL: st.url}
 	for n, label := range fields {
 		spec.Fields[n-1] = label
 	}
@@ -211,6 +239,8 @@ type channelUpdateOptions struct {
 	maxAge            string
 	maxAgeValue       time.Duration
 	rateLimit         time.Duration
+	settings          channelSettings
+	tags              []string
 }
 
 func newChannelUpdateCommand() *cobra.Command {
@@ -218,7 +248,7 @@ func newChannelUpdateCommand() *cobra.Command {
 		o channelUpdateOptions
 		u auth.ChannelUpdate
 	)
-	cmd := channelIDCommand("update ID [--name NAME] [--description TEXT] [--field N=LABEL]... [--public=true|false] [--max-entries N] [--max-age DURATION] [--rate-limit DURATION]",
+	cmd := channelIDCommand("update ID [--name NAME] [--description TEXT] [--field N=LABEL]... [--public=true|false] [--max-entries N] [--max-age DURATION] [--rate-limit DURATION] "+settingsUsage,
 		"Change a channel's settings",
 		func(cmd *cobra.Command, ctx context.Context, a admin.Service, id uint64) error {
 			c, err := a.UpdateChannel(ctx, id, u)
@@ -229,7 +259,8 @@ func newChannelUpdateCommand() *cobra.Command {
 		})
 	cmd.Long = `Change a channel's settings; only the flags given change. --field N=LABEL
 enables or relabels field N; --field N= disables it. --max-entries 0 and
---max-age 0 remove a retention limit.`
+--max-age 0 remove a retention limit. --latitude "", --tags "" and the like
+unset a setting; --tags replaces every tag.`
 	cmd.PreRunE = func(cmd *cobra.Command, _ []string) (err error) {
 		u, err = o.update(cmd)
 		return err
@@ -241,6 +272,7 @@ enables or relabels field N; --field N= disables it. --max-entries 0 and
 	f.BoolVar(&o.public, "public", false, "make the channel public (true) or private (false)")
 	addRetentionFlags(cmd, &o.maxEntries, &o.maxAge)
 	addRateLimitFlag(cmd, &o.rateLimit)
+	addSettingsFlags(cmd, &o.settings)
 	return cmd
 }
 
@@ -278,8 +310,28 @@ func (o *channelUpdateOptions) update(cmd *cobra.Command) (auth.ChannelUpdate, e
 		}
 		u.RateLimit = &o.rateLimit
 	}
-	if u.Name == nil && u.Description == nil && u.Public == nil && u.Fields == nil && u.MaxEntries == nil && u.MaxAge == nil && u.RateLimit == nil {
-		return u, errors.New("nothing to update; give --name, --description, --field, --public, --max-entries, --max-age or --rate-limit")
+	changed := u.Name != nil || u.Description != nil || u.Public != nil || u.Fields != nil || u.MaxEntries != nil || u.MaxAge != nil || u.RateLimit != nil
+	st := &o.settings
+	for _, s := range []struct {
+		flag string
+		dst  **string
+		v    *string
+	}{
+		{"latitude", &u.Latitude, &st.latitude}, {"longitude", &u.Longitude, &st.longitude},
+		{"elevation", &u.Elevation, &st.elevation}, {"metadata", &u.Metadata, &st.metadata}, {"url", &u.URL, &st.url},
+	} {
+		if f.Changed(s.flag) {
+			*s.dst, changed = s.v, true
+		}
+	}
+	if f.Changed("tags") {
+		// Never nil: a nil list would mean "leave the tags" once encoded
+		// for the admin socket.
+		o.tags = append([]string{}, channels.ParseTags(st.tags)...)
+		u.Tags, changed = &o.tags, true
+	}
+	if !changed {
+		return u, errors.New("nothing to update; give --name, --description, --field, --public, --max-entries, --max-age, --rate-limit, --latitude, --longitude, --elevation, --metadata, --tags or --url")
 	}
 	return u, nil
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
-	"github.com/feedmq/feedmq/auth"
+	"fmt"
 	"reflect"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/feedmq/feedmq/auth"
 )
 
 var apiKeyRE = regexp.MustCompile(`^[A-Z0-9]{16}$`)
@@ -175,6 +177,86 @@ func TestChannelDeleteClear(t *testing.T) {
 			if got := mustFail(t, dir, strings.Fields(args)...); got != "channel 1 not found; see `feedmq channel list`" {
 				t.Errorf("%s: got %q", args, got)
 			}
+		}
+	})
+}
+
+func TestChannelSettings(t *testing.T) {
+	forEachInstance(t, func(t *testing.T, dir string) {
+		var got map[string]any
+		mustJSON(t, dir, &got, "channel", "create", "--name", "Roof", "--latitude", "52.5163", "--longitude", " 13.3777",
+			"--elevation", "34", "--metadata", "{\"a\":1}\nline 2", "--tags", "weather, roof,,weather", "--url", "https://example.com/roof", "--json")
+		want := []string{"created_at", "description", "elevation", "fields", "id", "last_entry_id", "latitude", "longitude",
+			"metadata", "name", "public", "read_api_key", "tags", "url", "write_api_key"}
+		if k := keys(got); !reflect.DeepEqual(k, want) {
+			t.Fatalf("keys %v, want %v", k, want)
+		}
+		if got["latitude"] != "52.5163" || got["longitude"] != "13.3777" || got["elevation"] != "34" ||
+			got["metadata"] != "{\"a\":1}\nline 2" || !reflect.DeepEqual(got["tags"], []any{"weather", "roof"}) ||
+			got["url"] != "https://example.com/roof" {
+			t.Fatalf("got %v", got)
+		}
+
+		out := mustRun(t, dir, "channel", "show", "1")
+		for _, want := range []string{"Latitude:", "52.5163", "Longitude:", "13.3777", "Elevation:", "34",
+			"Tags:", "weather, roof", "URL:", "https://example.com/roof", `Metadata:`, `"{\"a\":1}\nline 2"`} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("show lacks %q:\n%s", want, out)
+			}
+		}
+
+		// Update changes only what it is given; "" unsets.
+		var c channelJSON
+		mustJSON(t, dir, &c, "channel", "update", "1", "--latitude", "-33.9", "--tags", "a,b", "--json")
+		if c.Latitude != "-33.9" || c.Longitude != "13.3777" || !reflect.DeepEqual(c.Tags, []string{"a", "b"}) || c.URL != "https://example.com/roof" {
+			t.Fatalf("after update %+v", c)
+		}
+		c = channelJSON{} // decoding leaves keys that are absent alone
+		mustJSON(t, dir, &c, "channel", "update", "1", "--tags", "", "--url", "", "--metadata", "", "--json")
+		if c.Tags != nil || c.URL != "" || c.Metadata != "" || c.Latitude != "-33.9" {
+			t.Fatalf("after unsetting %+v", c)
+		}
+		mustJSON(t, dir, &c, "channel", "update", "1", "--latitude", "", "--longitude", "", "--elevation", "", "--json")
+		var raw map[string]any
+		mustJSON(t, dir, &raw, "channel", "show", "1", "--json")
+		for _, k := range []string{"latitude", "longitude", "elevation", "metadata", "tags", "url"} {
+			if _, ok := raw[k]; ok {
+				t.Errorf("unset %s is in the JSON: %v", k, raw)
+			}
+		}
+		if out := mustRun(t, dir, "channel", "show", "1"); strings.Contains(out, "Tags:") || strings.Contains(out, "Latitude:") {
+			t.Fatalf("show prints unset settings:\n%s", out)
+		}
+
+		// Bad settings: an error naming the field, and nothing changes.
+		var tooMany string
+		for i := 0; i <= 30; i++ {
+			tooMany += fmt.Sprintf("t%d,", i)
+		}
+		for _, tt := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"--latitude", "91"}, "latitude must be a number from -90 to 90"},
+			{[]string{"--longitude", "west"}, "longitude must be a number from -180 to 180"},
+			{[]string{"--elevation", "1e3"}, "elevation must be a number"},
+			{[]string{"--metadata", strings.Repeat("m", 4097)}, "metadata must be valid UTF-8 of at most 4096 bytes"},
+			{[]string{"--tags", tooMany}, "tags: a channel has at most 30 tags"},
+			{[]string{"--tags", strings.Repeat("t", 256)}, "each tag must be valid UTF-8 of at most 255 bytes"},
+			{[]string{"--url", "javascript:alert(1)"}, "url must be an absolute http or https URL"},
+			{[]string{"--url", "https://example.com/" + strings.Repeat("p", 2000)}, "url must be at most 2000 bytes"},
+		} {
+			for _, cmd := range [][]string{{"channel", "create", "--name", "x"}, {"channel", "update", "1"}} {
+				args := append(append([]string{}, cmd...), tt.args...)
+				if got := mustFail(t, dir, args...); !strings.Contains(got, tt.want) {
+					t.Errorf("%s: got %q, want %q", strings.Join(args[:3], " "), got, tt.want)
+				}
+			}
+		}
+		var list []channelJSON
+		mustJSON(t, dir, &list, "channel", "list", "--json")
+		if len(list) != 1 || list[0].Latitude != "" || list[0].Tags != nil {
+			t.Fatalf("refused commands changed something: %+v", list)
 		}
 	})
 }

@@ -93,6 +93,8 @@ type ListenersConfig struct {
 	MQTTS string `yaml:"mqtts"` // "" means :8883 when tls.cert is set, else off
 	WSS   string `yaml:"wss"`   // "" means :8084 when tls.cert is set, else off
 	HTTP  string `yaml:"http"`
+	// HTTPS serves what HTTP does over TLS with tls.cert; "" means off.
+	HTTPS string `yaml:"https"`
 }
 
 // TLSConfig names the certificate of the TLS listeners.
@@ -275,7 +277,8 @@ func (c *Config) validateListeners() error {
 	for _, a := range []struct {
 		key, addr string
 		auto      bool
-	}{{"mqtt", l.MQTT, false}, {"ws", l.WS, false}, {"mqtts", l.MQTTS, true}, {"wss", l.WSS, true}, {"http", l.HTTP, false}} {
+	}{{"mqtt", l.MQTT, false}, {"ws", l.WS, false}, {"mqtts", l.MQTTS, true}, {"wss", l.WSS, true}, {"http", l.HTTP, false},
+		{"https", l.HTTPS, true}} {
 		if err := validateAddr(a.addr, a.auto); err != nil {
 			return fmt.Errorf("listeners.%s: %w", a.key, err)
 		}
@@ -292,6 +295,9 @@ func (c *Config) validateListeners() error {
 		}
 		if l.WSS != "" && l.WSS != off {
 			return errors.New("listeners.wss: needs a certificate; set tls.cert and tls.key (--tls-cert, --tls-key)")
+		}
+		if l.HTTPS != "" && l.HTTPS != off {
+			return errors.New("listeners.https: needs a certificate; set tls.cert and tls.key (--tls-cert, --tls-key)")
 		}
 	}
 	return nil
@@ -390,6 +396,15 @@ func (c *Config) socketPath() string { return admin.SocketPath(c.dataDir()) }
 func (c *Config) mqttsAddr() string { return autoTLSAddr(c.Listeners.MQTTS, defaultMQTTS, c.TLS.Cert) }
 func (c *Config) wssAddr() string   { return autoTLSAddr(c.Listeners.WSS, defaultWSS, c.TLS.Cert) }
 
+// httpsAddr is the HTTPS listen address, "" when off (it has no
+// automatic default: the HTTP listener already serves everything).
+func (c *Config) httpsAddr() string {
+	if c.Listeners.HTTPS == off {
+		return ""
+	}
+	return c.Listeners.HTTPS
+}
+
 func autoTLSAddr(addr, def, cert string) string {
 	switch {
 	case addr != "":
@@ -414,7 +429,7 @@ func applyFlags(fs *pflag.FlagSet, c *Config) error {
 	strs := map[string]*string{
 		"data": &c.DataDir, "log-level": &c.LogLevel, "log-format": &c.LogFormat,
 		"mqtt": &c.Listeners.MQTT, "ws": &c.Listeners.WS, "mqtts": &c.Listeners.MQTTS,
-		"wss": &c.Listeners.WSS, "http": &c.Listeners.HTTP,
+		"wss": &c.Listeners.WSS, "http": &c.Listeners.HTTP, "https": &c.Listeners.HTTPS,
 		"tls-cert": &c.TLS.Cert, "tls-key": &c.TLS.Key,
 	}
 	for name, p := range strs {

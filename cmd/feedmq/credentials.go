@@ -80,7 +80,7 @@ func (o *credentialOptions) emit(cmd *cobra.Command, f *os.File, c *auth.Credent
 			return writeJSON(out, auth.NewDeviceJSON(c.Device, c.Password))
 		}
 		fmt.Fprintf(out, "Device %d %s; credentials written to %s (%s format).\n", c.Device.ID, action, f.Name(), o.format)
-		return printDevice(out, c.Device)
+		return printDevice(out, c.Device, nil)
 	}
 	format := o.format
 	if asJSON(cmd) {

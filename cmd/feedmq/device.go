@@ -16,7 +16,7 @@ func newDeviceCommand() *cobra.Command {
 	cmd := newGroupCommand("device", "Create and manage devices (MQTT credentials with rights on channels)")
 	cmd.AddCommand(
 		newDeviceCreateCommand(), newDeviceListCommand(), newDeviceShowCommand(),
-		newDeviceAuthorizeCommand(), newDeviceDeauthorizeCommand(),
+		newDeviceUpdateCommand(), newDeviceAuthorizeCommand(), newDeviceDeauthorizeCommand(),
 		newDeviceResetPasswordCommand(), newDeviceDeleteCommand(),
 	)
 	return cmd
@@ -26,20 +26,20 @@ func printDeviceResult(cmd *cobra.Command, d *auth.Device) error {
 	if asJSON(cmd) {
 		return writeJSON(cmd.OutOrStdout(), auth.NewDeviceJSON(d, ""))
 	}
-	return printDevice(cmd.OutOrStdout(), d)
+	return printDevice(cmd.OutOrStdout(), d, nil)
 }
 
 const channelFlagUsage = "channel the device may use, as ID (publish and subscribe), ID:pub, ID:sub or ID:pubsub (repeatable)"
 
 func newDeviceCreateCommand() *cobra.Command {
 	var (
-		name   string
-		chans  []string
-		grants []auth.Grant
-		creds  credentialOptions
+		name, description string
+		chans             []string
+		grants            []auth.Grant
+		creds             credentialOptions
 	)
 	cmd := &cobra.Command{
-		Use:   "create --name NAME [--channel ID[:pub|:sub|:pubsub]]... [--format text|json|env|arduino] [--output FILE]",
+		Use:   "create --name NAME [--description TEXT] [--channel ID[:pub|:sub|:pubsub]]... [--format text|json|env|arduino] [--output FILE]",
 		Short: "Create a device with generated MQTT credentials",
 		Long: `Create a device: a client ID, username and password for MQTT, with rights on
 channels. The password is shown only now; only a hash is stored.`,
@@ -61,7 +61,7 @@ channels. The password is shown only now; only a hash is stored.`,
 				if err != nil {
 					return err
 				}
-				c, err := a.CreateDevice(ctx, auth.DeviceSpec{Name: name, Grants: grants})
+				c, err := a.CreateDevice(ctx, auth.DeviceSpec{Name: name, Description: description, Grants: grants})
 				if err != nil {
 					abandon(f)
 					return deviceHint(err)
@@ -71,8 +71,45 @@ channels. The password is shown only now; only a hash is stored.`,
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "device name (required)")
+	cmd.Flags().StringVar(&description, "description", "", "what the device is, where it is")
 	cmd.Flags().StringArrayVar(&chans, "channel", nil, channelFlagUsage)
 	creds.addFlags(cmd)
+	return cmd
+}
+
+func newDeviceUpdateCommand() *cobra.Command {
+	var (
+		name, description string
+		u                 auth.DeviceUpdate
+	)
+	cmd := deviceIDCommand("update ID [--name NAME] [--description TEXT]",
+		"Rename a device or change its description (its credentials and rights stay)",
+		func(cmd *cobra.Command, ctx context.Context, a admin.Service, id uint64) error {
+			d, err := a.UpdateDevice(ctx, id, u)
+			if err != nil {
+				return err
+			}
+			return printDeviceResult(cmd, d)
+		})
+	cmd.Long = `Change a device's name or description; only the flags given change, and
+--description "" removes the description. Rights on channels change with
+feedmq device authorize and deauthorize.`
+	cmd.Example = `  feedmq device update 3 --name esp32-shed --description "moved to the shed"`
+	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		f := cmd.Flags()
+		if f.Changed("name") {
+			u.Name = &name
+		}
+		if f.Changed("description") {
+			u.Description = &description
+		}
+		if u.Name == nil && u.Description == nil {
+			return errors.New("nothing to update; give --name or --description")
+		}
+		return nil
+	}
+	cmd.Flags().StringVar(&name, "name", "", "new device name")
+	cmd.Flags().StringVar(&description, "description", "", "new description")
 	return cmd
 }
 
@@ -120,22 +157,30 @@ func deviceIDCommand(use, short string, f func(cmd *cobra.Command, ctx context.C
 func newDeviceListCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List devices",
-		Args:  cobra.NoArgs,
+		Short: "List devices, whether each is connected now and when it last published",
+		Long: `List devices. The running server adds, for each, whether it is connected
+now, since when, from which address and on which listener (mqtt, mqtts, ws
+or wss), and when it last published an accepted entry (since the server
+started). Without a running server no device is connected.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withAdmin(cmd, func(ctx context.Context, a admin.Service) error {
 				list, err := a.ListDevices(ctx)
 				if err != nil {
 					return err
 				}
+				acts, err := a.DeviceActivity(ctx)
+				if err != nil {
+					return err
+				}
 				if asJSON(cmd) {
 					out := make([]auth.DeviceJSON, len(list))
 					for i, d := range list {
-						out[i] = auth.NewDeviceJSON(d, "")
+						out[i] = auth.NewDeviceJSON(d, "").WithActivity(acts[d.ID])
 					}
 					return writeJSON(cmd.OutOrStdout(), out)
 				}
-				return printDeviceList(cmd.OutOrStdout(), list)
+				return printDeviceList(cmd.OutOrStdout(), list, acts)
 			})
 		},
 	}
@@ -144,13 +189,21 @@ func newDeviceListCommand() *cobra.Command {
 }
 
 func newDeviceShowCommand() *cobra.Command {
-	return deviceIDCommand("show ID", "Show a device and its channels (never its password)",
+	return deviceIDCommand("show ID", "Show a device, its channels and live connections (never its password)",
 		func(cmd *cobra.Command, ctx context.Context, a admin.Service, id uint64) error {
 			d, err := a.Device(ctx, id)
 			if err != nil {
 				return err
 			}
-			return printDeviceResult(cmd, d)
+			acts, err := a.DeviceActivity(ctx)
+			if err != nil {
+				return err
+			}
+			act := acts[id]
+			if asJSON(cmd) {
+				return writeJSON(cmd.OutOrStdout(), auth.NewDeviceJSON(d, "").WithActivity(act))
+			}
+			return printDevice(cmd.OutOrStdout(), d, &act)
 		})
 }
 

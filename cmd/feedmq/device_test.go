@@ -168,21 +168,31 @@ func TestDeviceListShowDelete(t *testing.T) {
 		if len(list) != 2 {
 			t.Fatalf("got %v", list)
 		}
-		want := []string{"channels", "client_id", "created_at", "id", "name", "username"}
+		want := []string{"channels", "client_id", "connections", "created_at", "id", "last_publish_at", "name", "username"}
 		if k := keys(list[0]); !reflect.DeepEqual(k, want) {
 			t.Fatalf("keys %v, want %v (no password outside create and reset)", k, want)
+		}
+		// Nothing is connected in these tests (and offline nothing can be).
+		if c, ok := list[0]["connections"].([]any); !ok || len(c) != 0 || list[0]["last_publish_at"] != nil {
+			t.Fatalf("activity of an idle device: %v", list[0])
 		}
 		out := mustRun(t, dir, "device", "list")
 		if !strings.Contains(out, "1:sub") || !strings.Contains(out, created.Username) || strings.Count(out, "\n") != 3 {
 			t.Fatalf("table:\n%s", out)
+		}
+		header := regexp.MustCompile(`^ID +NAME +USERNAME +CHANNELS +CREATED +CONNECTED +SINCE +ADDRESS +LISTENER +LAST PUBLISH\n`)
+		idle := regexp.MustCompile(`\n1 +d1 +\S+ +1:sub +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC +no +- +- +- +-\n`)
+		if !header.MatchString(out) || !idle.MatchString(out) {
+			t.Fatalf("table columns:\n%s", out)
 		}
 		var shown map[string]any
 		mustJSON(t, dir, &shown, "device", "show", "1", "--json")
 		if k := keys(shown); !reflect.DeepEqual(k, want) || shown["username"] != created.Username {
 			t.Fatalf("got %v", shown)
 		}
-		if out := mustRun(t, dir, "device", "show", "1"); strings.Contains(out, created.Password) {
-			t.Fatal("show printed the password")
+		if out := mustRun(t, dir, "device", "show", "1"); strings.Contains(out, created.Password) ||
+			!strings.Contains(out, "Connected:     no\nLast publish:  -\n") {
+			t.Fatalf("show printed the password or no activity:\n%s", out)
 		}
 
 		if out := mustRun(t, dir, "device", "delete", "2"); out != "Device 2 deleted.\n" {
@@ -274,4 +284,58 @@ func TestDeviceResetPassword(t *testing.T) {
 	if id, err := s.svc.Registry.Authenticate(reset.ClientID, reset.Username, reset.Password); err != nil || id != 1 {
 		t.Fatalf("new password: %d, %v", id, err)
 	}
+}
+
+func TestDeviceDescriptionUpdate(t *testing.T) {
+	forEachInstance(t, func(t *testing.T, dir string) {
+		mustRun(t, dir, "channel", "create", "--name", "A")
+		var created map[string]any
+		mustJSON(t, dir, &created, "device", "create", "--name", "esp32", "--description", "garden\nshed", "--channel", "1:pub", "--json")
+		want := []string{"channels", "client_id", "created_at", "description", "id", "name", "password", "username"}
+		if k := keys(created); !reflect.DeepEqual(k, want) || created["description"] != "garden\nshed" {
+			t.Fatalf("created %v, keys %v", created, keys(created))
+		}
+		out := mustRun(t, dir, "device", "show", "1")
+		if !strings.Contains(out, "Description:") || !strings.Contains(out, `"garden\nshed"`) {
+			t.Fatalf("show:\n%s", out)
+		}
+
+		// Only the flags given change; credentials and rights stay.
+		var d auth.DeviceJSON
+		mustJSON(t, dir, &d, "device", "update", "1", "--name", "esp32-shed", "--json")
+		if d.Name != "esp32-shed" || d.Description != "garden\nshed" || d.Username != created["username"] || d.Password != "" ||
+			!reflect.DeepEqual(d.Channels, []auth.Grant{{ChannelID: 1, Publish: true}}) {
+			t.Fatalf("after rename %+v", d)
+		}
+		out = mustRun(t, dir, "device", "update", "1", "--description", "")
+		if !strings.Contains(out, "esp32-shed") || strings.Contains(out, "Description:") || strings.Contains(out, "password") {
+			t.Fatalf("update table:\n%s", out)
+		}
+		var shown map[string]any
+		mustJSON(t, dir, &shown, "device", "show", "1", "--json")
+		if _, ok := shown["description"]; ok || shown["name"] != "esp32-shed" {
+			t.Fatalf("after clearing the description %v", shown)
+		}
+
+		for _, tt := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"device", "update", "1"}, "nothing to update; give --name or --description"},
+			{[]string{"device", "update", "9", "--name", "x"}, "device 9 not found; see `feedmq device list`"},
+			{[]string{"device", "update", "1", "--name", " "}, "device name is required"},
+			{[]string{"device", "update", "1", "--name", strings.Repeat("n", 256)}, "device name is required (valid UTF-8, at most 255 bytes)"},
+			{[]string{"device", "update", "1", "--description", strings.Repeat("d", 2001)}, "device description must be valid UTF-8 of at most 2000 bytes"},
+			{[]string{"device", "create", "--name", "x", "--description", strings.Repeat("d", 2001)}, "device description must be valid UTF-8 of at most 2000 bytes"},
+		} {
+			if got := mustFail(t, dir, tt.args...); !strings.Contains(got, tt.want) {
+				t.Errorf("%s: got %q, want %q", strings.Join(tt.args[:3], " "), got, tt.want)
+			}
+		}
+		var list []auth.DeviceJSON
+		mustJSON(t, dir, &list, "device", "list", "--json")
+		if len(list) != 1 || list[0].Name != "esp32-shed" || list[0].Description != "" {
+			t.Fatalf("refused commands changed something: %+v", list)
+		}
+	})
 }

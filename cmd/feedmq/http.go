@@ -14,13 +14,17 @@ import (
 var _ httpd.Admin = (*admin.Local)(nil)
 
 // openHTTP builds the HTTP server (the REST API, the dashboard, the web
-// console, /healthz and /metrics, see metrics.go) from cfg and opens it on --http; the
-// API's writes go through the broker like MQTT publishes and the broker
-// feeds the dashboard's event streams. It returns nil when the listener
-// is off. A port in use fails here, at startup.
+// console, /healthz and /metrics, see metrics.go) from cfg and opens it on --http and
+// --https (with the broker's certificate, so SIGHUP renews it there too);
+// the API's writes go through the broker like MQTT publishes and the
+// broker feeds the dashboard's event streams. It returns nil when both
+// listeners are off. A port in use fails here, at startup.
 func openHTTP(cfg Config, s *server) (*httpd.Server, error) {
-	addr := cfg.Listeners.HTTP
-	if addr == "" || addr == off {
+	addr, tlsAddr := cfg.Listeners.HTTP, cfg.httpsAddr()
+	if addr == off {
+		addr = ""
+	}
+	if addr == "" && tlsAddr == "" {
 		return nil, nil
 	}
 	// auth_backoff throttles wrong API keys as it does failed logins; the
@@ -51,10 +55,12 @@ func openHTTP(cfg Config, s *server) (*httpd.Server, error) {
 		},
 		// The console counts wrong passwords with the API's wrong keys.
 		Console: &httpd.ConsoleOptions{
-			Admin:                admin.NewLocal(s.svc, s.db),
+			Admin:                s.svc,
 			MaxDevices:           limits.MaxDevices,
 			MaxChannelsPerDevice: limits.MaxChannelsPerDevice,
 		},
+		TLSAddr:   tlsAddr,
+		TLSConfig: s.broker.TLSConfig(),
 	})
 	if err := srv.Open(); err != nil {
 		return nil, err
@@ -65,9 +71,13 @@ func openHTTP(cfg Config, s *server) (*httpd.Server, error) {
 // addr returns the bound address of listener name ("mqtt", ..., "http"),
 // or nil when it is not running.
 func (s *server) addr(name string) net.Addr {
-	if name == "http" {
+	switch name {
+	case "http", "https":
 		if s.http == nil {
 			return nil
+		}
+		if name == "https" {
+			return s.http.TLSAddr()
 		}
 		return s.http.Addr()
 	}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/feedmq/feedmq/admin"
-	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/storage"
 )
 
@@ -96,7 +95,7 @@ func writeFile(t testing.TB, path, content string) {
 type testServer struct {
 	dir  string
 	db   *storage.DB
-	svc  *auth.Service
+	svc  *admin.Local
 	sock *admin.Server
 }
 
@@ -118,11 +117,11 @@ func startAdminServerOn(t testing.TB, dir string) *testServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.db.Close() })
-	if s.svc, err = auth.NewService(context.Background(), s.db, s.db, cfg.authLimits()); err != nil {
+	if s.svc, err = admin.NewLocal(context.Background(), s.db, cfg.authLimits()); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if s.sock, err = admin.Listen(cfg.dataDir(), admin.NewLocal(s.svc, s.db), log); err != nil {
+	if s.sock, err = admin.Listen(cfg.dataDir(), s.svc, log); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.sock.Close() })

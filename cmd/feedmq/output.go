@@ -29,6 +29,13 @@ type channelJSON struct {
 	MaxAge     string `json:"max_age,omitempty"` // Go duration, e.g. "720h0m0s"
 	// RateLimit, only when the channel has its own.
 	RateLimit string `json:"rate_limit,omitempty"`
+	// Location, metadata, tags and URL, only when set.
+	Latitude  string   `json:"latitude,omitempty"`
+	Longitude string   `json:"longitude,omitempty"`
+	Elevation string   `json:"elevation,omitempty"`
+	Metadata  string   `json:"metadata,omitempty"`
+	Tags      []string `json:"tags,omitempty"`
+	URL       string   `json:"url,omitempty"`
 }
 
 func newChannelJSON(c *channels.Channel) channelJSON {
@@ -43,6 +50,8 @@ func newChannelJSON(c *channels.Channel) channelJSON {
 		WriteAPIKey: c.WriteKey, ReadAPIKey: c.ReadKey, Fields: fields,
 		CreatedAt: formatJSONTime(c.CreatedAt), LastEntryID: c.LastEntryID,
 		MaxEntries: c.MaxEntries, MaxAge: formatMaxAge(c.MaxAge), RateLimit: formatMaxAge(c.RateLimit),
+		Latitude: c.Latitude, Longitude: c.Longitude, Elevation: c.Elevation,
+		Metadata: c.Metadata, Tags: c.Tags, URL: c.URL,
 	}
 }
 
@@ -132,7 +141,25 @@ func printChannel(w io.Writer, c *channels.Channel) error {
 	if c.RateLimit > 0 {
 		t.row("Rate limit:", c.RateLimit)
 	}
+	for _, r := range [][2]string{
+		{"Latitude:", c.Latitude}, {"Longitude:", c.Longitude}, {"Elevation:", c.Elevation},
+		{"Tags:", strings.Join(c.Tags, ", ")}, {"URL:", c.URL}, {"Metadata:", oneLine(c.Metadata)},
+	} {
+		if r[1] != "" {
+			t.row(r[0], r[1])
+		}
+	}
 	return t.flush()
+}
+
+// oneLine returns s, quoted Go-style when it holds a line break or
+// another control character, so a table row stays one row and free text
+// cannot send escape sequences to the terminal.
+func oneLine(s string) string {
+	if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 }) {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // grantString renders a grant in --channel syntax, e.g. "3:pubsub".
@@ -158,22 +185,55 @@ func grantsString(gs []auth.Grant) string {
 	return strings.Join(parts, " ")
 }
 
-func printDeviceList(w io.Writer, list []*auth.Device) error {
+func printDeviceList(w io.Writer, list []*auth.Device, acts map[uint64]auth.Activity) error {
 	t := newTable(w)
-	t.row("ID", "NAME", "USERNAME", "CHANNELS", "CREATED")
+	t.row("ID", "NAME", "USERNAME", "CHANNELS", "CREATED", "CONNECTED", "SINCE", "ADDRESS", "LISTENER", "LAST PUBLISH")
 	for _, d := range list {
-		t.row(d.ID, d.Name, d.Username, grantsString(d.Channels), formatTime(d.CreatedAt))
+		a := acts[d.ID]
+		connected, since, addr, listener := "no", "-", "-", "-"
+		if n := len(a.Connections); n > 0 {
+			// The newest: an older one is being taken over.
+			c := a.Connections[n-1]
+			connected, since, addr, listener = "yes", formatTime(c.Since), c.RemoteAddr, c.Listener
+			if n > 1 {
+				connected = fmt.Sprintf("yes (%d)", n)
+			}
+		}
+		t.row(d.ID, d.Name, d.Username, grantsString(d.Channels), formatTime(d.CreatedAt),
+			connected, since, addr, listener, lastPublish(a))
 	}
 	return t.flush()
 }
 
-func printDevice(w io.Writer, d *auth.Device) error {
+// lastPublish is the table form of a device's last publish time.
+func lastPublish(a auth.Activity) string {
+	if a.LastPublish == nil {
+		return "-"
+	}
+	return formatTime(*a.LastPublish)
+}
+
+// printDevice writes a device and, when act is set, what the running
+// server knows of it.
+func printDevice(w io.Writer, d *auth.Device, act *auth.Activity) error {
 	t := newTable(w)
 	t.row("ID:", d.ID)
 	t.row("Name:", d.Name)
+	if d.Description != "" {
+		t.row("Description:", oneLine(d.Description))
+	}
 	t.row("Client ID:", d.ClientID)
 	t.row("Username:", d.Username)
 	t.row("Channels:", grantsString(d.Channels))
 	t.row("Created:", formatTime(d.CreatedAt))
+	if act != nil {
+		if len(act.Connections) == 0 {
+			t.row("Connected:", "no")
+		}
+		for _, c := range act.Connections {
+			t.row("Connected:", fmt.Sprintf("since %s from %s on %s", formatTime(c.Since), c.RemoteAddr, c.Listener))
+		}
+		t.row("Last publish:", lastPublish(*act))
+	}
 	return t.flush()
 }

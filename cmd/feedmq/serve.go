@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/feedmq/feedmq/admin"
-	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/broker"
 	httpd "github.com/feedmq/feedmq/http"
 	"github.com/feedmq/feedmq/internal/gctune"
@@ -31,6 +31,10 @@ func newServeCommand() *cobra.Command {
 		Long: `Run the MQTT broker on the data directory. It prints one line per listener
 with its bound address, serves admin commands on the admin socket in the data
 directory, and shuts down cleanly on SIGINT or SIGTERM.
+
+While no web console password is set, serve logs one line with a setup
+link on the --http listener, http://HOST:PORT/console/setup?token=...: open
+it once to choose the password. The token lives until serve stops.
 
 Flags override the --config file, which overrides the defaults. An address
 of "off" disables a listener.
@@ -64,9 +68,10 @@ error is logged.`,
 	f.String("ws", def.Listeners.WS, "MQTT over WebSocket (path /mqtt) address, or off")
 	f.String("mqtts", "", "MQTT over TLS address, or off (default :8883 with --tls-cert)")
 	f.String("wss", "", "MQTT over secure WebSocket address, or off (default :8084 with --tls-cert)")
-	f.String("tls-cert", "", "TLS certificate file (PEM) for mqtts and wss")
-	f.String("tls-key", "", "TLS private key file (PEM) for mqtts and wss")
+	f.String("tls-cert", "", "TLS certificate file (PEM) for mqtts, wss and https")
+	f.String("tls-key", "", "TLS private key file (PEM) for mqtts, wss and https")
 	f.String("http", def.Listeners.HTTP, "HTTP address (REST feed API, /metrics, /healthz), or off")
+	f.String("https", "", "HTTPS address serving what --http does, with --tls-cert; off by default")
 	f.Bool("anonymous", def.Anonymous, "allow connections without a username (API keys in topics, public channels)")
 	f.Duration("idle-timeout", time.Duration(def.IdleTimeout), "drop a keepalive-0 connection after this long without a packet")
 	f.String("pprof", "", "serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; off by default")
@@ -74,7 +79,7 @@ error is logged.`,
 }
 
 // listenerNames are the listeners serve reports, in this order.
-var listenerNames = []string{"mqtt", "ws", "mqtts", "wss", "http"}
+var listenerNames = []string{"mqtt", "ws", "mqtts", "wss", "http", "https"}
 
 // runServe runs a server until ctx is done, printing the bound listener
 // addresses to out.
@@ -144,7 +149,7 @@ func (s *server) reloadCertificate(cfg Config) error {
 type server struct {
 	log    *slog.Logger
 	db     *storage.DB
-	svc    *auth.Service
+	svc    *admin.Local
 	broker *broker.Server
 	http   *httpd.Server // nil when --http is off
 	// metrics are served on /metrics; the store reports commits to them.
@@ -170,7 +175,44 @@ func openServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, err
 		return nil, err
 	}
 	log.Info("feedmq serving", "version", version, "data", cfg.dataDir(), "admin_socket", cfg.socketPath())
+	s.logSetupLink()
 	return s, nil
+}
+
+// logSetupLink logs, while no console password is set, the one line that
+// carries a one-time link to choose it in the console: a user who just
+// started serve opens it in a browser. The token in it lives only in this
+// process's memory, so a restart ends it (and logs a new one). Nothing is
+// logged without an HTTP listener, which the console needs.
+func (s *server) logSetupLink() {
+	if s.http == nil {
+		return
+	}
+	token, err := s.svc.NewSetupToken()
+	if err != nil {
+		// The broker serves on; the account needs repair (feedmq check).
+		s.log.Error("owner account not readable; no console setup link", "err", err)
+		return
+	}
+	if token == "" {
+		return // a password is set
+	}
+	s.log.Info("no console password is set; open this link to choose one (it is valid once, until serve stops)",
+		"url", setupURL(s.http.Addr(), token))
+}
+
+// setupURL is the console's setup link on the bound HTTP address addr. An
+// unspecified address (all interfaces) becomes localhost, which at least
+// works on the machine itself.
+func setupURL(addr net.Addr, token string) string {
+	hostport := addr.String()
+	if host, port, err := net.SplitHostPort(hostport); err == nil {
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			host = "localhost"
+		}
+		hostport = net.JoinHostPort(host, port)
+	}
+	return "http://" + hostport + "/console/setup?token=" + token
 }
 
 func (s *server) open(ctx context.Context, cfg Config) (err error) {
@@ -184,20 +226,21 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 		OnError: func(err error) { log.Error("storage", "err", err) }}); err != nil {
 		return err
 	}
-	if s.svc, err = auth.NewService(ctx, s.db, s.db, cfg.authLimits()); err != nil {
+	if s.svc, err = admin.NewLocal(ctx, s.db, cfg.authLimits()); err != nil {
 		return err
 	}
 	if s.broker, err = broker.New(brokerOptions(cfg, log), s.db, s.svc.Registry); err != nil {
 		return err
 	}
 	s.svc.Revoke = s.broker.Revoke
+	s.svc.Activity = s.broker.DeviceActivity
 	if err = s.broker.Open(); err != nil {
 		return err
 	}
 	if s.http, err = openHTTP(cfg, s); err != nil {
 		return err
 	}
-	if s.sock, err = admin.Listen(cfg.dataDir(), admin.NewLocal(s.svc, s.db), log.With("component", "admin")); err != nil {
+	if s.sock, err = admin.Listen(cfg.dataDir(), s.svc, log.With("component", "admin")); err != nil {
 		return err
 	}
 	s.stopPrune = startPruner(s.db, log.With("component", "retention"), pruneInterval)

@@ -34,11 +34,13 @@ func isStdlib(p string) bool {
 
 func TestImportRules(t *testing.T) {
 	// Domain packages may use only the standard library (and auth the
-	// channels domain), and none of the adapter-only parts of it.
+	// channels domain and Go's extended crypto, for argon2id), and none
+	// of the adapter-only parts of it.
 	forbiddenStd := []string{"net/http", "log/slog", "database/sql", "os/exec"}
 	domain := map[string][]string{
 		"channels": nil,
-		"auth":     {module + "/channels"},
+		"auth": {module + "/channels",
+			"golang.org/x/crypto/argon2", "golang.org/x/crypto/blake2b", "golang.org/x/sys/cpu"},
 	}
 	for pkg, allowed := range domain {
 		for _, d := range deps(t, pkg) {

@@ -1,4 +1,4 @@
-package auth_test
+package admin_test
 
 import (
 	"context"
@@ -9,9 +9,9 @@ import (
 	"github.com/feedmq/feedmq/channels"
 )
 
-func TestService_ChannelRetention(t *testing.T) {
+func TestLocal_ChannelRetention(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	c := mustCreateChannel(t, s, auth.ChannelSpec{Name: "r", MaxEntries: 10, MaxAge: time.Hour})
 	if c.MaxEntries != 10 || c.MaxAge != time.Hour {
 		t.Fatalf("created %+v", c)

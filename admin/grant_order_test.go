@@ -1,4 +1,4 @@
-package auth_test
+package admin_test
 
 import (
 	"context"
@@ -13,9 +13,9 @@ import (
 // the CLI turns into "channel N not found; see `feedmq channel list`"),
 // even when the grants would also exceed the per-device channel limit:
 // fixing the limit first would only lead to the other error.
-func TestService_MissingChannelBeforeChannelLimit(t *testing.T) {
+func TestLocal_MissingChannelBeforeChannelLimit(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.Limits{MaxDevices: 10, MaxChannelsPerDevice: 1})
+	s := newTestLocal(t, auth.Limits{MaxDevices: 10, MaxChannelsPerDevice: 1})
 	c := mustCreateChannel(t, s, auth.ChannelSpec{Name: "c"})
 	const missing = 99
 	wantMissing := func(t *testing.T, err error) {
@@ -27,7 +27,7 @@ func TestService_MissingChannelBeforeChannelLimit(t *testing.T) {
 	}
 
 	t.Run("create", func(t *testing.T) {
-		_, err := s.CreateDevice(ctx, "d", []auth.Grant{pub(c.ID), pub(missing)})
+		_, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "d", Grants: []auth.Grant{pub(c.ID), pub(missing)}})
 		wantMissing(t, err)
 	})
 	t.Run("authorize", func(t *testing.T) {

@@ -1,4 +1,4 @@
-package auth_test
+package admin_test
 
 import (
 	"context"
@@ -6,13 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/storage"
 )
 
 // The store stamps CreatedAt and UpdatedAt, once, with its own clock; what
-// the Service returns is what was stored.
-func TestService_StoreStampsTimes(t *testing.T) {
+// the Local returns is what was stored.
+func TestLocal_StoreStampsTimes(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	db, err := storage.Open(filepath.Join(t.TempDir(), "db"), storage.Options{Now: func() time.Time { return now }})
@@ -20,7 +21,7 @@ func TestService_StoreStampsTimes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	svc, err := auth.NewService(ctx, db, db, auth.DefaultLimits())
+	svc, err := admin.NewLocal(ctx, db, auth.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +30,7 @@ func TestService_StoreStampsTimes(t *testing.T) {
 	if err != nil || !c.CreatedAt.Equal(created) || !c.UpdatedAt.Equal(created) {
 		t.Fatalf("create: %+v, %v", c, err)
 	}
-	cr, err := svc.CreateDevice(ctx, "d", []auth.Grant{{ChannelID: c.ID, Publish: true}})
+	cr, err := svc.CreateDevice(ctx, auth.DeviceSpec{Name: "d", Grants: []auth.Grant{{ChannelID: c.ID, Publish: true}}})
 	if err != nil || !cr.Device.CreatedAt.Equal(created) {
 		t.Fatalf("create device: %+v, %v", cr, err)
 	}

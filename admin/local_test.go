@@ -1,4 +1,4 @@
-package auth_test
+package admin_test
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
 	"github.com/feedmq/feedmq/storage"
@@ -32,7 +33,7 @@ func openDB(t *testing.T, path string) *storage.DB {
 	return db
 }
 
-// revokes records the device IDs passed to Service.Revoke.
+// revokes records the device IDs passed to Local.Revoke.
 type revokes struct {
 	mu  sync.Mutex
 	ids []uint64
@@ -56,24 +57,24 @@ func (r *revokes) want(t *testing.T, ids ...uint64) {
 	}
 }
 
-type testService struct {
-	*auth.Service
+type testLocal struct {
+	*admin.Local
 	db      *storage.DB
 	revokes *revokes
 }
 
-// newService returns a Service over a fresh database with the given
+// newTestLocal returns a Local over a fresh database with the given
 // limits, recording Revoke calls.
-func newService(t *testing.T, lim auth.Limits) *testService {
+func newTestLocal(t *testing.T, lim auth.Limits) *testLocal {
 	t.Helper()
 	db := openDB(t, filepath.Join(t.TempDir(), "db"))
-	s, err := auth.NewService(context.Background(), db, db, lim)
+	s, err := admin.NewLocal(context.Background(), db, lim)
 	if err != nil {
-		t.Fatalf("NewService: %v", err)
+		t.Fatalf("NewLocal: %v", err)
 	}
 	rv := &revokes{}
 	s.Revoke = rv.revoke
-	return &testService{Service: s, db: db, revokes: rv}
+	return &testLocal{Local: s, db: db, revokes: rv}
 }
 
 // wantCode fails unless err carries the given domain error code.
@@ -84,7 +85,7 @@ func wantCode(t *testing.T, err error, code string) {
 	}
 }
 
-func mustCreateChannel(t *testing.T, s *testService, spec auth.ChannelSpec) *channels.Channel {
+func mustCreateChannel(t *testing.T, s *testLocal, spec auth.ChannelSpec) *channels.Channel {
 	t.Helper()
 	if spec.Name == "" {
 		spec.Name = "channel"
@@ -96,16 +97,16 @@ func mustCreateChannel(t *testing.T, s *testService, spec auth.ChannelSpec) *cha
 	return c
 }
 
-func mustCreateDevice(t *testing.T, s *testService, name string, grants ...auth.Grant) *auth.Credentials {
+func mustCreateDevice(t *testing.T, s *testLocal, name string, grants ...auth.Grant) *auth.Credentials {
 	t.Helper()
-	cr, err := s.CreateDevice(context.Background(), name, grants)
+	cr, err := s.CreateDevice(context.Background(), auth.DeviceSpec{Name: name, Grants: grants})
 	if err != nil {
 		t.Fatalf("CreateDevice(%q, %+v): %v", name, grants, err)
 	}
 	return cr
 }
 
-func mustFindDevice(t *testing.T, s *testService, id uint64) *auth.Device {
+func mustFindDevice(t *testing.T, s *testLocal, id uint64) *auth.Device {
 	t.Helper()
 	d, err := s.Devices.FindDevice(context.Background(), id)
 	if err != nil {
@@ -114,7 +115,7 @@ func mustFindDevice(t *testing.T, s *testService, id uint64) *auth.Device {
 	return d
 }
 
-func mustFindChannel(t *testing.T, s *testService, id uint64) *channels.Channel {
+func mustFindChannel(t *testing.T, s *testLocal, id uint64) *channels.Channel {
 	t.Helper()
 	c, err := s.Channels.FindChannel(context.Background(), id)
 	if err != nil {
@@ -124,11 +125,11 @@ func mustFindChannel(t *testing.T, s *testService, id uint64) *channels.Channel 
 }
 
 // login authenticates a device the way the broker does.
-func login(s *testService, cr *auth.Credentials) (uint64, error) {
+func login(s *testLocal, cr *auth.Credentials) (uint64, error) {
 	return s.Registry.Authenticate(cr.Device.ClientID, cr.Device.Username, cr.Password)
 }
 
-func mustLogin(t *testing.T, s *testService, cr *auth.Credentials) {
+func mustLogin(t *testing.T, s *testLocal, cr *auth.Credentials) {
 	t.Helper()
 	id, err := login(s, cr)
 	if err != nil || id != cr.Device.ID {
@@ -147,17 +148,11 @@ func pubsub(ch uint64) auth.Grant { return auth.Grant{ChannelID: ch, Publish: tr
 func pub(ch uint64) auth.Grant    { return auth.Grant{ChannelID: ch, Publish: true} }
 func sub(ch uint64) auth.Grant    { return auth.Grant{ChannelID: ch, Subscribe: true} }
 
-func TestDefaultLimits(t *testing.T) {
-	if got := auth.DefaultLimits(); got != (auth.Limits{MaxDevices: 100, MaxChannelsPerDevice: 10}) {
-		t.Fatalf("DefaultLimits() = %+v, want 100 devices and 10 channels per device", got)
-	}
-}
-
-func TestService_CreateChannel(t *testing.T) {
+func TestLocal_CreateChannel(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("defaults", func(t *testing.T) {
-		s := newService(t, auth.DefaultLimits())
+		s := newTestLocal(t, auth.DefaultLimits())
 		for want := uint64(1); want <= 3; want++ {
 			c := mustCreateChannel(t, s, auth.ChannelSpec{Name: "Weather", Description: "roof"})
 			if c.ID != want {
@@ -204,7 +199,7 @@ func TestService_CreateChannel(t *testing.T) {
 	})
 
 	t.Run("custom fields", func(t *testing.T) {
-		s := newService(t, auth.DefaultLimits())
+		s := newTestLocal(t, auth.DefaultLimits())
 		var f [channels.NumFields]string
 		f[0], f[2], f[7] = "Temperature", "Humidity", "Battery"
 		c := mustCreateChannel(t, s, auth.ChannelSpec{Name: "x", Fields: f})
@@ -222,7 +217,7 @@ func TestService_CreateChannel(t *testing.T) {
 	})
 
 	t.Run("public", func(t *testing.T) {
-		s := newService(t, auth.DefaultLimits())
+		s := newTestLocal(t, auth.DefaultLimits())
 		c := mustCreateChannel(t, s, auth.ChannelSpec{Name: "x", Public: true})
 		if !c.Public || !mustFindChannel(t, s, c.ID).Public {
 			t.Fatal("channel created public is not public")
@@ -247,7 +242,7 @@ func TestService_CreateChannel(t *testing.T) {
 			{"label too long", auth.ChannelSpec{Name: "x", Fields: longLabel}},
 			{"label not UTF-8", auth.ChannelSpec{Name: "x", Fields: badLabel}},
 		}
-		s := newService(t, auth.DefaultLimits())
+		s := newTestLocal(t, auth.DefaultLimits())
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				c, err := s.CreateChannel(ctx, tt.spec)
@@ -273,11 +268,11 @@ func TestService_CreateChannel(t *testing.T) {
 func strp(s string) *string { return &s }
 func boolp(b bool) *bool    { return &b }
 
-func TestService_UpdateChannel(t *testing.T) {
+func TestLocal_UpdateChannel(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("changes", func(t *testing.T) {
-		s := newService(t, auth.DefaultLimits())
+		s := newTestLocal(t, auth.DefaultLimits())
 		orig := mustCreateChannel(t, s, auth.ChannelSpec{Name: "old", Description: "desc"})
 
 		c, err := s.UpdateChannel(ctx, orig.ID, auth.ChannelUpdate{
@@ -331,7 +326,7 @@ func TestService_UpdateChannel(t *testing.T) {
 	})
 
 	t.Run("errors", func(t *testing.T) {
-		s := newService(t, auth.DefaultLimits())
+		s := newTestLocal(t, auth.DefaultLimits())
 		orig := mustCreateChannel(t, s, auth.ChannelSpec{Name: "keep"})
 		allOff := map[int]string{}
 		for n := 1; n <= channels.NumFields; n++ {
@@ -372,7 +367,7 @@ func TestService_UpdateChannel(t *testing.T) {
 	})
 }
 
-func TestService_RegenerateKey(t *testing.T) {
+func TestLocal_RegenerateKey(t *testing.T) {
 	ctx := context.Background()
 	for _, write := range []bool{true, false} {
 		name := "read"
@@ -380,7 +375,7 @@ func TestService_RegenerateKey(t *testing.T) {
 			name = "write"
 		}
 		t.Run(name, func(t *testing.T) {
-			s := newService(t, auth.DefaultLimits())
+			s := newTestLocal(t, auth.DefaultLimits())
 			orig := mustCreateChannel(t, s, auth.ChannelSpec{Name: "x"})
 			other := mustCreateChannel(t, s, auth.ChannelSpec{Name: "y"})
 
@@ -423,15 +418,15 @@ func TestService_RegenerateKey(t *testing.T) {
 	}
 
 	t.Run("unknown channel", func(t *testing.T) {
-		s := newService(t, auth.DefaultLimits())
+		s := newTestLocal(t, auth.DefaultLimits())
 		_, err := s.RegenerateKey(ctx, 7, true)
 		wantCode(t, err, channels.ENOTFOUND)
 	})
 }
 
-func TestService_DeleteChannel(t *testing.T) {
+func TestLocal_DeleteChannel(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	c1 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "one"})
 	c2 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "two"})
 	a := mustCreateDevice(t, s, "a", pubsub(c1.ID), pub(c2.ID))
@@ -472,9 +467,9 @@ func TestService_DeleteChannel(t *testing.T) {
 	s.revokes.want(t)
 }
 
-func TestService_CreateDevice(t *testing.T) {
+func TestLocal_CreateDevice(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	c1 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "one"})
 	c2 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "two"})
 
@@ -551,8 +546,8 @@ func TestService_CreateDevice(t *testing.T) {
 	s.revokes.want(t)
 }
 
-func TestService_CreateDeviceMergesGrants(t *testing.T) {
-	s := newService(t, auth.DefaultLimits())
+func TestLocal_CreateDeviceMergesGrants(t *testing.T) {
+	s := newTestLocal(t, auth.DefaultLimits())
 	c := mustCreateChannel(t, s, auth.ChannelSpec{Name: "x"})
 	// Two grants for one channel become one: the later replaces the
 	// earlier, as in AuthorizeDevice.
@@ -561,9 +556,9 @@ func TestService_CreateDeviceMergesGrants(t *testing.T) {
 	wantGrants(t, mustFindDevice(t, s, cr.Device.ID), sub(c.ID))
 }
 
-func TestService_CreateDeviceErrors(t *testing.T) {
+func TestLocal_CreateDeviceErrors(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	c := mustCreateChannel(t, s, auth.ChannelSpec{Name: "x"})
 	tests := []struct {
 		name   string
@@ -583,7 +578,7 @@ func TestService_CreateDeviceErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cr, err := s.CreateDevice(ctx, tt.dev, tt.grants)
+			cr, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: tt.dev, Grants: tt.grants})
 			wantCode(t, err, tt.code)
 			if cr != nil {
 				t.Fatalf("CreateDevice returned %+v with an error", cr)
@@ -598,14 +593,14 @@ func TestService_CreateDeviceErrors(t *testing.T) {
 	}
 }
 
-func TestService_MaxDevices(t *testing.T) {
+func TestLocal_MaxDevices(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.Limits{MaxDevices: 3, MaxChannelsPerDevice: 10})
+	s := newTestLocal(t, auth.Limits{MaxDevices: 3, MaxChannelsPerDevice: 10})
 	var created []*auth.Credentials
 	for range 3 {
 		created = append(created, mustCreateDevice(t, s, "d"))
 	}
-	cr, err := s.CreateDevice(ctx, "one too many", nil)
+	cr, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "one too many"})
 	wantCode(t, err, channels.ELIMIT)
 	if cr != nil {
 		t.Fatalf("CreateDevice over the limit returned %+v", cr)
@@ -622,19 +617,19 @@ func TestService_MaxDevices(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustCreateDevice(t, s, "replacement")
-	_, err = s.CreateDevice(ctx, "one too many", nil)
+	_, err = s.CreateDevice(ctx, auth.DeviceSpec{Name: "one too many"})
 	wantCode(t, err, channels.ELIMIT)
 }
 
-func TestService_MaxDevicesConcurrent(t *testing.T) {
+func TestLocal_MaxDevicesConcurrent(t *testing.T) {
 	ctx := context.Background()
 	const limit = 3
-	s := newService(t, auth.Limits{MaxDevices: limit})
+	s := newTestLocal(t, auth.Limits{MaxDevices: limit})
 	var wg sync.WaitGroup
 	errs := make(chan error, 10)
 	for range 10 {
 		wg.Go(func() {
-			_, err := s.CreateDevice(ctx, "d", nil)
+			_, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "d"})
 			errs <- err
 		})
 	}
@@ -655,9 +650,9 @@ func TestService_MaxDevicesConcurrent(t *testing.T) {
 	}
 }
 
-func TestService_MaxChannelsPerDevice(t *testing.T) {
+func TestLocal_MaxChannelsPerDevice(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.Limits{MaxDevices: 10, MaxChannelsPerDevice: 2})
+	s := newTestLocal(t, auth.Limits{MaxDevices: 10, MaxChannelsPerDevice: 2})
 	var ch []uint64
 	for range 3 {
 		ch = append(ch, mustCreateChannel(t, s, auth.ChannelSpec{Name: "c"}).ID)
@@ -671,7 +666,7 @@ func TestService_MaxChannelsPerDevice(t *testing.T) {
 	}
 
 	t.Run("create", func(t *testing.T) {
-		_, err := s.CreateDevice(ctx, "greedy", []auth.Grant{pub(ch[0]), pub(ch[1]), pub(ch[2])})
+		_, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "greedy", Grants: []auth.Grant{pub(ch[0]), pub(ch[1]), pub(ch[2])}})
 		wantLimit(t, err)
 		if list, _ := s.ListDevices(ctx); len(list) != 0 {
 			t.Fatalf("a device over the channel limit was stored: %+v", list)
@@ -711,9 +706,9 @@ func TestService_MaxChannelsPerDevice(t *testing.T) {
 	})
 }
 
-func TestService_AuthorizeDevice(t *testing.T) {
+func TestLocal_AuthorizeDevice(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	c1 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "one"})
 	c2 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "two"})
 	cr := mustCreateDevice(t, s, "d", pub(c1.ID))
@@ -787,9 +782,9 @@ func TestService_AuthorizeDevice(t *testing.T) {
 	})
 }
 
-func TestService_DeauthorizeDevice(t *testing.T) {
+func TestLocal_DeauthorizeDevice(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	c1 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "one"})
 	c2 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "two"})
 	c3 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "three"})
@@ -839,9 +834,9 @@ func TestService_DeauthorizeDevice(t *testing.T) {
 	s.revokes.want(t)
 }
 
-func TestService_ResetPassword(t *testing.T) {
+func TestLocal_ResetPassword(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	c := mustCreateChannel(t, s, auth.ChannelSpec{Name: "x"})
 	old := mustCreateDevice(t, s, "d", pubsub(c.ID))
 	bystander := mustCreateDevice(t, s, "other")
@@ -894,9 +889,9 @@ func TestService_ResetPassword(t *testing.T) {
 	mustLogin(t, s, cr)
 }
 
-func TestService_DeleteDevice(t *testing.T) {
+func TestLocal_DeleteDevice(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	c := mustCreateChannel(t, s, auth.ChannelSpec{Name: "x"})
 	cr := mustCreateDevice(t, s, "d", pubsub(c.ID))
 	keep := mustCreateDevice(t, s, "keep", pub(c.ID))
@@ -934,9 +929,9 @@ func TestService_DeleteDevice(t *testing.T) {
 	}
 }
 
-func TestService_ChannelAndDeviceReads(t *testing.T) {
+func TestLocal_ChannelAndDeviceReads(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, auth.DefaultLimits())
+	s := newTestLocal(t, auth.DefaultLimits())
 	c := mustCreateChannel(t, s, auth.ChannelSpec{Name: "x"})
 	cr := mustCreateDevice(t, s, "d", pub(c.ID))
 
@@ -963,18 +958,18 @@ func TestService_ChannelAndDeviceReads(t *testing.T) {
 	}
 }
 
-// TestNewService_Reopen checks that a Service on a reopened database loads
+// TestNewLocal_Reopen checks that a Local on a reopened database loads
 // every channel and device into its registry, so the broker authenticates
 // from memory right after a restart.
-func TestNewService_Reopen(t *testing.T) {
+func TestNewLocal_Reopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "db")
 	db := openDB(t, path)
-	s1, err := auth.NewService(ctx, db, db, auth.DefaultLimits())
+	s1, err := admin.NewLocal(ctx, db, auth.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testService{Service: s1, db: db, revokes: &revokes{}}
+	ts := &testLocal{Local: s1, db: db, revokes: &revokes{}}
 	priv := mustCreateChannel(t, ts, auth.ChannelSpec{Name: "private"})
 	public := mustCreateChannel(t, ts, auth.ChannelSpec{Name: "public", Public: true})
 	gone := mustCreateChannel(t, ts, auth.ChannelSpec{Name: "gone"})
@@ -998,11 +993,11 @@ func TestNewService_Reopen(t *testing.T) {
 	}
 
 	db2 := openDB(t, path)
-	s2, err := auth.NewService(ctx, db2, db2, auth.DefaultLimits())
+	s2, err := admin.NewLocal(ctx, db2, auth.DefaultLimits())
 	if err != nil {
-		t.Fatalf("NewService on the reopened database: %v", err)
+		t.Fatalf("NewLocal on the reopened database: %v", err)
 	}
-	ts2 := &testService{Service: s2, db: db2, revokes: &revokes{}}
+	ts2 := &testLocal{Local: s2, db: db2, revokes: &revokes{}}
 	r := s2.Registry
 
 	mustLogin(t, ts2, a)
@@ -1037,15 +1032,15 @@ func TestNewService_Reopen(t *testing.T) {
 	}
 }
 
-func TestNewService_LoadsLimitsFromStore(t *testing.T) {
+func TestNewLocal_LoadsLimitsFromStore(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "db")
 	db := openDB(t, path)
-	s1, err := auth.NewService(ctx, db, db, auth.Limits{})
+	s1, err := admin.NewLocal(ctx, db, auth.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testService{Service: s1, db: db, revokes: &revokes{}}
+	ts := &testLocal{Local: s1, db: db, revokes: &revokes{}}
 	for range 3 {
 		mustCreateDevice(t, ts, "d")
 	}
@@ -1054,16 +1049,16 @@ func TestNewService_LoadsLimitsFromStore(t *testing.T) {
 	}
 	// Devices created before the restart count against a limit set after.
 	db2 := openDB(t, path)
-	s2, err := auth.NewService(ctx, db2, db2, auth.Limits{MaxDevices: 3})
+	s2, err := admin.NewLocal(ctx, db2, auth.Limits{MaxDevices: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s2.CreateDevice(ctx, "over", nil)
+	_, err = s2.CreateDevice(ctx, auth.DeviceSpec{Name: "over"})
 	wantCode(t, err, channels.ELIMIT)
 }
 
 // failingChannels and failingDevices fail their lists, to check that
-// NewService reports a store it cannot load instead of starting with an
+// NewLocal reports a store it cannot load instead of starting with an
 // empty registry.
 type failingChannels struct {
 	channels.Store
@@ -1083,11 +1078,11 @@ func (f failingChannels) ListChannels(context.Context) ([]*channels.Channel, err
 
 func (failingDevices) ListDevices(context.Context) ([]*auth.Device, error) { return nil, errBroken }
 
-func TestNewService_StoreErrors(t *testing.T) {
+func TestNewLocal_StoreErrors(t *testing.T) {
 	for _, failChannels := range []bool{true, false} {
-		s, err := auth.NewService(context.Background(), failingChannels{fail: failChannels}, failingDevices{}, auth.DefaultLimits())
+		s, err := admin.NewLocalOver(context.Background(), failingChannels{fail: failChannels}, failingDevices{}, nil, auth.DefaultLimits())
 		if !errors.Is(err, errBroken) || s != nil {
-			t.Fatalf("NewService over a failing store (channels fail: %v) = %v, %v", failChannels, s, err)
+			t.Fatalf("NewLocal over a failing store (channels fail: %v) = %v, %v", failChannels, s, err)
 		}
 	}
 }
@@ -1151,17 +1146,17 @@ func (b *brokenWrites) DeleteDevice(ctx context.Context, id uint64) error {
 // TestService_FailedWritesChangeNothing checks that the registry follows
 // only committed changes: when the store refuses a write, the broker must
 // go on seeing the old state and no connection is revoked.
-func TestService_FailedWritesChangeNothing(t *testing.T) {
+func TestLocal_FailedWritesChangeNothing(t *testing.T) {
 	ctx := context.Background()
 	db := openDB(t, filepath.Join(t.TempDir(), "db"))
 	store := &brokenWrites{DB: db}
-	svc, err := auth.NewService(ctx, store, store, auth.DefaultLimits())
+	svc, err := admin.NewLocalOver(ctx, store, store, db, auth.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}
 	rv := &revokes{}
 	svc.Revoke = rv.revoke
-	s := &testService{Service: svc, db: db, revokes: rv}
+	s := &testLocal{Local: svc, db: db, revokes: rv}
 	c1 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "one"})
 	c2 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "two"})
 	cr := mustCreateDevice(t, s, "d", pub(c1.ID))
@@ -1179,7 +1174,10 @@ func TestService_FailedWritesChangeNothing(t *testing.T) {
 		}},
 		{"RegenerateKey", func() error { _, err := s.RegenerateKey(ctx, c1.ID, true); return err }},
 		{"DeleteChannel", func() error { return s.DeleteChannel(ctx, c1.ID) }},
-		{"CreateDevice", func() error { _, err := s.CreateDevice(ctx, "x", []auth.Grant{pub(c1.ID)}); return err }},
+		{"CreateDevice", func() error {
+			_, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "x", Grants: []auth.Grant{pub(c1.ID)}})
+			return err
+		}},
 		{"AuthorizeDevice", func() error { _, err := s.AuthorizeDevice(ctx, id, []auth.Grant{sub(c2.ID)}); return err }},
 		{"DeauthorizeDevice", func() error { _, err := s.DeauthorizeDevice(ctx, id, c1.ID); return err }},
 		{"ResetPassword", func() error { _, err := s.ResetPassword(ctx, id); return err }},
@@ -1206,7 +1204,203 @@ func TestService_FailedWritesChangeNothing(t *testing.T) {
 	// A store that cannot even list devices refuses creates too.
 	ctxDone, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := s.CreateDevice(ctxDone, "x", nil); !errors.Is(err, context.Canceled) {
+	if _, err := s.CreateDevice(ctxDone, auth.DeviceSpec{Name: "x"}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("CreateDevice with a cancelled context = %v", err)
+	}
+}
+
+func TestLocal_ChannelSettings(t *testing.T) {
+	ctx := context.Background()
+	s := newTestLocal(t, auth.DefaultLimits())
+	c := mustCreateChannel(t, s, auth.ChannelSpec{
+		Latitude: " 52.5163 ", Longitude: "13.3777", Elevation: "34",
+		Metadata: " kept as typed ", Tags: []string{" roof", "", "weather station", "roof"},
+		URL: " https://example.com/station ",
+	})
+	if c.Latitude != "52.5163" || c.Longitude != "13.3777" || c.Elevation != "34" || c.Metadata != " kept as typed " ||
+		!reflect.DeepEqual(c.Tags, []string{"roof", "weather station"}) || c.URL != "https://example.com/station" {
+		t.Fatalf("created channel = %+v", c)
+	}
+	if got := mustFindChannel(t, s, c.ID); !reflect.DeepEqual(got, c) {
+		t.Fatalf("stored\n%+v\nreturned\n%+v", got, c)
+	}
+
+	// Nil settings stay; given ones change; "" and an empty list unset.
+	tags := []string{"b", "a"}
+	u, err := s.UpdateChannel(ctx, c.ID, auth.ChannelUpdate{Latitude: strp("-1.5"), Tags: &tags})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Latitude != "-1.5" || u.Longitude != "13.3777" || !reflect.DeepEqual(u.Tags, tags) || u.URL != c.URL {
+		t.Fatalf("updated channel = %+v", u)
+	}
+	empty := []string{}
+	u, err = s.UpdateChannel(ctx, c.ID, auth.ChannelUpdate{Latitude: strp(""), Longitude: strp(""), Elevation: strp(""),
+		Metadata: strp(""), Tags: &empty, URL: strp("")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Latitude != "" || u.Longitude != "" || u.Elevation != "" || u.Metadata != "" || u.Tags != nil || u.URL != "" {
+		t.Fatalf("unset channel = %+v", u)
+	}
+
+	// Bad settings are refused with a message naming the field, and
+	// nothing changes.
+	before := mustFindChannel(t, s, c.ID)
+	for _, tt := range []struct {
+		u    auth.ChannelUpdate
+		want string
+	}{
+		{auth.ChannelUpdate{Latitude: strp("91")}, "latitude"},
+		{auth.ChannelUpdate{Longitude: strp("east")}, "longitude"},
+		{auth.ChannelUpdate{Elevation: strp("1e9")}, "elevation"},
+		{auth.ChannelUpdate{Metadata: strp(strings.Repeat("m", channels.MaxMetadataLen+1))}, "metadata"},
+		{auth.ChannelUpdate{Tags: &[]string{"a,b"}}, "tag"},
+		{auth.ChannelUpdate{URL: strp("ftp://example.com")}, "url"},
+	} {
+		_, err := s.UpdateChannel(ctx, c.ID, tt.u)
+		wantCode(t, err, channels.EINVALID)
+		if !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("error %q does not name %s", err, tt.want)
+		}
+	}
+	if _, err := s.CreateChannel(ctx, auth.ChannelSpec{Name: "x", Tags: make([]string, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	many := make([]string, channels.MaxTags+1)
+	for i := range many {
+		many[i] = strings.Repeat("t", i+1)
+	}
+	_, err = s.CreateChannel(ctx, auth.ChannelSpec{Name: "y", Tags: many})
+	wantCode(t, err, channels.EINVALID)
+	if after := mustFindChannel(t, s, c.ID); !reflect.DeepEqual(after, before) {
+		t.Fatalf("refused updates changed the channel:\n%+v\nwas\n%+v", after, before)
+	}
+}
+
+func TestLocal_DeviceDescription(t *testing.T) {
+	ctx := context.Background()
+	s := newTestLocal(t, auth.DefaultLimits())
+	desc := "garden ESP32\nnext to the shed ☀"
+	cr, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "d", Description: desc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cr.Device.Description != desc || mustFindDevice(t, s, cr.Device.ID).Description != desc {
+		t.Fatalf("description %q, stored %q", cr.Device.Description, mustFindDevice(t, s, cr.Device.ID).Description)
+	}
+	if _, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "max", Description: strings.Repeat("d", channels.MaxDescriptionLen)}); err != nil {
+		t.Fatalf("description at the limit: %v", err)
+	}
+	for _, bad := range []string{strings.Repeat("d", channels.MaxDescriptionLen+1), "\xff"} {
+		_, err := s.CreateDevice(ctx, auth.DeviceSpec{Name: "x", Description: bad})
+		wantCode(t, err, channels.EINVALID)
+		if !strings.Contains(err.Error(), "device description must be valid UTF-8 of at most 2000 bytes") {
+			t.Fatalf("error %q does not name the description", err)
+		}
+	}
+	if list, _ := s.ListDevices(ctx); len(list) != 2 {
+		t.Fatalf("%d devices stored, want 2", len(list))
+	}
+}
+
+func TestLocal_UpdateDevice(t *testing.T) {
+	ctx := context.Background()
+	s := newTestLocal(t, auth.Limits{MaxDevices: 10, MaxChannelsPerDevice: 2})
+	c1 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "one"})
+	c2 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "two"})
+	c3 := mustCreateChannel(t, s, auth.ChannelSpec{Name: "three"})
+	cr := mustCreateDevice(t, s, "d", pubsub(c1.ID))
+	id := cr.Device.ID
+	r := s.Registry
+	grants := func(gs ...auth.Grant) *[]auth.Grant { return &gs }
+
+	// Name and description change alone; the grants stay.
+	d, err := s.UpdateDevice(ctx, id, auth.DeviceUpdate{Name: strp("  renamed "), Description: strp("in the attic")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Name != "renamed" || d.Description != "in the attic" {
+		t.Fatalf("updated device = %+v", d)
+	}
+	wantGrants(t, d, pubsub(c1.ID))
+	if got := mustFindDevice(t, s, id); !reflect.DeepEqual(got, d) {
+		t.Fatalf("stored\n%+v\nreturned\n%+v", got, d)
+	}
+	if d, err = s.UpdateDevice(ctx, id, auth.DeviceUpdate{Description: strp("")}); err != nil || d.Name != "renamed" || d.Description != "" {
+		t.Fatalf("clearing the description: %+v, %v", d, err)
+	}
+
+	// Grants replace all the old ones; a right the device loses ends at
+	// once, one it gains starts at once.
+	d, err = s.UpdateDevice(ctx, id, auth.DeviceUpdate{Grants: grants(sub(c2.ID), pub(c3.ID))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantGrants(t, d, sub(c2.ID), pub(c3.ID))
+	wantGrants(t, mustFindDevice(t, s, id), sub(c2.ID), pub(c3.ID))
+	wantErr(t, "CanSubscribe on a replaced grant", r.CanSubscribe(id, c1.ID, ""), auth.ErrNotAuthorized)
+	wantErr(t, "CanPublish on a replaced grant", r.CanPublish(id, c1.ID, ""), auth.ErrNotAuthorized)
+	wantErr(t, "CanSubscribe on a new grant", r.CanSubscribe(id, c2.ID, ""), nil)
+	wantErr(t, "CanPublish on a new grant", r.CanPublish(id, c3.ID, ""), nil)
+	// Two grants on one channel count once, the later winning, as in
+	// AuthorizeDevice; so the limit of two holds here.
+	if d, err = s.UpdateDevice(ctx, id, auth.DeviceUpdate{Grants: grants(pub(c1.ID), pubsub(c2.ID), sub(c1.ID))}); err != nil {
+		t.Fatal(err)
+	}
+	wantGrants(t, d, sub(c1.ID), pubsub(c2.ID))
+	// The credentials stay and no connection is closed.
+	mustLogin(t, s, cr)
+	s.revokes.want(t)
+
+	before := mustFindDevice(t, s, id)
+	for _, tt := range []struct {
+		name string
+		id   uint64
+		u    auth.DeviceUpdate
+		code string
+		want string
+	}{
+		{"unknown device", 99, auth.DeviceUpdate{Name: strp("x")}, channels.ENOTFOUND, "device 99 not found"},
+		{"blank name", id, auth.DeviceUpdate{Name: strp(" ")}, channels.EINVALID, "device name is required"},
+		{"long name", id, auth.DeviceUpdate{Name: strp(strings.Repeat("n", channels.MaxNameLen+1))}, channels.EINVALID, "device name"},
+		{"long description", id, auth.DeviceUpdate{Description: strp(strings.Repeat("d", channels.MaxDescriptionLen+1))}, channels.EINVALID, "device description"},
+		{"description not UTF-8", id, auth.DeviceUpdate{Description: strp("\xff")}, channels.EINVALID, "device description"},
+		{"over the channel limit", id, auth.DeviceUpdate{Grants: grants(pub(c1.ID), pub(c2.ID), pub(c3.ID))}, channels.ELIMIT, "limits.max_channels_per_device"},
+		{"missing channel", id, auth.DeviceUpdate{Grants: grants(pub(99))}, channels.ENOTFOUND, "channel 99 not found"},
+		{"missing channel before the limit", id, auth.DeviceUpdate{Grants: grants(pub(c1.ID), pub(c2.ID), pub(99))}, channels.ENOTFOUND, "channel 99 not found"},
+		{"grant without rights", id, auth.DeviceUpdate{Grants: grants(auth.Grant{ChannelID: c1.ID})}, channels.EINVALID, "needs publish, subscribe or both"},
+		{"good name, bad grants", id, auth.DeviceUpdate{Name: strp("new"), Grants: grants(pub(99))}, channels.ENOTFOUND, "channel 99"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := s.UpdateDevice(ctx, tt.id, tt.u)
+			wantCode(t, err, tt.code)
+			if d != nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("UpdateDevice = %+v, %v; want %q", d, err, tt.want)
+			}
+			if got := mustFindDevice(t, s, id); !reflect.DeepEqual(got, before) {
+				t.Fatalf("a refused update changed the device:\n%+v\nwas\n%+v", got, before)
+			}
+			wantErr(t, "CanPublish after a refused update", r.CanPublish(id, c2.ID, ""), nil)
+		})
+	}
+
+	// An empty list removes every grant.
+	if d, err = s.UpdateDevice(ctx, id, auth.DeviceUpdate{Grants: grants()}); err != nil {
+		t.Fatal(err)
+	}
+	wantGrants(t, d)
+	wantErr(t, "CanPublish without grants", r.CanPublish(id, c2.ID, ""), auth.ErrNotAuthorized)
+}
+
+// wantErr fails unless err matches want: nil for success, or a sentinel
+// that errors.Is must find.
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	switch {
+	case want == nil && err != nil:
+		t.Fatalf("%s = %v, want nil", what, err)
+	case want != nil && !errors.Is(err, want):
+		t.Fatalf("%s = %v, want %v", what, err, want)
 	}
 }
