@@ -353,4 +353,3 @@ func shot(t *testing.T, ctx context.Context, path string) {
 	}
 	t.Logf("screenshot %s", path)
 }
-
