@@ -47,7 +47,8 @@ var setupLinkRE = regexp.MustCompile(`/console/setup\?token=[A-Za-z0-9_~.%-]+`)
 // then mosquitto_pub and mosquitto_sub use those credentials, and
 // regenerating the password in the console refuses the old one (CONNACK
 // 4) and closes the connection that used it. With FEEDMQ_SCREENSHOTS=DIR
-// it saves the credentials page and the channel list there.
+// it saves the credentials page, the device list and the channel list
+// there (testdata/screenshots/console-*.png).
 func TestConsoleBrowser(t *testing.T) {
 	chrome := requireChromium(t)
 	for _, c := range []string{"mosquitto_pub", "mosquitto_sub"} {
@@ -189,6 +190,14 @@ func TestConsoleBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`tr[data-grant="`+chID+`"]`)))
 		a11y("add device")
 		if !subscribe {
+			// "Remove" and "Add Channel" again (console.js does both in
+			// the page; without it they are form round trips).
+			do("remove row",
+				chromedp.Click(chromedp.CSS(`button[value="remove:`+chID+`"]`)),
+				chromedp.WaitNotPresent(chromedp.CSS(`tr[data-grant="`+chID+`"]`)),
+				chromedp.SetValue(chromedp.CSS(`#add_channel`), chID),
+				chromedp.Click(chromedp.CSS(`button[value=add]`)),
+				chromedp.WaitVisible(chromedp.CSS(`tr[data-grant="`+chID+`"]`)))
 			do("no subscribe", chromedp.Click(chromedp.CSS(`tr[data-grant="`+chID+`"] input[name=subscribe]`)))
 		}
 		do("add device", chromedp.Click(chromedp.CSS(`button[value=save]`)), chromedp.WaitVisible(chromedp.CSS(`#password`)))
@@ -259,6 +268,10 @@ func TestConsoleBrowser(t *testing.T) {
 	do("devices with activity", chromedp.Navigate(base+"/console/devices"), chromedp.WaitVisible(chromedp.CSS(`#devices`)))
 	if conn := text(`tr[data-device="1"] td.conn`); !strings.Contains(conn, "since") || !strings.Contains(conn, "127.0.0.1") {
 		t.Errorf("device list, connected now: %q", conn)
+	}
+
+	if dir := os.Getenv("FEEDMQ_SCREENSHOTS"); dir != "" {
+		shot(t, bctx, filepath.Join(dir, "console-devices.png"))
 	}
 
 	// Regenerate the password in the console.
