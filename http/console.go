@@ -367,7 +367,9 @@ func (c *Console) adminError(q *req, err error) {
 			return
 		}
 		c.log.Error("console: admin", "path", q.r.URL.Path, "error", err)
-		msg = "The server could not do that (" + msg + "); try again later."
+		// The detail may name files or internals: it goes to the log only.
+		c.message(q, status, heading, "The server could not do that; try again later. Its log has the details.")
+		return
 	}
 	c.message(q, status, heading, upperFirst(msg)+".")
 }

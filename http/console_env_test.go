@@ -35,6 +35,7 @@ type fakeAdmin struct {
 	changedAt *time.Time
 	token     string
 	activity  map[uint64]auth.Activity
+	listErr   error // when set, ListChannels fails with it
 	now       func() time.Time
 }
 
@@ -79,6 +80,16 @@ func (f *fakeAdmin) RedeemSetupToken(ctx context.Context, token, pw string) erro
 	}
 	f.token = ""
 	return nil
+}
+
+func (f *fakeAdmin) ListChannels(ctx context.Context) ([]*channels.Channel, error) {
+	f.mu.Lock()
+	err := f.listErr
+	f.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return f.Local.ListChannels(ctx)
 }
 
 func (f *fakeAdmin) DeviceActivity(ctx context.Context) (map[uint64]auth.Activity, error) {

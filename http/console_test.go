@@ -1,12 +1,15 @@
 package httpd_test
 
 import (
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/feedmq/feedmq/channels"
 	httpd "github.com/feedmq/feedmq/http"
 )
 
@@ -315,4 +318,28 @@ func (e *consoleEnv) svcChannels() []string {
 		names = append(names, c.Name)
 	}
 	return names
+}
+
+// TestConsoleAdminErrors: the service's failures show its message for
+// what the user can act on, and nothing of an internal failure but that
+// it happened (the detail goes to the log).
+func TestConsoleAdminErrors(t *testing.T) {
+	e := newConsoleEnv(t, false, nil)
+	b := e.setup(ownerPassword)
+	e.admin.mu.Lock()
+	e.admin.listErr = fmt.Errorf("bolt: read /var/lib/feedmq/secret-path: %w", io.ErrUnexpectedEOF)
+	e.admin.mu.Unlock()
+	p := b.get("/console/channels")
+	if p.status != http.StatusInternalServerError || strings.Contains(p.body, "secret-path") || !strings.Contains(p.body, "try again later") {
+		t.Errorf("internal error: %d\n%s", p.status, p.body)
+	}
+	if !strings.Contains(e.logs.String(), "secret-path") {
+		t.Error("the detail is not in the log")
+	}
+	e.admin.mu.Lock()
+	e.admin.listErr = channels.Errorf(channels.EINTERNAL, "storage: /var/lib/feedmq/other-path is full")
+	e.admin.mu.Unlock()
+	if p := b.get("/console/devices/new"); p.status != http.StatusInternalServerError || strings.Contains(p.body, "other-path") {
+		t.Errorf("internal application error: %d\n%s", p.status, p.body)
+	}
 }

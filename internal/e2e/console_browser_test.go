@@ -158,9 +158,9 @@ func TestConsoleBrowser(t *testing.T) {
 	do("signed in", chromedp.WaitVisible(chromedp.CSS(`a[href="/console/channels/new"]`)))
 	// Sign out and in again with it.
 	do("sign out", chromedp.Click(chromedp.CSS(`.cnav button`)), chromedp.WaitVisible(chromedp.CSS(`#password`)))
+	// With the keyboard only: type, Enter.
 	do("sign in",
-		chromedp.SendKeys(chromedp.CSS(`#password`), password),
-		chromedp.Click(chromedp.CSS(`button[type=submit]`)),
+		chromedp.SendKeys(chromedp.CSS(`#password`), password+"\r"),
 		chromedp.WaitVisible(chromedp.CSS(`a[href="/console/channels/new"]`)))
 
 	// A channel.
@@ -310,6 +310,8 @@ func TestConsoleBrowser(t *testing.T) {
 
 	// The owner sees the private channel on the dashboard without a key.
 	do("dashboard", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(`a[data-channel="`+chID+`"]`)))
+	do("private channel page", chromedp.Click(chromedp.CSS(`a[data-channel="`+chID+`"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#live[data-state="on"]`)))
 
 	// A second, public channel, and the list of both.
 	do("new public channel", chromedp.Navigate(base+"/console/channels/new"), chromedp.WaitVisible(chromedp.CSS(`#field8`)),
