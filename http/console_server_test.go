@@ -1,9 +1,12 @@
 package httpd_test
 
 import (
+	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -88,5 +91,49 @@ func TestServerConsole(t *testing.T) {
 	}
 	if _, body := get("/channels.json"); strings.Count(body, `"id":`) != 2 || !strings.Contains(body, priv.ReadKey) {
 		t.Errorf("signed in: %s", body)
+	}
+}
+
+// TestServerConsoleTLS: on the TLS listener the session cookie is Secure,
+// on the plain one it is not (a Secure cookie would not be kept there).
+func TestServerConsoleTLS(t *testing.T) {
+	e := newDashEnv(t, time.Hour)
+	fa := &fakeAdmin{Local: e.svc, password: ownerPassword, now: time.Now}
+	certSrv := httptest.NewUnstartedServer(nil) // for its test certificate
+	certSrv.StartTLS()
+	cert := certSrv.TLS.Certificates[0]
+	pool := certSrv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	certSrv.Close()
+	s := httpd.NewServer(httpd.ServerOptions{
+		Addr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0", TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
+		API:       httpd.APIOptions{Store: e.db, Registry: e.svc.Registry, Publisher: e.srv},
+		Dashboard: httpd.DashboardOptions{Store: e.db, Registry: e.svc.Registry, Watcher: e.srv},
+		Console:   &httpd.ConsoleOptions{Admin: fa},
+	})
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	_, tlsPort, _ := net.SplitHostPort(s.TLSAddr().String())
+	for _, c := range []struct {
+		base   string
+		secure bool
+	}{
+		{"http://" + s.Addr().String(), false},
+		{"https://127.0.0.1:" + tlsPort, true},
+	} {
+		client := &http.Client{
+			Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+		resp, err := client.PostForm(c.base+"/console/signin", url.Values{"password": {ownerPassword}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("%s: sign in %d", c.base, resp.StatusCode)
+		}
+		checkCookie(t, resp, c.secure)
 	}
 }
