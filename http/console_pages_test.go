@@ -225,7 +225,7 @@ func TestConsoleDevices(t *testing.T) {
 		t.Errorf("grants %+v", dev.Channels)
 	}
 	for _, s := range []string{`download="mqtt_secrets.h"`, `download="mqtt_device_1.json"`, `download="mqtt_1.env"`, `download="mqtt_credentials_1.txt"`,
-		`href="data:text/plain;charset=utf-8,`, `aria-label="Copy password"`, `>Done</a>`, "#define SECRET_MQTT_PASSWORD &#34;" + password} {
+		`href="data:text/plain;charset=utf-8,`, "publish to <code>channels/2/publish</code>, subscribe to <code>channels/2/subscribe</code>", `aria-label="Copy password"`, `>Done</a>`, "#define SECRET_MQTT_PASSWORD &#34;" + password} {
 		if !strings.Contains(p.body, s) {
 			t.Errorf("credentials page lacks %q", s)
 		}
