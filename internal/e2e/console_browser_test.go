@@ -48,7 +48,8 @@ var setupLinkRE = regexp.MustCompile(`/console/setup\?token=[A-Za-z0-9_~.%-]+`)
 // regenerating the password in the console refuses the old one (CONNACK
 // 4) and closes the connection that used it. With FEEDMQ_SCREENSHOTS=DIR
 // it saves the credentials page, the device list and the channel list
-// there (testdata/screenshots/console-*.png).
+// there (testdata/screenshots/console-*.png), and each checked page at
+// 390 px (console-<page>-390.png).
 func TestConsoleBrowser(t *testing.T) {
 	chrome := requireChromium(t)
 	for _, c := range []string{"mosquitto_pub", "mosquitto_sub"} {
@@ -143,6 +144,9 @@ func TestConsoleBrowser(t *testing.T) {
 		if w := eval(`String(document.documentElement.scrollWidth)`); w != "390" {
 			wide := eval(`[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 391).slice(-3).map(e => e.tagName + '.' + e.className).join(' ')`)
 			t.Errorf("%s: %s px wide in a 390 px viewport (%s)", page, w, wide)
+		}
+		if dir := os.Getenv("FEEDMQ_SCREENSHOTS"); dir != "" {
+			shot(t, bctx, filepath.Join(dir, "console-"+strings.ReplaceAll(page, " ", "-")+"-390.png"))
 		}
 		do(page+" back to 1280 px", chromedp.EmulateViewport(1280, 900))
 	}
