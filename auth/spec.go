@@ -1,13 +1,14 @@
 package auth
 
-// The types the admin service's operations take: what a front asks for,
-// before the admin service applies its rules and the store its checks.
-
 import (
 	"time"
 
 	"github.com/feedmq/feedmq/channels"
 )
+
+// This file holds what a front asks the admin service for (specs and
+// updates) and the limits it enforces; the admin service applies its
+// rules to them and the store its checks.
 
 // Limits caps what one feedmq instance holds; the admin service enforces
 // them.

@@ -156,8 +156,6 @@ type Server struct {
 	origins   originPolicy             // who may connect over WebSocket
 
 	sessions sync.Map // *mqtt.Client -> *session, read on every delivery
-	activity sync.Map // device ID -> *deviceActivity (activity.go)
-	started  time.Time
 	router   router   // subscribers per delivered topic (fanout.go)
 	byConn   sync.Map // net.Conn -> *mqtt.Client, to end sessions mochi drops silently
 	live     atomic.Int64
@@ -188,6 +186,11 @@ type Server struct {
 	fieldCount  atomic.Int64 // filters that may match channels/<id>/subscribe/fields/field<N>
 	namesMu     sync.Mutex
 	sensorNames map[string]int // exact name-form sensor filters -> subscriptions
+
+	// Each device's record, and the start its times count from
+	// (activity.go).
+	activity sync.Map // device ID -> *deviceActivity
+	started  time.Time
 
 	// In-process entry watchers (watch.go).
 	watch watchers

@@ -136,6 +136,54 @@ func TestDeauthorizeStopsDeliveries(t *testing.T) {
 	sub.expectNothing(t)
 }
 
+// TestUpdateDeviceGrantsTakeEffect checks that replacing a device's grants
+// (the console's Edit) works on live connections at once, as deauthorize
+// does: a lost subscribe right stops deliveries, a lost publish right
+// stops writes.
+func TestUpdateDeviceGrantsTakeEffect(t *testing.T) {
+	ts := startServer(t, broker.Options{})
+	ch := ts.channel(false)
+	other := ts.channel(false)
+	reader := ts.device(auth.Grant{ChannelID: ch, Subscribe: true})
+	writer := ts.device(auth.Grant{ChannelID: ch, Publish: true})
+	sub := mustConnect(t, ts.addr, reader)
+	sub.subscribe(t, fmt.Sprintf("channels/%d/subscribe", ch))
+	pub := mustConnect(t, ts.addr, writer)
+	topic := fmt.Sprintf("channels/%d/publish", ch)
+	if err := pub.publish(t, topic, 1, "field1=1"); err != nil {
+		t.Fatal(err)
+	}
+	sub.expect(t)
+
+	ctx := context.Background()
+	readerGrants := []auth.Grant{{ChannelID: ch, Publish: true}, {ChannelID: other, Subscribe: true}}
+	if _, err := ts.svc.UpdateDevice(ctx, reader.Device.ID, auth.DeviceUpdate{Grants: &readerGrants}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.publish(t, topic, 1, "field1=2"); err != nil {
+		t.Fatal(err)
+	}
+	sub.expectNothing(t)
+
+	writerGrants := []auth.Grant{{ChannelID: ch, Subscribe: true}}
+	if _, err := ts.svc.UpdateDevice(ctx, writer.Device.ID, auth.DeviceUpdate{Grants: &writerGrants}); err != nil {
+		t.Fatal(err)
+	}
+	// The refused publish is followed by one on a channel the reader may
+	// still write, which orders the check after the refusal.
+	_ = pub.publish(t, topic, 1, "field1=3")
+	if err := sub.publish(t, topic, 1, "field1=4"); err != nil {
+		t.Fatal(err)
+	}
+	es := ts.entries(ch)
+	if len(es) != 3 {
+		t.Fatalf("stored %d entries, want 3 (the writer's third publish refused):\n%s", len(es), joinLines(es))
+	}
+	if got := ts.srv.Stats().Rejected["not_authorized"]; got != 1 {
+		t.Fatalf("rejected[not_authorized] = %d, want 1", got)
+	}
+}
+
 // TestBadPublishesRejected covers topics and payloads that must never
 // become entries.
 func TestBadPublishesRejected(t *testing.T) {

@@ -40,12 +40,8 @@ func (h *hook) Provides(b byte) bool {
 // session is what the broker knows about one live connection.
 type session struct {
 	cl       *mqtt.Client
-	device   uint64          // auth.Anonymous for connections without a username
-	listener *listenerStats  // counters of cl's listener; nil for a listener Open does not start
-	act      *deviceActivity // the device's record (activity.go); nil for anonymous connections
-	// conn describes the connection once its CONNACK is sent; nil before
-	// and for anonymous connections (DeviceActivity lists the others).
-	conn atomic.Pointer[auth.Connection]
+	device   uint64         // auth.Anonymous for connections without a username
+	listener *listenerStats // counters of cl's listener; nil for a listener Open does not start
 
 	mu         sync.Mutex
 	lastLog    time.Time // last rejection or refused filter logged, to keep a looping client from flooding logs
@@ -57,6 +53,11 @@ type session struct {
 
 	out atomic.Pointer[sender] // deliveries to cl, once it gets one (fanout.go)
 	ack [4]byte                // the PUBACK being written (ackPublish)
+
+	act *deviceActivity // the device's record (activity.go); nil for anonymous connections
+	// conn describes the connection once its CONNACK is sent; nil before
+	// and for anonymous connections (DeviceActivity lists the others).
+	conn atomic.Pointer[auth.Connection]
 }
 
 // session returns the session of cl, or nil when cl was never

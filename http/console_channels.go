@@ -99,8 +99,8 @@ func readChannelForm(q *req) channelForm {
 	return f
 }
 
-// splitTags turns "a, b,,c" into [a b c].
-func splitTags(s string) []string {
+// formTags turns "a, b,,c" into [a b c].
+func formTags(s string) []string {
 	tags := []string{}
 	for t := range strings.SplitSeq(s, ",") {
 		if t = strings.TrimSpace(t); t != "" {

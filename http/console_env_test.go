@@ -1,7 +1,6 @@
 package httpd_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"io"
@@ -126,23 +125,6 @@ type consoleEnv struct {
 	db      *storage.DB
 	clock   *clock
 	logs    *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 const setupToken = "setup-token-0123456789abcdef"

@@ -23,15 +23,15 @@ func TestChannelListOwner(t *testing.T) {
 	})
 	e.channel(true, "Temperature")
 	priv := e.channel(false, "Power")
-	if _, body := e.get("/channels.json"); strings.Count(body, `"id":`) != 1 || strings.Contains(body, priv.ReadKey) {
+	if _, body := e.get("/dashboard/channels.json"); strings.Count(body, `"id":`) != 1 || strings.Contains(body, priv.ReadKey) {
 		t.Errorf("anonymous: %s", body)
 	}
-	_, body := e.get("/channels.json", "X-Test-Owner", "yes")
+	_, body := e.get("/dashboard/channels.json", "X-Test-Owner", "yes")
 	if strings.Count(body, `"id":`) != 2 || !strings.HasSuffix(body, `"api_key":"`+priv.ReadKey+`","owner":true}]`) || strings.Contains(body, priv.WriteKey) {
 		t.Errorf("owner: %s", body)
 	}
 	// A key the owner typed is the owner's to forget: no "owner" mark.
-	if _, body := e.get("/channels.json?api_key="+priv.ReadKey, "X-Test-Owner", "yes"); strings.Contains(body, `"owner"`) {
+	if _, body := e.get("/dashboard/channels.json?api_key="+priv.ReadKey, "X-Test-Owner", "yes"); strings.Contains(body, `"owner"`) {
 		t.Errorf("owner with key: %s", body)
 	}
 }
@@ -78,7 +78,7 @@ func TestServerConsole(t *testing.T) {
 	if code, _ := get("/assets/console/layout.html"); code != 404 {
 		t.Errorf("templates served as assets: %d", code)
 	}
-	if _, body := get("/channels.json"); strings.Count(body, `"id":`) != 1 {
+	if _, body := get("/dashboard/channels.json"); strings.Count(body, `"id":`) != 1 {
 		t.Errorf("signed out: %s", body)
 	}
 	resp, err := c.PostForm(base+"/console/signin", url.Values{"password": {ownerPassword}})
@@ -89,7 +89,7 @@ func TestServerConsole(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Request.URL.Path != "/console/channels" {
 		t.Fatalf("sign in: %d %s", resp.StatusCode, resp.Request.URL)
 	}
-	if _, body := get("/channels.json"); strings.Count(body, `"id":`) != 2 || !strings.Contains(body, priv.ReadKey) {
+	if _, body := get("/dashboard/channels.json"); strings.Count(body, `"id":`) != 2 || !strings.Contains(body, priv.ReadKey) {
 		t.Errorf("signed in: %s", body)
 	}
 }

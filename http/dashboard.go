@@ -6,7 +6,7 @@
 //	GET /                          the channel list (index.html)
 //	GET /channel/<id>              a channel page (the same index.html)
 //	GET /assets/<file>             embedded CSS, JavaScript and icons
-//	GET /channels.json             public channels, plus each private
+//	GET /dashboard/channels.json   public channels, plus each private
 //	                               channel whose read key is given in
 //	                               api_key (repeatable); every channel
 //	                               for the console's signed-in owner
@@ -182,7 +182,7 @@ func (h *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			name = ""
 		}
 		h.serveAsset(w, r, name, true)
-	case p == "/channels.json":
+	case p == "/dashboard/channels.json":
 		h.channelList(w, r)
 	case strings.HasPrefix(p, "/channels/") && strings.HasSuffix(p, "/events"):
 		id, ok := parseChannelID(strings.TrimSuffix(strings.TrimPrefix(p, "/channels/"), "/events"))

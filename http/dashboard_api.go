@@ -12,12 +12,14 @@ import (
 	"github.com/feedmq/feedmq/channels"
 )
 
-// maxKeys bounds the read keys one /channels.json request may try.
+// maxKeys bounds the read keys one /dashboard/channels.json request may
+// try.
 const maxKeys = 32
 
-// channelList answers /channels.json: a JSON array of the public channels
-// and of the private channels whose read key is among the api_key values,
-// ordered by ID:
+// channelList answers /dashboard/channels.json (/channels.json is
+// ThingSpeak's list of the owner's channels, see manage.go): a JSON array
+// of the public channels and of the private channels whose read key is
+// among the api_key values, ordered by ID:
 //
 //	[{"id":1,"name":"...","description":"...","public":true,
 //	  "fields":{"field1":"Temperature",...},"created_at":"...",

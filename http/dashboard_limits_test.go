@@ -12,7 +12,7 @@ import (
 	httpd "github.com/feedmq/feedmq/http"
 )
 
-// Wrong read keys at /channels.json and the event streams count against
+// Wrong read keys at /dashboard/channels.json and the event streams count against
 // the client's address like those of the REST API.
 func TestDashboardWrongKeysAreThrottled(t *testing.T) {
 	e := newDashEnvWith(t, time.Hour, func(o *httpd.DashboardOptions) {
@@ -29,7 +29,7 @@ func TestDashboardWrongKeysAreThrottled(t *testing.T) {
 		io.Copy(io.Discard, resp.Body)
 		return resp.StatusCode, resp.Header.Get("Retry-After")
 	}
-	if status, _ := get("/channels.json?api_key=WRONGKEY00000001&api_key=WRONGKEY00000002"); status != 200 {
+	if status, _ := get("/dashboard/channels.json?api_key=WRONGKEY00000001&api_key=WRONGKEY00000002"); status != 200 {
 		t.Fatalf("channels.json: %d", status)
 	}
 	for i := range 2 {
@@ -38,14 +38,14 @@ func TestDashboardWrongKeysAreThrottled(t *testing.T) {
 		}
 	}
 	for _, path := range []string{
-		"/channels.json?api_key=" + priv.ReadKey,
+		"/dashboard/channels.json?api_key=" + priv.ReadKey,
 		"/channels/" + strconv.FormatUint(priv.ID, 10) + "/events?api_key=" + priv.ReadKey,
 	} {
 		if status, retry := get(path); status != 429 || retry == "" {
 			t.Errorf("%s after 3 wrong keys: %d, Retry-After %q; want 429", path[:14], status, retry)
 		}
 	}
-	if status, _ := get("/channels.json"); status != 200 {
+	if status, _ := get("/dashboard/channels.json"); status != 200 {
 		t.Errorf("channels.json without keys from a throttled address: %d", status)
 	}
 }

@@ -386,18 +386,18 @@ func TestChannelList(t *testing.T) {
 	pub := e.channel(true, "Temperature", "Humidity")
 	priv := e.channel(false, "Power")
 	e.publish(pub.ID, "20")
-	_, body := e.get("/channels.json")
+	_, body := e.get("/dashboard/channels.json")
 	if !strings.HasPrefix(body, `[{"id":1,"name":"garden","description":"","public":true,"fields":{"field1":"Temperature","field2":"Humidity"},"created_at":"`) ||
 		!strings.HasSuffix(body, `"last_entry_id":1}]`) {
 		t.Errorf("public list: %s", body)
 	}
-	resp, body := e.get("/channels.json?api_key=AAAAAAAAAAAAAAAA&api_key=" + priv.ReadKey)
+	resp, body := e.get("/dashboard/channels.json?api_key=AAAAAAAAAAAAAAAA&api_key=" + priv.ReadKey)
 	if resp.Header.Get("Content-Type") != "application/json; charset=utf-8" || strings.Count(body, `"id":`) != 2 ||
 		!strings.Contains(body, `"public":false,"fields":{"field1":"Power"}`) ||
 		!strings.HasSuffix(body, `"last_entry_id":null,"api_key":"`+priv.ReadKey+`"}]`) {
 		t.Errorf("with key: %s", body)
 	}
-	if _, body := e.get("/channels.json", "THINGSPEAKAPIKEY", priv.ReadKey); strings.Count(body, `"id":`) != 2 {
+	if _, body := e.get("/dashboard/channels.json", "THINGSPEAKAPIKEY", priv.ReadKey); strings.Count(body, `"id":`) != 2 {
 		t.Errorf("header key: %s", body)
 	}
 	for _, k := range []string{pub.WriteKey, priv.WriteKey} {
@@ -405,10 +405,10 @@ func TestChannelList(t *testing.T) {
 			t.Error("a write key is listed")
 		}
 	}
-	if _, body := e.get("/channels.json?api_key=" + priv.WriteKey); strings.Count(body, `"id":`) != 1 {
+	if _, body := e.get("/dashboard/channels.json?api_key=" + priv.WriteKey); strings.Count(body, `"id":`) != 1 {
 		t.Errorf("write key unlocked a channel: %s", body)
 	}
-	if resp, _ := e.get("/channels.json?" + strings.Repeat("api_key=A&", 33)); resp.StatusCode != 400 {
+	if resp, _ := e.get("/dashboard/channels.json?" + strings.Repeat("api_key=A&", 33)); resp.StatusCode != 400 {
 		t.Errorf("33 keys: %d", resp.StatusCode)
 	}
 }

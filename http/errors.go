@@ -76,6 +76,12 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, format string, e 
 	} else {
 		h.log.Debug("http request refused", "method", r.Method, "path", r.URL.Path, "status", e.status, "error", e.details)
 	}
+	h.answer(w, r, format, e)
+}
+
+// answer sends e without logging it and counts the refusal.
+func (h *handler) answer(w http.ResponseWriter, r *http.Request, format string, e *apiError) {
+	h.opts.Refusals.count(e)
 	switch format {
 	case "csv", "txt":
 		writeBody(w, e.status, "text/plain; charset=utf-8", []byte(e.code))

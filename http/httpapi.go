@@ -1,5 +1,7 @@
 // The REST API (NewAPI) is feedmq's ThingSpeak-compatible API: channel
-// feed reads, writes and /healthz.
+// feed reads, writes and /healthz, and with APIOptions.Admin the
+// management API of manage.go (channel settings and MQTT devices, for the
+// owner's user API key).
 //
 // Reads (GET or HEAD; a public channel, or api_key=<read key> in the query
 // or the THINGSPEAKAPIKEY or X-THINGSPEAKAPIKEY header):
@@ -104,6 +106,13 @@ type APIOptions struct {
 	// Health, when set, is called by /healthz; an error makes it answer
 	// 503.
 	Health func(ctx context.Context) error
+	// Admin, when set, serves the management API (channel settings and
+	// devices, see manage.go) to the owner's user API key; without it
+	// those paths are 404.
+	Admin Admin
+	// Refusals, when set, counts every refused request by reason (for
+	// /metrics); default: a counter of the handler's own.
+	Refusals *Refusals
 }
 
 // Read limits (REFERENCE §2.3).
@@ -139,6 +148,9 @@ func NewAPI(opts APIOptions) http.Handler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Refusals == nil {
+		opts.Refusals = &Refusals{}
+	}
 	h := &handler{opts: opts, log: opts.Logger, throttle: opts.KeyThrottle}
 	if opts.MaxFeedReads > 0 {
 		h.reads = make(chan struct{}, opts.MaxFeedReads)
@@ -163,6 +175,7 @@ type route struct {
 	channel uint64
 	field   int    // 1..8 for routeField and routeFieldLast
 	entry   uint64 // routeEntry
+	device  uint64 // routeDevice, routeDeviceReset
 	format  string // "json", "csv", "txt"; "" for /update and /healthz
 }
 
@@ -284,7 +297,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// decided by the API keys, never by cookies.
 	hdr.Set("Access-Control-Allow-Origin", "*")
 
-	rt, ok := parseRoute(r.URL.Path)
+	rt, ok := route{}, false
+	if h.opts.Admin != nil {
+		rt, ok = parseManageRoute(r.Method, r.URL.Path)
+	}
+	if !ok {
+		rt, ok = parseRoute(r.URL.Path)
+	}
 	if !ok {
 		h.fail(w, r, rt.format, notFound("No such resource: check the URL. Reads are /channels/<id>/feeds.json, .../fields/<N>.json, .../feeds/last.json; writes are /update and /update.json."))
 		return
@@ -295,6 +314,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		allowed = []string{http.MethodGet, http.MethodPost, http.MethodOptions}
 	case routeHealth:
 		allowed = []string{http.MethodGet, http.MethodHead}
+	case routeFeeds:
+		if h.opts.Admin != nil { // DELETE clears the feed
+			allowed = append(allowed, http.MethodDelete)
+		}
+	default:
+		if m, ok := manageMethods[rt.kind]; ok {
+			allowed = m
+		}
 	}
 	if !slices.Contains(allowed, r.Method) {
 		hdr.Set("Allow", strings.Join(allowed, ", "))
@@ -310,6 +337,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hdr.Set("Access-Control-Allow-Headers", "Content-Type, THINGSPEAKAPIKEY, X-THINGSPEAKAPIKEY")
 		hdr.Set("Access-Control-Max-Age", "86400")
 		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if _, ok := manageMethods[rt.kind]; ok {
+		h.manage(w, r, rt)
 		return
 	}
 	switch rt.kind {

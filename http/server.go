@@ -66,7 +66,12 @@ type Server struct {
 	srv     *http.Server
 	console *Console
 	done    sync.WaitGroup // the Serve loops
+	// refusals counts the API's refused requests.
+	refusals *Refusals
 }
+
+// Refusals returns the counts of requests the API refused, by reason.
+func (s *Server) Refusals() *Refusals { return s.refusals }
 
 // NewServer returns a server that is not yet listening. The API's and the
 // dashboard's required options are checked here (they panic when missing).
@@ -81,13 +86,16 @@ func NewServer(opts ServerOptions) *Server {
 	}
 	api := opts.API
 	api.Logger = log
+	if api.Refusals == nil {
+		api.Refusals = &Refusals{}
+	}
 	// A stalled reader trips the write deadline and frees what it holds
 	// long before the whole answer's deadline.
 	api.ResponseTimeout = ResponseTimeout
 	mux.Handle("/", NewAPI(api))
 	dopts := opts.Dashboard
 	dopts.Next, dopts.Logger = mux, log
-	s := &Server{opts: opts, log: log}
+	s := &Server{opts: opts, log: log, refusals: api.Refusals}
 	if opts.Console != nil {
 		copts := *opts.Console
 		copts.Logger, copts.Feeds = log, api.Store
@@ -129,8 +137,8 @@ func (s *Server) Open() error {
 		}
 		tlsConfig = o.TLSConfig.Clone()
 		tlsConfig.MinVersion = max(tlsConfig.MinVersion, tls.VersionTLS12)
-		// HTTP/1.1 only, as on the plain listener: the timeouts, stream
-		// limits and per-address throttles are per connection.
+		// HTTP/1.1 only, as on the plain listener, whose timeouts and
+		// stream limits assume one request at a time per connection.
 		tlsConfig.NextProtos = []string{"http/1.1"}
 	}
 	var ln, tlsLn net.Listener

@@ -110,6 +110,7 @@ func (h *handler) publishFailed(w http.ResponseWriter, r *http.Request, plain bo
 	case channels.ERATELIMIT:
 		// ThingSpeak answers a write that comes too soon with 0 and 200.
 		h.log.Debug("http write refused", "channel", ch, "error", err)
+		h.opts.Refusals.Add("rate_limited")
 		writeBody(w, http.StatusOK, "text/plain; charset=utf-8", []byte("0"))
 	case channels.ENOTFOUND, channels.EFORBIDDEN:
 		h.writeFailed(w, r, plain, errAuth) // the channel went away
@@ -143,6 +144,7 @@ func (h *handler) writeFailed(w http.ResponseWriter, r *http.Request, plain bool
 		status = http.StatusBadRequest
 	}
 	h.log.Debug("http write refused", "status", status, "error", e.details)
+	h.opts.Refusals.count(e)
 	writeBody(w, status, "text/plain; charset=utf-8", []byte("0"))
 }
 

@@ -227,9 +227,13 @@ func TestSetupURL(t *testing.T) {
 		{&net.TCPAddr{Port: 8080}, "http://localhost:8080/console/setup?token=tok"},
 		{&net.TCPAddr{IP: net.IPv6loopback, Port: 8080}, "http://[::1]:8080/console/setup?token=tok"},
 	} {
-		if got := setupURL(tc.addr, "tok"); got != tc.want {
+		if got := setupURL("http", tc.addr, "tok"); got != tc.want {
 			t.Errorf("setupURL(%v) = %q, want %q", tc.addr, got, tc.want)
 		}
+	}
+	// With only --https listening the link is https.
+	if got, want := setupURL("https", &net.TCPAddr{IP: net.IPv4zero, Port: 8443}, "tok"), "https://localhost:8443/console/setup?token=tok"; got != want {
+		t.Errorf("https setup link = %q, want %q", got, want)
 	}
 }
 

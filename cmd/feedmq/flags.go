@@ -56,43 +56,19 @@ func parseFields(vals []string, allowEmpty bool) (map[int]string, error) {
 	return out, nil
 }
 
-// parseGrants parses --channel ID[:pub|:sub|:pubsub] values. A bare ID
-// grants publish and subscribe.
+// parseGrants parses --channel ID[:pub|:sub|:pubsub] values with the
+// grammar every front shares (auth.ParseGrants). A bare ID grants publish
+// and subscribe.
 func parseGrants(vals []string) ([]auth.Grant, error) {
-	var out []auth.Grant
-	seen := make(map[uint64]bool)
-	for _, v := range vals {
-		g, err := parseGrant(v)
-		if err != nil {
-			return nil, err
-		}
-		if seen[g.ChannelID] {
-			return nil, fmt.Errorf("--channel %d is given twice", g.ChannelID)
-		}
-		seen[g.ChannelID] = true
-		out = append(out, g)
-	}
-	return out, nil
-}
-
-func parseGrant(v string) (auth.Grant, error) {
-	idStr, mode, hasMode := strings.Cut(v, ":")
-	id, err := channels.ParseID(idStr)
+	gs, err := auth.ParseGrants(vals)
 	if err != nil {
-		return auth.Grant{}, fmt.Errorf("invalid --channel %q: want ID, ID:pub, ID:sub or ID:pubsub, e.g. --channel 3:pub", v)
+		msg := channels.ErrorMessage(err)
+		if strings.HasPrefix(msg, "channel ") { // "channel N is given twice"
+			return nil, fmt.Errorf("--%s", msg)
+		}
+		return nil, fmt.Errorf("invalid --channel %s", msg)
 	}
-	g := auth.Grant{ChannelID: id}
-	switch {
-	case !hasMode || mode == "pubsub":
-		g.Publish, g.Subscribe = true, true
-	case mode == "pub":
-		g.Publish = true
-	case mode == "sub":
-		g.Subscribe = true
-	default:
-		return auth.Grant{}, fmt.Errorf("invalid --channel %q: the suffix must be :pub, :sub or :pubsub", v)
-	}
-	return g, nil
+	return gs, nil
 }
 
 // hintedError is an error with the command to run next appended.

@@ -42,6 +42,8 @@ func openHTTP(cfg Config, s *server) (*httpd.Server, error) {
 			Limits:       cfg.payloadLimits(),
 			Health:       (&storeHealth{db: s.db}).check,
 			KeyThrottle:  keys,
+			Admin:        s.svc,
+			Refusals:     s.metrics.httpRefused,
 			MaxFeedReads: cfg.HTTP.MaxFeedReads,
 			WriteTimeout: time.Duration(cfg.HTTP.WriteTimeout),
 		},

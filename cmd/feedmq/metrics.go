@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/feedmq/feedmq/broker"
+	httpd "github.com/feedmq/feedmq/http"
 	"github.com/feedmq/feedmq/storage"
 )
 
@@ -26,6 +27,9 @@ import (
 type metrics struct {
 	commitSeconds prometheus.Histogram
 	commitEntries prometheus.Histogram
+	// httpRefused counts the HTTP API's refused requests; the API adds
+	// to it, a scrape reads it.
+	httpRefused *httpd.Refusals
 }
 
 func newMetrics() *metrics {
@@ -40,6 +44,7 @@ func newMetrics() *metrics {
 			Help:    "Entries stored per group commit.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 13), // 1 .. 4096, the writer's largest batch
 		}),
+		httpRefused: &httpd.Refusals{},
 	}
 }
 
@@ -60,6 +65,7 @@ func (m *metrics) handler(s *server) http.Handler {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.commitSeconds, m.commitEntries,
 		&feedCollector{broker: s.broker, dbPath: s.db.Path()},
+		refusalCollector{m.httpRefused},
 	)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:            promLogger{s},
@@ -134,6 +140,22 @@ func (c *feedCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(descDBSize, err)
 	} else {
 		ch <- prometheus.MustNewConstMetric(descDBSize, prometheus.GaugeValue, float64(fi.Size()))
+	}
+}
+
+var descHTTPRefused = prometheus.NewDesc("feedmq_http_refused_total",
+	"HTTP API requests refused, by reason: the error code answered without its error_ prefix (auth_required, too_many_requests, bad_request, resource_not_found, ...), or rate_limited for a write answered 0.",
+	[]string{"reason"}, nil)
+
+// refusalCollector reads the HTTP API's refusal counts at scrape time.
+type refusalCollector struct{ r *httpd.Refusals }
+
+func (c refusalCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descHTTPRefused }
+
+func (c refusalCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := c.r.Snapshot()
+	for _, reason := range sortedKeys(counts) {
+		ch <- prometheus.MustNewConstMetric(descHTTPRefused, prometheus.CounterValue, float64(counts[reason]), reason)
 	}
 }
 

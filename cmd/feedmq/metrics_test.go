@@ -174,3 +174,34 @@ func TestHealthzChecksStore(t *testing.T) {
 		t.Fatalf("/healthz with the store closed: %d %q", code, body)
 	}
 }
+
+// Every request the HTTP API refuses is counted by reason, and the
+// management API is served by the running server's admin service.
+func TestMetricsHTTPRefused(t *testing.T) {
+	_, ch, base := openGardenServer(t)
+	for _, r := range []struct {
+		method, path string
+		status       int
+	}{
+		{"GET", "/channels.json", 401},
+		{"DELETE", "/mqtt/devices/1.json", 401},
+		{"GET", "/update?api_key=WRONGKEY00000001&field1=1", 400}, // /update answers 0 with 400
+		{"GET", "/channels/1/feeds.json?results=lots", 400},
+		{"GET", "/channels/2/feeds.json", 404},
+		{"PUT", "/channels/public.json", 405},
+		{"GET", "/channels/public.json", 200},
+	} {
+		if code, body := httpDo(t, r.method, base+r.path, "", ""); code != r.status {
+			t.Fatalf("%s %s: %d %s", r.method, r.path, code, body)
+		}
+	}
+	if code, body := httpDo(t, "GET", base+"/channels/1.json", "", ""); code != 200 || !strings.Contains(body, `"name":"garden"`) || strings.Contains(body, ch.WriteKey) {
+		t.Fatalf("public settings: %d %s", code, body)
+	}
+	mfs := scrape(t, base)
+	for reason, want := range map[string]float64{"auth_required": 3, "bad_request": 1, "resource_not_found": 1, "method_invalid": 1} {
+		if got, ok := metricValue(mfs, "feedmq_http_refused_total", "reason", reason); !ok || got != want {
+			t.Errorf("feedmq_http_refused_total{reason=%q} = %v (present %v), want %v", reason, got, ok, want)
+		}
+	}
+}

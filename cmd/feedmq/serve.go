@@ -197,14 +197,18 @@ func (s *server) logSetupLink() {
 	if token == "" {
 		return // a password is set
 	}
+	scheme, addr := "http", s.http.Addr()
+	if addr == nil { // only --https listens
+		scheme, addr = "https", s.http.TLSAddr()
+	}
 	s.log.Info("no console password is set; open this link to choose one (it is valid once, until serve stops)",
-		"url", setupURL(s.http.Addr(), token))
+		"url", setupURL(scheme, addr, token))
 }
 
 // setupURL is the console's setup link on the bound HTTP address addr. An
 // unspecified address (all interfaces) becomes localhost, which at least
 // works on the machine itself.
-func setupURL(addr net.Addr, token string) string {
+func setupURL(scheme string, addr net.Addr, token string) string {
 	hostport := addr.String()
 	if host, port, err := net.SplitHostPort(hostport); err == nil {
 		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
@@ -212,7 +216,7 @@ func setupURL(addr net.Addr, token string) string {
 		}
 		hostport = net.JoinHostPort(host, port)
 	}
-	return "http://" + hostport + "/console/setup?token=" + token
+	return scheme + "://" + hostport + "/console/setup?token=" + token
 }
 
 func (s *server) open(ctx context.Context, cfg Config) (err error) {

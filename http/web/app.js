@@ -147,7 +147,7 @@
     app.appendChild(grid);
     var keys = loadKeys();
     var q = keys.map(function (k, i) { return (i ? '&' : '?') + 'api_key=' + encodeURIComponent(k); }).join('');
-    getJSON('/channels.json' + q).then(function (list) {
+    getJSON('/dashboard/channels.json' + q).then(function (list) {
       // Forget keys that unlock nothing (a typo, or a regenerated key).
       var used = {};
       list.forEach(function (ch) { if (ch.api_key) used[ch.api_key] = true; });
@@ -206,7 +206,7 @@
     // The key: the one just given, else a stored one that unlocks this channel.
     var keys = loadKeys();
     var q = keys.map(function (k, i) { return (i ? '&' : '?') + 'api_key=' + encodeURIComponent(k); }).join('');
-    getJSON('/channels.json' + q).then(function (list) {
+    getJSON('/dashboard/channels.json' + q).then(function (list) {
       var ch = list.filter(function (c) { return c.id === id; })[0];
       if (!ch) {
         var e = new Error(given ? 'No channel ' + id + ' with that read key.' : 'Channel ' + id + ' does not exist or is private: add its read key on the channel list, or open /channel/' + id + '?api_key=KEY.');

@@ -1,0 +1,323 @@
+package httpd
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/channels"
+)
+
+// MaxManageBody bounds the body of a channel or device create or update:
+// far more than eight labels, a description and metadata need.
+const MaxManageBody = 64 << 10
+
+// Bounds on what one create or update may list, so that a small body
+// cannot make the server do much work.
+const (
+	maxTags       = 100
+	maxGrantItems = 1000
+)
+
+// manageKeys are the parameters the management API reads; a JSON body's
+// other members are ignored unread, so that an error message never
+// quotes a name the client made up (it might hold a secret).
+var manageKeys = map[string]bool{
+	"api_key": true, "name": true, "description": true, "latitude": true, "longitude": true,
+	"elevation": true, "metadata": true, "tags": true, "url": true, "public_flag": true,
+	"field1": true, "field2": true, "field3": true, "field4": true,
+	"field5": true, "field6": true, "field7": true, "field8": true,
+	"channel": true, "channels": true, "page": true, "tag": true,
+}
+
+// manageReq holds the parameters of a channel or device request: scalar
+// values from the query string, then the body (form or JSON), later
+// values winning; tags and grants when a JSON body gave them as arrays,
+// or when form values were parsed into them.
+type manageReq struct {
+	vals url.Values
+	// tags is set when the request gives tags: a JSON array, or a
+	// comma-separated string.
+	tags *[]string
+	// grants is set when the request gives channels: a JSON array of
+	// {"id":1,"publish":true,"subscribe":true} objects or "1:pub"
+	// strings, or form values channel=1:pub (repeated).
+	grants *[]auth.Grant
+}
+
+// has reports whether the request sets name.
+func (m *manageReq) has(name string) bool { return m.vals.Has(name) }
+
+// get returns the value of name (the last one given), or "".
+func (m *manageReq) get(name string) string {
+	vs := m.vals[name]
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[len(vs)-1]
+}
+
+// readManage decodes the query string and, for POST and PUT, the body of
+// a management request. The body may be at most MaxManageBody bytes
+// (413 beyond).
+func readManage(w http.ResponseWriter, r *http.Request) (*manageReq, *apiError) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, badRequest("The query string is malformed: " + err.Error())
+	}
+	var body []byte
+	if r.Method == http.MethodPost || r.Method == http.MethodPut {
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, MaxManageBody))
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, errTooLarge("The request body is over " + strconv.Itoa(MaxManageBody) + " bytes.")
+		} else if err != nil {
+			return nil, badRequest("The request body could not be read.")
+		}
+	}
+	return parseManage(q, r.Header.Get("Content-Type"), body)
+}
+
+// parseManage merges query values q with a body of contentType: JSON for
+// a JSON media type, else form encoding.
+func parseManage(q url.Values, contentType string, body []byte) (*manageReq, *apiError) {
+	m := &manageReq{vals: q}
+	if len(bytes.TrimSpace(body)) > 0 {
+		mt, _, _ := mime.ParseMediaType(contentType)
+		if mt == "application/json" || strings.HasSuffix(mt, "+json") {
+			if aerr := m.addJSON(body); aerr != nil {
+				return nil, aerr
+			}
+		} else {
+			v, err := url.ParseQuery(string(bytes.TrimRight(body, "\r\n")))
+			if err != nil {
+				return nil, badRequest("The form body is malformed: " + err.Error())
+			}
+			for k, vs := range v {
+				m.vals[k] = append(m.vals[k], vs...)
+			}
+		}
+	}
+	if m.tags == nil && m.has("tags") {
+		tags, aerr := splitTags(m.get("tags"))
+		if aerr != nil {
+			return nil, aerr
+		}
+		m.tags = &tags
+	}
+	if m.grants == nil && m.has("channel") {
+		var vals []string
+		for _, v := range m.vals["channel"] {
+			if v != "" { // channel= alone means no channels
+				vals = append(vals, v)
+			}
+		}
+		if len(vals) > maxGrantItems {
+			return nil, badRequest("channel is given more than " + strconv.Itoa(maxGrantItems) + " times.")
+		}
+		gs := make([]auth.Grant, 0, len(vals))
+		for i, v := range vals {
+			g, aerr := parseGrantValue("channel (value "+strconv.Itoa(i+1)+")", v)
+			if aerr != nil {
+				return nil, aerr
+			}
+			gs = append(gs, g)
+		}
+		if aerr := noDuplicateGrants("channel", gs); aerr != nil {
+			return nil, aerr
+		}
+		m.grants = &gs
+	}
+	return m, nil
+}
+
+// splitTags splits a comma-separated tag list, trimming spaces and
+// dropping empty items, as ThingSpeak does.
+func splitTags(s string) ([]string, *apiError) {
+	tags := []string{}
+	for _, t := range strings.Split(s, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			tags = append(tags, t)
+		}
+	}
+	if len(tags) > maxTags {
+		return nil, badRequest("tags: at most " + strconv.Itoa(maxTags) + " tags.")
+	}
+	return tags, nil
+}
+
+// addJSON merges a JSON object body. Scalars may be strings, numbers
+// (kept as written), booleans or null (not set); tags may also be an
+// array of strings and channels an array of grants.
+func (m *manageReq) addJSON(body []byte) *apiError {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var obj map[string]json.RawMessage
+	if err := dec.Decode(&obj); err != nil || obj == nil {
+		return badRequest(`The body must be a JSON object such as {"name":"Weather station"}.`)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("The body must hold one JSON object and nothing after it.")
+	}
+	for k, raw := range obj {
+		if !manageKeys[k] {
+			continue
+		}
+		switch k {
+		case "tags":
+			if tags, ok := jsonStrings(raw); ok {
+				if len(tags) > maxTags {
+					return badRequest("tags: at most " + strconv.Itoa(maxTags) + " tags.")
+				}
+				m.tags = &tags
+				continue
+			}
+		case "channels":
+			gs, aerr := jsonGrants(raw)
+			if aerr != nil {
+				return aerr
+			}
+			m.grants = &gs
+			continue
+		}
+		s, set, ok := jsonScalar(raw)
+		if !ok {
+			return badRequest(k + " must be a string, a number or true or false.")
+		}
+		if set {
+			m.vals.Set(k, s)
+		}
+	}
+	return nil
+}
+
+// jsonScalar returns a JSON string, number or boolean as text; set is
+// false for null.
+func jsonScalar(raw json.RawMessage) (s string, set, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return "", false, false
+	}
+	switch x := v.(type) {
+	case nil:
+		return "", false, true
+	case string:
+		return x, true, true
+	case json.Number:
+		return x.String(), true, true
+	case bool:
+		return strconv.FormatBool(x), true, true
+	}
+	return "", false, false
+}
+
+// jsonStrings decodes an array of strings, trimming spaces and dropping
+// empty items.
+func jsonStrings(raw json.RawMessage) ([]string, bool) {
+	var a []string
+	if err := json.Unmarshal(raw, &a); err != nil || a == nil {
+		return nil, false
+	}
+	out := []string{}
+	for _, s := range a {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out, true
+}
+
+// jsonGrant is one item of a JSON channels array.
+type jsonGrant struct {
+	ID        json.Number `json:"id"`
+	Publish   *bool       `json:"publish"`
+	Subscribe *bool       `json:"subscribe"`
+}
+
+// jsonGrants decodes a channels array: [{"id":1,"publish":true,
+// "subscribe":false}, ...], ["1:pub", ...] (the CLI's grammar) or [1, 2]
+// (bare IDs). An object without publish and subscribe grants both, as a
+// bare ID does.
+func jsonGrants(raw json.RawMessage) ([]auth.Grant, *apiError) {
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil || items == nil {
+		return nil, badRequest(`channels must be an array such as [{"id":1,"publish":true,"subscribe":true}] or ["1:pub"].`)
+	}
+	if len(items) > maxGrantItems {
+		return nil, badRequest("channels: at most " + strconv.Itoa(maxGrantItems) + " items.")
+	}
+	out := make([]auth.Grant, 0, len(items))
+	for i, item := range items {
+		at := "channels[" + strconv.Itoa(i) + "]"
+		var s string
+		var n json.Number
+		if json.Unmarshal(item, &n) == nil && !bytes.HasPrefix(bytes.TrimSpace(item), []byte{'"'}) {
+			s = n.String() // a bare ID, as 1 in "1"
+		}
+		if s != "" || json.Unmarshal(item, &s) == nil {
+			g, aerr := parseGrantValue(at, s)
+			if aerr != nil {
+				return nil, aerr
+			}
+			out = append(out, g)
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(item))
+		dec.UseNumber()
+		dec.DisallowUnknownFields()
+		var g jsonGrant
+		if err := dec.Decode(&g); err != nil {
+			return nil, badRequest(at + ` must be an object {"id":1,"publish":true,"subscribe":true} or a string such as "1:pub".`)
+		}
+		id, err := channels.ParseID(g.ID.String())
+		if err != nil {
+			return nil, badRequest(at + ".id must be a channel ID, a whole number from 1.")
+		}
+		gr := auth.Grant{ChannelID: id, Publish: true, Subscribe: true}
+		if g.Publish != nil || g.Subscribe != nil {
+			gr.Publish = g.Publish != nil && *g.Publish
+			gr.Subscribe = g.Subscribe != nil && *g.Subscribe
+		}
+		if !gr.Publish && !gr.Subscribe {
+			return nil, badRequest(at + " allows neither publish nor subscribe; set one or both to true.")
+		}
+		out = append(out, gr)
+	}
+	if aerr := noDuplicateGrants("channels", out); aerr != nil {
+		return nil, aerr
+	}
+	return out, nil
+}
+
+// parseGrantValue parses a grant with the grammar the CLI uses
+// (auth.ParseGrant). The error names the parameter but does not quote the
+// value, which might be a secret sent in the wrong place.
+func parseGrantValue(name, v string) (auth.Grant, *apiError) {
+	g, err := auth.ParseGrant(v)
+	if err != nil {
+		return g, badRequest(name + " must be a channel ID, ID:pub, ID:sub or ID:pubsub, such as 3:pub.")
+	}
+	return g, nil
+}
+
+// noDuplicateGrants refuses a channel granted twice, since one grant
+// would silently win.
+func noDuplicateGrants(name string, gs []auth.Grant) *apiError {
+	seen := make(map[uint64]bool, len(gs))
+	for _, g := range gs {
+		if seen[g.ChannelID] {
+			return badRequest(name + ": channel " + strconv.FormatUint(g.ChannelID, 10) + " is given twice.")
+		}
+		seen[g.ChannelID] = true
+	}
+	return nil
+}
