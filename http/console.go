@@ -40,7 +40,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/feedmq/feedmq/auth"
@@ -66,6 +65,9 @@ type ConsoleOptions struct {
 	// Throttle counts failed sign-ins and setup tokens per source
 	// address; default: its own with auth's default backoff.
 	Throttle *auth.Throttle
+	// Refusals counts refused sign-ins and forms by reason (console_*),
+	// for /metrics; share the API's. Default: its own.
+	Refusals *Refusals
 	// MaxDevices and MaxChannelsPerDevice are the service's limits, shown
 	// on the pages (0: not shown).
 	MaxDevices, MaxChannelsPerDevice int
@@ -77,12 +79,12 @@ type ConsoleOptions struct {
 	Now func() time.Time
 }
 
-// ConsoleCounters count the console's refusals, for /metrics.
-type ConsoleCounters struct {
-	SignInFailures  atomic.Uint64 // wrong password or setup token
-	SignInThrottled atomic.Uint64 // refused for too many failures
-	CSRFRefused     atomic.Uint64 // POST without a valid token or from another origin
-}
+// Reasons the console counts in Refusals.
+const (
+	refusedSignIn    = "console_sign_in_failed"    // wrong password or setup token
+	refusedThrottled = "console_sign_in_throttled" // too many failures from the address
+	refusedCSRF      = "console_csrf"              // POST without a valid token, or from another origin
+)
 
 // Console serves /console.
 type Console struct {
@@ -90,8 +92,6 @@ type Console struct {
 	log      *slog.Logger
 	sessions *sessionStore
 	pages    map[string]*template.Template
-	// Counters are read by the metrics handler.
-	Counters ConsoleCounters
 }
 
 // NewConsole returns the console handler. It panics without Admin.
@@ -104,6 +104,9 @@ func NewConsole(opts ConsoleOptions) *Console {
 	}
 	if opts.Throttle == nil {
 		opts.Throttle = auth.NewThrottle(auth.Backoff{})
+	}
+	if opts.Refusals == nil {
+		opts.Refusals = &Refusals{}
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = defaultIdleTimeout
@@ -143,6 +146,9 @@ var consoleFuncs = template.FuncMap{
 	},
 	"fieldnum": func(i int) int { return i + 1 },
 }
+
+// Refusals returns the console's refusal counts (see ConsoleOptions).
+func (c *Console) Refusals() *Refusals { return c.opts.Refusals }
 
 // Owner reports whether r carries a live console session: the dashboard
 // asks it to show the owner's private channels.
@@ -214,7 +220,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !sameOrigin(r) {
-			c.Counters.CSRFRefused.Add(1)
+			c.opts.Refusals.Add(refusedCSRF)
 			c.message(q, http.StatusForbidden, "Refused", "This form was sent from another site. Open the console and send it again.")
 			return
 		}
@@ -293,7 +299,7 @@ func (c *Console) signedIn(q *req) bool {
 		return false
 	}
 	if q.post() && !validCSRF(q.ss, q.form("csrf")) {
-		c.Counters.CSRFRefused.Add(1)
+		c.opts.Refusals.Add(refusedCSRF)
 		c.message(q, http.StatusForbidden, "Refused", "The form's security token is missing or out of date. Go back, reload the page and send it again.")
 		return false
 	}
@@ -417,7 +423,7 @@ func (c *Console) throttled(q *req) bool {
 	if !blocked {
 		return false
 	}
-	c.Counters.SignInThrottled.Add(1)
+	c.opts.Refusals.Add(refusedThrottled)
 	secs := max(int(math.Ceil(until.Sub(c.opts.Now()).Seconds())), 1)
 	q.w.Header().Set("Retry-After", strconv.Itoa(secs))
 	c.message(q, http.StatusTooManyRequests, "Too many attempts", "Too many wrong passwords or setup links from this address. Wait "+strconv.Itoa(secs)+" seconds and try again.")
@@ -428,7 +434,7 @@ func (c *Console) throttled(q *req) bool {
 // logs it without what was typed.
 func (c *Console) failed(q *req, what string) {
 	c.opts.Throttle.Fail(q.r.RemoteAddr)
-	c.Counters.SignInFailures.Add(1)
+	c.opts.Refusals.Add(refusedSignIn)
 	host, _, err := net.SplitHostPort(q.r.RemoteAddr)
 	if err != nil {
 		host = "?"

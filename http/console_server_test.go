@@ -81,7 +81,16 @@ func TestServerConsole(t *testing.T) {
 	if _, body := get("/dashboard/channels.json"); strings.Count(body, `"id":`) != 1 {
 		t.Errorf("signed out: %s", body)
 	}
-	resp, err := c.PostForm(base+"/console/signin", url.Values{"password": {ownerPassword}})
+	// A wrong password counts with the API's refusals (one metric).
+	resp, err := c.PostForm(base+"/console/signin", url.Values{"password": {"wrong password"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if n := s.Refusals().Snapshot()["console_sign_in_failed"]; resp.StatusCode != http.StatusUnauthorized || n != 1 {
+		t.Errorf("wrong password: %d, counted %d", resp.StatusCode, n)
+	}
+	resp, err = c.PostForm(base+"/console/signin", url.Values{"password": {ownerPassword}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -152,8 +152,8 @@ func TestConsoleCSRF(t *testing.T) {
 			t.Errorf("%s: %d\n%s", c.name, p.status, p.body)
 		}
 	}
-	if got := e.console.Counters.CSRFRefused.Load(); got != uint64(len(cases)) {
-		t.Errorf("CSRFRefused = %d, want %d", got, len(cases))
+	if got := e.console.Refusals().Snapshot()["console_csrf"]; got != uint64(len(cases)) {
+		t.Errorf("console_csrf refusals = %d, want %d", got, len(cases))
 	}
 	if n := len(e.svcChannels()); n != 0 {
 		t.Fatalf("refused forms created %d channels", n)
@@ -191,7 +191,8 @@ func TestConsoleSignInThrottle(t *testing.T) {
 	if b.cookie() != nil {
 		t.Error("signed in while throttled")
 	}
-	if f, th := e.console.Counters.SignInFailures.Load(), e.console.Counters.SignInThrottled.Load(); f != 5 || th != 1 {
+	if r := e.console.Refusals().Snapshot(); r["console_sign_in_failed"] != 5 || r["console_sign_in_throttled"] != 1 {
+		f, th := r["console_sign_in_failed"], r["console_sign_in_throttled"]
 		t.Errorf("counters: failures %d throttled %d", f, th)
 	}
 	if n := strings.Count(e.logs.String(), "console: sign-in failed"); n != 5 {

@@ -49,9 +49,9 @@ type ServerOptions struct {
 	Metrics http.Handler
 	// Console, when set, serves the web console at /console and lets its
 	// signed-in owner read private channels on the dashboard. Logger and
-	// Feeds (the API's Store) are set by the server, and Throttle, when
-	// nil, is the API's KeyThrottle: one budget of wrong guesses per
-	// address.
+	// Feeds (the API's Store) are set by the server; Throttle, when nil,
+	// is the API's KeyThrottle (one budget of wrong guesses per address)
+	// and Refusals the API's (one metric).
 	Console *ConsoleOptions
 }
 
@@ -101,6 +101,9 @@ func NewServer(opts ServerOptions) *Server {
 		copts.Logger, copts.Feeds = log, api.Store
 		if copts.Throttle == nil {
 			copts.Throttle = api.KeyThrottle
+		}
+		if copts.Refusals == nil {
+			copts.Refusals = api.Refusals
 		}
 		s.console = NewConsole(copts)
 		mux.Handle("/console", s.console)
@@ -177,8 +180,7 @@ func (s *Server) Open() error {
 	return nil
 }
 
-// Console returns the web console, nil when it is off (its Counters are
-// for /metrics).
+// Console returns the web console, nil when it is off.
 func (s *Server) Console() *Console { return s.console }
 
 // Addr returns the bound address of Addr; nil before Open or without it.
