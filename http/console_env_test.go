@@ -117,7 +117,7 @@ func (c *clock) add(d time.Duration) {
 
 // consoleEnv is a console on a test server with its fake admin.
 type consoleEnv struct {
-	t       *testing.T
+	t       testing.TB
 	admin   *fakeAdmin
 	svc     *admin.Local
 	console *httpd.Console
@@ -129,7 +129,7 @@ type consoleEnv struct {
 
 const setupToken = "setup-token-0123456789abcdef"
 
-func newConsoleEnv(t *testing.T, tlsServer bool, set func(*httpd.ConsoleOptions)) *consoleEnv {
+func newConsoleEnv(t testing.TB, tlsServer bool, set func(*httpd.ConsoleOptions)) *consoleEnv {
 	t.Helper()
 	db, err := storage.Open(filepath.Join(t.TempDir(), "feedmq.db"), storage.Options{})
 	if err != nil {
