@@ -36,6 +36,7 @@ type devicesData struct {
 // deviceForm is the "Add a new device" and "Edit" form.
 type deviceForm struct {
 	ID                uint64 // 0 for a new device
+	ClientID          string // and username, on the edit page
 	Name, Description string
 	Rows              []grantRow
 	Choices           []*channels.Channel // channels not yet in Rows
@@ -172,7 +173,7 @@ func (c *Console) deviceEdit(q *req, d *auth.Device) {
 		}
 		f.Count = len(devs)
 	} else {
-		f.ID, f.Name, f.Description = d.ID, d.Name, d.Description
+		f.ID, f.ClientID, f.Name, f.Description = d.ID, d.ClientID, d.Name, d.Description
 	}
 	show := func(status int, msg string) {
 		in := make(map[uint64]bool, len(f.Rows))

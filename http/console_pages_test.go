@@ -265,7 +265,8 @@ func TestConsoleDevices(t *testing.T) {
 			t.Errorf("list lacks %q", s)
 		}
 	}
-	if p := b.get("/console/devices/1"); strings.Contains(p.body, password) || !strings.Contains(p.body, `name="subscribe" value="2" checked`) {
+	if p := b.get("/console/devices/1"); strings.Contains(p.body, password) || !strings.Contains(p.body, `name="subscribe" value="2" checked`) ||
+		!strings.Contains(p.body, `<code id="client-id">`+clientID+`</code>`) || !strings.Contains(p.body, `href="/console/devices/1/password"`) {
 		t.Errorf("edit page:\n%s", p.body)
 	}
 	// "Edit" sends the whole grant list.
