@@ -101,6 +101,11 @@ func TestServerConsole(t *testing.T) {
 	if _, body := get("/dashboard/channels.json"); strings.Count(body, `"id":`) != 2 || !strings.Contains(body, priv.ReadKey) {
 		t.Errorf("signed in: %s", body)
 	}
+	// Once the password changes, the session no longer unlocks anything.
+	fa.SetPassword(t.Context(), "another password")
+	if _, body := get("/dashboard/channels.json"); strings.Count(body, `"id":`) != 1 || strings.Contains(body, priv.ReadKey) {
+		t.Errorf("after the password changed: %s", body)
+	}
 }
 
 // TestServerConsoleTLS: on the TLS listener the session cookie is Secure,

@@ -21,6 +21,9 @@ const ownerPassword = "correct horse battery"
 func TestConsoleSetup(t *testing.T) {
 	e := newConsoleEnv(t, false, nil)
 	b := e.browser()
+	if p := b.get("/console/signin"); !strings.Contains(p.body, "No password is set yet") {
+		t.Errorf("sign-in page before setup:\n%s", p.body)
+	}
 	p := b.get("/console/setup?token=" + setupToken)
 	if p.status != 200 || !strings.Contains(p.body, `<label for="password">Password</label>`) || !strings.Contains(p.body, `<label for="confirm">Confirm password</label>`) {
 		t.Fatalf("setup form: %d\n%s", p.status, p.body)
