@@ -140,11 +140,27 @@ func TestServerConsoleTLS(t *testing.T) {
 			Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
-		resp, err := client.PostForm(c.base+"/console/signin", url.Values{"password": {ownerPassword}})
-		if err != nil {
-			t.Fatal(err)
+		// As a browser posts it: Origin names the scheme too.
+		signIn := func(origin string) *http.Response {
+			req, _ := http.NewRequest(http.MethodPost, c.base+"/console/signin", strings.NewReader(url.Values{"password": {ownerPassword}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Origin", origin)
+			req.Header.Set("Sec-Fetch-Site", "same-origin")
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp
 		}
-		resp.Body.Close()
+		other := "https://" + strings.TrimPrefix(c.base, "http://")
+		if c.secure {
+			other = "http://" + strings.TrimPrefix(c.base, "https://")
+		}
+		if resp := signIn(other); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: Origin %s: %d", c.base, other, resp.StatusCode)
+		}
+		resp := signIn(c.base)
 		if resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("%s: sign in %d", c.base, resp.StatusCode)
 		}
