@@ -22,14 +22,16 @@ run: build
 	./$(BIN) serve
 
 # Debian's mosquitto-clients (mosquitto_pub/mosquitto_sub) talk to the
-# broker in the integration tests; headless chromium drives the dashboard.
+# broker in the integration tests; headless chromium drives the dashboard;
+# curl and jq run the README's API examples as written.
 test-deps:
 	@if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1 || \
-		! /usr/bin/python3 -c 'import paho.mqtt.client' >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then \
-		echo "installing mosquitto-clients python3-paho-mqtt chromium"; \
+		! /usr/bin/python3 -c 'import paho.mqtt.client' >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1 || \
+		! command -v curl >/dev/null 2>&1 || ! command -v jq >/dev/null 2>&1; then \
+		echo "installing mosquitto-clients python3-paho-mqtt chromium curl jq"; \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto-clients python3-paho-mqtt chromium >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto-clients python3-paho-mqtt chromium curl jq >/dev/null; \
 	fi
 
 vet:
@@ -45,9 +47,12 @@ test: test-deps test-deps-systemd fmt vet
 FUZZ_TARGETS := channels:FuzzParseTopic channels:FuzzParsePayload \
 	channels:FuzzParseSensorTopic channels:FuzzParseSensorPayload \
 	channels:FuzzParseFilter channels:FuzzParseID channels:FuzzCSVCell \
+	channels:FuzzParseTags channels:FuzzValidateSettings \
+	auth:FuzzParseGrant auth:FuzzDecodeOwnerHash \
 	broker:FuzzFrameGuard \
 	storage:FuzzDecodeEntry storage:FuzzScanWAL http:FuzzQueryParams \
-	cmd/feedmq:FuzzDecodeConfig
+	http:FuzzParseManage \
+	cmd/feedmq:FuzzDecodeConfig cmd/feedmq:FuzzReadPasswordLine
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -32,23 +32,18 @@ func ParseTags(s string) []string {
 // bounds: Channel.Validate does, with a message naming the tag.
 func NormalizeTags(tags []string) []string {
 	var out []string
+	// A set, not a scan of out: the admin service runs this under its
+	// lock, on lists as long as a request allows.
+	seen := make(map[string]bool)
 	for _, t := range tags {
 		t = strings.TrimSpace(t)
-		if t == "" || containsString(out, t) {
+		if t == "" || seen[t] {
 			continue
 		}
+		seen[t] = true
 		out = append(out, t)
 	}
 	return out
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // validateSettings checks the location, metadata, tags and URL.

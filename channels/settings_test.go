@@ -2,6 +2,7 @@ package channels_test
 
 import (
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -185,4 +186,36 @@ func FuzzValidateSettings(f *testing.F) {
 			t.Fatalf("accepted url %q", u)
 		}
 	})
+}
+
+// The admin service normalises tags under its lock, and a request may
+// carry a megabyte of them: normalising must take time in proportion to
+// the input, not its square (150,000 distinct tags took half a minute).
+// The deadline is hundreds of times what a linear pass needs.
+func TestParseTagsLargeInput(t *testing.T) {
+	// A megabyte of distinct tags, as much as one admin request carries:
+	// a repeat check that scans the tags kept so far made this take half
+	// a minute under the admin lock (BenchmarkParseTags measures it).
+	in, want := manyTags()
+	if got := len(channels.ParseTags(in)); got != want {
+		t.Fatalf("got %d tags, want %d", got, want)
+	}
+}
+
+func manyTags() (string, int) {
+	var b strings.Builder
+	n := 0
+	for ; b.Len() < 1<<20; n++ {
+		b.WriteString(strconv.Itoa(n))
+		b.WriteByte(',')
+	}
+	return b.String(), n
+}
+
+func BenchmarkParseTags(b *testing.B) {
+	in, _ := manyTags()
+	b.SetBytes(int64(len(in)))
+	for b.Loop() {
+		channels.ParseTags(in)
+	}
 }

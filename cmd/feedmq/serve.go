@@ -205,7 +205,7 @@ func (s *server) logSetupLink() {
 		"url", setupURL(scheme, addr, token))
 }
 
-// setupURL is the console's setup link on the bound HTTP address addr. An
+// setupURL is the console's setup link on the bound address addr. An
 // unspecified address (all interfaces) becomes localhost, which at least
 // works on the machine itself.
 func setupURL(scheme string, addr net.Addr, token string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -154,5 +155,27 @@ func TestServeSetupLinkWithoutHTTP(t *testing.T) {
 	defer s.Close()
 	if !strings.Contains(logs.String(), "feedmq serving") || strings.Contains(logs.String(), "/console/setup") {
 		t.Fatalf("log:\n%s", logs.String())
+	}
+}
+
+// With only the HTTPS listener, serve starts and its setup link points
+// at that listener over https (the HTTP address is nil then).
+func TestServeSetupLinkHTTPSOnly(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	selfSigned(t, "only", certFile, keyFile)
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.Listeners = ListenersConfig{MQTT: "127.0.0.1:0", WS: off, MQTTS: off, WSS: off, HTTP: off, HTTPS: "127.0.0.1:0"}
+	cfg.TLS = TLSConfig{Cert: certFile, Key: keyFile}
+	var logs syncBuffer
+	s, err := openServer(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	want := "https://" + s.addr("https").String() + "/console/setup?token="
+	if !strings.Contains(logs.String(), want) {
+		t.Fatalf("want a setup link %s..., log:\n%s", want, logs.String())
 	}
 }
