@@ -8,7 +8,8 @@
 //	GET /assets/<file>             embedded CSS, JavaScript and icons
 //	GET /dashboard/channels.json   public channels, plus each private
 //	                               channel whose read key is given in
-//	                               api_key (repeatable)
+//	                               api_key (repeatable); every channel
+//	                               for the console's signed-in owner
 //	GET /channels/<id>/events      Server-Sent Events: one "entry" event
 //	                               per new entry, its data the entry JSON
 //	                               as channels/<id>/subscribe delivers it
@@ -82,6 +83,10 @@ type DashboardOptions struct {
 	// WriteTimeout cuts off an event stream whose client takes nothing
 	// for that long; default 20s.
 	WriteTimeout time.Duration
+	// Owner, when set, reports whether a request comes from the signed-in
+	// owner (the console's session): the channel list then includes every
+	// private channel with its read key, so the owner types no keys.
+	Owner func(r *http.Request) bool
 }
 
 // Dashboard serves the dashboard. Shutdown ends open event streams.
@@ -124,8 +129,14 @@ func NewDashboard(opts DashboardOptions) *Dashboard {
 	h := &Dashboard{opts: opts, log: opts.Logger, assets: make(map[string]asset)}
 	h.ctx, h.shutdown = context.WithCancel(context.Background())
 	err := fs.WalkDir(webFS, "web", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil {
 			return err
+		}
+		if d.IsDir() {
+			if p == "web/console" {
+				return fs.SkipDir // the console's templates, not assets
+			}
+			return nil
 		}
 		b, err := webFS.ReadFile(p)
 		if err != nil {

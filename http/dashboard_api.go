@@ -25,7 +25,8 @@ const maxKeys = 32
 //	  "fields":{"field1":"Temperature",...},"created_at":"...",
 //	  "updated_at":"...","last_entry_id":7}, ...]
 //
-// A private channel carries "api_key", the read key that unlocked it.
+// A private channel carries "api_key", the read key that unlocked it, and
+// "owner":true when the owner's console session did.
 // Write keys are never included.
 func (h *Dashboard) channelList(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
@@ -57,21 +58,25 @@ func (h *Dashboard) channelList(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	owner := h.opts.Owner != nil && h.opts.Owner(r)
 	b := []byte{'['}
 	n, matched := 0, 0
 	for _, c := range list {
-		key := ""
+		key, byOwner := "", false
 		if !c.Public {
-			if key = matchKey(c.ReadKey, keys); key == "" {
+			if key = matchKey(c.ReadKey, keys); key != "" {
+				matched++
+			} else if owner {
+				key, byOwner = c.ReadKey, true
+			} else {
 				continue
 			}
-			matched++
 		}
 		if n > 0 {
 			b = append(b, ',')
 		}
 		n++
-		b = appendChannel(b, c, key)
+		b = appendChannel(b, c, key, byOwner)
 	}
 	b = append(b, ']')
 	if matched < len(keys) {
@@ -96,7 +101,9 @@ func matchKey(readKey string, keys []string) string {
 	return found
 }
 
-func appendChannel(b []byte, c *channels.Channel, key string) []byte {
+// appendChannel appends c's JSON; owner marks a key the console session
+// unlocked, which the page need not offer to forget.
+func appendChannel(b []byte, c *channels.Channel, key string, owner bool) []byte {
 	b = append(b, `{"id":`...)
 	b = strconv.AppendUint(b, c.ID, 10)
 	b = append(b, `,"name":`...)
@@ -133,6 +140,9 @@ func appendChannel(b []byte, c *channels.Channel, key string) []byte {
 	if key != "" {
 		b = append(b, `,"api_key":`...)
 		b = channels.AppendJSONString(b, key)
+	}
+	if owner {
+		b = append(b, `,"owner":true`...)
 	}
 	return append(b, '}')
 }

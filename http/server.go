@@ -47,18 +47,25 @@ type ServerOptions struct {
 	Dashboard DashboardOptions
 	// Metrics, when set, serves GET /metrics.
 	Metrics http.Handler
+	// Console, when set, serves the web console at /console and lets its
+	// signed-in owner read private channels on the dashboard. Logger and
+	// Feeds (the API's Store) are set by the server; Throttle, when nil,
+	// is the API's KeyThrottle (one budget of wrong guesses per address)
+	// and Refusals the API's (one metric).
+	Console *ConsoleOptions
 }
 
 // Server is feedmq's HTTP listener: the dashboard in front of /metrics and
 // the REST API, with the listener's timeouts. Open binds and serves; Close
 // shuts down.
 type Server struct {
-	opts  ServerOptions
-	log   *slog.Logger
-	ln    net.Listener // nil without Addr
-	tlsLn net.Listener // nil without TLSAddr
-	srv   *http.Server
-	done  sync.WaitGroup // the Serve loops
+	opts    ServerOptions
+	log     *slog.Logger
+	ln      net.Listener // nil without Addr
+	tlsLn   net.Listener // nil without TLSAddr
+	srv     *http.Server
+	console *Console
+	done    sync.WaitGroup // the Serve loops
 	// refusals counts the API's refused requests.
 	refusals *Refusals
 }
@@ -88,8 +95,22 @@ func NewServer(opts ServerOptions) *Server {
 	mux.Handle("/", NewAPI(api))
 	dopts := opts.Dashboard
 	dopts.Next, dopts.Logger = mux, log
-	dash := NewDashboard(dopts)
 	s := &Server{opts: opts, log: log, refusals: api.Refusals}
+	if opts.Console != nil {
+		copts := *opts.Console
+		copts.Logger, copts.Feeds = log, api.Store
+		if copts.Throttle == nil {
+			copts.Throttle = api.KeyThrottle
+		}
+		if copts.Refusals == nil {
+			copts.Refusals = api.Refusals
+		}
+		s.console = NewConsole(copts)
+		mux.Handle("/console", s.console)
+		mux.Handle("/console/", s.console)
+		dopts.Owner = s.console.Owner
+	}
+	dash := NewDashboard(dopts)
 	s.srv = &http.Server{
 		Handler:           dash,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -158,6 +179,9 @@ func (s *Server) Open() error {
 	}
 	return nil
 }
+
+// Console returns the web console, nil when it is off.
+func (s *Server) Console() *Console { return s.console }
 
 // Addr returns the bound address of Addr; nil before Open or without it.
 func (s *Server) Addr() net.Addr {

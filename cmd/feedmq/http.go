@@ -13,8 +13,8 @@ import (
 // The channel API and the console front the same admin service as the CLI.
 var _ httpd.Admin = (*admin.Local)(nil)
 
-// openHTTP builds the HTTP server (the REST API, the dashboard, /healthz
-// and /metrics, see metrics.go) from cfg and opens it on --http and
+// openHTTP builds the HTTP server (the REST API, the dashboard, the web
+// console, /healthz and /metrics, see metrics.go) from cfg and opens it on --http and
 // --https (with the broker's certificate, so SIGHUP renews it there too);
 // the API's writes go through the broker like MQTT publishes and the
 // broker feeds the dashboard's event streams. It returns nil when both
@@ -30,6 +30,7 @@ func openHTTP(cfg Config, s *server) (*httpd.Server, error) {
 	// auth_backoff throttles wrong API keys as it does failed logins; the
 	// API and the dashboard count them together.
 	keys := auth.NewThrottle(authBackoff(cfg.AuthBackoff))
+	limits := cfg.authLimits()
 	srv := httpd.NewServer(httpd.ServerOptions{
 		Addr:    addr,
 		Logger:  s.log.With("component", "http"),
@@ -54,7 +55,12 @@ func openHTTP(cfg Config, s *server) (*httpd.Server, error) {
 			MaxStreams:   cfg.HTTP.MaxSSEStreams,
 			WriteTimeout: time.Duration(cfg.HTTP.WriteTimeout),
 		},
-
+		// The console counts wrong passwords with the API's wrong keys.
+		Console: &httpd.ConsoleOptions{
+			Admin:                s.svc,
+			MaxDevices:           limits.MaxDevices,
+			MaxChannelsPerDevice: limits.MaxChannelsPerDevice,
+		},
 		TLSAddr:   tlsAddr,
 		TLSConfig: s.broker.TLSConfig(),
 	})

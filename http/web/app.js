@@ -179,7 +179,7 @@
       ch.description ? el('p', { class: 'desc', text: ch.description }) : null,
       chips, meta
     ]);
-    if (ch.api_key) {
+    if (ch.api_key && !ch.owner) {
       meta.appendChild(el('button', { class: 'link', type: 'button', text: 'forget key', onclick: function (e) {
         e.preventDefault(); e.stopPropagation(); forgetKey(ch.api_key); listPage();
       } }));
