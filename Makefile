@@ -51,7 +51,7 @@ FUZZ_TARGETS := channels:FuzzParseTopic channels:FuzzParsePayload \
 	auth:FuzzParseGrant auth:FuzzDecodeOwnerHash \
 	broker:FuzzFrameGuard \
 	storage:FuzzDecodeEntry storage:FuzzScanWAL http:FuzzQueryParams \
-	http:FuzzParseManage \
+	http:FuzzParseManage http:FuzzParseGrants http:FuzzConsoleForms \
 	cmd/feedmq:FuzzDecodeConfig cmd/feedmq:FuzzReadPasswordLine
 
 fuzz:
