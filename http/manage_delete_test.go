@@ -1,0 +1,47 @@
+package httpd_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/feedmq/feedmq/auth"
+)
+
+// ThingSpeak's documented clear and delete requests carry the user API
+// key as a form parameter in the DELETE's body (api_key=XXXX under
+// x-www-form-urlencoded), as its PUT and POST do: there it works as in the
+// query string, and a wrong key there is refused and changes nothing.
+func TestManageDeleteKeyInBody(t *testing.T) {
+	m := newMgmt(t, mgmtOptions{backoff: auth.Backoff{AfterFailures: -1}})
+	c := m.createChannel("name=Garden")
+	w, _ := c.keys()
+	if r := m.do("POST", "/update", "api_key="+w+"&field1=1"); r.status != 200 || r.body != "1" {
+		t.Fatalf("write: %d %s", r.status, r.body)
+	}
+	var d deviceJSON
+	m.do("POST", "/mqtt/devices.json", "api_key="+m.key+"&name=probe&channel=1").ok(t, &d)
+
+	for _, path := range []string{"/channels/1/feeds.json", "/channels/1.json", "/mqtt/devices/1.json"} {
+		m.do("DELETE", path, "api_key=WRONGWRONGWRONG1").refused(t, 401, "error_auth_required", "")
+	}
+	var s settingsJSON
+	m.do("GET", "/channels/1.json?api_key="+m.key, "").ok(t, &s)
+	if s.LastEntryID == nil || *s.LastEntryID != 1 {
+		t.Fatalf("a refused clear cleared the feed: %+v", s)
+	}
+
+	if r := m.do("DELETE", "/channels/1/feeds.json", "api_key="+m.key); r.status != 200 || r.body != "[]" {
+		t.Fatalf("clear with the key in the body: %d %s", r.status, r.body)
+	}
+	m.do("GET", "/channels/1.json?api_key="+m.key, "").ok(t, &s)
+	if s.LastEntryID != nil {
+		t.Fatalf("feed not cleared: %+v", s)
+	}
+	m.do("DELETE", "/mqtt/devices/1.json", "api_key="+m.key).ok(t, nil)
+	m.do("DELETE", "/channels/1.json", "api_key="+m.key).ok(t, nil)
+	m.do("GET", "/channels/1.json?api_key="+m.key, "").refused(t, 404, "error_resource_not_found", "")
+	m.do("GET", "/mqtt/devices/1.json?api_key="+m.key, "").refused(t, 404, "error_resource_not_found", "")
+	if logs := m.logs.String(); strings.Contains(logs, m.key) || strings.Contains(logs, w) {
+		t.Error("a key is in the log")
+	}
+}
