@@ -45,3 +45,30 @@ func TestManageDeleteKeyInBody(t *testing.T) {
 		t.Error("a key is in the log")
 	}
 }
+
+// Only feeds.json (and feeds) clear a feed. A DELETE of feeds.csv is not
+// a read: answering it with the feed, 200, tells a script that asked to
+// clear it (with the read key even) that it did.
+func TestManageDeleteFeedsCSVIsNotARead(t *testing.T) {
+	m := newMgmt(t, mgmtOptions{})
+	c := m.createChannel("name=Garden&public_flag=true&field1=t")
+	w, rk := c.keys()
+	if r := m.do("POST", "/update", "api_key="+w+"&field1=21.5"); r.status != 200 || r.body != "1" {
+		t.Fatalf("write: %d %s", r.status, r.body)
+	}
+	for _, q := range []string{"", "?api_key=" + rk, "?api_key=" + m.key} {
+		r := m.do("DELETE", "/channels/1/feeds.csv"+q, "")
+		if r.status != 405 || strings.Contains(r.body, "21.5") {
+			t.Errorf("DELETE feeds.csv%s: %d %q, want 405", q, r.status, r.body)
+		}
+	}
+	var s settingsJSON
+	m.do("GET", "/channels/1.json?api_key="+m.key, "").ok(t, &s)
+	if s.LastEntryID == nil || *s.LastEntryID != 1 {
+		t.Fatalf("feed changed: %+v", s)
+	}
+	// The preflight of a clear still offers DELETE.
+	if r := m.do("OPTIONS", "/channels/1/feeds.json", ""); !strings.Contains(r.header.Get("Access-Control-Allow-Methods"), "DELETE") {
+		t.Errorf("preflight: %q", r.header.Get("Access-Control-Allow-Methods"))
+	}
+}
