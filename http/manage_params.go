@@ -64,8 +64,9 @@ func (m *manageReq) get(name string) string {
 	return vs[len(vs)-1]
 }
 
-// readManage decodes the query string and, for POST and PUT, the body of
-// a management request. The body may be at most MaxManageBody bytes
+// readManage decodes the query string and, for POST, PUT and DELETE, the
+// body of a management request (ThingSpeak's clear and delete send
+// api_key in a form body). The body may be at most MaxManageBody bytes
 // (413 beyond).
 func readManage(w http.ResponseWriter, r *http.Request) (*manageReq, *apiError) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
@@ -73,7 +74,7 @@ func readManage(w http.ResponseWriter, r *http.Request) (*manageReq, *apiError) 
 		return nil, badRequest("The query string is malformed: " + err.Error())
 	}
 	var body []byte
-	if r.Method == http.MethodPost || r.Method == http.MethodPut {
+	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodDelete {
 		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, MaxManageBody))
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
