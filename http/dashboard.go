@@ -82,6 +82,9 @@ type DashboardOptions struct {
 	// WriteTimeout cuts off an event stream whose client takes nothing
 	// for that long; default 20s.
 	WriteTimeout time.Duration
+	// Refusals, when set, counts every refused request by reason, as the
+	// API's (Server shares the API's, so /metrics shows both).
+	Refusals *Refusals
 }
 
 // Dashboard serves the dashboard. Shutdown ends open event streams.

@@ -88,6 +88,9 @@ func NewServer(opts ServerOptions) *Server {
 	mux.Handle("/", NewAPI(api))
 	dopts := opts.Dashboard
 	dopts.Next, dopts.Logger = mux, log
+	if dopts.Refusals == nil {
+		dopts.Refusals = api.Refusals
+	}
 	dash := NewDashboard(dopts)
 	s := &Server{opts: opts, log: log, refusals: api.Refusals}
 	s.srv = &http.Server{
