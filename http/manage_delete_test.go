@@ -1,10 +1,12 @@
 package httpd_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/channels"
 )
 
 // ThingSpeak's documented clear and delete requests carry the user API
@@ -70,5 +72,22 @@ func TestManageDeleteFeedsCSVIsNotARead(t *testing.T) {
 	// The preflight of a clear still offers DELETE.
 	if r := m.do("OPTIONS", "/channels/1/feeds.json", ""); !strings.Contains(r.header.Get("Access-Control-Allow-Methods"), "DELETE") {
 		t.Errorf("preflight: %q", r.header.Get("Access-Control-Allow-Methods"))
+	}
+}
+
+// More tags than the parser takes at all are refused with the limit a
+// channel really has, not the parser's bound: a client told "at most 100"
+// that sends 100 is only refused again.
+func TestManageTooManyTagsNamesTheLimit(t *testing.T) {
+	m := newMgmt(t, mgmtOptions{})
+	m.createChannel("name=Garden")
+	want := "at most " + strconv.Itoa(channels.MaxTags) + " tags"
+	list := `["` + strings.ReplaceAll(manyTags(101), ",", `","`) + `"]`
+	for _, tc := range []struct{ create, update string }{
+		{"name=x&tags=" + manyTags(101), "tags=" + manyTags(101)},
+		{`{"name":"x","tags":` + list + `}`, `{"tags":` + list + `}`},
+	} {
+		m.do("POST", "/channels.json?api_key="+m.key, tc.create).refused(t, 400, "error_bad_request", want)
+		m.do("PUT", "/channels/1.json?api_key="+m.key, tc.update).refused(t, 400, "error_bad_request", want)
 	}
 }
