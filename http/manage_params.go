@@ -139,6 +139,12 @@ func parseManage(q url.Values, contentType string, body []byte) (*manageReq, *ap
 	return m, nil
 }
 
+// errTooManyTags refuses more tags than the parser takes, with the limit
+// a channel has (which the admin service checks for fewer).
+func errTooManyTags() *apiError {
+	return badRequest("tags: a channel has at most " + strconv.Itoa(channels.MaxTags) + " tags, got more than " + strconv.Itoa(maxTags) + ".")
+}
+
 // splitTags splits a comma-separated tag list, trimming spaces and
 // dropping empty items, as ThingSpeak does.
 func splitTags(s string) ([]string, *apiError) {
@@ -149,7 +155,7 @@ func splitTags(s string) ([]string, *apiError) {
 		}
 	}
 	if len(tags) > maxTags {
-		return nil, badRequest("tags: at most " + strconv.Itoa(maxTags) + " tags.")
+		return nil, errTooManyTags()
 	}
 	return tags, nil
 }
@@ -175,7 +181,7 @@ func (m *manageReq) addJSON(body []byte) *apiError {
 		case "tags":
 			if tags, ok := jsonStrings(raw); ok {
 				if len(tags) > maxTags {
-					return badRequest("tags: at most " + strconv.Itoa(maxTags) + " tags.")
+					return errTooManyTags()
 				}
 				m.tags = &tags
 				continue
