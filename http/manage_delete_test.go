@@ -91,3 +91,37 @@ func TestManageTooManyTagsNamesTheLimit(t *testing.T) {
 		m.do("PUT", "/channels/1.json?api_key="+m.key, tc.update).refused(t, 400, "error_bad_request", want)
 	}
 }
+
+// curl -d '{"name":...}' sends JSON as application/x-www-form-urlencoded
+// (and some clients send it with no type): read as a form it sets nothing,
+// so a PUT answered 200 while it changed nothing. It is refused, 400,
+// saying how to send JSON, and changes nothing.
+func TestManageJSONSentAsForm(t *testing.T) {
+	m := newMgmt(t, mgmtOptions{})
+	m.createChannel("name=Garden")
+	m.do("POST", "/mqtt/devices.json?api_key="+m.key, "name=probe&channel=1").ok(t, nil)
+	for _, tc := range []struct{ method, path, body string }{
+		{"PUT", "/channels/1.json", `{"name":"Renamed","public_flag":true}`},
+		{"POST", "/channels.json", ` {"name":"New"}`},
+		{"PUT", "/mqtt/devices/1.json", `{"name":"Renamed","channels":[]}`},
+	} {
+		for _, ct := range []string{"application/x-www-form-urlencoded", "text/plain", ""} {
+			r := m.do(tc.method, tc.path+"?api_key="+m.key, tc.body, "Content-Type", ct)
+			r.refused(t, 400, "error_bad_request", "application/json")
+		}
+	}
+	var c settingsJSON
+	m.do("GET", "/channels/1.json?api_key="+m.key, "").ok(t, &c)
+	var d deviceJSON
+	m.do("GET", "/mqtt/devices/1.json?api_key="+m.key, "").ok(t, &d)
+	var list []settingsJSON
+	m.do("GET", "/channels.json?api_key="+m.key, "").ok(t, &list)
+	if c.Name != "Garden" || c.PublicFlag || d.Name != "probe" || len(d.Channels) != 1 || len(list) != 1 {
+		t.Fatalf("changed: %+v %+v %d channels", c, d, len(list))
+	}
+	// The same bodies as JSON work.
+	m.do("PUT", "/channels/1.json?api_key="+m.key, `{"name":"Renamed"}`).ok(t, &c)
+	if c.Name != "Renamed" {
+		t.Fatalf("JSON update: %+v", c)
+	}
+}
