@@ -97,6 +97,12 @@ func parseManage(q url.Values, contentType string, body []byte) (*manageReq, *ap
 				return nil, aerr
 			}
 		} else {
+			// JSON under another type (curl -d sends form's) would read
+			// as a form that sets nothing: a PUT would change nothing
+			// and answer 200.
+			if t := bytes.TrimSpace(body); t[0] == '{' || t[0] == '[' {
+				return nil, badRequest("The body is JSON: send it with Content-Type: application/json, or send a form.")
+			}
 			v, err := url.ParseQuery(string(bytes.TrimRight(body, "\r\n")))
 			if err != nil {
 				return nil, badRequest("The form body is malformed: " + err.Error())
