@@ -127,10 +127,15 @@ func (h *Dashboard) events(w http.ResponseWriter, r *http.Request, id uint64) {
 			if !ok || h.canRead(id, key) != http.StatusOK {
 				return
 			}
+			// Entries committed before the replay read the store come
+			// first, in order, inside (since, replayed]: skip those.
+			// The first entry outside ends the skipping, since a clear
+			// restarts the numbering at 1 (at most since, when resuming).
 			eid := entryID(msg)
-			if eid != 0 && eid <= replayed {
+			if eid != 0 && eid > since && eid <= replayed {
 				continue
 			}
+			replayed = 0
 			buf = appendEvent(buf, eid, msg)
 		}
 		if !send() {
