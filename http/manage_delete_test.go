@@ -125,3 +125,28 @@ func TestManageJSONSentAsForm(t *testing.T) {
 		t.Fatalf("JSON update: %+v", c)
 	}
 }
+
+// A form may name its grants channels=, as the JSON body does, not only
+// channel=: read as an unknown parameter, channels=1 created a device
+// authorized for nothing, or left a device's grants as they were, and
+// answered 200.
+func TestManageFormChannelsPlural(t *testing.T) {
+	m := newMgmt(t, mgmtOptions{})
+	m.createChannel("name=Garden")
+	m.createChannel("name=Cellar")
+	var d deviceJSON
+	m.do("POST", "/mqtt/devices.json?api_key="+m.key, "name=probe&channels=1:pub").ok(t, &d)
+	if len(d.Channels) != 1 || d.Channels[0] != (auth.Grant{ChannelID: 1, Publish: true}) {
+		t.Fatalf("created with channels=1:pub: %+v", d.Channels)
+	}
+	m.do("PUT", "/mqtt/devices/1.json?api_key="+m.key, "channels=2&channels=1:sub").ok(t, &d)
+	if len(d.Channels) != 2 {
+		t.Fatalf("updated with channels=: %+v", d.Channels)
+	}
+	m.do("PUT", "/mqtt/devices/1.json?api_key="+m.key, "channels=1&channel=1").refused(t, 400, "error_bad_request", "twice")
+	m.do("PUT", "/mqtt/devices/1.json?api_key="+m.key, "channels=x").refused(t, 400, "error_bad_request", "channels")
+	m.do("PUT", "/mqtt/devices/1.json?api_key="+m.key, "channels=").ok(t, &d)
+	if len(d.Channels) != 0 {
+		t.Fatalf("channels= alone: %+v", d.Channels)
+	}
+}
