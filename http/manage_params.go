@@ -119,19 +119,24 @@ func parseManage(q url.Values, contentType string, body []byte) (*manageReq, *ap
 		}
 		m.tags = &tags
 	}
-	if m.grants == nil && m.has("channel") {
-		var vals []string
-		for _, v := range m.vals["channel"] {
-			if v != "" { // channel= alone means no channels
-				vals = append(vals, v)
+	// A form grants with channel= or channels= (the JSON body's name),
+	// each repeated; one of them given empty alone means no channels.
+	if m.grants == nil && (m.has("channel") || m.has("channels")) {
+		type item struct{ name, v string }
+		var vals []item
+		for _, name := range []string{"channel", "channels"} {
+			for _, v := range m.vals[name] {
+				if v != "" {
+					vals = append(vals, item{name, v})
+				}
 			}
 		}
 		if len(vals) > maxGrantItems {
 			return nil, badRequest("channel is given more than " + strconv.Itoa(maxGrantItems) + " times.")
 		}
 		gs := make([]auth.Grant, 0, len(vals))
-		for i, v := range vals {
-			g, aerr := parseGrantValue("channel (value "+strconv.Itoa(i+1)+")", v)
+		for i, it := range vals {
+			g, aerr := parseGrantValue(it.name+" (value "+strconv.Itoa(i+1)+")", it.v)
 			if aerr != nil {
 				return nil, aerr
 			}
