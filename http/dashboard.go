@@ -87,6 +87,9 @@ type DashboardOptions struct {
 	// owner (the console's session): the channel list then includes every
 	// private channel with its read key, so the owner types no keys.
 	Owner func(r *http.Request) bool
+	// Refusals, when set, counts every refused request by reason, as the
+	// API's (Server shares the API's, so /metrics shows both).
+	Refusals *Refusals
 }
 
 // Dashboard serves the dashboard. Shutdown ends open event streams.

@@ -35,7 +35,7 @@ func (h *Dashboard) channelList(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Access-Control-Allow-Origin", "*") // access is by key, as for the API
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		hdr.Set("Allow", "GET, HEAD")
-		writeError(w, http.StatusMethodNotAllowed, "error_method_invalid", "Use GET.")
+		h.writeError(w, http.StatusMethodNotAllowed, "error_method_invalid", "Use GET.")
 		return
 	}
 	q := r.URL.Query()
@@ -44,7 +44,7 @@ func (h *Dashboard) channelList(w http.ResponseWriter, r *http.Request) {
 		keys = append(keys, k)
 	}
 	if len(keys) > maxKeys {
-		writeError(w, http.StatusBadRequest, "error_bad_request", "At most "+strconv.Itoa(maxKeys)+" api_key values.")
+		h.writeError(w, http.StatusBadRequest, "error_bad_request", "At most "+strconv.Itoa(maxKeys)+" api_key values.")
 		return
 	}
 	if len(keys) > 0 && h.throttled(w, r) {
@@ -54,7 +54,7 @@ func (h *Dashboard) channelList(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if r.Context().Err() == nil {
 			h.log.Error("dashboard: list channels", "error", err)
-			writeError(w, http.StatusInternalServerError, "error_internal", "The server could not list channels; try again later.")
+			h.writeError(w, http.StatusInternalServerError, "error_internal", "The server could not list channels; try again later.")
 		}
 		return
 	}
@@ -172,10 +172,10 @@ func (h *Dashboard) authorize(w http.ResponseWriter, r *http.Request, id uint64,
 	}
 	switch status {
 	case http.StatusNotFound:
-		writeError(w, http.StatusNotFound, "error_resource_not_found", "Channel "+strconv.FormatUint(id, 10)+" does not exist.")
+		h.writeError(w, http.StatusNotFound, "error_resource_not_found", "Channel "+strconv.FormatUint(id, 10)+" does not exist.")
 		return false
 	case http.StatusUnauthorized:
-		writeError(w, http.StatusUnauthorized, "error_auth_required", "Please provide proper authentication details.")
+		h.writeError(w, http.StatusUnauthorized, "error_auth_required", "Please provide proper authentication details.")
 		return false
 	}
 	return true
@@ -192,7 +192,7 @@ func (h *Dashboard) throttled(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(max(int(math.Ceil(time.Until(until).Seconds())), 1)))
-	writeError(w, http.StatusTooManyRequests, "error_too_many_requests", "Too many wrong API keys from this address; wait for the time in Retry-After.")
+	h.writeError(w, http.StatusTooManyRequests, "error_too_many_requests", "Too many wrong API keys from this address; wait for the time in Retry-After.")
 	return true
 }
 
@@ -216,8 +216,10 @@ func (h *Dashboard) canRead(id uint64, key string) int {
 	}
 }
 
-// writeError answers in the REST API's error shape.
-func writeError(w http.ResponseWriter, status int, code, details string) {
+// writeError answers in the REST API's error shape and counts the
+// refusal (the server's own failures are not refusals).
+func (h *Dashboard) writeError(w http.ResponseWriter, status int, code, details string) {
+	h.opts.Refusals.count(&apiError{status: status, code: code})
 	msg := http.StatusText(status)
 	b := []byte(`{"status":"`)
 	b = strconv.AppendInt(b, int64(status), 10)

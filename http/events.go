@@ -38,7 +38,7 @@ func (h *Dashboard) events(w http.ResponseWriter, r *http.Request, id uint64) {
 	hdr.Set("Access-Control-Allow-Origin", "*")
 	if r.Method != http.MethodGet {
 		hdr.Set("Allow", "GET")
-		writeError(w, http.StatusMethodNotAllowed, "error_method_invalid", "Method "+strconv.Quote(r.Method)+" is not allowed here; use GET.")
+		h.writeError(w, http.StatusMethodNotAllowed, "error_method_invalid", "Method "+strconv.Quote(r.Method)+" is not allowed here; use GET.")
 		return
 	}
 	key := readKey(r)
@@ -46,7 +46,7 @@ func (h *Dashboard) events(w http.ResponseWriter, r *http.Request, id uint64) {
 		return
 	}
 	if h.ctx.Err() != nil {
-		writeError(w, http.StatusServiceUnavailable, "error_unavailable", "The server is shutting down.")
+		h.writeError(w, http.StatusServiceUnavailable, "error_unavailable", "The server is shutting down.")
 		return
 	}
 	// Each stream holds a goroutine, a subscription and its buffer for as
@@ -54,7 +54,7 @@ func (h *Dashboard) events(w http.ResponseWriter, r *http.Request, id uint64) {
 	if n := h.streams.Add(1); h.opts.MaxStreams > 0 && n > int64(h.opts.MaxStreams) {
 		h.streams.Add(-1)
 		hdr.Set("Retry-After", strconv.Itoa(retryMillis/1000))
-		writeError(w, http.StatusServiceUnavailable, "error_busy", "The server has as many event streams open as it allows; try again later.")
+		h.writeError(w, http.StatusServiceUnavailable, "error_busy", "The server has as many event streams open as it allows; try again later.")
 		return
 	}
 	defer h.streams.Add(-1)
@@ -66,7 +66,7 @@ func (h *Dashboard) events(w http.ResponseWriter, r *http.Request, id uint64) {
 	if resume != "" {
 		n, err := strconv.ParseUint(resume, 10, 64)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "error_bad_request", "since and Last-Event-ID must be an entry_id.")
+			h.writeError(w, http.StatusBadRequest, "error_bad_request", "since and Last-Event-ID must be an entry_id.")
 			return
 		}
 		since = n
@@ -127,10 +127,15 @@ func (h *Dashboard) events(w http.ResponseWriter, r *http.Request, id uint64) {
 			if !ok || h.canRead(id, key) != http.StatusOK {
 				return
 			}
+			// Entries committed before the replay read the store come
+			// first, in order, inside (since, replayed]: skip those.
+			// The first entry outside ends the skipping, since a clear
+			// restarts the numbering at 1 (at most since, when resuming).
 			eid := entryID(msg)
-			if eid != 0 && eid <= replayed {
+			if eid != 0 && eid > since && eid <= replayed {
 				continue
 			}
+			replayed = 0
 			buf = appendEvent(buf, eid, msg)
 		}
 		if !send() {

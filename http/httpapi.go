@@ -315,7 +315,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case routeHealth:
 		allowed = []string{http.MethodGet, http.MethodHead}
 	case routeFeeds:
-		if h.opts.Admin != nil { // DELETE clears the feed
+		// DELETE of feeds.json clears the feed (a management route); it
+		// is listed here for the preflight only, and no other format
+		// clears.
+		if h.opts.Admin != nil && rt.format == "json" {
 			allowed = append(allowed, http.MethodDelete)
 		}
 	default:

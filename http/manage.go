@@ -34,11 +34,11 @@ import (
 // a field off), latitude, longitude, elevation, metadata, tags
 // (comma-separated, or a JSON array), url, public_flag (true or false).
 // Device parameters: name, description, and channels: form values
-// channel=ID[:pub|:sub|:pubsub] (repeated; channel= alone for none) or a
-// JSON array of {"id":1,"publish":true,"subscribe":false} objects or
-// "1:pub" strings. A PUT changes only what it gives; channels replaces
-// every grant. Bodies are form-encoded or JSON, at most MaxManageBody
-// bytes.
+// channel=ID[:pub|:sub|:pubsub] (or channels=; repeated; channel= alone
+// for none) or a JSON array of {"id":1,"publish":true,"subscribe":false}
+// objects or "1:pub" strings. A PUT changes only what it gives; channels
+// replaces every grant. Bodies are form-encoded or JSON, at most
+// MaxManageBody bytes.
 
 // Management route kinds.
 const (

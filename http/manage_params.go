@@ -64,8 +64,9 @@ func (m *manageReq) get(name string) string {
 	return vs[len(vs)-1]
 }
 
-// readManage decodes the query string and, for POST and PUT, the body of
-// a management request. The body may be at most MaxManageBody bytes
+// readManage decodes the query string and, for POST, PUT and DELETE, the
+// body of a management request (ThingSpeak's clear and delete send
+// api_key in a form body). The body may be at most MaxManageBody bytes
 // (413 beyond).
 func readManage(w http.ResponseWriter, r *http.Request) (*manageReq, *apiError) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
@@ -73,7 +74,7 @@ func readManage(w http.ResponseWriter, r *http.Request) (*manageReq, *apiError) 
 		return nil, badRequest("The query string is malformed: " + err.Error())
 	}
 	var body []byte
-	if r.Method == http.MethodPost || r.Method == http.MethodPut {
+	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodDelete {
 		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, MaxManageBody))
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -96,6 +97,12 @@ func parseManage(q url.Values, contentType string, body []byte) (*manageReq, *ap
 				return nil, aerr
 			}
 		} else {
+			// JSON under another type (curl -d sends form's) would read
+			// as a form that sets nothing: a PUT would change nothing
+			// and answer 200.
+			if t := bytes.TrimSpace(body); t[0] == '{' || t[0] == '[' {
+				return nil, badRequest("The body is JSON: send it with Content-Type: application/json, or send a form.")
+			}
 			v, err := url.ParseQuery(string(bytes.TrimRight(body, "\r\n")))
 			if err != nil {
 				return nil, badRequest("The form body is malformed: " + err.Error())
@@ -112,19 +119,24 @@ func parseManage(q url.Values, contentType string, body []byte) (*manageReq, *ap
 		}
 		m.tags = &tags
 	}
-	if m.grants == nil && m.has("channel") {
-		var vals []string
-		for _, v := range m.vals["channel"] {
-			if v != "" { // channel= alone means no channels
-				vals = append(vals, v)
+	// A form grants with channel= or channels= (the JSON body's name),
+	// each repeated; one of them given empty alone means no channels.
+	if m.grants == nil && (m.has("channel") || m.has("channels")) {
+		type item struct{ name, v string }
+		var vals []item
+		for _, name := range []string{"channel", "channels"} {
+			for _, v := range m.vals[name] {
+				if v != "" {
+					vals = append(vals, item{name, v})
+				}
 			}
 		}
 		if len(vals) > maxGrantItems {
 			return nil, badRequest("channel is given more than " + strconv.Itoa(maxGrantItems) + " times.")
 		}
 		gs := make([]auth.Grant, 0, len(vals))
-		for i, v := range vals {
-			g, aerr := parseGrantValue("channel (value "+strconv.Itoa(i+1)+")", v)
+		for i, it := range vals {
+			g, aerr := parseGrantValue(it.name+" (value "+strconv.Itoa(i+1)+")", it.v)
 			if aerr != nil {
 				return nil, aerr
 			}
@@ -138,6 +150,12 @@ func parseManage(q url.Values, contentType string, body []byte) (*manageReq, *ap
 	return m, nil
 }
 
+// errTooManyTags refuses more tags than the parser takes, with the limit
+// a channel has (which the admin service checks for fewer).
+func errTooManyTags() *apiError {
+	return badRequest("tags: a channel has at most " + strconv.Itoa(channels.MaxTags) + " tags, got more than " + strconv.Itoa(maxTags) + ".")
+}
+
 // splitTags splits a comma-separated tag list, trimming spaces and
 // dropping empty items, as ThingSpeak does.
 func splitTags(s string) ([]string, *apiError) {
@@ -148,7 +166,7 @@ func splitTags(s string) ([]string, *apiError) {
 		}
 	}
 	if len(tags) > maxTags {
-		return nil, badRequest("tags: at most " + strconv.Itoa(maxTags) + " tags.")
+		return nil, errTooManyTags()
 	}
 	return tags, nil
 }
@@ -174,7 +192,7 @@ func (m *manageReq) addJSON(body []byte) *apiError {
 		case "tags":
 			if tags, ok := jsonStrings(raw); ok {
 				if len(tags) > maxTags {
-					return badRequest("tags: at most " + strconv.Itoa(maxTags) + " tags.")
+					return errTooManyTags()
 				}
 				m.tags = &tags
 				continue

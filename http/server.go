@@ -95,6 +95,9 @@ func NewServer(opts ServerOptions) *Server {
 	mux.Handle("/", NewAPI(api))
 	dopts := opts.Dashboard
 	dopts.Next, dopts.Logger = mux, log
+	if dopts.Refusals == nil {
+		dopts.Refusals = api.Refusals
+	}
 	s := &Server{opts: opts, log: log, refusals: api.Refusals}
 	if opts.Console != nil {
 		copts := *opts.Console
