@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // A request body is read whole before it is parsed, and a client may send
@@ -75,8 +76,7 @@ const refusedBusy = "busy"
 // returned. Errors: errBodyTooLarge (a declared length over limit is
 // refused unread), errBodyBusy (with Retry-After set), errBodyRead (the
 // client left, timed out or sent a malformed chunk). Both refusals close
-// the connection, so that the server does not go on reading the body
-// after answering.
+// the connection without reading the rest of the body.
 func (b *bodyBudget) read(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, done func(), err error) {
 	var held int64
 	done = func() {
@@ -86,6 +86,11 @@ func (b *bodyBudget) read(w http.ResponseWriter, r *http.Request, limit int64) (
 	refuse := func(e error) ([]byte, func(), error) {
 		done()
 		w.Header().Set("Connection", "close")
+		// After the answer net/http reads what is left of the body (up
+		// to 256 KiB) before closing, waiting on a stalled client until
+		// the read timeout: a deadline now ends that at once. (Not
+		// supported only where there is no connection, as in tests.)
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 		if e == errBodyBusy {
 			w.Header().Set("Retry-After", "1")
 		}

@@ -88,6 +88,19 @@ func TestBodyBudget(t *testing.T) {
 	if n := m.srv.Refusals().Snapshot()["busy"] - refusals; n != 3 {
 		t.Errorf("%d refusals counted as busy, want 3", n)
 	}
+	// A refused client that stalls is not waited for: its connection
+	// is closed long before the 30 s read timeout.
+	c := stallBody(t, m, "/update", 7000, 6000)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !resp.Close {
+		t.Errorf("stalled /update: %d, close %v", resp.StatusCode, resp.Close)
+	}
+	closedSoon(t, c)
 	// A small body fits in what is left: the stalled one holds its
 	// declared length, not the route's limit.
 	var entry struct {
@@ -120,7 +133,7 @@ func TestBodyBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +141,7 @@ func TestBodyBudget(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || req.ContentLength != 0 {
 		t.Errorf("chunked body over the limit: %d (sent with length %d)", resp.StatusCode, req.ContentLength)
 	}
-	c := stallBody(t, m, "/channels.json", 70000, 10)
+	c = stallBody(t, m, "/channels.json", 70000, 10)
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	resp, err = http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
@@ -138,8 +151,20 @@ func TestBodyBudget(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || !resp.Close {
 		t.Errorf("declared body over the limit: %d, close %v", resp.StatusCode, resp.Close)
 	}
+	closedSoon(t, c)
 	full := "name=" + strings.Repeat("a", 65000)
 	if r := m.do("POST", "/channels.json", full); r.status != http.StatusUnauthorized {
 		t.Errorf("a body of the whole budget after the errors: %d %s", r.status, r.body)
+	}
+}
+
+// closedSoon checks that the server closes c within 5 s.
+func closedSoon(t *testing.T, c net.Conn) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := io.Copy(io.Discard, c); err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Errorf("connection still open 5 s after the answer (%d more bytes)", n)
+		}
 	}
 }
