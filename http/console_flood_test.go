@@ -1,0 +1,91 @@
+package httpd_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	httpd "github.com/feedmq/feedmq/http"
+)
+
+// slowVerify holds every password check until the test opens the gate, as
+// a slow hash (or a queue of them) does on a real server.
+type slowVerify struct {
+	httpd.Admin
+	mu     sync.Mutex
+	inside int
+	calls  int
+	gate   chan struct{}
+}
+
+func (s *slowVerify) VerifyPassword(ctx context.Context, pw string) error {
+	s.mu.Lock()
+	s.inside++
+	s.calls++
+	s.mu.Unlock()
+	select {
+	case <-s.gate:
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	s.inside--
+	s.mu.Unlock()
+	return s.Admin.VerifyPassword(ctx, pw)
+}
+
+func (s *slowVerify) counts() (inside, calls int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inside, s.calls
+}
+
+// TestConsoleSignInThrottleConcurrent: wrong passwords sent at once from
+// one address are throttled like wrong passwords sent one after another.
+// The throttle was consulted before the (slow) check and told of the
+// failure after it, so that every guess already waiting for the hash was
+// checked: 100 parallel guesses were 100 checked guesses.
+func TestConsoleSignInThrottleConcurrent(t *testing.T) {
+	sv := &slowVerify{gate: make(chan struct{})}
+	e := newConsoleEnv(t, false, func(o *httpd.ConsoleOptions) { sv.Admin = o.Admin; o.Admin = sv }) // 5 failures allowed
+	e.setup(ownerPassword)
+	const n = 20
+	status := make(chan int, n)
+	for i := range n {
+		go func() {
+			form := url.Values{"password": {"wrong guess " + strings.Repeat("x", i)}}
+			req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/console/signin", strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := e.srv.Client().Do(req)
+			if err != nil {
+				status <- 0
+				return
+			}
+			resp.Body.Close()
+			status <- resp.StatusCode
+		}()
+	}
+	// Open the gate once every guess is being checked, or after a while
+	// when (as it should be) most are not let through to the check.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if in, _ := sv.counts(); in == n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(sv.gate)
+	got := map[int]int{}
+	for range n {
+		got[<-status]++
+	}
+	if _, calls := sv.counts(); calls > 5 {
+		t.Errorf("%d of %d parallel wrong passwords from one address were checked; answers %v; want at most 5 checked, the rest 429", calls, n, got)
+	}
+	if got[http.StatusUnauthorized]+got[http.StatusTooManyRequests] != n {
+		t.Errorf("answers %v: want only 401 and 429", got)
+	}
+}
