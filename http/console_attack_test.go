@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -89,3 +90,34 @@ func TestConsoleSignInThrottleConcurrent(t *testing.T) {
 		t.Errorf("answers %v: want only 401 and 429", got)
 	}
 }
+
+// TestConsoleAddDeviceAfterRefusal: "Add Device" refused by the service
+// (here a channel with neither right) shows the form again; sending it
+// corrected adds the device. The refused attempt had used up the form's
+// one-time id, so the corrected form was refused as "Sent already ...
+// its credentials were shown then", although no device existed.
+func TestConsoleAddDeviceAfterRefusal(t *testing.T) {
+	e := newConsoleEnv(t, false, nil)
+	b := e.setup(ownerPassword)
+	if p := b.post("/console/channels/new", url.Values{"name": {"Greenhouse"}, "field1": {"T"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("new channel: %d\n%s", p.status, p.body)
+	}
+	form := b.get("/console/devices/new")
+	m := formIDRE.FindStringSubmatch(form.body)
+	if m == nil {
+		t.Fatalf("no form_id in\n%s", form.body)
+	}
+	p := b.post("/console/devices/new", url.Values{"form_id": {m[1]}, "name": {"ESP32"}, "op": {"save"}, "channel": {"1"}})
+	if p.status != http.StatusBadRequest || !strings.Contains(p.body, "needs publish, subscribe or both") || !strings.Contains(p.body, m[1]) {
+		t.Fatalf("grant without rights: %d\n%s", p.status, p.body)
+	}
+	p = b.post("/console/devices/new", url.Values{"form_id": {m[1]}, "name": {"ESP32"}, "op": {"save"}, "channel": {"1"}, "publish": {"1"}})
+	if p.status != http.StatusOK || !strings.Contains(p.body, `id="password"`) {
+		t.Fatalf("corrected form: %d\n%s", p.status, p.body)
+	}
+	if devs, _ := e.svc.ListDevices(t.Context()); len(devs) != 1 {
+		t.Errorf("%d devices, want 1", len(devs))
+	}
+}
+
+var formIDRE = regexp.MustCompile(`name="form_id" value="([^"]+)"`)
