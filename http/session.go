@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 )
@@ -132,6 +133,14 @@ func (s *sessionStore) once(ss *session, formID string) bool {
 	}
 	ss.sent = append(ss.sent, formID)
 	return true
+}
+
+// forget drops formID from the used ids: the action it guarded was
+// refused and did nothing, so sending the form again is no repeat.
+func (s *sessionStore) forget(ss *session, formID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss.sent = slices.DeleteFunc(ss.sent, func(id string) bool { return id == formID })
 }
 
 // end ends the session with cookie value id.
