@@ -121,3 +121,44 @@ func TestConsoleAddDeviceAfterRefusal(t *testing.T) {
 }
 
 var formIDRE = regexp.MustCompile(`name="form_id" value="([^"]+)"`)
+
+// verifyThenWait checks the password at once, as the service does with
+// the hash it read, and then holds the answer until the test opens gate.
+type verifyThenWait struct {
+	httpd.Admin
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (v *verifyThenWait) VerifyPassword(ctx context.Context, pw string) error {
+	err := v.Admin.VerifyPassword(ctx, pw)
+	v.entered <- struct{}{}
+	<-v.gate
+	return err
+}
+
+// TestConsoleSignInRacingPasswordChange: a sign-in whose password check
+// began before the password changed gets no session that outlives the
+// change. The session was stamped when the check ended, after the
+// change, so whoever kept signing in with a leaked password (each check
+// a slow hash) kept a session through the owner's password change.
+func TestConsoleSignInRacingPasswordChange(t *testing.T) {
+	vw := &verifyThenWait{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	e := newConsoleEnv(t, false, func(o *httpd.ConsoleOptions) { vw.Admin = o.Admin; o.Admin = vw })
+	e.setup(ownerPassword)
+	b := e.browser()
+	done := make(chan page, 1)
+	go func() { done <- b.post("/console/signin", url.Values{"password": {ownerPassword}}) }()
+	<-vw.entered // the old password was found right
+	e.clock.add(time.Second)
+	if err := e.admin.SetPassword(t.Context(), "the owner's new password"); err != nil {
+		t.Fatal(err)
+	}
+	close(vw.gate)
+	if p := <-done; p.status != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d\n%s", p.status, p.body)
+	}
+	if p := b.get("/console/channels"); p.status != http.StatusSeeOther {
+		t.Errorf("session from a sign-in with the old password works after the change: %d", p.status)
+	}
+}
