@@ -508,12 +508,13 @@ func (c *Console) failed(q *req, what string) {
 	c.log.Warn("console: "+what, "remote", host)
 }
 
-// startSession signs the browser in.
-func (c *Console) startSession(q *req) {
+// startSession signs the browser in; since is when its password check
+// began (zero: now, for a password just set).
+func (c *Console) startSession(q *req, since time.Time) {
 	if old := sessionID(q.r); old != "" {
 		c.sessions.end(old) // a new id on sign-in: no fixation
 	}
-	q.ss = c.sessions.create()
+	q.ss = c.sessions.create(since)
 	setSessionCookie(q.w, q.r, q.ss, c.opts.MaxAge)
 }
 
@@ -567,7 +568,7 @@ func (c *Console) setup(q *req) {
 		return
 	}
 	c.sessions.endAll()
-	c.startSession(q)
+	c.startSession(q, time.Time{})
 	http.Redirect(q.w, q.r, "/console/channels?done=welcome", http.StatusSeeOther)
 }
 
@@ -614,6 +615,7 @@ func (c *Console) signin(q *req) {
 		c.render(q, http.StatusBadRequest, "signin", page{Title: "Sign in", Error: "Enter the password."})
 		return
 	}
+	since := c.opts.Now()
 	if err := c.opts.Admin.VerifyPassword(q.ctx(), pw); err != nil {
 		if channels.ErrorCode(err) == channels.EINTERNAL {
 			c.adminError(q, err)
@@ -624,7 +626,7 @@ func (c *Console) signin(q *req) {
 		return
 	}
 	c.opts.Throttle.Succeed(q.r.RemoteAddr)
-	c.startSession(q)
+	c.startSession(q, since)
 	http.Redirect(q.w, q.r, "/console/channels", http.StatusSeeOther)
 }
 
@@ -677,7 +679,7 @@ func (c *Console) password(q *req) {
 		return
 	}
 	c.sessions.endAll()
-	c.startSession(q)
+	c.startSession(q, time.Time{})
 	http.Redirect(q.w, q.r, "/console/channels?done=password", http.StatusSeeOther)
 }
 

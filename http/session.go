@@ -63,10 +63,16 @@ func randomToken() string {
 }
 
 // create starts a session, ending the least recently used one when the
-// store is full.
-func (s *sessionStore) create() *session {
+// store is full. since, when not zero, is when its password check began:
+// the session counts from then, so that a password change during the
+// (slow) check ends it like any session signed in before the change.
+func (s *sessionStore) create(since time.Time) *session {
 	now := s.now()
-	ss := &session{id: randomToken(), csrf: randomToken(), created: now, lastSeen: now}
+	created := now
+	if !since.IsZero() && since.Before(now) {
+		created = since
+	}
+	ss := &session{id: randomToken(), csrf: randomToken(), created: created, lastSeen: now}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(now)
