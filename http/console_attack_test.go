@@ -2,6 +2,7 @@ package httpd_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -160,5 +161,25 @@ func TestConsoleSignInRacingPasswordChange(t *testing.T) {
 	}
 	if p := b.get("/console/channels"); p.status != http.StatusSeeOther {
 		t.Errorf("session from a sign-in with the old password works after the change: %d", p.status)
+	}
+}
+
+// TestConsoleNewChannelAllFieldsEmpty: the "New channel" form says an
+// empty label turns a field off and a channel needs one field; with every
+// label emptied it made a channel with all eight fields on ("Field 1" to
+// "Field 8"), the CLI's default for a channel created without --field.
+func TestConsoleNewChannelAllFieldsEmpty(t *testing.T) {
+	e := newConsoleEnv(t, false, nil)
+	b := e.setup(ownerPassword)
+	form := url.Values{"name": {"Greenhouse"}}
+	for i := 1; i <= 8; i++ {
+		form.Set(fmt.Sprintf("field%d", i), "")
+	}
+	p := b.post("/console/channels/new", form)
+	if p.status != http.StatusBadRequest || !strings.Contains(p.body, "field") {
+		t.Errorf("every label empty: %d %s", p.status, p.resp.Header.Get("Location"))
+	}
+	if list, _ := e.svc.ListChannels(t.Context()); len(list) != 0 {
+		t.Errorf("a channel was made: %+v", list[0].Fields)
 	}
 }
