@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 )
@@ -62,10 +63,16 @@ func randomToken() string {
 }
 
 // create starts a session, ending the least recently used one when the
-// store is full.
-func (s *sessionStore) create() *session {
+// store is full. since, when not zero, is when its password check began:
+// the session counts from then, so that a password change during the
+// (slow) check ends it like any session signed in before the change.
+func (s *sessionStore) create(since time.Time) *session {
 	now := s.now()
-	ss := &session{id: randomToken(), csrf: randomToken(), created: now, lastSeen: now}
+	created := now
+	if !since.IsZero() && since.Before(now) {
+		created = since
+	}
+	ss := &session{id: randomToken(), csrf: randomToken(), created: created, lastSeen: now}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(now)
@@ -132,6 +139,14 @@ func (s *sessionStore) once(ss *session, formID string) bool {
 	}
 	ss.sent = append(ss.sent, formID)
 	return true
+}
+
+// forget drops formID from the used ids: the action it guarded was
+// refused and did nothing, so sending the form again is no repeat.
+func (s *sessionStore) forget(ss *session, formID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss.sent = slices.DeleteFunc(ss.sent, func(id string) bool { return id == formID })
 }
 
 // end ends the session with cookie value id.
