@@ -464,7 +464,7 @@ func (t *turns) take(ctx context.Context, host string) (release func(), ok bool)
 // address's turn, then answers 429 when the address failed too often.
 // When ok, the caller checks and then calls release.
 func (c *Console) attempt(q *req) (release func(), ok bool) {
-	release, ok = c.turns.take(q.ctx(), hostOf(q.r.RemoteAddr))
+	release, ok = c.turns.take(q.ctx(), auth.ThrottleKey(q.r.RemoteAddr))
 	if !ok {
 		return nil, false // the client left; nobody reads an answer
 	}
@@ -473,14 +473,6 @@ func (c *Console) attempt(q *req) (release func(), ok bool) {
 		return nil, false
 	}
 	return release, true
-}
-
-// hostOf is the IP of a request's RemoteAddr, as the throttle keys it.
-func hostOf(remote string) string {
-	if h, _, err := net.SplitHostPort(remote); err == nil {
-		return h
-	}
-	return remote
 }
 
 // throttled answers 429 when the request's address failed too often.
