@@ -196,7 +196,12 @@ func (q *req) ctx() context.Context { return q.r.Context() }
 
 func (q *req) post() bool { return q.r.Method == http.MethodPost }
 
-func (q *req) form(name string) string { return q.r.PostForm.Get(name) }
+// form is a posted value. Browsers send a textarea's line breaks as CRLF
+// (and count each as one character against maxlength), so line breaks
+// are stored as LF, as the CLI would store them.
+func (q *req) form(name string) string {
+	return strings.ReplaceAll(q.r.PostForm.Get(name), "\r\n", "\n")
+}
 
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
