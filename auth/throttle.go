@@ -78,7 +78,6 @@ func ThrottleKey(remote string) string {
 	return p.String()
 }
 
-
 // Blocked reports until when addr ("host:port" or a host) is refused, if
 // it is now.
 func (t *Throttle) Blocked(addr string) (time.Time, bool) {
