@@ -174,20 +174,31 @@ func (s *sessionStore) len() int {
 // over plain http; on plain http a Secure cookie would not be kept.
 func setSessionCookie(w http.ResponseWriter, r *http.Request, ss *session, maxAge time.Duration) {
 	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: ss.id, Path: "/", MaxAge: int(maxAge / time.Second),
+		Name: cookieName(r), Value: ss.id, Path: "/", MaxAge: int(maxAge / time.Second),
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
 	})
 }
 
 func clearSessionCookie(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
+		Name: cookieName(r), Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
 	})
 }
 
+// cookieName is the session cookie's name on r's listener. Over TLS it
+// carries the __Host- prefix, with which a browser keeps only a Secure
+// cookie for this exact host and path /, so a service on a sibling
+// domain cannot plant or widen it; plain http cannot use the prefix.
+func cookieName(r *http.Request) string {
+	if r.TLS != nil {
+		return "__Host-" + sessionCookie
+	}
+	return sessionCookie
+}
+
 func sessionID(r *http.Request) string {
-	c, err := r.Cookie(sessionCookie)
+	c, err := r.Cookie(cookieName(r))
 	if err != nil {
 		return ""
 	}
