@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
@@ -42,11 +41,11 @@ func (l *Local) CreateDevice(ctx context.Context, spec auth.DeviceSpec) (*auth.C
 
 // checkDeviceText checks the name and description a user gives a device.
 func checkDeviceText(d *auth.Device) error {
-	if d.Name == "" || len(d.Name) > channels.MaxNameLen || !utf8.ValidString(d.Name) {
-		return channels.Errorf(channels.EINVALID, "device name is required (valid UTF-8, at most %d bytes)", channels.MaxNameLen)
+	if d.Name == "" || !channels.ValidText(d.Name, channels.MaxNameLen, false) {
+		return channels.Errorf(channels.EINVALID, "device name is required (valid UTF-8, at most %d bytes, no control characters)", channels.MaxNameLen)
 	}
-	if len(d.Description) > channels.MaxDescriptionLen || !utf8.ValidString(d.Description) {
-		return channels.Errorf(channels.EINVALID, "device description must be valid UTF-8 of at most %d bytes", channels.MaxDescriptionLen)
+	if !channels.ValidText(d.Description, channels.MaxDescriptionLen, true) {
+		return channels.Errorf(channels.EINVALID, "device description must be valid UTF-8 of at most %d bytes without control characters other than tabs and line breaks", channels.MaxDescriptionLen)
 	}
 	return nil
 }

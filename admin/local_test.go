@@ -1404,3 +1404,27 @@ func wantErr(t *testing.T, what string, err, want error) {
 		t.Fatalf("%s = %v, want %v", what, err, want)
 	}
 }
+
+// Device names and descriptions are printed by the CLI and shown in the
+// console: control characters that drive a terminal are refused.
+func TestLocal_DeviceTextControlCharacters(t *testing.T) {
+	l := newTestLocal(t, auth.DefaultLimits())
+	ctx := context.Background()
+	for _, spec := range []auth.DeviceSpec{
+		{Name: "esp\x1b[31m"},
+		{Name: "two\nlines"},
+		{Name: "ok", Description: "clear\x1b[2J"},
+	} {
+		if _, err := l.CreateDevice(ctx, spec); channels.ErrorCode(err) != channels.EINVALID {
+			t.Errorf("CreateDevice(%q, %q) = %v, want EINVALID", spec.Name, spec.Description, err)
+		}
+	}
+	c, err := l.CreateDevice(ctx, auth.DeviceSpec{Name: "esp32", Description: "line 1\nline 2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := "x\x07"
+	if _, err := l.UpdateDevice(ctx, c.Device.ID, auth.DeviceUpdate{Name: &bad}); channels.ErrorCode(err) != channels.EINVALID {
+		t.Errorf("UpdateDevice with a bell in the name = %v, want EINVALID", err)
+	}
+}

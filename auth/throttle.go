@@ -2,6 +2,7 @@ package auth
 
 import (
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -54,12 +55,27 @@ func NewThrottle(cfg Backoff) *Throttle {
 	return &Throttle{cfg: cfg, by: make(map[string]*failure), now: time.Now}
 }
 
-// hostOf returns the IP of a remote address string ("1.2.3.4:5678").
-func hostOf(remote string) string {
+// ThrottleKey is what a Throttle counts a remote address ("1.2.3.4:5678",
+// "[2001:db8::1]:5678" or a bare host) under: its IPv4 address, or the
+// /64 network of an IPv6 one, since one IPv6 host is routinely given a
+// whole /64 and could otherwise guess from each of its addresses.
+func ThrottleKey(remote string) string {
+	host := remote
 	if h, _, err := net.SplitHostPort(remote); err == nil {
-		return h
+		host = h
 	}
-	return remote
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.Unmap().Is4() {
+		if err == nil {
+			return ip.Unmap().String()
+		}
+		return host
+	}
+	p, err := ip.WithZone("").Prefix(64)
+	if err != nil {
+		return host
+	}
+	return p.String()
 }
 
 // Blocked reports until when addr ("host:port" or a host) is refused, if
@@ -70,7 +86,7 @@ func (t *Throttle) Blocked(addr string) (time.Time, bool) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	f, ok := t.by[hostOf(addr)]
+	f, ok := t.by[ThrottleKey(addr)]
 	if !ok || !t.now().Before(f.until) {
 		return time.Time{}, false
 	}
@@ -84,7 +100,7 @@ func (t *Throttle) Fail(addr string) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	host, now := hostOf(addr), t.now()
+	host, now := ThrottleKey(addr), t.now()
 	f, ok := t.by[host]
 	if !ok {
 		if len(t.by) >= maxTracked {
@@ -111,7 +127,7 @@ func (t *Throttle) Fail(addr string) {
 // Succeed clears addr after a good login.
 func (t *Throttle) Succeed(addr string) {
 	t.mu.Lock()
-	delete(t.by, hostOf(addr))
+	delete(t.by, ThrottleKey(addr))
 	t.mu.Unlock()
 }
 

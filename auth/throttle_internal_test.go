@@ -75,10 +75,35 @@ func TestThrottleSweepLeavesRoom(t *testing.T) {
 	if free := maxTracked - len(th.by); free < maxTracked/16 {
 		t.Fatalf("after a sweep of a full table, room for %d new addresses: each of the next ones scans %d entries again", free, len(th.by))
 	}
-	if _, ok := th.by[hostOf(addr(maxTracked))]; !ok {
+	if _, ok := th.by[ThrottleKey(addr(maxTracked))]; !ok {
 		t.Fatal("the newest address is not tracked")
 	}
-	if _, ok := th.by[hostOf(addr(0))]; ok {
+	if _, ok := th.by[ThrottleKey(addr(0))]; ok {
 		t.Fatal("the oldest address is still tracked")
+	}
+}
+
+func TestThrottleKey(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"192.0.2.7:5678", "192.0.2.7"},
+		{"192.0.2.7", "192.0.2.7"},
+		{"[::ffff:192.0.2.7]:1", "192.0.2.7"},
+		{"[2001:db8:1:2:aaaa::1]:5678", "2001:db8:1:2::/64"},
+		{"[2001:db8:1:2:bbbb::9]:80", "2001:db8:1:2::/64"}, // same /64, same key
+		{"[2001:db8:1:3::1]:80", "2001:db8:1:3::/64"},
+		{"[fe80::1%eth0]:80", "fe80::/64"},
+		{"[::1]:80", "::/64"},
+		{"not an address", "not an address"},
+	} {
+		if got := ThrottleKey(tc.in); got != tc.want {
+			t.Errorf("ThrottleKey(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	// Failures from two addresses of one /64 add up.
+	th := NewThrottle(Backoff{AfterFailures: 2})
+	th.Fail("[2001:db8::1]:1")
+	th.Fail("[2001:db8::2]:1")
+	if _, blocked := th.Blocked("[2001:db8::ffff]:9"); !blocked {
+		t.Error("a /64 with two failures from different addresses is not throttled")
 	}
 }

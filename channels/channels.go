@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // NumFields is the number of data fields a channel has (field1..field8).
@@ -73,20 +72,20 @@ func (c *Channel) Validate() error {
 	if strings.TrimSpace(c.Name) == "" {
 		return Errorf(EINVALID, "channel name is required")
 	}
-	if len(c.Name) > MaxNameLen || !utf8.ValidString(c.Name) {
-		return Errorf(EINVALID, "channel name must be valid UTF-8 of at most %d bytes", MaxNameLen)
+	if !ValidText(c.Name, MaxNameLen, false) {
+		return Errorf(EINVALID, "channel name must be valid UTF-8 of at most %d bytes without control characters", MaxNameLen)
 	}
 	if LooksLikeID(c.Name) {
 		// Sensor topics take an ID or a name in the same level.
 		return Errorf(EINVALID, "channel name %s looks like a channel ID: a name needs a character other than 0-9", quoteShort(c.Name))
 	}
-	if len(c.Description) > MaxDescriptionLen || !utf8.ValidString(c.Description) {
-		return Errorf(EINVALID, "channel description must be valid UTF-8 of at most %d bytes", MaxDescriptionLen)
+	if !ValidText(c.Description, MaxDescriptionLen, true) {
+		return Errorf(EINVALID, "channel description must be valid UTF-8 of at most %d bytes without control characters other than tabs and line breaks", MaxDescriptionLen)
 	}
 	enabled := 0
 	for i, l := range c.Fields {
-		if len(l) > MaxLabelLen || !utf8.ValidString(l) {
-			return Errorf(EINVALID, "label of field%d must be valid UTF-8 of at most %d bytes", i+1, MaxLabelLen)
+		if !ValidText(l, MaxLabelLen, false) {
+			return Errorf(EINVALID, "label of field%d must be valid UTF-8 of at most %d bytes without control characters", i+1, MaxLabelLen)
 		}
 		if l != "" {
 			enabled++

@@ -57,8 +57,8 @@ func (c *Channel) validateSettings() error {
 	if c.Elevation != "" && (len(c.Elevation) > MaxLocationLen || !IsDecimal(c.Elevation)) {
 		return Errorf(EINVALID, "elevation must be a number of metres such as 34 or -2.5 (at most %d characters), or empty", MaxLocationLen)
 	}
-	if len(c.Metadata) > MaxMetadataLen || !utf8.ValidString(c.Metadata) {
-		return Errorf(EINVALID, "metadata must be valid UTF-8 of at most %d bytes", MaxMetadataLen)
+	if !ValidText(c.Metadata, MaxMetadataLen, true) {
+		return Errorf(EINVALID, "metadata must be valid UTF-8 of at most %d bytes without control characters other than tabs and line breaks", MaxMetadataLen)
 	}
 	if len(c.Tags) > MaxTags {
 		return Errorf(EINVALID, "tags: a channel has at most %d tags, got %d", MaxTags, len(c.Tags))

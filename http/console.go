@@ -41,6 +41,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/feedmq/feedmq/auth"
@@ -97,6 +98,7 @@ type Console struct {
 	log      *slog.Logger
 	sessions *sessionStore
 	pages    map[string]*template.Template
+	turns    turns
 }
 
 // NewConsole returns the console handler. It panics without Admin.
@@ -125,7 +127,7 @@ func NewConsole(opts ConsoleOptions) *Console {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	c := &Console{opts: opts, log: opts.Logger, bodies: opts.bodies, pages: make(map[string]*template.Template)}
+	c := &Console{opts: opts, log: opts.Logger, bodies: opts.bodies, pages: make(map[string]*template.Template), turns: turns{by: make(map[string]*turn)}}
 	if c.bodies == nil {
 		c.bodies = newBodyBudget(0)
 	}
@@ -202,7 +204,12 @@ func (q *req) ctx() context.Context { return q.r.Context() }
 
 func (q *req) post() bool { return q.r.Method == http.MethodPost }
 
-func (q *req) form(name string) string { return q.r.PostForm.Get(name) }
+// form is a posted value. Browsers send a textarea's line breaks as CRLF
+// (and count each as one character against maxlength), so line breaks
+// are stored as LF, as the CLI would store them.
+func (q *req) form(name string) string {
+	return strings.ReplaceAll(q.r.PostForm.Get(name), "\r\n", "\n")
+}
 
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
@@ -429,6 +436,62 @@ func upperFirst(s string) string {
 // errText is err's message as a sentence for a form's notice.
 func errText(err error) string { return upperFirst(channels.ErrorMessage(err)) + "." }
 
+// turns lets one password or setup token check per source address run
+// at a time. The throttle learns of a failure only when its check ends,
+// and a check is a slow hash: guesses sent in parallel would all pass the
+// throttle while the first was being hashed.
+type turns struct {
+	mu sync.Mutex
+	by map[string]*turn // only addresses with a request holding or waiting
+}
+
+type turn struct {
+	held    chan struct{} // one slot: taken while a check runs
+	waiting int           // requests holding or waiting for held
+}
+
+// take waits for host's turn; false when ctx ended first. release gives
+// the turn to the next request from host.
+func (t *turns) take(ctx context.Context, host string) (release func(), ok bool) {
+	t.mu.Lock()
+	tn := t.by[host]
+	if tn == nil {
+		tn = &turn{held: make(chan struct{}, 1)}
+		t.by[host] = tn
+	}
+	tn.waiting++
+	t.mu.Unlock()
+	leave := func() {
+		t.mu.Lock()
+		if tn.waiting--; tn.waiting == 0 {
+			delete(t.by, host)
+		}
+		t.mu.Unlock()
+	}
+	select {
+	case tn.held <- struct{}{}:
+		return func() { <-tn.held; leave() }, true
+	case <-ctx.Done():
+		leave()
+		return nil, false
+	}
+}
+
+// attempt starts a password or setup token check: it waits for the
+// address's turn, then answers 429 when the address failed too often.
+// When ok, the caller checks and then calls release.
+func (c *Console) attempt(q *req) (release func(), ok bool) {
+	release, ok = c.turns.take(q.ctx(), auth.ThrottleKey(q.r.RemoteAddr))
+	if !ok {
+		return nil, false // the client left; nobody reads an answer
+	}
+	if c.throttled(q) {
+		release()
+		return nil, false
+	}
+	return release, true
+}
+
 // throttled answers 429 when the request's address failed too often.
 func (c *Console) throttled(q *req) bool {
 	until, blocked := c.opts.Throttle.Blocked(q.r.RemoteAddr)
@@ -454,12 +517,13 @@ func (c *Console) failed(q *req, what string) {
 	c.log.Warn("console: "+what, "remote", host)
 }
 
-// startSession signs the browser in.
-func (c *Console) startSession(q *req) {
+// startSession signs the browser in; since is when its password check
+// began (zero: now, for a password just set).
+func (c *Console) startSession(q *req, since time.Time) {
 	if old := sessionID(q.r); old != "" {
 		c.sessions.end(old) // a new id on sign-in: no fixation
 	}
-	q.ss = c.sessions.create()
+	q.ss = c.sessions.create(since)
 	setSessionCookie(q.w, q.r, q.ss, c.opts.MaxAge)
 }
 
@@ -490,9 +554,11 @@ func (c *Console) setup(q *req) {
 		c.render(q, http.StatusOK, "setup", page{Title: "Choose a password", Data: setupData{Token: token}})
 		return
 	}
-	if c.throttled(q) {
+	release, ok := c.attempt(q)
+	if !ok {
 		return
 	}
+	defer release()
 	pw, confirm := q.form("password"), q.form("confirm")
 	if msg := checkNewPassword(pw, confirm); msg != "" {
 		c.render(q, http.StatusBadRequest, "setup", page{Title: "Choose a password", Error: msg, Data: setupData{Token: token}})
@@ -511,7 +577,7 @@ func (c *Console) setup(q *req) {
 		return
 	}
 	c.sessions.endAll()
-	c.startSession(q)
+	c.startSession(q, time.Time{})
 	http.Redirect(q.w, q.r, "/console/channels?done=welcome", http.StatusSeeOther)
 }
 
@@ -548,14 +614,17 @@ func (c *Console) signin(q *req) {
 		c.render(q, http.StatusOK, "signin", page{Title: "Sign in", Data: d})
 		return
 	}
-	if c.throttled(q) {
+	release, ok := c.attempt(q)
+	if !ok {
 		return
 	}
+	defer release()
 	pw := q.form("password")
 	if pw == "" {
 		c.render(q, http.StatusBadRequest, "signin", page{Title: "Sign in", Error: "Enter the password."})
 		return
 	}
+	since := c.opts.Now()
 	if err := c.opts.Admin.VerifyPassword(q.ctx(), pw); err != nil {
 		if channels.ErrorCode(err) == channels.EINTERNAL {
 			c.adminError(q, err)
@@ -566,7 +635,7 @@ func (c *Console) signin(q *req) {
 		return
 	}
 	c.opts.Throttle.Succeed(q.r.RemoteAddr)
-	c.startSession(q)
+	c.startSession(q, since)
 	http.Redirect(q.w, q.r, "/console/channels", http.StatusSeeOther)
 }
 
@@ -591,9 +660,11 @@ func (c *Console) password(q *req) {
 	again := func(status int, msg string) {
 		c.render(q, status, "password", page{Title: "Change password", Nav: "password", Error: msg})
 	}
-	if c.throttled(q) {
+	release, ok := c.attempt(q)
+	if !ok {
 		return
 	}
+	defer release()
 	if err := c.opts.Admin.VerifyPassword(q.ctx(), q.form("current")); err != nil {
 		if channels.ErrorCode(err) == channels.EINTERNAL {
 			c.adminError(q, err)
@@ -617,7 +688,7 @@ func (c *Console) password(q *req) {
 		return
 	}
 	c.sessions.endAll()
-	c.startSession(q)
+	c.startSession(q, time.Time{})
 	http.Redirect(q.w, q.r, "/console/channels?done=password", http.StatusSeeOther)
 }
 

@@ -126,6 +126,13 @@ func (c *Console) newChannel(q *req) {
 		return
 	}
 	f := readChannelForm(q)
+	// The service gives a spec without labels all eight default fields
+	// (the CLI's channel create without --field); the form says an empty
+	// label turns a field off.
+	if f.Fields == ([channels.NumFields]string{}) {
+		c.render(q, http.StatusBadRequest, "channel", page{Title: "New channel", Nav: "channels", Error: "Give at least one field a label: a channel needs at least one field.", Data: f})
+		return
+	}
 	ch, err := c.opts.Admin.CreateChannel(q.ctx(), f.spec())
 	if err != nil {
 		if status, ok := formError(err); ok {

@@ -236,6 +236,7 @@ func (c *Console) deviceEdit(q *req, d *auth.Device) {
 		}
 		creds, err := c.opts.Admin.CreateDevice(q.ctx(), auth.DeviceSpec{Name: f.Name, Description: f.Description, Grants: grants})
 		if err != nil {
+			c.sessions.forget(q.ss, f.FormID) // no device: the corrected form may be sent
 			if status, ok := formError(err); ok {
 				show(status, errText(err))
 				return
@@ -300,6 +301,7 @@ func (c *Console) resetPassword(q *req, d *auth.Device) {
 	}
 	creds, err := c.opts.Admin.ResetPassword(q.ctx(), d.ID)
 	if err != nil {
+		c.sessions.forget(q.ss, q.form("form_id"))
 		c.adminError(q, err)
 		return
 	}

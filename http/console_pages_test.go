@@ -335,3 +335,23 @@ func TestConsoleLogsNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+// A textarea's line breaks arrive as CRLF; they are stored as LF, so a
+// description the page allowed (maxlength counts a break once) fits.
+func TestConsoleTextareaLineBreaks(t *testing.T) {
+	e := newConsoleEnv(t, false, nil)
+	b := e.setup(ownerPassword)
+	desc := strings.Repeat("x", 999) + "\r\n" + strings.Repeat("y", 999) + "\r\n" // 2000 characters in the page
+	p := b.post("/console/channels/new", url.Values{"name": {"Lines"}, "description": {desc}, "field1": {"T"},
+		"metadata": {"{\r\n\"a\": 1\r\n}"}})
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("create: %d\n%s", p.status, p.body)
+	}
+	ch, err := e.svc.Channel(t.Context(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.ReplaceAll(desc, "\r\n", "\n"); ch.Description != want || ch.Metadata != "{\n\"a\": 1\n}" {
+		t.Errorf("stored %q / %q", ch.Description, ch.Metadata)
+	}
+}

@@ -66,9 +66,14 @@ func TestConsoleSetup(t *testing.T) {
 // checkCookie checks the session cookie's flags in resp.
 func checkCookie(t *testing.T, resp *http.Response, secure bool) {
 	t.Helper()
+	// Over TLS the name has the __Host- prefix: host-only, Secure, path /.
+	name := "feedmq_session"
+	if secure {
+		name = "__Host-feedmq_session"
+	}
 	var found *http.Cookie
 	for _, c := range resp.Cookies() {
-		if c.Name == "feedmq_session" {
+		if c.Name == name {
 			found = c
 		}
 	}

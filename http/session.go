@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 )
@@ -62,10 +63,16 @@ func randomToken() string {
 }
 
 // create starts a session, ending the least recently used one when the
-// store is full.
-func (s *sessionStore) create() *session {
+// store is full. since, when not zero, is when its password check began:
+// the session counts from then, so that a password change during the
+// (slow) check ends it like any session signed in before the change.
+func (s *sessionStore) create(since time.Time) *session {
 	now := s.now()
-	ss := &session{id: randomToken(), csrf: randomToken(), created: now, lastSeen: now}
+	created := now
+	if !since.IsZero() && since.Before(now) {
+		created = since
+	}
+	ss := &session{id: randomToken(), csrf: randomToken(), created: created, lastSeen: now}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(now)
@@ -134,6 +141,14 @@ func (s *sessionStore) once(ss *session, formID string) bool {
 	return true
 }
 
+// forget drops formID from the used ids: the action it guarded was
+// refused and did nothing, so sending the form again is no repeat.
+func (s *sessionStore) forget(ss *session, formID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss.sent = slices.DeleteFunc(ss.sent, func(id string) bool { return id == formID })
+}
+
 // end ends the session with cookie value id.
 func (s *sessionStore) end(id string) {
 	s.mu.Lock()
@@ -159,20 +174,31 @@ func (s *sessionStore) len() int {
 // over plain http; on plain http a Secure cookie would not be kept.
 func setSessionCookie(w http.ResponseWriter, r *http.Request, ss *session, maxAge time.Duration) {
 	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: ss.id, Path: "/", MaxAge: int(maxAge / time.Second),
+		Name: cookieName(r), Value: ss.id, Path: "/", MaxAge: int(maxAge / time.Second),
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
 	})
 }
 
 func clearSessionCookie(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
+		Name: cookieName(r), Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
 	})
 }
 
+// cookieName is the session cookie's name on r's listener. Over TLS it
+// carries the __Host- prefix, with which a browser keeps only a Secure
+// cookie for this exact host and path /, so a service on a sibling
+// domain cannot plant or widen it; plain http cannot use the prefix.
+func cookieName(r *http.Request) string {
+	if r.TLS != nil {
+		return "__Host-" + sessionCookie
+	}
+	return sessionCookie
+}
+
 func sessionID(r *http.Request) string {
-	c, err := r.Cookie(sessionCookie)
+	c, err := r.Cookie(cookieName(r))
 	if err != nil {
 		return ""
 	}
