@@ -13,12 +13,17 @@
 //	                                             newest entry that sets field<N>
 //	                                             (.txt: the bare value)
 //	/channels/<id>/feeds/entry/<entry_id>.json|.csv
+//	/channels/<id>/feeds/last_average|last_median|last_sum.json|.csv|.txt
+//	                                             newest bucket of the newest
+//	                                             N entries (average=N ...)
 //
 // Read parameters: results (0..8000; default the newest 100, or up to 8000
 // with days, minutes, start or end), start and end ("2024-12-31 23:59:59"
 // or ISO 8601, inclusive), minutes, days, timezone (an IANA name) or offset
 // (hours), status=true, location=true and callback (JSONP). timescale,
-// sum, average, median, min, max and round are refused (400).
+// sum, average and median fold the selected entries into time buckets,
+// round rounds numbers, min and max drop rows (parseShape,
+// channels.Rows).
 //
 // JSON keys come in ThingSpeak's order; entries carry created_at, entry_id and the enabled
 // fields (null when unset). CSV has a header line and timestamps like
