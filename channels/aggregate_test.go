@@ -400,3 +400,59 @@ func FuzzParseBucket(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRows runs arbitrary field values through each aggregation and
+// rounding: no panic, rows in time order, and every rounded number has
+// exactly round decimals.
+func FuzzRows(f *testing.F) {
+	f.Add("21.5", "2,5", "-3", uint8(2), uint8(3))
+	f.Add("x", "", "1e5", uint8(0), uint8(0))
+	f.Add(" 7 ", "+1", strings.Repeat("9", 400), uint8(4), uint8(30))
+	f.Fuzz(func(t *testing.T, a, b, c string, kind, round uint8) {
+		opt := channels.RowOptions{
+			Kind:   channels.AggregateKind(kind % 5),
+			Bucket: channels.Bucket{Minutes: 10},
+			Cols:   []int{0, 1, channels.Status},
+			Round:  int(round%32) - 1,
+		}
+		var prev time.Time
+		rows := channels.NewRows(opt, func(es []channels.Entry) {
+			for _, e := range es {
+				if e.CreatedAt.Before(prev) {
+					t.Fatalf("row at %s after %s", e.CreatedAt, prev)
+				}
+				prev = e.CreatedAt
+				for _, col := range []int{0, 1} {
+					v, ok := e.Value(col)
+					// An input left as it is must be no number, or one
+					// already rounded.
+					input := v == a || v == b || v == c
+					if !ok || opt.Round < 0 || input && channels.RoundValue(v, opt.Round) == v {
+						continue
+					}
+					if strings.HasSuffix(v, "Inf") || v == "NaN" {
+						continue
+					}
+					sep := strings.LastIndexAny(v, ".,")
+					if opt.Round == 0 && sep < 0 {
+						continue
+					}
+					if sep < 0 || len(v)-sep-1 != opt.Round {
+						t.Fatalf("%q rounded to %d decimals", v, opt.Round)
+					}
+				}
+			}
+		})
+		base := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+		vals := []string{a, b, c}
+		for i := range 6 {
+			e := channels.Entry{ID: uint64(i + 1), CreatedAt: base.Add(time.Duration(i*7) * time.Minute)}
+			e.SetValue(i%2, vals[i%3])
+			e.SetValue(channels.Status, vals[(i+1)%3])
+			if err := rows.Add([]channels.Entry{e}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rows.Close()
+	})
+}
