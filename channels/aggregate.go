@@ -545,6 +545,10 @@ func (r *Rows) closeBucket() {
 			}
 			x = r.sum[c]
 			if r.opt.Kind == Average {
+				// The mean of the field's numbers. ThingSpeak's
+				// open-source server divides by every entry of the
+				// bucket instead, which halves a field written on
+				// every other entry.
 				x /= float64(r.count[c])
 			}
 			r.sum[c], r.count[c] = 0, 0

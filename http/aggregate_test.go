@@ -197,6 +197,12 @@ func TestAggregateResultsPriority(t *testing.T) {
 		{"feeds/last_sum.txt?sum=20", `{"created_at":"2026-11-22T11:40:00Z","field1":"2810.0"}`},
 		{"feeds/last_sum.json?sum=20&status=true", `{"created_at":"2026-11-22T11:40:00Z","field1":"2810.0","status":null}`},
 	}
+	// round rounds one entry too.
+	cases = append(cases,
+		struct{ path, want string }{"fields/1/last.txt?round=2", "150.00"},
+		struct{ path, want string }{"feeds/last.json?round=1", `{"created_at":"2026-11-22T11:59:00Z","entry_id":150,"field1":"150.0"}`},
+		struct{ path, want string }{"feeds/entry/3.csv?round=0&average=60", "created_at,entry_id,field1\n2026-11-22 09:32:00 UTC,3,3\n"},
+	)
 	for _, c := range cases {
 		if r := fetch(t, base+c.path); r.status != 200 || r.body != c.want {
 			t.Errorf("%s: %d %q, want %q", c.path, r.status, r.body, c.want)

@@ -119,6 +119,15 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 	if rt.kind == routeLastAggregate {
 		entries = lastBucket(entries, &p, v.cols)
 		v.bucketed = true
+	} else if !multi && p.rows.Round >= 0 {
+		// round applies to one entry too (feeds/last, fields/<N>/last,
+		// feeds/entry/<id>), as in ThingSpeak; the bucket parameters and
+		// min/max do not.
+		for i := range channels.NumFields {
+			if val, ok := entries[0].Field(i + 1); ok {
+				entries[0].Values[i] = channels.RoundValue(val, p.rows.Round)
+			}
+		}
 	} else if multi && p.rows.Shaped() {
 		p.rows.Cols = v.cols
 		v.bucketed = p.rows.Kind != channels.NoAggregate
