@@ -457,6 +457,10 @@ func (r *Rows) add(e *Entry) error {
 		}
 		r.open, r.start = true, s
 	case s.After(r.start):
+		// Refuse a jump past MaxRows before its empty rows go out.
+		if r.opt.MaxRows > 0 && r.rows+r.opt.Bucket.Count(r.start, s)-1 > r.opt.MaxRows {
+			return ErrTooManyRows
+		}
 		r.closeBucket()
 		for n := r.opt.Bucket.Next(r.start); n.Before(s); n = r.opt.Bucket.Next(n) {
 			if err := r.count1(); err != nil {
