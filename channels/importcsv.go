@@ -184,3 +184,31 @@ func ParseImportTime(s string) (time.Time, error) {
 func importError(line int, format string, args ...any) error {
 	return &Error{Code: EINVALID, Message: fmt.Sprintf("line %d: ", line) + fmt.Sprintf(format, args...), Err: ErrPayload}
 }
+
+// CheckEntry checks the values of an entry from elsewhere (an import sent
+// over the admin socket, a page of another server) by the rules a
+// payload's values follow: valid text within lim, enabled fields, decimal
+// location. It does not change e.
+func CheckEntry(ch *Channel, e *Entry, lim Limits) error {
+	lim = lim.withDefaults()
+	if e.Set&^(1<<NumValues-1) != 0 {
+		return payloadError("the entry sets unknown values (mask %#x)", e.Set)
+	}
+	var scratch Entry
+	for i := 0; i < NumValues; i++ {
+		v, ok := e.Value(i)
+		if !ok {
+			continue
+		}
+		if v == "" || (i >= Latitude && i <= Elevation && strings.TrimSpace(v) != v) {
+			return payloadError("%s is set but empty or padded", ValueName(i))
+		}
+		if err := setValue(&scratch, ch, i, v, lim); err != nil {
+			return err
+		}
+	}
+	if !e.HasValues() {
+		return payloadError("the entry sets no field, location or status")
+	}
+	return nil
+}
