@@ -168,10 +168,11 @@ func (im *importer) add(ctx context.Context, e channels.Entry, where string, lin
 		return im.refused(fmt.Errorf("%s: %s", where, channels.ErrorMessage(err)))
 	}
 	im.prevT, im.prevW = e.CreatedAt, where+" ("+formatTime(e.CreatedAt)+")"
-	size := 100
+	size := 150
 	for i := 0; i < channels.NumValues; i++ {
-		v, _ := e.Value(i)
-		size += 6*len(v) + 16 // json may spell a byte as \u003c
+		if v, ok := e.Value(i); ok {
+			size += 6*len(v) + 16 // json may spell a byte as \u003c
+		}
 	}
 	if len(im.batch) > 0 && (len(im.batch) >= admin.MaxImportBatch || im.bytes+size > importBatchBytes) {
 		if err := im.flush(ctx); err != nil {
