@@ -156,3 +156,24 @@ func TestFeedImportStdin(t *testing.T) {
 		t.Fatalf("entries %v %v", es, err)
 	}
 }
+
+// TestFeedImportLongValues: batches of long values that JSON spells six
+// bytes a character still fit the admin socket's request limit.
+func TestFeedImportLongValues(t *testing.T) {
+	forEachInstance(t, func(t *testing.T, dir string) {
+		mustRun(t, dir, "channel", "create", "--name", "x", "--field", "1=A")
+		var b strings.Builder
+		b.WriteString("created_at,field1,status\n")
+		long := strings.Repeat("<", 255)
+		for i := 0; i < 2100; i++ {
+			fmt.Fprintf(&b, "2020-01-01 00:00:00 UTC,%s,%s\n", long, long)
+		}
+		file := filepath.Join(t.TempDir(), "long.csv")
+		writeFile(t, file, b.String())
+		var sum map[string]any
+		mustJSON(t, dir, &sum, "feed", "import", "1", file, "--json")
+		if sum["entries"] != 2100.0 || sum["last_id"] != 2100.0 || sum["ids_kept"] != false {
+			t.Fatalf("summary %v", sum)
+		}
+	})
+}
