@@ -152,8 +152,12 @@ func newImporter(ctx context.Context, a admin.Service, id uint64, sourceIDs bool
 // batch when it is full.
 func (im *importer) add(ctx context.Context, e channels.Entry, where string, line int) error {
 	if !im.prevT.IsZero() && e.CreatedAt.Before(im.prevT) {
-		return im.refused(fmt.Errorf("%s: created_at %s is older than %s; entries must be oldest first and not older than the channel's newest entry",
-			where, formatTime(e.CreatedAt), im.prevW))
+		hint := ""
+		if im.sum.Entries == 0 && len(im.batch) == 1 {
+			hint = " (the source seems to be newest first: sort it oldest first)"
+		}
+		return im.refused(fmt.Errorf("%s: created_at %s is older than %s; entries must be oldest first and not older than the channel's newest entry%s",
+			where, formatTime(e.CreatedAt), im.prevW, hint))
 	}
 	if im.sum.IDsKept {
 		if e.ID <= im.prevI {

@@ -108,7 +108,7 @@ func TestFeedImportRefused(t *testing.T) {
 			{"disabled field", "created_at,field2\n2020-01-01 00:00:00 UTC,1\n", "line 2: field2 is not enabled on channel 1; nothing was stored"},
 			{"ids falling", "created_at,entry_id,field1\n2020-01-01 00:00:00 UTC,5,1\n2020-01-01 00:00:01 UTC,4,1\n",
 				"line 3: entry_id 4 is not above the one before it (5); IDs must rise; nothing was stored"},
-			{"newest first", "created_at,field1\n2020-01-02 00:00:00 UTC,1\n2020-01-01 00:00:00 UTC,1\n", "line 3: created_at 2020-01-01 00:00:00 UTC is older than line 2"},
+			{"newest first", "created_at,field1\n2020-01-02 00:00:00 UTC,1\n2020-01-01 00:00:00 UTC,1\n", "line 3: created_at 2020-01-01 00:00:00 UTC is older than line 2 (2020-01-02 00:00:00 UTC); entries must be oldest first and not older than the channel's newest entry (the source seems to be newest first: sort it oldest first); nothing was stored"},
 			{"bad time", "created_at,field1\nnow,1\n", "line 2: created_at must look like"},
 			{"bad quote", "created_at,field1\n\"2020,1\n", "line 2: malformed CSV"},
 		} {
