@@ -139,6 +139,8 @@ func (s *migrateSource) feedsURL(end time.Time, withKey bool) string {
 	q.Set("status", "true")
 	q.Set("location", "true")
 	q.Set("timezone", "UTC")
+	// ThingSpeak's window starts in 2010 unless told otherwise.
+	q.Set("start", "1970-01-01 00:00:00")
 	if !end.IsZero() {
 		q.Set("end", end.UTC().Format("2006-01-02 15:04:05"))
 	}

@@ -227,7 +227,7 @@ func TestFeedMigrateSourceErrors(t *testing.T) {
 	if c := calls.Load(); c != 4 { // two refused, the page, the empty page before it
 		t.Errorf("%d requests, want 4", c)
 	}
-	if q := query.Load().(string); !strings.Contains(q, "api_key=READKEY123") || !strings.Contains(q, "results=8000") || !strings.Contains(q, "end=2021-05-21+16%3A41%3A53") {
+	if q := query.Load().(string); !strings.Contains(q, "api_key=READKEY123") || !strings.Contains(q, "results=8000") || !strings.Contains(q, "start=1970-01-01+00%3A00%3A00") || !strings.Contains(q, "timezone=UTC") || !strings.Contains(q, "end=2021-05-21+16%3A41%3A53") {
 		t.Errorf("last query %q", q)
 	}
 	es := feedEntries(t, dir, "1")
