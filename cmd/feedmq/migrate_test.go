@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
@@ -285,5 +287,49 @@ func TestFeedMigrateSourceErrors(t *testing.T) {
 		if msg := mustFail(t, dir, append([]string{"feed", "migrate"}, args...)...); !strings.Contains(msg, "invalid") && !strings.Contains(msg, "required") {
 			t.Errorf("%v: %q", args, msg)
 		}
+	}
+}
+
+// TestImportWhileServing imports into the channel of a running server
+// through its socket: subscribers are not sent the history, the reads
+// serve it at once, and the next live write is numbered after it.
+func TestImportWhileServing(t *testing.T) {
+	s, dir := startFeedServer(t)
+	ch, err := s.svc.CreateChannel(t.Context(), twoFieldSpec("garden", true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + s.addr("http").String()
+	msgs := make(chan string, 100)
+	o := paho.NewClientOptions().AddBroker("tcp://" + s.addr("mqtt").String()).SetClientID("import-sub").
+		SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).SetConnectTimeout(5 * time.Second).
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { msgs <- string(m.Payload()) })
+	sub := paho.NewClient(o)
+	if tok := sub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer sub.Disconnect(0)
+	if tok := sub.Subscribe("channels/1/subscribe", 0, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	file := t.TempDir() + "/h.csv"
+	writeFile(t, file, "created_at,entry_id,field1\n2020-01-01 00:00:00 UTC,40,1\n2020-01-01 00:01:00 UTC,41,2\n")
+	out := mustRun(t, dir, "feed", "import", fmt.Sprint(ch.ID), file)
+	if !strings.HasPrefix(out, "Imported 2 entries into channel 1 (entry IDs kept): entries 40 to 41") {
+		t.Fatalf("import: %q", out)
+	}
+	if code, body := httpDo(t, "GET", base+"/channels/1/feeds.json?results=10", "", ""); code != 200 || !strings.Contains(body, `"last_entry_id":41`) || strings.Count(body, `"entry_id"`) != 2 {
+		t.Fatalf("feeds.json after import: %d %s", code, body)
+	}
+	if code, body := httpDo(t, "GET", base+"/update?api_key="+ch.WriteKey+"&field1=3", "", ""); code != 200 || body != "42" {
+		t.Fatalf("update after import: %d %q", code, body)
+	}
+	select {
+	case m := <-msgs:
+		if !strings.Contains(m, `"entry_id":42`) {
+			t.Fatalf("the first message is %s, want the live entry 42", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message for the live write")
 	}
 }
