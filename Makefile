@@ -52,6 +52,7 @@ FUZZ_TARGETS := channels:FuzzParseTopic channels:FuzzParsePayload \
 	broker:FuzzFrameGuard \
 	storage:FuzzDecodeEntry storage:FuzzScanWAL http:FuzzQueryParams \
 	http:FuzzParseManage http:FuzzParseGrants http:FuzzConsoleForms \
+	channels:FuzzParseBucket channels:FuzzRows channels:FuzzCSVImport cmd/feedmq:FuzzDecodeFeedEntry \
 	cmd/feedmq:FuzzDecodeConfig cmd/feedmq:FuzzReadPasswordLine
 
 fuzz:
