@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -534,6 +535,47 @@ func TestBulkUpdate_Concurrent(t *testing.T) {
 			if v, _ := got[i].Field(1); v != first || got[i].ID != uint64(i+1) {
 				t.Fatalf("entry %d (id %d) of client %s sits in the batch of client %s", i, got[i].ID, v, first)
 			}
+		}
+	}
+}
+
+// BenchmarkBulkUpdateJSON960 is one bulk_update.json request of 960
+// updates (ThingSpeak's per-request maximum) through the API handler, a
+// real broker and a real database: decoding, checks, one commit, fan-out.
+func BenchmarkBulkUpdateJSON960(b *testing.B) {
+	db, err := storage.Open(filepath.Join(b.TempDir(), "feedmq.db"), storage.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	svc, err := admin.NewLocal(context.Background(), db, auth.DefaultLimits())
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := broker.New(broker.Options{Logger: slog.New(slog.DiscardHandler)}, db, svc.Registry)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Open(); err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	ch, err := svc.CreateChannel(context.Background(), auth.ChannelSpec{Name: "bench", Fields: [channels.NumFields]string{"temp", "hum"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := httpd.NewAPI(httpd.APIOptions{Store: db, Registry: svc.Registry, Publisher: srv})
+	body := []byte(bulkJSON(ch.WriteKey, httpd.MaxBulkUpdates, ""))
+	path := fmt.Sprintf("/channels/%d/bulk_update.json", ch.ID)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusAccepted {
+			b.Fatalf("%d %s", rec.Code, rec.Body)
 		}
 	}
 }
