@@ -579,3 +579,31 @@ func BenchmarkBulkUpdateJSON960(b *testing.B) {
 		}
 	}
 }
+
+// The dashboard's event stream gets every entry of a bulk write, in order.
+func TestBulkUpdate_EventStream(t *testing.T) {
+	e := newDashEnv(t, time.Hour)
+	ch := e.channel(true, "Temperature")
+	api := httptest.NewServer(httpd.NewAPI(httpd.APIOptions{Store: e.db, Registry: e.svc.Registry, Publisher: e.srv}))
+	t.Cleanup(api.Close)
+	s := e.open(fmt.Sprintf("/channels/%d/events", ch.ID))
+	s.skipTo(": stream")
+	waitWatchers(t, e.srv, 1)
+	form := url.Values{"write_api_key": {ch.WriteKey}, "time_format": {"relative"}, "updates": {"0,1|10,2|10,3"}}
+	resp, err := http.Post(api.URL+fmt.Sprintf("/channels/%d/bulk_update.csv", ch.ID), ctForm, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("bulk_update.csv: %d", resp.StatusCode)
+	}
+	for i := 1; i <= 3; i++ {
+		if l := s.skipTo("id: "); l != "id: "+strconv.Itoa(i) {
+			t.Fatalf("got %q, want id: %d", l, i)
+		}
+		if l := s.next(); !strings.Contains(l, `"entry_id":`+strconv.Itoa(i)+`,"field1":"`+strconv.Itoa(i)+`"`) {
+			t.Errorf("entry %d: %q", i, l)
+		}
+	}
+}
