@@ -270,12 +270,9 @@ func decodeBulkJSON(body []byte) (*bulkBatch, *apiError) {
 	if !ok {
 		return nil, badRequest("updates is missing: " + shape)
 	}
-	var updates []json.RawMessage
-	if err := json.Unmarshal(raw, &updates); err != nil {
-		return nil, badRequest("updates must be an array of objects.")
-	}
-	if len(updates) > MaxBulkUpdates {
-		return nil, errTooLarge("updates holds " + strconv.Itoa(len(updates)) + " updates; the limit is " + strconv.Itoa(MaxBulkUpdates) + " per request.")
+	updates, aerr := splitUpdates(raw)
+	if aerr != nil {
+		return nil, aerr
 	}
 	b.rows = make([]bulkRow, len(updates))
 	created, relative := -1, -1
@@ -298,6 +295,32 @@ func decodeBulkJSON(body []byte) (*bulkBatch, *apiError) {
 	}
 	b.relative = relative >= 0
 	return b, nil
+}
+
+// splitUpdates splits the JSON array of updates into its elements. It
+// stops at one over MaxBulkUpdates, so that a body of many tiny elements
+// ([{},{},...]) costs no more memory than the body itself.
+func splitUpdates(raw json.RawMessage) ([]json.RawMessage, *apiError) {
+	notArray := badRequest("updates must be an array of objects.")
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return nil, notArray
+	}
+	var updates []json.RawMessage
+	for dec.More() {
+		if len(updates) == MaxBulkUpdates {
+			return nil, errTooLarge("updates holds more than " + strconv.Itoa(MaxBulkUpdates) + " updates; the limit is " + strconv.Itoa(MaxBulkUpdates) + " per request.")
+		}
+		var u json.RawMessage
+		if err := dec.Decode(&u); err != nil {
+			return nil, notArray
+		}
+		updates = append(updates, u)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, notArray
+	}
+	return updates, nil
 }
 
 // decodeBulkUpdate decodes update i of a JSON batch.
@@ -378,6 +401,9 @@ func epochCreatedAt(s string) string {
 	return time.Unix(n, 0).UTC().Format(channels.TimeFormat)
 }
 
+// maxBulkParams+1 is the most parameters a CSV bulk write's form takes.
+const maxBulkParams = 15
+
 // bulkCSVColumns are the payload names of the columns after the time.
 var bulkCSVColumns = [...]string{
 	"field1", "field2", "field3", "field4", "field5", "field6", "field7", "field8",
@@ -387,6 +413,11 @@ var bulkCSVColumns = [...]string{
 // decodeBulkCSV decodes a bulk_update.csv form body; q (the query string)
 // may carry write_api_key and time_format too, the body winning.
 func decodeBulkCSV(body []byte, q url.Values) (*bulkBatch, *apiError) {
+	// The form has three parameters; refusing a body of thousands keeps a
+	// megabyte of "a&a&..." from growing into a map of them.
+	if n := bytes.Count(body, []byte("&")); n > maxBulkParams {
+		return nil, badRequest("The form body has " + strconv.Itoa(n+1) + " parameters; send write_api_key, time_format and updates (at most " + strconv.Itoa(maxBulkParams+1) + ").")
+	}
 	form, err := url.ParseQuery(string(bytes.TrimRight(body, "\r\n")))
 	if err != nil {
 		return nil, badRequest("The form body is malformed: " + err.Error())

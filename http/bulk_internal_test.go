@@ -106,7 +106,9 @@ func TestDecodeBulkJSON(t *testing.T) {
 		{"array value", `{"updates":[{"delta_t":1,"field1":[1]}]}`, "", false, "updates[0].field1 must be a string or a number.", 400},
 		{"delta_t and created_at", `{"updates":[{"delta_t":1,"created_at":"2026-11-30 10:00:00","field1":1}]}`, "", false, "updates[0] sets both created_at and delta_t: use one.", 400},
 		{"mixed", `{"updates":[{"created_at":"2026-11-30 10:00:00","field1":1},{"delta_t":1,"field1":1}]}`, "", false, "updates[0] sets created_at and updates[1] delta_t: use one of them for every update.", 400},
-		{"too many", `{"updates":[` + strings.Repeat(`{},`, MaxBulkUpdates) + `{}]}`, "", false, "updates holds 961 updates; the limit is 960 per request.", 413},
+		{"too many", `{"updates":[` + strings.Repeat(`{},`, MaxBulkUpdates) + `{}]}`, "", false, "updates holds more than 960 updates; the limit is 960 per request.", 413},
+		{"many tiny updates", `{"updates":[` + strings.Repeat(`{},`, 100000) + `{}]}`, "", false, "updates holds more than 960 updates", 413},
+		{"updates array unclosed", `{"updates":[{}`, "", false, "The body must be a JSON object", 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, aerr := decodeBulkJSON([]byte(tc.body))

@@ -437,13 +437,19 @@ func TestBulkUpdate_Limits(t *testing.T) {
 	ch := e.channel(0)
 	// 961 updates: one too many.
 	status, resp := e.postJSON(ch.ID, bulkJSON(ch.WriteKey, httpd.MaxBulkUpdates+1, ""))
-	if status != http.StatusRequestEntityTooLarge || !strings.Contains(resp, "updates holds 961 updates; the limit is 960 per request.") {
+	if status != http.StatusRequestEntityTooLarge || !strings.Contains(resp, "updates holds more than 960 updates; the limit is 960 per request.") {
 		t.Errorf("961 updates: %d %s", status, resp)
 	}
 	form := url.Values{"write_api_key": {ch.WriteKey}, "time_format": {"relative"},
 		"updates": {strings.Repeat("1,1|", httpd.MaxBulkUpdates) + "1,1"}}
 	if status, resp := e.postCSV(ch.ID, form); status != http.StatusRequestEntityTooLarge || !strings.Contains(resp, "updates holds 961 updates") {
 		t.Errorf("961 csv updates: %d %s", status, resp)
+	}
+	// A form of many parameters is refused before it is parsed.
+	status, resp = e.post(fmt.Sprintf("/channels/%d/bulk_update.csv", ch.ID), ctForm,
+		strings.NewReader("write_api_key="+ch.WriteKey+"&time_format=absolute&updates=1796032800,1"+strings.Repeat("&a", 100000)))
+	if status != http.StatusBadRequest || !strings.Contains(resp, "The form body has 100003 parameters") {
+		t.Errorf("a form of 100003 parameters: %d %s", status, resp)
 	}
 	// A body over the limit is cut off while it is read.
 	huge := bytes.NewReader(bytes.Repeat([]byte(" "), 4<<20))
