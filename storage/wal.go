@@ -36,6 +36,10 @@ import (
 //	records  4-byte payload length (LE), 4-byte CRC-32C of epoch and payload,
 //	         payload: 8-byte channel id (BE), 8-byte entry id (BE), entry (see entry.go)
 //
+// A batch (AppendEntries) is preceded by a marker record of channel 0 that
+// gives the count and byte length of the batch's records; a reader takes
+// them only when all are there and valid, so a torn batch is lost whole.
+//
 // Starting over rewrites only the header, with a new epoch: the CRC of
 // every record covers the epoch, so records of earlier epochs that remain
 // further in the file end the log like a torn write does. Writing over
