@@ -80,15 +80,18 @@ var errBulkSuccess = []byte(`{"success":true}`)
 // bulk serves bulk_update.json and bulk_update.csv.
 func (h *handler) bulk(w http.ResponseWriter, r *http.Request, rt route) {
 	limit := h.maxBulkBody()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		h.fail(w, r, "json", errTooLarge("The request body is over "+strconv.Itoa(limit)+" bytes: send at most "+strconv.Itoa(MaxBulkUpdates)+" updates per request."))
-		return
-	} else if err != nil {
-		h.fail(w, r, "json", badRequest("The request body could not be read."))
+	// The body counts against the server's budget of bodies in flight
+	// until it is parsed.
+	body, done, err := h.opts.bodies.read(w, r, int64(limit))
+	if err != nil {
+		aerr := bodyError(err, limit)
+		if err == errBodyTooLarge {
+			aerr.details += " Send at most " + strconv.Itoa(MaxBulkUpdates) + " updates per request."
+		}
+		h.fail(w, r, "json", aerr)
 		return
 	}
+	defer done()
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		h.fail(w, r, "json", badRequest("The query string is malformed: "+err.Error()))
@@ -131,6 +134,7 @@ func (h *handler) bulk(w http.ResponseWriter, r *http.Request, rt route) {
 		h.fail(w, r, "json", aerr)
 		return
 	}
+	done() // the entries hold copies of what they need
 	// Once accepted, the batch is committed even if the client hangs up.
 	if err := h.opts.Publisher.PublishBatch(context.WithoutCancel(r.Context()), es); err != nil {
 		h.bulkFailed(w, r, ch.ID, err)

@@ -457,6 +457,12 @@ func TestBulkUpdate_Limits(t *testing.T) {
 	if status != http.StatusRequestEntityTooLarge || !strings.Contains(resp, "The request body is over") {
 		t.Errorf("4 MiB body: %d %s", status, resp)
 	}
+	// The same without a declared length (chunked): cut off at the limit.
+	chunked := struct{ io.Reader }{bytes.NewReader(bytes.Repeat([]byte(" "), 4<<20))}
+	status, resp = e.post(fmt.Sprintf("/channels/%d/bulk_update.csv", ch.ID), ctForm, chunked)
+	if status != http.StatusRequestEntityTooLarge || !strings.Contains(resp, "The request body is over") {
+		t.Errorf("4 MiB chunked body: %d %s", status, resp)
+	}
 	// One update over the payload limit: 413 naming it.
 	status, resp = e.postJSON(ch.ID, `{"write_api_key":"`+ch.WriteKey+`","updates":[{"created_at":"2026-11-30 10:00:00","field1":"1"},{"created_at":"2026-11-30 10:00:01","field1":"`+strings.Repeat("9", 3100)+`"}]}`)
 	if status != http.StatusRequestEntityTooLarge || !strings.Contains(resp, "updates[1]: payload is") {
