@@ -51,14 +51,20 @@ const MaxBulkUpdates = 960
 // request body: JSON keys, quotes and escapes, or CSV separators.
 const bulkUpdateOverhead = 512
 
+// maxBulkBodyCap bounds the bulk body whatever the payload limit: with a
+// raised limits.max_payload, 960 payloads of the largest size could ask
+// for hundreds of megabytes in one request.
+const maxBulkBodyCap = 8 << 20
+
 // maxBulkBody is the largest bulk request body: MaxBulkUpdates updates of
-// the largest payload each.
+// the largest payload each (3,375,616 bytes with the default 3000-byte
+// payloads), at most maxBulkBodyCap.
 func (h *handler) maxBulkBody() int {
 	lim := h.opts.Limits.MaxPayload
 	if lim <= 0 {
 		lim = channels.DefaultMaxPayload
 	}
-	return MaxBulkUpdates*(lim+bulkUpdateOverhead) + maxBodyExtra
+	return min(MaxBulkUpdates*(lim+bulkUpdateOverhead)+maxBodyExtra, maxBulkBodyCap)
 }
 
 // bulkRow is one update as sent, before channels checks it.
