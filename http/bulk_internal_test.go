@@ -192,3 +192,18 @@ func FuzzDecodeBulkJSON(f *testing.F) {
 		checkFuzzRows(t, b.rows, b.relative)
 	})
 }
+
+func TestMaxBulkBody(t *testing.T) {
+	for _, tc := range []struct {
+		payload, want int
+	}{
+		{0, 960*(3000+512) + 4096}, // the default payload limit
+		{1000, 960*(1000+512) + 4096},
+		{64 << 10, 8 << 20}, // a raised payload limit stops at the cap
+	} {
+		h := &handler{opts: APIOptions{Limits: channels.Limits{MaxPayload: tc.payload}}}
+		if got := h.maxBulkBody(); got != tc.want {
+			t.Errorf("max_payload %d: body limit %d, want %d", tc.payload, got, tc.want)
+		}
+	}
+}
