@@ -41,6 +41,9 @@
 // and the entry goes to a Publisher (the broker), which commits it and
 // fans it out to MQTT subscribers like any MQTT publish.
 //
+// Bulk writes: POST /channels/<id>/bulk_update.json and bulk_update.csv
+// (bulk.go), up to 960 updates stored as one batch; 202 {"success":true}.
+//
 // Errors are ThingSpeak's JSON objects, such as
 // {"status":"401","error":{"error_code":"error_auth_required",...}}, or
 // for .csv and .txt requests the bare error code as text; /update answers
@@ -70,8 +73,14 @@ import (
 // Publisher commits an entry and fans it out. (*broker.Server).Publish
 // implements it: when it returns nil the entry is stored and e.ID and
 // e.CreatedAt are set.
+//
+// PublishBatch does the same for a batch of one channel's entries (a bulk
+// write): it stores all or none, numbering them consecutively in the order
+// given, counts as one write for the channel's rate limit, and fans them
+// out after the commit.
 type Publisher interface {
 	Publish(ctx context.Context, e *channels.Entry) error
+	PublishBatch(ctx context.Context, es []*channels.Entry) error
 }
 
 // APIOptions configure the handler. Store, Registry and Publisher are
@@ -186,6 +195,7 @@ const (
 	routeUpdate                   // /update, /update.json
 	routeHealth                   // /healthz
 	routeLastAggregate            // /channels/<id>/feeds/last_average|last_median|last_sum.<fmt>
+	routeBulk                     // /channels/<id>/bulk_update.json|.csv
 )
 
 // route is a parsed request path.
@@ -242,6 +252,10 @@ func parseRoute(path string) (rt route, ok bool) {
 	rt.channel = id
 	var name string
 	switch {
+	case len(seg) == 2 && (seg[1] == "bulk_update.json" || seg[1] == "bulk_update.csv"):
+		rt.kind = routeBulk
+		_, rt.format = splitExt(seg[1])
+		return rt, true
 	case len(seg) == 2:
 		rt.kind, name = routeFeeds, seg[1] // feeds.<fmt>
 		name, rt.format = splitExt(name)
@@ -347,6 +361,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		allowed = []string{http.MethodGet, http.MethodPost, http.MethodOptions}
 	case routeHealth:
 		allowed = []string{http.MethodGet, http.MethodHead}
+	case routeBulk:
+		allowed = []string{http.MethodPost, http.MethodOptions}
 	case routeFeeds:
 		// DELETE of feeds.json clears the feed (a management route); it
 		// is listed here for the preflight only, and no other format
@@ -362,8 +378,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !slices.Contains(allowed, r.Method) {
 		hdr.Set("Allow", strings.Join(allowed, ", "))
 		format := rt.format
-		if rt.kind == routeUpdate && format == "" {
-			format = "json" // /update answers 0 only to writes
+		if rt.kind == routeUpdate && format == "" || rt.kind == routeBulk {
+			format = "json" // /update answers 0 only to writes; bulk answers JSON
 		}
 		h.fail(w, r, format, errMethod(r.Method, allowed))
 		return
@@ -384,6 +400,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.health(w, r)
 	case routeUpdate:
 		h.update(w, r, rt)
+	case routeBulk:
+		h.bulk(w, r, rt)
 	default:
 		h.read(w, r, rt)
 	}
