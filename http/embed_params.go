@@ -213,6 +213,15 @@ func parseColor(name, v string) (string, error) {
 	return "", badRequest(name + " must be a color: #rgb, #rrggbb or a color name such as red.")
 }
 
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 func isHex(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -239,16 +248,17 @@ func parseFeedParams(q url.Values, feed url.Values) error {
 			good, v = err == nil, strconv.Itoa(n)
 		case "round":
 			n, err := strconv.Atoi(v)
-			good = err == nil && n >= 0 && n <= maxRound && len(v) <= 2
+			good = err == nil && isDigits(v) && n <= maxRound && len(v) <= 2
 		case "days", "minutes":
-			f, err := strconv.ParseFloat(v, 64)
-			good = err == nil && len(v) <= maxDaysParam && f >= 0 && !math.IsInf(f, 0)
+			// A plain decimal: no sign, exponent or hex.
+			whole, frac, dot := strings.Cut(v, ".")
+			good = len(v) <= maxDaysParam && whole != "" && isDigits(whole) && (!dot || frac != "" && isDigits(frac))
 		case "start", "end":
 			good = len(v) <= maxTimeParam && strings.IndexFunc(v, func(r rune) bool {
 				return !(r >= '0' && r <= '9' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || strings.ContainsRune(" :-+.", r))
 			}) < 0
 		default: // timescale, average, median, sum: minutes or "daily"
-			good = v == "daily" || len(v) <= 5 && strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' }) < 0
+			good = v == "daily" || len(v) <= 5 && isDigits(v)
 		}
 		if !good {
 			return badRequest(name + " is malformed: see the read API's parameters.")
