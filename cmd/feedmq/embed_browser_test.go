@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -190,5 +191,15 @@ func TestEmbedBrowser(t *testing.T) {
 	waitFrame("gauge", `document.querySelector('#embed text.gv').textContent`, "31.25")
 	if got, err := inFrame("column", points); err != nil || got != "5/5" {
 		t.Errorf("static chart after a write: %q %v", got, err)
+	}
+	// FEEDMQ_EMBED_SCREENSHOT=FILE.png saves a screenshot of the blog page.
+	if path := os.Getenv("FEEDMQ_EMBED_SCREENSHOT"); path != "" {
+		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -166,7 +166,13 @@
       if (PW < 10 || PH < 10) return;
       // Value and time positions; a bar chart swaps the axes.
       function V(y) { return horiz ? left + (y - y0) / (y1 - y0) * PW : top + (1 - (y - y0) / (y1 - y0)) * PH; }
-      function T(t) { return horiz ? top + (t - t0) / (t1 - t0) * PH : left + (t - t0) / (t1 - t0) * PW; }
+      // Bars sit in slots: half a slot in from either end, so that none
+      // covers an axis or is cut off.
+      var bars = type === 'bar' || type === 'column', inset = bars ? (horiz ? PH : PW) / (2 * pts.length) : 0;
+      function T(t) {
+        var f = (t - t0) / (t1 - t0);
+        return horiz ? top + inset + f * (PH - 2 * inset) : left + inset + f * (PW - 2 * inset);
+      }
       labels.forEach(function (l) {
         var p = Math.round(V(l[0])) + 0.5;
         if (horiz) {
@@ -194,7 +200,7 @@
       pic.appendChild(svg('text', { class: 'axistitle', x: 12, y: top + PH / 2, 'text-anchor': 'middle', transform: 'rotate(-90 12 ' + (top + PH / 2) + ')' }, horiz ? o.xaxis : o.yaxis));
 
       var color = o.color, g = svg('g', { class: 'series' });
-      if (type === 'bar' || type === 'column') {
+      if (bars) {
         var n = pts.length, slot = (horiz ? PH : PW) / Math.max(n, 1), bw = Math.max(1, Math.min(slot * 0.8, 40));
         var zero = V(Math.max(y0, Math.min(0, y1)));
         pts.forEach(function (p) {
@@ -240,7 +246,7 @@
   }
 
   function numeric() {
-    var title = el('div', 'title', o.title), value = el('div', 'value', '—'), when = el('div', 'when', '');
+    var title = el('div', 'title', o.title), value = el('span', 'value', '—'), when = el('div', 'when', '');
     var unit = o.units ? el('span', 'units', o.units) : null;
     var line = el('div', 'valueline');
     line.appendChild(value); if (unit) line.appendChild(unit);
@@ -254,7 +260,7 @@
   function gauge() {
     var min = Number(o.min), max = Number(o.max);
     var title = el('div', 'title', o.title);
-    var pic = svg('svg', { viewBox: '0 0 200 130', role: 'img', 'aria-label': o.title });
+    var pic = svg('svg', { viewBox: '0 0 200 145', role: 'img', 'aria-label': o.title });
     var cx = 100, cy = 100, r = 80;
     function at(f) { var a = Math.PI * (1 - f); return [cx + r * Math.cos(a), cy - r * Math.sin(a)]; }
     function arc(f0, f1) {
@@ -265,11 +271,12 @@
     var fill = svg('path', { class: 'fill', d: '' });
     if (o.color) fill.style.stroke = o.color;
     pic.appendChild(fill);
-    var needle = svg('line', { class: 'needle', x1: cx, y1: cy, x2: cx - r + 10, y2: cy });
+    var needle = svg('line', { class: 'needle', x1: cx, y1: cy, x2: cx - r + 18, y2: cy });
     pic.appendChild(needle);
+    pic.appendChild(svg('circle', { class: 'hub', cx: cx, cy: cy, r: 5 }));
     pic.appendChild(svg('text', { class: 'lim', x: cx - r, y: cy + 18, 'text-anchor': 'middle' }, format(min)));
     pic.appendChild(svg('text', { class: 'lim', x: cx + r, y: cy + 18, 'text-anchor': 'middle' }, format(max)));
-    var text = svg('text', { class: 'gv', x: cx, y: cy - 18, 'text-anchor': 'middle' }, '—');
+    var text = svg('text', { class: 'gv', x: cx, y: cy + 38, 'text-anchor': 'middle' }, '—');
     pic.appendChild(text);
     var when = el('div', 'when', '');
     clear(root).appendChild(title); root.appendChild(pic); root.appendChild(when);
@@ -280,7 +287,7 @@
       if (!isFinite(n)) { fill.setAttribute('d', ''); return; }
       var f = Math.max(0, Math.min(1, (n - min) / (max - min)));
       fill.setAttribute('d', f > 0 ? arc(0, f) : '');
-      var p = at(f), k = (r - 10) / r;
+      var p = at(f), k = (r - 18) / r;
       needle.setAttribute('x2', (cx + (p[0] - cx) * k).toFixed(2));
       needle.setAttribute('y2', (cy + (p[1] - cy) * k).toFixed(2));
     };
