@@ -57,7 +57,11 @@ type embedOptions struct {
 	Dynamic             bool
 	Width, Height       int // pixels; 0 means fill the frame ("auto")
 	Decimals            int // -1: the value as written
-	Min, Max            float64
+	Min, Max            float64 // the gauge's range
+	// A chart's optional bounds, as numbers in their shortest form or ""
+	// for none: points outside FilterMin..FilterMax are left out (its min
+	// and max options), and YAxisMin..YAxisMax fix the value axis.
+	FilterMin, FilterMax, YAxisMin, YAxisMax string
 	// Feed holds the read parameters the page passes on to the feed it
 	// reads (results, days, minutes, start, end, average, median, sum,
 	// timescale, round); the read API checks their meaning.
@@ -153,22 +157,50 @@ func parseEmbedOptions(kind string, q url.Values) (embedOptions, error) {
 			if !ok || v == "" {
 				continue
 			}
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil || math.IsNaN(f) || math.Abs(f) > maxGaugeAbs || len(v) > 32 {
-				return o, badRequest(m.name + " must be a number between -1e15 and 1e15.")
+			if *m.dst, err = parseBound(m.name, v); err != nil {
+				return o, err
 			}
-			*m.dst = f
 		}
 		if !(o.Min < o.Max) {
 			return o, badRequest("min must be less than max.")
 		}
 	}
 	if kind == "chart" {
+		var lim [4]float64
+		for i, m := range []struct {
+			name string
+			dst  *string
+		}{{"min", &o.FilterMin}, {"max", &o.FilterMax}, {"yaxismin", &o.YAxisMin}, {"yaxismax", &o.YAxisMax}} {
+			v, ok := single(q, m.name)
+			if !ok || v == "" {
+				continue
+			}
+			if lim[i], err = parseBound(m.name, v); err != nil {
+				return o, err
+			}
+			*m.dst = strconv.FormatFloat(lim[i], 'g', -1, 64)
+		}
+		if o.FilterMin != "" && o.FilterMax != "" && lim[0] > lim[1] {
+			return o, badRequest("min must not be more than max.")
+		}
+		if o.YAxisMin != "" && o.YAxisMax != "" && lim[2] >= lim[3] {
+			return o, badRequest("yaxismin must be less than yaxismax.")
+		}
 		if err := parseFeedParams(q, o.Feed); err != nil {
 			return o, err
 		}
 	}
 	return o, nil
+}
+
+// parseBound parses a gauge or axis bound: a finite number of at most
+// 1e15 in size.
+func parseBound(name, v string) (float64, error) {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) || math.Abs(f) > maxGaugeAbs || len(v) > 32 {
+		return 0, badRequest(name + " must be a number between -1e15 and 1e15.")
+	}
+	return f, nil
 }
 
 // single returns the one value of name. A repeated option is refused by

@@ -3,6 +3,7 @@ package httpd
 import (
 	"bytes"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -60,6 +61,15 @@ func TestParseEmbedOptions(t *testing.T) {
 		{kind: "gauge", query: "max=NaN", err: "max must be a number"},
 		{kind: "gauge", query: "max=1e16", err: "max must be a number"},
 		{kind: "gauge", query: "min=Inf", err: "min must be a number"},
+		// A chart's min and max leave points out; yaxismin and yaxismax fix the axis.
+		{kind: "chart", query: "min=-5&max=1.50&yaxismin=-10&yaxismax=1e2", check: func(o embedOptions) bool {
+			return o.FilterMin == "-5" && o.FilterMax == "1.5" && o.YAxisMin == "-10" && o.YAxisMax == "100"
+		}},
+		{kind: "chart", query: "max=3", check: func(o embedOptions) bool { return o.FilterMin == "" && o.FilterMax == "3" }},
+		{kind: "chart", query: "min=3&max=2", err: "min must not be more than max"},
+		{kind: "chart", query: "yaxismin=3&yaxismax=3", err: "yaxismin must be less than yaxismax"},
+		{kind: "chart", query: "yaxismax=1)%3Balert(1", err: "yaxismax must be a number"},
+		{kind: "chart", query: "min=0x10", err: "min must be a number"},
 		// min and max mean nothing to a numeric widget.
 		{kind: "numeric", query: "min=x", check: func(o embedOptions) bool { return true }},
 		// Read parameters pass on to the feed, in shape only.
@@ -131,6 +141,11 @@ func FuzzEmbedOptions(f *testing.F) {
 		}
 		if !(o.Min < o.Max) {
 			t.Fatalf("gauge range %v..%v", o.Min, o.Max)
+		}
+		for _, v := range []string{o.FilterMin, o.FilterMax, o.YAxisMin, o.YAxisMax} {
+			if f, err := strconv.ParseFloat(v, 64); v != "" && (err != nil || strconv.FormatFloat(f, 'g', -1, 64) != v) {
+				t.Fatalf("bound %q let through", v)
+			}
 		}
 		for k, vs := range o.Feed {
 			for _, v := range vs {

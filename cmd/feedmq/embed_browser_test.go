@@ -67,12 +67,13 @@ func TestEmbedBrowser(t *testing.T) {
 
 	// The embedding page, on another origin.
 	frames := map[string]string{
-		"live":    fmt.Sprintf("%s/channels/%d/charts/1?dynamic=true&title=Live&color=0a0", base, pub.ID),
-		"column":  fmt.Sprintf("%s/channels/%d/charts/1?type=column&results=5&width=auto&height=auto", base, pub.ID),
-		"private": fmt.Sprintf("%s/channels/%d/charts/1?api_key=%s&type=spline", base, priv.ID, priv.ReadKey),
-		"numeric": fmt.Sprintf("%s/channels/%d/widgets/numeric/1?units=%%C2%%B0C&decimals=1", base, pub.ID),
-		"gauge":   fmt.Sprintf("%s/channels/%d/widgets/gauge/1?min=0&max=40", base, pub.ID),
-		"console": base + "/",
+		"live":     fmt.Sprintf("%s/channels/%d/charts/1?dynamic=true&title=Live&color=0a0", base, pub.ID),
+		"column":   fmt.Sprintf("%s/channels/%d/charts/1?type=column&results=5&width=auto&height=auto", base, pub.ID),
+		"private":  fmt.Sprintf("%s/channels/%d/charts/1?api_key=%s&type=spline", base, priv.ID, priv.ReadKey),
+		"numeric":  fmt.Sprintf("%s/channels/%d/widgets/numeric/1?units=%%C2%%B0C&decimals=1", base, pub.ID),
+		"gauge":    fmt.Sprintf("%s/channels/%d/widgets/gauge/1?min=0&max=40", base, pub.ID),
+		"filtered": fmt.Sprintf("%s/channels/%d/charts/1?min=21&max=25&yaxismin=0&yaxismax=50&type=step", base, pub.ID),
+		"console":  base + "/",
 	}
 	var b strings.Builder
 	b.WriteString("<!doctype html><title>blog</title><h1>My blog</h1>\n")
@@ -166,6 +167,7 @@ func TestEmbedBrowser(t *testing.T) {
 	waitFrame("live", points, fmt.Sprintf("%d/%d", history, history))
 	waitFrame("column", points, "5/5")
 	waitFrame("private", points, "3/3")
+	waitFrame("filtered", points, "5/5") // 21..25 of 20..26
 	waitFrame("live", `document.querySelector('#embed .title').textContent+' '+document.querySelector('#embed svg path.line').getAttribute('stroke')`, "Live #0a0")
 	waitFrame("column", `String(document.querySelectorAll('#embed svg rect.pt').length)`, "5")
 	// Widgets show the newest value, formatted.

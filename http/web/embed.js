@@ -105,12 +105,15 @@
     root.appendChild(box);
     new ResizeObserver(draw).observe(box);
 
+    // min and max leave out the points outside them (a sensor's glitches).
+    var lo = o.filtermin === '' ? -Infinity : Number(o.filtermin), hi = o.filtermax === '' ? Infinity : Number(o.filtermax);
+    function point(e) {
+      var y = num(e[field]), t = new Date(e.created_at).getTime();
+      return isFinite(y) && isFinite(t) && y >= lo && y <= hi ? [t, y] : null;
+    }
     function toPoints(feeds) {
       var out = [];
-      (feeds || []).forEach(function (e) {
-        var y = num(e[field]), t = new Date(e.created_at).getTime();
-        if (isFinite(y) && isFinite(t)) out.push([t, y]);
-      });
+      (feeds || []).forEach(function (e) { var p = point(e); if (p) out.push(p); });
       return out;
     }
     function load() {
@@ -128,9 +131,9 @@
         if (!refetch) refetch = setTimeout(function () { refetch = 0; load().catch(function () {}); }, 2000);
         return;
       }
-      var y = num(e[field]), t = new Date(e.created_at).getTime();
-      if (!isFinite(y) || !isFinite(t)) return;
-      pts.push([t, y]);
+      var p = point(e);
+      if (!p) return;
+      pts.push(p);
       if (pts.length > cap) pts.splice(0, pts.length - cap);
       draw();
     }
@@ -154,12 +157,16 @@
       pts.forEach(function (p) { if (p[1] < y0) y0 = p[1]; if (p[1] > y1) y1 = p[1]; });
       if (type === 'bar' || type === 'column') { y0 = Math.min(y0, 0); y1 = Math.max(y1, 0); }
       if (t1 - t0 < 1000) { t0 -= 30000; t1 += 30000; }
-      if (y1 - y0 < 1e-9) { var py = Math.abs(y0) * 0.1 || 1; y0 -= py; y1 += py; }
+      if (o.yaxismin !== '') y0 = Number(o.yaxismin);
+      if (o.yaxismax !== '') y1 = Number(o.yaxismax);
+      if (y1 - y0 < 1e-9) { var py = Math.abs(y0) * 0.1 || 1; if (o.yaxismax === '') y1 = y0 + py; else y0 = y1 - py; }
+      var fixed = o.yaxismin !== '' || o.yaxismax !== '';
       var vlen = horiz ? width : height;
       var ystep = niceStep(y1 - y0, Math.max(2, Math.floor(vlen / (horiz ? 80 : 45))));
-      y0 = Math.floor(y0 / ystep) * ystep; y1 = Math.ceil(y1 / ystep) * ystep;
+      if (o.yaxismin === '') y0 = Math.floor(y0 / ystep) * ystep;
+      if (o.yaxismax === '') y1 = Math.ceil(y1 / ystep) * ystep;
       var labels = [];
-      for (var v = y0; v <= y1 + ystep / 2; v += ystep) labels.push([v, fmtNum(v, ystep)]);
+      for (var v = Math.ceil(y0 / ystep - 1e-9) * ystep; v <= y1 + 1e-9 * ystep; v += ystep) labels.push([v, fmtNum(v, ystep)]);
       var left = 30 + (horiz ? 60 : 6.5 * Math.max.apply(null, labels.map(function (l) { return l[1].length; })));
       var right = 12, top = 8, bottom = 40;
       var PW = width - left - right, PH = height - top - bottom;
@@ -225,6 +232,13 @@
         });
         g.appendChild(svg('path', { class: 'line', d: d, stroke: color }));
         xy.forEach(function (q) { g.appendChild(svg('circle', { class: 'pt', cx: q[0].toFixed(1), cy: q[1].toFixed(1), r: 3, fill: color })); });
+      }
+      if (fixed) {
+        // Values outside a fixed axis are cut off at the plot's edge.
+        var clip = svg('clipPath', { id: 'plotclip' });
+        clip.appendChild(svg('rect', { x: left - 4, y: top - 4, width: PW + 8, height: PH + 8 }));
+        pic.appendChild(clip);
+        g.setAttribute('clip-path', 'url(#plotclip)');
       }
       pic.appendChild(g);
       var shapes = g.querySelectorAll('.pt');
