@@ -55,8 +55,8 @@ type embedOptions struct {
 	Color, BgColor      string // "#rgb", "#rrggbb" or a CSS keyword
 	Type                string // one of chartTypes
 	Dynamic             bool
-	Width, Height       int // pixels; 0 means fill the frame ("auto")
-	Decimals            int // -1: the value as written
+	Width, Height       int     // pixels; 0 means fill the frame ("auto")
+	Decimals            int     // -1: the value as written
 	Min, Max            float64 // the gauge's range
 	// A chart's optional bounds, as numbers in their shortest form or ""
 	// for none: points outside FilterMin..FilterMax are left out (its min
