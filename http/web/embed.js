@@ -146,6 +146,7 @@
       pic.setAttribute('data-points', String(pts.length));
       state.points = pts.length;
       root.setAttribute('data-points', String(pts.length));
+      root.setAttribute('data-lasty', pts.length ? String(pts[pts.length - 1][1]) : '');
       root.setAttribute('data-state', 'ready');
       var type = o.type, horiz = type === 'bar';
       if (width < 60 || height < 40) return;
