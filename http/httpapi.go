@@ -13,12 +13,17 @@
 //	                                             newest entry that sets field<N>
 //	                                             (.txt: the bare value)
 //	/channels/<id>/feeds/entry/<entry_id>.json|.csv
+//	/channels/<id>/feeds/last_average|last_median|last_sum.json|.csv|.txt
+//	                                             newest bucket of the newest
+//	                                             N entries (average=N ...)
 //
 // Read parameters: results (0..8000; default the newest 100, or up to 8000
 // with days, minutes, start or end), start and end ("2024-12-31 23:59:59"
 // or ISO 8601, inclusive), minutes, days, timezone (an IANA name) or offset
 // (hours), status=true, location=true and callback (JSONP). timescale,
-// sum, average, median, min, max and round are refused (400).
+// sum, average and median fold the selected entries into time buckets,
+// round rounds numbers, min and max drop rows (parseShape,
+// channels.Rows).
 //
 // JSON keys come in ThingSpeak's order; entries carry created_at, entry_id and the enabled
 // fields (null when unset). CSV has a header line and timestamps like
@@ -173,32 +178,42 @@ func NewAPI(opts APIOptions) http.Handler {
 
 // Route kinds.
 const (
-	routeFeeds     = iota + 1 // /channels/<id>/feeds.<fmt>
-	routeField                // /channels/<id>/fields/<N>.<fmt>
-	routeLast                 // /channels/<id>/feeds/last.<fmt>
-	routeFieldLast            // /channels/<id>/fields/<N>/last.<fmt>
-	routeEntry                // /channels/<id>/feeds/entry/<entry_id>.<fmt>
-	routeUpdate               // /update, /update.json
-	routeHealth               // /healthz
+	routeFeeds         = iota + 1 // /channels/<id>/feeds.<fmt>
+	routeField                    // /channels/<id>/fields/<N>.<fmt>
+	routeLast                     // /channels/<id>/feeds/last.<fmt>
+	routeFieldLast                // /channels/<id>/fields/<N>/last.<fmt>
+	routeEntry                    // /channels/<id>/feeds/entry/<entry_id>.<fmt>
+	routeUpdate                   // /update, /update.json
+	routeHealth                   // /healthz
+	routeLastAggregate            // /channels/<id>/feeds/last_average|last_median|last_sum.<fmt>
 )
 
 // route is a parsed request path.
 type route struct {
 	kind    int
 	channel uint64
-	field   int    // 1..8 for routeField and routeFieldLast
-	entry   uint64 // routeEntry
-	device  uint64 // routeDevice, routeDeviceReset
-	format  string // "json", "csv", "txt"; "" for /update and /healthz
+	field   int                    // 1..8 for routeField and routeFieldLast
+	entry   uint64                 // routeEntry
+	device  uint64                 // routeDevice, routeDeviceReset
+	format  string                 // "json", "csv", "txt"; "" for /update and /healthz
+	agg     channels.AggregateKind // routeLastAggregate
 }
 
 // formats lists the formats each read route serves.
 var formats = map[int][]string{
-	routeFeeds:     {"json", "csv"},
-	routeField:     {"json", "csv"},
-	routeLast:      {"json", "csv", "txt"},
-	routeFieldLast: {"json", "csv", "txt"},
-	routeEntry:     {"json", "csv"},
+	routeFeeds:         {"json", "csv"},
+	routeField:         {"json", "csv"},
+	routeLast:          {"json", "csv", "txt"},
+	routeFieldLast:     {"json", "csv", "txt"},
+	routeEntry:         {"json", "csv"},
+	routeLastAggregate: {"json", "csv", "txt"},
+}
+
+// lastAggregates are the aggregations of /feeds/last_<name>.
+var lastAggregates = map[string]channels.AggregateKind{
+	"last_average": channels.Average,
+	"last_median":  channels.Median,
+	"last_sum":     channels.Sum,
 }
 
 // parseRoute maps a URL path to a route. ok is false for a path the API
@@ -236,7 +251,12 @@ func parseRoute(path string) (rt route, ok bool) {
 	case len(seg) == 3 && seg[1] == "feeds":
 		rt.kind = routeLast
 		name, rt.format = splitExt(seg[2])
-		if name != "last" {
+		if kind, ok := lastAggregates[name]; ok {
+			rt.kind, rt.agg = routeLastAggregate, kind
+			if rt.format == "" {
+				rt.format = "json" // as ThingSpeak answers it
+			}
+		} else if name != "last" {
 			return route{}, false
 		}
 	case len(seg) == 4 && seg[1] == "feeds" && seg[2] == "entry":

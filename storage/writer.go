@@ -69,6 +69,10 @@ var reqPool = sync.Pool{New: func() any {
 type ctlReq struct {
 	fn   func() error
 	idle bool
+	// grow marks an fn that only adds entries after each feed's last ID
+	// (an import): readers need not start again, so the tail and its
+	// generation stay.
+	grow bool
 	done chan error
 }
 
@@ -240,17 +244,25 @@ func (w *writer) sync(ctx context.Context) error {
 	if w.unapplied.Load() == 0 {
 		return nil
 	}
-	return w.control(ctx, nil)
+	return w.control(ctx, nil, false)
 }
 
 // exclusive runs fn on the writer goroutine after a checkpoint, so that
 // no append is numbered or logged while fn changes feeds, and forgets
 // the entry IDs it knew, so that fn may renumber a feed.
 func (w *writer) exclusive(ctx context.Context, fn func() error) error {
-	return w.control(ctx, fn)
+	return w.control(ctx, fn, false)
 }
 
-func (w *writer) control(ctx context.Context, fn func() error) error {
+// appendAfter runs fn like exclusive, for an fn that only adds entries
+// with IDs above each feed's sequence: everything logged is in bbolt
+// first, so fn sees the true sequences, and the IDs known are forgotten
+// after, so the next append continues after what fn stored.
+func (w *writer) appendAfter(ctx context.Context, fn func() error) error {
+	return w.control(ctx, fn, true)
+}
+
+func (w *writer) control(ctx context.Context, fn func() error, grow bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -261,7 +273,7 @@ func (w *writer) control(ctx context.Context, fn func() error) error {
 	if w.closed {
 		return ErrClosed
 	}
-	c := ctlReq{fn: fn, done: make(chan error, 1)}
+	c := ctlReq{fn: fn, grow: grow, done: make(chan error, 1)}
 	select {
 	case w.ctl <- c:
 	case <-ctx.Done():
@@ -309,8 +321,13 @@ func (w *writer) run() {
 				c.done <- nil
 				continue
 			}
-			err := w.flush(c.fn != nil)
-			if err == nil && c.fn != nil {
+			err := w.flush(c.fn != nil && !c.grow)
+			switch {
+			case err != nil || c.fn == nil:
+			case c.grow:
+				err = c.fn()
+				clear(w.seqs)
+			default:
 				w.tail.reset()
 				err = c.fn()
 				w.tail.bump()
