@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +67,35 @@ func TestEmbedBrowser(t *testing.T) {
 		}
 	}
 
+	// An averaged chart reads its buckets from the read API.
+	agg, err := s.svc.CreateChannel(ctx, auth.ChannelSpec{Name: "Averaged", Public: true, Fields: [8]string{"Level"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		write(agg.WriteKey, fmt.Sprint(i), time.Now().UTC().Add(time.Duration(i-12)*5*time.Minute))
+	}
+	const aggQuery = "average=10&minutes=120"
+	// restBuckets answers the averaged read as the chart makes it: how many
+	// buckets, and the newest one's value.
+	restBuckets := func() (int, float64) {
+		t.Helper()
+		code, body := httpDo(t, http.MethodGet, fmt.Sprintf("%s/channels/%d/fields/1.json?%s", base, agg.ID, aggQuery), "", "")
+		var feed struct {
+			Feeds []struct {
+				Field1 *string `json:"field1"`
+			} `json:"feeds"`
+		}
+		if err := json.Unmarshal([]byte(body), &feed); code != 200 || err != nil || len(feed.Feeds) == 0 || feed.Feeds[len(feed.Feeds)-1].Field1 == nil {
+			t.Fatalf("averaged read: %d %v %.300s", code, err, body)
+		}
+		last, err := strconv.ParseFloat(*feed.Feeds[len(feed.Feeds)-1].Field1, 64)
+		if err != nil {
+			t.Fatalf("averaged read: %.300s", body)
+		}
+		return len(feed.Feeds), last
+	}
+
 	// The embedding page, on another origin.
 	frames := map[string]string{
 		"live":     fmt.Sprintf("%s/channels/%d/charts/1?dynamic=true&title=Live&color=0a0", base, pub.ID),
@@ -73,6 +104,7 @@ func TestEmbedBrowser(t *testing.T) {
 		"numeric":  fmt.Sprintf("%s/channels/%d/widgets/numeric/1?units=%%C2%%B0C&decimals=1", base, pub.ID),
 		"gauge":    fmt.Sprintf("%s/channels/%d/widgets/gauge/1?min=0&max=40", base, pub.ID),
 		"filtered": fmt.Sprintf("%s/channels/%d/charts/1?min=21&max=25&yaxismin=0&yaxismax=50&type=step", base, pub.ID),
+		"averaged": fmt.Sprintf("%s/channels/%d/charts/1?dynamic=true&%s", base, agg.ID, aggQuery),
 		"console":  base + "/",
 	}
 	var b strings.Builder
@@ -194,6 +226,40 @@ func TestEmbedBrowser(t *testing.T) {
 	if got, err := inFrame("column", points); err != nil || got != "5/5" {
 		t.Errorf("static chart after a write: %q %v", got, err)
 	}
+
+	// The averaged chart draws the read API's buckets, and re-reads them
+	// when an entry arrives: the newest bucket's average moves.
+	lastY := func() float64 {
+		t.Helper()
+		got, err := inFrame("averaged", `document.getElementById('embed').dataset.lasty || ''`)
+		f, perr := strconv.ParseFloat(got, 64)
+		if err != nil || perr != nil {
+			return math.NaN()
+		}
+		return f
+	}
+	n, last := restBuckets()
+	if n < 2 || n >= 12 {
+		t.Fatalf("%d buckets of 12 entries five minutes apart with average=10", n)
+	}
+	waitFrame("averaged", points, fmt.Sprintf("%d/%d", n, n))
+	if y := lastY(); math.Abs(y-last) > 1e-9 {
+		t.Errorf("averaged chart's newest point %v, read API's %v", y, last)
+	}
+	waitFrame("averaged", `document.getElementById('embed').dataset.live || ''`, "on")
+	write(agg.WriteKey, "1000", time.Time{})
+	n2, last2 := restBuckets()
+	if last2 <= last {
+		t.Fatalf("newest bucket %v after writing 1000, was %v", last2, last)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for math.Abs(lastY()-last2) > 1e-9 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if y := lastY(); math.Abs(y-last2) > 1e-9 {
+		t.Errorf("averaged chart's newest point %v after a write, read API's %v", y, last2)
+	}
+	waitFrame("averaged", points, fmt.Sprintf("%d/%d", n2, n2))
 	// FEEDMQ_EMBED_SCREENSHOT=FILE.png saves a screenshot of the blog page.
 	if path := os.Getenv("FEEDMQ_EMBED_SCREENSHOT"); path != "" {
 		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
