@@ -73,3 +73,13 @@ type EntryFilter struct {
 	// Field, when 1..8, keeps only entries that set that field.
 	Field int
 }
+
+// EntryCounter is implemented by stores that can count a feed's entries
+// without reading them. The count differs from the last entry_id once
+// retention has dropped old entries or an import kept another server's
+// IDs with gaps.
+type EntryCounter interface {
+	// EntryCount returns the number of entries channelID holds.
+	// ENOTFOUND for a missing channel.
+	EntryCount(ctx context.Context, channelID uint64) (uint64, error)
+}

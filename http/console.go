@@ -60,7 +60,7 @@ type ConsoleOptions struct {
 	// Admin is the service the console fronts.
 	Admin Admin
 	// Feeds, when set, gives the channel list each channel's last entry
-	// time.
+	// time and entry count (with channels.EntryCounter).
 	Feeds channels.Store
 	// Logger receives failures and refused sign-ins; default: discard.
 	Logger *slog.Logger

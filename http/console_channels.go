@@ -14,6 +14,7 @@ import (
 type channelRow struct {
 	*channels.Channel
 	LastEntryAt time.Time
+	Entries     uint64
 }
 
 // channelForm is the channel form's values, as typed.
@@ -27,6 +28,22 @@ type channelForm struct {
 	// Settings page only.
 	WriteKey, ReadKey string
 	LastEntryID       uint64
+	Entries           uint64
+}
+
+// entryCount is the number of entries ch holds. Retention and imports
+// with gaps make it smaller than the last entry_id, which stands in only
+// when the store cannot count.
+func (c *Console) entryCount(q *req, ch *channels.Channel) uint64 {
+	if ch.LastEntryID == 0 {
+		return 0
+	}
+	if counter, ok := c.opts.Feeds.(channels.EntryCounter); ok {
+		if n, err := counter.EntryCount(q.ctx(), ch.ID); err == nil {
+			return n
+		}
+	}
+	return ch.LastEntryID
 }
 
 func (c *Console) channelRoutes(q *req, rest []string) bool {
@@ -75,6 +92,7 @@ func (c *Console) channelList(q *req) {
 	rows := make([]channelRow, len(list))
 	for i, ch := range list {
 		rows[i].Channel = ch
+		rows[i].Entries = c.entryCount(q, ch)
 		if c.opts.Feeds != nil && ch.LastEntryID > 0 {
 			if e, err := c.opts.Feeds.FindEntry(q.ctx(), ch.ID, ch.LastEntryID); err == nil {
 				rows[i].LastEntryAt = e.CreatedAt
@@ -148,7 +166,9 @@ func (c *Console) newChannel(q *req) {
 func (c *Console) channelSettings(q *req, ch *channels.Channel) {
 	title := "Channel settings"
 	if !q.post() {
-		c.render(q, http.StatusOK, "channel", page{Title: title, Nav: "channels", Data: formOf(ch)})
+		f := formOf(ch)
+		f.Entries = c.entryCount(q, ch)
+		c.render(q, http.StatusOK, "channel", page{Title: title, Nav: "channels", Data: f})
 		return
 	}
 	f := readChannelForm(q)
@@ -156,6 +176,7 @@ func (c *Console) channelSettings(q *req, ch *channels.Channel) {
 		if status, ok := formError(err); ok {
 			keep := formOf(ch)
 			f.ID, f.WriteKey, f.ReadKey, f.LastEntryID = keep.ID, keep.WriteKey, keep.ReadKey, keep.LastEntryID
+			f.Entries = c.entryCount(q, ch)
 			c.render(q, status, "channel", page{Title: title, Nav: "channels", Error: errText(err), Data: f})
 			return
 		}
@@ -208,7 +229,7 @@ func (c *Console) clearChannel(q *req, ch *channels.Channel) {
 	if !confirmed(q) {
 		c.confirm(q, "Clear feed", confirmData{
 			Heading: "Clear the feed of " + ch.Name + "?",
-			Text:    "All " + strconv.FormatUint(ch.LastEntryID, 10) + " entries of channel " + strconv.FormatUint(ch.ID, 10) + " are deleted; the next entry is number 1. The channel, its keys and its devices stay.",
+			Text:    "All " + strconv.FormatUint(c.entryCount(q, ch), 10) + " entries of channel " + strconv.FormatUint(ch.ID, 10) + " are deleted; the next entry is number 1. The channel, its keys and its devices stay.",
 			Action:  idPath("/console/channels/", ch.ID) + "/clear", Check: "Yes, delete every entry of this channel",
 			Button: "Clear feed", Cancel: idPath("/console/channels/", ch.ID),
 		})

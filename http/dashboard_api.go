@@ -23,8 +23,11 @@ const maxKeys = 32
 //
 //	[{"id":1,"name":"...","description":"...","public":true,
 //	  "fields":{"field1":"Temperature",...},"created_at":"...",
-//	  "updated_at":"...","last_entry_id":7}, ...]
+//	  "updated_at":"...","last_entry_id":7,"entries":5}, ...]
 //
+// entries is the number of entries the feed holds, which retention and
+// imports with gaps make smaller than last_entry_id; null when the store
+// cannot count.
 // A private channel carries "api_key", the read key that unlocked it, and
 // "owner":true when the owner's console session did.
 // Write keys are never included.
@@ -76,7 +79,7 @@ func (h *Dashboard) channelList(w http.ResponseWriter, r *http.Request) {
 			b = append(b, ',')
 		}
 		n++
-		b = appendChannel(b, c, key, byOwner)
+		b = appendChannel(b, c, key, byOwner, h.entryCount(r, c))
 	}
 	b = append(b, ']')
 	if matched < len(keys) {
@@ -88,6 +91,27 @@ func (h *Dashboard) channelList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Write(b)
+}
+
+// entryCount returns the number of entries of c, or -1 when the store
+// cannot count them.
+func (h *Dashboard) entryCount(r *http.Request, c *channels.Channel) int64 {
+	if c.LastEntryID == 0 {
+		return 0 // never written to, or cleared: nothing to count
+	}
+	counter, ok := h.opts.Store.(channels.EntryCounter)
+	if !ok {
+		return -1
+	}
+	n, err := counter.EntryCount(r.Context(), c.ID)
+	if err != nil {
+		// A channel deleted since the list was read is not worth a log line.
+		if r.Context().Err() == nil && channels.ErrorCode(err) != channels.ENOTFOUND {
+			h.log.Error("dashboard: count entries", "channel", c.ID, "error", err)
+		}
+		return -1
+	}
+	return int64(n)
 }
 
 // matchKey returns the key among keys that equals readKey, or "".
@@ -103,7 +127,7 @@ func matchKey(readKey string, keys []string) string {
 
 // appendChannel appends c's JSON; owner marks a key the console session
 // unlocked, which the page need not offer to forget.
-func appendChannel(b []byte, c *channels.Channel, key string, owner bool) []byte {
+func appendChannel(b []byte, c *channels.Channel, key string, owner bool, entries int64) []byte {
 	b = append(b, `{"id":`...)
 	b = strconv.AppendUint(b, c.ID, 10)
 	b = append(b, `,"name":`...)
@@ -136,6 +160,12 @@ func appendChannel(b []byte, c *channels.Channel, key string, owner bool) []byte
 		b = append(b, "null"...)
 	} else {
 		b = strconv.AppendUint(b, c.LastEntryID, 10)
+	}
+	b = append(b, `,"entries":`...)
+	if entries < 0 {
+		b = append(b, "null"...)
+	} else {
+		b = strconv.AppendInt(b, entries, 10)
 	}
 	if key != "" {
 		b = append(b, `,"api_key":`...)

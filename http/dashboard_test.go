@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -388,13 +389,13 @@ func TestChannelList(t *testing.T) {
 	e.publish(pub.ID, "20")
 	_, body := e.get("/dashboard/channels.json")
 	if !strings.HasPrefix(body, `[{"id":1,"name":"garden","description":"","public":true,"fields":{"field1":"Temperature","field2":"Humidity"},"created_at":"`) ||
-		!strings.HasSuffix(body, `"last_entry_id":1}]`) {
+		!strings.HasSuffix(body, `"last_entry_id":1,"entries":1}]`) {
 		t.Errorf("public list: %s", body)
 	}
 	resp, body := e.get("/dashboard/channels.json?api_key=AAAAAAAAAAAAAAAA&api_key=" + priv.ReadKey)
 	if resp.Header.Get("Content-Type") != "application/json; charset=utf-8" || strings.Count(body, `"id":`) != 2 ||
 		!strings.Contains(body, `"public":false,"fields":{"field1":"Power"}`) ||
-		!strings.HasSuffix(body, `"last_entry_id":null,"api_key":"`+priv.ReadKey+`"}]`) {
+		!strings.HasSuffix(body, `"last_entry_id":null,"entries":0,"api_key":"`+priv.ReadKey+`"}]`) {
 		t.Errorf("with key: %s", body)
 	}
 	if _, body := e.get("/dashboard/channels.json", "THINGSPEAKAPIKEY", priv.ReadKey); strings.Count(body, `"id":`) != 2 {
@@ -412,3 +413,60 @@ func TestChannelList(t *testing.T) {
 		t.Errorf("33 keys: %d", resp.StatusCode)
 	}
 }
+
+// TestChannelListEntries checks that the list counts the entries a feed
+// holds rather than repeating the last entry_id, which retention and a
+// clear make wrong, and says null when the store cannot count.
+func TestChannelListEntries(t *testing.T) {
+	e := newDashEnv(t, time.Hour)
+	ctx := t.Context()
+	pub := e.channel(true, "Temperature")
+	priv := e.channel(false, "Power")
+	for i := range 35 {
+		e.publish(pub.ID, strconv.Itoa(i))
+	}
+	for range 3 {
+		e.publish(priv.ID, "1")
+	}
+	if _, body := e.get("/dashboard/channels.json"); !strings.HasSuffix(body, `"last_entry_id":35,"entries":35}]`) {
+		t.Errorf("35 entries: %s", body)
+	}
+	five := uint64(5)
+	if _, err := e.svc.UpdateChannel(ctx, pub.ID, auth.ChannelUpdate{MaxEntries: &five}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Prune(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := e.get("/dashboard/channels.json"); !strings.HasSuffix(body, `"last_entry_id":35,"entries":5}]`) {
+		t.Errorf("after retention: %s", body)
+	}
+	// A private channel's count is listed only with its read key.
+	if _, body := e.get("/dashboard/channels.json?api_key=" + pub.ReadKey); strings.Contains(body, `"entries":3`) {
+		t.Errorf("private count without its key: %s", body)
+	}
+	if _, body := e.get("/dashboard/channels.json?api_key=" + priv.ReadKey); !strings.Contains(body, `"last_entry_id":3,"entries":3,"api_key"`) {
+		t.Errorf("private with key: %s", body)
+	}
+	if err := e.svc.ClearChannel(ctx, pub.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := e.get("/dashboard/channels.json"); !strings.HasSuffix(body, `"last_entry_id":null,"entries":0}]`) {
+		t.Errorf("after clear: %s", body)
+	}
+
+	// A store that cannot count: null, never last_entry_id passed off as
+	// a count.
+	e.publish(pub.ID, "1")
+	plain := newDashEnvWith(t, time.Hour, func(o *httpd.DashboardOptions) { o.Store = storeOnly{o.Store} })
+	if _, err := plain.svc.CreateChannel(ctx, auth.ChannelSpec{Name: "x", Public: true, Fields: [8]string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	plain.publish(1, "7")
+	if _, body := plain.get("/dashboard/channels.json"); !strings.HasSuffix(body, `"last_entry_id":1,"entries":null}]`) {
+		t.Errorf("store without a count: %s", body)
+	}
+}
+
+// storeOnly hides every method but channels.Store's.
+type storeOnly struct{ channels.Store }

@@ -10,7 +10,10 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-var _ channels.Store = (*DB)(nil)
+var (
+	_ channels.Store        = (*DB)(nil)
+	_ channels.EntryCounter = (*DB)(nil)
+)
 
 // channelRecord is the stored form of a channel. It is separate from
 // channels.Channel so that renaming a domain field cannot silently change

@@ -157,6 +157,23 @@ func (db *DB) FindEntry(ctx context.Context, channelID, entryID uint64) (*channe
 	return e, nil
 }
 
+// EntryCount returns the number of entries of a channel. It counts the
+// feed's keys from bbolt's page headers (work grows with the feed's pages,
+// not its entries, and no entry is decoded) rather than trusting
+// feedLen, which overcounts where imported IDs left gaps.
+func (db *DB) EntryCount(ctx context.Context, channelID uint64) (uint64, error) {
+	var n uint64
+	err := db.read(ctx, "count entries", func(tx *bolt.Tx, s *tailSnap) error {
+		feed := feedBucket(tx, channelID)
+		if feed == nil {
+			return channelNotFound(channelID)
+		}
+		n = uint64(feed.Stats().KeyN) + uint64(len(s.after(channelID, feed)))
+		return nil
+	})
+	return n, err
+}
+
 // feedBucket returns the feed of a channel, or nil when the channel does
 // not exist: a feed lives exactly as long as its channel.
 func feedBucket(tx *bolt.Tx, channelID uint64) *bolt.Bucket {

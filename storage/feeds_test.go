@@ -129,3 +129,59 @@ func TestEntries_Filter(t *testing.T) {
 		})
 	}
 }
+
+// TestEntryCount checks that the count is the number of entries held, not
+// the last entry_id: retention, gaps left by an import that kept IDs, a
+// clear, and a missing channel.
+func TestEntryCount(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpenDB(t)
+	count := func(id uint64) uint64 {
+		t.Helper()
+		n, err := db.EntryCount(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	c := MustCreateChannel(t, db, "capped")
+	if n := count(c.ID); n != 0 {
+		t.Fatalf("empty channel counts %d", n)
+	}
+	for range 35 {
+		MustAppend(t, db, c.ID, "v")
+	}
+	if n := count(c.ID); n != 35 {
+		t.Fatalf("count %d, want 35", n)
+	}
+	withRetention(t, db, c, 5, 0)
+	if _, err := db.Prune(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(c.ID); n != 5 {
+		t.Fatalf("after retention: count %d, want 5 (last entry_id 35)", n)
+	}
+	if err := db.ClearChannel(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(c.ID); n != 0 {
+		t.Fatalf("after clear: count %d", n)
+	}
+
+	gaps := MustCreateChannel(t, db, "imported")
+	t0 := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	batch := []channels.Entry{imported(gaps.ID, 5, t0, "a"), imported(gaps.ID, 7, t0.Add(time.Minute), "b"), imported(gaps.ID, 100, t0.Add(time.Hour), "c")}
+	if err := db.ImportEntries(ctx, gaps.ID, batch, true); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(gaps.ID); n != 3 {
+		t.Fatalf("imported with gaps: count %d, want 3", n)
+	}
+	MustAppend(t, db, gaps.ID, "d")
+	if n := count(gaps.ID); n != 4 {
+		t.Fatalf("after an append: count %d, want 4", n)
+	}
+
+	_, err := db.EntryCount(ctx, 999)
+	wantCode(t, err, channels.ENOTFOUND)
+}
