@@ -198,6 +198,158 @@ func TestDashboardBrowser(t *testing.T) {
 		chromedp.Poll[chromedp.Void](`document.querySelector('section[data-field="1"]') && document.querySelector('section[data-field="1"]').dataset.points === "`+want+`"`,
 			chromedp.WithPollingTimeout(10*time.Second)))
 
+	// Series colours are not the error colour, and a text value is drawn
+	// neutral, in the page's text colour.
+	if same := browserValue(t, bctx, chromedp.Evaluate[bool](`(function () {
+		var bad = getComputedStyle(document.documentElement).getPropertyValue('--bad').trim();
+		for (var n = 1; n <= 8; n++) if (getComputedStyle(document.documentElement).getPropertyValue('--c' + n).trim() === bad) return true;
+		return false; })()`)); same {
+		t.Error("a series colour is the error colour")
+	}
+	if neutral := browserValue(t, bctx, chromedp.Evaluate[bool](`(function () {
+		var v = document.querySelector('section[data-field="4"] .last');
+		return v.classList.contains('text') && getComputedStyle(v).color === getComputedStyle(document.body).color; })()`)); !neutral {
+		t.Error("the text value of field4 is not drawn in the neutral text colour")
+	}
+
+	// The time-range picker: older entries, then last hour, last week
+	// (averaged) and a custom range each redraw the charts, and the CSV
+	// link carries the range.
+	now := time.Now().UTC()
+	old := []time.Time{}
+	for i := range 5 {
+		old = append(old, now.Add(-72*time.Hour+time.Duration(i)*time.Minute))
+	}
+	old = append(old, now.Add(-2*time.Hour), now.Add(-2*time.Hour+time.Minute))
+	for i, at := range old {
+		q := url.Values{"api_key": {ch.WriteKey}, "created_at": {at.Format(time.RFC3339)}, "field1": {fmt.Sprint(10 + i)}}
+		if code, body := httpDo(t, http.MethodGet, base+"/update?"+q.Encode(), "", ""); code != 200 || body == "0" {
+			t.Fatalf("old entry %d: %d %s", i, code, body)
+		}
+	}
+	all := history + len(values) + len(old)
+	do("older entries arrive", chromedp.Poll[chromedp.Void](`document.querySelector('section[data-field="1"]').dataset.points === "`+fmt.Sprint(all)+`"`,
+		chromedp.WithPollingTimeout(10*time.Second)))
+	if lbl := browserValue(t, bctx, chromedp.Evaluate[string](`document.querySelector('label[for="range"]').textContent`)); lbl != "Time range" {
+		t.Errorf("range picker label %q", lbl)
+	}
+	pick := func(what, js string, id string) {
+		t.Helper()
+		do(what, chromedp.Evaluate[chromedp.Void](js), chromedp.Poll[chromedp.Void](
+			`window.feedmq.range.id === "`+id+`" && /^\d+ (entries|averages)/.test(document.getElementById('range-note').textContent)`,
+			chromedp.WithPollingTimeout(10*time.Second)))
+	}
+	choose := func(v string) string {
+		return `(function () { var s = document.getElementById('range'); s.focus(); s.value = '` + v + `'; s.dispatchEvent(new Event('change')); })()`
+	}
+	csvRange := func() (time.Duration, url.Values) {
+		t.Helper()
+		href := attr(`#range-csv`, "href")
+		u, err := url.Parse(href)
+		if err != nil || !strings.HasSuffix(u.Path, "/feeds.csv") {
+			t.Fatalf("range CSV link %q", href)
+		}
+		start, err1 := time.Parse(time.RFC3339, u.Query().Get("start"))
+		end, err2 := time.Parse(time.RFC3339, u.Query().Get("end"))
+		if err1 != nil || err2 != nil {
+			t.Fatalf("range CSV link %q: %v %v", href, err1, err2)
+		}
+		return end.Sub(start), u.Query()
+	}
+	csvRows := func() int {
+		t.Helper()
+		code, body := httpDo(t, http.MethodGet, base+attr(`#range-csv`, "href"), "", "")
+		if code != 200 || !strings.HasPrefix(body, "created_at,entry_id,") {
+			t.Fatalf("range CSV: %d %.80s", code, body)
+		}
+		return strings.Count(body, "\n") - 1
+	}
+
+	pick("last hour", choose("hour"), "hour")
+	if p := attr(field(1), "data-points"); p != fmt.Sprint(history+len(values)) {
+		t.Errorf("last hour draws %s points, want %d", p, history+len(values))
+	}
+	if span, q := csvRange(); span != time.Hour || q.Has("average") {
+		t.Errorf("last hour CSV: span %v, %v", span, q)
+	}
+	if n := csvRows(); n != history+len(values) {
+		t.Errorf("last hour CSV has %d rows", n)
+	}
+	pick("last week", choose("week"), "week")
+	if avg := browserValue(t, bctx, chromedp.Evaluate[int](`window.feedmq.range.average`)); avg != 60 {
+		t.Errorf("last week averages %d minutes, want 60", avg)
+	}
+	// Hourly averages: the entries 3 days ago, 2 hours ago and in the last
+	// 20 minutes fall in 3 to 6 buckets.
+	if p := attr(field(1), "data-points"); p < "3" || len(p) != 1 || p > "6" {
+		t.Errorf("last week draws %s points", p)
+	}
+	if span, _ := csvRange(); span != 7*24*time.Hour {
+		t.Errorf("last week CSV spans %v", span)
+	}
+	if n := csvRows(); n != all {
+		t.Errorf("last week CSV has %d rows, want %d", n, all)
+	}
+	// Custom: the hour around the entries 3 days ago, typed into the inputs.
+	pick("custom range", choose("custom")+`;(function () {
+		function p(n) { return n < 10 ? '0' + n : '' + n; }
+		function v(t) { var d = new Date(t); return d.getFullYear() + '-' + p(d.getMonth() + 1) + '-' + p(d.getDate()) + 'T' + p(d.getHours()) + ':' + p(d.getMinutes()); }
+		var t0 = `+fmt.Sprint(old[0].UnixMilli())+`;
+		document.getElementById('range-start').value = v(t0 - 1800000);
+		document.getElementById('range-end').value = v(t0 + 1800000);
+		document.querySelector('#range-form button[type=submit]').click(); })()`, "custom")
+	if p := attr(field(1), "data-points"); p != "5" {
+		t.Errorf("custom range draws %s points, want 5", p)
+	}
+	if n := csvRows(); n != 5 {
+		t.Errorf("custom range CSV has %d rows, want 5", n)
+	}
+	pick("back to live", choose("latest")+`;document.getElementById('range-note').textContent = '0 entries'`, "latest")
+	do("live again", chromedp.Poll[chromedp.Void](`document.querySelector('section[data-field="1"]').dataset.points === "`+fmt.Sprint(all)+`"`,
+		chromedp.WithPollingTimeout(10*time.Second)))
+
+	// ENTRIES counts what the feed holds: after retention kept 5 of 30
+	// it says 5 (the last entry_id stays 30), after a clear and one write 1.
+	five := uint64(5)
+	if _, err := s.svc.UpdateChannel(ctx, ch.ID, auth.ChannelUpdate{MaxEntries: &five}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Prune(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	do("reload after retention", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#live[data-state="on"]`)))
+	if c := text(`#entry-count`); c != "5" {
+		t.Errorf("ENTRIES after retention shows %s, want 5 (last entry_id %d)", c, all)
+	}
+	if err := s.svc.ClearChannel(ctx, ch.ID); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := httpDo(t, http.MethodGet, base+"/update?api_key="+ch.WriteKey+"&field1=7", "", ""); code != 200 {
+		t.Fatalf("write after clear: %d", code)
+	}
+	do("count after clear", chromedp.Poll[chromedp.Void](`document.getElementById('entry-count').dataset.count === "1"`,
+		chromedp.WithPollingTimeout(10*time.Second)))
+
+	// At 390 px the page fits and the entries table shows every column.
+	do("phone width", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{
+			Width: 390, Height: 844, DeviceScaleFactor: 1, Mobile: true})
+		return err
+	}), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#live[data-state="on"]`)),
+		chromedp.Poll[chromedp.Void](`document.querySelectorAll('table.recent tbody tr').length > 0`, chromedp.WithPollingTimeout(10*time.Second)))
+	if w := browserValue(t, bctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 390 {
+		t.Errorf("page is %d px wide at 390 px", w)
+	}
+	if right := browserValue(t, bctx, chromedp.Evaluate[float64](`(function () {
+		var tds = document.querySelectorAll('table.recent tbody tr:first-child td');
+		return tds[tds.length - 1].getBoundingClientRect().right; })()`)); right > 390 || right <= 0 {
+		t.Errorf("the last column ends at %.0f px, outside the 390 px screen", right)
+	}
+	do("desktop width", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.ClearDeviceMetricsOverride, cdp.Empty{})
+		return err
+	}))
+
 	if path := os.Getenv("FEEDMQ_DASHBOARD_SCREENSHOT"); path != "" {
 		do("settle", chromedp.Sleep(1300*time.Millisecond))
 		if err := os.WriteFile(path, browserValue(t, bctx, chromedp.FullScreenshot(100)), 0o644); err != nil {

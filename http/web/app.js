@@ -94,6 +94,37 @@
   function badge(ch) {
     return el('span', { class: 'badge ' + (ch.public ? 'public' : 'private'), text: ch.public ? 'Public' : 'Private' });
   }
+  // entriesCount is how many entries a listed channel holds; last_entry_id
+  // overstates it after retention or an import with gaps.
+  function entriesCount(ch) { return ch.entries != null ? ch.entries : (ch.last_entry_id || 0); }
+  function entriesText(ch) {
+    var n = entriesCount(ch);
+    return ch.last_entry_id ? n + (n === 1 ? ' entry' : ' entries') : 'no data yet';
+  }
+  function isoUTC(t) { return new Date(t).toISOString().replace(/\.\d+Z$/, 'Z'); }
+  // localInput formats t for a datetime-local input, in local time.
+  function localInput(t) {
+    var d = new Date(t);
+    return d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + 'T' + pad(d.getHours()) + ':' + pad(d.getMinutes());
+  }
+  // RANGES are the picker's choices; minutes 0 is the live view of the
+  // newest entries.
+  var RANGES = [
+    { id: 'latest', label: 'Latest entries (live)', minutes: 0 },
+    { id: 'hour', label: 'Last hour', minutes: 60 },
+    { id: 'day', label: 'Last day', minutes: 1440 },
+    { id: 'week', label: 'Last week', minutes: 10080 },
+    { id: 'custom', label: 'Custom…', minutes: -1 }
+  ];
+  var BUCKETS = [10, 15, 20, 30, 60, 240, 720, 1440];
+  var MAX_POINTS = 300;           // points per chart a range may draw
+  // bucketFor is the average= bucket (minutes) that keeps a range of span
+  // minutes within MAX_POINTS, or 0 when short ranges are drawn raw.
+  function bucketFor(span) {
+    if (span <= 180) return 0;
+    for (var i = 0; i < BUCKETS.length; i++) if (span / BUCKETS[i] <= MAX_POINTS) return BUCKETS[i];
+    return 1440;
+  }
   function notice(text, error) { return el('div', { class: 'notice' + (error ? ' error' : ''), role: error ? 'alert' : 'status', text: text }); }
 
   // ---------- routing ----------
@@ -172,7 +203,7 @@
     var chips = el('div', { class: 'chips' }, fieldList(ch).map(function (f) { return el('span', { class: 'chip', text: f.label }); }));
     var meta = el('div', { class: 'meta' }, [
       el('span', { text: 'Channel ' + ch.id }),
-      el('span', { text: ch.last_entry_id ? ch.last_entry_id + (ch.last_entry_id === 1 ? ' entry' : ' entries') : 'no data yet' })
+      el('span', { text: entriesText(ch) })
     ]);
     var card = el('a', { class: 'card chcard', href: href, 'data-nav': '', 'data-channel': ch.id }, [
       el('div', { class: 'row' }, [el('h2', { text: ch.name }), badge(ch)]),
@@ -191,15 +222,16 @@
   function channelPage(id, given) {
     state.view = 'channel';
     state.channel = null; state.entries = []; state.lastEntryId = 0; state.received = 0; state.live = 'off';
+    state.count = 0; state.range = { id: 'latest' };
     clear(app);
     app.appendChild(el('a', { class: 'crumb', href: '/', 'data-nav': '', text: '← All channels' }));
     var body = el('div', {}, [el('p', { class: 'muted', text: 'Loading channel ' + id + '…' })]);
     app.appendChild(body);
-    var closed = false, es = null, retryTimer = 0, tickTimer = 0, refetching = false, charts = [];
+    var closed = false, es = null, retryTimer = 0, tickTimer = 0, countTimer = 0, refetching = false, charts = [], rangeSeq = 0;
     teardown = function () {
       closed = true;
       if (es) es.close();
-      clearTimeout(retryTimer); clearInterval(tickTimer);
+      clearTimeout(retryTimer); clearInterval(tickTimer); clearInterval(countTimer);
       charts.forEach(function (c) { c.destroy(); });
     };
 
@@ -231,6 +263,7 @@
       clear(body);
       body.appendChild(el('div', { class: 'pagehead' }, [el('h1', { text: ch.name }), badge(ch), ui.live = el('span', { class: 'live', id: 'live', role: 'status', text: 'connecting' })]));
       if (ch.description) body.appendChild(el('p', { class: 'desc', text: ch.description }));
+      state.count = entriesCount(ch);
       ui.count = el('div', { class: 'v', id: 'entry-count', text: '0' });
       ui.lastAt = el('div', { class: 'v', id: 'last-at', text: '—' });
       body.appendChild(el('div', { class: 'stats' }, [
@@ -247,6 +280,7 @@
         dl.appendChild(el('a', { class: 'btn', href: base + '/fields/' + f.n + '.csv?results=8000' + keyQuery(state.key), download: 'channel-' + ch.id + '-field' + f.n + '.csv', text: f.label + ' CSV' }));
       });
       body.appendChild(dl);
+      body.appendChild(rangePicker(base));
 
       var grid = el('div', { class: 'grid', id: 'fields' });
       body.appendChild(grid);
@@ -267,17 +301,97 @@
       ui.table = el('tbody');
       var head = el('tr', {}, [el('th', { text: 'Entry' }), el('th', { text: 'Created' })].concat(
         state.fields.map(function (f) { return el('th', { text: f.label }); })));
-      body.appendChild(el('div', { class: 'card tablewrap' }, [el('h2', { text: 'Recent entries' }),
+      body.appendChild(el('div', { class: 'card tablewrap', id: 'recent' }, [ui.tableHead = el('h2', { text: 'Recent entries' }),
         el('table', { class: 'recent' }, [el('thead', {}, [head]), ui.table])]));
 
       setEntries(feed.feeds || [], feed.channel && feed.channel.last_entry_id);
       connect();
       tickTimer = setInterval(function () { updateTimes(); }, 5000);
+      // Retention drops old entries while the page is open: recount now
+      // and then rather than only adding what arrives.
+      countTimer = setInterval(recount, 30000);
+    }
+
+    function recount() {
+      getJSON('/dashboard/channels.json' + keyQuery(state.key, true)).then(function (list) {
+        var ch = list.filter(function (c) { return c.id === id; })[0];
+        if (ch && !closed) { state.count = entriesCount(ch); showCount(); }
+      }, function () { /* keep the last count */ });
+    }
+
+    function showCount() {
+      ui.count.textContent = String(state.count);
+      ui.count.setAttribute('data-count', String(state.count));
+    }
+
+    // rangePicker offers the time ranges and the CSV of the chosen one.
+    function rangePicker(base) {
+      var sel = el('select', { id: 'range', name: 'range' }, RANGES.map(function (r) { return el('option', { value: r.id, text: r.label }); }));
+      var now = Date.now();
+      var from = el('input', { type: 'datetime-local', id: 'range-start', name: 'start', value: localInput(now - 86400000) });
+      var to = el('input', { type: 'datetime-local', id: 'range-end', name: 'end', value: localInput(now) });
+      var custom = el('span', { class: 'custom', hidden: '' }, [
+        el('label', { for: 'range-start', text: 'From' }), from,
+        el('label', { for: 'range-end', text: 'to' }), to,
+        el('button', { type: 'submit', text: 'Show' })]);
+      ui.rangeNote = el('span', { class: 'muted', id: 'range-note', role: 'status' });
+      ui.rangeCSV = el('a', { class: 'btn', id: 'range-csv', hidden: '', text: 'CSV of this range' });
+      var form = el('form', { class: 'range', id: 'range-form', onsubmit: function (e) { e.preventDefault(); apply(); } }, [
+        el('label', { for: 'range', text: 'Time range' }), sel, custom, ui.rangeCSV, ui.rangeNote]);
+      sel.addEventListener('change', function () {
+        custom.hidden = sel.value !== 'custom';
+        if (sel.value !== 'custom') apply();
+      });
+      function apply() {
+        var r = RANGES.filter(function (x) { return x.id === sel.value; })[0], start, end;
+        if (r.minutes === 0) { showRange({ id: 'latest' }); return; }
+        if (r.minutes > 0) { end = Date.now(); start = end - r.minutes * 60000; }
+        else {
+          start = new Date(from.value).getTime(); end = new Date(to.value).getTime();
+          if (!isFinite(start) || !isFinite(end) || end <= start) {
+            ui.rangeNote.textContent = 'Give a start before the end.';
+            return;
+          }
+        }
+        showRange({ id: r.id, start: start, end: end, average: bucketFor((end - start) / 60000) }, base);
+      }
+      return form;
+    }
+
+    // showRange draws the chosen range: the live newest entries, or the
+    // entries between start and end, averaged in buckets for long ranges.
+    function showRange(r, base) {
+      var seq = ++rangeSeq;
+      state.range = r;
+      if (r.id === 'latest') {
+        ui.rangeCSV.hidden = true;
+        ui.rangeNote.textContent = '';
+        ui.tableHead.textContent = 'Recent entries';
+        refetch(true);
+        return;
+      }
+      var q = '?start=' + encodeURIComponent(isoUTC(r.start)) + '&end=' + encodeURIComponent(isoUTC(r.end)) + keyQuery(state.key);
+      ui.rangeCSV.href = base + '/feeds.csv' + q;
+      ui.rangeCSV.setAttribute('download', 'channel-' + id + '-' + isoUTC(r.start).slice(0, 10) + '.csv');
+      ui.rangeCSV.hidden = false;
+      ui.rangeNote.textContent = 'Loading…';
+      getJSON(base + '/feeds.json' + q + (r.average ? '&average=' + r.average : '')).then(function (feed) {
+        if (closed || seq !== rangeSeq) return;
+        var list = feed.feeds || [];
+        state.entries = list;
+        ui.tableHead.textContent = r.average ? 'Last ' + r.average + '-minute averages of the range' : 'Last entries of the range';
+        ui.rangeNote.textContent = (r.average ? list.length + ' averages of ' + r.average + ' min' : list.length + ' entries') +
+          (list.length >= 8000 ? ' (the newest 8000)' : '');
+        redraw();
+      }).catch(function (err) {
+        if (seq === rangeSeq) ui.rangeNote.textContent = 'Could not load the range: ' + err.message;
+      });
     }
 
     function setEntries(list, lastId) {
-      state.entries = list.slice(-HISTORY);
       state.lastEntryId = Math.max(lastId || 0, list.length ? list[list.length - 1].entry_id : 0);
+      if (state.range.id !== 'latest') { showCount(); return; } // a range is drawn
+      state.entries = list.slice(-HISTORY);
       redraw();
     }
 
@@ -285,19 +399,23 @@
       state.received++;
       if (e.entry_id <= state.lastEntryId) {
         if (e.entry_id !== 1) return; // a duplicate
-        state.entries = [];           // the channel was cleared: numbering restarted
+        state.count = 0;              // the channel was cleared: numbering restarted
+        if (state.range.id === 'latest') state.entries = [];
       } else if (state.lastEntryId && e.entry_id > state.lastEntryId + 1) {
         refetch();                    // the stream missed entries
       }
+      state.count++;
+      state.lastEntryId = e.entry_id;
+      if (state.range.id !== 'latest') { showCount(); return; } // a chosen range stays as drawn
       state.entries.push(e);
       if (state.entries.length > HISTORY) state.entries.splice(0, state.entries.length - HISTORY);
-      state.lastEntryId = e.entry_id;
       redraw(true);
     }
 
-    function refetch() {
-      if (refetching) return;
+    function refetch(force) {
+      if (refetching && !force) return;
       refetching = true;
+      if (!force) recount();
       getJSON('/channels/' + id + '/feeds.json?results=' + HISTORY + keyQuery(state.key)).then(function (feed) {
         refetching = false;
         if (!closed) setEntries(feed.feeds || [], feed.channel && feed.channel.last_entry_id);
@@ -306,8 +424,7 @@
 
     function redraw(fresh) {
       var entries = state.entries;
-      ui.count.textContent = String(state.lastEntryId);
-      ui.count.setAttribute('data-count', String(state.lastEntryId));
+      showCount();
       var lastE = entries[entries.length - 1];
       ui.lastAt.textContent = lastE ? ago(parseTime(lastE.created_at)) : '—';
       if (lastE) ui.lastAt.title = fmtDateTime(parseTime(lastE.created_at));
@@ -320,7 +437,9 @@
           var y = num(v), t = parseTime(entries[i].created_at);
           if (isFinite(y) && isFinite(t)) pts.push([t, y]);
         }
-        var changed = u.card.getAttribute('data-last') !== (lastV == null ? '' : lastV);
+        var changed = u.card.getAttribute('data-last') !== (lastV == null ? '' : String(lastV));
+        // A text value is data, not an error: neutral, not in the series colour.
+        u.last.classList.toggle('text', lastV != null && !isFinite(num(lastV)));
         u.last.textContent = lastV == null ? '—' : lastV;
         u.last.title = lastV == null ? '' : lastV;
         u.lastT = lastT;
@@ -332,8 +451,9 @@
       });
       clear(ui.table);
       entries.slice(-10).reverse().forEach(function (e) {
-        ui.table.appendChild(el('tr', {}, [el('td', { text: String(e.entry_id) }), el('td', { text: fmtDateTime(parseTime(e.created_at)) })].concat(
-          state.fields.map(function (f) { var v = e['field' + f.n]; return el('td', { class: 'v', text: v == null ? '' : v, title: v == null ? '' : v }); }))));
+        ui.table.appendChild(el('tr', {}, [el('td', { 'data-label': 'Entry', text: e.entry_id != null ? String(e.entry_id) : '—' }),
+          el('td', { 'data-label': 'Created', text: fmtDateTime(parseTime(e.created_at)) })].concat(
+          state.fields.map(function (f) { var v = e['field' + f.n]; v = v == null ? '' : String(v); return el('td', { class: 'v', 'data-label': f.label, text: v, title: v }); }))));
       });
     }
 
