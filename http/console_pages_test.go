@@ -355,3 +355,34 @@ func TestConsoleTextareaLineBreaks(t *testing.T) {
 		t.Errorf("stored %q / %q", ch.Description, ch.Metadata)
 	}
 }
+
+// TestConsoleEntryCount checks that the console says how many entries a
+// feed holds, not its last entry_id, once retention dropped some.
+func TestConsoleEntryCount(t *testing.T) {
+	e := newConsoleEnv(t, false, nil)
+	b := e.setup(ownerPassword)
+	ch, err := e.svc.CreateChannel(t.Context(), auth.ChannelSpec{Name: "capped", Fields: [8]string{"a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		e.appendEntry(ch.ID, e.clock.now().Add(time.Duration(i-10)*time.Minute))
+	}
+	three := uint64(3)
+	if _, err := e.svc.UpdateChannel(t.Context(), ch.ID, auth.ChannelUpdate{MaxEntries: &three}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Prune(t.Context(), e.clock.now()); err != nil {
+		t.Fatal(err)
+	}
+	id := strconv.FormatUint(ch.ID, 10)
+	if p := b.get("/console/channels"); !strings.Contains(p.body, `<td data-label="Entries">3</td>`) {
+		t.Errorf("channel list:\n%s", p.body)
+	}
+	if p := b.get("/console/channels/" + id); !strings.Contains(p.body, "The feed has 3 entries (the last is number 8).") {
+		t.Errorf("channel page:\n%s", p.body)
+	}
+	if p := b.get("/console/channels/" + id + "/clear"); !strings.Contains(p.body, "All 3 entries of channel "+id) {
+		t.Errorf("clear confirmation:\n%s", p.body)
+	}
+}
