@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/feedmq/feedmq/auth"
@@ -236,7 +237,7 @@ func TestDashboardBrowser(t *testing.T) {
 	pick := func(what, js string, id string) {
 		t.Helper()
 		do(what, chromedp.Evaluate[chromedp.Void](js), chromedp.Poll[chromedp.Void](
-			`window.feedmq.range.id === "`+id+`" && /^\d+ (entries|averages)/.test(document.getElementById('range-note').textContent)`,
+			`window.feedmq.range.id === "`+id+`" && (window.feedmq.range.id === "latest" || /^\d+ (entries|averages)/.test(document.getElementById('range-note').textContent))`,
 			chromedp.WithPollingTimeout(10*time.Second)))
 	}
 	choose := func(v string) string {
@@ -304,9 +305,17 @@ func TestDashboardBrowser(t *testing.T) {
 	if n := csvRows(); n != 5 {
 		t.Errorf("custom range CSV has %d rows, want 5", n)
 	}
-	pick("back to live", choose("latest")+`;document.getElementById('range-note').textContent = '0 entries'`, "latest")
+	pick("back to live", choose("latest"), "latest")
 	do("live again", chromedp.Poll[chromedp.Void](`document.querySelector('section[data-field="1"]').dataset.points === "`+fmt.Sprint(all)+`"`,
 		chromedp.WithPollingTimeout(10*time.Second)))
+	// The picker works from the keyboard: focus it, then an arrow key.
+	do("range by keyboard", chromedp.Focus(chromedp.CSS(`#range`)), chromedp.KeyEvent(kb.ArrowDown),
+		chromedp.Poll[chromedp.Void](`window.feedmq.range.id === "hour" && /^\d+ entries/.test(document.getElementById('range-note').textContent)`,
+			chromedp.WithPollingTimeout(10*time.Second)))
+	if p := attr(field(1), "data-points"); p != fmt.Sprint(history+len(values)) {
+		t.Errorf("last hour by keyboard draws %s points", p)
+	}
+	pick("live once more", choose("latest"), "latest")
 
 	// ENTRIES counts what the feed holds: after retention kept 5 of 30
 	// it says 5 (the last entry_id stays 30), after a clear and one write 1.
