@@ -317,23 +317,37 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 	pick("live once more", choose("latest"), "latest")
 
-	// ENTRIES counts what the feed holds: after retention kept 5 of 30
-	// it says 5 (the last entry_id stays 30), after a clear and one write 1.
+	// ENTRIES counts what the feed holds: after retention kept 5 of 35 it
+	// says 5 (the last entry_id stays 35), as does the channel list; after
+	// a clear and one write, 1.
+	meter, err := s.svc.CreateChannel(ctx, auth.ChannelSpec{Name: "Meter", Public: true, Fields: [8]string{"Power (W)"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 35 {
+		if code, body := httpDo(t, http.MethodGet, base+"/update?api_key="+meter.WriteKey+"&field1="+fmt.Sprint(100+i), "", ""); code != 200 || body == "0" {
+			t.Fatalf("meter entry %d: %d %s", i, code, body)
+		}
+	}
 	five := uint64(5)
-	if _, err := s.svc.UpdateChannel(ctx, ch.ID, auth.ChannelUpdate{MaxEntries: &five}); err != nil {
+	if _, err := s.svc.UpdateChannel(ctx, meter.ID, auth.ChannelUpdate{MaxEntries: &five}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.db.Prune(ctx, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	do("reload after retention", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#live[data-state="on"]`)))
-	if c := text(`#entry-count`); c != "5" {
-		t.Errorf("ENTRIES after retention shows %s, want 5 (last entry_id %d)", c, all)
+	do("list after retention", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`a[data-channel="%d"]`, meter.ID))))
+	if m := text(fmt.Sprintf(`a[data-channel="%d"] .meta`, meter.ID)); !strings.Contains(m, "5 entries") {
+		t.Errorf("channel card after retention: %q", m)
 	}
-	if err := s.svc.ClearChannel(ctx, ch.ID); err != nil {
+	do("meter page", chromedp.Navigate(fmt.Sprintf("%s/channel/%d", base, meter.ID)), chromedp.WaitVisible(chromedp.CSS(`#live[data-state="on"]`)))
+	if c := text(`#entry-count`); c != "5" {
+		t.Errorf("ENTRIES after retention shows %s, want 5 (last entry_id 35)", c)
+	}
+	if err := s.svc.ClearChannel(ctx, meter.ID); err != nil {
 		t.Fatal(err)
 	}
-	if code, _ := httpDo(t, http.MethodGet, base+"/update?api_key="+ch.WriteKey+"&field1=7", "", ""); code != 200 {
+	if code, _ := httpDo(t, http.MethodGet, base+"/update?api_key="+meter.WriteKey+"&field1=7", "", ""); code != 200 {
 		t.Fatalf("write after clear: %d", code)
 	}
 	do("count after clear", chromedp.Poll[chromedp.Void](`document.getElementById('entry-count').dataset.count === "1"`,
@@ -344,7 +358,7 @@ func TestDashboardBrowser(t *testing.T) {
 		_, err := cdp.Call(ctx, tg, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{
 			Width: 390, Height: 844, DeviceScaleFactor: 1, Mobile: true})
 		return err
-	}), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#live[data-state="on"]`)),
+	}), chromedp.Navigate(base+"/channel/1"), chromedp.WaitVisible(chromedp.CSS(`#live[data-state="on"]`)),
 		chromedp.Poll[chromedp.Void](`document.querySelectorAll('table.recent tbody tr').length > 0`, chromedp.WithPollingTimeout(10*time.Second)))
 	if w := browserValue(t, bctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 390 {
 		t.Errorf("page is %d px wide at 390 px", w)
