@@ -56,6 +56,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/feedmq/feedmq/auth"
@@ -113,6 +114,10 @@ type APIOptions struct {
 	// Refusals, when set, counts every refused request by reason (for
 	// /metrics); default: a counter of the handler's own.
 	Refusals *Refusals
+	// FieldsDropped, when set, counts the values of fields a channel has
+	// not enabled that writes carried and that were left out (for
+	// /metrics); default: a counter of the handler's own.
+	FieldsDropped *atomic.Uint64
 }
 
 // Read limits (REFERENCE §2.3).
@@ -134,6 +139,8 @@ type handler struct {
 	zones    zoneCache
 	throttle *auth.Throttle
 	reads    chan struct{} // a slot per feed read being served, if capped
+	// droppedLog is when dropped fields were last logged (unix ns).
+	droppedLog atomic.Int64
 }
 
 // NewAPI returns the REST API handler. It panics if Store, Registry or
@@ -150,6 +157,9 @@ func NewAPI(opts APIOptions) http.Handler {
 	}
 	if opts.Refusals == nil {
 		opts.Refusals = &Refusals{}
+	}
+	if opts.FieldsDropped == nil {
+		opts.FieldsDropped = new(atomic.Uint64)
 	}
 	h := &handler{opts: opts, log: opts.Logger, throttle: opts.KeyThrottle}
 	if opts.MaxFeedReads > 0 {

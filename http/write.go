@@ -71,7 +71,7 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request, rt route) {
 		h.writeFailed(w, r, plain, badRequest(errNoValues))
 		return
 	}
-	e, err := channels.ParsePayload(ch, 0, req.payload, h.opts.Limits)
+	e, dropped, err := channels.ParsePayloadDropped(ch, 0, req.payload, h.opts.Limits)
 	if err != nil {
 		if errors.Is(err, channels.ErrTooLarge) {
 			h.writeFailed(w, r, plain, errTooLarge(sentence(channels.ErrorMessage(err))))
@@ -89,6 +89,7 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request, rt route) {
 			return
 		}
 	}
+	h.fieldsDropped(ch.ID, dropped)
 	e.ChannelID = ch.ID
 	// Once accepted, a write is committed even if the client hangs up, as
 	// an MQTT publish is: it must not fail halfway for that.
@@ -308,4 +309,25 @@ func appendFormValue(b []byte, v string) []byte {
 func hasZone(s string) bool {
 	const secondsEnd = len("2006-01-02 15:04:05")
 	return len(s) > secondsEnd && strings.ContainsAny(s[secondsEnd:], "Z+-")
+}
+
+// droppedLogEvery bounds the debug lines about dropped fields.
+const droppedLogEvery = 10 * time.Second
+
+// fieldsDropped counts the fields a write to channel ch carried that the
+// channel has not enabled (they are left out, as ThingSpeak leaves them
+// out), and logs them at most every droppedLogEvery, so that a sketch
+// that sends eight fields to a two-field channel does not flood the log.
+func (h *handler) fieldsDropped(ch uint64, dropped channels.FieldSet) {
+	if dropped == 0 {
+		return
+	}
+	total := h.opts.FieldsDropped.Add(uint64(dropped.Len()))
+	now := time.Now().UnixNano()
+	last := h.droppedLog.Load()
+	if now-last < int64(droppedLogEvery) || !h.droppedLog.CompareAndSwap(last, now) {
+		return
+	}
+	h.log.Debug("http write: fields not enabled on the channel were dropped, the rest stored",
+		"channel", ch, "fields", dropped.String(), "dropped_total", total)
 }
