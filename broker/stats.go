@@ -66,7 +66,7 @@ func (s *Server) Stats() Stats {
 		Dropped:   s.stats.dropped.Load(),
 
 		FieldsDropped: s.stats.fieldsDropped.Load(),
-		Rejected:  make(map[string]uint64, len(reasons)),
+		Rejected:      make(map[string]uint64, len(reasons)),
 	}
 	for r, c := range s.stats.rejected {
 		out.Rejected[r] = c.Load()
