@@ -35,6 +35,10 @@ const (
 	maxMinutes = 100_000_000
 )
 
+// maxDefaultSpan is the longest window minutes= opens without results,
+// days or start, as on ThingSpeak.
+const maxDefaultSpan = 30 * 24 * time.Hour
+
 // unsupported are ThingSpeak read parameters feedmq does not implement.
 // They are refused rather than ignored, since ignoring them would return
 // data that looks aggregated or filtered but is not.
@@ -45,7 +49,10 @@ var unsupported = []string{"timescale", "sum", "average", "median", "min", "max"
 //
 //   - results: 0..8000 entries (larger values mean 8000). Without results,
 //     a read returns the newest 100 entries, or up to 8000 when days,
-//     minutes, start or end is given.
+//     start or end is given (as ThingSpeak: minutes does not raise it).
+//   - Without results, days, start or minutes, only entries of the last 24
+//     hours are read (ThingSpeak's default window); minutes alone reaches
+//     back at most 30 days. results, days or start open the window.
 //   - start, end: "YYYY-MM-DD HH:NN:SS" (or ISO 8601, see parseTime),
 //     inclusive; without a zone they are read in timezone/offset, else UTC.
 //   - minutes, days: only entries from that many minutes or days before
@@ -66,7 +73,8 @@ func parseReadParams(q url.Values, now time.Time, zones *zoneCache) (readParams,
 	if p.loc, err = parseZoneParams(q, zones); err != nil {
 		return p, err
 	}
-	window := false // days, minutes, start or end given
+	window := false // days, start or end given: the cap is 8000
+	minutes := false
 	if s := q.Get("start"); s != "" {
 		if p.start, err = parseTime(s, p.loc); err != nil {
 			return p, badRequest("start: " + err.Error())
@@ -77,7 +85,7 @@ func parseReadParams(q url.Values, now time.Time, zones *zoneCache) (readParams,
 		if err != nil {
 			return p, badRequest("minutes must be a whole number of minutes, such as 60.")
 		}
-		p.start, window = now.Add(-time.Duration(n)*time.Minute), true
+		p.start, minutes = now.Add(-time.Duration(n)*time.Minute), true
 	} else if s := q.Get("days"); s != "" {
 		n, err := parseCount(s, maxDays)
 		if err != nil {
@@ -94,6 +102,20 @@ func parseReadParams(q url.Values, now time.Time, zones *zoneCache) (readParams,
 	p.limit = DefaultResults
 	if window {
 		p.limit = MaxResults
+	}
+	if q.Get("results") == "" && q.Get("start") == "" && q.Get("days") == "" {
+		// ThingSpeak's default window: the last day, or what minutes
+		// asks for up to 30 days before the end.
+		end := now
+		if !p.end.IsZero() {
+			end = p.end
+		}
+		switch {
+		case !minutes:
+			p.start = now.Add(-24 * time.Hour)
+		case end.Sub(p.start) > maxDefaultSpan:
+			p.start = end.Add(-maxDefaultSpan)
+		}
 	}
 	if s := q.Get("results"); s != "" {
 		if p.limit, err = parseCount(s, MaxResults); err != nil {

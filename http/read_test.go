@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -412,4 +413,40 @@ func TestNonCanonicalChannelID(t *testing.T) {
 		w.get("/channels/"+id+"/feeds.json?api_key="+w.ch.ReadKey).want(t, 404, ctJSON, noSuch)
 		w.get("/channels/"+id+"/fields/1/last.txt?api_key="+w.ch.ReadKey).want(t, 404, ctJSON, noSuch)
 	}
+}
+
+// TestDefaultWindow checks ThingSpeak's default read window: without
+// results, days or start, only the last 24 hours; minutes alone reaches
+// back as far as it says. The default holds on json, csv and the field
+// reads.
+func TestDefaultWindow(t *testing.T) {
+	e := newEnv(t, channels.Limits{})
+	ch := e.channel("Window", "", true, map[int]string{1: "v"})
+	e.entry(ch.ID, now.Add(-50*time.Hour), map[int]string{0: "1"})
+	e.entry(ch.ID, now.Add(-25*time.Hour), map[int]string{0: "2"})
+	e.entry(ch.ID, now.Add(-23*time.Hour), map[int]string{0: "3"})
+	e.entry(ch.ID, now.Add(-time.Minute), map[int]string{0: "4"})
+	for _, c := range []struct {
+		query string
+		want  []int
+	}{
+		{"", []int{3, 4}},
+		{"results=8000", []int{1, 2, 3, 4}},
+		{"results=3", []int{2, 3, 4}},
+		{"days=2", []int{2, 3, 4}},
+		{"start=2026-11-01", []int{1, 2, 3, 4}},
+		{"minutes=1560", []int{2, 3, 4}}, // 26 hours
+		{"minutes=2", []int{4}},
+		{"end=2026-11-21%2013:00:00", []int{3}}, // end alone keeps the last day
+	} {
+		got := ids(t, e.get("/channels/1/feeds.json?"+c.query))
+		if !slices.Equal(got, c.want) {
+			t.Errorf("feeds.json?%s: entries %v, want %v", c.query, got, c.want)
+		}
+		if got := ids(t, e.get("/channels/1/fields/1.json?"+c.query)); !slices.Equal(got, c.want) {
+			t.Errorf("fields/1.json?%s: entries %v, want %v", c.query, got, c.want)
+		}
+	}
+	e.get("/channels/1/feeds.csv").want(t, 200, ctCSV,
+		"created_at,entry_id,field1\n2026-11-21 13:00:00 UTC,3,3\n2026-11-22 11:59:00 UTC,4,4\n")
 }
