@@ -175,6 +175,8 @@ const (
 	routeLast                 // /channels/<id>/feeds/last.<fmt>
 	routeFieldLast            // /channels/<id>/fields/<N>/last.<fmt>
 	routeEntry                // /channels/<id>/feeds/entry/<entry_id>.<fmt>
+	routeStatus               // /channels/<id>/status.<fmt>
+	routeStatusLast           // /channels/<id>/status/last.<fmt>
 	routeUpdate               // /update, /update.json
 	routeHealth               // /healthz
 )
@@ -191,11 +193,13 @@ type route struct {
 
 // formats lists the formats each read route serves.
 var formats = map[int][]string{
-	routeFeeds:     {"json", "csv"},
-	routeField:     {"json", "csv"},
-	routeLast:      {"json", "csv", "txt"},
-	routeFieldLast: {"json", "csv", "txt"},
-	routeEntry:     {"json", "csv"},
+	routeFeeds:      {"json", "csv", "xml"},
+	routeField:      {"json", "csv", "xml"},
+	routeLast:       {"json", "csv", "txt", "xml"},
+	routeFieldLast:  {"json", "csv", "txt", "xml"},
+	routeEntry:      {"json", "csv", "xml"},
+	routeStatus:     {"json", "csv", "xml"},
+	routeStatusLast: {"json", "txt", "xml"},
 }
 
 // parseRoute maps a URL path to a route. ok is false for a path the API
@@ -209,6 +213,8 @@ func parseRoute(path string) (rt route, ok bool) {
 		return route{kind: routeUpdate}, true
 	case "/update.json":
 		return route{kind: routeUpdate, format: "json"}, true
+	case "/update.xml":
+		return route{kind: routeUpdate, format: "xml"}, true
 	}
 	rest, found := strings.CutPrefix(path, "/channels/")
 	if !found {
@@ -225,9 +231,19 @@ func parseRoute(path string) (rt route, ok bool) {
 	var name string
 	switch {
 	case len(seg) == 2:
-		rt.kind, name = routeFeeds, seg[1] // feeds.<fmt>
-		name, rt.format = splitExt(name)
-		if name != "feeds" {
+		name, rt.format = splitExt(seg[1]) // feeds.<fmt>, status.<fmt>
+		switch name {
+		case "feeds":
+			rt.kind = routeFeeds
+		case "status":
+			rt.kind = routeStatus
+		default:
+			return route{}, false
+		}
+	case len(seg) == 3 && seg[1] == "status":
+		rt.kind = routeStatusLast
+		name, rt.format = splitExt(seg[2])
+		if name != "last" {
 			return route{}, false
 		}
 	case len(seg) == 3 && seg[1] == "feeds":

@@ -26,6 +26,20 @@ type readParams struct {
 	status, location bool
 	// callback is the JSONP function name, or "".
 	callback string
+	// metadata adds the channel's metadata to the channel object.
+	metadata bool
+}
+
+// statusWindow sets the window of a status read, which ThingSpeak reads
+// as if days=1 were given: the last day unless days, minutes or start say
+// otherwise, and up to 8000 entries unless results says otherwise.
+func (p *readParams) statusWindow(q url.Values, now time.Time) {
+	if q.Get("results") == "" {
+		p.limit = MaxResults
+	}
+	if q.Get("start") == "" && q.Get("days") == "" && q.Get("minutes") == "" {
+		p.start = now.Add(-24 * time.Hour)
+	}
 }
 
 // Upper bounds of days= and minutes=: anything larger reaches back past
@@ -126,6 +140,9 @@ func parseReadParams(q url.Values, now time.Time, zones *zoneCache) (readParams,
 		return p, err
 	}
 	if p.location, err = parseBool(q, "location"); err != nil {
+		return p, err
+	}
+	if p.metadata, err = parseBool(q, "metadata"); err != nil {
 		return p, err
 	}
 	if p.callback = q.Get("callback"); p.callback != "" && !validCallback(p.callback) {
