@@ -170,15 +170,15 @@ func NewAPI(opts APIOptions) http.Handler {
 
 // Route kinds.
 const (
-	routeFeeds     = iota + 1 // /channels/<id>/feeds.<fmt>
-	routeField                // /channels/<id>/fields/<N>.<fmt>
-	routeLast                 // /channels/<id>/feeds/last.<fmt>
-	routeFieldLast            // /channels/<id>/fields/<N>/last.<fmt>
-	routeEntry                // /channels/<id>/feeds/entry/<entry_id>.<fmt>
-	routeStatus               // /channels/<id>/status.<fmt>
-	routeStatusLast           // /channels/<id>/status/last.<fmt>
-	routeUpdate               // /update, /update.json
-	routeHealth               // /healthz
+	routeFeeds      = iota + 1 // /channels/<id>/feeds.<fmt>
+	routeField                 // /channels/<id>/fields/<N>.<fmt>
+	routeLast                  // /channels/<id>/feeds/last.<fmt>
+	routeFieldLast             // /channels/<id>/fields/<N>/last.<fmt>
+	routeEntry                 // /channels/<id>/feeds/entry/<entry_id>.<fmt>
+	routeStatus                // /channels/<id>/status.<fmt>
+	routeStatusLast            // /channels/<id>/status/last.<fmt>
+	routeUpdate                // /update, /update.json
+	routeHealth                // /healthz
 )
 
 // route is a parsed request path.
