@@ -236,3 +236,48 @@ func appendErrorXML(b []byte, e *apiError) []byte {
 func noEntryXML() []byte {
 	return appendItemsXML(nil, "feed", []item{{key: "entry_id", typ: xmlInteger, null: true}})
 }
+
+// appendSettingsXML appends the XML of GET /channels/<id>.xml: the keys
+// of the JSON settings answer (appendSettings), in the same order, as
+// Rails renders a channel: tags as <tags type="array"> of <tag>, the
+// owner's keys as <api-keys type="array"> of <api-key>.
+func appendSettingsXML(b []byte, ch *channels.Channel, owner bool) []byte {
+	buf := bytes.NewBuffer(b)
+	enc := newXMLEnc(buf)
+	enc.start("channel", "")
+	its := []item{
+		{key: "id", val: strconv.FormatUint(ch.ID, 10), typ: xmlInteger},
+		{key: "name", val: ch.Name},
+		{key: "description", val: ch.Description},
+		{key: "latitude", val: ch.Latitude, typ: xmlDecimal, null: ch.Latitude == ""},
+		{key: "longitude", val: ch.Longitude, typ: xmlDecimal, null: ch.Longitude == ""},
+		{key: "created_at", val: ch.CreatedAt.UTC().Format(channels.TimeFormat), typ: xmlTime},
+		{key: "elevation", val: ch.Elevation},
+		{key: "last_entry_id", val: strconv.FormatUint(ch.LastEntryID, 10), typ: xmlInteger, null: ch.LastEntryID == 0},
+		{key: "public_flag", val: strconv.FormatBool(ch.Public), typ: xmlBool},
+		{key: "url", val: ch.URL},
+		{key: "metadata", val: ch.Metadata},
+	}
+	for n := 1; n <= channels.NumFields; n++ {
+		if ch.FieldEnabled(n) {
+			its = append(its, item{key: channels.ValueName(n - 1), val: ch.Fields[n-1]})
+		}
+	}
+	for _, it := range its {
+		enc.item(it)
+	}
+	enc.start("tags", "array")
+	for _, t := range ch.Tags {
+		enc.items("tag", []item{{key: "name", val: t}})
+	}
+	enc.end("tags")
+	if owner {
+		enc.start("api-keys", "array")
+		enc.items("api-key", []item{{key: "api_key", val: ch.WriteKey}, {key: "write_flag", val: "true", typ: xmlBool}})
+		enc.items("api-key", []item{{key: "api_key", val: ch.ReadKey}, {key: "write_flag", val: "false", typ: xmlBool}})
+		enc.end("api-keys")
+	}
+	enc.end("channel")
+	enc.close(buf)
+	return buf.Bytes()
+}

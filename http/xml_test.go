@@ -234,3 +234,89 @@ func TestUpdateXML(t *testing.T) {
 		t.Errorf("%d entries stored, want 1", n)
 	}
 }
+
+// TestChannelSettingsXML checks GET /channels/<id>.xml over a real
+// server: the settings of /channels/<id>.json in Rails style, the keys for
+// the owner only, and XML refusals.
+func TestChannelSettingsXML(t *testing.T) {
+	m := newMgmt(t, mgmtOptions{})
+	c := m.createChannel("name=Garden+%3Cbeds%3E&field1=Soil&field3=Air&public_flag=false&tags=roof,a%26b&latitude=52.5&metadata=%3Cm%2F%3E")
+	write, read := c.keys()
+	r := m.do("GET", "/channels/1.xml?api_key="+m.key, "")
+	if r.status != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), ctXML) {
+		t.Fatalf("owner: %d %s", r.status, r.body)
+	}
+	want := xmlHead + `<channel>
+  <id type="integer">1</id>
+  <name>Garden &lt;beds&gt;</name>
+  <description></description>
+  <latitude type="decimal">52.5</latitude>
+  <longitude type="decimal" nil="true"></longitude>
+  <created-at type="dateTime">` + c.CreatedAt + `</created-at>
+  <elevation></elevation>
+  <last-entry-id type="integer" nil="true"></last-entry-id>
+  <public-flag type="boolean">false</public-flag>
+  <url></url>
+  <metadata>&lt;m/&gt;</metadata>
+  <field1>Soil</field1>
+  <field3>Air</field3>
+  <tags type="array">
+    <tag>
+      <name>roof</name>
+    </tag>
+    <tag>
+      <name>a&amp;b</name>
+    </tag>
+  </tags>
+  <api-keys type="array">
+    <api-key>
+      <api-key>` + write + `</api-key>
+      <write-flag type="boolean">true</write-flag>
+    </api-key>
+    <api-key>
+      <api-key>` + read + `</api-key>
+      <write-flag type="boolean">false</write-flag>
+    </api-key>
+  </api-keys>
+</channel>
+`
+	if r.body != want {
+		t.Errorf("owner:\n%s\nwant\n%s", r.body, want)
+	}
+	wellFormed(t, "settings", r.body)
+
+	// Public: anyone, without the keys.
+	m.do("PUT", "/channels/1.json", "api_key="+m.key+"&public_flag=true")
+	r = m.do("GET", "/channels/1.xml", "")
+	if r.status != 200 || strings.Contains(r.body, "api-key") || !strings.Contains(r.body, `<public-flag type="boolean">true</public-flag>`) {
+		t.Errorf("public: %d %s", r.status, r.body)
+	}
+	// Unknown channel, bad IDs and writes.
+	if r := m.do("GET", "/channels/9.xml?api_key="+m.key, ""); r.status != 404 || !strings.Contains(r.body, "<error-code>error_resource_not_found</error-code>") {
+		t.Errorf("channel 9: %d %s", r.status, r.body)
+	}
+	for _, p := range []string{"/channels/01.xml", "/channels/x.xml", "/channels/1.xml/"} {
+		if r := m.do("GET", p, ""); r.status != 404 {
+			t.Errorf("GET %s: %d %s", p, r.status, r.body)
+		}
+	}
+	for _, method := range []string{"PUT", "DELETE", "POST"} {
+		r := m.do(method, "/channels/1.xml?api_key="+m.key, "name=x")
+		if r.status != 405 || r.header.Get("Allow") != "GET, HEAD, OPTIONS" {
+			t.Errorf("%s /channels/1.xml: %d %s", method, r.status, r.body)
+		}
+	}
+	if r := m.do("GET", "/channels/1.json", ""); r.status != 200 || r.body[0] != '{' {
+		t.Errorf("channels/1.json after: %d %s", r.status, r.body)
+	}
+	m.do("PUT", "/channels/1.json", "api_key="+m.key+"&public_flag=false")
+	// Wrong keys last: they count towards the address's throttle.
+	// Private again: no key, the read key or the write key is refused, in XML.
+	for _, q := range []string{"", "?api_key=" + read, "?api_key=" + write, "?api_key=ABCDEFGHIJKLMNOP"} {
+		r := m.do("GET", "/channels/1.xml"+q, "")
+		if r.status != 401 || !strings.HasPrefix(r.header.Get("Content-Type"), ctXML) ||
+			!strings.Contains(r.body, "<error-code>error_auth_required</error-code>") || strings.Contains(r.body, write) {
+			t.Errorf("GET /channels/1.xml%s: %d %s", q, r.status, r.body)
+		}
+	}
+}
