@@ -428,7 +428,15 @@ func FuzzParsePayload(f *testing.F) {
 	ch := testChannel()
 	f.Fuzz(func(t *testing.T, field int8, payload []byte) {
 		for _, lim := range []channels.Limits{{}, {MaxPayload: 64, MaxValueLen: 4}} {
-			e, err := channels.ParsePayload(ch, int(field), payload, lim)
+			e, dropped, err := channels.ParsePayloadDropped(ch, int(field), payload, lim)
+			if e2, err2 := channels.ParsePayload(ch, int(field), payload, lim); e2 != e || (err2 == nil) != (err == nil) {
+				t.Fatalf("ParsePayload(%d, %q) = %+v, %v; ParsePayloadDropped gave %+v, %v", field, payload, e2, err2, e, err)
+			}
+			for n := 1; n <= channels.NumFields; n++ {
+				if dropped.Has(n) && (ch.FieldEnabled(n) || err != nil) {
+					t.Fatalf("ParsePayloadDropped(%d, %q): dropped %s (error %v)", field, payload, dropped, err)
+				}
+			}
 			if err != nil {
 				if !errors.Is(err, channels.ErrPayload) && !errors.Is(err, channels.ErrTooLarge) ||
 					channels.ErrorCode(err) != channels.EINVALID {
@@ -474,6 +482,9 @@ func checkDecoding(t *testing.T, e *channels.Entry, payload []byte) {
 			t.Fatalf("ParsePayload accepted %q, but net/url cannot decode %q", payload, pair)
 		}
 		if i, ok := refIndex[k]; ok {
+			if i < channels.NumFields && !testChannel().FieldEnabled(i+1) {
+				continue // dropped, as ThingSpeak drops disabled fields
+			}
 			want[i] = v
 			if i >= channels.Latitude && i <= channels.Elevation {
 				want[i] = strings.TrimSpace(v)
