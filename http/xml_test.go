@@ -2,6 +2,10 @@ package httpd_test
 
 import (
 	"encoding/xml"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -317,6 +321,63 @@ func TestChannelSettingsXML(t *testing.T) {
 		if r.status != 401 || !strings.HasPrefix(r.header.Get("Content-Type"), ctXML) ||
 			!strings.Contains(r.body, "<error-code>error_auth_required</error-code>") || strings.Contains(r.body, write) {
 			t.Errorf("GET /channels/1.xml%s: %d %s", q, r.status, r.body)
+		}
+	}
+}
+
+// TestNewEndpointsOverHTTP sends each new endpoint through a real server
+// on the loopback, as curl would.
+func TestNewEndpointsOverHTTP(t *testing.T) {
+	e := newEnv(t, channels.Limits{})
+	ch := e.channel("Door", "", true, map[int]string{1: "Temp", 2: "Hum"})
+	srv := httptest.NewServer(e.h)
+	defer srv.Close()
+	get := func(path string) (int, string, string) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
+	}
+	for _, c := range []struct{ path, ct, body string }{
+		{"/channels/1/feeds/last.txt", ctText, "-1"},
+		{"/channels/1/fields/1/last.txt", ctText, "-1"},
+		{"/channels/1/status/last.txt", ctText, "-1"},
+		{"/channels/1/status.json", ctJSON, `{"channel":{"name":"Door"},"feeds":[]}`},
+	} {
+		if status, ct, body := get(c.path); status != 200 || ct != c.ct || body != c.body {
+			t.Errorf("GET %s: %d %s %q, want 200 %s %q", c.path, status, ct, body, c.ct, c.body)
+		}
+	}
+	// An eight-field sketch writing to the two-field channel, in XML.
+	resp, err := http.PostForm(srv.URL+"/update.xml", url.Values{"api_key": {ch.WriteKey},
+		"field1": {"21"}, "field2": {"40"}, "field3": {"3"}, "field8": {"8"}, "status": {"open"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "<entry-id type=\"integer\">1</entry-id>") ||
+		!strings.Contains(string(b), "<field2>40</field2>") || !strings.Contains(string(b), `<field3 nil="true"></field3>`) {
+		t.Fatalf("update.xml: %d %s", resp.StatusCode, b)
+	}
+	for _, c := range []struct{ path, ct, want string }{
+		{"/channels/1/status/last.txt", ctText, "open"},
+		{"/channels/1/fields/2/last.txt", ctText, "40"},
+		{"/channels/1/status.xml?days=100", ctXML, "<status>open</status>"},
+		{"/channels/1/feeds.xml?results=8000", ctXML, "<field1>21</field1>"},
+		{"/channels/1/feeds/last.xml", ctXML, "<field2>40</field2>"},
+		{"/channels/1/fields/1.xml?results=8000", ctXML, "<field1>21</field1>"},
+		{"/channels/1/fields/1/last.xml", ctXML, "<field1>21</field1>"},
+	} {
+		if status, ct, body := get(c.path); status != 200 || ct != c.ct || !strings.Contains(body, c.want) {
+			t.Errorf("GET %s: %d %s %q, want %s with %q", c.path, status, ct, body, c.ct, c.want)
 		}
 	}
 }
