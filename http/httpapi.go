@@ -6,19 +6,33 @@
 // Reads (GET or HEAD; a public channel, or api_key=<read key> in the query
 // or the THINGSPEAKAPIKEY or X-THINGSPEAKAPIKEY header):
 //
-//	/channels/<id>/feeds.json|.csv               channel object and entries
-//	/channels/<id>/fields/<N>.json|.csv          same, entries with field<N> only
-//	/channels/<id>/feeds/last.json|.csv|.txt     newest entry (.txt: its JSON)
-//	/channels/<id>/fields/<N>/last.json|.csv|.txt, or no extension
+//	/channels/<id>/feeds.json|.csv|.xml          channel object and entries
+//	/channels/<id>/fields/<N>.json|.csv|.xml     same, entries with field<N> only
+//	/channels/<id>/feeds/last.json|.csv|.txt|.xml newest entry (.txt: its JSON)
+//	/channels/<id>/fields/<N>/last.json|.csv|.txt|.xml, or no extension
 //	                                             newest entry that sets field<N>
 //	                                             (.txt: the bare value)
-//	/channels/<id>/feeds/entry/<entry_id>.json|.csv
+//	/channels/<id>/feeds/entry/<entry_id>.json|.csv|.xml
+//	/channels/<id>/status.json|.csv|.xml         channel name and location,
+//	                                             entries with their status
+//	/channels/<id>/status/last.json|.txt|.xml    newest entry's status
+//	                                             (.txt: the bare status)
 //
-// Read parameters: results (0..8000; default the newest 100, or up to 8000
-// with days, minutes, start or end), start and end ("2024-12-31 23:59:59"
-// or ISO 8601, inclusive), minutes, days, timezone (an IANA name) or offset
-// (hours), status=true, location=true and callback (JSONP). timescale,
-// sum, average, median, min, max and round are refused (400).
+// A last entry that does not exist answers -1 (.json, .txt) or a <feed>
+// without entry-id (.xml), as ThingSpeak does.
+//
+// Read parameters: results (0..8000; default the newest 100 of the last
+// 24 hours: results, days or start open the window, days, start or end
+// raise the cap to 8000; status reads default to the last day and up to
+// 8000 entries), start
+// and end ("2024-12-31 23:59:59" or ISO 8601, inclusive), minutes, days,
+// timezone (an IANA name) or offset (hours), status=true, location=true,
+// metadata=true (the channel's metadata in the channel object) and
+// callback (JSONP). timescale, sum, average, median, min, max and round
+// are refused (400).
+//
+// XML is Rails' to_xml, as ThingSpeak's: dasherised keys, type
+// attributes, nil="true" for nulls (xml.go).
 //
 // JSON keys come in ThingSpeak's order; entries carry created_at, entry_id and the enabled
 // fields (null when unset). CSV has a header line and timestamps like
@@ -26,11 +40,13 @@
 // value that starts with =, +, -, @, tab or CR and is not a decimal number
 // gets a leading ' so that spreadsheets do not run it as a formula.
 //
-// Writes: GET or POST /update and /update.json, the write key in api_key
+// Writes: GET or POST /update, /update.json and /update.xml, the write key in api_key
 // or a header, values (field1..field8, lat, long, elevation, status,
 // created_at, and timezone or offset for created_at) in the query, a form
 // body or a JSON body. /update answers the entry_id as text, or 0;
-// /update.json the entry as channels/<id>/subscribe delivers it. Each
+// /update.json the entry as channels/<id>/subscribe delivers it, and
+// /update.xml that entry as a <feed>. A field the channel has not enabled
+// is dropped and the rest stored, as ThingSpeak does. Each
 // write becomes a form-encoded payload that
 // channels.ParsePayload validates exactly as it validates MQTT payloads,
 // and the entry goes to a Publisher (the broker), which commits it and
@@ -38,7 +54,8 @@
 //
 // Errors are ThingSpeak's JSON objects, such as
 // {"status":"401","error":{"error_code":"error_auth_required",...}}, or
-// for .csv and .txt requests the bare error code as text; /update answers
+// for .csv and .txt requests the bare error code as text, for .xml
+// requests that object as Rails renders a hash; /update answers
 // 0. Unknown paths are 404, other methods 405. After too many wrong API
 // keys from one address (APIOptions.KeyThrottle), requests from it that need a
 // key get 429 with Retry-After ("0" for /update) for a while.

@@ -136,8 +136,8 @@ func sentence(msg string) string {
 	return msg + "."
 }
 
-// writeFailed answers a failed write: 0 for /update, a JSON error for
-// /update.json. /update keeps ThingSpeak's 400 for a wrong key.
+// writeFailed answers a failed write: 0 for /update, a JSON or XML error
+// for /update.json and /update.xml. /update keeps ThingSpeak's 400 for a wrong key.
 func (h *handler) writeFailed(w http.ResponseWriter, r *http.Request, format string, e *apiError) {
 	if format != "" {
 		h.fail(w, r, format, e)
