@@ -214,7 +214,7 @@
       }
       state.key = ch.api_key || '';
       state.given = '';
-      return getJSON('/channels/' + id + '/feeds.json?results=' + HISTORY + keyQuery(state.key)).then(function (feed) {
+      return getJSON('/channels/' + id + '/feeds.json?results=' + HISTORY + EXTRA + keyQuery(state.key)).then(function (feed) {
         if (closed) return;
         render(ch, feed);
       });
@@ -233,10 +233,16 @@
       if (ch.description) body.appendChild(el('p', { class: 'desc', text: ch.description }));
       ui.count = el('div', { class: 'v', id: 'entry-count', text: '0' });
       ui.lastAt = el('div', { class: 'v', id: 'last-at', text: '—' });
+      ui.status = el('div', { class: 'v text', id: 'last-status', text: '—' });
+      ui.location = el('div', { class: 'v text', id: 'location', text: '—' });
+      // The channel's own location, shown until an entry carries one.
+      ui.chLoc = feed.channel ? place(feed.channel) : '';
       body.appendChild(el('div', { class: 'stats' }, [
         el('div', { class: 'card stat' }, [el('div', { class: 'k', text: 'Channel ID' }), el('div', { class: 'v', text: String(ch.id) })]),
         el('div', { class: 'card stat' }, [el('div', { class: 'k', text: 'Entries' }), ui.count]),
-        el('div', { class: 'card stat' }, [el('div', { class: 'k', text: 'Last entry' }), ui.lastAt])
+        el('div', { class: 'card stat' }, [el('div', { class: 'k', text: 'Last entry' }), ui.lastAt]),
+        el('div', { class: 'card stat' }, [el('div', { class: 'k', text: 'Status' }), ui.status]),
+        el('div', { class: 'card stat' }, [el('div', { class: 'k', text: 'Location' }), ui.location])
       ]));
       var base = '/channels/' + ch.id;
       var dl = el('div', { class: 'downloads' }, [el('span', { class: 'muted', text: 'Download:' }),
@@ -266,7 +272,7 @@
 
       ui.table = el('tbody');
       var head = el('tr', {}, [el('th', { text: 'Entry' }), el('th', { text: 'Created' })].concat(
-        state.fields.map(function (f) { return el('th', { text: f.label }); })));
+        state.fields.map(function (f) { return el('th', { text: f.label }); }), [el('th', { text: 'Status' })]));
       body.appendChild(el('div', { class: 'card tablewrap' }, [el('h2', { text: 'Recent entries' }),
         el('table', { class: 'recent' }, [el('thead', {}, [head]), ui.table])]));
 
@@ -298,7 +304,7 @@
     function refetch() {
       if (refetching) return;
       refetching = true;
-      getJSON('/channels/' + id + '/feeds.json?results=' + HISTORY + keyQuery(state.key)).then(function (feed) {
+      getJSON('/channels/' + id + '/feeds.json?results=' + HISTORY + EXTRA + keyQuery(state.key)).then(function (feed) {
         refetching = false;
         if (!closed) setEntries(feed.feeds || [], feed.channel && feed.channel.last_entry_id);
       }, function () { refetching = false; });
@@ -333,8 +339,18 @@
       clear(ui.table);
       entries.slice(-10).reverse().forEach(function (e) {
         ui.table.appendChild(el('tr', {}, [el('td', { text: String(e.entry_id) }), el('td', { text: fmtDateTime(parseTime(e.created_at)) })].concat(
-          state.fields.map(function (f) { var v = e['field' + f.n]; return el('td', { class: 'v', text: v == null ? '' : v, title: v == null ? '' : v }); }))));
+          state.fields.map(function (f) { var v = e['field' + f.n]; return el('td', { class: 'v', text: v == null ? '' : v, title: v == null ? '' : v }); }),
+          [el('td', { class: 'v status', text: e.status == null ? '' : e.status, title: e.status == null ? '' : e.status })])));
       });
+      // The newest status and location any entry in the history set.
+      var st = null, loc = '';
+      for (var j = entries.length - 1; j >= 0 && (st == null || !loc); j--) {
+        if (st == null && entries[j].status != null) st = entries[j].status;
+        if (!loc) loc = place(entries[j]);
+      }
+      ui.status.textContent = st == null ? '—' : st;
+      ui.status.title = st == null ? '' : st;
+      ui.location.textContent = loc || ui.chLoc || '—';
     }
 
     function updateTimes() {
@@ -372,6 +388,16 @@
         }
       };
     }
+  }
+
+  // Feed reads ask for each entry's status and location too.
+  var EXTRA = '&status=true&location=true';
+
+  // place formats an entry's or a channel's latitude, longitude and
+  // elevation, or '' when it has none.
+  function place(o) {
+    if (o.latitude == null || o.longitude == null || o.latitude === '' || o.longitude === '') return '';
+    return o.latitude + ', ' + o.longitude + (o.elevation != null && o.elevation !== '' ? ' · ' + o.elevation + ' m' : '');
   }
 
   // ---------- SVG line chart ----------
