@@ -31,13 +31,14 @@ package httpd
 import (
 	"context"
 	"embed"
-	"errors"
 	"html/template"
 	"io/fs"
 	"log/slog"
 	"math"
+	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,6 +79,9 @@ type ConsoleOptions struct {
 	MaxSessions         int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// bodies bounds the form bytes read at once; NewServer sets the
+	// API's budget (APIOptions.MaxBodyBytesInFlight). Default: no bound.
+	bodies *bodyBudget
 }
 
 // Reasons the console counts in Refusals.
@@ -90,6 +94,7 @@ const (
 // Console serves /console.
 type Console struct {
 	opts     ConsoleOptions
+	bodies   *bodyBudget // the server's, or one without a bound
 	log      *slog.Logger
 	sessions *sessionStore
 	pages    map[string]*template.Template
@@ -122,7 +127,10 @@ func NewConsole(opts ConsoleOptions) *Console {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	c := &Console{opts: opts, log: opts.Logger, pages: make(map[string]*template.Template), turns: turns{by: make(map[string]*turn)}}
+	c := &Console{opts: opts, log: opts.Logger, bodies: opts.bodies, pages: make(map[string]*template.Template), turns: turns{by: make(map[string]*turn)}}
+	if c.bodies == nil {
+		c.bodies = newBodyBudget(0)
+	}
 	c.sessions = newSessionStore(opts.MaxSessions, opts.IdleTimeout, opts.MaxAge, opts.Now)
 	base := template.Must(template.New("layout.html").Funcs(consoleFuncs).ParseFS(consoleFS, "web/console/layout.html"))
 	names, err := fs.Glob(consoleFS, "web/console/*.html")
@@ -216,14 +224,18 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet, http.MethodHead:
 	case http.MethodPost:
 		// A form is small; a larger body is refused before it is read.
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-		if err := r.ParseForm(); err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
+		if err := c.parseForm(w, r); err != nil {
+			switch err {
+			case errBodyTooLarge:
 				c.message(q, http.StatusRequestEntityTooLarge, "Form too large", "The form is larger than the console accepts ("+strconv.Itoa(maxFormBytes>>10)+" KiB).")
-				return
+			case errBodyBusy:
+				// A cap doing its job, as the API's 503s: not a failure.
+				c.log.Debug("console: form refused", "path", r.URL.Path, "error", err)
+				c.opts.Refusals.Add(refusedBusy)
+				c.message(q, http.StatusServiceUnavailable, "Busy", "The server is reading as many forms and requests as it allows. Wait a moment and send the form again.")
+			default:
+				c.message(q, http.StatusBadRequest, "Bad form", "The form could not be read.")
 			}
-			c.message(q, http.StatusBadRequest, "Bad form", "The form could not be read.")
 			return
 		}
 		if !sameOrigin(r) {
@@ -724,4 +736,25 @@ func pathID(s string) (uint64, bool) {
 
 func idPath(prefix string, id uint64) string {
 	return prefix + strconv.FormatUint(id, 10)
+}
+
+// parseForm reads a POST's form within the server's body budget (at most
+// maxFormBytes) and sets r.PostForm and r.Form as r.ParseForm does: the
+// body counts only as application/x-www-form-urlencoded, and its values
+// come before the query's. The errors are bodyBudget.read's, or a
+// malformed form's.
+func (c *Console) parseForm(w http.ResponseWriter, r *http.Request) error {
+	body, done, err := c.bodies.read(w, r, maxFormBytes)
+	if err != nil {
+		return err
+	}
+	defer done()
+	r.PostForm = url.Values{}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" {
+		if r.PostForm, err = url.ParseQuery(string(body)); err != nil {
+			return err
+		}
+	}
+	// With PostForm set, ParseForm only merges it with the query.
+	return r.ParseForm()
 }

@@ -104,6 +104,16 @@ type APIOptions struct {
 	// MaxFeedReads caps the feeds and fields reads served at once; more
 	// get 503 with Retry-After. 0 means no cap.
 	MaxFeedReads int
+	// MaxBodyBytesInFlight bounds the request body bytes (writes and
+	// management requests; with NewServer, console forms too) read and
+	// parsed at once: a body is charged its declared Content-Length, or
+	// its buffer as it grows when the length is not declared, and a
+	// request that finds too little left gets 503 with Retry-After
+	// before its body is read. 0 means no bound.
+	MaxBodyBytesInFlight int64
+	// bodies is the budget MaxBodyBytesInFlight sets; NewServer shares
+	// one between the API and the console.
+	bodies *bodyBudget
 	// WriteTimeout bounds each write of a feed answer: a client that
 	// takes nothing for that long is cut off. 0 leaves the server's
 	// deadline alone.
@@ -177,6 +187,9 @@ func NewAPI(opts APIOptions) http.Handler {
 	}
 	if opts.FieldsDropped == nil {
 		opts.FieldsDropped = new(atomic.Uint64)
+	}
+	if opts.bodies == nil {
+		opts.bodies = newBodyBudget(opts.MaxBodyBytesInFlight)
 	}
 	h := &handler{opts: opts, log: opts.Logger, throttle: opts.KeyThrottle}
 	if opts.MaxFeedReads > 0 {

@@ -131,7 +131,7 @@ func parseResourceID(s string) (uint64, bool) {
 // manage serves a management route; the method is one of the route's.
 func (h *handler) manage(w http.ResponseWriter, r *http.Request, rt route) {
 	w.Header().Set("Cache-Control", "no-store")
-	req, aerr := readManage(w, r)
+	req, aerr := h.readManage(w, r)
 	if aerr != nil {
 		h.fail(w, r, manageFormat(r), aerr)
 		return

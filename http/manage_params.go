@@ -3,7 +3,6 @@ package httpd
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"io"
 	"mime"
 	"net/http"
@@ -67,21 +66,21 @@ func (m *manageReq) get(name string) string {
 // readManage decodes the query string and, for POST, PUT and DELETE, the
 // body of a management request (ThingSpeak's clear and delete send
 // api_key in a form body). The body may be at most MaxManageBody bytes
-// (413 beyond).
-func readManage(w http.ResponseWriter, r *http.Request) (*manageReq, *apiError) {
+// (413 beyond), and is read within the server's body budget (503 when it
+// is spent).
+func (h *handler) readManage(w http.ResponseWriter, r *http.Request) (*manageReq, *apiError) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, badRequest("The query string is malformed: " + err.Error())
 	}
 	var body []byte
 	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodDelete {
-		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, MaxManageBody))
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, errTooLarge("The request body is over " + strconv.Itoa(MaxManageBody) + " bytes.")
-		} else if err != nil {
-			return nil, badRequest("The request body could not be read.")
+		var done func()
+		body, done, err = h.opts.bodies.read(w, r, MaxManageBody)
+		if err != nil {
+			return nil, bodyError(err, MaxManageBody)
 		}
+		defer done()
 	}
 	return parseManage(q, r.Header.Get("Content-Type"), body)
 }

@@ -56,6 +56,10 @@ type mgmtOptions struct {
 	limits  auth.Limits
 	backoff auth.Backoff
 	noAdmin bool
+	// maxBodies is APIOptions.MaxBodyBytesInFlight; console serves the
+	// console too.
+	maxBodies int64
+	console   bool
 }
 
 func newMgmt(t *testing.T, o mgmtOptions) *mgmt {
@@ -83,7 +87,12 @@ func newMgmt(t *testing.T, o mgmtOptions) *mgmt {
 	m.adm, m.key = l, acct.UserAPIKey
 	api := httpd.APIOptions{
 		Store: db, Registry: l.Registry, Publisher: &fakePublisher{store: db},
-		KeyThrottle: auth.NewThrottle(o.backoff),
+		KeyThrottle:          auth.NewThrottle(o.backoff),
+		MaxBodyBytesInFlight: o.maxBodies,
+	}
+	var console *httpd.ConsoleOptions
+	if o.console {
+		console = &httpd.ConsoleOptions{Admin: l}
 	}
 	if !o.noAdmin {
 		api.Admin = m.adm
@@ -93,6 +102,7 @@ func newMgmt(t *testing.T, o mgmtOptions) *mgmt {
 		Logger:    slog.New(slog.NewTextHandler(m.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		API:       api,
 		Dashboard: httpd.DashboardOptions{Store: db, Registry: l.Registry, Watcher: nopWatcher{}},
+		Console:   console,
 	})
 	if err := m.srv.Open(); err != nil {
 		t.Fatal(err)

@@ -92,6 +92,9 @@ func NewServer(opts ServerOptions) *Server {
 	// A stalled reader trips the write deadline and frees what it holds
 	// long before the whole answer's deadline.
 	api.ResponseTimeout = ResponseTimeout
+	// One budget for every body the server reads: the API's and the
+	// console's.
+	api.bodies = newBodyBudget(api.MaxBodyBytesInFlight)
 	mux.Handle("/", NewAPI(api))
 	dopts := opts.Dashboard
 	dopts.Next, dopts.Logger = mux, log
@@ -101,7 +104,7 @@ func NewServer(opts ServerOptions) *Server {
 	s := &Server{opts: opts, log: log, refusals: api.Refusals}
 	if opts.Console != nil {
 		copts := *opts.Console
-		copts.Logger, copts.Feeds = log, api.Store
+		copts.Logger, copts.Feeds, copts.bodies = log, api.Store, api.bodies
 		if copts.Throttle == nil {
 			copts.Throttle = api.KeyThrottle
 		}

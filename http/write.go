@@ -172,13 +172,11 @@ func (h *handler) readWrite(w http.ResponseWriter, r *http.Request) (*writeReq, 
 		if lim <= 0 {
 			lim = channels.DefaultMaxPayload
 		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(lim+maxBodyExtra)))
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, errTooLarge("The request body is over " + strconv.Itoa(lim+maxBodyExtra) + " bytes.")
-		} else if err != nil {
-			return nil, badRequest("The request body could not be read.")
+		body, done, err := h.opts.bodies.read(w, r, int64(lim+maxBodyExtra))
+		if err != nil {
+			return nil, bodyError(err, lim+maxBodyExtra)
 		}
+		defer done()
 		v, aerr := parseBody(r.Header.Get("Content-Type"), body)
 		if aerr != nil {
 			return nil, aerr

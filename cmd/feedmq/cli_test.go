@@ -40,6 +40,7 @@ var configCases = map[string]string{
 	"mqtts-without-cert.yaml":     "listeners.mqtts",
 	"negative-limit.yaml":         "limits.max_devices",
 	"syntax-error.yaml":           "line 1",
+	"small-body-budget.yaml":      "http.max_body_bytes_in_flight",
 	"tls-cert-without-key.yaml":   "tls.key",
 	"unknown-key.yaml":            `line 2: unknown key "loglevel"`,
 	"unknown-nested-key.yaml":     `line 3: unknown key "limits.max_device"`,

@@ -72,6 +72,9 @@ type Config struct {
 type HTTPConfig struct {
 	// MaxFeedReads caps feeds and fields reads served at once; 0: no cap.
 	MaxFeedReads int `yaml:"max_feed_reads"`
+	// MaxBodyBytesInFlight bounds the request body bytes (writes,
+	// management requests, console forms) read at once; 0: no bound.
+	MaxBodyBytesInFlight int64 `yaml:"max_body_bytes_in_flight"`
 	// MaxSSEStreams caps dashboard event streams open at once; 0: no cap.
 	MaxSSEStreams int `yaml:"max_sse_streams"`
 	// WriteTimeout cuts off a client that takes no part of a feed answer
@@ -144,7 +147,7 @@ func DefaultConfig() Config {
 		IdleTimeout:    Duration(time.Hour),
 		ConnectTimeout: Duration(10 * time.Second),
 		AuthBackoff:    AuthBackoffConfig{AfterFailures: 5, Initial: Duration(time.Second), Max: Duration(5 * time.Minute)},
-		HTTP:           HTTPConfig{MaxFeedReads: 32, MaxSSEStreams: 128, WriteTimeout: Duration(20 * time.Second)},
+		HTTP:           HTTPConfig{MaxFeedReads: 32, MaxBodyBytesInFlight: 8 << 20, MaxSSEStreams: 128, WriteTimeout: Duration(20 * time.Second)},
 		MaxConnections: 1000,
 		LogRate:        20,
 		SendQueueBytes: 1 << 20,
@@ -368,6 +371,8 @@ func (c *Config) validateHTTP() error {
 	switch {
 	case h.MaxFeedReads < 0:
 		return fmt.Errorf("http.max_feed_reads: must not be negative (got %d; 0 means no limit)", h.MaxFeedReads)
+	case h.MaxBodyBytesInFlight != 0 && h.MaxBodyBytesInFlight < httpd.MaxManageBody:
+		return fmt.Errorf("http.max_body_bytes_in_flight: must be 0 (no limit) or at least %d bytes, the largest body a request may send (got %d)", httpd.MaxManageBody, h.MaxBodyBytesInFlight)
 	case h.MaxSSEStreams < 0:
 		return fmt.Errorf("http.max_sse_streams: must not be negative (got %d; 0 means no limit)", h.MaxSSEStreams)
 	case h.WriteTimeout < Duration(time.Second) || h.WriteTimeout > Duration(httpd.ResponseTimeout):

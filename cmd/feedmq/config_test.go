@@ -46,6 +46,7 @@ func TestInvalidConfig(t *testing.T) {
 		"zero-timeout.yaml":           "connect_timeout: must be positive",
 		"zero-subscriptions.yaml":     "limits.max_subscriptions_per_client: must be from 1 to 10000 (got 0)",
 		"syntax-error.yaml":           "did not find expected",
+		"small-body-budget.yaml":      "http.max_body_bytes_in_flight: must be 0 (no limit) or at least 65536 bytes",
 	} {
 		t.Run(strings.TrimSuffix(file, ".yaml"), func(t *testing.T) {
 			path := filepath.Join("../../testdata/config", file)

@@ -324,7 +324,7 @@ func TestDeviceDescriptionUpdate(t *testing.T) {
 			{[]string{"device", "update", "1"}, "nothing to update; give --name or --description"},
 			{[]string{"device", "update", "9", "--name", "x"}, "device 9 not found; see `feedmq device list`"},
 			{[]string{"device", "update", "1", "--name", " "}, "device name is required"},
-			{[]string{"device", "update", "1", "--name", strings.Repeat("n", 256)}, "device name is required (valid UTF-8, at most 255 bytes)"},
+			{[]string{"device", "update", "1", "--name", strings.Repeat("n", 256)}, "device name is required (valid UTF-8, at most 255 bytes, no control characters)"},
 			{[]string{"device", "update", "1", "--description", strings.Repeat("d", 2001)}, "device description must be valid UTF-8 of at most 2000 bytes"},
 			{[]string{"device", "create", "--name", "x", "--description", strings.Repeat("d", 2001)}, "device description must be valid UTF-8 of at most 2000 bytes"},
 		} {

@@ -46,7 +46,9 @@ func openHTTP(cfg Config, s *server) (*httpd.Server, error) {
 			Refusals:      s.metrics.httpRefused,
 			FieldsDropped: &s.metrics.httpFieldsDropped,
 			MaxFeedReads:  cfg.HTTP.MaxFeedReads,
-			WriteTimeout:  time.Duration(cfg.HTTP.WriteTimeout),
+			// Shared with the console's forms.
+			MaxBodyBytesInFlight: cfg.HTTP.MaxBodyBytesInFlight,
+			WriteTimeout:         time.Duration(cfg.HTTP.WriteTimeout),
 		},
 		Dashboard: httpd.DashboardOptions{
 			Store:        s.db,

@@ -152,7 +152,7 @@ func (c *feedCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 var descHTTPRefused = prometheus.NewDesc("feedmq_http_refused_total",
-	"HTTP requests refused (the REST and management API, the dashboard, the console), by reason: the error code answered without its error_ prefix (auth_required, too_many_requests, bad_request, resource_not_found, ...), or rate_limited for a write answered 0; the web console's refusals are console_sign_in_failed, console_sign_in_throttled and console_csrf.",
+	"HTTP requests refused (the REST and management API, the dashboard, the console), by reason: the error code answered without its error_ prefix (auth_required, too_many_requests, bad_request, resource_not_found, ...), or rate_limited for a write answered 0; the web console's refusals are console_sign_in_failed, console_sign_in_throttled and console_csrf, and busy (as the API's) for a form that found the server reading as many request bodies as it allows.",
 	[]string{"reason"}, nil)
 
 // refusalCollector reads the HTTP API's refusal counts at scrape time.
