@@ -52,6 +52,8 @@ FUZZ_TARGETS := channels:FuzzParseTopic channels:FuzzParsePayload \
 	broker:FuzzFrameGuard \
 	storage:FuzzDecodeEntry storage:FuzzScanWAL http:FuzzQueryParams \
 	http:FuzzParseManage http:FuzzParseGrants http:FuzzConsoleForms \
+	channels:FuzzParseBucket channels:FuzzRows channels:FuzzCSVImport cmd/feedmq:FuzzDecodeFeedEntry \
+	http:FuzzParseBulkCSV http:FuzzDecodeBulkJSON http:FuzzEmbedOptions \
 	cmd/feedmq:FuzzDecodeConfig cmd/feedmq:FuzzReadPasswordLine
 
 fuzz:

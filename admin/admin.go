@@ -27,6 +27,9 @@ type Service interface {
 	Channel(ctx context.Context, id uint64) (*channels.Channel, error)
 	ListChannels(ctx context.Context) ([]*channels.Channel, error)
 	Entries(ctx context.Context, id uint64, f channels.EntryFilter) ([]channels.Entry, error)
+	// ImportEntries stores a batch of at most MaxImportBatch entries
+	// brought in from elsewhere, atomically (see Local.ImportEntries).
+	ImportEntries(ctx context.Context, id uint64, es []channels.Entry, keepIDs bool) (*ImportResult, error)
 
 	CreateDevice(ctx context.Context, spec auth.DeviceSpec) (*auth.Credentials, error)
 	UpdateDevice(ctx context.Context, id uint64, u auth.DeviceUpdate) (*auth.Device, error)

@@ -103,6 +103,21 @@ func (r *Client) Entries(ctx context.Context, id uint64, f channels.EntryFilter)
 	return es, nil
 }
 
+func (r *Client) ImportEntries(ctx context.Context, id uint64, es []channels.Entry, keepIDs bool) (*ImportResult, error) {
+	ws := make([]wireEntry, len(es))
+	for i := range es {
+		ws[i] = wireEntry(es[i])
+	}
+	res, err := callPtr[ImportResult](ctx, r, opFeedImport, importArgs{ID: id, Entries: ws, KeepIDs: keepIDs})
+	if err == nil && !keepIDs && res.Entries == len(es) {
+		// Appended entries are numbered consecutively.
+		for i := range es {
+			es[i].ID = res.FirstID + uint64(i)
+		}
+	}
+	return res, err
+}
+
 func (r *Client) CreateDevice(ctx context.Context, spec auth.DeviceSpec) (*auth.Credentials, error) {
 	return callPtr[auth.Credentials](ctx, r, opDeviceCreate, createDeviceArgs{Name: spec.Name, Description: spec.Description, Grants: spec.Grants})
 }

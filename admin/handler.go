@@ -23,6 +23,7 @@ const (
 	opChannelGet        = "channel.get"           // idArgs -> channels.Channel
 	opChannelList       = "channel.list"          // none -> []channels.Channel
 	opFeedEntries       = "feed.entries"          // entriesArgs -> []wireEntry
+	opFeedImport        = "feed.import"           // importArgs -> ImportResult
 	opDeviceCreate      = "device.create"         // createDeviceArgs -> auth.Credentials
 	opDeviceUpdate      = "device.update"         // deviceUpdateArgs -> auth.Device
 	opDeviceAuthorize   = "device.authorize"      // grantArgs -> auth.Device
@@ -60,6 +61,12 @@ type regenerateArgs struct {
 type entriesArgs struct {
 	ID     uint64               `json:"id"`
 	Filter channels.EntryFilter `json:"filter"`
+}
+
+type importArgs struct {
+	ID      uint64      `json:"id"`
+	Entries []wireEntry `json:"entries"`
+	KeepIDs bool        `json:"keep_ids"`
 }
 
 type createDeviceArgs struct {
@@ -139,6 +146,13 @@ var ops = map[string]opFunc{
 			out[i] = wireEntry(es[i])
 		}
 		return out, err
+	}),
+	opFeedImport: op(func(ctx context.Context, s Service, a importArgs) (any, error) {
+		es := make([]channels.Entry, len(a.Entries))
+		for i := range a.Entries {
+			es[i] = channels.Entry(a.Entries[i])
+		}
+		return s.ImportEntries(ctx, a.ID, es, a.KeepIDs)
 	}),
 	opDeviceCreate: op(func(ctx context.Context, s Service, a createDeviceArgs) (any, error) {
 		return scrubCredentials(s.CreateDevice(ctx, auth.DeviceSpec{Name: a.Name, Description: a.Description, Grants: a.Grants}))

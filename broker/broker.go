@@ -381,3 +381,13 @@ var errRevoked = errors.New("credentials revoked")
 func (s *Server) Publish(ctx context.Context, e *channels.Entry) error {
 	return s.commit(ctx, e)
 }
+
+// PublishBatch writes the entries of one channel (all with the same
+// ChannelID) as one batch, for the HTTP bulk write: the store commits all
+// or none, with consecutive entry IDs in the order given, and only then
+// are they fanned out, in that order. The batch counts as one write
+// against the channel's rate limit: a bulk write exists to send what a
+// device collected between its writes.
+func (s *Server) PublishBatch(ctx context.Context, es []*channels.Entry) error {
+	return s.commitBatch(ctx, es)
+}

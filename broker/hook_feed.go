@@ -192,6 +192,33 @@ func (s *Server) commit(ctx context.Context, e *channels.Entry) error {
 	return nil
 }
 
+// commitBatch is commit for a batch of one channel's entries.
+func (s *Server) commitBatch(ctx context.Context, es []*channels.Entry) error {
+	if len(es) == 0 {
+		return nil
+	}
+	ba, ok := s.store.(channels.BatchAppender)
+	if !ok {
+		return &rejection{reasonStore, packets.ErrUnspecifiedError, errors.New("the store cannot append a batch")}
+	}
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	if err := s.admit(es[0]); err != nil {
+		return err
+	}
+	if err := ba.AppendEntries(ctx, es); err != nil {
+		if channels.ErrorCode(err) == channels.EINVALID {
+			return err
+		}
+		return storeRejection(err)
+	}
+	s.stats.accepted.Add(uint64(len(es)))
+	for _, e := range es {
+		s.fanOut(e)
+	}
+	return nil
+}
+
 // admit applies the checks every write passes before it is stored; the
 // caller holds gate for reading.
 func (s *Server) admit(e *channels.Entry) error {

@@ -44,6 +44,15 @@ type AsyncAppender interface {
 	AppendEntryAsync(ctx context.Context, e *Entry, then func(*Entry, error)) error
 }
 
+// BatchAppender is implemented by stores that can append several entries
+// of one channel atomically: AppendEntries numbers them consecutively in
+// the order given and stores all or none. A zero CreatedAt becomes the
+// current time. ENOTFOUND when the channel does not exist, EINVALID for a
+// batch over MaxBatch entries or over several channels.
+type BatchAppender interface {
+	AppendEntries(ctx context.Context, es []*Entry) error
+}
+
 // EntrySpan is the span of entry IDs a filter selects in one feed, read
 // at one moment, so that a large read can be handed out a page at a time.
 // Version names the feed it was read from: clearing the feed or deleting

@@ -49,6 +49,21 @@ func (p *fakePublisher) Publish(ctx context.Context, e *channels.Entry) error {
 	return nil
 }
 
+func (p *fakePublisher) PublishBatch(ctx context.Context, es []*channels.Entry) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return p.err
+	}
+	if err := p.store.(channels.BatchAppender).AppendEntries(ctx, es); err != nil {
+		return err
+	}
+	for _, e := range es {
+		p.out = append(p.out, *e)
+	}
+	return nil
+}
+
 func (p *fakePublisher) fannedOut() []channels.Entry {
 	p.mu.Lock()
 	defer p.mu.Unlock()

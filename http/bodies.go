@@ -65,6 +65,10 @@ var (
 var errBodiesBusy = &apiError{http.StatusServiceUnavailable, "error_busy", "Service Unavailable",
 	"The server is reading as many request bodies as it allows; try again in a moment."}
 
+// refusedBodyGrace is how long the client of a too-large body may go on
+// sending it, so that it reads the 413.
+const refusedBodyGrace = time.Second
+
 // refusedBusy is the Refusals reason of a refused body outside the API
 // (the API's is its error code's, also "busy").
 const refusedBusy = "busy"
@@ -88,9 +92,18 @@ func (b *bodyBudget) read(w http.ResponseWriter, r *http.Request, limit int64) (
 		w.Header().Set("Connection", "close")
 		// After the answer net/http reads what is left of the body (up
 		// to 256 KiB) before closing, waiting on a stalled client until
-		// the read timeout: a deadline now ends that at once. (Not
-		// supported only where there is no connection, as in tests.)
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+		// the read timeout. When the budget is spent (a flood of slow
+		// bodies) a deadline now ends that at once. A body that is only
+		// too large gets a moment to finish arriving, because closing
+		// with the client's bytes unread makes the kernel reset the
+		// connection, and a client still sending would see the reset
+		// instead of the 413. (Not supported only where there is no
+		// connection, as in tests.)
+		deadline := time.Now()
+		if e == errBodyTooLarge {
+			deadline = deadline.Add(refusedBodyGrace)
+		}
+		_ = http.NewResponseController(w).SetReadDeadline(deadline)
 		if e == errBodyBusy {
 			w.Header().Set("Retry-After", "1")
 		}

@@ -57,7 +57,11 @@ func TestBodyBudget(t *testing.T) {
 	// 6000 bytes: more than the rest of the budget while the stalled body
 	// holds it, within /update's limit.
 	big := "api_key=" + wkey + "&status=" + strings.Repeat("s", 6000-len("api_key=&status=")-len(wkey))
-	bigWrite := func() mresp { return m.do("POST", "/update.json", big) }
+	// Refused bodies close the connection at once, and a client still
+	// sending would read a reset instead of the 503: these clients wait
+	// for "100 Continue" before they send a body, as curl does.
+	const expect, cont = "Expect", "100-continue"
+	bigWrite := func() mresp { return m.do("POST", "/update.json", big, expect, cont) }
 	// Whole bodies, answered and errors alike, give their budget back.
 	for i := range 20 {
 		if r := bigWrite(); r.status == http.StatusServiceUnavailable {
@@ -75,13 +79,13 @@ func TestBodyBudget(t *testing.T) {
 		t.Errorf("503 headers: %v", busy.header)
 	}
 	refusals := m.srv.Refusals().Snapshot()["busy"]
-	if r := m.do("POST", "/update", big); r.status != http.StatusServiceUnavailable || r.body != "0" || r.header.Get("Retry-After") == "" {
+	if r := m.do("POST", "/update", big, expect, cont); r.status != http.StatusServiceUnavailable || r.body != "0" || r.header.Get("Retry-After") == "" {
 		t.Errorf("/update: %d %q, Retry-After %q", r.status, r.body, r.header.Get("Retry-After"))
 	}
-	if r := m.do("POST", "/channels.json", "api_key="+m.key+"&name="+strings.Repeat("n", 6000)); r.status != http.StatusServiceUnavailable {
+	if r := m.do("POST", "/channels.json", "api_key="+m.key+"&name="+strings.Repeat("n", 6000), expect, cont); r.status != http.StatusServiceUnavailable {
 		t.Errorf("management API: %d %s", r.status, r.body)
 	}
-	r := m.do("POST", "/console/signin", "password="+strings.Repeat("p", 6000), "Origin", m.base)
+	r := m.do("POST", "/console/signin", "password="+strings.Repeat("p", 6000), "Origin", m.base, expect, cont)
 	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "Busy") || r.header.Get("Retry-After") == "" {
 		t.Errorf("console form: %d, Retry-After %q: %s", r.status, r.header.Get("Retry-After"), r.body)
 	}

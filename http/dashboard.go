@@ -10,6 +10,9 @@
 //	                               channel whose read key is given in
 //	                               api_key (repeatable); every channel
 //	                               for the console's signed-in owner
+//	GET /channels/<id>/charts/<N>  embeddable chart and widget pages
+//	GET /channels/<id>/widgets/numeric/<N>, .../widgets/gauge/<N>
+//	                               (embed.go)
 //	GET /channels/<id>/events      Server-Sent Events: one "entry" event
 //	                               per new entry, its data the entry JSON
 //	                               as channels/<id>/subscribe delivers it
@@ -136,8 +139,8 @@ func NewDashboard(opts DashboardOptions) *Dashboard {
 			return err
 		}
 		if d.IsDir() {
-			if p == "web/console" {
-				return fs.SkipDir // the console's templates, not assets
+			if p == "web/console" || p == "web/embed" {
+				return fs.SkipDir // page templates, not assets
 			}
 			return nil
 		}
@@ -187,6 +190,13 @@ func (h *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveAsset(w, r, name, true)
 	case p == "/dashboard/channels.json":
 		h.channelList(w, r)
+	case strings.Contains(p, "/charts/") || strings.Contains(p, "/widgets/"):
+		rt, ok := parseEmbedPath(p)
+		if !ok {
+			h.opts.Next.ServeHTTP(w, r)
+			return
+		}
+		h.embed(w, r, rt)
 	case strings.HasPrefix(p, "/channels/") && strings.HasSuffix(p, "/events"):
 		id, ok := parseChannelID(strings.TrimSuffix(strings.TrimPrefix(p, "/channels/"), "/events"))
 		if !ok {

@@ -13,6 +13,9 @@
 //	                                             newest entry that sets field<N>
 //	                                             (.txt: the bare value)
 //	/channels/<id>/feeds/entry/<entry_id>.json|.csv|.xml
+//	/channels/<id>/feeds/last_average|last_median|last_sum.json|.csv|.txt|.xml
+//	                                             newest bucket of the newest
+//	                                             N entries (average=N ...)
 //	/channels/<id>/status.json|.csv|.xml         channel name and location,
 //	                                             entries with their status
 //	/channels/<id>/status/last.json|.txt|.xml    newest entry's status
@@ -24,12 +27,12 @@
 // Read parameters: results (0..8000; default the newest 100 of the last
 // 24 hours: results, days or start open the window, days, start or end
 // raise the cap to 8000; status reads default to the last day and up to
-// 8000 entries), start
-// and end ("2024-12-31 23:59:59" or ISO 8601, inclusive), minutes, days,
-// timezone (an IANA name) or offset (hours), status=true, location=true,
-// metadata=true (the channel's metadata in the channel object) and
-// callback (JSONP). timescale, sum, average, median, min, max and round
-// are refused (400).
+// 8000 entries), start and end ("2024-12-31 23:59:59" or ISO 8601,
+// inclusive), minutes, days, timezone (an IANA name) or offset (hours),
+// status=true, location=true, metadata=true (the channel's metadata in
+// the channel object) and callback (JSONP). timescale, sum, average and
+// median fold the selected entries into time buckets, round rounds
+// numbers, min and max drop rows (parseShape, channels.Rows).
 //
 // XML is Rails' to_xml, as ThingSpeak's: dasherised keys, type
 // attributes, nil="true" for nulls (xml.go).
@@ -51,6 +54,9 @@
 // channels.ParsePayload validates exactly as it validates MQTT payloads,
 // and the entry goes to a Publisher (the broker), which commits it and
 // fans it out to MQTT subscribers like any MQTT publish.
+//
+// Bulk writes: POST /channels/<id>/bulk_update.json and bulk_update.csv
+// (bulk.go), up to 960 updates stored as one batch; 202 {"success":true}.
 //
 // Errors are ThingSpeak's JSON objects, such as
 // {"status":"401","error":{"error_code":"error_auth_required",...}}, or
@@ -83,8 +89,14 @@ import (
 // Publisher commits an entry and fans it out. (*broker.Server).Publish
 // implements it: when it returns nil the entry is stored and e.ID and
 // e.CreatedAt are set.
+//
+// PublishBatch does the same for a batch of one channel's entries (a bulk
+// write): it stores all or none, numbering them consecutively in the order
+// given, counts as one write for the channel's rate limit, and fans them
+// out after the commit.
 type Publisher interface {
 	Publish(ctx context.Context, e *channels.Entry) error
+	PublishBatch(ctx context.Context, es []*channels.Entry) error
 }
 
 // APIOptions configure the handler. Store, Registry and Publisher are
@@ -200,36 +212,47 @@ func NewAPI(opts APIOptions) http.Handler {
 
 // Route kinds.
 const (
-	routeFeeds      = iota + 1 // /channels/<id>/feeds.<fmt>
-	routeField                 // /channels/<id>/fields/<N>.<fmt>
-	routeLast                  // /channels/<id>/feeds/last.<fmt>
-	routeFieldLast             // /channels/<id>/fields/<N>/last.<fmt>
-	routeEntry                 // /channels/<id>/feeds/entry/<entry_id>.<fmt>
-	routeStatus                // /channels/<id>/status.<fmt>
-	routeStatusLast            // /channels/<id>/status/last.<fmt>
-	routeUpdate                // /update, /update.json
-	routeHealth                // /healthz
+	routeFeeds         = iota + 1 // /channels/<id>/feeds.<fmt>
+	routeField                    // /channels/<id>/fields/<N>.<fmt>
+	routeLast                     // /channels/<id>/feeds/last.<fmt>
+	routeFieldLast                // /channels/<id>/fields/<N>/last.<fmt>
+	routeEntry                    // /channels/<id>/feeds/entry/<entry_id>.<fmt>
+	routeUpdate                   // /update, /update.json, /update.xml
+	routeHealth                   // /healthz
+	routeLastAggregate            // /channels/<id>/feeds/last_average|last_median|last_sum.<fmt>
+	routeBulk                     // /channels/<id>/bulk_update.json|.csv
+	routeStatus                   // /channels/<id>/status.<fmt>
+	routeStatusLast               // /channels/<id>/status/last.<fmt>
 )
 
 // route is a parsed request path.
 type route struct {
 	kind    int
 	channel uint64
-	field   int    // 1..8 for routeField and routeFieldLast
-	entry   uint64 // routeEntry
-	device  uint64 // routeDevice, routeDeviceReset
-	format  string // "json", "csv", "txt"; "" for /update and /healthz
+	field   int                    // 1..8 for routeField and routeFieldLast
+	entry   uint64                 // routeEntry
+	device  uint64                 // routeDevice, routeDeviceReset
+	format  string                 // "json", "csv", "txt"; "" for /update and /healthz
+	agg     channels.AggregateKind // routeLastAggregate
 }
 
 // formats lists the formats each read route serves.
 var formats = map[int][]string{
-	routeFeeds:      {"json", "csv", "xml"},
-	routeField:      {"json", "csv", "xml"},
-	routeLast:       {"json", "csv", "txt", "xml"},
-	routeFieldLast:  {"json", "csv", "txt", "xml"},
-	routeEntry:      {"json", "csv", "xml"},
-	routeStatus:     {"json", "csv", "xml"},
-	routeStatusLast: {"json", "txt", "xml"},
+	routeFeeds:         {"json", "csv", "xml"},
+	routeField:         {"json", "csv", "xml"},
+	routeLast:          {"json", "csv", "txt", "xml"},
+	routeFieldLast:     {"json", "csv", "txt", "xml"},
+	routeEntry:         {"json", "csv", "xml"},
+	routeLastAggregate: {"json", "csv", "txt", "xml"},
+	routeStatus:        {"json", "csv", "xml"},
+	routeStatusLast:    {"json", "txt", "xml"},
+}
+
+// lastAggregates are the aggregations of /feeds/last_<name>.
+var lastAggregates = map[string]channels.AggregateKind{
+	"last_average": channels.Average,
+	"last_median":  channels.Median,
+	"last_sum":     channels.Sum,
 }
 
 // parseRoute maps a URL path to a route. ok is false for a path the API
@@ -260,6 +283,10 @@ func parseRoute(path string) (rt route, ok bool) {
 	rt.channel = id
 	var name string
 	switch {
+	case len(seg) == 2 && (seg[1] == "bulk_update.json" || seg[1] == "bulk_update.csv"):
+		rt.kind = routeBulk
+		_, rt.format = splitExt(seg[1])
+		return rt, true
 	case len(seg) == 2:
 		name, rt.format = splitExt(seg[1]) // feeds.<fmt>, status.<fmt>
 		switch name {
@@ -279,7 +306,12 @@ func parseRoute(path string) (rt route, ok bool) {
 	case len(seg) == 3 && seg[1] == "feeds":
 		rt.kind = routeLast
 		name, rt.format = splitExt(seg[2])
-		if name != "last" {
+		if kind, ok := lastAggregates[name]; ok {
+			rt.kind, rt.agg = routeLastAggregate, kind
+			if rt.format == "" {
+				rt.format = "json" // as ThingSpeak answers it
+			}
+		} else if name != "last" {
 			return route{}, false
 		}
 	case len(seg) == 4 && seg[1] == "feeds" && seg[2] == "entry":
@@ -370,6 +402,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		allowed = []string{http.MethodGet, http.MethodPost, http.MethodOptions}
 	case routeHealth:
 		allowed = []string{http.MethodGet, http.MethodHead}
+	case routeBulk:
+		allowed = []string{http.MethodPost, http.MethodOptions}
 	case routeFeeds:
 		// DELETE of feeds.json clears the feed (a management route); it
 		// is listed here for the preflight only, and no other format
@@ -385,8 +419,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !slices.Contains(allowed, r.Method) {
 		hdr.Set("Allow", strings.Join(allowed, ", "))
 		format := rt.format
-		if rt.kind == routeUpdate && format == "" {
-			format = "json" // /update answers 0 only to writes
+		if rt.kind == routeUpdate && format == "" || rt.kind == routeBulk {
+			format = "json" // /update answers 0 only to writes; bulk answers JSON
 		}
 		h.fail(w, r, format, errMethod(r.Method, allowed))
 		return
@@ -407,6 +441,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.health(w, r)
 	case routeUpdate:
 		h.update(w, r, rt)
+	case routeBulk:
+		h.bulk(w, r, rt)
 	default:
 		h.read(w, r, rt)
 	}

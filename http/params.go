@@ -28,6 +28,9 @@ type readParams struct {
 	callback string
 	// metadata adds the channel's metadata to the channel object.
 	metadata bool
+	// rows are the aggregation, min/max filter and rounding asked for;
+	// its Cols are set per route (columns).
+	rows channels.RowOptions
 }
 
 // statusWindow sets the window of a status read, which ThingSpeak reads
@@ -53,10 +56,15 @@ const (
 // days or start, as on ThingSpeak.
 const maxDefaultSpan = 30 * 24 * time.Hour
 
-// unsupported are ThingSpeak read parameters feedmq does not implement.
-// They are refused rather than ignored, since ignoring them would return
-// data that looks aggregated or filtered but is not.
-var unsupported = []string{"timescale", "sum", "average", "median", "min", "max", "round"}
+// MaxBucketRows bounds the rows of an aggregated read, empty buckets
+// included: a year of 10-minute buckets fits, two entries decades apart
+// in 10-minute buckets do not.
+const MaxBucketRows = 100_000
+
+// aggregateParams are the bucket parameters in order of precedence: when
+// a read names several, the first one counts (the others are still
+// checked).
+var aggregateParams = [...]channels.AggregateKind{channels.Timescale, channels.Sum, channels.Average, channels.Median}
 
 // parseReadParams reads the query of a read request. now is the current
 // time, for days and minutes. Errors are *apiError values (400).
@@ -76,15 +84,15 @@ var unsupported = []string{"timescale", "sum", "average", "median", "min", "max"
 //     makes timestamps carry a numeric offset instead of Z.
 //   - status, location: true adds those values to each entry.
 //   - callback: a JavaScript function name; JSON is then sent as JSONP.
+//   - timescale, sum, average, median: a bucket width (parseShape).
+//   - round: decimals; min, max: numbers that drop rows (parseShape).
 func parseReadParams(q url.Values, now time.Time, zones *zoneCache) (readParams, error) {
 	var p readParams
-	for _, name := range unsupported {
-		if q.Has(name) {
-			return p, badRequest(name + " is not supported by this server.")
-		}
-	}
 	var err error
 	if p.loc, err = parseZoneParams(q, zones); err != nil {
+		return p, err
+	}
+	if err := parseShape(q, &p); err != nil {
 		return p, err
 	}
 	window := false // days, start or end given: the cap is 8000
@@ -149,6 +157,58 @@ func parseReadParams(q url.Values, now time.Time, zones *zoneCache) (readParams,
 		return p, badRequest("callback must be a JavaScript function name such as myCallback.")
 	}
 	return p, nil
+}
+
+// parseShape reads the parameters that shape rows:
+//
+//   - timescale, sum, average, median: 10, 15, 20, 30, 60, 240, 720 or
+//     1440 minutes, or daily (calendar days in timezone/offset). Entries
+//     are folded into buckets of that width; timescale beats sum, which
+//     beats average, which beats median.
+//   - round: 0..MaxRound decimals for numeric field values.
+//   - min, max: a row whose shown fields hold a number below min or
+//     above max is dropped (after aggregation, before rounding).
+func parseShape(q url.Values, p *readParams) error {
+	p.rows.Round = -1
+	for _, kind := range aggregateParams {
+		name := kind.String()
+		s := q.Get(name)
+		if s == "" {
+			continue
+		}
+		b, ok := channels.ParseBucket(s)
+		if !ok {
+			return badRequest(name + " must be 10, 15, 20, 30, 60, 240, 720 or 1440 (minutes), or daily.")
+		}
+		if p.rows.Kind == channels.NoAggregate {
+			b.Loc = p.loc
+			p.rows.Kind, p.rows.Bucket = kind, b
+			p.rows.MaxRows = MaxBucketRows
+		}
+	}
+	if s := q.Get("round"); s != "" {
+		n, err := parseCount(s, channels.MaxRound+1)
+		if err != nil || n > channels.MaxRound {
+			return badRequest("round must be a whole number of decimals from 0 to " + strconv.Itoa(channels.MaxRound) + ".")
+		}
+		p.rows.Round = n
+	}
+	for _, name := range [...]string{"min", "max"} {
+		s := q.Get(name)
+		if s == "" {
+			continue
+		}
+		x, ok := channels.ParseFilterNumber(s)
+		if !ok || math.IsInf(x, 0) {
+			return badRequest(name + " must be a number, such as 20 or -2.5.")
+		}
+		if name == "min" {
+			p.rows.Filter.Min, p.rows.Filter.HasMin = x, true
+		} else {
+			p.rows.Filter.Max, p.rows.Filter.HasMax = x, true
+		}
+	}
+	return nil
 }
 
 // parseZoneParams returns the zone that timezone or offset names, or nil.

@@ -1,10 +1,14 @@
 package httpd
 
 import (
+	"math"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 	_ "time/tzdata"
+
+	"github.com/feedmq/feedmq/channels"
 )
 
 var testNow = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -141,6 +145,8 @@ func FuzzQueryParams(f *testing.F) {
 		"start=2024-02-29&timezone=America/New_York", "timezone=Europe/Berlin&offset=3", "offset=-12.5",
 		"offset=14.0000001", "timezone=Local", "timezone=..%2Fetc", "status=true&location=1&callback=x.y",
 		"start=2024-12-31 23:59:59.999999999999-23:59", "end=9999-12-31T23:59:59+23:59", "end=0000-01-01T00:00:00-23:59",
+		"average=60&round=2", "timescale=daily&timezone=Asia/Kolkata", "sum=10&median=1440&average=15", "median=7",
+		"min=-2.5&max=1e3", "min=.5", "max=1e999", "round=30", "round=31", "average=", "timescale=0010",
 	} {
 		f.Add(s)
 	}
@@ -159,6 +165,23 @@ func FuzzQueryParams(f *testing.F) {
 		}
 		if p.limit < 0 || p.limit > MaxResults {
 			t.Fatalf("limit %d out of range", p.limit)
+		}
+		rows := p.rows
+		if rows.Round < -1 || rows.Round > channels.MaxRound {
+			t.Fatalf("round %d out of range", rows.Round)
+		}
+		if rows.Kind != channels.NoAggregate {
+			if b := rows.Bucket; !b.Daily && !slices.Contains(channels.BucketMinutes[:], b.Minutes) {
+				t.Fatalf("bucket %+v", b)
+			}
+			if rows.MaxRows != MaxBucketRows {
+				t.Fatalf("MaxRows %d", rows.MaxRows)
+			}
+		}
+		for _, x := range []float64{rows.Filter.Min, rows.Filter.Max} {
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				t.Fatalf("filter bound %v", x)
+			}
 		}
 		if p.callback != "" && !validCallback(p.callback) {
 			t.Fatalf("callback %q accepted", p.callback)
@@ -184,4 +207,47 @@ func FuzzQueryParams(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseShape checks the aggregate, round and min/max parameters and
+// the precedence of the bucket parameters.
+func TestParseShape(t *testing.T) {
+	kolkata := time.FixedZone("", 5*3600+1800)
+	cases := []struct {
+		query string
+		want  channels.RowOptions
+	}{
+		{"", channels.RowOptions{Round: -1}},
+		{"average=60", channels.RowOptions{Kind: channels.Average, Bucket: channels.Bucket{Minutes: 60}, Round: -1, MaxRows: MaxBucketRows}},
+		{"median=1440&sum=10&timescale=15", channels.RowOptions{Kind: channels.Timescale, Bucket: channels.Bucket{Minutes: 15}, Round: -1, MaxRows: MaxBucketRows}},
+		{"median=20&average=30", channels.RowOptions{Kind: channels.Average, Bucket: channels.Bucket{Minutes: 30}, Round: -1, MaxRows: MaxBucketRows}},
+		{"sum=daily&offset=5.5", channels.RowOptions{Kind: channels.Sum, Bucket: channels.Bucket{Daily: true, Loc: kolkata}, Round: -1, MaxRows: MaxBucketRows}},
+		{"average=&round=", channels.RowOptions{Round: -1}}, // empty is absent
+		{"round=0", channels.RowOptions{Round: 0}},
+		{"round=30&min=-2.5&max=.5", channels.RowOptions{Round: 30, Filter: channels.ValueFilter{Min: -2.5, HasMin: true, Max: 0.5, HasMax: true}}},
+	}
+	var zones zoneCache
+	for _, c := range cases {
+		q, _ := url.ParseQuery(c.query)
+		p, err := parseReadParams(q, testNow, &zones)
+		if err != nil {
+			t.Errorf("%s: %v", c.query, err)
+			continue
+		}
+		got, want := p.rows, c.want
+		if (got.Bucket.Loc == nil) != (want.Bucket.Loc == nil) {
+			t.Errorf("%s: zone %v, want %v", c.query, got.Bucket.Loc, want.Bucket.Loc)
+		}
+		if got.Bucket.Loc != nil {
+			_, o1 := testNow.In(got.Bucket.Loc).Zone()
+			_, o2 := testNow.In(want.Bucket.Loc).Zone()
+			if o1 != o2 {
+				t.Errorf("%s: zone offset %d, want %d", c.query, o1, o2)
+			}
+		}
+		got.Bucket.Loc, want.Bucket.Loc = nil, nil
+		if got.Kind != want.Kind || got.Bucket != want.Bucket || got.Round != want.Round || got.Filter != want.Filter || got.MaxRows != want.MaxRows {
+			t.Errorf("%s: %+v, want %+v", c.query, got, want)
+		}
+	}
 }

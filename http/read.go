@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/feedmq/feedmq/auth"
@@ -36,6 +37,13 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 		h.fail(w, r, rt.format, aerr)
 		return
 	}
+	var last lastParams
+	if rt.kind == routeLastAggregate {
+		if last, err = parseLastParams(q, rt.agg); err != nil {
+			h.fail(w, r, rt.format, err.(*apiError))
+			return
+		}
+	}
 	p, err := parseReadParams(q, h.opts.Now(), &h.zones)
 	if err != nil {
 		h.fail(w, r, rt.format, err.(*apiError))
@@ -43,6 +51,10 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 	if rt.kind == routeStatus {
 		p.statusWindow(q, h.opts.Now())
+	}
+	if rt.kind == routeLastAggregate {
+		// Only rounding applies to the last bucket.
+		p.rows = channels.RowOptions{Kind: rt.agg, Bucket: channels.Bucket{Minutes: last.n}, Round: p.rows.Round}
 	}
 	if rt.format != "json" {
 		p.callback = ""
@@ -82,6 +94,8 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 		entries, err = store.Entries(ctx, rt.channel, channels.EntryFilter{Limit: 1})
 	case routeFieldLast:
 		entries, err = store.Entries(ctx, rt.channel, channels.EntryFilter{Limit: 1, Field: rt.field})
+	case routeLastAggregate:
+		entries, err = store.Entries(ctx, rt.channel, channels.EntryFilter{Limit: min(last.n, maxLastEntries)})
 	case routeEntry:
 		var e *channels.Entry
 		if e, err = store.FindEntry(ctx, rt.channel, rt.entry); err == nil {
@@ -123,6 +137,30 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 		ch.LastEntryID = max(ch.LastEntryID, entries[i].ID)
 	}
 	v := view{ch: ch, p: &p, cols: columns(ch, rt, &p), format: rt.format, kind: rt.kind}
+	if rt.kind == routeLastAggregate {
+		entries = lastBucket(entries, &p, v.cols)
+		v.bucketed = true
+	} else if !multi && p.rows.Round >= 0 {
+		// round applies to one entry too (feeds/last, fields/<N>/last,
+		// feeds/entry/<id>), as in ThingSpeak; the bucket parameters and
+		// min/max do not.
+		for i := range channels.NumFields {
+			if val, ok := entries[0].Field(i + 1); ok {
+				entries[0].Values[i] = channels.RoundValue(val, p.rows.Round)
+			}
+		}
+	} else if multi && p.rows.Shaped() {
+		p.rows.Cols = v.cols
+		v.bucketed = p.rows.Kind != channels.NoAggregate
+		rows := channels.NewRows(p.rows, func(es []channels.Entry) { entries = append(entries, es...) })
+		in := entries
+		entries = nil
+		if err := rows.Add(in); err != nil {
+			h.fail(w, r, rt.format, tooManyBuckets())
+			return
+		}
+		rows.Close()
+	}
 	switch {
 	case rt.format == "txt" && rt.kind == routeFieldLast:
 		val, _ := entries[0].Field(rt.field)
@@ -130,6 +168,10 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 		return
 	case rt.format == "txt" && rt.kind == routeStatusLast:
 		val, _ := entries[0].Value(channels.Status)
+		writeBody(w, http.StatusOK, "text/plain; charset=utf-8", []byte(val))
+		return
+	case rt.format == "txt" && last.field > 0:
+		val, _ := entries[0].Field(last.field)
 		writeBody(w, http.StatusOK, "text/plain; charset=utf-8", []byte(val))
 		return
 	case rt.format == "txt":
@@ -165,7 +207,8 @@ type EntryPager interface {
 }
 
 // streamFeed writes a feeds or fields answer a page at a time. Its bytes
-// are those of the answer built whole.
+// are those of the answer built whole. An aggregation holds one bucket
+// (channels.Rows), not the answer.
 func (h *handler) streamFeed(w http.ResponseWriter, r *http.Request, rt route, p *readParams, ch *channels.Channel, pager EntryPager, out *body) {
 	ctx := r.Context()
 	f := p.filter()
@@ -179,12 +222,58 @@ func (h *handler) streamFeed(w http.ResponseWriter, r *http.Request, rt route, p
 	}
 	// An entry committed after FindChannel may be in the span.
 	ch.LastEntryID = max(ch.LastEntryID, span.Last)
-	v := view{ch: ch, p: p, cols: columns(ch, rt, p), format: rt.format, kind: rt.kind}
-	fw := v.writer(out, false)
-	fw.begin()
 	page := make([]channels.Entry, 0, pageSize)
-	for from := span.First; span.Last > 0 && out.err == nil; {
+	if span.Last > 0 {
 		var err error
+		if page, err = pager.EntryPage(ctx, rt.channel, f, span, span.First, pageSize, page); err != nil {
+			h.storeFailed(w, r, rt, err)
+			return
+		}
+	}
+	if p.rows.Kind != channels.NoAggregate && len(page) > 0 {
+		// Refuse, before anything is sent, a span of more buckets than
+		// MaxBucketRows (empty buckets are rows too).
+		last := page[len(page)-1]
+		if last.ID != span.Last {
+			tail, err := pager.EntryPage(ctx, rt.channel, f, span, span.Last, 1, nil)
+			if err != nil {
+				h.storeFailed(w, r, rt, err)
+				return
+			}
+			if len(tail) > 0 {
+				last = tail[0]
+			}
+		}
+		if p.rows.Bucket.Count(page[0].CreatedAt, last.CreatedAt) > MaxBucketRows {
+			h.fail(w, r, rt.format, tooManyBuckets())
+			return
+		}
+	}
+	v := view{ch: ch, p: p, cols: columns(ch, rt, p), format: rt.format, kind: rt.kind, bucketed: p.rows.Kind != channels.NoAggregate}
+	fw := v.writer(out, false)
+	var shaped *shapedWriter
+	if p.rows.Shaped() {
+		shaped = newShapedWriter(fw, p.rows, v.cols)
+		fw = shaped
+	}
+	fw.begin()
+	for out.err == nil {
+		fw.add(page)
+		if shaped != nil && shaped.err != nil {
+			// Only entries whose times run backwards get past the
+			// check above.
+			if !out.flushed {
+				out.buf = nil
+				h.fail(w, r, rt.format, tooManyBuckets())
+				return
+			}
+			panic(http.ErrAbortHandler)
+		}
+		if len(page) < pageSize {
+			break
+		}
+		var err error
+		from := page[len(page)-1].ID + 1
 		page, err = pager.EntryPage(ctx, rt.channel, f, span, from, pageSize, page[:0])
 		if err != nil {
 			if !out.flushed {
@@ -199,14 +288,100 @@ func (h *handler) streamFeed(w http.ResponseWriter, r *http.Request, rt route, p
 			// client sees it is incomplete.
 			panic(http.ErrAbortHandler)
 		}
-		fw.add(page)
-		if len(page) < pageSize {
-			break
-		}
-		from = page[len(page)-1].ID + 1
 	}
 	fw.end()
 	out.finish()
+}
+
+// shapedWriter passes entries through channels.Rows (aggregation, min
+// and max, round) to a format's writer, which only renders rows.
+type shapedWriter struct {
+	next feedWriter
+	rows *channels.Rows
+	err  error
+}
+
+func newShapedWriter(next feedWriter, opt channels.RowOptions, cols []int) *shapedWriter {
+	opt.Cols = cols
+	s := &shapedWriter{next: next}
+	s.rows = channels.NewRows(opt, next.add)
+	return s
+}
+
+func (s *shapedWriter) begin() { s.next.begin() }
+
+func (s *shapedWriter) add(es []channels.Entry) {
+	if s.err == nil {
+		s.err = s.rows.Add(es)
+	}
+}
+
+func (s *shapedWriter) end() {
+	if s.err == nil {
+		s.rows.Close()
+	}
+	s.next.end()
+}
+
+func tooManyBuckets() *apiError {
+	return badRequest("The entries span more than " + strconv.Itoa(MaxBucketRows) +
+		" buckets: ask for a wider bucket, fewer results or a shorter start..end.")
+}
+
+// maxLastEntries bounds the entries last_average, last_median and
+// last_sum look at.
+const maxLastEntries = 100
+
+// lastParams are the parameters of feeds/last_average, last_median and
+// last_sum.
+type lastParams struct {
+	// n is the average, median or sum parameter: as ThingSpeak reads
+	// it, both the number of newest entries to take (at most 100) and
+	// the width in minutes of the buckets they are folded into; the
+	// answer is the newest bucket.
+	n int
+	// field is field_id (1..8) for the .txt answer's bare value, or 0.
+	field int
+}
+
+// parseLastParams reads the count of a last_<kind> read and field_id, and
+// removes the bucket parameters from q, since here they are no widths.
+func parseLastParams(q url.Values, kind channels.AggregateKind) (lastParams, error) {
+	var lp lastParams
+	name := kind.String()
+	n, err := parseCount(q.Get(name), maxMinutes)
+	if err != nil || n == 0 {
+		return lp, badRequest(name + " must be a whole number from 1: the newest entries to take (at most " +
+			strconv.Itoa(maxLastEntries) + "), in buckets of that many minutes.")
+	}
+	lp.n = n
+	if s := q.Get("field_id"); s != "" {
+		if lp.field = parseField(strings.TrimPrefix(s, "field")); lp.field == 0 {
+			return lp, badRequest("field_id must be a field number from 1 to 8.")
+		}
+	}
+	for _, k := range aggregateParams {
+		q.Del(k.String())
+	}
+	return lp, nil
+}
+
+// lastBucket folds the newest entries into buckets and returns the
+// newest bucket's row (none without entries).
+func lastBucket(entries []channels.Entry, p *readParams, cols []int) []channels.Entry {
+	opt := p.rows
+	opt.Cols = cols
+	var last channels.Entry
+	n := 0
+	rows := channels.NewRows(opt, func(es []channels.Entry) {
+		last, n = es[len(es)-1], n+len(es)
+	})
+	rows.Add(entries) // no MaxRows: at most 100 entries
+	rows.Close()
+	if n == 0 {
+		return nil
+	}
+	return []channels.Entry{last}
 }
 
 // filter is the store filter of a feeds or fields read.
@@ -368,6 +543,9 @@ type view struct {
 	cols   []int
 	format string // "json", "csv" or "xml"
 	kind   int    // the route kind
+	// bucketed rows are buckets of an aggregation: they have no
+	// entry_id, and a format leaves it out.
+	bucketed bool
 }
 
 // feedWriter renders entries as they come: begin, add for each page,
@@ -513,8 +691,11 @@ func (v *view) appendChannel(b []byte) []byte {
 func (v *view) appendEntry(b []byte, e *channels.Entry) []byte {
 	b = append(b, `{"created_at":"`...)
 	b = v.appendJSONTime(b, e.CreatedAt)
-	b = append(b, `","entry_id":`...)
-	b = strconv.AppendUint(b, e.ID, 10)
+	b = append(b, '"')
+	if !v.bucketed {
+		b = append(b, `,"entry_id":`...)
+		b = strconv.AppendUint(b, e.ID, 10)
+	}
 	for _, i := range v.cols {
 		b = append(b, ',', '"')
 		b = append(b, channels.ValueName(i)...)
@@ -556,7 +737,10 @@ func (c *csvWriter) begin() {
 	c.out.w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	c.cw = csv.NewWriter(c.out)
 	c.row = make([]string, 0, 2+len(c.v.cols))
-	c.row = append(c.row, "created_at", "entry_id")
+	c.row = append(c.row, "created_at")
+	if !c.v.bucketed {
+		c.row = append(c.row, "entry_id")
+	}
 	for _, i := range c.v.cols {
 		c.row = append(c.row, channels.ValueName(i))
 	}
@@ -569,7 +753,10 @@ func (c *csvWriter) add(es []channels.Entry) {
 			return
 		}
 		e := &es[i]
-		c.row = append(c.row[:0], c.v.csvTime(e.CreatedAt), strconv.FormatUint(e.ID, 10))
+		c.row = append(c.row[:0], c.v.csvTime(e.CreatedAt))
+		if !c.v.bucketed {
+			c.row = append(c.row, strconv.FormatUint(e.ID, 10))
+		}
 		for _, col := range c.v.cols {
 			val, _ := e.Value(col)
 			c.row = append(c.row, channels.CSVCell(val))

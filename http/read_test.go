@@ -214,7 +214,12 @@ func TestReadParams(t *testing.T) {
 		"offset=15":                         "offset must be a number of hours from -14 to 14, such as -5 or 5.5.",
 		"offset=1e1":                        "offset must be a number of hours from -14 to 14, such as -5 or 5.5.",
 		"status=yes":                        "status must be true or false.",
-		"average=60":                        "average is not supported by this server.",
+		"average=7":                         "average must be 10, 15, 20, 30, 60, 240, 720 or 1440 (minutes), or daily.",
+		"timescale=60&median=weekly":        "median must be 10, 15, 20, 30, 60, 240, 720 or 1440 (minutes), or daily.",
+		"round=-1":                          "round must be a whole number of decimals from 0 to 30.",
+		"round=31":                          "round must be a whole number of decimals from 0 to 30.",
+		"min=abc":                           "min must be a number, such as 20 or -2.5.",
+		"max=1e999":                         "max must be a number, such as 20 or -2.5.",
 		"callback=alert(1)":                 "callback must be a JavaScript function name such as myCallback.",
 		"start=2026-11-22%2010:00:00%2025%": `The query string is malformed: invalid URL escape \"%\"`,
 	}

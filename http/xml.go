@@ -121,12 +121,13 @@ func (e *xmlEnc) close(w io.Writer) error {
 	return e.err
 }
 
-// entryItems returns the items of an entry in a read answer: created_at,
-// entry_id and the view's columns.
+// entryItems returns the items of a row in a read answer: created_at,
+// entry_id (unless the rows are buckets) and the view's columns.
 func (v *view) entryItems(its []item, e *channels.Entry) []item {
-	its = append(its,
-		item{key: "created_at", val: v.xmlTime(e.CreatedAt), typ: xmlTime},
-		item{key: "entry_id", val: strconv.FormatUint(e.ID, 10), typ: xmlInteger})
+	its = append(its, item{key: "created_at", val: v.xmlTime(e.CreatedAt), typ: xmlTime})
+	if !v.bucketed { // a bucket of an aggregation has no entry_id
+		its = append(its, item{key: "entry_id", val: strconv.FormatUint(e.ID, 10), typ: xmlInteger})
+	}
 	for _, i := range v.cols {
 		val, ok := e.Value(i)
 		its = append(its, item{key: channels.ValueName(i), val: val, typ: valueType(i), null: !ok})

@@ -20,6 +20,10 @@ const ctxCheckEvery = 4096
 // otherwise reserve memory for entries it never finds.
 const maxPrealloc = 1024
 
+// maxExactPrealloc bounds the capacity reserved for an unfiltered read,
+// whose size feedLen may overstate.
+const maxExactPrealloc = 1 << 16
+
 // ClearChannel deletes every entry of a channel. The feed bucket is
 // recreated rather than emptied so that its sequence, and with it entry
 // numbering, restarts at 1.
@@ -161,9 +165,11 @@ func feedBucket(tx *bolt.Tx, channelID uint64) *bolt.Bucket {
 	return tx.Bucket(feedsBucket).Bucket(key[:])
 }
 
-// feedLen is the number of entries in a feed. Entries are deleted only
-// from the oldest end (by retention, see prune.go) or all at once, so the
-// keys run without gaps from the first key to the sequence.
+// feedLen is the number of entries in a feed, or more. Entries are
+// deleted only from the oldest end (by retention, see prune.go) or all at
+// once, so the keys of appended entries run without gaps from the first
+// key to the sequence; an import that kept the IDs of another server may
+// leave gaps, which this counts too.
 func feedLen(feed *bolt.Bucket) uint64 {
 	k, _ := feed.Cursor().First()
 	if len(k) != 8 || btoi(k) > feed.Sequence() {
@@ -179,7 +185,8 @@ func prealloc(n uint64, f *channels.EntryFilter) int {
 		n = uint64(f.Limit)
 	}
 	if f.Start.IsZero() && f.End.IsZero() && f.Field == 0 {
-		return int(n)
+		// Exact unless imported IDs left gaps, which may be wide.
+		return int(min(n, maxExactPrealloc))
 	}
 	return int(min(n, maxPrealloc))
 }

@@ -32,7 +32,9 @@
 // a checkpointer goroutine copies the log it left into the feeds in one
 // transaction while appends go on (writer.go). Reads and other writes
 // first wait for every logged entry to be copied, so they see every
-// acknowledged entry. Other writes use their own transaction.
+// acknowledged entry. AppendEntries logs one channel's batch in one
+// commit, all or none (the HTTP bulk write). Other writes use their own
+// transaction.
 package storage
 
 import (

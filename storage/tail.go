@@ -58,9 +58,12 @@ func (t *tail) add(recs []byte) {
 	for off := 0; off+walRecordHead <= len(buf); {
 		n := int(binary.LittleEndian.Uint32(buf[off:]))
 		p := buf[off+walRecordHead : off+walRecordHead+n : off+walRecordHead+n]
+		off += walRecordHead + n
+		if isWALMarker(p) {
+			continue
+		}
 		ch := binary.BigEndian.Uint64(p)
 		t.feeds[ch] = append(t.feeds[ch], tailRec{id: binary.BigEndian.Uint64(p[8:]), rec: p[16:]})
-		off += walRecordHead + n
 	}
 }
 

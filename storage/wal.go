@@ -36,6 +36,10 @@ import (
 //	records  4-byte payload length (LE), 4-byte CRC-32C of epoch and payload,
 //	         payload: 8-byte channel id (BE), 8-byte entry id (BE), entry (see entry.go)
 //
+// A batch (AppendEntries) is preceded by a marker record of channel 0 that
+// gives the count and byte length of the batch's records; a reader takes
+// them only when all are there and valid, so a torn batch is lost whole.
+//
 // Starting over rewrites only the header, with a new epoch: the CRC of
 // every record covers the epoch, so records of earlier epochs that remain
 // further in the file end the log like a torn write does. Writing over
@@ -210,12 +214,86 @@ func scanWAL(b []byte, epoch uint64, fn func(payload []byte)) int {
 		if crc32.Update(base, castagnoli, payload) != binary.LittleEndian.Uint32(b[off+4:]) {
 			break
 		}
+		next := off + walRecordHead + int(n)
+		if isWALMarker(payload) {
+			// A batch counts only when all its records are there.
+			count, size := binary.BigEndian.Uint64(payload[8:]), binary.BigEndian.Uint64(payload[16:])
+			if size > uint64(len(b)-next) {
+				break
+			}
+			batch := b[next : next+int(size)]
+			if walRecords(batch, base) != count {
+				break
+			}
+			if fn != nil {
+				walRecordsEach(batch, fn)
+			}
+			off = next + int(size)
+			continue
+		}
 		if fn != nil {
 			fn(payload)
 		}
-		off += walRecordHead + int(n)
+		off = next
 	}
 	return off
+}
+
+// A batch marker is a record of channel 0 (no channel has ID 0, so older
+// versions skip it as the record of a deleted channel): its payload is 8
+// zero bytes, then the count of the records that follow in the batch and
+// their length in bytes (BE). walMarkerLen is its payload length.
+const walMarkerLen = 24
+
+func isWALMarker(p []byte) bool {
+	return len(p) == walMarkerLen && binary.BigEndian.Uint64(p) == 0
+}
+
+// appendWALMarker appends a batch marker to b.
+func appendWALMarker(b []byte, epoch, count, size uint64) []byte {
+	start := len(b)
+	b = append(b, make([]byte, walRecordHead)...)
+	b = binary.BigEndian.AppendUint64(b, 0)
+	b = binary.BigEndian.AppendUint64(b, count)
+	b = binary.BigEndian.AppendUint64(b, size)
+	payload := b[start+walRecordHead:]
+	var seed [8]byte
+	binary.LittleEndian.PutUint64(seed[:], epoch)
+	crc := crc32.Update(crc32.Checksum(seed[:], castagnoli), castagnoli, payload)
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(b[start+4:], crc)
+	return b
+}
+
+// walRecords counts the valid entry records that fill b exactly (a batch),
+// given the epoch's CRC seed; any defect, a marker inside or bytes left
+// over give ^0.
+func walRecords(b []byte, base uint32) uint64 {
+	var count uint64
+	for off := 0; off < len(b); count++ {
+		if len(b)-off < walRecordHead {
+			return ^uint64(0)
+		}
+		n := binary.LittleEndian.Uint32(b[off:])
+		if n < 16 || n > walMaxPayload || uint64(n) > uint64(len(b)-off-walRecordHead) {
+			return ^uint64(0)
+		}
+		payload := b[off+walRecordHead : off+walRecordHead+int(n)]
+		if crc32.Update(base, castagnoli, payload) != binary.LittleEndian.Uint32(b[off+4:]) || isWALMarker(payload) {
+			return ^uint64(0)
+		}
+		off += walRecordHead + int(n)
+	}
+	return count
+}
+
+// walRecordsEach calls fn with the payload of each record of a checked batch.
+func walRecordsEach(b []byte, fn func(payload []byte)) {
+	for off := 0; off < len(b); {
+		n := int(binary.LittleEndian.Uint32(b[off:]))
+		fn(b[off+walRecordHead : off+walRecordHead+n])
+		off += walRecordHead + n
+	}
 }
 
 // appendWALRecord appends the record of entry e, numbered id, to b.

@@ -52,7 +52,10 @@ const (
 // appendReq is one queued append. Requests are pooled: with done reused,
 // an append allocates nothing of its own.
 type appendReq struct {
-	e    *channels.Entry
+	e *channels.Entry
+	// es, when set instead of e, is a batch of one channel's entries that
+	// is committed whole or not at all (AppendEntries).
+	es   []*channels.Entry
 	done chan error // buffered, so the writer never blocks on a caller
 	// then, when set, is called instead of answering on done: the caller
 	// of AppendEntryAsync did not wait.
@@ -69,6 +72,10 @@ var reqPool = sync.Pool{New: func() any {
 type ctlReq struct {
 	fn   func() error
 	idle bool
+	// grow marks an fn that only adds entries after each feed's last ID
+	// (an import): readers need not start again, so the tail and its
+	// generation stay.
+	grow bool
 	done chan error
 }
 
@@ -217,6 +224,43 @@ func (db *DB) AppendEntryAsync(ctx context.Context, e *channels.Entry, then func
 	return db.w.enqueue(ctx, r)
 }
 
+// MaxBatchEntries is the most entries AppendEntries takes at once: one
+// commit carries them, and a commit is bounded so that nobody waits long
+// behind it.
+const MaxBatchEntries = maxBatch
+
+// AppendEntries stores the entries of one channel as one batch: all are
+// committed in the same write to the log, behind a marker that makes a
+// crash keep all of them or none, and numbered consecutively in the
+// order given. Zero CreatedAt values become the current time. On error
+// none is stored and every ID is 0.
+func (db *DB) AppendEntries(ctx context.Context, es []*channels.Entry) error {
+	if len(es) == 0 {
+		return nil
+	}
+	if len(es) > MaxBatchEntries {
+		return channels.Errorf(channels.EINVALID, "a batch holds at most %d entries, not %d", MaxBatchEntries, len(es))
+	}
+	now := db.now()
+	for _, e := range es {
+		if e.ChannelID != es[0].ChannelID {
+			return channels.Errorf(channels.EINVALID, "a batch holds the entries of one channel")
+		}
+		if e.Set&unknownValues != 0 {
+			return channels.Errorf(channels.EINVALID, "entry sets unknown values (mask %#x)", e.Set)
+		}
+		if e.CreatedAt.IsZero() {
+			e.CreatedAt = now
+		}
+		e.CreatedAt = e.CreatedAt.UTC().Truncate(time.Second)
+	}
+	r := &appendReq{es: es, done: make(chan error, 1)}
+	if err := db.w.enqueue(ctx, r); err != nil {
+		return err
+	}
+	return <-r.done // not interruptible: the writer owns es until it answers
+}
+
 // enqueue hands r to the writer unless ctx ends or the DB closes first.
 func (w *writer) enqueue(ctx context.Context, r *appendReq) error {
 	if err := ctx.Err(); err != nil {
@@ -240,17 +284,25 @@ func (w *writer) sync(ctx context.Context) error {
 	if w.unapplied.Load() == 0 {
 		return nil
 	}
-	return w.control(ctx, nil)
+	return w.control(ctx, nil, false)
 }
 
 // exclusive runs fn on the writer goroutine after a checkpoint, so that
 // no append is numbered or logged while fn changes feeds, and forgets
 // the entry IDs it knew, so that fn may renumber a feed.
 func (w *writer) exclusive(ctx context.Context, fn func() error) error {
-	return w.control(ctx, fn)
+	return w.control(ctx, fn, false)
 }
 
-func (w *writer) control(ctx context.Context, fn func() error) error {
+// appendAfter runs fn like exclusive, for an fn that only adds entries
+// with IDs above each feed's sequence: everything logged is in bbolt
+// first, so fn sees the true sequences, and the IDs known are forgotten
+// after, so the next append continues after what fn stored.
+func (w *writer) appendAfter(ctx context.Context, fn func() error) error {
+	return w.control(ctx, fn, true)
+}
+
+func (w *writer) control(ctx context.Context, fn func() error, grow bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -261,7 +313,7 @@ func (w *writer) control(ctx context.Context, fn func() error) error {
 	if w.closed {
 		return ErrClosed
 	}
-	c := ctlReq{fn: fn, done: make(chan error, 1)}
+	c := ctlReq{fn: fn, grow: grow, done: make(chan error, 1)}
 	select {
 	case w.ctl <- c:
 	case <-ctx.Done():
@@ -309,8 +361,13 @@ func (w *writer) run() {
 				c.done <- nil
 				continue
 			}
-			err := w.flush(c.fn != nil)
-			if err == nil && c.fn != nil {
+			err := w.flush(c.fn != nil && !c.grow)
+			switch {
+			case err != nil || c.fn == nil:
+			case c.grow:
+				err = c.fn()
+				clear(w.seqs)
+			default:
 				w.tail.reset()
 				err = c.fn()
 				w.tail.bump()
@@ -400,15 +457,17 @@ func (w *writer) commit() {
 		if err != nil {
 			break
 		}
+		if r.es != nil {
+			if errs[i] = w.logBatch(r.es); errs[i] == nil {
+				stored += len(r.es)
+			}
+			continue
+		}
 		var seq uint64
 		if seq, errs[i] = w.seq(r.e.ChannelID); errs[i] != nil {
 			continue
 		}
-		w.undo = append(w.undo, seqUndo{r.e.ChannelID, seq, w.pendingUpto[r.e.ChannelID]})
-		w.seqs[r.e.ChannelID] = seq + 1
-		r.e.ID = seq + 1
-		w.pending = appendWALRecord(w.pending, w.log.epoch, seq+1, r.e)
-		w.pendingUpto[r.e.ChannelID] = seq + 1
+		w.logEntry(seq, r.e)
 		stored++
 	}
 	if err == nil && stored > 0 {
@@ -439,8 +498,15 @@ func (w *writer) commit() {
 	}
 	for i, r := range w.batch {
 		if err != nil && errs[i] == nil {
-			r.e.ID = 0 // not logged: no ID was taken
-			errs[i] = fmt.Errorf("append entry to channel %d: %w", r.e.ChannelID, err)
+			if r.es != nil {
+				for _, e := range r.es {
+					e.ID = 0
+				}
+				errs[i] = fmt.Errorf("append %d entries to channel %d: %w", len(r.es), r.es[0].ChannelID, err)
+			} else {
+				r.e.ID = 0 // not logged: no ID was taken
+				errs[i] = fmt.Errorf("append entry to channel %d: %w", r.e.ChannelID, err)
+			}
 		}
 		if r.then != nil {
 			r.then(r.e, errs[i])
@@ -450,6 +516,36 @@ func (w *writer) commit() {
 	}
 	clear(w.batch)
 	clear(errs)
+}
+
+// logEntry numbers e after seq, its channel's last ID, and adds its
+// record to pending.
+func (w *writer) logEntry(seq uint64, e *channels.Entry) {
+	w.undo = append(w.undo, seqUndo{e.ChannelID, seq, w.pendingUpto[e.ChannelID]})
+	w.seqs[e.ChannelID] = seq + 1
+	e.ID = seq + 1
+	w.pending = appendWALRecord(w.pending, w.log.epoch, seq+1, e)
+	w.pendingUpto[e.ChannelID] = seq + 1
+}
+
+// logBatch numbers the entries of one channel's batch consecutively and
+// adds their records to pending behind a marker that names their count
+// and length, so that recovery takes them all or none.
+func (w *writer) logBatch(es []*channels.Entry) error {
+	seq, err := w.seq(es[0].ChannelID)
+	if err != nil {
+		return err
+	}
+	mark := len(w.pending)
+	w.pending = appendWALMarker(w.pending, w.log.epoch, 0, 0)
+	start := len(w.pending)
+	for i, e := range es {
+		w.logEntry(seq+uint64(i), e)
+	}
+	// The marker's own CRC covers the count and length, so it is written
+	// again now that they are known.
+	appendWALMarker(w.pending[:mark], w.log.epoch, uint64(len(es)), uint64(len(w.pending)-start))
+	return nil
 }
 
 // seq returns the last entry ID given out in a channel, reading it from

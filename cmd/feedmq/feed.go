@@ -14,8 +14,8 @@ import (
 )
 
 func newFeedCommand() *cobra.Command {
-	cmd := newGroupCommand("feed", "Read channel feeds")
-	cmd.AddCommand(newFeedGetCommand())
+	cmd := newGroupCommand("feed", "Read, import and migrate channel feeds")
+	cmd.AddCommand(newFeedGetCommand(), newFeedImportCommand(), newFeedMigrateCommand())
 	return cmd
 }
 

@@ -29,6 +29,16 @@ func TestREADMEAPIExamples(t *testing.T) {
 	if !ok {
 		t.Fatal("README's API example block is not closed")
 	}
+	// The aggregation examples run after the API ones, in the same shell.
+	_, rest, ok = strings.Cut(rest, "These run as written after the API examples' `KEY` and `API` lines:\n\n```sh\n")
+	if !ok {
+		t.Fatal("README has no aggregation example block")
+	}
+	aggr, _, ok := strings.Cut(rest, "```\n")
+	if !ok {
+		t.Fatal("README's aggregation example block is not closed")
+	}
+	script += aggr
 	const apiLine = "API=http://localhost:8080\n"
 	if !strings.Contains(script, apiLine) {
 		t.Fatalf("the example block no longer sets %q", apiLine)
@@ -51,6 +61,9 @@ func TestREADMEAPIExamples(t *testing.T) {
 		"[]",                       // clear
 		`"password":"`,             // device create and reset
 		"HTTP/1.1 401",             // the wrong key
+		`"field1":"19.625"`,        // average=60 and last_average
+		"}39.25",                   // last_sum.txt after last_average.json
+		"2026-12-06 06:00:00 UTC,44.0,82.0",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the examples' output lacks %q:\n%s", want, got)

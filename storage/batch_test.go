@@ -1,0 +1,142 @@
+package storage_test
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/feedmq/feedmq/channels"
+	"github.com/feedmq/feedmq/storage"
+)
+
+func batchOf(ch uint64, prefix string, n int) []*channels.Entry {
+	es := make([]*channels.Entry, n)
+	for i := range es {
+		es[i] = &channels.Entry{ChannelID: ch}
+		es[i].SetValue(0, prefix+strconv.Itoa(i+1))
+	}
+	return es
+}
+
+func TestAppendEntries_ConsecutiveIDs(t *testing.T) {
+	db := MustOpenDB(t)
+	c := MustCreateChannel(t, db, "c")
+	MustAppend(t, db, c.ID, "single")
+	es := batchOf(c.ID, "b", 5)
+	if err := db.AppendEntries(context.Background(), es); err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range es {
+		if e.ID != uint64(i+2) || e.CreatedAt.IsZero() {
+			t.Fatalf("entry %d: ID %d created_at %v, want ID %d and a time", i, e.ID, e.CreatedAt, i+2)
+		}
+	}
+	wantValues(t, db, c.ID, "single", "b1", "b2", "b3", "b4", "b5")
+	if e := MustAppend(t, db, c.ID, "after"); e.ID != 7 {
+		t.Fatalf("next entry got ID %d, want 7", e.ID)
+	}
+}
+
+func TestAppendEntries_Refusals(t *testing.T) {
+	db := MustOpenDB(t)
+	c := MustCreateChannel(t, db, "c")
+	ctx := context.Background()
+	mixed := append(batchOf(c.ID, "a", 2), batchOf(c.ID+1, "x", 1)...)
+	if err := db.AppendEntries(ctx, mixed); channels.ErrorCode(err) != channels.EINVALID {
+		t.Fatalf("batch over two channels: %v, want EINVALID", err)
+	}
+	missing := batchOf(c.ID+100, "m", 3)
+	if err := db.AppendEntries(ctx, missing); channels.ErrorCode(err) != channels.ENOTFOUND {
+		t.Fatalf("batch to a missing channel: %v, want ENOTFOUND", err)
+	}
+	for _, e := range missing {
+		if e.ID != 0 {
+			t.Fatalf("refused entry kept ID %d", e.ID)
+		}
+	}
+	if err := db.AppendEntries(ctx, batchOf(c.ID, "big", storage.MaxBatchEntries+1)); channels.ErrorCode(err) != channels.EINVALID {
+		t.Fatalf("oversized batch: %v, want EINVALID", err)
+	}
+	wantValues(t, db, c.ID)
+	// The channel still numbers from 1.
+	if e := MustAppend(t, db, c.ID, "1"); e.ID != 1 {
+		t.Fatalf("entry after refused batches got ID %d, want 1", e.ID)
+	}
+}
+
+// A batch whose write the power cut short is lost whole on recovery: the
+// marker before it names the records it must have.
+func TestAppendEntries_TornBatchIsDroppedWhole(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	db := MustOpenDB(t)
+	c := MustCreateChannel(t, db, "c")
+	MustAppend(t, db, c.ID, "1")
+	size := func() int64 {
+		fi, err := os.Stat(storage.WALPath(db.Path()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := size()
+	if err := db.AppendEntries(context.Background(), batchOf(c.ID, "b", 4)); err != nil {
+		t.Fatal(err)
+	}
+	whole := size() - before
+	// Whole, the batch is recovered.
+	wantValues(t, MustOpenPath(t, crashCopy(t, db)), c.ID, "1", "b1", "b2", "b3", "b4")
+	for cut := int64(1); cut < whole; cut += 5 {
+		path := crashCopy(t, db)
+		if err := os.Truncate(storage.WALPath(path), before+cut); err != nil {
+			t.Fatal(err)
+		}
+		cp := MustOpenPath(t, path)
+		wantValues(t, cp, c.ID, "1")
+		if e := MustAppend(t, cp, c.ID, "2"); e.ID != 2 {
+			t.Fatalf("cut at %d: next entry got ID %d, want 2", cut, e.ID)
+		}
+		if err := cp.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A flipped bit in the batch's last record drops the whole batch too.
+	path := crashCopy(t, db)
+	wal := storage.WALPath(path)
+	b, err := os.ReadFile(wal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[before+whole-1] ^= 1
+	if err := os.WriteFile(wal, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wantValues(t, MustOpenPath(t, path), c.ID, "1")
+}
+
+// Checkpointed batches are read back from the file as the log held them.
+func TestAppendEntries_Checkpoint(t *testing.T) {
+	db := MustOpenDB(t)
+	c := MustCreateChannel(t, db, "c")
+	if err := db.AppendEntries(context.Background(), batchOf(c.ID, "b", 3)); err != nil {
+		t.Fatal(err)
+	}
+	storage.Sync(t, db)
+	if n := storage.Unapplied(db); n != 0 {
+		t.Fatalf("%d entries unapplied after sync", n)
+	}
+	wantValues(t, db, c.ID, "b1", "b2", "b3")
+}
+
+func BenchmarkAppendEntries960(b *testing.B) {
+	db := MustOpenDB(b)
+	c := MustCreateChannel(b, db, "c")
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := db.AppendEntries(ctx, batchOf(c.ID, "v", 960)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
