@@ -627,3 +627,33 @@ func TestBulkUpdate_EventStream(t *testing.T) {
 		}
 	}
 }
+
+// TestBulkUpdate_DisabledFieldsDropped checks that a bulk update carrying
+// fields the channel has not enabled stores the enabled ones, as a single
+// write does (JSON and CSV).
+func TestBulkUpdate_DisabledFieldsDropped(t *testing.T) {
+	e := newBulkEnv(t)
+	ch := e.channel(0)
+	body := `{"write_api_key":"` + ch.WriteKey + `","updates":[
+		{"created_at":"2026-11-30 10:00:00","field1":1,"field3":3,"field8":8},
+		{"created_at":"2026-11-30 10:00:01","field2":2,"field5":5}]}`
+	if status, resp := e.postJSON(ch.ID, body); status != http.StatusAccepted || resp != bulkOK {
+		t.Fatalf("bulk_update.json: %d %s", status, resp)
+	}
+	form := url.Values{"write_api_key": {ch.WriteKey}, "time_format": {"absolute"},
+		"updates": {"2026-11-30 10:00:02,4,5,6,7,8,9,10,11"}}
+	if status, resp := e.postCSV(ch.ID, form); status != http.StatusAccepted || resp != bulkOK {
+		t.Fatalf("bulk_update.csv: %d %s", status, resp)
+	}
+	got := e.entries(ch.ID)
+	want := []string{`"field1":"1","field2":null,"field3":null`, `"field1":null,"field2":"2","field3":null`, `"field1":"4","field2":"5","field3":null`}
+	if len(got) != len(want) {
+		t.Fatalf("stored %d entries, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		js := string(got[i].AppendJSON(nil))
+		if !strings.Contains(js, w) || !strings.Contains(js, `"field8":null`) || !strings.Contains(js, `"field5":null`) {
+			t.Errorf("entry %d = %s, want %s and no disabled field", i+1, js, w)
+		}
+	}
+}

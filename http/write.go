@@ -89,7 +89,7 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request, rt route) {
 			return
 		}
 	}
-	h.fieldsDropped(ch.ID, dropped)
+	h.fieldsDropped(ch.ID, dropped, dropped.Len())
 	e.ChannelID = ch.ID
 	// Once accepted, a write is committed even if the client hangs up, as
 	// an MQTT publish is: it must not fail halfway for that.
@@ -319,11 +319,13 @@ const droppedLogEvery = 10 * time.Second
 // channel has not enabled (they are left out, as ThingSpeak leaves them
 // out), and logs them at most every droppedLogEvery, so that a sketch
 // that sends eight fields to a two-field channel does not flood the log.
-func (h *handler) fieldsDropped(ch uint64, dropped channels.FieldSet) {
-	if dropped == 0 {
+// n is how many values were dropped (more than dropped.Len() for a bulk
+// write, whose updates may each carry the same fields).
+func (h *handler) fieldsDropped(ch uint64, dropped channels.FieldSet, n int) {
+	if dropped == 0 || n <= 0 {
 		return
 	}
-	total := h.opts.FieldsDropped.Add(uint64(dropped.Len()))
+	total := h.opts.FieldsDropped.Add(uint64(n))
 	now := time.Now().UnixNano()
 	last := h.droppedLog.Load()
 	if now-last < int64(droppedLogEvery) || !h.droppedLog.CompareAndSwap(last, now) {

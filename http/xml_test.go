@@ -1,6 +1,7 @@
 package httpd_test
 
 import (
+	"encoding/json"
 	"encoding/xml"
 	"io"
 	"net/http"
@@ -378,6 +379,71 @@ func TestNewEndpointsOverHTTP(t *testing.T) {
 	} {
 		if status, ct, body := get(c.path); status != 200 || ct != c.ct || !strings.Contains(body, c.want) {
 			t.Errorf("GET %s: %d %s %q, want %s with %q", c.path, status, ct, body, c.ct, c.want)
+		}
+	}
+}
+
+// TestXMLSameRowsAsJSON checks that XML renders the rows JSON gets, for
+// plain, aggregated, rounded and filtered reads: same times, same values,
+// entry_id only when JSON has it.
+func TestXMLSameRowsAsJSON(t *testing.T) {
+	w := newWeather(t)
+	for _, q := range [][]string{
+		nil, {"average=60"}, {"sum=30", "status=true"}, {"median=60", "round=1"}, {"timescale=15"},
+		{"max=30"}, {"min=21.9", "round=0"}, {"results=2", "sum=60"}, {"average=daily", "timezone=Europe/Berlin"},
+	} {
+		for _, path := range []string{"feeds", "fields/2"} {
+			jr := w.get(w.url(path+".json", q...))
+			xr := w.get(w.url(path+".xml", q...))
+			if jr.status != 200 || xr.status != 200 {
+				t.Fatalf("%s %v: json %d %s, xml %d %s", path, q, jr.status, jr.body, xr.status, xr.body)
+			}
+			var js struct {
+				Feeds []map[string]any `json:"feeds"`
+			}
+			if err := json.Unmarshal([]byte(jr.body), &js); err != nil {
+				t.Fatal(err)
+			}
+			var xs struct {
+				Feeds []struct {
+					Items []struct {
+						XMLName xml.Name
+						Nil     string `xml:"nil,attr"`
+						Text    string `xml:",chardata"`
+					} `xml:",any"`
+				} `xml:"feeds>feed"`
+			}
+			if err := xml.Unmarshal([]byte(xr.body), &xs); err != nil {
+				t.Fatalf("%s %v: %v\n%s", path, q, err, xr.body)
+			}
+			if len(js.Feeds) != len(xs.Feeds) {
+				t.Fatalf("%s %v: %d JSON rows, %d XML rows", path, q, len(js.Feeds), len(xs.Feeds))
+			}
+			for i, row := range xs.Feeds {
+				if len(row.Items) != len(js.Feeds[i]) {
+					t.Errorf("%s %v row %d: XML keys %v, JSON %v", path, q, i, row.Items, js.Feeds[i])
+				}
+				for _, it := range row.Items {
+					key := strings.ReplaceAll(it.XMLName.Local, "-", "_")
+					jv, ok := js.Feeds[i][key]
+					var want string
+					switch v := jv.(type) {
+					case nil:
+						want = "<nil>"
+					case string:
+						want = v
+					case float64:
+						want = strconv.FormatFloat(v, 'f', -1, 64)
+					}
+					got := it.Text
+					if it.Nil == "true" {
+						got = "<nil>"
+					}
+					if !ok || got != want {
+						t.Errorf("%s %v row %d: XML %s = %q, JSON %q (present %v)", path, q, i, key, got, want, ok)
+					}
+				}
+			}
 		}
 	}
 }
