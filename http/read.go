@@ -86,7 +86,7 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 	var entries []channels.Entry
 	switch rt.kind {
-	case routeFeeds, routeField:
+	case routeFeeds, routeField, routeStatus:
 		if p.limit > 0 {
 			entries, err = store.Entries(ctx, rt.channel, p.filter())
 		}

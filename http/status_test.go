@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/feedmq/feedmq/channels"
+	httpd "github.com/feedmq/feedmq/http"
 )
 
 // TestStatus checks status.json/.csv/.xml (the channel's name and
@@ -138,5 +139,50 @@ func TestMetadataAndLocation(t *testing.T) {
 	// CSV has no channel object.
 	if r := e.get("/channels/1/feeds.csv?metadata=true"); r.status != 200 || strings.Contains(r.body, "kitchen") {
 		t.Errorf("feeds.csv?metadata=true: %d %s", r.status, r.body)
+	}
+}
+
+// blockingStore holds every Entries call until release is closed. It
+// is no EntryPager, so feed reads go through Entries.
+type blockingStore struct {
+	channels.Store
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s blockingStore) Entries(ctx context.Context, id uint64, f channels.EntryFilter) ([]channels.Entry, error) {
+	s.entered <- struct{}{}
+	<-s.release
+	return s.Store.Entries(ctx, id, f)
+}
+
+// TestStatusCountsAsFeedRead checks that status reads and XML feed reads
+// take a slot of MaxFeedReads like feeds.json, so a flood of them gets
+// 503, in the format asked for.
+func TestStatusCountsAsFeedRead(t *testing.T) {
+	e := newEnv(t, channels.Limits{})
+	e.channel("S", "", true, map[int]string{1: "v"})
+	bs := blockingStore{Store: e.db, entered: make(chan struct{}), release: make(chan struct{})}
+	e.h = httpd.NewAPI(httpd.APIOptions{Store: bs, Registry: e.svc.Registry, Publisher: e.pub, MaxFeedReads: 1,
+		Now: func() time.Time { return now }})
+	done := make(chan response)
+	go func() { done <- e.get("/channels/1/status.json") }()
+	select { // the first read holds the only slot
+	case <-bs.entered:
+	case r := <-done:
+		t.Fatalf("the first read did not reach the store: %d %s", r.status, r.body)
+	}
+	for _, p := range []string{"/channels/1/status.json", "/channels/1/status.xml", "/channels/1/feeds.xml"} {
+		r := e.get(p)
+		if r.status != 503 || r.header.Get("Retry-After") != "1" || !strings.Contains(r.body, "error_busy") {
+			t.Errorf("%s while busy: %d %s", p, r.status, r.body)
+		}
+	}
+	if r := e.get("/channels/1/status.xml"); !strings.HasPrefix(r.header.Get("Content-Type"), ctXML) {
+		t.Errorf("busy status.xml answered %s", r.header.Get("Content-Type"))
+	}
+	close(bs.release)
+	if r := <-done; r.status != 200 {
+		t.Errorf("first read: %d %s", r.status, r.body)
 	}
 }
