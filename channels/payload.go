@@ -278,6 +278,11 @@ func setValue(e *Entry, ch *Channel, idx int, v string, lim Limits) error {
 		e.Set &^= 1 << idx
 		return nil
 	}
+	// Payloads drop disabled fields before they get here (parseForm);
+	// an imported file's column for one is refused.
+	if idx < NumFields && !ch.FieldEnabled(idx+1) {
+		return notEnabled(ch, idx+1)
+	}
 	if err := checkText(ValueName(idx), v, lim.MaxValueLen); err != nil {
 		return err
 	}
