@@ -165,3 +165,47 @@ func TestEntryIDsIncreaseAndSurviveRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishDropsDisabledFields checks that a publish carrying fields the
+// channel has not enabled stores and fans out the enabled ones (as
+// ThingSpeak does), counts the dropped values, and that a publish of only
+// disabled fields is refused.
+func TestPublishDropsDisabledFields(t *testing.T) {
+	ts := startServer(t, broker.Options{})
+	ch := ts.channel(false, "Temp", "Humidity")
+	dev := ts.device(pubsub(ch))
+	sub := mustConnect(t, ts.addr, ts.device(auth.Grant{ChannelID: ch, Subscribe: true}))
+	if code := sub.subscribe(t, fmt.Sprintf("channels/%d/subscribe", ch)); code != 0 {
+		t.Fatalf("SUBACK %#x", code)
+	}
+	pub := mustConnect(t, ts.addr, dev)
+	topic := fmt.Sprintf("channels/%d/publish", ch)
+	if err := pub.publish(t, topic, 1, "field1=21.5&field2=40&field3=3&field4=4&field5=5&field6=6&field7=7&field8=8&created_at=2026-11-22T10:00:00Z"); err != nil {
+		t.Fatal(err)
+	}
+	m := sub.expect(t)
+	want := fmt.Sprintf(`{"channel_id":%d,"created_at":"2026-11-22T10:00:00Z","entry_id":1,`+
+		`"field1":"21.5","field2":"40","field3":null,"field4":null,"field5":null,"field6":null,`+
+		`"field7":null,"field8":null,"latitude":null,"longitude":null,"elevation":null,"status":null}`, ch)
+	if m.payload != want {
+		t.Fatalf("got %s\nwant %s", m.payload, want)
+	}
+	if got := ts.srv.Stats().FieldsDropped; got != 6 {
+		t.Errorf("FieldsDropped = %d, want 6", got)
+	}
+	// Only disabled fields: refused as a bad payload, nothing stored.
+	before := ts.srv.Stats().Rejected["bad_payload"]
+	// Whatever the acknowledgement, the refusal shows in the counters and
+	// the store.
+	_ = pub.publish(t, topic, 1, "field5=1")
+	deadline := time.Now().Add(5 * time.Second)
+	for ts.srv.Stats().Rejected["bad_payload"] == before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := ts.srv.Stats().Rejected["bad_payload"]; got != before+1 {
+		t.Errorf("bad_payload rejections = %d, want %d", got, before+1)
+	}
+	if got := len(ts.entries(ch)); got != 1 {
+		t.Errorf("stored %d entries, want 1", got)
+	}
+}

@@ -100,10 +100,11 @@ func (s *Server) publish(device uint64, topic string, payload []byte, noWait boo
 	if !ok { // deleted between the two lookups
 		return &rejection{reasonUnknownChannel, packets.ErrTopicNameInvalid, auth.ErrUnknownChannel}
 	}
-	e, err := channels.ParsePayload(ch, t.Field, payload, s.opts.Limits)
+	e, dropped, err := channels.ParsePayloadDropped(ch, t.Field, payload, s.opts.Limits)
 	if err != nil {
 		return payloadRejection(err)
 	}
+	s.fieldsDropped(ch.ID, dropped)
 	return s.write(&e, noWait)
 }
 

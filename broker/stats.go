@@ -1,6 +1,11 @@
 package broker
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/feedmq/feedmq/channels"
+)
 
 // Reasons a publish is rejected, as counted and logged.
 const (
@@ -23,6 +28,9 @@ type Stats struct {
 	Rejected  map[string]uint64 // publishes refused, by reason
 	Delivered uint64            // fan-out publishes handed to mochi
 	Dropped   uint64            // deliveries mochi dropped: a subscriber's queue was full
+	// FieldsDropped counts values of fields the channel has not enabled,
+	// left out of stored entries (ThingSpeak ignores them too).
+	FieldsDropped uint64
 
 	Connections map[string]ListenerStats // by running listener ID (connstats.go)
 	Refused     map[string]uint64        // CONNECTs refused, by reason
@@ -34,6 +42,12 @@ type stats struct {
 	rejected  map[string]*atomic.Uint64 // fixed keys: read without a lock
 	dropped   atomic.Uint64
 	conns     connStats
+	// fieldsDropped counts disabled-field values left out; droppedLog
+	// is when that was last logged (unix nanoseconds), so that a sketch
+	// sending eight fields to a two-field channel logs once in a while,
+	// not on every publish.
+	fieldsDropped atomic.Uint64
+	droppedLog    atomic.Int64
 }
 
 func (s *stats) init() {
@@ -50,7 +64,9 @@ func (s *Server) Stats() Stats {
 		Accepted:  s.stats.accepted.Load(),
 		Delivered: s.stats.delivered.Load(),
 		Dropped:   s.stats.dropped.Load(),
-		Rejected:  make(map[string]uint64, len(reasons)),
+
+		FieldsDropped: s.stats.fieldsDropped.Load(),
+		Rejected:      make(map[string]uint64, len(reasons)),
 	}
 	for r, c := range s.stats.rejected {
 		out.Rejected[r] = c.Load()
@@ -62,4 +78,23 @@ func (s *Server) Stats() Stats {
 // Subscriptions returns the number of live subscriptions.
 func (s *Server) Subscriptions() int {
 	return int(atomic.LoadInt64(&s.mochi.Info.Subscriptions))
+}
+
+// droppedLogEvery bounds the debug lines about dropped fields.
+const droppedLogEvery = 10 * time.Second
+
+// fieldsDropped counts the fields a publish to channel ch carried that the
+// channel has not enabled, and logs them at most every droppedLogEvery.
+func (s *Server) fieldsDropped(ch uint64, dropped channels.FieldSet) {
+	if dropped == 0 {
+		return
+	}
+	total := s.stats.fieldsDropped.Add(uint64(dropped.Len()))
+	now := time.Now().UnixNano()
+	last := s.stats.droppedLog.Load()
+	if now-last < int64(droppedLogEvery) || !s.stats.droppedLog.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Debug("publish: fields not enabled on the channel were dropped, the rest stored",
+		"channel", ch, "fields", dropped.String(), "dropped_total", total)
 }

@@ -58,27 +58,68 @@ const keyCreatedAt = NumValues
 //
 // Every value must be valid UTF-8 without control characters other than
 // tab, CR and LF, and at most lim.MaxValueLen characters long; a written
-// field must be enabled on the channel; lat, long and elevation must be
-// decimal numbers (lat from -90 to 90, long from -180 to 180). An entry
-// must set at least one value. Errors are *Error values with code EINVALID
+// field that is not enabled on the channel is dropped, as ThingSpeak
+// drops it (a sketch that always sends field1..field8 keeps the readings
+// of the enabled ones; ParsePayloadDropped says which were dropped); lat,
+// long and elevation must be decimal numbers (lat from -90 to 90, long
+// from -180 to 180). An entry must set at least one value: a payload that
+// sets only disabled fields is refused. Errors are *Error values with code EINVALID
 // that wrap ErrTooLarge for a payload over lim.MaxPayload bytes and
 // ErrPayload otherwise; their messages are meant for the device owner.
 func ParsePayload(ch *Channel, field int, payload []byte, lim Limits) (Entry, error) {
+	e, _, err := ParsePayloadDropped(ch, field, payload, lim)
+	return e, err
+}
+
+// FieldSet is a set of fields: bit n-1 stands for field n.
+type FieldSet uint8
+
+// Has reports whether field n (1..8) is in the set.
+func (s FieldSet) Has(n int) bool { return n >= 1 && n <= NumFields && s&(1<<(n-1)) != 0 }
+
+// Len returns the number of fields in the set.
+func (s FieldSet) Len() int {
+	n := 0
+	for ; s != 0; s &= s - 1 {
+		n++
+	}
+	return n
+}
+
+// String lists the fields, such as "field3, field5".
+func (s FieldSet) String() string {
+	var b strings.Builder
+	for n := 1; n <= NumFields; n++ {
+		if s.Has(n) {
+			if b.Len() > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(ValueName(n - 1))
+		}
+	}
+	return b.String()
+}
+
+// ParsePayloadDropped is ParsePayload that also returns the fields it
+// dropped because the channel has not enabled them, for the caller to log
+// and count.
+func ParsePayloadDropped(ch *Channel, field int, payload []byte, lim Limits) (Entry, FieldSet, error) {
 	lim = lim.withDefaults()
 	if err := lim.checkSize(payload); err != nil {
-		return Entry{}, err
+		return Entry{}, 0, err
 	}
 	e := Entry{ChannelID: ch.ID}
+	var dropped FieldSet
 	var err error
 	if field == 0 {
-		err = parseForm(&e, ch, payload, lim)
+		err = parseForm(&e, &dropped, ch, payload, lim)
 	} else {
 		err = parseFieldValue(&e, ch, field, payload, lim)
 	}
 	if err != nil {
-		return Entry{}, err
+		return Entry{}, 0, err
 	}
-	return e, nil
+	return e, dropped, nil
 }
 
 // parseFieldValue fills e from the bare-value payload of field n.
@@ -104,7 +145,7 @@ func parseFieldValue(e *Entry, ch *Channel, n int, payload []byte, lim Limits) e
 // parseForm fills e from a form-encoded channel-feed payload. It decodes
 // every value it keeps into one buffer, so that the entry's strings cost a
 // single allocation.
-func parseForm(e *Entry, ch *Channel, payload []byte, lim Limits) error {
+func parseForm(e *Entry, dropped *FieldSet, ch *Channel, payload []byte, lim Limits) error {
 	p := bytes.TrimRight(payload, "\r\n")
 	if len(p) == 0 {
 		return payloadError("payload is empty: send field1=VALUE&field2=VALUE...")
@@ -134,11 +175,28 @@ func parseForm(e *Entry, ch *Channel, payload []byte, lim Limits) error {
 		if err := unescape(&buf, rawVal); err != nil {
 			return payloadError("bad percent-encoding in %s: %v", keyName(idx), err)
 		}
-		if err := setValue(e, ch, idx, buf.String()[start:], lim); err != nil {
+		v := buf.String()[start:]
+		if idx < NumFields && !ch.FieldEnabled(idx+1) {
+			// Checked like any value, so that a bad one is still
+			// refused, then left out of the entry.
+			if err := checkText(ValueName(idx), v, lim.MaxValueLen); err != nil {
+				return err
+			}
+			if v != "" {
+				*dropped |= 1 << idx
+			} else {
+				*dropped &^= 1 << idx
+			}
+			continue
+		}
+		if err := setValue(e, ch, idx, v, lim); err != nil {
 			return err
 		}
 	}
 	if !e.HasValues() {
+		if *dropped != 0 {
+			return payloadError("payload sets only fields not enabled on channel %d (%s): enable them or write to an enabled field", ch.ID, dropped.String())
+		}
 		if bytes.IndexByte(p, '=') < 0 {
 			return payloadError("payload sets no field: send field1=VALUE&..., or publish a bare value to channels/%d/publish/fields/field<N>", ch.ID)
 		}
@@ -220,6 +278,8 @@ func setValue(e *Entry, ch *Channel, idx int, v string, lim Limits) error {
 		e.Set &^= 1 << idx
 		return nil
 	}
+	// Payloads drop disabled fields before they get here (parseForm);
+	// an imported file's column for one is refused.
 	if idx < NumFields && !ch.FieldEnabled(idx+1) {
 		return notEnabled(ch, idx+1)
 	}

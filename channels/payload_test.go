@@ -136,8 +136,11 @@ var invalidPayloads = []struct {
 	{"only unknown keys", 0, "api_key=XYZ&foo=bar", channels.ErrPayload, "payload sets no field"},
 	{"only created_at", 0, "created_at=2014-12-31T23:59:59Z", channels.ErrPayload, "payload sets no field"},
 	{"bare value on feed topic", 0, "23.5", channels.ErrPayload, "channels/7/publish/fields/field<N>"},
-	{"disabled field", 0, "field1=1&field3=5", channels.ErrPayload, "field3 is not enabled on channel 7"},
-	{"disabled field alias", 0, "3=5", channels.ErrPayload, "field3 is not enabled on channel 7"},
+	{"only a disabled field", 0, "field3=5", channels.ErrPayload, "payload sets only fields not enabled on channel 7 (field3)"},
+	{"only a disabled field alias", 0, "3=5", channels.ErrPayload, "payload sets only fields not enabled on channel 7 (field3)"},
+	{"disabled field and empty values", 0, "field1=&field3=5&status=", channels.ErrPayload, "not enabled on channel 7 (field3)"},
+	{"disabled field bad UTF-8", 0, "field1=1&field3=%ff", channels.ErrPayload, "field3 is not valid UTF-8"},
+	{"disabled field bad escape", 0, "field1=1&field3=%zz", channels.ErrPayload, "bad percent-encoding in field3"},
 	{"disabled single field", 3, "5", channels.ErrPayload, "field3 is not enabled on channel 7"},
 	{"single field 0 is feed", 0, "5", channels.ErrPayload, "payload sets no field"},
 	{"single field 9", 9, "5", channels.ErrPayload, "field9 does not exist"},
@@ -225,6 +228,51 @@ func TestParsePayload(t *testing.T) {
 				t.Errorf("ParsePayload(%d, %q) = %v, want %v", tt.field, tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestParsePayloadDropped checks that fields the channel has not enabled
+// are left out and reported, and the rest of the entry is kept.
+func TestParsePayloadDropped(t *testing.T) {
+	ch := &channels.Channel{ID: 9, Name: "two", Fields: [channels.NumFields]string{"Temp", "Hum"}}
+	tests := []struct {
+		desc    string
+		in      string
+		want    map[int]string // value index -> value
+		dropped channels.FieldSet
+		names   string
+	}{
+		{"sketch sends all eight", "field1=1&field2=2&field3=3&field4=4&field5=5&field6=6&field7=7&field8=8",
+			map[int]string{0: "1", 1: "2"}, 0b11111100, "field3, field4, field5, field6, field7, field8"},
+		{"one disabled", "field1=20.5&field5=x", map[int]string{0: "20.5"}, 0b10000, "field5"},
+		{"alias", "2=40&7=1", map[int]string{1: "40"}, 0b1000000, "field7"},
+		{"disabled field emptied again", "field1=1&field3=5&field3=", map[int]string{0: "1"}, 0, ""},
+		{"status beside a disabled field", "status=on&field8=9", map[int]string{channels.Status: "on"}, 0b10000000, "field8"},
+		{"nothing dropped", "field1=1&field2=2", map[int]string{0: "1", 1: "2"}, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			e, dropped, err := channels.ParsePayloadDropped(ch, 0, []byte(tt.in), channels.DefaultLimits())
+			if err != nil {
+				t.Fatalf("error: %v", err)
+			}
+			if dropped != tt.dropped {
+				t.Errorf("dropped = %08b, want %08b", dropped, tt.dropped)
+			}
+			if dropped.String() != tt.names {
+				t.Errorf("dropped.String() = %q, want %q", dropped.String(), tt.names)
+			}
+			for i := 0; i < channels.NumValues; i++ {
+				v, ok := e.Value(i)
+				want, wantOK := tt.want[i]
+				if ok != wantOK || v != want {
+					t.Errorf("%s = %q (set %v), want %q (set %v)", channels.ValueName(i), v, ok, want, wantOK)
+				}
+			}
+		})
+	}
+	if got := channels.FieldSet(0b10100001).Len(); got != 3 {
+		t.Errorf("Len = %d, want 3", got)
 	}
 }
 
@@ -380,7 +428,15 @@ func FuzzParsePayload(f *testing.F) {
 	ch := testChannel()
 	f.Fuzz(func(t *testing.T, field int8, payload []byte) {
 		for _, lim := range []channels.Limits{{}, {MaxPayload: 64, MaxValueLen: 4}} {
-			e, err := channels.ParsePayload(ch, int(field), payload, lim)
+			e, dropped, err := channels.ParsePayloadDropped(ch, int(field), payload, lim)
+			if e2, err2 := channels.ParsePayload(ch, int(field), payload, lim); e2 != e || (err2 == nil) != (err == nil) {
+				t.Fatalf("ParsePayload(%d, %q) = %+v, %v; ParsePayloadDropped gave %+v, %v", field, payload, e2, err2, e, err)
+			}
+			for n := 1; n <= channels.NumFields; n++ {
+				if dropped.Has(n) && (ch.FieldEnabled(n) || err != nil) {
+					t.Fatalf("ParsePayloadDropped(%d, %q): dropped %s (error %v)", field, payload, dropped, err)
+				}
+			}
 			if err != nil {
 				if !errors.Is(err, channels.ErrPayload) && !errors.Is(err, channels.ErrTooLarge) ||
 					channels.ErrorCode(err) != channels.EINVALID {
@@ -426,6 +482,9 @@ func checkDecoding(t *testing.T, e *channels.Entry, payload []byte) {
 			t.Fatalf("ParsePayload accepted %q, but net/url cannot decode %q", payload, pair)
 		}
 		if i, ok := refIndex[k]; ok {
+			if i < channels.NumFields && !testChannel().FieldEnabled(i+1) {
+				continue // dropped, as ThingSpeak drops disabled fields
+			}
 			want[i] = v
 			if i >= channels.Latitude && i <= channels.Elevation {
 				want[i] = strings.TrimSpace(v)

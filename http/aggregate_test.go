@@ -264,11 +264,15 @@ func TestAggregateRefusals(t *testing.T) {
 		t.Errorf("other channel: %d", r.status)
 	}
 
-	// A channel without entries has no last bucket.
+	// A channel without entries has no last bucket: -1, as ThingSpeak
+	// answers it (and a <feed> without entry-id in XML).
 	empty := e.channel("Empty", "", true, map[int]string{1: "a"})
 	emptyBase := strings.Replace(base, "/channels/1/", "/channels/"+strconv.FormatUint(empty.ID, 10)+"/", 1)
-	if r := fetch(t, emptyBase+"feeds/last_average.json?average=10"); r.status != 404 {
+	if r := fetch(t, emptyBase+"feeds/last_average.json?average=10"); r.status != 200 || r.body != "-1" {
 		t.Errorf("empty channel last_average: %d %s", r.status, r.body)
+	}
+	if r := fetch(t, emptyBase+"feeds/last_average.xml?average=10"); r.status != 200 || !strings.Contains(r.body, `<entry-id type="integer" nil="true">`) {
+		t.Errorf("empty channel last_average.xml: %d %s", r.status, r.body)
 	}
 	if r := fetch(t, emptyBase+"feeds.json?average=10"); r.status != 200 || !strings.HasSuffix(r.body, `"feeds":[]}`) {
 		t.Errorf("empty channel average: %d %s", r.status, r.body)

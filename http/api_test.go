@@ -177,6 +177,9 @@ const (
 	ctJSON = "application/json; charset=utf-8"
 	ctText = "text/plain; charset=utf-8"
 	ctCSV  = "text/csv; charset=utf-8"
+	ctXML  = "application/xml; charset=utf-8"
+	// xmlHead starts every XML answer.
+	xmlHead = `<?xml version="1.0" encoding="UTF-8"?>` + "\n"
 
 	authBody = `{"status":"401","error":{"error_code":"error_auth_required","message":"Authorization Required","details":"Please provide proper authentication details."}}`
 )

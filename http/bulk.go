@@ -177,6 +177,8 @@ func (h *handler) bulkEntries(ch *channels.Channel, b *bulkBatch) ([]*channels.E
 	}
 	es := make([]channels.Entry, len(b.rows))
 	ptrs := make([]*channels.Entry, len(b.rows))
+	var dropped channels.FieldSet // fields not enabled, dropped as in any write
+	nDropped := 0
 	for i, row := range b.rows {
 		if !row.hasTime {
 			if b.relative {
@@ -184,7 +186,8 @@ func (h *handler) bulkEntries(ch *channels.Channel, b *bulkBatch) ([]*channels.E
 			}
 			return nil, badRequest(updateName(i) + " has no created_at: every update needs created_at or delta_t.")
 		}
-		e, err := channels.ParsePayload(ch, 0, row.payload, h.opts.Limits)
+		e, d, err := channels.ParsePayloadDropped(ch, 0, row.payload, h.opts.Limits)
+		dropped, nDropped = dropped|d, nDropped+d.Len()
 		if err != nil {
 			if errors.Is(err, channels.ErrTooLarge) {
 				return nil, errTooLarge(updateName(i) + ": " + sentence(channels.ErrorMessage(err)))
@@ -216,6 +219,7 @@ func (h *handler) bulkEntries(ch *channels.Channel, b *bulkBatch) ([]*channels.E
 	for k, i := range idx {
 		ptrs[k] = &es[i]
 	}
+	h.fieldsDropped(ch.ID, dropped, nDropped)
 	return ptrs, nil
 }
 

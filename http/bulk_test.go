@@ -300,7 +300,7 @@ func TestBulkUpdate_Atomic(t *testing.T) {
 		name, body, want string
 	}{
 		{"field not enabled", `{"write_api_key":"K","updates":[{"created_at":"2026-11-30 10:00:00","field1":1},{"created_at":"2026-11-30 10:00:01","field3":2}]}`,
-			"updates[1]: field3 is not enabled on channel 1."},
+			"updates[1]: payload sets only fields not enabled on channel 1 (field3)"},
 		{"latitude out of range", `{"write_api_key":"K","updates":[{"created_at":"2026-11-30 10:00:00","field1":1},{"created_at":"2026-11-30 10:00:01","field1":2},{"created_at":"2026-11-30 10:00:02","latitude":91}]}`,
 			"updates[2]: lat must be a decimal number from -90 to 90, such as 52.5163."},
 		{"bad created_at", `{"write_api_key":"K","updates":[{"created_at":"yesterday","field1":1}]}`, "updates[0]: created_at"},
@@ -343,7 +343,7 @@ func TestBulkUpdate_Atomic(t *testing.T) {
 		{"bad time_format", url.Values{"time_format": {"sometimes"}, "updates": {"2026-11-30 10:00:00,1"}}, `time_format must be absolute or relative, not \"sometimes\".`},
 		{"no updates", url.Values{"time_format": {"absolute"}}, "updates is missing"},
 		{"empty row", url.Values{"time_format": {"absolute"}, "updates": {"2026-11-30 10:00:00,1||2026-11-30 10:00:01,2"}}, "updates[1] is empty"},
-		{"bad row", url.Values{"time_format": {"absolute"}, "updates": {"2026-11-30 10:00:00,1|2026-11-30 10:00:01,2,,x"}}, "updates[1]: field3 is not enabled on channel 1."},
+		{"bad row", url.Values{"time_format": {"absolute"}, "updates": {"2026-11-30 10:00:00,1|2026-11-30 10:00:01,,,x"}}, "updates[1]: payload sets only fields not enabled on channel 1 (field3)"},
 		{"no timestamp", url.Values{"time_format": {"absolute"}, "updates": {",1"}}, "updates[0] has no created_at"},
 		{"relative without delta", url.Values{"time_format": {"relative"}, "updates": {"5,1|,2"}}, "updates[1] has no delta_t"},
 		{"relative with a date", url.Values{"time_format": {"relative"}, "updates": {"2026-11-30 10:00:00,1"}}, "updates[0]: delta_t must be a whole number"},
@@ -624,6 +624,36 @@ func TestBulkUpdate_EventStream(t *testing.T) {
 		}
 		if l := s.next(); !strings.Contains(l, `"entry_id":`+strconv.Itoa(i)+`,"field1":"`+strconv.Itoa(i)+`"`) {
 			t.Errorf("entry %d: %q", i, l)
+		}
+	}
+}
+
+// TestBulkUpdate_DisabledFieldsDropped checks that a bulk update carrying
+// fields the channel has not enabled stores the enabled ones, as a single
+// write does (JSON and CSV).
+func TestBulkUpdate_DisabledFieldsDropped(t *testing.T) {
+	e := newBulkEnv(t)
+	ch := e.channel(0)
+	body := `{"write_api_key":"` + ch.WriteKey + `","updates":[
+		{"created_at":"2026-11-30 10:00:00","field1":1,"field3":3,"field8":8},
+		{"created_at":"2026-11-30 10:00:01","field2":2,"field5":5}]}`
+	if status, resp := e.postJSON(ch.ID, body); status != http.StatusAccepted || resp != bulkOK {
+		t.Fatalf("bulk_update.json: %d %s", status, resp)
+	}
+	form := url.Values{"write_api_key": {ch.WriteKey}, "time_format": {"absolute"},
+		"updates": {"2026-11-30 10:00:02,4,5,6,7,8,9,10,11"}}
+	if status, resp := e.postCSV(ch.ID, form); status != http.StatusAccepted || resp != bulkOK {
+		t.Fatalf("bulk_update.csv: %d %s", status, resp)
+	}
+	got := e.entries(ch.ID)
+	want := []string{`"field1":"1","field2":null,"field3":null`, `"field1":null,"field2":"2","field3":null`, `"field1":"4","field2":"5","field3":null`}
+	if len(got) != len(want) {
+		t.Fatalf("stored %d entries, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		js := string(got[i].AppendJSON(nil))
+		if !strings.Contains(js, w) || !strings.Contains(js, `"field8":null`) || !strings.Contains(js, `"field5":null`) {
+			t.Errorf("entry %d = %s, want %s and no disabled field", i+1, js, w)
 		}
 	}
 }

@@ -47,7 +47,7 @@ func TestCSVFormulaCells(t *testing.T) {
 		}
 	}
 	for _, path := range []string{"feeds.csv", "fields/1.csv"} {
-		resp, err := http.Get(srv.URL + "/channels/1/" + path + "?api_key=" + ch.ReadKey)
+		resp, err := http.Get(srv.URL + "/channels/1/" + path + "?results=8000&api_key=" + ch.ReadKey)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -85,6 +85,8 @@ func (h *handler) answer(w http.ResponseWriter, r *http.Request, format string, 
 	switch format {
 	case "csv", "txt":
 		writeBody(w, e.status, "text/plain; charset=utf-8", []byte(e.code))
+	case "xml":
+		writeBody(w, e.status, ctXML, appendErrorXML(nil, e))
 	default:
 		writeBody(w, e.status, "application/json; charset=utf-8", appendErrorJSON(nil, e))
 	}

@@ -6,24 +6,36 @@
 // Reads (GET or HEAD; a public channel, or api_key=<read key> in the query
 // or the THINGSPEAKAPIKEY or X-THINGSPEAKAPIKEY header):
 //
-//	/channels/<id>/feeds.json|.csv               channel object and entries
-//	/channels/<id>/fields/<N>.json|.csv          same, entries with field<N> only
-//	/channels/<id>/feeds/last.json|.csv|.txt     newest entry (.txt: its JSON)
-//	/channels/<id>/fields/<N>/last.json|.csv|.txt, or no extension
+//	/channels/<id>/feeds.json|.csv|.xml          channel object and entries
+//	/channels/<id>/fields/<N>.json|.csv|.xml     same, entries with field<N> only
+//	/channels/<id>/feeds/last.json|.csv|.txt|.xml newest entry (.txt: its JSON)
+//	/channels/<id>/fields/<N>/last.json|.csv|.txt|.xml, or no extension
 //	                                             newest entry that sets field<N>
 //	                                             (.txt: the bare value)
-//	/channels/<id>/feeds/entry/<entry_id>.json|.csv
-//	/channels/<id>/feeds/last_average|last_median|last_sum.json|.csv|.txt
+//	/channels/<id>/feeds/entry/<entry_id>.json|.csv|.xml
+//	/channels/<id>/feeds/last_average|last_median|last_sum.json|.csv|.txt|.xml
 //	                                             newest bucket of the newest
 //	                                             N entries (average=N ...)
+//	/channels/<id>/status.json|.csv|.xml         channel name and location,
+//	                                             entries with their status
+//	/channels/<id>/status/last.json|.txt|.xml    newest entry's status
+//	                                             (.txt: the bare status)
 //
-// Read parameters: results (0..8000; default the newest 100, or up to 8000
-// with days, minutes, start or end), start and end ("2024-12-31 23:59:59"
-// or ISO 8601, inclusive), minutes, days, timezone (an IANA name) or offset
-// (hours), status=true, location=true and callback (JSONP). timescale,
-// sum, average and median fold the selected entries into time buckets,
-// round rounds numbers, min and max drop rows (parseShape,
-// channels.Rows).
+// A last entry that does not exist answers -1 (.json, .txt) or a <feed>
+// without entry-id (.xml), as ThingSpeak does.
+//
+// Read parameters: results (0..8000; default the newest 100 of the last
+// 24 hours: results, days or start open the window, days, start or end
+// raise the cap to 8000; status reads default to the last day and up to
+// 8000 entries), start and end ("2024-12-31 23:59:59" or ISO 8601,
+// inclusive), minutes, days, timezone (an IANA name) or offset (hours),
+// status=true, location=true, metadata=true (the channel's metadata in
+// the channel object) and callback (JSONP). timescale, sum, average and
+// median fold the selected entries into time buckets, round rounds
+// numbers, min and max drop rows (parseShape, channels.Rows).
+//
+// XML is Rails' to_xml, as ThingSpeak's: dasherised keys, type
+// attributes, nil="true" for nulls (xml.go).
 //
 // JSON keys come in ThingSpeak's order; entries carry created_at, entry_id and the enabled
 // fields (null when unset). CSV has a header line and timestamps like
@@ -31,11 +43,13 @@
 // value that starts with =, +, -, @, tab or CR and is not a decimal number
 // gets a leading ' so that spreadsheets do not run it as a formula.
 //
-// Writes: GET or POST /update and /update.json, the write key in api_key
+// Writes: GET or POST /update, /update.json and /update.xml, the write key in api_key
 // or a header, values (field1..field8, lat, long, elevation, status,
 // created_at, and timezone or offset for created_at) in the query, a form
 // body or a JSON body. /update answers the entry_id as text, or 0;
-// /update.json the entry as channels/<id>/subscribe delivers it. Each
+// /update.json the entry as channels/<id>/subscribe delivers it, and
+// /update.xml that entry as a <feed>. A field the channel has not enabled
+// is dropped and the rest stored, as ThingSpeak does. Each
 // write becomes a form-encoded payload that
 // channels.ParsePayload validates exactly as it validates MQTT payloads,
 // and the entry goes to a Publisher (the broker), which commits it and
@@ -46,7 +60,8 @@
 //
 // Errors are ThingSpeak's JSON objects, such as
 // {"status":"401","error":{"error_code":"error_auth_required",...}}, or
-// for .csv and .txt requests the bare error code as text; /update answers
+// for .csv and .txt requests the bare error code as text, for .xml
+// requests that object as Rails renders a hash; /update answers
 // 0. Unknown paths are 404, other methods 405. After too many wrong API
 // keys from one address (APIOptions.KeyThrottle), requests from it that need a
 // key get 429 with Retry-After ("0" for /update) for a while.
@@ -64,6 +79,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/feedmq/feedmq/auth"
@@ -137,6 +153,10 @@ type APIOptions struct {
 	// Refusals, when set, counts every refused request by reason (for
 	// /metrics); default: a counter of the handler's own.
 	Refusals *Refusals
+	// FieldsDropped, when set, counts the values of fields a channel has
+	// not enabled that writes carried and that were left out (for
+	// /metrics); default: a counter of the handler's own.
+	FieldsDropped *atomic.Uint64
 }
 
 // Read limits (REFERENCE §2.3).
@@ -158,6 +178,8 @@ type handler struct {
 	zones    zoneCache
 	throttle *auth.Throttle
 	reads    chan struct{} // a slot per feed read being served, if capped
+	// droppedLog is when dropped fields were last logged (unix ns).
+	droppedLog atomic.Int64
 }
 
 // NewAPI returns the REST API handler. It panics if Store, Registry or
@@ -174,6 +196,9 @@ func NewAPI(opts APIOptions) http.Handler {
 	}
 	if opts.Refusals == nil {
 		opts.Refusals = &Refusals{}
+	}
+	if opts.FieldsDropped == nil {
+		opts.FieldsDropped = new(atomic.Uint64)
 	}
 	if opts.bodies == nil {
 		opts.bodies = newBodyBudget(opts.MaxBodyBytesInFlight)
@@ -192,10 +217,12 @@ const (
 	routeLast                     // /channels/<id>/feeds/last.<fmt>
 	routeFieldLast                // /channels/<id>/fields/<N>/last.<fmt>
 	routeEntry                    // /channels/<id>/feeds/entry/<entry_id>.<fmt>
-	routeUpdate                   // /update, /update.json
+	routeUpdate                   // /update, /update.json, /update.xml
 	routeHealth                   // /healthz
 	routeLastAggregate            // /channels/<id>/feeds/last_average|last_median|last_sum.<fmt>
 	routeBulk                     // /channels/<id>/bulk_update.json|.csv
+	routeStatus                   // /channels/<id>/status.<fmt>
+	routeStatusLast               // /channels/<id>/status/last.<fmt>
 )
 
 // route is a parsed request path.
@@ -211,12 +238,14 @@ type route struct {
 
 // formats lists the formats each read route serves.
 var formats = map[int][]string{
-	routeFeeds:         {"json", "csv"},
-	routeField:         {"json", "csv"},
-	routeLast:          {"json", "csv", "txt"},
-	routeFieldLast:     {"json", "csv", "txt"},
-	routeEntry:         {"json", "csv"},
-	routeLastAggregate: {"json", "csv", "txt"},
+	routeFeeds:         {"json", "csv", "xml"},
+	routeField:         {"json", "csv", "xml"},
+	routeLast:          {"json", "csv", "txt", "xml"},
+	routeFieldLast:     {"json", "csv", "txt", "xml"},
+	routeEntry:         {"json", "csv", "xml"},
+	routeLastAggregate: {"json", "csv", "txt", "xml"},
+	routeStatus:        {"json", "csv", "xml"},
+	routeStatusLast:    {"json", "txt", "xml"},
 }
 
 // lastAggregates are the aggregations of /feeds/last_<name>.
@@ -237,6 +266,8 @@ func parseRoute(path string) (rt route, ok bool) {
 		return route{kind: routeUpdate}, true
 	case "/update.json":
 		return route{kind: routeUpdate, format: "json"}, true
+	case "/update.xml":
+		return route{kind: routeUpdate, format: "xml"}, true
 	}
 	rest, found := strings.CutPrefix(path, "/channels/")
 	if !found {
@@ -257,9 +288,19 @@ func parseRoute(path string) (rt route, ok bool) {
 		_, rt.format = splitExt(seg[1])
 		return rt, true
 	case len(seg) == 2:
-		rt.kind, name = routeFeeds, seg[1] // feeds.<fmt>
-		name, rt.format = splitExt(name)
-		if name != "feeds" {
+		name, rt.format = splitExt(seg[1]) // feeds.<fmt>, status.<fmt>
+		switch name {
+		case "feeds":
+			rt.kind = routeFeeds
+		case "status":
+			rt.kind = routeStatus
+		default:
+			return route{}, false
+		}
+	case len(seg) == 3 && seg[1] == "status":
+		rt.kind = routeStatusLast
+		name, rt.format = splitExt(seg[2])
+		if name != "last" {
 			return route{}, false
 		}
 	case len(seg) == 3 && seg[1] == "feeds":

@@ -49,6 +49,7 @@ const (
 	routeDevices                  // /mqtt/devices.json
 	routeDevice                   // /mqtt/devices/<id>.json
 	routeDeviceReset              // /mqtt/devices/<id>/reset_password.json
+	routeChannelXML               // GET /channels/<id>.xml
 )
 
 // publicPerPage is how many channels a page of /channels/public.json
@@ -64,6 +65,7 @@ var manageMethods = map[int][]string{
 	routeDevices:     {http.MethodGet, http.MethodPost, http.MethodOptions},
 	routeDevice:      {http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodOptions},
 	routeDeviceReset: {http.MethodPost, http.MethodOptions},
+	routeChannelXML:  {http.MethodGet, http.MethodHead, http.MethodOptions},
 }
 
 // parseManageRoute maps a management path to its route; ok is false for
@@ -87,6 +89,9 @@ func parseManageRoute(method, path string) (rt route, ok bool) {
 		case !hasTail && strings.HasSuffix(id, ".json"):
 			rt.kind = routeChannel
 			id = strings.TrimSuffix(id, ".json")
+		case !hasTail && strings.HasSuffix(id, ".xml"):
+			rt.kind, rt.format = routeChannelXML, "xml"
+			id = strings.TrimSuffix(id, ".xml")
 		case method == http.MethodDelete && (tail == "feeds" || tail == "feeds.json"):
 			rt.kind = routeClear
 		default:
@@ -95,7 +100,7 @@ func parseManageRoute(method, path string) (rt route, ok bool) {
 		if rt.channel, ok = parseResourceID(id); ok {
 			return rt, true
 		}
-		return route{format: "json"}, false
+		return route{format: rt.format}, false
 	}
 	if rest, found := strings.CutPrefix(path, "/mqtt/devices/"); found {
 		id, tail, hasTail := strings.Cut(rest, "/")
@@ -128,7 +133,7 @@ func (h *handler) manage(w http.ResponseWriter, r *http.Request, rt route) {
 	w.Header().Set("Cache-Control", "no-store")
 	req, aerr := h.readManage(w, r)
 	if aerr != nil {
-		h.fail(w, r, "json", aerr)
+		h.fail(w, r, manageFormat(r), aerr)
 		return
 	}
 	key := req.get("api_key")
@@ -139,8 +144,8 @@ func (h *handler) manage(w http.ResponseWriter, r *http.Request, rt route) {
 	case routePublic:
 		h.publicChannels(w, r, req)
 		return
-	case routeChannel:
-		if r.Method == http.MethodGet && key == "" {
+	case routeChannel, routeChannelXML:
+		if r.Method != http.MethodPut && r.Method != http.MethodDelete && key == "" {
 			h.channelSettings(w, r, rt.channel, false)
 			return
 		}
@@ -155,6 +160,8 @@ func (h *handler) manage(w http.ResponseWriter, r *http.Request, rt route) {
 		} else {
 			h.ownerChannels(w, r, req)
 		}
+	case routeChannelXML:
+		h.channelSettings(w, r, rt.channel, true)
 	case routeChannel:
 		switch r.Method {
 		case http.MethodGet:
@@ -206,7 +213,7 @@ func (h *handler) ownerOK(w http.ResponseWriter, r *http.Request, key string) bo
 		return false
 	}
 	if aerr := h.throttled(w, r); aerr != nil {
-		h.fail(w, r, "json", aerr)
+		h.fail(w, r, manageFormat(r), aerr)
 		return false
 	}
 	err := h.opts.Admin.VerifyUserKey(r.Context(), key)
@@ -236,7 +243,7 @@ func (h *handler) refuseKey(w http.ResponseWriter, r *http.Request, reason, key 
 	}
 	h.log.Log(r.Context(), level, "http: user API key refused", "method", r.Method, "path", r.URL.Path,
 		"remote", r.RemoteAddr, "reason", reason, "key", redactKey(key))
-	h.answer(w, r, "json", errAuth)
+	h.answer(w, r, manageFormat(r), errAuth)
 }
 
 // redactKey describes a key for a log line without any of its
@@ -273,7 +280,16 @@ func (h *handler) adminFailed(w http.ResponseWriter, r *http.Request, err error)
 		h.log.Error("http: admin operation failed", "method", r.Method, "path", r.URL.Path, "error", err)
 		e = errInternal
 	}
-	h.fail(w, r, "json", e)
+	h.fail(w, r, manageFormat(r), e)
+}
+
+// manageFormat is the format of a management answer: XML for the one
+// .xml path, else JSON.
+func manageFormat(r *http.Request) string {
+	if strings.HasSuffix(r.URL.Path, ".xml") {
+		return "xml"
+	}
+	return "json"
 }
 
 // grantFailed answers an error of a device change: a grant naming a

@@ -26,9 +26,23 @@ type readParams struct {
 	status, location bool
 	// callback is the JSONP function name, or "".
 	callback string
+	// metadata adds the channel's metadata to the channel object.
+	metadata bool
 	// rows are the aggregation, min/max filter and rounding asked for;
 	// its Cols are set per route (columns).
 	rows channels.RowOptions
+}
+
+// statusWindow sets the window of a status read, which ThingSpeak reads
+// as if days=1 were given: the last day unless days, minutes or start say
+// otherwise, and up to 8000 entries unless results says otherwise.
+func (p *readParams) statusWindow(q url.Values, now time.Time) {
+	if q.Get("results") == "" {
+		p.limit = MaxResults
+	}
+	if q.Get("start") == "" && q.Get("days") == "" && q.Get("minutes") == "" {
+		p.start = now.Add(-24 * time.Hour)
+	}
 }
 
 // Upper bounds of days= and minutes=: anything larger reaches back past
@@ -37,6 +51,10 @@ const (
 	maxDays    = 100_000
 	maxMinutes = 100_000_000
 )
+
+// maxDefaultSpan is the longest window minutes= opens without results,
+// days or start, as on ThingSpeak.
+const maxDefaultSpan = 30 * 24 * time.Hour
 
 // MaxBucketRows bounds the rows of an aggregated read, empty buckets
 // included: a year of 10-minute buckets fits, two entries decades apart
@@ -53,7 +71,10 @@ var aggregateParams = [...]channels.AggregateKind{channels.Timescale, channels.S
 //
 //   - results: 0..8000 entries (larger values mean 8000). Without results,
 //     a read returns the newest 100 entries, or up to 8000 when days,
-//     minutes, start or end is given.
+//     start or end is given (as ThingSpeak: minutes does not raise it).
+//   - Without results, days, start or minutes, only entries of the last 24
+//     hours are read (ThingSpeak's default window); minutes alone reaches
+//     back at most 30 days. results, days or start open the window.
 //   - start, end: "YYYY-MM-DD HH:NN:SS" (or ISO 8601, see parseTime),
 //     inclusive; without a zone they are read in timezone/offset, else UTC.
 //   - minutes, days: only entries from that many minutes or days before
@@ -74,7 +95,8 @@ func parseReadParams(q url.Values, now time.Time, zones *zoneCache) (readParams,
 	if err := parseShape(q, &p); err != nil {
 		return p, err
 	}
-	window := false // days, minutes, start or end given
+	window := false // days, start or end given: the cap is 8000
+	minutes := false
 	if s := q.Get("start"); s != "" {
 		if p.start, err = parseTime(s, p.loc); err != nil {
 			return p, badRequest("start: " + err.Error())
@@ -85,7 +107,7 @@ func parseReadParams(q url.Values, now time.Time, zones *zoneCache) (readParams,
 		if err != nil {
 			return p, badRequest("minutes must be a whole number of minutes, such as 60.")
 		}
-		p.start, window = now.Add(-time.Duration(n)*time.Minute), true
+		p.start, minutes = now.Add(-time.Duration(n)*time.Minute), true
 	} else if s := q.Get("days"); s != "" {
 		n, err := parseCount(s, maxDays)
 		if err != nil {
@@ -103,6 +125,20 @@ func parseReadParams(q url.Values, now time.Time, zones *zoneCache) (readParams,
 	if window {
 		p.limit = MaxResults
 	}
+	if q.Get("results") == "" && q.Get("start") == "" && q.Get("days") == "" {
+		// ThingSpeak's default window: the last day, or what minutes
+		// asks for up to 30 days before the end.
+		end := now
+		if !p.end.IsZero() {
+			end = p.end
+		}
+		switch {
+		case !minutes:
+			p.start = now.Add(-24 * time.Hour)
+		case end.Sub(p.start) > maxDefaultSpan:
+			p.start = end.Add(-maxDefaultSpan)
+		}
+	}
 	if s := q.Get("results"); s != "" {
 		if p.limit, err = parseCount(s, MaxResults); err != nil {
 			return p, badRequest("results must be a whole number from 0 to 8000.")
@@ -112,6 +148,9 @@ func parseReadParams(q url.Values, now time.Time, zones *zoneCache) (readParams,
 		return p, err
 	}
 	if p.location, err = parseBool(q, "location"); err != nil {
+		return p, err
+	}
+	if p.metadata, err = parseBool(q, "metadata"); err != nil {
 		return p, err
 	}
 	if p.callback = q.Get("callback"); p.callback != "" && !validCallback(p.callback) {

@@ -94,8 +94,28 @@ func TestParseRoute(t *testing.T) {
 func TestParseReadParams_Defaults(t *testing.T) {
 	var z zoneCache
 	p, err := parseReadParams(url.Values{}, testNow, &z)
-	if err != nil || p.limit != DefaultResults || !p.start.IsZero() || !p.end.IsZero() || p.loc != nil {
+	// ThingSpeak's default: the newest 100 of the last 24 hours.
+	if err != nil || p.limit != DefaultResults || !p.start.Equal(testNow.Add(-24*time.Hour)) || !p.end.IsZero() || p.loc != nil {
 		t.Fatalf("defaults: %+v, %v", p, err)
+	}
+	for _, c := range []struct {
+		query string
+		limit int
+		start time.Time
+	}{
+		{"results=5", 5, time.Time{}},
+		{"start=2020-01-01", MaxResults, time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"end=2026-01-01", MaxResults, testNow.Add(-24 * time.Hour)}, // end alone keeps the day
+		{"minutes=90", DefaultResults, testNow.Add(-90 * time.Minute)},
+		{"minutes=99999999", DefaultResults, testNow.Add(-30 * 24 * time.Hour)},
+		{"minutes=99999999&results=10", 10, testNow.Add(-99999999 * time.Minute)},
+		{"days=40", MaxResults, testNow.Add(-40 * 24 * time.Hour)},
+	} {
+		q, _ := url.ParseQuery(c.query)
+		p, err := parseReadParams(q, testNow, &z)
+		if err != nil || p.limit != c.limit || !p.start.Equal(c.start) {
+			t.Errorf("%s: limit %d start %v (%v), want %d %v", c.query, p.limit, p.start, err, c.limit, c.start)
+		}
 	}
 	p, err = parseReadParams(url.Values{"days": {"2"}}, testNow, &z)
 	if err != nil || p.limit != MaxResults || !p.start.Equal(testNow.Add(-48*time.Hour)) {

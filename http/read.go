@@ -49,6 +49,9 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 		h.fail(w, r, rt.format, err.(*apiError))
 		return
 	}
+	if rt.kind == routeStatus {
+		p.statusWindow(q, h.opts.Now())
+	}
 	if rt.kind == routeLastAggregate {
 		// Only rounding applies to the last bucket.
 		p.rows = channels.RowOptions{Kind: rt.agg, Bucket: channels.Bucket{Minutes: last.n}, Round: p.rows.Round}
@@ -58,7 +61,7 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 	ctx := r.Context()
 	store := h.opts.Store
-	multi := rt.kind == routeFeeds || rt.kind == routeField
+	multi := rt.kind == routeFeeds || rt.kind == routeField || rt.kind == routeStatus
 	if multi && h.reads != nil {
 		// A feed read holds a page of entries and buffers while a slow
 		// client takes them: only so many at a time.
@@ -83,11 +86,11 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 	var entries []channels.Entry
 	switch rt.kind {
-	case routeFeeds, routeField:
+	case routeFeeds, routeField, routeStatus:
 		if p.limit > 0 {
 			entries, err = store.Entries(ctx, rt.channel, p.filter())
 		}
-	case routeLast:
+	case routeLast, routeStatusLast:
 		entries, err = store.Entries(ctx, rt.channel, channels.EntryFilter{Limit: 1})
 	case routeFieldLast:
 		entries, err = store.Entries(ctx, rt.channel, channels.EntryFilter{Limit: 1, Field: rt.field})
@@ -103,6 +106,24 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 		h.storeFailed(w, r, rt, err)
 		return
 	}
+	if len(entries) == 0 && rt.kind != routeEntry && !multi {
+		// ThingSpeak answers a last entry that does not exist (an empty
+		// channel, a field never set) with -1, which the sketches of
+		// its Arduino library test for, or in XML a feed without an
+		// entry-id.
+		switch rt.format {
+		case "json", "txt":
+			ct := "text/plain; charset=utf-8"
+			if rt.format == "json" {
+				ct = "application/json; charset=utf-8"
+			}
+			writeBody(w, http.StatusOK, ct, []byte("-1"))
+			return
+		case "xml":
+			writeBody(w, http.StatusOK, ctXML, noEntryXML())
+			return
+		}
+	}
 	if !multi && len(entries) == 0 {
 		what := "Channel " + strconv.FormatUint(rt.channel, 10) + " has no entries yet."
 		if rt.kind == routeFieldLast {
@@ -115,7 +136,7 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 		// An entry committed after FindChannel may be in the list.
 		ch.LastEntryID = max(ch.LastEntryID, entries[i].ID)
 	}
-	v := view{ch: ch, p: &p, cols: columns(ch, rt, &p), format: rt.format}
+	v := view{ch: ch, p: &p, cols: columns(ch, rt, &p), format: rt.format, kind: rt.kind}
 	if rt.kind == routeLastAggregate {
 		entries = lastBucket(entries, &p, v.cols)
 		v.bucketed = true
@@ -143,6 +164,10 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 	switch {
 	case rt.format == "txt" && rt.kind == routeFieldLast:
 		val, _ := entries[0].Field(rt.field)
+		writeBody(w, http.StatusOK, "text/plain; charset=utf-8", []byte(val))
+		return
+	case rt.format == "txt" && rt.kind == routeStatusLast:
+		val, _ := entries[0].Value(channels.Status)
 		writeBody(w, http.StatusOK, "text/plain; charset=utf-8", []byte(val))
 		return
 	case rt.format == "txt" && last.field > 0:
@@ -224,7 +249,7 @@ func (h *handler) streamFeed(w http.ResponseWriter, r *http.Request, rt route, p
 			return
 		}
 	}
-	v := view{ch: ch, p: p, cols: columns(ch, rt, p), format: rt.format, bucketed: p.rows.Kind != channels.NoAggregate}
+	v := view{ch: ch, p: p, cols: columns(ch, rt, p), format: rt.format, kind: rt.kind, bucketed: p.rows.Kind != channels.NoAggregate}
 	fw := v.writer(out, false)
 	var shaped *shapedWriter
 	if p.rows.Shaped() {
@@ -490,6 +515,9 @@ func (h *handler) storeFailed(w http.ResponseWriter, r *http.Request, rt route, 
 // status=true.
 func columns(ch *channels.Channel, rt route, p *readParams) []int {
 	var cols []int
+	if rt.kind == routeStatus || rt.kind == routeStatusLast {
+		return []int{channels.Status}
+	}
 	if rt.kind == routeField || rt.kind == routeFieldLast {
 		cols = append(cols, rt.field-1)
 	} else {
@@ -513,7 +541,8 @@ type view struct {
 	ch     *channels.Channel
 	p      *readParams
 	cols   []int
-	format string // "json" or "csv"
+	format string // "json", "csv" or "xml"
+	kind   int    // the route kind
 	// bucketed rows are buckets of an aggregation: they have no
 	// entry_id, and a format leaves it out.
 	bucketed bool
@@ -529,8 +558,11 @@ type feedWriter interface {
 
 // writer returns the renderer of the view's format.
 func (v *view) writer(out *body, single bool) feedWriter {
-	if v.format == "csv" {
+	switch v.format {
+	case "csv":
 		return &csvWriter{v: v, out: out}
+	case "xml":
+		return &xmlWriter{v: v, out: out, single: single}
 	}
 	return &jsonWriter{v: v, out: out, single: single}
 }
@@ -589,36 +621,67 @@ func (j *jsonWriter) end() {
 	}
 }
 
-// appendChannel appends the channel object: id, name, description when
-// set, the labels of enabled fields, created_at, updated_at and
-// last_entry_id (null for a channel without entries).
-func (v *view) appendChannel(b []byte) []byte {
+// channelItems returns the keys of the channel object, in ThingSpeak's
+// order (its database column order): id, name, description when set,
+// latitude and longitude when set, the labels of enabled fields,
+// created_at, updated_at, elevation when set, last_entry_id (null for a
+// channel without entries) and, with metadata=true, metadata. A status
+// read has the short form: name and the location when set.
+func (v *view) channelItems() []item {
 	ch := v.ch
-	b = append(b, `{"id":`...)
-	b = strconv.AppendUint(b, ch.ID, 10)
-	b = append(b, `,"name":`...)
-	b = channels.AppendJSONString(b, ch.Name)
-	if ch.Description != "" {
-		b = append(b, `,"description":`...)
-		b = channels.AppendJSONString(b, ch.Description)
-	}
-	for n := 1; n <= channels.NumFields; n++ {
-		if ch.FieldEnabled(n) {
-			b = append(b, `,"field`...)
-			b = strconv.AppendInt(b, int64(n), 10)
-			b = append(b, `":`...)
-			b = channels.AppendJSONString(b, ch.Fields[n-1])
+	its := make([]item, 0, 16)
+	opt := func(key, val, typ string) {
+		if val != "" {
+			its = append(its, item{key: key, val: val, typ: typ})
 		}
 	}
-	b = append(b, `,"created_at":"`...)
-	b = v.appendJSONTime(b, ch.CreatedAt)
-	b = append(b, `","updated_at":"`...)
-	b = v.appendJSONTime(b, ch.UpdatedAt)
-	b = append(b, `","last_entry_id":`...)
-	if ch.LastEntryID == 0 {
-		b = append(b, "null"...)
-	} else {
-		b = strconv.AppendUint(b, ch.LastEntryID, 10)
+	if v.kind == routeStatus {
+		its = append(its, item{key: "name", val: ch.Name})
+		opt("latitude", ch.Latitude, xmlDecimal)
+		opt("longitude", ch.Longitude, xmlDecimal)
+		opt("elevation", ch.Elevation, xmlString)
+		return its
+	}
+	its = append(its, item{key: "id", val: strconv.FormatUint(ch.ID, 10), typ: xmlInteger},
+		item{key: "name", val: ch.Name})
+	opt("description", ch.Description, xmlString)
+	opt("latitude", ch.Latitude, xmlDecimal)
+	opt("longitude", ch.Longitude, xmlDecimal)
+	for n := 1; n <= channels.NumFields; n++ {
+		if ch.FieldEnabled(n) {
+			its = append(its, item{key: channels.ValueName(n - 1), val: ch.Fields[n-1]})
+		}
+	}
+	its = append(its,
+		item{key: "created_at", val: v.xmlTime(ch.CreatedAt), typ: xmlTime},
+		item{key: "updated_at", val: v.xmlTime(ch.UpdatedAt), typ: xmlTime})
+	opt("elevation", ch.Elevation, xmlString)
+	its = append(its, item{key: "last_entry_id", val: strconv.FormatUint(ch.LastEntryID, 10), typ: xmlInteger, null: ch.LastEntryID == 0})
+	if v.p.metadata {
+		its = append(its, item{key: "metadata", val: ch.Metadata, null: ch.Metadata == ""})
+	}
+	return its
+}
+
+// appendChannel appends the channel object (channelItems) as JSON:
+// integers bare, other values as strings.
+func (v *view) appendChannel(b []byte) []byte {
+	for i, it := range v.channelItems() {
+		if i == 0 {
+			b = append(b, '{')
+		} else {
+			b = append(b, ',')
+		}
+		b = channels.AppendJSONString(b, it.key)
+		b = append(b, ':')
+		switch {
+		case it.null:
+			b = append(b, "null"...)
+		case it.typ == xmlInteger || it.typ == xmlBool:
+			b = append(b, it.val...)
+		default:
+			b = channels.AppendJSONString(b, it.val)
+		}
 	}
 	return append(b, '}')
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -62,9 +63,21 @@ func TestFeedsJSON_EmptyChannel(t *testing.T) {
 	e.channel("Empty", "", true, map[int]string{3: `Label "3"`})
 	e.get("/channels/1/feeds.json").want(t, 200, ctJSON,
 		`{"channel":{"id":1,"name":"Empty","field3":"Label \"3\"","created_at":"2026-11-01T09:00:00Z","updated_at":"2026-11-01T09:00:00Z","last_entry_id":null},"feeds":[]}`)
-	e.get("/channels/1/feeds/last.json").want(t, 404, ctJSON,
-		`{"status":"404","error":{"error_code":"error_resource_not_found","message":"Resource Not Found","details":"Channel 1 has no entries yet."}}`)
-	e.get("/channels/1/fields/3/last.txt").want(t, 404, ctText, "error_resource_not_found")
+	// ThingSpeak answers -1 for a last entry that does not exist; the
+	// sketches of its Arduino library test for it.
+	e.get("/channels/1/feeds/last.json").want(t, 200, ctJSON, "-1")
+	e.get("/channels/1/feeds/last.txt").want(t, 200, ctText, "-1")
+	e.get("/channels/1/fields/3/last.txt").want(t, 200, ctText, "-1")
+	e.get("/channels/1/fields/3/last").want(t, 200, ctText, "-1")
+	e.get("/channels/1/fields/3/last.json").want(t, 200, ctJSON, "-1")
+	e.get("/channels/1/status/last.txt").want(t, 200, ctText, "-1")
+	e.get("/channels/1/status/last.json").want(t, 200, ctJSON, "-1")
+	e.get("/channels/1/feeds/last.xml").want(t, 200, ctXML, xmlHead+"<feed>\n  <entry-id type=\"integer\" nil=\"true\"></entry-id>\n</feed>\n")
+	e.get("/channels/1/fields/3/last.xml").want(t, 200, ctXML, xmlHead+"<feed>\n  <entry-id type=\"integer\" nil=\"true\"></entry-id>\n</feed>\n")
+	// CSV has no -1; an entry asked for by number is still not found.
+	e.get("/channels/1/feeds/last.csv").want(t, 404, ctText, "error_resource_not_found")
+	e.get("/channels/1/feeds/entry/1.json").want(t, 404, ctJSON,
+		`{"status":"404","error":{"error_code":"error_resource_not_found","message":"Resource Not Found","details":"entry 1 of channel 1 not found."}}`)
 	e.get("/channels/1/feeds.csv").want(t, 200, ctCSV, "created_at,entry_id,field3\n")
 }
 
@@ -92,9 +105,10 @@ func TestLast(t *testing.T) {
 	w.get(w.url("fields/2/last.txt")).want(t, 200, ctText, "41")
 	w.get(w.url("fields/1/last.txt")).want(t, 200, ctText, `23,5 "x"`)
 	w.get(w.url("fields/2/last.csv")).want(t, 200, ctCSV, "created_at,entry_id,field2\n2026-11-22 10:30:00 UTC,3,41\n")
-	w.get(w.url("fields/5/last.txt")).want(t, 404, ctText, "error_resource_not_found")
-	w.get(w.url("fields/5/last.json")).want(t, 404, ctJSON,
-		`{"status":"404","error":{"error_code":"error_resource_not_found","message":"Resource Not Found","details":"Channel 1 has no entry with field5 set."}}`)
+	// A field never set: -1, as ThingSpeak.
+	w.get(w.url("fields/5/last.txt")).want(t, 200, ctText, "-1")
+	w.get(w.url("fields/5/last.json")).want(t, 200, ctJSON, "-1")
+	w.get(w.url("fields/5/last.csv")).want(t, 404, ctText, "error_resource_not_found")
 }
 
 func TestEntry(t *testing.T) {
@@ -279,11 +293,12 @@ func TestRoutes(t *testing.T) {
 	noRoute := `{"status":"404","error":{"error_code":"error_resource_not_found","message":"Resource Not Found","details":"No such resource: check the URL. Reads are /channels/<id>/feeds.json, .../fields/<N>.json, .../feeds/last.json; writes are /update and /update.json."}}`
 	for _, target := range []string{
 		"/", "/channels", "/channels/", "/channels/1", "/channels/1/", "/channels/1/feeds", "/channels/1/feeds.json/",
-		"/channels/1/feeds.xml", "/channels/1/feeds.txt", "/channels/0/feeds.json", "/channels/-1/feeds.json",
+		"/channels/1/feeds.yaml", "/channels/1/feeds.txt", "/channels/1/status", "/channels/1/status.txt",
+		"/channels/1/status/last.csv", "/channels/1/status/first.json", "/channels/1/status/last/x.json", "/channels/0/feeds.json", "/channels/-1/feeds.json",
 		"/channels/x/feeds.json", "/channels/18446744073709551616/feeds.json", "/channels/1/fields/0.json",
 		"/channels/1/fields/9.json", "/channels/1/fields/1.txt", "/channels/1/fields/field1.json",
 		"/channels/1/fields/1/first.json", "/channels/1/feeds/entry/0.json", "/channels/1/feeds/entry/x.json",
-		"/channels/1/feeds/entry/1/x.json", "/channels/1/feeds/last", "/channels/1/feeds/last.xml", "/update.xml", "/update/", "/metrics",
+		"/channels/1/feeds/entry/1/x.json", "/channels/1/feeds/last", "/channels/1/feeds/last.XML", "/update.yaml", "/update/", "/metrics",
 		"/healthz/",
 	} {
 		r := e.get(target)
@@ -417,4 +432,40 @@ func TestNonCanonicalChannelID(t *testing.T) {
 		w.get("/channels/"+id+"/feeds.json?api_key="+w.ch.ReadKey).want(t, 404, ctJSON, noSuch)
 		w.get("/channels/"+id+"/fields/1/last.txt?api_key="+w.ch.ReadKey).want(t, 404, ctJSON, noSuch)
 	}
+}
+
+// TestDefaultWindow checks ThingSpeak's default read window: without
+// results, days or start, only the last 24 hours; minutes alone reaches
+// back as far as it says. The default holds on json, csv and the field
+// reads.
+func TestDefaultWindow(t *testing.T) {
+	e := newEnv(t, channels.Limits{})
+	ch := e.channel("Window", "", true, map[int]string{1: "v"})
+	e.entry(ch.ID, now.Add(-50*time.Hour), map[int]string{0: "1"})
+	e.entry(ch.ID, now.Add(-25*time.Hour), map[int]string{0: "2"})
+	e.entry(ch.ID, now.Add(-23*time.Hour), map[int]string{0: "3"})
+	e.entry(ch.ID, now.Add(-time.Minute), map[int]string{0: "4"})
+	for _, c := range []struct {
+		query string
+		want  []int
+	}{
+		{"", []int{3, 4}},
+		{"results=8000", []int{1, 2, 3, 4}},
+		{"results=3", []int{2, 3, 4}},
+		{"days=2", []int{2, 3, 4}},
+		{"start=2026-11-01", []int{1, 2, 3, 4}},
+		{"minutes=1560", []int{2, 3, 4}}, // 26 hours
+		{"minutes=2", []int{4}},
+		{"end=2026-11-21%2013:00:00", []int{3}}, // end alone keeps the last day
+	} {
+		got := ids(t, e.get("/channels/1/feeds.json?"+c.query))
+		if !slices.Equal(got, c.want) {
+			t.Errorf("feeds.json?%s: entries %v, want %v", c.query, got, c.want)
+		}
+		if got := ids(t, e.get("/channels/1/fields/1.json?"+c.query)); !slices.Equal(got, c.want) {
+			t.Errorf("fields/1.json?%s: entries %v, want %v", c.query, got, c.want)
+		}
+	}
+	e.get("/channels/1/feeds.csv").want(t, 200, ctCSV,
+		"created_at,entry_id,field1\n2026-11-21 13:00:00 UTC,3,3\n2026-11-22 11:59:00 UTC,4,4\n")
 }

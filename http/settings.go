@@ -101,6 +101,10 @@ func (h *handler) channelSettings(w http.ResponseWriter, r *http.Request, id uin
 		h.refuseKey(w, r, "no user API key", "")
 		return
 	}
+	if strings.HasSuffix(r.URL.Path, ".xml") {
+		writeBody(w, http.StatusOK, ctXML, appendSettingsXML(make([]byte, 0, 1024), ch, owner))
+		return
+	}
 	writeChannel(w, ch, owner)
 }
 

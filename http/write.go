@@ -39,10 +39,10 @@ var controlKeys = []string{"api_key", "timezone", "offset"}
 // channels/<id>/subscribe receive it, or a JSON error (401 for a wrong
 // key), or 0 with 200 when rate-limited.
 func (h *handler) update(w http.ResponseWriter, r *http.Request, rt route) {
-	plain := rt.format == ""
+	format := rt.format
 	req, aerr := h.readWrite(w, r)
 	if aerr != nil {
-		h.writeFailed(w, r, plain, aerr)
+		h.writeFailed(w, r, format, aerr)
 		return
 	}
 	key := req.control["api_key"]
@@ -50,7 +50,7 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request, rt route) {
 		key = headerKey(r)
 	}
 	if aerr := h.throttled(w, r); aerr != nil {
-		h.writeFailed(w, r, plain, aerr)
+		h.writeFailed(w, r, format, aerr)
 		return
 	}
 	// From memory only: a wrong key costs no store access.
@@ -59,24 +59,24 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request, rt route) {
 		if key != "" {
 			h.keyFailed(r)
 		}
-		h.writeFailed(w, r, plain, errAuth)
+		h.writeFailed(w, r, format, errAuth)
 		return
 	}
 	loc, err := parseZoneParams(url.Values{"timezone": {req.control["timezone"]}, "offset": {req.control["offset"]}}, &h.zones)
 	if err != nil {
-		h.writeFailed(w, r, plain, err.(*apiError))
+		h.writeFailed(w, r, format, err.(*apiError))
 		return
 	}
 	if len(req.payload) == 0 {
-		h.writeFailed(w, r, plain, badRequest(errNoValues))
+		h.writeFailed(w, r, format, badRequest(errNoValues))
 		return
 	}
-	e, err := channels.ParsePayload(ch, 0, req.payload, h.opts.Limits)
+	e, dropped, err := channels.ParsePayloadDropped(ch, 0, req.payload, h.opts.Limits)
 	if err != nil {
 		if errors.Is(err, channels.ErrTooLarge) {
-			h.writeFailed(w, r, plain, errTooLarge(sentence(channels.ErrorMessage(err))))
+			h.writeFailed(w, r, format, errTooLarge(sentence(channels.ErrorMessage(err))))
 		} else {
-			h.writeFailed(w, r, plain, badRequest(sentence(channels.ErrorMessage(err))))
+			h.writeFailed(w, r, format, badRequest(sentence(channels.ErrorMessage(err))))
 		}
 		return
 	}
@@ -85,27 +85,31 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request, rt route) {
 		t := e.CreatedAt
 		e.CreatedAt = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), 0, loc).UTC()
 		if y := e.CreatedAt.Year(); y < 1970 || y > 9999 {
-			h.writeFailed(w, r, plain, badRequest("created_at must lie in the years 1970 to 9999 (UTC)."))
+			h.writeFailed(w, r, format, badRequest("created_at must lie in the years 1970 to 9999 (UTC)."))
 			return
 		}
 	}
+	h.fieldsDropped(ch.ID, dropped, dropped.Len())
 	e.ChannelID = ch.ID
 	// Once accepted, a write is committed even if the client hangs up, as
 	// an MQTT publish is: it must not fail halfway for that.
 	if err := h.opts.Publisher.Publish(context.WithoutCancel(r.Context()), &e); err != nil {
-		h.publishFailed(w, r, plain, ch.ID, err)
+		h.publishFailed(w, r, format, ch.ID, err)
 		return
 	}
 	h.log.Debug("http write stored", "channel", ch.ID, "entry", e.ID)
-	if plain {
+	switch format {
+	case "":
 		writeBody(w, http.StatusOK, "text/plain; charset=utf-8", strconv.AppendUint(nil, e.ID, 10))
-		return
+	case "xml":
+		writeBody(w, http.StatusOK, ctXML, appendEntryXML(nil, &e))
+	default:
+		writeBody(w, http.StatusOK, "application/json; charset=utf-8", e.AppendJSON(make([]byte, 0, 384)))
 	}
-	writeBody(w, http.StatusOK, "application/json; charset=utf-8", e.AppendJSON(make([]byte, 0, 384)))
 }
 
 // publishFailed answers an entry the publisher refused.
-func (h *handler) publishFailed(w http.ResponseWriter, r *http.Request, plain bool, ch uint64, err error) {
+func (h *handler) publishFailed(w http.ResponseWriter, r *http.Request, format string, ch uint64, err error) {
 	switch channels.ErrorCode(err) {
 	case channels.ERATELIMIT:
 		// ThingSpeak answers a write that comes too soon with 0 and 200.
@@ -113,12 +117,12 @@ func (h *handler) publishFailed(w http.ResponseWriter, r *http.Request, plain bo
 		h.opts.Refusals.Add("rate_limited")
 		writeBody(w, http.StatusOK, "text/plain; charset=utf-8", []byte("0"))
 	case channels.ENOTFOUND, channels.EFORBIDDEN:
-		h.writeFailed(w, r, plain, errAuth) // the channel went away
+		h.writeFailed(w, r, format, errAuth) // the channel went away
 	case channels.EINVALID:
-		h.writeFailed(w, r, plain, badRequest(sentence(channels.ErrorMessage(err))))
+		h.writeFailed(w, r, format, badRequest(sentence(channels.ErrorMessage(err))))
 	default:
 		h.log.Error("http write failed", "channel", ch, "error", err)
-		h.writeFailed(w, r, plain, errInternal)
+		h.writeFailed(w, r, format, errInternal)
 	}
 }
 
@@ -132,11 +136,11 @@ func sentence(msg string) string {
 	return msg + "."
 }
 
-// writeFailed answers a failed write: 0 for /update, a JSON error for
-// /update.json. /update keeps ThingSpeak's 400 for a wrong key.
-func (h *handler) writeFailed(w http.ResponseWriter, r *http.Request, plain bool, e *apiError) {
-	if !plain {
-		h.fail(w, r, "json", e)
+// writeFailed answers a failed write: 0 for /update, a JSON or XML error
+// for /update.json and /update.xml. /update keeps ThingSpeak's 400 for a wrong key.
+func (h *handler) writeFailed(w http.ResponseWriter, r *http.Request, format string, e *apiError) {
+	if format != "" {
+		h.fail(w, r, format, e)
 		return
 	}
 	status := e.status
@@ -306,4 +310,27 @@ func appendFormValue(b []byte, v string) []byte {
 func hasZone(s string) bool {
 	const secondsEnd = len("2006-01-02 15:04:05")
 	return len(s) > secondsEnd && strings.ContainsAny(s[secondsEnd:], "Z+-")
+}
+
+// droppedLogEvery bounds the debug lines about dropped fields.
+const droppedLogEvery = 10 * time.Second
+
+// fieldsDropped counts the fields a write to channel ch carried that the
+// channel has not enabled (they are left out, as ThingSpeak leaves them
+// out), and logs them at most every droppedLogEvery, so that a sketch
+// that sends eight fields to a two-field channel does not flood the log.
+// n is how many values were dropped (more than dropped.Len() for a bulk
+// write, whose updates may each carry the same fields).
+func (h *handler) fieldsDropped(ch uint64, dropped channels.FieldSet, n int) {
+	if dropped == 0 || n <= 0 {
+		return
+	}
+	total := h.opts.FieldsDropped.Add(uint64(n))
+	now := time.Now().UnixNano()
+	last := h.droppedLog.Load()
+	if now-last < int64(droppedLogEvery) || !h.droppedLog.CompareAndSwap(last, now) {
+		return
+	}
+	h.log.Debug("http write: fields not enabled on the channel were dropped, the rest stored",
+		"channel", ch, "fields", dropped.String(), "dropped_total", total)
 }

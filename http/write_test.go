@@ -8,9 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/feedmq/feedmq/channels"
+	httpd "github.com/feedmq/feedmq/http"
 )
 
 const ctForm = "application/x-www-form-urlencoded"
@@ -152,7 +155,8 @@ func TestUpdate_Refused(t *testing.T) {
 		{"malformed key", "api_key=nope&field1=1", "", "", 400, 401, authBody},
 		{"read key", "api_key=" + ch.ReadKey + "&field1=1", "", "", 400, 401, authBody},
 		{"lower-case key", "api_key=" + strings.ToLower(key) + "&field1=1", "", "", 400, 401, authBody},
-		{"field not enabled", "api_key=" + key + "&field3=1", "", "", 400, 400, bad("field3 is not enabled on channel 1.")},
+		{"only fields not enabled", "api_key=" + key + "&field3=1&field8=2", "", "", 400, 400,
+			bad("payload sets only fields not enabled on channel 1 (field3, field8): enable them or write to an enabled field.")},
 		{"no values", "api_key=" + key + "&field9=1", "", "", 400, 400,
 			bad("The write sets no value: send at least one of field1..field8, lat, long, elevation or status.")},
 		{"empty value", "api_key=" + key + "&field1=", "", "", 400, 400,
@@ -298,4 +302,34 @@ func TestUpdateThenRead(t *testing.T) {
 	e.get("/channels/1/feeds/last.json?api_key="+ch.ReadKey).want(t, 200, ctJSON,
 		`{"created_at":"2026-11-22T10:00:00Z","entry_id":1,"field1":null,"field2":"55"}`)
 	e.get("/channels/1/fields/2/last.txt?api_key="+ch.ReadKey).want(t, 200, ctText, "55")
+}
+
+// TestUpdate_DisabledFieldsDropped checks that a sketch that always sends
+// field1..field8 to a two-field channel keeps the two readings, as on
+// ThingSpeak, and that the dropped values are counted.
+func TestUpdate_DisabledFieldsDropped(t *testing.T) {
+	e := newEnv(t, channels.Limits{})
+	ch := e.channel("two", "", true, map[int]string{1: "Temp", 2: "Hum"})
+	var dropped atomic.Uint64
+	e.h = httpd.NewAPI(httpd.APIOptions{
+		Store: e.db, Registry: e.svc.Registry, Publisher: e.pub, FieldsDropped: &dropped,
+		Now: func() time.Time { return now },
+	})
+	all := "&field1=21.5&field2=40&field3=3&field4=4&field5=5&field6=6&field7=7&field8=8"
+	e.get("/update?api_key="+ch.WriteKey+all).want(t, 200, ctText, "1")
+	if got, want := e.stored(ch.ID), entryJSON(1, "2026-11-01T09:00:00Z", with(map[string]string{"field1": `"21.5"`, "field2": `"40"`})); got != want {
+		t.Errorf("stored %s\nwant %s", got, want)
+	}
+	r := e.post("/update.json", ctForm, "api_key="+ch.WriteKey+"&field2=41&field7=x&status=ok")
+	if r.status != 200 || !strings.Contains(r.body, `"entry_id":2,"field1":null,"field2":"41","field3":null`) || !strings.Contains(r.body, `"field7":null`) {
+		t.Errorf("/update.json: %d %s", r.status, r.body)
+	}
+	if n := dropped.Load(); n != 7 {
+		t.Errorf("FieldsDropped = %d, want 7", n)
+	}
+	// Only disabled fields: nothing to store, refused, not counted as stored.
+	e.get("/update?api_key="+ch.WriteKey+"&field3=1").want(t, 400, ctText, "0")
+	if n := len(e.entries(ch.ID)); n != 2 {
+		t.Errorf("%d entries stored, want 2", n)
+	}
 }

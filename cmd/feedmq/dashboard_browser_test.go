@@ -154,6 +154,11 @@ func TestDashboardBrowser(t *testing.T) {
 	values := []string{"24.5", "25.25", "26"}
 	for i, v := range values {
 		payload := "field1=" + v + "&field2=" + fmt.Sprint(60+i) + "&field4=ok"
+		if i == 1 {
+			// Status and location show in their cards; a later entry
+			// without them does not blank them.
+			payload += "&status=door+%3Cb%3Eopen%3C%2Fb%3E&lat=52.5163&long=13.3777&elevation=34"
+		}
 		if tok := pub.Publish(fmt.Sprintf("channels/%d/publish/%s", ch.ID, ch.WriteKey), 1, false, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 			t.Fatalf("publish: %v", tok.Error())
 		}
@@ -173,6 +178,15 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 	if l2, l4, shown := attr(field(2), "data-last"), attr(field(4), "data-last"), text(field(1)+" .last"); l2 != "62" || l4 != "ok" || shown != "26" {
 		t.Errorf("last values: field2 %q field4 %q shown %q", l2, l4, shown)
+	}
+	if st, loc := text(`#last-status`), text(`#location`); st != "door <b>open</b>" || loc != "52.5163, 13.3777 · 34 m" {
+		t.Errorf("status card %q, location card %q", st, loc)
+	}
+	if cells := browserValue(t, bctx, chromedp.Evaluate[int](`[...document.querySelectorAll('table.recent td.status')].filter(td => td.textContent === "door <b>open</b>").length`)); cells != 1 {
+		t.Errorf("%d status cells show the status, want 1", cells)
+	}
+	if bold := browserValue(t, bctx, chromedp.Evaluate[int](`document.querySelectorAll('#last-status b, table.recent b').length`)); bold != 0 {
+		t.Errorf("the status was parsed as HTML (%d <b> elements)", bold)
 	}
 	if paths := browserValue(t, bctx, chromedp.Evaluate[int](`document.querySelectorAll('section[data-field="1"] svg path.line').length`)); paths != 1 {
 		t.Errorf("field1 chart has %d lines", paths)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,8 @@ type metrics struct {
 	// httpRefused counts the HTTP API's refused requests; the API adds
 	// to it, a scrape reads it.
 	httpRefused *httpd.Refusals
+	// httpFieldsDropped counts disabled-field values HTTP writes carried.
+	httpFieldsDropped atomic.Uint64
 }
 
 func newMetrics() *metrics {
@@ -64,7 +67,7 @@ func (m *metrics) handler(s *server) http.Handler {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.commitSeconds, m.commitEntries,
-		&feedCollector{broker: s.broker, dbPath: s.db.Path()},
+		&feedCollector{broker: s.broker, dbPath: s.db.Path(), httpFieldsDropped: &m.httpFieldsDropped},
 		refusalCollector{m.httpRefused},
 	)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -101,6 +104,8 @@ var (
 		"Messages to subscribers dropped because the subscriber's outbound queue was full.", nil, nil)
 	descSubscriptions = prometheus.NewDesc("feedmq_subscriptions",
 		"Live MQTT subscriptions.", nil, nil)
+	descFieldsDropped = prometheus.NewDesc("feedmq_fields_dropped_total",
+		"Values of fields the channel has not enabled that writes carried and that were left out of the stored entries (the rest of each write is stored, as ThingSpeak does), by source (mqtt, http).", []string{"source"}, nil)
 	descDBSize = prometheus.NewDesc("feedmq_storage_file_size_bytes",
 		"Size of the bbolt database file.", nil, nil)
 )
@@ -108,13 +113,14 @@ var (
 // feedCollector reads the broker's counters and the database file size
 // at scrape time.
 type feedCollector struct {
-	broker *broker.Server
-	dbPath string
+	broker            *broker.Server
+	dbPath            string
+	httpFieldsDropped *atomic.Uint64
 }
 
 func (c *feedCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descConnAccepted, descConnRefused, descEntriesStored,
-		descRejected, descFanout, descDropped, descSubscriptions, descDBSize} {
+		descRejected, descFanout, descDropped, descSubscriptions, descDBSize, descFieldsDropped} {
 		ch <- d
 	}
 }
@@ -135,6 +141,8 @@ func (c *feedCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descFanout, prometheus.CounterValue, float64(st.Delivered))
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Dropped))
+	ch <- prometheus.MustNewConstMetric(descFieldsDropped, prometheus.CounterValue, float64(st.FieldsDropped), "mqtt")
+	ch <- prometheus.MustNewConstMetric(descFieldsDropped, prometheus.CounterValue, float64(c.httpFieldsDropped.Load()), "http")
 	ch <- prometheus.MustNewConstMetric(descSubscriptions, prometheus.GaugeValue, float64(c.broker.Subscriptions()))
 	if fi, err := os.Stat(c.dbPath); err != nil {
 		ch <- prometheus.NewInvalidMetric(descDBSize, err)

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/feedmq/feedmq/auth"
 )
 
 // scrape fetches /metrics and parses the text format.
@@ -203,5 +206,42 @@ func TestMetricsHTTPRefused(t *testing.T) {
 		if got, ok := metricValue(mfs, "feedmq_http_refused_total", "reason", reason); !ok || got != want {
 			t.Errorf("feedmq_http_refused_total{reason=%q} = %v (present %v), want %v", reason, got, ok, want)
 		}
+	}
+}
+
+// TestMetricsFieldsDropped checks feedmq_fields_dropped_total: values of
+// fields the channel has not enabled, left out of MQTT and HTTP writes
+// whose other values are stored.
+func TestMetricsFieldsDropped(t *testing.T) {
+	s, _, base := openGardenServer(t)
+	two, err := s.svc.CreateChannel(t.Context(), auth.ChannelSpec{Name: "two", Public: true, Fields: [8]string{"Temp", "Hum"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strconv.FormatUint(two.ID, 10)
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + s.addr("mqtt").String()).SetClientID("dropped-e2e").
+		SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).SetConnectTimeout(5 * time.Second))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(0)
+	if tok := c.Publish("channels/"+id+"/publish/"+two.WriteKey, 1, false, "field1=1&field3=3&field8=8"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	if code, body := httpDo(t, http.MethodGet, base+"/update?api_key="+two.WriteKey+"&field2=2&field5=5", "", ""); code != 200 || body != "2" {
+		t.Fatalf("/update: %d %q", code, body)
+	}
+	mfs := scrape(t, base)
+	for _, c := range []struct {
+		source string
+		want   float64
+	}{{"mqtt", 2}, {"http", 1}} {
+		if got, ok := metricValue(mfs, "feedmq_fields_dropped_total", "source", c.source); !ok || got != c.want {
+			t.Errorf("feedmq_fields_dropped_total{source=%q} = %v (present %v), want %v", c.source, got, ok, c.want)
+		}
+	}
+	if code, body := httpDo(t, http.MethodGet, base+"/channels/"+id+"/feeds.json?results=10", "", ""); code != 200 ||
+		!strings.Contains(body, `"entry_id":1,"field1":"1","field2":null}`) || !strings.Contains(body, `"entry_id":2,"field1":null,"field2":"2"}`) {
+		t.Errorf("feeds.json: %d %s", code, body)
 	}
 }

@@ -246,7 +246,7 @@
       }
       state.key = ch.api_key || '';
       state.given = '';
-      return getJSON('/channels/' + id + '/feeds.json?results=' + HISTORY + keyQuery(state.key)).then(function (feed) {
+      return getJSON('/channels/' + id + '/feeds.json?results=' + HISTORY + EXTRA + keyQuery(state.key)).then(function (feed) {
         if (closed) return;
         render(ch, feed);
       });
@@ -266,10 +266,16 @@
       state.count = entriesCount(ch);
       ui.count = el('div', { class: 'v', id: 'entry-count', text: '0' });
       ui.lastAt = el('div', { class: 'v', id: 'last-at', text: '—' });
+      ui.status = el('div', { class: 'v text', id: 'last-status', text: '—' });
+      ui.location = el('div', { class: 'v text', id: 'location', text: '—' });
+      // The channel's own location, shown until an entry carries one.
+      ui.chLoc = feed.channel ? place(feed.channel) : '';
       body.appendChild(el('div', { class: 'stats' }, [
         el('div', { class: 'card stat' }, [el('div', { class: 'k', text: 'Channel ID' }), el('div', { class: 'v', text: String(ch.id) })]),
         el('div', { class: 'card stat' }, [el('div', { class: 'k', text: 'Entries' }), ui.count]),
-        el('div', { class: 'card stat' }, [el('div', { class: 'k', text: 'Last entry' }), ui.lastAt])
+        el('div', { class: 'card stat' }, [el('div', { class: 'k', text: 'Last entry' }), ui.lastAt]),
+        el('div', { class: 'card stat' }, [el('div', { class: 'k', text: 'Status' }), ui.status]),
+        el('div', { class: 'card stat' }, [el('div', { class: 'k', text: 'Location' }), ui.location])
       ]));
       var base = '/channels/' + ch.id;
       var dl = el('div', { class: 'downloads' }, [el('span', { class: 'muted', text: 'Download:' }),
@@ -300,7 +306,7 @@
 
       ui.table = el('tbody');
       var head = el('tr', {}, [el('th', { text: 'Entry' }), el('th', { text: 'Created' })].concat(
-        state.fields.map(function (f) { return el('th', { text: f.label }); })));
+        state.fields.map(function (f) { return el('th', { text: f.label }); }), [el('th', { text: 'Status' })]));
       body.appendChild(el('div', { class: 'card tablewrap', id: 'recent' }, [ui.tableHead = el('h2', { text: 'Recent entries' }),
         el('table', { class: 'recent' }, [el('thead', {}, [head]), ui.table])]));
 
@@ -416,7 +422,7 @@
       if (refetching && !force) return;
       refetching = true;
       if (!force) recount();
-      getJSON('/channels/' + id + '/feeds.json?results=' + HISTORY + keyQuery(state.key)).then(function (feed) {
+      getJSON('/channels/' + id + '/feeds.json?results=' + HISTORY + EXTRA + keyQuery(state.key)).then(function (feed) {
         refetching = false;
         if (!closed) setEntries(feed.feeds || [], feed.channel && feed.channel.last_entry_id);
       }, function () { refetching = false; });
@@ -453,8 +459,18 @@
       entries.slice(-10).reverse().forEach(function (e) {
         ui.table.appendChild(el('tr', {}, [el('td', { 'data-label': 'Entry', text: e.entry_id != null ? String(e.entry_id) : '—' }),
           el('td', { 'data-label': 'Created', text: fmtDateTime(parseTime(e.created_at)) })].concat(
-          state.fields.map(function (f) { var v = e['field' + f.n]; v = v == null ? '' : String(v); return el('td', { class: 'v', 'data-label': f.label, text: v, title: v }); }))));
+          state.fields.map(function (f) { var v = e['field' + f.n]; v = v == null ? '' : String(v); return el('td', { class: 'v', 'data-label': f.label, text: v, title: v }); }),
+          [el('td', { class: 'v status', 'data-label': 'Status', text: e.status == null ? '' : String(e.status), title: e.status == null ? '' : String(e.status) })])));
       });
+      // The newest status and location any entry in the history set.
+      var st = null, loc = '';
+      for (var j = entries.length - 1; j >= 0 && (st == null || !loc); j--) {
+        if (st == null && entries[j].status != null) st = entries[j].status;
+        if (!loc) loc = place(entries[j]);
+      }
+      ui.status.textContent = st == null ? '—' : st;
+      ui.status.title = st == null ? '' : st;
+      ui.location.textContent = loc || ui.chLoc || '—';
     }
 
     function updateTimes() {
@@ -492,6 +508,16 @@
         }
       };
     }
+  }
+
+  // Feed reads ask for each entry's status and location too.
+  var EXTRA = '&status=true&location=true';
+
+  // place formats an entry's or a channel's latitude, longitude and
+  // elevation, or '' when it has none.
+  function place(o) {
+    if (o.latitude == null || o.longitude == null || o.latitude === '' || o.longitude === '') return '';
+    return o.latitude + ', ' + o.longitude + (o.elevation != null && o.elevation !== '' ? ' · ' + o.elevation + ' m' : '');
   }
 
   // ---------- SVG line chart ----------
