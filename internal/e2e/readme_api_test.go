@@ -29,16 +29,24 @@ func TestREADMEAPIExamples(t *testing.T) {
 	if !ok {
 		t.Fatal("README's API example block is not closed")
 	}
-	// The aggregation examples run after the API ones, in the same shell.
-	_, rest, ok = strings.Cut(rest, "These run as written after the API examples' `KEY` and `API` lines:\n\n```sh\n")
-	if !ok {
-		t.Fatal("README has no aggregation example block")
+	// The other example blocks run after the API ones, in the same shell,
+	// each with a channel of its own.
+	const marker = "These run as written after the API examples' `KEY` and `API` lines:\n\n```sh\n"
+	blocks := 0
+	for rest := string(readme); ; blocks++ {
+		var found bool
+		if _, rest, found = strings.Cut(rest, marker); !found {
+			break
+		}
+		block, _, closed := strings.Cut(rest, "```\n")
+		if !closed {
+			t.Fatal("a README example block is not closed")
+		}
+		script += block
 	}
-	aggr, _, ok := strings.Cut(rest, "```\n")
-	if !ok {
-		t.Fatal("README's aggregation example block is not closed")
+	if blocks < 2 {
+		t.Fatalf("README has %d example blocks after the API ones, want the aggregation and the XML/status ones", blocks)
 	}
-	script += aggr
 	const apiLine = "API=http://localhost:8080\n"
 	if !strings.Contains(script, apiLine) {
 		t.Fatalf("the example block no longer sets %q", apiLine)
@@ -64,6 +72,11 @@ func TestREADMEAPIExamples(t *testing.T) {
 		`"field1":"19.625"`,        // average=60 and last_average
 		"}39.25",                   // last_sum.txt after last_average.json
 		"2026-12-06 06:00:00 UTC,44.0,82.0",
+		"-1\n1\n",                               // an empty last value, then a write dropping disabled fields
+		`<entry-id type="integer">2</entry-id>`, // update.xml
+		`"metadata":"room 7"`,
+		`"status":"door open"`,
+		`{"success":true}`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the examples' output lacks %q:\n%s", want, got)
