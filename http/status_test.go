@@ -90,6 +90,11 @@ func TestStatusWindow(t *testing.T) {
 		{"days=2", 151, 1, 151},
 		{"minutes=2000", 151, 1, 151},
 		{"start=2026-11-01", 151, 1, 151},
+		// ThingSpeak's status read takes no bucket, value filter or
+		// rounding parameter: statuses are never averaged away.
+		{"results=3&average=60", 3, 149, 151},
+		{"results=3&timescale=10", 3, 149, 151},
+		{"results=3&median=daily", 3, 149, 151},
 	} {
 		got := ids(t, e.get("/channels/1/status.json?"+c.query))
 		if len(got) != c.n || got[0] != c.first || got[len(got)-1] != c.last {
