@@ -51,6 +51,10 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 	if rt.kind == routeStatus {
 		p.statusWindow(q, h.opts.Now())
+		// A status read lists statuses as written: ThingSpeak's takes
+		// no bucket, min, max or round parameter, and a bucket has no
+		// status.
+		p.rows = channels.RowOptions{Round: -1}
 	}
 	if rt.kind == routeLastAggregate {
 		// Only rounding applies to the last bucket.
