@@ -375,6 +375,26 @@ func parseLastParams(q url.Values, kind channels.AggregateKind) (lastParams, err
 func lastBucket(entries []channels.Entry, p *readParams, cols []int) []channels.Entry {
 	opt := p.rows
 	opt.Cols = cols
+	// Rows folds an entry older than the open bucket into it, so the
+	// newest bucket is that of the latest created_at and holds the
+	// entries from the first one that reaches it. Start there: the
+	// empty buckets before it (entries years apart, a device's clock at
+	// 1970) would cost a step each.
+	if len(entries) > 0 {
+		newest := entries[0].CreatedAt
+		for i := range entries {
+			if entries[i].CreatedAt.After(newest) {
+				newest = entries[i].CreatedAt
+			}
+		}
+		start := opt.Bucket.Start(newest)
+		for i := range entries {
+			if !opt.Bucket.Start(entries[i].CreatedAt).Before(start) {
+				entries = entries[i:]
+				break
+			}
+		}
+	}
 	var last channels.Entry
 	n := 0
 	rows := channels.NewRows(opt, func(es []channels.Entry) {
