@@ -84,6 +84,9 @@ func TestParseEmbedOptions(t *testing.T) {
 		{kind: "chart", query: "days=-1", err: "days is malformed"},
 		{kind: "chart", query: "start=2026-01-01%3Cscript%3E", err: "start is malformed"},
 		{kind: "chart", query: "sum=123456", err: "sum is malformed"},
+		// A width the read API refuses is refused here, not in the
+		// chart after the page has loaded.
+		{kind: "chart", query: "average=7", err: "average is malformed"},
 		{kind: "numeric", query: "average=x", check: func(o embedOptions) bool { return len(o.Feed) == 0 }},
 	} {
 		q, err := url.ParseQuery(tc.query)
