@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/feedmq/feedmq/channels"
 )
 
 // Embed option limits. Option values come from whoever wrote the embedding
@@ -290,7 +292,7 @@ func parseFeedParams(q url.Values, feed url.Values) error {
 				return !(r >= '0' && r <= '9' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || strings.ContainsRune(" :-+.", r))
 			}) < 0
 		default: // timescale, average, median, sum: minutes or "daily"
-			good = v == "daily" || len(v) <= 5 && isDigits(v)
+			_, good = channels.ParseBucket(v)
 		}
 		if !good {
 			return badRequest(name + " is malformed: see the read API's parameters.")
