@@ -192,10 +192,14 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Errorf("field1 chart has %d lines", paths)
 	}
 
-	// The CSV link downloads the channel's feed.
-	href := attr(`.downloads a[href$="/feeds.csv"]`, "href")
+	// The "CSV, last 100" link downloads the channel's last 100 entries:
+	// all of them here, the ones from three days ago too (a read without
+	// parameters covers only the last day).
+	href := attr(`.downloads a[download="channel-1.csv"]`, "href")
 	if code, body := httpDo(t, http.MethodGet, base+href, "", ""); code != 200 || !strings.HasPrefix(body, "created_at,entry_id,field1,field2,field3,field4\n") {
 		t.Errorf("CSV %s: %d %.80s", href, code, body)
+	} else if _, all := httpDo(t, http.MethodGet, base+"/channels/1/feeds.csv?results=100", "", ""); body != all {
+		t.Errorf("CSV %s: %d entries, want the last 100 (%d)", href, strings.Count(body, "\n")-1, strings.Count(all, "\n")-1)
 	}
 
 	// A private channel opens with its read key in the URL; the page keeps
