@@ -279,7 +279,7 @@
       ]));
       var base = '/channels/' + ch.id;
       var dl = el('div', { class: 'downloads' }, [el('span', { class: 'muted', text: 'Download:' }),
-        el('a', { class: 'btn', href: base + '/feeds.csv' + keyQuery(state.key, true), download: 'channel-' + ch.id + '.csv', text: 'CSV, last 100' }),
+        el('a', { class: 'btn', href: base + '/feeds.csv?results=100' + keyQuery(state.key), download: 'channel-' + ch.id + '.csv', text: 'CSV, last 100' }),
         el('a', { class: 'btn', href: base + '/feeds.csv?results=8000' + keyQuery(state.key), download: 'channel-' + ch.id + '-8000.csv', text: 'CSV, last 8000' }),
         el('a', { class: 'btn', href: base + '/feeds.json?results=8000' + keyQuery(state.key), text: 'JSON, last 8000' })]);
       state.fields.forEach(function (f) {
