@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,4 +140,29 @@ func BenchmarkAppendEntries960(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// A batch refused because its log sync failed may still be on disk past
+// the log's end. When the next append is shorter than it and ends on one
+// of its record boundaries, the refused batch's remaining records follow
+// the log's valid end as valid records of the same epoch: recovery must
+// not take them (entries whose writer was told they were not stored).
+func TestAppendEntries_RefusedBatchLeavesNoRecords(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	var failing atomic.Bool
+	storage.FailLogSyncs(t, func(op string) bool { return op == "append" && failing.Load() })
+	db := MustOpenDB(t)
+	c := MustCreateChannel(t, db, "c")
+	MustAppend(t, db, c.ID, "a1")
+	failing.Store(true)
+	if err := db.AppendEntries(context.Background(), batchOf(c.ID, "r", 5)); err == nil {
+		t.Fatal("the batch whose sync failed succeeded")
+	}
+	failing.Store(false)
+	// Same sizes as the refused batch's marker and first record.
+	if err := db.AppendEntries(context.Background(), batchOf(c.ID, "c", 1)); err != nil {
+		t.Fatal(err)
+	}
+	wantValues(t, db, c.ID, "a1", "c1")
+	wantValues(t, MustOpenPath(t, crashCopy(t, db)), c.ID, "a1", "c1")
 }
