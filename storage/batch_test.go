@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"strconv"
@@ -165,4 +166,49 @@ func TestAppendEntries_RefusedBatchLeavesNoRecords(t *testing.T) {
 	}
 	wantValues(t, db, c.ID, "a1", "c1")
 	wantValues(t, MustOpenPath(t, crashCopy(t, db)), c.ID, "a1", "c1")
+}
+
+// The refused batch's records left behind a shorter append are worse once
+// the logs switch: recovery applies the older log first, its leftover
+// records take the IDs that acknowledged entries in the newer log have,
+// and those are then skipped as already held.
+func TestAppendEntries_RefusedBatchDoesNotHideAcknowledged(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	release := storage.HoldCheckpoints(t) // the old log is not applied and started over
+	var failing atomic.Bool
+	storage.FailLogSyncs(t, func(op string) bool { return op == "append" && failing.Load() })
+	db := MustOpenDB(t)
+	c := MustCreateChannel(t, db, "c")
+	failing.Store(true)
+	if err := db.AppendEntries(context.Background(), batchOf(c.ID, "r", 5)); err == nil {
+		t.Fatal("the batch whose sync failed succeeded")
+	}
+	failing.Store(false)
+	other := storage.WALPaths(db.Path())[1]
+	header := func() []byte {
+		b, err := os.ReadFile(other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b[:16]
+	}
+	before := header()
+	// Nothing is pending, so this batch arms the timer anew: the logs
+	// switch right after it, leaving it the last thing in its log.
+	storage.SetCheckpointDelay(t, time.Millisecond)
+	if err := db.AppendEntries(context.Background(), batchOf(c.ID, "c", 1)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); bytes.Equal(header(), before); {
+		if time.Now().After(deadline) {
+			t.Fatal("the logs did not switch")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	storage.SetCheckpointDelay(t, time.Hour)
+	MustAppend(t, db, c.ID, "d1") // acknowledged, in the other log
+	MustAppend(t, db, c.ID, "d2")
+	path := crashCopy(t, db)
+	release() // else closing db waits for the held checkpoint
+	wantValues(t, MustOpenPath(t, path), c.ID, "c1", "d1", "d2")
 }
