@@ -173,7 +173,10 @@ func TestAppendEntries_RefusedBatchLeavesNoRecords(t *testing.T) {
 // records take the IDs that acknowledged entries in the newer log have,
 // and those are then skipped as already held.
 func TestAppendEntries_RefusedBatchDoesNotHideAcknowledged(t *testing.T) {
-	storage.SetCheckpointDelay(t, time.Hour)
+	// Only the batch below arms the timer (nothing else is pending
+	// then): the logs switch right after it, leaving it the last thing
+	// in its log, and not again while that checkpoint is held.
+	storage.SetCheckpointDelay(t, time.Millisecond)
 	release := storage.HoldCheckpoints(t) // the old log is not applied and started over
 	var failing atomic.Bool
 	storage.FailLogSyncs(t, func(op string) bool { return op == "append" && failing.Load() })
@@ -193,9 +196,6 @@ func TestAppendEntries_RefusedBatchDoesNotHideAcknowledged(t *testing.T) {
 		return b[:16]
 	}
 	before := header()
-	// Nothing is pending, so this batch arms the timer anew: the logs
-	// switch right after it, leaving it the last thing in its log.
-	storage.SetCheckpointDelay(t, time.Millisecond)
 	if err := db.AppendEntries(context.Background(), batchOf(c.ID, "c", 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,6 @@ func TestAppendEntries_RefusedBatchDoesNotHideAcknowledged(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	storage.SetCheckpointDelay(t, time.Hour)
 	MustAppend(t, db, c.ID, "d1") // acknowledged, in the other log
 	MustAppend(t, db, c.ID, "d2")
 	path := crashCopy(t, db)
