@@ -9,6 +9,12 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// MaxImportedID is the largest entry_id an import keeps. Appends number on
+// from the highest, so an ID near the top of the range would make them
+// wrap to 0 (an entry recovery skips); this bound also keeps IDs exact
+// as JSON numbers in a browser.
+const MaxImportedID = 1<<53 - 1
+
 // ImportEntries stores a batch of entries brought in from elsewhere (an
 // export file, another server) in one transaction: all of them or none.
 // Each keeps its CreatedAt, which must be set.
@@ -41,6 +47,8 @@ func (db *DB) ImportEntries(ctx context.Context, channelID uint64, es []channels
 			return channels.Errorf(channels.EINVALID, "entry %d of the batch has no created_at", i+1)
 		case keepIDs && e.ID == 0:
 			return channels.Errorf(channels.EINVALID, "entry %d of the batch has no entry_id to keep", i+1)
+		case keepIDs && e.ID > MaxImportedID:
+			return channels.Errorf(channels.EINVALID, "entry %d of the batch has entry_id %d, above the largest one kept (%d)", i+1, e.ID, uint64(MaxImportedID))
 		}
 		e.CreatedAt = e.CreatedAt.UTC().Truncate(time.Second)
 	}

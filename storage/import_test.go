@@ -235,7 +235,7 @@ func TestImportEntries_WideGap(t *testing.T) {
 	ctx := context.Background()
 	db := MustOpenDB(t)
 	c := MustCreateChannel(t, db, "x")
-	es := []channels.Entry{imported(c.ID, 1, now, "a"), imported(c.ID, 1<<62, now, "b")}
+	es := []channels.Entry{imported(c.ID, 1, now, "a"), imported(c.ID, storage.MaxImportedID, now, "b")}
 	if err := db.ImportEntries(ctx, c.ID, es, true); err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestImportEntries_WideGap(t *testing.T) {
 	if err != nil || len(got) != 2 || cap(got) > 1<<16 {
 		t.Fatalf("Entries: %d entries, cap %d, %v", len(got), cap(got), err)
 	}
-	if e := MustAppend(t, db, c.ID, "next"); e.ID != 1<<62+1 {
+	if e := MustAppend(t, db, c.ID, "next"); e.ID != storage.MaxImportedID+1 {
 		t.Fatalf("append after the gap got ID %d", e.ID)
 	}
 }

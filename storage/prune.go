@@ -18,9 +18,9 @@ var pruneBatch = 1000
 // channels.Channel) as of now and returns how many entries it deleted.
 //
 // Entries are deleted from the oldest entry ID on, which keeps each feed a
-// run of consecutive entry IDs: MaxEntries keeps the entries with the
-// newest MaxEntries IDs, and MaxAge deletes entries older than now-MaxAge
-// until it meets the first younger one. (created_at may come from the
+// run of consecutive entry IDs (but for gaps imported IDs left):
+// MaxEntries keeps the newest MaxEntries entries, and MaxAge deletes
+// entries older than now-MaxAge until it meets the first younger one. (created_at may come from the
 // payload, so an old-dated entry behind a younger one waits for it.)
 // Entry IDs are never reused: the feed's sequence stays.
 //
@@ -62,14 +62,20 @@ func (db *DB) pruneChannel(ctx context.Context, c *channels.Channel, now time.Ti
 				done = true // deleted meanwhile
 				return nil
 			}
-			// Keys up to lastExpired fall outside MaxEntries.
-			var lastExpired uint64
-			if seq := feed.Sequence(); c.MaxEntries > 0 && seq > c.MaxEntries {
-				lastExpired = seq - c.MaxEntries
+			// The oldest excess entries fall outside MaxEntries. They
+			// are counted, not found by ID: imported IDs may leave gaps,
+			// and the sequence minus MaxEntries would then delete
+			// entries the limit keeps. feedLen bounds the count, so a
+			// feed within the limit is not counted at all.
+			var excess uint64
+			if c.MaxEntries > 0 && feedLen(feed) > c.MaxEntries {
+				if n := uint64(feed.Stats().KeyN); n > c.MaxEntries {
+					excess = n - c.MaxEntries
+				}
 			}
 			cur := feed.Cursor()
 			for k, v := cur.First(); k != nil && len(keys) < pruneBatch; k, v = cur.Next() {
-				if !expired(k, v, lastExpired, cutoff, c.MaxAge > 0) {
+				if uint64(len(keys)) >= excess && !expired(v, cutoff, c.MaxAge > 0) {
 					break
 				}
 				keys = append(keys, k)
@@ -94,11 +100,8 @@ func (db *DB) pruneChannel(ctx context.Context, c *channels.Channel, now time.Ti
 	}
 }
 
-// expired reports whether the stored entry k, v falls outside retention.
-func expired(k, v []byte, lastExpired uint64, cutoff int64, byAge bool) bool {
-	if len(k) == 8 && btoi(k) <= lastExpired {
-		return true
-	}
+// expired reports whether the stored entry v is too old to keep.
+func expired(v []byte, cutoff int64, byAge bool) bool {
 	if !byAge {
 		return false
 	}

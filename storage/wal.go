@@ -82,8 +82,10 @@ type wal struct {
 	// what the header says is unknown, so nothing is appended until a
 	// start-over succeeds.
 	broken bool
-	// tail is set after a failed append, until clearTail (see append).
-	tail bool
+	// tail is set after a failed append, until clearTail (see append);
+	// tailEnd is where the furthest failed write ended.
+	tail    bool
+	tailEnd int64
 }
 
 // walPaths returns the two log files of the database at dbPath.
@@ -320,7 +322,10 @@ func appendWALRecord(b []byte, epoch, id uint64, e *channels.Entry) []byte {
 // what WriteAt left in its cache), as valid records just past the end, of
 // entries that were refused and whose IDs will be given again. So the end
 // is marked (tail) and made explicit with clearTail before anything else
-// is appended or the log is left for the other.
+// is appended or the log is left for the other. The next append writes
+// over the start of the failed one; should it end on a boundary of the
+// failed records, those behind it would read as valid, so clearTail
+// zeroes all that the failed writes covered.
 func (l *wal) append(b []byte) error {
 	if l.broken {
 		return errors.New("write-ahead log: it could not start over")
@@ -332,28 +337,35 @@ func (l *wal) append(b []byte) error {
 	}
 	l.dirty = true
 	if _, err := l.f.WriteAt(b, l.off); err != nil {
-		l.tail = true
+		l.failed(len(b))
 		return fmt.Errorf("write-ahead log: %w", err)
 	}
 	if err := syncLog(l.f, "append"); err != nil {
-		l.tail = true
+		l.failed(len(b))
 		return fmt.Errorf("write-ahead log: %w", err)
 	}
 	l.off += int64(len(b))
 	return nil
 }
 
-// clearTail writes an empty record head at the end of the valid records,
-// which ends the log there for any reader, whatever follows it.
+// failed marks the n bytes written at the end as refused.
+func (l *wal) failed(n int) {
+	l.tail = true
+	l.tailEnd = max(l.tailEnd, l.off+int64(n))
+}
+
+// clearTail zeroes what failed appends wrote past the valid records: an
+// empty record head there ends the log for any reader, and no refused
+// record is left behind to follow a later, shorter append.
 func (l *wal) clearTail() error {
-	var end [walRecordHead]byte
-	if _, err := l.f.WriteAt(end[:], l.off); err != nil {
+	end := make([]byte, max(walRecordHead, l.tailEnd-l.off))
+	if _, err := l.f.WriteAt(end, l.off); err != nil {
 		return fmt.Errorf("write-ahead log: end after a failed write: %w", err)
 	}
 	if err := datasync.File(l.f); err != nil {
 		return fmt.Errorf("write-ahead log: end after a failed write: %w", err)
 	}
-	l.tail = false
+	l.tail, l.tailEnd = false, 0
 	return nil
 }
 
@@ -371,7 +383,7 @@ func (l *wal) restart(epoch uint64) error {
 	if err := syncLog(l.f, "restart"); err != nil {
 		return fmt.Errorf("restart write-ahead log: %w", err)
 	}
-	l.broken, l.dirty, l.tail = false, false, false
+	l.broken, l.dirty, l.tail, l.tailEnd = false, false, false, 0
 	return nil
 }
 
