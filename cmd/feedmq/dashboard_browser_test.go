@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -21,27 +20,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/internal/browsertest"
 )
-
-// requireChromium returns the path of a Chromium for the browser test:
-// $FEEDMQ_CHROMIUM, or Debian's chromium. `make test` installs it and sets
-// FEEDMQ_REQUIRE_CLIENTS, so there a missing one fails the test.
-func requireChromium(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("FEEDMQ_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("FEEDMQ_REQUIRE_CLIENTS") != "" {
-		t.Fatal("chromium not found: run `make test-deps`")
-	}
-	t.Skip("chromium not installed (make test-deps installs it)")
-	return ""
-}
 
 // TestDashboardBrowser opens the dashboard of a running server in headless
 // Chromium and checks that entries published over MQTT reach the charts
@@ -49,7 +29,7 @@ func requireChromium(t *testing.T) string {
 // FEEDMQ_DASHBOARD_SCREENSHOT=FILE.png it saves a screenshot of the
 // channel page (and FILE-dark.png in the dark scheme).
 func TestDashboardBrowser(t *testing.T) {
-	chrome := requireChromium(t)
+	chrome := browsertest.Chromium(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
 	defer cancel()
 
@@ -94,22 +74,7 @@ func TestDashboardBrowser(t *testing.T) {
 		}
 	}
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chrome),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
+	bctx, cancelBrowser := browsertest.New(ctx, t, chrome, 1280, 900)
 	defer cancelBrowser()
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()

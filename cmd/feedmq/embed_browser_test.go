@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/internal/browsertest"
 )
 
 // TestEmbedBrowser embeds feedmq's charts and widgets in a page of
@@ -30,7 +31,7 @@ import (
 // the widgets take a new entry live, and that the dashboard, which refuses
 // framing, does not render there.
 func TestEmbedBrowser(t *testing.T) {
-	chrome := requireChromium(t)
+	chrome := browsertest.Chromium(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 
@@ -121,22 +122,7 @@ func TestEmbedBrowser(t *testing.T) {
 		t.Fatalf("the blog %s is not another loopback origin than %s", blog.URL, base)
 	}
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chrome),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 1600),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
+	bctx, cancelBrowser := browsertest.New(ctx, t, chrome, 1280, 1600)
 	defer cancelBrowser()
 	if err := chromedp.Do(bctx, chromedp.Navigate(blog.URL)); err != nil {
 		t.Fatal(err)

@@ -16,28 +16,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/feedmq/feedmq/internal/browsertest"
 	"github.com/feedmq/feedmq/internal/mqtttest"
 )
-
-// requireChromium returns the path of a Chromium: $FEEDMQ_CHROMIUM, or
-// Debian's chromium. With FEEDMQ_REQUIRE_CLIENTS (make test) a missing
-// one fails the test.
-func requireChromium(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("FEEDMQ_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("FEEDMQ_REQUIRE_CLIENTS") != "" {
-		t.Fatal("chromium not found: run `make test-deps`")
-	}
-	t.Skip("chromium not installed (make test-deps installs it)")
-	return ""
-}
 
 var setupLinkRE = regexp.MustCompile(`/console/setup\?token=[A-Za-z0-9_~.%-]+`)
 
@@ -51,7 +32,7 @@ var setupLinkRE = regexp.MustCompile(`/console/setup\?token=[A-Za-z0-9_~.%-]+`)
 // there (testdata/screenshots/console-*.png), and each checked page at
 // 390 px (console-<page>-390.png).
 func TestConsoleBrowser(t *testing.T) {
-	chrome := requireChromium(t)
+	chrome := browsertest.Chromium(t)
 	for _, c := range []string{"mosquitto_pub", "mosquitto_sub"} {
 		if _, err := exec.LookPath(c); err != nil {
 			if os.Getenv("FEEDMQ_REQUIRE_CLIENTS") != "" {
@@ -79,21 +60,7 @@ func TestConsoleBrowser(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
 	defer cancel()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chrome),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf), chromedp.WithLogf(t.Logf))
+	bctx, cancelBrowser := browsertest.New(ctx, t, chrome, 1280, 900, chromedp.WithErrorf(t.Logf), chromedp.WithLogf(t.Logf))
 	defer cancelBrowser()
 	// The first run starts the browser, which lives as long as its
 	// context: bctx, not a step's.

@@ -7,13 +7,15 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/feedmq/feedmq/internal/browsertest"
 )
 
 // TestConsoleLongNamesAt390: a channel name of one long word (names may
 // have 255 bytes) leaves every page that shows it 390 px wide; the
 // device edit page's "Authorize Channels" table grew to the name's width.
 func TestConsoleLongNamesAt390(t *testing.T) {
-	chrome := requireChromium(t)
+	chrome := browsertest.Chromium(t)
 	srv := startServeWith(t, plainBuild, t.TempDir(), "--mqtt", "127.0.0.1:0", "--ws", "off", "--http", "127.0.0.1:0", "--log-level", "info")
 	base := "http://" + srv.addrs["http"]
 	if !srv.logs.waitFor("/console/setup?token=", 10*time.Second) {
@@ -23,11 +25,7 @@ func TestConsoleLongNamesAt390(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.Flag("headless", true),
-		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(390, 844))
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
+	bctx, cancelBrowser := browsertest.New(ctx, t, chrome, 390, 844)
 	defer cancelBrowser()
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
