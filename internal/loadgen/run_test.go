@@ -17,6 +17,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // startPlainBroker runs a bare mochi broker that allows everything on a
@@ -31,7 +32,7 @@ func startPlainBroker(t *testing.T) string {
 	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddListener(listeners.NewNet("t", ln)); err != nil {
+	if err := s.AddListener(&plainListener{Net: listeners.NewNet("t", ln), clients: s.Clients}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Serve(); err != nil {
@@ -39,6 +40,28 @@ func startPlainBroker(t *testing.T) string {
 	}
 	t.Cleanup(func() { s.Close() })
 	return ln.Addr().String()
+}
+
+// plainListener is mochi's TCP listener with a shutdown that cannot hang.
+// mochi's own CloseFn lists the clients with Clients.GetByListener, which
+// read-locks the client table twice; a client ending in between (its
+// Clients.Delete waiting for the write lock) blocks the second read lock
+// and Close for good (mochi v2.7.9). It hung this package's tests in CI.
+// GetAll locks once. The broker's own listeners do the same (broker
+// package, disconnectClients).
+type plainListener struct {
+	*listeners.Net
+	clients *mqtt.Clients
+}
+
+func (l *plainListener) Close(listeners.CloseFn) {
+	l.Net.Close(func(id string) {
+		for _, cl := range l.clients.GetAll() {
+			if cl.Net.Listener == id && !cl.Closed() {
+				cl.Stop(packets.ErrServerShuttingDown)
+			}
+		}
+	})
 }
 
 // Each scenario runs briefly in --plain mode, and its counts agree.
