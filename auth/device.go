@@ -21,8 +21,11 @@ type Device struct {
 	// never stored.
 	PasswordHash string
 	Channels     []Grant
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// Rules are the device's access rules on free topics (rules.go),
+	// checked in order with deny first; none: no free topic at all.
+	Rules     []Rule
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Credentials are a device and its password in clear: returned only when

@@ -22,6 +22,7 @@ type Registry struct {
 	// names no channel.
 	byWriteKey map[string]uint64
 	byClient   map[string]*principal // by client ID: whose session an ID is
+	anonRules  []Rule                // access rules of anonymous connections (rules.go)
 }
 
 // principal is a device with its grants indexed for O(1) checks.
@@ -78,6 +79,7 @@ func (r *Registry) PutDevice(d *Device) {
 func (r *Registry) putDeviceLocked(d *Device) {
 	cp := *d
 	cp.Channels = append([]Grant(nil), d.Channels...)
+	cp.Rules = append([]Rule(nil), d.Rules...)
 	p := &principal{dev: &cp, grants: make(map[uint64]Grant, len(cp.Channels))}
 	for _, g := range cp.Channels {
 		p.grants[g.ChannelID] = g

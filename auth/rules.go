@@ -1,0 +1,188 @@
+package auth
+
+import (
+	"strings"
+	"unicode/utf8"
+
+	"github.com/feedmq/feedmq/channels"
+)
+
+// Access is what an access rule allows on the free topics it matches.
+type Access uint8
+
+const (
+	// AccessDeny matches topics that are refused whatever else matches,
+	// as Mosquitto's "topic deny" lines.
+	AccessDeny  Access = 0
+	AccessRead  Access = 1 << 0 // subscribe and receive
+	AccessWrite Access = 1 << 1 // publish (and a will on the topic)
+
+	AccessReadWrite = AccessRead | AccessWrite
+)
+
+// String spells an access as the rule syntax does.
+func (a Access) String() string {
+	switch a {
+	case AccessRead:
+		return "read"
+	case AccessWrite:
+		return "write"
+	case AccessReadWrite:
+		return "readwrite"
+	}
+	return "deny"
+}
+
+// Rule is one access rule on free topics, in Mosquitto's ACL style: an
+// access and a topic pattern with + and # wildcards, where %c stands for
+// the connection's client ID and %u for its username (each only as a
+// whole topic level).
+type Rule struct {
+	Access  Access
+	Pattern string
+}
+
+// String spells a rule as "ACCESS PATTERN".
+func (r Rule) String() string { return r.Access.String() + " " + r.Pattern }
+
+// ParseAccess parses read, write, readwrite or deny.
+func ParseAccess(s string) (Access, error) {
+	switch s {
+	case "read":
+		return AccessRead, nil
+	case "write":
+		return AccessWrite, nil
+	case "readwrite":
+		return AccessReadWrite, nil
+	case "deny":
+		return AccessDeny, nil
+	}
+	return 0, channels.Errorf(channels.EINVALID, "access %q: want read, write, readwrite or deny", clip(s))
+}
+
+// MaxRulePattern bounds a rule's pattern, in bytes.
+const MaxRulePattern = 1024
+
+// ValidPattern returns why pattern cannot be a rule's pattern, or nil: it
+// must be a valid MQTT filter of free topics (no reserved tree, no NUL).
+func ValidPattern(pattern string) error {
+	switch {
+	case pattern == "":
+		return channels.Errorf(channels.EINVALID, "a rule's topic pattern is empty")
+	case len(pattern) > MaxRulePattern:
+		return channels.Errorf(channels.EINVALID, "a rule's topic pattern is longer than %d bytes", MaxRulePattern)
+	case strings.ContainsRune(pattern, 0) || !utf8.ValidString(pattern):
+		return channels.Errorf(channels.EINVALID, "topic pattern %q: not valid UTF-8 without NUL", clip(pattern))
+	case channels.Reserved(pattern):
+		return channels.Errorf(channels.EINVALID, "topic pattern %q: channels/, devices/ and $ topics are governed by channel grants, not rules", clip(pattern))
+	}
+	levels := strings.Split(pattern, "/")
+	for i, l := range levels {
+		if l == "#" && i != len(levels)-1 {
+			return channels.Errorf(channels.EINVALID, "topic pattern %q: # must be the last level", clip(pattern))
+		}
+		if len(l) > 1 && strings.ContainsAny(l, "+#") {
+			return channels.Errorf(channels.EINVALID, "topic pattern %q: + and # must fill a whole level", clip(pattern))
+		}
+	}
+	return nil
+}
+
+// MatchRule reports whether pattern matches topic for a connection with
+// clientID and username: MQTT filter matching, after %c and %u levels are
+// replaced. A topic level that is itself + or # (a subscription filter
+// being checked) matches only a pattern level that allows it, so a rule
+// for home/+/temp does not allow the filter home/#.
+func MatchRule(pattern, topic, clientID, username string) bool {
+	for {
+		var pl, tl string
+		var pmore, tmore bool
+		pl, pattern, pmore = strings.Cut(pattern, "/")
+		tl, topic, tmore = strings.Cut(topic, "/")
+		switch pl {
+		case "#":
+			return true
+		case "+":
+			if tl == "#" {
+				return false
+			}
+		case "%c":
+			if clientID == "" || tl != clientID || strings.ContainsAny(clientID, "/+#") {
+				return false
+			}
+		case "%u":
+			if username == "" || tl != username || strings.ContainsAny(username, "/+#") {
+				return false
+			}
+		default:
+			if pl != tl {
+				return false
+			}
+		}
+		if !pmore || !tmore {
+			if pmore && pattern == "#" {
+				return true // home/# matches home itself
+			}
+			return pmore == tmore
+		}
+	}
+}
+
+// Allows reports whether rules allow want (AccessRead or AccessWrite) on
+// topic: no deny rule matches it and some rule with that access does.
+func Allows(rules []Rule, want Access, topic, clientID, username string) bool {
+	allowed := false
+	for _, r := range rules {
+		if !MatchRule(r.Pattern, topic, clientID, username) {
+			continue
+		}
+		if r.Access == AccessDeny {
+			return false
+		}
+		if r.Access&want != 0 {
+			allowed = true
+		}
+	}
+	return allowed
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+// SetAnonymousRules replaces the access rules of connections without a
+// username.
+func (r *Registry) SetAnonymousRules(rules []Rule) {
+	cp := append([]Rule(nil), rules...)
+	r.mu.Lock()
+	r.anonRules = cp
+	r.mu.Unlock()
+}
+
+// AnonymousRules returns the access rules of anonymous connections.
+func (r *Registry) AnonymousRules() []Rule {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return append([]Rule(nil), r.anonRules...)
+}
+
+// FreeAccess reports whether device (Anonymous for connections without a
+// username), connected as clientID with username, may have want
+// (AccessRead to subscribe to a filter or receive a topic, AccessWrite to
+// publish) on a free topic or filter. Default deny: a device without a
+// matching rule gets nothing. Reserved topics are never allowed here.
+func (r *Registry) FreeAccess(device uint64, want Access, topic, clientID, username string) bool {
+	if channels.Reserved(topic) {
+		return false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if device == Anonymous {
+		return Allows(r.anonRules, want, topic, clientID, username)
+	}
+	p, ok := r.devices[device]
+	return ok && Allows(p.dev.Rules, want, topic, clientID, username)
+}
