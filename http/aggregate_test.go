@@ -311,3 +311,23 @@ func TestAggregateRefusals(t *testing.T) {
 		t.Errorf("MaxBucketRows = %d: the message above names 100000", httpd.MaxBucketRows)
 	}
 }
+
+// TestAggregateBackDated: an entry written with a created_at older than
+// entries before it (a back-dated /update, or history added to a channel
+// that already has readings) is aggregated into the bucket of its own
+// time, as ThingSpeak, which reads feeds in created_at order, does. It
+// must not fold into the bucket of a newer entry and collapse the range.
+func TestAggregateBackDated(t *testing.T) {
+	e := newEnv(t, channels.Limits{})
+	ch := e.channel("Late", "", true, map[int]string{1: "v"})
+	e.entry(ch.ID, at(11, 5, 0), map[int]string{0: "10"})
+	e.entry(ch.ID, at(11, 40, 0), map[int]string{0: "20"})
+	e.entry(ch.ID, at(9, 10, 0), map[int]string{0: "1000"}) // back-dated
+	base := e.listen() + "/channels/1/"
+	want := "created_at,field1\n2026-11-22 09:00:00 UTC,1000.0\n2026-11-22 10:00:00 UTC,\n2026-11-22 11:00:00 UTC,15.0\n"
+	for _, q := range []string{"average=60", "average=60&start=2026-11-22%2000:00:00&end=2026-11-22%2023:00:00"} {
+		if r := fetch(t, base+"feeds.csv?"+q); r.status != 200 || r.body != want {
+			t.Errorf("%s: %d %q, want %q", q, r.status, r.body, want)
+		}
+	}
+}
