@@ -291,16 +291,19 @@ func TestAggregateRefusals(t *testing.T) {
 	if r := fetch(t, farBase+"feeds.json?results=10&timescale=daily"); r.status != 200 || strings.Count(r.body, "created_at") != 1+13475 {
 		t.Errorf("far apart, daily: %d, %d rows", r.status, strings.Count(r.body, "created_at")-1)
 	}
-	// Times that do not rise with entry_id: an older entry counts in the
-	// current bucket; a far newer one between two close ones is caught
-	// while streaming, before anything was sent.
+	// Times that do not rise with entry_id: entries are read in time
+	// order, so a back-dated entry decades old widens the span as much
+	// as in entry_id order, and results takes the newest by time.
 	odd := e.channel("Odd", "", true, map[int]string{1: "a"})
 	e.entry(odd.ID, at(9, 0, 0), map[int]string{0: "1"})
 	e.entry(odd.ID, time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC), map[int]string{0: "2"})
 	e.entry(odd.ID, at(9, 10, 0), map[int]string{0: "4"})
 	oddBase := strings.Replace(base, "/channels/1/", "/channels/"+strconv.FormatUint(odd.ID, 10)+"/", 1)
-	if r := fetch(t, oddBase+"feeds.csv?results=10&sum=10"); r.body != "created_at,field1\n2026-11-22 09:00:00 UTC,3.0\n2026-11-22 09:10:00 UTC,4.0\n" {
-		t.Errorf("older entry: %q", r.body)
+	if r := fetch(t, oddBase+"feeds.csv?results=10&sum=10"); r.status != 400 {
+		t.Errorf("older entry: %d %q", r.status, r.body)
+	}
+	if r := fetch(t, oddBase+"feeds.csv?results=2&sum=10"); r.body != "created_at,field1\n2026-11-22 09:00:00 UTC,1.0\n2026-11-22 09:10:00 UTC,4.0\n" {
+		t.Errorf("older entry left out by results: %q", r.body)
 	}
 	e.entry(odd.ID, time.Date(2060, 1, 1, 0, 0, 0, 0, time.UTC), map[int]string{0: "8"})
 	e.entry(odd.ID, at(9, 20, 0), map[int]string{0: "16"})
