@@ -175,7 +175,9 @@ func collectKeys(ctx context.Context, feed *bolt.Bucket, logged []tailRec, chann
 			start++
 		}
 	}
-	var ordered []channels.EntryKey // above the point, newest first
+	// Above the point, newest first; sized once, as a feed in time
+	// order fills it to the limit.
+	ordered := make([]channels.EntryKey, 0, min(uint64(f.Limit), feedLen(feed)+uint64(len(logged))))
 	var h keyHeap                   // below it, the newest by time
 	done := false
 	// visit takes the next entry, newest ID first.
@@ -222,6 +224,10 @@ func collectKeys(ctx context.Context, feed *bolt.Bucket, logged []tailRec, chann
 			return nil, err
 		}
 	}
+	slices.Reverse(ordered)
+	if len(h.keys) == 0 {
+		return ordered, nil
+	}
 	keys := h.keys
 	slices.SortFunc(keys, func(a, b channels.EntryKey) int {
 		if a.Less(b) {
@@ -232,7 +238,6 @@ func collectKeys(ctx context.Context, feed *bolt.Bucket, logged []tailRec, chann
 		}
 		return 0
 	})
-	slices.Reverse(ordered)
 	return append(keys, ordered...), nil
 }
 
