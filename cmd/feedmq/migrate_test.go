@@ -190,7 +190,7 @@ func fakeSource(t *testing.T, fails int, fail func(w http.ResponseWriter), page 
 			http.NotFound(w, r)
 			return
 		}
-		if r.URL.Query().Get("end") != "" {
+		if end := r.URL.Query().Get("end"); end != "9999-12-31 23:59:59" {
 			io.WriteString(w, `{"channel":{"id":9},"feeds":[]}`)
 			return
 		}
