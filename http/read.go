@@ -110,38 +110,37 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 		entries, err = store.Entries(ctx, rt.channel, channels.EntryFilter{Limit: min(last.n, maxLastEntries)})
 	case routeEntry:
 		var e *channels.Entry
-		if e, err = store.FindEntry(ctx, rt.channel, rt.entry); err == nil {
+		e, ferr := store.FindEntry(ctx, rt.channel, rt.entry)
+		switch {
+		case ferr == nil:
 			entries = []channels.Entry{*e}
+		case channels.ErrorCode(ferr) != channels.ENOTFOUND:
+			err = ferr
 		}
+		// The channel was found above: a missing entry (never written,
+		// or gone to retention) is answered as a last one that does not
+		// exist.
 	}
 	if err != nil {
 		h.storeFailed(w, r, rt, err)
 		return
 	}
-	if len(entries) == 0 && rt.kind != routeEntry && !multi {
-		// ThingSpeak answers a last entry that does not exist (an empty
-		// channel, a field never set) with -1, which the sketches of
-		// its Arduino library test for, or in XML a feed without an
-		// entry-id.
+	if len(entries) == 0 && !multi {
+		// ThingSpeak answers an entry that does not exist (a last one
+		// of an empty channel or a field never set, one asked for by
+		// number) with -1, which the sketches of its Arduino library
+		// test for, in CSV on a line of its own, or in XML a feed
+		// without an entry-id.
 		switch rt.format {
-		case "json", "txt":
-			ct := "text/plain; charset=utf-8"
-			if rt.format == "json" {
-				ct = "application/json; charset=utf-8"
-			}
-			writeBody(w, http.StatusOK, ct, []byte("-1"))
-			return
 		case "xml":
 			writeBody(w, http.StatusOK, ctXML, noEntryXML())
-			return
+		case "csv":
+			writeBody(w, http.StatusOK, "text/csv; charset=utf-8", []byte("-1\n"))
+		case "json":
+			writeBody(w, http.StatusOK, "application/json; charset=utf-8", []byte("-1"))
+		default:
+			writeBody(w, http.StatusOK, "text/plain; charset=utf-8", []byte("-1"))
 		}
-	}
-	if !multi && len(entries) == 0 {
-		what := "Channel " + strconv.FormatUint(rt.channel, 10) + " has no entries yet."
-		if rt.kind == routeFieldLast {
-			what = "Channel " + strconv.FormatUint(rt.channel, 10) + " has no entry with field" + strconv.Itoa(rt.field) + " set."
-		}
-		h.fail(w, r, rt.format, notFound(what))
 		return
 	}
 	for i := range entries {
