@@ -334,3 +334,28 @@ func TestAggregateBackDated(t *testing.T) {
 		}
 	}
 }
+
+// TestLastAggregateBackDated: last_average, last_median and last_sum take
+// the newest entries by created_at, as ThingSpeak's do, so a back-dated
+// entry neither joins the newest bucket nor pushes a newer entry out of
+// the count.
+func TestLastAggregateBackDated(t *testing.T) {
+	e := newEnv(t, channels.Limits{})
+	ch := e.channel("Late", "", true, map[int]string{1: "v"})
+	e.entry(ch.ID, at(11, 5, 0), map[int]string{0: "10"})
+	e.entry(ch.ID, at(11, 40, 0), map[int]string{0: "20"})
+	e.entry(ch.ID, at(9, 10, 0), map[int]string{0: "1000"}) // back-dated
+	base := e.listen() + "/channels/1/feeds/"
+	for q, want := range map[string]string{
+		"last_average.json?average=60": `{"created_at":"2026-11-22T11:00:00Z","field1":"15.0"}`,
+		"last_sum.json?sum=60":         `{"created_at":"2026-11-22T11:00:00Z","field1":"30.0"}`,
+		"last_median.json?median=60":   `{"created_at":"2026-11-22T11:00:00Z","field1":"15.0"}`,
+		// The newest two by time are 11:05 and 11:40, not 11:40 and
+		// the back-dated one.
+		"last_sum.json?sum=2": `{"created_at":"2026-11-22T11:40:00Z","field1":"20.0"}`,
+	} {
+		if r := fetch(t, base+q); r.status != 200 || r.body != want {
+			t.Errorf("%s: %d %s, want %s", q, r.status, r.body, want)
+		}
+	}
+}
