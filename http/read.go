@@ -107,7 +107,14 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 	case routeFieldLast:
 		entries, err = store.Entries(ctx, rt.channel, channels.EntryFilter{Limit: 1, Field: rt.field})
 	case routeLastAggregate:
-		entries, err = store.Entries(ctx, rt.channel, channels.EntryFilter{Limit: min(last.n, maxLastEntries)})
+		// The newest entries by created_at, as ThingSpeak takes them,
+		// whatever their end: it gives this read no time window.
+		f := channels.EntryFilter{Limit: min(last.n, maxLastEntries)}
+		if pager, ok := store.(TimePager); ok {
+			entries, err = entriesByTime(ctx, pager, rt.channel, f)
+		} else if entries, err = store.Entries(ctx, rt.channel, channels.EntryFilter{}); err == nil {
+			entries = newestByTime(entries, f.Limit)
+		}
 	case routeEntry:
 		var e *channels.Entry
 		e, ferr := store.FindEntry(ctx, rt.channel, rt.entry)
@@ -384,11 +391,11 @@ func parseLastParams(q url.Values, kind channels.AggregateKind) (lastParams, err
 func lastBucket(entries []channels.Entry, p *readParams, cols []int) []channels.Entry {
 	opt := p.rows
 	opt.Cols = cols
-	// Rows folds an entry older than the open bucket into it, so the
-	// newest bucket is that of the latest created_at and holds the
-	// entries from the first one that reaches it. Start there: the
-	// empty buckets before it (entries years apart, a device's clock at
-	// 1970) would cost a step each.
+	// The newest bucket is that of the latest created_at. Start at the
+	// first entry that reaches it: the empty buckets before it (entries
+	// years apart, a device's clock at 1970) would cost a step each.
+	// (Entries come in time order from TimePager; an entry older than
+	// the open bucket would be folded into it.)
 	if len(entries) > 0 {
 		newest := entries[0].CreatedAt
 		for i := range entries {
@@ -415,6 +422,16 @@ func lastBucket(entries []channels.Entry, p *readParams, cols []int) []channels.
 		return nil
 	}
 	return []channels.Entry{last}
+}
+
+// entriesByTime returns the newest f.Limit entries that match f by
+// created_at, oldest first, all at once: for small reads.
+func entriesByTime(ctx context.Context, pager TimePager, channelID uint64, f channels.EntryFilter) ([]channels.Entry, error) {
+	keys, err := pager.EntryKeys(ctx, channelID, f)
+	if err != nil || len(keys.Keys) == 0 {
+		return nil, err
+	}
+	return pager.EntriesByKey(ctx, channelID, keys.Version, keys.Keys, make([]channels.Entry, 0, len(keys.Keys)))
 }
 
 // newestByTime returns the newest n of es by created_at, then entry_id,
