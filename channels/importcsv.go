@@ -212,3 +212,15 @@ func CheckEntry(ch *Channel, e *Entry, lim Limits) error {
 	}
 	return nil
 }
+
+// ImportSummary is what an import stored.
+type ImportSummary struct {
+	Channel uint64
+	Entries int
+	// IDsKept: the entries kept the source's entry_ids (the channel had
+	// never had an entry), else they were numbered on after its last.
+	IDsKept         bool
+	FirstID, LastID uint64
+	FirstAt, LastAt time.Time
+	LastLine        int // the last stored row's line in a file, else 0
+}
