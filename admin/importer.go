@@ -136,22 +136,12 @@ func (im *Importer) refused(err error) error {
 		stored = fmt.Sprintf("%d entries before it were stored (entries %d to %d, up to %s)",
 			im.sum.Entries, im.sum.FirstID, im.sum.LastID, importTime(im.sum.LastAt))
 	}
-	return &ImportError{Err: err, Stored: stored, Summary: im.Summary()}
+	return &channels.ImportError{Err: err, Stored: stored, Summary: im.Summary()}
 }
-
-// ImportError is an import's refusal with what was stored before it.
-type ImportError struct {
-	Err     error
-	Stored  string                  // what was stored, as a clause
-	Summary *channels.ImportSummary // what was stored
-}
-
-func (e *ImportError) Error() string { return e.Err.Error() + "; " + e.Stored }
-func (e *ImportError) Unwrap() error { return e.Err }
 
 // ImportCSV streams a CSV export in ThingSpeak's layout (see
 // channels.CSVImport) into channel id through s. A refused row or a
-// failed read ends it with an *ImportError that names the line and says
+// failed read ends it with a *channels.ImportError that names the line and says
 // what was stored before it (whole batches).
 func ImportCSV(ctx context.Context, s Service, id uint64, in io.Reader) (*channels.ImportSummary, error) {
 	ch, err := s.Channel(ctx, id)

@@ -224,3 +224,14 @@ type ImportSummary struct {
 	FirstAt, LastAt time.Time
 	LastLine        int // the last stored row's line in a file, else 0
 }
+
+// ImportError is an import's refusal with what was stored before it (in
+// whole batches). Its code is Err's.
+type ImportError struct {
+	Err     error
+	Stored  string         // what was stored, as a clause ("nothing was stored")
+	Summary *ImportSummary // what was stored
+}
+
+func (e *ImportError) Error() string { return e.Err.Error() + "; " + e.Stored }
+func (e *ImportError) Unwrap() error { return e.Err }
