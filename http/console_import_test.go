@@ -3,12 +3,15 @@ package httpd_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
 	"mime/multipart"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -329,5 +332,100 @@ func TestConsoleImportTooLarge(t *testing.T) {
 	es, err := e.db.Entries(t.Context(), ch.ID, channels.EntryFilter{Limit: 1})
 	if err != nil || len(es) != 1 || es[0].ID != uint64(n) {
 		t.Errorf("newest entry %v %v, want %d", es, err, n)
+	}
+}
+
+// TestConsoleImportBodyBudget: an upload holds part of the server's body
+// budget (http.max_body_bytes_in_flight) while it runs, so that a flood of
+// uploads cannot make the server hold more than the budget: with one
+// upload stalled mid-file, a second upload and a large console form are
+// refused with 503 and Retry-After before their bodies are read; once the
+// first ends, uploads are taken again.
+func TestConsoleImportBodyBudget(t *testing.T) {
+	m := newMgmt(t, mgmtOptions{maxBodies: 64 << 10, console: true})
+	const pw = "a long console password 42"
+	if err := m.adm.(interface {
+		SetPassword(context.Context, string) error
+	}).SetPassword(t.Context(), pw); err != nil {
+		t.Fatal(err)
+	}
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	do := func(req *http.Request) (int, http.Header, string) {
+		t.Helper()
+		req.Header.Set("Origin", m.base)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	req, _ := http.NewRequest("POST", m.base+"/console/signin", strings.NewReader("password="+url.QueryEscape(pw)))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if code, _, body := do(req); code != http.StatusSeeOther {
+		t.Fatalf("sign in: %d %s", code, body)
+	}
+	ch := m.createChannel("name=budget&field1=Level")
+	req, _ = http.NewRequest("GET", fmt.Sprintf("%s/console/channels/%d", m.base, ch.ID), nil)
+	_, _, body := do(req)
+	csrf := csrfRE.FindStringSubmatch(body)
+	if csrf == nil {
+		t.Fatalf("no csrf on the channel page: %s", body)
+	}
+	upload := func(file io.Reader) *http.Request {
+		f := uploadForm{csrf: strp(csrf[1]), formID: strp(rand.Text()), filename: "a.csv", file: file}
+		rd, ct := f.body()
+		req, _ := http.NewRequest("POST", fmt.Sprintf("%s/console/channels/%d/import", m.base, ch.ID), rd)
+		req.Header.Set("Content-Type", ct)
+		return req
+	}
+
+	// The first upload sends a header and one row, then stalls.
+	stalled, pwr := io.Pipe()
+	first := make(chan int, 1)
+	go func() {
+		req := upload(stalled)
+		req.Header.Set("Origin", m.base)
+		resp, err := c.Do(req)
+		if err != nil {
+			first <- 0
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	io.WriteString(pwr, "created_at,field1\n2024-03-01 10:00:00 UTC,1\n")
+
+	refusals := m.srv.Refusals().Snapshot()["busy"]
+	var code int
+	var hdr http.Header
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if code, hdr, body = do(upload(strings.NewReader("created_at,field1\n2024-03-01 11:00:00 UTC,2\n"))); code == http.StatusServiceUnavailable {
+			break
+		}
+	}
+	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || !strings.Contains(body, "as many uploads") {
+		t.Fatalf("second upload while the first holds the budget: %d %v %s", code, hdr, body)
+	}
+	form, _ := http.NewRequest("POST", fmt.Sprintf("%s/console/channels/%d", m.base, ch.ID), strings.NewReader("csrf="+url.QueryEscape(csrf[1])+"&name="+strings.Repeat("n", 6000)))
+	form.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if code, _, body := do(form); code != http.StatusServiceUnavailable {
+		t.Errorf("large form while an upload holds the budget: %d %s", code, body)
+	}
+	if n := m.srv.Refusals().Snapshot()["busy"] - refusals; n < 2 {
+		t.Errorf("%d refusals counted as busy, want at least 2", n)
+	}
+
+	// The first upload ends: it is stored, and uploads are taken again.
+	io.WriteString(pwr, "2024-03-01 10:01:00 UTC,1.5\n")
+	pwr.Close()
+	if code := <-first; code != 200 {
+		t.Fatalf("stalled upload, finished: %d", code)
+	}
+	if code, _, body := do(upload(strings.NewReader("created_at,field1\n2024-03-01 11:00:00 UTC,2\n"))); code != 200 || !strings.Contains(body, "Imported 1 entry (numbered on after the channel&#39;s last entry): entries 3 to 3") {
+		t.Errorf("upload after the budget came back: %d %s", code, body)
 	}
 }
