@@ -80,6 +80,9 @@ type HTTPConfig struct {
 	// WriteTimeout cuts off a client that takes no part of a feed answer
 	// or event stream for that long.
 	WriteTimeout Duration `yaml:"write_timeout"`
+	// EmbedPollInterval is how often a dynamic chart or widget page asks
+	// for new entries.
+	EmbedPollInterval Duration `yaml:"embed_poll_interval"`
 }
 
 // AuthBackoffConfig throttles failed logins per source address.
@@ -147,7 +150,8 @@ func DefaultConfig() Config {
 		IdleTimeout:    Duration(time.Hour),
 		ConnectTimeout: Duration(10 * time.Second),
 		AuthBackoff:    AuthBackoffConfig{AfterFailures: 5, Initial: Duration(time.Second), Max: Duration(5 * time.Minute)},
-		HTTP:           HTTPConfig{MaxFeedReads: 32, MaxBodyBytesInFlight: 8 << 20, MaxSSEStreams: 128, WriteTimeout: Duration(20 * time.Second)},
+		HTTP: HTTPConfig{MaxFeedReads: 32, MaxBodyBytesInFlight: 8 << 20, MaxSSEStreams: 128, WriteTimeout: Duration(20 * time.Second),
+			EmbedPollInterval: Duration(httpd.DefaultEmbedPoll)},
 		MaxConnections: 1000,
 		LogRate:        20,
 		SendQueueBytes: 1 << 20,
@@ -377,6 +381,8 @@ func (c *Config) validateHTTP() error {
 		return fmt.Errorf("http.max_sse_streams: must not be negative (got %d; 0 means no limit)", h.MaxSSEStreams)
 	case h.WriteTimeout < Duration(time.Second) || h.WriteTimeout > Duration(httpd.ResponseTimeout):
 		return fmt.Errorf("http.write_timeout: must be from 1s to %s (got %s)", httpd.ResponseTimeout, h.WriteTimeout)
+	case h.EmbedPollInterval < Duration(httpd.MinEmbedPoll) || h.EmbedPollInterval > Duration(httpd.MaxEmbedPoll):
+		return fmt.Errorf("http.embed_poll_interval: must be from %s to %s (got %s)", httpd.MinEmbedPoll, httpd.MaxEmbedPoll, h.EmbedPollInterval)
 	}
 	return nil
 }

@@ -47,6 +47,8 @@ func TestInvalidConfig(t *testing.T) {
 		"zero-subscriptions.yaml":     "limits.max_subscriptions_per_client: must be from 1 to 10000 (got 0)",
 		"syntax-error.yaml":           "did not find expected",
 		"small-body-budget.yaml":      "http.max_body_bytes_in_flight: must be 0 (no limit) or at least 65536 bytes",
+		"fast-embed-poll.yaml":        "http.embed_poll_interval: must be from 1s to 10m0s (got 500ms)",
+		"slow-embed-poll.yaml":        "http.embed_poll_interval: must be from 1s to 10m0s (got 1h0m0s)",
 	} {
 		t.Run(strings.TrimSuffix(file, ".yaml"), func(t *testing.T) {
 			path := filepath.Join("../../testdata/config", file)
