@@ -131,19 +131,8 @@ func MatchRule(pattern, topic, clientID, username string) bool {
 // Allows reports whether rules allow want (AccessRead or AccessWrite) on
 // topic: no deny rule matches it and some rule with that access does.
 func Allows(rules []Rule, want Access, topic, clientID, username string) bool {
-	allowed := false
-	for _, r := range rules {
-		if !MatchRule(r.Pattern, topic, clientID, username) {
-			continue
-		}
-		if r.Access == AccessDeny {
-			return false
-		}
-		if r.Access&want != 0 {
-			allowed = true
-		}
-	}
-	return allowed
+	allowed, denied := scanRules(rules, want, topic, clientID, username)
+	return allowed && !denied
 }
 
 func clip(s string) string {
@@ -169,20 +158,68 @@ func (r *Registry) AnonymousRules() []Rule {
 	return append([]Rule(nil), r.anonRules...)
 }
 
+// SetCommonRules replaces the access rules that apply to every
+// connection, anonymous or authenticated, besides its own: Mosquitto's
+// pattern lines, usually written with %c or %u.
+func (r *Registry) SetCommonRules(rules []Rule) {
+	cp := append([]Rule(nil), rules...)
+	r.mu.Lock()
+	r.commonRules = cp
+	r.mu.Unlock()
+}
+
+// CommonRules returns the access rules of every connection.
+func (r *Registry) CommonRules() []Rule {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return append([]Rule(nil), r.commonRules...)
+}
+
 // FreeAccess reports whether device (Anonymous for connections without a
 // username), connected as clientID with username, may have want
 // (AccessRead to subscribe to a filter or receive a topic, AccessWrite to
-// publish) on a free topic or filter. Default deny: a device without a
-// matching rule gets nothing. Reserved topics are never allowed here.
+// publish) on a free topic or filter. The device's own rules (or the
+// anonymous ones) and the rules of every connection count together: a
+// deny in either refuses, and otherwise a rule with that access in either
+// allows. Default deny: a connection without a matching rule gets
+// nothing. Reserved topics are never allowed here.
 func (r *Registry) FreeAccess(device uint64, want Access, topic, clientID, username string) bool {
 	if channels.Reserved(topic) {
 		return false
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	var own []Rule
 	if device == Anonymous {
-		return Allows(r.anonRules, want, topic, clientID, username)
+		own = r.anonRules
+	} else {
+		p, ok := r.devices[device]
+		if !ok {
+			return false // deleted: its connections are being closed
+		}
+		own = p.dev.Rules
 	}
-	p, ok := r.devices[device]
-	return ok && Allows(p.dev.Rules, want, topic, clientID, username)
+	a, denied := scanRules(own, want, topic, clientID, username)
+	if denied {
+		return false
+	}
+	b, denied := scanRules(r.commonRules, want, topic, clientID, username)
+	return !denied && (a || b)
+}
+
+// scanRules reports whether some rule with access want matches topic,
+// and whether a deny rule does.
+func scanRules(rules []Rule, want Access, topic, clientID, username string) (allowed, denied bool) {
+	for _, r := range rules {
+		if !MatchRule(r.Pattern, topic, clientID, username) {
+			continue
+		}
+		if r.Access == AccessDeny {
+			return false, true
+		}
+		if r.Access&want != 0 {
+			allowed = true
+		}
+	}
+	return allowed, false
 }
