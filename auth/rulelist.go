@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -227,4 +228,25 @@ func (a *AccessRules) JSON() AccessRulesJSON {
 		j.Devices = append(j.Devices, DeviceRuleListJSON{ID: d.ID, Name: d.Name, Username: d.Username, Rules: RuleStrings(d.Rules)})
 	}
 	return j
+}
+
+// RulesChange replaces rule lists: each non-nil list, and each listed
+// device's rules.
+type RulesChange struct {
+	Anonymous *[]Rule
+	Everyone  *[]Rule
+	Devices   map[uint64][]Rule
+}
+
+// RuleStore keeps the rule lists; a device's own rules are kept with the
+// device (Store), and RuleStore changes them with the others at once.
+type RuleStore interface {
+	// SharedRules returns the anonymous connections' and everyone's
+	// rules: none in a database that never had any.
+	SharedRules(ctx context.Context) (anonymous, everyone []Rule, err error)
+	// SetRules applies change in one transaction, setting each changed
+	// device's UpdatedAt, and returns the changed devices. ENOTFOUND
+	// (wrapping ErrDeviceNotFound) when a device is missing: then
+	// nothing changes.
+	SetRules(ctx context.Context, change RulesChange) ([]*Device, error)
 }
