@@ -71,8 +71,10 @@ func ValidPattern(pattern string) error {
 		return channels.Errorf(channels.EINVALID, "a rule's topic pattern is empty")
 	case len(pattern) > MaxRulePattern:
 		return channels.Errorf(channels.EINVALID, "a rule's topic pattern is longer than %d bytes", MaxRulePattern)
-	case strings.ContainsRune(pattern, 0) || !utf8.ValidString(pattern):
-		return channels.Errorf(channels.EINVALID, "topic pattern %q: not valid UTF-8 without NUL", clip(pattern))
+	case !utf8.ValidString(pattern) || strings.ContainsFunc(pattern, isControl):
+		// MQTT topics should hold no control characters; a rule with a
+		// line break could not be shown or edited one rule a line.
+		return channels.Errorf(channels.EINVALID, "topic pattern %q: not valid UTF-8 without control characters", clip(pattern))
 	case channels.Reserved(pattern):
 		return channels.Errorf(channels.EINVALID, "topic pattern %q: channels/, devices/ and $ topics are governed by channel grants, not rules", clip(pattern))
 	}
@@ -134,6 +136,8 @@ func Allows(rules []Rule, want Access, topic, clientID, username string) bool {
 	allowed, denied := scanRules(rules, want, topic, clientID, username)
 	return allowed && !denied
 }
+
+func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }
 
 func clip(s string) string {
 	if len(s) > 64 {

@@ -81,7 +81,7 @@ func TestValidPattern(t *testing.T) {
 			t.Errorf("%q: %v", p, err)
 		}
 	}
-	for _, p := range []string{"", "channels/#", "devices/1/x", "$SYS/#", "a/#/b", "a/b#", "a+/b", "x\x00y"} {
+	for _, p := range []string{"", "channels/#", "devices/1/x", "$SYS/#", "a/#/b", "a/b#", "a+/b", "x\x00y", "a\nb", "a\tb", "a\x7fb", "a\u0085b", "\xff"} {
 		if err := ValidPattern(p); err == nil {
 			t.Errorf("%q accepted", p)
 		}
