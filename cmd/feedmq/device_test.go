@@ -25,7 +25,7 @@ func TestDeviceCreate(t *testing.T) {
 		t.Run("JSONShape", func(t *testing.T) {
 			var got map[string]any
 			mustJSON(t, dir, &got, "device", "create", "--name", "esp32", "--channel", "1", "--channel", "2:pub", "--channel", "3:sub", "--json")
-			want := []string{"channels", "client_id", "created_at", "id", "name", "password", "username"}
+			want := []string{"channels", "client_id", "created_at", "id", "name", "password", "rules", "username"}
 			if k := keys(got); !reflect.DeepEqual(k, want) {
 				t.Fatalf("keys %v, want %v", k, want)
 			}
