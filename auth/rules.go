@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"fmt"
 	"strings"
 	"unicode/utf8"
 
@@ -64,30 +65,44 @@ func ParseAccess(s string) (Access, error) {
 const MaxRulePattern = 1024
 
 // ValidPattern returns why pattern cannot be a rule's pattern, or nil: it
-// must be a valid MQTT filter of free topics (no reserved tree, no NUL).
+// must be a valid MQTT filter of free topics (no reserved tree, no
+// control characters).
 func ValidPattern(pattern string) error {
+	why := PatternProblem(pattern)
+	switch {
+	case why == "":
+		return nil
+	case pattern == "" || len(pattern) > MaxRulePattern:
+		return channels.Errorf(channels.EINVALID, "a rule's topic pattern %s", why)
+	}
+	return channels.Errorf(channels.EINVALID, "topic pattern %q: %s", clip(pattern), why)
+}
+
+// PatternProblem is ValidPattern's reason, "" for a valid pattern, without
+// the pattern: for messages that must not echo what a client sent.
+func PatternProblem(pattern string) string {
 	switch {
 	case pattern == "":
-		return channels.Errorf(channels.EINVALID, "a rule's topic pattern is empty")
+		return "is empty"
 	case len(pattern) > MaxRulePattern:
-		return channels.Errorf(channels.EINVALID, "a rule's topic pattern is longer than %d bytes", MaxRulePattern)
+		return fmt.Sprintf("is longer than %d bytes", MaxRulePattern)
 	case !utf8.ValidString(pattern) || strings.ContainsFunc(pattern, isControl):
 		// MQTT topics should hold no control characters; a rule with a
 		// line break could not be shown or edited one rule a line.
-		return channels.Errorf(channels.EINVALID, "topic pattern %q: not valid UTF-8 without control characters", clip(pattern))
+		return "not valid UTF-8 without control characters"
 	case channels.Reserved(pattern):
-		return channels.Errorf(channels.EINVALID, "topic pattern %q: channels/, devices/ and $ topics are governed by channel grants, not rules", clip(pattern))
+		return "channels/, devices/ and $ topics are governed by channel grants, not rules"
 	}
 	levels := strings.Split(pattern, "/")
 	for i, l := range levels {
 		if l == "#" && i != len(levels)-1 {
-			return channels.Errorf(channels.EINVALID, "topic pattern %q: # must be the last level", clip(pattern))
+			return "# must be the last level"
 		}
 		if len(l) > 1 && strings.ContainsAny(l, "+#") {
-			return channels.Errorf(channels.EINVALID, "topic pattern %q: + and # must fill a whole level", clip(pattern))
+			return "+ and # must fill a whole level"
 		}
 	}
-	return nil
+	return ""
 }
 
 // MatchRule reports whether pattern matches topic for a connection with
