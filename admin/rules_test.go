@@ -317,4 +317,3 @@ func TestImportACLChecksRules(t *testing.T) {
 		}
 	}
 }
-
