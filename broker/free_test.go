@@ -44,9 +44,9 @@ func (ts *testServer) allow(cr *auth.Credentials, rules ...string) {
 func pahoOpts(t testing.TB, addr string, cr *auth.Credentials, set func(*paho.ClientOptions)) *client {
 	t.Helper()
 	c := &client{msgs: make(chan message, 1000), lost: make(chan error, 1)}
-	o := paho.NewClientOptions().AddBroker("tcp://"+addr).SetProtocolVersion(4).
+	o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetProtocolVersion(4).
 		SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).
-		SetConnectTimeout(5*time.Second).SetKeepAlive(30*time.Second).
+		SetConnectTimeout(5 * time.Second).SetKeepAlive(30 * time.Second).
 		SetClientID(cr.Device.ClientID).SetUsername(cr.Device.Username).SetPassword(cr.Password).
 		SetConnectionLostHandler(func(_ paho.Client, err error) { c.lost <- err }).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {

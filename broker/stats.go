@@ -86,8 +86,11 @@ func (s *Server) Stats() Stats {
 	out.FreePublished = s.stats.freePublished.Load()
 	out.Retained = s.retained.count()
 	out.RetainedRefused = s.retained.refused.Load()
-	out.Queued, _ = s.queuedMessages()
 	out.QueueDropped = s.stats.queueDropped.Load()
+	if s.mochi == nil {
+		return out // not built by New
+	}
+	out.Queued, _ = s.queuedMessages()
 	for _, cl := range s.mochi.Clients.GetAll() {
 		if cl.Closed() && !cl.Net.Inline {
 			out.Sessions++
