@@ -426,15 +426,15 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if write {
 		return true
 	}
+	if len(topic) > h.srv.topicLimit(topic) {
+		return false // refused before any parsing
+	}
 	ss := h.srv.session(cl)
 	if ss == nil || !ss.isPending(topic) {
 		// Not a filter of this client's SUBSCRIBE: a delivery through
 		// mochi's publish path, live or queued for a session whose
 		// client is away.
 		return h.srv.freeDeliveryAllowed(cl, topic)
-	}
-	if len(topic) > h.srv.topicLimit(topic) {
-		return false // refused before any parsing
 	}
 	if cl.Closed() {
 		// Stopped (taken over, say) while mochi works through its
@@ -494,7 +494,7 @@ func (s *Server) readDenied(device uint64, filter string) error {
 func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if ss := h.srv.session(cl); ss != nil {
 		for _, f := range pk.Filters {
-			ss.markPending(f.Filter)
+			ss.markPending(f.Filter, h.srv.topicLimit(f.Filter))
 		}
 	}
 	return pk
