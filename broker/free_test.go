@@ -536,3 +536,95 @@ func waitStats(t testing.TB, ts *testServer, what string, ok func(broker.Stats) 
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestSessionExpiry: a persistent session whose client stays away past
+// sessions.expiry is gone: its subscriptions leave the topic index (mochi
+// only forgets the client) and it is not restored after a restart.
+func TestSessionExpiry(t *testing.T) {
+	ts := startServer(t, broker.Options{SessionExpiry: time.Second})
+	sub := ts.device()
+	ts.allow(sub, "read q/#")
+	s := pahoOpts(t, ts.addr, sub, func(o *paho.ClientOptions) { o.SetCleanSession(false) })
+	s.subscribeQos(t, "q/#", 1)
+	s.subscribeQos(t, "q/2/#", 1)
+	s.Disconnect(100)
+	waitStats(t, ts, "1 session", func(st broker.Stats) bool { return st.Sessions == 1 })
+	if n := ts.srv.Subscriptions(); n != 2 {
+		t.Fatalf("%d subscriptions held for the session, want 2", n)
+	}
+	waitStats(t, ts, "the session expired", func(st broker.Stats) bool { return st.Sessions == 0 })
+	deadline := time.Now().Add(5 * time.Second)
+	for ts.srv.Subscriptions() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d subscriptions left after the session expired", ts.srv.Subscriptions())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ts.restart()
+	if st := ts.srv.Stats(); st.Sessions != 0 || ts.srv.Subscriptions() != 0 {
+		t.Fatalf("sessions %d, subscriptions %d after a restart", st.Sessions, ts.srv.Subscriptions())
+	}
+}
+
+// TestAnonymousNoSession: an anonymous MQTT 5 client asking for Clean
+// Start=0 and a session expiry gets a session that ends with its
+// connection (only devices keep sessions: anyone could resume an
+// anonymous one).
+func TestAnonymousNoSession(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true})
+	ts.allow(nil, "readwrite pub/#")
+	for range 2 {
+		c := dial(t, ts.addr)
+		if _, err := c.Write(mqtttest.Packet(mqtttest.CONNECT<<4, connectBody5("anon-s", 3600))); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		typ, body, err := c.ReadPacket()
+		if err != nil || typ != mqtttest.CONNACK || body[0] != 0 || body[1] != 0 {
+			t.Fatalf("CONNACK %d % x %v, want accepted without a session", typ, body, err)
+		}
+		if _, err := c.Write(mqtttest.SubscribePacket(1, true, "pub/#")); err != nil {
+			t.Fatal(err)
+		}
+		if typ, body, err := c.ReadPacket(); err != nil || typ != 9 || body[len(body)-1] != 0 {
+			t.Fatalf("SUBACK %d % x %v", typ, body, err)
+		}
+		_ = c.Disconnect()
+		c.Close()
+		waitStats(t, ts, "no session", func(st broker.Stats) bool { return st.Sessions == 0 && ts.srv.Subscriptions() == 0 })
+	}
+}
+
+// connectBody5 is an MQTT 5 CONNECT body, Clean Start=0, with a session
+// expiry interval.
+func connectBody5(clientID string, expiry uint32) []byte {
+	b := []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0, 0, 60}
+	b = append(b, 5, 0x11, byte(expiry>>24), byte(expiry>>16), byte(expiry>>8), byte(expiry))
+	b = append(b, byte(len(clientID)>>8), byte(len(clientID)))
+	return append(b, clientID...)
+}
+
+// TestQueuedTotalBound: past sessions.max_queued_total, the longest
+// queues lose their oldest messages.
+func TestQueuedTotalBound(t *testing.T) {
+	ts := startServer(t, broker.Options{QueuedPerClient: 10, QueuedTotal: 10})
+	pub := ts.device()
+	ts.allow(pub, "write q/#")
+	var subs []*auth.Credentials
+	for range 2 {
+		s := ts.device()
+		ts.allow(s, "read q/#")
+		c := pahoOpts(t, ts.addr, s, func(o *paho.ClientOptions) { o.SetCleanSession(false) })
+		c.subscribeQos(t, "q/#", 1)
+		c.Disconnect(100)
+		subs = append(subs, s)
+	}
+	waitStats(t, ts, "2 sessions", func(st broker.Stats) bool { return st.Sessions == 2 })
+	p := mustConnect(t, ts.addr, pub)
+	for i := range 8 {
+		if err := p.publish(t, "q/x", 1, fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitStats(t, ts, "10 queued, 6 dropped", func(st broker.Stats) bool { return st.Queued == 10 && st.QueueDropped == 6 })
+}
