@@ -628,3 +628,76 @@ func TestQueuedTotalBound(t *testing.T) {
 	}
 	waitStats(t, ts, "10 queued, 6 dropped", func(st broker.Stats) bool { return st.Queued == 10 && st.QueueDropped == 6 })
 }
+
+// TestFreeTopicAliasesAndLogs: MQTT 5 topic aliases work on free topics;
+// a free topic over the length limit is refused (PUBACK 0x90) and not
+// kept as an alias; a flood of refused publishes and wills logs a few
+// short lines and never the password.
+func TestFreeTopicAliasesAndLogs(t *testing.T) {
+	log, logs := captureLogs(t)
+	ts := startServer(t, broker.Options{Logger: log, MaxFreeTopicLen: 300})
+	dev := ts.device()
+	ts.allow(dev, "readwrite a/#")
+	c := rawDevice(t, ts.addr, dev, 5)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if code, err := c.Subscribe(1, "a/#"); err != nil || code != 0 {
+		t.Fatalf("SUBACK %#x %v", code, err)
+	}
+	long := "a/" + strings.Repeat("L", 400)
+	for i, tc := range []struct {
+		pk    []byte
+		ack   byte
+		topic string
+	}{
+		{publish5("a/b", 1, 1, 1, []byte("1")), 0, "a/b"},
+		{publish5("", 1, 1, 2, []byte("2")), 0, "a/b"},
+		{publish5(long, 2, 1, 3, []byte("3")), 0x90, ""},
+		{publish5("b/denied", 3, 1, 4, []byte("4")), 0x87, ""},
+	} {
+		if _, err := c.Write(tc.pk); err != nil {
+			t.Fatal(err)
+		}
+		var acked, delivered bool
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for !acked || (tc.topic != "" && !delivered) {
+			typ, body, err := c.ReadPacket()
+			if err != nil {
+				t.Fatalf("publish %d: %v", i+1, err)
+			}
+			switch typ {
+			case mqtttest.PUBACK:
+				if code := append(body, 0)[2]; code != tc.ack {
+					t.Fatalf("publish %d: PUBACK %#x, want %#x", i+1, code, tc.ack)
+				}
+				acked = true
+			case 3:
+				if n := int(body[0])<<8 | int(body[1]); string(body[2:2+n]) != tc.topic && tc.topic != "" {
+					t.Fatalf("publish %d delivered on %q", i+1, body[2:2+n])
+				}
+				if tc.topic == "" {
+					t.Fatalf("publish %d delivered", i+1)
+				}
+				delivered = true
+			}
+		}
+	}
+	// A flood of refused publishes logs one line per rejectLogEvery.
+	for i := range 200 {
+		if err := c.Publish("b/denied", 0, 0, []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, err := c.Subscribe(9, "a/x"); err != nil || code != 0 { // orders the flood before the checks
+		t.Fatalf("SUBACK %#x %v", code, err)
+	}
+	logs.mu.Lock()
+	out := logs.buf.String()
+	logs.mu.Unlock()
+	if n := strings.Count(out, "publish rejected"); n > 2 {
+		t.Errorf("%d rejection lines for a flood, want at most 2", n)
+	}
+	if strings.Contains(out, strings.Repeat("L", 300)) {
+		t.Error("the log quotes the whole long topic")
+	}
+	logs.noKeys(t, dev.Password)
+}
