@@ -33,6 +33,9 @@ const (
 	opDeviceGet         = "device.get"            // idArgs -> auth.Device
 	opDeviceList        = "device.list"           // none -> []auth.Device
 	opDeviceActivity    = "device.activity"       // none -> map[uint64]auth.Activity
+	opBindingCreate     = "binding.create"        // channels.Binding -> channels.Binding
+	opBindingDelete     = "binding.delete"        // idArgs -> null
+	opBindingList       = "binding.list"          // bindingListArgs -> []channels.Binding
 	opDBBackup          = "db.backup"             // backupArgs -> BackupResult
 	opDBCheck           = "db.check"              // none -> storage.CheckReport
 
@@ -87,6 +90,10 @@ type grantArgs struct {
 
 type deauthorizeArgs struct {
 	ID      uint64 `json:"id"`
+	Channel uint64 `json:"channel"`
+}
+
+type bindingListArgs struct {
 	Channel uint64 `json:"channel"`
 }
 
@@ -185,6 +192,15 @@ var ops = map[string]opFunc{
 	opDeviceActivity: op(func(ctx context.Context, s Service, _ struct{}) (any, error) {
 		return s.DeviceActivity(ctx)
 	}),
+	opBindingCreate: op(func(ctx context.Context, s Service, a channels.Binding) (any, error) {
+		return s.Bind(ctx, a)
+	}),
+	opBindingDelete: op(func(ctx context.Context, s Service, a idArgs) (any, error) {
+		return none(s.Unbind(ctx, a.ID))
+	}),
+	opBindingList: op(func(ctx context.Context, s Service, a bindingListArgs) (any, error) {
+		return s.Bindings(ctx, a.Channel)
+	}),
 	opDBBackup: op(func(ctx context.Context, s Service, a backupArgs) (any, error) {
 		return s.Backup(ctx, a.Path)
 	}),
@@ -236,7 +252,7 @@ func scrubCredentials(c *auth.Credentials, err error) (any, error) {
 // readOps change nothing; they are logged at debug level only.
 var readOps = map[string]bool{
 	opChannelGet: true, opChannelList: true, opFeedEntries: true, opDeviceGet: true, opDeviceList: true,
-	opDeviceActivity: true, opDBCheck: true, opAccountGet: true, opAccountVerifyPassword: true, opAccountVerifyUserKey: true,
+	opDeviceActivity: true, opBindingList: true, opDBCheck: true, opAccountGet: true, opAccountVerifyPassword: true, opAccountVerifyUserKey: true,
 }
 
 // NewHandler serves the admin socket with svc, the running server's
