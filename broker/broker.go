@@ -194,6 +194,9 @@ type Server struct {
 
 	// In-process entry watchers (watch.go).
 	watch watchers
+
+	// Bindings of free topics to channels (bind.go).
+	binds bindState
 }
 
 // New builds a server; it binds nothing until Open.
