@@ -116,6 +116,9 @@ type LimitsConfig struct {
 	// from 1 to maxSubscriptionsLimit (no "unlimited": every filter costs
 	// memory in the topic index).
 	MaxSubscriptionsPerClient int `yaml:"max_subscriptions_per_client"`
+	// Bindings of free topics to channels; 0: no limit.
+	MaxBindingsPerChannel int `yaml:"max_bindings_per_channel"`
+	MaxBindings           int `yaml:"max_bindings"`
 }
 
 // maxSubscriptionsLimit bounds limits.max_subscriptions_per_client.
@@ -156,6 +159,7 @@ func DefaultConfig() Config {
 			MaxDevices: al.MaxDevices, MaxChannelsPerDevice: al.MaxChannelsPerDevice,
 			MaxPayload: cl.MaxPayload, MaxValueLen: cl.MaxValueLen,
 			MaxSubscriptionsPerClient: broker.DefaultMaxSubscriptions,
+			MaxBindingsPerChannel:     al.MaxBindingsPerChannel, MaxBindings: al.MaxBindings,
 		},
 	}
 }
@@ -362,6 +366,10 @@ func (c *Config) validateLimits() error {
 		return fmt.Errorf("limits.max_value_len: must be from 1 to limits.max_payload (%d) (got %d)", l.MaxPayload, l.MaxValueLen)
 	case l.MaxSubscriptionsPerClient < 1 || l.MaxSubscriptionsPerClient > maxSubscriptionsLimit:
 		return fmt.Errorf("limits.max_subscriptions_per_client: must be from 1 to %d (got %d)", maxSubscriptionsLimit, l.MaxSubscriptionsPerClient)
+	case l.MaxBindingsPerChannel < 0:
+		return fmt.Errorf("limits.max_bindings_per_channel: must not be negative (got %d; 0 means no limit)", l.MaxBindingsPerChannel)
+	case l.MaxBindings < 0:
+		return fmt.Errorf("limits.max_bindings: must not be negative (got %d; 0 means no limit)", l.MaxBindings)
 	}
 	return nil
 }
@@ -421,7 +429,8 @@ func autoTLSAddr(addr, def, cert string) string {
 }
 
 func (c *Config) authLimits() auth.Limits {
-	return auth.Limits{MaxDevices: c.Limits.MaxDevices, MaxChannelsPerDevice: c.Limits.MaxChannelsPerDevice}
+	return auth.Limits{MaxDevices: c.Limits.MaxDevices, MaxChannelsPerDevice: c.Limits.MaxChannelsPerDevice,
+		MaxBindingsPerChannel: c.Limits.MaxBindingsPerChannel, MaxBindings: c.Limits.MaxBindings}
 }
 
 func (c *Config) payloadLimits() channels.Limits {
