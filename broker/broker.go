@@ -253,6 +253,8 @@ type Server struct {
 	sessStore *sessionStore
 	sweepStop chan struct{}
 	sweepDone chan struct{}
+	// Bindings of free topics to channels (bind.go).
+	binds bindState
 }
 
 // New builds a server; it binds nothing until Open.

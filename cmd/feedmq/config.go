@@ -141,6 +141,9 @@ type LimitsConfig struct {
 	// MaxFreeTopicLength bounds topics and filters outside channels/,
 	// devices/ and $, in bytes (1 to 65535, MQTT's own limit).
 	MaxFreeTopicLength int `yaml:"max_free_topic_length"`
+	// Bindings of free topics to channels; 0: no limit.
+	MaxBindingsPerChannel int `yaml:"max_bindings_per_channel"`
+	MaxBindings           int `yaml:"max_bindings"`
 }
 
 // maxSubscriptionsLimit bounds limits.max_subscriptions_per_client.
@@ -183,6 +186,7 @@ func DefaultConfig() Config {
 			MaxPayload: cl.MaxPayload, MaxValueLen: cl.MaxValueLen,
 			MaxSubscriptionsPerClient: broker.DefaultMaxSubscriptions,
 			MaxFreeTopicLength:        broker.DefaultMaxFreeTopicLen,
+			MaxBindingsPerChannel:     al.MaxBindingsPerChannel, MaxBindings: al.MaxBindings,
 		},
 		Retained: RetainedConfig{MaxMessages: 10000, MaxBytes: 16 << 20},
 		Sessions: SessionsConfig{Expiry: Duration(7 * 24 * time.Hour), MaxQueuedPerClient: 1000, MaxQueuedTotal: 100000},
@@ -392,6 +396,10 @@ func (c *Config) validateLimits() error {
 		return fmt.Errorf("limits.max_value_len: must be from 1 to limits.max_payload (%d) (got %d)", l.MaxPayload, l.MaxValueLen)
 	case l.MaxSubscriptionsPerClient < 1 || l.MaxSubscriptionsPerClient > maxSubscriptionsLimit:
 		return fmt.Errorf("limits.max_subscriptions_per_client: must be from 1 to %d (got %d)", maxSubscriptionsLimit, l.MaxSubscriptionsPerClient)
+	case l.MaxBindingsPerChannel < 0:
+		return fmt.Errorf("limits.max_bindings_per_channel: must not be negative (got %d; 0 means no limit)", l.MaxBindingsPerChannel)
+	case l.MaxBindings < 0:
+		return fmt.Errorf("limits.max_bindings: must not be negative (got %d; 0 means no limit)", l.MaxBindings)
 	}
 	return nil
 }
@@ -482,7 +490,8 @@ func autoTLSAddr(addr, def, cert string) string {
 }
 
 func (c *Config) authLimits() auth.Limits {
-	return auth.Limits{MaxDevices: c.Limits.MaxDevices, MaxChannelsPerDevice: c.Limits.MaxChannelsPerDevice}
+	return auth.Limits{MaxDevices: c.Limits.MaxDevices, MaxChannelsPerDevice: c.Limits.MaxChannelsPerDevice,
+		MaxBindingsPerChannel: c.Limits.MaxBindingsPerChannel, MaxBindings: c.Limits.MaxBindings}
 }
 
 func (c *Config) payloadLimits() channels.Limits {

@@ -38,6 +38,7 @@ func TestInvalidConfig(t *testing.T) {
 		"unknown-nested-key.yaml":     `line 3: unknown key "limits.max_device"`,
 		"bad-duration.yaml":           `line 2: idle_timeout: "1 hour" is not a duration`,
 		"negative-limit.yaml":         "limits.max_devices: must not be negative",
+		"negative-bindings.yaml":      "limits.max_bindings_per_channel: must not be negative (got -1; 0 means no limit)",
 		"wrong-type.yaml":             "line 3: limits.max_payload: cannot unmarshal",
 		"bad-log-level.yaml":          `log_level: "verbose" is not debug, info, warn or error`,
 		"bad-log-format.yaml":         `log_format: "xml" is not text or json`,

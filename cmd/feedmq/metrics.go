@@ -69,6 +69,7 @@ func (m *metrics) handler(s *server) http.Handler {
 		m.commitSeconds, m.commitEntries,
 		&feedCollector{broker: s.broker, dbPath: s.db.Path(), httpFieldsDropped: &m.httpFieldsDropped},
 		refusalCollector{m.httpRefused},
+		bindingCollector{s.broker},
 	)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:            promLogger{s},

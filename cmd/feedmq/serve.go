@@ -240,6 +240,9 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	s.svc.Revoke = s.broker.Revoke
+	if err = s.svc.WatchBindings(ctx, s.broker.SetBindings); err != nil {
+		return err
+	}
 	s.svc.Activity = s.broker.DeviceActivity
 	if err = s.broker.Open(); err != nil {
 		return err
