@@ -64,12 +64,21 @@ allowed (the default). With --plain, bench uses topics bench/SCENARIO/<n>
 (fanin counts on bench/fanin/#) and no
 authentication instead, for any MQTT broker such as Mosquitto.
 
+With --free (fanin, fanout, latency), the same topics bench/SCENARIO/<n> are
+feedmq's free topics: each publisher is a device of its own with the access
+rule "write bench/#", and the subscribers connect anonymously, allowed by an
+anonymous rule "read bench/#" for the run; bench creates both through the
+admin socket and removes them afterwards. With --plain, --free changes
+nothing, so one command line measures feedmq's free topics and Mosquitto
+alike.
+
 With --pid (the broker's process ID) bench reads the broker's CPU time
 (utime+stime in /proc/PID/stat) and RSS (/proc/PID/status): broker CPU
 seconds per million delivered messages (connect: per million connects).`,
 		Example: `  feedmq bench fanin --addr 127.0.0.1:1883 --data /var/lib/feedmq --qos 1 --pid $(pidof feedmq)
   feedmq bench latency --addr 127.0.0.1:1883 --data ./feedmq-data --rate 500 --duration 20s
-  feedmq bench fanout --addr 127.0.0.1:1884 --plain --clients 50 --json`,
+  feedmq bench fanout --addr 127.0.0.1:1884 --plain --clients 50 --json
+  feedmq bench fanin --addr 127.0.0.1:1883 --data ./feedmq-data --free --qos 1`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 || !slices.Contains(loadgen.Scenarios, args[0]) {
 				return fmt.Errorf("%s takes one scenario: %s, e.g. `%s fanin --addr 127.0.0.1:1883`",
@@ -82,6 +91,7 @@ seconds per million delivered messages (connect: per million connects).`,
 	f := cmd.Flags()
 	f.String("addr", "127.0.0.1:1883", "MQTT address (TCP) of the broker to test")
 	f.Bool("plain", false, "plain topics bench/SCENARIO/<n> without authentication, for any MQTT broker (Mosquitto)")
+	f.Bool("free", false, "free topics bench/SCENARIO/<n> on feedmq, by devices allowed to write bench/# (fanin, fanout, latency)")
 	f.Int("clients", 0, "devices (fanin), subscribers (fanout), workers (connect) or connections (idle);\n0 = the scenario's default (100, 100, 1, 4, 1000)")
 	f.Int("qos", 0, "publish QoS: 0 or 1 (1: one publish in flight per client, acknowledged before the next)")
 	f.Int64("messages", 100000, "at most this many publishes (connect: connects) in the run")
@@ -97,6 +107,7 @@ func runBench(cmd *cobra.Command, args []string) error {
 	cfg := loadgen.Config{Scenario: args[0]}
 	cfg.Addr, _ = f.GetString("addr")
 	cfg.Plain, _ = f.GetBool("plain")
+	cfg.Free, _ = f.GetBool("free")
 	cfg.Clients, _ = f.GetInt("clients")
 	qos, _ := f.GetInt("qos")
 	cfg.Messages, _ = f.GetInt64("messages")
@@ -187,6 +198,7 @@ type benchProvisioner struct {
 	a        admin.Conn
 	channels []uint64
 	devices  []uint64
+	undo     func(context.Context) error // puts the anonymous rules back
 }
 
 func openBenchProvisioner(cmd *cobra.Command) (*benchProvisioner, error) {
@@ -223,9 +235,55 @@ func (p *benchProvisioner) Device(ctx context.Context, name string, ch uint64) (
 	return loadgen.Options{ClientID: cr.Device.ClientID, Username: cr.Device.Username, Password: cr.Password}, nil
 }
 
+func (p *benchProvisioner) FreeDevice(ctx context.Context, name, pattern string) (loadgen.Options, error) {
+	cr, err := p.a.CreateDevice(ctx, auth.DeviceSpec{Name: name, Rules: []auth.Rule{{Access: auth.AccessWrite, Pattern: pattern}}})
+	if err != nil {
+		return loadgen.Options{}, fmt.Errorf("creating device %s: %w (bench needs one device per client; see limits in the configuration)", name, err)
+	}
+	p.devices = append(p.devices, cr.Device.ID)
+	return loadgen.Options{ClientID: cr.Device.ClientID, Username: cr.Device.Username, Password: cr.Password}, nil
+}
+
+// AllowAnonymousRead adds the anonymous rule "read PATTERN" for the run,
+// unless the anonymous rules already allow reading that pattern; cleanup
+// puts back the rule the list had on it, or removes the one added.
+func (p *benchProvisioner) AllowAnonymousRead(ctx context.Context, pattern string) error {
+	cur, err := p.a.AccessRules(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the access rules: %w", err)
+	}
+	var prev *auth.Rule
+	for _, r := range cur.Anonymous {
+		if r.Pattern == pattern {
+			prev = &r
+		}
+	}
+	if prev != nil && prev.Access&auth.AccessRead != 0 {
+		return nil
+	}
+	anon := auth.RuleTarget{Scope: auth.ScopeAnonymous}
+	if _, err := p.a.AllowRules(ctx, anon, []auth.Rule{{Access: auth.AccessRead, Pattern: pattern}}); err != nil {
+		return fmt.Errorf("letting anonymous subscribers read %s: %w", pattern, err)
+	}
+	p.undo = func(ctx context.Context) error {
+		if prev != nil {
+			_, err := p.a.AllowRules(ctx, anon, []auth.Rule{*prev})
+			return err
+		}
+		_, err := p.a.DisallowRules(ctx, anon, []string{pattern})
+		return err
+	}
+	return nil
+}
+
 // cleanup deletes what the run created and closes the admin connection.
 func (p *benchProvisioner) cleanup(ctx context.Context) error {
 	var errs []error
+	if p.undo != nil {
+		if err := p.undo(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("anonymous rules: %w", err))
+		}
+	}
 	for _, id := range p.devices {
 		if err := p.a.DeleteDevice(ctx, id); err != nil {
 			errs = append(errs, fmt.Errorf("device %d: %w", id, err))
@@ -245,7 +303,11 @@ func printBenchResult(w io.Writer, r *loadgen.Result) error {
 	t := newTable(w)
 	name := r.Scenario
 	if r.Scenario == "fanin" || r.Scenario == "fanout" || r.Scenario == "latency" {
-		name += fmt.Sprintf(" (QoS %d)", r.QoS)
+		free := ""
+		if r.Free {
+			free = ", free topics"
+		}
+		name += fmt.Sprintf(" (QoS %d%s)", r.QoS, free)
 	}
 	t.row("scenario", name)
 	t.row("broker", fmt.Sprintf("%s at %s", r.Broker, r.Addr))

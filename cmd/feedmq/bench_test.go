@@ -56,6 +56,35 @@ func TestBench(t *testing.T) {
 			t.Fatalf("%+v", r)
 		}
 	})
+	// Free topics: devices allowed to write bench/#, anonymous subscribers
+	// allowed to read it for the run only.
+	t.Run("FreeFaninQoS1", func(t *testing.T) {
+		r := bench(t, "fanin", "--free", "--clients", "3", "--qos", "1", "--messages", "150")
+		if !r.Free || r.Sent != 150 || r.Acked != 150 || r.Delivered != 150 || r.Expected != 150 || r.Latency == nil {
+			t.Fatalf("%+v", r)
+		}
+	})
+	t.Run("FreeFanoutQoS1", func(t *testing.T) {
+		r := bench(t, "fanout", "--free", "--clients", "3", "--qos", "1", "--messages", "100")
+		if !r.Free || r.Sent != 100 || r.Acked != 100 || r.Expected != 300 || r.Delivered != 300 {
+			t.Fatalf("%+v", r)
+		}
+	})
+	t.Run("FreeKeepsAnonymousRules", func(t *testing.T) {
+		// A rule of the user's on bench/# that allows reading is left
+		// as it is; one that does not is put back afterwards.
+		for _, access := range []string{"--read", "--write"} {
+			mustRun(t, cfg.DataDir, "device", "allow", "anonymous", "--topic", "bench/#", access)
+			bench(t, "latency", "--free", "--rate", "200", "--messages", "20", "--qos", "1")
+			var rules struct{ Anonymous []string }
+			mustJSON(t, cfg.DataDir, &rules, "access", "list", "--json")
+			want := map[string]string{"--read": "read bench/#", "--write": "write bench/#"}[access]
+			if len(rules.Anonymous) != 1 || rules.Anonymous[0] != want {
+				t.Fatalf("anonymous rules after the run: %q, want [%s]", rules.Anonymous, want)
+			}
+			mustRun(t, cfg.DataDir, "device", "disallow", "anonymous", "--topic", "bench/#")
+		}
+	})
 	t.Run("Latency", func(t *testing.T) {
 		r := bench(t, "latency", "--rate", "200", "--messages", "50", "--qos", "1")
 		if r.Sent != 50 || r.Delivered != 50 || r.Latency == nil || r.Latency.Samples != 50 || r.Clients != 1 {
@@ -81,15 +110,23 @@ func TestBench(t *testing.T) {
 				t.Errorf("table lacks %q:\n%s", want, out)
 			}
 		}
+		out = mustRun(t, cfg.DataDir, "bench", "fanout", "--free", "--addr", addr, "--clients", "2", "--qos", "1", "--messages", "20")
+		for _, want := range []string{"fanout (QoS 1, free topics)", "40 of 40 expected"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("table lacks %q:\n%s", want, out)
+			}
+		}
 	})
 
-	// Only the user's channel is left, and no device.
+	// Only the user's channel is left, and no device or rule.
 	var chans []map[string]any
 	mustJSON(t, cfg.DataDir, &chans, "channel", "list", "--json")
 	var devs []map[string]any
 	mustJSON(t, cfg.DataDir, &devs, "device", "list", "--json")
-	if len(chans) != 1 || chans[0]["name"] != "mine" || len(devs) != 0 {
-		b, _ := json.Marshal(map[string]any{"channels": chans, "devices": devs})
+	var rules struct{ Anonymous, Everyone []string }
+	mustJSON(t, cfg.DataDir, &rules, "access", "list", "--json")
+	if len(chans) != 1 || chans[0]["name"] != "mine" || len(devs) != 0 || len(rules.Anonymous)+len(rules.Everyone) != 0 {
+		b, _ := json.Marshal(map[string]any{"channels": chans, "devices": devs, "rules": rules})
 		t.Fatalf("left behind: %s", b)
 	}
 }
@@ -103,6 +140,7 @@ func TestBenchErrors(t *testing.T) {
 		"bench fanin --addr 127.0.0.1:1":   "no feedmq serve answers on",
 		"bench fanin --pid 999999999":      "--pid 999999999",
 		"bench fanin --plain --clients -1": "--clients must be at least 1",
+		"bench connect --plain --free":     "--free applies to fanin, fanout and latency",
 	} {
 		if got := mustFail(t, dir, strings.Fields(args)...); !strings.Contains(got, want) {
 			t.Errorf("%s: got %q, want %q", args, got, want)

@@ -28,6 +28,13 @@ type Provisioner interface {
 	// Device creates a device that may publish and subscribe on channel
 	// and returns what it connects with.
 	Device(ctx context.Context, name string, channel uint64) (Options, error)
+	// FreeDevice creates a device whose access rules allow it to publish
+	// on the free topics that pattern matches, and returns what it
+	// connects with.
+	FreeDevice(ctx context.Context, name, pattern string) (Options, error)
+	// AllowAnonymousRead lets anonymous connections subscribe to the free
+	// topics that pattern matches, until the provisioner cleans up.
+	AllowAnonymousRead(ctx context.Context, pattern string) error
 }
 
 // Config is one benchmark run.
@@ -38,7 +45,14 @@ type Config struct {
 	// (client IDs bench-...), for any MQTT
 	// broker (Mosquitto); otherwise feedmq topics and devices, created
 	// with Provisioner.
-	Plain       bool
+	Plain bool
+	// Free (feedmq) uses the free topics bench/<scenario>/<n>, as Plain
+	// does: publishers are devices whose access rules allow them to
+	// write bench/#, subscribers anonymous connections allowed to read it
+	// (as on channels, where they read public channels), both set up with
+	// Provisioner. With Plain it changes nothing: plain topics are free
+	// topics.
+	Free        bool
 	Provisioner Provisioner
 	// Clients: publishing devices (fanin), subscribers (fanout),
 	// connecting workers (connect), connections held (idle).
@@ -70,6 +84,7 @@ type Result struct {
 	Addr      string  `json:"addr"`
 	Clients   int     `json:"clients"`
 	QoS       int     `json:"qos"`
+	Free      bool    `json:"free,omitempty"` // on free topics (bench/...)
 	Sent      int64   `json:"sent"`
 	Delivered int64   `json:"delivered"`
 	Expected  int64   `json:"expected"` // deliveries expected from sent
@@ -113,6 +128,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Messages <= 0 {
 		return nil, errors.New("--messages must be positive")
 	}
+	if cfg.Free && cfg.Scenario != "fanin" && cfg.Scenario != "fanout" && cfg.Scenario != "latency" {
+		return nil, errors.New("--free applies to fanin, fanout and latency only")
+	}
 	if !cfg.Plain && cfg.Provisioner == nil && cfg.Scenario != "idle" {
 		return nil, errors.New("a feedmq run needs the admin socket (--data) to create channels and devices; use --plain for other brokers")
 	}
@@ -126,12 +144,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	r := &run{cfg: cfg, base: time.Now(), res: &Result{Scenario: cfg.Scenario, Broker: "feedmq", Addr: cfg.Addr,
-		Clients: cfg.Clients, QoS: int(cfg.QoS)}}
+		Clients: cfg.Clients, QoS: int(cfg.QoS), Free: cfg.Free}}
 	if cfg.Plain {
 		r.res.Broker = "plain"
 	}
 	defer r.closeAll()
 	defer r.stopOn(ctx)()
+	if r.free() {
+		if err := cfg.Provisioner.AllowAnonymousRead(ctx, freePattern); err != nil {
+			return nil, err
+		}
+	}
 	var err error
 	switch cfg.Scenario {
 	case "fanin":
@@ -222,6 +245,12 @@ func (r *run) dial(o Options) (*Conn, error) {
 // anon returns the options of an anonymous connection.
 func anon(id string) Options { return Options{ClientID: "bench-" + id} }
 
+// freePattern is the access rule pattern of a free run's devices.
+const freePattern = "bench/#"
+
+// free reports whether the run uses feedmq's free topics.
+func (r *run) free() bool { return r.cfg.Free && !r.cfg.Plain }
+
 // target is a publisher: its connection options and topic, and the
 // channel it writes to (feedmq).
 type target struct {
@@ -240,6 +269,14 @@ func (r *run) targets(ctx context.Context, n int) ([]target, error) {
 			continue
 		}
 		name := fmt.Sprintf("bench-%s-%d", r.cfg.Scenario, i)
+		if r.cfg.Free {
+			o, err := r.cfg.Provisioner.FreeDevice(ctx, name, freePattern)
+			if err != nil {
+				return nil, err
+			}
+			ts[i] = target{opts: o, topic: fmt.Sprintf("bench/%s/%d", r.cfg.Scenario, i)}
+			continue
+		}
 		ch, err := r.cfg.Provisioner.Channel(ctx, name)
 		if err != nil {
 			return nil, err
@@ -255,7 +292,7 @@ func (r *run) targets(ctx context.Context, n int) ([]target, error) {
 
 // subscribeTopic is the filter that receives target t's messages.
 func (r *run) subscribeTopic(t target) string {
-	if r.cfg.Plain {
+	if r.cfg.Plain || r.cfg.Free {
 		return t.topic
 	}
 	return fmt.Sprintf("channels/%d/subscribe", t.channel)
@@ -277,6 +314,9 @@ func (r *run) subscriber(name, filter string, accept func(topic []byte) bool, wg
 		return fmt.Errorf("subscriber: %w", err)
 	}
 	if len(codes) != 1 || codes[0] >= 0x80 {
+		if r.free() {
+			return fmt.Errorf("subscribe to %s refused (SUBACK %#x) although anonymous connections were allowed to read %s", filter, codes, freePattern)
+		}
 		return fmt.Errorf("subscribe to %s refused (SUBACK %#x)", filter, codes)
 	}
 	wg.Add(1)
@@ -529,7 +569,7 @@ func (r *run) fanin(ctx context.Context) error {
 		return err
 	}
 	filter, accept := "bench/fanin/#", func([]byte) bool { return true }
-	if !r.cfg.Plain {
+	if !r.cfg.Plain && !r.cfg.Free {
 		// channels/+/subscribe delivers every public channel; count ours.
 		ours := make(map[string]bool, len(ts))
 		for _, t := range ts {

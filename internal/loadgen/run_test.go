@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -307,5 +308,76 @@ func TestIdleFirstError(t *testing.T) {
 	}
 	if r.Acked != 0 || r.Sent == 0 || r.Errors != r.Sent || !strings.Contains(r.FirstError, "refused") {
 		t.Fatalf("%+v", r)
+	}
+}
+
+// freeProvisioner hands out anonymous options and records what a run
+// asked for.
+type freeProvisioner struct {
+	mu       sync.Mutex
+	free     []string // name pattern
+	channels int
+}
+
+func (p *freeProvisioner) Channel(context.Context, string) (uint64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.channels++
+	return 0, fmt.Errorf("a free run asked for a channel")
+}
+
+func (p *freeProvisioner) Device(context.Context, string, uint64) (Options, error) {
+	return Options{}, fmt.Errorf("a free run asked for a channel device")
+}
+
+func (p *freeProvisioner) FreeDevice(_ context.Context, name, pattern string) (Options, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.free = append(p.free, name+" "+pattern)
+	return Options{ClientID: name}, nil
+}
+
+func (p *freeProvisioner) AllowAnonymousRead(_ context.Context, pattern string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.free = append(p.free, "anonymous "+pattern)
+	return nil
+}
+
+// A free run provisions a device allowed to write bench/# for every
+// publisher, lets anonymous subscribers read bench/#, and makes no
+// channel; its messages travel on bench/<scenario>/<n> (the subscribers'
+// filters), so every one arrives.
+func TestRunFree(t *testing.T) {
+	addr := startPlainBroker(t)
+	for _, tc := range []struct {
+		scenario string
+		clients  int
+		want     []string
+		expected int64
+	}{
+		{"fanin", 3, []string{"anonymous bench/#", "bench-fanin-0 bench/#", "bench-fanin-1 bench/#", "bench-fanin-2 bench/#"}, 150},
+		{"fanout", 2, []string{"anonymous bench/#", "bench-fanout-0 bench/#"}, 300},
+		{"latency", 1, []string{"anonymous bench/#", "bench-latency-0 bench/#"}, 150},
+	} {
+		t.Run(tc.scenario, func(t *testing.T) {
+			p := new(freeProvisioner)
+			r, err := Run(context.Background(), Config{Scenario: tc.scenario, Addr: addr, Free: true, Provisioner: p,
+				Clients: tc.clients, QoS: 1, Messages: 150, Duration: 10 * time.Second, Rate: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !r.Free || r.Broker != "feedmq" || r.Sent != 150 || r.Acked != 150 || r.Expected != tc.expected || r.Delivered != tc.expected {
+				t.Fatalf("%+v", r)
+			}
+			slices.Sort(p.free)
+			if !slices.Equal(p.free, tc.want) || p.channels != 0 {
+				t.Fatalf("provisioned %v and %d channels, want %v", p.free, p.channels, tc.want)
+			}
+		})
+	}
+	if _, err := Run(context.Background(), Config{Scenario: "connect", Addr: addr, Free: true, Provisioner: new(freeProvisioner),
+		Clients: 1, Messages: 1, Duration: time.Second}); err == nil || !strings.Contains(err.Error(), "--free applies to") {
+		t.Fatalf("--free with connect: %v", err)
 	}
 }
