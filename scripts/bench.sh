@@ -7,7 +7,9 @@
 #
 # Environment: BENCH_DURATION (default 5s) and BENCH_MESSAGES (default
 # 200000) bound each run; BENCH_ROUNDS (default 3) is how many times each
-# scenario runs against each broker; BENCH_GO=0 skips the Go benchmarks.
+# scenario runs against each broker; BENCH_SCENARIOS (default all) names
+# the scenarios to run, separated by spaces (e.g. "free-fanin-qos0
+# free-fanout"); BENCH_GO=0 skips the Go benchmarks.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -92,7 +94,11 @@ if disk=$("$FEEDMQ" bench disk --data "$tmp/feedmq" --duration "$DURATION" --rat
 fi
 echo
 
-# name|arguments. Each round runs every scenario against both brokers,
+# name|arguments. The free-* scenarios run on feedmq's free topics
+# (bench/..., devices whose access rules allow bench/#) instead of
+# channels; on Mosquitto, --free changes nothing (--plain topics are
+# free topics already), so they compare feedmq's free topics with the
+# same load on Mosquitto. Each round runs every scenario against both brokers,
 # feedmq first in odd rounds and Mosquitto first in even ones, so that
 # neither always follows the other's leftovers; the report takes the
 # median of the rounds (this machine's speed drifts by tens of percent
@@ -101,11 +107,27 @@ scenarios=(
 	"fanin-qos0|fanin --qos 0 --clients 100"
 	"fanin-qos1|fanin --qos 1 --clients 100"
 	"fanout|fanout --clients 100"
+	"free-fanin-qos0|fanin --free --qos 0 --clients 100"
+	"free-fanin-qos1|fanin --free --qos 1 --clients 100"
+	"free-fanout|fanout --free --clients 100"
 	"latency|latency --rate 1000"
 	"connect|connect"
 	"idle|idle --clients 10000 --duration 10s" # last; later flags win; issue 5's target is 10k
 )
-runs=$(( (ROUNDS * (${#scenarios[@]} - 1) + 1) * 2 ))
+if [ -n "${BENCH_SCENARIOS:-}" ]; then
+	picked=()
+	for want in $BENCH_SCENARIOS; do
+		found=
+		for s in "${scenarios[@]}"; do
+			[ "${s%%|*}" = "$want" ] && picked+=("$s") && found=1
+		done
+		[ -n "$found" ] || { echo "bench: BENCH_SCENARIOS: no scenario $want (one of: $(printf '%s ' "${scenarios[@]%%|*}"))" >&2; exit 2; }
+	done
+	scenarios=("${picked[@]}")
+fi
+idle=0
+for s in "${scenarios[@]}"; do [ "${s%%|*}" = idle ] && idle=1; done
+runs=$(( (ROUNDS * (${#scenarios[@]} - idle) + idle) * 2 ))
 n=0
 failed=0
 for round in $(seq "$ROUNDS"); do
