@@ -39,6 +39,15 @@ type Service interface {
 	DeleteDevice(ctx context.Context, id uint64) error
 	Device(ctx context.Context, id uint64) (*auth.Device, error)
 	ListDevices(ctx context.Context) ([]*auth.Device, error)
+	// Bind makes publishes on free topics matching b.Topic feed b's
+	// channel; it returns the stored binding, with its ID.
+	Bind(ctx context.Context, b channels.Binding) (*channels.Binding, error)
+	// Unbind deletes a binding.
+	Unbind(ctx context.Context, id uint64) error
+	// Bindings lists the bindings of a channel, or every binding for
+	// channel 0.
+	Bindings(ctx context.Context, channel uint64) ([]channels.Binding, error)
+
 	// DeviceActivity returns the running broker's view of each device
 	// that has a live connection or has published since it started;
 	// empty when no server runs.

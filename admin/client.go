@@ -158,6 +158,19 @@ func (r *Client) ListDevices(ctx context.Context) ([]*auth.Device, error) {
 	return call[[]*auth.Device](ctx, r, opDeviceList, nil)
 }
 
+func (r *Client) Bind(ctx context.Context, b channels.Binding) (*channels.Binding, error) {
+	return callPtr[channels.Binding](ctx, r, opBindingCreate, b)
+}
+
+func (r *Client) Unbind(ctx context.Context, id uint64) error {
+	_, err := call[struct{}](ctx, r, opBindingDelete, idArgs{ID: id})
+	return err
+}
+
+func (r *Client) Bindings(ctx context.Context, channel uint64) ([]channels.Binding, error) {
+	return call[[]channels.Binding](ctx, r, opBindingList, bindingListArgs{Channel: channel})
+}
+
 func (r *Client) Backup(ctx context.Context, path string) (*BackupResult, error) {
 	return callPtr[BackupResult](ctx, r, opDBBackup, backupArgs{Path: path})
 }

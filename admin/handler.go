@@ -37,6 +37,9 @@ const (
 	opRulesDisallow     = "rules.disallow"        // disallowArgs -> []auth.Rule
 	opRulesList         = "rules.list"            // none -> auth.AccessRules
 	opRulesImport       = "rules.import"          // importACLArgs -> ACLImportResult
+	opBindingCreate     = "binding.create"        // channels.Binding -> channels.Binding
+	opBindingDelete     = "binding.delete"        // idArgs -> null
+	opBindingList       = "binding.list"          // bindingListArgs -> []channels.Binding
 	opDBBackup          = "db.backup"             // backupArgs -> BackupResult
 	opDBCheck           = "db.check"              // none -> storage.CheckReport
 
@@ -107,6 +110,10 @@ type grantArgs struct {
 
 type deauthorizeArgs struct {
 	ID      uint64 `json:"id"`
+	Channel uint64 `json:"channel"`
+}
+
+type bindingListArgs struct {
 	Channel uint64 `json:"channel"`
 }
 
@@ -217,6 +224,15 @@ var ops = map[string]opFunc{
 	opRulesImport: op(func(ctx context.Context, s Service, a importACLArgs) (any, error) {
 		return s.ImportACL(ctx, &a.ACL, a.Options)
 	}),
+	opBindingCreate: op(func(ctx context.Context, s Service, a channels.Binding) (any, error) {
+		return s.Bind(ctx, a)
+	}),
+	opBindingDelete: op(func(ctx context.Context, s Service, a idArgs) (any, error) {
+		return none(s.Unbind(ctx, a.ID))
+	}),
+	opBindingList: op(func(ctx context.Context, s Service, a bindingListArgs) (any, error) {
+		return s.Bindings(ctx, a.Channel)
+	}),
 	opDBBackup: op(func(ctx context.Context, s Service, a backupArgs) (any, error) {
 		return s.Backup(ctx, a.Path)
 	}),
@@ -268,7 +284,7 @@ func scrubCredentials(c *auth.Credentials, err error) (any, error) {
 // readOps change nothing; they are logged at debug level only.
 var readOps = map[string]bool{
 	opChannelGet: true, opChannelList: true, opFeedEntries: true, opDeviceGet: true, opDeviceList: true,
-	opDeviceActivity: true, opRulesList: true, opDBCheck: true, opAccountGet: true, opAccountVerifyPassword: true, opAccountVerifyUserKey: true,
+	opDeviceActivity: true, opRulesList: true, opBindingList: true, opDBCheck: true, opAccountGet: true, opAccountVerifyPassword: true, opAccountVerifyUserKey: true,
 }
 
 // NewHandler serves the admin socket with svc, the running server's

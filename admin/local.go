@@ -38,6 +38,11 @@ type Local struct {
 	// Activity, when set, returns the running broker's view of the
 	// devices (DeviceActivity); serve sets it.
 	Activity func() map[uint64]auth.Activity
+
+	// bindWatch receives the bindings after each change, and binds is
+	// the list it was last given (see WatchBindings).
+	bindWatch func([]channels.Binding)
+	binds     []channels.Binding
 }
 
 var _ Service = (*Local)(nil)

@@ -37,7 +37,8 @@ func (r *CheckReport) add(format string, args ...any) {
 // feed; entry keys are 8-byte entry IDs no greater than the feed's
 // sequence and entries decode; channel and device records decode under
 // their own ID; grants name existing channels; the username index
-// matches the devices both ways; and the owner account decodes. The
+// matches the devices both ways; the owner account decodes; and bindings
+// decode, are valid and belong to existing channels. The
 // error is for a check that could not run; what is wrong with the data is
 // in the report.
 func (db *DB) Check(ctx context.Context) (*CheckReport, error) {
@@ -188,5 +189,6 @@ func checkData(ctx context.Context, tx *bolt.Tx, rep *CheckReport) error {
 	})
 	checkAccount(tx, rep)
 	checkSharedRules(tx, rep)
+	checkBindings(tx, rep)
 	return nil
 }

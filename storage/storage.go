@@ -123,6 +123,8 @@ type DB struct {
 
 	onCommit func(entries int, d time.Duration) // Options.OnCommit, or nil
 	onError  func(err error)                    // Options.OnError, or nil
+
+	order orderCache // where each feed's created_at stops following its IDs
 }
 
 // Open opens or creates the database at path, creating its directory if
