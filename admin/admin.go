@@ -53,6 +53,18 @@ type Service interface {
 	// empty when no server runs.
 	DeviceActivity(ctx context.Context) (map[uint64]auth.Activity, error)
 
+	// AllowRules adds access rules to a device's list, the anonymous
+	// connections' or everyone's; a rule on a pattern the list has
+	// replaces that rule's access. It returns the list after the change.
+	AllowRules(ctx context.Context, target auth.RuleTarget, rules []auth.Rule) ([]auth.Rule, error)
+	// DisallowRules removes the rules on patterns from a list: ENOTFOUND
+	// (auth.ErrNoRule) and no change when one has none.
+	DisallowRules(ctx context.Context, target auth.RuleTarget, patterns []string) ([]auth.Rule, error)
+	// AccessRules returns every list of access rules.
+	AccessRules(ctx context.Context) (*auth.AccessRules, error)
+	// ImportACL applies a parsed Mosquitto ACL file, all or nothing.
+	ImportACL(ctx context.Context, acl *auth.ACL, o ACLImportOptions) (*ACLImportResult, error)
+
 	// Account returns the owner account, creating its user API key on
 	// first use.
 	Account(ctx context.Context) (*auth.AccountInfo, error)

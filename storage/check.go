@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
 	bolt "go.etcd.io/bbolt"
 )
@@ -160,6 +161,9 @@ func checkData(ctx context.Context, tx *bolt.Tx, rep *CheckReport) error {
 				rep.add("device %d: grant to missing channel %d", id, g.ChannelID)
 			}
 		}
+		if err := auth.CheckRules(d.Rules); err != nil {
+			rep.add("device %d: access rules: %v", id, err)
+		}
 		if u := usernames.Get([]byte(d.Username)); u == nil {
 			rep.add("device %d: username %q is not indexed", id, d.Username)
 		} else if len(u) != 8 || btoi(u) != id {
@@ -185,5 +189,6 @@ func checkData(ctx context.Context, tx *bolt.Tx, rep *CheckReport) error {
 	})
 	checkAccount(tx, rep)
 	checkBindings(tx, rep)
+	checkSharedRules(tx, rep)
 	return nil
 }

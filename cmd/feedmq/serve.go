@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -256,6 +257,11 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	return nil
 }
 
+// sessionsFile, in the data directory, keeps retained messages and
+// persistent MQTT sessions (mochi's bbolt storage hook; a file apart from
+// the feed database, which has its own write-ahead log).
+const sessionsFile = "mqtt-sessions.db"
+
 func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
 	return broker.Options{
 		MQTTAddr:         cfg.Listeners.MQTT,
@@ -277,6 +283,14 @@ func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
 		SendQueueBytes:   cfg.SendQueueBytes,
 		SendQueueTotal:   cfg.SendQueueTotal,
 		Logger:           log,
+
+		MaxFreeTopicLen:  cfg.Limits.MaxFreeTopicLength,
+		RetainedMax:      cfg.Retained.MaxMessages,
+		RetainedMaxBytes: cfg.Retained.MaxBytes,
+		SessionsPath:     filepath.Join(cfg.dataDir(), sessionsFile),
+		SessionExpiry:    time.Duration(cfg.Sessions.Expiry),
+		QueuedPerClient:  cfg.Sessions.MaxQueuedPerClient,
+		QueuedTotal:      cfg.Sessions.MaxQueuedTotal,
 	}
 }
 
