@@ -33,13 +33,13 @@ const (
 	opDeviceGet         = "device.get"            // idArgs -> auth.Device
 	opDeviceList        = "device.list"           // none -> []auth.Device
 	opDeviceActivity    = "device.activity"       // none -> map[uint64]auth.Activity
-	opBindingCreate     = "binding.create"        // channels.Binding -> channels.Binding
-	opBindingDelete     = "binding.delete"        // idArgs -> null
-	opBindingList       = "binding.list"          // bindingListArgs -> []channels.Binding
 	opRulesAllow        = "rules.allow"           // allowArgs -> []auth.Rule
 	opRulesDisallow     = "rules.disallow"        // disallowArgs -> []auth.Rule
 	opRulesList         = "rules.list"            // none -> auth.AccessRules
 	opRulesImport       = "rules.import"          // importACLArgs -> ACLImportResult
+	opBindingCreate     = "binding.create"        // channels.Binding -> channels.Binding
+	opBindingDelete     = "binding.delete"        // idArgs -> null
+	opBindingList       = "binding.list"          // bindingListArgs -> []channels.Binding
 	opDBBackup          = "db.backup"             // backupArgs -> BackupResult
 	opDBCheck           = "db.check"              // none -> storage.CheckReport
 
@@ -212,15 +212,6 @@ var ops = map[string]opFunc{
 	opDeviceActivity: op(func(ctx context.Context, s Service, _ struct{}) (any, error) {
 		return s.DeviceActivity(ctx)
 	}),
-	opBindingCreate: op(func(ctx context.Context, s Service, a channels.Binding) (any, error) {
-		return s.Bind(ctx, a)
-	}),
-	opBindingDelete: op(func(ctx context.Context, s Service, a idArgs) (any, error) {
-		return none(s.Unbind(ctx, a.ID))
-	}),
-	opBindingList: op(func(ctx context.Context, s Service, a bindingListArgs) (any, error) {
-		return s.Bindings(ctx, a.Channel)
-	}),
 	opRulesAllow: op(func(ctx context.Context, s Service, a allowArgs) (any, error) {
 		return s.AllowRules(ctx, a.Target, a.Rules)
 	}),
@@ -232,6 +223,15 @@ var ops = map[string]opFunc{
 	}),
 	opRulesImport: op(func(ctx context.Context, s Service, a importACLArgs) (any, error) {
 		return s.ImportACL(ctx, &a.ACL, a.Options)
+	}),
+	opBindingCreate: op(func(ctx context.Context, s Service, a channels.Binding) (any, error) {
+		return s.Bind(ctx, a)
+	}),
+	opBindingDelete: op(func(ctx context.Context, s Service, a idArgs) (any, error) {
+		return none(s.Unbind(ctx, a.ID))
+	}),
+	opBindingList: op(func(ctx context.Context, s Service, a bindingListArgs) (any, error) {
+		return s.Bindings(ctx, a.Channel)
 	}),
 	opDBBackup: op(func(ctx context.Context, s Service, a backupArgs) (any, error) {
 		return s.Backup(ctx, a.Path)

@@ -253,7 +253,6 @@ type Server struct {
 	sessStore *sessionStore
 	sweepStop chan struct{}
 	sweepDone chan struct{}
-
 	// Bindings of free topics to channels (bind.go).
 	binds bindState
 }

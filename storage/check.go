@@ -188,7 +188,7 @@ func checkData(ctx context.Context, tx *bolt.Tx, rep *CheckReport) error {
 		return nil
 	})
 	checkAccount(tx, rep)
-	checkBindings(tx, rep)
 	checkSharedRules(tx, rep)
+	checkBindings(tx, rep)
 	return nil
 }

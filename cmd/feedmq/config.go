@@ -138,12 +138,12 @@ type LimitsConfig struct {
 	// from 1 to maxSubscriptionsLimit (no "unlimited": every filter costs
 	// memory in the topic index).
 	MaxSubscriptionsPerClient int `yaml:"max_subscriptions_per_client"`
-	// Bindings of free topics to channels; 0: no limit.
-	MaxBindingsPerChannel int `yaml:"max_bindings_per_channel"`
-	MaxBindings           int `yaml:"max_bindings"`
 	// MaxFreeTopicLength bounds topics and filters outside channels/,
 	// devices/ and $, in bytes (1 to 65535, MQTT's own limit).
 	MaxFreeTopicLength int `yaml:"max_free_topic_length"`
+	// Bindings of free topics to channels; 0: no limit.
+	MaxBindingsPerChannel int `yaml:"max_bindings_per_channel"`
+	MaxBindings           int `yaml:"max_bindings"`
 }
 
 // maxSubscriptionsLimit bounds limits.max_subscriptions_per_client.
@@ -185,8 +185,8 @@ func DefaultConfig() Config {
 			MaxDevices: al.MaxDevices, MaxChannelsPerDevice: al.MaxChannelsPerDevice,
 			MaxPayload: cl.MaxPayload, MaxValueLen: cl.MaxValueLen,
 			MaxSubscriptionsPerClient: broker.DefaultMaxSubscriptions,
+			MaxFreeTopicLength:        broker.DefaultMaxFreeTopicLen,
 			MaxBindingsPerChannel:     al.MaxBindingsPerChannel, MaxBindings: al.MaxBindings,
-			MaxFreeTopicLength: broker.DefaultMaxFreeTopicLen,
 		},
 		Retained: RetainedConfig{MaxMessages: 10000, MaxBytes: 16 << 20},
 		Sessions: SessionsConfig{Expiry: Duration(7 * 24 * time.Hour), MaxQueuedPerClient: 1000, MaxQueuedTotal: 100000},
