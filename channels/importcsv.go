@@ -212,3 +212,26 @@ func CheckEntry(ch *Channel, e *Entry, lim Limits) error {
 	}
 	return nil
 }
+
+// ImportSummary is what an import stored.
+type ImportSummary struct {
+	Channel uint64
+	Entries int
+	// IDsKept: the entries kept the source's entry_ids (the channel had
+	// never had an entry), else they were numbered on after its last.
+	IDsKept         bool
+	FirstID, LastID uint64
+	FirstAt, LastAt time.Time
+	LastLine        int // the last stored row's line in a file, else 0
+}
+
+// ImportError is an import's refusal with what was stored before it (in
+// whole batches). Its code is Err's.
+type ImportError struct {
+	Err     error
+	Stored  string         // what was stored, as a clause ("nothing was stored")
+	Summary *ImportSummary // what was stored
+}
+
+func (e *ImportError) Error() string { return e.Err.Error() + "; " + e.Stored }
+func (e *ImportError) Unwrap() error { return e.Err }

@@ -2,6 +2,7 @@ package httpd
 
 import (
 	"context"
+	"io"
 
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
@@ -20,6 +21,12 @@ type Admin interface {
 	ClearChannel(ctx context.Context, id uint64) error
 	Channel(ctx context.Context, id uint64) (*channels.Channel, error)
 	ListChannels(ctx context.Context) ([]*channels.Channel, error)
+	// ImportCSV streams a ThingSpeak CSV export into a channel by the
+	// CLI's import rules: into a channel that never had an entry the
+	// entry_ids are kept, else entries are numbered on after its last.
+	// A refusal is a *channels.ImportError naming the line and saying
+	// what was stored before it.
+	ImportCSV(ctx context.Context, id uint64, in io.Reader) (*channels.ImportSummary, error)
 
 	CreateDevice(ctx context.Context, spec auth.DeviceSpec) (*auth.Credentials, error)
 	UpdateDevice(ctx context.Context, id uint64, u auth.DeviceUpdate) (*auth.Device, error)

@@ -16,6 +16,7 @@
 //	/console/channels/<id>/keys       POST: regenerate a key
 //	/console/channels/<id>/clear      confirm, then clear the feed
 //	/console/channels/<id>/delete     confirm, then delete
+//	/console/channels/<id>/import     POST: import a CSV file (multipart)
 //	/console/devices                  device list with live connections
 //	/console/devices/new              add a device, then its credentials
 //	/console/devices/<id>             edit name, description, channels
@@ -154,7 +155,8 @@ var consoleFuncs = template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05 UTC")
 	},
-	"fieldnum": func(i int) int { return i + 1 },
+	"fieldnum":  func(i int) int { return i + 1 },
+	"maxupload": func() int { return MaxImportUpload >> 20 },
 }
 
 // Refusals returns the console's refusal counts (see ConsoleOptions).
@@ -223,6 +225,11 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 	case http.MethodPost:
+		if id, ok := importPath(r.URL.Path); ok {
+			// A file, read as a stream rather than as a form.
+			c.importUpload(q, id)
+			return
+		}
 		// A form is small; a larger body is refused before it is read.
 		if err := c.parseForm(w, r); err != nil {
 			switch err {
@@ -297,6 +304,12 @@ func (c *Console) route(q *req, parts []string) bool {
 // sign-in page and refuses anything else; with one, a POST must carry the
 // session's CSRF token. It reports whether the request may go on.
 func (c *Console) signedIn(q *req) bool {
+	return c.session(q) && c.checkCSRF(q)
+}
+
+// session is signedIn without the CSRF check: a POST whose form is not
+// read yet (an upload) checks it later, before acting.
+func (c *Console) session(q *req) bool {
 	id := sessionID(q.r)
 	if id != "" {
 		info, err := c.opts.Admin.Account(q.ctx())
@@ -317,6 +330,11 @@ func (c *Console) signedIn(q *req) bool {
 		http.Redirect(q.w, q.r, "/console/signin", http.StatusSeeOther)
 		return false
 	}
+	return true
+}
+
+// checkCSRF refuses a POST without the session's CSRF token.
+func (c *Console) checkCSRF(q *req) bool {
 	if q.post() && !validCSRF(q.ss, q.form("csrf")) {
 		c.opts.Refusals.Add(refusedCSRF)
 		c.message(q, http.StatusForbidden, "Refused", "The form's security token is missing or out of date. Go back, reload the page and send it again.")

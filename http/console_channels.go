@@ -29,6 +29,7 @@ type channelForm struct {
 	WriteKey, ReadKey string
 	LastEntryID       uint64
 	Entries           uint64
+	ImportID          string // one-time id of the Import CSV form
 }
 
 // entryCount is the number of entries ch holds. Retention and imports
@@ -134,6 +135,7 @@ func formOf(ch *channels.Channel) channelForm {
 		Latitude: ch.Latitude, Longitude: ch.Longitude, Elevation: ch.Elevation,
 		Metadata: ch.Metadata, Tags: strings.Join(ch.Tags, ", "), URL: ch.URL,
 		WriteKey: ch.WriteKey, ReadKey: ch.ReadKey, LastEntryID: ch.LastEntryID,
+		ImportID: randomToken(),
 	}
 }
 
@@ -175,7 +177,7 @@ func (c *Console) channelSettings(q *req, ch *channels.Channel) {
 	if _, err := c.opts.Admin.UpdateChannel(q.ctx(), ch.ID, f.update()); err != nil {
 		if status, ok := formError(err); ok {
 			keep := formOf(ch)
-			f.ID, f.WriteKey, f.ReadKey, f.LastEntryID = keep.ID, keep.WriteKey, keep.ReadKey, keep.LastEntryID
+			f.ID, f.WriteKey, f.ReadKey, f.LastEntryID, f.ImportID = keep.ID, keep.WriteKey, keep.ReadKey, keep.LastEntryID, keep.ImportID
 			f.Entries = c.entryCount(q, ch)
 			c.render(q, status, "channel", page{Title: title, Nav: "channels", Error: errText(err), Data: f})
 			return

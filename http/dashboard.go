@@ -93,7 +93,21 @@ type DashboardOptions struct {
 	// Refusals, when set, counts every refused request by reason, as the
 	// API's (Server shares the API's, so /metrics shows both).
 	Refusals *Refusals
+	// EmbedPoll is how often a dynamic chart or widget asks the read API
+	// for new entries; default DefaultEmbedPoll, bounded by MinEmbedPoll
+	// and MaxEmbedPoll.
+	EmbedPoll time.Duration
 }
+
+// Poll intervals of dynamic charts and widgets. They poll rather than hold
+// an event stream each: a browser opens at most six HTTP/1.1 connections
+// to one host, so a page with seven streaming charts leaves the seventh
+// waiting forever. ThingSpeak's own charts poll every 15 seconds.
+const (
+	DefaultEmbedPoll = 15 * time.Second
+	MinEmbedPoll     = time.Second
+	MaxEmbedPoll     = 10 * time.Minute
+)
 
 // Dashboard serves the dashboard. Shutdown ends open event streams.
 type Dashboard struct {
@@ -132,6 +146,10 @@ func NewDashboard(opts DashboardOptions) *Dashboard {
 	if opts.Next == nil {
 		opts.Next = http.NotFoundHandler()
 	}
+	if opts.EmbedPoll == 0 {
+		opts.EmbedPoll = DefaultEmbedPoll
+	}
+	opts.EmbedPoll = min(max(opts.EmbedPoll, MinEmbedPoll), MaxEmbedPoll)
 	h := &Dashboard{opts: opts, log: opts.Logger, assets: make(map[string]asset)}
 	h.ctx, h.shutdown = context.WithCancel(context.Background())
 	err := fs.WalkDir(webFS, "web", func(p string, d fs.DirEntry, err error) error {

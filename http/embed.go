@@ -9,9 +9,9 @@ package httpd
 //
 // A public channel needs no key; a private one needs its read key in
 // api_key. The page reads the feed through the REST API and, when
-// dynamic, new entries through the channel's event stream. Unlike the
-// dashboard's pages these may be framed by any origin; they run only
-// their own script and load nothing from elsewhere.
+// dynamic, polls the same API for entries newer than the last it has.
+// Unlike the dashboard's pages these may be framed by any origin; they
+// run only their own script and load nothing from elsewhere.
 
 import (
 	"bytes"
@@ -75,7 +75,9 @@ type embedData struct {
 	Kind, Title, XAxis, YAxis string
 	Field                     int
 	O                         embedOptions
-	Feed, Last, Events        string // same-origin URLs the script reads
+	Feed, Last                string // same-origin URLs the script reads
+	Recent                    string // field N's feed without a window: the script adds results
+	Poll                      int    // seconds between polls when dynamic
 	Results                   int    // points a dynamic chart keeps; 0: as loaded
 	Aggregated                bool   // the feed is bucketed: refetch it on new entries
 	Status                    int
@@ -161,7 +163,15 @@ func (h *Dashboard) embed(w http.ResponseWriter, r *http.Request, rt embedRoute)
 	}
 	d.Feed = base + "/fields/" + strconv.Itoa(rt.field) + ".json" + query(feed)
 	d.Last = base + "/fields/" + strconv.Itoa(rt.field) + "/last.json" + query(keyQ)
-	d.Events = base + "/events" + query(keyQ)
+	recent := url.Values{}
+	for k, v := range keyQ {
+		recent[k] = v
+	}
+	if rd := o.Feed.Get("round"); rd != "" {
+		recent.Set("round", rd)
+	}
+	d.Recent = base + "/fields/" + strconv.Itoa(rt.field) + ".json" + query(recent)
+	d.Poll = int(h.opts.EmbedPoll / time.Second)
 	d.Results, _ = strconv.Atoi(o.Feed.Get("results"))
 	for _, a := range []string{"timescale", "average", "median", "sum"} {
 		d.Aggregated = d.Aggregated || o.Feed.Get(a) != ""

@@ -88,8 +88,8 @@ func TestEmbedAccess(t *testing.T) {
 			t.Fatalf("%s: %d %s", p, resp.StatusCode, body)
 		}
 		checkEmbedHeaders(t, p, resp)
-		if ev := dataAttr(body, "events"); ev != fmt.Sprintf("/channels/%d/events?api_key=%s", priv.ID, priv.ReadKey) {
-			t.Errorf("%s: events %q", p, ev)
+		if rc := dataAttr(body, "recent"); rc != fmt.Sprintf("/channels/%d/fields/1.json?api_key=%s", priv.ID, priv.ReadKey) {
+			t.Errorf("%s: recent %q", p, rc)
 		}
 		if resp, _ := e.get(p, "THINGSPEAKAPIKEY", priv.ReadKey); resp.StatusCode != 200 {
 			t.Errorf("%s with the key in a header: %d", p, resp.StatusCode)
@@ -208,6 +208,17 @@ func TestEmbedOptionsOnPage(t *testing.T) {
 	if dataAttr(body, "aggregated") != "true" || dataAttr(body, "results") != "20" || dataAttr(body, "color") != "#00f" || dataAttr(body, "type") != "column" {
 		t.Errorf("chart options: %s", body)
 	}
+	// A dynamic chart polls its field's newest entries, rounded as its
+	// feed, every 15 s (the default), and holds no event stream.
+	if got := dataAttr(body, "recent"); got != fmt.Sprintf("/channels/%d/fields/1.json?api_key=%s&round=1", ch.ID, ch.ReadKey) {
+		t.Errorf("recent %q", got)
+	}
+	if got := dataAttr(body, "poll"); got != "15" {
+		t.Errorf("poll %q, want 15", got)
+	}
+	if strings.Contains(body, "/events") {
+		t.Errorf("the page names an event stream: %s", body)
+	}
 
 	// Widgets: the field label is the title; the value comes from
 	// fields/<N>/last.json.
@@ -218,6 +229,23 @@ func TestEmbedOptionsOnPage(t *testing.T) {
 	} {
 		if got := dataAttr(body, name); got != want {
 			t.Errorf("gauge %s = %q, want %q", name, got, want)
+		}
+	}
+}
+
+// The poll interval the pages get is the configured one, kept within
+// 1 s and 10 min whatever the caller set.
+func TestEmbedPollInterval(t *testing.T) {
+	for _, tc := range []struct {
+		set  time.Duration
+		want string
+	}{{0, "15"}, {3 * time.Second, "3"}, {time.Millisecond, "1"}, {-time.Second, "1"}, {24 * time.Hour, "600"}} {
+		e := newDashEnvWith(t, time.Hour, func(o *httpd.DashboardOptions) { o.EmbedPoll = tc.set })
+		ch := e.channel(true, "Temperature")
+		for _, p := range embedPaths(ch.ID) {
+			if _, body := e.get(p + "?dynamic=true"); dataAttr(body, "poll") != tc.want {
+				t.Errorf("EmbedPoll %v: %s poll %q, want %s", tc.set, p, dataAttr(body, "poll"), tc.want)
+			}
 		}
 	}
 }

@@ -35,7 +35,10 @@ func TestEmbedBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 
-	s, err := openServer(ctx, httpConfig(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	// Dynamic pages poll every second here, so that a write shows soon.
+	cfg := httpConfig(t)
+	cfg.HTTP.EmbedPollInterval = Duration(time.Second)
+	s, err := openServer(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,7 @@ func openHTTP(cfg Config, s *server) (*httpd.Server, error) {
 			KeyThrottle:  keys,
 			MaxStreams:   cfg.HTTP.MaxSSEStreams,
 			WriteTimeout: time.Duration(cfg.HTTP.WriteTimeout),
+			EmbedPoll:    time.Duration(cfg.HTTP.EmbedPollInterval),
 		},
 		// The console counts wrong passwords with the API's wrong keys.
 		Console: &httpd.ConsoleOptions{

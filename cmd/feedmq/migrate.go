@@ -441,19 +441,20 @@ func migrate(ctx context.Context, a admin.Service, src *migrateSource, to uint64
 				n, to, to, n)
 		}
 	}
-	im, err := newImporter(ctx, a, to, true)
+	im, err := admin.NewImporter(ctx, a, to, true)
 	if err != nil {
 		return nil, err
 	}
-	im.sum.Pages = len(sp.pages)
 	err = sp.each(func(e channels.Entry) error {
-		return im.add(ctx, e, fmt.Sprintf("source entry %d", e.ID), 0)
+		return im.Add(ctx, e, fmt.Sprintf("source entry %d", e.ID), 0)
 	})
 	if err == nil {
-		err = im.flush(ctx)
+		err = im.Flush(ctx)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &im.sum, nil
+	sum := summaryOf(im.Summary())
+	sum.Pages = len(sp.pages)
+	return sum, nil
 }

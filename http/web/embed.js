@@ -1,8 +1,10 @@
 // feedmq embeddable chart and widgets. The server checked every option and
 // put it in data- attributes of #embed; this script reads them as text and
 // uses them only as text, SVG attribute values or CSSOM values, never as
-// markup or code. History comes from the REST API, live entries (when
-// dynamic) from the channel's event stream.
+// markup or code. History comes from the REST API, and so do new entries
+// when dynamic: the page polls it (an event stream per chart would hold one
+// of the browser's six connections to the host, and a page with more
+// charts than that would leave the rest waiting forever).
 (function () {
   'use strict';
 
@@ -12,7 +14,7 @@
   var o = root.dataset;
   var field = 'field' + o.field;
   // window.feedmqEmbed exposes the state, for tests.
-  var state = window.feedmqEmbed = { kind: o.kind, points: 0, value: null, live: 'off', error: '' };
+  var state = window.feedmqEmbed = { kind: o.kind, points: 0, value: null, live: 'off', error: '', retries: 0 };
 
   function svg(tag, attrs, text) {
     var e = document.createElementNS(SVGNS, tag);
@@ -43,8 +45,11 @@
       return r.json().catch(function () { return null; }).then(function (b) {
         if (!r.ok) {
           var e = new Error((b && b.error && b.error.details) || ('HTTP ' + r.status));
-          e.status = r.status; throw e;
+          e.status = r.status;
+          e.retryAfter = Number(r.headers.get('Retry-After')) || 0;
+          throw e;
         }
+        if (b === null) throw new Error('The answer was cut off.'); // retried, as no answer
         return b;
       });
     });
@@ -57,23 +62,73 @@
   if (H > 0) root.style.height = H + 'px';
   if (!(W > 0) || !(H > 0)) root.classList.add('auto');
 
-  // ---------- live entries ----------
-  var lastId = 0, es = null;
-  function live(onEntry) {
-    if (o.dynamic !== 'true') return;
-    var url = o.events + (o.events.indexOf('?') < 0 ? '?' : '&') + 'since=' + lastId;
-    es = new EventSource(url);
-    es.onopen = function () { state.live = 'on'; root.setAttribute('data-live', 'on'); };
-    es.onmessage = function (ev) {
-      var e;
-      try { e = JSON.parse(ev.data); } catch (err) { return; }
-      if (!e || typeof e.entry_id !== 'number') return;
-      if (e.entry_id > lastId || e.entry_id === 1) { lastId = e.entry_id; onEntry(e); }
-    };
-    es.onerror = function () {
-      if (es.readyState === EventSource.CLOSED) { state.live = 'off'; root.setAttribute('data-live', 'off'); }
-    };
+  // ---------- polling ----------
+  // The server gives the poll interval (bounded there too). After a failure
+  // that may pass (no answer, 408, 429, 5xx) the step is retried, never
+  // given up: first after the interval or 5 s, whichever is shorter, then
+  // doubling up to 5 minutes (or the interval, if longer), never sooner than
+  // Retry-After, and a little later at random so that many pages refused at
+  // once do not all come back at once.
+  var POLL = Math.min(Math.max(Number(o.poll) || 15, 1), 600) * 1000;
+  var BACKOFF_MIN = Math.min(POLL, 5000), BACKOFF_MAX = Math.max(POLL, 300000);
+  function transient(err) {
+    var s = err && err.status;
+    return !s || s === 408 || s === 429 || s >= 500;
   }
+  function setLive(v) { state.live = v; root.setAttribute('data-live', v); }
+  var note = null;
+  function showNote(msg) {
+    if (!note) { note = el('div', 'note'); root.appendChild(note); }
+    note.textContent = msg;
+  }
+  // run calls step (a promise-returning function) now and, while again()
+  // is true, every POLL after it succeeds. A transient failure retries it
+  // with backoff; any other failure goes to onFail and ends the loop.
+  function run(step, again, onFail) {
+    var failures = 0;
+    function go() {
+      // A hidden page asks nothing until it is shown again.
+      if (document.hidden) {
+        document.addEventListener('visibilitychange', function wake() {
+          if (document.hidden) return;
+          document.removeEventListener('visibilitychange', wake);
+          go();
+        });
+        return;
+      }
+      var p;
+      try { p = Promise.resolve(step()); } catch (err) { p = Promise.reject(err); }
+      p.then(function () {
+        failures = 0;
+        if (note) showNote('');
+        if (again()) { setLive('on'); setTimeout(go, POLL); } else if (state.live !== 'off') setLive('off');
+      }, function (err) {
+        if (!transient(err)) { onFail(err); return; }
+        failures++;
+        state.retries++;
+        root.setAttribute('data-retries', String(state.retries));
+        var d = Math.min(BACKOFF_MIN * Math.pow(2, Math.min(failures - 1, 20)), BACKOFF_MAX);
+        if (err.retryAfter > 0) d = Math.min(Math.max(d, err.retryAfter * 1000), BACKOFF_MAX);
+        d *= 1 + 0.25 * Math.random();
+        state.error = (err && err.message) || 'no answer';
+        setLive('retrying');
+        if (root.getAttribute('data-state') !== 'ready') root.setAttribute('data-state', 'retrying');
+        showNote('No answer from the server; trying again in ' + Math.round(d / 1000) + ' s.');
+        setTimeout(go, d);
+      });
+    }
+    go();
+  }
+  var dynamic = function () { return o.dynamic === 'true'; };
+  // newest is the highest entry_id a feed answer knows of: the channel's,
+  // or an entry's committed after the channel was read.
+  function newest(f) {
+    var n = (f && f.channel && f.channel.last_entry_id) || 0;
+    ((f && f.feeds) || []).forEach(function (e) { if (e.entry_id > n) n = e.entry_id; });
+    return n;
+  }
+  // recent is field N's newest n entries (no time window, the chart's round).
+  function recent(n) { return o.recent + (o.recent.indexOf('?') < 0 ? '?' : '&') + 'results=' + n; }
 
   // ---------- chart ----------
   var TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800].map(function (s) { return s * 1000; });
@@ -116,28 +171,47 @@
       (feeds || []).forEach(function (e) { var p = point(e); if (p) out.push(p); });
       return out;
     }
+    // known is the newest entry_id the chart has seen, in or out of its
+    // points (an entry without a number in the field draws nothing).
+    var known = 0, loaded = false;
     function load() {
       return getJSON(o.feed).then(function (feed) {
         pts = toPoints(feed.feeds);
-        lastId = Math.max(lastId, (feed.channel && feed.channel.last_entry_id) || 0);
+        known = newest(feed);
         cap = Number(o.results) || Math.max(pts.length, 60);
+        loaded = true;
         draw();
       });
     }
-    var refetch = 0;
-    function onEntry(e) {
-      if (o.aggregated === 'true') {
-        // Buckets change as entries arrive: read them again, at most every 2 s.
-        if (!refetch) refetch = setTimeout(function () { refetch = 0; load().catch(function () {}); }, 2000);
-        return;
-      }
-      var p = point(e);
-      if (!p) return;
-      pts.push(p);
+    // poll asks for the newest entry; only when the channel has more than
+    // the chart, for as many as are new (entry_ids only grow, so there are
+    // at most newest - known), and adds those past known. Buckets change as
+    // entries arrive, so an aggregated chart reads its feed again instead;
+    // so does a chart that fell too far behind, or whose channel was
+    // cleared.
+    function poll() {
+      return getJSON(recent(1)).then(function (f) {
+        var top = newest(f), gap = top - known;
+        if (gap === 0) return;
+        if (gap < 0 || o.aggregated === 'true' || gap > cap) return load();
+        if (gap === 1) return add(f, 1);
+        var n = Math.min(gap + 10, 8000); // a few more, for entries committed meanwhile
+        return getJSON(recent(n)).then(function (g) { return add(g, n); });
+      });
+    }
+    function add(f, asked) {
+      var top = newest(f);
+      if (top - known > asked) return load(); // more arrived than were asked for
+      (f.feeds || []).forEach(function (e) {
+        if (!(e.entry_id > known)) return;
+        var p = point(e);
+        if (p) pts.push(p);
+      });
       if (pts.length > cap) pts.splice(0, pts.length - cap);
+      known = Math.max(known, top);
       draw();
     }
-    load().then(function () { live(onEntry); }, function (err) { fail(err.message); });
+    run(function () { return loaded ? poll() : load(); }, dynamic, function (err) { fail(err.message); });
 
     function draw() {
       var width = box.clientWidth, height = box.clientHeight;
@@ -316,15 +390,17 @@
       root.setAttribute('data-value', v);
       show(v, new Date(e.created_at).getTime());
     }
-    getJSON(o.last).then(function (e) {
-      lastId = e.entry_id || 0;
-      set(e);
-    }, function (err) {
-      if (err.status !== 404) throw err; // 404: no value yet
-    }).then(function () {
-      root.setAttribute('data-state', 'ready');
-      live(set);
-    }).catch(function (err) { fail(err.message); });
+    // The field's newest entry (-1 while it has none), again every poll.
+    var shown = 0;
+    run(function () {
+      return getJSON(o.last).then(function (e) {
+        if (e && typeof e.entry_id === 'number' && e.entry_id !== shown) {
+          shown = e.entry_id;
+          set(e);
+        }
+        root.setAttribute('data-state', 'ready');
+      });
+    }, dynamic, function (err) { fail(err.message); });
   }
 
   if (o.kind === 'chart') chart();
