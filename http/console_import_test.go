@@ -429,3 +429,58 @@ func TestConsoleImportBodyBudget(t *testing.T) {
 		t.Errorf("upload after the budget came back: %d %s", code, body)
 	}
 }
+
+// FuzzConsoleImport uploads arbitrary files, and arbitrary multipart
+// bodies, with the owner's session and token, to the import form: each
+// answer is a page (no panic, no 5xx), and a file is stored only when the
+// answer says it was imported, with as many entries as it says.
+func FuzzConsoleImport(f *testing.F) {
+	f.Add(false, "created_at,entry_id,field1\n2024-03-01 10:00:00 UTC,5,20.5\n2024-03-01 10:01:00 UTC,7,21\n")
+	f.Add(false, "\ufeffcreated_at,field1,status\r\n2024-03-01T10:00:00+01:00,1,\"a, \"\"b\"\"\"\r\n")
+	f.Add(false, "created_at,field1\nyesterday,1\n")
+	f.Add(false, "created_at,field9\n")
+	f.Add(false, "\x00\xff\xfe,\"\n")
+	f.Add(true, "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n\r\ncreated_at,field1\n2024-01-01 00:00:00 UTC,1\r\n--B--\r\n")
+	f.Add(true, "--B\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nx")
+	f.Add(true, "--B--")
+	e := newConsoleEnv(f, false, nil)
+	b := e.setup(ownerPassword)
+	ch, err := e.svc.CreateChannel(f.Context(), auth.ChannelSpec{Name: "Fuzz", Fields: [8]string{"t", "u"}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	entries := func(t *testing.T) int {
+		c, err := e.db.EntryCount(t.Context(), ch.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(c)
+	}
+	imported := regexp.MustCompile(`Imported (\d+) entr(y|ies)`)
+	f.Fuzz(func(t *testing.T, raw bool, content string) {
+		e.t = t // the helpers report to this input's test (inputs run one at a time)
+		before := entries(t)
+		var p page
+		if raw {
+			// The whole body after the token and the form id.
+			pre := "--B\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n" + b.csrf + "\r\n" +
+				"--B\r\nContent-Disposition: form-data; name=\"form_id\"\r\n\r\n" + rand.Text() + "\r\n"
+			req, _ := http.NewRequest("POST", fmt.Sprintf("%s/console/channels/%d/import", e.srv.URL, ch.ID), strings.NewReader(pre+content))
+			req.Header.Set("Content-Type", "multipart/form-data; boundary=B")
+			p = b.do(req)
+		} else {
+			p = b.send(ch.ID, uploadForm{csrf: strp(b.csrf), formID: strp(rand.Text()), filename: "f.csv", file: strings.NewReader(content)}, false)
+		}
+		if p.status >= 500 || p.status == 0 {
+			t.Fatalf("%q: %d\n%s", content, p.status, p.body)
+		}
+		got := entries(t) - before
+		if m := imported.FindStringSubmatch(p.body); p.status == 200 && m != nil {
+			if n, _ := strconv.Atoi(m[1]); n != got {
+				t.Fatalf("%q: the page says %s entries, %d stored", content, m[1], got)
+			}
+		} else if got != 0 && !strings.Contains(p.body, "before it were stored") {
+			t.Fatalf("%q: %d, %d entries stored without a word:\n%s", content, p.status, got, p.body)
+		}
+	})
+}
