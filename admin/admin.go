@@ -39,10 +39,31 @@ type Service interface {
 	DeleteDevice(ctx context.Context, id uint64) error
 	Device(ctx context.Context, id uint64) (*auth.Device, error)
 	ListDevices(ctx context.Context) ([]*auth.Device, error)
+	// Bind makes publishes on free topics matching b.Topic feed b's
+	// channel; it returns the stored binding, with its ID.
+	Bind(ctx context.Context, b channels.Binding) (*channels.Binding, error)
+	// Unbind deletes a binding.
+	Unbind(ctx context.Context, id uint64) error
+	// Bindings lists the bindings of a channel, or every binding for
+	// channel 0.
+	Bindings(ctx context.Context, channel uint64) ([]channels.Binding, error)
+
 	// DeviceActivity returns the running broker's view of each device
 	// that has a live connection or has published since it started;
 	// empty when no server runs.
 	DeviceActivity(ctx context.Context) (map[uint64]auth.Activity, error)
+
+	// AllowRules adds access rules to a device's list, the anonymous
+	// connections' or everyone's; a rule on a pattern the list has
+	// replaces that rule's access. It returns the list after the change.
+	AllowRules(ctx context.Context, target auth.RuleTarget, rules []auth.Rule) ([]auth.Rule, error)
+	// DisallowRules removes the rules on patterns from a list: ENOTFOUND
+	// (auth.ErrNoRule) and no change when one has none.
+	DisallowRules(ctx context.Context, target auth.RuleTarget, patterns []string) ([]auth.Rule, error)
+	// AccessRules returns every list of access rules.
+	AccessRules(ctx context.Context) (*auth.AccessRules, error)
+	// ImportACL applies a parsed Mosquitto ACL file, all or nothing.
+	ImportACL(ctx context.Context, acl *auth.ACL, o ACLImportOptions) (*ACLImportResult, error)
 
 	// Account returns the owner account, creating its user API key on
 	// first use.

@@ -110,7 +110,8 @@ func (l *Local) changeChannel(ctx context.Context, id uint64, change func(*chann
 	return c, nil
 }
 
-// DeleteChannel removes a channel, its feed and all grants to it.
+// DeleteChannel removes a channel, its feed, its bindings and all grants
+// to it.
 func (l *Local) DeleteChannel(ctx context.Context, id uint64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -118,6 +119,7 @@ func (l *Local) DeleteChannel(ctx context.Context, id uint64) error {
 		return err
 	}
 	l.Registry.DeleteChannel(id)
+	l.channelGone(id)
 	return nil
 }
 

@@ -119,13 +119,16 @@ func (r *Client) ImportEntries(ctx context.Context, id uint64, es []channels.Ent
 }
 
 func (r *Client) CreateDevice(ctx context.Context, spec auth.DeviceSpec) (*auth.Credentials, error) {
-	return callPtr[auth.Credentials](ctx, r, opDeviceCreate, createDeviceArgs{Name: spec.Name, Description: spec.Description, Grants: spec.Grants})
+	return callPtr[auth.Credentials](ctx, r, opDeviceCreate, createDeviceArgs{Name: spec.Name, Description: spec.Description, Grants: spec.Grants, Rules: spec.Rules})
 }
 
 func (r *Client) UpdateDevice(ctx context.Context, id uint64, u auth.DeviceUpdate) (*auth.Device, error) {
 	if u.Grants != nil && *u.Grants == nil {
 		// A nil list encodes as null, which decodes as "leave the grants".
 		u.Grants = &[]auth.Grant{}
+	}
+	if u.Rules != nil && *u.Rules == nil {
+		u.Rules = &[]auth.Rule{} // as for the grants
 	}
 	return callPtr[auth.Device](ctx, r, opDeviceUpdate, deviceUpdateArgs{ID: id, Update: u})
 }
@@ -155,10 +158,42 @@ func (r *Client) ListDevices(ctx context.Context) ([]*auth.Device, error) {
 	return call[[]*auth.Device](ctx, r, opDeviceList, nil)
 }
 
+func (r *Client) Bind(ctx context.Context, b channels.Binding) (*channels.Binding, error) {
+	return callPtr[channels.Binding](ctx, r, opBindingCreate, b)
+}
+
+func (r *Client) Unbind(ctx context.Context, id uint64) error {
+	_, err := call[struct{}](ctx, r, opBindingDelete, idArgs{ID: id})
+	return err
+}
+
+func (r *Client) Bindings(ctx context.Context, channel uint64) ([]channels.Binding, error) {
+	return call[[]channels.Binding](ctx, r, opBindingList, bindingListArgs{Channel: channel})
+}
+
 func (r *Client) Backup(ctx context.Context, path string) (*BackupResult, error) {
 	return callPtr[BackupResult](ctx, r, opDBBackup, backupArgs{Path: path})
 }
 
 func (r *Client) Check(ctx context.Context) (*storage.CheckReport, error) {
 	return callPtr[storage.CheckReport](ctx, r, opDBCheck, nil)
+}
+
+func (r *Client) AllowRules(ctx context.Context, target auth.RuleTarget, rules []auth.Rule) ([]auth.Rule, error) {
+	return call[[]auth.Rule](ctx, r, opRulesAllow, allowArgs{Target: target, Rules: rules})
+}
+
+func (r *Client) DisallowRules(ctx context.Context, target auth.RuleTarget, patterns []string) ([]auth.Rule, error) {
+	return call[[]auth.Rule](ctx, r, opRulesDisallow, disallowArgs{Target: target, Patterns: patterns})
+}
+
+func (r *Client) AccessRules(ctx context.Context) (*auth.AccessRules, error) {
+	return callPtr[auth.AccessRules](ctx, r, opRulesList, nil)
+}
+
+func (r *Client) ImportACL(ctx context.Context, acl *auth.ACL, o ACLImportOptions) (*ACLImportResult, error) {
+	if acl == nil {
+		acl = &auth.ACL{}
+	}
+	return callPtr[ACLImportResult](ctx, r, opRulesImport, importACLArgs{ACL: *acl, Options: o})
 }

@@ -28,6 +28,10 @@ func (l *Local) CreateDevice(ctx context.Context, spec auth.DeviceSpec) (*auth.C
 	if d.Channels, err = l.mergeGrants(ctx, nil, spec.Grants); err != nil {
 		return nil, err
 	}
+	if err := auth.CheckRules(spec.Rules); err != nil {
+		return nil, err
+	}
+	d.Rules = append([]auth.Rule(nil), spec.Rules...)
 	d.ClientID = auth.NewClientID()
 	d.Username = d.ClientID
 	password := auth.NewPassword()
@@ -50,10 +54,11 @@ func checkDeviceText(d *auth.Device) error {
 	return nil
 }
 
-// UpdateDevice changes the device's name, description or grants. New
-// grants replace all the old ones under the same rules as AuthorizeDevice;
-// a right the device loses ends at once, as with DeauthorizeDevice, since
-// the broker checks the registry on every packet.
+// UpdateDevice changes the device's name, description, grants or access
+// rules. New grants replace all the old ones under the same rules as
+// AuthorizeDevice, new rules all the old rules (CheckRules); a right the
+// device loses ends at once, as with DeauthorizeDevice, since the broker
+// checks the registry on every packet.
 func (l *Local) UpdateDevice(ctx context.Context, id uint64, u auth.DeviceUpdate) (*auth.Device, error) {
 	return l.changeDevice(ctx, id, false, func(d *auth.Device) error {
 		if u.Name != nil {
@@ -71,6 +76,12 @@ func (l *Local) UpdateDevice(ctx context.Context, id uint64, u auth.DeviceUpdate
 				return err
 			}
 			d.Channels = grants
+		}
+		if u.Rules != nil {
+			if err := auth.CheckRules(*u.Rules); err != nil {
+				return err
+			}
+			d.Rules = append([]auth.Rule(nil), (*u.Rules)...)
 		}
 		return nil
 	})

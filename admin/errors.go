@@ -26,6 +26,7 @@ var sentinels = []struct {
 	{"bad_password", auth.ErrBadPassword},
 	{"bad_user_key", auth.ErrBadUserKey},
 	{"setup_token", auth.ErrSetupToken},
+	{"no_rule", auth.ErrNoRule},
 }
 
 // toWire is err as the handler sends it: its code, its message and the

@@ -33,6 +33,13 @@ const (
 	opDeviceGet         = "device.get"            // idArgs -> auth.Device
 	opDeviceList        = "device.list"           // none -> []auth.Device
 	opDeviceActivity    = "device.activity"       // none -> map[uint64]auth.Activity
+	opRulesAllow        = "rules.allow"           // allowArgs -> []auth.Rule
+	opRulesDisallow     = "rules.disallow"        // disallowArgs -> []auth.Rule
+	opRulesList         = "rules.list"            // none -> auth.AccessRules
+	opRulesImport       = "rules.import"          // importACLArgs -> ACLImportResult
+	opBindingCreate     = "binding.create"        // channels.Binding -> channels.Binding
+	opBindingDelete     = "binding.delete"        // idArgs -> null
+	opBindingList       = "binding.list"          // bindingListArgs -> []channels.Binding
 	opDBBackup          = "db.backup"             // backupArgs -> BackupResult
 	opDBCheck           = "db.check"              // none -> storage.CheckReport
 
@@ -73,6 +80,22 @@ type createDeviceArgs struct {
 	Name        string       `json:"name"`
 	Description string       `json:"description,omitempty"`
 	Grants      []auth.Grant `json:"grants"`
+	Rules       []auth.Rule  `json:"rules,omitempty"`
+}
+
+type allowArgs struct {
+	Target auth.RuleTarget `json:"target"`
+	Rules  []auth.Rule     `json:"rules"`
+}
+
+type disallowArgs struct {
+	Target   auth.RuleTarget `json:"target"`
+	Patterns []string        `json:"patterns"`
+}
+
+type importACLArgs struct {
+	ACL     auth.ACL         `json:"acl"`
+	Options ACLImportOptions `json:"options"`
 }
 
 type deviceUpdateArgs struct {
@@ -87,6 +110,10 @@ type grantArgs struct {
 
 type deauthorizeArgs struct {
 	ID      uint64 `json:"id"`
+	Channel uint64 `json:"channel"`
+}
+
+type bindingListArgs struct {
 	Channel uint64 `json:"channel"`
 }
 
@@ -155,7 +182,7 @@ var ops = map[string]opFunc{
 		return s.ImportEntries(ctx, a.ID, es, a.KeepIDs)
 	}),
 	opDeviceCreate: op(func(ctx context.Context, s Service, a createDeviceArgs) (any, error) {
-		return scrubCredentials(s.CreateDevice(ctx, auth.DeviceSpec{Name: a.Name, Description: a.Description, Grants: a.Grants}))
+		return scrubCredentials(s.CreateDevice(ctx, auth.DeviceSpec{Name: a.Name, Description: a.Description, Grants: a.Grants, Rules: a.Rules}))
 	}),
 	opDeviceUpdate: op(func(ctx context.Context, s Service, a deviceUpdateArgs) (any, error) {
 		return scrubDevice(s.UpdateDevice(ctx, a.ID, a.Update))
@@ -184,6 +211,27 @@ var ops = map[string]opFunc{
 	}),
 	opDeviceActivity: op(func(ctx context.Context, s Service, _ struct{}) (any, error) {
 		return s.DeviceActivity(ctx)
+	}),
+	opRulesAllow: op(func(ctx context.Context, s Service, a allowArgs) (any, error) {
+		return s.AllowRules(ctx, a.Target, a.Rules)
+	}),
+	opRulesDisallow: op(func(ctx context.Context, s Service, a disallowArgs) (any, error) {
+		return s.DisallowRules(ctx, a.Target, a.Patterns)
+	}),
+	opRulesList: op(func(ctx context.Context, s Service, _ struct{}) (any, error) {
+		return s.AccessRules(ctx)
+	}),
+	opRulesImport: op(func(ctx context.Context, s Service, a importACLArgs) (any, error) {
+		return s.ImportACL(ctx, &a.ACL, a.Options)
+	}),
+	opBindingCreate: op(func(ctx context.Context, s Service, a channels.Binding) (any, error) {
+		return s.Bind(ctx, a)
+	}),
+	opBindingDelete: op(func(ctx context.Context, s Service, a idArgs) (any, error) {
+		return none(s.Unbind(ctx, a.ID))
+	}),
+	opBindingList: op(func(ctx context.Context, s Service, a bindingListArgs) (any, error) {
+		return s.Bindings(ctx, a.Channel)
 	}),
 	opDBBackup: op(func(ctx context.Context, s Service, a backupArgs) (any, error) {
 		return s.Backup(ctx, a.Path)
@@ -236,7 +284,7 @@ func scrubCredentials(c *auth.Credentials, err error) (any, error) {
 // readOps change nothing; they are logged at debug level only.
 var readOps = map[string]bool{
 	opChannelGet: true, opChannelList: true, opFeedEntries: true, opDeviceGet: true, opDeviceList: true,
-	opDeviceActivity: true, opDBCheck: true, opAccountGet: true, opAccountVerifyPassword: true, opAccountVerifyUserKey: true,
+	opDeviceActivity: true, opRulesList: true, opBindingList: true, opDBCheck: true, opAccountGet: true, opAccountVerifyPassword: true, opAccountVerifyUserKey: true,
 }
 
 // NewHandler serves the admin socket with svc, the running server's

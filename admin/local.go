@@ -20,6 +20,9 @@ import (
 type Local struct {
 	Channels channels.Store
 	Devices  auth.Store
+	// Rules keeps the rule lists; a device's own rules are also in its
+	// Devices record.
+	Rules auth.RuleStore
 	// Registry answers the broker's per-packet questions; Local keeps it
 	// in step with every committed change.
 	Registry *auth.Registry
@@ -35,6 +38,11 @@ type Local struct {
 	// Activity, when set, returns the running broker's view of the
 	// devices (DeviceActivity); serve sets it.
 	Activity func() map[uint64]auth.Activity
+
+	// bindWatch receives the bindings after each change, and binds is
+	// the list it was last given (see WatchBindings).
+	bindWatch func([]channels.Binding)
+	binds     []channels.Binding
 }
 
 var _ Service = (*Local)(nil)
@@ -64,12 +72,18 @@ func newLocalOver(ctx context.Context, cs channels.Store, ds auth.Store, db *sto
 	for _, d := range devs {
 		l.Registry.PutDevice(d)
 	}
+	anon, every, err := l.Rules.SharedRules(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load access rules: %w", err)
+	}
+	l.Registry.SetAnonymousRules(anon)
+	l.Registry.SetCommonRules(every)
 	return l, nil
 }
 
 // newLocal returns a Local over db with an empty Registry.
 func newLocal(db *storage.DB, lim auth.Limits) *Local {
-	return &Local{Channels: db, Devices: db, Registry: auth.NewRegistry(), Limits: lim, db: db}
+	return &Local{Channels: db, Devices: db, Rules: db, Registry: auth.NewRegistry(), Limits: lim, db: db}
 }
 
 // Backup writes a consistent copy of the database from a read

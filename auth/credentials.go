@@ -21,7 +21,10 @@ type DeviceJSON struct {
 	Username    string  `json:"username"`
 	Password    string  `json:"password,omitempty"`
 	Channels    []Grant `json:"channels"`
-	CreatedAt   string  `json:"created_at"`
+	// Rules are the device's access rules on free topics, each
+	// "ACCESS PATTERN" (Rule.String); [] for none.
+	Rules     []string `json:"rules"`
+	CreatedAt string   `json:"created_at"`
 	// *Activity adds "connections" and "last_publish_at"; nil leaves both
 	// out, so created credentials and their downloaded JSON, which
 	// describe the device and not a moment of it, carry neither.
@@ -34,7 +37,7 @@ func NewDeviceJSON(d *Device, password string) DeviceJSON {
 	grants := append([]Grant{}, d.Channels...) // [] rather than null
 	return DeviceJSON{
 		ID: d.ID, Name: d.Name, Description: d.Description, ClientID: d.ClientID, Username: d.Username,
-		Password: password, Channels: grants, CreatedAt: d.CreatedAt.UTC().Format(channels.TimeFormat),
+		Password: password, Channels: grants, Rules: RuleStrings(d.Rules), CreatedAt: d.CreatedAt.UTC().Format(channels.TimeFormat),
 	}
 }
 

@@ -40,14 +40,18 @@ type DeviceSpec struct {
 	Name        string
 	Description string
 	Grants      []Grant
+	// Rules are the device's access rules on free topics (CheckRules).
+	Rules []Rule
 }
 
 // DeviceUpdate changes the settings that are non-nil. Grants, when
-// non-nil, replaces all of the device's grants.
+// non-nil, replaces all of the device's grants; Rules all its rules.
 type DeviceUpdate struct {
 	Name        *string
 	Description *string
 	Grants      *[]Grant
+	// Rules, when non-nil, replaces all of the device's access rules.
+	Rules *[]Rule
 }
 
 // Grant is a device's right on one channel.

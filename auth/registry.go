@@ -23,6 +23,9 @@ type Registry struct {
 	byWriteKey map[string]uint64
 	byClient   map[string]*principal // by client ID: whose session an ID is
 	anonRules  []Rule                // access rules of anonymous connections (rules.go)
+	// commonRules apply to every connection, anonymous or not, as
+	// Mosquitto's pattern lines do (rules.go).
+	commonRules []Rule
 }
 
 // principal is a device with its grants indexed for O(1) checks.

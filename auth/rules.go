@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"fmt"
 	"strings"
 	"unicode/utf8"
 
@@ -64,28 +65,44 @@ func ParseAccess(s string) (Access, error) {
 const MaxRulePattern = 1024
 
 // ValidPattern returns why pattern cannot be a rule's pattern, or nil: it
-// must be a valid MQTT filter of free topics (no reserved tree, no NUL).
+// must be a valid MQTT filter of free topics (no reserved tree, no
+// control characters).
 func ValidPattern(pattern string) error {
+	why := PatternProblem(pattern)
+	switch {
+	case why == "":
+		return nil
+	case pattern == "" || len(pattern) > MaxRulePattern:
+		return channels.Errorf(channels.EINVALID, "a rule's topic pattern %s", why)
+	}
+	return channels.Errorf(channels.EINVALID, "topic pattern %q: %s", clip(pattern), why)
+}
+
+// PatternProblem is ValidPattern's reason, "" for a valid pattern, without
+// the pattern: for messages that must not echo what a client sent.
+func PatternProblem(pattern string) string {
 	switch {
 	case pattern == "":
-		return channels.Errorf(channels.EINVALID, "a rule's topic pattern is empty")
+		return "is empty"
 	case len(pattern) > MaxRulePattern:
-		return channels.Errorf(channels.EINVALID, "a rule's topic pattern is longer than %d bytes", MaxRulePattern)
-	case strings.ContainsRune(pattern, 0) || !utf8.ValidString(pattern):
-		return channels.Errorf(channels.EINVALID, "topic pattern %q: not valid UTF-8 without NUL", clip(pattern))
+		return fmt.Sprintf("is longer than %d bytes", MaxRulePattern)
+	case !utf8.ValidString(pattern) || strings.ContainsFunc(pattern, isControl):
+		// MQTT topics should hold no control characters; a rule with a
+		// line break could not be shown or edited one rule a line.
+		return "not valid UTF-8 without control characters"
 	case channels.Reserved(pattern):
-		return channels.Errorf(channels.EINVALID, "topic pattern %q: channels/, devices/ and $ topics are governed by channel grants, not rules", clip(pattern))
+		return "channels/, devices/ and $ topics are governed by channel grants, not rules"
 	}
 	levels := strings.Split(pattern, "/")
 	for i, l := range levels {
 		if l == "#" && i != len(levels)-1 {
-			return channels.Errorf(channels.EINVALID, "topic pattern %q: # must be the last level", clip(pattern))
+			return "# must be the last level"
 		}
 		if len(l) > 1 && strings.ContainsAny(l, "+#") {
-			return channels.Errorf(channels.EINVALID, "topic pattern %q: + and # must fill a whole level", clip(pattern))
+			return "+ and # must fill a whole level"
 		}
 	}
-	return nil
+	return ""
 }
 
 // MatchRule reports whether pattern matches topic for a connection with
@@ -131,20 +148,11 @@ func MatchRule(pattern, topic, clientID, username string) bool {
 // Allows reports whether rules allow want (AccessRead or AccessWrite) on
 // topic: no deny rule matches it and some rule with that access does.
 func Allows(rules []Rule, want Access, topic, clientID, username string) bool {
-	allowed := false
-	for _, r := range rules {
-		if !MatchRule(r.Pattern, topic, clientID, username) {
-			continue
-		}
-		if r.Access == AccessDeny {
-			return false
-		}
-		if r.Access&want != 0 {
-			allowed = true
-		}
-	}
-	return allowed
+	allowed, denied := scanRules(rules, want, topic, clientID, username)
+	return allowed && !denied
 }
+
+func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }
 
 func clip(s string) string {
 	if len(s) > 64 {
@@ -169,20 +177,68 @@ func (r *Registry) AnonymousRules() []Rule {
 	return append([]Rule(nil), r.anonRules...)
 }
 
+// SetCommonRules replaces the access rules that apply to every
+// connection, anonymous or authenticated, besides its own: Mosquitto's
+// pattern lines, usually written with %c or %u.
+func (r *Registry) SetCommonRules(rules []Rule) {
+	cp := append([]Rule(nil), rules...)
+	r.mu.Lock()
+	r.commonRules = cp
+	r.mu.Unlock()
+}
+
+// CommonRules returns the access rules of every connection.
+func (r *Registry) CommonRules() []Rule {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return append([]Rule(nil), r.commonRules...)
+}
+
 // FreeAccess reports whether device (Anonymous for connections without a
 // username), connected as clientID with username, may have want
 // (AccessRead to subscribe to a filter or receive a topic, AccessWrite to
-// publish) on a free topic or filter. Default deny: a device without a
-// matching rule gets nothing. Reserved topics are never allowed here.
+// publish) on a free topic or filter. The device's own rules (or the
+// anonymous ones) and the rules of every connection count together: a
+// deny in either refuses, and otherwise a rule with that access in either
+// allows. Default deny: a connection without a matching rule gets
+// nothing. Reserved topics are never allowed here.
 func (r *Registry) FreeAccess(device uint64, want Access, topic, clientID, username string) bool {
 	if channels.Reserved(topic) {
 		return false
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	var own []Rule
 	if device == Anonymous {
-		return Allows(r.anonRules, want, topic, clientID, username)
+		own = r.anonRules
+	} else {
+		p, ok := r.devices[device]
+		if !ok {
+			return false // deleted: its connections are being closed
+		}
+		own = p.dev.Rules
 	}
-	p, ok := r.devices[device]
-	return ok && Allows(p.dev.Rules, want, topic, clientID, username)
+	a, denied := scanRules(own, want, topic, clientID, username)
+	if denied {
+		return false
+	}
+	b, denied := scanRules(r.commonRules, want, topic, clientID, username)
+	return !denied && (a || b)
+}
+
+// scanRules reports whether some rule with access want matches topic,
+// and whether a deny rule does.
+func scanRules(rules []Rule, want Access, topic, clientID, username string) (allowed, denied bool) {
+	for _, r := range rules {
+		if !MatchRule(r.Pattern, topic, clientID, username) {
+			continue
+		}
+		if r.Access == AccessDeny {
+			return false, true
+		}
+		if r.Access&want != 0 {
+			allowed = true
+		}
+	}
+	return allowed, false
 }

@@ -15,10 +15,17 @@ import (
 type Limits struct {
 	MaxDevices           int // default 100
 	MaxChannelsPerDevice int // default 10
+	// Bindings of free topics to channels: each one costs every publish
+	// on a matching topic an extraction and a commit.
+	MaxBindingsPerChannel int // default 10
+	MaxBindings           int // default 200
 }
 
-// DefaultLimits returns ThingSpeak's per-user limits.
-func DefaultLimits() Limits { return Limits{MaxDevices: 100, MaxChannelsPerDevice: 10} }
+// DefaultLimits returns ThingSpeak's per-user limits, and feedmq's own for
+// bindings, which ThingSpeak does not have.
+func DefaultLimits() Limits {
+	return Limits{MaxDevices: 100, MaxChannelsPerDevice: 10, MaxBindingsPerChannel: 10, MaxBindings: 200}
+}
 
 // ChannelSpec describes a new channel.
 type ChannelSpec struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,7 +26,11 @@ import (
 // read keys, field and sensor topics by ID, name or label, non-canonical
 // IDs), publishes one entry per channel, and
 // checks against an independent model that every subscriber gets exactly
-// the topics it is entitled to: nothing more, nothing less.
+// the topics it is entitled to: nothing more, nothing less. Devices (and
+// anonymous clients) also get random access rules on free topics (read,
+// write, deny, %c and %u, wildcards) and free filters; a writer allowed
+// everything and one allowed little publish free topics, and the model
+// says who gets which.
 func TestAuthorizationProperty(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -33,7 +38,7 @@ func TestAuthorizationProperty(t *testing.T) {
 	ts := startServer(t, broker.Options{Anonymous: true, Logger: quietLogger()})
 	ctx := context.Background()
 
-	const nChannels, nDevices, nAnonymous = 10, 100, 10
+	const nChannels, nDevices, nAnonymous = 10, 98, 10 // two more devices write free topics
 	chans := make([]*channels.Channel, nChannels)
 	for i := range chans {
 		c, err := ts.svc.CreateChannel(ctx, auth.ChannelSpec{Name: fmt.Sprintf("ch%d", i), Public: rng.IntN(10) < 3})
@@ -67,10 +72,23 @@ func TestAuthorizationProperty(t *testing.T) {
 		byID[c.ID] = c
 	}
 	type subscriber struct {
-		grants  map[uint64]auth.Grant
-		filters []genFilter
-		conn    *mqtttest.Conn
+		grants   map[uint64]auth.Grant
+		filters  []genFilter
+		conn     *mqtttest.Conn
+		rules    []string // "ACCESS PATTERN"
+		clientID string
+		username string
 	}
+	randomRules := func() []string {
+		var rules []string
+		for range rng.IntN(4) {
+			rules = append(rules, freeRulePool[rng.IntN(len(freeRulePool))])
+		}
+		return rules
+	}
+	anonRules := randomRules()
+	ts.allow(nil, anonRules...)
+	var deviceIDs []string
 	var subs []*subscriber
 	for i := 0; i < nDevices+nAnonymous; i++ {
 		s := &subscriber{grants: map[uint64]auth.Grant{}}
@@ -88,14 +106,38 @@ func TestAuthorizationProperty(t *testing.T) {
 				}
 			}
 			cr = ts.device(grants...)
+			s.rules, s.clientID, s.username = randomRules(), cr.Device.ClientID, cr.Device.Username
+			ts.allow(cr, s.rules...)
 			s.conn = rawDevice(t, ts.addr, cr, 4)
+			deviceIDs = append(deviceIDs, cr.Device.ClientID)
 		} else {
-			s.conn = rawAnonymous(t, ts.addr, fmt.Sprintf("anon%d", i))
+			s.rules, s.clientID = anonRules, fmt.Sprintf("anon%d", i)
+			s.conn = rawAnonymous(t, ts.addr, s.clientID)
 		}
 		for range 2 {
 			s.filters = append(s.filters, randomFilter(rng, chans, byID))
 		}
 		subs = append(subs, s)
+	}
+	// Free filters: the rule pool's topics, and client IDs (own or
+	// another's, for %c and %u).
+	freeTopics := []string{"home/kitchen/temp", "home/secret/x", "home/status", "garden/status", "home/a/b/c"}
+	for range 5 {
+		if topic := deviceIDs[rng.IntN(len(deviceIDs))] + "/cmd"; !slices.Contains(freeTopics, topic) {
+			freeTopics = append(freeTopics, topic)
+		}
+	}
+	for _, s := range subs {
+		for range 1 + rng.IntN(2) {
+			f := freeFilterPool[rng.IntN(len(freeFilterPool))]
+			switch f {
+			case "%own":
+				f = s.clientID + "/#"
+			case "%other":
+				f = deviceIDs[rng.IntN(len(deviceIDs))] + "/cmd"
+			}
+			s.filters = append(s.filters, genFilter{filter: f, free: true})
+		}
 	}
 
 	canRead := func(s *subscriber, c *channels.Channel, key string) bool {
@@ -103,7 +145,13 @@ func TestAuthorizationProperty(t *testing.T) {
 	}
 	// granted tells from the model whether a filter is accepted.
 	granted := func(s *subscriber, f genFilter) bool {
-		return f.wildcard || f.target != nil && canRead(s, f.target, f.key)
+		// A filter outside the reserved trees is granted by a read rule,
+		// even one that also reaches them (+/...): deliveries from those
+		// trees are still checked against channel grants.
+		if !channels.Reserved(f.filter) && modelAllows(s.rules, "read", f.filter, s.clientID, s.username) {
+			return true
+		}
+		return !f.free && (f.wildcard || f.target != nil && canRead(s, f.target, f.key))
 	}
 	for _, s := range subs {
 		for i, f := range s.filters {
@@ -130,12 +178,46 @@ func TestAuthorizationProperty(t *testing.T) {
 		}
 	}
 
+	// Free topics: one writer may write them all, the other only
+	// home/kitchen/#; what the second publishes elsewhere must reach
+	// nobody.
+	free, limited := ts.device(), ts.device()
+	ts.allow(free, "write #")
+	ts.allow(limited, "write home/kitchen/#", "read #")
+	fw, lw := rawDevice(t, ts.addr, free, 4), rawDevice(t, ts.addr, limited, 4)
+	for i, topic := range freeTopics {
+		if err := fw.Publish(topic, 1, uint16(i+1), []byte("free:"+topic)); err != nil {
+			t.Fatal(err)
+		}
+		if _, code, err := fw.ReadPuback(); err != nil || code != 0 {
+			t.Fatalf("PUBACK %v %v", code, err)
+		}
+	}
+	for i, topic := range []string{"home/denied", "garden/denied", limited.Device.ClientID + "/cmd"} {
+		if err := lw.Publish(topic, 1, uint16(i+1), []byte("denied")); err != nil {
+			t.Fatal(err)
+		}
+		if _, code, err := lw.ReadPuback(); err != nil || code != 0 {
+			t.Fatalf("PUBACK %v %v (3.1.1: acknowledged and dropped)", code, err)
+		}
+	}
+
 	// expected maps the topics a subscriber must receive to the channel
-	// whose entry each must carry.
+	// whose entry each must carry (0: a free topic).
 	expected := func(s *subscriber) map[string]uint64 {
 		set := map[string]uint64{}
+		for _, topic := range freeTopics {
+			if !modelAllows(s.rules, "read", topic, s.clientID, s.username) {
+				continue
+			}
+			for _, f := range s.filters {
+				if granted(s, f) && mqttMatch(f.filter, topic) {
+					set[topic] = 0
+				}
+			}
+		}
 		for _, f := range s.filters {
-			if !granted(s, f) {
+			if !granted(s, f) || f.free {
 				continue
 			}
 			for _, c := range chans {
@@ -152,11 +234,14 @@ func TestAuthorizationProperty(t *testing.T) {
 		return set
 	}
 	var wg sync.WaitGroup
-	var delivered, refused atomic.Int64
+	var delivered, refused, freeDelivered, freeRefused atomic.Int64
 	for _, s := range subs {
 		for _, f := range s.filters {
 			if !granted(s, f) {
 				refused.Add(1)
+				if f.free {
+					freeRefused.Add(1)
+				}
 			}
 		}
 	}
@@ -178,6 +263,13 @@ func TestAuthorizationProperty(t *testing.T) {
 				}
 				set[topic] = true
 				delivered.Add(1)
+				if id, ok := want[topic]; ok && id == 0 {
+					if string(payload) != "free:"+topic {
+						errs <- fmt.Sprintf("subscriber %d got %q on free topic %s", i, payload, topic)
+					}
+					freeDelivered.Add(1)
+					continue
+				}
 				// Every entry's values are v<channel ID>: a topic must
 				// carry its own channel's entry, never another's.
 				if id, ok := want[topic]; ok && string(payload) != fmt.Sprintf("v%d", id) &&
@@ -195,9 +287,11 @@ func TestAuthorizationProperty(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	t.Logf("%d subscribers, %d filters refused, %d messages delivered as the model predicts", len(subs), refused.Load(), delivered.Load())
-	if delivered.Load() < int64(nChannels) || refused.Load() == 0 {
-		t.Fatalf("the random set-up exercised too little: %d deliveries, %d refusals", delivered.Load(), refused.Load())
+	t.Logf("%d subscribers, %d filters refused (%d free), %d messages delivered as the model predicts (%d free)",
+		len(subs), refused.Load(), freeRefused.Load(), delivered.Load(), freeDelivered.Load())
+	if delivered.Load() < int64(nChannels) || refused.Load() == 0 || freeDelivered.Load() == 0 || freeRefused.Load() == 0 {
+		t.Fatalf("the random set-up exercised too little: %d deliveries (%d free), %d refusals (%d free)",
+			delivered.Load(), freeDelivered.Load(), refused.Load(), freeRefused.Load())
 	}
 	close(errs)
 	for e := range errs {
@@ -270,6 +364,63 @@ type genFilter struct {
 	wildcard bool
 	target   *channels.Channel
 	key      string
+	free     bool // a free filter: granted by the subscriber's read rules
+}
+
+// freeRulePool and freeFilterPool are what free-topic rules and filters
+// are drawn from; %own and %other stand for the subscriber's client ID
+// and another device's.
+var (
+	freeRulePool = []string{"read #", "readwrite home/#", "read home/+/temp", "deny home/secret/#", "read %c/#",
+		"read %u/#", "read +/status", "write home/%c/#", "read garden/status", "read home/+", "deny #"}
+	freeFilterPool = []string{"home/#", "home/+/temp", "home/kitchen/temp", "home/secret/x", "home/+/status",
+		"garden/status", "home/+", "home/status", "%own", "%other", "garden/#"}
+)
+
+// modelAllows is the rule model, written apart from auth.Allows: a deny
+// rule matching vetoes; otherwise some rule with the access must match.
+// A pattern matches after %c and %u levels take the client ID and
+// username; a filter's own + and # are literal levels, except that a
+// pattern's + or # covers a +, and only a pattern's # covers a #.
+func modelAllows(rules []string, want, topic, clientID, username string) bool {
+	ok := false
+	for _, r := range rules {
+		access, pattern, _ := strings.Cut(r, " ")
+		if !modelMatch(pattern, topic, clientID, username) {
+			continue
+		}
+		if access == "deny" {
+			return false
+		}
+		if access == want || access == "readwrite" {
+			ok = true
+		}
+	}
+	return ok
+}
+
+func modelMatch(pattern, topic, clientID, username string) bool {
+	p, tp := strings.Split(pattern, "/"), strings.Split(topic, "/")
+	for i, l := range p {
+		switch {
+		case l == "#":
+			return true
+		case i >= len(tp):
+			return false
+		case l == "%c":
+			l = clientID
+		case l == "%u":
+			l = username
+		}
+		if l == "" {
+			return false
+		}
+		if l == "+" && tp[i] != "#" || l == tp[i] {
+			continue
+		}
+		return false
+	}
+	return len(p) == len(tp)
 }
 
 func (f genFilter) String() string { return f.filter }

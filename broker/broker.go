@@ -16,6 +16,8 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
+	"go.etcd.io/bbolt"
 
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
@@ -98,6 +100,31 @@ type Options struct {
 	// is counted in a summary line. 0 means no limit. It is not used
 	// when Logger is already a safelog logger.
 	LogRate int
+
+	// MaxFreeTopicLen bounds free topics and filters (outside channels/,
+	// devices/ and $), in bytes. Default DefaultMaxFreeTopicLen.
+	MaxFreeTopicLen int
+	// RetainedMax and RetainedMaxBytes bound the retained messages of
+	// free topics, in number and in payload bytes; a retained publish
+	// past either is delivered but not retained (and logged). Defaults
+	// 10000 and 16 MiB.
+	RetainedMax      int
+	RetainedMaxBytes int64
+	// SessionsPath is the bbolt file that keeps retained messages and
+	// persistent sessions (free-topic subscriptions and queued QoS 1/2
+	// messages) across restarts; "" keeps them in memory only.
+	SessionsPath string
+	// SessionExpiry is how long a persistent session lives after its
+	// client disconnects: always for MQTT 3.1.1 (CleanSession=0), at most
+	// for MQTT 5 (a longer session expiry interval is cut to it). Default
+	// 7 days.
+	SessionExpiry time.Duration
+	// QueuedPerClient and QueuedTotal bound the QoS 1/2 messages waiting
+	// for (or unacknowledged by) one client and over all clients; past
+	// either, the oldest are dropped and counted. Defaults 1000 and
+	// 100000.
+	QueuedPerClient int
+	QueuedTotal     int
 }
 
 func (o *Options) ensureDefaults() {
@@ -132,7 +159,31 @@ func (o *Options) ensureDefaults() {
 	if o.SendQueueTotal <= 0 {
 		o.SendQueueTotal = 4 << 20
 	}
+	if o.MaxFreeTopicLen <= 0 {
+		o.MaxFreeTopicLen = DefaultMaxFreeTopicLen
+	}
+	o.MaxFreeTopicLen = min(o.MaxFreeTopicLen, 65535)
+	if o.RetainedMax <= 0 {
+		o.RetainedMax = 10000
+	}
+	if o.RetainedMaxBytes <= 0 {
+		o.RetainedMaxBytes = 16 << 20
+	}
+	if o.SessionExpiry <= 0 {
+		o.SessionExpiry = 7 * 24 * time.Hour
+	}
+	if o.QueuedPerClient <= 0 {
+		o.QueuedPerClient = 1000
+	}
+	if o.QueuedTotal <= 0 {
+		o.QueuedTotal = 100000
+	}
 }
+
+// DefaultMaxFreeTopicLen is Options.MaxFreeTopicLen when unset: room for
+// any topic Home Assistant, Zigbee2MQTT or Tasmota use, far below MQTT's
+// 65535, so that a topic alias or a retained topic pins little memory.
+const DefaultMaxFreeTopicLen = 1024
 
 // DefaultMaxSubscriptions is Options.MaxSubscriptions when unset: far more
 // filters than any device needs (one per channel and format), few enough
@@ -194,6 +245,16 @@ type Server struct {
 
 	// In-process entry watchers (watch.go).
 	watch watchers
+
+	// Free topics (free.go): retained message sizes, the store that keeps
+	// sessions and retained messages (nil: memory only), and the sweep
+	// that bounds queued messages over all clients.
+	retained  retainedIndex
+	sessStore *sessionStore
+	sweepStop chan struct{}
+	sweepDone chan struct{}
+	// Bindings of free topics to channels (bind.go).
+	binds bindState
 }
 
 // New builds a server; it binds nothing until Open.
@@ -221,17 +282,26 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 	s.stats.init()
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = uint32(opts.MaxPacketSize)
-	// Sessions end with the connection (clean sessions only), and a slow
-	// subscriber may queue little: entries are fanned out at QoS 0.
-	caps.MaximumSessionExpiryInterval = 0
+	// Free topics keep persistent sessions (devices only: see OnConnect)
+	// up to this long after their client left; MQTT 3.1.1 sessions get
+	// exactly this. Entries of the reserved trees are fanned out at QoS 0
+	// and never queued.
+	caps.MaximumSessionExpiryInterval = uint32(min(opts.SessionExpiry/time.Second, math.MaxUint32))
+	// mochi's default drops every retained and queued message a day
+	// after it was published, whatever its own expiry: Home Assistant's
+	// retained discovery configs must stay until replaced.
+	caps.MaximumMessageExpiryInterval = 0
+	// QueuedPerClient is enforced by dropping the oldest (OnQosPublish);
+	// mochi's own cap refuses the newest, so it sits just above ours.
+	caps.MaximumInflight = uint16(min(opts.QueuedPerClient+16, math.MaxUint16))
 	// mochi's send queue (a channel of this many packet pointers, made for
-	// every client: 64 KiB at mochi's default of 8192) carries only what
-	// mochi itself routes: client publishes (the hook ignores them all),
-	// retained messages (none) and wills (none). Entries go out through
-	// our own senders (fanout.go), and acknowledgements are written
-	// directly, so the queue stays empty: 8 slots are 64 bytes, where 256
-	// cost 2 KiB of every idle connection.
-	caps.MaximumClientWritesPending = 8
+	// every client: 64 KiB at mochi's default of 8192) carries what mochi
+	// itself routes: free-topic publishes, retained messages and wills.
+	// Entries go out through our own senders (fanout.go), and
+	// acknowledgements of the reserved trees are written directly. A
+	// subscriber further behind than this loses QoS 0 messages (counted
+	// in OnPublishDropped); 256 slots cost 2 KiB of every connection.
+	caps.MaximumClientWritesPending = maxWritesPending
 	caps.SharedSubAvailable = 0
 	// Each inbound topic alias keeps its publish's whole packet buffer
 	// alive for the connection's life: at mochi's default of 65535, one
@@ -251,6 +321,14 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 	})
 	if err := s.mochi.AddHook(&hook{srv: s}, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
+	}
+	if opts.SessionsPath != "" {
+		st := &sessionStore{srv: s, Hook: new(bolt.Hook), stored: make(map[string]bool)}
+		if err := s.mochi.AddHook(st, &bolt.Options{Path: opts.SessionsPath,
+			Options: &bbolt.Options{Timeout: time.Second}}); err != nil {
+			return nil, fmt.Errorf("broker: open %s: %w", opts.SessionsPath, err)
+		}
+		s.sessStore = st
 	}
 	return s, nil
 }
@@ -309,6 +387,7 @@ func (s *Server) open() error {
 	if err := s.mochi.Serve(); err != nil {
 		return fmt.Errorf("broker: serve: %w", err)
 	}
+	s.startSweep()
 	return nil
 }
 
@@ -350,14 +429,15 @@ func (s *Server) Close() error {
 	// No new write can start now; those queued are committed and fanned
 	// out before the clients are disconnected.
 	s.pending.Wait()
+	s.stopSweep()
 	err := s.mochi.Close()
 	close(s.fanq)
 	return err
 }
 
-// Revoke closes every live connection of a device: after a password reset
-// or a deletion, nothing that authenticated with the old credentials may
-// stay connected.
+// Revoke closes every live connection of a device and discards its
+// persistent sessions: after a password reset or a deletion, nothing that
+// authenticated with the old credentials may stay connected or resume.
 func (s *Server) Revoke(deviceID uint64) {
 	if deviceID == auth.Anonymous {
 		return
@@ -365,10 +445,15 @@ func (s *Server) Revoke(deviceID uint64) {
 	s.sessions.Range(func(_, v any) bool {
 		if ss := v.(*session); ss.device == deviceID {
 			s.log.Info("closing connection: credentials revoked", "client", ss.cl.ID, "device", deviceID)
+			// Nothing of what it authenticated for stays: no will, no
+			// persistent session (OnDisconnect discards it).
+			ss.revoked.Store(true)
+			atomic.StoreUint32(&ss.cl.Properties.Will.Flag, 0)
 			ss.cl.Stop(errRevoked)
 		}
 		return true
 	})
+	s.discardSessions(deviceID)
 	if !s.registry.HasDevice(deviceID) {
 		s.activity.Delete(deviceID) // deleted: forget it
 	}

@@ -180,9 +180,10 @@ func exactDeliveryAllowed(cl *mqtt.Client, d *dest) bool {
 }
 
 // markPending notes a filter of the SUBSCRIBE being processed. A filter
-// longer than any topic is refused unparsed and not kept.
-func (ss *session) markPending(filter string) {
-	if len(filter) > channels.MaxTopicLen {
+// longer than limit (any topic of its tree) is refused unparsed and not
+// kept.
+func (ss *session) markPending(filter string, limit int) {
+	if len(filter) > limit {
 		return
 	}
 	ss.mu.Lock()

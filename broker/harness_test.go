@@ -53,6 +53,9 @@ func (ts *testServer) start() {
 	}
 	opts := ts.opts
 	opts.MQTTAddr = "127.0.0.1:0"
+	if opts.SessionsPath == "" {
+		opts.SessionsPath = filepath.Join(ts.dir, "mqtt-sessions.db") // as serve keeps it
+	}
 	if opts.Logger == nil {
 		opts.Logger = testLogger(ts.t)
 	}

@@ -34,6 +34,8 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublish,
 		mqtt.OnPublishDropped, mqtt.OnPacketRead, mqtt.OnPacketEncode,
+		mqtt.OnSessionEstablish, mqtt.OnWill, mqtt.OnRetainMessage, mqtt.OnRetainedExpired,
+		mqtt.OnClientExpired, mqtt.OnQosPublish,
 	}, []byte{b})
 }
 
@@ -50,6 +52,9 @@ type session struct {
 	pending    map[string]bool             // filters of the SUBSCRIBE being processed; true: refused for the quota
 	limitLog   uint8                       // limitLogged* bits: subscription limits already logged once
 	ended      bool                        // the session is over: start no sender (fanout.go)
+	// revoked is set when the device's credentials were revoked or the
+	// device deleted: its will is not sent and its session not kept.
+	revoked atomic.Bool
 
 	out atomic.Pointer[sender] // deliveries to cl, once it gets one (fanout.go)
 	ack [4]byte                // the PUBACK being written (ackPublish)
@@ -84,19 +89,19 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		_ = writeRaw(cl, []byte{packets.Connack << 4, 2, 0, 0x02})
 		return pk, packets.ErrRejectPacket
 	}
-	if pk.FixedHeader.Type == packets.Connect && pk.ProtocolVersion >= 5 {
-		// No session outlives its connection, so none is ever resumed:
-		// Clean Start=0 starts afresh (session present 0), as 3.1.1's
-		// CleanSession=0 is refused in OnConnect. mochi would otherwise
-		// hand the new connection the old one's subscriptions, read keys
-		// in their filters included.
+	if pk.FixedHeader.Type == packets.Connect && pk.ProtocolVersion >= 5 && len(pk.Connect.Username) == 0 {
+		// Only devices keep sessions (their client IDs are theirs alone):
+		// an anonymous Clean Start=0 starts afresh (session present 0),
+		// and its session ends with the connection, as 3.1.1's
+		// CleanSession=0 without a username is refused in OnConnect.
 		pk.Connect.Clean = true
+		pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 0, false
 	}
-	if pk.FixedHeader.Type == packets.Publish && len(pk.TopicName) > channels.MaxTopicLen &&
+	if pk.FixedHeader.Type == packets.Publish && len(pk.TopicName) > h.srv.topicLimit(pk.TopicName) &&
 		pk.Properties.TopicAlias <= maxTopicAliases {
-		// No feedmq topic is this long: OnPublish refuses it. mochi must
-		// not keep it as a topic alias first, pinning the packet. (An
-		// alias beyond the maximum is left for mochi to refuse, 0x94.)
+		// Too long for its tree: OnPublish refuses it. mochi must not
+		// keep it as a topic alias first, pinning the packet. (An alias
+		// beyond the maximum is left for mochi to refuse, 0x94.)
 		pk.Properties.TopicAliasFlag, pk.Properties.TopicAlias = false, 0
 	}
 	if pk.FixedHeader.Type == packets.Publish && pk.Properties.TopicAliasFlag {
@@ -147,8 +152,8 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return refuse(packets.ErrServerUnavailable, refusedShutdown, "server is shutting down")
 	case cl.ID == mqtt.InlineClientId:
 		return refuse(packets.ErrClientIdentifierNotValid, refusedClientID, `client ID "inline" is reserved`)
-	case pk.ProtocolVersion < 5 && !pk.Connect.Clean:
-		return refuse(packets.ErrNotAuthorized, refusedPersistent, "persistent sessions are not supported: connect with CleanSession=1")
+	case pk.ProtocolVersion < 5 && !pk.Connect.Clean && username == "":
+		return refuse(packets.ErrNotAuthorized, refusedPersistent, "persistent sessions need a device's credentials: connect with CleanSession=1 or a username")
 	}
 	device := auth.Anonymous
 	if username == "" {
@@ -188,9 +193,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		device = id
 	}
 	s.awaitPrevious(pk.Connect.ClientIdentifier)
-	// Wills would let a device publish, unchecked, to any topic when it
-	// drops; feedmq has none.
-	cl.Properties.Will = mqtt.Will{}
+	s.vetWill(cl, device)
 	if cl.State.Keepalive == 0 {
 		cl.State.Keepalive = idleKeepalive(s.opts.IdleTimeout)
 	}
@@ -309,11 +312,25 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	return h.srv.session(cl) != nil
 }
 
+// OnSessionEstablish runs before mochi hands a resumed session to cl:
+// the filters of the reserved trees the previous connection still holds
+// are dropped first, so that they never pass to another connection.
+func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	if old, ok := h.srv.mochi.Clients.Get(cl.ID); ok && old != cl {
+		h.srv.dropReservedFilters(old)
+	}
+}
+
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	h.srv.router.invalidate() // a takeover may have replaced a subscriber
 	ss := h.srv.session(cl)
 	if ss == nil {
 		return
+	}
+	// A resumed session's filters count for fan-out as granted ones do
+	// (a "#" also reaches the field topics).
+	for filter := range cl.State.Subscriptions.GetAll() {
+		h.srv.noteFilter(ss, filter)
 	}
 	if ss.device != auth.Anonymous {
 		ss.conn.Store(&auth.Connection{ClientID: cl.ID, RemoteAddr: cl.Net.Remote, Listener: cl.Net.Listener,
@@ -324,8 +341,21 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
-	if ss := h.srv.session(cl); ss != nil {
+	if cl.Net.Conn == nil {
+		return // a persistent session mochi restored from the store
+	}
+	ss := h.srv.session(cl)
+	if ss != nil {
 		h.srv.forgetFilters(ss)
+	}
+	if !expire && !cl.IsTakenOver() {
+		// The session outlives the connection: only its free-topic
+		// filters stay (and are queued for), unless the device's
+		// credentials were revoked meanwhile.
+		h.srv.dropReservedFilters(cl)
+		if ss != nil && ss.revoked.Load() {
+			h.srv.discardSession(cl)
+		}
 	}
 	h.srv.router.invalidate()
 	h.srv.endSession(cl)
@@ -388,16 +418,23 @@ func disconnectReason(err error) string {
 	return err.Error()
 }
 
-// OnACLCheck decides the filters of a SUBSCRIBE (deliver checks each
-// delivery itself). Writes are decided in OnPublish, where a rejection can
-// be explained.
+// OnACLCheck decides the filters of a SUBSCRIBE, and each delivery
+// mochi makes: of free topics only (deliver checks the entries of the
+// reserved trees itself). Writes are decided in OnPublish, where a
+// rejection can be explained.
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if write {
 		return true
 	}
+	if len(topic) > h.srv.topicLimit(topic) {
+		return false // refused before any parsing
+	}
 	ss := h.srv.session(cl)
-	if ss == nil || len(topic) > channels.MaxTopicLen {
-		return false // no feedmq topic is longer: refused before any parsing
+	if ss == nil || !ss.isPending(topic) {
+		// Not a filter of this client's SUBSCRIBE: a delivery through
+		// mochi's publish path, live or queued for a session whose
+		// client is away.
+		return h.srv.freeDeliveryAllowed(cl, topic)
 	}
 	if cl.Closed() {
 		// Stopped (taken over, say) while mochi works through its
@@ -405,13 +442,11 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		// (dropLeftovers).
 		return false
 	}
-	if !ss.isPending(topic) {
-		// Not a filter of this client's SUBSCRIBE: a delivery through
-		// mochi's publish path, which feedmq never uses (deliver checks
-		// its own), so nothing it would send has been vetted.
-		return false
-	}
-	if h.srv.readDenied(ss.device, topic) != nil {
+	if channels.Reserved(topic) {
+		if h.srv.readDenied(ss.device, topic) != nil {
+			return false
+		}
+	} else if !h.srv.freeFilterAllowed(cl, ss, topic) {
 		return false
 	}
 	if !h.srv.subscriptionSlot(cl, topic) {
@@ -459,7 +494,7 @@ func (s *Server) readDenied(device uint64, filter string) error {
 func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if ss := h.srv.session(cl); ss != nil {
 		for _, f := range pk.Filters {
-			ss.markPending(f.Filter)
+			ss.markPending(f.Filter, h.srv.topicLimit(f.Filter))
 		}
 	}
 	return pk
@@ -473,7 +508,7 @@ const (
 
 // OnSubscribed logs each refused filter once, with its reason, and notes
 // granted legacy filters so fan-out publishes their topics. Filters
-// refused for a limit (MaxSubscriptions, channels.MaxTopicLen) are logged
+// refused for a limit (MaxSubscriptions, topic length) are logged
 // once per connection, without the filter: a client may send thousands.
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	h.srv.router.invalidate()
@@ -495,7 +530,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 		// an MQTT 5 client learns the real reason (3.1.1 has only 0x80).
 		v5 := cl.Properties.ProtocolVersion >= 5
 		switch {
-		case len(f) > channels.MaxTopicLen:
+		case len(f) > h.srv.topicLimit(f):
 			long++
 			if v5 {
 				codes[i] = packets.ErrTopicFilterInvalid.Code
@@ -508,7 +543,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 		default:
 			if suppressed, ok := ss.logAllowed(); ok {
 				h.srv.log.Info("subscription refused", "client", cl.ID, "device", ss.device, "filter", f,
-					"reason", reasonText(h.srv.readDenied(ss.device, f)), "suppressed_since_last", suppressed)
+					"reason", h.srv.filterRefusal(ss.device, f), "suppressed_since_last", suppressed)
 			}
 		}
 	}
@@ -520,7 +555,8 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	}
 	if long > 0 && ss.logLimitOnce(limitLoggedLength) {
 		h.srv.log.Warn("subscriptions refused", "client", cl.ID, "device", ss.device, "filters", long,
-			"reason", "filter longer than any feedmq topic", "limit", channels.MaxTopicLen,
+			"reason", "filter too long", "limit_reserved", channels.MaxTopicLen,
+			"limit_free", h.srv.opts.MaxFreeTopicLen,
 			"note", "logged once per connection")
 	}
 }
@@ -542,6 +578,14 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 			h.srv.dropFilter(ss, f.Filter)
 		}
 	}
+}
+
+// filterRefusal says why a filter was refused.
+func (s *Server) filterRefusal(device uint64, filter string) string {
+	if !channels.Reserved(filter) {
+		return "no access rule allows reading it"
+	}
+	return reasonText(s.readDenied(device, filter))
 }
 
 func reasonText(err error) string {

@@ -39,8 +39,11 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, nil // our own fan-out
 	}
 	s := h.srv
-	device := auth.Anonymous
 	ss := s.session(cl)
+	if !channels.Reserved(pk.TopicName) {
+		return h.publishFree(cl, ss, pk)
+	}
+	device := auth.Anonymous
 	if ss != nil {
 		device = ss.device
 	}

@@ -34,6 +34,14 @@ type Stats struct {
 
 	Connections map[string]ListenerStats // by running listener ID (connstats.go)
 	Refused     map[string]uint64        // CONNECTs refused, by reason
+
+	// Free topics (free.go).
+	FreePublished   uint64 // publishes (and wills) on free topics accepted
+	Retained        int    // retained messages held
+	RetainedRefused uint64 // retained publishes not retained: over the bounds
+	Queued          int    // QoS 1/2 messages held for clients (unacknowledged or waiting)
+	QueueDropped    uint64 // queued messages dropped, oldest first, over the bounds
+	Sessions        int    // persistent sessions whose client is away
 }
 
 type stats struct {
@@ -48,6 +56,9 @@ type stats struct {
 	// not on every publish.
 	fieldsDropped atomic.Uint64
 	droppedLog    atomic.Int64
+
+	freePublished atomic.Uint64
+	queueDropped  atomic.Uint64
 }
 
 func (s *stats) init() {
@@ -72,6 +83,19 @@ func (s *Server) Stats() Stats {
 		out.Rejected[r] = c.Load()
 	}
 	s.connSnapshot(&out)
+	out.FreePublished = s.stats.freePublished.Load()
+	out.Retained = s.retained.count()
+	out.RetainedRefused = s.retained.refused.Load()
+	out.QueueDropped = s.stats.queueDropped.Load()
+	if s.mochi == nil {
+		return out // not built by New
+	}
+	out.Queued, _ = s.queuedMessages()
+	for _, cl := range s.mochi.Clients.GetAll() {
+		if cl.Closed() && !cl.Net.Inline {
+			out.Sessions++
+		}
+	}
 	return out
 }
 

@@ -90,7 +90,7 @@ func TestSubscriptionLimit(t *testing.T) {
 	if n := strings.Count(out, "subscription limit reached"); n != 2 {
 		t.Errorf("%d quota lines, want one per connection:\n%s", n, out)
 	}
-	if n := strings.Count(out, "filter longer than any feedmq topic"); n != 2 {
+	if n := strings.Count(out, "filter too long"); n != 2 {
 		t.Errorf("%d length lines, want one per connection:\n%s", n, out)
 	}
 	if strings.Contains(out, "99999999") || strings.Contains(out, "a/a/a/") || len(out) > 16<<10 {

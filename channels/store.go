@@ -64,6 +64,27 @@ type EntrySpan struct {
 	Version     uint64
 }
 
+// EntryKey places an entry in a feed's time order: by created_at (Unix
+// seconds, as stored), then by entry_id among entries of one second.
+// Entry IDs follow arrival, and created_at may be set by the writer, so
+// the two orders differ once an entry is written back-dated.
+type EntryKey struct {
+	Created int64
+	ID      uint64
+}
+
+// Less reports whether k comes before o in time order.
+func (k EntryKey) Less(o EntryKey) bool {
+	return k.Created < o.Created || (k.Created == o.Created && k.ID < o.ID)
+}
+
+// EntryKeys are the keys of the entries a read selects, oldest first,
+// read at one moment. Version names the feed as EntrySpan's does.
+type EntryKeys struct {
+	Keys    []EntryKey
+	Version uint64
+}
+
 // EntryFilter selects entries of one channel.
 type EntryFilter struct {
 	// Limit keeps only the newest Limit matching entries; 0 means all.

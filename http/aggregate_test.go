@@ -291,16 +291,19 @@ func TestAggregateRefusals(t *testing.T) {
 	if r := fetch(t, farBase+"feeds.json?results=10&timescale=daily"); r.status != 200 || strings.Count(r.body, "created_at") != 1+13475 {
 		t.Errorf("far apart, daily: %d, %d rows", r.status, strings.Count(r.body, "created_at")-1)
 	}
-	// Times that do not rise with entry_id: an older entry counts in the
-	// current bucket; a far newer one between two close ones is caught
-	// while streaming, before anything was sent.
+	// Times that do not rise with entry_id: entries are read in time
+	// order, so a back-dated entry decades old widens the span as much
+	// as in entry_id order, and results takes the newest by time.
 	odd := e.channel("Odd", "", true, map[int]string{1: "a"})
 	e.entry(odd.ID, at(9, 0, 0), map[int]string{0: "1"})
 	e.entry(odd.ID, time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC), map[int]string{0: "2"})
 	e.entry(odd.ID, at(9, 10, 0), map[int]string{0: "4"})
 	oddBase := strings.Replace(base, "/channels/1/", "/channels/"+strconv.FormatUint(odd.ID, 10)+"/", 1)
-	if r := fetch(t, oddBase+"feeds.csv?results=10&sum=10"); r.body != "created_at,field1\n2026-11-22 09:00:00 UTC,3.0\n2026-11-22 09:10:00 UTC,4.0\n" {
-		t.Errorf("older entry: %q", r.body)
+	if r := fetch(t, oddBase+"feeds.csv?results=10&sum=10"); r.status != 400 {
+		t.Errorf("older entry: %d %q", r.status, r.body)
+	}
+	if r := fetch(t, oddBase+"feeds.csv?results=2&sum=10"); r.body != "created_at,field1\n2026-11-22 09:00:00 UTC,1.0\n2026-11-22 09:10:00 UTC,4.0\n" {
+		t.Errorf("older entry left out by results: %q", r.body)
 	}
 	e.entry(odd.ID, time.Date(2060, 1, 1, 0, 0, 0, 0, time.UTC), map[int]string{0: "8"})
 	e.entry(odd.ID, at(9, 20, 0), map[int]string{0: "16"})
@@ -309,5 +312,50 @@ func TestAggregateRefusals(t *testing.T) {
 	}
 	if httpd.MaxBucketRows != 100_000 {
 		t.Errorf("MaxBucketRows = %d: the message above names 100000", httpd.MaxBucketRows)
+	}
+}
+
+// TestAggregateBackDated: an entry written with a created_at older than
+// entries before it (a back-dated /update, or history added to a channel
+// that already has readings) is aggregated into the bucket of its own
+// time, as ThingSpeak, which reads feeds in created_at order, does. It
+// must not fold into the bucket of a newer entry and collapse the range.
+func TestAggregateBackDated(t *testing.T) {
+	e := newEnv(t, channels.Limits{})
+	ch := e.channel("Late", "", true, map[int]string{1: "v"})
+	e.entry(ch.ID, at(11, 5, 0), map[int]string{0: "10"})
+	e.entry(ch.ID, at(11, 40, 0), map[int]string{0: "20"})
+	e.entry(ch.ID, at(9, 10, 0), map[int]string{0: "1000"}) // back-dated
+	base := e.listen() + "/channels/1/"
+	want := "created_at,field1\n2026-11-22 09:00:00 UTC,1000.0\n2026-11-22 10:00:00 UTC,\n2026-11-22 11:00:00 UTC,15.0\n"
+	for _, q := range []string{"average=60", "average=60&start=2026-11-22%2000:00:00&end=2026-11-22%2023:00:00"} {
+		if r := fetch(t, base+"feeds.csv?"+q); r.status != 200 || r.body != want {
+			t.Errorf("%s: %d %q, want %q", q, r.status, r.body, want)
+		}
+	}
+}
+
+// TestLastAggregateBackDated: last_average, last_median and last_sum take
+// the newest entries by created_at, as ThingSpeak's do, so a back-dated
+// entry neither joins the newest bucket nor pushes a newer entry out of
+// the count.
+func TestLastAggregateBackDated(t *testing.T) {
+	e := newEnv(t, channels.Limits{})
+	ch := e.channel("Late", "", true, map[int]string{1: "v"})
+	e.entry(ch.ID, at(11, 5, 0), map[int]string{0: "10"})
+	e.entry(ch.ID, at(11, 40, 0), map[int]string{0: "20"})
+	e.entry(ch.ID, at(9, 10, 0), map[int]string{0: "1000"}) // back-dated
+	base := e.listen() + "/channels/1/feeds/"
+	for q, want := range map[string]string{
+		"last_average.json?average=60": `{"created_at":"2026-11-22T11:00:00Z","field1":"15.0"}`,
+		"last_sum.json?sum=60":         `{"created_at":"2026-11-22T11:00:00Z","field1":"30.0"}`,
+		"last_median.json?median=60":   `{"created_at":"2026-11-22T11:00:00Z","field1":"15.0"}`,
+		// The newest two by time are 11:05 and 11:40, not 11:40 and
+		// the back-dated one.
+		"last_sum.json?sum=2": `{"created_at":"2026-11-22T11:40:00Z","field1":"20.0"}`,
+	} {
+		if r := fetch(t, base+q); r.status != 200 || r.body != want {
+			t.Errorf("%s: %d %s, want %s", q, r.status, r.body, want)
+		}
 	}
 }

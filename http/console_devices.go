@@ -43,6 +43,10 @@ type deviceForm struct {
 	MaxChannels       int
 	Count, Max        int    // devices, for "3 of 100 devices"
 	FormID            string // one-time id of "Add Device" (see sentOnce)
+	// Rules is the access rules box: one "ACCESS PATTERN" a line, kept
+	// as typed over "Add Channel" round trips.
+	Rules    string
+	MaxRules int
 }
 
 // credFormat is one "Download Credentials" format, built into the page:
@@ -164,7 +168,7 @@ func (c *Console) deviceEdit(q *req, d *auth.Device) {
 		c.adminError(q, err)
 		return
 	}
-	f := deviceForm{MaxChannels: c.opts.MaxChannelsPerDevice, Max: c.opts.MaxDevices}
+	f := deviceForm{MaxChannels: c.opts.MaxChannelsPerDevice, Max: c.opts.MaxDevices, MaxRules: auth.MaxRules}
 	if d == nil {
 		devs, err := c.opts.Admin.ListDevices(q.ctx())
 		if err != nil {
@@ -186,6 +190,7 @@ func (c *Console) deviceEdit(q *req, d *auth.Device) {
 	if !q.post() {
 		if d != nil {
 			f.Rows = rowsOf(d.Channels, names)
+			f.Rules = strings.Join(auth.RuleStrings(d.Rules), "\n")
 		} else {
 			f.FormID = randomToken()
 		}
@@ -194,6 +199,7 @@ func (c *Console) deviceEdit(q *req, d *auth.Device) {
 	}
 	f.Name, f.Description = strings.TrimSpace(q.form("name")), q.form("description")
 	f.FormID = q.form("form_id") // kept over "Add Channel" round trips
+	f.Rules = q.form("rules")
 	grants, err := parseGrants(q.r.PostForm)
 	if err != nil {
 		show(http.StatusBadRequest, errText(err))
@@ -230,11 +236,26 @@ func (c *Console) deviceEdit(q *req, d *auth.Device) {
 		show(http.StatusBadRequest, "Unknown button.")
 		return
 	}
+	// A form without the box (a page from before it existed) keeps the
+	// device's rules.
+	var rules *[]auth.Rule
+	if q.r.PostForm.Has("rules") {
+		rs, err := parseRulesBox(f.Rules)
+		if err != nil {
+			show(http.StatusBadRequest, errText(err))
+			return
+		}
+		rules = &rs
+	}
 	if d == nil {
 		if !c.sentOnce(q) {
 			return
 		}
-		creds, err := c.opts.Admin.CreateDevice(q.ctx(), auth.DeviceSpec{Name: f.Name, Description: f.Description, Grants: grants})
+		spec := auth.DeviceSpec{Name: f.Name, Description: f.Description, Grants: grants}
+		if rules != nil {
+			spec.Rules = *rules
+		}
+		creds, err := c.opts.Admin.CreateDevice(q.ctx(), spec)
 		if err != nil {
 			c.sessions.forget(q.ss, f.FormID) // no device: the corrected form may be sent
 			if status, ok := formError(err); ok {
@@ -247,7 +268,7 @@ func (c *Console) deviceEdit(q *req, d *auth.Device) {
 		c.credentials(q, creds, false)
 		return
 	}
-	_, err = c.opts.Admin.UpdateDevice(q.ctx(), d.ID, auth.DeviceUpdate{Name: &f.Name, Description: &f.Description, Grants: &grants})
+	_, err = c.opts.Admin.UpdateDevice(q.ctx(), d.ID, auth.DeviceUpdate{Name: &f.Name, Description: &f.Description, Grants: &grants, Rules: rules})
 	if err != nil {
 		if status, ok := formError(err); ok {
 			show(status, errText(err))

@@ -3,6 +3,7 @@ package httpd
 import (
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
@@ -63,4 +64,29 @@ func shortQuote(s string) string {
 		return strconv.Quote(s[:24]) + "…"
 	}
 	return strconv.Quote(s)
+}
+
+// parseRulesBox parses the device form's access rules box: one rule a
+// line ("readwrite home/#"), blank lines skipped, at most auth.MaxRules,
+// one per pattern. Errors name the line.
+func parseRulesBox(box string) ([]auth.Rule, error) {
+	rules := []auth.Rule{}
+	for n, line := range strings.Split(box, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if len(rules) == auth.MaxRules {
+			return nil, channels.Errorf(channels.EINVALID, "access rules: a device has at most %d", auth.MaxRules)
+		}
+		r, err := auth.ParseRule(line)
+		if err != nil {
+			return nil, channels.Errorf(channels.EINVALID, "access rule on line %d: %s", n+1, channels.ErrorMessage(err))
+		}
+		rules = append(rules, r)
+	}
+	if err := auth.CheckRules(rules); err != nil {
+		return nil, err
+	}
+	return rules, nil
 }

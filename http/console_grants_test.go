@@ -80,3 +80,33 @@ func FuzzParseGrants(f *testing.F) {
 		}
 	})
 }
+
+func TestParseRulesBox(t *testing.T) {
+	got, err := parseRulesBox("readwrite homeassistant/#\r\n\n  deny homeassistant/secret  \nwrite tele/%c/#\n")
+	want := []auth.Rule{{Access: auth.AccessReadWrite, Pattern: "homeassistant/#"}, {Access: auth.AccessDeny, Pattern: "homeassistant/secret"}, {Access: auth.AccessWrite, Pattern: "tele/%c/#"}}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	if got, err := parseRulesBox(" \n\n"); err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("empty box: %v, %v", got, err)
+	}
+	var b strings.Builder
+	for i := range auth.MaxRules {
+		b.WriteString("read t/" + strings.Repeat("x", i) + "\n")
+	}
+	full := b.String()
+	if got, err := parseRulesBox(full); err != nil || len(got) != auth.MaxRules {
+		t.Fatalf("%d rules: %v", auth.MaxRules, err)
+	}
+	for box, want := range map[string]string{
+		"read a\nread channels/1/subscribe": "access rule on line 2: topic pattern \"channels/1/subscribe\": channels/, devices/ and $ topics",
+		"\n\nall a":                         "access rule on line 3: access rule \"all a\": begin it with read, write, readwrite or deny",
+		"read a\nwrite a":                   `topic pattern "a" is given twice`,
+		"read " + strings.Repeat("x", 1025): "line 1: a rule's topic pattern is longer than 1024 bytes",
+		"read a\n" + full:                   "a device has at most 100",
+	} {
+		if _, err := parseRulesBox(box); err == nil || channels.ErrorCode(err) != channels.EINVALID || !strings.Contains(err.Error(), want) {
+			t.Errorf("%.40q: %v, want %q", box, err, want)
+		}
+	}
+}

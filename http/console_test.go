@@ -366,6 +366,8 @@ func FuzzConsoleForms(f *testing.F) {
 	}
 	f.Add(uint8(4), "op=remove:1&channel=1&channel=%ff&subscribe=2")
 	f.Add(uint8(1), "name=x&field1=&field9=a&latitude=NaN&url=javascript:alert(1)")
+	f.Add(uint8(4), "name=d&op=save&rules=readwrite+a%2F%23%0D%0Adeny+a%2Fb%0Aread+channels%2F1")
+	f.Add(uint8(5), "name=d&op=save&rules=write+%25c%2F%2B%0A%0Awrite+%25c%2F%2B")
 	e := newConsoleEnv(f, false, nil)
 	b := e.setup(ownerPassword)
 	if _, err := e.svc.CreateChannel(f.Context(), auth.ChannelSpec{Name: "Garden", Fields: [8]string{"t"}}); err != nil {

@@ -26,7 +26,7 @@ import (
 //	GET    /mqtt/devices.json                devices
 //	POST   /mqtt/devices.json                create a device: the answer holds its password
 //	GET    /mqtt/devices/<id>.json           one device
-//	PUT    /mqtt/devices/<id>.json           change name, description, channels
+//	PUT    /mqtt/devices/<id>.json           change name, description, channels, rules
 //	DELETE /mqtt/devices/<id>.json           delete; answers the device as it was
 //	POST   /mqtt/devices/<id>/reset_password.json  new password, in the answer only
 //
@@ -36,8 +36,12 @@ import (
 // Device parameters: name, description, and channels: form values
 // channel=ID[:pub|:sub|:pubsub] (or channels=; repeated; channel= alone
 // for none) or a JSON array of {"id":1,"publish":true,"subscribe":false}
-// objects or "1:pub" strings. A PUT changes only what it gives; channels
-// replaces every grant. Bodies are form-encoded or JSON, at most
+// objects or "1:pub" strings; and rules, the device's access rules on
+// free topics: form values rule[]=ACCESS PATTERN (or rule= or rules=;
+// repeated; one of them empty alone for none) or a JSON array of
+// "ACCESS PATTERN" strings, ACCESS being read, write, readwrite or deny.
+// A PUT changes only what it gives; channels replaces every grant, rules
+// every rule. Bodies are form-encoded or JSON, at most
 // MaxManageBody bytes.
 
 // Management route kinds.
@@ -355,6 +359,9 @@ func (h *handler) createDevice(w http.ResponseWriter, r *http.Request, req *mana
 	if req.grants != nil {
 		spec.Grants = *req.grants
 	}
+	if req.rules != nil {
+		spec.Rules = *req.rules
+	}
 	c, err := h.opts.Admin.CreateDevice(r.Context(), spec)
 	if err != nil {
 		h.grantFailed(w, r, err)
@@ -377,6 +384,9 @@ func (h *handler) updateDevice(w http.ResponseWriter, r *http.Request, id uint64
 	}
 	if req.grants != nil {
 		u.Grants, changed = req.grants, true
+	}
+	if req.rules != nil {
+		u.Rules, changed = req.rules, true
 	}
 	var d *auth.Device
 	var err error

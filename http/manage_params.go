@@ -34,6 +34,7 @@ var manageKeys = map[string]bool{
 	"field1": true, "field2": true, "field3": true, "field4": true,
 	"field5": true, "field6": true, "field7": true, "field8": true,
 	"channel": true, "channels": true, "page": true, "tag": true,
+	"rules": true, "rule": true, "rule[]": true,
 }
 
 // manageReq holds the parameters of a channel or device request: scalar
@@ -49,6 +50,10 @@ type manageReq struct {
 	// {"id":1,"publish":true,"subscribe":true} objects or "1:pub"
 	// strings, or form values channel=1:pub (repeated).
 	grants *[]auth.Grant
+	// rules is set when the request gives access rules: a JSON array of
+	// "ACCESS PATTERN" strings, or form values rule[]=, rule= or rules=
+	// (repeated, one rule each).
+	rules *[]auth.Rule
 }
 
 // has reports whether the request sets name.
@@ -146,7 +151,55 @@ func parseManage(q url.Values, contentType string, body []byte) (*manageReq, *ap
 		}
 		m.grants = &gs
 	}
+	// As for channels, a rule name given empty alone means no rules.
+	if m.rules == nil && (m.has("rule[]") || m.has("rule") || m.has("rules")) {
+		var vals []string
+		for _, name := range []string{"rule[]", "rule", "rules"} {
+			for _, v := range m.vals[name] {
+				if strings.TrimSpace(v) != "" {
+					vals = append(vals, v)
+				}
+			}
+		}
+		rules, aerr := parseRuleValues(vals)
+		if aerr != nil {
+			return nil, aerr
+		}
+		m.rules = &rules
+	}
 	return m, nil
+}
+
+// parseRuleValues parses access rules ("readwrite home/#") for a device,
+// at most auth.MaxRules, one per pattern. Errors name the rule by its
+// place but never quote it: it might be a secret sent in the wrong place.
+func parseRuleValues(vals []string) ([]auth.Rule, *apiError) {
+	if len(vals) > auth.MaxRules {
+		return nil, badRequest("rules: a device has at most " + strconv.Itoa(auth.MaxRules) + " access rules, got " + strconv.Itoa(len(vals)) + ".")
+	}
+	out := make([]auth.Rule, 0, len(vals))
+	seen := make(map[string]int, len(vals))
+	for i, v := range vals {
+		at := "rules[" + strconv.Itoa(i) + "]"
+		v = strings.TrimSpace(v)
+		word, rest := v, ""
+		if j := strings.IndexAny(v, " \t"); j >= 0 {
+			word, rest = v[:j], strings.TrimSpace(v[j+1:])
+		}
+		a, err := auth.ParseAccess(word)
+		if err != nil {
+			return nil, badRequest(at + ` must begin with read, write, readwrite or deny, as in "readwrite home/#".`)
+		}
+		if why := auth.PatternProblem(rest); why != "" {
+			return nil, badRequest(at + ": the topic pattern " + why + ".")
+		}
+		if j, dup := seen[rest]; dup {
+			return nil, badRequest(at + " has the topic pattern of rules[" + strconv.Itoa(j) + "]; a device has one rule per pattern.")
+		}
+		seen[rest] = i
+		out = append(out, auth.Rule{Access: a, Pattern: rest})
+	}
+	return out, nil
 }
 
 // errTooManyTags refuses more tags than the parser takes, with the limit
@@ -202,6 +255,17 @@ func (m *manageReq) addJSON(body []byte) *apiError {
 				return aerr
 			}
 			m.grants = &gs
+			continue
+		case "rules":
+			var items []string
+			if err := json.Unmarshal(raw, &items); err != nil || items == nil {
+				return badRequest(`rules must be an array of strings such as ["readwrite home/#", "read news/+"].`)
+			}
+			rules, aerr := parseRuleValues(items)
+			if aerr != nil {
+				return aerr
+			}
+			m.rules = &rules
 			continue
 		}
 		s, set, ok := jsonScalar(raw)

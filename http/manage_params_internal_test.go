@@ -111,6 +111,8 @@ func FuzzParseManage(f *testing.F) {
 	f.Add(true, "", `{"name":{"x":[1,2]}}`)
 	f.Add(false, "channel=", "channel=1:pubsub&channel=1")
 	f.Add(true, "", `[]`)
+	f.Add(false, "rule[]=read+a%2F%23", "rule[]=deny+a%2Fb&rules=write+%25c%2F%2B")
+	f.Add(true, "", `{"rules":["readwrite home/#","deny channels/1"," read x "]}`)
 	f.Fuzz(func(t *testing.T, isJSON bool, query, body string) {
 		q, err := url.ParseQuery(query)
 		if err != nil {
@@ -138,6 +140,11 @@ func FuzzParseManage(f *testing.F) {
 					t.Fatalf("grants %+v", *m.grants)
 				}
 				seen[g.ChannelID] = true
+			}
+		}
+		if m.rules != nil {
+			if err := auth.CheckRules(*m.rules); err != nil {
+				t.Fatalf("rules %v: %v", *m.rules, err)
 			}
 		}
 		if m.tags != nil {

@@ -428,6 +428,7 @@ type deviceJSON struct {
 	Username    string       `json:"username"`
 	Password    *string      `json:"password"`
 	Channels    []auth.Grant `json:"channels"`
+	Rules       []string     `json:"rules"`
 	CreatedAt   string       `json:"created_at"`
 }
 

@@ -16,7 +16,8 @@ type readParams struct {
 	// limit is how many of the newest matching entries to return; 0
 	// returns none (results=0).
 	limit int
-	// start and end bound created_at, inclusive; zero values are open.
+	// start and end bound created_at, inclusive; a zero start is open,
+	// and end is now unless the read gives one.
 	start, end time.Time
 	// loc is the zone of output timestamps and of start and end without
 	// their own zone; nil means UTC, written with "Z".
@@ -77,6 +78,7 @@ var aggregateParams = [...]channels.AggregateKind{channels.Timescale, channels.S
 //     back at most 30 days. results, days or start open the window.
 //   - start, end: "YYYY-MM-DD HH:NN:SS" (or ISO 8601, see parseTime),
 //     inclusive; without a zone they are read in timezone/offset, else UTC.
+//     end defaults to now, so entries dated ahead are left out.
 //   - minutes, days: only entries from that many minutes or days before
 //     now. start beats minutes, which beats days.
 //   - timezone: an IANA zone name (Europe/Berlin); offset: hours east of
@@ -121,6 +123,12 @@ func parseReadParams(q url.Values, now time.Time, zones *zoneCache) (readParams,
 		}
 		window = true
 	}
+	if p.end.IsZero() {
+		// As ThingSpeak's, a read ends now unless end says otherwise:
+		// an entry dated ahead (a device clock years fast) waits for
+		// its time instead of stretching every read up to it.
+		p.end = now
+	}
 	p.limit = DefaultResults
 	if window {
 		p.limit = MaxResults
@@ -128,15 +136,11 @@ func parseReadParams(q url.Values, now time.Time, zones *zoneCache) (readParams,
 	if q.Get("results") == "" && q.Get("start") == "" && q.Get("days") == "" {
 		// ThingSpeak's default window: the last day, or what minutes
 		// asks for up to 30 days before the end.
-		end := now
-		if !p.end.IsZero() {
-			end = p.end
-		}
 		switch {
 		case !minutes:
 			p.start = now.Add(-24 * time.Hour)
-		case end.Sub(p.start) > maxDefaultSpan:
-			p.start = end.Add(-maxDefaultSpan)
+		case p.end.Sub(p.start) > maxDefaultSpan:
+			p.start = p.end.Add(-maxDefaultSpan)
 		}
 	}
 	if s := q.Get("results"); s != "" {

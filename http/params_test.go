@@ -94,8 +94,8 @@ func TestParseRoute(t *testing.T) {
 func TestParseReadParams_Defaults(t *testing.T) {
 	var z zoneCache
 	p, err := parseReadParams(url.Values{}, testNow, &z)
-	// ThingSpeak's default: the newest 100 of the last 24 hours.
-	if err != nil || p.limit != DefaultResults || !p.start.Equal(testNow.Add(-24*time.Hour)) || !p.end.IsZero() || p.loc != nil {
+	// ThingSpeak's default: the newest 100 of the last 24 hours, up to now.
+	if err != nil || p.limit != DefaultResults || !p.start.Equal(testNow.Add(-24*time.Hour)) || !p.end.Equal(testNow) || p.loc != nil {
 		t.Fatalf("defaults: %+v, %v", p, err)
 	}
 	for _, c := range []struct {

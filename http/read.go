@@ -1,11 +1,13 @@
 package httpd
 
 import (
+	"cmp"
 	"context"
 	"encoding/csv"
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -84,7 +86,7 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 		return
 	}
 	out := h.newBody(w, r)
-	if pager, ok := store.(EntryPager); ok && multi {
+	if pager, ok := store.(TimePager); ok && multi {
 		h.streamFeed(w, r, rt, &p, ch, pager, out)
 		return
 	}
@@ -92,48 +94,60 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 	switch rt.kind {
 	case routeFeeds, routeField, routeStatus:
 		if p.limit > 0 {
-			entries, err = store.Entries(ctx, rt.channel, p.filter())
+			// Without paging, the answer is built whole: every match,
+			// then the newest by time, as TimePager's keys select them.
+			f := p.filter()
+			f.Limit = 0
+			if entries, err = store.Entries(ctx, rt.channel, f); err == nil {
+				entries = newestByTime(entries, p.limit)
+			}
 		}
 	case routeLast, routeStatusLast:
 		entries, err = store.Entries(ctx, rt.channel, channels.EntryFilter{Limit: 1})
 	case routeFieldLast:
 		entries, err = store.Entries(ctx, rt.channel, channels.EntryFilter{Limit: 1, Field: rt.field})
 	case routeLastAggregate:
-		entries, err = store.Entries(ctx, rt.channel, channels.EntryFilter{Limit: min(last.n, maxLastEntries)})
+		// The newest entries by created_at, as ThingSpeak takes them,
+		// whatever their end: it gives this read no time window.
+		f := channels.EntryFilter{Limit: min(last.n, maxLastEntries)}
+		if pager, ok := store.(TimePager); ok {
+			entries, err = entriesByTime(ctx, pager, rt.channel, f)
+		} else if entries, err = store.Entries(ctx, rt.channel, channels.EntryFilter{}); err == nil {
+			entries = newestByTime(entries, f.Limit)
+		}
 	case routeEntry:
 		var e *channels.Entry
-		if e, err = store.FindEntry(ctx, rt.channel, rt.entry); err == nil {
+		e, ferr := store.FindEntry(ctx, rt.channel, rt.entry)
+		switch {
+		case ferr == nil:
 			entries = []channels.Entry{*e}
+		case channels.ErrorCode(ferr) != channels.ENOTFOUND:
+			err = ferr
 		}
+		// The channel was found above: a missing entry (never written,
+		// or gone to retention) is answered as a last one that does not
+		// exist.
 	}
 	if err != nil {
 		h.storeFailed(w, r, rt, err)
 		return
 	}
-	if len(entries) == 0 && rt.kind != routeEntry && !multi {
-		// ThingSpeak answers a last entry that does not exist (an empty
-		// channel, a field never set) with -1, which the sketches of
-		// its Arduino library test for, or in XML a feed without an
-		// entry-id.
+	if len(entries) == 0 && !multi {
+		// ThingSpeak answers an entry that does not exist (a last one
+		// of an empty channel or a field never set, one asked for by
+		// number) with -1, which the sketches of its Arduino library
+		// test for, in CSV on a line of its own, or in XML a feed
+		// without an entry-id.
 		switch rt.format {
-		case "json", "txt":
-			ct := "text/plain; charset=utf-8"
-			if rt.format == "json" {
-				ct = "application/json; charset=utf-8"
-			}
-			writeBody(w, http.StatusOK, ct, []byte("-1"))
-			return
 		case "xml":
 			writeBody(w, http.StatusOK, ctXML, noEntryXML())
-			return
+		case "csv":
+			writeBody(w, http.StatusOK, "text/csv; charset=utf-8", []byte("-1\n"))
+		case "json":
+			writeBody(w, http.StatusOK, "application/json; charset=utf-8", []byte("-1"))
+		default:
+			writeBody(w, http.StatusOK, "text/plain; charset=utf-8", []byte("-1"))
 		}
-	}
-	if !multi && len(entries) == 0 {
-		what := "Channel " + strconv.FormatUint(rt.channel, 10) + " has no entries yet."
-		if rt.kind == routeFieldLast {
-			what = "Channel " + strconv.FormatUint(rt.channel, 10) + " has no entry with field" + strconv.Itoa(rt.field) + " set."
-		}
-		h.fail(w, r, rt.format, notFound(what))
 		return
 	}
 	for i := range entries {
@@ -196,59 +210,45 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 // about 300 KB for entries near the payload limit.
 const pageSize = 100
 
-// EntryPager is implemented by stores that hand out a read a page at a
-// time (storage.DB): feeds and fields reads then hold one page, never a
+// TimePager is implemented by stores that hand out a read in time order
+// a page at a time (storage.DB): feeds and fields reads then hold the
+// keys of the answer (16 bytes an entry) and one page of entries, never a
 // whole 8000-entry answer, and no read transaction while a page is
 // written to the client.
-type EntryPager interface {
-	// EntrySpan returns the IDs of the oldest and newest entries that
-	// Entries would return for f (0, 0 for none).
-	EntrySpan(ctx context.Context, channelID uint64, f channels.EntryFilter) (channels.EntrySpan, error)
-	// EntryPage appends to page, oldest first, at most n entries of span
-	// with IDs from from that match f, ignoring f.Limit; ECONFLICT once
-	// the feed has been cleared since span was read.
-	EntryPage(ctx context.Context, channelID uint64, f channels.EntryFilter, span channels.EntrySpan, from uint64, n int, page []channels.Entry) ([]channels.Entry, error)
+type TimePager interface {
+	// EntryKeys returns the keys of the newest f.Limit entries by
+	// created_at (then entry_id) that match f, oldest first.
+	EntryKeys(ctx context.Context, channelID uint64, f channels.EntryFilter) (channels.EntryKeys, error)
+	// EntriesByKey appends to page the entries of keys in their order,
+	// leaving out those deleted since; ECONFLICT once the feed has been
+	// cleared since the keys were read (version).
+	EntriesByKey(ctx context.Context, channelID, version uint64, keys []channels.EntryKey, page []channels.Entry) ([]channels.Entry, error)
 }
 
-// streamFeed writes a feeds or fields answer a page at a time. Its bytes
-// are those of the answer built whole. An aggregation holds one bucket
-// (channels.Rows), not the answer.
-func (h *handler) streamFeed(w http.ResponseWriter, r *http.Request, rt route, p *readParams, ch *channels.Channel, pager EntryPager, out *body) {
+// streamFeed writes a feeds or fields answer a page at a time, in
+// created_at order as ThingSpeak's: results are the newest matches by
+// time, whatever order they were written in. Its bytes are those of the
+// answer built whole. An aggregation holds one bucket (channels.Rows),
+// not the answer.
+func (h *handler) streamFeed(w http.ResponseWriter, r *http.Request, rt route, p *readParams, ch *channels.Channel, pager TimePager, out *body) {
 	ctx := r.Context()
-	f := p.filter()
-	var span channels.EntrySpan
+	var keys channels.EntryKeys
 	if p.limit > 0 {
 		var err error
-		if span, err = pager.EntrySpan(ctx, rt.channel, f); err != nil {
+		if keys, err = pager.EntryKeys(ctx, rt.channel, p.filter()); err != nil {
 			h.storeFailed(w, r, rt, err)
 			return
 		}
 	}
-	// An entry committed after FindChannel may be in the span.
-	ch.LastEntryID = max(ch.LastEntryID, span.Last)
-	page := make([]channels.Entry, 0, pageSize)
-	if span.Last > 0 {
-		var err error
-		if page, err = pager.EntryPage(ctx, rt.channel, f, span, span.First, pageSize, page); err != nil {
-			h.storeFailed(w, r, rt, err)
-			return
-		}
+	for _, k := range keys.Keys {
+		// An entry committed after FindChannel may be in the answer.
+		ch.LastEntryID = max(ch.LastEntryID, k.ID)
 	}
-	if p.rows.Kind != channels.NoAggregate && len(page) > 0 {
+	if n := len(keys.Keys); p.rows.Kind != channels.NoAggregate && n > 0 {
 		// Refuse, before anything is sent, a span of more buckets than
 		// MaxBucketRows (empty buckets are rows too).
-		last := page[len(page)-1]
-		if last.ID != span.Last {
-			tail, err := pager.EntryPage(ctx, rt.channel, f, span, span.Last, 1, nil)
-			if err != nil {
-				h.storeFailed(w, r, rt, err)
-				return
-			}
-			if len(tail) > 0 {
-				last = tail[0]
-			}
-		}
-		if p.rows.Bucket.Count(page[0].CreatedAt, last.CreatedAt) > MaxBucketRows {
+		first, last := time.Unix(keys.Keys[0].Created, 0), time.Unix(keys.Keys[n-1].Created, 0)
+		if p.rows.Bucket.Count(first, last) > MaxBucketRows {
 			h.fail(w, r, rt.format, tooManyBuckets())
 			return
 		}
@@ -260,12 +260,31 @@ func (h *handler) streamFeed(w http.ResponseWriter, r *http.Request, rt route, p
 		shaped = newShapedWriter(fw, p.rows, v.cols)
 		fw = shaped
 	}
+	// The first page is read before anything is written, so that a
+	// failure then is answered with an error of its own.
+	page := make([]channels.Entry, 0, min(pageSize, len(keys.Keys)))
+	rest := keys.Keys
+	next := func() error {
+		n := min(pageSize, len(rest))
+		if n == 0 {
+			page = page[:0]
+			return nil
+		}
+		var err error
+		page, err = pager.EntriesByKey(ctx, rt.channel, keys.Version, rest[:n], page[:0])
+		rest = rest[n:]
+		return err
+	}
+	if err := next(); err != nil {
+		h.storeFailed(w, r, rt, err)
+		return
+	}
 	fw.begin()
 	for out.err == nil {
 		fw.add(page)
 		if shaped != nil && shaped.err != nil {
-			// Only entries whose times run backwards get past the
-			// check above.
+			// The check above bounds the buckets of entries in time
+			// order; this is a defence only.
 			if !out.flushed {
 				out.buf = nil
 				h.fail(w, r, rt.format, tooManyBuckets())
@@ -273,13 +292,10 @@ func (h *handler) streamFeed(w http.ResponseWriter, r *http.Request, rt route, p
 			}
 			panic(http.ErrAbortHandler)
 		}
-		if len(page) < pageSize {
+		if len(rest) == 0 {
 			break
 		}
-		var err error
-		from := page[len(page)-1].ID + 1
-		page, err = pager.EntryPage(ctx, rt.channel, f, span, from, pageSize, page[:0])
-		if err != nil {
+		if err := next(); err != nil {
 			if !out.flushed {
 				out.buf = nil
 				h.storeFailed(w, r, rt, err)
@@ -375,11 +391,11 @@ func parseLastParams(q url.Values, kind channels.AggregateKind) (lastParams, err
 func lastBucket(entries []channels.Entry, p *readParams, cols []int) []channels.Entry {
 	opt := p.rows
 	opt.Cols = cols
-	// Rows folds an entry older than the open bucket into it, so the
-	// newest bucket is that of the latest created_at and holds the
-	// entries from the first one that reaches it. Start there: the
-	// empty buckets before it (entries years apart, a device's clock at
-	// 1970) would cost a step each.
+	// The newest bucket is that of the latest created_at. Start at the
+	// first entry that reaches it: the empty buckets before it (entries
+	// years apart, a device's clock at 1970) would cost a step each.
+	// (Entries come in time order from TimePager; an entry older than
+	// the open bucket would be folded into it.)
 	if len(entries) > 0 {
 		newest := entries[0].CreatedAt
 		for i := range entries {
@@ -406,6 +422,28 @@ func lastBucket(entries []channels.Entry, p *readParams, cols []int) []channels.
 		return nil
 	}
 	return []channels.Entry{last}
+}
+
+// entriesByTime returns the newest f.Limit entries that match f by
+// created_at, oldest first, all at once: for small reads.
+func entriesByTime(ctx context.Context, pager TimePager, channelID uint64, f channels.EntryFilter) ([]channels.Entry, error) {
+	keys, err := pager.EntryKeys(ctx, channelID, f)
+	if err != nil || len(keys.Keys) == 0 {
+		return nil, err
+	}
+	return pager.EntriesByKey(ctx, channelID, keys.Version, keys.Keys, make([]channels.Entry, 0, len(keys.Keys)))
+}
+
+// newestByTime returns the newest n of es by created_at, then entry_id,
+// oldest first.
+func newestByTime(es []channels.Entry, n int) []channels.Entry {
+	slices.SortStableFunc(es, func(a, b channels.Entry) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	return es[max(len(es)-n, 0):]
 }
 
 // filter is the store filter of a feeds or fields read.

@@ -74,10 +74,10 @@ func TestFeedsJSON_EmptyChannel(t *testing.T) {
 	e.get("/channels/1/status/last.json").want(t, 200, ctJSON, "-1")
 	e.get("/channels/1/feeds/last.xml").want(t, 200, ctXML, xmlHead+"<feed>\n  <entry-id type=\"integer\" nil=\"true\"></entry-id>\n</feed>\n")
 	e.get("/channels/1/fields/3/last.xml").want(t, 200, ctXML, xmlHead+"<feed>\n  <entry-id type=\"integer\" nil=\"true\"></entry-id>\n</feed>\n")
-	// CSV has no -1; an entry asked for by number is still not found.
-	e.get("/channels/1/feeds/last.csv").want(t, 404, ctText, "error_resource_not_found")
-	e.get("/channels/1/feeds/entry/1.json").want(t, 404, ctJSON,
-		`{"status":"404","error":{"error_code":"error_resource_not_found","message":"Resource Not Found","details":"entry 1 of channel 1 not found."}}`)
+	// CSV answers -1 too, on a line of its own, and so does an entry
+	// asked for by number, as ThingSpeak's feed show answers all three.
+	e.get("/channels/1/feeds/last.csv").want(t, 200, ctCSV, "-1\n")
+	e.get("/channels/1/feeds/entry/1.json").want(t, 200, ctJSON, "-1")
 	e.get("/channels/1/feeds.csv").want(t, 200, ctCSV, "created_at,entry_id,field3\n")
 }
 
@@ -108,7 +108,7 @@ func TestLast(t *testing.T) {
 	// A field never set: -1, as ThingSpeak.
 	w.get(w.url("fields/5/last.txt")).want(t, 200, ctText, "-1")
 	w.get(w.url("fields/5/last.json")).want(t, 200, ctJSON, "-1")
-	w.get(w.url("fields/5/last.csv")).want(t, 404, ctText, "error_resource_not_found")
+	w.get(w.url("fields/5/last.csv")).want(t, 200, ctCSV, "-1\n")
 }
 
 func TestEntry(t *testing.T) {
@@ -117,8 +117,25 @@ func TestEntry(t *testing.T) {
 		`{"created_at":"2026-11-22T10:15:00Z","entry_id":2,"field1":"22","field2":null,"field4":null,"latitude":"52.5","longitude":"13.4","elevation":"34"}`)
 	w.get(w.url("feeds/entry/2.csv", "offset=2")).want(t, 200, ctCSV,
 		"created_at,entry_id,field1,field2,field4\n2026-11-22 12:15:00 +0200,2,22,,\n")
-	w.get(w.url("feeds/entry/9.json")).want(t, 404, ctJSON,
-		`{"status":"404","error":{"error_code":"error_resource_not_found","message":"Resource Not Found","details":"entry 9 of channel 1 not found."}}`)
+	// An entry that does not exist (never written, or gone to
+	// retention) answers -1 as ThingSpeak's feed show does, in every
+	// format; the channel must still exist.
+	w.get(w.url("feeds/entry/9.json")).want(t, 200, ctJSON, "-1")
+	w.get(w.url("feeds/entry/9.json", "callback=f")).want(t, 200, ctJSON, "-1")
+	w.get(w.url("feeds/entry/9.csv")).want(t, 200, ctCSV, "-1\n")
+	w.get(w.url("feeds/entry/9.xml")).want(t, 200, ctXML, xmlHead+"<feed>\n  <entry-id type=\"integer\" nil=\"true\"></entry-id>\n</feed>\n")
+	w.get(w.url("feeds/entry/18446744073709551615.json")).want(t, 200, ctJSON, "-1")
+	w.get("/channels/99/feeds/entry/1.json").want(t, 404, ctJSON,
+		`{"status":"404","error":{"error_code":"error_resource_not_found","message":"Resource Not Found","details":"Channel 99 does not exist."}}`)
+	w.get("/channels/" + strconv.FormatUint(w.ch.ID, 10) + "/feeds/entry/9.json").want(t, 401, ctJSON, authBody)
+	// Over a real connection, as a sketch's HTTP client reads it.
+	base := w.listen()
+	for ext, want := range map[string]string{"json": "-1", "csv": "-1\n", "xml": "<entry-id type=\"integer\" nil=\"true\">"} {
+		r := fetch(t, base+w.url("feeds/entry/5."+ext))
+		if r.status != 200 || !strings.Contains(r.body, want) || r.header.Get("Content-Length") != strconv.Itoa(len(r.body)) {
+			t.Errorf("entry 5.%s: %d %q (length %q), want 200 %q", ext, r.status, r.body, r.header.Get("Content-Length"), want)
+		}
+	}
 }
 
 func TestFeedsCSV(t *testing.T) {

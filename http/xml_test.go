@@ -190,7 +190,7 @@ func TestXMLErrors(t *testing.T) {
 		t.Errorf("metadata=maybe: %d %s", r.status, r.body)
 	}
 	r = w.get(w.url("feeds/entry/9.xml"))
-	if r.status != 404 || !strings.Contains(r.body, "<error-code>error_resource_not_found</error-code>") {
+	if r.status != 200 || !strings.Contains(r.body, `<entry-id type="integer" nil="true"></entry-id>`) {
 		t.Errorf("entry 9: %d %s", r.status, r.body)
 	}
 	// JSONP is for JSON only.

@@ -103,8 +103,9 @@ func (db *DB) UpdateChannel(ctx context.Context, c *channels.Channel) error {
 	})
 }
 
-// DeleteChannel removes the channel, its feed and every grant to it in one
-// transaction, so no device is left with a right to a missing channel.
+// DeleteChannel removes the channel, its feed, its bindings and every
+// grant to it in one transaction, so no device is left with a right to a
+// missing channel and no topic feeds it.
 func (db *DB) DeleteChannel(ctx context.Context, id uint64) error {
 	// Exclusive: the writer must forget the channel's entry IDs with it.
 	return db.w.exclusive(ctx, func() error {
@@ -123,6 +124,9 @@ func (db *DB) deleteChannel(ctx context.Context, id uint64) error {
 		}
 		if err := tx.Bucket(feedsBucket).DeleteBucket(key); err != nil {
 			return fmt.Errorf("delete feed of channel %d: %w", id, err)
+		}
+		if err := deleteBindings(tx, id); err != nil {
+			return err
 		}
 		return revokeGrants(tx, id)
 	})

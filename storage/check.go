@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
 	bolt "go.etcd.io/bbolt"
 )
@@ -36,7 +37,8 @@ func (r *CheckReport) add(format string, args ...any) {
 // feed; entry keys are 8-byte entry IDs no greater than the feed's
 // sequence and entries decode; channel and device records decode under
 // their own ID; grants name existing channels; the username index
-// matches the devices both ways; and the owner account decodes. The
+// matches the devices both ways; the owner account decodes; and bindings
+// decode, are valid and belong to existing channels. The
 // error is for a check that could not run; what is wrong with the data is
 // in the report.
 func (db *DB) Check(ctx context.Context) (*CheckReport, error) {
@@ -159,6 +161,9 @@ func checkData(ctx context.Context, tx *bolt.Tx, rep *CheckReport) error {
 				rep.add("device %d: grant to missing channel %d", id, g.ChannelID)
 			}
 		}
+		if err := auth.CheckRules(d.Rules); err != nil {
+			rep.add("device %d: access rules: %v", id, err)
+		}
 		if u := usernames.Get([]byte(d.Username)); u == nil {
 			rep.add("device %d: username %q is not indexed", id, d.Username)
 		} else if len(u) != 8 || btoi(u) != id {
@@ -183,5 +188,7 @@ func checkData(ctx context.Context, tx *bolt.Tx, rep *CheckReport) error {
 		return nil
 	})
 	checkAccount(tx, rep)
+	checkSharedRules(tx, rep)
+	checkBindings(tx, rep)
 	return nil
 }

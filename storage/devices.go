@@ -24,8 +24,10 @@ type deviceRecord struct {
 	Username     string        `json:"username"`
 	PasswordHash string        `json:"password_hash"`
 	Grants       []grantRecord `json:"grants,omitempty"`
-	CreatedAt    time.Time     `json:"created_at"`
-	UpdatedAt    time.Time     `json:"updated_at"`
+	// Rules are absent in records written before access rules existed.
+	Rules     []ruleRecord `json:"rules,omitempty"`
+	CreatedAt time.Time    `json:"created_at"`
+	UpdatedAt time.Time    `json:"updated_at"`
 }
 
 type grantRecord struct {
@@ -42,10 +44,11 @@ func newDeviceRecord(d *auth.Device) *deviceRecord {
 	for _, g := range d.Channels {
 		r.Grants = append(r.Grants, grantRecord(g))
 	}
+	r.Rules = newRuleRecords(d.Rules)
 	return r
 }
 
-func (r *deviceRecord) device() *auth.Device {
+func (r *deviceRecord) device() (*auth.Device, error) {
 	d := &auth.Device{
 		ID: r.ID, Name: r.Name, Description: r.Description, ClientID: r.ClientID, Username: r.Username,
 		PasswordHash: r.PasswordHash, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
@@ -53,7 +56,12 @@ func (r *deviceRecord) device() *auth.Device {
 	for _, g := range r.Grants {
 		d.Channels = append(d.Channels, auth.Grant(g))
 	}
-	return d
+	rules, err := rulesOf(r.Rules)
+	if err != nil {
+		return nil, err
+	}
+	d.Rules = rules
+	return d, nil
 }
 
 // CreateDevice assigns d.ID and stores d. ECONFLICT when the username is
@@ -211,7 +219,11 @@ func decodeDevice(id uint64, v []byte) (*auth.Device, error) {
 	if err := json.Unmarshal(v, &r); err != nil {
 		return nil, fmt.Errorf("decode device %d: %w", id, err)
 	}
-	return r.device(), nil
+	d, err := r.device()
+	if err != nil {
+		return nil, fmt.Errorf("decode device %d: %w", id, err)
+	}
+	return d, nil
 }
 
 // putDevice writes d and its username index entry.

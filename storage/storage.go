@@ -3,7 +3,7 @@
 //
 // # Layout
 //
-// The file holds six top-level buckets:
+// The file holds these top-level buckets:
 //
 //	meta       schema_version -> 8-byte big-endian version (currently 1)
 //	channels   8-byte big-endian channel id -> JSON channel record
@@ -13,6 +13,9 @@
 //	usernames  username -> 8-byte big-endian device id
 //	account    owner -> JSON owner account record (missing in files
 //	           only older feedmq versions wrote; see account.go)
+//	access     rules -> JSON record of the access rules of anonymous
+//	           connections and of everyone (missing in older files; see
+//	           rules.go); a device's own rules are in its record
 //
 // Channel and device IDs come from NextSequence of their bucket, entry IDs
 // from the channel's feed bucket sequence (the writer keeps it in memory
@@ -67,7 +70,7 @@ var (
 	dataBuckets = [][]byte{channelsBucket, feedsBucket, devicesBucket, usernamesBucket}
 	// openBuckets are created by a writing Open; the account bucket is not
 	// required of a file (see account.go).
-	openBuckets = append(dataBuckets[:len(dataBuckets):len(dataBuckets)], accountBucket)
+	openBuckets = append(dataBuckets[:len(dataBuckets):len(dataBuckets)], accountBucket, accessBucket)
 )
 
 var (
@@ -120,6 +123,8 @@ type DB struct {
 
 	onCommit func(entries int, d time.Duration) // Options.OnCommit, or nil
 	onError  func(err error)                    // Options.OnError, or nil
+
+	order orderCache // where each feed's created_at stops following its IDs
 }
 
 // Open opens or creates the database at path, creating its directory if

@@ -46,6 +46,10 @@ type tail struct {
 type tailSnap struct {
 	feeds map[uint64][]tailRec
 	gen   uint64
+	// live is set on snapshots of tail, whose gen names the feeds the
+	// transaction holds; the stand-in of a read done as the writer's
+	// operations are has gen 0, which names no particular feeds.
+	live bool
 }
 
 func newTail() *tail { return &tail{feeds: make(map[uint64][]tailRec)} }
@@ -110,7 +114,7 @@ func (t *tail) bump() {
 func (t *tail) snapshot() tailSnap {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := tailSnap{gen: t.gen}
+	s := tailSnap{gen: t.gen, live: true}
 	if len(t.feeds) > 0 {
 		s.feeds = make(map[uint64][]tailRec, len(t.feeds))
 		for ch, recs := range t.feeds {

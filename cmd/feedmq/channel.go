@@ -23,6 +23,7 @@ func newChannelCommand() *cobra.Command {
 		newChannelCreateCommand(), newChannelListCommand(), newChannelShowCommand(),
 		newChannelUpdateCommand(), newChannelRegenerateKeyCommand(),
 		newChannelDeleteCommand(), newChannelClearCommand(),
+		newChannelBindCommand(), newChannelUnbindCommand(), newChannelBindingsCommand(),
 	)
 	return cmd
 }

@@ -41,6 +41,7 @@ var configCases = map[string]string{
 	"slow-embed-poll.yaml":        "http.embed_poll_interval",
 	"mqtts-without-cert.yaml":     "listeners.mqtts",
 	"negative-limit.yaml":         "limits.max_devices",
+	"negative-bindings.yaml":      "limits.max_bindings_per_channel",
 	"syntax-error.yaml":           "line 1",
 	"small-body-budget.yaml":      "http.max_body_bytes_in_flight",
 	"tls-cert-without-key.yaml":   "tls.key",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"regexp"
@@ -66,6 +67,24 @@ type Config struct {
 	SendQueueTotal int64 `yaml:"send_queue_total"`
 
 	HTTP HTTPConfig `yaml:"http"`
+
+	Retained RetainedConfig `yaml:"retained"`
+	Sessions SessionsConfig `yaml:"sessions"`
+}
+
+// RetainedConfig bounds the retained messages of free topics.
+type RetainedConfig struct {
+	MaxMessages int   `yaml:"max_messages"` // retained topics held
+	MaxBytes    int64 `yaml:"max_bytes"`    // their payloads, together
+}
+
+// SessionsConfig bounds persistent MQTT sessions (devices only).
+type SessionsConfig struct {
+	// Expiry: how long a session lives after its client left (MQTT
+	// 3.1.1 always, MQTT 5 at most).
+	Expiry             Duration `yaml:"expiry"`
+	MaxQueuedPerClient int      `yaml:"max_queued_per_client"` // QoS 1/2 messages held for one client
+	MaxQueuedTotal     int      `yaml:"max_queued_total"`      // over all clients
 }
 
 // HTTPConfig bounds what slow or many HTTP clients can hold.
@@ -119,6 +138,12 @@ type LimitsConfig struct {
 	// from 1 to maxSubscriptionsLimit (no "unlimited": every filter costs
 	// memory in the topic index).
 	MaxSubscriptionsPerClient int `yaml:"max_subscriptions_per_client"`
+	// MaxFreeTopicLength bounds topics and filters outside channels/,
+	// devices/ and $, in bytes (1 to 65535, MQTT's own limit).
+	MaxFreeTopicLength int `yaml:"max_free_topic_length"`
+	// Bindings of free topics to channels; 0: no limit.
+	MaxBindingsPerChannel int `yaml:"max_bindings_per_channel"`
+	MaxBindings           int `yaml:"max_bindings"`
 }
 
 // maxSubscriptionsLimit bounds limits.max_subscriptions_per_client.
@@ -160,7 +185,11 @@ func DefaultConfig() Config {
 			MaxDevices: al.MaxDevices, MaxChannelsPerDevice: al.MaxChannelsPerDevice,
 			MaxPayload: cl.MaxPayload, MaxValueLen: cl.MaxValueLen,
 			MaxSubscriptionsPerClient: broker.DefaultMaxSubscriptions,
+			MaxFreeTopicLength:        broker.DefaultMaxFreeTopicLen,
+			MaxBindingsPerChannel:     al.MaxBindingsPerChannel, MaxBindings: al.MaxBindings,
 		},
+		Retained: RetainedConfig{MaxMessages: 10000, MaxBytes: 16 << 20},
+		Sessions: SessionsConfig{Expiry: Duration(7 * 24 * time.Hour), MaxQueuedPerClient: 1000, MaxQueuedTotal: 100000},
 	}
 }
 
@@ -260,7 +289,8 @@ func keyPaths(doc *yaml.Node) map[int]string {
 
 // Validate checks every value and names the key of the first bad one.
 func (c *Config) Validate() error {
-	checks := []func() error{c.validateLogging, c.validateListeners, c.validateTimeouts, c.validateLimits, c.validateHTTP}
+	checks := []func() error{c.validateLogging, c.validateListeners, c.validateTimeouts, c.validateLimits, c.validateHTTP,
+		c.validateFreeTopics}
 	for _, check := range checks {
 		if err := check(); err != nil {
 			return err
@@ -366,6 +396,39 @@ func (c *Config) validateLimits() error {
 		return fmt.Errorf("limits.max_value_len: must be from 1 to limits.max_payload (%d) (got %d)", l.MaxPayload, l.MaxValueLen)
 	case l.MaxSubscriptionsPerClient < 1 || l.MaxSubscriptionsPerClient > maxSubscriptionsLimit:
 		return fmt.Errorf("limits.max_subscriptions_per_client: must be from 1 to %d (got %d)", maxSubscriptionsLimit, l.MaxSubscriptionsPerClient)
+	case l.MaxBindingsPerChannel < 0:
+		return fmt.Errorf("limits.max_bindings_per_channel: must not be negative (got %d; 0 means no limit)", l.MaxBindingsPerChannel)
+	case l.MaxBindings < 0:
+		return fmt.Errorf("limits.max_bindings: must not be negative (got %d; 0 means no limit)", l.MaxBindings)
+	}
+	return nil
+}
+
+// Ceilings of the free-topic keys: far above any real use, low enough
+// that a typo cannot let retained or queued messages take all memory.
+const (
+	maxRetainedMessages = 1000000
+	maxRetainedBytes    = 1 << 30
+	maxQueuedPerClient  = 65000 // below MQTT's 65535 packet IDs
+	maxQueuedTotal      = 10000000
+)
+
+func (c *Config) validateFreeTopics() error {
+	r, se := c.Retained, c.Sessions
+	switch {
+	case c.Limits.MaxFreeTopicLength < 1 || c.Limits.MaxFreeTopicLength > 65535:
+		return fmt.Errorf("limits.max_free_topic_length: must be from 1 to 65535 bytes (got %d)", c.Limits.MaxFreeTopicLength)
+	case r.MaxMessages < 1 || r.MaxMessages > maxRetainedMessages:
+		return fmt.Errorf("retained.max_messages: must be from 1 to %d (got %d)", maxRetainedMessages, r.MaxMessages)
+	case r.MaxBytes < 1 || r.MaxBytes > maxRetainedBytes:
+		return fmt.Errorf("retained.max_bytes: must be from 1 to %d (got %d)", maxRetainedBytes, r.MaxBytes)
+	case se.Expiry < Duration(time.Second) || se.Expiry > Duration(math.MaxUint32*time.Second):
+		return fmt.Errorf("sessions.expiry: must be from 1s to %s (got %s)", time.Duration(math.MaxUint32*time.Second), se.Expiry)
+	case se.MaxQueuedPerClient < 1 || se.MaxQueuedPerClient > maxQueuedPerClient:
+		return fmt.Errorf("sessions.max_queued_per_client: must be from 1 to %d (got %d)", maxQueuedPerClient, se.MaxQueuedPerClient)
+	case se.MaxQueuedTotal < se.MaxQueuedPerClient || se.MaxQueuedTotal > maxQueuedTotal:
+		return fmt.Errorf("sessions.max_queued_total: must be from sessions.max_queued_per_client (%d) to %d (got %d)",
+			se.MaxQueuedPerClient, maxQueuedTotal, se.MaxQueuedTotal)
 	}
 	return nil
 }
@@ -427,7 +490,8 @@ func autoTLSAddr(addr, def, cert string) string {
 }
 
 func (c *Config) authLimits() auth.Limits {
-	return auth.Limits{MaxDevices: c.Limits.MaxDevices, MaxChannelsPerDevice: c.Limits.MaxChannelsPerDevice}
+	return auth.Limits{MaxDevices: c.Limits.MaxDevices, MaxChannelsPerDevice: c.Limits.MaxChannelsPerDevice,
+		MaxBindingsPerChannel: c.Limits.MaxBindingsPerChannel, MaxBindings: c.Limits.MaxBindings}
 }
 
 func (c *Config) payloadLimits() channels.Limits {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -36,6 +38,7 @@ func TestInvalidConfig(t *testing.T) {
 		"unknown-nested-key.yaml":     `line 3: unknown key "limits.max_device"`,
 		"bad-duration.yaml":           `line 2: idle_timeout: "1 hour" is not a duration`,
 		"negative-limit.yaml":         "limits.max_devices: must not be negative",
+		"negative-bindings.yaml":      "limits.max_bindings_per_channel: must not be negative (got -1; 0 means no limit)",
 		"wrong-type.yaml":             "line 3: limits.max_payload: cannot unmarshal",
 		"bad-log-level.yaml":          `log_level: "verbose" is not debug, info, warn or error`,
 		"bad-log-format.yaml":         `log_format: "xml" is not text or json`,
@@ -160,5 +163,45 @@ func TestEmptyConfigFile(t *testing.T) {
 	writeFile(t, path, "# nothing set\n")
 	if cfg := serveConfig(t, "--config", path); !reflect.DeepEqual(cfg, DefaultConfig()) {
 		t.Fatalf("got %+v", cfg)
+	}
+}
+
+// The free-topic keys (retained messages, persistent sessions, free topic
+// length) refuse values out of range, naming the key.
+func TestFreeTopicConfig(t *testing.T) {
+	for _, tc := range []struct {
+		yaml, want string
+	}{
+		{"limits:\n  max_free_topic_length: 0\n", "limits.max_free_topic_length: must be from 1 to 65535 bytes (got 0)"},
+		{"limits:\n  max_free_topic_length: 70000\n", "limits.max_free_topic_length: must be from 1 to 65535"},
+		{"retained:\n  max_messages: 0\n", "retained.max_messages: must be from 1 to 1000000 (got 0)"},
+		{"retained:\n  max_messages: -5\n", "retained.max_messages: must be from 1"},
+		{"retained:\n  max_bytes: 0\n", "retained.max_bytes: must be from 1 to 1073741824 (got 0)"},
+		{"retained:\n  max_bytes: 99999999999\n", "retained.max_bytes: must be from 1"},
+		{"retained:\n  max_bytes: lots\n", "line 2: retained.max_bytes: cannot unmarshal"},
+		{"sessions:\n  expiry: 0s\n", "sessions.expiry: must be from 1s"},
+		{"sessions:\n  expiry: -1h\n", "sessions.expiry: must be from 1s"},
+		{"sessions:\n  expiry: forever\n", `sessions.expiry: "forever" is not a duration`},
+		{"sessions:\n  max_queued_per_client: 0\n", "sessions.max_queued_per_client: must be from 1 to 65000 (got 0)"},
+		{"sessions:\n  max_queued_per_client: 70000\n", "sessions.max_queued_per_client: must be from 1 to 65000"},
+		{"sessions:\n  max_queued_per_client: 10\n  max_queued_total: 5\n", "sessions.max_queued_total: must be from sessions.max_queued_per_client (10)"},
+		{"sessions:\n  max_queue: 5\n", `unknown key "sessions.max_queue"`},
+	} {
+		path := filepath.Join(t.TempDir(), "feedmq.yaml")
+		writeFile(t, path, tc.yaml)
+		_, _, err := runCommand(t, "--data", t.TempDir(), "--config", path, "channel", "list")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.Sessions.Expiry, cfg.Retained.MaxMessages = Duration(time.Hour), 5
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("valid values refused: %v", err)
+	}
+	o := brokerOptions(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if o.SessionExpiry != time.Hour || o.RetainedMax != 5 || o.QueuedPerClient != 1000 || o.MaxFreeTopicLen != 1024 ||
+		o.SessionsPath != filepath.Join(cfg.dataDir(), "mqtt-sessions.db") {
+		t.Fatalf("broker options %+v", o)
 	}
 }

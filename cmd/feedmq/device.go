@@ -18,6 +18,7 @@ func newDeviceCommand() *cobra.Command {
 		newDeviceCreateCommand(), newDeviceListCommand(), newDeviceShowCommand(),
 		newDeviceUpdateCommand(), newDeviceAuthorizeCommand(), newDeviceDeauthorizeCommand(),
 		newDeviceResetPasswordCommand(), newDeviceDeleteCommand(),
+		newDeviceAllowCommand(), newDeviceDisallowCommand(),
 	)
 	return cmd
 }

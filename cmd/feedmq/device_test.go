@@ -25,7 +25,7 @@ func TestDeviceCreate(t *testing.T) {
 		t.Run("JSONShape", func(t *testing.T) {
 			var got map[string]any
 			mustJSON(t, dir, &got, "device", "create", "--name", "esp32", "--channel", "1", "--channel", "2:pub", "--channel", "3:sub", "--json")
-			want := []string{"channels", "client_id", "created_at", "id", "name", "password", "username"}
+			want := []string{"channels", "client_id", "created_at", "id", "name", "password", "rules", "username"}
 			if k := keys(got); !reflect.DeepEqual(k, want) {
 				t.Fatalf("keys %v, want %v", k, want)
 			}
@@ -168,7 +168,7 @@ func TestDeviceListShowDelete(t *testing.T) {
 		if len(list) != 2 {
 			t.Fatalf("got %v", list)
 		}
-		want := []string{"channels", "client_id", "connections", "created_at", "id", "last_publish_at", "name", "username"}
+		want := []string{"channels", "client_id", "connections", "created_at", "id", "last_publish_at", "name", "rules", "username"}
 		if k := keys(list[0]); !reflect.DeepEqual(k, want) {
 			t.Fatalf("keys %v, want %v (no password outside create and reset)", k, want)
 		}
@@ -291,7 +291,7 @@ func TestDeviceDescriptionUpdate(t *testing.T) {
 		mustRun(t, dir, "channel", "create", "--name", "A")
 		var created map[string]any
 		mustJSON(t, dir, &created, "device", "create", "--name", "esp32", "--description", "garden\nshed", "--channel", "1:pub", "--json")
-		want := []string{"channels", "client_id", "created_at", "description", "id", "name", "password", "username"}
+		want := []string{"channels", "client_id", "created_at", "description", "id", "name", "password", "rules", "username"}
 		if k := keys(created); !reflect.DeepEqual(k, want) || created["description"] != "garden\nshed" {
 			t.Fatalf("created %v, keys %v", created, keys(created))
 		}

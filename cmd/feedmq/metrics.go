@@ -69,6 +69,7 @@ func (m *metrics) handler(s *server) http.Handler {
 		m.commitSeconds, m.commitEntries,
 		&feedCollector{broker: s.broker, dbPath: s.db.Path(), httpFieldsDropped: &m.httpFieldsDropped},
 		refusalCollector{m.httpRefused},
+		bindingCollector{s.broker},
 	)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:            promLogger{s},
@@ -108,6 +109,18 @@ var (
 		"Values of fields the channel has not enabled that writes carried and that were left out of the stored entries (the rest of each write is stored, as ThingSpeak does), by source (mqtt, http).", []string{"source"}, nil)
 	descDBSize = prometheus.NewDesc("feedmq_storage_file_size_bytes",
 		"Size of the bbolt database file.", nil, nil)
+	descFreePublished = prometheus.NewDesc("feedmq_free_publishes_total",
+		"MQTT publishes (and wills) on free topics (outside channels/ and devices/) allowed by access rules and routed; refused ones count in feedmq_publishes_rejected_total.", nil, nil)
+	descRetained = prometheus.NewDesc("feedmq_retained_messages",
+		"Retained messages held on free topics.", nil, nil)
+	descRetainedRefused = prometheus.NewDesc("feedmq_retained_refused_total",
+		"Retained publishes delivered but not retained: over retained.max_messages or retained.max_bytes.", nil, nil)
+	descQueued = prometheus.NewDesc("feedmq_queued_messages",
+		"QoS 1/2 messages held for MQTT clients: waiting for a persistent session's client or not yet acknowledged.", nil, nil)
+	descQueueDropped = prometheus.NewDesc("feedmq_queued_dropped_total",
+		"Queued QoS 1/2 messages dropped, oldest first, over sessions.max_queued_per_client or sessions.max_queued_total.", nil, nil)
+	descSessions = prometheus.NewDesc("feedmq_persistent_sessions",
+		"Persistent MQTT sessions whose client is away.", nil, nil)
 )
 
 // feedCollector reads the broker's counters and the database file size
@@ -120,7 +133,8 @@ type feedCollector struct {
 
 func (c *feedCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descConnAccepted, descConnRefused, descEntriesStored,
-		descRejected, descFanout, descDropped, descSubscriptions, descDBSize, descFieldsDropped} {
+		descRejected, descFanout, descDropped, descSubscriptions, descDBSize, descFieldsDropped,
+		descFreePublished, descRetained, descRetainedRefused, descQueued, descQueueDropped, descSessions} {
 		ch <- d
 	}
 }
@@ -144,6 +158,12 @@ func (c *feedCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descFieldsDropped, prometheus.CounterValue, float64(st.FieldsDropped), "mqtt")
 	ch <- prometheus.MustNewConstMetric(descFieldsDropped, prometheus.CounterValue, float64(c.httpFieldsDropped.Load()), "http")
 	ch <- prometheus.MustNewConstMetric(descSubscriptions, prometheus.GaugeValue, float64(c.broker.Subscriptions()))
+	ch <- prometheus.MustNewConstMetric(descFreePublished, prometheus.CounterValue, float64(st.FreePublished))
+	ch <- prometheus.MustNewConstMetric(descRetained, prometheus.GaugeValue, float64(st.Retained))
+	ch <- prometheus.MustNewConstMetric(descRetainedRefused, prometheus.CounterValue, float64(st.RetainedRefused))
+	ch <- prometheus.MustNewConstMetric(descQueued, prometheus.GaugeValue, float64(st.Queued))
+	ch <- prometheus.MustNewConstMetric(descQueueDropped, prometheus.CounterValue, float64(st.QueueDropped))
+	ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(st.Sessions))
 	if fi, err := os.Stat(c.dbPath); err != nil {
 		ch <- prometheus.NewInvalidMetric(descDBSize, err)
 	} else {

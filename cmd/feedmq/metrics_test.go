@@ -245,3 +245,32 @@ func TestMetricsFieldsDropped(t *testing.T) {
 		t.Errorf("feeds.json: %d %s", code, body)
 	}
 }
+
+// TestMetricsFreeTopics checks the free-topic series: publishes allowed
+// by a rule, retained messages held, and the queue series present at 0.
+func TestMetricsFreeTopics(t *testing.T) {
+	s, _, base := openGardenServer(t)
+	s.svc.Registry.SetAnonymousRules([]auth.Rule{{Access: auth.AccessReadWrite, Pattern: "home/#"}})
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + s.addr("mqtt").String()).SetClientID("metrics-free").
+		SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).SetConnectTimeout(5 * time.Second))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(0)
+	for _, topic := range []string{"home/a", "home/b", "garden/denied"} {
+		if tok := c.Publish(topic, 1, true, "1"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish %s: %v", topic, tok.Error())
+		}
+	}
+	mfs := scrape(t, base)
+	for name, want := range map[string]float64{"feedmq_free_publishes_total": 2, "feedmq_retained_messages": 2,
+		"feedmq_retained_refused_total": 0, "feedmq_queued_messages": 0, "feedmq_queued_dropped_total": 0,
+		"feedmq_persistent_sessions": 0} {
+		if got, ok := metricValue(mfs, name); !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", name, got, ok, want)
+		}
+	}
+	if got, _ := metricValue(mfs, "feedmq_publishes_rejected_total", "reason", "not_authorized"); got != 1 {
+		t.Errorf("not_authorized rejections %v, want 1", got)
+	}
+}

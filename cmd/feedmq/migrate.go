@@ -130,6 +130,10 @@ func (o *migrateOptions) source() (*migrateSource, error) {
 		client: &http.Client{Timeout: o.timeout}}, nil
 }
 
+// migrateFarEnd is the end of the first page: the last second a
+// "YYYY-MM-DD" date can write.
+var migrateFarEnd = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+
 // feedsURL is the page URL; with the key unless redacted (for messages).
 func (s *migrateSource) feedsURL(end time.Time, withKey bool) string {
 	u := *s.base
@@ -141,9 +145,12 @@ func (s *migrateSource) feedsURL(end time.Time, withKey bool) string {
 	q.Set("timezone", "UTC")
 	// ThingSpeak's window starts in 2010 unless told otherwise.
 	q.Set("start", "1970-01-01 00:00:00")
-	if !end.IsZero() {
-		q.Set("end", end.UTC().Format("2006-01-02 15:04:05"))
+	if end.IsZero() {
+		// Reads end at the source's clock unless told otherwise (on
+		// ThingSpeak as on feedmq): entries dated ahead need an end.
+		end = migrateFarEnd
 	}
+	q.Set("end", end.UTC().Format("2006-01-02 15:04:05"))
 	if withKey && s.apiKey != "" {
 		q.Set("api_key", s.apiKey)
 	}

@@ -190,7 +190,7 @@ func fakeSource(t *testing.T, fails int, fail func(w http.ResponseWriter), page 
 			http.NotFound(w, r)
 			return
 		}
-		if r.URL.Query().Get("end") != "" {
+		if end := r.URL.Query().Get("end"); end != "9999-12-31 23:59:59" {
 			io.WriteString(w, `{"channel":{"id":9},"feeds":[]}`)
 			return
 		}
@@ -331,5 +331,50 @@ func TestImportWhileServing(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no message for the live write")
+	}
+}
+
+// A migration from another feedmq takes entries dated ahead of the
+// source's clock too: the source's reads end now unless told otherwise,
+// so its first page is asked for up to a far end.
+func TestFeedMigrateFutureDated(t *testing.T) {
+	ctx := context.Background()
+	src, _ := startFeedServer(t)
+	dst, dstDir := startFeedServer(t)
+	ch, err := src.svc.CreateChannel(ctx, twoFieldSpec("ahead", true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var es []channels.Entry
+	for i, at := range []time.Time{
+		time.Date(2020, 3, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2021, 3, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		e := channels.Entry{ChannelID: ch.ID, ID: uint64(i + 1), CreatedAt: at}
+		e.SetValue(0, fmt.Sprint(i))
+		es = append(es, e)
+	}
+	if _, err := src.svc.ImportEntries(ctx, ch.ID, es, true); err != nil {
+		t.Fatal(err)
+	}
+	target, err := dst.svc.CreateChannel(ctx, twoFieldSpec("moved", true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + src.addr("http").String()
+	if _, errOut, err := runCommand(t, "--data", dstDir, "feed", "migrate", "--from", base, "--channel", fmt.Sprint(ch.ID), "--to", fmt.Sprint(target.ID)); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, errOut)
+	}
+	from, err := src.svc.Entries(ctx, ch.ID, channels.EntryFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := dst.svc.Entries(ctx, target.ID, channels.EntryFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, from) {
+		t.Fatalf("target has %d entries, source %d; first difference:\n%v", len(got), len(from), firstDiff(got, from))
 	}
 }

@@ -225,6 +225,16 @@ func printDevice(w io.Writer, d *auth.Device, act *auth.Activity) error {
 	t.row("Client ID:", d.ClientID)
 	t.row("Username:", d.Username)
 	t.row("Channels:", grantsString(d.Channels))
+	if len(d.Rules) == 0 {
+		t.row("Rules:", "none (no free topics but everyone's rules)")
+	}
+	for i, r := range d.Rules {
+		label := ""
+		if i == 0 {
+			label = "Rules:"
+		}
+		t.row(label, r.String())
+	}
 	t.row("Created:", formatTime(d.CreatedAt))
 	if act != nil {
 		if len(act.Connections) == 0 {

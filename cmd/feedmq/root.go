@@ -29,7 +29,7 @@ the other commands, which work whether or not serve is running on --data.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w; see `%s --help`", err, c.CommandPath())
 	})
-	root.AddCommand(newServeCommand(), newChannelCommand(), newDeviceCommand(), newFeedCommand(),
+	root.AddCommand(newServeCommand(), newChannelCommand(), newDeviceCommand(), newAccessCommand(), newFeedCommand(),
 		newBackupCommand(), newRestoreCommand(), newCheckCommand(),
 		newAccountCommand(), newConfigCommand(), newVersionCommand(), newManCommand(), newBenchCommand())
 	return root

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -239,6 +240,9 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	s.svc.Revoke = s.broker.Revoke
+	if err = s.svc.WatchBindings(ctx, s.broker.SetBindings); err != nil {
+		return err
+	}
 	s.svc.Activity = s.broker.DeviceActivity
 	if err = s.broker.Open(); err != nil {
 		return err
@@ -252,6 +256,11 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	s.stopPrune = startPruner(s.db, log.With("component", "retention"), pruneInterval)
 	return nil
 }
+
+// sessionsFile, in the data directory, keeps retained messages and
+// persistent MQTT sessions (mochi's bbolt storage hook; a file apart from
+// the feed database, which has its own write-ahead log).
+const sessionsFile = "mqtt-sessions.db"
 
 func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
 	return broker.Options{
@@ -274,6 +283,14 @@ func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
 		SendQueueBytes:   cfg.SendQueueBytes,
 		SendQueueTotal:   cfg.SendQueueTotal,
 		Logger:           log,
+
+		MaxFreeTopicLen:  cfg.Limits.MaxFreeTopicLength,
+		RetainedMax:      cfg.Retained.MaxMessages,
+		RetainedMaxBytes: cfg.Retained.MaxBytes,
+		SessionsPath:     filepath.Join(cfg.dataDir(), sessionsFile),
+		SessionExpiry:    time.Duration(cfg.Sessions.Expiry),
+		QueuedPerClient:  cfg.Sessions.MaxQueuedPerClient,
+		QueuedTotal:      cfg.Sessions.MaxQueuedTotal,
 	}
 }
 

@@ -1,0 +1,179 @@
+package storage_test
+
+import (
+	"cmp"
+	"context"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/feedmq/feedmq/channels"
+	"github.com/feedmq/feedmq/storage"
+)
+
+// wantKeys is what EntryKeys must answer, worked out the slow way: every
+// entry of the channel, filtered, sorted by time then ID, the newest
+// limit of them.
+func wantKeys(t *testing.T, db *storage.DB, ch uint64, f channels.EntryFilter) []channels.EntryKey {
+	t.Helper()
+	all, err := db.Entries(context.Background(), ch, channels.EntryFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []channels.EntryKey
+	for _, e := range all {
+		if (!f.Start.IsZero() && e.CreatedAt.Before(f.Start)) || (!f.End.IsZero() && e.CreatedAt.After(f.End)) {
+			continue
+		}
+		if f.Field > 0 {
+			if _, ok := e.Field(f.Field); !ok {
+				continue
+			}
+		}
+		keys = append(keys, channels.EntryKey{Created: e.CreatedAt.Unix(), ID: e.ID})
+	}
+	slices.SortFunc(keys, func(a, b channels.EntryKey) int {
+		return cmp.Or(cmp.Compare(a.Created, b.Created), cmp.Compare(a.ID, b.ID))
+	})
+	return keys[max(len(keys)-f.Limit, 0):]
+}
+
+// EntryKeys selects the newest entries by created_at, not by entry_id,
+// whatever order the entries were written in: in time order, with one
+// back-dated entry, with many, across log checkpoints (entries in the
+// log and in bbolt), across a clear that refills the feed out of order
+// (what is known of a feed's order must not outlive it), with and
+// without start, end and field.
+func TestEntryKeysTimeOrder(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	ch := MustCreateChannel(t, db, "c")
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := now.Add(-48 * time.Hour)
+	clock := base
+	appendAt := func(at time.Time, withField2 bool) {
+		e := &channels.Entry{ChannelID: ch.ID, CreatedAt: at}
+		e.SetValue(0, "v")
+		if withField2 {
+			e.SetValue(1, "w")
+		}
+		if err := db.AppendEntry(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(stage string) {
+		t.Helper()
+		for range 40 {
+			f := channels.EntryFilter{Limit: 1 + rng.IntN(60)}
+			if rng.IntN(3) == 0 {
+				f.Start = base.Add(time.Duration(rng.IntN(48*60)) * time.Minute)
+			}
+			if rng.IntN(3) == 0 {
+				f.End = base.Add(time.Duration(rng.IntN(48*60)) * time.Minute)
+			}
+			if rng.IntN(4) == 0 {
+				f.Field = 2
+			}
+			got, err := db.EntryKeys(ctx, ch.ID, f)
+			if err != nil {
+				t.Fatalf("%s: %v", stage, err)
+			}
+			if want := wantKeys(t, db, ch.ID, f); !slices.Equal(got.Keys, want) {
+				t.Fatalf("%s: EntryKeys(%+v) = %v, want %v", stage, f, got.Keys, want)
+			}
+			// The entries come back in the keys' order.
+			es, err := db.EntriesByKey(ctx, ch.ID, got.Version, got.Keys, nil)
+			if err != nil || len(es) != len(got.Keys) {
+				t.Fatalf("%s: EntriesByKey: %d entries, %v", stage, len(es), err)
+			}
+			for i, e := range es {
+				if e.ID != got.Keys[i].ID || e.CreatedAt.Unix() != got.Keys[i].Created {
+					t.Fatalf("%s: entry %d is %d at %v, key %+v", stage, i, e.ID, e.CreatedAt, got.Keys[i])
+				}
+			}
+		}
+	}
+	grow := func(n int, backDated int) {
+		for range n {
+			clock = clock.Add(time.Duration(1+rng.IntN(120)) * time.Second)
+			at := clock
+			if rng.IntN(n) < backDated {
+				at = base.Add(time.Duration(rng.IntN(int(clock.Sub(base)/time.Second))) * time.Second)
+			}
+			appendAt(at, rng.IntN(2) == 0)
+		}
+	}
+	check("empty")
+	grow(150, 0)
+	check("in time order, in the log")
+	storage.Sync(t, db)
+	check("in time order, in bbolt")
+	grow(1, 1)
+	check("one back-dated entry")
+	grow(200, 0)
+	check("in time order since")
+	storage.Sync(t, db)
+	grow(100, 30)
+	check("many back-dated, part in the log")
+	storage.Sync(t, db)
+	check("many back-dated, in bbolt")
+
+	if err := db.ClearChannel(ctx, ch.ID); err != nil {
+		t.Fatal(err)
+	}
+	clock = base
+	grow(50, 0)
+	check("cleared, in time order")
+	for i := range 20 {
+		appendAt(base.Add(time.Duration(40-i)*time.Minute), true) // running backwards
+	}
+	check("cleared, then back-dated")
+	storage.Sync(t, db)
+	db = MustReopen(t, db)
+	check("reopened")
+
+	// A feed known to be in time order is cleared and refilled, with
+	// fewer IDs, running backwards.
+	ch = MustCreateChannel(t, db, "d")
+	clock = base
+	grow(100, 0)
+	check("in time order before a clear")
+	if err := db.ClearChannel(ctx, ch.ID); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		appendAt(base.Add(time.Duration(60-i)*time.Minute), i%2 == 0)
+	}
+	check("refilled backwards")
+}
+
+// A keyed read takes 1 to MaxKeyLimit entries, a missing channel is not
+// found, and the pages of a read begun before a clear are refused rather
+// than filled from the new feed.
+func TestEntryKeysRefusals(t *testing.T) {
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	ch := MustCreateChannel(t, db, "c")
+	for i := range 5 {
+		MustAppend(t, db, ch.ID, strconv.Itoa(i))
+	}
+	for _, n := range []int{0, -1, storage.MaxKeyLimit + 1} {
+		_, err := db.EntryKeys(ctx, ch.ID, channels.EntryFilter{Limit: n})
+		wantCode(t, err, channels.EINVALID)
+	}
+	_, err := db.EntryKeys(ctx, 99, channels.EntryFilter{Limit: 10})
+	wantCode(t, err, channels.ENOTFOUND)
+	keys, err := db.EntryKeys(ctx, ch.ID, channels.EntryFilter{Limit: 10})
+	if err != nil || len(keys.Keys) != 5 {
+		t.Fatalf("%+v, %v", keys, err)
+	}
+	if err := db.ClearChannel(ctx, ch.ID); err != nil {
+		t.Fatal(err)
+	}
+	MustAppend(t, db, ch.ID, "new")
+	_, err = db.EntriesByKey(ctx, ch.ID, keys.Version, keys.Keys, nil)
+	wantCode(t, err, channels.ECONFLICT)
+}
