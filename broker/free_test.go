@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,10 +15,39 @@ import (
 	"github.com/feedmq/feedmq/internal/mqtttest"
 )
 
-// allow replaces a device's access rules ("readwrite home/#", ...) in the
-// registry, as an admin change does; nil cr sets the anonymous rules.
+// allow replaces a device's access rules ("readwrite home/#", ...)
+// through the admin service, as `feedmq device allow/disallow` does: the
+// rules are stored and the registry updated at once; nil cr means the
+// anonymous rules.
 func (ts *testServer) allow(cr *auth.Credentials, rules ...string) {
 	ts.t.Helper()
+	ctx := context.Background()
+	target := auth.RuleTarget{Scope: auth.ScopeAnonymous}
+	if cr != nil {
+		target = auth.DeviceRules(cr.Device.ID)
+	}
+	all, err := ts.svc.AccessRules(ctx)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	have := all.Anonymous
+	for _, d := range all.Devices {
+		if cr != nil && d.ID == cr.Device.ID {
+			have = d.Rules
+		}
+	}
+	if cr != nil && !slices.ContainsFunc(all.Devices, func(d auth.DeviceRuleList) bool { return d.ID == cr.Device.ID }) {
+		have = nil
+	}
+	var patterns []string
+	for _, r := range have {
+		patterns = append(patterns, r.Pattern)
+	}
+	if len(patterns) > 0 {
+		if _, err := ts.svc.DisallowRules(ctx, target, patterns); err != nil {
+			ts.t.Fatal(err)
+		}
+	}
 	var rs []auth.Rule
 	for _, r := range rules {
 		access, pattern, _ := strings.Cut(r, " ")
@@ -27,16 +57,11 @@ func (ts *testServer) allow(cr *auth.Credentials, rules ...string) {
 		}
 		rs = append(rs, auth.Rule{Access: a, Pattern: pattern})
 	}
-	if cr == nil {
-		ts.svc.Registry.SetAnonymousRules(rs)
-		return
+	if len(rs) > 0 {
+		if _, err := ts.svc.AllowRules(ctx, target, rs); err != nil {
+			ts.t.Fatal(err)
+		}
 	}
-	d, err := ts.svc.Device(context.Background(), cr.Device.ID)
-	if err != nil {
-		ts.t.Fatal(err)
-	}
-	d.Rules = rs
-	ts.svc.Registry.PutDevice(d)
 }
 
 // pahoOpts connects a paho client (MQTT 3.1.1) with a device's
@@ -228,8 +253,7 @@ func TestFreeRetained(t *testing.T) {
 		s.expectNothing(t) // no channel entry retained
 		s.Disconnect(100)
 		if round == 0 {
-			ts.restart()
-			ts.allow(dev, "readwrite homeassistant/#")
+			ts.restart() // rules are stored: nothing to apply again
 		}
 	}
 	c = mustConnect(t, ts.addr, dev)
@@ -356,8 +380,6 @@ func TestPersistentSession(t *testing.T) {
 	waitStats(t, ts, "2 queued for 1 session", func(st broker.Stats) bool { return st.Queued == 2 && st.Sessions == 1 })
 	p.Disconnect(100)
 	ts.restart()
-	ts.allow(sub, "read home/#")
-	ts.allow(pub, "write home/#")
 
 	s = pahoOpts(t, ts.addr, sub, persist)
 	got := map[string]string{}
