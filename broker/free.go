@@ -258,6 +258,22 @@ func (s *Server) dropReservedFilters(cl *mqtt.Client) {
 	}
 }
 
+// dropUnreadable drops the queued publishes of old, the session cl is
+// about to resume, that cl may not read now.
+func (s *Server) dropUnreadable(old, cl *mqtt.Client) {
+	for _, pk := range old.State.Inflight.GetAll(false) {
+		if pk.FixedHeader.Type != packets.Publish || s.freeDeliveryAllowed(cl, pk.TopicName) {
+			continue
+		}
+		if old.State.Inflight.Delete(pk.PacketID) {
+			atomic.AddInt64(&s.mochi.Info.Inflight, -1)
+			if s.sessStore != nil {
+				s.sessStore.OnQosDropped(old, pk)
+			}
+		}
+	}
+}
+
 // discardSession forgets a persistent session: its subscriptions, its
 // queued messages and its stored copy.
 func (s *Server) discardSession(cl *mqtt.Client) {

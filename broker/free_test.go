@@ -723,3 +723,96 @@ func TestFreeTopicAliasesAndLogs(t *testing.T) {
 	}
 	logs.noKeys(t, dev.Password)
 }
+
+// TestPersistentSessionRuleRemovedWhileAway: a message queued for a
+// session is not delivered when the device comes back if its read rule
+// went meanwhile (mochi would resend it unchecked).
+func TestPersistentSessionRuleRemovedWhileAway(t *testing.T) {
+	ts := startServer(t, broker.Options{})
+	sub, pub := ts.device(), ts.device()
+	ts.allow(sub, "read q/#")
+	ts.allow(pub, "write q/#")
+	persist := func(o *paho.ClientOptions) { o.SetCleanSession(false) }
+	s := pahoOpts(t, ts.addr, sub, persist)
+	s.subscribeQos(t, "q/#", 1)
+	s.Disconnect(100)
+	p := mustConnect(t, ts.addr, pub)
+	for _, topic := range []string{"q/secret", "q/open"} {
+		if err := p.publish(t, topic, 1, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitStats(t, ts, "2 queued", func(st broker.Stats) bool { return st.Queued == 2 })
+	ts.allow(sub, "read q/open")
+	s = pahoOpts(t, ts.addr, sub, persist)
+	expectMsg(t, s, "q/open", "q/open")
+	s.expectNothing(t)
+}
+
+// TestQueuedWholeTopics: an MQTT 5 client that accepts topic aliases
+// still gets whole topics, so that messages queued while it is away
+// (and resent on its next connection, where no alias holds) keep them.
+func TestQueuedWholeTopics(t *testing.T) {
+	ts := startServer(t, broker.Options{})
+	sub, pub := ts.device(), ts.device()
+	ts.allow(sub, "read q/#")
+	ts.allow(pub, "write q/#")
+	connect := func() *mqtttest.Conn {
+		c := dial(t, ts.addr)
+		b := []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0xC0, 0, 60} // username, password, Clean Start=0
+		b = append(b, 8, 0x11, 0, 0, 0x0E, 0x10, 0x22, 0, 10)  // session expiry 3600, topic alias maximum 10
+		for _, f := range []string{sub.Device.ClientID, sub.Device.Username, sub.Password} {
+			b = append(append(b, byte(len(f)>>8), byte(len(f))), f...)
+		}
+		if _, err := c.Write(mqtttest.Packet(mqtttest.CONNECT<<4, b)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if typ, body, err := c.ReadPacket(); err != nil || typ != mqtttest.CONNACK || body[1] != 0 {
+			t.Fatalf("CONNACK %d % x %v", typ, body, err)
+		}
+		return c
+	}
+	readTopics := func(c *mqtttest.Conn, n int) []string {
+		var topics []string
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for len(topics) < n {
+			typ, body, err := c.ReadPacket()
+			if err != nil {
+				t.Fatalf("after %v: %v", topics, err)
+			}
+			if typ == 3 {
+				topics = append(topics, string(body[2:2+(int(body[0])<<8|int(body[1]))]))
+			}
+		}
+		return topics
+	}
+	c := connect()
+	sb := []byte{0, 1, 0, 0, 3, 'q', '/', '#', 1} // SUBSCRIBE 1, no properties, q/# at QoS 1
+	if _, err := c.Write(mqtttest.Packet(0x82, sb)); err != nil {
+		t.Fatal(err)
+	}
+	if typ, body, err := c.ReadPacket(); err != nil || typ != 9 || body[len(body)-1] != 1 {
+		t.Fatalf("SUBACK %d % x %v", typ, body, err)
+	}
+	p := mustConnect(t, ts.addr, pub)
+	if err := p.publish(t, "q/a", 1, "live"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readTopics(c, 1); got[0] != "q/a" {
+		t.Fatalf("live delivery on %q", got)
+	}
+	c.Close()
+	waitStats(t, ts, "1 session", func(st broker.Stats) bool { return st.Sessions == 1 })
+	for range 3 {
+		if err := p.publish(t, "q/a", 1, "queued"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c = connect()
+	for _, topic := range readTopics(c, 3) {
+		if topic != "q/a" {
+			t.Fatalf("a queued message came with topic %q", topic)
+		}
+	}
+}

@@ -194,6 +194,11 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	s.awaitPrevious(pk.Connect.ClientIdentifier)
 	s.vetWill(cl, device)
+	// mochi would send a free topic once and then only its alias, also
+	// in messages it queues for a persistent session: resent on the next
+	// connection, where the alias means nothing, they would have no
+	// topic. feedmq sends whole topics (fan-out never used aliases).
+	cl.Properties.Props.TopicAliasMaximum = 0
 	if cl.State.Keepalive == 0 {
 		cl.State.Keepalive = idleKeepalive(s.opts.IdleTimeout)
 	}
@@ -314,10 +319,13 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 
 // OnSessionEstablish runs before mochi hands a resumed session to cl:
 // the filters of the reserved trees the previous connection still holds
-// are dropped first, so that they never pass to another connection.
+// are dropped first, so that they never pass to another connection, and
+// so are queued messages whose topic cl may no longer read (a rule
+// removed while it was away): mochi resends them unchecked.
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if old, ok := h.srv.mochi.Clients.Get(cl.ID); ok && old != cl {
 		h.srv.dropReservedFilters(old)
+		h.srv.dropUnreadable(old, cl)
 	}
 }
 

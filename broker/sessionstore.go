@@ -194,6 +194,7 @@ func (st *sessionStore) StoredClients() ([]storage.Client, error) {
 		_, owned := st.srv.registry.ClientIDOwner(c.ID)
 		live := c.ProtocolVersion >= 5 && c.Properties.SessionExpiryInterval > 0 || c.ProtocolVersion < 5 && !c.Clean
 		if owned && live {
+			c.Properties.TopicAliasMaximum = 0 // whole topics only: see OnConnect
 			kept = append(kept, c)
 			st.setStored(c.ID, true)
 			continue
