@@ -760,7 +760,7 @@ func TestQueuedWholeTopics(t *testing.T) {
 	connect := func() *mqtttest.Conn {
 		c := dial(t, ts.addr)
 		b := []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0xC0, 0, 60} // username, password, Clean Start=0
-		b = append(b, 8, 0x11, 0, 0, 0x0E, 0x10, 0x22, 0, 10)  // session expiry 3600, topic alias maximum 10
+		b = append(b, 8, 0x11, 0, 0, 0x0E, 0x10, 0x22, 0, 10) // session expiry 3600, topic alias maximum 10
 		for _, f := range []string{sub.Device.ClientID, sub.Device.Username, sub.Password} {
 			b = append(append(b, byte(len(f)>>8), byte(len(f))), f...)
 		}
