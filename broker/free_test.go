@@ -588,32 +588,103 @@ func TestSessionExpiry(t *testing.T) {
 	}
 }
 
-// TestAnonymousNoSession: an anonymous MQTT 5 client asking for Clean
-// Start=0 and a session expiry gets a session that ends with its
-// connection (only devices keep sessions: anyone could resume an
-// anonymous one).
-func TestAnonymousNoSession(t *testing.T) {
-	ts := startServer(t, broker.Options{Anonymous: true})
+// TestAnonymousSessions: anonymous clients keep persistent sessions
+// (MQTT 3.1.1 and 5) under the anonymous rules, up to
+// sessions.max_anonymous of them; past it one asking for a session is
+// refused (0x03, 0x97), a clean one is not; resuming its own session
+// never counts against the cap.
+func TestAnonymousSessions(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true, MaxAnonymousSessions: 2})
 	ts.allow(nil, "readwrite pub/#")
-	for range 2 {
+	v5 := func(id string) (*mqtttest.Conn, bool, byte) {
 		c := dial(t, ts.addr)
-		if _, err := c.Write(mqtttest.Packet(mqtttest.CONNECT<<4, connectBody5("anon-s", 3600))); err != nil {
+		if _, err := c.Write(mqtttest.Packet(mqtttest.CONNECT<<4, connectBody5(id, 3600))); err != nil {
 			t.Fatal(err)
 		}
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		typ, body, err := c.ReadPacket()
-		if err != nil || typ != mqtttest.CONNACK || body[0] != 0 || body[1] != 0 {
-			t.Fatalf("CONNACK %d % x %v, want accepted without a session", typ, body, err)
+		if err != nil || typ != mqtttest.CONNACK {
+			t.Fatalf("CONNACK %d % x %v", typ, body, err)
 		}
-		if _, err := c.Write(mqtttest.SubscribePacket(1, true, "pub/#")); err != nil {
+		return c, body[0] == 1, body[1]
+	}
+	c, present, code := v5("anon-a")
+	if code != 0 || present {
+		t.Fatalf("first session: CONNACK %#x present %v", code, present)
+	}
+	sb := []byte{0, 1, 0, 0, 5, 'p', 'u', 'b', '/', '#', 1} // SUBSCRIBE 1, no properties, pub/# at QoS 1
+	if _, err := c.Write(mqtttest.Packet(0x82, sb)); err != nil {
+		t.Fatal(err)
+	}
+	if typ, body, err := c.ReadPacket(); err != nil || typ != 9 || body[len(body)-1] != 1 {
+		t.Fatalf("SUBACK %d % x %v", typ, body, err)
+	}
+	c.Close()
+	b := dial(t, ts.addr)
+	if code, err := b.Connect(mqtttest.Connect{ClientID: "anon-b", Clean: false}); err != nil || code != 0 {
+		t.Fatalf("second session (3.1.1): CONNACK %#x %v", code, err)
+	}
+	b.Close()
+	waitStats(t, ts, "2 sessions", func(st broker.Stats) bool { return st.Sessions == 2 })
+	if _, _, code := v5("anon-c"); code != 0x97 {
+		t.Fatalf("third MQTT 5 session: CONNACK %#x, want 0x97", code)
+	}
+	third := dial(t, ts.addr)
+	if code, err := third.Connect(mqtttest.Connect{ClientID: "anon-c", Clean: false}); err != nil || code != 0x03 {
+		t.Fatalf("third 3.1.1 session: CONNACK %#x %v, want 0x03", code, err)
+	}
+	clean := dial(t, ts.addr)
+	if code, err := clean.Connect(mqtttest.Connect{ClientID: "anon-c", Clean: true}); err != nil || code != 0 {
+		t.Fatalf("clean session past the cap: CONNACK %#x %v", code, err)
+	}
+	if st := ts.srv.Stats(); st.Refused["persistent_session"] != 2 {
+		t.Fatalf("refused persistent_session %d, want 2", st.Refused["persistent_session"])
+	}
+	// The first session resumes, also after a restart, and got what was
+	// published for it meanwhile.
+	p := rawAnonymous(t, ts.addr, "anon-pub")
+	if err := p.Publish("pub/x", 1, 1, []byte("queued")); err != nil {
+		t.Fatal(err)
+	}
+	if _, code, err := p.ReadPuback(); err != nil || code != 0 {
+		t.Fatalf("PUBACK %#x %v", code, err)
+	}
+	waitStats(t, ts, "1 queued", func(st broker.Stats) bool { return st.Queued == 1 })
+	ts.restart()
+	c, present, code = v5("anon-a")
+	if code != 0 || !present {
+		t.Fatalf("resumed session: CONNACK %#x present %v", code, present)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		typ, body, err := c.ReadPacket()
+		if err != nil {
 			t.Fatal(err)
 		}
-		if typ, body, err := c.ReadPacket(); err != nil || typ != 9 || body[len(body)-1] != 0 {
-			t.Fatalf("SUBACK %d % x %v", typ, body, err)
+		if typ == 3 {
+			if !strings.Contains(string(body), "pub/x") || !strings.HasSuffix(string(body), "queued") {
+				t.Fatalf("got % x", body)
+			}
+			break
 		}
-		_ = c.Disconnect()
-		c.Close()
-		waitStats(t, ts, "no session", func(st broker.Stats) bool { return st.Sessions == 0 && ts.srv.Subscriptions() == 0 })
+	}
+}
+
+// TestAnonymousSessionsOff: with anonymous connections off after a
+// restart, the anonymous sessions are not restored.
+func TestAnonymousSessionsOff(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true})
+	ts.allow(nil, "read pub/#")
+	c := dial(t, ts.addr)
+	if code, err := c.Connect(mqtttest.Connect{ClientID: "anon-a", Clean: false}); err != nil || code != 0 {
+		t.Fatalf("CONNACK %#x %v", code, err)
+	}
+	c.Close()
+	waitStats(t, ts, "1 session", func(st broker.Stats) bool { return st.Sessions == 1 })
+	ts.opts.Anonymous = false
+	ts.restart()
+	if st := ts.srv.Stats(); st.Sessions != 0 {
+		t.Fatalf("%d sessions restored with anonymous connections off", st.Sessions)
 	}
 }
 
