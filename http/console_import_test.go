@@ -153,6 +153,11 @@ func TestConsoleImport(t *testing.T) {
 		t.Fatalf("second import: %d\n%s", p.status, p.body)
 	}
 
+	// The answer's address, loaded again, is the channel page.
+	if p := b.get(fmt.Sprintf("/console/channels/%d/import", ch.ID)); p.status != http.StatusSeeOther || p.resp.Header.Get("Location") != fmt.Sprintf("/console/channels/%d", ch.ID) {
+		t.Errorf("GET import: %d %s", p.status, p.resp.Header.Get("Location"))
+	}
+
 	// The same form again: nothing more is stored.
 	p = b.get(fmt.Sprintf("/console/channels/%d", ch.ID))
 	id := formIDRE.FindStringSubmatch(p.body)[1]
