@@ -54,7 +54,9 @@ FUZZ_TARGETS := channels:FuzzParseTopic channels:FuzzParsePayload \
 	http:FuzzParseManage http:FuzzParseGrants http:FuzzConsoleForms \
 	channels:FuzzParseBucket channels:FuzzRows channels:FuzzCSVImport cmd/feedmq:FuzzDecodeFeedEntry \
 	http:FuzzParseBulkCSV http:FuzzDecodeBulkJSON http:FuzzEmbedOptions \
-	cmd/feedmq:FuzzDecodeConfig cmd/feedmq:FuzzReadPasswordLine
+	cmd/feedmq:FuzzDecodeConfig cmd/feedmq:FuzzReadPasswordLine \
+	auth:FuzzParseACL auth:FuzzParseRule channels:FuzzExtractBinding channels:FuzzParsePath \
+	http:FuzzConsoleImport
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

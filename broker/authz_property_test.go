@@ -81,8 +81,13 @@ func TestAuthorizationProperty(t *testing.T) {
 	}
 	randomRules := func() []string {
 		var rules []string
+		seen := map[string]bool{} // one rule per pattern, as a stored list holds
 		for range rng.IntN(4) {
-			rules = append(rules, freeRulePool[rng.IntN(len(freeRulePool))])
+			r := freeRulePool[rng.IntN(len(freeRulePool))]
+			if _, pattern, _ := strings.Cut(r, " "); !seen[pattern] {
+				seen[pattern] = true
+				rules = append(rules, r)
+			}
 		}
 		return rules
 	}

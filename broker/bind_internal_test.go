@@ -300,3 +300,32 @@ func BenchmarkBindMiss(b *testing.B) {
 		s.bindPublish(0, "c", "homeassistant/sensor/x/state", payload)
 	}
 }
+
+// A device flooding a bound topic with payloads its binding cannot read
+// is counted in full but logged once per interval, and a key in the
+// payload's prefix is masked.
+func TestBindPublishFailureFlood(t *testing.T) {
+	ctx := context.Background()
+	bs := newBindServer(t, Options{})
+	ch, _ := bs.svc.CreateChannel(ctx, auth.ChannelSpec{Name: "c"})
+	if _, err := bs.svc.Bind(ctx, channels.Binding{ChannelID: ch.ID, Topic: "t/+", Fields: [8]string{"$.temperature"}}); err != nil {
+		t.Fatal(err)
+	}
+	payload := []byte("api_key=ABCDEFGHIJKLMNOP&temperature=warm")
+	for i := 0; i < 500; i++ {
+		bs.s.bindPublish(auth.Anonymous, "flood", fmt.Sprintf("t/%d", i), payload)
+	}
+	if st := bs.s.BindingStats(); st.Failures[bindBadPayload] != 500 || st.Entries != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	logs := bs.log.String()
+	if n := strings.Count(logs, "binding: publish not stored"); n != 1 {
+		t.Fatalf("%d failure lines for 500 failures:\n%s", n, logs)
+	}
+	if strings.Contains(logs, "ABCDEFGHIJKLMNOP") || !strings.Contains(logs, "<key>") {
+		t.Fatalf("the key is not masked:\n%s", logs)
+	}
+	if es := bs.entries(t, ch.ID); len(es) != 0 {
+		t.Fatalf("entries %+v", es)
+	}
+}

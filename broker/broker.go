@@ -125,6 +125,10 @@ type Options struct {
 	// 100000.
 	QueuedPerClient int
 	QueuedTotal     int
+	// MaxAnonymousSessions caps the persistent sessions of anonymous
+	// clients (anyone may open one); past it an anonymous CONNECT asking
+	// for one is refused. Default 100; negative: none at all.
+	MaxAnonymousSessions int
 }
 
 func (o *Options) ensureDefaults() {
@@ -177,6 +181,9 @@ func (o *Options) ensureDefaults() {
 	}
 	if o.QueuedTotal <= 0 {
 		o.QueuedTotal = 100000
+	}
+	if o.MaxAnonymousSessions == 0 {
+		o.MaxAnonymousSessions = 100
 	}
 }
 
@@ -282,8 +289,8 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 	s.stats.init()
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = uint32(opts.MaxPacketSize)
-	// Free topics keep persistent sessions (devices only: see OnConnect)
-	// up to this long after their client left; MQTT 3.1.1 sessions get
+	// Free topics keep persistent sessions (anonymous ones capped: see
+	// OnConnect) up to this long after their client left; MQTT 3.1.1 sessions get
 	// exactly this. Entries of the reserved trees are fanned out at QoS 0
 	// and never queued.
 	caps.MaximumSessionExpiryInterval = uint32(min(opts.SessionExpiry/time.Second, math.MaxUint32))

@@ -8,7 +8,7 @@ const (
 	refusedShutdown    = "shutting_down"      // Close has begun
 	refusedMaxConns    = "max_connections"    // Options.MaxConnections reached
 	refusedClientID    = "bad_client_id"      // reserved ID, or not the device's
-	refusedPersistent  = "persistent_session" // MQTT 3 without CleanSession
+	refusedPersistent  = "persistent_session" // anonymous persistent session over sessions.max_anonymous
 	refusedAnonymous   = "anonymous_disabled" // no username, Options.Anonymous off
 	refusedCredentials = "bad_credentials"    // unknown username or wrong password
 )

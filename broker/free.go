@@ -39,15 +39,46 @@ func (s *Server) topicLimit(topic string) int {
 
 // clientDevice returns the device a client acts for, and its username
 // for %u: the live session's, or for a persistent session whose client
-// is away, the owner of its client ID (only devices keep sessions). ok is
-// false when nobody may act for it any more (the device was deleted).
+// is away, the owner of its client ID, or Anonymous for a session opened
+// without a username. ok is false when nobody may act for it any more
+// (the device was deleted, or anonymous connections disabled).
 func (s *Server) clientDevice(cl *mqtt.Client) (device uint64, username string, ok bool) {
 	username = string(cl.Properties.Username)
 	if ss := s.session(cl); ss != nil {
 		return ss.device, username, true
 	}
-	id, owned := s.registry.ClientIDOwner(cl.ID)
-	return id, username, owned
+	return s.sessionOwner(cl.ID, username)
+}
+
+// sessionOwner returns who a session opened by clientID with username
+// belongs to now: the device that owns the client ID, or Anonymous.
+func (s *Server) sessionOwner(clientID, username string) (device uint64, _ string, ok bool) {
+	id, owned := s.registry.ClientIDOwner(clientID)
+	switch {
+	case owned && username != "":
+		return id, username, true
+	case !owned && username == "":
+		return auth.Anonymous, "", s.opts.Anonymous
+	}
+	// A device deleted, or an anonymous session on what is now a
+	// device's client ID: nobody's.
+	return 0, username, false
+}
+
+// anonymousSessionSlot reports whether an anonymous client may open a
+// persistent session as clientID: it resumes its own, or fewer than
+// MaxAnonymousSessions are held.
+func (s *Server) anonymousSessionSlot(clientID string) bool {
+	n := 0
+	for id, cl := range s.mochi.Clients.GetAll() {
+		if id == clientID {
+			return true
+		}
+		if !cl.Net.Inline && len(cl.Properties.Username) == 0 && persistent(cl) {
+			n++
+		}
+	}
+	return n < s.opts.MaxAnonymousSessions
 }
 
 // persistent reports whether cl's session outlives its connection.
@@ -258,6 +289,22 @@ func (s *Server) dropReservedFilters(cl *mqtt.Client) {
 	}
 }
 
+// dropUnreadable drops the queued publishes of old, the session cl is
+// about to resume, that cl may not read now.
+func (s *Server) dropUnreadable(old, cl *mqtt.Client) {
+	for _, pk := range old.State.Inflight.GetAll(false) {
+		if pk.FixedHeader.Type != packets.Publish || s.freeDeliveryAllowed(cl, pk.TopicName) {
+			continue
+		}
+		if old.State.Inflight.Delete(pk.PacketID) {
+			atomic.AddInt64(&s.mochi.Info.Inflight, -1)
+			if s.sessStore != nil {
+				s.sessStore.OnQosDropped(old, pk)
+			}
+		}
+	}
+}
+
 // discardSession forgets a persistent session: its subscriptions, its
 // queued messages and its stored copy.
 func (s *Server) discardSession(cl *mqtt.Client) {
@@ -273,13 +320,13 @@ func (s *Server) discardSession(cl *mqtt.Client) {
 }
 
 // discardSessions discards the persistent sessions of clients that are
-// away and belong to device or to no device any more (deleted).
+// away and belong to device or to nobody any more (a deleted device).
 func (s *Server) discardSessions(device uint64) {
 	for _, cl := range s.mochi.Clients.GetAll() {
 		if !cl.Closed() || cl.Net.Inline {
 			continue
 		}
-		if owner, ok := s.registry.ClientIDOwner(cl.ID); ok && owner != device {
+		if owner, _, ok := s.sessionOwner(cl.ID, string(cl.Properties.Username)); ok && owner != device {
 			continue
 		}
 		s.log.Info("persistent session discarded: credentials revoked or device deleted", "client", cl.ID)

@@ -66,7 +66,6 @@ func TestPahoPersistentSession(t *testing.T) {
 				p.Disconnect(100)
 				if restart {
 					ts.restart()
-					rules()
 				}
 				got := session("--count", "2")
 				want := []string{"present=1", fmt.Sprintf("ha/r%d/q1 1 qos=1 retain=0", round),
@@ -101,7 +100,6 @@ func TestPahoRetainedAndRules(t *testing.T) {
 	for _, restart := range []bool{false, true} {
 		if restart {
 			ts.restart()
-			rules()
 		}
 		got := runSession(t, python, ts.addr, reader, "--qos", "1", "--expiry", "0", "--sub", "homeassistant/#", "--count", "2")
 		want := []string{"present=0", `homeassistant/sensor/t1/config {"name":"t1"} qos=1 retain=1`,

@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,10 +15,39 @@ import (
 	"github.com/feedmq/feedmq/internal/mqtttest"
 )
 
-// allow replaces a device's access rules ("readwrite home/#", ...) in the
-// registry, as an admin change does; nil cr sets the anonymous rules.
+// allow replaces a device's access rules ("readwrite home/#", ...)
+// through the admin service, as `feedmq device allow/disallow` does: the
+// rules are stored and the registry updated at once; nil cr means the
+// anonymous rules.
 func (ts *testServer) allow(cr *auth.Credentials, rules ...string) {
 	ts.t.Helper()
+	ctx := context.Background()
+	target := auth.RuleTarget{Scope: auth.ScopeAnonymous}
+	if cr != nil {
+		target = auth.DeviceRules(cr.Device.ID)
+	}
+	all, err := ts.svc.AccessRules(ctx)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	have := all.Anonymous
+	for _, d := range all.Devices {
+		if cr != nil && d.ID == cr.Device.ID {
+			have = d.Rules
+		}
+	}
+	if cr != nil && !slices.ContainsFunc(all.Devices, func(d auth.DeviceRuleList) bool { return d.ID == cr.Device.ID }) {
+		have = nil
+	}
+	var patterns []string
+	for _, r := range have {
+		patterns = append(patterns, r.Pattern)
+	}
+	if len(patterns) > 0 {
+		if _, err := ts.svc.DisallowRules(ctx, target, patterns); err != nil {
+			ts.t.Fatal(err)
+		}
+	}
 	var rs []auth.Rule
 	for _, r := range rules {
 		access, pattern, _ := strings.Cut(r, " ")
@@ -27,16 +57,11 @@ func (ts *testServer) allow(cr *auth.Credentials, rules ...string) {
 		}
 		rs = append(rs, auth.Rule{Access: a, Pattern: pattern})
 	}
-	if cr == nil {
-		ts.svc.Registry.SetAnonymousRules(rs)
-		return
+	if len(rs) > 0 {
+		if _, err := ts.svc.AllowRules(ctx, target, rs); err != nil {
+			ts.t.Fatal(err)
+		}
 	}
-	d, err := ts.svc.Device(context.Background(), cr.Device.ID)
-	if err != nil {
-		ts.t.Fatal(err)
-	}
-	d.Rules = rs
-	ts.svc.Registry.PutDevice(d)
 }
 
 // pahoOpts connects a paho client (MQTT 3.1.1) with a device's
@@ -228,8 +253,7 @@ func TestFreeRetained(t *testing.T) {
 		s.expectNothing(t) // no channel entry retained
 		s.Disconnect(100)
 		if round == 0 {
-			ts.restart()
-			ts.allow(dev, "readwrite homeassistant/#")
+			ts.restart() // rules are stored: nothing to apply again
 		}
 	}
 	c = mustConnect(t, ts.addr, dev)
@@ -356,8 +380,6 @@ func TestPersistentSession(t *testing.T) {
 	waitStats(t, ts, "2 queued for 1 session", func(st broker.Stats) bool { return st.Queued == 2 && st.Sessions == 1 })
 	p.Disconnect(100)
 	ts.restart()
-	ts.allow(sub, "read home/#")
-	ts.allow(pub, "write home/#")
 
 	s = pahoOpts(t, ts.addr, sub, persist)
 	got := map[string]string{}
@@ -566,32 +588,103 @@ func TestSessionExpiry(t *testing.T) {
 	}
 }
 
-// TestAnonymousNoSession: an anonymous MQTT 5 client asking for Clean
-// Start=0 and a session expiry gets a session that ends with its
-// connection (only devices keep sessions: anyone could resume an
-// anonymous one).
-func TestAnonymousNoSession(t *testing.T) {
-	ts := startServer(t, broker.Options{Anonymous: true})
+// TestAnonymousSessions: anonymous clients keep persistent sessions
+// (MQTT 3.1.1 and 5) under the anonymous rules, up to
+// sessions.max_anonymous of them; past it one asking for a session is
+// refused (0x03, 0x97), a clean one is not; resuming its own session
+// never counts against the cap.
+func TestAnonymousSessions(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true, MaxAnonymousSessions: 2})
 	ts.allow(nil, "readwrite pub/#")
-	for range 2 {
+	v5 := func(id string) (*mqtttest.Conn, bool, byte) {
 		c := dial(t, ts.addr)
-		if _, err := c.Write(mqtttest.Packet(mqtttest.CONNECT<<4, connectBody5("anon-s", 3600))); err != nil {
+		if _, err := c.Write(mqtttest.Packet(mqtttest.CONNECT<<4, connectBody5(id, 3600))); err != nil {
 			t.Fatal(err)
 		}
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		typ, body, err := c.ReadPacket()
-		if err != nil || typ != mqtttest.CONNACK || body[0] != 0 || body[1] != 0 {
-			t.Fatalf("CONNACK %d % x %v, want accepted without a session", typ, body, err)
+		if err != nil || typ != mqtttest.CONNACK {
+			t.Fatalf("CONNACK %d % x %v", typ, body, err)
 		}
-		if _, err := c.Write(mqtttest.SubscribePacket(1, true, "pub/#")); err != nil {
+		return c, body[0] == 1, body[1]
+	}
+	c, present, code := v5("anon-a")
+	if code != 0 || present {
+		t.Fatalf("first session: CONNACK %#x present %v", code, present)
+	}
+	sb := []byte{0, 1, 0, 0, 5, 'p', 'u', 'b', '/', '#', 1} // SUBSCRIBE 1, no properties, pub/# at QoS 1
+	if _, err := c.Write(mqtttest.Packet(0x82, sb)); err != nil {
+		t.Fatal(err)
+	}
+	if typ, body, err := c.ReadPacket(); err != nil || typ != 9 || body[len(body)-1] != 1 {
+		t.Fatalf("SUBACK %d % x %v", typ, body, err)
+	}
+	c.Close()
+	b := dial(t, ts.addr)
+	if code, err := b.Connect(mqtttest.Connect{ClientID: "anon-b", Clean: false}); err != nil || code != 0 {
+		t.Fatalf("second session (3.1.1): CONNACK %#x %v", code, err)
+	}
+	b.Close()
+	waitStats(t, ts, "2 sessions", func(st broker.Stats) bool { return st.Sessions == 2 })
+	if _, _, code := v5("anon-c"); code != 0x97 {
+		t.Fatalf("third MQTT 5 session: CONNACK %#x, want 0x97", code)
+	}
+	third := dial(t, ts.addr)
+	if code, err := third.Connect(mqtttest.Connect{ClientID: "anon-c", Clean: false}); err != nil || code != 0x03 {
+		t.Fatalf("third 3.1.1 session: CONNACK %#x %v, want 0x03", code, err)
+	}
+	clean := dial(t, ts.addr)
+	if code, err := clean.Connect(mqtttest.Connect{ClientID: "anon-c", Clean: true}); err != nil || code != 0 {
+		t.Fatalf("clean session past the cap: CONNACK %#x %v", code, err)
+	}
+	if st := ts.srv.Stats(); st.Refused["persistent_session"] != 2 {
+		t.Fatalf("refused persistent_session %d, want 2", st.Refused["persistent_session"])
+	}
+	// The first session resumes, also after a restart, and got what was
+	// published for it meanwhile.
+	p := rawAnonymous(t, ts.addr, "anon-pub")
+	if err := p.Publish("pub/x", 1, 1, []byte("queued")); err != nil {
+		t.Fatal(err)
+	}
+	if _, code, err := p.ReadPuback(); err != nil || code != 0 {
+		t.Fatalf("PUBACK %#x %v", code, err)
+	}
+	waitStats(t, ts, "1 queued", func(st broker.Stats) bool { return st.Queued == 1 })
+	ts.restart()
+	c, present, code = v5("anon-a")
+	if code != 0 || !present {
+		t.Fatalf("resumed session: CONNACK %#x present %v", code, present)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		typ, body, err := c.ReadPacket()
+		if err != nil {
 			t.Fatal(err)
 		}
-		if typ, body, err := c.ReadPacket(); err != nil || typ != 9 || body[len(body)-1] != 0 {
-			t.Fatalf("SUBACK %d % x %v", typ, body, err)
+		if typ == 3 {
+			if !strings.Contains(string(body), "pub/x") || !strings.HasSuffix(string(body), "queued") {
+				t.Fatalf("got % x", body)
+			}
+			break
 		}
-		_ = c.Disconnect()
-		c.Close()
-		waitStats(t, ts, "no session", func(st broker.Stats) bool { return st.Sessions == 0 && ts.srv.Subscriptions() == 0 })
+	}
+}
+
+// TestAnonymousSessionsOff: with anonymous connections off after a
+// restart, the anonymous sessions are not restored.
+func TestAnonymousSessionsOff(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true})
+	ts.allow(nil, "read pub/#")
+	c := dial(t, ts.addr)
+	if code, err := c.Connect(mqtttest.Connect{ClientID: "anon-a", Clean: false}); err != nil || code != 0 {
+		t.Fatalf("CONNACK %#x %v", code, err)
+	}
+	c.Close()
+	waitStats(t, ts, "1 session", func(st broker.Stats) bool { return st.Sessions == 1 })
+	ts.opts.Anonymous = false
+	ts.restart()
+	if st := ts.srv.Stats(); st.Sessions != 0 {
+		t.Fatalf("%d sessions restored with anonymous connections off", st.Sessions)
 	}
 }
 
@@ -700,4 +793,97 @@ func TestFreeTopicAliasesAndLogs(t *testing.T) {
 		t.Error("the log quotes the whole long topic")
 	}
 	logs.noKeys(t, dev.Password)
+}
+
+// TestPersistentSessionRuleRemovedWhileAway: a message queued for a
+// session is not delivered when the device comes back if its read rule
+// went meanwhile (mochi would resend it unchecked).
+func TestPersistentSessionRuleRemovedWhileAway(t *testing.T) {
+	ts := startServer(t, broker.Options{})
+	sub, pub := ts.device(), ts.device()
+	ts.allow(sub, "read q/#")
+	ts.allow(pub, "write q/#")
+	persist := func(o *paho.ClientOptions) { o.SetCleanSession(false) }
+	s := pahoOpts(t, ts.addr, sub, persist)
+	s.subscribeQos(t, "q/#", 1)
+	s.Disconnect(100)
+	p := mustConnect(t, ts.addr, pub)
+	for _, topic := range []string{"q/secret", "q/open"} {
+		if err := p.publish(t, topic, 1, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitStats(t, ts, "2 queued", func(st broker.Stats) bool { return st.Queued == 2 })
+	ts.allow(sub, "read q/open")
+	s = pahoOpts(t, ts.addr, sub, persist)
+	expectMsg(t, s, "q/open", "q/open")
+	s.expectNothing(t)
+}
+
+// TestQueuedWholeTopics: an MQTT 5 client that accepts topic aliases
+// still gets whole topics, so that messages queued while it is away
+// (and resent on its next connection, where no alias holds) keep them.
+func TestQueuedWholeTopics(t *testing.T) {
+	ts := startServer(t, broker.Options{})
+	sub, pub := ts.device(), ts.device()
+	ts.allow(sub, "read q/#")
+	ts.allow(pub, "write q/#")
+	connect := func() *mqtttest.Conn {
+		c := dial(t, ts.addr)
+		b := []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0xC0, 0, 60} // username, password, Clean Start=0
+		b = append(b, 8, 0x11, 0, 0, 0x0E, 0x10, 0x22, 0, 10) // session expiry 3600, topic alias maximum 10
+		for _, f := range []string{sub.Device.ClientID, sub.Device.Username, sub.Password} {
+			b = append(append(b, byte(len(f)>>8), byte(len(f))), f...)
+		}
+		if _, err := c.Write(mqtttest.Packet(mqtttest.CONNECT<<4, b)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if typ, body, err := c.ReadPacket(); err != nil || typ != mqtttest.CONNACK || body[1] != 0 {
+			t.Fatalf("CONNACK %d % x %v", typ, body, err)
+		}
+		return c
+	}
+	readTopics := func(c *mqtttest.Conn, n int) []string {
+		var topics []string
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for len(topics) < n {
+			typ, body, err := c.ReadPacket()
+			if err != nil {
+				t.Fatalf("after %v: %v", topics, err)
+			}
+			if typ == 3 {
+				topics = append(topics, string(body[2:2+(int(body[0])<<8|int(body[1]))]))
+			}
+		}
+		return topics
+	}
+	c := connect()
+	sb := []byte{0, 1, 0, 0, 3, 'q', '/', '#', 1} // SUBSCRIBE 1, no properties, q/# at QoS 1
+	if _, err := c.Write(mqtttest.Packet(0x82, sb)); err != nil {
+		t.Fatal(err)
+	}
+	if typ, body, err := c.ReadPacket(); err != nil || typ != 9 || body[len(body)-1] != 1 {
+		t.Fatalf("SUBACK %d % x %v", typ, body, err)
+	}
+	p := mustConnect(t, ts.addr, pub)
+	if err := p.publish(t, "q/a", 1, "live"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readTopics(c, 1); got[0] != "q/a" {
+		t.Fatalf("live delivery on %q", got)
+	}
+	c.Close()
+	waitStats(t, ts, "1 session", func(st broker.Stats) bool { return st.Sessions == 1 })
+	for range 3 {
+		if err := p.publish(t, "q/a", 1, "queued"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c = connect()
+	for _, topic := range readTopics(c, 3) {
+		if topic != "q/a" {
+			t.Fatalf("a queued message came with topic %q", topic)
+		}
+	}
 }

@@ -89,14 +89,6 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		_ = writeRaw(cl, []byte{packets.Connack << 4, 2, 0, 0x02})
 		return pk, packets.ErrRejectPacket
 	}
-	if pk.FixedHeader.Type == packets.Connect && pk.ProtocolVersion >= 5 && len(pk.Connect.Username) == 0 {
-		// Only devices keep sessions (their client IDs are theirs alone):
-		// an anonymous Clean Start=0 starts afresh (session present 0),
-		// and its session ends with the connection, as 3.1.1's
-		// CleanSession=0 without a username is refused in OnConnect.
-		pk.Connect.Clean = true
-		pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 0, false
-	}
 	if pk.FixedHeader.Type == packets.Publish && len(pk.TopicName) > h.srv.topicLimit(pk.TopicName) &&
 		pk.Properties.TopicAlias <= maxTopicAliases {
 		// Too long for its tree: OnPublish refuses it. mochi must not
@@ -152,8 +144,6 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return refuse(packets.ErrServerUnavailable, refusedShutdown, "server is shutting down")
 	case cl.ID == mqtt.InlineClientId:
 		return refuse(packets.ErrClientIdentifierNotValid, refusedClientID, `client ID "inline" is reserved`)
-	case pk.ProtocolVersion < 5 && !pk.Connect.Clean && username == "":
-		return refuse(packets.ErrNotAuthorized, refusedPersistent, "persistent sessions need a device's credentials: connect with CleanSession=1 or a username")
 	}
 	device := auth.Anonymous
 	if username == "" {
@@ -172,6 +162,12 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		if _, ok := s.registry.ClientIDOwner(pk.Connect.ClientIdentifier); ok {
 			return refuse(packets.ErrClientIdentifierNotValid, refusedClientID,
 				"client ID belongs to a device: connect with the device's credentials")
+		}
+		// Anyone may open an anonymous session that outlives its
+		// connection: their number is capped, as connections are.
+		if persistent(cl) && !s.anonymousSessionSlot(cl.ID) {
+			return refuse(packets.ErrQuotaExceeded, refusedPersistent,
+				"anonymous persistent session limit reached (sessions.max_anonymous): connect with a clean session or a device's credentials")
 		}
 	} else {
 		id, err := s.registry.Authenticate(pk.Connect.ClientIdentifier, username, string(pk.Connect.Password))
@@ -194,6 +190,11 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	s.awaitPrevious(pk.Connect.ClientIdentifier)
 	s.vetWill(cl, device)
+	// mochi would send a free topic once and then only its alias, also
+	// in messages it queues for a persistent session: resent on the next
+	// connection, where the alias means nothing, they would have no
+	// topic. feedmq sends whole topics (fan-out never used aliases).
+	cl.Properties.Props.TopicAliasMaximum = 0
 	if cl.State.Keepalive == 0 {
 		cl.State.Keepalive = idleKeepalive(s.opts.IdleTimeout)
 	}
@@ -217,6 +218,7 @@ var v3Connack = map[byte]byte{
 	packets.ErrServerUnavailable.Code:          0x03,
 	packets.ErrBadUsernameOrPassword.Code:      0x04,
 	packets.ErrNotAuthorized.Code:              0x05,
+	packets.ErrQuotaExceeded.Code:              0x03, // server unavailable (for this session)
 }
 
 // refuseConnect sends a refusing CONNACK in the client's protocol version.
@@ -314,10 +316,13 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 
 // OnSessionEstablish runs before mochi hands a resumed session to cl:
 // the filters of the reserved trees the previous connection still holds
-// are dropped first, so that they never pass to another connection.
+// are dropped first, so that they never pass to another connection, and
+// so are queued messages whose topic cl may no longer read (a rule
+// removed while it was away): mochi resends them unchecked.
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if old, ok := h.srv.mochi.Clients.Get(cl.ID); ok && old != cl {
 		h.srv.dropReservedFilters(old)
+		h.srv.dropUnreadable(old, cl)
 	}
 }
 

@@ -16,9 +16,9 @@ import (
 
 // sessionStore is mochi's bbolt storage hook, narrowed to what feedmq
 // keeps across restarts: retained messages of free topics, and the
-// persistent sessions of devices (free-topic subscriptions and queued
-// QoS 1/2 messages). mochi's hook as it is would also write every clean
-// client on connect (a file sync each), store refused filters (SUBACK
+// persistent sessions of devices and anonymous clients (free-topic
+// subscriptions and queued QoS 1/2 messages). mochi's hook as it is
+// would also write every clean client on connect (a file sync each), store refused filters (SUBACK
 // 0x80) as granted subscriptions, keep the subscriptions and messages of
 // expired clients for ever, and restore them for clients that no longer
 // exist; and nothing of the reserved trees may be stored at all (filters
@@ -60,13 +60,13 @@ func (st *sessionStore) setStored(id string, on bool) {
 }
 
 // keeps reports whether cl's session belongs in the file: a persistent
-// session of a device.
+// session of a device or an anonymous client.
 func (st *sessionStore) keeps(cl *mqtt.Client) bool {
 	if !persistent(cl) || cl.Net.Inline {
 		return false
 	}
-	_, owned := st.srv.registry.ClientIDOwner(cl.ID)
-	return owned
+	_, _, ok := st.srv.sessionOwner(cl.ID, string(cl.Properties.Username))
+	return ok
 }
 
 // OnSessionEstablished stores a persistent session's client, and removes
@@ -183,7 +183,8 @@ func (st *sessionStore) forgetClient(cl *mqtt.Client) {
 }
 
 // StoredClients restores the persistent sessions of clients that still
-// belong to a device; the records of others are deleted.
+// belong to someone (their device, or anonymous clients while those are
+// allowed); the records of others are deleted.
 func (st *sessionStore) StoredClients() ([]storage.Client, error) {
 	all, err := st.Hook.StoredClients()
 	if err != nil {
@@ -191,9 +192,10 @@ func (st *sessionStore) StoredClients() ([]storage.Client, error) {
 	}
 	var kept []storage.Client
 	for _, c := range all {
-		_, owned := st.srv.registry.ClientIDOwner(c.ID)
+		_, _, owned := st.srv.sessionOwner(c.ID, string(c.Username))
 		live := c.ProtocolVersion >= 5 && c.Properties.SessionExpiryInterval > 0 || c.ProtocolVersion < 5 && !c.Clean
 		if owned && live {
+			c.Properties.TopicAliasMaximum = 0 // whole topics only: see OnConnect
 			kept = append(kept, c)
 			st.setStored(c.ID, true)
 			continue

@@ -407,8 +407,9 @@ const rowBatch = 64
 // of its bucket. Only the current bucket is held: for Median its numbers,
 // for the others a running sum and count per field.
 //
-// Entries whose created_at falls before the current bucket (a feed whose
-// times do not rise with entry_id) are counted in the current bucket.
+// Entries whose created_at falls before the current bucket are counted
+// in the current bucket, so callers hand entries in created_at order (the
+// HTTP reads do), not in entry_id order, which a back-dated entry breaks.
 type Rows struct {
 	opt   RowOptions
 	emit  func([]Entry)

@@ -77,6 +77,10 @@ func (c *Console) channelRoutes(q *req, rest []string) bool {
 			c.clearChannel(q, ch)
 		case "delete":
 			c.deleteChannel(q, ch)
+		case "import":
+			// Uploads are POSTs, served before routing (importUpload);
+			// a GET (a reload of the answer's address) shows the form.
+			http.Redirect(q.w, q.r, idPath("/console/channels/", ch.ID), http.StatusSeeOther)
 		default:
 			return false
 		}

@@ -153,6 +153,11 @@ func TestConsoleImport(t *testing.T) {
 		t.Fatalf("second import: %d\n%s", p.status, p.body)
 	}
 
+	// The answer's address, loaded again, is the channel page.
+	if p := b.get(fmt.Sprintf("/console/channels/%d/import", ch.ID)); p.status != http.StatusSeeOther || p.resp.Header.Get("Location") != fmt.Sprintf("/console/channels/%d", ch.ID) {
+		t.Errorf("GET import: %d %s", p.status, p.resp.Header.Get("Location"))
+	}
+
 	// The same form again: nothing more is stored.
 	p = b.get(fmt.Sprintf("/console/channels/%d", ch.ID))
 	id := formIDRE.FindStringSubmatch(p.body)[1]
@@ -400,20 +405,24 @@ func TestConsoleImportBodyBudget(t *testing.T) {
 	io.WriteString(pwr, "created_at,field1\n2024-03-01 10:00:00 UTC,1\n")
 
 	refusals := m.srv.Refusals().Snapshot()["busy"]
-	var code int
-	var hdr http.Header
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if code, hdr, body = do(upload(strings.NewReader("created_at,field1\n2024-03-01 11:00:00 UTC,2\n"))); code == http.StatusServiceUnavailable {
-			break
-		}
+	// A large form is refused once the first upload holds the budget (a
+	// form, so that nothing is imported before it does).
+	largeForm := func() (int, string) {
+		form, _ := http.NewRequest("POST", fmt.Sprintf("%s/console/channels/%d", m.base, ch.ID), strings.NewReader("csrf="+url.QueryEscape(csrf[1])+"&name="+strings.Repeat("n", 6000)))
+		form.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		code, _, body := do(form)
+		return code, body
 	}
+	code, body := largeForm()
+	for deadline := time.Now().Add(10 * time.Second); code != http.StatusServiceUnavailable && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		code, body = largeForm()
+	}
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("large form while an upload holds the budget: %d %s", code, body)
+	}
+	code, hdr, body := do(upload(strings.NewReader("created_at,field1\n2024-03-01 11:00:00 UTC,2\n")))
 	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || !strings.Contains(body, "as many uploads") {
 		t.Fatalf("second upload while the first holds the budget: %d %v %s", code, hdr, body)
-	}
-	form, _ := http.NewRequest("POST", fmt.Sprintf("%s/console/channels/%d", m.base, ch.ID), strings.NewReader("csrf="+url.QueryEscape(csrf[1])+"&name="+strings.Repeat("n", 6000)))
-	form.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if code, _, body := do(form); code != http.StatusServiceUnavailable {
-		t.Errorf("large form while an upload holds the budget: %d %s", code, body)
 	}
 	if n := m.srv.Refusals().Snapshot()["busy"] - refusals; n < 2 {
 		t.Errorf("%d refusals counted as busy, want at least 2", n)
@@ -428,4 +437,59 @@ func TestConsoleImportBodyBudget(t *testing.T) {
 	if code, _, body := do(upload(strings.NewReader("created_at,field1\n2024-03-01 11:00:00 UTC,2\n"))); code != 200 || !strings.Contains(body, "Imported 1 entry (numbered on after the channel&#39;s last entry): entries 3 to 3") {
 		t.Errorf("upload after the budget came back: %d %s", code, body)
 	}
+}
+
+// FuzzConsoleImport uploads arbitrary files, and arbitrary multipart
+// bodies, with the owner's session and token, to the import form: each
+// answer is a page (no panic, no 5xx), and a file is stored only when the
+// answer says it was imported, with as many entries as it says.
+func FuzzConsoleImport(f *testing.F) {
+	f.Add(false, "created_at,entry_id,field1\n2024-03-01 10:00:00 UTC,5,20.5\n2024-03-01 10:01:00 UTC,7,21\n")
+	f.Add(false, "\ufeffcreated_at,field1,status\r\n2024-03-01T10:00:00+01:00,1,\"a, \"\"b\"\"\"\r\n")
+	f.Add(false, "created_at,field1\nyesterday,1\n")
+	f.Add(false, "created_at,field9\n")
+	f.Add(false, "\x00\xff\xfe,\"\n")
+	f.Add(true, "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n\r\ncreated_at,field1\n2024-01-01 00:00:00 UTC,1\r\n--B--\r\n")
+	f.Add(true, "--B\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nx")
+	f.Add(true, "--B--")
+	e := newConsoleEnv(f, false, nil)
+	b := e.setup(ownerPassword)
+	ch, err := e.svc.CreateChannel(f.Context(), auth.ChannelSpec{Name: "Fuzz", Fields: [8]string{"t", "u"}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	entries := func(t *testing.T) int {
+		c, err := e.db.EntryCount(t.Context(), ch.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(c)
+	}
+	imported := regexp.MustCompile(`Imported (\d+) entr(y|ies)`)
+	f.Fuzz(func(t *testing.T, raw bool, content string) {
+		e.t = t // the helpers report to this input's test (inputs run one at a time)
+		before := entries(t)
+		var p page
+		if raw {
+			// The whole body after the token and the form id.
+			pre := "--B\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n" + b.csrf + "\r\n" +
+				"--B\r\nContent-Disposition: form-data; name=\"form_id\"\r\n\r\n" + rand.Text() + "\r\n"
+			req, _ := http.NewRequest("POST", fmt.Sprintf("%s/console/channels/%d/import", e.srv.URL, ch.ID), strings.NewReader(pre+content))
+			req.Header.Set("Content-Type", "multipart/form-data; boundary=B")
+			p = b.do(req)
+		} else {
+			p = b.send(ch.ID, uploadForm{csrf: strp(b.csrf), formID: strp(rand.Text()), filename: "f.csv", file: strings.NewReader(content)}, false)
+		}
+		if p.status >= 500 || p.status == 0 {
+			t.Fatalf("%q: %d\n%s", content, p.status, p.body)
+		}
+		got := entries(t) - before
+		if m := imported.FindStringSubmatch(p.body); p.status == 200 && m != nil {
+			if n, _ := strconv.Atoi(m[1]); n != got {
+				t.Fatalf("%q: the page says %s entries, %d stored", content, m[1], got)
+			}
+		} else if got != 0 && !strings.Contains(p.body, "before it were stored") {
+			t.Fatalf("%q: %d, %d entries stored without a word:\n%s", content, p.status, got, p.body)
+		}
+	})
 }

@@ -127,7 +127,7 @@ func TestEntry(t *testing.T) {
 	w.get(w.url("feeds/entry/18446744073709551615.json")).want(t, 200, ctJSON, "-1")
 	w.get("/channels/99/feeds/entry/1.json").want(t, 404, ctJSON,
 		`{"status":"404","error":{"error_code":"error_resource_not_found","message":"Resource Not Found","details":"Channel 99 does not exist."}}`)
-	w.get("/channels/" + strconv.FormatUint(w.ch.ID, 10) + "/feeds/entry/9.json").want(t, 401, ctJSON, authBody)
+	w.get("/channels/"+strconv.FormatUint(w.ch.ID, 10)+"/feeds/entry/9.json").want(t, 401, ctJSON, authBody)
 	// Over a real connection, as a sketch's HTTP client reads it.
 	base := w.listen()
 	for ext, want := range map[string]string{"json": "-1", "csv": "-1\n", "xml": "<entry-id type=\"integer\" nil=\"true\">"} {

@@ -148,7 +148,7 @@ func TestMetadataAndLocation(t *testing.T) {
 }
 
 // blockingStore holds every Entries call until release is closed. It
-// is no EntryPager, so feed reads go through Entries.
+// is no TimePager, so feed reads go through Entries.
 type blockingStore struct {
 	channels.Store
 	entered chan struct{}

@@ -175,10 +175,12 @@ func collectKeys(ctx context.Context, feed *bolt.Bucket, logged []tailRec, chann
 			start++
 		}
 	}
-	// Above the point, newest first; sized once, as a feed in time
-	// order fills it to the limit.
+	// Above the point, newest first, then the heap of the rest in the
+	// same array: sized once, as a feed in time order fills it to the
+	// limit.
 	ordered := make([]channels.EntryKey, 0, min(uint64(f.Limit), feedLen(feed)+uint64(len(logged))))
-	var h keyHeap                   // below it, the newest by time
+	var h keyHeap
+	heaped := false
 	done := false
 	// visit takes the next entry, newest ID first.
 	visit := func(id uint64, v []byte) error {
@@ -200,9 +202,11 @@ func collectKeys(ctx context.Context, feed *bolt.Bucket, logged []tailRec, chann
 			done = len(ordered) >= f.Limit
 			return nil
 		}
-		if h.keys == nil {
-			h.n = f.Limit - len(ordered)
-			h.keys = make([]channels.EntryKey, 0, min(h.n, maxPrealloc))
+		if !heaped {
+			// Nothing above the point comes any more.
+			heaped, h.n = true, f.Limit-len(ordered)
+			ordered = slices.Grow(ordered, h.n)
+			h.keys = ordered[len(ordered):len(ordered)]
 		}
 		h.offer(k)
 		return nil
@@ -224,21 +228,20 @@ func collectKeys(ctx context.Context, feed *bolt.Bucket, logged []tailRec, chann
 			return nil, err
 		}
 	}
-	slices.Reverse(ordered)
-	if len(h.keys) == 0 {
-		return ordered, nil
-	}
-	keys := h.keys
-	slices.SortFunc(keys, func(a, b channels.EntryKey) int {
+	// Oldest first: the heap's keys newest first after ordered's, then
+	// all of it reversed.
+	all := ordered[:len(ordered)+len(h.keys)]
+	slices.SortFunc(h.keys, func(a, b channels.EntryKey) int {
 		if a.Less(b) {
-			return -1
+			return 1
 		}
 		if b.Less(a) {
-			return 1
+			return -1
 		}
 		return 0
 	})
-	return append(keys, ordered...), nil
+	slices.Reverse(all)
+	return all, nil
 }
 
 // matchesHeader is matches on a decoded header.

@@ -3,6 +3,7 @@ package storage_test
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -176,4 +177,68 @@ func TestEntryKeysRefusals(t *testing.T) {
 	MustAppend(t, db, ch.ID, "new")
 	_, err = db.EntriesByKey(ctx, ch.ID, keys.Version, keys.Keys, nil)
 	wantCode(t, err, channels.ECONFLICT)
+}
+
+// Keyed reads running while entries, some back-dated, are appended and
+// checkpointed each see keys in time order, and once the writes stop
+// they select what the slow way does (run with -race: the order cache
+// is shared).
+func TestEntryKeysWhileWriting(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Millisecond)
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	ch := MustCreateChannel(t, db, "c")
+	base := now.Add(-time.Hour)
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for r := range 3 {
+		go func() {
+			for {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				keys, err := db.EntryKeys(ctx, ch.ID, channels.EntryFilter{Limit: 5 + r*20})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !slices.IsSortedFunc(keys.Keys, func(a, b channels.EntryKey) int {
+					return cmp.Or(cmp.Compare(a.Created, b.Created), cmp.Compare(a.ID, b.ID))
+				}) {
+					errs <- fmt.Errorf("keys out of order: %v", keys.Keys)
+					return
+				}
+			}
+		}()
+	}
+	for i := range 300 {
+		at := base.Add(time.Duration(i) * time.Second)
+		if i%17 == 0 {
+			at = base.Add(-time.Duration(i) * time.Second) // back-dated
+		}
+		e := &channels.Entry{ChannelID: ch.ID, CreatedAt: at}
+		e.SetValue(0, strconv.Itoa(i))
+		if err := db.AppendEntry(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []int{1, 10, 50, 400} {
+		f := channels.EntryFilter{Limit: n}
+		got, err := db.EntryKeys(ctx, ch.ID, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := wantKeys(t, db, ch.ID, f); !slices.Equal(got.Keys, want) {
+			t.Fatalf("limit %d: %v, want %v", n, got.Keys, want)
+		}
+	}
 }

@@ -203,7 +203,7 @@ func newChannelShowCommand() *cobra.Command {
 }
 
 func newChannelDeleteCommand() *cobra.Command {
-	return channelIDCommand("delete ID", "Delete a channel, its feed and every device's access to it",
+	return channelIDCommand("delete ID", "Delete a channel, its feed, its bindings and every device's access to it",
 		func(cmd *cobra.Command, ctx context.Context, a admin.Service, id uint64) error {
 			if err := a.DeleteChannel(ctx, id); err != nil {
 				return err

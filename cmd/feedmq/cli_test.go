@@ -37,6 +37,8 @@ var configCases = map[string]string{
 	"bad-duration.yaml":           "line 2: idle_timeout",
 	"bad-log-format.yaml":         "log_format",
 	"bad-log-level.yaml":          "log_level",
+	"fast-embed-poll.yaml":        "http.embed_poll_interval",
+	"slow-embed-poll.yaml":        "http.embed_poll_interval",
 	"mqtts-without-cert.yaml":     "listeners.mqtts",
 	"negative-limit.yaml":         "limits.max_devices",
 	"negative-bindings.yaml":      "limits.max_bindings_per_channel",

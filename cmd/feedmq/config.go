@@ -78,13 +78,14 @@ type RetainedConfig struct {
 	MaxBytes    int64 `yaml:"max_bytes"`    // their payloads, together
 }
 
-// SessionsConfig bounds persistent MQTT sessions (devices only).
+// SessionsConfig bounds persistent MQTT sessions.
 type SessionsConfig struct {
 	// Expiry: how long a session lives after its client left (MQTT
 	// 3.1.1 always, MQTT 5 at most).
 	Expiry             Duration `yaml:"expiry"`
 	MaxQueuedPerClient int      `yaml:"max_queued_per_client"` // QoS 1/2 messages held for one client
 	MaxQueuedTotal     int      `yaml:"max_queued_total"`      // over all clients
+	MaxAnonymous       int      `yaml:"max_anonymous"`         // sessions of anonymous clients
 }
 
 // HTTPConfig bounds what slow or many HTTP clients can hold.
@@ -189,7 +190,8 @@ func DefaultConfig() Config {
 			MaxBindingsPerChannel:     al.MaxBindingsPerChannel, MaxBindings: al.MaxBindings,
 		},
 		Retained: RetainedConfig{MaxMessages: 10000, MaxBytes: 16 << 20},
-		Sessions: SessionsConfig{Expiry: Duration(7 * 24 * time.Hour), MaxQueuedPerClient: 1000, MaxQueuedTotal: 100000},
+		Sessions: SessionsConfig{Expiry: Duration(7 * 24 * time.Hour), MaxQueuedPerClient: 1000, MaxQueuedTotal: 100000,
+			MaxAnonymous: 100},
 	}
 }
 
@@ -407,10 +409,11 @@ func (c *Config) validateLimits() error {
 // Ceilings of the free-topic keys: far above any real use, low enough
 // that a typo cannot let retained or queued messages take all memory.
 const (
-	maxRetainedMessages = 1000000
-	maxRetainedBytes    = 1 << 30
-	maxQueuedPerClient  = 65000 // below MQTT's 65535 packet IDs
-	maxQueuedTotal      = 10000000
+	maxRetainedMessages  = 1000000
+	maxRetainedBytes     = 1 << 30
+	maxQueuedPerClient   = 65000 // below MQTT's 65535 packet IDs
+	maxQueuedTotal       = 10000000
+	maxAnonymousSessions = 100000
 )
 
 func (c *Config) validateFreeTopics() error {
@@ -429,6 +432,9 @@ func (c *Config) validateFreeTopics() error {
 	case se.MaxQueuedTotal < se.MaxQueuedPerClient || se.MaxQueuedTotal > maxQueuedTotal:
 		return fmt.Errorf("sessions.max_queued_total: must be from sessions.max_queued_per_client (%d) to %d (got %d)",
 			se.MaxQueuedPerClient, maxQueuedTotal, se.MaxQueuedTotal)
+	case se.MaxAnonymous < 0 || se.MaxAnonymous > maxAnonymousSessions:
+		return fmt.Errorf("sessions.max_anonymous: must be from 0 to %d (got %d; 0 refuses anonymous persistent sessions)",
+			maxAnonymousSessions, se.MaxAnonymous)
 	}
 	return nil
 }

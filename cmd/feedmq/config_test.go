@@ -186,6 +186,8 @@ func TestFreeTopicConfig(t *testing.T) {
 		{"sessions:\n  max_queued_per_client: 70000\n", "sessions.max_queued_per_client: must be from 1 to 65000"},
 		{"sessions:\n  max_queued_per_client: 10\n  max_queued_total: 5\n", "sessions.max_queued_total: must be from sessions.max_queued_per_client (10)"},
 		{"sessions:\n  max_queue: 5\n", `unknown key "sessions.max_queue"`},
+		{"sessions:\n  max_anonymous: -1\n", "sessions.max_anonymous: must be from 0 to 100000 (got -1"},
+		{"sessions:\n  max_anonymous: 100001\n", "sessions.max_anonymous: must be from 0 to 100000"},
 	} {
 		path := filepath.Join(t.TempDir(), "feedmq.yaml")
 		writeFile(t, path, tc.yaml)
@@ -201,7 +203,12 @@ func TestFreeTopicConfig(t *testing.T) {
 	}
 	o := brokerOptions(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if o.SessionExpiry != time.Hour || o.RetainedMax != 5 || o.QueuedPerClient != 1000 || o.MaxFreeTopicLen != 1024 ||
+		o.MaxAnonymousSessions != 100 ||
 		o.SessionsPath != filepath.Join(cfg.dataDir(), "mqtt-sessions.db") {
 		t.Fatalf("broker options %+v", o)
+	}
+	cfg.Sessions.MaxAnonymous = 0
+	if o := brokerOptions(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); o.MaxAnonymousSessions >= 0 {
+		t.Fatalf("max_anonymous 0 gives the broker %d, want none at all (negative)", o.MaxAnonymousSessions)
 	}
 }

@@ -257,6 +257,15 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	return nil
 }
 
+// anonymousSessions maps sessions.max_anonymous, where 0 refuses them
+// all, to the broker's option, where 0 means the default.
+func anonymousSessions(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
 // sessionsFile, in the data directory, keeps retained messages and
 // persistent MQTT sessions (mochi's bbolt storage hook; a file apart from
 // the feed database, which has its own write-ahead log).
@@ -284,13 +293,14 @@ func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
 		SendQueueTotal:   cfg.SendQueueTotal,
 		Logger:           log,
 
-		MaxFreeTopicLen:  cfg.Limits.MaxFreeTopicLength,
-		RetainedMax:      cfg.Retained.MaxMessages,
-		RetainedMaxBytes: cfg.Retained.MaxBytes,
-		SessionsPath:     filepath.Join(cfg.dataDir(), sessionsFile),
-		SessionExpiry:    time.Duration(cfg.Sessions.Expiry),
-		QueuedPerClient:  cfg.Sessions.MaxQueuedPerClient,
-		QueuedTotal:      cfg.Sessions.MaxQueuedTotal,
+		MaxFreeTopicLen:      cfg.Limits.MaxFreeTopicLength,
+		RetainedMax:          cfg.Retained.MaxMessages,
+		RetainedMaxBytes:     cfg.Retained.MaxBytes,
+		SessionsPath:         filepath.Join(cfg.dataDir(), sessionsFile),
+		SessionExpiry:        time.Duration(cfg.Sessions.Expiry),
+		QueuedPerClient:      cfg.Sessions.MaxQueuedPerClient,
+		QueuedTotal:          cfg.Sessions.MaxQueuedTotal,
+		MaxAnonymousSessions: anonymousSessions(cfg.Sessions.MaxAnonymous),
 	}
 }
 
