@@ -74,7 +74,8 @@ func allowRule(t *testing.T, data string, id uint64, rule string) {
 // Eclipse Paho MQTT 3.1.1 interoperability client tests check, on free
 // topics with devices whose access rules allow them: QoS 0/1/2, retained
 // messages, wills (on an unclean end and on keepalive expiry), zero-length
-// client IDs, queueing for offline persistent sessions, overlapping
+// client IDs, queueing for offline persistent sessions (of devices and
+// of anonymous clients), overlapping
 // subscriptions, redelivery on reconnect, subscribe failure for a topic
 // the rules do not allow, $ topics out of wildcard reach, unsubscribe and
 // QoS 2 exactly once; then that a persistent session's queue and the
@@ -249,6 +250,32 @@ func interopSuite(t *testing.T, b *freeBroker, restart func()) {
 		}
 		a.disconnect()
 		clearSession(t, b, "a")
+	})
+
+	t.Run("anonymous persistent session", func(t *testing.T) {
+		// The Paho suite connects without a username: anonymous clients
+		// keep sessions too, under the anonymous rules.
+		if b.data != "" {
+			cli(t, b.data, nil, "device", "allow", "anonymous", "--topic", "interop/anon/#", "--read")
+		}
+		o := wireOpts{ID: "interop-anon", Clean: false}
+		a, _ := connectWire(t, b.addr, "anon", o)
+		a.mustSub("interop/anon/+", 1)
+		a.disconnect()
+		pub, _ := connectWire(t, b.addr, "b", b.device("b", rw))
+		pub.pub("interop/anon/q1", "for anon", 1, false)
+		pub.disconnect()
+		a, present := connectWire(t, b.addr, "anon", o)
+		if !present {
+			t.Fatal("CONNACK session present = 0 for an anonymous persistent session")
+		}
+		if m := a.next(); m.Topic != "interop/anon/q1" || m.Payload != "for anon" {
+			t.Fatalf("queued for an anonymous session: %v", m)
+		}
+		a.disconnect()
+		o.Clean = true
+		a, _ = connectWire(t, b.addr, "anon", o)
+		a.disconnect()
 	})
 
 	t.Run("overlapping subscriptions", func(t *testing.T) {
