@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -886,4 +887,26 @@ func TestQueuedWholeTopics(t *testing.T) {
 			t.Fatalf("a queued message came with topic %q", topic)
 		}
 	}
+}
+
+// TestSessionExpiryCapped: an MQTT 5 client asking for a longer session
+// expiry than sessions.expiry is told the shorter one in its CONNACK, and
+// its session goes after it.
+func TestSessionExpiryCapped(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true, SessionExpiry: time.Second})
+	c := dial(t, ts.addr)
+	if _, err := c.Write(mqtttest.Packet(mqtttest.CONNECT<<4, connectBody5("anon-long", 86400))); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	typ, body, err := c.ReadPacket()
+	if err != nil || typ != mqtttest.CONNACK || body[1] != 0 {
+		t.Fatalf("CONNACK %d % x %v", typ, body, err)
+	}
+	if !bytes.Contains(body[2:], []byte{0x11, 0, 0, 0, 1}) {
+		t.Fatalf("CONNACK % x does not cut the session expiry to 1s", body)
+	}
+	c.Close()
+	waitStats(t, ts, "1 session", func(st broker.Stats) bool { return st.Sessions == 1 })
+	waitStats(t, ts, "the session expired", func(st broker.Stats) bool { return st.Sessions == 0 })
 }
