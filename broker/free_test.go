@@ -990,3 +990,32 @@ func TestSessionStoreContents(t *testing.T) {
 		t.Fatalf("the sessions file holds %q, want %q", keys, want)
 	}
 }
+
+// TestDollarTopicPublish: a publish to a $ topic is refused without
+// closing the connection (Paho's interoperability suite publishes one at
+// QoS 1 over MQTT 3.1.1): acknowledged, delivered to nobody.
+func TestDollarTopicPublish(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true})
+	ts.allow(nil, "readwrite #")
+	c := rawAnonymous(t, ts.addr, "dollar")
+	if code, err := c.Subscribe(1, "#"); err != nil || code != 0 {
+		t.Fatalf("SUBACK %#x %v", code, err)
+	}
+	for i, topic := range []string{"$TopicA/B", "$feedmq/refused-will"} {
+		if err := c.Publish(topic, 1, uint16(i+2), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if id, _, err := c.ReadPuback(); err != nil || id != uint16(i+2) {
+			t.Fatalf("PUBACK %d %v", id, err)
+		}
+	}
+	if err := c.Publish("TopicA/B", 0, 0, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if topic, payload := readPublish(t, c); topic != "TopicA/B" || payload != "after" {
+		t.Fatalf("got %s %q", topic, payload)
+	}
+	if st := ts.srv.Stats(); st.Rejected["bad_topic"] != 2 {
+		t.Fatalf("bad_topic %d, want 2", st.Rejected["bad_topic"])
+	}
+}
