@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -173,7 +174,7 @@ func (h *hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	s := h.srv
 	device, username, ok := s.clientDevice(cl)
 	ss := s.session(cl)
-	if !ok || (ss != nil && ss.revoked.Load()) || channels.Reserved(will.TopicName) ||
+	if !ok || (ss != nil && ss.revoked.Load()) || channels.Reserved(will.TopicName) || !willTopicName(will.TopicName) ||
 		!s.registry.FreeAccess(device, auth.AccessWrite, will.TopicName, cl.ID, username) {
 		s.log.Info("will not sent", "client", cl.ID, "device", device, "topic", safeTopic(will.TopicName),
 			"reason", "no access rule allows writing its topic any more")
@@ -196,13 +197,25 @@ func (s *Server) vetWill(cl *mqtt.Client, device uint64) {
 		return
 	}
 	topic := cl.Properties.Will.TopicName
-	if !channels.Reserved(topic) && len(topic) <= s.opts.MaxFreeTopicLen &&
-		s.registry.FreeAccess(device, auth.AccessWrite, topic, cl.ID, string(cl.Properties.Username)) {
+	reason := "wills are kept only on free topics an access rule lets the client write"
+	switch {
+	case !willTopicName(topic):
+		reason = "a will topic is a topic name: + and # have no place in it"
+	case !channels.Reserved(topic) && len(topic) <= s.opts.MaxFreeTopicLen &&
+		s.registry.FreeAccess(device, auth.AccessWrite, topic, cl.ID, string(cl.Properties.Username)):
 		return
 	}
-	s.log.Info("will ignored", "client", cl.ID, "device", device, "topic", safeTopic(topic),
-		"reason", "wills are kept only on free topics an access rule lets the client write")
+	s.log.Info("will ignored", "client", cl.ID, "device", device, "topic", safeTopic(topic), "reason", reason)
 	cl.Properties.Will = mqtt.Will{}
+}
+
+// willTopicName reports whether topic can be a will's topic: a topic
+// name, without the wildcards a rule's match would read as levels (a rule
+// on home/# matches "home/#" itself). mochi checks a PUBLISH's topic but
+// not a will's, and a wildcard topic, once retained, could never be
+// cleared.
+func willTopicName(topic string) bool {
+	return topic != "" && !strings.ContainsAny(topic, "+#")
 }
 
 // retainedIndex tracks the payload size of every retained message, to
