@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/broker"
+	"github.com/feedmq/feedmq/channels"
 	"github.com/feedmq/feedmq/internal/mqtttest"
 )
 
@@ -71,4 +73,85 @@ func connectWithRetainedWill(cr *auth.Credentials, topic, payload string) []byte
 	b = str(b, cr.Device.Username)
 	b = str(b, cr.Password)
 	return mqtttest.Packet(mqtttest.CONNECT<<4, b)
+}
+
+// connectWillDelay5 is an MQTT 5 CONNECT of a device, Clean Start=0 with a
+// session expiry of a minute, and a QoS 1 will delayed by delay seconds.
+func connectWillDelay5(cr *auth.Credentials, topic, payload string, delay uint32) []byte {
+	str := func(b []byte, s string) []byte { return append(append(b, byte(len(s)>>8), byte(len(s))), s...) }
+	u32 := func(b []byte, v uint32) []byte { return append(b, byte(v>>24), byte(v>>16), byte(v>>8), byte(v)) }
+	b := str(nil, "MQTT")
+	b = append(b, 5, 0x80|0x40|0x08|0x04, 0, 60) // user, password, will QoS 1, will; Clean Start=0
+	b = u32(append(b, 5, 0x11), 60)              // session expiry interval
+	b = str(b, cr.Device.ClientID)
+	b = u32(append(b, 5, 0x18), delay) // will delay interval
+	b = str(b, topic)
+	b = str(b, payload)
+	b = str(b, cr.Device.Username)
+	b = str(b, cr.Password)
+	return mqtttest.Packet(mqtttest.CONNECT<<4, b)
+}
+
+// TestWillDelay: an MQTT 5 will with a delay is what goes out when the
+// delay is over, not when the connection drops. A client that reconnects
+// within the delay cancels it, so its bound topic gets no entry; a will
+// whose device lost its write rule during the delay is not sent (the
+// rule is checked when the will falls due, as it is for one without
+// delay).
+func TestWillDelay(t *testing.T) {
+	ts := startServer(t, broker.Options{})
+	ch := ts.channel(false)
+	dev, other, watcher := ts.device(), ts.device(), ts.device()
+	ts.allow(dev, "readwrite home/#")
+	ts.allow(other, "readwrite home/#")
+	ts.allow(watcher, "read #")
+	if err := ts.svc.WatchBindings(context.Background(), ts.srv.SetBindings); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.svc.Bind(context.Background(), channels.Binding{ChannelID: ch, Topic: "home/+/online", Fields: [8]string{"$"}}); err != nil {
+		t.Fatal(err)
+	}
+	w := rawDevice(t, ts.addr, watcher, 4)
+	if code, err := w.Subscribe(1, "home/#"); err != nil || code != 0 {
+		t.Fatalf("SUBACK %#x %v", code, err)
+	}
+	live := func() int64 { return ts.srv.Stats().Connections["mqtt"].Live }
+	connectDrop := func(cr *auth.Credentials, delay uint32) {
+		t.Helper()
+		n := live()
+		c := dial(t, ts.addr)
+		if _, err := c.Write(connectWillDelay5(cr, "home/"+cr.Device.ClientID+"/online", "0", delay)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if typ, body, err := c.ReadPacket(); err != nil || typ != mqtttest.CONNACK || body[1] != 0 {
+			t.Fatalf("CONNACK %d % x %v", typ, body, err)
+		}
+		c.Close()
+		waitStats(t, ts, "the connection gone", func(broker.Stats) bool { return live() == n })
+	}
+
+	// Reconnecting within the delay: no will, and no entry.
+	connectDrop(dev, 60)
+	back := dial(t, ts.addr)
+	if code, err := back.Connect(mqtttest.Connect{ClientID: dev.Device.ClientID, Username: dev.Device.Username,
+		Password: dev.Password, Keepalive: 60, Version: 5}); err != nil || code != 0 {
+		t.Fatalf("reconnect: CONNACK %#x %v", code, err)
+	}
+	if es := ts.entries(ch); len(es) != 0 {
+		t.Errorf("a will cancelled by a reconnect within its delay made entries: %s", joinLines(es))
+	}
+
+	// The rule goes during the delay: the will is not sent. other's will,
+	// due later, shows that the first one's time has passed.
+	_ = back.Disconnect()
+	back.Close()
+	waitStats(t, ts, "the device gone", func(broker.Stats) bool { return live() == 1 })
+	connectDrop(dev, 1)
+	ts.allow(dev)
+	connectDrop(other, 3)
+	topic, _ := readPublish(t, w)
+	if want := "home/" + other.Device.ClientID + "/online"; topic != want {
+		t.Errorf("got a will on %s, want only %s (the first device had lost its rule)", topic, want)
+	}
 }
