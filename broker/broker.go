@@ -260,6 +260,7 @@ type Server struct {
 	sessStore *sessionStore
 	sweepStop chan struct{}
 	sweepDone chan struct{}
+	wills     willHold // MQTT 5 wills waiting for their delay (willdelay.go)
 	// Bindings of free topics to channels (bind.go).
 	binds bindState
 }
