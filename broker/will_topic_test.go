@@ -154,4 +154,17 @@ func TestWillDelay(t *testing.T) {
 	if want := "home/" + other.Device.ClientID + "/online"; topic != want {
 		t.Errorf("got a will on %s, want only %s (the first device had lost its rule)", topic, want)
 	}
+
+	// The device's password is reset during the delay: nothing it
+	// authenticated for stays, its will included.
+	ts.allow(dev, "readwrite home/#")
+	connectDrop(dev, 1)
+	if _, err := ts.svc.ResetPassword(context.Background(), dev.Device.ID); err != nil {
+		t.Fatal(err)
+	}
+	connectDrop(other, 3)
+	topic, _ = readPublish(t, w)
+	if want := "home/" + other.Device.ClientID + "/online"; topic != want {
+		t.Errorf("got a will on %s, want only %s (the first device's credentials were revoked)", topic, want)
+	}
 }
