@@ -462,6 +462,7 @@ func (s *Server) Revoke(deviceID uint64) {
 		return true
 	})
 	s.discardSessions(deviceID)
+	s.wills.forget(deviceID)
 	if !s.registry.HasDevice(deviceID) {
 		s.activity.Delete(deviceID) // deleted: forget it
 	}

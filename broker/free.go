@@ -178,8 +178,8 @@ func (h *hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	// later.
 	cl.Properties.Will.WillDelayInterval = 0
 	if d := s.willDelay(cl, will); d > 0 {
-		if _, ok := s.vetWillTopic(cl, will); ok {
-			s.wills.hold(cl, will, time.Now().Add(d))
+		if device, ok := s.vetWillTopic(cl, will); ok {
+			s.wills.hold(cl, device, will, time.Now().Add(d))
 		}
 		return mqtt.Will{TopicName: deadWillTopic, Flag: 1}, nil
 	}

@@ -19,9 +19,10 @@ import (
 
 // heldWill is a will waiting for its delay.
 type heldWill struct {
-	cl   *mqtt.Client
-	will mqtt.Will
-	due  time.Time
+	cl     *mqtt.Client
+	device uint64
+	will   mqtt.Will
+	due    time.Time
 }
 
 // willHold keeps the delayed wills, one per client ID (a client has one
@@ -31,13 +32,25 @@ type willHold struct {
 	m  map[string]heldWill
 }
 
-func (w *willHold) hold(cl *mqtt.Client, will mqtt.Will, due time.Time) {
+func (w *willHold) hold(cl *mqtt.Client, device uint64, will mqtt.Will, due time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.m == nil {
 		w.m = make(map[string]heldWill)
 	}
-	w.m[cl.ID] = heldWill{cl: cl, will: will, due: due}
+	w.m[cl.ID] = heldWill{cl: cl, device: device, will: will, due: due}
+}
+
+// forget drops the wills held for device's clients: its credentials
+// were revoked.
+func (w *willHold) forget(device uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, h := range w.m {
+		if h.device == device {
+			delete(w.m, id)
+		}
+	}
 }
 
 // cancel drops the will held for clientID: its client is back.
