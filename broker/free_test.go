@@ -1,14 +1,17 @@
 package broker_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"go.etcd.io/bbolt"
 
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/broker"
@@ -885,5 +888,134 @@ func TestQueuedWholeTopics(t *testing.T) {
 		if topic != "q/a" {
 			t.Fatalf("a queued message came with topic %q", topic)
 		}
+	}
+}
+
+// TestSessionExpiryCapped: an MQTT 5 client asking for a longer session
+// expiry than sessions.expiry is told the shorter one in its CONNACK, and
+// its session goes after it.
+func TestSessionExpiryCapped(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true, SessionExpiry: time.Second})
+	c := dial(t, ts.addr)
+	if _, err := c.Write(mqtttest.Packet(mqtttest.CONNECT<<4, connectBody5("anon-long", 86400))); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	typ, body, err := c.ReadPacket()
+	if err != nil || typ != mqtttest.CONNACK || body[1] != 0 {
+		t.Fatalf("CONNACK %d % x %v", typ, body, err)
+	}
+	if !bytes.Contains(body[2:], []byte{0x11, 0, 0, 0, 1}) {
+		t.Fatalf("CONNACK % x does not cut the session expiry to 1s", body)
+	}
+	c.Close()
+	waitStats(t, ts, "1 session", func(st broker.Stats) bool { return st.Sessions == 1 })
+	waitStats(t, ts, "the session expired", func(st broker.Stats) bool { return st.Sessions == 0 })
+}
+
+// TestSessionStoreContents opens the sessions file after the server
+// stopped: it holds the persistent sessions' client records and granted
+// free-topic filters and the free topics' retained messages, and nothing
+// else: no clean client, no refused filter, no filter of the reserved
+// trees, no session ended at DISCONNECT.
+func TestSessionStoreContents(t *testing.T) {
+	ts := startServer(t, broker.Options{})
+	ch := ts.channel(false)
+	keep, ended, clean := ts.device(pubsub(ch)), ts.device(), ts.device()
+	for _, d := range []*auth.Credentials{keep, ended, clean} {
+		ts.allow(d, "readwrite home/#")
+	}
+	k := pahoOpts(t, ts.addr, keep, func(o *paho.ClientOptions) { o.SetCleanSession(false) })
+	for _, f := range []string{"home/#", fmt.Sprintf("channels/%d/subscribe", ch)} {
+		if code := k.subscribeQos(t, f, 1); code > 2 {
+			t.Fatalf("SUBACK %s %#x", f, code)
+		}
+	}
+	if code := k.subscribeQos(t, "garden/#", 1); code != 0x80 {
+		t.Fatalf("SUBACK garden/# %#x", code)
+	}
+	k.publishRetained(t, "home/status", 1, "online")
+	k.publishRetained(t, fmt.Sprintf("channels/%d/publish", ch), 1, "field1=1")
+	k.Disconnect(100)
+
+	// A v5 session that ends at DISCONNECT (expiry set to 0 there).
+	e := dial(t, ts.addr)
+	b := []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0xC0, 0, 60, 5, 0x11, 0, 0, 0x0E, 0x10}
+	for _, f := range []string{ended.Device.ClientID, ended.Device.Username, ended.Password} {
+		b = append(append(b, byte(len(f)>>8), byte(len(f))), f...)
+	}
+	if _, err := e.Write(mqtttest.Packet(mqtttest.CONNECT<<4, b)); err != nil {
+		t.Fatal(err)
+	}
+	_ = e.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if typ, body, err := e.ReadPacket(); err != nil || typ != mqtttest.CONNACK || body[1] != 0 {
+		t.Fatalf("CONNACK %d % x %v", typ, body, err)
+	}
+	if _, err := e.Write(mqtttest.Packet(0x82, []byte{0, 1, 0, 0, 6, 'h', 'o', 'm', 'e', '/', '#', 1})); err != nil {
+		t.Fatal(err)
+	}
+	if typ, _, err := e.ReadPacket(); err != nil || typ != 9 {
+		t.Fatalf("SUBACK %d %v", typ, err)
+	}
+	if _, err := e.Write([]byte{0xE0, 7, 0, 5, 0x11, 0, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, e, 5*time.Second)
+
+	c := mustConnect(t, ts.addr, clean)
+	c.subscribe(t, "home/#")
+	c.Disconnect(100)
+	waitStats(t, ts, "1 session", func(st broker.Stats) bool { return st.Sessions == 1 && st.Retained == 1 })
+	ts.stop()
+
+	db, err := bbolt.Open(filepath.Join(ts.dir, "mqtt-sessions.db"), 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var keys []string
+	if err := db.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(_ []byte, b *bbolt.Bucket) error {
+			return b.ForEach(func(k, _ []byte) error {
+				keys = append(keys, string(k))
+				return nil
+			})
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	id := keep.Device.ClientID
+	want := []string{"CL_" + id, "RET_home/status", "SUB_" + id + ":home/#"}
+	if !slices.Equal(keys, want) {
+		t.Fatalf("the sessions file holds %q, want %q", keys, want)
+	}
+}
+
+// TestDollarTopicPublish: a publish to a $ topic is refused without
+// closing the connection (Paho's interoperability suite publishes one at
+// QoS 1 over MQTT 3.1.1): acknowledged, delivered to nobody.
+func TestDollarTopicPublish(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true})
+	ts.allow(nil, "readwrite #")
+	c := rawAnonymous(t, ts.addr, "dollar")
+	if code, err := c.Subscribe(1, "#"); err != nil || code != 0 {
+		t.Fatalf("SUBACK %#x %v", code, err)
+	}
+	for i, topic := range []string{"$TopicA/B", "$feedmq/refused-will"} {
+		if err := c.Publish(topic, 1, uint16(i+2), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if id, _, err := c.ReadPuback(); err != nil || id != uint16(i+2) {
+			t.Fatalf("PUBACK %d %v", id, err)
+		}
+	}
+	if err := c.Publish("TopicA/B", 0, 0, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if topic, payload := readPublish(t, c); topic != "TopicA/B" || payload != "after" {
+		t.Fatalf("got %s %q", topic, payload)
+	}
+	if st := ts.srv.Stats(); st.Rejected["bad_topic"] != 2 {
+		t.Fatalf("bad_topic %d, want 2", st.Rejected["bad_topic"])
 	}
 }

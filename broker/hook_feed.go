@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -42,6 +43,15 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	ss := s.session(cl)
 	if !channels.Reserved(pk.TopicName) {
 		return h.publishFree(cl, ss, pk)
+	}
+	if strings.HasPrefix(pk.TopicName, "$") {
+		// No client publishes to $ topics; nothing is stored either, so
+		// the publish is refused as a free one without a rule is (an
+		// MQTT 3.1.1 client acknowledged, not disconnected).
+		rj := &rejection{reasonBadTopic, packets.ErrTopicNameInvalid, errors.New("clients may not publish to $ topics")}
+		s.stats.rejected[rj.reason].Add(1)
+		s.logRejection(cl, ss, pk, rj)
+		return pk, s.refuseFree(cl, pk, rj.code)
 	}
 	device := auth.Anonymous
 	if ss != nil {

@@ -87,14 +87,12 @@ func (st *sessionStore) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
-// OnDisconnect forgets the stored client when its session ends with the
-// connection (an MQTT 5 client may set its expiry to 0 at DISCONNECT);
-// mochi then unsubscribes it and clears its messages, through the hooks
-// below.
+// OnDisconnect forgets the stored client, with its subscriptions and
+// messages, when its session ends with the connection (an MQTT 5 client
+// may set its expiry to 0 at DISCONNECT).
 func (st *sessionStore) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
-	if expire && !cl.IsTakenOver() && st.isStored(cl.ID) {
-		st.Hook.OnClientExpired(cl)
-		st.setStored(cl.ID, false)
+	if expire && !cl.IsTakenOver() {
+		st.forgetClient(cl)
 	}
 }
 
