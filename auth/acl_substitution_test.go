@@ -30,3 +30,14 @@ func TestParseACLRefusesSubstitutionInsideLevel(t *testing.T) {
 		t.Errorf("whole-level substitutions refused: %v", err)
 	}
 }
+
+// A file saved with a UTF-8 byte order mark (Windows editors add one)
+// parses as without it: the mark is not part of the first line's keyword.
+func TestParseACLByteOrderMark(t *testing.T) {
+	for _, file := range []string{"\ufeff# acl\nuser a\ntopic read x/#\n", "\ufeffuser a\r\ntopic read x/#\r\n"} {
+		acl, err := ParseACL(strings.NewReader(file))
+		if err != nil || len(acl.Users) != 1 || acl.Users[0].Name != "a" || len(acl.Users[0].Rules) != 1 {
+			t.Errorf("ParseACL(%q) = %+v, %v", file, acl, err)
+		}
+	}
+}
