@@ -50,6 +50,8 @@ func ParseACL(r io.Reader) (*ACL, error) {
 	if len(data) > MaxACLFile {
 		return nil, channels.Errorf(channels.EINVALID, "the ACL file is larger than %d bytes", MaxACLFile)
 	}
+	// Windows editors may start the file with a byte order mark.
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	acl := &ACL{}
 	users := map[string]int{} // name -> index in acl.Users
 	var cur *[]Rule = &acl.Anonymous
