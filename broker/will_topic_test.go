@@ -76,13 +76,14 @@ func connectWithRetainedWill(cr *auth.Credentials, topic, payload string) []byte
 }
 
 // connectWillDelay5 is an MQTT 5 CONNECT of a device, Clean Start=0 with a
-// session expiry of a minute, and a QoS 1 will delayed by delay seconds.
-func connectWillDelay5(cr *auth.Credentials, topic, payload string, delay uint32) []byte {
+// session expiry of expiry seconds, and a QoS 1 will delayed by delay
+// seconds.
+func connectWillDelay5(cr *auth.Credentials, topic, payload string, delay, expiry uint32) []byte {
 	str := func(b []byte, s string) []byte { return append(append(b, byte(len(s)>>8), byte(len(s))), s...) }
 	u32 := func(b []byte, v uint32) []byte { return append(b, byte(v>>24), byte(v>>16), byte(v>>8), byte(v)) }
 	b := str(nil, "MQTT")
 	b = append(b, 5, 0x80|0x40|0x08|0x04, 0, 60) // user, password, will QoS 1, will; Clean Start=0
-	b = u32(append(b, 5, 0x11), 60)              // session expiry interval
+	b = u32(append(b, 5, 0x11), expiry)          // session expiry interval
 	b = str(b, cr.Device.ClientID)
 	b = u32(append(b, 5, 0x18), delay) // will delay interval
 	b = str(b, topic)
@@ -120,7 +121,7 @@ func TestWillDelay(t *testing.T) {
 		t.Helper()
 		n := live()
 		c := dial(t, ts.addr)
-		if _, err := c.Write(connectWillDelay5(cr, "home/"+cr.Device.ClientID+"/online", "0", delay)); err != nil {
+		if _, err := c.Write(connectWillDelay5(cr, "home/"+cr.Device.ClientID+"/online", "0", delay, 60)); err != nil {
 			t.Fatal(err)
 		}
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -153,6 +154,22 @@ func TestWillDelay(t *testing.T) {
 	topic, _ := readPublish(t, w)
 	if want := "home/" + other.Device.ClientID + "/online"; topic != want {
 		t.Errorf("got a will on %s, want only %s (the first device had lost its rule)", topic, want)
+	}
+
+	// A session that ends with its connection (expiry 0) sends its will
+	// then, whatever the delay: a will goes out at the latest when its
+	// session ends.
+	c := dial(t, ts.addr)
+	if _, err := c.Write(connectWillDelay5(other, "home/"+other.Device.ClientID+"/online", "0", 3600, 0)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if typ, body, err := c.ReadPacket(); err != nil || typ != mqtttest.CONNACK || body[1] != 0 {
+		t.Fatalf("CONNACK %d % x %v", typ, body, err)
+	}
+	c.Close()
+	if topic, _ := readPublish(t, w); topic != "home/"+other.Device.ClientID+"/online" {
+		t.Errorf("got %s, want the will of a session that ended", topic)
 	}
 
 	// The device's password is reset during the delay: nothing it
