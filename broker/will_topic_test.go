@@ -172,9 +172,33 @@ func TestWillDelay(t *testing.T) {
 		t.Errorf("got %s, want the will of a session that ended", topic)
 	}
 
+	// A new connection takes the session over: the old connection's will,
+	// which mochi hands over as the old one closes, is not sent.
+	ts.allow(dev, "readwrite home/#")
+	first := dial(t, ts.addr)
+	if _, err := first.Write(connectWillDelay5(dev, "home/"+dev.Device.ClientID+"/online", "0", 1, 60)); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if typ, body, err := first.ReadPacket(); err != nil || typ != mqtttest.CONNACK || body[1] != 0 {
+		t.Fatalf("CONNACK %d % x %v", typ, body, err)
+	}
+	second := dial(t, ts.addr)
+	if code, err := second.Connect(mqtttest.Connect{ClientID: dev.Device.ClientID, Username: dev.Device.Username,
+		Password: dev.Password, Keepalive: 60, Version: 5}); err != nil || code != 0 {
+		t.Fatalf("takeover: CONNACK %#x %v", code, err)
+	}
+	waitStats(t, ts, "the first connection gone", func(broker.Stats) bool { return live() == 2 })
+	connectDrop(other, 3)
+	if topic, _ := readPublish(t, w); topic != "home/"+other.Device.ClientID+"/online" {
+		t.Errorf("got a will on %s, want only other's (the first device's session was taken over)", topic)
+	}
+	_ = second.Disconnect()
+	second.Close()
+	waitStats(t, ts, "the device gone", func(broker.Stats) bool { return live() == 1 })
+
 	// The device's password is reset during the delay: nothing it
 	// authenticated for stays, its will included.
-	ts.allow(dev, "readwrite home/#")
 	connectDrop(dev, 1)
 	if _, err := ts.svc.ResetPassword(context.Background(), dev.Device.ID); err != nil {
 		t.Fatal(err)
