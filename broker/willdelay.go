@@ -91,6 +91,12 @@ func (s *Server) willDelay(cl *mqtt.Client, will mqtt.Will) time.Duration {
 // sendDueWills publishes the held wills that are due and still allowed.
 func (s *Server) sendDueWills(now time.Time) {
 	for _, h := range s.wills.takeDue(now) {
+		if cur, ok := s.mochi.Clients.Get(h.cl.ID); ok && cur != h.cl {
+			// A new connection was made to the session (a takeover
+			// hands the old connection's will over after the new one
+			// cancelled what was held): [MQTT-3.1.3-9].
+			continue
+		}
 		will, ok := s.vetDueWill(h.cl, h.will)
 		if !ok {
 			continue
