@@ -11,7 +11,7 @@ import (
 )
 
 // importBatchBytes bounds the estimated JSON size of one batch, so that a
-// batch of long values still fits one admin socket request (1 MiB).
+// batch of long values stays a modest admin socket request.
 const importBatchBytes = 512 << 10
 
 // Importer sends entries from elsewhere (a CSV export, another server's

@@ -36,7 +36,9 @@ type ACLUser struct {
 // is read, write, readwrite (the default when left out) or deny; TOPIC
 // runs to the end of the line. As in Mosquitto, %c and %u are substituted
 // only in pattern lines, so a topic line holding them is refused rather
-// than read with a wider meaning. Two lines on one pattern in one section
+// than read with a wider meaning, and so is a pattern line with one inside
+// a level (tele/%c-out), which Mosquitto substitutes and feedmq would
+// read literally. Two lines on one pattern in one section
 // make one rule granting both (deny if either denies), as Mosquitto
 // would apply them. Errors name the line; rules on channels/, devices/ or
 // $ topics are refused, since channel grants govern those.
@@ -48,6 +50,8 @@ func ParseACL(r io.Reader) (*ACL, error) {
 	if len(data) > MaxACLFile {
 		return nil, channels.Errorf(channels.EINVALID, "the ACL file is larger than %d bytes", MaxACLFile)
 	}
+	// Windows editors may start the file with a byte order mark.
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	acl := &ACL{}
 	users := map[string]int{} // name -> index in acl.Users
 	var cur *[]Rule = &acl.Anonymous
@@ -94,6 +98,9 @@ func ParseACL(r io.Reader) (*ACL, error) {
 				return nil, fail("%s", channels.ErrorMessage(err))
 			}
 			list := cur
+			if word == "pattern" && partSubstitution(pattern) {
+				return nil, fail("%%c and %%u are substituted only as a whole topic level here, as in tele/%%c/#; Mosquitto also replaces them inside a level, so this line would not mean the same: rewrite it with whole levels")
+			}
 			if word == "pattern" {
 				list = &acl.Everyone
 			} else if hasSubstitution(pattern) {
@@ -126,6 +133,17 @@ func cutWord(s string) (word, rest string) {
 func hasSubstitution(pattern string) bool {
 	for _, l := range strings.Split(pattern, "/") {
 		if l == "%c" || l == "%u" {
+			return true
+		}
+	}
+	return false
+}
+
+// partSubstitution reports whether a level of pattern holds %c or %u
+// beside other text.
+func partSubstitution(pattern string) bool {
+	for _, l := range strings.Split(pattern, "/") {
+		if l != "%c" && l != "%u" && (strings.Contains(l, "%c") || strings.Contains(l, "%u")) {
 			return true
 		}
 	}

@@ -260,6 +260,7 @@ type Server struct {
 	sessStore *sessionStore
 	sweepStop chan struct{}
 	sweepDone chan struct{}
+	wills     willHold // MQTT 5 wills waiting for their delay (willdelay.go)
 	// Bindings of free topics to channels (bind.go).
 	binds bindState
 }
@@ -461,6 +462,7 @@ func (s *Server) Revoke(deviceID uint64) {
 		return true
 	})
 	s.discardSessions(deviceID)
+	s.wills.forget(deviceID)
 	if !s.registry.HasDevice(deviceID) {
 		s.activity.Delete(deviceID) // deleted: forget it
 	}

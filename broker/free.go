@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -168,23 +169,52 @@ func (s *Server) freeDeliveryAllowed(cl *mqtt.Client, topic string) bool {
 
 // OnWill vets a will when it is due: its topic must still be writable by
 // the device (the rule may have gone since CONNECT) and the connection
-// not revoked. A refused will is sent to a topic nobody can read.
+// not revoked. A refused will is sent to a topic nobody can read. A will
+// with a delay is held (willdelay.go) and vetted when its delay is over.
 func (h *hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	s := h.srv
+	// mochi would hold what this returns for the delay and then publish it
+	// unchecked: it publishes now, the real will being held here if due
+	// later.
+	cl.Properties.Will.WillDelayInterval = 0
+	if d := s.willDelay(cl, will); d > 0 {
+		if device, ok := s.vetWillTopic(cl, will); ok {
+			s.wills.hold(cl, device, will, time.Now().Add(d))
+		}
+		return mqtt.Will{TopicName: deadWillTopic, Flag: 1}, nil
+	}
+	if will, ok := s.vetDueWill(cl, will); ok {
+		return will, nil
+	}
+	return mqtt.Will{TopicName: deadWillTopic, Flag: 1}, nil
+}
+
+// vetWillTopic reports whether cl's will may go out now, logging why not.
+func (s *Server) vetWillTopic(cl *mqtt.Client, will mqtt.Will) (device uint64, ok bool) {
 	device, username, ok := s.clientDevice(cl)
 	ss := s.session(cl)
-	if !ok || (ss != nil && ss.revoked.Load()) || channels.Reserved(will.TopicName) ||
+	if !ok || (ss != nil && ss.revoked.Load()) || channels.Reserved(will.TopicName) || !willTopicName(will.TopicName) ||
 		!s.registry.FreeAccess(device, auth.AccessWrite, will.TopicName, cl.ID, username) {
 		s.log.Info("will not sent", "client", cl.ID, "device", device, "topic", safeTopic(will.TopicName),
 			"reason", "no access rule allows writing its topic any more")
-		return mqtt.Will{TopicName: deadWillTopic, Flag: 1}, nil
+		return device, false
+	}
+	return device, true
+}
+
+// vetDueWill vets a will that is due and, allowed, applies the retained
+// bounds and its bindings: it is about to be published.
+func (s *Server) vetDueWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, bool) {
+	device, ok := s.vetWillTopic(cl, will)
+	if !ok {
+		return will, false
 	}
 	if will.Retain && len(will.Payload) > 0 && !s.retained.admit(s, cl, will.TopicName, len(will.Payload)) {
 		will.Retain = false
 	}
 	s.bindPublish(device, cl.ID, will.TopicName, will.Payload)
 	s.stats.freePublished.Add(1)
-	return will, nil
+	return will, true
 }
 
 // vetWill keeps a CONNECT's will only on a free topic the device may
@@ -196,13 +226,25 @@ func (s *Server) vetWill(cl *mqtt.Client, device uint64) {
 		return
 	}
 	topic := cl.Properties.Will.TopicName
-	if !channels.Reserved(topic) && len(topic) <= s.opts.MaxFreeTopicLen &&
-		s.registry.FreeAccess(device, auth.AccessWrite, topic, cl.ID, string(cl.Properties.Username)) {
+	reason := "wills are kept only on free topics an access rule lets the client write"
+	switch {
+	case !willTopicName(topic):
+		reason = "a will topic is a topic name: + and # have no place in it"
+	case !channels.Reserved(topic) && len(topic) <= s.opts.MaxFreeTopicLen &&
+		s.registry.FreeAccess(device, auth.AccessWrite, topic, cl.ID, string(cl.Properties.Username)):
 		return
 	}
-	s.log.Info("will ignored", "client", cl.ID, "device", device, "topic", safeTopic(topic),
-		"reason", "wills are kept only on free topics an access rule lets the client write")
+	s.log.Info("will ignored", "client", cl.ID, "device", device, "topic", safeTopic(topic), "reason", reason)
 	cl.Properties.Will = mqtt.Will{}
+}
+
+// willTopicName reports whether topic can be a will's topic: a topic
+// name, without the wildcards a rule's match would read as levels (a rule
+// on home/# matches "home/#" itself). mochi checks a PUBLISH's topic but
+// not a will's, and a wildcard topic, once retained, could never be
+// cleared.
+func willTopicName(topic string) bool {
+	return topic != "" && !strings.ContainsAny(topic, "+#")
 }
 
 // retainedIndex tracks the payload size of every retained message, to
@@ -413,8 +455,9 @@ func (s *Server) startSweep() {
 			select {
 			case <-s.sweepStop:
 				return
-			case <-t.C:
+			case now := <-t.C:
 				s.sweepQueues()
+				s.sendDueWills(now)
 			}
 		}
 	}()

@@ -320,6 +320,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 // so are queued messages whose topic cl may no longer read (a rule
 // removed while it was away): mochi resends them unchecked.
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	h.srv.wills.cancel(cl.ID) // [MQTT-3.1.3-9]: the client is back
 	if old, ok := h.srv.mochi.Clients.Get(cl.ID); ok && old != cl {
 		h.srv.dropReservedFilters(old)
 		h.srv.dropUnreadable(old, cl)

@@ -22,8 +22,11 @@ import (
 	"errors"
 )
 
-// MaxRequestSize bounds one request line.
-const MaxRequestSize = 1 << 20
+// MaxRequestSize bounds one request line. It must hold the largest
+// request a command sends: an access-rule file of up to 1 MiB crosses as
+// JSON, which takes six bytes for each <, > or &. The socket is the
+// server owner's only (mode 0600).
+const MaxRequestSize = 8 << 20
 
 // CodeInternal is the code of an error that the handler did not classify.
 const CodeInternal = "internal"
