@@ -242,3 +242,35 @@ func TestEntryKeysWhileWriting(t *testing.T) {
 		}
 	}
 }
+
+// Clearing or deleting one channel leaves the pages of a keyed read of
+// another channel alone: only the cleared feed's IDs start again.
+func TestEntriesByKeyOtherChannelCleared(t *testing.T) {
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	a, b, c := MustCreateChannel(t, db, "a"), MustCreateChannel(t, db, "b"), MustCreateChannel(t, db, "c")
+	for i := range 5 {
+		MustAppend(t, db, a.ID, strconv.Itoa(i))
+		MustAppend(t, db, b.ID, strconv.Itoa(i))
+	}
+	keys, err := db.EntryKeys(ctx, a.ID, channels.EntryFilter{Limit: 10})
+	if err != nil || len(keys.Keys) != 5 {
+		t.Fatalf("%+v, %v", keys, err)
+	}
+	if err := db.ClearChannel(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteChannel(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	es, err := db.EntriesByKey(ctx, a.ID, keys.Version, keys.Keys, nil)
+	if err != nil || len(es) != 5 {
+		t.Fatalf("after another channel's clear: %d entries, %v", len(es), err)
+	}
+	// The cleared channel's own read is still refused.
+	if err := db.ClearChannel(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.EntriesByKey(ctx, a.ID, keys.Version, keys.Keys, nil)
+	wantCode(t, err, channels.ECONFLICT)
+}
