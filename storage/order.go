@@ -304,7 +304,7 @@ func (db *DB) EntriesByKey(ctx context.Context, channelID, version uint64, keys 
 	start := len(page)
 	err := db.read(ctx, "read entries", func(tx *bolt.Tx, s *tailSnap) error {
 		page = page[:start]
-		if s.gen != version {
+		if !db.w.tail.current(channelID, version) {
 			return channels.Errorf(channels.ECONFLICT, "channel %d was cleared or deleted during the read", channelID)
 		}
 		feed := feedBucket(tx, channelID)

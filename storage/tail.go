@@ -40,6 +40,11 @@ type tail struct {
 	// (writer.exclusive): a reader whose snapshot and transaction straddle
 	// one must start again.
 	gen uint64
+	// renumbered is, per channel whose feed was cleared or deleted, the
+	// first generation that can only see the feed as it was left: keys
+	// and spans read under an older one name entries that may be gone
+	// or numbered anew. Other channels' reads are not disturbed.
+	renumbered map[uint64]uint64
 }
 
 // tailSnap is a reader's view of tail.
@@ -109,6 +114,25 @@ func (t *tail) bump() {
 	t.mu.Lock()
 	t.gen++
 	t.mu.Unlock()
+}
+
+// renumber records that fn of writer.exclusive, between reset and bump,
+// renumbers the feed of channel ch.
+func (t *tail) renumber(ch uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.renumbered == nil {
+		t.renumbered = make(map[uint64]uint64)
+	}
+	t.renumbered[ch] = t.gen + 1 // the generation bump starts
+}
+
+// current reports whether what was read of channel ch under generation
+// version still names the feed's entries.
+func (t *tail) current(ch, version uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return version >= t.renumbered[ch]
 }
 
 func (t *tail) snapshot() tailSnap {
