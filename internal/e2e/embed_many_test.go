@@ -174,7 +174,8 @@ type refusingProxy struct {
 }
 
 func (p *refusingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	feed := strings.HasSuffix(r.URL.Path, "/fields/1.json") || strings.HasSuffix(r.URL.Path, "/fields/1/last.json")
+	feed := strings.HasSuffix(r.URL.Path, "/fields/1.json") || strings.HasSuffix(r.URL.Path, "/fields/1/last.json") ||
+		strings.HasSuffix(r.URL.Path, "/feeds.json")
 	if feed && p.loads.Add(1) <= 2 {
 		// The chart's and the widget's first reads.
 		p.refused.Add(1)
