@@ -126,3 +126,7 @@ func Sync(tb interface{ Fatal(...any) }, db *DB) {
 
 // Unapplied is how many logged entries are not in the file yet.
 func Unapplied(db *DB) int64 { return db.w.unapplied.Load() }
+
+// OrderScanned is how many entries reads have walked, in all, to learn
+// feeds' order.
+func OrderScanned() uint64 { return orderScanned.Load() }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/feedmq/feedmq/channels"
@@ -44,6 +45,9 @@ type feedOrder struct {
 	point   uint64 // the disorder point D of the IDs up to through
 	newest  int64  // the newest created_at up to through
 }
+
+// orderScanned counts the entries disorderPoint has walked, for tests.
+var orderScanned atomic.Uint64
 
 // orderCache keeps a feedOrder per channel.
 type orderCache struct {
@@ -89,7 +93,10 @@ func (db *DB) disorderPoint(ctx context.Context, channelID uint64, feed *bolt.Bu
 			o = c
 		}
 	}
+	var walked uint64
+	defer func() { orderScanned.Add(walked) }()
 	visit := func(id uint64, v []byte) error {
+		walked++
 		created, _, _, err := decodeHeader(v)
 		if err != nil {
 			return fmt.Errorf("entry %d of channel %d: %w", id, channelID, err)

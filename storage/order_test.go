@@ -274,3 +274,68 @@ func TestEntriesByKeyOtherChannelCleared(t *testing.T) {
 	_, err = db.EntriesByKey(ctx, a.ID, keys.Version, keys.Keys, nil)
 	wantCode(t, err, channels.ECONFLICT)
 }
+
+// What is known of a feed's order outlives other channels' clears and
+// deletions: after one, a read of a long feed does not walk it again.
+// (Any user can clear a channel of theirs as often as they like; each
+// clear made the next read of every feed on the server walk all of it.)
+func TestEntryKeysOrderKeptOverOtherClears(t *testing.T) {
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	a, b := MustCreateChannel(t, db, "a"), MustCreateChannel(t, db, "b")
+	es := make([]*channels.Entry, 500)
+	for i := range es {
+		es[i] = &channels.Entry{ChannelID: a.ID, CreatedAt: now.Add(time.Duration(i) * time.Second)}
+		es[i].SetValue(0, "v")
+	}
+	es[100].CreatedAt = now.Add(-time.Hour) // back-dated
+	if err := db.AppendEntries(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+	MustAppend(t, db, b.ID, "b")
+	read := func() {
+		t.Helper()
+		f := channels.EntryFilter{Limit: 450}
+		got, err := db.EntryKeys(ctx, a.ID, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := wantKeys(t, db, a.ID, f); !slices.Equal(got.Keys, want) {
+			t.Fatalf("EntryKeys = %v, want %v", got.Keys, want)
+		}
+	}
+	read()
+	before := storage.OrderScanned()
+	read()
+	if n := storage.OrderScanned() - before; n != 0 {
+		t.Fatalf("a second read walked %d entries to learn the order", n)
+	}
+	if err := db.ClearChannel(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	c := MustCreateChannel(t, db, "c")
+	if err := db.DeleteChannel(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	before = storage.OrderScanned()
+	read()
+	if n := storage.OrderScanned() - before; n != 0 {
+		t.Fatalf("after another channel's clear, a read walked %d entries to learn the order", n)
+	}
+	// Its own clear is another matter: the refilled feed is walked.
+	if err := db.ClearChannel(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		e := &channels.Entry{ChannelID: a.ID, CreatedAt: now.Add(-time.Duration(i) * time.Minute)}
+		e.SetValue(0, "w")
+		if err := db.AppendEntry(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before = storage.OrderScanned()
+	read()
+	if n := storage.OrderScanned() - before; n != 3 {
+		t.Fatalf("after its own clear, a read walked %d entries, want the 3 of the new feed", n)
+	}
+}
