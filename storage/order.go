@@ -33,7 +33,8 @@ import (
 // entries below a feed's highest ID are never added or changed: appends
 // and imports number above it, retention deletes from the lowest ID up,
 // and whatever renumbers a feed (clear, channel deletion) starts a new
-// generation of the log tail, under which the cache is void.
+// generation of the log tail and records it for the channel (tail.renumber):
+// what was learnt of the feed under an older one is void.
 
 // MaxKeyLimit bounds the Limit of EntryKeys, and so the keys it holds.
 const MaxKeyLimit = 1 << 16
@@ -62,12 +63,12 @@ func (c *orderCache) get(ch uint64) (feedOrder, bool) {
 	return o, ok
 }
 
-// put keeps o unless what is kept already reaches further in the same
-// generation.
-func (c *orderCache) put(ch uint64, o feedOrder) {
+// put keeps o unless what is kept already reaches further over the same
+// feed (current says whether a generation saw the feed as it is now).
+func (c *orderCache) put(ch uint64, o feedOrder, current func(gen uint64) bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.m[ch]; ok && old.gen == o.gen && old.through >= o.through {
+	if old, ok := c.m[ch]; ok && current(old.gen) && old.through >= o.through {
 		return
 	}
 	if c.m == nil {
@@ -77,16 +78,19 @@ func (c *orderCache) put(ch uint64, o feedOrder) {
 }
 
 // disorderPoint returns the disorder point of the feed as tx and s hold
-// it. A point from a later snapshot of the same generation is as good: a
-// higher D only sends more of the read to the heap.
+// it. A point from a later snapshot of the same feed is as good: a higher
+// D only sends more of the read to the heap. Snapshots see the same feed
+// when both generations are at or past the one its clear started (other
+// channels' clears do not matter).
 func (db *DB) disorderPoint(ctx context.Context, channelID uint64, feed *bolt.Bucket, logged []tailRec, s *tailSnap) (uint64, error) {
 	last := feed.Sequence()
 	if len(logged) > 0 {
 		last = logged[len(logged)-1].id
 	}
 	o := feedOrder{gen: s.gen, newest: math.MinInt64}
+	current := func(gen uint64) bool { return db.w.tail.current(channelID, gen) }
 	if s.live {
-		if c, ok := db.order.get(channelID); ok && c.gen == s.gen {
+		if c, ok := db.order.get(channelID); ok && current(c.gen) && current(s.gen) {
 			if c.through >= last {
 				return c.point, nil
 			}
@@ -132,8 +136,8 @@ func (db *DB) disorderPoint(ctx context.Context, channelID uint64, feed *bolt.Bu
 			return 0, err
 		}
 	}
-	if s.live {
-		db.order.put(channelID, o)
+	if s.live && current(s.gen) {
+		db.order.put(channelID, o, current)
 	}
 	return o.point, nil
 }
