@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -337,5 +338,80 @@ func TestEntryKeysOrderKeptOverOtherClears(t *testing.T) {
 	read()
 	if n := storage.OrderScanned() - before; n != 3 {
 		t.Fatalf("after its own clear, a read walked %d entries, want the 3 of the new feed", n)
+	}
+}
+
+// A read whose transaction began before retention deleted the oldest
+// entries must not take what a later read learnt of the shorter feed: in
+// the later one's feed an entry may be in time order that in the earlier
+// one's is back-dated (behind the deleted entries).
+func TestEntryKeysOrderLearntAfterPrune(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	ch := MustCreateChannel(t, db, "c")
+	// Entry 1 is dated ahead of all the others, so every one of them is
+	// back-dated behind it.
+	es := make([]*channels.Entry, 50)
+	for i := range es {
+		es[i] = &channels.Entry{ChannelID: ch.ID, CreatedAt: now.Add(time.Duration(i) * time.Second)}
+		es[i].SetValue(0, strconv.Itoa(i+1))
+	}
+	es[0].CreatedAt = now.Add(100 * time.Hour)
+	if err := db.AppendEntries(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+	// Free pages, so that the writes below need not grow the file (a
+	// bbolt remap waits for the held read).
+	pad := MustCreateChannel(t, db, "pad")
+	for range 20 {
+		ps := make([]*channels.Entry, 500)
+		for i := range ps {
+			ps[i] = &channels.Entry{ChannelID: pad.ID}
+			ps[i].SetValue(0, strings.Repeat("p", 200))
+		}
+		if err := db.AppendEntries(ctx, ps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	storage.Sync(t, db)
+	if err := db.ClearChannel(ctx, pad.ID); err != nil {
+		t.Fatal(err)
+	}
+	f := channels.EntryFilter{Limit: 10}
+	want := wantKeys(t, db, ch.ID, f)
+
+	held, release := storage.HoldNextRead(t)
+	type result struct {
+		keys channels.EntryKeys
+		err  error
+	}
+	early := make(chan result, 1)
+	go func() {
+		k, err := db.EntryKeys(ctx, ch.ID, f)
+		early <- result{k, err}
+	}()
+	<-held // its transaction holds entry 1
+	ch.MaxEntries = 49
+	if err := db.UpdateChannel(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := db.Prune(ctx, now); err != nil || n != 1 {
+		t.Fatalf("prune: %d, %v", n, err)
+	}
+	later, err := db.EntryKeys(ctx, ch.ID, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := wantKeys(t, db, ch.ID, f); !slices.Equal(later.Keys, w) {
+		t.Fatalf("after the prune: %v, want %v", later.Keys, w)
+	}
+	release()
+	r := <-early
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if !slices.Equal(r.keys.Keys, want) {
+		t.Fatalf("the read begun before the prune: %v, want %v", r.keys.Keys, want)
 	}
 }

@@ -180,6 +180,10 @@ func (s *tailSnap) lastID(ch uint64, feed *bolt.Bucket) uint64 {
 
 var errTailMoved = errors.New("feeds renumbered during the read")
 
+// readHook, when set (by tests only), runs in each read's transaction
+// before the read itself.
+var readHook func()
+
 // read runs fn in a read transaction with a snapshot of the logged
 // entries that the transaction may not hold, without waiting for the
 // writer (compare view, which has the writer copy them into bbolt first).
@@ -192,6 +196,9 @@ func (db *DB) read(ctx context.Context, op string, fn func(tx *bolt.Tx, s *tailS
 		err := db.bolt.View(func(tx *bolt.Tx) error {
 			if db.w.tail.generation() != s.gen {
 				return errTailMoved
+			}
+			if h := readHook; h != nil {
+				h()
 			}
 			return fn(tx, &s)
 		})
