@@ -42,6 +42,7 @@ const MaxKeyLimit = 1 << 16
 // feedOrder is what is known of one feed's order.
 type feedOrder struct {
 	gen     uint64 // the tail generation it was read under
+	first   uint64 // the lowest entry ID looked at (0: from the start)
 	through uint64 // the highest entry ID looked at
 	point   uint64 // the disorder point D of the IDs up to through
 	newest  int64  // the newest created_at up to through
@@ -81,7 +82,10 @@ func (c *orderCache) put(ch uint64, o feedOrder, current func(gen uint64) bool) 
 // it. A point from a later snapshot of the same feed is as good: a higher
 // D only sends more of the read to the heap. Snapshots see the same feed
 // when both generations are at or past the one its clear started (other
-// channels' clears do not matter).
+// channels' clears do not matter). Retention may have deleted the oldest
+// entries of the later snapshot's feed, behind which entries were
+// back-dated: a snapshot that still holds entries below the ones looked
+// at walks its feed itself.
 func (db *DB) disorderPoint(ctx context.Context, channelID uint64, feed *bolt.Bucket, logged []tailRec, s *tailSnap) (uint64, error) {
 	last := feed.Sequence()
 	if len(logged) > 0 {
@@ -89,8 +93,14 @@ func (db *DB) disorderPoint(ctx context.Context, channelID uint64, feed *bolt.Bu
 	}
 	o := feedOrder{gen: s.gen, newest: math.MinInt64}
 	current := func(gen uint64) bool { return db.w.tail.current(channelID, gen) }
+	var lowest uint64 // the snapshot's lowest entry ID, 0 with none
+	if k, _ := feed.Cursor().First(); k != nil {
+		lowest = btoi(k)
+	} else if len(logged) > 0 {
+		lowest = logged[0].id
+	}
 	if s.live {
-		if c, ok := db.order.get(channelID); ok && current(c.gen) && current(s.gen) {
+		if c, ok := db.order.get(channelID); ok && current(c.gen) && current(s.gen) && (lowest == 0 || c.first <= lowest) {
 			if c.through >= last {
 				return c.point, nil
 			}
@@ -101,6 +111,9 @@ func (db *DB) disorderPoint(ctx context.Context, channelID uint64, feed *bolt.Bu
 	defer func() { orderScanned.Add(walked) }()
 	visit := func(id uint64, v []byte) error {
 		walked++
+		if o.through == 0 {
+			o.first = id
+		}
 		created, _, _, err := decodeHeader(v)
 		if err != nil {
 			return fmt.Errorf("entry %d of channel %d: %w", id, channelID, err)
