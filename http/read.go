@@ -144,6 +144,11 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 		case "csv":
 			writeBody(w, http.StatusOK, "text/csv; charset=utf-8", []byte("-1\n"))
 		case "json":
+			if p.callback != "" {
+				// JSONP: the page's callback gets the -1.
+				writeBody(w, http.StatusOK, "application/javascript; charset=utf-8", []byte("/**/"+p.callback+"(-1)"))
+				break
+			}
 			writeBody(w, http.StatusOK, "application/json; charset=utf-8", []byte("-1"))
 		default:
 			writeBody(w, http.StatusOK, "text/plain; charset=utf-8", []byte("-1"))

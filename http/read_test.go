@@ -121,7 +121,6 @@ func TestEntry(t *testing.T) {
 	// retention) answers -1 as ThingSpeak's feed show does, in every
 	// format; the channel must still exist.
 	w.get(w.url("feeds/entry/9.json")).want(t, 200, ctJSON, "-1")
-	w.get(w.url("feeds/entry/9.json", "callback=f")).want(t, 200, ctJSON, "-1")
 	w.get(w.url("feeds/entry/9.csv")).want(t, 200, ctCSV, "-1\n")
 	w.get(w.url("feeds/entry/9.xml")).want(t, 200, ctXML, xmlHead+"<feed>\n  <entry-id type=\"integer\" nil=\"true\"></entry-id>\n</feed>\n")
 	w.get(w.url("feeds/entry/18446744073709551615.json")).want(t, 200, ctJSON, "-1")
