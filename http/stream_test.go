@@ -117,3 +117,24 @@ func TestStreamedFeedOtherChannelCleared(t *testing.T) {
 		}
 	}
 }
+
+// A feed read that meets its own channel's clear before anything is sent
+// answers the feed as it is after the clear, not a server error (a user
+// clearing a channel while a chart reads it did nothing wrong).
+func TestStreamedFeedClearedBeforeAnswer(t *testing.T) {
+	e := newEnv(t, channels.Limits{})
+	ch := e.channel("Big", "d", true, map[int]string{1: "a"})
+	for i := range 300 {
+		e.entry(ch.ID, at(0, 0, 0).Add(time.Duration(i)*time.Second), map[int]string{0: strconv.Itoa(i)})
+	}
+	store := &clearingStore{DB: e.db, other: ch.ID, page: 1}
+	h := httpd.NewAPI(httpd.APIOptions{
+		Store: store, Registry: e.svc.Registry, Publisher: e.pub,
+		Now: func() time.Time { return now },
+	})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/channels/"+strconv.FormatUint(ch.ID, 10)+"/feeds.csv?results=8000", nil))
+	if rec.Code != http.StatusOK || rec.Body.String() != "created_at,entry_id,field1\n" {
+		t.Errorf("read during its channel's clear: %d %q, want 200 and no entries", rec.Code, rec.Body.String())
+	}
+}
