@@ -76,7 +76,7 @@ type embedData struct {
 	Field                     int
 	O                         embedOptions
 	Feed, Last                string // same-origin URLs the script reads
-	Recent                    string // field N's feed without a window: the script adds results
+	Recent                    string // the channel's feed without a window: the script adds results
 	Poll                      int    // seconds between polls when dynamic
 	Results                   int    // points a dynamic chart keeps; 0: as loaded
 	Aggregated                bool   // the feed is bucketed: refetch it on new entries
@@ -170,7 +170,9 @@ func (h *Dashboard) embed(w http.ResponseWriter, r *http.Request, rt embedRoute)
 	if rd := o.Feed.Get("round"); rd != "" {
 		recent.Set("round", rd)
 	}
-	d.Recent = base + "/fields/" + strconv.Itoa(rt.field) + ".json" + query(recent)
+	// Every field: a dynamic chart accounts for each new entry, with
+	// its field or without.
+	d.Recent = base + "/feeds.json" + query(recent)
 	d.Poll = int(h.opts.EmbedPoll / time.Second)
 	d.Results, _ = strconv.Atoi(o.Feed.Get("results"))
 	for _, a := range []string{"timescale", "average", "median", "sum"} {

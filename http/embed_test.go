@@ -88,7 +88,7 @@ func TestEmbedAccess(t *testing.T) {
 			t.Fatalf("%s: %d %s", p, resp.StatusCode, body)
 		}
 		checkEmbedHeaders(t, p, resp)
-		if rc := dataAttr(body, "recent"); rc != fmt.Sprintf("/channels/%d/fields/1.json?api_key=%s", priv.ID, priv.ReadKey) {
+		if rc := dataAttr(body, "recent"); rc != fmt.Sprintf("/channels/%d/feeds.json?api_key=%s", priv.ID, priv.ReadKey) {
 			t.Errorf("%s: recent %q", p, rc)
 		}
 		if resp, _ := e.get(p, "THINGSPEAKAPIKEY", priv.ReadKey); resp.StatusCode != 200 {
@@ -210,7 +210,7 @@ func TestEmbedOptionsOnPage(t *testing.T) {
 	}
 	// A dynamic chart polls its field's newest entries, rounded as its
 	// feed, every 15 s (the default), and holds no event stream.
-	if got := dataAttr(body, "recent"); got != fmt.Sprintf("/channels/%d/fields/1.json?api_key=%s&round=1", ch.ID, ch.ReadKey) {
+	if got := dataAttr(body, "recent"); got != fmt.Sprintf("/channels/%d/feeds.json?api_key=%s&round=1", ch.ID, ch.ReadKey) {
 		t.Errorf("recent %q", got)
 	}
 	if got := dataAttr(body, "poll"); got != "15" {

@@ -144,6 +144,11 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, rt route) {
 		case "csv":
 			writeBody(w, http.StatusOK, "text/csv; charset=utf-8", []byte("-1\n"))
 		case "json":
+			if p.callback != "" {
+				// JSONP: the page's callback gets the -1.
+				writeBody(w, http.StatusOK, "application/javascript; charset=utf-8", []byte("/**/"+p.callback+"(-1)"))
+				break
+			}
 			writeBody(w, http.StatusOK, "application/json; charset=utf-8", []byte("-1"))
 		default:
 			writeBody(w, http.StatusOK, "text/plain; charset=utf-8", []byte("-1"))
@@ -233,12 +238,46 @@ type TimePager interface {
 func (h *handler) streamFeed(w http.ResponseWriter, r *http.Request, rt route, p *readParams, ch *channels.Channel, pager TimePager, out *body) {
 	ctx := r.Context()
 	var keys channels.EntryKeys
-	if p.limit > 0 {
-		var err error
-		if keys, err = pager.EntryKeys(ctx, rt.channel, p.filter()); err != nil {
-			h.storeFailed(w, r, rt, err)
-			return
+	var page []channels.Entry
+	var rest []channels.EntryKey
+	next := func() error {
+		n := min(pageSize, len(rest))
+		if n == 0 {
+			page = page[:0]
+			return nil
 		}
+		var err error
+		page, err = pager.EntriesByKey(ctx, rt.channel, keys.Version, rest[:n], page[:0])
+		rest = rest[n:]
+		return err
+	}
+	// The first page is read before anything is written, so that a
+	// failure then is answered with an error of its own. A clear of the
+	// channel between the keys and that page is no failure: nothing is
+	// sent yet, so the feed is read again as the clear left it.
+	for again := true; ; again = false {
+		if p.limit > 0 {
+			var err error
+			if keys, err = pager.EntryKeys(ctx, rt.channel, p.filter()); err != nil {
+				h.storeFailed(w, r, rt, err)
+				return
+			}
+		}
+		if page == nil {
+			page = make([]channels.Entry, 0, min(pageSize, len(keys.Keys)))
+		}
+		rest = keys.Keys
+		err := next()
+		if err == nil {
+			break
+		}
+		if again && channels.ErrorCode(err) == channels.ECONFLICT {
+			if ch, err = h.opts.Store.FindChannel(ctx, rt.channel); err == nil {
+				continue
+			}
+		}
+		h.storeFailed(w, r, rt, err)
+		return
 	}
 	for _, k := range keys.Keys {
 		// An entry committed after FindChannel may be in the answer.
@@ -259,25 +298,6 @@ func (h *handler) streamFeed(w http.ResponseWriter, r *http.Request, rt route, p
 	if p.rows.Shaped() {
 		shaped = newShapedWriter(fw, p.rows, v.cols)
 		fw = shaped
-	}
-	// The first page is read before anything is written, so that a
-	// failure then is answered with an error of its own.
-	page := make([]channels.Entry, 0, min(pageSize, len(keys.Keys)))
-	rest := keys.Keys
-	next := func() error {
-		n := min(pageSize, len(rest))
-		if n == 0 {
-			page = page[:0]
-			return nil
-		}
-		var err error
-		page, err = pager.EntriesByKey(ctx, rt.channel, keys.Version, rest[:n], page[:0])
-		rest = rest[n:]
-		return err
-	}
-	if err := next(); err != nil {
-		h.storeFailed(w, r, rt, err)
-		return
 	}
 	fw.begin()
 	for out.err == nil {

@@ -121,7 +121,6 @@ func TestEntry(t *testing.T) {
 	// retention) answers -1 as ThingSpeak's feed show does, in every
 	// format; the channel must still exist.
 	w.get(w.url("feeds/entry/9.json")).want(t, 200, ctJSON, "-1")
-	w.get(w.url("feeds/entry/9.json", "callback=f")).want(t, 200, ctJSON, "-1")
 	w.get(w.url("feeds/entry/9.csv")).want(t, 200, ctCSV, "-1\n")
 	w.get(w.url("feeds/entry/9.xml")).want(t, 200, ctXML, xmlHead+"<feed>\n  <entry-id type=\"integer\" nil=\"true\"></entry-id>\n</feed>\n")
 	w.get(w.url("feeds/entry/18446744073709551615.json")).want(t, 200, ctJSON, "-1")
@@ -485,4 +484,18 @@ func TestDefaultWindow(t *testing.T) {
 	}
 	e.get("/channels/1/feeds.csv").want(t, 200, ctCSV,
 		"created_at,entry_id,field1\n2026-11-21 13:00:00 UTC,3,3\n2026-11-22 11:59:00 UTC,4,4\n")
+}
+
+// A JSONP read of an entry that does not exist calls its callback with
+// -1, as ThingSpeak's does (a page that loads the read as a script waits
+// for its callback).
+func TestMissingEntryJSONP(t *testing.T) {
+	w := newWeather(t)
+	const ctJS = "application/javascript; charset=utf-8"
+	w.get(w.url("feeds/entry/9.json", "callback=f")).want(t, 200, ctJS, "/**/f(-1)")
+	w.get(w.url("fields/5/last.json", "callback=f")).want(t, 200, ctJS, "/**/f(-1)")
+	empty := w.channel("Empty", "", true, map[int]string{1: "a"})
+	w.get("/channels/"+strconv.FormatUint(empty.ID, 10)+"/feeds/last.json?callback=g").want(t, 200, ctJS, "/**/g(-1)")
+	// Other formats take no callback.
+	w.get(w.url("feeds/entry/9.csv", "callback=f")).want(t, 200, ctCSV, "-1\n")
 }

@@ -1,15 +1,19 @@
 package httpd_test
 
 import (
+	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/feedmq/feedmq/channels"
 	httpd "github.com/feedmq/feedmq/http"
+	"github.com/feedmq/feedmq/storage"
 )
 
 // plainStore hides storage.DB's paging, so that the handler builds whole
@@ -59,5 +63,78 @@ func TestStreamedFeedsAreUnchanged(t *testing.T) {
 					a.Code, a.Body.Len(), a.Header().Get("Content-Length"), b.Code, b.Body.Len(), b.Header().Get("Content-Length"))
 			}
 		}
+	}
+}
+
+// clearingStore clears channel other before the page call of a keyed read.
+type clearingStore struct {
+	*storage.DB
+	other uint64
+	page  int
+	calls atomic.Int32
+}
+
+func (s *clearingStore) EntriesByKey(ctx context.Context, channelID, version uint64, keys []channels.EntryKey, page []channels.Entry) ([]channels.Entry, error) {
+	if int(s.calls.Add(1)) == s.page {
+		if err := s.DB.ClearChannel(ctx, s.other); err != nil {
+			return nil, err
+		}
+	}
+	return s.DB.EntriesByKey(ctx, channelID, version, keys, page)
+}
+
+// A large feed read is answered whole while another channel is cleared
+// between its pages (before anything is sent, and after part of it is):
+// the other channel's clear has nothing to do with this feed.
+func TestStreamedFeedOtherChannelCleared(t *testing.T) {
+	e := newEnv(t, channels.Limits{})
+	ch := e.channel("Big", "d", true, map[int]string{1: "a"})
+	other := e.channel("Other", "d", true, map[int]string{1: "a"})
+	for i := range 1000 {
+		e.entry(ch.ID, at(0, 0, 0).Add(time.Duration(i)*time.Second), map[int]string{0: strings.Repeat("x", 50) + strconv.Itoa(i)})
+	}
+	e.entry(other.ID, at(0, 0, 0), map[int]string{0: "1"})
+	target := "/channels/" + strconv.FormatUint(ch.ID, 10) + "/feeds.csv?results=8000"
+	want := e.get(target)
+	if want.status != http.StatusOK || strings.Count(want.body, "\n") != 1001 {
+		t.Fatalf("plain read: %d, %d lines", want.status, strings.Count(want.body, "\n"))
+	}
+	for _, page := range []int{1, 8} {
+		store := &clearingStore{DB: e.db, other: other.ID, page: page}
+		srv := httptest.NewServer(httpd.NewAPI(httpd.APIOptions{
+			Store: store, Registry: e.svc.Registry, Publisher: e.pub,
+			Now: func() time.Time { return now },
+		}))
+		resp, err := http.Get(srv.URL + target)
+		if err != nil {
+			t.Fatalf("page %d: %v", page, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		srv.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || string(b) != want.body {
+			t.Errorf("other channel cleared before page %d: status %d, %d of %d bytes, %v", page, resp.StatusCode, len(b), len(want.body), err)
+		}
+	}
+}
+
+// A feed read that meets its own channel's clear before anything is sent
+// answers the feed as it is after the clear, not a server error (a user
+// clearing a channel while a chart reads it did nothing wrong).
+func TestStreamedFeedClearedBeforeAnswer(t *testing.T) {
+	e := newEnv(t, channels.Limits{})
+	ch := e.channel("Big", "d", true, map[int]string{1: "a"})
+	for i := range 300 {
+		e.entry(ch.ID, at(0, 0, 0).Add(time.Duration(i)*time.Second), map[int]string{0: strconv.Itoa(i)})
+	}
+	store := &clearingStore{DB: e.db, other: ch.ID, page: 1}
+	h := httpd.NewAPI(httpd.APIOptions{
+		Store: store, Registry: e.svc.Registry, Publisher: e.pub,
+		Now: func() time.Time { return now },
+	})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/channels/"+strconv.FormatUint(ch.ID, 10)+"/feeds.csv?results=8000", nil))
+	if rec.Code != http.StatusOK || rec.Body.String() != "created_at,entry_id,field1\n" {
+		t.Errorf("read during its channel's clear: %d %q, want 200 and no entries", rec.Code, rec.Body.String())
 	}
 }

@@ -114,6 +114,7 @@ func (db *DB) DeleteChannel(ctx context.Context, id uint64) error {
 }
 
 func (db *DB) deleteChannel(ctx context.Context, id uint64) error {
+	db.w.tail.renumber(id)
 	return db.update(ctx, "delete channel", func(tx *bolt.Tx) error {
 		key := itob(id)
 		if tx.Bucket(channelsBucket).Get(key) == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -126,3 +127,24 @@ func Sync(tb interface{ Fatal(...any) }, db *DB) {
 
 // Unapplied is how many logged entries are not in the file yet.
 func Unapplied(db *DB) int64 { return db.w.unapplied.Load() }
+
+// OrderScanned is how many entries reads have walked, in all, to learn
+// feeds' order.
+func OrderScanned() uint64 { return orderScanned.Load() }
+
+// HoldNextRead makes the next read wait in its transaction, once it has
+// opened it, until release is called; held is closed when it waits.
+func HoldNextRead(tb interface{ Cleanup(func()) }) (held <-chan struct{}, release func()) {
+	h, gate := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	var first atomic.Bool
+	readHook = func() {
+		if first.CompareAndSwap(false, true) {
+			close(h)
+			<-gate
+		}
+	}
+	tb.Cleanup(func() { release(); readHook = nil })
+	return h, release
+}

@@ -36,6 +36,7 @@ func (db *DB) ClearChannel(ctx context.Context, id uint64) error {
 }
 
 func (db *DB) clearChannel(ctx context.Context, id uint64) error {
+	db.w.tail.renumber(id)
 	return db.update(ctx, "clear channel", func(tx *bolt.Tx) error {
 		feeds, key := tx.Bucket(feedsBucket), itob(id)
 		if feeds.Bucket(key) == nil {
@@ -273,7 +274,7 @@ func (db *DB) EntryPage(ctx context.Context, channelID uint64, f channels.EntryF
 	start, to := len(page), span.Last
 	err := db.read(ctx, "read entries", func(tx *bolt.Tx, s *tailSnap) error {
 		page = page[:start]
-		if s.gen != span.Version {
+		if !db.w.tail.current(channelID, span.Version) {
 			return channels.Errorf(channels.ECONFLICT, "channel %d was cleared or deleted during the read", channelID)
 		}
 		feed := feedBucket(tx, channelID)

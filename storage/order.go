@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/feedmq/feedmq/channels"
@@ -32,7 +33,8 @@ import (
 // entries below a feed's highest ID are never added or changed: appends
 // and imports number above it, retention deletes from the lowest ID up,
 // and whatever renumbers a feed (clear, channel deletion) starts a new
-// generation of the log tail, under which the cache is void.
+// generation of the log tail and records it for the channel (tail.renumber):
+// what was learnt of the feed under an older one is void.
 
 // MaxKeyLimit bounds the Limit of EntryKeys, and so the keys it holds.
 const MaxKeyLimit = 1 << 16
@@ -40,10 +42,14 @@ const MaxKeyLimit = 1 << 16
 // feedOrder is what is known of one feed's order.
 type feedOrder struct {
 	gen     uint64 // the tail generation it was read under
+	first   uint64 // the lowest entry ID looked at (0: from the start)
 	through uint64 // the highest entry ID looked at
 	point   uint64 // the disorder point D of the IDs up to through
 	newest  int64  // the newest created_at up to through
 }
+
+// orderScanned counts the entries disorderPoint has walked, for tests.
+var orderScanned atomic.Uint64
 
 // orderCache keeps a feedOrder per channel.
 type orderCache struct {
@@ -58,12 +64,12 @@ func (c *orderCache) get(ch uint64) (feedOrder, bool) {
 	return o, ok
 }
 
-// put keeps o unless what is kept already reaches further in the same
-// generation.
-func (c *orderCache) put(ch uint64, o feedOrder) {
+// put keeps o unless what is kept already reaches further over the same
+// feed (current says whether a generation saw the feed as it is now).
+func (c *orderCache) put(ch uint64, o feedOrder, current func(gen uint64) bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.m[ch]; ok && old.gen == o.gen && old.through >= o.through {
+	if old, ok := c.m[ch]; ok && current(old.gen) && old.through >= o.through {
 		return
 	}
 	if c.m == nil {
@@ -73,23 +79,41 @@ func (c *orderCache) put(ch uint64, o feedOrder) {
 }
 
 // disorderPoint returns the disorder point of the feed as tx and s hold
-// it. A point from a later snapshot of the same generation is as good: a
-// higher D only sends more of the read to the heap.
+// it. A point from a later snapshot of the same feed is as good: a higher
+// D only sends more of the read to the heap. Snapshots see the same feed
+// when both generations are at or past the one its clear started (other
+// channels' clears do not matter). Retention may have deleted the oldest
+// entries of the later snapshot's feed, behind which entries were
+// back-dated: a snapshot that still holds entries below the ones looked
+// at walks its feed itself.
 func (db *DB) disorderPoint(ctx context.Context, channelID uint64, feed *bolt.Bucket, logged []tailRec, s *tailSnap) (uint64, error) {
 	last := feed.Sequence()
 	if len(logged) > 0 {
 		last = logged[len(logged)-1].id
 	}
 	o := feedOrder{gen: s.gen, newest: math.MinInt64}
+	current := func(gen uint64) bool { return db.w.tail.current(channelID, gen) }
+	var lowest uint64 // the snapshot's lowest entry ID, 0 with none
+	if k, _ := feed.Cursor().First(); k != nil {
+		lowest = btoi(k)
+	} else if len(logged) > 0 {
+		lowest = logged[0].id
+	}
 	if s.live {
-		if c, ok := db.order.get(channelID); ok && c.gen == s.gen {
+		if c, ok := db.order.get(channelID); ok && current(c.gen) && current(s.gen) && (lowest == 0 || c.first <= lowest) {
 			if c.through >= last {
 				return c.point, nil
 			}
 			o = c
 		}
 	}
+	var walked uint64
+	defer func() { orderScanned.Add(walked) }()
 	visit := func(id uint64, v []byte) error {
+		walked++
+		if o.through == 0 {
+			o.first = id
+		}
 		created, _, _, err := decodeHeader(v)
 		if err != nil {
 			return fmt.Errorf("entry %d of channel %d: %w", id, channelID, err)
@@ -125,8 +149,8 @@ func (db *DB) disorderPoint(ctx context.Context, channelID uint64, feed *bolt.Bu
 			return 0, err
 		}
 	}
-	if s.live {
-		db.order.put(channelID, o)
+	if s.live && current(s.gen) {
+		db.order.put(channelID, o, current)
 	}
 	return o.point, nil
 }
@@ -304,7 +328,7 @@ func (db *DB) EntriesByKey(ctx context.Context, channelID, version uint64, keys 
 	start := len(page)
 	err := db.read(ctx, "read entries", func(tx *bolt.Tx, s *tailSnap) error {
 		page = page[:start]
-		if s.gen != version {
+		if !db.w.tail.current(channelID, version) {
 			return channels.Errorf(channels.ECONFLICT, "channel %d was cleared or deleted during the read", channelID)
 		}
 		feed := feedBucket(tx, channelID)

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -240,5 +241,177 @@ func TestEntryKeysWhileWriting(t *testing.T) {
 		if want := wantKeys(t, db, ch.ID, f); !slices.Equal(got.Keys, want) {
 			t.Fatalf("limit %d: %v, want %v", n, got.Keys, want)
 		}
+	}
+}
+
+// Clearing or deleting one channel leaves the pages of a keyed read of
+// another channel alone: only the cleared feed's IDs start again.
+func TestEntriesByKeyOtherChannelCleared(t *testing.T) {
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	a, b, c := MustCreateChannel(t, db, "a"), MustCreateChannel(t, db, "b"), MustCreateChannel(t, db, "c")
+	for i := range 5 {
+		MustAppend(t, db, a.ID, strconv.Itoa(i))
+		MustAppend(t, db, b.ID, strconv.Itoa(i))
+	}
+	keys, err := db.EntryKeys(ctx, a.ID, channels.EntryFilter{Limit: 10})
+	if err != nil || len(keys.Keys) != 5 {
+		t.Fatalf("%+v, %v", keys, err)
+	}
+	if err := db.ClearChannel(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteChannel(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	es, err := db.EntriesByKey(ctx, a.ID, keys.Version, keys.Keys, nil)
+	if err != nil || len(es) != 5 {
+		t.Fatalf("after another channel's clear: %d entries, %v", len(es), err)
+	}
+	// The cleared channel's own read is still refused.
+	if err := db.ClearChannel(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.EntriesByKey(ctx, a.ID, keys.Version, keys.Keys, nil)
+	wantCode(t, err, channels.ECONFLICT)
+}
+
+// What is known of a feed's order outlives other channels' clears and
+// deletions: after one, a read of a long feed does not walk it again.
+// (Any user can clear a channel of theirs as often as they like; each
+// clear made the next read of every feed on the server walk all of it.)
+func TestEntryKeysOrderKeptOverOtherClears(t *testing.T) {
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	a, b := MustCreateChannel(t, db, "a"), MustCreateChannel(t, db, "b")
+	es := make([]*channels.Entry, 500)
+	for i := range es {
+		es[i] = &channels.Entry{ChannelID: a.ID, CreatedAt: now.Add(time.Duration(i) * time.Second)}
+		es[i].SetValue(0, "v")
+	}
+	es[100].CreatedAt = now.Add(-time.Hour) // back-dated
+	if err := db.AppendEntries(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+	MustAppend(t, db, b.ID, "b")
+	read := func() {
+		t.Helper()
+		f := channels.EntryFilter{Limit: 450}
+		got, err := db.EntryKeys(ctx, a.ID, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := wantKeys(t, db, a.ID, f); !slices.Equal(got.Keys, want) {
+			t.Fatalf("EntryKeys = %v, want %v", got.Keys, want)
+		}
+	}
+	read()
+	before := storage.OrderScanned()
+	read()
+	if n := storage.OrderScanned() - before; n != 0 {
+		t.Fatalf("a second read walked %d entries to learn the order", n)
+	}
+	if err := db.ClearChannel(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	c := MustCreateChannel(t, db, "c")
+	if err := db.DeleteChannel(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	before = storage.OrderScanned()
+	read()
+	if n := storage.OrderScanned() - before; n != 0 {
+		t.Fatalf("after another channel's clear, a read walked %d entries to learn the order", n)
+	}
+	// Its own clear is another matter: the refilled feed is walked.
+	if err := db.ClearChannel(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		e := &channels.Entry{ChannelID: a.ID, CreatedAt: now.Add(-time.Duration(i) * time.Minute)}
+		e.SetValue(0, "w")
+		if err := db.AppendEntry(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before = storage.OrderScanned()
+	read()
+	if n := storage.OrderScanned() - before; n != 3 {
+		t.Fatalf("after its own clear, a read walked %d entries, want the 3 of the new feed", n)
+	}
+}
+
+// A read whose transaction began before retention deleted the oldest
+// entries must not take what a later read learnt of the shorter feed: in
+// the later one's feed an entry may be in time order that in the earlier
+// one's is back-dated (behind the deleted entries).
+func TestEntryKeysOrderLearntAfterPrune(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	ch := MustCreateChannel(t, db, "c")
+	// Entry 1 is dated ahead of all the others, so every one of them is
+	// back-dated behind it.
+	es := make([]*channels.Entry, 50)
+	for i := range es {
+		es[i] = &channels.Entry{ChannelID: ch.ID, CreatedAt: now.Add(time.Duration(i) * time.Second)}
+		es[i].SetValue(0, strconv.Itoa(i+1))
+	}
+	es[0].CreatedAt = now.Add(100 * time.Hour)
+	if err := db.AppendEntries(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+	// Free pages, so that the writes below need not grow the file (a
+	// bbolt remap waits for the held read).
+	pad := MustCreateChannel(t, db, "pad")
+	for range 20 {
+		ps := make([]*channels.Entry, 500)
+		for i := range ps {
+			ps[i] = &channels.Entry{ChannelID: pad.ID}
+			ps[i].SetValue(0, strings.Repeat("p", 200))
+		}
+		if err := db.AppendEntries(ctx, ps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	storage.Sync(t, db)
+	if err := db.ClearChannel(ctx, pad.ID); err != nil {
+		t.Fatal(err)
+	}
+	f := channels.EntryFilter{Limit: 10}
+	want := wantKeys(t, db, ch.ID, f)
+
+	held, release := storage.HoldNextRead(t)
+	type result struct {
+		keys channels.EntryKeys
+		err  error
+	}
+	early := make(chan result, 1)
+	go func() {
+		k, err := db.EntryKeys(ctx, ch.ID, f)
+		early <- result{k, err}
+	}()
+	<-held // its transaction holds entry 1
+	ch.MaxEntries = 49
+	if err := db.UpdateChannel(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := db.Prune(ctx, now); err != nil || n != 1 {
+		t.Fatalf("prune: %d, %v", n, err)
+	}
+	later, err := db.EntryKeys(ctx, ch.ID, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := wantKeys(t, db, ch.ID, f); !slices.Equal(later.Keys, w) {
+		t.Fatalf("after the prune: %v, want %v", later.Keys, w)
+	}
+	release()
+	r := <-early
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if !slices.Equal(r.keys.Keys, want) {
+		t.Fatalf("the read begun before the prune: %v, want %v", r.keys.Keys, want)
 	}
 }

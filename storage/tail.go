@@ -40,6 +40,11 @@ type tail struct {
 	// (writer.exclusive): a reader whose snapshot and transaction straddle
 	// one must start again.
 	gen uint64
+	// renumbered is, per channel whose feed was cleared or deleted, the
+	// first generation that can only see the feed as it was left: keys
+	// and spans read under an older one name entries that may be gone
+	// or numbered anew. Other channels' reads are not disturbed.
+	renumbered map[uint64]uint64
 }
 
 // tailSnap is a reader's view of tail.
@@ -111,6 +116,25 @@ func (t *tail) bump() {
 	t.mu.Unlock()
 }
 
+// renumber records that fn of writer.exclusive, between reset and bump,
+// renumbers the feed of channel ch.
+func (t *tail) renumber(ch uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.renumbered == nil {
+		t.renumbered = make(map[uint64]uint64)
+	}
+	t.renumbered[ch] = t.gen + 1 // the generation bump starts
+}
+
+// current reports whether what was read of channel ch under generation
+// version still names the feed's entries.
+func (t *tail) current(ch, version uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return version >= t.renumbered[ch]
+}
+
 func (t *tail) snapshot() tailSnap {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -156,6 +180,10 @@ func (s *tailSnap) lastID(ch uint64, feed *bolt.Bucket) uint64 {
 
 var errTailMoved = errors.New("feeds renumbered during the read")
 
+// readHook, when set (by tests only), runs in each read's transaction
+// before the read itself.
+var readHook func()
+
 // read runs fn in a read transaction with a snapshot of the logged
 // entries that the transaction may not hold, without waiting for the
 // writer (compare view, which has the writer copy them into bbolt first).
@@ -168,6 +196,9 @@ func (db *DB) read(ctx context.Context, op string, fn func(tx *bolt.Tx, s *tailS
 		err := db.bolt.View(func(tx *bolt.Tx) error {
 			if db.w.tail.generation() != s.gen {
 				return errTailMoved
+			}
+			if h := readHook; h != nil {
+				h()
 			}
 			return fn(tx, &s)
 		})

@@ -127,7 +127,8 @@
     ((f && f.feeds) || []).forEach(function (e) { if (e.entry_id > n) n = e.entry_id; });
     return n;
   }
-  // recent is field N's newest n entries (no time window, the chart's round).
+  // recent is the channel's newest n entries by time, every field (no time
+  // window, the chart's round).
   function recent(n) { return o.recent + (o.recent.indexOf('?') < 0 ? '?' : '&') + 'results=' + n; }
 
   // ---------- chart ----------
@@ -188,13 +189,17 @@
     // at most newest - known), and adds those past known. Buckets change as
     // entries arrive, so an aggregated chart reads its feed again instead;
     // so does a chart that fell too far behind, or whose channel was
-    // cleared.
+    // cleared. Reads answer in time order, and a new entry may be dated
+    // before the chart's newest point (a device sending what it kept
+    // offline): then the chart reads its feed again too, so that it shows
+    // what a reload would. Such an entry is in the answer, or, dated back
+    // beyond it, missing from it; the answer holds every field, so a new
+    // entry without the chart's field is never missing.
     function poll() {
       return getJSON(recent(1)).then(function (f) {
-        var top = newest(f), gap = top - known;
+        var gap = newest(f) - known;
         if (gap === 0) return;
         if (gap < 0 || o.aggregated === 'true' || gap > cap) return load();
-        if (gap === 1) return add(f, 1);
         var n = Math.min(gap + 10, 8000); // a few more, for entries committed meanwhile
         return getJSON(recent(n)).then(function (g) { return add(g, n); });
       });
@@ -202,13 +207,17 @@
     function add(f, asked) {
       var top = newest(f);
       if (top - known > asked) return load(); // more arrived than were asked for
-      (f.feeds || []).forEach(function (e) {
-        if (!(e.entry_id > known)) return;
+      var fresh = (f.feeds || []).filter(function (e) { return e.entry_id > known; });
+      var latest = pts.length ? pts[pts.length - 1][0] : -Infinity;
+      if (fresh.length !== top - known || fresh.some(function (e) { return new Date(e.created_at).getTime() < latest; })) {
+        return load();
+      }
+      fresh.forEach(function (e) {
         var p = point(e);
         if (p) pts.push(p);
       });
       if (pts.length > cap) pts.splice(0, pts.length - cap);
-      known = Math.max(known, top);
+      known = top;
       draw();
     }
     run(function () { return loaded ? poll() : load(); }, dynamic, function (err) { fail(err.message); });

@@ -174,7 +174,8 @@ type refusingProxy struct {
 }
 
 func (p *refusingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	feed := strings.HasSuffix(r.URL.Path, "/fields/1.json") || strings.HasSuffix(r.URL.Path, "/fields/1/last.json")
+	feed := strings.HasSuffix(r.URL.Path, "/fields/1.json") || strings.HasSuffix(r.URL.Path, "/fields/1/last.json") ||
+		strings.HasSuffix(r.URL.Path, "/feeds.json")
 	if feed && p.loads.Add(1) <= 2 {
 		// The chart's and the widget's first reads.
 		p.refused.Add(1)
@@ -239,4 +240,26 @@ func TestEmbedChartRecovers(t *testing.T) {
 		}
 	}
 	t.Fatalf("after a dropped poll and a write: %s, want both updated and one more retry", got)
+}
+
+// TestEmbedChartBackDated: a dynamic chart shows entries in time order,
+// as its first read does. An entry written back-dated (a device sending
+// what it buffered offline) belongs among the older points, not after the
+// newest one: the chart's last point stays the newest by time.
+func TestEmbedChartBackDated(t *testing.T) {
+	base, key := embedServe(t)
+	now := time.Now().UTC()
+	for i, v := range []string{"10", "20"} {
+		embedWrite(t, base, url.Values{"api_key": {key}, "field1": {v},
+			"created_at": {now.Add(time.Duration(i-10) * time.Minute).Format(time.RFC3339)}})
+	}
+	bctx := framesBrowser(t, blogPage(t, `<iframe width="450" height="260" src="`+base+`/channels/1/charts/1?dynamic=true"></iframe>`))
+	states := frameAttrs("state", "live", "points", "lasty")
+	waitFrames(t, bctx, "chart (state/live/points/last value)", states, "ready/on/2/20")
+	embedWrite(t, base, url.Values{"api_key": {key}, "field1": {"5"}, "created_at": {now.Add(-30 * time.Minute).Format(time.RFC3339)}})
+	embedWrite(t, base, url.Values{"api_key": {key}, "field1": {"30"}, "created_at": {now.Add(-time.Minute).Format(time.RFC3339)}})
+	waitFrames(t, bctx, "chart after a back-dated write and a new one", states, "ready/on/4/30")
+	embedWrite(t, base, url.Values{"api_key": {key}, "field1": {"7"}, "created_at": {now.Add(-20 * time.Minute).Format(time.RFC3339)}})
+	waitFrames(t, bctx, "chart after a back-dated write alone (points, then the last point)",
+		frameAttrs("points", "lasty"), "5/30")
 }
