@@ -17,6 +17,7 @@ import (
 type Store interface {
 	dbcopy.Destination
 	CreateChannel(ctx context.Context, c *channels.Channel) error
+	UpdateChannel(ctx context.Context, c *channels.Channel) error
 	AppendEntry(ctx context.Context, e *channels.Entry) error
 	CreateDevice(ctx context.Context, d *auth.Device) error
 	CreateBinding(ctx context.Context, b *channels.Binding) error
@@ -54,7 +55,7 @@ func Fill(tb testing.TB, s Store) {
 		Name: "weather", Description: "roof\tstation\nnorth", Public: true,
 		Fields:   [channels.NumFields]string{"Temperature", "Humidity", "", "Wind ✓", "", "", "", "Battery"},
 		WriteKey: "WRITEKEY0000000W", ReadKey: "READKEY00000000W",
-		RateLimit: 15 * time.Second, MaxEntries: 1000, MaxAge: 72 * time.Hour,
+		MaxEntries: 1000, MaxAge: 72 * time.Hour,
 		Latitude: "52.5163", Longitude: "-13.3777", Elevation: "34.5",
 		Metadata: `{"site":"berlin"}`, Tags: []string{"outdoor", "roof top", "ünïcode"}, URL: "https://example.com/station?id=1",
 	}
@@ -76,6 +77,9 @@ func Fill(tb testing.TB, s Store) {
 		}
 		must(s.AppendEntry(ctx, e))
 	}
+	// The rate limit comes after the entries: a store may enforce it.
+	c1.RateLimit = 15 * time.Second
+	must(s.UpdateChannel(ctx, c1))
 	var kept []channels.Entry
 	for _, id := range []uint64{10, 11, 15} {
 		e := channels.Entry{ChannelID: c3.ID, ID: id, CreatedAt: Base.Add(time.Duration(id) * time.Minute)}

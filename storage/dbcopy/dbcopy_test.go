@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/feedmq/feedmq/auth"
@@ -156,5 +157,40 @@ func TestLoad_Refusals(t *testing.T) {
 	}
 	if c, _ := db.FindChannel(ctx, 3); c.LastEntryID != 20 {
 		t.Fatalf("a lower last entry_id lowered it to %d", c.LastEntryID)
+	}
+}
+
+// Diff names what differs without showing keys or password hashes.
+func TestDiff_NamesFieldsNotSecrets(t *testing.T) {
+	ctx := context.Background()
+	a, b := openBolt(t), openBolt(t)
+	dbcopytest.Fill(t, a)
+	if _, err := dbcopy.Copy(ctx, a, b, dbcopy.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := b.FindChannel(ctx, 1)
+	c.WriteKey, c.Name = "WRITEKEY0000000X", "other"
+	if err := b.UpdateChannel(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := b.FindDevice(ctx, 1)
+	d.PasswordHash = "changed-hash"
+	if err := b.UpdateDevice(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	diffs, err := dbcopy.Diff(ctx, a, b, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(diffs, "\n")
+	for _, want := range []string{"channel 1: Name, WriteKey, UpdatedAt differ", "device 1: PasswordHash, UpdatedAt differ"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("diffs lack %q:\n%s", want, all)
+		}
+	}
+	for _, secret := range []string{"WRITEKEY", "READKEY", "changed-hash", "argon2"} {
+		if strings.Contains(all, secret) {
+			t.Errorf("diffs show %q:\n%s", secret, all)
+		}
 	}
 }

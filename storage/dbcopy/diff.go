@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/feedmq/feedmq/auth"
@@ -41,7 +42,8 @@ func Diff(ctx context.Context, a, b Source, batch int) ([]string, error) {
 		x.CreatedAt, x.UpdatedAt = usec(x.CreatedAt), usec(x.UpdatedAt)
 		y.CreatedAt, y.UpdatedAt = usec(y.CreatedAt), usec(y.UpdatedAt)
 		if !reflect.DeepEqual(x, y) {
-			add("channel %d: %+v, in the copy %+v", x.ID, x, y)
+			// Names only: the values include API keys, which end up in logs.
+			add("channel %d: %s differ in the copy", x.ID, strings.Join(fieldsDiffering(x, y), ", "))
 			continue
 		}
 		if err := diffFeed(ctx, a, b, x.ID, batch, add); err != nil {
@@ -64,8 +66,8 @@ func Diff(ctx context.Context, a, b Source, batch int) ([]string, error) {
 		x.CreatedAt, x.UpdatedAt = usec(x.CreatedAt), usec(x.UpdatedAt)
 		y.CreatedAt, y.UpdatedAt = usec(y.CreatedAt), usec(y.UpdatedAt)
 		if !reflect.DeepEqual(x, y) {
-			// No hash in the message: it would end up in a log.
-			add("device %d (%s) differs in the copy", x.ID, x.Username)
+			// Names only: the values include the password hash.
+			add("device %d: %s differ in the copy", x.ID, strings.Join(fieldsDiffering(x, y), ", "))
 		}
 	}
 	ba, err := a.Bindings(ctx)
@@ -150,6 +152,18 @@ func diffFeed(ctx context.Context, a, b Source, ch uint64, batch int, add func(s
 		}
 		after = ea[len(ea)-1].ID
 	}
+}
+
+// fieldsDiffering names the fields of two structs of one type that differ.
+func fieldsDiffering(a, b any) []string {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	var names []string
+	for i := 0; i < va.NumField(); i++ {
+		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			names = append(names, va.Type().Field(i).Name)
+		}
+	}
+	return names
 }
 
 func sameRules(a, b []auth.Rule) bool {
