@@ -195,6 +195,17 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	// connection, where the alias means nothing, they would have no
 	// topic. feedmq sends whole topics (fan-out never used aliases).
 	cl.Properties.Props.TopicAliasMaximum = 0
+	// mochi's flow control for an MQTT 5 client's Receive Maximum is
+	// broken: it holds the QoS 1/2 messages past the quota, sends them
+	// later in no set order and drops them from flight before they are
+	// acknowledged (lost with the connection, and their quota never
+	// comes back: the client stalls), and it takes one read lock inside
+	// another, which a concurrent publish can deadlock. Without a quota
+	// mochi sends at once, as to MQTT 3.1.1 clients; the queue stays
+	// bounded by sessions.max_queued_per_client. Zeroed in Props too,
+	// because a resumed session's quota is reset from it.
+	cl.Properties.Props.ReceiveMaximum = 0
+	cl.State.Inflight.ResetSendQuota(0)
 	if cl.State.Keepalive == 0 {
 		cl.State.Keepalive = idleKeepalive(s.opts.IdleTimeout)
 	}
