@@ -330,6 +330,9 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 		return nil, fmt.Errorf("broker: add hook: %w", err)
 	}
 	if opts.SessionsPath != "" {
+		if err := checkSessionsFile(opts.SessionsPath); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
 		st := &sessionStore{srv: s, Hook: new(bolt.Hook), stored: make(map[string]bool)}
 		if err := s.mochi.AddHook(st, &bolt.Options{Path: opts.SessionsPath,
 			Options: &bbolt.Options{Timeout: time.Second}}); err != nil {
