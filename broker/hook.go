@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strings"
 	"sync"
@@ -58,6 +59,10 @@ type session struct {
 
 	out atomic.Pointer[sender] // deliveries to cl, once it gets one (fanout.go)
 	ack [4]byte                // the PUBACK being written (ackPublish)
+	// ackID is the packet ID mochi handles the SUBSCRIBE or UNSUBSCRIBE
+	// being processed under (high 16 bits) and the client's (low), when
+	// renumberAck changed it; 0 otherwise.
+	ackID atomic.Uint32
 
 	act *deviceActivity // the device's record (activity.go); nil for anonymous connections
 	// conn describes the connection once its CONNACK is sent; nil before
@@ -89,6 +94,9 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		_ = writeRaw(cl, []byte{packets.Connack << 4, 2, 0, 0x02})
 		return pk, packets.ErrRejectPacket
 	}
+	if t := pk.FixedHeader.Type; t == packets.Subscribe || t == packets.Unsubscribe {
+		h.srv.renumberAck(cl, &pk)
+	}
 	if pk.FixedHeader.Type == packets.Publish && len(pk.TopicName) > h.srv.topicLimit(pk.TopicName) &&
 		pk.Properties.TopicAlias <= maxTopicAliases {
 		// Too long for its tree: OnPublish refuses it. mochi must not
@@ -107,11 +115,46 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 // OnPacketEncode completes a successful MQTT 5 CONNACK with the limits
 // the server enforces, which mochi leaves out.
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == 0 {
-		pk.Properties.TopicAliasMaximum = maxTopicAliases
-		pk.Properties.MaximumPacketSize = uint32(h.srv.opts.MaxPacketSize)
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		if pk.ReasonCode == 0 {
+			pk.Properties.TopicAliasMaximum = maxTopicAliases
+			pk.Properties.MaximumPacketSize = uint32(h.srv.opts.MaxPacketSize)
+		}
+	case packets.Suback, packets.Unsuback:
+		if ss := h.srv.session(cl); ss != nil {
+			if a := ss.ackID.Load(); a != 0 && uint16(a>>16) == pk.PacketID {
+				pk.PacketID = uint16(a)
+				ss.ackID.Store(0)
+			}
+		}
 	}
 	return pk
+}
+
+// renumberAck gives a SUBSCRIBE or UNSUBSCRIBE whose packet ID one of the
+// server's deliveries to cl holds (awaiting its PUBACK) another ID while
+// mochi handles it, and OnPacketEncode puts the client's back in the
+// answer. The client's and the server's packet IDs are separate, but
+// mochi keeps both in one table and would refuse every filter with
+// 0x91: a client resuming a session with queued messages, which its
+// first SUBSCRIBE often overlaps, would be told it may not subscribe.
+func (s *Server) renumberAck(cl *mqtt.Client, pk *packets.Packet) {
+	if _, held := cl.State.Inflight.Get(pk.PacketID); !held {
+		return
+	}
+	ss := s.session(cl)
+	if ss == nil {
+		return
+	}
+	// From the top: mochi numbers its deliveries from the bottom up.
+	for id := uint16(math.MaxUint16); id > 0; id-- {
+		if _, held := cl.State.Inflight.Get(id); !held {
+			ss.ackID.Store(uint32(id)<<16 | uint32(pk.PacketID))
+			pk.PacketID = id
+			return
+		}
+	}
 }
 
 // OnConnect authenticates the CONNECT and answers refusals itself, so that
