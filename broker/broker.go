@@ -259,6 +259,9 @@ type Server struct {
 	retained  retainedIndex
 	sessStore *sessionStore
 	sweepStop chan struct{}
+	// queueMu orders dropOldest against orderQueued: a message one
+	// drops must not be put back by the other.
+	queueMu   sync.Mutex
 	sweepDone chan struct{}
 	// Bindings of free topics to channels (bind.go).
 	binds bindState

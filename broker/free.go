@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -358,15 +359,12 @@ func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, rese
 
 // dropOldest drops up to n of cl's oldest queued publishes, never keep.
 func (s *Server) dropOldest(cl *mqtt.Client, n int, keep uint16) int {
+	s.queueMu.Lock()
+	defer s.queueMu.Unlock()
 	all := cl.State.Inflight.GetAll(false)
 	// mochi sorts by uint16(Created) (seconds, wrapping every 18 hours):
 	// order by the full time, packet IDs breaking ties.
-	slices.SortStableFunc(all, func(a, b packets.Packet) int {
-		if a.Created != b.Created {
-			return int(a.Created - b.Created)
-		}
-		return int(a.PacketID) - int(b.PacketID)
-	})
+	slices.SortStableFunc(all, queuedBefore)
 	dropped := 0
 	for _, pk := range all {
 		if dropped == n {
@@ -386,6 +384,44 @@ func (s *Server) dropOldest(cl *mqtt.Client, n int, keep uint16) int {
 		}
 	}
 	return dropped
+}
+
+// queuedBefore orders queued messages by the time they were queued:
+// mochi's Created (seconds), then the packet ID, which mochi gives in
+// increasing order (wrapping at 65535, rarely within one second).
+func queuedBefore(a, b packets.Packet) int {
+	if a.Created != b.Created {
+		return cmp.Compare(a.Created, b.Created)
+	}
+	return cmp.Compare(a.PacketID, b.PacketID)
+}
+
+// orderQueued renumbers the Created of the messages queued for old, a
+// session whose client has gone and is about to resume it, 1, 2, ... in
+// the order they were queued: mochi resends them sorted by
+// uint16(Created), seconds wrapping every 18 hours and in no set order
+// within one second, and the order must hold (a state topic's last
+// message stays the last). Created means nothing else to feedmq or mochi
+// here: no message expiry is enforced, and the ranks keep the order for
+// dropOldest. A session still connected is left alone: its connection
+// may be settling a message concurrently, and Set would put it back.
+func (s *Server) orderQueued(old *mqtt.Client) {
+	if !old.Closed() {
+		return
+	}
+	s.queueMu.Lock()
+	defer s.queueMu.Unlock()
+	all := old.State.Inflight.GetAll(false)
+	if len(all) < 2 {
+		return
+	}
+	slices.SortStableFunc(all, queuedBefore)
+	for i, pk := range all {
+		if pk.Created != int64(i+1) {
+			pk.Created = int64(i + 1)
+			old.State.Inflight.Set(pk)
+		}
+	}
 }
 
 // queuedMessages returns the QoS 1/2 messages held for clients, and per client.

@@ -377,6 +377,7 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if old, ok := h.srv.mochi.Clients.Get(cl.ID); ok && old != cl {
 		h.srv.dropReservedFilters(old)
 		h.srv.dropUnreadable(old, cl)
+		h.srv.orderQueued(old)
 	}
 }
 
