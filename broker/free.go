@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -199,6 +200,15 @@ func (s *Server) vetWill(cl *mqtt.Client, device uint64) {
 	topic := cl.Properties.Will.TopicName
 	if !channels.Reserved(topic) && len(topic) <= s.opts.MaxFreeTopicLen &&
 		s.registry.FreeAccess(device, auth.AccessWrite, topic, cl.ID, string(cl.Properties.Username)) {
+		// A will waits for its delay or the end of the session, whichever
+		// comes first; mochi waits for the delay alone, holding the will
+		// (and sending it unchecked) long after the session is gone.
+		w := &cl.Properties.Will
+		w.WillDelayInterval = min(w.WillDelayInterval, cl.Properties.Props.SessionExpiryInterval,
+			uint32(min(s.opts.SessionExpiry/time.Second, math.MaxUint32)))
+		if !persistent(cl) {
+			w.WillDelayInterval = 0
+		}
 		return
 	}
 	s.log.Info("will ignored", "client", cl.ID, "device", device, "topic", safeTopic(topic),
