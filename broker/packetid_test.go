@@ -143,3 +143,61 @@ func TestPacketIDNamespaces(t *testing.T) {
 		c.Disconnect()
 	})
 }
+
+// TestPacketIDNamespacesPublish: a client's own QoS 1 publish under the
+// packet ID of a delivery it has not acknowledged yet leaves that
+// delivery in flight: the client may still lose it (its connection
+// drops) and must get it again on its next connection. mochi took the
+// client's ID for its own and forgot the delivery.
+func TestPacketIDNamespacesPublish(t *testing.T) {
+	ts := startServer(t, broker.Options{})
+	sub, pub := ts.device(), ts.device()
+	ts.allow(sub, "read home/#", "write mine/#")
+	ts.allow(pub, "write home/#")
+	c := queueOne(t, ts, sub, pub, 4)
+	if err := c.Publish("mine/x", 1, 1, []byte("own")); err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := readUntil(t, c, mqtttest.PUBACK); binary.BigEndian.Uint16(body) != 1 {
+		t.Fatalf("PUBACK % x, want ID 1", body)
+	}
+	c.Close() // the delivery never acknowledged
+	waitStats(t, ts, "1 queued", func(st broker.Stats) bool { return st.Queued == 1 && st.Sessions == 1 })
+	c = dial(t, ts.addr)
+	if code, err := c.Connect(mqtttest.Connect{ClientID: sub.Device.ClientID, Username: sub.Device.Username,
+		Password: sub.Password, Keepalive: 60}); err != nil || code != 0 {
+		t.Fatalf("CONNACK %#x %v", code, err)
+	}
+	body, _ := readUntil(t, c, mqtttest.PUBLISH)
+	if n := 2 + int(binary.BigEndian.Uint16(body)); string(body[n+2:]) != "queued" {
+		t.Fatalf("got % x, want the queued message again", body)
+	}
+}
+
+// TestPacketIDNamespacesPublishQoS2: the same for a QoS 2 publish, whose
+// PUBREC, PUBREL and PUBCOMP all carry the client's packet ID.
+func TestPacketIDNamespacesPublishQoS2(t *testing.T) {
+	ts := startServer(t, broker.Options{})
+	sub, pub := ts.device(), ts.device()
+	ts.allow(sub, "read home/#", "write mine/#")
+	ts.allow(pub, "write home/#")
+	c := queueOne(t, ts, sub, pub, 4)
+	b := []byte{0, 6}
+	b = append(b, "mine/x"...)
+	b = append(b, 0, 1)
+	b = append(b, "own"...)
+	if _, err := c.Write(mqtttest.Packet(mqtttest.PUBLISH<<4|0x04, b)); err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := readUntil(t, c, 5); len(body) < 2 || binary.BigEndian.Uint16(body) != 1 { // PUBREC
+		t.Fatalf("PUBREC % x, want ID 1", body)
+	}
+	if _, err := c.Write([]byte{6<<4 | 0x02, 2, 0, 1}); err != nil { // PUBREL 1
+		t.Fatal(err)
+	}
+	if body, _ := readUntil(t, c, 7); len(body) < 2 || binary.BigEndian.Uint16(body) != 1 { // PUBCOMP
+		t.Fatalf("PUBCOMP % x, want ID 1", body)
+	}
+	c.Close()
+	waitStats(t, ts, "1 queued", func(st broker.Stats) bool { return st.Queued == 1 && st.Sessions == 1 })
+}
