@@ -84,7 +84,7 @@ func queueOne(t *testing.T, ts *testServer, sub, pub *auth.Credentials, version 
 	if _, _, err := p.ReadPuback(); err != nil {
 		t.Fatal(err)
 	}
-	waitStats(t, ts, "1 queued", func(st broker.Stats) bool { return st.Queued == 1 })
+	waitStats(t, ts, "1 queued", func(st broker.Stats) bool { return st.Queued == 1 }) // the only session
 	if version == 5 {
 		c = dial(t, ts.addr)
 		b := []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0xc0, 0, 60, 5, 0x11, 0, 0, 0x0e, 0x10}
@@ -115,12 +115,16 @@ func queueOne(t *testing.T, ts *testServer, sub, pub *auth.Credentials, version 
 // use) to every filter, which mosquitto_sub takes as "All subscription
 // requests were denied" and exits.
 func TestPacketIDNamespaces(t *testing.T) {
-	ts := startServer(t, broker.Options{})
-	sub, pub := ts.device(), ts.device()
-	ts.allow(sub, "read home/#")
-	ts.allow(pub, "write home/#")
+	devices := func() (ts *testServer, sub, pub *auth.Credentials) {
+		ts = startServer(t, broker.Options{})
+		sub, pub = ts.device(), ts.device()
+		ts.allow(sub, "read home/#")
+		ts.allow(pub, "write home/#")
+		return ts, sub, pub
+	}
 
 	t.Run("subscribe", func(t *testing.T) {
+		ts, sub, pub := devices()
 		c := queueOne(t, ts, sub, pub, 4)
 		subscribeQoS1(t, c, 1, "home/#", false)
 		body, _ := readUntil(t, c, mqtttest.SUBACK)
@@ -130,6 +134,7 @@ func TestPacketIDNamespaces(t *testing.T) {
 		c.Disconnect()
 	})
 	t.Run("unsubscribe v5", func(t *testing.T) {
+		ts, sub, pub := devices()
 		c := queueOne(t, ts, sub, pub, 5)
 		b := []byte{0, 1, 0, 0, 6}
 		b = append(b, "home/#"...)
