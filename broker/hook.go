@@ -63,6 +63,11 @@ type session struct {
 	// being processed under (high 16 bits) and the client's (low), when
 	// renumberAck changed it; 0 otherwise.
 	ackID atomic.Uint32
+	// inIDs maps the client's packet IDs of its QoS 1/2 publishes that
+	// collided with a delivery to the stand-ins they are handled under
+	// (renumberPublish); inAliases is its length, read without the lock.
+	inIDs     map[uint16]uint16
+	inAliases atomic.Int32
 
 	act *deviceActivity // the device's record (activity.go); nil for anonymous connections
 	// conn describes the connection once its CONNACK is sent; nil before
@@ -94,8 +99,19 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		_ = writeRaw(cl, []byte{packets.Connack << 4, 2, 0, 0x02})
 		return pk, packets.ErrRejectPacket
 	}
-	if t := pk.FixedHeader.Type; t == packets.Subscribe || t == packets.Unsubscribe {
+	switch pk.FixedHeader.Type {
+	case packets.Subscribe, packets.Unsubscribe:
 		h.srv.renumberAck(cl, &pk)
+	case packets.Publish:
+		if pk.FixedHeader.Qos > 0 {
+			h.srv.renumberPublish(cl, &pk)
+		}
+	case packets.Pubrel:
+		if ss := h.srv.session(cl); ss != nil {
+			if sub, ok := ss.inboundID(pk.PacketID); ok {
+				pk.PacketID = sub
+			}
+		}
 	}
 	if pk.FixedHeader.Type == packets.Publish && len(pk.TopicName) > h.srv.topicLimit(pk.TopicName) &&
 		pk.Properties.TopicAlias <= maxTopicAliases {
@@ -121,6 +137,11 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 			pk.Properties.TopicAliasMaximum = maxTopicAliases
 			pk.Properties.MaximumPacketSize = uint32(h.srv.opts.MaxPacketSize)
 		}
+	case packets.Puback, packets.Pubrec, packets.Pubcomp:
+		// Answers to the client's own publishes: in its packet IDs.
+		if ss := h.srv.session(cl); ss != nil {
+			pk.PacketID = ss.clientID(pk.PacketID, pk.FixedHeader.Type != packets.Pubrec)
+		}
 	case packets.Suback, packets.Unsuback:
 		if ss := h.srv.session(cl); ss != nil {
 			if a := ss.ackID.Load(); a != 0 && uint16(a>>16) == pk.PacketID {
@@ -130,6 +151,85 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		}
 	}
 	return pk
+}
+
+// renumberPublish gives a QoS 1 or 2 PUBLISH whose packet ID one of the
+// server's deliveries to cl holds another ID while mochi and feedmq
+// handle it; the acknowledgements go out with the client's
+// (OnPacketEncode, ackPublish). mochi keeps both sides' IDs in one table:
+// it would take the client's publish for the answer to its delivery and
+// forget the delivery, which a persistent session then never gets again
+// if the connection drops before the client acknowledges it. A QoS 2
+// publish keeps its stand-in until its PUBCOMP, on this connection: one
+// resumed on the next connection is completed as mochi does.
+func (s *Server) renumberPublish(cl *mqtt.Client, pk *packets.Packet) {
+	ss := s.session(cl)
+	if ss == nil {
+		return
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if sub, ok := ss.inIDs[pk.PacketID]; ok {
+		pk.PacketID = sub // a QoS 2 publish sent again
+		return
+	}
+	held, ok := cl.State.Inflight.Get(pk.PacketID)
+	if !ok || (held.FixedHeader.Type != packets.Publish && held.FixedHeader.Type != packets.Pubrel) {
+		return // free, or the client's own QoS 2 publish in progress
+	}
+	for id := uint16(math.MaxUint16); id > 0; id-- {
+		if _, used := cl.State.Inflight.Get(id); used || ss.isStandIn(id) {
+			continue
+		}
+		if ss.inIDs == nil {
+			ss.inIDs = make(map[uint16]uint16)
+		}
+		ss.inIDs[pk.PacketID] = id
+		ss.inAliases.Store(int32(len(ss.inIDs)))
+		pk.PacketID = id
+		return
+	}
+}
+
+// isStandIn reports whether id stands in for a client's packet ID; ss.mu held.
+func (ss *session) isStandIn(id uint16) bool {
+	for _, sub := range ss.inIDs {
+		if sub == id {
+			return true
+		}
+	}
+	return false
+}
+
+// inboundID returns the stand-in of the client's packet ID id, if any.
+func (ss *session) inboundID(id uint16) (uint16, bool) {
+	if ss.inAliases.Load() == 0 {
+		return 0, false
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	sub, ok := ss.inIDs[id]
+	return sub, ok
+}
+
+// clientID returns the client's packet ID for id, a stand-in or its own,
+// and forgets the stand-in when done (its flow is over).
+func (ss *session) clientID(id uint16, done bool) uint16 {
+	if ss.inAliases.Load() == 0 {
+		return id
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for orig, sub := range ss.inIDs {
+		if sub == id {
+			if done {
+				delete(ss.inIDs, orig)
+				ss.inAliases.Store(int32(len(ss.inIDs)))
+			}
+			return orig
+		}
+	}
+	return id
 }
 
 // renumberAck gives a SUBSCRIBE or UNSUBSCRIBE whose packet ID one of the
