@@ -125,6 +125,10 @@ type Options struct {
 	// 100000.
 	QueuedPerClient int
 	QueuedTotal     int
+	// QueuedMaxBytes bounds the payload bytes of those messages over all
+	// clients, checked every second; past it the largest queues lose
+	// their oldest first. Default 64 MiB.
+	QueuedMaxBytes int64
 	// MaxAnonymousSessions caps the persistent sessions of anonymous
 	// clients (anyone may open one); past it an anonymous CONNECT asking
 	// for one is refused. Default 100; negative: none at all.
@@ -181,6 +185,9 @@ func (o *Options) ensureDefaults() {
 	}
 	if o.QueuedTotal <= 0 {
 		o.QueuedTotal = 100000
+	}
+	if o.QueuedMaxBytes <= 0 {
+		o.QueuedMaxBytes = 64 << 20
 	}
 	if o.MaxAnonymousSessions == 0 {
 		o.MaxAnonymousSessions = 100
