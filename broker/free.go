@@ -383,13 +383,7 @@ func (s *Server) dropOldest(cl *mqtt.Client, n int, keep uint16) int {
 		if pk.FixedHeader.Type != packets.Publish || pk.PacketID == keep {
 			continue
 		}
-		if cl.State.Inflight.Delete(pk.PacketID) {
-			cl.State.Inflight.IncreaseSendQuota()
-			atomic.AddInt64(&s.mochi.Info.Inflight, -1)
-			if s.sessStore != nil {
-				s.sessStore.OnQosDropped(cl, pk)
-			}
-			s.stats.queueDropped.Add(1)
+		if s.dropQueued(cl, pk) {
 			dropped++
 		}
 	}
@@ -461,6 +455,7 @@ func (s *Server) startSweep() {
 				return
 			case <-t.C:
 				s.sweepQueues()
+				s.sweepQueuedBytes()
 			}
 		}
 	}()
@@ -504,4 +499,85 @@ func (s *Server) sweepQueues() {
 		s.log.Warn("queued messages dropped: total over sessions.max_queued_total", "dropped", dropped,
 			"limit", s.opts.QueuedTotal, "dropped_total", s.stats.queueDropped.Load())
 	}
+}
+
+// sweepQueuedBytes bounds the payload bytes of the queued messages over
+// all clients: past QueuedMaxBytes, the queues holding the most bytes
+// lose their oldest messages first (each is copied per client, so a
+// count bound alone lets large payloads take gigabytes).
+func (s *Server) sweepQueuedBytes() {
+	type queue struct {
+		cl    *mqtt.Client
+		bytes int64
+	}
+	var queues []queue
+	var total int64
+	for _, cl := range s.mochi.Clients.GetAll() {
+		var n int64
+		for _, pk := range cl.State.Inflight.GetAll(false) {
+			n += int64(len(pk.Payload))
+		}
+		if n > 0 {
+			queues = append(queues, queue{cl, n})
+			total += n
+		}
+	}
+	excess := total - s.opts.QueuedMaxBytes
+	if excess <= 0 {
+		return
+	}
+	slices.SortFunc(queues, func(a, b queue) int { return cmp.Compare(b.bytes, a.bytes) })
+	dropped := 0
+	for i := 0; excess > 0 && i < len(queues); i++ {
+		// Cut this queue down to the next one's size (or by what is left
+		// over), then move on.
+		var next int64
+		if i+1 < len(queues) {
+			next = queues[i+1].bytes
+		}
+		cut := min(excess, max(1, queues[i].bytes-next))
+		d, freed := s.dropOldestBytes(queues[i].cl, cut)
+		excess -= freed
+		dropped += d
+	}
+	if dropped > 0 {
+		s.log.Warn("queued messages dropped: payload bytes over sessions.max_queued_bytes", "dropped", dropped,
+			"limit", s.opts.QueuedMaxBytes, "dropped_total", s.stats.queueDropped.Load())
+	}
+}
+
+// dropOldestBytes drops cl's oldest queued publishes until at least n
+// payload bytes are freed; it returns how many it dropped and freed.
+func (s *Server) dropOldestBytes(cl *mqtt.Client, n int64) (dropped int, freed int64) {
+	s.queueMu.Lock()
+	defer s.queueMu.Unlock()
+	all := cl.State.Inflight.GetAll(false)
+	slices.SortStableFunc(all, queuedBefore)
+	for _, pk := range all {
+		if freed >= n {
+			break
+		}
+		if pk.FixedHeader.Type != packets.Publish {
+			continue
+		}
+		if s.dropQueued(cl, pk) {
+			dropped++
+			freed += int64(len(pk.Payload))
+		}
+	}
+	return dropped, freed
+}
+
+// dropQueued drops one queued publish of cl; queueMu held.
+func (s *Server) dropQueued(cl *mqtt.Client, pk packets.Packet) bool {
+	if !cl.State.Inflight.Delete(pk.PacketID) {
+		return false
+	}
+	cl.State.Inflight.IncreaseSendQuota()
+	atomic.AddInt64(&s.mochi.Info.Inflight, -1)
+	if s.sessStore != nil {
+		s.sessStore.OnQosDropped(cl, pk)
+	}
+	s.stats.queueDropped.Add(1)
+	return true
 }
