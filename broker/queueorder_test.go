@@ -53,7 +53,6 @@ func TestQueuedOrder(t *testing.T) {
 	}
 	receive := func(prefix string) {
 		c := connect()
-		defer c.Disconnect()
 		for i := range n {
 			body, _ := readUntil(t, c, mqtttest.PUBLISH)
 			tn := 2 + int(binary.BigEndian.Uint16(body))
@@ -65,6 +64,11 @@ func TestQueuedOrder(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// Leave only once the server has taken every PUBACK: a socket
+		// closed with data still unread may be reset, and a PUBACK lost
+		// that way leaves its message to be sent again, as MQTT wants.
+		waitStats(t, ts, "queue emptied", func(st broker.Stats) bool { return st.Queued == 0 })
+		c.Disconnect()
 	}
 	queue("a")
 	receive("a")
