@@ -25,6 +25,8 @@ type Local struct {
 	Rules auth.RuleStore
 	// BindingStore keeps the bindings of free topics to channels.
 	BindingStore channels.BindingStore
+	// Accounts keeps the owner account.
+	Accounts auth.AccountStore
 	// Tx, when set, runs each change as one transaction of a store that
 	// several servers share, serialised with their changes, so that a
 	// limit check and the writes it guards hold against all of them.
@@ -94,7 +96,7 @@ func newLocalOver(ctx context.Context, cs channels.Store, ds auth.Store, db *sto
 
 // newLocal returns a Local over db with an empty Registry.
 func newLocal(db *storage.DB, lim auth.Limits) *Local {
-	return &Local{Channels: db, Devices: db, Rules: db, BindingStore: db, Registry: auth.NewRegistry(), Limits: lim, db: db}
+	return &Local{Channels: db, Devices: db, Rules: db, BindingStore: db, Accounts: db, Registry: auth.NewRegistry(), Limits: lim, db: db}
 }
 
 // change runs op with mu held and, when the store has one, inside a

@@ -313,3 +313,89 @@ func TestLocalCommitFailureLeavesMemoryAlone(t *testing.T) {
 func txBinding(ch uint64) channels.Binding {
 	return channels.Binding{ChannelID: ch, Topic: "z/a", Fields: [8]string{"$.t", "$.h"}}
 }
+
+func (s *txStore) Account(ctx context.Context) (*auth.Account, error) {
+	s.note(ctx, "Account")
+	return s.DB.Account(ctx)
+}
+func (s *txStore) PutAccount(ctx context.Context, a *auth.Account) error {
+	s.note(ctx, "PutAccount")
+	return s.DB.PutAccount(ctx, a)
+}
+
+// Two servers sharing a store and its transactions: each keeps a copy of
+// the owner account, but a change reads the account in the transaction,
+// so one server's change does not overwrite another's; the first use
+// creates the user API key once; AccountChanged makes a server read the
+// other's change.
+func TestLocalAccountAcrossServers(t *testing.T) {
+	ctx := t.Context()
+	tl := newTestLocal(t, auth.Limits{})
+	st := &txStore{DB: tl.db}
+	tx := new(storetest.Transactor)
+	server := func() *admin.Local {
+		l, err := admin.NewLocal(ctx, tl.db, auth.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Channels, l.Devices, l.Rules, l.BindingStore, l.Accounts, l.Tx = st, st, st, st, st, tx
+		return l
+	}
+	a, b := server(), server()
+	var wg sync.WaitGroup
+	infos := make([]*auth.AccountInfo, 2)
+	for i, l := range []*admin.Local{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			info, err := l.Account(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			infos[i] = info
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	if infos[0].UserAPIKey == "" || infos[0].UserAPIKey != infos[1].UserAPIKey {
+		t.Fatalf("servers starting together hold user keys %q and %q", infos[0].UserAPIKey, infos[1].UserAPIKey)
+	}
+	for _, c := range st.take() {
+		if c != "Account" && c != "PutAccount" {
+			t.Fatalf("store call %s", c)
+		}
+	}
+
+	ra, err := a.RegenerateUserKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetPassword(ctx, "a long enough password"); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.take(); !slices.Equal(got, []string{"Account", "PutAccount", "Account", "PutAccount"}) {
+		t.Fatalf("store calls %v, want the account read and written in each transaction", got)
+	}
+	stored, err := tl.db.Account(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.UserAPIKey != ra.UserAPIKey || stored.PasswordHash == "" {
+		t.Fatalf("stored account has key %q (want %q, the other server's) and password set %v",
+			stored.UserAPIKey, ra.UserAPIKey, stored.PasswordHash != "")
+	}
+	// b learnt the new key with its own change; a reads the password
+	// once told the account changed.
+	if err := b.VerifyUserKey(ctx, ra.UserAPIKey); err != nil {
+		t.Fatalf("b: %v", err)
+	}
+	if err := a.VerifyPassword(ctx, "a long enough password"); err == nil {
+		t.Fatal("a checked a password it was not told of: it read the store on every check")
+	}
+	a.AccountChanged()
+	if err := a.VerifyPassword(ctx, "a long enough password"); err != nil {
+		t.Fatalf("a after AccountChanged: %v", err)
+	}
+}
