@@ -55,7 +55,8 @@ type Store interface {
 
 // AsyncAppender is implemented by stores that can queue an append without
 // making the caller wait for its commit. then runs after the commit (or
-// its failure), in queue order, and must not block.
+// its failure), in queue order, and must not block. The entry and the
+// error then gets keep AppendEntry's promises.
 type AsyncAppender interface {
 	AppendEntryAsync(ctx context.Context, e *Entry, then func(*Entry, error)) error
 }
@@ -64,7 +65,9 @@ type AsyncAppender interface {
 // of one channel atomically: AppendEntries numbers them consecutively in
 // the order given and stores all or none. A zero CreatedAt becomes the
 // current time. ENOTFOUND when the channel does not exist, EINVALID for a
-// batch over MaxBatch entries or over several channels.
+// batch over MaxBatch entries or over several channels; otherwise it keeps
+// AppendEntry's promises, for the batch as a whole (a rate refusal counts
+// the batch as one write).
 type BatchAppender interface {
 	AppendEntries(ctx context.Context, es []*Entry) error
 }
