@@ -1,8 +1,9 @@
-// Package storetest holds fakes of the optional store interfaces and of a
-// store's failures, for tests of the code that uses stores: a store whose
-// appends fail as a shared database's can (a rate refusal by the
-// database's clock, a commit whose outcome is unknown), and in-memory
-// ChangeNotifier and Transactor fakes.
+// Package storetest helps test stores and the code that uses them:
+// CheckAppendContract checks a store keeps AppendEntry's promises; Failing
+// is a store whose appends fail as a shared database's can (a rate
+// refusal by the database's clock, a commit whose outcome is unknown);
+// Notifier and Transactor are in-memory fakes of the optional
+// ChangeNotifier and Transactor.
 package storetest
 
 import (
