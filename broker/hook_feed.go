@@ -245,9 +245,19 @@ func (s *Server) admit(e *channels.Entry) error {
 	return nil
 }
 
+// storeRejection is the answer to a write the store refused. A store
+// shared by several servers checks the rate limit itself, by the
+// database's clock, and is answered as the local check is. A commit
+// whose outcome is unknown (the entry may be stored) is a failure like
+// any other store error: nothing may claim the entry is stored, so MQTT 5
+// gets a PUBACK error code and MQTT 3.1.1 at QoS 1 a disconnect, after
+// which the device sends it again (at least once, never lost).
 func storeRejection(err error) *rejection {
-	if channels.ErrorCode(err) == channels.ENOTFOUND {
+	switch channels.ErrorCode(err) {
+	case channels.ENOTFOUND:
 		return &rejection{reasonUnknownChannel, packets.ErrTopicNameInvalid, err}
+	case channels.ERATELIMIT:
+		return &rejection{reasonRateLimited, packets.ErrQuotaExceeded, err}
 	}
 	return &rejection{reasonStore, packets.ErrUnspecifiedError, err}
 }
