@@ -184,8 +184,8 @@ func (db *DB) EntriesAfter(ctx context.Context, channelID, afterID uint64, n int
 	return out, err
 }
 
-// LastIDs returns the highest channel, device and binding IDs handed out.
-func (db *DB) LastIDs(ctx context.Context) (dbcopy.Counters, error) {
+// IDCounters returns the highest channel, device and binding IDs handed out.
+func (db *DB) IDCounters(ctx context.Context) (dbcopy.Counters, error) {
 	var c dbcopy.Counters
 	err := db.view(ctx, "read ID counters", func(tx *bolt.Tx) error {
 		c.Channels = tx.Bucket(channelsBucket).Sequence()
@@ -198,8 +198,8 @@ func (db *DB) LastIDs(ctx context.Context) (dbcopy.Counters, error) {
 	return c, err
 }
 
-// RaiseLastIDs raises the ID counters to c where they are lower.
-func (db *DB) RaiseLastIDs(ctx context.Context, c dbcopy.Counters) error {
+// RaiseIDCounters raises the ID counters to c where they are lower.
+func (db *DB) RaiseIDCounters(ctx context.Context, c dbcopy.Counters) error {
 	return db.update(ctx, "raise ID counters", func(tx *bolt.Tx) error {
 		if err := raiseSequence(tx.Bucket(channelsBucket), c.Channels); err != nil {
 			return err

@@ -37,8 +37,8 @@ type Source interface {
 	// EntriesAfter returns up to n entries of a channel with IDs above
 	// afterID, lowest ID first. ENOTFOUND for a missing channel.
 	EntriesAfter(ctx context.Context, channelID, afterID uint64, n int) ([]channels.Entry, error)
-	// LastIDs returns the highest IDs handed out so far.
-	LastIDs(ctx context.Context) (Counters, error)
+	// IDCounters returns the highest IDs handed out so far.
+	IDCounters(ctx context.Context) (Counters, error)
 }
 
 // Destination is a database copied into: a Source (its contents are
@@ -65,8 +65,8 @@ type Destination interface {
 	// LoadBinding stores b under b.ID with its Created time. ECONFLICT
 	// when the ID is taken, ENOTFOUND for a missing channel.
 	LoadBinding(ctx context.Context, b *channels.Binding) error
-	// RaiseLastIDs raises the highest IDs handed out to c where lower.
-	RaiseLastIDs(ctx context.Context, c Counters) error
+	// RaiseIDCounters raises the highest IDs handed out to c where lower.
+	RaiseIDCounters(ctx context.Context, c Counters) error
 
 	PutAccount(ctx context.Context, a *auth.Account) error
 	SetRules(ctx context.Context, change auth.RulesChange) ([]*auth.Device, error)
@@ -167,11 +167,11 @@ func Copy(ctx context.Context, src Source, dst Destination, opts Options) (*Resu
 		}
 		res.Rules = len(anon) + len(every)
 	}
-	last, err := src.LastIDs(ctx)
+	last, err := src.IDCounters(ctx)
 	if err != nil {
 		return res, fmt.Errorf("read ID counters: %w", err)
 	}
-	if err := dst.RaiseLastIDs(ctx, last); err != nil {
+	if err := dst.RaiseIDCounters(ctx, last); err != nil {
 		return res, fmt.Errorf("copy ID counters: %w", err)
 	}
 	return res, nil

@@ -110,11 +110,11 @@ func Diff(ctx context.Context, a, b Source, batch int) ([]string, error) {
 	if !sameRules(ra1, ra2) || !sameRules(re1, re2) {
 		add("shared access rules: %v %v, in the copy %v %v", ra1, re1, ra2, re2)
 	}
-	la, err := a.LastIDs(ctx)
+	la, err := a.IDCounters(ctx)
 	if err != nil {
 		return nil, err
 	}
-	lb, err := b.LastIDs(ctx)
+	lb, err := b.IDCounters(ctx)
 	if err != nil {
 		return nil, err
 	}
