@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -313,14 +314,25 @@ func (s *server) launch(bin string, cred *syscall.Credential) error {
 	// Pdeathsig: a test binary killed by its timeout must not leave a
 	// server behind (SIGQUIT: immediate shutdown).
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
-	if err := s.cmd.Start(); err != nil {
-		return fmt.Errorf("start postgres: %w", err)
-	}
 	s.exit = make(chan struct{})
+	started := make(chan error, 1)
 	go func() {
+		// Pdeathsig fires when the thread that started the process
+		// ends, not the process: this goroutine keeps its thread for
+		// as long as the server runs (a goroutine that ends locked
+		// takes its thread with it, once the server is gone).
+		runtime.LockOSThread()
+		if err := s.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		s.cmd.Wait()
 		close(s.exit)
 	}()
+	if err := <-started; err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
