@@ -1,0 +1,327 @@
+package cluster
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/feedmq/feedmq/channels"
+)
+
+// Gaps reads what the sequencer missed from the shared store.
+type Gaps interface {
+	// FillGap returns the entries of channel with afterID < id <= upTo,
+	// oldest first. An id the store no longer holds (cleared, pruned) is
+	// simply absent.
+	FillGap(ctx context.Context, channel, afterID, upTo uint64) ([]channels.Entry, error)
+}
+
+// Defaults of the sequencer.
+const (
+	// DefaultGapWait is how long a gap may stay open before the store is
+	// read: long enough for another node's entry to cross NATS, short
+	// enough that a lost one costs subscribers little delay.
+	DefaultGapWait = 100 * time.Millisecond
+	// DefaultMaxPending bounds the entries one channel holds back behind a
+	// gap; past it the gap is filled at once.
+	DefaultMaxPending = 10000
+	// DefaultMaxFill bounds the entries one fill reads: a node that was
+	// cut off for long delivers the newest of what it missed, not all.
+	DefaultMaxFill = 1000
+	// fillTimeout bounds one read of the store.
+	fillTimeout = 10 * time.Second
+)
+
+// Sequencer delivers each channel's entries, local and remote, in entry
+// id order, each once. Entry ids are gapless per channel and follow
+// commit order, but NATS keeps order only per publisher: an entry may
+// come before a lower one from another node, or never (NATS does not
+// redeliver). A gap is held open for GapWait, then the missing range is
+// read from the store, which has every committed entry.
+type Sequencer struct {
+	gaps       Gaps
+	deliver    func(*channels.Entry)
+	clock      Clock
+	gapWait    time.Duration
+	maxPending int
+	maxFill    int
+	m          *counters
+
+	mu    sync.Mutex
+	chans map[uint64]*chanSeq
+}
+
+// chanSeq is one channel's state. deliver runs under mu, so a channel's
+// deliveries never overlap or reorder.
+type chanSeq struct {
+	mu      sync.Mutex
+	last    uint64 // highest id delivered (or known to be before this node's time)
+	gen     uint64 // bumped by Reset: a fill begun before it is void
+	pending map[uint64]*channels.Entry
+	high    uint64  // highest pending id
+	timer   Stopper // the open gap's wait, nil when none
+	filling bool    // a fill is reading the store
+}
+
+// SequencerOptions configures a Sequencer; zero values take the defaults.
+type SequencerOptions struct {
+	GapWait    time.Duration
+	MaxPending int
+	MaxFill    int
+	Clock      Clock
+}
+
+// NewSequencer returns a sequencer delivering through deliver, which must
+// not block for long (it runs with the channel's lock held) and must not
+// keep the entry.
+func NewSequencer(gaps Gaps, deliver func(*channels.Entry), o SequencerOptions) *Sequencer {
+	return newSequencer(gaps, deliver, o, new(counters))
+}
+
+func newSequencer(gaps Gaps, deliver func(*channels.Entry), o SequencerOptions, m *counters) *Sequencer {
+	if o.GapWait <= 0 {
+		o.GapWait = DefaultGapWait
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = DefaultMaxPending
+	}
+	if o.MaxFill <= 0 {
+		o.MaxFill = DefaultMaxFill
+	}
+	if o.Clock == nil {
+		o.Clock = SystemClock{}
+	}
+	return &Sequencer{gaps: gaps, deliver: deliver, clock: o.Clock, gapWait: o.GapWait,
+		maxPending: o.MaxPending, maxFill: o.MaxFill, m: m, chans: make(map[uint64]*chanSeq)}
+}
+
+// Seed sets where a channel's sequence starts: the last entry id it had
+// when this node began following it. Without a seed a channel starts at
+// 0, right for one created after this node started. A seed never moves a
+// channel back.
+func (s *Sequencer) Seed(channel, lastID uint64) {
+	c := s.channel(channel)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if lastID > c.last {
+		c.last = lastID
+		s.m.duplicates.Add(s.dropUpTo(c, lastID))
+		s.advance(c)
+	}
+}
+
+// Reset forgets a channel's sequence: after a clear its ids start again
+// at 1 (and after a deletion nothing more comes). A fill in progress is
+// discarded.
+func (s *Sequencer) Reset(channel uint64) {
+	s.mu.Lock()
+	c := s.chans[channel]
+	delete(s.chans, channel)
+	s.mu.Unlock()
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.pending = nil
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+}
+
+// Last returns the highest id delivered of a channel.
+func (s *Sequencer) Last(channel uint64) uint64 {
+	s.mu.Lock()
+	c := s.chans[channel]
+	s.mu.Unlock()
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
+}
+
+func (s *Sequencer) channel(id uint64) *chanSeq {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.chans[id]
+	if c == nil {
+		c = &chanSeq{}
+		s.chans[id] = c
+	}
+	return c
+}
+
+// Offer hands the sequencer a committed entry, from this node or another.
+// It is delivered now if it is the next of its channel, held if a lower
+// one is missing, dropped if it (or a later one) was delivered already.
+// e is copied when held.
+func (s *Sequencer) Offer(e *channels.Entry) {
+	c := s.channel(e.ChannelID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case e.ID <= c.last:
+		s.m.duplicates.Add(1)
+		return
+	case e.ID == c.last+1:
+		c.last = e.ID
+		s.deliver(e)
+		s.advance(c)
+		return
+	}
+	if _, dup := c.pending[e.ID]; dup {
+		s.m.duplicates.Add(1)
+		return
+	}
+	c.high = max(c.high, e.ID)
+	if len(c.pending) >= 2*s.maxPending {
+		// A fill is under way or the store is failing: hold no more. The
+		// entry is not lost, the fill reads up to the highest id seen.
+		s.m.overflow.Add(1)
+		return
+	}
+	if c.pending == nil {
+		c.pending = make(map[uint64]*channels.Entry)
+	}
+	own := *e
+	c.pending[e.ID] = &own
+	switch {
+	case len(c.pending) >= s.maxPending && !c.filling:
+		// Too much held back: fill now rather than wait.
+		if c.timer != nil && c.timer.Stop() {
+			c.timer = nil
+		}
+		if c.timer == nil {
+			c.filling = true
+			go s.fill(e.ChannelID, c, c.gen)
+		}
+	case c.timer == nil && !c.filling:
+		s.m.waits.Add(1)
+		ch, gen := e.ChannelID, c.gen
+		c.timer = s.clock.AfterFunc(s.gapWait, func() { s.gapTimeout(ch, c, gen) })
+	}
+}
+
+// advance delivers the held entries that now follow the last delivered;
+// the caller holds c.mu.
+func (s *Sequencer) advance(c *chanSeq) {
+	for len(c.pending) > 0 {
+		e, ok := c.pending[c.last+1]
+		if !ok {
+			return
+		}
+		delete(c.pending, e.ID)
+		c.last = e.ID
+		s.deliver(e)
+	}
+	if c.timer != nil && c.timer.Stop() {
+		c.timer = nil // the gap closed in time
+	}
+}
+
+// dropUpTo discards held entries at or below id and returns how many;
+// the caller holds c.mu.
+func (s *Sequencer) dropUpTo(c *chanSeq, id uint64) uint64 {
+	var n uint64
+	for k := range c.pending {
+		if k <= id {
+			delete(c.pending, k)
+			n++
+		}
+	}
+	return n
+}
+
+// gapTimeout runs when a gap stayed open for GapWait.
+func (s *Sequencer) gapTimeout(channel uint64, c *chanSeq, gen uint64) {
+	c.mu.Lock()
+	if c.gen != gen || c.filling {
+		c.mu.Unlock()
+		return
+	}
+	c.timer = nil
+	if len(c.pending) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.filling = true
+	c.mu.Unlock()
+	s.fill(channel, c, gen)
+}
+
+// fill reads the gap from the store and delivers it with what is held.
+// It reads up to the highest held id, not just below the lowest: the
+// store is the truth, so a held entry it no longer has (its channel was
+// cleared while the entry crossed NATS) is dropped, not delivered.
+func (s *Sequencer) fill(channel uint64, c *chanSeq, gen uint64) {
+	c.mu.Lock()
+	from, to := c.last, c.high
+	c.mu.Unlock()
+	if to > from+uint64(s.maxFill) {
+		// Cut off for long: deliver the newest maxFill of what was missed.
+		s.m.skipped.Add(to - uint64(s.maxFill) - from)
+		from = to - uint64(s.maxFill)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), fillTimeout)
+	got, err := s.gaps.FillGap(ctx, channel, from, to)
+	cancel()
+	s.m.gapFills.Add(1)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.filling = false
+	if c.gen != gen {
+		return // reset while reading: what was read belongs to the old feed
+	}
+	if err != nil {
+		s.m.fillErrors.Add(1)
+		// Keep what is held and try again after another wait; the bound
+		// on held entries still applies.
+		if len(c.pending) > 0 && c.timer == nil {
+			c.timer = s.clock.AfterFunc(s.gapWait, func() { s.gapTimeout(channel, c, gen) })
+		}
+		return
+	}
+	slices.SortFunc(got, func(a, b channels.Entry) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	if len(got) > 0 && got[len(got)-1].ID > from && from > c.last {
+		c.last = from // past the fill bound: skipped
+	}
+	for i := range got {
+		e := &got[i]
+		if e.ChannelID != channel || e.ID <= c.last || e.ID > to {
+			continue
+		}
+		delete(c.pending, e.ID)
+		c.last = e.ID
+		s.m.filled.Add(1)
+		s.deliver(e)
+	}
+	// A held entry at or below to that the store did not return is gone
+	// from it (cleared while it crossed NATS). last moves only as far as
+	// the store confirmed: after a clear, the new feed's ids start lower.
+	for k := range c.pending {
+		if k <= to {
+			delete(c.pending, k)
+			s.m.stale.Add(1)
+		}
+	}
+	s.advance(c)
+	if len(c.pending) > 0 && c.timer == nil {
+		// Entries that came while reading left a new gap.
+		s.m.waits.Add(1)
+		c.timer = s.clock.AfterFunc(s.gapWait, func() { s.gapTimeout(channel, c, gen) })
+	}
+}
