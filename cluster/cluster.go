@@ -240,7 +240,7 @@ func (c *Cluster) Published(e *channels.Entry) {
 	if c.closed.Load() {
 		return
 	}
-	c.seq.Offer(e)
+	c.seq.OfferLocal(e)
 	if err := c.nc.Publish(entriesSubject(c.cfg.Name, e.ChannelID), e.AppendJSON(make([]byte, 0, 384))); err != nil {
 		c.m.publishErrors.Add(1)
 		return

@@ -164,6 +164,32 @@ func (s *Sequencer) Offer(e *channels.Entry) {
 	c := s.channel(e.ChannelID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	s.offer(c, e)
+}
+
+// OfferLocal is Offer for an entry this node has just committed. The
+// store gave it a fresh id, so it cannot have been delivered already: an
+// id at or below the last delivered means the feed was cleared (or its
+// channel deleted and made again) without a Reset reaching this node,
+// and the channel's sequence starts over.
+func (s *Sequencer) OfferLocal(e *channels.Entry) {
+	c := s.channel(e.ChannelID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.ID <= c.last {
+		s.m.restarts.Add(1)
+		c.gen++
+		c.last, c.high, c.pending = 0, 0, nil
+		if c.timer != nil {
+			c.timer.Stop()
+			c.timer = nil
+		}
+	}
+	s.offer(c, e)
+}
+
+// offer is Offer with c.mu held.
+func (s *Sequencer) offer(c *chanSeq, e *channels.Entry) {
 	switch {
 	case e.ID <= c.last:
 		s.m.duplicates.Add(1)

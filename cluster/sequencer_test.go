@@ -12,8 +12,10 @@ import (
 type seqStep struct {
 	commit  int           // entries committed to the store first
 	clear   bool          // the store's feed is cleared, the sequencer reset
+	cleared bool          // the store's feed is cleared, the sequencer not told
 	seed    uint64        // Seed(1, seed) when > 0
 	offer   []uint64      // committed entries (by id, as committed so far) offered in this order
+	local   []uint64      // the same, offered as this node's own (after offer)
 	stale   []uint64      // entries of the feed before the last clear offered
 	fail    bool          // FillGap fails from now on
 	heal    bool          // FillGap works again
@@ -99,6 +101,26 @@ func TestSequencer(t *testing.T) {
 				t.Errorf("stale %d, want 1", m.Stale)
 			}
 		}},
+		{name: "local entry at or below the last restarts a cleared channel", steps: []seqStep{
+			{commit: 3, offer: []uint64{1, 3}, want: []uint64{1}},
+			{advance: w, want: seq(1, 3), fills: 1},
+			// Cleared without a Reset: the new feed's 2 comes before its 1.
+			{cleared: true, commit: 2, local: []uint64{2}, want: seq(1, 3), fills: 1},
+			{local: []uint64{1}, want: []uint64{1, 2, 3, 1, 2}, fills: 1},
+			{offer: []uint64{2}, want: []uint64{1, 2, 3, 1, 2}, fills: 1},
+			{advance: time.Hour, want: []uint64{1, 2, 3, 1, 2}, fills: 1},
+		}, check: func(t *testing.T, m Metrics) {
+			if m.Restarts != 1 || m.Duplicates != 1 {
+				t.Errorf("metrics %+v: want one restart, one duplicate", m)
+			}
+		}},
+		{name: "local entries in order never restart", steps: []seqStep{
+			{commit: 3, local: []uint64{1, 2, 3}, want: seq(1, 3)},
+		}, check: func(t *testing.T, m Metrics) {
+			if m.Restarts != 0 {
+				t.Errorf("restarts %d", m.Restarts)
+			}
+		}},
 		{name: "reset discards a gap being waited on", steps: []seqStep{
 			{commit: 3, offer: []uint64{1, 3}, want: []uint64{1}},
 			{clear: true, commit: 1, offer: []uint64{1}, want: []uint64{1, 1}},
@@ -139,10 +161,12 @@ func TestSequencer(t *testing.T) {
 			s := NewSequencer(st, rec.deliver, tc.opts)
 			var feed, old []channels.Entry // committed entries of channel 1, and before the clear
 			for i, step := range tc.steps {
-				if step.clear {
+				if step.clear || step.cleared {
 					st.clear(1)
-					s.Reset(1)
 					old, feed = feed, nil
+				}
+				if step.clear {
+					s.Reset(1)
 				}
 				if step.commit > 0 {
 					feed = append(feed, st.add(1, step.commit)...)
@@ -161,6 +185,10 @@ func TestSequencer(t *testing.T) {
 				for _, id := range step.offer {
 					e := feed[id-1]
 					s.Offer(&e)
+				}
+				for _, id := range step.local {
+					e := feed[id-1]
+					s.OfferLocal(&e)
 				}
 				for _, id := range step.stale {
 					e := old[id-1]
