@@ -344,6 +344,9 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	}
 	h.srv.log.Info("client connected", "client", cl.ID, "device", ss.device, "remote", cl.Net.Remote,
 		"listener", cl.Net.Listener, "protocol", pk.ProtocolVersion, "keepalive", pk.Connect.Keepalive)
+	if c := h.srv.opts.Cluster; c != nil {
+		c.Connected(cl.ID) // another node's connection with this ID closes
+	}
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
