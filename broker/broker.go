@@ -236,6 +236,8 @@ type Server struct {
 	// publishing holds gate for reading so Close can wait for commits.
 	closing atomic.Bool
 	gate    sync.RWMutex
+	// failClosed refuses CONNECTs (SetFailClosed).
+	failClosed atomic.Bool
 	// pending counts entries queued with commitAsync and not yet fanned
 	// out; fanq carries them from the store's writer to fanOutLoop.
 	pending sync.WaitGroup

@@ -49,3 +49,30 @@ func (s *Server) takeoverRemote(clientID string) bool {
 	cl.Stop(errTakenOver)
 	return true
 }
+
+var errFailClosed = errors.New("node failed closed")
+
+// SetFailClosed turns fail-closed on or off. A cluster node that cannot
+// confirm its state with the shared database for too long turns it on:
+// every connection is closed and CONNECTs are refused (server
+// unavailable), so that a credential revoked meanwhile is not honoured
+// and the load balancer moves devices to nodes that can confirm. Off
+// accepts connections again.
+func (s *Server) SetFailClosed(on bool) {
+	switch was := s.failClosed.Swap(on); {
+	case was == on:
+		return
+	case !on:
+		s.log.Info("accepting connections again: state confirmed")
+		return
+	}
+	n := 0
+	s.sessions.Range(func(_, v any) bool {
+		v.(*session).cl.Stop(errFailClosed)
+		n++
+		return true
+	})
+	// One line, not one per connection.
+	s.log.Warn("failed closed: state not confirmed with the shared database; connections closed, new ones refused",
+		"closed", n)
+}

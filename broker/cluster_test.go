@@ -220,3 +220,37 @@ func TestClusterAttachFailureFailsNew(t *testing.T) {
 		t.Fatalf("New with a cluster that cannot attach: %v", err)
 	}
 }
+
+// A node failed closed drops every connection and refuses new ones until
+// it is opened again.
+func TestFailClosed(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true})
+	ch := ts.channel(true)
+	cr := ts.device(pubsub(ch))
+	dev := mustConnect(t, ts.addr, cr)
+	anon := mustConnect(t, ts.addr, nil)
+
+	ts.srv.SetFailClosed(true)
+	ts.srv.SetFailClosed(true) // again: nothing more happens
+	for _, c := range []*client{dev, anon} {
+		select {
+		case <-c.lost:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a connection stayed open on a node failed closed")
+		}
+	}
+	for _, who := range []*auth.Credentials{cr, nil} {
+		if _, code, err := connect(t, ts.addr, who, 4); err == nil || code != 3 {
+			t.Errorf("CONNECT to a node failed closed: code %d, %v; want 3 (server unavailable)", code, err)
+		}
+	}
+	if got := ts.srv.Stats().Refused["fail_closed"]; got != 2 {
+		t.Errorf("refused fail_closed = %d, want 2", got)
+	}
+
+	ts.srv.SetFailClosed(false)
+	c := mustConnect(t, ts.addr, cr)
+	if err := c.publish(t, fmt.Sprintf("channels/%d/publish", ch), 1, "field1=1"); err != nil {
+		t.Fatal(err)
+	}
+}

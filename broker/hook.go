@@ -142,6 +142,8 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	switch {
 	case s.closing.Load():
 		return refuse(packets.ErrServerUnavailable, refusedShutdown, "server is shutting down")
+	case s.failClosed.Load():
+		return refuse(packets.ErrServerUnavailable, refusedFailClosed, "this node cannot confirm its state with the shared database")
 	case cl.ID == mqtt.InlineClientId:
 		return refuse(packets.ErrClientIdentifierNotValid, refusedClientID, `client ID "inline" is reserved`)
 	}
