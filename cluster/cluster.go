@@ -139,18 +139,21 @@ func (c *Cluster) Attach(deliver func(*channels.Entry), takeover func(clientID s
 	// committed after them is missed; the handlers wait for the seeds.
 	ready := make(chan struct{})
 	entries, err := c.nc.Subscribe(entriesWildcard(c.cfg.Name), func(msg *nats.Msg) {
-		<-ready
-		c.onEntry(msg)
+		if <-ready; c.attached.Load() {
+			c.onEntry(msg)
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: subscribe: %w", err)
 	}
 	notices, err := c.nc.Subscribe(connectSubject(c.cfg.Name), func(msg *nats.Msg) {
-		<-ready
-		c.onNotice(msg)
+		if <-ready; c.attached.Load() {
+			c.onNotice(msg)
+		}
 	})
 	if err != nil {
 		_ = entries.Unsubscribe()
+		close(ready)
 		return fmt.Errorf("cluster: subscribe: %w", err)
 	}
 	// A burst beyond these is dropped by the client library, and then
@@ -159,6 +162,7 @@ func (c *Cluster) Attach(deliver func(*channels.Entry), takeover func(clientID s
 	c.subs = []*nats.Subscription{entries, notices}
 	if err := c.nc.Flush(); err != nil {
 		c.unsubscribe()
+		close(ready) // the handlers of what arrived return without a look
 		return fmt.Errorf("cluster: subscribe: %w", err)
 	}
 	ctx, cancel := contextTimeout(fillTimeout)
@@ -166,6 +170,7 @@ func (c *Cluster) Attach(deliver func(*channels.Entry), takeover func(clientID s
 	cancel()
 	if err != nil {
 		c.unsubscribe()
+		close(ready)
 		return fmt.Errorf("cluster: read the channels' last entry ids: %w", err)
 	}
 	for ch, id := range last {
