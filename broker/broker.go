@@ -125,6 +125,10 @@ type Options struct {
 	// 100000.
 	QueuedPerClient int
 	QueuedTotal     int
+	// QueuedMaxBytes bounds the payload bytes of those messages over all
+	// clients, checked every second; past it the largest queues lose
+	// their oldest first. Default 64 MiB.
+	QueuedMaxBytes int64
 	// MaxAnonymousSessions caps the persistent sessions of anonymous
 	// clients (anyone may open one); past it an anonymous CONNECT asking
 	// for one is refused. Default 100; negative: none at all.
@@ -185,6 +189,9 @@ func (o *Options) ensureDefaults() {
 	}
 	if o.QueuedTotal <= 0 {
 		o.QueuedTotal = 100000
+	}
+	if o.QueuedMaxBytes <= 0 {
+		o.QueuedMaxBytes = 64 << 20
 	}
 	if o.MaxAnonymousSessions == 0 {
 		o.MaxAnonymousSessions = 100
@@ -265,6 +272,9 @@ type Server struct {
 	retained  retainedIndex
 	sessStore *sessionStore
 	sweepStop chan struct{}
+	// queueMu orders dropOldest against orderQueued: a message one
+	// drops must not be put back by the other.
+	queueMu   sync.Mutex
 	sweepDone chan struct{}
 	wills     willHold // MQTT 5 wills waiting for their delay (willdelay.go)
 	// Bindings of free topics to channels (bind.go).
@@ -342,6 +352,9 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 		return nil, fmt.Errorf("broker: add hook: %w", err)
 	}
 	if opts.SessionsPath != "" {
+		if err := checkSessionsFile(opts.SessionsPath); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
 		st := &sessionStore{srv: s, Hook: new(bolt.Hook), stored: make(map[string]bool)}
 		if err := s.mochi.AddHook(st, &bolt.Options{Path: opts.SessionsPath,
 			Options: &bbolt.Options{Timeout: time.Second}}); err != nil {

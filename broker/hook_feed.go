@@ -84,6 +84,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 // and 5 (reason code 0 without properties may be left out). Only the
 // connection's reader calls it, so the session's buffer is free.
 func (ss *session) ackPublish(id uint16) {
+	id = ss.clientID(id, true)
 	ss.ack = [4]byte{packets.Puback << 4, 2, byte(id >> 8), byte(id)}
 	_ = writeRaw(ss.cl, ss.ack[:])
 }
