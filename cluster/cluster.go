@@ -58,7 +58,8 @@ type Cluster struct {
 	takeover func(clientID string) bool
 	attached atomic.Bool
 	closed   atomic.Bool
-	mu       sync.Mutex // serializes Attach and Close
+	catching atomic.Int32 // catchUp running (1) and asked for again (>1)
+	mu       sync.Mutex   // serializes Attach and Close
 	monitor  atomic.Pointer[Monitor]
 }
 
@@ -99,10 +100,13 @@ func Open(cfg Config) (*Cluster, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			c.log.Info("cluster: NATS reconnected", "server", nc.ConnectedUrlRedacted())
+			go c.catchUp() // what was sent meanwhile is lost for this node
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			// Slow consumer drops land here: the sequencer fills them in.
 			c.log.Warn("cluster: NATS error", "error", err.Error())
+			if errors.Is(err, nats.ErrSlowConsumer) {
+				go c.catchUp() // messages were dropped
+			}
 		}),
 	}
 	nc, err := nats.Connect(cfg.URLs, append(opts, cfg.NATSOptions...)...)
@@ -179,6 +183,35 @@ func (c *Cluster) Attach(deliver func(*channels.Entry), takeover func(clientID s
 	c.attached.Store(true)
 	close(ready)
 	return nil
+}
+
+// catchUp reads every channel's last entry id and has the sequencer fill
+// in what this node has not delivered. One runs at a time; a request
+// while one runs is folded into it.
+func (c *Cluster) catchUp() {
+	if !c.attached.Load() || c.closed.Load() {
+		return
+	}
+	if c.catching.Add(1) > 1 {
+		return // the running one goes round again
+	}
+	for {
+		c.m.catchUps.Add(1)
+		ctx, cancel := contextTimeout(fillTimeout)
+		last, err := c.cfg.Store.LastIDs(ctx)
+		cancel()
+		if err != nil {
+			c.m.fillErrors.Add(1)
+			c.log.Warn("cluster: catching up after lost NATS messages", "error", err.Error())
+		}
+		for ch, id := range last {
+			c.seq.CatchUp(ch, id)
+		}
+		if c.catching.Add(-1) == 0 {
+			return
+		}
+		c.catching.Store(1) // requests meanwhile: one more round covers them all
+	}
 }
 
 func (c *Cluster) unsubscribe() {

@@ -17,6 +17,7 @@ type counters struct {
 	skipped       atomic.Uint64 // ids past the fill bound, never delivered
 	overflow      atomic.Uint64 // entries not held because too many were
 	restarts      atomic.Uint64 // channels whose sequence a local entry showed to be restarted
+	catchUps      atomic.Uint64 // reads of every channel's last id after NATS lost messages
 	takeovers     atomic.Uint64 // takeover notices that named a local client ID
 	notices       atomic.Uint64 // takeover notices received
 }
@@ -46,6 +47,9 @@ type Metrics struct {
 	Stale, Skipped, Overflow uint64
 	// Restarts counts channels found cleared by a local entry.
 	Restarts uint64
+	// CatchUps counts reads of every channel's last id after NATS
+	// reconnected or dropped messages.
+	CatchUps uint64
 	// Notices are takeover notices received; Takeovers those that closed
 	// a local connection.
 	Notices, Takeovers uint64
@@ -57,7 +61,7 @@ func (c *counters) snapshot() Metrics {
 		Received: c.received.Load(), Malformed: c.malformed.Load(),
 		Duplicates: c.duplicates.Load(), SequencerWaits: c.waits.Load(),
 		GapFills: c.gapFills.Load(), Filled: c.filled.Load(), FillErrors: c.fillErrors.Load(),
-		Stale: c.stale.Load(), Skipped: c.skipped.Load(), Overflow: c.overflow.Load(), Restarts: c.restarts.Load(),
+		Stale: c.stale.Load(), Skipped: c.skipped.Load(), Overflow: c.overflow.Load(), Restarts: c.restarts.Load(), CatchUps: c.catchUps.Load(),
 		Notices: c.notices.Load(), Takeovers: c.takeovers.Load(),
 	}
 }

@@ -233,6 +233,28 @@ func (s *Sequencer) offer(c *chanSeq, e *channels.Entry) {
 	}
 }
 
+// CatchUp tells the sequencer that a channel's entries up to lastID are
+// committed (the store said so). Those not delivered are read from the
+// store now: after NATS lost messages, nothing else would bring the
+// last of them until the channel's next entry.
+func (s *Sequencer) CatchUp(channel, lastID uint64) {
+	c := s.channel(channel)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if lastID <= c.last {
+		return
+	}
+	c.high = max(c.high, lastID)
+	if c.timer != nil && c.timer.Stop() {
+		c.timer = nil
+	}
+	if c.timer == nil && !c.filling {
+		// A fill under way re-reads up to high when it is done.
+		c.filling = true
+		go s.fill(channel, c, c.gen)
+	}
+}
+
 // advance delivers the held entries that now follow the last delivered;
 // the caller holds c.mu.
 func (s *Sequencer) advance(c *chanSeq) {
@@ -271,7 +293,7 @@ func (s *Sequencer) gapTimeout(channel uint64, c *chanSeq, gen uint64) {
 		return
 	}
 	c.timer = nil
-	if len(c.pending) == 0 {
+	if len(c.pending) == 0 && c.high <= c.last {
 		c.mu.Unlock()
 		return
 	}
@@ -308,7 +330,7 @@ func (s *Sequencer) fill(channel uint64, c *chanSeq, gen uint64) {
 		s.m.fillErrors.Add(1)
 		// Keep what is held and try again after another wait; the bound
 		// on held entries still applies.
-		if len(c.pending) > 0 && c.timer == nil {
+		if (len(c.pending) > 0 || c.high > c.last) && c.timer == nil {
 			c.timer = s.clock.AfterFunc(s.gapWait, func() { s.gapTimeout(channel, c, gen) })
 		}
 		return
@@ -344,9 +366,12 @@ func (s *Sequencer) fill(channel uint64, c *chanSeq, gen uint64) {
 			s.m.stale.Add(1)
 		}
 	}
+	if c.high <= to {
+		c.high = c.last // every id known to be committed is settled
+	}
 	s.advance(c)
-	if len(c.pending) > 0 && c.timer == nil {
-		// Entries that came while reading left a new gap.
+	if (len(c.pending) > 0 || c.high > c.last) && c.timer == nil {
+		// Entries that came while reading (or a CatchUp) left a new gap.
 		s.m.waits.Add(1)
 		c.timer = s.clock.AfterFunc(s.gapWait, func() { s.gapTimeout(channel, c, gen) })
 	}

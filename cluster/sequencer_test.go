@@ -275,3 +275,56 @@ func TestSequencerConcurrentOffers(t *testing.T) {
 		t.Errorf("metrics %+v: nothing should be skipped or stale", m)
 	}
 }
+
+// CatchUp reads the entries NATS lost at the end of a stream, which no
+// later entry would reveal as a gap.
+func TestSequencerCatchUp(t *testing.T) {
+	st, rec, clk := newFakeStore(), newRecorder(), newFakeClock()
+	s := NewSequencer(st, rec.deliver, SequencerOptions{Clock: clk})
+	feed := st.add(1, 5)
+	s.Offer(&feed[0])
+	s.Offer(&feed[1])
+	s.CatchUp(1, 2) // nothing missing: no read
+	s.CatchUp(1, 1)
+	if n := st.fillCount(); n != 0 {
+		t.Fatalf("%d fills for a channel that misses nothing", n)
+	}
+	s.CatchUp(1, 5)
+	waitFor(t, "the lost tail delivered", func() bool { return slices.Equal(rec.ids(1), seq(1, 5)) })
+	// The late NATS copies are duplicates.
+	s.Offer(&feed[4])
+	if got := rec.ids(1); !slices.Equal(got, seq(1, 5)) {
+		t.Fatalf("delivered %v", got)
+	}
+
+	// A catch-up whose read fails is tried again after the gap wait.
+	st.mu.Lock()
+	st.fail = errDown
+	st.mu.Unlock()
+	feed = append(feed, st.add(1, 2)...)
+	s.CatchUp(1, 7)
+	waitFor(t, "the failed read", func() bool { return s.Metrics().FillErrors == 1 })
+	st.mu.Lock()
+	st.fail = nil
+	st.mu.Unlock()
+	waitFor(t, "the retry armed", func() bool { return clk.pending() == 1 })
+	clk.Advance(DefaultGapWait)
+	if got := rec.ids(1); !slices.Equal(got, seq(1, 7)) {
+		t.Fatalf("after the retry: delivered %v, want 1..7", got)
+	}
+	// Settled: no more reads, no timer.
+	clk.Advance(time.Hour)
+	if n, p := st.fillCount(), clk.pending(); n != 3 || p != 0 {
+		t.Errorf("%d fills, %d timers; want 3 and none", n, p)
+	}
+
+	// A catch-up for a channel cleared since (the store has less) settles
+	// without delivering anything.
+	st.clear(1)
+	s.CatchUp(1, 9)
+	waitFor(t, "the read", func() bool { return st.fillCount() == 4 })
+	clk.Advance(time.Hour)
+	if got, n := rec.ids(1), st.fillCount(); !slices.Equal(got, seq(1, 7)) || n != 4 {
+		t.Errorf("delivered %v after %d fills", got, n)
+	}
+}
