@@ -372,3 +372,28 @@ func TestOpenRefusesBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// A node's metrics show its monitor's state: nodes seen, fail-closed.
+func TestClusterMetricsShowMonitor(t *testing.T) {
+	servers := startNATS(t, 1)
+	n := startNode(t, "node1", &sharedStore{fakeStore: newFakeStore()}, servers[0].ClientURL())
+	if m := n.c.Metrics(); !m.NATSConnected || m.NodesSeen != 0 || m.FailClosed {
+		t.Fatalf("metrics without a monitor: %+v", m)
+	}
+	clk := newFakeClock()
+	beats := &memBeats{clk: clk, rows: map[string]NodeStatus{}}
+	beats.rows["node2"] = NodeStatus{Node: "node2", Status: StatusOK, Seen: clk.Now()}
+	mon := StartMonitor(MonitorOptions{Node: "node1", Beats: beats, Clock: clk})
+	defer mon.Stop()
+	n.c.SetMonitor(mon)
+	if m := n.c.Metrics(); m.NodesSeen != 2 || m.FailClosed {
+		t.Fatalf("metrics %+v: want 2 nodes seen, open", m)
+	}
+	beats.setDown(true)
+	clk.Advance(DefaultFailAfter)
+	if m := n.c.Metrics(); !m.FailClosed {
+		t.Fatalf("metrics %+v: want failed closed", m)
+	}
+	servers[0].Shutdown()
+	waitFor(t, "NATS down in the metrics", func() bool { return !n.c.Metrics().NATSConnected })
+}

@@ -82,9 +82,9 @@ func TestValidName(t *testing.T) {
 	}
 }
 
-// FuzzDecodeEntry: any message from NATS is refused or decodes to an entry
+// FuzzDecodeMessage: any message from NATS is refused or decodes to an entry
 // that encodes and decodes to itself.
-func FuzzDecodeEntry(f *testing.F) {
+func FuzzDecodeMessage(f *testing.F) {
 	var e channels.Entry
 	e.ChannelID, e.ID, e.CreatedAt = 1, 2, time.Unix(1_700_000_000, 0).UTC()
 	e.SetValue(3, "v")
