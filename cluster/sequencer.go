@@ -288,12 +288,13 @@ func (s *Sequencer) dropUpTo(c *chanSeq, id uint64) uint64 {
 // gapTimeout runs when a gap stayed open for GapWait.
 func (s *Sequencer) gapTimeout(channel uint64, c *chanSeq, gen uint64) {
 	c.mu.Lock()
-	if c.gen != gen || c.filling {
+	if c.gen != gen {
 		c.mu.Unlock()
 		return
 	}
+	// No wait is armed while a fill runs, so c.timer is this one.
 	c.timer = nil
-	if len(c.pending) == 0 && c.high <= c.last {
+	if c.filling || len(c.pending) == 0 && c.high <= c.last {
 		c.mu.Unlock()
 		return
 	}
@@ -324,15 +325,16 @@ func (s *Sequencer) fill(channel uint64, c *chanSeq, gen uint64) {
 	defer c.mu.Unlock()
 	c.filling = false
 	if c.gen != gen {
-		return // reset while reading: what was read belongs to the old feed
+		// Restarted while reading: what was read belongs to the old feed,
+		// and a gap of the new one waited for this read to end.
+		s.rearm(channel, c)
+		return
 	}
 	if err != nil {
 		s.m.fillErrors.Add(1)
 		// Keep what is held and try again after another wait; the bound
 		// on held entries still applies.
-		if (len(c.pending) > 0 || c.high > c.last) && c.timer == nil {
-			c.timer = s.clock.AfterFunc(s.gapWait, func() { s.gapTimeout(channel, c, gen) })
-		}
+		s.rearm(channel, c)
 		return
 	}
 	slices.SortFunc(got, func(a, b channels.Entry) int {
@@ -370,9 +372,15 @@ func (s *Sequencer) fill(channel uint64, c *chanSeq, gen uint64) {
 		c.high = c.last // every id known to be committed is settled
 	}
 	s.advance(c)
-	if (len(c.pending) > 0 || c.high > c.last) && c.timer == nil {
-		// Entries that came while reading (or a CatchUp) left a new gap.
+	s.rearm(channel, c) // entries that came while reading (or a CatchUp) may leave a gap
+}
+
+// rearm starts a wait when a gap is open and nothing will close it; the
+// caller holds c.mu.
+func (s *Sequencer) rearm(channel uint64, c *chanSeq) {
+	if (len(c.pending) > 0 || c.high > c.last) && c.timer == nil && !c.filling {
 		s.m.waits.Add(1)
+		gen := c.gen
 		c.timer = s.clock.AfterFunc(s.gapWait, func() { s.gapTimeout(channel, c, gen) })
 	}
 }

@@ -328,3 +328,32 @@ func TestSequencerCatchUp(t *testing.T) {
 		t.Errorf("delivered %v after %d fills", got, n)
 	}
 }
+
+// A channel restarted while a fill of its old feed reads the store gets
+// its new gap filled once that read ends.
+func TestSequencerRestartDuringFill(t *testing.T) {
+	st, rec, clk := newFakeStore(), newRecorder(), newFakeClock()
+	s := NewSequencer(st, rec.deliver, SequencerOptions{Clock: clk})
+	feed := st.add(1, 5)
+	for i := range 3 {
+		s.Offer(&feed[i])
+	}
+	block := make(chan struct{})
+	st.mu.Lock()
+	st.block = block
+	st.mu.Unlock()
+	s.CatchUp(1, 5) // 4 and 5 were lost
+	waitFor(t, "the fill reading", func() bool { return st.fillCount() == 1 })
+	st.clear(1)
+	st.mu.Lock()
+	st.block = nil
+	st.mu.Unlock()
+	feed = st.add(1, 2)
+	s.OfferLocal(&feed[1]) // the new feed's 2 before its 1
+	close(block)
+	waitFor(t, "the new gap's wait armed", func() bool { return clk.pending() == 1 })
+	clk.Advance(DefaultGapWait)
+	if got := rec.ids(1); !slices.Equal(got, []uint64{1, 2, 3, 1, 2}) {
+		t.Fatalf("delivered %v, want 1..3 then the new feed's 1, 2", got)
+	}
+}
