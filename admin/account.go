@@ -61,18 +61,80 @@ func (l *Local) loadAccount(ctx context.Context) (*auth.Account, error) {
 	if a := l.account.acct; a != nil {
 		return a, nil
 	}
-	a, err := l.db.Account(ctx)
+	if l.Tx != nil {
+		// Servers sharing the store may start together: one of them
+		// creates the key, and the others read it.
+		return l.changeAccount(ctx, func(a *auth.Account) (*auth.Account, error) { return a, nil })
+	}
+	a, err := l.readAccount(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l.account.acct = a
+	return a, nil
+}
+
+// readAccount reads the stored account, creating its user API key when
+// it has none.
+func (l *Local) readAccount(ctx context.Context) (*auth.Account, error) {
+	a, err := l.Accounts.Account(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if a.UserAPIKey == "" {
 		a.UserAPIKey = auth.NewAPIKey()
-		if err := l.db.PutAccount(ctx, a); err != nil {
+		if err := l.Accounts.PutAccount(ctx, a); err != nil {
 			return nil, err
 		}
 	}
-	l.account.acct = a
 	return a, nil
+}
+
+// changeAccount stores next(the current account) and makes it the
+// current account; next must not change its argument. With a store
+// several servers share (Tx), the account is read inside the transaction
+// rather than taken from the copy kept here, so that another server's
+// change to it is not overwritten. l.account.mu must be held.
+func (l *Local) changeAccount(ctx context.Context, next func(*auth.Account) (*auth.Account, error)) (*auth.Account, error) {
+	if l.Tx == nil {
+		a, err := l.loadAccount(ctx)
+		if err != nil {
+			return nil, err
+		}
+		n, err := next(a)
+		if err != nil {
+			return nil, err
+		}
+		if err := l.putAccount(ctx, n); err != nil {
+			return nil, err
+		}
+		return n, nil
+	}
+	var n *auth.Account
+	err := l.Tx.Atomically(ctx, func(ctx context.Context) error {
+		a, err := l.readAccount(ctx)
+		if err != nil {
+			return err
+		}
+		if n, err = next(a); err != nil || n == a {
+			return err
+		}
+		return l.Accounts.PutAccount(ctx, n)
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.account.acct = n
+	return n, nil
+}
+
+// AccountChanged drops the copy of the owner account kept here, so that
+// the next use reads the store: another server sharing it changed the
+// account.
+func (l *Local) AccountChanged() {
+	l.account.mu.Lock()
+	l.account.acct = nil
+	l.account.mu.Unlock()
 }
 
 // currentAccount is loadAccount taking the lock.
@@ -85,7 +147,7 @@ func (l *Local) currentAccount(ctx context.Context) (*auth.Account, error) {
 // putAccount stores a and makes it the current account. l.account.mu
 // must be held.
 func (l *Local) putAccount(ctx context.Context, a *auth.Account) error {
-	if err := l.db.PutAccount(ctx, a); err != nil {
+	if err := l.Accounts.PutAccount(ctx, a); err != nil {
 		return err
 	}
 	l.account.acct = a
@@ -115,18 +177,17 @@ func (l *Local) Account(ctx context.Context) (*auth.AccountInfo, error) {
 func (l *Local) RegenerateUserKey(ctx context.Context) (*auth.AccountInfo, error) {
 	l.account.mu.Lock()
 	defer l.account.mu.Unlock()
-	a, err := l.loadAccount(ctx)
+	n, err := l.changeAccount(ctx, func(a *auth.Account) (*auth.Account, error) {
+		next := *a
+		for next.UserAPIKey == a.UserAPIKey {
+			next.UserAPIKey = auth.NewAPIKey()
+		}
+		return &next, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	next := *a
-	for next.UserAPIKey == a.UserAPIKey {
-		next.UserAPIKey = auth.NewAPIKey()
-	}
-	if err := l.putAccount(ctx, &next); err != nil {
-		return nil, err
-	}
-	return accountInfo(&next), nil
+	return accountInfo(n), nil
 }
 
 // VerifyUserKey checks key against the user API key in constant time.
@@ -160,24 +221,24 @@ func (l *Local) SetPassword(ctx context.Context, password string) error {
 // setPasswordHash stores hash as the console password, stamps the change
 // and closes any setup token. l.account.mu must be held.
 func (l *Local) setPasswordHash(ctx context.Context, hash string) error {
-	a, err := l.loadAccount(ctx)
+	_, err := l.changeAccount(ctx, func(a *auth.Account) (*auth.Account, error) {
+		next := *a
+		next.PasswordHash = hash
+		// Sessions signed in before PasswordChangedAt end, so it must
+		// move forward even when the clock has not (coarse clocks, or
+		// a clock set back): a session from just before the change
+		// must not survive.
+		now := time.Now
+		if l.account.now != nil {
+			now = l.account.now
+		}
+		next.PasswordChangedAt = now().UTC().Round(0)
+		if !next.PasswordChangedAt.After(a.PasswordChangedAt) {
+			next.PasswordChangedAt = a.PasswordChangedAt.Add(time.Nanosecond)
+		}
+		return &next, nil
+	})
 	if err != nil {
-		return err
-	}
-	next := *a
-	next.PasswordHash = hash
-	// Sessions signed in before PasswordChangedAt end, so it must move
-	// forward even when the clock has not (coarse clocks, or a clock set
-	// back): a session from just before the change must not survive.
-	now := time.Now
-	if l.account.now != nil {
-		now = l.account.now
-	}
-	next.PasswordChangedAt = now().UTC().Round(0)
-	if !next.PasswordChangedAt.After(a.PasswordChangedAt) {
-		next.PasswordChangedAt = a.PasswordChangedAt.Add(time.Nanosecond)
-	}
-	if err := l.putAccount(ctx, &next); err != nil {
 		return err
 	}
 	l.account.token = ""

@@ -14,24 +14,39 @@ import (
 // ID and Created are assigned. A running broker applies it at once
 // (WatchBindings).
 func (l *Local) Bind(ctx context.Context, b channels.Binding) (*channels.Binding, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	b.ID = 0
 	if err := b.Validate(); err != nil {
 		return nil, err
 	}
-	c, err := l.Channels.FindChannel(ctx, b.ChannelID)
+	err := l.change(ctx, func(ctx context.Context) (func(), error) {
+		if err := l.bind(ctx, &b); err != nil {
+			return nil, err
+		}
+		return func() {
+			l.bindingsChanged(func(bs []channels.Binding) []channels.Binding { return append(bs, b) })
+		}, nil
+	})
 	if err != nil {
 		return nil, err
+	}
+	return &b, nil
+}
+
+// bind checks b against its channel, the other bindings and the limits,
+// and stores it.
+func (l *Local) bind(ctx context.Context, b *channels.Binding) error {
+	c, err := l.Channels.FindChannel(ctx, b.ChannelID)
+	if err != nil {
+		return err
 	}
 	for n, p := range b.Fields {
 		if p != "" && !c.FieldEnabled(n+1) {
-			return nil, channels.Errorf(channels.EINVALID, "field%d is not enabled on channel %d: enable it first (feedmq channel update %d --field %d=LABEL)", n+1, c.ID, c.ID, n+1)
+			return channels.Errorf(channels.EINVALID, "field%d is not enabled on channel %d: enable it first (feedmq channel update %d --field %d=LABEL)", n+1, c.ID, c.ID, n+1)
 		}
 	}
-	all, err := l.db.Bindings(ctx)
+	all, err := l.BindingStore.Bindings(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	onChannel := 0
 	for _, o := range all {
@@ -40,34 +55,31 @@ func (l *Local) Bind(ctx context.Context, b channels.Binding) (*channels.Binding
 		}
 		onChannel++
 		if o.Topic == b.Topic {
-			return nil, channels.Errorf(channels.ECONFLICT, "channel %d already has binding %d on this topic: unbind it first (feedmq channel unbind %d)", c.ID, o.ID, o.ID)
+			return channels.Errorf(channels.ECONFLICT, "channel %d already has binding %d on this topic: unbind it first (feedmq channel unbind %d)", c.ID, o.ID, o.ID)
 		}
 	}
 	if m := l.Limits.MaxBindingsPerChannel; m > 0 && onChannel >= m {
-		return nil, channels.Errorf(channels.ELIMIT, "channel %d has %d bindings, the most allowed (limits.max_bindings_per_channel)", c.ID, m)
+		return channels.Errorf(channels.ELIMIT, "channel %d has %d bindings, the most allowed (limits.max_bindings_per_channel)", c.ID, m)
 	}
 	if m := l.Limits.MaxBindings; m > 0 && len(all) >= m {
-		return nil, channels.Errorf(channels.ELIMIT, "binding limit reached (%d bindings); unbind one or raise limits.max_bindings", m)
+		return channels.Errorf(channels.ELIMIT, "binding limit reached (%d bindings); unbind one or raise limits.max_bindings", m)
 	}
-	if err := l.db.CreateBinding(ctx, &b); err != nil {
-		return nil, err
-	}
-	l.bindingsChanged(func(bs []channels.Binding) []channels.Binding { return append(bs, b) })
-	return &b, nil
+	return l.BindingStore.CreateBinding(ctx, b)
 }
 
 // Unbind deletes binding id; publishes on its topic stop feeding its
 // channel at once.
 func (l *Local) Unbind(ctx context.Context, id uint64) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.db.DeleteBinding(ctx, id); err != nil {
-		return err
-	}
-	l.bindingsChanged(func(bs []channels.Binding) []channels.Binding {
-		return slices.DeleteFunc(bs, func(b channels.Binding) bool { return b.ID == id })
+	return l.change(ctx, func(ctx context.Context) (func(), error) {
+		if err := l.BindingStore.DeleteBinding(ctx, id); err != nil {
+			return nil, err
+		}
+		return func() {
+			l.bindingsChanged(func(bs []channels.Binding) []channels.Binding {
+				return slices.DeleteFunc(bs, func(b channels.Binding) bool { return b.ID == id })
+			})
+		}, nil
 	})
-	return nil
 }
 
 // Bindings returns the bindings of channel ch in ID order, or every
@@ -78,7 +90,7 @@ func (l *Local) Bindings(ctx context.Context, ch uint64) ([]channels.Binding, er
 			return nil, err
 		}
 	}
-	all, err := l.db.Bindings(ctx)
+	all, err := l.BindingStore.Bindings(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +108,7 @@ func (l *Local) Bindings(ctx context.Context, ch uint64) ([]channels.Binding, er
 func (l *Local) WatchBindings(ctx context.Context, f func([]channels.Binding)) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	bs, err := l.db.Bindings(ctx)
+	bs, err := l.BindingStore.Bindings(ctx)
 	if err != nil {
 		return fmt.Errorf("load bindings: %w", err)
 	}

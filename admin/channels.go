@@ -10,8 +10,22 @@ import (
 
 // CreateChannel creates a channel with fresh API keys.
 func (l *Local) CreateChannel(ctx context.Context, spec auth.ChannelSpec) (*channels.Channel, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	var c *channels.Channel
+	err := l.change(ctx, func(ctx context.Context) (func(), error) {
+		c = l.newChannel(spec)
+		if err := l.Channels.CreateChannel(ctx, c); err != nil {
+			return nil, err
+		}
+		return func() { l.Registry.PutChannel(c) }, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// newChannel is the channel spec asks for, with fresh API keys.
+func (l *Local) newChannel(spec auth.ChannelSpec) *channels.Channel {
 	c := &channels.Channel{
 		Name: spec.Name, Description: spec.Description, Public: spec.Public,
 		Fields: spec.Fields, WriteKey: auth.NewAPIKey(), ReadKey: auth.NewAPIKey(),
@@ -22,11 +36,7 @@ func (l *Local) CreateChannel(ctx context.Context, spec auth.ChannelSpec) (*chan
 	if c.Fields == ([channels.NumFields]string{}) {
 		c.Fields = channels.DefaultFields()
 	}
-	if err := l.Channels.CreateChannel(ctx, c); err != nil {
-		return nil, err
-	}
-	l.Registry.PutChannel(c)
-	return c, nil
+	return c
 }
 
 // trim removes the spaces a user may type around a coordinate or a URL.
@@ -94,40 +104,45 @@ func (l *Local) RegenerateKey(ctx context.Context, id uint64, write bool) (*chan
 }
 
 func (l *Local) changeChannel(ctx context.Context, id uint64, change func(*channels.Channel) error) (*channels.Channel, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	c, err := l.Channels.FindChannel(ctx, id)
+	var c *channels.Channel
+	err := l.change(ctx, func(ctx context.Context) (func(), error) {
+		var err error
+		if c, err = l.Channels.FindChannel(ctx, id); err != nil {
+			return nil, err
+		}
+		if err := change(c); err != nil {
+			return nil, err
+		}
+		if err := l.Channels.UpdateChannel(ctx, c); err != nil {
+			return nil, err
+		}
+		return func() { l.Registry.PutChannel(c) }, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := change(c); err != nil {
-		return nil, err
-	}
-	if err := l.Channels.UpdateChannel(ctx, c); err != nil {
-		return nil, err
-	}
-	l.Registry.PutChannel(c)
 	return c, nil
 }
 
 // DeleteChannel removes a channel, its feed, its bindings and all grants
 // to it.
 func (l *Local) DeleteChannel(ctx context.Context, id uint64) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.Channels.DeleteChannel(ctx, id); err != nil {
-		return err
-	}
-	l.Registry.DeleteChannel(id)
-	l.channelGone(id)
-	return nil
+	return l.change(ctx, func(ctx context.Context) (func(), error) {
+		if err := l.Channels.DeleteChannel(ctx, id); err != nil {
+			return nil, err
+		}
+		return func() {
+			l.Registry.DeleteChannel(id)
+			l.channelGone(id)
+		}, nil
+	})
 }
 
 // ClearChannel deletes every entry of a channel; numbering restarts at 1.
 func (l *Local) ClearChannel(ctx context.Context, id uint64) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.Channels.ClearChannel(ctx, id)
+	return l.change(ctx, func(ctx context.Context) (func(), error) {
+		return nil, l.Channels.ClearChannel(ctx, id)
+	})
 }
 
 // Channel returns one channel with its LastEntryID.

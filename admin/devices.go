@@ -12,8 +12,24 @@ import (
 // CreateDevice creates a device with generated credentials and the given
 // grants.
 func (l *Local) CreateDevice(ctx context.Context, spec auth.DeviceSpec) (*auth.Credentials, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	var cr *auth.Credentials
+	err := l.change(ctx, func(ctx context.Context) (func(), error) {
+		var err error
+		cr, err = l.createDevice(ctx, spec)
+		if err != nil {
+			return nil, err
+		}
+		return func() { l.Registry.PutDevice(cr.Device) }, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cr, nil
+}
+
+// createDevice checks the limits and stores the device spec asks for,
+// with fresh credentials.
+func (l *Local) createDevice(ctx context.Context, spec auth.DeviceSpec) (*auth.Credentials, error) {
 	d := &auth.Device{Name: strings.TrimSpace(spec.Name), Description: spec.Description}
 	if err := checkDeviceText(d); err != nil {
 		return nil, err
@@ -39,7 +55,6 @@ func (l *Local) CreateDevice(ctx context.Context, spec auth.DeviceSpec) (*auth.C
 	if err := l.Devices.CreateDevice(ctx, d); err != nil {
 		return nil, err
 	}
-	l.Registry.PutDevice(d)
 	return &auth.Credentials{Device: d, Password: password}, nil
 }
 
@@ -60,7 +75,7 @@ func checkDeviceText(d *auth.Device) error {
 // device loses ends at once, as with DeauthorizeDevice, since the broker
 // checks the registry on every packet.
 func (l *Local) UpdateDevice(ctx context.Context, id uint64, u auth.DeviceUpdate) (*auth.Device, error) {
-	return l.changeDevice(ctx, id, false, func(d *auth.Device) error {
+	return l.changeDevice(ctx, id, false, func(ctx context.Context, d *auth.Device) error {
 		if u.Name != nil {
 			d.Name = strings.TrimSpace(*u.Name)
 		}
@@ -89,7 +104,7 @@ func (l *Local) UpdateDevice(ctx context.Context, id uint64, u auth.DeviceUpdate
 
 // AuthorizeDevice adds or replaces the device's grants on channels.
 func (l *Local) AuthorizeDevice(ctx context.Context, id uint64, grants []auth.Grant) (*auth.Device, error) {
-	return l.changeDevice(ctx, id, false, func(d *auth.Device) error {
+	return l.changeDevice(ctx, id, false, func(ctx context.Context, d *auth.Device) error {
 		merged, err := l.mergeGrants(ctx, d.Channels, grants)
 		d.Channels = merged
 		return err
@@ -99,7 +114,7 @@ func (l *Local) AuthorizeDevice(ctx context.Context, id uint64, grants []auth.Gr
 // DeauthorizeDevice removes the device's grant on channel ch. Live
 // subscriptions stop receiving at once: the broker checks every delivery.
 func (l *Local) DeauthorizeDevice(ctx context.Context, id, ch uint64) (*auth.Device, error) {
-	return l.changeDevice(ctx, id, false, func(d *auth.Device) error {
+	return l.changeDevice(ctx, id, false, func(_ context.Context, d *auth.Device) error {
 		if _, ok := d.Grant(ch); !ok {
 			return &channels.Error{Code: channels.ENOTFOUND, Message: fmt.Sprintf("device %d is not authorized for channel %d", id, ch), Err: auth.ErrNoGrant}
 		}
@@ -118,7 +133,7 @@ func (l *Local) DeauthorizeDevice(ctx context.Context, id, ch uint64) (*auth.Dev
 // at once and live connections that used it are closed.
 func (l *Local) ResetPassword(ctx context.Context, id uint64) (*auth.Credentials, error) {
 	password := auth.NewPassword()
-	d, err := l.changeDevice(ctx, id, true, func(d *auth.Device) error {
+	d, err := l.changeDevice(ctx, id, true, func(_ context.Context, d *auth.Device) error {
 		d.PasswordHash = auth.HashPassword(password)
 		return nil
 	})
@@ -130,16 +145,17 @@ func (l *Local) ResetPassword(ctx context.Context, id uint64) (*auth.Credentials
 
 // DeleteDevice removes a device and closes its live connections.
 func (l *Local) DeleteDevice(ctx context.Context, id uint64) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.Devices.DeleteDevice(ctx, id); err != nil {
-		return err
-	}
-	l.Registry.DeleteDevice(id)
-	if l.Revoke != nil {
-		l.Revoke(id)
-	}
-	return nil
+	return l.change(ctx, func(ctx context.Context) (func(), error) {
+		if err := l.Devices.DeleteDevice(ctx, id); err != nil {
+			return nil, err
+		}
+		return func() {
+			l.Registry.DeleteDevice(id)
+			if l.Revoke != nil {
+				l.Revoke(id)
+			}
+		}, nil
+	})
 }
 
 // Device returns one device.
@@ -154,22 +170,30 @@ func (l *Local) ListDevices(ctx context.Context) ([]*auth.Device, error) {
 
 // changeDevice applies change to device id, stores it and updates the
 // registry; revoke closes the device's live connections afterwards.
-func (l *Local) changeDevice(ctx context.Context, id uint64, revoke bool, change func(*auth.Device) error) (*auth.Device, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	d, err := l.Devices.FindDevice(ctx, id)
+// change gets the context of the transaction for the store calls it
+// makes (mergeGrants).
+func (l *Local) changeDevice(ctx context.Context, id uint64, revoke bool, change func(context.Context, *auth.Device) error) (*auth.Device, error) {
+	var d *auth.Device
+	err := l.change(ctx, func(ctx context.Context) (func(), error) {
+		var err error
+		if d, err = l.Devices.FindDevice(ctx, id); err != nil {
+			return nil, err
+		}
+		if err := change(ctx, d); err != nil {
+			return nil, err
+		}
+		if err := l.Devices.UpdateDevice(ctx, d); err != nil {
+			return nil, err
+		}
+		return func() {
+			l.Registry.PutDevice(d)
+			if revoke && l.Revoke != nil {
+				l.Revoke(id)
+			}
+		}, nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	if err := change(d); err != nil {
-		return nil, err
-	}
-	if err := l.Devices.UpdateDevice(ctx, d); err != nil {
-		return nil, err
-	}
-	l.Registry.PutDevice(d)
-	if revoke && l.Revoke != nil {
-		l.Revoke(id)
 	}
 	return d, nil
 }

@@ -23,6 +23,16 @@ type Local struct {
 	// Rules keeps the rule lists; a device's own rules are also in its
 	// Devices record.
 	Rules auth.RuleStore
+	// BindingStore keeps the bindings of free topics to channels.
+	BindingStore channels.BindingStore
+	// Accounts keeps the owner account.
+	Accounts auth.AccountStore
+	// Tx, when set, runs each change as one transaction of a store that
+	// several servers share, serialised with their changes, so that a
+	// limit check and the writes it guards hold against all of them.
+	// Without it (bbolt, which one process owns) mu alone serialises
+	// changes.
+	Tx channels.Transactor
 	// Registry answers the broker's per-packet questions; Local keeps it
 	// in step with every committed change.
 	Registry *auth.Registry
@@ -58,6 +68,9 @@ func NewLocal(ctx context.Context, db *storage.DB, lim auth.Limits) (*Local, err
 func newLocalOver(ctx context.Context, cs channels.Store, ds auth.Store, db *storage.DB, lim auth.Limits) (*Local, error) {
 	l := newLocal(db, lim)
 	l.Channels, l.Devices = cs, ds
+	if tx, ok := cs.(channels.Transactor); ok {
+		l.Tx = tx
+	}
 	chs, err := cs.ListChannels(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load channels: %w", err)
@@ -83,7 +96,33 @@ func newLocalOver(ctx context.Context, cs channels.Store, ds auth.Store, db *sto
 
 // newLocal returns a Local over db with an empty Registry.
 func newLocal(db *storage.DB, lim auth.Limits) *Local {
-	return &Local{Channels: db, Devices: db, Rules: db, Registry: auth.NewRegistry(), Limits: lim, db: db}
+	return &Local{Channels: db, Devices: db, Rules: db, BindingStore: db, Accounts: db, Registry: auth.NewRegistry(), Limits: lim, db: db}
+}
+
+// change runs op with mu held and, when the store has one, inside a
+// transaction (Tx). op makes its store calls with the context it is
+// given and returns what to do once the change is committed (update the
+// registry, tell watchers, close revoked connections), which runs only
+// then: a change whose commit fails leaves memory as it was.
+func (l *Local) change(ctx context.Context, op func(ctx context.Context) (done func(), err error)) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var done func()
+	run := func(ctx context.Context) error {
+		var err error
+		done, err = op(ctx)
+		return err
+	}
+	var err error
+	if l.Tx != nil {
+		err = l.Tx.Atomically(ctx, run)
+	} else {
+		err = run(ctx)
+	}
+	if err == nil && done != nil {
+		done()
+	}
+	return err
 }
 
 // Backup writes a consistent copy of the database from a read

@@ -76,26 +76,27 @@ func (l *Local) changeRules(ctx context.Context, target auth.RuleTarget, change 
 	if err := target.Check(); err != nil {
 		return nil, err
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	have, err := l.rulesOf(ctx, target)
+	var out []auth.Rule
+	err := l.change(ctx, func(ctx context.Context) (func(), error) {
+		have, err := l.rulesOf(ctx, target)
+		if err != nil {
+			return nil, err
+		}
+		if out, err = change(have); err != nil {
+			return nil, err
+		}
+		var c auth.RulesChange
+		switch target.Scope {
+		case auth.ScopeDevice:
+			c.Devices = map[uint64][]auth.Rule{target.Device: out}
+		case auth.ScopeAnonymous:
+			c.Anonymous = &out
+		case auth.ScopeEveryone:
+			c.Everyone = &out
+		}
+		return l.applyRules(ctx, c)
+	})
 	if err != nil {
-		return nil, err
-	}
-	out, err := change(have)
-	if err != nil {
-		return nil, err
-	}
-	var c auth.RulesChange
-	switch target.Scope {
-	case auth.ScopeDevice:
-		c.Devices = map[uint64][]auth.Rule{target.Device: out}
-	case auth.ScopeAnonymous:
-		c.Anonymous = &out
-	case auth.ScopeEveryone:
-		c.Everyone = &out
-	}
-	if err := l.applyRules(ctx, c); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -117,22 +118,24 @@ func (l *Local) rulesOf(ctx context.Context, target auth.RuleTarget) ([]auth.Rul
 	return every, err
 }
 
-// applyRules stores c and brings the registry in step; l.mu is held.
-func (l *Local) applyRules(ctx context.Context, c auth.RulesChange) error {
+// applyRules stores c and returns what brings the registry in step once
+// it is committed; l.mu is held.
+func (l *Local) applyRules(ctx context.Context, c auth.RulesChange) (func(), error) {
 	changed, err := l.Rules.SetRules(ctx, c)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, d := range changed {
-		l.Registry.PutDevice(d)
-	}
-	if c.Anonymous != nil {
-		l.Registry.SetAnonymousRules(*c.Anonymous)
-	}
-	if c.Everyone != nil {
-		l.Registry.SetCommonRules(*c.Everyone)
-	}
-	return nil
+	return func() {
+		for _, d := range changed {
+			l.Registry.PutDevice(d)
+		}
+		if c.Anonymous != nil {
+			l.Registry.SetAnonymousRules(*c.Anonymous)
+		}
+		if c.Everyone != nil {
+			l.Registry.SetCommonRules(*c.Everyone)
+		}
+	}, nil
 }
 
 // AccessRules returns the anonymous connections' and everyone's rules
@@ -175,15 +178,30 @@ func (l *Local) ImportACL(ctx context.Context, acl *auth.ACL, o ACLImportOptions
 			return nil, fmt.Errorf("user %q: %w", clipName(u.Name), err)
 		}
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	devs, err := l.Devices.ListDevices(ctx)
+	var res *ACLImportResult
+	err := l.change(ctx, func(ctx context.Context) (func(), error) {
+		var done func()
+		var err error
+		res, done, err = l.importACL(ctx, acl, o)
+		return done, err
+	})
 	if err != nil {
 		return nil, err
 	}
+	return res, nil
+}
+
+// importACL is ImportACL once the file's rules are checked: it returns
+// what the import does and what brings the registry in step once it is
+// committed. l.mu is held.
+func (l *Local) importACL(ctx context.Context, acl *auth.ACL, o ACLImportOptions) (*ACLImportResult, func(), error) {
+	devs, err := l.Devices.ListDevices(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	anon, every, err := l.Rules.SharedRules(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	res := &ACLImportResult{DryRun: o.DryRun, Replace: o.Replace}
 	var c auth.RulesChange
@@ -196,7 +214,7 @@ func (l *Local) ImportACL(ctx context.Context, acl *auth.ACL, o ACLImportOptions
 	if len(acl.Anonymous) > 0 {
 		out, err := merge(anon, acl.Anonymous)
 		if err != nil {
-			return nil, fmt.Errorf("anonymous connections: %w", err)
+			return nil, nil, fmt.Errorf("anonymous connections: %w", err)
 		}
 		c.Anonymous = &out
 		res.Lists = append(res.Lists, ACLImportList{Target: auth.RuleTarget{Scope: auth.ScopeAnonymous}, FromFile: len(acl.Anonymous), Rules: out})
@@ -204,7 +222,7 @@ func (l *Local) ImportACL(ctx context.Context, acl *auth.ACL, o ACLImportOptions
 	if len(acl.Everyone) > 0 {
 		out, err := merge(every, acl.Everyone)
 		if err != nil {
-			return nil, fmt.Errorf("everyone: %w", err)
+			return nil, nil, fmt.Errorf("everyone: %w", err)
 		}
 		c.Everyone = &out
 		res.Lists = append(res.Lists, ACLImportList{Target: auth.RuleTarget{Scope: auth.ScopeEveryone}, FromFile: len(acl.Everyone), Rules: out})
@@ -228,7 +246,7 @@ func (l *Local) ImportACL(ctx context.Context, acl *auth.ACL, o ACLImportOptions
 		byDevice[d.ID] = u.Name
 		out, err := merge(d.Rules, u.Rules)
 		if err != nil {
-			return nil, fmt.Errorf("user %q (device %d): %w", clipName(u.Name), d.ID, err)
+			return nil, nil, fmt.Errorf("user %q (device %d): %w", clipName(u.Name), d.ID, err)
 		}
 		if c.Devices == nil {
 			c.Devices = map[uint64][]auth.Rule{}
@@ -238,21 +256,22 @@ func (l *Local) ImportACL(ctx context.Context, acl *auth.ACL, o ACLImportOptions
 	}
 	switch {
 	case len(unknown) > 0:
-		return nil, channels.Errorf(channels.ENOTFOUND, "the ACL file names users that are no device's username or name: %s; "+
+		return nil, nil, channels.Errorf(channels.ENOTFOUND, "the ACL file names users that are no device's username or name: %s; "+
 			"create devices with those names (feedmq device create --name NAME) or edit the file; nothing was imported", strings.Join(unknown, ", "))
 	case len(ambiguous) > 0:
-		return nil, channels.Errorf(channels.ECONFLICT, "the ACL file names users that several devices are named: %s; "+
+		return nil, nil, channels.Errorf(channels.ECONFLICT, "the ACL file names users that several devices are named: %s; "+
 			"rename the devices or write their usernames in the file; nothing was imported", strings.Join(ambiguous, ", "))
 	case len(twice) > 0:
-		return nil, channels.Errorf(channels.ECONFLICT, "the ACL file names one device as two users: %s; join their sections; nothing was imported", strings.Join(twice, ", "))
+		return nil, nil, channels.Errorf(channels.ECONFLICT, "the ACL file names one device as two users: %s; join their sections; nothing was imported", strings.Join(twice, ", "))
 	}
 	if o.DryRun || len(res.Lists) == 0 {
-		return res, nil
+		return res, nil, nil
 	}
-	if err := l.applyRules(ctx, c); err != nil {
-		return nil, err
+	done, err := l.applyRules(ctx, c)
+	if err != nil {
+		return nil, nil, err
 	}
-	return res, nil
+	return res, done, nil
 }
 
 // deviceForUser finds the device an ACL file's user name stands for: the

@@ -73,7 +73,10 @@ func (d *Device) Grant(id uint64) (Grant, bool) {
 
 // Store keeps devices. storage.DB implements it on bbolt. Methods return
 // *channels.Error values with code ENOTFOUND for a missing device and
-// ECONFLICT for a duplicate username.
+// ECONFLICT for a duplicate username. A store several servers share
+// keeps usernames unique across all of them, tells them of each other's
+// changes (channels.ChangeNotifier) and runs a limit check with the
+// writes it guards in one transaction (channels.Transactor).
 type Store interface {
 	// CreateDevice assigns d.ID (1, 2, ...), sets CreatedAt and
 	// UpdatedAt to now and stores d. ECONFLICT when the username is

@@ -125,10 +125,18 @@ type Options struct {
 	// 100000.
 	QueuedPerClient int
 	QueuedTotal     int
+	// QueuedMaxBytes bounds the payload bytes of those messages over all
+	// clients, checked every second; past it the largest queues lose
+	// their oldest first. Default 64 MiB.
+	QueuedMaxBytes int64
 	// MaxAnonymousSessions caps the persistent sessions of anonymous
 	// clients (anyone may open one); past it an anonymous CONNECT asking
 	// for one is refused. Default 100; negative: none at all.
 	MaxAnonymousSessions int
+
+	// Cluster links this node to others sharing its database; nil (one
+	// node) fans entries out here only.
+	Cluster Cluster
 }
 
 func (o *Options) ensureDefaults() {
@@ -182,6 +190,9 @@ func (o *Options) ensureDefaults() {
 	if o.QueuedTotal <= 0 {
 		o.QueuedTotal = 100000
 	}
+	if o.QueuedMaxBytes <= 0 {
+		o.QueuedMaxBytes = 64 << 20
+	}
 	if o.MaxAnonymousSessions == 0 {
 		o.MaxAnonymousSessions = 100
 	}
@@ -232,6 +243,8 @@ type Server struct {
 	// publishing holds gate for reading so Close can wait for commits.
 	closing atomic.Bool
 	gate    sync.RWMutex
+	// failClosed refuses CONNECTs (SetFailClosed).
+	failClosed atomic.Bool
 	// pending counts entries queued with commitAsync and not yet fanned
 	// out; fanq carries them from the store's writer to fanOutLoop.
 	pending sync.WaitGroup
@@ -259,6 +272,9 @@ type Server struct {
 	retained  retainedIndex
 	sessStore *sessionStore
 	sweepStop chan struct{}
+	// queueMu orders dropOldest against orderQueued: a message one
+	// drops must not be put back by the other.
+	queueMu   sync.Mutex
 	sweepDone chan struct{}
 	wills     willHold // MQTT 5 wills waiting for their delay (willdelay.go)
 	// Bindings of free topics to channels (bind.go).
@@ -327,10 +343,18 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 		Logger:                   slog.New(mochiHandler{logs}),
 		SysTopicResendInterval:   math.MaxInt32, // nobody may read $SYS
 	})
+	if opts.Cluster != nil {
+		if err := opts.Cluster.Attach(s.fanOut, s.takeoverRemote); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	}
 	if err := s.mochi.AddHook(&hook{srv: s}, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
 	}
 	if opts.SessionsPath != "" {
+		if err := checkSessionsFile(opts.SessionsPath); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
 		st := &sessionStore{srv: s, Hook: new(bolt.Hook), stored: make(map[string]bool)}
 		if err := s.mochi.AddHook(st, &bolt.Options{Path: opts.SessionsPath,
 			Options: &bbolt.Options{Timeout: time.Second}}); err != nil {

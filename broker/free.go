@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -400,15 +401,12 @@ func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, rese
 
 // dropOldest drops up to n of cl's oldest queued publishes, never keep.
 func (s *Server) dropOldest(cl *mqtt.Client, n int, keep uint16) int {
+	s.queueMu.Lock()
+	defer s.queueMu.Unlock()
 	all := cl.State.Inflight.GetAll(false)
 	// mochi sorts by uint16(Created) (seconds, wrapping every 18 hours):
 	// order by the full time, packet IDs breaking ties.
-	slices.SortStableFunc(all, func(a, b packets.Packet) int {
-		if a.Created != b.Created {
-			return int(a.Created - b.Created)
-		}
-		return int(a.PacketID) - int(b.PacketID)
-	})
+	slices.SortStableFunc(all, queuedBefore)
 	dropped := 0
 	for _, pk := range all {
 		if dropped == n {
@@ -417,17 +415,49 @@ func (s *Server) dropOldest(cl *mqtt.Client, n int, keep uint16) int {
 		if pk.FixedHeader.Type != packets.Publish || pk.PacketID == keep {
 			continue
 		}
-		if cl.State.Inflight.Delete(pk.PacketID) {
-			cl.State.Inflight.IncreaseSendQuota()
-			atomic.AddInt64(&s.mochi.Info.Inflight, -1)
-			if s.sessStore != nil {
-				s.sessStore.OnQosDropped(cl, pk)
-			}
-			s.stats.queueDropped.Add(1)
+		if s.dropQueued(cl, pk) {
 			dropped++
 		}
 	}
 	return dropped
+}
+
+// queuedBefore orders queued messages by the time they were queued:
+// mochi's Created (seconds), then the packet ID, which mochi gives in
+// increasing order (wrapping at 65535, rarely within one second).
+func queuedBefore(a, b packets.Packet) int {
+	if a.Created != b.Created {
+		return cmp.Compare(a.Created, b.Created)
+	}
+	return cmp.Compare(a.PacketID, b.PacketID)
+}
+
+// orderQueued renumbers the Created of the messages queued for old, a
+// session whose client has gone and is about to resume it, 1, 2, ... in
+// the order they were queued: mochi resends them sorted by
+// uint16(Created), seconds wrapping every 18 hours and in no set order
+// within one second, and the order must hold (a state topic's last
+// message stays the last). Created means nothing else to feedmq or mochi
+// here: no message expiry is enforced, and the ranks keep the order for
+// dropOldest. A session still connected is left alone: its connection
+// may be settling a message concurrently, and Set would put it back.
+func (s *Server) orderQueued(old *mqtt.Client) {
+	if !old.Closed() {
+		return
+	}
+	s.queueMu.Lock()
+	defer s.queueMu.Unlock()
+	all := old.State.Inflight.GetAll(false)
+	if len(all) < 2 {
+		return
+	}
+	slices.SortStableFunc(all, queuedBefore)
+	for i, pk := range all {
+		if pk.Created != int64(i+1) {
+			pk.Created = int64(i + 1)
+			old.State.Inflight.Set(pk)
+		}
+	}
 }
 
 // queuedMessages returns the QoS 1/2 messages held for clients, and per client.
@@ -458,6 +488,7 @@ func (s *Server) startSweep() {
 			case now := <-t.C:
 				s.sweepQueues()
 				s.sendDueWills(now)
+				s.sweepQueuedBytes()
 			}
 		}
 	}()
@@ -501,4 +532,85 @@ func (s *Server) sweepQueues() {
 		s.log.Warn("queued messages dropped: total over sessions.max_queued_total", "dropped", dropped,
 			"limit", s.opts.QueuedTotal, "dropped_total", s.stats.queueDropped.Load())
 	}
+}
+
+// sweepQueuedBytes bounds the payload bytes of the queued messages over
+// all clients: past QueuedMaxBytes, the queues holding the most bytes
+// lose their oldest messages first (each is copied per client, so a
+// count bound alone lets large payloads take gigabytes).
+func (s *Server) sweepQueuedBytes() {
+	type queue struct {
+		cl    *mqtt.Client
+		bytes int64
+	}
+	var queues []queue
+	var total int64
+	for _, cl := range s.mochi.Clients.GetAll() {
+		var n int64
+		for _, pk := range cl.State.Inflight.GetAll(false) {
+			n += int64(len(pk.Payload))
+		}
+		if n > 0 {
+			queues = append(queues, queue{cl, n})
+			total += n
+		}
+	}
+	excess := total - s.opts.QueuedMaxBytes
+	if excess <= 0 {
+		return
+	}
+	slices.SortFunc(queues, func(a, b queue) int { return cmp.Compare(b.bytes, a.bytes) })
+	dropped := 0
+	for i := 0; excess > 0 && i < len(queues); i++ {
+		// Cut this queue down to the next one's size (or by what is left
+		// over), then move on.
+		var next int64
+		if i+1 < len(queues) {
+			next = queues[i+1].bytes
+		}
+		cut := min(excess, max(1, queues[i].bytes-next))
+		d, freed := s.dropOldestBytes(queues[i].cl, cut)
+		excess -= freed
+		dropped += d
+	}
+	if dropped > 0 {
+		s.log.Warn("queued messages dropped: payload bytes over sessions.max_queued_bytes", "dropped", dropped,
+			"limit", s.opts.QueuedMaxBytes, "dropped_total", s.stats.queueDropped.Load())
+	}
+}
+
+// dropOldestBytes drops cl's oldest queued publishes until at least n
+// payload bytes are freed; it returns how many it dropped and freed.
+func (s *Server) dropOldestBytes(cl *mqtt.Client, n int64) (dropped int, freed int64) {
+	s.queueMu.Lock()
+	defer s.queueMu.Unlock()
+	all := cl.State.Inflight.GetAll(false)
+	slices.SortStableFunc(all, queuedBefore)
+	for _, pk := range all {
+		if freed >= n {
+			break
+		}
+		if pk.FixedHeader.Type != packets.Publish {
+			continue
+		}
+		if s.dropQueued(cl, pk) {
+			dropped++
+			freed += int64(len(pk.Payload))
+		}
+	}
+	return dropped, freed
+}
+
+// dropQueued drops one queued publish of cl; queueMu held.
+func (s *Server) dropQueued(cl *mqtt.Client, pk packets.Packet) bool {
+	if !cl.State.Inflight.Delete(pk.PacketID) {
+		return false
+	}
+	cl.State.Inflight.IncreaseSendQuota()
+	atomic.AddInt64(&s.mochi.Info.Inflight, -1)
+	if s.sessStore != nil {
+		s.sessStore.OnQosDropped(cl, pk)
+	}
+	s.stats.queueDropped.Add(1)
+	return true
 }

@@ -31,6 +31,9 @@ type testServer struct {
 	svc  *admin.Local
 	srv  *broker.Server
 	addr string
+	// wrap, when set, gives the broker another store over db (a fake
+	// that fails as a shared database can).
+	wrap func(*storage.DB) channels.Store
 }
 
 func startServer(t testing.TB, opts broker.Options) *testServer {
@@ -59,7 +62,11 @@ func (ts *testServer) start() {
 	if opts.Logger == nil {
 		opts.Logger = testLogger(ts.t)
 	}
-	srv, err := broker.New(opts, db, svc.Registry)
+	var store channels.Store = db
+	if ts.wrap != nil {
+		store = ts.wrap(db)
+	}
+	srv, err := broker.New(opts, store, svc.Registry)
 	if err != nil {
 		ts.t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strings"
 	"sync"
@@ -58,6 +59,15 @@ type session struct {
 
 	out atomic.Pointer[sender] // deliveries to cl, once it gets one (fanout.go)
 	ack [4]byte                // the PUBACK being written (ackPublish)
+	// ackID is the packet ID mochi handles the SUBSCRIBE or UNSUBSCRIBE
+	// being processed under (high 16 bits) and the client's (low), when
+	// renumberAck changed it; 0 otherwise.
+	ackID atomic.Uint32
+	// inIDs maps the client's packet IDs of its QoS 1/2 publishes that
+	// collided with a delivery to the stand-ins they are handled under
+	// (renumberPublish); inAliases is its length, read without the lock.
+	inIDs     map[uint16]uint16
+	inAliases atomic.Int32
 
 	act *deviceActivity // the device's record (activity.go); nil for anonymous connections
 	// conn describes the connection once its CONNACK is sent; nil before
@@ -89,6 +99,20 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		_ = writeRaw(cl, []byte{packets.Connack << 4, 2, 0, 0x02})
 		return pk, packets.ErrRejectPacket
 	}
+	switch pk.FixedHeader.Type {
+	case packets.Subscribe, packets.Unsubscribe:
+		h.srv.renumberAck(cl, &pk)
+	case packets.Publish:
+		if pk.FixedHeader.Qos > 0 {
+			h.srv.renumberPublish(cl, &pk)
+		}
+	case packets.Pubrel:
+		if ss := h.srv.session(cl); ss != nil {
+			if sub, ok := ss.inboundID(pk.PacketID); ok {
+				pk.PacketID = sub
+			}
+		}
+	}
 	if pk.FixedHeader.Type == packets.Publish && len(pk.TopicName) > h.srv.topicLimit(pk.TopicName) &&
 		pk.Properties.TopicAlias <= maxTopicAliases {
 		// Too long for its tree: OnPublish refuses it. mochi must not
@@ -107,11 +131,130 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 // OnPacketEncode completes a successful MQTT 5 CONNACK with the limits
 // the server enforces, which mochi leaves out.
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == 0 {
-		pk.Properties.TopicAliasMaximum = maxTopicAliases
-		pk.Properties.MaximumPacketSize = uint32(h.srv.opts.MaxPacketSize)
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		if pk.ReasonCode == 0 {
+			pk.Properties.TopicAliasMaximum = maxTopicAliases
+			pk.Properties.MaximumPacketSize = uint32(h.srv.opts.MaxPacketSize)
+		}
+	case packets.Puback, packets.Pubrec, packets.Pubcomp:
+		// Answers to the client's own publishes: in its packet IDs.
+		if ss := h.srv.session(cl); ss != nil {
+			pk.PacketID = ss.clientID(pk.PacketID, pk.FixedHeader.Type != packets.Pubrec)
+		}
+	case packets.Suback, packets.Unsuback:
+		if ss := h.srv.session(cl); ss != nil {
+			if a := ss.ackID.Load(); a != 0 && uint16(a>>16) == pk.PacketID {
+				pk.PacketID = uint16(a)
+				ss.ackID.Store(0)
+			}
+		}
 	}
 	return pk
+}
+
+// renumberPublish gives a QoS 1 or 2 PUBLISH whose packet ID one of the
+// server's deliveries to cl holds another ID while mochi and feedmq
+// handle it; the acknowledgements go out with the client's
+// (OnPacketEncode, ackPublish). mochi keeps both sides' IDs in one table:
+// it would take the client's publish for the answer to its delivery and
+// forget the delivery, which a persistent session then never gets again
+// if the connection drops before the client acknowledges it. A QoS 2
+// publish keeps its stand-in until its PUBCOMP, on this connection: one
+// resumed on the next connection is completed as mochi does.
+func (s *Server) renumberPublish(cl *mqtt.Client, pk *packets.Packet) {
+	ss := s.session(cl)
+	if ss == nil {
+		return
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if sub, ok := ss.inIDs[pk.PacketID]; ok {
+		pk.PacketID = sub // a QoS 2 publish sent again
+		return
+	}
+	held, ok := cl.State.Inflight.Get(pk.PacketID)
+	if !ok || (held.FixedHeader.Type != packets.Publish && held.FixedHeader.Type != packets.Pubrel) {
+		return // free, or the client's own QoS 2 publish in progress
+	}
+	for id := uint16(math.MaxUint16); id > 0; id-- {
+		if _, used := cl.State.Inflight.Get(id); used || ss.isStandIn(id) {
+			continue
+		}
+		if ss.inIDs == nil {
+			ss.inIDs = make(map[uint16]uint16)
+		}
+		ss.inIDs[pk.PacketID] = id
+		ss.inAliases.Store(int32(len(ss.inIDs)))
+		pk.PacketID = id
+		return
+	}
+}
+
+// isStandIn reports whether id stands in for a client's packet ID; ss.mu held.
+func (ss *session) isStandIn(id uint16) bool {
+	for _, sub := range ss.inIDs {
+		if sub == id {
+			return true
+		}
+	}
+	return false
+}
+
+// inboundID returns the stand-in of the client's packet ID id, if any.
+func (ss *session) inboundID(id uint16) (uint16, bool) {
+	if ss.inAliases.Load() == 0 {
+		return 0, false
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	sub, ok := ss.inIDs[id]
+	return sub, ok
+}
+
+// clientID returns the client's packet ID for id, a stand-in or its own,
+// and forgets the stand-in when done (its flow is over).
+func (ss *session) clientID(id uint16, done bool) uint16 {
+	if ss.inAliases.Load() == 0 {
+		return id
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for orig, sub := range ss.inIDs {
+		if sub == id {
+			if done {
+				delete(ss.inIDs, orig)
+				ss.inAliases.Store(int32(len(ss.inIDs)))
+			}
+			return orig
+		}
+	}
+	return id
+}
+
+// renumberAck gives a SUBSCRIBE or UNSUBSCRIBE whose packet ID one of the
+// server's deliveries to cl holds (awaiting its PUBACK) another ID while
+// mochi handles it, and OnPacketEncode puts the client's back in the
+// answer. The client's and the server's packet IDs are separate, but
+// mochi keeps both in one table and would refuse every filter with
+// 0x91: a client resuming a session with queued messages, which its
+// first SUBSCRIBE often overlaps, would be told it may not subscribe.
+func (s *Server) renumberAck(cl *mqtt.Client, pk *packets.Packet) {
+	if _, held := cl.State.Inflight.Get(pk.PacketID); !held {
+		return
+	}
+	ss := s.session(cl)
+	if ss == nil {
+		return
+	}
+	// From the top: mochi numbers its deliveries from the bottom up.
+	for id := uint16(math.MaxUint16); id > 0; id-- {
+		if _, held := cl.State.Inflight.Get(id); !held {
+			ss.ackID.Store(uint32(id)<<16 | uint32(pk.PacketID))
+			pk.PacketID = id
+			return
+		}
+	}
 }
 
 // OnConnect authenticates the CONNECT and answers refusals itself, so that
@@ -142,6 +285,8 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	switch {
 	case s.closing.Load():
 		return refuse(packets.ErrServerUnavailable, refusedShutdown, "server is shutting down")
+	case s.failClosed.Load():
+		return refuse(packets.ErrServerUnavailable, refusedFailClosed, "this node cannot confirm its state with the shared database")
 	case cl.ID == mqtt.InlineClientId:
 		return refuse(packets.ErrClientIdentifierNotValid, refusedClientID, `client ID "inline" is reserved`)
 	}
@@ -195,6 +340,17 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	// connection, where the alias means nothing, they would have no
 	// topic. feedmq sends whole topics (fan-out never used aliases).
 	cl.Properties.Props.TopicAliasMaximum = 0
+	// mochi's flow control for an MQTT 5 client's Receive Maximum is
+	// broken: it holds the QoS 1/2 messages past the quota, sends them
+	// later in no set order and drops them from flight before they are
+	// acknowledged (lost with the connection, and their quota never
+	// comes back: the client stalls), and it takes one read lock inside
+	// another, which a concurrent publish can deadlock. Without a quota
+	// mochi sends at once, as to MQTT 3.1.1 clients; the queue stays
+	// bounded by sessions.max_queued_per_client. Zeroed in Props too,
+	// because a resumed session's quota is reset from it.
+	cl.Properties.Props.ReceiveMaximum = 0
+	cl.State.Inflight.ResetSendQuota(0)
 	if cl.State.Keepalive == 0 {
 		cl.State.Keepalive = idleKeepalive(s.opts.IdleTimeout)
 	}
@@ -324,6 +480,7 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if old, ok := h.srv.mochi.Clients.Get(cl.ID); ok && old != cl {
 		h.srv.dropReservedFilters(old)
 		h.srv.dropUnreadable(old, cl)
+		h.srv.orderQueued(old)
 	}
 }
 
@@ -344,6 +501,9 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	}
 	h.srv.log.Info("client connected", "client", cl.ID, "device", ss.device, "remote", cl.Net.Remote,
 		"listener", cl.Net.Listener, "protocol", pk.ProtocolVersion, "keepalive", pk.Connect.Keepalive)
+	if c := h.srv.opts.Cluster; c != nil {
+		c.Connected(cl.ID) // another node's connection with this ID closes
+	}
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {

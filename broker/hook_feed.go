@@ -84,6 +84,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 // and 5 (reason code 0 without properties may be left out). Only the
 // connection's reader calls it, so the session's buffer is free.
 func (ss *session) ackPublish(id uint16) {
+	id = ss.clientID(id, true)
 	ss.ack = [4]byte{packets.Puback << 4, 2, byte(id >> 8), byte(id)}
 	_ = writeRaw(ss.cl, ss.ack[:])
 }
@@ -201,7 +202,7 @@ func (s *Server) commit(ctx context.Context, e *channels.Entry) error {
 		return storeRejection(err)
 	}
 	s.stats.accepted.Add(1)
-	s.fanOut(e)
+	s.committed(e)
 	return nil
 }
 
@@ -227,7 +228,7 @@ func (s *Server) commitBatch(ctx context.Context, es []*channels.Entry) error {
 	}
 	s.stats.accepted.Add(uint64(len(es)))
 	for _, e := range es {
-		s.fanOut(e)
+		s.committed(e)
 	}
 	return nil
 }
@@ -244,9 +245,19 @@ func (s *Server) admit(e *channels.Entry) error {
 	return nil
 }
 
+// storeRejection is the answer to a write the store refused. A store
+// shared by several servers checks the rate limit itself, by the
+// database's clock, and is answered as the local check is. A commit
+// whose outcome is unknown (the entry may be stored) is a failure like
+// any other store error: nothing may claim the entry is stored, so MQTT 5
+// gets a PUBACK error code and MQTT 3.1.1 at QoS 1 a disconnect, after
+// which the device sends it again (at least once, never lost).
 func storeRejection(err error) *rejection {
-	if channels.ErrorCode(err) == channels.ENOTFOUND {
+	switch channels.ErrorCode(err) {
+	case channels.ENOTFOUND:
 		return &rejection{reasonUnknownChannel, packets.ErrTopicNameInvalid, err}
+	case channels.ERATELIMIT:
+		return &rejection{reasonRateLimited, packets.ErrQuotaExceeded, err}
 	}
 	return &rejection{reasonStore, packets.ErrUnspecifiedError, err}
 }
@@ -288,7 +299,7 @@ func (s *Server) afterCommit(e *channels.Entry, err error) {
 // fanOutLoop fans out the entries committed asynchronously, in order.
 func (s *Server) fanOutLoop() {
 	for e := range s.fanq {
-		s.fanOut(e)
+		s.committed(e)
 		s.pending.Done()
 	}
 }

@@ -23,8 +23,7 @@ func (r *rateLimiter) allow(ch uint64, interval time.Duration, now time.Time) er
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if last, ok := r.last[ch]; ok && now.Sub(last) < interval {
-		return channels.Errorf(channels.ERATELIMIT, "channel %d accepts one entry every %s; retry in %s",
-			ch, interval, (interval - now.Sub(last)).Round(time.Millisecond))
+		return channels.RateLimited(ch, interval, interval-now.Sub(last))
 	}
 	if r.last == nil {
 		r.last = make(map[uint64]time.Time)

@@ -2,14 +2,20 @@ package broker
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/feedmq/feedmq/channels"
 )
@@ -266,4 +272,48 @@ func (st *sessionStore) StoredRetainedMessages() ([]storage.Message, error) {
 		st.srv.retained.set(m.TopicName, len(m.Payload))
 	}
 	return kept, nil
+}
+
+// checkSessionsFile reads the whole sessions file before mochi opens it:
+// bbolt panics on a damaged page when it first reads it (at open for the
+// free list, later for a bucket), which would take the process down with
+// a stack trace. A damaged file gets an error that says what to do; it
+// is not removed, since what it holds is the user's.
+func checkSessionsFile(path string) (err error) {
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		return nil // none yet (bbolt makes it), or one bbolt can start afresh
+	}
+	damaged := func(cause any) error {
+		return fmt.Errorf("sessions file %s is damaged (%v): move it aside to start without the retained "+
+			"messages and persistent sessions it holds (channels and entries are in another file)", path, cause)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = damaged(r)
+		}
+	}()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return fmt.Errorf("sessions file %s is in use by another process (another feedmq serve?)", path)
+	case errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrChecksum) ||
+		errors.Is(err, bolterrors.ErrVersionMismatch):
+		return damaged(err)
+	case err != nil:
+		return fmt.Errorf("sessions file %s: %w", path, err) // permissions, say
+	}
+	defer db.Close()
+	var first error
+	err = db.View(func(tx *bbolt.Tx) error {
+		for e := range tx.Check() { // read to the end: the check runs in a goroutine of its own
+			if first == nil {
+				first = e
+			}
+		}
+		return first
+	})
+	if err != nil {
+		return damaged(err)
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package channels
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error codes shared by the domain packages. Adapters map them to MQTT
@@ -75,3 +76,23 @@ var (
 // ErrChannelNotFound is wrapped (Error.Err, code ENOTFOUND) by a store
 // asked for a channel it does not hold.
 var ErrChannelNotFound = errors.New("channel not found")
+
+// ErrRateLimited is wrapped (Error.Err, code ERATELIMIT) by a store that
+// refuses an entry because its channel took one too recently by the
+// store's own clock. Nothing is stored; callers answer it as they answer
+// their own rate checks.
+var ErrRateLimited = errors.New("rate limited")
+
+// RateLimited returns the refusal of an entry for channel id, whose
+// limit is one entry every interval, that may be sent again after retry.
+func RateLimited(id uint64, interval, retry time.Duration) *Error {
+	return &Error{Code: ERATELIMIT, Err: ErrRateLimited,
+		Message: fmt.Sprintf("channel %d accepts one entry every %s; retry in %s", id, interval, retry.Round(time.Millisecond))}
+}
+
+// ErrCommitUnknown is in the chain of a store's error when it lost its
+// connection to the database while committing: the write may or may not
+// have been stored. Callers must not claim it was stored and must not
+// retry it blindly, which could store it twice. It carries no
+// application code (ErrorCode says EINTERNAL).
+var ErrCommitUnknown = errors.New("commit outcome unknown: the connection to the database was lost while committing")

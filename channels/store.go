@@ -27,8 +27,24 @@ type Store interface {
 	ListChannels(ctx context.Context) ([]*Channel, error)
 
 	// AppendEntry assigns e.ID (the channel's last entry_id + 1) and stores
-	// e durably: when it returns nil the entry has been fsynced. Concurrent
-	// calls may share one commit. ENOTFOUND when the channel does not exist.
+	// e durably: when it returns nil the entry has been committed (fsynced,
+	// or acknowledged by the database). Concurrent calls may share one
+	// commit. Every implementation keeps these promises:
+	//   - IDs are gapless and increasing per channel across every process
+	//     sharing the store: an entry gets an ID only in the commit that
+	//     stores it, and no two entries of a channel get the same one.
+	//   - A returned entry is visible to every reader of the store (Entries,
+	//     FindEntry, from any process) from the moment AppendEntry returns.
+	// Its errors:
+	//   - ENOTFOUND (ErrChannelNotFound) when the channel does not exist;
+	//   - ERATELIMIT (ErrRateLimited) when the store itself enforces the
+	//     channel's rate limit and the entry comes too soon: nothing is
+	//     stored, and callers answer as they answer their own rate checks;
+	//   - ErrCommitUnknown in the chain when the store lost its connection
+	//     while committing: the entry may or may not be stored, so callers
+	//     must not retry blindly (a retry may store it twice) and must not
+	//     claim it is stored;
+	//   - anything else: nothing was stored.
 	AppendEntry(ctx context.Context, e *Entry) error
 	// Entries returns the entries of a channel that match f, oldest first.
 	// ENOTFOUND for a missing channel.
@@ -39,7 +55,8 @@ type Store interface {
 
 // AsyncAppender is implemented by stores that can queue an append without
 // making the caller wait for its commit. then runs after the commit (or
-// its failure), in queue order, and must not block.
+// its failure), in queue order, and must not block. The entry and the
+// error then gets keep AppendEntry's promises.
 type AsyncAppender interface {
 	AppendEntryAsync(ctx context.Context, e *Entry, then func(*Entry, error)) error
 }
@@ -48,7 +65,9 @@ type AsyncAppender interface {
 // of one channel atomically: AppendEntries numbers them consecutively in
 // the order given and stores all or none. A zero CreatedAt becomes the
 // current time. ENOTFOUND when the channel does not exist, EINVALID for a
-// batch over MaxBatch entries or over several channels.
+// batch over MaxBatch entries or over several channels; otherwise it keeps
+// AppendEntry's promises, for the batch as a whole (a rate refusal counts
+// the batch as one write).
 type BatchAppender interface {
 	AppendEntries(ctx context.Context, es []*Entry) error
 }
@@ -93,6 +112,11 @@ type EntryFilter struct {
 	Start, End time.Time
 	// Field, when 1..8, keeps only entries that set that field.
 	Field int
+	// AfterID, when not 0, keeps only entries with an ID above it. With
+	// Limit it still returns the newest Limit of them; without Limit it
+	// returns every later entry, oldest first, which is how a reader that
+	// saw entry n catches up (a gap in a live stream, a replay).
+	AfterID uint64
 }
 
 // EntryCounter is implemented by stores that can count a feed's entries

@@ -152,6 +152,11 @@ func (h *handler) bulk(w http.ResponseWriter, r *http.Request, rt route) {
 
 // bulkFailed answers a batch the publisher refused.
 func (h *handler) bulkFailed(w http.ResponseWriter, r *http.Request, ch uint64, err error) {
+	if errors.Is(err, channels.ErrCommitUnknown) {
+		h.log.Error("http bulk write failed: outcome unknown", "channel", ch, "error", err)
+		h.fail(w, r, "json", errCommitUnknown)
+		return
+	}
 	switch channels.ErrorCode(err) {
 	case channels.ERATELIMIT:
 		h.fail(w, r, "json", &apiError{http.StatusTooManyRequests, "error_too_many_requests", "Too Many Requests",

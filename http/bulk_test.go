@@ -42,6 +42,13 @@ type bulkEnv struct {
 
 func newBulkEnv(t *testing.T) *bulkEnv {
 	t.Helper()
+	return newBulkEnvOver(t, nil)
+}
+
+// newBulkEnvOver is newBulkEnv with the broker writing to wrap's store
+// over the database (nil: the database itself).
+func newBulkEnvOver(t *testing.T, wrap func(*storage.DB) channels.Store) *bulkEnv {
+	t.Helper()
 	db, err := storage.Open(filepath.Join(t.TempDir(), "feedmq.db"), storage.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +60,11 @@ func newBulkEnv(t *testing.T) *bulkEnv {
 	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := broker.New(broker.Options{Logger: log, MQTTAddr: "127.0.0.1:0"}, db, svc.Registry)
+	var store channels.Store = db
+	if wrap != nil {
+		store = wrap(db)
+	}
+	srv, err := broker.New(broker.Options{Logger: log, MQTTAddr: "127.0.0.1:0"}, store, svc.Registry)
 	if err != nil {
 		t.Fatal(err)
 	}

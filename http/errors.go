@@ -52,6 +52,12 @@ var errBusy = &apiError{http.StatusServiceUnavailable, "error_busy", "Service Un
 var errInternal = &apiError{http.StatusInternalServerError, "error_internal", "Internal Server Error",
 	"The server could not complete the request; try again later."}
 
+// errCommitUnknown answers a write whose commit the server could not
+// confirm (channels.ErrCommitUnknown): it may be stored, so the answer
+// must not say it is, nor invite a blind retry that could store it twice.
+var errCommitUnknown = &apiError{http.StatusInternalServerError, "error_commit_unknown", "Internal Server Error",
+	"The server lost its database connection while storing the write: it may or may not have been stored. Read the channel's last entry before sending it again."}
+
 // appendErrorJSON appends {"status":"401","error":{"error_code":...,
 // "message":...,"details":...}}.
 func appendErrorJSON(b []byte, e *apiError) []byte {

@@ -88,7 +88,10 @@ import (
 
 // Publisher commits an entry and fans it out. (*broker.Server).Publish
 // implements it: when it returns nil the entry is stored and e.ID and
-// e.CreatedAt are set.
+// e.CreatedAt are set. Its errors carry the store's: ERATELIMIT for a
+// write too soon (by the broker's or the store's clock), and
+// channels.ErrCommitUnknown in the chain when the entry may or may not
+// be stored.
 //
 // PublishBatch does the same for a batch of one channel's entries (a bulk
 // write): it stores all or none, numbering them consecutively in the order

@@ -110,6 +110,11 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request, rt route) {
 
 // publishFailed answers an entry the publisher refused.
 func (h *handler) publishFailed(w http.ResponseWriter, r *http.Request, format string, ch uint64, err error) {
+	if errors.Is(err, channels.ErrCommitUnknown) {
+		h.log.Error("http write failed: outcome unknown", "channel", ch, "error", err)
+		h.writeFailed(w, r, format, errCommitUnknown)
+		return
+	}
 	switch channels.ErrorCode(err) {
 	case channels.ERATELIMIT:
 		// ThingSpeak answers a write that comes too soon with 0 and 200.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -53,7 +54,8 @@ func (db *DB) clearChannel(ctx context.Context, id uint64) error {
 }
 
 // Entries returns the newest f.Limit entries of a channel that match f,
-// oldest first.
+// oldest first. With f.AfterID the walk ends at that ID, so catching up
+// from a recent entry reads only what came after it.
 func (db *DB) Entries(ctx context.Context, channelID uint64, f channels.EntryFilter) ([]channels.Entry, error) {
 	var list []channels.Entry
 	err := db.read(ctx, "read entries", func(tx *bolt.Tx, s *tailSnap) error {
@@ -71,10 +73,10 @@ func (db *DB) Entries(ctx context.Context, channelID uint64, f channels.EntryFil
 // scanFeed walks the logged entries newer than the feed (logged), then the
 // feed, newest first, because Limit keeps the newest entries and entry
 // keys sort by entry_id. created_at is not monotonic (a payload may set
-// it), so Start and End cannot end the walk early.
+// it), so Start and End cannot end the walk early; AfterID can.
 func scanFeed(ctx context.Context, feed *bolt.Bucket, logged []tailRec, channelID uint64, f channels.EntryFilter) ([]channels.Entry, error) {
-	list := make([]channels.Entry, 0, prealloc(feedLen(feed)+uint64(len(logged)), &f))
-	for i := len(logged) - 1; i >= 0 && (f.Limit <= 0 || len(list) < f.Limit); i-- {
+	list := make([]channels.Entry, 0, prealloc(feedLen(feed)+uint64(len(logged)), afterCount(feed, logged, f.AfterID), &f))
+	for i := len(logged) - 1; i >= 0 && logged[i].id > f.AfterID && (f.Limit <= 0 || len(list) < f.Limit); i-- {
 		ok, err := matches(logged[i].rec, &f)
 		if err != nil {
 			return nil, fmt.Errorf("logged entry %d of channel %d: %w", logged[i].id, channelID, err)
@@ -88,7 +90,7 @@ func scanFeed(ctx context.Context, feed *bolt.Bucket, logged []tailRec, channelI
 	}
 	c := feed.Cursor()
 	scanned := 0
-	for k, v := c.Last(); k != nil && (f.Limit <= 0 || len(list) < f.Limit); k, v = c.Prev() {
+	for k, v := c.Last(); k != nil && btoi(k) > f.AfterID && (f.Limit <= 0 || len(list) < f.Limit); k, v = c.Prev() {
 		if scanned++; scanned%ctxCheckEvery == 0 {
 			if err := ctx.Err(); err != nil {
 				return nil, err
@@ -196,9 +198,27 @@ func feedLen(feed *bolt.Bucket) uint64 {
 	return feed.Sequence() - btoi(k) + 1
 }
 
+// afterCount bounds the number of entries above afterID in a feed whose
+// newest entries are logged: every entry when afterID is 0.
+func afterCount(feed *bolt.Bucket, logged []tailRec, afterID uint64) uint64 {
+	if afterID == 0 {
+		return math.MaxUint64
+	}
+	last := feed.Sequence()
+	if len(logged) > 0 {
+		last = logged[len(logged)-1].id
+	}
+	if last <= afterID {
+		return 0
+	}
+	return last - afterID
+}
+
 // prealloc is the capacity to reserve for the result of f on a feed of n
-// entries. Without a filter the result size is known exactly.
-func prealloc(n uint64, f *channels.EntryFilter) int {
+// entries, at most after of which have IDs above f.AfterID. Without a
+// filter the result size is known exactly.
+func prealloc(n, after uint64, f *channels.EntryFilter) int {
+	n = min(n, after)
 	if f.Limit > 0 && uint64(f.Limit) < n {
 		n = uint64(f.Limit)
 	}
@@ -226,6 +246,9 @@ func (db *DB) EntrySpan(ctx context.Context, channelID uint64, f channels.EntryF
 		// visit takes entries newest first; it reports whether the
 		// span is complete.
 		visit := func(id uint64, v []byte) (bool, error) {
+			if id <= f.AfterID {
+				return true, nil // everything further is older
+			}
 			ok, err := matches(v, &f)
 			if err != nil {
 				return true, fmt.Errorf("entry %d of channel %d: %w", id, channelID, err)
@@ -266,12 +289,19 @@ func (db *DB) EntrySpan(ctx context.Context, channelID uint64, f channels.EntryF
 }
 
 // EntryPage appends to page, oldest first, the entries of span with IDs
-// from from that match f (f.Limit does not apply), at most n of them. The
+// from from that match f (f.Limit does not apply; f.AfterID raises from),
+// at most n of them. The
 // caller continues after the last ID it got, until a page comes back
 // short of n. Once a feed has been cleared or its channel deleted, pages
 // of a span read before are refused with ECONFLICT.
 func (db *DB) EntryPage(ctx context.Context, channelID uint64, f channels.EntryFilter, span channels.EntrySpan, from uint64, n int, page []channels.Entry) ([]channels.Entry, error) {
 	start, to := len(page), span.Last
+	if f.AfterID >= from {
+		from = f.AfterID + 1
+		if from == 0 { // AfterID was the highest ID there is
+			return page, nil
+		}
+	}
 	err := db.read(ctx, "read entries", func(tx *bolt.Tx, s *tailSnap) error {
 		page = page[:start]
 		if !db.w.tail.current(channelID, span.Version) {

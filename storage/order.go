@@ -157,7 +157,8 @@ func (db *DB) disorderPoint(ctx context.Context, channelID uint64, feed *bolt.Bu
 
 // EntryKeys returns the keys of the newest f.Limit entries of a channel by
 // created_at (then entry_id) that match f, oldest first: what a read
-// answers, as ThingSpeak orders feeds by time. f.Limit must be from 1 to
+// answers, as ThingSpeak orders feeds by time. f.AfterID selects by ID,
+// not by time. f.Limit must be from 1 to
 // MaxKeyLimit. With EntriesByKey it lets a caller hand out the read a page
 // at a time, holding only the keys (16 bytes an entry) and one page.
 func (db *DB) EntryKeys(ctx context.Context, channelID uint64, f channels.EntryFilter) (channels.EntryKeys, error) {
@@ -211,6 +212,11 @@ func collectKeys(ctx context.Context, feed *bolt.Bucket, logged []tailRec, chann
 		created, set, _, err := decodeHeader(v)
 		if err != nil {
 			return fmt.Errorf("entry %d of channel %d: %w", id, channelID, err)
+		}
+		if id <= f.AfterID {
+			// Every entry further has a lower ID.
+			done = true
+			return nil
 		}
 		if id > point && hasStart && created < start {
 			// Everything below is older still.

@@ -85,6 +85,7 @@ type SessionsConfig struct {
 	Expiry             Duration `yaml:"expiry"`
 	MaxQueuedPerClient int      `yaml:"max_queued_per_client"` // QoS 1/2 messages held for one client
 	MaxQueuedTotal     int      `yaml:"max_queued_total"`      // over all clients
+	MaxQueuedBytes     int64    `yaml:"max_queued_bytes"`      // their payloads, over all clients
 	MaxAnonymous       int      `yaml:"max_anonymous"`         // sessions of anonymous clients
 }
 
@@ -191,7 +192,7 @@ func DefaultConfig() Config {
 		},
 		Retained: RetainedConfig{MaxMessages: 10000, MaxBytes: 16 << 20},
 		Sessions: SessionsConfig{Expiry: Duration(7 * 24 * time.Hour), MaxQueuedPerClient: 1000, MaxQueuedTotal: 100000,
-			MaxAnonymous: 100},
+			MaxQueuedBytes: 64 << 20, MaxAnonymous: 100},
 	}
 }
 
@@ -413,6 +414,7 @@ const (
 	maxRetainedBytes     = 1 << 30
 	maxQueuedPerClient   = 65000 // below MQTT's 65535 packet IDs
 	maxQueuedTotal       = 10000000
+	maxQueuedBytes       = 16 << 30
 	maxAnonymousSessions = 100000
 )
 
@@ -432,6 +434,8 @@ func (c *Config) validateFreeTopics() error {
 	case se.MaxQueuedTotal < se.MaxQueuedPerClient || se.MaxQueuedTotal > maxQueuedTotal:
 		return fmt.Errorf("sessions.max_queued_total: must be from sessions.max_queued_per_client (%d) to %d (got %d)",
 			se.MaxQueuedPerClient, maxQueuedTotal, se.MaxQueuedTotal)
+	case se.MaxQueuedBytes < 1 || se.MaxQueuedBytes > maxQueuedBytes:
+		return fmt.Errorf("sessions.max_queued_bytes: must be from 1 to %d (got %d)", int64(maxQueuedBytes), se.MaxQueuedBytes)
 	case se.MaxAnonymous < 0 || se.MaxAnonymous > maxAnonymousSessions:
 		return fmt.Errorf("sessions.max_anonymous: must be from 0 to %d (got %d; 0 refuses anonymous persistent sessions)",
 			maxAnonymousSessions, se.MaxAnonymous)

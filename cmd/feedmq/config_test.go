@@ -186,6 +186,9 @@ func TestFreeTopicConfig(t *testing.T) {
 		{"sessions:\n  max_queued_per_client: 70000\n", "sessions.max_queued_per_client: must be from 1 to 65000"},
 		{"sessions:\n  max_queued_per_client: 10\n  max_queued_total: 5\n", "sessions.max_queued_total: must be from sessions.max_queued_per_client (10)"},
 		{"sessions:\n  max_queue: 5\n", `unknown key "sessions.max_queue"`},
+		{"sessions:\n  max_queued_bytes: 0\n", "sessions.max_queued_bytes: must be from 1 to 17179869184 (got 0)"},
+		{"sessions:\n  max_queued_bytes: 99999999999\n", "sessions.max_queued_bytes: must be from 1"},
+		{"sessions:\n  max_queued_bytes: 64MiB\n", "line 2: sessions.max_queued_bytes: cannot unmarshal"},
 		{"sessions:\n  max_anonymous: -1\n", "sessions.max_anonymous: must be from 0 to 100000 (got -1"},
 		{"sessions:\n  max_anonymous: 100001\n", "sessions.max_anonymous: must be from 0 to 100000"},
 	} {
@@ -203,7 +206,7 @@ func TestFreeTopicConfig(t *testing.T) {
 	}
 	o := brokerOptions(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if o.SessionExpiry != time.Hour || o.RetainedMax != 5 || o.QueuedPerClient != 1000 || o.MaxFreeTopicLen != 1024 ||
-		o.MaxAnonymousSessions != 100 ||
+		o.MaxAnonymousSessions != 100 || o.QueuedMaxBytes != 64<<20 ||
 		o.SessionsPath != filepath.Join(cfg.dataDir(), "mqtt-sessions.db") {
 		t.Fatalf("broker options %+v", o)
 	}

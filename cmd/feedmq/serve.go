@@ -300,6 +300,7 @@ func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
 		SessionExpiry:        time.Duration(cfg.Sessions.Expiry),
 		QueuedPerClient:      cfg.Sessions.MaxQueuedPerClient,
 		QueuedTotal:          cfg.Sessions.MaxQueuedTotal,
+		QueuedMaxBytes:       cfg.Sessions.MaxQueuedBytes,
 		MaxAnonymousSessions: anonymousSessions(cfg.Sessions.MaxAnonymous),
 	}
 }
