@@ -31,6 +31,11 @@ type Options struct {
 	// whose own rate limit is 0; 0 means none. The append checks it with
 	// the database's clock, so that it holds across processes.
 	RateLimit time.Duration
+	// OnCommit, when set, is called by the append writer after each
+	// committed batch with the number of entries it stored and how long
+	// the transaction took. It runs on the writer goroutine, so it must
+	// be quick and must not call DB.
+	OnCommit func(entries int, d time.Duration)
 }
 
 // DB is an open feedmq database in PostgreSQL. It is safe for concurrent
@@ -38,6 +43,7 @@ type Options struct {
 type DB struct {
 	pool *pgxpool.Pool
 	opts Options
+	w    *writer
 }
 
 // Open connects to the database at url (a postgres:// URL or a key=value
@@ -69,11 +75,16 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	return &DB{pool: pool, opts: opts}, nil
+	db := &DB{pool: pool, opts: opts}
+	db.w = newWriter(db)
+	return db, nil
 }
 
-// Close closes the pool. Calling it again is a no-op.
+// Close waits for queued appends, stops the writer and closes the pool.
+// Calling it again is a no-op.
 func (db *DB) Close() error {
-	db.pool.Close()
+	if db.w.stop() {
+		db.pool.Close()
+	}
 	return nil
 }
