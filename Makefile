@@ -23,15 +23,18 @@ run: build
 
 # Debian's mosquitto-clients (mosquitto_pub/mosquitto_sub) talk to the
 # broker in the integration tests; headless chromium drives the dashboard;
-# curl and jq run the README's API examples as written.
+# curl and jq run the README's API examples as written; postgresql's
+# server binaries run throwaway databases for the PostgreSQL store's tests
+# (internal/pgtest; the service it installs is not used).
 test-deps:
 	@if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1 || \
 		! /usr/bin/python3 -c 'import paho.mqtt.client' >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1 || \
-		! command -v curl >/dev/null 2>&1 || ! command -v jq >/dev/null 2>&1; then \
-		echo "installing mosquitto-clients python3-paho-mqtt chromium curl jq"; \
+		! command -v curl >/dev/null 2>&1 || ! command -v jq >/dev/null 2>&1 || \
+		! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "installing mosquitto-clients python3-paho-mqtt chromium curl jq postgresql"; \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto-clients python3-paho-mqtt chromium curl jq >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto-clients python3-paho-mqtt chromium curl jq postgresql >/dev/null; \
 	fi
 
 vet:
@@ -56,7 +59,7 @@ FUZZ_TARGETS := channels:FuzzParseTopic channels:FuzzParsePayload \
 	http:FuzzParseBulkCSV http:FuzzDecodeBulkJSON http:FuzzEmbedOptions \
 	cmd/feedmq:FuzzDecodeConfig cmd/feedmq:FuzzReadPasswordLine \
 	auth:FuzzParseACL auth:FuzzParseRule channels:FuzzExtractBinding channels:FuzzParsePath \
-	http:FuzzConsoleImport
+	http:FuzzConsoleImport cluster:FuzzDecodeMessage
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

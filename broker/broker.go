@@ -133,6 +133,10 @@ type Options struct {
 	// clients (anyone may open one); past it an anonymous CONNECT asking
 	// for one is refused. Default 100; negative: none at all.
 	MaxAnonymousSessions int
+
+	// Cluster links this node to others sharing its database; nil (one
+	// node) fans entries out here only.
+	Cluster Cluster
 }
 
 func (o *Options) ensureDefaults() {
@@ -239,6 +243,8 @@ type Server struct {
 	// publishing holds gate for reading so Close can wait for commits.
 	closing atomic.Bool
 	gate    sync.RWMutex
+	// failClosed refuses CONNECTs (SetFailClosed).
+	failClosed atomic.Bool
 	// pending counts entries queued with commitAsync and not yet fanned
 	// out; fanq carries them from the store's writer to fanOutLoop.
 	pending sync.WaitGroup
@@ -337,6 +343,11 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 		Logger:                   slog.New(mochiHandler{logs}),
 		SysTopicResendInterval:   math.MaxInt32, // nobody may read $SYS
 	})
+	if opts.Cluster != nil {
+		if err := opts.Cluster.Attach(s.fanOut, s.takeoverRemote); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	}
 	if err := s.mochi.AddHook(&hook{srv: s}, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
 	}

@@ -11,10 +11,11 @@ const (
 	refusedPersistent  = "persistent_session" // anonymous persistent session over sessions.max_anonymous
 	refusedAnonymous   = "anonymous_disabled" // no username, Options.Anonymous off
 	refusedCredentials = "bad_credentials"    // unknown username or wrong password
+	refusedFailClosed  = "fail_closed"        // a cluster node that cannot confirm its state (SetFailClosed)
 )
 
 var refusals = []string{refusedThrottled, refusedShutdown, refusedMaxConns, refusedClientID,
-	refusedPersistent, refusedAnonymous, refusedCredentials}
+	refusedPersistent, refusedAnonymous, refusedCredentials, refusedFailClosed}
 
 // listenerIDs are the IDs of the listeners Open may start.
 var listenerIDs = []string{"mqtt", "mqtts", "ws", "wss"}

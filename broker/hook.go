@@ -285,6 +285,8 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	switch {
 	case s.closing.Load():
 		return refuse(packets.ErrServerUnavailable, refusedShutdown, "server is shutting down")
+	case s.failClosed.Load():
+		return refuse(packets.ErrServerUnavailable, refusedFailClosed, "this node cannot confirm its state with the shared database")
 	case cl.ID == mqtt.InlineClientId:
 		return refuse(packets.ErrClientIdentifierNotValid, refusedClientID, `client ID "inline" is reserved`)
 	}
@@ -499,6 +501,9 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	}
 	h.srv.log.Info("client connected", "client", cl.ID, "device", ss.device, "remote", cl.Net.Remote,
 		"listener", cl.Net.Listener, "protocol", pk.ProtocolVersion, "keepalive", pk.Connect.Keepalive)
+	if c := h.srv.opts.Cluster; c != nil {
+		c.Connected(cl.ID) // another node's connection with this ID closes
+	}
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {

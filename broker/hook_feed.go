@@ -202,7 +202,7 @@ func (s *Server) commit(ctx context.Context, e *channels.Entry) error {
 		return storeRejection(err)
 	}
 	s.stats.accepted.Add(1)
-	s.fanOut(e)
+	s.committed(e)
 	return nil
 }
 
@@ -228,7 +228,7 @@ func (s *Server) commitBatch(ctx context.Context, es []*channels.Entry) error {
 	}
 	s.stats.accepted.Add(uint64(len(es)))
 	for _, e := range es {
-		s.fanOut(e)
+		s.committed(e)
 	}
 	return nil
 }
@@ -299,7 +299,7 @@ func (s *Server) afterCommit(e *channels.Entry, err error) {
 // fanOutLoop fans out the entries committed asynchronously, in order.
 func (s *Server) fanOutLoop() {
 	for e := range s.fanq {
-		s.fanOut(e)
+		s.committed(e)
 		s.pending.Done()
 	}
 }

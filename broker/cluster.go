@@ -1,0 +1,78 @@
+package broker
+
+import (
+	"errors"
+
+	"github.com/feedmq/feedmq/channels"
+)
+
+// Cluster links this node to other nodes sharing its database (package
+// cluster over NATS). Options.Cluster is nil on one node, and then
+// nothing here runs.
+type Cluster interface {
+	// Attach is called once, by New: deliver fans an entry out to this
+	// node's subscribers, in the order the cluster hands them over (entry
+	// id order per channel); takeover closes this node's connection with
+	// a client ID that connected on another node and reports whether
+	// there was one.
+	Attach(deliver func(*channels.Entry), takeover func(clientID string) bool) error
+	// Published takes an entry this node committed, instead of fanning
+	// it out here directly: the cluster delivers it in order with the
+	// other nodes' entries and sends it to them. It must not block on
+	// the network: a PUBACK waits for it.
+	Published(e *channels.Entry)
+	// Connected announces that a client connected here.
+	Connected(clientID string)
+}
+
+// committed hands a committed entry on: to the cluster when there is
+// one, else straight to fan-out.
+func (s *Server) committed(e *channels.Entry) {
+	if c := s.opts.Cluster; c != nil {
+		c.Published(e)
+		return
+	}
+	s.fanOut(e)
+}
+
+var errTakenOver = errors.New("client ID connected on another node")
+
+// takeoverRemote closes the connection with clientID: MQTT allows one
+// connection per client ID, and the newer one is on another node. Its
+// persistent session, if any, stays here (sessions are per node).
+func (s *Server) takeoverRemote(clientID string) bool {
+	cl, ok := s.mochi.Clients.Get(clientID)
+	if !ok || cl.Net.Inline || cl.Closed() {
+		return false
+	}
+	s.log.Info("closing connection: client ID connected on another node", "client", clientID)
+	cl.Stop(errTakenOver)
+	return true
+}
+
+var errFailClosed = errors.New("node failed closed")
+
+// SetFailClosed turns fail-closed on or off. A cluster node that cannot
+// confirm its state with the shared database for too long turns it on:
+// every connection is closed and CONNECTs are refused (server
+// unavailable), so that a credential revoked meanwhile is not honoured
+// and the load balancer moves devices to nodes that can confirm. Off
+// accepts connections again.
+func (s *Server) SetFailClosed(on bool) {
+	switch was := s.failClosed.Swap(on); {
+	case was == on:
+		return
+	case !on:
+		s.log.Info("accepting connections again: state confirmed")
+		return
+	}
+	n := 0
+	s.sessions.Range(func(_, v any) bool {
+		v.(*session).cl.Stop(errFailClosed)
+		n++
+		return true
+	})
+	// One line, not one per connection.
+	s.log.Warn("failed closed: state not confirmed with the shared database; connections closed, new ones refused",
+		"closed", n)
+}

@@ -1,0 +1,330 @@
+// Package cluster links feedmq nodes that share one database: each node
+// publishes the entries it commits on NATS, takes the other nodes'
+// entries from there, and delivers every channel's entries to its own
+// subscribers in entry id order (Sequencer), reading from the database
+// what NATS lost. It also carries client-ID takeover notices between
+// nodes and watches that the node can still confirm its state (Monitor).
+//
+// NATS is used without persistence: the database is the only log, and a
+// lost message costs a short wait and a read, never an entry.
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/feedmq/feedmq/channels"
+)
+
+// Config configures a Cluster.
+type Config struct {
+	// URLs are the NATS servers, comma-separated (nats://host:4222,...).
+	URLs string
+	// Name is the cluster's name, the subject prefix: clusters sharing
+	// NATS servers must differ in it. Letters, digits, '-' and '_'.
+	Name string
+	// Node identifies this node, unique in the cluster (same alphabet).
+	Node string
+	// Store is the shared database: where each channel's sequence
+	// starts, and the gaps.
+	Store Store
+	// NATSOptions are passed to nats.Connect after feedmq's own: TLS,
+	// credentials.
+	NATSOptions []nats.Option
+	// Sequencer tunes the gap handling; zero values take the defaults.
+	Sequencer SequencerOptions
+	// ConnectTimeout bounds the first connection. Default 5s.
+	ConnectTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// Cluster is one node's link to the others.
+type Cluster struct {
+	cfg  Config
+	nc   *nats.Conn
+	log  *slog.Logger
+	m    *counters
+	seq  *Sequencer
+	subs []*nats.Subscription
+
+	deliver  func(*channels.Entry)
+	takeover func(clientID string) bool
+	attached atomic.Bool
+	closed   atomic.Bool
+	catching atomic.Int32 // catchUp running (1) and asked for again (>1)
+	mu       sync.Mutex   // serializes Attach and Close
+	monitor  atomic.Pointer[Monitor]
+}
+
+// Open checks cfg and connects to NATS. Nothing is received before
+// Attach.
+func Open(cfg Config) (*Cluster, error) {
+	if err := ValidName(cfg.Name); err != nil {
+		return nil, fmt.Errorf("cluster: name %q: %w", cut(cfg.Name), err)
+	}
+	if err := ValidName(cfg.Node); err != nil {
+		return nil, fmt.Errorf("cluster: node %q: %w", cut(cfg.Node), err)
+	}
+	if strings.TrimSpace(cfg.URLs) == "" {
+		return nil, errors.New("cluster: no NATS server given")
+	}
+	if cfg.Store == nil {
+		return nil, errors.New("cluster: a shared store is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 5 * time.Second
+	}
+	c := &Cluster{cfg: cfg, log: cfg.Logger, m: new(counters)}
+	c.seq = newSequencer(cfg.Store, c.deliverEntry, cfg.Sequencer, c.m)
+	opts := []nats.Option{
+		nats.Name("feedmq " + cfg.Node),
+		// A node's own entries reach its sequencer directly.
+		nats.NoEcho(),
+		nats.Timeout(cfg.ConnectTimeout),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				c.log.Warn("cluster: NATS disconnected", "error", err.Error())
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			c.log.Info("cluster: NATS reconnected", "server", nc.ConnectedUrlRedacted())
+			go c.catchUp() // what was sent meanwhile is lost for this node
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			c.log.Warn("cluster: NATS error", "error", err.Error())
+			if errors.Is(err, nats.ErrSlowConsumer) {
+				go c.catchUp() // messages were dropped
+			}
+		}),
+	}
+	nc, err := nats.Connect(cfg.URLs, append(opts, cfg.NATSOptions...)...)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: connect to NATS: %w", err)
+	}
+	c.nc = nc
+	return c, nil
+}
+
+// cut bounds a name quoted in an error.
+func cut(s string) string {
+	if len(s) > MaxNameLen {
+		return s[:MaxNameLen] + "..."
+	}
+	return s
+}
+
+// Attach starts receiving: remote entries go through the sequencer to
+// deliver, and a takeover notice calls takeover with the client ID (it
+// reports whether a local connection had it). Each channel's sequence
+// starts at its last entry id now; entries that arrive meanwhile wait.
+func (c *Cluster) Attach(deliver func(*channels.Entry), takeover func(clientID string) bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed.Load() {
+		return errors.New("cluster: closed")
+	}
+	if c.attached.Load() {
+		return errors.New("cluster: already attached")
+	}
+	c.deliver, c.takeover = deliver, takeover
+	// Subscribe before reading the starting points, so that nothing
+	// committed after them is missed; the handlers wait for the seeds.
+	ready := make(chan struct{})
+	entries, err := c.nc.Subscribe(entriesWildcard(c.cfg.Name), func(msg *nats.Msg) {
+		if <-ready; c.attached.Load() {
+			c.onEntry(msg)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: subscribe: %w", err)
+	}
+	notices, err := c.nc.Subscribe(connectSubject(c.cfg.Name), func(msg *nats.Msg) {
+		if <-ready; c.attached.Load() {
+			c.onNotice(msg)
+		}
+	})
+	if err != nil {
+		_ = entries.Unsubscribe()
+		close(ready)
+		return fmt.Errorf("cluster: subscribe: %w", err)
+	}
+	// A burst beyond these is dropped by the client library, and then
+	// filled in from the store.
+	_ = entries.SetPendingLimits(1<<16, 64<<20)
+	c.subs = []*nats.Subscription{entries, notices}
+	if err := c.nc.Flush(); err != nil {
+		c.unsubscribe()
+		close(ready) // the handlers of what arrived return without a look
+		return fmt.Errorf("cluster: subscribe: %w", err)
+	}
+	ctx, cancel := contextTimeout(fillTimeout)
+	last, err := c.cfg.Store.LastIDs(ctx)
+	cancel()
+	if err != nil {
+		c.unsubscribe()
+		close(ready)
+		return fmt.Errorf("cluster: read the channels' last entry ids: %w", err)
+	}
+	for ch, id := range last {
+		c.seq.Seed(ch, id)
+	}
+	c.attached.Store(true)
+	close(ready)
+	return nil
+}
+
+// catchUp reads every channel's last entry id and has the sequencer fill
+// in what this node has not delivered. One runs at a time; a request
+// while one runs is folded into it.
+func (c *Cluster) catchUp() {
+	if !c.attached.Load() || c.closed.Load() {
+		return
+	}
+	if c.catching.Add(1) > 1 {
+		return // the running one goes round again
+	}
+	for {
+		c.m.catchUps.Add(1)
+		ctx, cancel := contextTimeout(fillTimeout)
+		last, err := c.cfg.Store.LastIDs(ctx)
+		cancel()
+		if err != nil {
+			c.m.fillErrors.Add(1)
+			c.log.Warn("cluster: catching up after lost NATS messages", "error", err.Error())
+		}
+		for ch, id := range last {
+			c.seq.CatchUp(ch, id)
+		}
+		if c.catching.Add(-1) == 0 {
+			return
+		}
+		c.catching.Store(1) // requests meanwhile: one more round covers them all
+	}
+}
+
+func (c *Cluster) unsubscribe() {
+	for _, s := range c.subs {
+		_ = s.Unsubscribe()
+	}
+	c.subs = nil
+}
+
+func (c *Cluster) deliverEntry(e *channels.Entry) {
+	if c.closed.Load() || c.deliver == nil {
+		return
+	}
+	c.deliver(e)
+}
+
+func (c *Cluster) onEntry(msg *nats.Msg) {
+	e, err := DecodeEntry(msg.Data)
+	if err == nil {
+		var ch uint64
+		if ch, err = channelFromSubject(msg.Subject); err == nil && ch != e.ChannelID {
+			err = errors.New("entry message: channel_id differs from the subject's")
+		}
+	}
+	if err != nil {
+		c.m.malformed.Add(1)
+		c.log.Warn("cluster: malformed entry message dropped", "bytes", len(msg.Data), "error", cutErr(err))
+		return
+	}
+	c.m.received.Add(1)
+	c.seq.Offer(&e)
+}
+
+func (c *Cluster) onNotice(msg *nats.Msg) {
+	id, node, err := DecodeNotice(msg.Data)
+	if err != nil {
+		c.m.malformed.Add(1)
+		c.log.Warn("cluster: malformed connect notice dropped", "bytes", len(msg.Data), "error", cutErr(err))
+		return
+	}
+	c.m.notices.Add(1)
+	if node == c.cfg.Node || c.takeover == nil {
+		return
+	}
+	if c.takeover(id) {
+		c.m.takeovers.Add(1)
+	}
+}
+
+// cutErr bounds an error quoting outside input in a log line.
+func cutErr(err error) string {
+	s := err.Error()
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
+
+// Published hands the cluster an entry this node committed: it is
+// delivered here through the sequencer and sent to the other nodes. The
+// send does not wait for NATS; a failed one is counted, and the other
+// nodes fill the entry in from the store.
+func (c *Cluster) Published(e *channels.Entry) {
+	if c.closed.Load() {
+		return
+	}
+	c.seq.OfferLocal(e)
+	if err := c.nc.Publish(entriesSubject(c.cfg.Name, e.ChannelID), e.AppendJSON(make([]byte, 0, 384))); err != nil {
+		c.m.publishErrors.Add(1)
+		return
+	}
+	c.m.published.Add(1)
+}
+
+// Connected tells the other nodes that a client connected here, so that
+// they close their connection with the same client ID (MQTT allows one).
+func (c *Cluster) Connected(clientID string) {
+	if c.closed.Load() {
+		return
+	}
+	if err := c.nc.Publish(connectSubject(c.cfg.Name), encodeNotice(clientID, c.cfg.Node)); err != nil {
+		c.m.publishErrors.Add(1)
+	}
+}
+
+// Reset restarts a channel's sequence: call it when the channel is
+// cleared or deleted.
+func (c *Cluster) Reset(channel uint64) { c.seq.Reset(channel) }
+
+// SetMonitor makes m's state part of Metrics.
+func (c *Cluster) SetMonitor(m *Monitor) { c.monitor.Store(m) }
+
+// Metrics returns the cluster layer's counters and state.
+func (c *Cluster) Metrics() Metrics {
+	s := c.m.snapshot()
+	s.NATSConnected = c.nc.IsConnected()
+	if m := c.monitor.Load(); m != nil {
+		s.FailClosed = m.FailClosed()
+		s.NodesSeen = len(m.Nodes())
+	}
+	return s
+}
+
+// Close stops receiving and closes the NATS connection; what was
+// published is flushed first (bounded).
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.unsubscribe()
+	_ = c.nc.FlushTimeout(time.Second)
+	c.nc.Close()
+	return nil
+}

@@ -1,0 +1,795 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	neturl "net/url"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/feedmq/feedmq/channels"
+	"github.com/feedmq/feedmq/internal/pgtest"
+	"github.com/jackc/pgx/v5"
+)
+
+// openConn opens a plain connection, closed when t ends.
+func openConn(t testing.TB, url string) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// addChannel inserts a channel row with the settings the feeds use (the
+// channel API is not this file's business).
+func addChannel(t testing.TB, db *DB, rate time.Duration, maxEntries uint64, maxAge time.Duration) uint64 {
+	t.Helper()
+	var id int64
+	err := db.pool.QueryRow(context.Background(),
+		"INSERT INTO channels (rate_limit_us, max_entries, max_age_us) VALUES ($1, $2, $3) RETURNING id",
+		rate.Microseconds(), int64(maxEntries), maxAge.Microseconds()).Scan(&id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint64(id)
+}
+
+func entry(ch uint64, field1 string) *channels.Entry {
+	e := &channels.Entry{ChannelID: ch}
+	e.SetValue(0, field1)
+	return e
+}
+
+func ids(es []channels.Entry) []uint64 {
+	var out []uint64
+	for _, e := range es {
+		out = append(out, e.ID)
+	}
+	return out
+}
+
+func seq(from, to uint64) []uint64 {
+	var out []uint64
+	for i := from; i <= to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+// Appends are numbered 1, 2, ... per channel and read back as written,
+// unset values staying unset and "" staying set; the read filters select
+// what they say.
+func TestAppendAndRead(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t, pgtest.New(t), Options{})
+	a, b := addChannel(t, db, 0, 0, 0), addChannel(t, db, 0, 0, 0)
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i := 0; i < 10; i++ {
+		e := &channels.Entry{ChannelID: a, CreatedAt: base.Add(time.Duration(i)*time.Minute + 700*time.Millisecond)}
+		if i%2 == 0 {
+			e.SetValue(1, fmt.Sprint(i)) // field2
+		}
+		e.SetValue(channels.Status, "")
+		if i == 3 {
+			e.SetValue(channels.Latitude, "52.5")
+		}
+		if err := db.AppendEntry(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		if e.ID != uint64(i+1) || !e.CreatedAt.Equal(base.Add(time.Duration(i)*time.Minute)) {
+			t.Fatalf("entry %d: id %d created %v", i, e.ID, e.CreatedAt)
+		}
+	}
+	// Another channel numbers on its own; a zero time is the database's.
+	before := time.Now().Add(-2 * time.Second)
+	eb := entry(b, "x")
+	if err := db.AppendEntry(ctx, eb); err != nil || eb.ID != 1 {
+		t.Fatalf("first entry of channel b: id %d, %v", eb.ID, err)
+	}
+	if eb.CreatedAt.Before(before) || eb.CreatedAt.After(time.Now().Add(2*time.Second)) {
+		t.Errorf("created_at %v of an entry without time is not now", eb.CreatedAt)
+	}
+
+	all, err := db.Entries(ctx, a, channels.EntryFilter{})
+	if err != nil || !slices.Equal(ids(all), seq(1, 10)) {
+		t.Fatalf("Entries: %v %v", ids(all), err)
+	}
+	e4 := all[3]
+	if v, ok := e4.Value(channels.Latitude); !ok || v != "52.5" {
+		t.Errorf("latitude %q %v", v, ok)
+	}
+	if v, ok := e4.Value(channels.Status); !ok || v != "" {
+		t.Errorf("a status set to \"\" reads back as %q %v", v, ok)
+	}
+	if _, ok := e4.Field(2); ok {
+		t.Errorf("an unset field2 reads back as set")
+	}
+	if e4.ChannelID != a || !e4.CreatedAt.Equal(base.Add(3*time.Minute)) {
+		t.Errorf("entry 4: %+v", e4)
+	}
+	cases := []struct {
+		name string
+		f    channels.EntryFilter
+		want []uint64
+	}{
+		{"limit", channels.EntryFilter{Limit: 3}, seq(8, 10)},
+		{"field", channels.EntryFilter{Field: 2}, []uint64{1, 3, 5, 7, 9}},
+		{"field and limit", channels.EntryFilter{Field: 2, Limit: 2}, []uint64{7, 9}},
+		{"start rounds up", channels.EntryFilter{Start: base.Add(2*time.Minute + time.Millisecond)}, seq(4, 10)},
+		{"start exact", channels.EntryFilter{Start: base.Add(2 * time.Minute)}, seq(3, 10)},
+		{"end", channels.EntryFilter{End: base.Add(2*time.Minute + 500*time.Millisecond)}, seq(1, 3)},
+		{"after id", channels.EntryFilter{AfterID: 7}, seq(8, 10)},
+		{"after id and limit", channels.EntryFilter{AfterID: 2, Limit: 2}, seq(9, 10)},
+		{"after the last", channels.EntryFilter{AfterID: 10}, nil},
+		{"after id beyond bigint", channels.EntryFilter{AfterID: 1 << 63}, nil},
+	}
+	for _, c := range cases {
+		got, err := db.Entries(ctx, a, c.f)
+		if err != nil || !slices.Equal(ids(got), c.want) {
+			t.Errorf("%s: %v %v, want %v", c.name, ids(got), err, c.want)
+		}
+	}
+
+	e, err := db.FindEntry(ctx, a, 5)
+	if err != nil || e.ID != 5 || e.ChannelID != a {
+		t.Fatalf("FindEntry: %+v %v", e, err)
+	}
+	if v, _ := e.Field(2); v != "4" {
+		t.Errorf("FindEntry field2 %q", v)
+	}
+	if _, err := db.FindEntry(ctx, a, 11); channels.ErrorCode(err) != channels.ENOTFOUND {
+		t.Errorf("FindEntry of a missing entry: %v", err)
+	}
+	if n, err := db.EntryCount(ctx, a); err != nil || n != 10 {
+		t.Errorf("EntryCount %d %v", n, err)
+	}
+
+	// A missing channel is ENOTFOUND everywhere, including IDs beyond
+	// bigint, and an append to it stores nothing.
+	for _, missing := range []uint64{999, 1 << 63, 1<<64 - 1} {
+		if _, err := db.Entries(ctx, missing, channels.EntryFilter{}); !errors.Is(err, channels.ErrChannelNotFound) {
+			t.Errorf("Entries of channel %d: %v", missing, err)
+		}
+		if _, err := db.FindEntry(ctx, missing, 1); !errors.Is(err, channels.ErrChannelNotFound) {
+			t.Errorf("FindEntry of channel %d: %v", missing, err)
+		}
+		if _, err := db.EntryCount(ctx, missing); !errors.Is(err, channels.ErrChannelNotFound) {
+			t.Errorf("EntryCount of channel %d: %v", missing, err)
+		}
+		if err := db.ClearChannel(ctx, missing); !errors.Is(err, channels.ErrChannelNotFound) {
+			t.Errorf("ClearChannel of channel %d: %v", missing, err)
+		}
+		e := entry(missing, "1")
+		if err := db.AppendEntry(ctx, e); !errors.Is(err, channels.ErrChannelNotFound) || e.ID != 0 {
+			t.Errorf("AppendEntry to channel %d: id %d, %v", missing, e.ID, err)
+		}
+	}
+	// Unknown value bits are refused before anything is queued.
+	bad := &channels.Entry{ChannelID: a, Set: 1 << channels.NumValues}
+	if err := db.AppendEntry(ctx, bad); channels.ErrorCode(err) != channels.EINVALID {
+		t.Errorf("AppendEntry with unknown values: %v", err)
+	}
+	// Text PostgreSQL cannot hold is refused alone, before it could fail
+	// a commit shared with other callers.
+	for _, v := range []string{"a\x00b", "\xff\xfe"} {
+		e := entry(a, "ok")
+		e.SetValue(channels.Status, v)
+		if err := db.AppendEntry(ctx, e); channels.ErrorCode(err) != channels.EINVALID {
+			t.Errorf("AppendEntry with status %q: %v", v, err)
+		}
+		if err := db.AppendEntries(ctx, []*channels.Entry{entry(a, "ok"), e}); channels.ErrorCode(err) != channels.EINVALID {
+			t.Errorf("AppendEntries with status %q: %v", v, err)
+		}
+	}
+	if n, _ := db.EntryCount(ctx, a); n != 10 {
+		t.Errorf("%d entries after refused appends", n)
+	}
+}
+
+// Appends to missing channels in the same commits as appends to an
+// existing one fail alone; the others are stored, gapless.
+func TestAppendMissingChannelInBatch(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t, pgtest.New(t), Options{})
+	ch := addChannel(t, db, 0, 0, 0)
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for i := 0; i < 200; i++ {
+		wg.Go(func() {
+			e := entry(ch+uint64(i%2)*100, "x")
+			err := db.AppendEntry(ctx, e)
+			switch {
+			case i%2 == 0 && err == nil:
+				ok.Add(1)
+			case i%2 == 1 && errors.Is(err, channels.ErrChannelNotFound) && e.ID == 0:
+			default:
+				t.Errorf("append %d to channel %d: id %d, %v", i, e.ChannelID, e.ID, err)
+			}
+		})
+	}
+	wg.Wait()
+	all, err := db.Entries(ctx, ch, channels.EntryFilter{})
+	if err != nil || !slices.Equal(ids(all), seq(1, uint64(ok.Load()))) {
+		t.Fatalf("feed %v (%v) after %d good appends", ids(all), err, ok.Load())
+	}
+}
+
+// Close under load: every append is stored or fails with ErrClosed, none
+// hangs, and the channel's last ID counts exactly the stored ones. A
+// canceled context queues nothing.
+func TestCloseUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.New(t)
+	db := openTest(t, url, Options{})
+	ch := addChannel(t, db, 0, 0, 0)
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := db.AppendEntry(canceled, entry(ch, "x")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("append with a canceled context: %v", err)
+	}
+	var stored atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Go(func() {
+			for {
+				err := db.AppendEntry(ctx, entry(ch, "x"))
+				if errors.Is(err, ErrClosed) {
+					return
+				} else if err != nil {
+					t.Error(err)
+					return
+				}
+				stored.Add(1)
+			}
+		})
+	}
+	for deadline := time.Now().Add(30 * time.Second); stored.Load() < 100; {
+		if time.Now().After(deadline) {
+			t.Fatal("no appends stored")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	db.Close()
+	wg.Wait()
+	db.Close() // again: a no-op
+	other := openTest(t, url, Options{})
+	var last int64
+	if err := other.pool.QueryRow(ctx, "SELECT last_entry_id FROM channels WHERE id = $1", int64(ch)).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := other.EntryCount(ctx, ch); last != stored.Load() || n != uint64(last) {
+		t.Fatalf("last_entry_id %d, %d entries; %d appends succeeded", last, n, stored.Load())
+	}
+}
+
+// Values of any text round-trip, and a value that is SQL is only text.
+func TestAppendValuesVerbatim(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t, pgtest.New(t), Options{})
+	ch := addChannel(t, db, 0, 0, 0)
+	vals := []string{"", "'; DROP TABLE entries; --", "ünïcødé ✓", "a\nb\tc\"\\", string(make([]byte, 0, 1)) + "x"}
+	e := &channels.Entry{ChannelID: ch}
+	for i, v := range vals {
+		e.SetValue(i, v)
+	}
+	if err := db.AppendEntry(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.FindEntry(ctx, ch, e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Values != e.Values || got.Set != e.Set {
+		t.Fatalf("read back %q set %#x, wrote %q set %#x", got.Values, got.Set, e.Values, e.Set)
+	}
+}
+
+// Two DBs on one database stand for two feedmq processes: appending to
+// the same channels concurrently from both, the IDs of each channel are
+// exactly 1..n, each returned entry is readable at once from the other
+// process, and each ID holds the entry it was returned for.
+func TestAppendGaplessAcrossProcesses(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.New(t)
+	dbs := []*DB{openTest(t, url, Options{}), openTest(t, url, Options{})}
+	chs := []uint64{addChannel(t, dbs[0], 0, 0, 0), addChannel(t, dbs[0], 0, 0, 0)}
+	const workers, per = 8, 60
+	type got struct {
+		ch, id uint64
+		val    string
+	}
+	var (
+		mu   sync.Mutex
+		seen []got
+		wg   sync.WaitGroup
+	)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			db, other := dbs[w%2], dbs[(w+1)%2]
+			for i := 0; i < per; i++ {
+				ch := chs[(w+i)%2]
+				val := fmt.Sprintf("w%d-%d", w, i)
+				e := entry(ch, val)
+				var err error
+				if i%10 == 9 {
+					// Batches interleave with single appends.
+					es := []*channels.Entry{e, entry(ch, val+"b")}
+					err = db.AppendEntries(ctx, es)
+					if err == nil && es[1].ID != e.ID+1 {
+						err = fmt.Errorf("batch numbered %d, %d", e.ID, es[1].ID)
+					}
+					if err == nil {
+						mu.Lock()
+						seen = append(seen, got{ch, es[1].ID, val + "b"})
+						mu.Unlock()
+					}
+				} else {
+					err = db.AppendEntry(ctx, e)
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				// Read-your-write from the other process.
+				r, err := other.FindEntry(ctx, ch, e.ID)
+				if err != nil {
+					t.Errorf("entry %d of channel %d not visible to the other process: %v", e.ID, ch, err)
+					return
+				}
+				if v, _ := r.Field(1); v != val {
+					t.Errorf("entry %d of channel %d holds %q, want %q", e.ID, ch, v, val)
+				}
+				mu.Lock()
+				seen = append(seen, got{ch, e.ID, val})
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for _, ch := range chs {
+		var want []uint64
+		vals := map[uint64]string{}
+		for _, g := range seen {
+			if g.ch == ch {
+				want = append(want, g.id)
+				if _, dup := vals[g.id]; dup {
+					t.Fatalf("channel %d: id %d returned twice", ch, g.id)
+				}
+				vals[g.id] = g.val
+			}
+		}
+		slices.Sort(want)
+		if !slices.Equal(want, seq(1, uint64(len(want)))) {
+			t.Fatalf("channel %d: returned ids are not 1..%d: %v", ch, len(want), want)
+		}
+		all, err := dbs[1].Entries(ctx, ch, channels.EntryFilter{})
+		if err != nil || !slices.Equal(ids(all), want) {
+			t.Fatalf("channel %d holds %v (%v), want %v", ch, ids(all), err, want)
+		}
+		for _, e := range all {
+			if v, _ := e.Field(1); v != vals[e.ID] {
+				t.Fatalf("channel %d entry %d holds %q, returned for %q", ch, e.ID, v, vals[e.ID])
+			}
+		}
+	}
+}
+
+// The rate limit is checked by the database clock across processes: a
+// second write inside the interval is refused from either process
+// (ErrRateLimited, nothing stored), Options.RateLimit covers channels
+// without their own, and a batch counts as one write.
+func TestAppendRateLimit(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.New(t)
+	db1 := openTest(t, url, Options{})
+	db2 := openTest(t, url, Options{RateLimit: time.Hour})
+	limited := addChannel(t, db1, time.Hour, 0, 0)
+	free := addChannel(t, db1, 0, 0, 0)
+
+	if err := db1.AppendEntry(ctx, entry(limited, "1")); err != nil {
+		t.Fatal(err)
+	}
+	for _, db := range []*DB{db1, db2} {
+		e := entry(limited, "2")
+		err := db.AppendEntry(ctx, e)
+		if !errors.Is(err, channels.ErrRateLimited) || channels.ErrorCode(err) != channels.ERATELIMIT || e.ID != 0 {
+			t.Fatalf("second write inside the interval: id %d, %v", e.ID, err)
+		}
+	}
+	// Concurrent appends to a limited channel: exactly one is taken.
+	other := addChannel(t, db1, time.Hour, 0, 0)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	taken := 0
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			db := []*DB{db1, db2}[i%2]
+			err := db.AppendEntry(ctx, entry(other, "x"))
+			if err != nil && !errors.Is(err, channels.ErrRateLimited) {
+				t.Error(err)
+			}
+			mu.Lock()
+			if err == nil {
+				taken++
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if taken != 1 {
+		t.Errorf("%d of 10 concurrent writes to a limited channel taken, want 1", taken)
+	}
+
+	// db1 has no default limit, db2 an hour.
+	for i := 0; i < 3; i++ {
+		if err := db1.AppendEntry(ctx, entry(free, "f")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db2.AppendEntry(ctx, entry(free, "f")); !errors.Is(err, channels.ErrRateLimited) {
+		t.Fatalf("the default rate limit was not applied: %v", err)
+	}
+	batch := addChannel(t, db1, time.Hour, 0, 0)
+	es := []*channels.Entry{entry(batch, "a"), entry(batch, "b"), entry(batch, "c")}
+	if err := db1.AppendEntries(ctx, es); err != nil || es[2].ID != 3 {
+		t.Fatalf("a batch to a limited channel: %v", err)
+	}
+	for _, c := range []uint64{limited, other, batch} {
+		n, _ := db1.EntryCount(ctx, c)
+		want := map[uint64]uint64{limited: 1, other: 1, batch: 3}[c]
+		if n != want {
+			t.Errorf("channel %d holds %d entries, want %d", c, n, want)
+		}
+	}
+	// The refusal says when to retry, within the interval.
+	err := db1.AppendEntry(ctx, entry(limited, "3"))
+	var ae *channels.Error
+	if !errors.As(err, &ae) || ae.Message == "" {
+		t.Fatalf("refusal: %v", err)
+	}
+}
+
+// A batch is stored whole or not at all, and refused as a whole when it
+// is malformed.
+func TestAppendEntriesAllOrNothing(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t, pgtest.New(t), Options{})
+	a, b := addChannel(t, db, 0, 0, 0), addChannel(t, db, 0, 0, 0)
+	if err := db.AppendEntries(ctx, []*channels.Entry{entry(a, "1"), entry(b, "2")}); channels.ErrorCode(err) != channels.EINVALID {
+		t.Errorf("a batch over two channels: %v", err)
+	}
+	big := make([]*channels.Entry, MaxBatchEntries+1)
+	for i := range big {
+		big[i] = entry(a, "x")
+	}
+	if err := db.AppendEntries(ctx, big); channels.ErrorCode(err) != channels.EINVALID {
+		t.Errorf("an oversized batch: %v", err)
+	}
+	if err := db.AppendEntries(ctx, big[:MaxBatchEntries]); err != nil {
+		t.Fatalf("a batch of MaxBatchEntries: %v", err)
+	}
+	if big[MaxBatchEntries-1].ID != MaxBatchEntries {
+		t.Errorf("the last of a full batch got id %d", big[MaxBatchEntries-1].ID)
+	}
+	es := []*channels.Entry{entry(999, "1"), entry(999, "2")}
+	if err := db.AppendEntries(ctx, es); !errors.Is(err, channels.ErrChannelNotFound) || es[0].ID != 0 {
+		t.Errorf("a batch to a missing channel: %v", err)
+	}
+	if n, _ := db.EntryCount(ctx, a); n != MaxBatchEntries {
+		t.Errorf("%d entries, want %d", n, MaxBatchEntries)
+	}
+}
+
+// Async appends call back in queue order with their outcome.
+func TestAppendEntryAsync(t *testing.T) {
+	ctx := context.Background()
+	var committed atomic.Int64
+	db := openTest(t, pgtest.New(t), Options{OnCommit: func(n int, d time.Duration) {
+		if d <= 0 {
+			t.Errorf("commit of %d entries took %v", n, d)
+		}
+		committed.Add(int64(n))
+	}})
+	ch := addChannel(t, db, 0, 0, 0)
+	done := make(chan uint64, 100)
+	for i := 0; i < 100; i++ {
+		err := db.AppendEntryAsync(ctx, entry(ch, fmt.Sprint(i)), func(e *channels.Entry, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			done <- e.ID
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := uint64(1); i <= 100; i++ {
+		if id := <-done; id != i {
+			t.Fatalf("callback %d got id %d", i, id)
+		}
+	}
+	miss := make(chan error, 1)
+	if err := db.AppendEntryAsync(ctx, entry(999, "x"), func(_ *channels.Entry, err error) { miss <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-miss; !errors.Is(err, channels.ErrChannelNotFound) {
+		t.Errorf("async append to a missing channel: %v", err)
+	}
+	// OnCommit counts stored entries only, and has run before the
+	// callbacks of its commit.
+	if n := committed.Load(); n != 100 {
+		t.Errorf("OnCommit counted %d entries, want 100", n)
+	}
+	db.Close()
+	if err := db.AppendEntry(ctx, entry(ch, "late")); !errors.Is(err, ErrClosed) {
+		t.Errorf("append after Close: %v", err)
+	}
+}
+
+// Clearing a feed restarts numbering at 1, leaves other channels alone,
+// and voids keyed reads begun before it.
+func TestClearChannel(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t, pgtest.New(t), Options{})
+	a, b := addChannel(t, db, 0, 0, 0), addChannel(t, db, 0, 0, 0)
+	for i := 0; i < 5; i++ {
+		db.AppendEntry(ctx, entry(a, "a"))
+		db.AppendEntry(ctx, entry(b, "b"))
+	}
+	keys, err := db.EntryKeys(ctx, a, channels.EntryFilter{Limit: 10})
+	if err != nil || len(keys.Keys) != 5 {
+		t.Fatalf("EntryKeys: %+v %v", keys, err)
+	}
+	if err := db.ClearChannel(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := db.EntryCount(ctx, a); n != 0 {
+		t.Fatalf("%d entries after clear", n)
+	}
+	e := entry(a, "new")
+	if err := db.AppendEntry(ctx, e); err != nil || e.ID != 1 {
+		t.Fatalf("first append after clear: id %d %v", e.ID, err)
+	}
+	if _, err := db.EntriesByKey(ctx, a, keys.Version, keys.Keys, nil); channels.ErrorCode(err) != channels.ECONFLICT {
+		t.Fatalf("keyed read across a clear: %v", err)
+	}
+	if n, _ := db.EntryCount(ctx, b); n != 5 {
+		t.Fatalf("the other channel holds %d entries after the clear", n)
+	}
+}
+
+// Keyed reads order by created_at then entry_id, so a back-dated entry
+// takes its place in time; EntriesByKey skips entries pruned since.
+func TestEntryKeysTimeOrder(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t, pgtest.New(t), Options{})
+	ch := addChannel(t, db, 0, 0, 0)
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	for _, m := range []int{10, 20, 5, 20, 30} { // ids 1..5
+		if err := db.AppendEntry(ctx, &channels.Entry{ChannelID: ch, CreatedAt: base.Add(time.Duration(m) * time.Minute), Set: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys, err := db.EntryKeys(ctx, ch, channels.EntryFilter{Limit: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	for _, k := range keys.Keys {
+		got = append(got, k.ID)
+	}
+	if !slices.Equal(got, []uint64{1, 2, 4, 5}) {
+		t.Fatalf("keys %v, want the newest 4 by time: 1 2 4 5", got)
+	}
+	for _, bad := range []int{0, -1, MaxKeyLimit + 1} {
+		if _, err := db.EntryKeys(ctx, ch, channels.EntryFilter{Limit: bad}); channels.ErrorCode(err) != channels.EINVALID {
+			t.Errorf("EntryKeys with limit %d: %v", bad, err)
+		}
+	}
+	if _, err := db.EntryKeys(ctx, 999, channels.EntryFilter{Limit: 1}); !errors.Is(err, channels.ErrChannelNotFound) {
+		t.Errorf("EntryKeys of a missing channel: %v", err)
+	}
+	if _, err := db.pool.Exec(ctx, "DELETE FROM entries WHERE channel_id = $1 AND entry_id = 2", int64(ch)); err != nil {
+		t.Fatal(err)
+	}
+	page, err := db.EntriesByKey(ctx, ch, keys.Version, keys.Keys, nil)
+	if err != nil || !slices.Equal(ids(page), []uint64{1, 4, 5}) {
+		t.Fatalf("EntriesByKey: %v %v", ids(page), err)
+	}
+}
+
+// proxy forwards TCP connections to target until cut closes them: a
+// network failure between feedmq and the database.
+type proxy struct {
+	l     net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{l: l}
+	t.Cleanup(func() { l.Close(); p.cut() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() { io.Copy(c, s); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// A connection lost while the append transaction runs leaves its outcome
+// unknown: the caller gets ErrCommitUnknown, not a plain failure, and the
+// next append works on a new connection. The connection is lost to the
+// network, or ended by the server (as an administrator or a failover
+// does).
+func TestAppendCommitUnknown(t *testing.T) {
+	for _, how := range []string{"network", "terminate"} {
+		t.Run(how, func(t *testing.T) {
+			ctx := context.Background()
+			url := pgtest.New(t)
+			u, err := neturl.Parse(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := newProxy(t, u.Host)
+			u.Host = p.l.Addr().String()
+			db := openTest(t, u.String(), Options{})
+			ch := addChannel(t, db, 0, 0, 0)
+			// A trigger holds the append mid-transaction long enough to
+			// cut its connection.
+			_, err = db.pool.Exec(ctx, `
+				CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS
+					$$ BEGIN IF NEW.field1 = 'slow' THEN PERFORM pg_sleep(30); END IF; RETURN NEW; END $$;
+				CREATE TRIGGER slow BEFORE INSERT ON entries FOR EACH ROW EXECUTE FUNCTION slow()`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			errc := make(chan error, 1)
+			e := entry(ch, "slow")
+			go func() { errc <- db.AppendEntry(ctx, e) }()
+			admin := openConn(t, url)
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				var pid int32
+				err := admin.QueryRow(ctx, `SELECT coalesce(max(pid), 0) FROM pg_stat_activity
+					WHERE datname = current_database() AND wait_event = 'PgSleep'`).Scan(&pid)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if pid != 0 {
+					if how == "network" {
+						p.cut()
+					}
+					// The server side too, so that the sleep ends.
+					admin.Exec(ctx, "SELECT pg_terminate_backend($1)", pid)
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the append never reached the trigger")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			err = <-errc
+			if !errors.Is(err, channels.ErrCommitUnknown) || e.ID != 0 {
+				t.Fatalf("append whose connection was cut: id %d, %v", e.ID, err)
+			}
+			next := entry(ch, "fine")
+			if err := db.AppendEntry(ctx, next); err != nil || next.ID != 1 {
+				t.Fatalf("append after a lost connection: id %d, %v", next.ID, err)
+			}
+			// A plain server error is no such doubt: nothing was stored.
+			if _, err := db.pool.Exec(ctx, "ALTER TABLE entries ADD CHECK (field1 <> 'refused')"); err != nil {
+				t.Fatal(err)
+			}
+			err = db.AppendEntry(ctx, entry(ch, "refused"))
+			if err == nil || errors.Is(err, channels.ErrCommitUnknown) {
+				t.Fatalf("append refused by the server: %v", err)
+			}
+		})
+	}
+}
+
+// A clear from one process while another appends: every append lands
+// wholly before or after it, so the feed left is numbered 1..n without a
+// gap or a duplicate, and holds exactly the appends that returned after
+// the clear began and were numbered in the new feed.
+func TestClearWhileAppending(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.New(t)
+	writer, clearer := openTest(t, url, Options{}), openTest(t, url, Options{})
+	ch := addChannel(t, writer, 0, 0, 0)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var appended atomic.Int64
+	for w := 0; w < 8; w++ {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := writer.AppendEntry(ctx, entry(ch, "x")); err != nil {
+					t.Error(err)
+					return
+				}
+				appended.Add(1)
+			}
+		})
+	}
+	// more waits for 50 further appends, or fails.
+	more := func() {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for at := appended.Load(); appended.Load() < at+50; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) || t.Failed() {
+				close(stop)
+				wg.Wait()
+				t.Fatal("appends stopped")
+			}
+		}
+	}
+	for round := 0; round < 5; round++ {
+		more()
+		if err := clearer.ClearChannel(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	more()
+	close(stop)
+	wg.Wait()
+	all, err := clearer.Entries(ctx, ch, channels.EntryFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) == 0 || !slices.Equal(ids(all), seq(1, uint64(len(all)))) {
+		t.Fatalf("feed after clears is not 1..n: %v", ids(all))
+	}
+	var last int64
+	if err := clearer.pool.QueryRow(ctx, "SELECT last_entry_id FROM channels WHERE id = $1", int64(ch)).Scan(&last); err != nil || last != int64(len(all)) {
+		t.Fatalf("last_entry_id %d (%v), feed of %d", last, err, len(all))
+	}
+}

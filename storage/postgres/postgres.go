@@ -1,0 +1,90 @@
+// Package postgres keeps feedmq's channels and feeds in PostgreSQL (15 or
+// newer), so that several feedmq processes can share them: entry IDs are
+// handed out by the database, gapless and increasing per channel across
+// every process, and an entry is acknowledged only once its transaction
+// has committed (synchronous_commit on).
+//
+// # Schema
+//
+// Open brings the database to the schema this binary knows by running the
+// numbered migrations it has not yet run (migrate.go), in one transaction
+// under an advisory lock so that processes starting together do not race,
+// and refuses a database whose schema is newer than the binary.
+//
+// Feed entries live in entries(channel_id, entry_id, ...), keyed by both.
+// channels.last_entry_id is the last ID handed out; only the append
+// transaction changes it (and a clear, which resets it).
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Options tune Open. The zero value is ready to use.
+type Options struct {
+	// RateLimit is the minimum interval between two writes to a channel
+	// whose own rate limit is 0; 0 means none. The append checks it with
+	// the database's clock, so that it holds across processes.
+	RateLimit time.Duration
+	// OnCommit, when set, is called by the append writer after each
+	// committed batch with the number of entries it stored and how long
+	// the transaction took. It runs on the writer goroutine, so it must
+	// be quick and must not call DB.
+	OnCommit func(entries int, d time.Duration)
+}
+
+// DB is an open feedmq database in PostgreSQL. It is safe for concurrent
+// use; several DBs, in one process or many, may share one database.
+type DB struct {
+	pool *pgxpool.Pool
+	opts Options
+	w    *writer
+}
+
+// Open connects to the database at url (a postgres:// URL or a key=value
+// connection string; pgxpool's pool_* parameters tune the pool), migrates
+// its schema and starts the append writer. It fails when the database is
+// unreachable or its schema is newer than this binary's.
+func Open(ctx context.Context, url string, opts Options) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's message may quote the URL, password included.
+		return nil, errors.New("postgres: the storage URL is not a valid connection string")
+	}
+	// An acknowledged entry must survive a crash of the database (and,
+	// with a synchronous standby, of its machine), whatever the server's
+	// or role's default.
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "feedmq"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: connect to %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+	}
+	if err := migrate(ctx, pool, migrations); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	db := &DB{pool: pool, opts: opts}
+	db.w = newWriter(db)
+	return db, nil
+}
+
+// Close waits for queued appends, stops the writer and closes the pool.
+// Calling it again is a no-op.
+func (db *DB) Close() error {
+	if db.w.stop() {
+		db.pool.Close()
+	}
+	return nil
+}
