@@ -1,0 +1,129 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/channels"
+	"github.com/feedmq/feedmq/internal/dbcopytest"
+	"github.com/feedmq/feedmq/internal/pgtest"
+	"github.com/feedmq/feedmq/storage"
+	"github.com/feedmq/feedmq/storage/dbcopy"
+)
+
+func openBolt(t *testing.T) *storage.DB {
+	t.Helper()
+	db, err := storage.Open(filepath.Join(t.TempDir(), "feedmq.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// bbolt -> PostgreSQL -> bbolt gives what there was, IDs, times and
+// counters included, and each copy numbers on where the original would.
+func TestCopy_BoltPostgresBolt(t *testing.T) {
+	ctx := context.Background()
+	src := openBolt(t)
+	dbcopytest.Fill(t, src)
+	pg := openTest(t, pgtest.New(t), Options{})
+	res, err := dbcopy.Copy(ctx, src, pg, dbcopy.Options{BatchSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (dbcopy.Result{Channels: 3, Devices: 2, Bindings: 2, Entries: 8, Account: true, Rules: 3}); *res != want {
+		t.Fatalf("result %+v, want %+v", *res, want)
+	}
+	dbcopytest.MustSame(t, src, pg)
+
+	back := openBolt(t)
+	if _, err := dbcopy.Copy(ctx, pg, back, dbcopy.Options{BatchSize: 3}); err != nil {
+		t.Fatal(err)
+	}
+	dbcopytest.MustSame(t, src, back)
+	dbcopytest.MustSame(t, pg, back)
+
+	// Copied again into a PostgreSQL database that holds something.
+	pg2 := openTest(t, pgtest.New(t), Options{})
+	mustCreateChannel(t, pg2, "in the way")
+	if _, err := dbcopy.Copy(ctx, back, pg2, dbcopy.Options{}); !errors.Is(err, dbcopy.ErrNotEmpty) {
+		t.Fatalf("copy into a non-empty database: %v", err)
+	}
+	if _, err := dbcopy.Copy(ctx, back, pg2, dbcopy.Options{Replace: true}); err != nil {
+		t.Fatal(err)
+	}
+	dbcopytest.MustSame(t, src, pg2)
+
+	// The PostgreSQL copy numbers on as the original would.
+	c := newChannel("new")
+	if err := pg.CreateChannel(ctx, c); err != nil || c.ID != 6 {
+		t.Fatalf("new channel: ID %d, %v; want 6", c.ID, err)
+	}
+	d := &auth.Device{Name: "n", ClientID: "n", Username: "n", PasswordHash: "h"}
+	if err := pg.CreateDevice(ctx, d); err != nil || d.ID != 5 {
+		t.Fatalf("new device: ID %d, %v; want 5", d.ID, err)
+	}
+	b := &channels.Binding{ChannelID: 1, Topic: "new/#", Fields: [8]string{"$"}}
+	if err := pg.CreateBinding(ctx, b); err != nil || b.ID != 4 {
+		t.Fatalf("new binding: ID %d, %v; want 4", b.ID, err)
+	}
+	for ch, want := range map[uint64]uint64{1: 6, 3: 21, 4: 1} {
+		e := &channels.Entry{ChannelID: ch}
+		e.SetValue(0, "1")
+		if err := pg.AppendEntry(ctx, e); err != nil || e.ID != want {
+			t.Fatalf("append to channel %d: ID %d, %v; want %d", ch, e.ID, err, want)
+		}
+	}
+}
+
+func TestLoad_Refusals(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t, pgtest.New(t), Options{})
+	dbcopytest.Fill(t, db)
+	c, err := db.FindChannel(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, db.LoadChannel(ctx, c), channels.ECONFLICT)
+	c.ID = 0
+	wantCode(t, db.LoadChannel(ctx, c), channels.EINVALID)
+	e := channels.Entry{ChannelID: 3, ID: 15, CreatedAt: dbcopytest.Base}
+	e.SetValue(0, "1")
+	wantCode(t, db.LoadEntries(ctx, 3, []channels.Entry{e}), channels.ECONFLICT)
+	e.ID = 21
+	wantCode(t, db.LoadEntries(ctx, 9, []channels.Entry{e}), channels.EINVALID)
+	e.ChannelID = 9
+	wantCode(t, db.LoadEntries(ctx, 9, []channels.Entry{e}), channels.ENOTFOUND)
+	e.ChannelID = 3
+	e2 := e
+	wantCode(t, db.LoadEntries(ctx, 3, []channels.Entry{e, e2}), channels.ECONFLICT)
+	if got, _ := db.EntriesAfter(ctx, 3, 15, 10); len(got) != 0 {
+		t.Fatalf("a refused batch left %+v", got)
+	}
+	e.ID = 1 << 60
+	wantCode(t, db.LoadEntries(ctx, 3, []channels.Entry{e}), channels.EINVALID)
+	d, _ := db.FindDevice(ctx, 1)
+	d.ID = 7
+	wantCode(t, db.LoadDevice(ctx, d), channels.ECONFLICT)
+	d.Username, d.Channels = "fresh", []auth.Grant{{ChannelID: 2, Publish: true}}
+	if err := db.LoadDevice(ctx, d); !errors.Is(err, channels.ErrChannelNotFound) {
+		t.Fatalf("load of a grant to a missing channel: %v", err)
+	}
+	d.Channels, d.ID = nil, 1
+	wantCode(t, db.LoadDevice(ctx, d), channels.ECONFLICT)
+	bs, _ := db.Bindings(ctx)
+	wantCode(t, db.LoadBinding(ctx, &bs[0]), channels.ECONFLICT)
+	bs[0].ID, bs[0].ChannelID = 50, 2
+	wantCode(t, db.LoadBinding(ctx, &bs[0]), channels.ENOTFOUND)
+	if err := db.RaiseLastEntryID(ctx, 3, 5); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := db.FindChannel(ctx, 3); c.LastEntryID != 20 {
+		t.Fatalf("a lower last entry_id lowered it to %d", c.LastEntryID)
+	}
+	wantCode(t, db.RaiseLastEntryID(ctx, 2, 5), channels.ENOTFOUND)
+}
