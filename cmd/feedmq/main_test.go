@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/feedmq/feedmq/admin"
+	"github.com/feedmq/feedmq/internal/pgtest"
 	"github.com/feedmq/feedmq/storage"
 )
 
@@ -26,7 +27,8 @@ func TestMain(m *testing.M) {
 	}
 	// A locked database is reported quickly rather than after 2s.
 	adminLockTimeout = 100 * time.Millisecond
-	os.Exit(m.Run())
+	// The PostgreSQL server of the db copy tests starts on first use.
+	os.Exit(pgtest.Run(m))
 }
 
 // runCommand runs feedmq with args and returns its stdout and stderr.

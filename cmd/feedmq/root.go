@@ -31,7 +31,7 @@ the other commands, which work whether or not serve is running on --data.`,
 	})
 	root.AddCommand(newServeCommand(), newChannelCommand(), newDeviceCommand(), newAccessCommand(), newFeedCommand(),
 		newBackupCommand(), newRestoreCommand(), newCheckCommand(),
-		newAccountCommand(), newConfigCommand(), newVersionCommand(), newManCommand(), newBenchCommand())
+		newAccountCommand(), newConfigCommand(), newVersionCommand(), newManCommand(), newBenchCommand(), newDBCommand())
 	return root
 }
 
