@@ -425,6 +425,11 @@ func TestConfigVersionAndNotifications(t *testing.T) {
 	if err := db.DeleteDevice(ctx, d.ID); err != nil {
 		t.Fatal(err)
 	}
+	c2 := mustCreateChannel(t, db, "b")
+	if err := db.ClearChannel(ctx, c2.ID); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, db.ClearChannel(ctx, 99), channels.ENOTFOUND)
 	want := []string{
 		`{"v":1,"k":"channel","id":1}`,
 		`{"v":2,"k":"device","id":1}`,
@@ -434,12 +439,14 @@ func TestConfigVersionAndNotifications(t *testing.T) {
 		`{"v":6,"k":"rules"}`,
 		`{"v":7,"k":"channel","id":1,"del":true}`, `{"v":7,"k":"device","id":1}`, `{"v":7,"k":"bindings"}`,
 		`{"v":8,"k":"device","id":1,"del":true,"rev":true}`,
+		`{"v":9,"k":"channel","id":2}`,
+		`{"v":10,"k":"cleared","id":2}`,
 	}
 	if got := next(len(want)); !slices.Equal(got, want) {
 		t.Fatalf("notifications\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if v := version(); v != 8 {
-		t.Fatalf("version %d, want 8", v)
+	if v := version(); v != 10 {
+		t.Fatalf("version %d, want 10", v)
 	}
 	for _, p := range want {
 		c, err := decodeNotice(p)

@@ -174,20 +174,24 @@ func (db *DB) EntryCount(ctx context.Context, channelID uint64) (uint64, error) 
 // and paged reads begun before are refused. The channel row is updated
 // first: that locks it, so an append (which locks it too) lands wholly
 // before the clear or after it, never numbered from the old feed.
+//
+// Other processes hear of it (ChangeCleared) at the commit: whatever they
+// know of the feed's IDs is void.
 func (db *DB) ClearChannel(ctx context.Context, id uint64) error {
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+	return db.write(ctx, "clear channel", func(tx pgx.Tx) ([]channels.Change, error) {
 		tag, err := tx.Exec(ctx, `UPDATE channels SET last_entry_id = 0, feed_version = feed_version + 1
 			WHERE id = $1`, clampID(id))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if tag.RowsAffected() == 0 {
-			return channelNotFound(id)
+			return nil, channelNotFound(id)
 		}
-		_, err = tx.Exec(ctx, "DELETE FROM entries WHERE channel_id = $1", clampID(id))
-		return err
+		if _, err := tx.Exec(ctx, "DELETE FROM entries WHERE channel_id = $1", clampID(id)); err != nil {
+			return nil, err
+		}
+		return []channels.Change{{Kind: channels.ChangeCleared, ID: id}}, nil
 	})
-	return wrap("clear channel", err)
 }
 
 // EntryKeys returns the keys of the newest f.Limit entries by created_at
