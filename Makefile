@@ -59,7 +59,7 @@ FUZZ_TARGETS := channels:FuzzParseTopic channels:FuzzParsePayload \
 	http:FuzzParseBulkCSV http:FuzzDecodeBulkJSON http:FuzzEmbedOptions \
 	cmd/feedmq:FuzzDecodeConfig cmd/feedmq:FuzzReadPasswordLine \
 	auth:FuzzParseACL auth:FuzzParseRule channels:FuzzExtractBinding channels:FuzzParsePath \
-	http:FuzzConsoleImport cluster:FuzzDecodeMessage
+	http:FuzzConsoleImport cluster:FuzzDecodeMessage storage/postgres:FuzzDecodeNotice
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
