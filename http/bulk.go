@@ -358,18 +358,11 @@ func decodeBulkUpdate(i int, raw json.RawMessage) (bulkRow, bool, *apiError) {
 		if !isDelta && !slices.Contains(bulkValueKeys, k) {
 			continue // as /update, names it does not know are ignored
 		}
-		var s string
-		switch x := val.(type) {
-		case nil:
-			continue
-		case string:
-			s = x
-		case json.Number:
-			s = x.String()
-		case bool:
-			s = strconv.FormatBool(x)
-		default:
+		s, set, ok := jsonText(val)
+		if !ok {
 			return bulkRow{}, false, badRequest(updateName(i) + "." + k + " must be a string or a number.")
+		} else if !set {
+			continue
 		}
 		switch {
 		case isDelta:

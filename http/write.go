@@ -242,18 +242,11 @@ func parseJSONBody(body []byte) (url.Values, *apiError) {
 		if !isWriteKey(k) {
 			continue
 		}
-		var s string
-		switch x := val.(type) {
-		case nil:
-			continue
-		case string:
-			s = x
-		case json.Number:
-			s = x.String()
-		case bool:
-			s = strconv.FormatBool(x)
-		default:
+		s, set, ok := jsonText(val)
+		if !ok {
 			return nil, badRequest(k + " must be a string or a number.")
+		} else if !set {
+			continue
 		}
 		v.Set(k, s)
 	}
@@ -338,4 +331,21 @@ func (h *handler) fieldsDropped(ch uint64, dropped channels.FieldSet, n int) {
 	}
 	h.log.Debug("http write: fields not enabled on the channel were dropped, the rest stored",
 		"channel", ch, "fields", dropped.String(), "dropped_total", total)
+}
+
+// jsonText is a write's JSON value as the form value it stands for:
+// strings as they are, numbers as written, booleans as true/false. A null
+// sets nothing (set false); an object or array is no value (ok false).
+func jsonText(val any) (s string, set, ok bool) {
+	switch x := val.(type) {
+	case nil:
+		return "", false, true
+	case string:
+		return x, true, true
+	case json.Number:
+		return x.String(), true, true
+	case bool:
+		return strconv.FormatBool(x), true, true
+	}
+	return "", false, false
 }
