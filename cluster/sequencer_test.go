@@ -114,6 +114,19 @@ func TestSequencer(t *testing.T) {
 				t.Errorf("metrics %+v: want one restart, one duplicate", m)
 			}
 		}},
+		{name: "own entry filled in before it is offered is a duplicate", steps: []seqStep{
+			// 2 is this node's: committed, but its OfferLocal comes after
+			// a fill (a wait, or a catch-up) has read it from the store.
+			{commit: 3, offer: []uint64{1, 3}, want: []uint64{1}},
+			{advance: w, want: seq(1, 3), fills: 1},
+			{local: []uint64{2}, want: seq(1, 3), fills: 1},
+			{advance: time.Hour, want: seq(1, 3), fills: 1},
+			{commit: 1, local: []uint64{4}, want: seq(1, 4), fills: 1},
+		}, check: func(t *testing.T, m Metrics) {
+			if m.Restarts != 0 || m.Duplicates != 1 {
+				t.Errorf("metrics %+v: want no restart, one duplicate", m)
+			}
+		}},
 		{name: "local entries in order never restart", steps: []seqStep{
 			{commit: 3, local: []uint64{1, 2, 3}, want: seq(1, 3)},
 		}, check: func(t *testing.T, m Metrics) {
