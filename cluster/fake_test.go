@@ -99,6 +99,9 @@ type fakeStore struct {
 	fills [][3]uint64                 // channel, afterID, upTo of each FillGap
 	fail  error                       // returned by FillGap while set
 	block chan struct{}               // FillGap waits on it while set
+	// clears counts clears: a feed's entries are written after the clear
+	// of the feed before, so they are dated later than its entries.
+	clears int64
 }
 
 func newFakeStore() *fakeStore { return &fakeStore{feeds: make(map[uint64][]channels.Entry)} }
@@ -111,7 +114,7 @@ func (s *fakeStore) add(channel uint64, n int) []channels.Entry {
 	var out []channels.Entry
 	for range n {
 		e := channels.Entry{ChannelID: channel, ID: uint64(len(s.feeds[channel]) + 1),
-			CreatedAt: time.Unix(1_700_000_000, 0).UTC()}
+			CreatedAt: time.Unix(1_700_000_000+s.clears, 0).UTC()}
 		e.SetValue(0, "v"+itoa(e.ID))
 		s.feeds[channel] = append(s.feeds[channel], e)
 		out = append(out, e)
@@ -123,6 +126,7 @@ func (s *fakeStore) clear(channel uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.feeds, channel)
+	s.clears++
 }
 
 func (s *fakeStore) FillGap(ctx context.Context, channel, after, upTo uint64) ([]channels.Entry, error) {
