@@ -66,7 +66,8 @@ type chanSeq struct {
 	// filled remembers the last entries fills delivered (ring, next at
 	// filledAt): this node's own entry may be read from the store before
 	// its OfferLocal, and must then be told from a cleared feed's.
-	filled   [filledMemory]filledKey
+	// Allocated by the first fill: most channels never need one.
+	filled   []filledKey
 	filledAt int
 }
 
@@ -222,7 +223,7 @@ func (s *Sequencer) OfferLocal(e *channels.Entry) {
 	}
 	if e.ID <= c.last {
 		s.m.restarts.Add(1)
-		c.filled, c.filledAt = [filledMemory]filledKey{}, 0
+		c.filled, c.filledAt = nil, 0
 		c.gen++
 		c.last, c.high, c.pending = 0, 0, nil
 		if c.timer != nil {
@@ -402,6 +403,9 @@ func (s *Sequencer) fill(channel uint64, c *chanSeq, gen uint64) {
 		delete(c.pending, e.ID)
 		c.last = e.ID
 		s.m.filled.Add(1)
+		if c.filled == nil {
+			c.filled = make([]filledKey, filledMemory)
+		}
 		c.filled[c.filledAt] = filledKey{id: e.ID, sum: entrySum(e)}
 		c.filledAt = (c.filledAt + 1) % filledMemory
 		s.deliver(e)
