@@ -87,3 +87,37 @@ func TestPruneOneProcess(t *testing.T) {
 		t.Fatalf("Prune after the lock is free: %d %v", n, err)
 	}
 }
+
+// Retention and configuration transactions take advisory locks of their
+// own: a configuration change under way (Atomically, in any process)
+// must not make the pruner skip its turn, nor wait for a prune.
+func TestPruneWhileAtomically(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.New(t)
+	db := openTest(t, url, Options{})
+	other := openTest(t, url, Options{})
+	ch := addChannel(t, db, 0, 1, 0)
+	for i := 0; i < 3; i++ {
+		if err := db.AppendEntry(ctx, entry(ch, "x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inside, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- other.Atomically(ctx, func(context.Context) error {
+			close(inside)
+			<-release
+			return nil
+		})
+	}()
+	<-inside
+	n, err := db.Prune(ctx, time.Now())
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || n != 2 {
+		t.Fatalf("Prune during an Atomically call deleted %d, %v; want 2", n, err)
+	}
+}
