@@ -23,8 +23,10 @@ import (
 const NotifyChannel = "feedmq_config"
 
 // configLock is the key of the advisory lock that serialises Atomically
-// calls from every process.
-const configLock = 0x66656564_6d710002 // "feedmq" 2
+// calls from every process. Each lock has its own key (schemaLock,
+// pruneLock): one shared would stall configuration writes for a whole
+// prune, and make the pruner skip its turn during any of them.
+const configLock = 0x66656564_6d710003 // "feedmq" 3
 
 var (
 	_ channels.Transactor = (*DB)(nil)
