@@ -133,3 +133,33 @@ func TestDBCopy_BadInput(t *testing.T) {
 		t.Fatalf("copy from a locked database: %s", got)
 	}
 }
+
+// One PostgreSQL database named by two different URLs (scheme, port
+// spelled out, parameters) is refused as the same database before
+// anything is written: with --replace the copy would empty its own
+// source.
+func TestDBCopy_SamePostgresTwoURLs(t *testing.T) {
+	dir := t.TempDir()
+	db := openDir(t, dir)
+	dbcopytest.Fill(t, db)
+	db.Close()
+	pg := pgtest.New(t)
+	mustRun(t, dir, "db", "copy", "--from", dir, "--to", pg)
+	u, err := url.Parse(pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Scheme = "postgresql"
+	q := u.Query()
+	q.Set("application_name", "other")
+	u.RawQuery = q.Encode()
+	got := mustFail(t, dir, "db", "copy", "--from", pg, "--to", u.String(), "--replace")
+	if !strings.Contains(got, "same database") {
+		t.Fatalf("copy of a database onto itself: %s", got)
+	}
+	back := filepath.Join(t.TempDir(), "back")
+	mustRun(t, dir, "db", "copy", "--from", pg, "--to", back)
+	if got := mustRun(t, back, "check"); !strings.HasPrefix(got, "ok: 3 channels, 2 devices, 8 entries") {
+		t.Fatalf("the source after the refused copy: %q", got)
+	}
+}
