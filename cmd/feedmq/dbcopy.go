@@ -80,6 +80,11 @@ database of its own. PostgreSQL keeps times to the microsecond.`,
 				return fmt.Errorf("--to: %w", err)
 			}
 			defer dst.close()
+			if same, err := sameDatabase(ctx, src.db, dst.db); err != nil {
+				return err
+			} else if same {
+				return errors.New("--from and --to name the same database")
+			}
 			progress := cmd.ErrOrStderr()
 			res, err := dbcopy.Copy(ctx, src.db, dst.db, dbcopy.Options{Replace: replace, BatchSize: batch,
 				Progress: func(c *channels.Channel, n uint64) {
@@ -139,6 +144,29 @@ func sameEnd(a, b string) bool {
 	x, err1 := filepath.Abs(a)
 	y, err2 := filepath.Abs(b)
 	return err1 == nil && err2 == nil && x == y
+}
+
+// sameDatabase reports whether two opened ends are one PostgreSQL
+// database, which different URLs can name: copying it onto itself with
+// --replace would empty the source.
+func sameDatabase(ctx context.Context, a, b any) (bool, error) {
+	type identified interface {
+		Identity(context.Context) (string, error)
+	}
+	x, ok1 := a.(identified)
+	y, ok2 := b.(identified)
+	if !ok1 || !ok2 {
+		return false, nil
+	}
+	ix, err := x.Identity(ctx)
+	if err != nil {
+		return false, fmt.Errorf("--from: %w", err)
+	}
+	iy, err := y.Identity(ctx)
+	if err != nil {
+		return false, fmt.Errorf("--to: %w", err)
+	}
+	return ix == iy, nil
 }
 
 // redactURL is u without its password and parameters, for messages.

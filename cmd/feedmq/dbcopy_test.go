@@ -157,6 +157,8 @@ func TestDBCopy_SamePostgresTwoURLs(t *testing.T) {
 	if !strings.Contains(got, "same database") {
 		t.Fatalf("copy of a database onto itself: %s", got)
 	}
+	// Another database of the same server is another database.
+	mustRun(t, dir, "db", "copy", "--from", pg, "--to", pgtest.New(t), "--verify")
 	back := filepath.Join(t.TempDir(), "back")
 	mustRun(t, dir, "db", "copy", "--from", pg, "--to", back)
 	if got := mustRun(t, back, "check"); !strings.HasPrefix(got, "ok: 3 channels, 2 devices, 8 entries") {

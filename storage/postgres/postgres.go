@@ -88,3 +88,18 @@ func (db *DB) Close() error {
 	}
 	return nil
 }
+
+// Identity names the database this DB is connected to, however its URL
+// spells it (scheme, host name or address, parameters): the database's
+// name and OID and the server's start time, which two servers do not
+// share. Two DBs with one identity are one database.
+func (db *DB) Identity(ctx context.Context) (string, error) {
+	var name, started string
+	var oid uint32
+	err := db.pool.QueryRow(ctx, `SELECT current_database(), d.oid, pg_postmaster_start_time()::text
+		FROM pg_database d WHERE d.datname = current_database()`).Scan(&name, &oid, &started)
+	if err != nil {
+		return "", fmt.Errorf("postgres: identify the database: %w", err)
+	}
+	return fmt.Sprintf("%s/%d@%s", name, oid, started), nil
+}
