@@ -188,3 +188,49 @@ func TestMonitorStop(t *testing.T) {
 		t.Errorf("a stopped monitor still runs: %d fail callbacks, %d timers", p.failed.Load(), clk.pending())
 	}
 }
+
+// A confirmation racing with the fail-closed deadline: whatever order
+// the callbacks' goroutines run in, the last one called tells the state
+// the monitor ends in, or the node stays closed while it reports open.
+func TestMonitorRecoveryRacingFailClosed(t *testing.T) {
+	clk := newFakeClock()
+	beats := &memBeats{clk: clk, rows: make(map[string]NodeStatus), down: true}
+	var (
+		mu     sync.Mutex
+		events []string
+	)
+	entered, hold := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	m := StartMonitor(MonitorOptions{Node: "a", Beats: beats, Clock: clk,
+		OnFailClosed: func() {
+			// The closing goroutine is slow to act.
+			once.Do(func() { close(entered); <-hold })
+			mu.Lock()
+			events = append(events, "closed")
+			mu.Unlock()
+		},
+		OnRecovered: func() {
+			mu.Lock()
+			events = append(events, "open")
+			mu.Unlock()
+		}})
+	defer m.Stop()
+	advanced := make(chan struct{})
+	go func() { clk.Advance(DefaultFailAfter); close(advanced) }()
+	<-entered
+	beats.setDown(false)
+	rounded := make(chan struct{})
+	go func() { m.round(); close(rounded) }()
+	select {
+	case <-rounded:
+	case <-time.After(time.Second): // blocked behind the closing callback: fine
+	}
+	close(hold)
+	<-rounded
+	<-advanced
+	mu.Lock()
+	defer mu.Unlock()
+	if m.FailClosed() || len(events) == 0 || events[len(events)-1] != "open" {
+		t.Fatalf("monitor fail-closed %v, callbacks %v: the last must be open", m.FailClosed(), events)
+	}
+}
