@@ -69,6 +69,29 @@ type Monitor struct {
 	failed   bool
 	stopped  bool
 	nodes    []NodeStatus
+
+	// report serialises the callbacks; reported is the state they were
+	// last told. Each caller tells the state as it is when its turn
+	// comes, so a callback delayed behind a newer change cannot undo it.
+	report   sync.Mutex
+	reported bool
+}
+
+// tell calls OnFailClosed or OnRecovered if the state differs from what
+// they were last told.
+func (m *Monitor) tell() {
+	m.report.Lock()
+	defer m.report.Unlock()
+	m.mu.Lock()
+	failed, stopped := m.failed, m.stopped
+	m.mu.Unlock()
+	if stopped || failed == m.reported {
+		return
+	}
+	m.reported = failed
+	if f := map[bool]func(){true: m.o.OnFailClosed, false: m.o.OnRecovered}[failed]; f != nil {
+		f()
+	}
 }
 
 // StartMonitor makes the first round before it returns (bounded by the
@@ -113,9 +136,7 @@ func (m *Monitor) expire(gen uint64) {
 	}
 	m.failed = true
 	m.mu.Unlock()
-	if m.o.OnFailClosed != nil {
-		m.o.OnFailClosed()
-	}
+	m.tell()
 }
 
 // round beats, checks, counts the live nodes and schedules the next
@@ -149,17 +170,14 @@ func (m *Monitor) round() {
 		m.mu.Unlock()
 		return
 	}
-	recovered := false
 	if err == nil {
 		m.nodes = live
 		m.armDeadline()
-		recovered, m.failed = m.failed, false
+		m.failed = false
 	}
 	m.next = m.o.Clock.AfterFunc(m.o.Interval, m.round)
 	m.mu.Unlock()
-	if recovered && m.o.OnRecovered != nil {
-		m.o.OnRecovered()
-	}
+	m.tell()
 }
 
 // FailClosed reports whether the node is failed closed now.
