@@ -152,6 +152,7 @@ func TestDBCopy_SamePostgresTwoURLs(t *testing.T) {
 	u.Scheme = "postgresql"
 	q := u.Query()
 	q.Set("application_name", "other")
+	q.Set("timezone", "Asia/Kolkata") // the session's clock shows another time
 	u.RawQuery = q.Encode()
 	got := mustFail(t, dir, "db", "copy", "--from", pg, "--to", u.String(), "--replace")
 	if !strings.Contains(got, "same database") {

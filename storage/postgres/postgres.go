@@ -96,7 +96,9 @@ func (db *DB) Close() error {
 func (db *DB) Identity(ctx context.Context) (string, error) {
 	var name, started string
 	var oid uint32
-	err := db.pool.QueryRow(ctx, `SELECT current_database(), d.oid, pg_postmaster_start_time()::text
+	// The start time as a number: its text would follow the session's
+	// TimeZone and DateStyle, which a URL can set.
+	err := db.pool.QueryRow(ctx, `SELECT current_database(), d.oid, extract(epoch FROM pg_postmaster_start_time())::text
 		FROM pg_database d WHERE d.datname = current_database()`).Scan(&name, &oid, &started)
 	if err != nil {
 		return "", fmt.Errorf("postgres: identify the database: %w", err)
