@@ -793,3 +793,73 @@ func TestClearWhileAppending(t *testing.T) {
 		t.Fatalf("last_entry_id %d (%v), feed of %d", last, err, len(all))
 	}
 }
+
+// Clearing a long feed takes a while; meanwhile appends to other
+// channels, queued behind an append to the channel being cleared, must
+// go on: one writer commits every channel's appends, so a clear may not
+// hold the channel's row for the whole deletion.
+func TestClearLongFeedDoesNotStallAppends(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.New(t)
+	db, clearer := openTest(t, url, Options{}), openTest(t, url, Options{})
+	big, other := addChannel(t, db, 0, 0, 0), addChannel(t, db, 0, 0, 0)
+	for _, v := range []string{"a", "slow", "b"} {
+		if err := db.AppendEntry(ctx, entry(big, v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Deleting the entry "slow" stands for deleting a long feed.
+	_, err := db.pool.Exec(ctx, `
+		CREATE FUNCTION slow_delete() RETURNS trigger LANGUAGE plpgsql AS
+			$$ BEGIN IF OLD.field1 = 'slow' THEN PERFORM pg_sleep(60); END IF; RETURN OLD; END $$;
+		CREATE TRIGGER slow_delete BEFORE DELETE ON entries FOR EACH ROW EXECUTE FUNCTION slow_delete()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleared := make(chan error, 1)
+	go func() { cleared <- clearer.ClearChannel(ctx, big) }()
+	admin := openConn(t, url)
+	waitFor := func(what, query string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			var n int
+			if err := admin.QueryRow(ctx, query).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("never saw %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("the clear deleting", `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND wait_event = 'PgSleep'`)
+	appended := make(chan error, 2)
+	go func() { appended <- db.AppendEntry(ctx, entry(big, "during")) }()
+	go func() { appended <- db.AppendEntry(ctx, entry(other, "x")) }()
+	stalled, timeout := 0, time.After(20*time.Second)
+	for range 2 {
+		select {
+		case err := <-appended:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-timeout:
+			stalled++
+		}
+	}
+	// End the sleep either way.
+	admin.Exec(ctx, `SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND wait_event = 'PgSleep'`)
+	<-cleared
+	if stalled > 0 {
+		for range stalled {
+			<-appended
+		}
+		t.Fatal("appends stalled while a clear was deleting a feed")
+	}
+}
