@@ -171,13 +171,20 @@ func (db *DB) EntryCount(ctx context.Context, channelID uint64) (uint64, error) 
 }
 
 // ClearChannel deletes every entry of a channel; numbering restarts at 1
-// and paged reads begun before are refused. The channel row is updated
+// and paged reads begun before are refused. Outside Atomically the
+// entries go first in bounded statements (deleteAhead), so the
+// transaction below is short. The channel row is updated
 // first: that locks it, so an append (which locks it too) lands wholly
 // before the clear or after it, never numbered from the old feed.
 //
 // Other processes hear of it (ChangeCleared) at the commit: whatever they
 // know of the feed's IDs is void.
 func (db *DB) ClearChannel(ctx context.Context, id uint64) error {
+	if _, ok := ctx.Value(txKey{}).(*joined); !ok {
+		if err := db.deleteAhead(ctx, id); err != nil {
+			return wrap("clear channel", err)
+		}
+	}
 	return db.write(ctx, "clear channel", func(tx pgx.Tx) ([]channels.Change, error) {
 		tag, err := tx.Exec(ctx, `UPDATE channels SET last_entry_id = 0, feed_version = feed_version + 1
 			WHERE id = $1`, clampID(id))
@@ -192,6 +199,40 @@ func (db *DB) ClearChannel(ctx context.Context, id uint64) error {
 		}
 		return []channels.Change{{Kind: channels.ChangeCleared, ID: id}}, nil
 	})
+}
+
+// clearBatch bounds one statement of deleteAhead.
+var clearBatch = 10000
+
+// deleteAhead deletes the entries a channel holds now, in bounded
+// statements of their own, before the clear's transaction: that one
+// holds the channel's row, which this process's one append writer (and
+// every other's) waits on with the appends of all channels queued
+// behind, so it must only delete what came meanwhile. Readers see the
+// oldest entries go first, as with retention; a clear that fails midway
+// leaves the feed without them, and is to be tried again.
+func (db *DB) deleteAhead(ctx context.Context, id uint64) error {
+	var last int64
+	err := db.pool.QueryRow(ctx, "SELECT last_entry_id FROM channels WHERE id = $1", clampID(id)).Scan(&last)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // the clear reports it
+	}
+	if err != nil {
+		return err
+	}
+	for {
+		// Up to the last ID read above: a feed written faster than it is
+		// deleted still ends.
+		tag, err := db.pool.Exec(ctx, `DELETE FROM entries WHERE channel_id = $1 AND entry_id IN (
+			SELECT entry_id FROM entries WHERE channel_id = $1 AND entry_id <= $2 ORDER BY entry_id LIMIT $3)`,
+			clampID(id), last, clearBatch)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() < int64(clearBatch) {
+			return nil
+		}
+	}
 }
 
 // EntryKeys returns the keys of the newest f.Limit entries by created_at

@@ -803,6 +803,9 @@ func TestClearLongFeedDoesNotStallAppends(t *testing.T) {
 	url := pgtest.New(t)
 	db, clearer := openTest(t, url, Options{}), openTest(t, url, Options{})
 	big, other := addChannel(t, db, 0, 0, 0), addChannel(t, db, 0, 0, 0)
+	old := clearBatch
+	clearBatch = 2 // several statements
+	t.Cleanup(func() { clearBatch = old })
 	for _, v := range []string{"a", "slow", "b"} {
 		if err := db.AppendEntry(ctx, entry(big, v)); err != nil {
 			t.Fatal(err)
@@ -855,11 +858,28 @@ func TestClearLongFeedDoesNotStallAppends(t *testing.T) {
 	// End the sleep either way.
 	admin.Exec(ctx, `SELECT pg_cancel_backend(pid) FROM pg_stat_activity
 		WHERE datname = current_database() AND wait_event = 'PgSleep'`)
-	<-cleared
+	cerr := <-cleared
 	if stalled > 0 {
 		for range stalled {
 			<-appended
 		}
 		t.Fatal("appends stalled while a clear was deleting a feed")
+	}
+	// The cancelled deletion failed the clear; once more, it clears all.
+	if cerr == nil {
+		t.Fatal("a clear whose deletion was cancelled succeeded")
+	}
+	if _, err := db.pool.Exec(ctx, "DROP TRIGGER slow_delete ON entries"); err != nil {
+		t.Fatal(err)
+	}
+	if err := clearer.ClearChannel(ctx, big); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := db.EntryCount(ctx, big); err != nil || n != 0 {
+		t.Fatalf("after the clear: %d entries, %v", n, err)
+	}
+	e := entry(big, "new")
+	if err := db.AppendEntry(ctx, e); err != nil || e.ID != 1 {
+		t.Fatalf("first append after the clear: id %d, %v", e.ID, err)
 	}
 }
