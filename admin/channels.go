@@ -139,10 +139,14 @@ func (l *Local) DeleteChannel(ctx context.Context, id uint64) error {
 }
 
 // ClearChannel deletes every entry of a channel; numbering restarts at 1.
+// It guards no check, so it runs outside Tx: inside, a shared store must
+// delete the whole feed in the one transaction, holding the channel's
+// row (which every append to it waits on) and the change lock of every
+// server for as long.
 func (l *Local) ClearChannel(ctx context.Context, id uint64) error {
-	return l.change(ctx, func(ctx context.Context) (func(), error) {
-		return nil, l.Channels.ClearChannel(ctx, id)
-	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.Channels.ClearChannel(ctx, id)
 }
 
 // Channel returns one channel with its LastEntryID.

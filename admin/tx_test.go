@@ -158,7 +158,8 @@ func TestLocalChangesRunInTransactions(t *testing.T) {
 		}, []string{"FindChannel", "UpdateChannel"}},
 		{"regenerate key", func() error { _, err := l.RegenerateKey(ctx, ch.ID, true); return err },
 			[]string{"FindChannel", "UpdateChannel"}},
-		{"clear channel", func() error { return l.ClearChannel(ctx, ch.ID) }, []string{"ClearChannel"}},
+		// A clear checks nothing: it is the store's own transaction.
+		{"clear channel", func() error { return l.ClearChannel(ctx, ch.ID) }, []string{"ClearChannel (outside)"}},
 		{"create device", func() (err error) {
 			cr, err = l.CreateDevice(ctx, auth.DeviceSpec{Name: "d", Grants: []auth.Grant{pubsub(ch.ID)}})
 			return err
@@ -204,11 +205,15 @@ func TestLocalChangesRunInTransactions(t *testing.T) {
 		if err := o.op(); err != nil {
 			t.Fatalf("%s: %v", o.name, err)
 		}
-		if n := l.tx.Calls() - before; n != 1 {
-			t.Errorf("%s ran in %d transactions, want 1", o.name, n)
+		want := 1
+		if o.name == "clear channel" {
+			want = 0 // the store's own transaction, see above
+		}
+		if n := l.tx.Calls() - before; n != want {
+			t.Errorf("%s ran in %d transactions, want %d", o.name, n, want)
 		}
 		if got := l.store.take(); !slices.Equal(got, o.want) {
-			t.Errorf("%s made store calls %v, want %v, all inside the transaction", o.name, got, o.want)
+			t.Errorf("%s made store calls %v, want %v", o.name, got, o.want)
 		}
 	}
 	// Reads take no transaction.
