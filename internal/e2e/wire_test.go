@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/feedmq/feedmq/internal/mqtttest"
 )
 
 // wire is a small MQTT 3.1.1 client for the free-topic tests: it speaks
@@ -169,29 +171,12 @@ func connectPacket(o wireOpts) []byte {
 	if o.Pass != "" {
 		b = appendStr(b, o.Pass)
 	}
-	return frame(pConnect<<4, b)
+	return mqtttest.Packet(pConnect<<4, b)
 }
 
 func appendStr(b []byte, s string) []byte {
 	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
 	return append(b, s...)
-}
-
-func frame(header byte, body []byte) []byte {
-	out := []byte{header}
-	n := len(body)
-	for {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		out = append(out, d)
-		if n == 0 {
-			break
-		}
-	}
-	return append(out, body...)
 }
 
 func readPacket(r *bufio.Reader) (packet, error) {
@@ -234,7 +219,7 @@ func (w *wire) ack(typ byte, id uint16) error {
 	if typ == pPubrel {
 		flags = 0x02
 	}
-	return w.write(frame(typ<<4|flags, binary.BigEndian.AppendUint16(nil, id)))
+	return w.write(mqtttest.Packet(typ<<4|flags, binary.BigEndian.AppendUint16(nil, id)))
 }
 
 // read runs until the connection ends: it decodes PUBLISHes, answers
@@ -372,7 +357,7 @@ func publishPacket(m msg) []byte {
 	if m.Dup {
 		h |= 8
 	}
-	return frame(h, b)
+	return mqtttest.Packet(h, b)
 }
 
 // sub subscribes to filters at the QoS given for each and returns the
@@ -385,7 +370,7 @@ func (w *wire) sub(filters []string, qos ...byte) []byte {
 		b = appendStr(b, f)
 		b = append(b, qos[i])
 	}
-	if err := w.write(frame(pSubscribe<<4|0x02, b)); err != nil {
+	if err := w.write(mqtttest.Packet(pSubscribe<<4|0x02, b)); err != nil {
 		w.t.Fatalf("%s: SUBSCRIBE: %v", w.name, err)
 	}
 	p := w.waitAck(pSuback, id)
@@ -410,7 +395,7 @@ func (w *wire) unsub(filters ...string) {
 	for _, f := range filters {
 		b = appendStr(b, f)
 	}
-	if err := w.write(frame(pUnsubscribe<<4|0x02, b)); err != nil {
+	if err := w.write(mqtttest.Packet(pUnsubscribe<<4|0x02, b)); err != nil {
 		w.t.Fatalf("%s: UNSUBSCRIBE: %v", w.name, err)
 	}
 	w.waitAck(pUnsuback, id)
