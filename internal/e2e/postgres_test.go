@@ -42,7 +42,10 @@ func TestServeOnPostgres(t *testing.T) {
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf("storage: %q\nstorage_password_file: %q\n", dbURL, pwFile)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pgcli := func(v any, args ...string) { t.Helper(); cli(t, data, v, append([]string{"--config", conf}, args...)...) }
+	pgcli := func(v any, args ...string) {
+		t.Helper()
+		cli(t, data, v, append([]string{"--config", conf}, args...)...)
+	}
 
 	var ch struct {
 		ID      uint64 `json:"id"`
