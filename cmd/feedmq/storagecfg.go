@@ -94,8 +94,14 @@ func readPasswordFile(path string) (string, error) {
 	if len(b) > maxPasswordFile {
 		return "", fmt.Errorf("%s is longer than %d bytes; it should hold only the password", path, maxPasswordFile)
 	}
+	return parsePassword(path, b)
+}
+
+// parsePassword is the password a password file at path holds: its only
+// line, without the line end (LF or CRLF).
+func parsePassword(path string, b []byte) (string, error) {
 	line, rest, _ := bytes.Cut(b, []byte("\n"))
-	line = bytes.TrimSuffix(line, []byte("\r"))
+	line = bytes.TrimRight(line, "\r")
 	switch {
 	case len(line) == 0:
 		return "", fmt.Errorf("%s is empty; write the password on its first line", path)
