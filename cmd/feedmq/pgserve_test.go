@@ -354,3 +354,22 @@ func TestServePostgresRefused(t *testing.T) {
 		}
 	})
 }
+
+// A bbolt database left in the data directory is not used on PostgreSQL,
+// and serve says so.
+func TestServePostgresWarnsOfBoltFile(t *testing.T) {
+	dir := t.TempDir()
+	mustRun(t, dir, "channel", "create", "--name", "left behind")
+	logs := &syncBuffer{}
+	s, err := openServer(context.Background(), pgServeConfig(t, dir, pgtest.New(t)), slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !strings.Contains(logs.String(), "the data directory holds a bbolt database") {
+		t.Fatalf("logs: %s", logs)
+	}
+	if chs, err := s.db.ListChannels(context.Background()); err != nil || len(chs) != 0 {
+		t.Fatalf("channels on PostgreSQL: %v %v", chs, err)
+	}
+}

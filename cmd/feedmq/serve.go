@@ -289,6 +289,12 @@ func openStore(ctx context.Context, cfg Config, m *metrics, log *slog.Logger) (s
 	if err := os.MkdirAll(cfg.dataDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
+	if _, err := os.Stat(cfg.dbPath()); err == nil {
+		// Most likely an instance moved to PostgreSQL whose data was not
+		// copied: serve would start on what the database holds.
+		log.Warn("the data directory holds a bbolt database, which serve does not use with storage set; "+
+			"copy its contents with feedmq db copy --from DATA_DIR --to URL if that is still to do", "file", cfg.dbPath())
+	}
 	octx, cancel := context.WithTimeout(ctx, storageOpenTimeout)
 	defer cancel()
 	db, err := cfg.openPostgres(octx, postgres.Options{RateLimit: time.Duration(cfg.RateLimit), OnCommit: m.observeCommit})
