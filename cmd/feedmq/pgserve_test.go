@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -371,5 +372,47 @@ func TestServePostgresWarnsOfBoltFile(t *testing.T) {
 	}
 	if chs, err := s.db.ListChannels(context.Background()); err != nil || len(chs) != 0 {
 		t.Fatalf("channels on PostgreSQL: %v %v", chs, err)
+	}
+}
+
+// feed import stores a ThingSpeak CSV in PostgreSQL as in the bbolt file:
+// offline (IDs kept into an empty channel) and through a running
+// server's socket (numbered on); a refused row stores nothing.
+func TestFeedImportOnPostgres(t *testing.T) {
+	dbURL := pgtest.New(t)
+	dir := t.TempDir()
+	conf := pgConfig(t, dbURL)
+	run := func(args ...string) string {
+		t.Helper()
+		return mustRun(t, dir, append([]string{"--config", conf}, args...)...)
+	}
+	run("channel", "create", "--name", "weather", "--field", "1=Temp")
+	file := filepath.Join(t.TempDir(), "feeds.csv")
+	writeFile(t, file, "created_at,entry_id,field1,status\r\n"+
+		"2021-02-18 21:46:23 UTC,3,6.0,\r\n"+
+		"2023-01-06T16:44:16+00:00,5,7,\"door open, back\"\r\n")
+	if out := run("feed", "import", "1", file); !strings.Contains(out, "Imported 2 entries into channel 1") {
+		t.Fatalf("offline import: %q", out)
+	}
+
+	s, err := openServer(context.Background(), pgServeConfig(t, dir, dbURL), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	writeFile(t, file, "created_at,field1\n2024-01-01 00:00:00 UTC,8\n")
+	if out := run("feed", "import", "1", file); !strings.Contains(out, "entries 6 to 6") {
+		t.Fatalf("import through the socket: %q", out)
+	}
+	writeFile(t, file, "created_at,field1\n2024-01-02 00:00:00 UTC,9\n2023-12-31 23:59:59 UTC,10\n")
+	if msg := mustFail(t, dir, "--config", conf, "feed", "import", "1", file); !strings.Contains(msg, "line 3") {
+		t.Fatalf("refused import: %s", msg)
+	}
+	es, err := s.db.Entries(context.Background(), 1, channels.EntryFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 3 || es[0].ID != 3 || es[1].ID != 5 || es[1].Values[channels.Status] != "door open, back" || es[2].ID != 6 {
+		t.Fatalf("entries %+v", es)
 	}
 }
