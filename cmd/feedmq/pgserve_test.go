@@ -220,9 +220,9 @@ func TestStorageConfigRefused(t *testing.T) {
 		{"not postgres", `storage: "mysql://u:` + secret + `@h/db"`, "storage: is not a postgres:// or postgresql:// URL"},
 		{"key=value", `storage: "host=h password=` + secret + `"`, "storage: is not a postgres://"},
 		{"bare path", `storage: "/var/lib/feedmq"`, "storage: is not a postgres://"},
-		{"bad port", `storage: "postgres://u:` + secret + `@h:99999/db"`, "storage: not a valid PostgreSQL URL"},
+		{"bad port", `storage: "postgres://u:` + secret + `@h:99999/db"`, "storage: the PostgreSQL URL is not usable"},
 		{"bad URL", `storage: "postgres://u:` + secret + `@[::1/db"`, "storage: the URL does not parse"},
-		{"bad sslmode", `storage: "postgres://u:` + secret + `@h/db?sslmode=sometimes"`, "storage: not a valid PostgreSQL URL"},
+		{"bad sslmode", `storage: "postgres://u:` + secret + `@h/db?sslmode=sometimes"`, "storage: the PostgreSQL URL is not usable"},
 		{"file without storage", `storage_password_file: "` + good + `"`, "storage_password_file: is set but storage is not"},
 		{"password twice", `storage: "postgres://u:` + secret + `@h/db"` + "\nstorage_password_file: \"" + good + `"`, "keep it in one place"},
 		{"password twice, parameter", `storage: "postgres://u@h/db?password=` + secret + `"` + "\nstorage_password_file: \"" + good + `"`, "keep it in one place"},
@@ -233,6 +233,8 @@ func TestStorageConfigRefused(t *testing.T) {
 		{"file too long", `storage: "postgres://u@h/db"` + "\nstorage_password_file: \"" + writePasswordFile(t, strings.Repeat(secret, 1000), 0o600) + `"`, "longer than 4096 bytes"},
 		{"file a directory", `storage: "postgres://u@h/db"` + "\nstorage_password_file: \"" + t.TempDir() + `"`, "not a regular file"},
 		{"storage a list", `storage: [a, b]`, "storage"},
+		{"missing CA file", `storage: "postgres://u:` + secret + `@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"`, "/nonexistent/ca.pem"},
+		{"password as port", `storage: "postgres://u@h:` + secret + `/db"`, "storage: the URL does not parse"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "c.yaml")

@@ -38,7 +38,8 @@ func (c *Config) validateStorage() error {
 		return errors.New("storage: the URL does not parse (are special characters in the user name or password percent-encoded?)")
 	}
 	if _, err := pgconn.ParseConfig(c.Storage); err != nil {
-		return fmt.Errorf("storage: not a valid PostgreSQL URL: %s", pgParseProblem(err))
+		pw, _ := u.User.Password()
+		return fmt.Errorf("storage: the PostgreSQL URL is not usable: %s", pgParseProblem(err, pw))
 	}
 	if c.StoragePasswordFile == "" {
 		return nil
@@ -55,12 +56,14 @@ func (c *Config) validateStorage() error {
 }
 
 // pgParseProblem is what is wrong with a connection string, without the
-// string: pgconn's messages quote it, password included.
-func pgParseProblem(err error) string {
+// string: pgconn's messages quote it, password included. The cause it
+// wraps (a bad port number, an unreadable certificate file) is kept when
+// it quotes neither the URL nor the password.
+func pgParseProblem(err error, password string) string {
 	var pe *pgconn.ParseConfigError
 	if errors.As(err, &pe) && pe.Unwrap() != nil {
 		msg := pe.Unwrap().Error()
-		if !strings.Contains(msg, "://") && len(msg) < 200 {
+		if !strings.Contains(msg, "://") && (password == "" || !strings.Contains(msg, password)) && len(msg) < 300 {
 			return msg
 		}
 	}
