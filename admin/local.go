@@ -41,6 +41,13 @@ type Local struct {
 	// the device is deleted, so live connections that used the old
 	// credentials can be closed. Set it before serving changes.
 	Revoke func(deviceID uint64)
+	// ChannelReset, when set, is called when a channel was cleared or
+	// deleted by any server sharing the store (Apply), so that what the
+	// broker knows of its entry IDs starts over; ChannelLast, on a full
+	// reload, with every channel's last entry ID (a clear missed while
+	// not listening shows as a lower one). Set them before Follow.
+	ChannelReset func(channelID uint64)
+	ChannelLast  func(channelID, lastEntryID uint64)
 
 	db      *storage.DB
 	mu      sync.Mutex // serialises changes so limit checks cannot race
@@ -53,6 +60,9 @@ type Local struct {
 	// the list it was last given (see WatchBindings).
 	bindWatch func([]channels.Binding)
 	binds     []channels.Binding
+
+	// follow is what Apply and Follow know of a shared store (apply.go).
+	follow followState
 }
 
 var _ Service = (*Local)(nil)
