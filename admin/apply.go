@@ -187,6 +187,12 @@ func (l *Local) reloadAllOnce(ctx context.Context) error {
 			return err
 		}
 	}
+	// Delivered IDs were committed before the store is read: a last
+	// entry ID below one of them is a clear this server did not hear of.
+	var delivered map[uint64]uint64
+	if l.Delivered != nil {
+		delivered = l.Delivered()
+	}
 	chs, err := l.Channels.ListChannels(ctx)
 	if err != nil {
 		return err
@@ -208,8 +214,8 @@ func (l *Local) reloadAllOnce(ctx context.Context) error {
 	for _, c := range chs {
 		keepCh[c.ID] = true
 		l.Registry.PutChannel(c)
-		if l.ChannelLast != nil {
-			l.ChannelLast(c.ID, c.LastEntryID)
+		if d, ok := delivered[c.ID]; ok && c.LastEntryID < d && l.ChannelReset != nil {
+			l.ChannelReset(c.ID)
 		}
 	}
 	for _, id := range l.Registry.ChannelIDs() {

@@ -43,11 +43,13 @@ type Local struct {
 	Revoke func(deviceID uint64)
 	// ChannelReset, when set, is called when a channel was cleared or
 	// deleted by any server sharing the store (Apply), so that what the
-	// broker knows of its entry IDs starts over; ChannelLast, on a full
-	// reload, with every channel's last entry ID (a clear missed while
-	// not listening shows as a lower one). Set them before Follow.
+	// broker knows of its entry IDs starts over. Delivered, when set,
+	// returns how far the broker delivered each channel: a full reload
+	// reads it before the store, and a channel whose last entry ID is
+	// now lower was cleared unnoticed, so it is reset too. Set both
+	// before Follow.
 	ChannelReset func(channelID uint64)
-	ChannelLast  func(channelID, lastEntryID uint64)
+	Delivered    func() map[uint64]uint64
 
 	db      *storage.DB
 	mu      sync.Mutex // serialises changes so limit checks cannot race
