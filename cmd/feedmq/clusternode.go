@@ -36,12 +36,14 @@ type clusterNode struct {
 }
 
 // nodeBeatInterval is how often a node beats; a node is live while its
-// last beat is within nodeWindow. A node that cannot confirm its state
-// for cluster.DefaultFailAfter fails closed.
-const (
+// last beat is within three of them. A node that cannot confirm its
+// state for nodeFailAfter fails closed. Tests shorten both.
+var (
 	nodeBeatInterval = cluster.DefaultBeatInterval
-	nodeWindow       = 3 * nodeBeatInterval
+	nodeFailAfter    = cluster.DefaultFailAfter
 )
+
+func nodeWindow() time.Duration { return 3 * nodeBeatInterval }
 
 // startNode claims the node's name in the database (refusing a name a
 // running process holds, a lone node beside others, a clustered node
@@ -49,7 +51,7 @@ const (
 // received before the broker attaches.
 func startNode(ctx context.Context, cfg Config, pg *postgres.DB, log *slog.Logger) (*clusterNode, error) {
 	n := &clusterNode{name: cfg.nodeName(), pg: pg, beats: &beatRecorder{db: pg}, log: log}
-	if err := pg.ClaimNode(ctx, postgres.NodeClaim{Node: n.name, Clustered: cfg.Cluster != "", Window: nodeWindow}); err != nil {
+	if err := pg.ClaimNode(ctx, postgres.NodeClaim{Node: n.name, Clustered: cfg.Cluster != "", Window: nodeWindow()}); err != nil {
 		return nil, fmt.Errorf("node_name %s: %w", n.name, err)
 	}
 	n.beats.ok.Store(true) // the claim just reached the database
@@ -96,7 +98,7 @@ func (n *clusterNode) follow(ctx context.Context, svc *admin.Local, b *broker.Se
 	}
 	n.stopFollow = stop
 	n.mon = cluster.StartMonitor(cluster.MonitorOptions{
-		Node: n.name, Beats: n.beats, Interval: nodeBeatInterval, Window: nodeWindow,
+		Node: n.name, Beats: n.beats, Interval: nodeBeatInterval, Window: nodeWindow(), FailAfter: nodeFailAfter,
 		Check:        svc.Confirm,
 		OnFailClosed: func() { b.SetFailClosed(true) },
 		OnRecovered:  func() { b.SetFailClosed(false) },
