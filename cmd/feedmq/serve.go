@@ -161,6 +161,10 @@ type server struct {
 	sock    *admin.Server
 	// stopPrune stops the background retention (see dbcmd.go).
 	stopPrune func()
+	// node is the node's life on a PostgreSQL storage (heartbeat,
+	// configuration changes of other processes, NATS with cluster:);
+	// nil on the bbolt file.
+	node *clusterNode
 }
 
 // serveLockTimeout is how long serve waits for an admin command that has
@@ -234,15 +238,27 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	if s.db, err = openStore(ctx, cfg, s.metrics, log); err != nil {
 		return err
 	}
+	if pg, ok := s.db.(*postgres.DB); ok {
+		if s.node, err = startNode(ctx, cfg, pg, log); err != nil {
+			return err
+		}
+	}
 	if s.svc, err = admin.NewLocal(ctx, s.db, cfg.authLimits()); err != nil {
 		return err
 	}
-	if s.broker, err = broker.New(brokerOptions(cfg, log), s.db, s.svc.Registry); err != nil {
+	opts := brokerOptions(cfg, log)
+	opts.Cluster = s.node.brokerCluster()
+	if s.broker, err = broker.New(opts, s.db, s.svc.Registry); err != nil {
 		return err
 	}
 	s.svc.Revoke = s.broker.Revoke
 	if err = s.svc.WatchBindings(ctx, s.broker.SetBindings); err != nil {
 		return err
+	}
+	if s.node != nil {
+		if err = s.node.follow(ctx, s.svc, s.broker); err != nil {
+			return err
+		}
 	}
 	s.svc.Activity = s.broker.DeviceActivity
 	if err = s.broker.Open(); err != nil {
@@ -367,8 +383,9 @@ func authBackoff(c AuthBackoffConfig) broker.AuthBackoff {
 }
 
 // Close shuts down in order: the admin socket (no new changes), the HTTP
-// listener (requests in flight finish), the broker (in-flight publishes
-// are committed), then the database.
+// listener (requests in flight finish), the node's heartbeat and
+// configuration follower, the broker (in-flight publishes are committed),
+// the NATS link and the node's row, then the database.
 func (s *server) Close() error {
 	var errs []error
 	if s.sock != nil {
@@ -377,8 +394,15 @@ func (s *server) Close() error {
 	if s.http != nil {
 		errs = append(errs, s.http.Close())
 	}
+	if s.node != nil {
+		s.node.stopWatching() // a shutdown must not fail closed
+	}
 	if s.broker != nil {
 		errs = append(errs, s.broker.Close())
+	}
+	if s.node != nil {
+		// After the broker's last entries went out on NATS.
+		errs = append(errs, s.node.close())
 	}
 	if s.stopPrune != nil {
 		s.stopPrune()

@@ -51,6 +51,7 @@ type DB struct {
 	pool *pgxpool.Pool
 	opts Options
 	w    *writer
+	node nodeState // the node this process runs as (nodes.go)
 }
 
 // Open connects to the database at url (a postgres:// URL or a key=value
@@ -100,6 +101,9 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 // Calling it again is a no-op.
 func (db *DB) Close() error {
 	if db.w.stop() {
+		db.node.mu.Lock()
+		db.node.release()
+		db.node.mu.Unlock()
 		db.pool.Close()
 	}
 	return nil
