@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/broker"
@@ -310,5 +312,55 @@ func TestSharedRetainedWill(t *testing.T) {
 	rn.waitRetained(1, 1)
 	if got := rn.received(1, reader, "home/#", 1); got["home/dev/availability"] != "offline" {
 		t.Fatalf("node B sent %v", got)
+	}
+}
+
+// After its listening connection is lost, a node listens again and
+// reloads: a message retained on another node meanwhile reaches it.
+func TestSharedRetainedListenerLost(t *testing.T) {
+	rn := startRetainedNodes(t, 2, broker.Options{})
+	dev, reader := rn.ts.device(), rn.ts.device()
+	rn.ts.allow(dev, "readwrite home/#")
+	rn.ts.allow(reader, "read home/#")
+	a := mustConnect(t, rn.addr[0], dev)
+	a.publishRetained(t, "home/before", 1, "1")
+	rn.waitRetained(1, 1)
+
+	admin, err := pgx.Connect(context.Background(), pgtest.Admin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	var ended int
+	err = admin.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE query LIKE 'LISTEN%' AND query LIKE '%`+postgres.RetainedChannel+`%'`).Scan(&ended)
+	if err != nil || ended != 2 {
+		t.Fatalf("ended %d listeners, want 2 (%v)", ended, err)
+	}
+	a.publishRetained(t, "home/after", 1, "2")
+	a.publishRetained(t, "home/before", 1, "")
+	waitUntil(t, "node B to hold what node A retained while it was not listening", func() bool {
+		got := rn.sent(1, reader, "home/#")
+		return len(got) == 1 && got["home/after"] == "2"
+	})
+}
+
+// sent subscribes a new connection of cr on node i to filter and returns
+// the retained messages it is sent (until none comes for a moment).
+func (rn *retainedNodes) sent(i int, cr *auth.Credentials, filter string) map[string]string {
+	rn.t.Helper()
+	c := mustConnect(rn.t, rn.addr[i], cr)
+	defer c.Disconnect(0)
+	if code := c.subscribe(rn.t, filter); code != 0 {
+		rn.t.Fatalf("SUBACK %#x", code)
+	}
+	got := map[string]string{}
+	for {
+		select {
+		case m := <-c.msgs:
+			got[m.topic] = m.payload
+		case <-time.After(200 * time.Millisecond):
+			return got
+		}
 	}
 }
