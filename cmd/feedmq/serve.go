@@ -237,7 +237,11 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	if s.svc, err = admin.NewLocal(ctx, s.db, cfg.authLimits()); err != nil {
 		return err
 	}
-	if s.broker, err = broker.New(brokerOptions(cfg, log), s.db, s.svc.Registry); err != nil {
+	bo := brokerOptions(cfg, log)
+	if rs, ok := s.db.(broker.RetainedStore); ok {
+		bo.Retained = rs // shared by every node: PostgreSQL
+	}
+	if s.broker, err = broker.New(bo, s.db, s.svc.Registry); err != nil {
 		return err
 	}
 	s.svc.Revoke = s.broker.Revoke
@@ -273,8 +277,9 @@ type serveStore interface {
 }
 
 var (
-	_ serveStore = (*storage.DB)(nil)
-	_ serveStore = (*postgres.DB)(nil)
+	_ serveStore           = (*storage.DB)(nil)
+	_ serveStore           = (*postgres.DB)(nil)
+	_ broker.RetainedStore = (*postgres.DB)(nil)
 )
 
 // openStore opens the database of cfg: the PostgreSQL database of
@@ -312,9 +317,10 @@ func anonymousSessions(n int) int {
 	return n
 }
 
-// sessionsFile, in the data directory, keeps retained messages and
-// persistent MQTT sessions (mochi's bbolt storage hook; a file apart from
-// the feed database, which has its own write-ahead log).
+// sessionsFile, in the data directory, keeps retained messages (unless
+// PostgreSQL keeps them, for every node) and persistent MQTT sessions
+// (mochi's bbolt storage hook; a file apart from the feed database, which
+// has its own write-ahead log).
 const sessionsFile = "mqtt-sessions.db"
 
 func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
