@@ -170,7 +170,16 @@ func (db *DB) SetRetained(ctx context.Context, m *channels.Retained, maxMessages
 			n++
 		}
 		if n > int64(maxMessages) || bytes-old+size > maxBytes {
-			return retainedFull(size, maxMessages, maxBytes)
+			// Expired messages count until a server expires them, which
+			// its clock may not have allowed yet: make room first.
+			purged, freed, err := purgeExpired(ctx, tx, &last, m.Topic)
+			if err != nil {
+				return err
+			}
+			n, bytes = n-purged, bytes-freed
+			if n > int64(maxMessages) || bytes-old+size > maxBytes {
+				return retainedFull(size, maxMessages, maxBytes)
+			}
 		}
 		version = last + 1
 		var format *int16
@@ -224,6 +233,40 @@ func (db *DB) retainedTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		return commitError(err)
 	}
 	return nil
+}
+
+// purgeExpired deletes the expired messages (but topic's own, which is
+// being replaced), announcing each with a version after *last, which it
+// advances; it returns how many messages and bytes it freed. The state
+// row is locked, and its totals and version are the caller's to write
+// (a refusal rolls the purge back with the rest).
+func purgeExpired(ctx context.Context, tx pgx.Tx, last *int64, topic string) (messages, bytes int64, err error) {
+	rows, err := tx.Query(ctx, `DELETE FROM retained WHERE expires_at <= now() AND topic_key <> $1
+		RETURNING topic, octet_length(payload)`, topicKey(topic))
+	if err != nil {
+		return 0, 0, fmt.Errorf("purge expired: %w", err)
+	}
+	var topics []string
+	for rows.Next() {
+		var t string
+		var size int64
+		if err := rows.Scan(&t, &size); err != nil {
+			rows.Close()
+			return 0, 0, fmt.Errorf("purge expired: %w", err)
+		}
+		topics = append(topics, t)
+		bytes += size
+	}
+	if err := rows.Err(); err != nil {
+		return 0, 0, fmt.Errorf("purge expired: %w", err)
+	}
+	for _, t := range topics {
+		*last++
+		if err := notifyRetained(ctx, tx, *last, t); err != nil {
+			return 0, 0, err
+		}
+	}
+	return int64(len(topics)), bytes, nil
 }
 
 func retainedFull(size int64, maxMessages int, maxBytes int64) error {

@@ -266,6 +266,36 @@ func TestRetainedExpiry(t *testing.T) {
 	if err := db.pool.QueryRow(ctx, "SELECT count(*) FROM retained").Scan(&rows); err != nil || rows != 1 {
 		t.Fatalf("%d rows, %v", rows, err)
 	}
+
+	// At the bounds, expired messages no server has expired yet make
+	// room, each announced.
+	ch, err := db.RetainedChanges(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SetRetained(ctx, &channels.Retained{Topic: "new", Payload: []byte("z")}, 1, 100); !errors.Is(err, channels.ErrRetainedFull) {
+		t.Fatalf("past the bound with nothing expired: %v", err)
+	}
+	if _, err := db.pool.Exec(ctx, "UPDATE retained SET expires_at = now() - interval '1 second' WHERE topic = 'long'"); err != nil {
+		t.Fatal(err)
+	}
+	v, err := db.SetRetained(ctx, &channels.Retained{Topic: "new", Payload: []byte("z")}, 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, b, last := retainedState(t, db); n != 1 || b != 1 || last != v || v != before+3 {
+		t.Fatalf("after the purge: %d messages %d bytes version %d (stored %d, was %d)", n, b, last, v, before)
+	}
+	for _, want := range []channels.RetainedChange{{Version: before + 2, Topic: "long"}, {Version: before + 3, Topic: "new"}} {
+		select {
+		case c := <-ch:
+			if c != want {
+				t.Fatalf("announced %+v, want %+v", c, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%+v not announced", want)
+		}
+	}
 }
 
 func TestDecodeRetainedNotice(t *testing.T) {

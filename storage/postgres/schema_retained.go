@@ -26,6 +26,8 @@ CREATE TABLE retained (
 	updated_at       timestamptz NOT NULL,
 	version          bigint NOT NULL
 );
+-- Messages that expire, for the purge of expired ones at the bounds.
+CREATE INDEX retained_expiring ON retained (expires_at) WHERE expires_at IS NOT NULL;
 
 -- One row: the totals the bounds are checked against, and the version
 -- of the last change. Every change locks it, so changes are serialised
