@@ -364,3 +364,54 @@ func (rn *retainedNodes) sent(i int, cr *auth.Credentials, filter string) map[st
 		}
 	}
 }
+
+// An MQTT 5 retained publish keeps its properties in the database, and
+// once its message expiry interval is over, a node's expiry deletes it
+// there and on every node.
+func TestSharedRetainedPropertiesAndExpiry(t *testing.T) {
+	rn := startRetainedNodes(t, 2, broker.Options{})
+	dev := rn.ts.device()
+	rn.ts.allow(dev, "readwrite home/#")
+	c := dial(t, rn.addr[0])
+	if code, err := c.Connect(mqtttest.Connect{ClientID: dev.Device.ClientID, Username: dev.Device.Username,
+		Password: dev.Password, Clean: true, Version: 5}); err != nil || code != 0 {
+		t.Fatalf("CONNACK %#x, %v", code, err)
+	}
+	str := func(b []byte, s string) []byte { return append(append(b, byte(len(s)>>8), byte(len(s))), s...) }
+	var props []byte
+	props = append(props, 0x02, 0, 0, 0, 1) // message expiry interval: 1 s
+	props = str(append(props, 0x03), "text/plain")
+	props = str(str(append(props, 0x26), "unit"), "°C")
+	body := str(nil, "home/temp")
+	body = append(body, 0, 7, byte(len(props)))
+	body = append(append(body, props...), "21.5"...)
+	if _, err := c.Write(mqtttest.Packet(mqtttest.PUBLISH<<4|1<<1|1, body)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if id, code, err := c.ReadPuback(); err != nil || id != 7 || code >= 0x80 {
+		t.Fatalf("PUBACK %d %#x %v", id, code, err)
+	}
+	m, _, err := rn.pg[1].RetainedTopic(context.Background(), "home/temp")
+	if err != nil || m == nil || m.ContentType != "text/plain" || len(m.User) != 1 || m.User[0].Val != "°C" ||
+		m.ProtocolVersion != 5 || m.Expires.IsZero() {
+		t.Fatalf("in the database: %+v, %v", m, err)
+	}
+	waitUntil(t, "the expired message gone from the database", func() bool {
+		var n int
+		_ = pgxQueryRow(t, rn.url, "SELECT count(*) FROM retained", &n)
+		return n == 0
+	})
+	for i := range 2 {
+		rn.waitRetained(i, 0)
+	}
+}
+
+func pgxQueryRow(t *testing.T, url, sql string, dest ...any) error {
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	return conn.QueryRow(context.Background(), sql).Scan(dest...)
+}
