@@ -347,3 +347,38 @@ func FuzzDecodeRetainedNotice(f *testing.F) {
 		}
 	})
 }
+
+// check reports retained messages whose totals, versions or keys do not
+// agree with the table (a hand edit, say); a consistent table has none.
+func TestRetainedCheck(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t, pgtest.New(t), Options{})
+	mustRetain(t, db, &channels.Retained{Topic: "a/ü", Payload: []byte("123")})
+	mustRetain(t, db, &channels.Retained{Topic: "b", Payload: []byte("4")})
+	rep, err := db.Check(ctx)
+	if err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("consistent: %+v, %v", rep, err)
+	}
+	for _, sql := range []string{
+		"UPDATE retained_state SET messages = 5, bytes = 9",
+		"UPDATE retained SET version = 99 WHERE topic = 'b'",
+		"UPDATE retained SET topic = 'c' WHERE topic = 'b'",
+	} {
+		if _, err := db.pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err = db.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"retained messages: the totals count 5, the table holds 2",
+		"retained messages: the totals count 9 payload bytes, the table holds 4",
+		"retained messages: the last change is version 2, 1 messages are newer",
+		"retained messages: 1 are not keyed by their topic",
+	}
+	if !reflect.DeepEqual(rep.Problems, want) {
+		t.Fatalf("problems %q\nwant %q", rep.Problems, want)
+	}
+}
