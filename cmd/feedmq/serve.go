@@ -248,6 +248,9 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	}
 	opts := brokerOptions(cfg, log)
 	opts.Cluster = s.node.brokerCluster()
+	if rs, ok := s.db.(broker.RetainedStore); ok {
+		opts.Retained = rs // shared by every node: PostgreSQL
+	}
 	if s.broker, err = broker.New(opts, s.db, s.svc.Registry); err != nil {
 		return err
 	}
@@ -289,8 +292,9 @@ type serveStore interface {
 }
 
 var (
-	_ serveStore = (*storage.DB)(nil)
-	_ serveStore = (*postgres.DB)(nil)
+	_ serveStore           = (*storage.DB)(nil)
+	_ serveStore           = (*postgres.DB)(nil)
+	_ broker.RetainedStore = (*postgres.DB)(nil)
 )
 
 // openStore opens the database of cfg: the PostgreSQL database of
@@ -334,9 +338,10 @@ func anonymousSessions(n int) int {
 	return n
 }
 
-// sessionsFile, in the data directory, keeps retained messages and
-// persistent MQTT sessions (mochi's bbolt storage hook; a file apart from
-// the feed database, which has its own write-ahead log).
+// sessionsFile, in the data directory, keeps retained messages (unless
+// PostgreSQL keeps them, for every node) and persistent MQTT sessions
+// (mochi's bbolt storage hook; a file apart from the feed database, which
+// has its own write-ahead log).
 const sessionsFile = "mqtt-sessions.db"
 
 func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
