@@ -248,6 +248,9 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	}
 	opts := brokerOptions(cfg, log)
 	opts.Cluster = s.node.brokerCluster()
+	if rs, ok := s.db.(broker.RetainedStore); ok {
+		opts.Retained = rs // shared by every node: PostgreSQL
+	}
 	if s.broker, err = broker.New(opts, s.db, s.svc.Registry); err != nil {
 		return err
 	}
@@ -289,8 +292,9 @@ type serveStore interface {
 }
 
 var (
-	_ serveStore = (*storage.DB)(nil)
-	_ serveStore = (*postgres.DB)(nil)
+	_ serveStore           = (*storage.DB)(nil)
+	_ serveStore           = (*postgres.DB)(nil)
+	_ broker.RetainedStore = (*postgres.DB)(nil)
 )
 
 // openStore opens the database of cfg: the PostgreSQL database of
@@ -304,6 +308,12 @@ func openStore(ctx context.Context, cfg Config, m *metrics, log *slog.Logger) (s
 	// sessions.
 	if err := os.MkdirAll(cfg.dataDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if _, err := os.Stat(cfg.dbPath()); err == nil {
+		// Most likely an instance moved to PostgreSQL whose data was not
+		// copied: serve would start on what the database holds.
+		log.Warn("the data directory holds a bbolt database, which serve does not use with storage set; "+
+			"copy its contents with feedmq db copy --from DATA_DIR --to URL if that is still to do", "file", cfg.dbPath())
 	}
 	octx, cancel := context.WithTimeout(ctx, storageOpenTimeout)
 	defer cancel()
@@ -328,9 +338,10 @@ func anonymousSessions(n int) int {
 	return n
 }
 
-// sessionsFile, in the data directory, keeps retained messages and
-// persistent MQTT sessions (mochi's bbolt storage hook; a file apart from
-// the feed database, which has its own write-ahead log).
+// sessionsFile, in the data directory, keeps retained messages (unless
+// PostgreSQL keeps them, for every node) and persistent MQTT sessions
+// (mochi's bbolt storage hook; a file apart from the feed database, which
+// has its own write-ahead log).
 const sessionsFile = "mqtt-sessions.db"
 
 func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
