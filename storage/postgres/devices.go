@@ -239,7 +239,9 @@ func (db *DB) devices(ctx context.Context, id int64) ([]*auth.Device, error) {
 	read := func(q querier) error {
 		list = list[:0]
 		byID := map[int64]*auth.Device{}
-		rows, err := q.Query(ctx, "SELECT "+deviceColumns+" FROM devices WHERE $1 = 0 OR id = $1 ORDER BY id", id)
+		// $1::bigint: compared with the literal 0 first, $1 would be
+		// typed integer, and an ID above 2^31 would fail to encode.
+		rows, err := q.Query(ctx, "SELECT "+deviceColumns+" FROM devices WHERE $1::bigint = 0 OR id = $1 ORDER BY id", id)
 		if err != nil {
 			return err
 		}
@@ -251,7 +253,7 @@ func (db *DB) devices(ctx context.Context, id int64) ([]*auth.Device, error) {
 			byID[int64(d.ID)] = d
 		}
 		rows, err = q.Query(ctx, `SELECT device_id, channel_id, publish, subscribe FROM grants
-			WHERE $1 = 0 OR device_id = $1 ORDER BY device_id, position`, id)
+			WHERE $1::bigint = 0 OR device_id = $1 ORDER BY device_id, position`, id)
 		if err != nil {
 			return err
 		}
@@ -268,7 +270,7 @@ func (db *DB) devices(ctx context.Context, id int64) ([]*auth.Device, error) {
 			return err
 		}
 		rows, err = q.Query(ctx, `SELECT device_id, access, pattern FROM device_rules
-			WHERE $1 = 0 OR device_id = $1 ORDER BY device_id, position`, id)
+			WHERE $1::bigint = 0 OR device_id = $1 ORDER BY device_id, position`, id)
 		if err != nil {
 			return err
 		}
