@@ -98,6 +98,7 @@ func Run(t *testing.T, s Suite) {
 		{"Devices/CRUD", testDeviceCRUD},
 		{"Devices/Errors", testDeviceErrors},
 		{"Devices/DescriptionAndRules", testDeviceDescriptionAndRules},
+		{"Devices/NonText", testDeviceNonText},
 		{"Rules", testRules},
 		{"Account", testAccount},
 		{"Bindings/CRUD", testBindings},
@@ -1193,6 +1194,70 @@ func testDeviceDescriptionAndRules(t *testing.T, _ Suite, db Store) {
 	}
 	if again, err := db.FindDevice(ctx, d.ID); err != nil || again.Description != "" || again.Rules != nil {
 		t.Fatalf("after clearing: %+v, %v", again, err)
+	}
+}
+
+// Text neither store can keep byte for byte is refused alike (EINVALID,
+// naming the field, never echoing the value): invalid UTF-8, which
+// bbolt's JSON records would turn into U+FFFD (two usernames could then
+// become one), and NUL bytes, which PostgreSQL's text refuses. Callers
+// check what users type before; these guard what reaches a store
+// another way (a copy, a bug).
+func testDeviceNonText(t *testing.T, _ Suite, db Store) {
+	ctx := t.Context()
+	good := mustDevice(t, db, "good")
+	for _, bad := range []string{"a\x00b", "a\xffb"} {
+		for field, set := range map[string]func(d *auth.Device){
+			"name":          func(d *auth.Device) { d.Name = bad },
+			"description":   func(d *auth.Device) { d.Description = bad },
+			"client ID":     func(d *auth.Device) { d.ClientID = bad },
+			"username":      func(d *auth.Device) { d.Username = bad },
+			"password hash": func(d *auth.Device) { d.PasswordHash = bad },
+			"rule":          func(d *auth.Device) { d.Rules = []auth.Rule{{Access: auth.AccessRead, Pattern: bad}} },
+		} {
+			d := &auth.Device{Name: "n", ClientID: "n", Username: "n", PasswordHash: "h"}
+			set(d)
+			err := db.CreateDevice(ctx, d)
+			if channels.ErrorCode(err) != channels.EINVALID || !strings.Contains(err.Error(), field) || strings.Contains(err.Error(), bad) {
+				t.Fatalf("CreateDevice with %s %q: %v; want EINVALID naming the %s", field, bad, err, field)
+			}
+			upd := *good
+			set(&upd)
+			err = db.UpdateDevice(ctx, &upd)
+			if channels.ErrorCode(err) != channels.EINVALID || !strings.Contains(err.Error(), field) {
+				t.Fatalf("UpdateDevice with %s %q: %v; want EINVALID naming the %s", field, bad, err, field)
+			}
+		}
+		rules := []auth.Rule{{Access: auth.AccessRead, Pattern: bad}}
+		for what, change := range map[string]auth.RulesChange{
+			"anonymous": {Anonymous: &rules},
+			"everyone":  {Everyone: &rules},
+			"device":    {Devices: map[uint64][]auth.Rule{good.ID: rules}},
+		} {
+			if _, err := db.SetRules(ctx, change); channels.ErrorCode(err) != channels.EINVALID || !strings.Contains(err.Error(), "rule") {
+				t.Fatalf("SetRules with a %s rule %q: %v; want EINVALID", what, bad, err)
+			}
+		}
+		for field, a := range map[string]*auth.Account{
+			"API key":       {UserAPIKey: bad},
+			"password hash": {UserAPIKey: "USERKEY000000001", PasswordHash: bad},
+		} {
+			if err := db.PutAccount(ctx, a); channels.ErrorCode(err) != channels.EINVALID || !strings.Contains(err.Error(), field) {
+				t.Fatalf("PutAccount with %s %q: %v; want EINVALID naming the %s", field, bad, err, field)
+			}
+		}
+	}
+	if list, _ := db.ListDevices(ctx); len(list) != 1 {
+		t.Fatalf("refused devices stored: %+v", list)
+	}
+	if got, _ := db.FindDevice(ctx, good.ID); !sameDevice(got, good) {
+		t.Fatalf("refused updates changed the device: %+v", got)
+	}
+	if a, e, _ := db.SharedRules(ctx); a != nil || e != nil {
+		t.Fatalf("refused rules stored: %v %v", a, e)
+	}
+	if a, _ := db.Account(ctx); *a != (auth.Account{}) {
+		t.Fatalf("a refused account was stored: %+v", a)
 	}
 }
 
