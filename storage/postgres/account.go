@@ -32,6 +32,9 @@ func (db *DB) Account(ctx context.Context) (*auth.Account, error) {
 
 // PutAccount replaces the owner account.
 func (db *DB) PutAccount(ctx context.Context, a *auth.Account) error {
+	if err := a.CheckStorable(); err != nil {
+		return err
+	}
 	var changed *time.Time
 	if !a.PasswordChangedAt.IsZero() {
 		// The column keeps microseconds. The stamp is rounded up, never

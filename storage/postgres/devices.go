@@ -137,6 +137,9 @@ func (db *DB) CreateDevice(ctx context.Context, d *auth.Device) error {
 	if d.Username == "" {
 		return channels.Errorf(channels.EINVALID, "device username is required")
 	}
+	if err := d.CheckStorable(); err != nil {
+		return err
+	}
 	return db.write(ctx, "create device", func(tx pgx.Tx) ([]channels.Change, error) {
 		if err := checkGrants(ctx, tx, d.Channels); err != nil {
 			return nil, err
@@ -171,6 +174,9 @@ func (db *DB) CreateDevice(ctx context.Context, d *auth.Device) error {
 func (db *DB) UpdateDevice(ctx context.Context, d *auth.Device) error {
 	if d.Username == "" {
 		return channels.Errorf(channels.EINVALID, "device username is required")
+	}
+	if err := d.CheckStorable(); err != nil {
+		return err
 	}
 	return db.write(ctx, "update device", func(tx pgx.Tx) ([]channels.Change, error) {
 		old, err := scanDevice(tx.QueryRow(ctx, "SELECT "+deviceColumns+" FROM devices WHERE id = $1 FOR UPDATE", clampID(d.ID)))
@@ -328,6 +334,9 @@ func (db *DB) SharedRules(ctx context.Context) (anonymous, everyone []auth.Rule,
 // SetRules applies change in one transaction and returns the changed
 // devices. ENOTFOUND when a device is missing: then nothing changes.
 func (db *DB) SetRules(ctx context.Context, change auth.RulesChange) ([]*auth.Device, error) {
+	if err := change.CheckStorable(); err != nil {
+		return nil, err
+	}
 	var changed []*auth.Device
 	err := db.write(ctx, "write access rules", func(tx pgx.Tx) ([]channels.Change, error) {
 		changed = changed[:0]
