@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -61,11 +62,16 @@ type Suite struct {
 	// otherwise values are kept byte for byte. The payload parsers
 	// refuse both before any store sees them.
 	TextOnly bool
-	// StampResolution is the precision the store keeps the account's
-	// PasswordChangedAt to (0: exact). A coarser store rounds it up, never
-	// down, so that a session signed in before a password change cannot
-	// look as if it came after.
-	StampResolution time.Duration
+	// Resolution is the precision the store keeps the account's
+	// PasswordChangedAt and a channel's RateLimit and MaxAge to (0:
+	// exact). A coarser store rounds them up, never down, so that a
+	// session signed in before a password change cannot look as if it
+	// came after, and a limit never becomes none.
+	Resolution time.Duration
+	// MaxEntriesCap is the largest MaxEntries the store keeps (0: any);
+	// a larger one reads back as it. No feed holds 2^63 entries, so such
+	// a channel keeps its entries alike in every store.
+	MaxEntriesCap uint64
 }
 
 // Run runs the conformance suite against s: every behaviour of Store that
@@ -79,6 +85,7 @@ func Run(t *testing.T, s Suite) {
 		{"Channels/CRUD", testChannelCRUD},
 		{"Channels/Errors", testChannelErrors},
 		{"Channels/SettingsRoundTrip", testChannelSettings},
+		{"Channels/LimitsPrecision", testChannelLimitsPrecision},
 		{"Channels/UpdateKeepsFeed", testChannelUpdateKeepsFeed},
 		{"Channels/DeleteCascades", testChannelDeleteCascades},
 		{"Channels/Clear", testChannelClear},
@@ -1351,18 +1358,67 @@ func testAccount(t *testing.T, s Suite, db Store) {
 	}
 }
 
-// wantStamp checks a time kept to s.StampResolution: exactly, or rounded
-// up to it, in UTC.
+// wantStamp checks a time kept to s.Resolution: exactly, or rounded up
+// to it, in UTC.
 func wantStamp(t *testing.T, s Suite, what string, got, want time.Time) {
 	t.Helper()
 	exact := want
-	if r := s.StampResolution; r > 0 {
+	if r := s.Resolution; r > 0 {
 		if exact = want.Truncate(r); exact.Before(want) {
 			exact = exact.Add(r)
 		}
 	}
 	if !got.Equal(exact) || got.Location() != time.UTC {
-		t.Fatalf("%s = %v, want %v (%v rounded up to %v)", what, got, exact, want, s.StampResolution)
+		t.Fatalf("%s = %v, want %v (%v rounded up to %v)", what, got, exact, want, s.Resolution)
+	}
+}
+
+// Retention and rate limits are kept to the store's resolution, rounded
+// up (a limit never becomes none), and MaxEntries up to its cap.
+func testChannelLimitsPrecision(t *testing.T, s Suite, db Store) {
+	ctx := t.Context()
+	// up rounds d up to the resolution, or down where rounding up would
+	// pass the largest Duration.
+	up := func(d time.Duration) time.Duration {
+		r := s.Resolution
+		if r == 0 || d%r == 0 {
+			return d
+		}
+		if d > math.MaxInt64-r {
+			return d - d%r
+		}
+		return d - d%r + r
+	}
+	for _, tc := range []struct {
+		rate, age time.Duration
+		max       uint64
+	}{
+		{time.Nanosecond, time.Nanosecond, 1},
+		{1500 * time.Nanosecond, 90*time.Second + 1, 1 << 40},
+		{15 * time.Second, 72 * time.Hour, 1<<63 - 1},
+		{0, 0, 1 << 63},
+		{1<<63 - 1, 1<<63 - 1, 1<<64 - 1},
+	} {
+		c := newChannel("limits")
+		c.RateLimit, c.MaxAge, c.MaxEntries = tc.rate, tc.age, tc.max
+		if err := db.CreateChannel(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		wantMax := tc.max
+		if s.MaxEntriesCap > 0 && wantMax > s.MaxEntriesCap {
+			wantMax = s.MaxEntriesCap
+		}
+		got, err := db.FindChannel(ctx, c.ID)
+		if err != nil || got.RateLimit != up(tc.rate) || got.MaxAge != up(tc.age) || got.MaxEntries != wantMax {
+			t.Fatalf("limits %v, %v, %d read back as %v, %v, %d (%v); want %v, %v, %d",
+				tc.rate, tc.age, tc.max, got.RateLimit, got.MaxAge, got.MaxEntries, err, up(tc.rate), up(tc.age), wantMax)
+		}
+		if err := db.UpdateChannel(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+		if again, _ := db.FindChannel(ctx, c.ID); again.RateLimit != got.RateLimit || again.MaxAge != got.MaxAge || again.MaxEntries != got.MaxEntries {
+			t.Fatalf("limits changed by an update: %+v, was %+v", again, got)
+		}
 	}
 }
 

@@ -21,7 +21,8 @@ func TestStoreSuite(t *testing.T) {
 		MaxKeys:           MaxKeyLimit,
 		EnforcesRateLimit: true,
 		TextOnly:          true,
-		StampResolution:   time.Microsecond,
+		Resolution:        time.Microsecond,
+		MaxEntriesCap:     1<<63 - 1,
 	})
 }
 
