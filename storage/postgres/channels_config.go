@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -42,6 +43,17 @@ func scanChannel(row pgx.Row) (*channels.Channel, error) {
 	return &c, nil
 }
 
+// microsUp is d in whole microseconds, as the columns keep it, rounded up
+// so that a limit under a microsecond does not become none (down only
+// where up would pass the largest Duration).
+func microsUp(d time.Duration) int64 {
+	us := d.Microseconds()
+	if d%time.Microsecond != 0 && us < math.MaxInt64/1000 {
+		us++
+	}
+	return us
+}
+
 // settingArgs are the values of the settings columns, in the order of
 // the statements below ($2 on; $1 is the ID).
 func settingArgs(c *channels.Channel) []any {
@@ -50,7 +62,7 @@ func settingArgs(c *channels.Channel) []any {
 		tags = []string{}
 	}
 	return []any{c.Name, c.Description, c.Public, c.Fields[:], c.WriteKey, c.ReadKey,
-		c.RateLimit.Microseconds(), int64(min(c.MaxEntries, 1<<63-1)), c.MaxAge.Microseconds(),
+		microsUp(c.RateLimit), int64(min(c.MaxEntries, 1<<63-1)), microsUp(c.MaxAge),
 		c.Latitude, c.Longitude, c.Elevation, c.Metadata, tags, c.URL}
 }
 
