@@ -3,6 +3,7 @@ package storage_test
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/feedmq/feedmq/internal/storetest"
 	"github.com/feedmq/feedmq/storage"
@@ -13,8 +14,8 @@ import (
 // the file, its write-ahead log, reopening, backups and check.
 func TestStoreSuite(t *testing.T) {
 	storetest.Run(t, storetest.Suite{
-		Open: func(t *testing.T) storetest.Store {
-			db, err := storage.Open(filepath.Join(t.TempDir(), "feedmq.db"), storage.Options{})
+		Open: func(t *testing.T, now func() time.Time) storetest.Store {
+			db, err := storage.Open(filepath.Join(t.TempDir(), "feedmq.db"), storage.Options{Now: now})
 			if err != nil {
 				t.Fatal(err)
 			}

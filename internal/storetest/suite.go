@@ -41,9 +41,10 @@ type Store interface {
 
 // Suite describes a store to Run.
 type Suite struct {
-	// Open returns a new, empty store on the real clock, closed when t
-	// ends. Run calls it once per subtest, from parallel subtests.
-	Open func(t *testing.T) Store
+	// Open returns a new, empty store, closed when t ends, that stamps
+	// times by now (nil: its own clock). Run calls it once per subtest,
+	// from parallel subtests.
+	Open func(t *testing.T, now func() time.Time) Store
 	// MaxBatch is the most entries one AppendEntries takes.
 	MaxBatch int
 	// MaxKeys is the most keys one EntryKeys hands out.
@@ -114,12 +115,85 @@ func Run(t *testing.T, s Suite) {
 		{"Retention/MaxAge", testPruneMaxAge},
 		{"Retention/Both", testPruneBoth},
 	}
+	t.Run("Clock", func(t *testing.T) {
+		t.Parallel()
+		testClock(t, s)
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tt.fn(t, s, s.Open(t))
+			tt.fn(t, s, s.Open(t, nil))
 		})
 	}
+}
+
+// testClock checks that a store given a clock stamps every time it
+// sets by it, as tests with fixed times rely on: creation and update of
+// channels, devices (rules too) and bindings, and entries written without
+// a time, singly, in batches and queued.
+func testClock(t *testing.T, s Suite) {
+	ctx := t.Context()
+	clock := base.Add(123456 * time.Microsecond)
+	now := func() time.Time { return clock }
+	db := s.Open(t, now)
+	at := func(what string, got, want time.Time) {
+		t.Helper()
+		if !got.Equal(want) || got.Location() != time.UTC {
+			t.Fatalf("%s = %v, want the store's clock %v in UTC", what, got, want)
+		}
+	}
+	c := mustChannel(t, db, "c")
+	at("channel CreatedAt", c.CreatedAt, clock)
+	at("channel UpdatedAt", c.UpdatedAt, clock)
+	e := mustAppend(t, db, c.ID, time.Time{}, "v")
+	at("entry CreatedAt", e.CreatedAt, base)
+	batch := batchOf(c.ID, 2)
+	if err := db.AppendEntries(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	at("batch entry CreatedAt", batch[1].CreatedAt, base)
+	queued := make(chan *channels.Entry, 1)
+	if err := db.AppendEntryAsync(ctx, &channels.Entry{ChannelID: c.ID, Set: 1}, func(e *channels.Entry, err error) {
+		if err != nil {
+			t.Error(err)
+		}
+		queued <- e
+	}); err != nil {
+		t.Fatal(err)
+	}
+	at("queued entry CreatedAt", (<-queued).CreatedAt, base)
+	if got, _ := db.FindEntry(ctx, c.ID, e.ID); got == nil || !got.CreatedAt.Equal(base) {
+		t.Fatalf("FindEntry = %+v", got)
+	}
+	d := mustDevice(t, db, "d")
+	at("device CreatedAt", d.CreatedAt, clock)
+	b := &channels.Binding{ChannelID: c.ID, Topic: "t", Fields: [8]string{"$"}}
+	if err := db.CreateBinding(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	at("binding Created", b.Created, base) // whole seconds
+
+	clock = clock.Add(time.Hour)
+	if err := db.UpdateChannel(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	at("channel UpdatedAt after an update", c.UpdatedAt, clock)
+	if err := db.UpdateDevice(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	at("device UpdatedAt after an update", d.UpdatedAt, clock)
+	clock = clock.Add(time.Hour)
+	changed, err := db.SetRules(ctx, auth.RulesChange{Devices: map[uint64][]auth.Rule{d.ID: {{Access: auth.AccessRead, Pattern: "a"}}}})
+	if err != nil || len(changed) != 1 {
+		t.Fatalf("SetRules: %+v, %v", changed, err)
+	}
+	at("device UpdatedAt after SetRules", changed[0].UpdatedAt, clock)
+	got, err := db.FindChannel(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at("found channel CreatedAt", got.CreatedAt, base.Add(123456*time.Microsecond))
+	at("found channel UpdatedAt", got.UpdatedAt, clock.Add(-time.Hour))
 }
 
 // base is the time entries written with a time of their own are dated

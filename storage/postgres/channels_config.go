@@ -80,9 +80,9 @@ func (db *DB) CreateChannel(ctx context.Context, c *channels.Channel) error {
 		return err
 	}
 	return db.write(ctx, "create channel", func(tx pgx.Tx) ([]channels.Change, error) {
-		args := settingArgs(c)
+		args := append(settingArgs(c), db.nowArg())
 		row := tx.QueryRow(ctx, `INSERT INTO channels (`+settingsInsert+`, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now(), now())
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, coalesce($16::timestamptz, now()), coalesce($16::timestamptz, now()))
 			RETURNING `+channelColumns, args...)
 		got, err := scanChannel(row)
 		if err != nil {
@@ -100,8 +100,8 @@ func (db *DB) UpdateChannel(ctx context.Context, c *channels.Channel) error {
 		return err
 	}
 	return db.write(ctx, "update channel", func(tx pgx.Tx) ([]channels.Change, error) {
-		args := append([]any{clampID(c.ID)}, settingArgs(c)...)
-		row := tx.QueryRow(ctx, `UPDATE channels SET `+settingsSet+`, updated_at = now()
+		args := append(append([]any{clampID(c.ID)}, settingArgs(c)...), db.nowArg())
+		row := tx.QueryRow(ctx, `UPDATE channels SET `+settingsSet+`, updated_at = coalesce($17::timestamptz, now())
 			WHERE id = $1 RETURNING `+channelColumns, args...)
 		got, err := scanChannel(row)
 		if err == pgx.ErrNoRows {

@@ -14,8 +14,8 @@ import (
 // a database per subtest.
 func TestStoreSuite(t *testing.T) {
 	storetest.Run(t, storetest.Suite{
-		Open: func(t *testing.T) storetest.Store {
-			return openTest(t, pgtest.New(t), Options{})
+		Open: func(t *testing.T, now func() time.Time) storetest.Store {
+			return openTest(t, pgtest.New(t), Options{Now: now})
 		},
 		MaxBatch:          MaxBatchEntries,
 		MaxKeys:           MaxKeyLimit,

@@ -154,8 +154,8 @@ func (db *DB) CreateDevice(ctx context.Context, d *auth.Device) error {
 			created time.Time
 		)
 		err := tx.QueryRow(ctx, `INSERT INTO devices (name, description, client_id, username, password_hash, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, now(), now()) RETURNING id, created_at`,
-			d.Name, d.Description, d.ClientID, d.Username, d.PasswordHash).Scan(&id, &created)
+			VALUES ($1, $2, $3, $4, $5, coalesce($6::timestamptz, now()), coalesce($6::timestamptz, now())) RETURNING id, created_at`,
+			d.Name, d.Description, d.ClientID, d.Username, d.PasswordHash, db.nowArg()).Scan(&id, &created)
 		if pgCode(err) == uniqueViolation {
 			return nil, usernameTaken(d.Username)
 		} else if err != nil {
@@ -190,8 +190,8 @@ func (db *DB) UpdateDevice(ctx context.Context, d *auth.Device) error {
 		}
 		var updated time.Time
 		err = tx.QueryRow(ctx, `UPDATE devices SET name = $2, description = $3, client_id = $4, username = $5,
-			password_hash = $6, updated_at = now() WHERE id = $1 RETURNING updated_at`,
-			clampID(d.ID), d.Name, d.Description, d.ClientID, d.Username, d.PasswordHash).Scan(&updated)
+			password_hash = $6, updated_at = coalesce($7::timestamptz, now()) WHERE id = $1 RETURNING updated_at`,
+			clampID(d.ID), d.Name, d.Description, d.ClientID, d.Username, d.PasswordHash, db.nowArg()).Scan(&updated)
 		if pgCode(err) == uniqueViolation {
 			return nil, usernameTaken(d.Username)
 		} else if err != nil {
@@ -347,7 +347,7 @@ func (db *DB) SetRules(ctx context.Context, change auth.RulesChange) ([]*auth.De
 		}
 		slices.Sort(ids) // rows locked in one order: no deadlock between writers
 		for _, id := range ids {
-			tag, err := tx.Exec(ctx, "UPDATE devices SET updated_at = now() WHERE id = $1", clampID(id))
+			tag, err := tx.Exec(ctx, "UPDATE devices SET updated_at = coalesce($2::timestamptz, now()) WHERE id = $1", clampID(id), db.nowArg())
 			if err != nil {
 				return nil, err
 			}
