@@ -9,7 +9,10 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,6 +100,7 @@ func Run(t *testing.T, s Suite) {
 		{"Entries/Batch", testBatch},
 		{"Entries/BatchRefusals", testBatchRefusals},
 		{"Entries/Async", testAsync},
+		{"Entries/MissingChannelInBatch", testMissingChannelInBatch},
 		{"Entries/Contract", testContract},
 		{"Entries/Count", testEntryCount},
 		{"Entries/RateLimit", testRateLimit},
@@ -830,52 +834,92 @@ func testBatchRefusals(t *testing.T, s Suite, db Store) {
 	}
 }
 
-// Queued appends call back in queue order with their outcome.
+// Queued appends are committed in queue order, each callback seeing its
+// entry's ID after the commit; one to a missing channel fails alone.
 func testAsync(t *testing.T, _ Suite, db Store) {
 	ctx := t.Context()
 	c := mustChannel(t, db, "c")
-	const n = 50
-	done := make(chan *channels.Entry, n)
-	for i := range n {
+	const n, missing = 200, 100
+	type outcome struct {
+		e   *channels.Entry
+		err error
+	}
+	done := make(chan outcome, n)
+	for i := 1; i <= n; i++ {
 		e := &channels.Entry{ChannelID: c.ID}
-		e.SetValue(0, fmt.Sprint(i))
-		if err := db.AppendEntryAsync(ctx, e, func(e *channels.Entry, err error) {
-			if err != nil {
-				t.Errorf("queued append: %v", err)
+		if i == missing {
+			e.ChannelID = c.ID + 1
+		}
+		e.SetValue(0, strconv.Itoa(i))
+		if err := db.AppendEntryAsync(ctx, e, func(e *channels.Entry, err error) { done <- outcome{e, err} }); err != nil {
+			if i != missing {
+				t.Fatalf("queue entry %d: %v", i, err)
 			}
-			done <- e
-		}); err != nil {
-			t.Fatal(err)
+			// Refusing at once is as good as refusing in the callback.
+			done <- outcome{e, err}
 		}
 	}
-	for i := range n {
+	var ids []uint64
+	for range n {
 		select {
-		case e := <-done:
-			if e.ID != uint64(i+1) {
-				t.Fatalf("callback %d got ID %d (queue order)", i, e.ID)
+		case o := <-done:
+			v, _ := o.e.Field(1)
+			if v == strconv.Itoa(missing) {
+				if !errors.Is(o.err, channels.ErrChannelNotFound) || o.e.ID != 0 {
+					t.Fatalf("queued append to a missing channel: ID %d, %v", o.e.ID, o.err)
+				}
+				continue
 			}
-			if v, _ := e.Field(1); v != fmt.Sprint(i) {
-				t.Fatalf("callback %d got entry %q", i, v)
+			if o.err != nil {
+				t.Fatalf("queued append %s: %v", v, o.err)
 			}
+			ids = append(ids, o.e.ID)
 		case <-time.After(10 * time.Second):
-			t.Fatalf("queued append %d not committed within 10 s", i)
+			t.Fatalf("%d queued appends of %d not answered within 10 s", n-len(ids), n)
 		}
 	}
-	miss := make(chan error, 1)
-	if err := db.AppendEntryAsync(ctx, &channels.Entry{ChannelID: c.ID + 1, Set: 1}, func(_ *channels.Entry, err error) { miss <- err }); err != nil {
-		// Refusing at once is as good as refusing in the callback.
-		miss <- err
+	if !slices.Equal(ids, seq(1, n-1)) {
+		t.Fatalf("callbacks saw IDs %v, want 1..%d in order", ids, n-1)
 	}
-	select {
-	case err := <-miss:
-		if !errors.Is(err, channels.ErrChannelNotFound) {
-			t.Fatalf("queued append to a missing channel: %v", err)
+	es, err := db.Entries(ctx, c.ID, channels.EntryFilter{})
+	if err != nil || len(es) != n-1 {
+		t.Fatalf("%d entries stored, %v", len(es), err)
+	}
+	for i, e := range es {
+		want := i + 1
+		if want >= missing {
+			want++
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a queued append to a missing channel got no answer within 10 s")
+		if v, _ := e.Field(1); v != strconv.Itoa(want) {
+			t.Fatalf("entry %d holds %s, want %d: queue order lost", e.ID, v, want)
+		}
 	}
-	if n, _ := db.EntryCount(ctx, c.ID); n != 50 {
-		t.Fatalf("EntryCount %d, want 50", n)
+}
+
+// Appends to a missing channel sharing commits with appends to an
+// existing one fail alone; the others are stored, gapless.
+func testMissingChannelInBatch(t *testing.T, _ Suite, db Store) {
+	ctx := t.Context()
+	c := mustChannel(t, db, "x")
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for i := range 200 {
+		wg.Go(func() {
+			e := &channels.Entry{ChannelID: c.ID + uint64(i%2)*100}
+			e.SetValue(0, strconv.Itoa(i))
+			err := db.AppendEntry(ctx, e)
+			switch {
+			case i%2 == 0 && err == nil:
+				ok.Add(1)
+			case i%2 == 1 && errors.Is(err, channels.ErrChannelNotFound) && e.ID == 0:
+			default:
+				t.Errorf("append %d to channel %d: ID %d, %v", i, e.ChannelID, e.ID, err)
+			}
+		})
+	}
+	wg.Wait()
+	if ids := feedIDs(t, db, c.ID, channels.EntryFilter{}); !slices.Equal(ids, seq(1, uint64(ok.Load()))) {
+		t.Fatalf("feed %v after %d good appends", ids, ok.Load())
 	}
 }
 
