@@ -26,7 +26,8 @@ func TestStoreSuite(t *testing.T) {
 			})
 			return db
 		},
-		MaxBatch: storage.MaxBatchEntries,
-		MaxKeys:  storage.MaxKeyLimit,
+		MaxBatch:      storage.MaxBatchEntries,
+		MaxKeys:       storage.MaxKeyLimit,
+		MaxImportedID: storage.MaxImportedID,
 	})
 }

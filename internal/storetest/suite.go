@@ -37,6 +37,9 @@ type Store interface {
 	// HTTP API pages through (its TimePager).
 	EntryKeys(ctx context.Context, channelID uint64, f channels.EntryFilter) (channels.EntryKeys, error)
 	EntriesByKey(ctx context.Context, channelID, version uint64, keys []channels.EntryKey, page []channels.Entry) ([]channels.Entry, error)
+	// ImportEntries stores entries brought in from elsewhere, all or
+	// none, keeping their IDs or numbering on (admin.Maintenance).
+	ImportEntries(ctx context.Context, channelID uint64, es []channels.Entry, keepIDs bool) error
 	// Prune applies every channel's retention as of now and returns how
 	// many entries it deleted.
 	Prune(ctx context.Context, now time.Time) (int, error)
@@ -52,6 +55,8 @@ type Suite struct {
 	MaxBatch int
 	// MaxKeys is the most keys one EntryKeys hands out.
 	MaxKeys int
+	// MaxImportedID is the largest entry_id an import keeps.
+	MaxImportedID uint64
 
 	// The differences between the stores that are deliberate:
 
@@ -115,7 +120,12 @@ func Run(t *testing.T, s Suite) {
 		{"Account", testAccount},
 		{"Bindings/CRUD", testBindings},
 		{"Bindings/Refusals", testBindingRefusals},
+		{"Import/KeepIDs", testImportKeepIDs},
+		{"Import/NumberOn", testImportNumberOn},
+		{"Import/Refused", testImportRefused},
+		{"Import/WithAppends", testImportWithAppends},
 		{"Retention/MaxEntries", testPruneMaxEntries},
+		{"Retention/MaxEntriesAcrossImportedGaps", testPruneAcrossImportedGaps},
 		{"Retention/MaxAge", testPruneMaxAge},
 		{"Retention/Both", testPruneBoth},
 	}
@@ -1609,6 +1619,205 @@ func testBindingRefusals(t *testing.T, _ Suite, db Store) {
 	}
 	if list, _ := db.Bindings(ctx); len(list) != 0 {
 		t.Fatalf("refused bindings stored: %+v", list)
+	}
+}
+
+// imported returns an entry for ImportEntries setting field1 to v.
+func imported(ch, id uint64, at time.Time, v string) channels.Entry {
+	e := channels.Entry{ChannelID: ch, ID: id, CreatedAt: at}
+	e.SetValue(0, v)
+	return e
+}
+
+// An import that keeps IDs may leave gaps; the IDs must lie above the last
+// one, appends number on after the highest, and the count is of entries
+// held. The top of the ID range is refused: appends would wrap to 0.
+func testImportKeepIDs(t *testing.T, s Suite, db Store) {
+	ctx := t.Context()
+	c := mustChannel(t, db, "x")
+	batch := []channels.Entry{
+		imported(c.ID, 5, base, "a"),
+		imported(c.ID, 7, base.Add(500*time.Millisecond), "b"), // same second
+		imported(c.ID, 10, base.Add(time.Hour), "c"),
+	}
+	batch[1].SetValue(channels.Status, "door open, back")
+	if err := db.ImportEntries(ctx, c.ID, batch, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := entryIDs(batch); !slices.Equal(got, []uint64{5, 7, 10}) {
+		t.Fatalf("IDs %v", got)
+	}
+	if n, err := db.EntryCount(ctx, c.ID); err != nil || n != 3 {
+		t.Fatalf("EntryCount with imported gaps = %d, %v; want 3", n, err)
+	}
+	// A batch reaching down to the last ID is refused whole.
+	more := []channels.Entry{imported(c.ID, 11, base.Add(2*time.Hour), "d"), imported(c.ID, 10, base.Add(3*time.Hour), "e")}
+	wantCode(t, "an import at the last ID", db.ImportEntries(ctx, c.ID, more, true), channels.ECONFLICT)
+	more = []channels.Entry{imported(c.ID, 12, base.Add(2*time.Hour), "d")}
+	if err := db.ImportEntries(ctx, c.ID, more, true); err != nil {
+		t.Fatal(err)
+	}
+	if e := mustAppend(t, db, c.ID, time.Time{}, "live"); e.ID != 13 {
+		t.Fatalf("append after import got ID %d, want 13", e.ID)
+	}
+	if got, err := db.FindChannel(ctx, c.ID); err != nil || got.LastEntryID != 13 {
+		t.Fatalf("LastEntryID %+v, %v; want 13", got, err)
+	}
+	if ids := feedIDs(t, db, c.ID, channels.EntryFilter{}); !slices.Equal(ids, []uint64{5, 7, 10, 12, 13}) {
+		t.Fatalf("feed %v", ids)
+	}
+	e, err := db.FindEntry(ctx, c.ID, 7)
+	want := batch[1]
+	want.CreatedAt = base
+	if err != nil || !reflect.DeepEqual(*e, want) {
+		t.Fatalf("entry 7 = %+v, %v; want %+v", e, err, want)
+	}
+	_, err = db.FindEntry(ctx, c.ID, 6)
+	wantCode(t, "FindEntry in a gap", err, channels.ENOTFOUND)
+	if n, _ := db.EntryCount(ctx, c.ID); n != 5 {
+		t.Fatalf("EntryCount %d, want 5", n)
+	}
+
+	top := mustChannel(t, db, "top")
+	for _, id := range []uint64{s.MaxImportedID + 1, 1<<63 - 1, math.MaxUint64} {
+		wantCode(t, fmt.Sprintf("an import of entry_id %d", id), db.ImportEntries(ctx, top.ID, []channels.Entry{imported(top.ID, id, base, "a")}, true), channels.EINVALID)
+	}
+	wide := []channels.Entry{imported(top.ID, 1, base, "a"), imported(top.ID, s.MaxImportedID, base, "b")}
+	if err := db.ImportEntries(ctx, top.ID, wide, true); err != nil {
+		t.Fatal(err)
+	}
+	if ids := feedIDs(t, db, top.ID, channels.EntryFilter{}); !slices.Equal(ids, []uint64{1, s.MaxImportedID}) {
+		t.Fatalf("feed with a wide gap: %v", ids)
+	}
+	if e := mustAppend(t, db, top.ID, time.Time{}, "next"); e.ID != s.MaxImportedID+1 {
+		t.Fatalf("append after the widest gap got ID %d", e.ID)
+	}
+}
+
+// An import that numbers on continues after the last entry; entries
+// older than the newest, or out of time order, refuse the whole batch.
+func testImportNumberOn(t *testing.T, _ Suite, db Store) {
+	ctx := t.Context()
+	c := mustChannel(t, db, "x")
+	mustAppend(t, db, c.ID, base, "1")
+	mustAppend(t, db, c.ID, base, "2")
+	batch := []channels.Entry{imported(c.ID, 99, base, "a"), imported(c.ID, 0, base.Add(time.Minute), "b")}
+	if err := db.ImportEntries(ctx, c.ID, batch, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := entryIDs(batch); !slices.Equal(got, []uint64{3, 4}) {
+		t.Fatalf("IDs %v, want 3 4", got)
+	}
+	for _, bad := range [][]channels.Entry{
+		{imported(c.ID, 0, base.Add(2*time.Minute), "ok"), imported(c.ID, 0, base, "old")},
+		{imported(c.ID, 0, base.Add(5*time.Minute), "ok"), imported(c.ID, 0, base.Add(4*time.Minute), "back")},
+	} {
+		wantCode(t, "an import out of time order", db.ImportEntries(ctx, c.ID, bad, false), channels.ECONFLICT)
+		if bad[0].ID != 0 {
+			t.Fatalf("a refused batch kept ID %d", bad[0].ID)
+		}
+	}
+	if ids := feedIDs(t, db, c.ID, channels.EntryFilter{}); !slices.Equal(ids, seq(1, 4)) {
+		t.Fatalf("feed %v", ids)
+	}
+	// The channel's rate limit does not apply to history.
+	c.RateLimit = time.Hour
+	if err := db.UpdateChannel(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ImportEntries(ctx, c.ID, []channels.Entry{imported(c.ID, 0, base.Add(time.Hour), "x"), imported(c.ID, 0, base.Add(time.Hour), "y")}, false); err != nil {
+		t.Fatalf("an import into a rate-limited channel: %v", err)
+	}
+}
+
+func testImportRefused(t *testing.T, _ Suite, db Store) {
+	ctx := t.Context()
+	c := mustChannel(t, db, "x")
+	empty := channels.Entry{ChannelID: c.ID, CreatedAt: base}
+	unknown := imported(c.ID, 1, base, "a")
+	unknown.Set |= 1 << channels.NumValues
+	for name, tc := range map[string]struct {
+		es   []channels.Entry
+		keep bool
+		ch   uint64
+		code string
+	}{
+		"no values":          {[]channels.Entry{empty}, false, c.ID, channels.EINVALID},
+		"unknown values":     {[]channels.Entry{unknown}, false, c.ID, channels.EINVALID},
+		"no created_at":      {[]channels.Entry{imported(c.ID, 1, time.Time{}, "a")}, false, c.ID, channels.EINVALID},
+		"no id to keep":      {[]channels.Entry{imported(c.ID, 0, base, "a")}, true, c.ID, channels.EINVALID},
+		"falling ids":        {[]channels.Entry{imported(c.ID, 5, base, "a"), imported(c.ID, 4, base, "b")}, true, c.ID, channels.ECONFLICT},
+		"other channel":      {[]channels.Entry{imported(c.ID+1, 1, base, "a")}, false, c.ID, channels.EINVALID},
+		"no channel":         {[]channels.Entry{imported(c.ID+1, 1, base, "a")}, false, c.ID + 1, channels.ENOTFOUND},
+		"no channel, keep":   {[]channels.Entry{imported(c.ID+1, 1, base, "a")}, true, c.ID + 1, channels.ENOTFOUND},
+		"no channel, bigint": {[]channels.Entry{imported(1<<64-1, 1, base, "a")}, false, 1<<64 - 1, channels.ENOTFOUND},
+	} {
+		wantCode(t, name, db.ImportEntries(ctx, tc.ch, tc.es, tc.keep), tc.code)
+	}
+	if got, _ := db.FindChannel(ctx, c.ID); got.LastEntryID != 0 {
+		t.Fatalf("LastEntryID %d after refused imports", got.LastEntryID)
+	}
+	if err := db.ImportEntries(ctx, c.ID, nil, false); err != nil {
+		t.Fatalf("an empty import: %v", err)
+	}
+}
+
+// Imports while appends run: every entry gets its own ID, consecutive
+// within a batch, and the feed is 1..n.
+func testImportWithAppends(t *testing.T, _ Suite, db Store) {
+	ctx := t.Context()
+	c := mustChannel(t, db, "x")
+	const appends, batches, per = 200, 10, 10
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range appends {
+			if err := db.AppendEntry(ctx, &channels.Entry{ChannelID: c.ID, CreatedAt: base, Set: 1}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for range batches {
+		es := make([]channels.Entry, per)
+		for i := range es {
+			es[i] = imported(c.ID, 0, base, "imp") // never older than an append
+		}
+		if err := db.ImportEntries(ctx, c.ID, es, false); err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i < per; i++ {
+			if es[i].ID != es[i-1].ID+1 {
+				t.Fatalf("batch IDs not consecutive: %v", entryIDs(es))
+			}
+		}
+	}
+	<-done
+	if ids := feedIDs(t, db, c.ID, channels.EntryFilter{}); !slices.Equal(ids, seq(1, appends+batches*per)) {
+		t.Fatalf("feed of %d entries is not 1..%d", len(ids), appends+batches*per)
+	}
+}
+
+// MaxEntries keeps the newest MaxEntries entries where imported IDs left
+// gaps (the last ID minus MaxEntries would delete entries it keeps).
+func testPruneAcrossImportedGaps(t *testing.T, _ Suite, db Store) {
+	ctx := t.Context()
+	c := mustChannel(t, db, "gappy")
+	batch := []channels.Entry{
+		imported(c.ID, 1, base, "a"),
+		imported(c.ID, 10, base.Add(time.Minute), "b"),
+		imported(c.ID, 20, base.Add(2*time.Minute), "c"),
+		imported(c.ID, 30, base.Add(3*time.Minute), "d"),
+	}
+	if err := db.ImportEntries(ctx, c.ID, batch, true); err != nil {
+		t.Fatal(err)
+	}
+	withRetention(t, db, c, 3, 0)
+	if n, err := db.Prune(ctx, base); err != nil || n != 1 {
+		t.Fatalf("Prune: %d, %v; want 1", n, err)
+	}
+	if ids := feedIDs(t, db, c.ID, channels.EntryFilter{}); !slices.Equal(ids, []uint64{10, 20, 30}) {
+		t.Fatalf("max_entries 3 over IDs 1, 10, 20, 30 left %v", ids)
 	}
 }
 

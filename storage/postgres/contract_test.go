@@ -8,6 +8,7 @@ import (
 	"github.com/feedmq/feedmq/channels"
 	"github.com/feedmq/feedmq/internal/pgtest"
 	"github.com/feedmq/feedmq/internal/storetest"
+	"github.com/feedmq/feedmq/storage"
 )
 
 // The PostgreSQL store passes the conformance suite every store passes,
@@ -19,6 +20,7 @@ func TestStoreSuite(t *testing.T) {
 		},
 		MaxBatch:          MaxBatchEntries,
 		MaxKeys:           MaxKeyLimit,
+		MaxImportedID:     storage.MaxImportedID,
 		EnforcesRateLimit: true,
 		TextOnly:          true,
 		Resolution:        time.Microsecond,
