@@ -124,6 +124,7 @@ func Run(t *testing.T, s Suite) {
 		{"Import/NumberOn", testImportNumberOn},
 		{"Import/Refused", testImportRefused},
 		{"Import/WithAppends", testImportWithAppends},
+		{"CanceledContext", testCanceled},
 		{"Retention/MaxEntries", testPruneMaxEntries},
 		{"Retention/MaxEntriesAcrossImportedGaps", testPruneAcrossImportedGaps},
 		{"Retention/MaxAge", testPruneMaxAge},
@@ -1818,6 +1819,82 @@ func testPruneAcrossImportedGaps(t *testing.T, _ Suite, db Store) {
 	}
 	if ids := feedIDs(t, db, c.ID, channels.EntryFilter{}); !slices.Equal(ids, []uint64{10, 20, 30}) {
 		t.Fatalf("max_entries 3 over IDs 1, 10, 20, 30 left %v", ids)
+	}
+}
+
+// A canceled context fails every call with context.Canceled in its chain
+// and changes nothing.
+func testCanceled(t *testing.T, _ Suite, db Store) {
+	c := mustChannel(t, db, "c")
+	d := mustDevice(t, db, "d")
+	mustAppend(t, db, c.ID, base, "v")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	calls := map[string]func() error{
+		"CreateChannel": func() error { return db.CreateChannel(ctx, newChannel("x")) },
+		"UpdateChannel": func() error { u := *c; u.Name = "renamed"; return db.UpdateChannel(ctx, &u) },
+		"DeleteChannel": func() error { return db.DeleteChannel(ctx, c.ID) },
+		"ClearChannel":  func() error { return db.ClearChannel(ctx, c.ID) },
+		"FindChannel":   func() error { _, err := db.FindChannel(ctx, c.ID); return err },
+		"ListChannels":  func() error { _, err := db.ListChannels(ctx); return err },
+		"AppendEntry":   func() error { return db.AppendEntry(ctx, &channels.Entry{ChannelID: c.ID, Set: 1}) },
+		"AppendEntries": func() error { return db.AppendEntries(ctx, batchOf(c.ID, 2)) },
+		"AppendEntryAsync": func() error {
+			return db.AppendEntryAsync(ctx, &channels.Entry{ChannelID: c.ID, Set: 1}, func(*channels.Entry, error) {})
+		},
+		"Entries":    func() error { _, err := db.Entries(ctx, c.ID, channels.EntryFilter{}); return err },
+		"FindEntry":  func() error { _, err := db.FindEntry(ctx, c.ID, 1); return err },
+		"EntryCount": func() error { _, err := db.EntryCount(ctx, c.ID); return err },
+		"EntryKeys":  func() error { _, err := db.EntryKeys(ctx, c.ID, channels.EntryFilter{Limit: 1}); return err },
+		"CreateDevice": func() error {
+			return db.CreateDevice(ctx, &auth.Device{Name: "x", ClientID: "x", Username: "x", PasswordHash: "h"})
+		},
+		"UpdateDevice": func() error { u := *d; u.Name = "renamed"; return db.UpdateDevice(ctx, &u) },
+		"DeleteDevice": func() error { return db.DeleteDevice(ctx, d.ID) },
+		"FindDevice":   func() error { _, err := db.FindDevice(ctx, d.ID); return err },
+		"ListDevices":  func() error { _, err := db.ListDevices(ctx); return err },
+		"SetRules": func() error {
+			_, err := db.SetRules(ctx, auth.RulesChange{Anonymous: &[]auth.Rule{{Access: auth.AccessRead, Pattern: "a"}}})
+			return err
+		},
+		"SharedRules": func() error { _, _, err := db.SharedRules(ctx); return err },
+		"PutAccount":  func() error { return db.PutAccount(ctx, &auth.Account{UserAPIKey: "USERKEY000000001"}) },
+		"Account":     func() error { _, err := db.Account(ctx); return err },
+		"CreateBinding": func() error {
+			return db.CreateBinding(ctx, &channels.Binding{ChannelID: c.ID, Topic: "t", Fields: [8]string{"$"}})
+		},
+		"Bindings": func() error { _, err := db.Bindings(ctx); return err },
+		"ImportEntries": func() error {
+			return db.ImportEntries(ctx, c.ID, []channels.Entry{imported(c.ID, 0, base, "i")}, false)
+		},
+		"Prune": func() error { _, err := db.Prune(ctx, base); return err },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a canceled context: %v, want context.Canceled", name, err)
+		}
+	}
+	ctx = t.Context()
+	if got, err := db.FindChannel(ctx, c.ID); err != nil || got.Name != c.Name || got.LastEntryID != 1 {
+		t.Fatalf("channel after canceled calls: %+v, %v", got, err)
+	}
+	if list, _ := db.ListChannels(ctx); len(list) != 1 {
+		t.Fatalf("channels after canceled calls: %d", len(list))
+	}
+	if got, err := db.FindDevice(ctx, d.ID); err != nil || got.Name != d.Name {
+		t.Fatalf("device after canceled calls: %+v, %v", got, err)
+	}
+	if list, _ := db.ListDevices(ctx); len(list) != 1 {
+		t.Fatalf("devices after canceled calls: %d", len(list))
+	}
+	if a, _, _ := db.SharedRules(ctx); a != nil {
+		t.Fatalf("rules after canceled calls: %v", a)
+	}
+	if a, _ := db.Account(ctx); *a != (auth.Account{}) {
+		t.Fatalf("account after canceled calls: %+v", a)
+	}
+	if bs, _ := db.Bindings(ctx); len(bs) != 0 {
+		t.Fatalf("bindings after canceled calls: %+v", bs)
 	}
 }
 
