@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -32,7 +33,14 @@ import (
 func TestClusterCrossNodeDelivery(t *testing.T) {
 	requireTool(t, "mosquitto_pub", "mosquitto_sub")
 	start := time.Now()
-	h := newClusterHarness(t, plainBuild)
+	// In `make test` the race-enabled build, which the other tests of this
+	// package build anyway, watches the cluster's wiring in serve; the
+	// long scenarios run the plain one, so that they need one build only.
+	b := raceBuild
+	if os.Getenv(clusterScenariosEnv) != "" {
+		b = plainBuild
+	}
+	h := newClusterHarness(t, b)
 	ch := h.channel(t, 0, "cross")
 	pub := h.device(t, 0, "pub", ch.ID)
 	raw := h.device(t, 0, "raw", ch.ID)
