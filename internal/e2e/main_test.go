@@ -7,6 +7,6 @@ import (
 	"github.com/feedmq/feedmq/internal/pgtest"
 )
 
-// The cluster tests share one PostgreSQL server per test binary, started
-// by the first that needs it.
+// The PostgreSQL server of the tests that serve on it starts on first
+// use, one for the whole binary.
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
