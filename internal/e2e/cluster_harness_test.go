@@ -804,7 +804,9 @@ func mosquittoSub(t *testing.T, addr string, dev auth.DeviceJSON, ch uint64) <-c
 	_, port, _ := net.SplitHostPort(addr)
 	// -d prints the protocol exchange on stdout: its SUBACK line says the
 	// subscription is in place; message lines are the JSON entries.
-	cmd := exec.Command("mosquitto_sub", "-h", "127.0.0.1", "-p", port, "-V", "mqttv311", "-d",
+	// stdout is a pipe, which mosquitto_sub would buffer until it exits:
+	// stdbuf makes it line-buffered.
+	cmd := exec.Command("stdbuf", "-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", port, "-V", "mqttv311", "-d",
 		"-i", dev.ClientID, "-u", dev.Username, "-P", dev.Password,
 		"-t", fmt.Sprintf("channels/%d/subscribe", ch), "-q", "1")
 	out, err := cmd.StdoutPipe()

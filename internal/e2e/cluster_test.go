@@ -31,7 +31,7 @@ import (
 // nodes, and so does the configuration (the channel and devices were
 // created through node 1's admin socket).
 func TestClusterCrossNodeDelivery(t *testing.T) {
-	requireTool(t, "mosquitto_pub", "mosquitto_sub")
+	requireTool(t, "mosquitto_pub", "mosquitto_sub", "stdbuf")
 	start := time.Now()
 	// In `make test` the race-enabled build, which the other tests of this
 	// package build anyway, watches the cluster's wiring in serve; the
