@@ -32,7 +32,6 @@ import (
 // created through node 1's admin socket).
 func TestClusterCrossNodeDelivery(t *testing.T) {
 	requireTool(t, "mosquitto_pub", "mosquitto_sub", "stdbuf")
-	start := time.Now()
 	// In `make test` the race-enabled build, which the other tests of this
 	// package build anyway, watches the cluster's wiring in serve; the
 	// long scenarios run the plain one, so that they need one build only.
@@ -40,7 +39,10 @@ func TestClusterCrossNodeDelivery(t *testing.T) {
 	if os.Getenv(clusterScenariosEnv) != "" {
 		b = plainBuild
 	}
+	b.binary(t)
+	start := time.Now()
 	h := newClusterHarness(t, b)
+	t.Logf("three nodes up in %v", time.Since(start).Round(time.Millisecond))
 	ch := h.channel(t, 0, "cross")
 	pub := h.device(t, 0, "pub", ch.ID)
 	raw := h.device(t, 0, "raw", ch.ID)
@@ -85,7 +87,7 @@ func TestClusterCrossNodeDelivery(t *testing.T) {
 	if len(feed) != 2 || feed[0] != (clusterEntry{1, "21.5"}) || feed[1] != (clusterEntry{2, "22.5"}) {
 		t.Fatalf("REST read on n3: %+v", feed)
 	}
-	t.Logf("cross-node delivery in %v (three nodes started, two entries)", time.Since(start).Round(time.Millisecond))
+	t.Logf("smoke test: %v after the build", time.Since(start).Round(time.Millisecond))
 }
 
 // Three publishers, one per node, each send 2000 QoS 1 publishes to one
