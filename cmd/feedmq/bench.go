@@ -72,13 +72,24 @@ admin socket and removes them afterwards. With --plain, --free changes
 nothing, so one command line measures feedmq's free topics and Mosquitto
 alike.
 
+Several nodes of a cluster: --addr takes their addresses separated by
+commas (and --pid their process IDs, in the same order). Publishers, connect
+workers and idle connections go round robin over the nodes; the subscriber
+of fanin and latency is on the last node and fanout's publisher on the first
+with its subscribers round robin over the others, so that messages cross
+between nodes. Channels and devices are created through the serve on --data
+(one node: the cluster shares them); connections and subscriptions that
+another node refuses at first are tried again for 15 s while the change
+reaches it.
+
 With --pid (the broker's process ID) bench reads the broker's CPU time
 (utime+stime in /proc/PID/stat) and RSS (/proc/PID/status): broker CPU
 seconds per million delivered messages (connect: per million connects).`,
 		Example: `  feedmq bench fanin --addr 127.0.0.1:1883 --data /var/lib/feedmq --qos 1 --pid $(pidof feedmq)
   feedmq bench latency --addr 127.0.0.1:1883 --data ./feedmq-data --rate 500 --duration 20s
   feedmq bench fanout --addr 127.0.0.1:1884 --plain --clients 50 --json
-  feedmq bench fanin --addr 127.0.0.1:1883 --data ./feedmq-data --free --qos 1`,
+  feedmq bench fanin --addr 127.0.0.1:1883 --data ./feedmq-data --free --qos 1
+  feedmq bench fanout --addr 127.0.0.1:1883,127.0.0.1:1884 --pid 4101,4102 --data ./node1-data`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 || !slices.Contains(loadgen.Scenarios, args[0]) {
 				return fmt.Errorf("%s takes one scenario: %s, e.g. `%s fanin --addr 127.0.0.1:1883`",
@@ -89,7 +100,7 @@ seconds per million delivered messages (connect: per million connects).`,
 		RunE: runBench,
 	}
 	f := cmd.Flags()
-	f.String("addr", "127.0.0.1:1883", "MQTT address (TCP) of the broker to test")
+	f.String("addr", "127.0.0.1:1883", "MQTT address (TCP) of the broker to test; the nodes of a cluster separated by commas")
 	f.Bool("plain", false, "plain topics bench/SCENARIO/<n> without authentication, for any MQTT broker (Mosquitto)")
 	f.Bool("free", false, "free topics bench/SCENARIO/<n> on feedmq, by devices allowed to write bench/# (fanin, fanout, latency)")
 	f.Int("clients", 0, "devices (fanin), subscribers (fanout), workers (connect) or connections (idle);\n0 = the scenario's default (100, 100, 1, 4, 1000)")
@@ -97,7 +108,7 @@ seconds per million delivered messages (connect: per million connects).`,
 	f.Int64("messages", 100000, "at most this many publishes (connect: connects) in the run")
 	f.Duration("duration", 10*time.Second, "at most this long for the run (idle: for connecting, and then how long connections are held)")
 	f.Float64("rate", 0, "total publishes (connect: connects) per second; 0 = as fast as possible (latency: 1000)")
-	f.Int("pid", 0, "process ID of the broker, for its CPU seconds and RSS from /proc")
+	f.IntSlice("pid", nil, "process ID of the broker, for its CPU seconds and RSS from /proc;\nthe nodes' separated by commas, in the order of --addr (added up)")
 	f.Bool("json", false, "print the result as JSON")
 	return cmd
 }
@@ -105,7 +116,15 @@ seconds per million delivered messages (connect: per million connects).`,
 func runBench(cmd *cobra.Command, args []string) error {
 	f := cmd.Flags()
 	cfg := loadgen.Config{Scenario: args[0]}
-	cfg.Addr, _ = f.GetString("addr")
+	addr, _ := f.GetString("addr")
+	addrs, err := loadgen.ParseAddrs(addr)
+	if err != nil {
+		return err
+	}
+	cfg.Addr = addrs[0]
+	if len(addrs) > 1 {
+		cfg.Addrs = addrs
+	}
 	cfg.Plain, _ = f.GetBool("plain")
 	cfg.Free, _ = f.GetBool("free")
 	cfg.Clients, _ = f.GetInt("clients")
@@ -113,7 +132,7 @@ func runBench(cmd *cobra.Command, args []string) error {
 	cfg.Messages, _ = f.GetInt64("messages")
 	cfg.Duration, _ = f.GetDuration("duration")
 	cfg.Rate, _ = f.GetFloat64("rate")
-	cfg.PID, _ = f.GetInt("pid")
+	pids, _ := f.GetIntSlice("pid")
 	asJSON, _ := f.GetBool("json")
 	if qos != 0 && qos != 1 {
 		return fmt.Errorf("--qos must be 0 or 1, not %d", qos)
@@ -125,16 +144,22 @@ func runBench(cmd *cobra.Command, args []string) error {
 	if !f.Changed("rate") && (cfg.Scenario == "latency" || cfg.Scenario == "disk") {
 		cfg.Rate = 1000
 	}
-	if cfg.PID != 0 {
-		if _, err := loadgen.ProcCPU(cfg.PID); err != nil {
-			return fmt.Errorf("--pid %d: %w; give the process ID of the broker, e.g. --pid $(pidof feedmq)", cfg.PID, err)
+	for _, pid := range pids {
+		if _, err := loadgen.ProcCPU(pid); err != nil || pid <= 0 {
+			if err == nil {
+				err = errors.New("not a process ID")
+			}
+			return fmt.Errorf("--pid %d: %w; give the process ID of the broker, e.g. --pid $(pidof feedmq)", pid, err)
 		}
-		if n, err := loadgen.ProcFileLimit(cfg.PID); err == nil && n < int64(cfg.Clients)+fdlimit.Reserve {
+		// Each node holds its share of the connections.
+		per := (cfg.Clients + len(pids) - 1) / len(pids)
+		if n, err := loadgen.ProcFileLimit(pid); err == nil && n < int64(per)+fdlimit.Reserve {
 			fmt.Fprintf(cmd.ErrOrStderr(), "feedmq bench: warning: the broker (PID %d) may open at most %d files "+
 				"(Max open files in /proc/%d/limits), too few for %d connections; raise its LimitNOFILE or ulimit -n\n",
-				cfg.PID, n, cfg.PID, cfg.Clients)
+				pid, n, pid, per)
 		}
 	}
+	cfg.PIDs = pids
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -310,7 +335,11 @@ func printBenchResult(w io.Writer, r *loadgen.Result) error {
 		name += fmt.Sprintf(" (QoS %d%s)", r.QoS, free)
 	}
 	t.row("scenario", name)
-	t.row("broker", fmt.Sprintf("%s at %s", r.Broker, r.Addr))
+	if r.Nodes > 1 {
+		t.row("broker", fmt.Sprintf("%s at %s (%d nodes)", r.Broker, r.Addr, r.Nodes))
+	} else {
+		t.row("broker", fmt.Sprintf("%s at %s", r.Broker, r.Addr))
+	}
 	t.row("clients", r.Clients)
 	if r.Scenario == "idle" {
 		t.row("connected in", fmt.Sprintf("%.3fs", r.Seconds))

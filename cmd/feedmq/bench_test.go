@@ -103,6 +103,22 @@ func TestBench(t *testing.T) {
 			t.Fatalf("%+v", r)
 		}
 	})
+	// Two addresses of the one server stand for two nodes: every
+	// subscriber is on the second, the publisher on the first.
+	t.Run("TwoNodes", func(t *testing.T) {
+		_, port, _ := strings.Cut(addr, ":")
+		pid := strconv.Itoa(os.Getpid())
+		var r loadgen.Result
+		mustJSON(t, cfg.DataDir, &r, "bench", "fanout", "--addr", addr+",localhost:"+port, "--pid", pid+","+pid,
+			"--clients", "3", "--qos", "1", "--messages", "60", "--duration", "10s", "--json")
+		if r.Nodes != 2 || r.Addr != addr+",localhost:"+port || r.Sent != 60 || r.Acked != 60 || r.Delivered != 180 || r.CPUSeconds == nil {
+			t.Fatalf("%+v", r)
+		}
+		out := mustRun(t, cfg.DataDir, "bench", "fanin", "--addr", addr+",localhost:"+port, "--clients", "2", "--qos", "1", "--messages", "20")
+		if !strings.Contains(out, "(2 nodes)") || !strings.Contains(out, "20 of 20 expected") {
+			t.Errorf("table:\n%s", out)
+		}
+	})
 	t.Run("Table", func(t *testing.T) {
 		out := mustRun(t, cfg.DataDir, "bench", "fanin", "--addr", addr, "--clients", "2", "--qos", "1", "--messages", "20")
 		for _, want := range []string{"scenario", "fanin (QoS 1)", "delivered", "20 of 20 expected", "latency"} {
@@ -134,13 +150,17 @@ func TestBench(t *testing.T) {
 func TestBenchErrors(t *testing.T) {
 	dir := t.TempDir()
 	for args, want := range map[string]string{
-		"bench":                            "takes one scenario: fanin, fanout, latency, connect, idle",
-		"bench bogus":                      "takes one scenario",
-		"bench fanin --qos 2":              "--qos must be 0 or 1",
-		"bench fanin --addr 127.0.0.1:1":   "no feedmq serve answers on",
-		"bench fanin --pid 999999999":      "--pid 999999999",
-		"bench fanin --plain --clients -1": "--clients must be at least 1",
-		"bench connect --plain --free":     "--free applies to fanin, fanout and latency",
+		"bench":                                      "takes one scenario: fanin, fanout, latency, connect, idle",
+		"bench bogus":                                "takes one scenario",
+		"bench fanin --qos 2":                        "--qos must be 0 or 1",
+		"bench fanin --addr 127.0.0.1:1":             "no feedmq serve answers on",
+		"bench fanin --pid 999999999":                "--pid 999999999",
+		"bench fanin --pid 1,-5":                     "--pid -5",
+		"bench fanin --addr 127.0.0.1:1,":            "empty address between commas",
+		"bench fanin --addr 127.0.0.1:1,127.0.0.1:1": "127.0.0.1:1 is given twice",
+		"bench fanin --addr 127.0.0.1":               `"127.0.0.1" is not HOST:PORT`,
+		"bench fanin --plain --clients -1":           "--clients must be at least 1",
+		"bench connect --plain --free":               "--free applies to fanin, fanout and latency",
 	} {
 		if got := mustFail(t, dir, strings.Fields(args)...); !strings.Contains(got, want) {
 			t.Errorf("%s: got %q, want %q", args, got, want)
