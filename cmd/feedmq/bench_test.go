@@ -119,6 +119,26 @@ func TestBench(t *testing.T) {
 			t.Errorf("table:\n%s", out)
 		}
 	})
+	// A database restart that takes 200 ms (here a sleep): every device
+	// publishes again afterwards; bench provisioned and removes them.
+	t.Run("FailoverRestart", func(t *testing.T) {
+		var r loadgen.Result
+		mustJSON(t, cfg.DataDir, &r, "bench", "failover", "--addr", addr, "--clients", "3", "--restart-db", "sleep 0.2",
+			"--duration", "20s", "--json")
+		f := r.Failover
+		if f == nil || f.Kill != nil || f.DB == nil || f.Devices != 3 || f.RatePerDevice != 20 || r.Acked == 0 {
+			t.Fatalf("%+v", r)
+		}
+		if f.DB.Resumed != 3 || f.DB.Restart < 200 || f.DB.GapMax <= 0 {
+			t.Fatalf("%+v", *f.DB)
+		}
+		out := mustRun(t, cfg.DataDir, "bench", "failover", "--addr", addr, "--clients", "2", "--restart-db", "true", "--duration", "20s")
+		for _, want := range []string{"failover (QoS 1 through a round-robin balancer)", "database restart", "2 of 2 devices"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("table lacks %q:\n%s", want, out)
+			}
+		}
+	})
 	t.Run("Table", func(t *testing.T) {
 		out := mustRun(t, cfg.DataDir, "bench", "fanin", "--addr", addr, "--clients", "2", "--qos", "1", "--messages", "20")
 		for _, want := range []string{"scenario", "fanin (QoS 1)", "delivered", "20 of 20 expected", "latency"} {
@@ -161,9 +181,16 @@ func TestBenchErrors(t *testing.T) {
 		"bench fanin --addr 127.0.0.1":               `"127.0.0.1" is not HOST:PORT`,
 		"bench fanin --plain --clients -1":           "--clients must be at least 1",
 		"bench connect --plain --free":               "--free applies to fanin, fanout and latency",
+		"bench fanin --plain --kill 1":               "--kill and --restart-db apply to failover only",
+		"bench failover --plain":                     "failover needs a node to kill (--kill N) or a database restart",
+		"bench failover --plain --kill 1 --addr 127.0.0.1:1,127.0.0.1:2":           "--kill needs the process ID of every node",
+		"bench failover --plain --kill 3 --addr 127.0.0.1:1,127.0.0.1:2 --pid 1,1": "--kill 3: there are 2 nodes",
 	} {
 		if got := mustFail(t, dir, strings.Fields(args)...); !strings.Contains(got, want) {
 			t.Errorf("%s: got %q, want %q", args, got, want)
 		}
+	}
+	if got := mustFail(t, dir, "bench", "failover", "--plain", "--restart-db", " "); !strings.Contains(got, "--restart-db is empty") {
+		t.Errorf("blank --restart-db: got %q", got)
 	}
 }

@@ -18,7 +18,7 @@ import (
 )
 
 // Scenarios, in the order they are documented.
-var Scenarios = []string{"fanin", "fanout", "latency", "connect", "idle", "disk"}
+var Scenarios = []string{"fanin", "fanout", "latency", "connect", "idle", "disk", "failover"}
 
 // Provisioner creates what a feedmq run needs through the instance's
 // admin interface.
@@ -79,6 +79,13 @@ type Config struct {
 	// DialTimeout bounds each connect; Drain bounds the wait for
 	// deliveries after the last publish.
 	DialTimeout, Drain time.Duration
+	// Kill (failover) is the node to kill, from 1 in the order of Addrs (0:
+	// none); KillNode kills the node of that index (from 0), as SIGKILL
+	// does. RestartDB (failover, nil: none) restarts the database and
+	// returns once it accepts connections again.
+	Kill      int
+	KillNode  func(i int) error
+	RestartDB func(ctx context.Context) error
 	// PerSource (idle) is how many connections to a loopback address
 	// share one source address; 0 means half the system's ephemeral port
 	// range (see sourceAddrs).
@@ -114,6 +121,8 @@ type Result struct {
 	Latency    *Latency `json:"latency,omitempty"`
 	// FirstError is the first failed connect of an idle run.
 	FirstError string `json:"first_error,omitempty"`
+	// Failover is what a failover run measured.
+	Failover *FailoverResult `json:"failover,omitempty"`
 }
 
 // maxSamples bounds the latency samples kept (8 bytes each).
@@ -185,10 +194,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		err = r.connect(ctx)
 	case "idle":
 		err = r.idle(ctx)
+	case "failover":
+		err = r.failover(ctx)
 	case "disk":
 		return nil, errors.New("disk takes no broker: call Disk")
 	default:
-		return nil, fmt.Errorf("unknown scenario %q; one of fanin, fanout, latency, connect, idle", cfg.Scenario)
+		return nil, fmt.Errorf("unknown scenario %q; one of fanin, fanout, latency, connect, idle, failover", cfg.Scenario)
 	}
 	if err != nil {
 		return nil, err
