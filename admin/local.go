@@ -42,7 +42,7 @@ type Local struct {
 	// credentials can be closed. Set it before serving changes.
 	Revoke func(deviceID uint64)
 
-	db      *storage.DB
+	db      Store
 	mu      sync.Mutex // serialises changes so limit checks cannot race
 	account accountState
 	// Activity, when set, returns the running broker's view of the
@@ -57,15 +57,42 @@ type Local struct {
 
 var _ Service = (*Local)(nil)
 
+// Maintenance is what backup, check and import need of a store beyond the
+// domain's interfaces. Both stores have it: the bbolt file
+// (*storage.DB) and PostgreSQL (*postgres.DB), whose backup is a bbolt
+// file too.
+type Maintenance interface {
+	// BackupFile writes a consistent copy to a new bbolt file at path,
+	// never over an existing one, and returns its size and contents.
+	BackupFile(ctx context.Context, path string) (int64, storage.Stats, error)
+	// Check verifies the database; what is wrong is in the report, the
+	// error is for a check that could not run.
+	Check(ctx context.Context) (*storage.CheckReport, error)
+	// ImportEntries stores a batch of entries brought in from elsewhere,
+	// all or none (see storage.DB.ImportEntries).
+	ImportEntries(ctx context.Context, channelID uint64, es []channels.Entry, keepIDs bool) error
+}
+
+// Store is a database Local keeps everything in.
+type Store interface {
+	channels.Store
+	auth.Store
+	auth.RuleStore
+	channels.BindingStore
+	auth.AccountStore
+	Maintenance
+	Close() error
+}
+
 // NewLocal returns a Local over db with the given limits and loads its
 // Registry from the database.
-func NewLocal(ctx context.Context, db *storage.DB, lim auth.Limits) (*Local, error) {
+func NewLocal(ctx context.Context, db Store, lim auth.Limits) (*Local, error) {
 	return newLocalOver(ctx, db, db, db, lim)
 }
 
 // newLocalOver is NewLocal with channels and devices kept in cs and ds,
 // which tests replace to make the stores fail.
-func newLocalOver(ctx context.Context, cs channels.Store, ds auth.Store, db *storage.DB, lim auth.Limits) (*Local, error) {
+func newLocalOver(ctx context.Context, cs channels.Store, ds auth.Store, db Store, lim auth.Limits) (*Local, error) {
 	l := newLocal(db, lim)
 	l.Channels, l.Devices = cs, ds
 	if tx, ok := cs.(channels.Transactor); ok {
@@ -95,7 +122,7 @@ func newLocalOver(ctx context.Context, cs channels.Store, ds auth.Store, db *sto
 }
 
 // newLocal returns a Local over db with an empty Registry.
-func newLocal(db *storage.DB, lim auth.Limits) *Local {
+func newLocal(db Store, lim auth.Limits) *Local {
 	return &Local{Channels: db, Devices: db, Rules: db, BindingStore: db, Accounts: db, Registry: auth.NewRegistry(), Limits: lim, db: db}
 }
 

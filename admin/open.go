@@ -9,6 +9,13 @@ import (
 
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/storage"
+	"github.com/feedmq/feedmq/storage/postgres"
+)
+
+// Both stores hold everything Local needs.
+var (
+	_ Store = (*storage.DB)(nil)
+	_ Store = (*postgres.DB)(nil)
 )
 
 var (
@@ -34,16 +41,29 @@ type Options struct {
 	LockTimeout time.Duration
 	// Limits apply to changes made on the file.
 	Limits auth.Limits
+	// Storage, when set, is the URL of the PostgreSQL database the
+	// instance keeps its state in (a postgres:// URL) instead of the data
+	// directory's file. Without a server answering on the socket, Open
+	// connects to it directly: the database is shared, so a change made
+	// there is committed with a notification the running servers hear.
+	Storage string
+	// StoragePassword, when set, is the database password, in place of
+	// one in the Storage URL.
+	StoragePassword string
 }
 
 // Open reaches the instance in dataDir: through the admin socket when a
 // server runs on it, so changes reach its live state, or else directly
-// on the database file.
+// on the database: the file in dataDir, or the PostgreSQL database of
+// o.Storage.
 func Open(ctx context.Context, dataDir string, o Options) (Conn, error) {
 	if c, err := dialRunning(dataDir); err != nil {
 		return nil, err
 	} else if c != nil {
 		return c, nil
+	}
+	if o.Storage != "" {
+		return openPostgres(ctx, o)
 	}
 	if _, err := os.Stat(DBPath(dataDir)); !o.Create && errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNoDatabase
@@ -64,6 +84,24 @@ func Open(ctx context.Context, dataDir string, o Options) (Conn, error) {
 	if o.ReadOnly {
 		// Nothing will change, so no registry needs loading; and check
 		// must reach a database whose records do not all decode.
+		return ownedLocal{newLocal(db, o.Limits)}, nil
+	}
+	l, err := NewLocal(ctx, db, o.Limits)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return ownedLocal{l}, nil
+}
+
+// openPostgres opens the PostgreSQL database of o.Storage directly; no
+// lock keeps servers out, as they share it.
+func openPostgres(ctx context.Context, o Options) (Conn, error) {
+	db, err := postgres.Open(ctx, o.Storage, postgres.Options{Password: o.StoragePassword})
+	if err != nil {
+		return nil, err
+	}
+	if o.ReadOnly {
 		return ownedLocal{newLocal(db, o.Limits)}, nil
 	}
 	l, err := NewLocal(ctx, db, o.Limits)

@@ -23,7 +23,11 @@ type CheckReport struct {
 	More int `json:"more,omitempty"`
 }
 
-func (r *CheckReport) add(format string, args ...any) {
+func (r *CheckReport) add(format string, args ...any) { r.Add(format, args...) }
+
+// Add records a problem; past the report's bound it only counts it. Other
+// stores (PostgreSQL) fill their reports with it.
+func (r *CheckReport) Add(format string, args ...any) {
 	if len(r.Problems) >= maxProblems {
 		r.More++
 		return

@@ -25,6 +25,7 @@ const mayCreate = "feedmq/may-create-database"
 // the directory has no database.
 func openAdmin(ctx context.Context, cfg Config, o admin.Options, noDB string) (admin.Conn, error) {
 	o.LockTimeout, o.Limits = adminLockTimeout, cfg.authLimits()
+	o.Storage, o.StoragePassword = cfg.Storage, cfg.storagePassword
 	a, err := admin.Open(ctx, cfg.dataDir(), o)
 	switch {
 	case errors.Is(err, admin.ErrNoDatabase):

@@ -33,6 +33,16 @@ type Config struct {
 	LogLevel  string `yaml:"log_level"`  // debug, info, warn or error
 	LogFormat string `yaml:"log_format"` // text or json
 
+	// Storage is where channels, devices and feeds live: "" for the bbolt
+	// file in the data directory, or the postgres:// (postgresql://) URL
+	// of a PostgreSQL database, which several nodes may share.
+	Storage string `yaml:"storage"`
+	// StoragePasswordFile names a file holding the database password, so
+	// that it stays out of the configuration file.
+	StoragePasswordFile string `yaml:"storage_password_file"`
+	// storagePassword is what StoragePasswordFile holds, read by Validate.
+	storagePassword string
+
 	Listeners ListenersConfig `yaml:"listeners"`
 	TLS       TLSConfig       `yaml:"tls"`
 	// WSAllowedOrigins lists the web origins (scheme://host[:port]) whose
@@ -292,7 +302,7 @@ func keyPaths(doc *yaml.Node) map[int]string {
 
 // Validate checks every value and names the key of the first bad one.
 func (c *Config) Validate() error {
-	checks := []func() error{c.validateLogging, c.validateListeners, c.validateTimeouts, c.validateLimits, c.validateHTTP,
+	checks := []func() error{c.validateLogging, c.validateStorage, c.validateListeners, c.validateTimeouts, c.validateLimits, c.validateHTTP,
 		c.validateFreeTopics}
 	for _, check := range checks {
 		if err := check(); err != nil {

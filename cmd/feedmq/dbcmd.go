@@ -97,6 +97,12 @@ command) uses the database. An existing database is replaced only with
 			if err != nil {
 				return err
 			}
+			if cfg.usesPostgres() {
+				// Replacing a shared database under running nodes is what
+				// db copy --replace does, with every node stopped first.
+				return fmt.Errorf("restore replaces the database file in the data directory, but this instance keeps its data in PostgreSQL (storage %s); "+
+					"stop every feedmq serve on it, then load the backup with: feedmq db copy --from BACKUP-FILE --to URL --replace", cfg.storageName())
+			}
 			if c, err := admin.Dial(cfg.dataDir()); err == nil {
 				c.Close()
 				return fmt.Errorf("feedmq serve is running on %s (its admin socket %s answers); stop it, then restore", cfg.dataDir(), cfg.socketPath())
@@ -200,7 +206,9 @@ var pruneInterval = time.Minute
 // startPruner applies channel retention (storage.DB.Prune) at once and then
 // every interval, in the background, until stop is called; stop waits for
 // a prune in progress to end, which it does after its current batch.
-func startPruner(db *storage.DB, log *slog.Logger, interval time.Duration) (stop func()) {
+func startPruner(db interface {
+	Prune(ctx context.Context, now time.Time) (int, error)
+}, log *slog.Logger, interval time.Duration) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -17,7 +17,7 @@ import (
 )
 
 // appendN stores n entries in channel ch of db.
-func appendN(t testing.TB, db *storage.DB, ch uint64, n int) {
+func appendN(t testing.TB, db channels.Store, ch uint64, n int) {
 	t.Helper()
 	for i := 0; i < n; i++ {
 		e := &channels.Entry{ChannelID: ch}

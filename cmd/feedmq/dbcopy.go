@@ -43,7 +43,8 @@ func newDBCopyCommand() *cobra.Command {
 		Long: `Copy channels with their feeds, devices with their grants and access rules,
 bindings, the owner account and the shared access rules from one database to
 another: a data directory (its bbolt file feedmq.db) or a PostgreSQL database
-(a postgres:// or postgresql:// URL). Channel, device, binding and entry IDs
+(a postgres:// or postgresql:// URL); --from also takes a backup file
+written by "feedmq backup". Channel, device, binding and entry IDs
 and creation times are kept, so URLs, topics, API keys and device passwords
 go on working; feeds are copied in batches.
 
@@ -201,13 +202,18 @@ func openCopyEnd(ctx context.Context, s string, create bool) (*copyEnd, error) {
 			return nil, errors.New("give the PostgreSQL database as a postgres:// URL, not as key=value settings")
 		}
 	}
-	path := admin.DBPath(s)
+	path, o := admin.DBPath(s), storage.Options{}
+	if fi, err := os.Stat(s); !create && err == nil && fi.Mode().IsRegular() {
+		// A backup file ("feedmq backup") is a database file itself,
+		// only read.
+		path, o.ReadOnly = s, true
+	}
 	if !create {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("no feedmq database in %s (%s); give the data directory of your instance", s, path)
 		}
 	}
-	db, err := storage.Open(path, storage.Options{})
+	db, err := storage.Open(path, o)
 	if errors.Is(err, storage.ErrLocked) {
 		return nil, fmt.Errorf("%w; stop feedmq serve on %s first", err, s)
 	}

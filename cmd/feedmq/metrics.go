@@ -16,9 +16,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/feedmq/feedmq/broker"
+	"github.com/feedmq/feedmq/channels"
 	httpd "github.com/feedmq/feedmq/http"
 	"github.com/feedmq/feedmq/storage"
 )
+
+// dbPath is the bbolt database file serve keeps, "" on PostgreSQL.
+func (s *server) dbPath() string {
+	if db, ok := s.db.(*storage.DB); ok {
+		return db.Path()
+	}
+	return ""
+}
 
 // metrics are what GET /metrics serves, in the Prometheus text format.
 // The broker's counters are read at scrape time (feedCollector), so the
@@ -67,7 +76,7 @@ func (m *metrics) handler(s *server) http.Handler {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.commitSeconds, m.commitEntries,
-		&feedCollector{broker: s.broker, dbPath: s.db.Path(), httpFieldsDropped: &m.httpFieldsDropped},
+		&feedCollector{broker: s.broker, dbPath: s.dbPath(), httpFieldsDropped: &m.httpFieldsDropped},
 		refusalCollector{m.httpRefused},
 		bindingCollector{s.broker},
 	)
@@ -126,7 +135,9 @@ var (
 // feedCollector reads the broker's counters and the database file size
 // at scrape time.
 type feedCollector struct {
-	broker            *broker.Server
+	broker *broker.Server
+	// dbPath is the bbolt file; "" on PostgreSQL, whose size is the
+	// database server's to report, so the gauge is left out.
 	dbPath            string
 	httpFieldsDropped *atomic.Uint64
 }
@@ -164,6 +175,9 @@ func (c *feedCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descQueued, prometheus.GaugeValue, float64(st.Queued))
 	ch <- prometheus.MustNewConstMetric(descQueueDropped, prometheus.CounterValue, float64(st.QueueDropped))
 	ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(st.Sessions))
+	if c.dbPath == "" {
+		return
+	}
 	if fi, err := os.Stat(c.dbPath); err != nil {
 		ch <- prometheus.NewInvalidMetric(descDBSize, err)
 	} else {
@@ -204,7 +218,7 @@ const healthTimeout = 2 * time.Second
 // check that finds one running waits for it, so probes that pile up on a
 // stuck store do not pile up goroutines.
 type storeHealth struct {
-	db *storage.DB
+	db channels.Store
 
 	mu      sync.Mutex
 	running chan struct{} // closed when the read in flight ends; nil when none

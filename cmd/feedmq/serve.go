@@ -18,10 +18,12 @@ import (
 
 	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/broker"
+	"github.com/feedmq/feedmq/channels"
 	httpd "github.com/feedmq/feedmq/http"
 	"github.com/feedmq/feedmq/internal/gctune"
 	"github.com/feedmq/feedmq/internal/safelog"
 	"github.com/feedmq/feedmq/storage"
+	"github.com/feedmq/feedmq/storage/postgres"
 )
 
 func newServeCommand() *cobra.Command {
@@ -150,7 +152,7 @@ func (s *server) reloadCertificate(cfg Config) error {
 // reverse.
 type server struct {
 	log    *slog.Logger
-	db     *storage.DB
+	db     serveStore
 	svc    *admin.Local
 	broker *broker.Server
 	http   *httpd.Server // nil when --http is off
@@ -176,7 +178,7 @@ func openServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, err
 		s.Close()
 		return nil, err
 	}
-	log.Info("feedmq serving", "version", version, "data", cfg.dataDir(), "admin_socket", cfg.socketPath())
+	log.Info("feedmq serving", "version", version, "data", cfg.dataDir(), "storage", cfg.storageName(), "admin_socket", cfg.socketPath())
 	s.logSetupLink()
 	return s, nil
 }
@@ -229,8 +231,7 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 		return fmt.Errorf("%w (its admin socket %s answers)", admin.ErrRunning, cfg.socketPath())
 	}
 	s.metrics = newMetrics()
-	if s.db, err = storage.Open(cfg.dbPath(), storage.Options{Timeout: serveLockTimeout, OnCommit: s.metrics.observeCommit,
-		OnError: func(err error) { log.Error("storage", "err", err) }}); err != nil {
+	if s.db, err = openStore(ctx, cfg, s.metrics, log); err != nil {
 		return err
 	}
 	if s.svc, err = admin.NewLocal(ctx, s.db, cfg.authLimits()); err != nil {
@@ -256,6 +257,51 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	s.stopPrune = startPruner(s.db, log.With("component", "retention"), pruneInterval)
 	return nil
 }
+
+// serveStore is what serve needs of its database, the bbolt file or
+// PostgreSQL: the admin service's store, the broker's appends (one at a
+// time, without waiting, in batches), the HTTP API's counted and paged
+// reads, and retention. Both stores have all of it, so nothing serve
+// offers on one is missing on the other.
+type serveStore interface {
+	admin.Store
+	channels.AsyncAppender
+	channels.BatchAppender
+	channels.EntryCounter
+	httpd.TimePager
+	Prune(ctx context.Context, now time.Time) (int, error)
+}
+
+var (
+	_ serveStore = (*storage.DB)(nil)
+	_ serveStore = (*postgres.DB)(nil)
+)
+
+// openStore opens the database of cfg: the PostgreSQL database of
+// storage, or else the data directory's file, which it locks.
+func openStore(ctx context.Context, cfg Config, m *metrics, log *slog.Logger) (serveStore, error) {
+	if !cfg.usesPostgres() {
+		return storage.Open(cfg.dbPath(), storage.Options{Timeout: serveLockTimeout, OnCommit: m.observeCommit,
+			OnError: func(err error) { log.Error("storage", "err", err) }})
+	}
+	// The data directory still holds this node's admin socket and MQTT
+	// sessions.
+	if err := os.MkdirAll(cfg.dataDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	octx, cancel := context.WithTimeout(ctx, storageOpenTimeout)
+	defer cancel()
+	db, err := cfg.openPostgres(octx, postgres.Options{RateLimit: time.Duration(cfg.RateLimit), OnCommit: m.observeCommit})
+	if err != nil {
+		return nil, fmt.Errorf("storage %s: %w", cfg.storageName(), err)
+	}
+	return db, nil
+}
+
+// storageOpenTimeout bounds serve's wait for PostgreSQL at start (its
+// connection and the schema migration): an unreachable database is an
+// error, not a hang.
+const storageOpenTimeout = 30 * time.Second
 
 // anonymousSessions maps sessions.max_anonymous, where 0 refuses them
 // all, to the broker's option, where 0 means the default.

@@ -57,6 +57,8 @@ type server struct {
 	port int
 	cmd  *exec.Cmd
 	exit chan struct{} // closed when the process has ended
+	// passwords is set once pwGroup's members must log in with one.
+	passwords bool
 }
 
 // Run runs the tests of m and then stops the server, if one was started.
@@ -394,4 +396,88 @@ func (s *server) stop() error {
 func (s *server) kill() {
 	s.cmd.Process.Kill()
 	<-s.exit
+}
+
+// pwGroup is the role whose members must log in with a password: the
+// server trusts every other role (tests need no credentials).
+const pwGroup = "pgtest_password"
+
+// NewWithPassword is New for a role of its own that must give a password
+// (SCRAM), for tests of credentials. It returns the database's URL, which
+// holds no password, and the password. The role and the database are
+// dropped when t ends.
+func NewWithPassword(t testing.TB) (url, password string) {
+	t.Helper()
+	s := get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.requirePasswords(ctx); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	n := dbSeq.Add(1)
+	role := fmt.Sprintf("pw%d_%d", os.Getpid(), n)
+	name := fmt.Sprintf("t%d_%d", os.Getpid(), n)
+	password = fmt.Sprintf("pw-%d-%d-%d", os.Getpid(), n, time.Now().UnixNano())
+	if err := s.exec(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s' IN ROLE %s", role, password, pwGroup)); err != nil {
+		t.Fatalf("pgtest: create role: %v", err)
+	}
+	if err := s.exec(ctx, fmt.Sprintf("CREATE DATABASE %s OWNER %s TEMPLATE template0", name, role)); err != nil {
+		t.Fatalf("pgtest: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := s.exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("pgtest: drop database: %v", err)
+		}
+		if err := s.exec(ctx, "DROP ROLE "+role); err != nil {
+			t.Errorf("pgtest: drop role: %v", err)
+		}
+	})
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", role, s.port, name), password
+}
+
+// requirePasswords makes the server ask pwGroup's members for a password,
+// once: a line ahead of the trusting ones in pg_hba.conf, then a reload.
+func (s *server) requirePasswords(ctx context.Context) error {
+	mu.Lock()
+	defer mu.Unlock()
+	if s.passwords {
+		return nil
+	}
+	if err := s.exec(ctx, "CREATE ROLE "+pwGroup+" NOLOGIN"); err != nil {
+		return fmt.Errorf("create role %s: %w", pwGroup, err)
+	}
+	hba := filepath.Join(s.dir, "data", "pg_hba.conf")
+	old, err := os.ReadFile(hba)
+	if err != nil {
+		return err
+	}
+	line := "host all +" + pwGroup + " 127.0.0.1/32 scram-sha-256\n"
+	// Written in place: the file keeps its owner (the postgres user).
+	if err := os.WriteFile(hba, append([]byte(line), old...), 0o600); err != nil {
+		return err
+	}
+	if err := s.exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		return err
+	}
+	// The reload is asynchronous: wait until a member without a
+	// password is turned away.
+	probe := pwGroup + "_probe"
+	if err := s.exec(ctx, "CREATE ROLE "+probe+" LOGIN IN ROLE "+pwGroup); err != nil {
+		return err
+	}
+	probeURL := strings.Replace(s.url("postgres"), "postgres@", probe+"@", 1)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := pgx.Connect(ctx, probeURL)
+		if err != nil {
+			break
+		}
+		c.Close(context.Background())
+		if time.Now().After(deadline) {
+			return errors.New("the server did not load the password rule")
+		}
+	}
+	s.passwords = true
+	return nil
 }

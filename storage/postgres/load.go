@@ -88,7 +88,6 @@ func (db *DB) LoadEntries(ctx context.Context, channelID uint64, es []channels.E
 		} else if err != nil {
 			return err
 		}
-		rows := make([][]any, len(es))
 		seq := uint64(last)
 		for i := range es {
 			e := &es[i]
@@ -96,20 +95,8 @@ func (db *DB) LoadEntries(ctx context.Context, channelID uint64, es []channels.E
 				return channels.Errorf(channels.ECONFLICT, "entry %d of the batch has entry_id %d, not above %d", i+1, e.ID, seq)
 			}
 			seq = e.ID
-			row := make([]any, 0, 3+channels.NumValues)
-			row = append(row, int64(channelID), int64(e.ID), e.CreatedAt.Unix())
-			for v := 0; v < channels.NumValues; v++ {
-				if s, ok := e.Value(v); ok {
-					row = append(row, s)
-				} else {
-					row = append(row, nil)
-				}
-			}
-			rows[i] = row
 		}
-		cols := []string{"channel_id", "entry_id", "created_at", "field1", "field2", "field3", "field4",
-			"field5", "field6", "field7", "field8", "latitude", "longitude", "elevation", "status"}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"entries"}, cols, pgx.CopyFromRows(rows)); err != nil {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"entries"}, entryCopyColumns, pgx.CopyFromRows(entryRows(channelID, es))); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, "UPDATE channels SET last_entry_id = $2 WHERE id = $1", int64(channelID), int64(seq))

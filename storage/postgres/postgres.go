@@ -36,6 +36,9 @@ type Options struct {
 	// the transaction took. It runs on the writer goroutine, so it must
 	// be quick and must not call DB.
 	OnCommit func(entries int, d time.Duration)
+	// Password, when set, is the database password, in place of one in
+	// the URL, so that it can be kept in a file of its own.
+	Password string
 }
 
 // DB is an open feedmq database in PostgreSQL. It is safe for concurrent
@@ -60,6 +63,9 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	// with a synchronous standby, of its machine), whatever the server's
 	// or role's default.
 	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	if opts.Password != "" {
+		cfg.ConnConfig.Password = opts.Password
+	}
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "feedmq"
 	}

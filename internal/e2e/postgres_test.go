@@ -1,0 +1,216 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/feedmq/feedmq/auth"
+	"github.com/feedmq/feedmq/internal/pgtest"
+)
+
+// feedmq serve with storage: a PostgreSQL URL, its password in
+// storage_password_file. A channel and a device made with the CLI offline
+// (straight to the database) before serve starts, and a device made
+// through the running server's socket, publish with mosquitto_pub at QoS
+// 1; a subscriber gets the entries in order; the REST API reads them back,
+// also after a restart, and numbering goes on. check and backup work
+// through the socket and offline. The password is in no output.
+func TestServeOnPostgres(t *testing.T) {
+	for _, tool := range []string{"mosquitto_sub", "mosquitto_pub"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	dbURL, password := pgtest.NewWithPassword(t)
+	data := t.TempDir()
+	pwFile := filepath.Join(t.TempDir(), "db-password")
+	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "feedmq.yaml")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("storage: %q\nstorage_password_file: %q\n", dbURL, pwFile)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pgcli := func(v any, args ...string) {
+		t.Helper()
+		cli(t, data, v, append([]string{"--config", conf}, args...)...)
+	}
+
+	var ch struct {
+		ID      uint64 `json:"id"`
+		ReadKey string `json:"read_api_key"`
+	}
+	pgcli(&ch, "channel", "create", "--name", "Greenhouse", "--field", "1=Temperature", "--json")
+	var sensor, reader auth.DeviceJSON
+	pgcli(&sensor, "device", "create", "--name", "sensor", "--channel", fmt.Sprintf("%d:pub", ch.ID), "--json")
+	if _, err := os.Stat(filepath.Join(data, "feedmq.db")); !os.IsNotExist(err) {
+		t.Fatalf("the CLI made a bbolt database: %v", err)
+	}
+
+	start := func() *server {
+		return startServeWith(t, raceBuild, data, "--config", conf, "--mqtt", "127.0.0.1:0", "--ws", "off",
+			"--http", "127.0.0.1:0", "--log-level", "debug")
+	}
+	srv := start()
+	// Through the socket: serve knows the device the moment it exists.
+	pgcli(&reader, "device", "create", "--name", "reader", "--channel", fmt.Sprintf("%d:sub", ch.ID), "--json")
+
+	creds := func(srv *server, d auth.DeviceJSON) []string {
+		_, port, _ := net.SplitHostPort(srv.addr)
+		return []string{"-h", "127.0.0.1", "-p", port, "-V", "mqttv311", "-i", d.ClientID, "-u", d.Username, "-P", d.Password}
+	}
+	topic := fmt.Sprintf("channels/%d/publish", ch.ID)
+	pub := func(srv *server, payload string) {
+		t.Helper()
+		if out, err := exec.Command("mosquitto_pub", append(creds(srv, sensor), "-q", "1", "-t", topic, "-m", payload)...).CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_pub: %v %s\n%s", err, out, srv.logs.String())
+		}
+	}
+	type entry struct {
+		ID     uint64 `json:"entry_id"`
+		Field1 string `json:"field1"`
+	}
+	feed := func(srv *server) []entry {
+		t.Helper()
+		resp, err := http.Get(fmt.Sprintf("http://%s/channels/%d/feeds.json?api_key=%s&results=100", srv.addrs["http"], ch.ID, ch.ReadKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		var f struct {
+			Feeds []entry `json:"feeds"`
+		}
+		if resp.StatusCode != 200 || json.Unmarshal(body, &f) != nil {
+			t.Fatalf("feed read: %d %s", resp.StatusCode, body)
+		}
+		return f.Feeds
+	}
+
+	sub := exec.Command("mosquitto_sub", append(creds(srv, reader), "-t", fmt.Sprintf("channels/%d/subscribe", ch.ID), "-q", "1")...)
+	out, err := sub.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Process.Kill(); _ = sub.Wait() }()
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	// The subscriber is in once an entry reaches it: publish until one does.
+	var got []entry
+	deadline := time.Now().Add(20 * time.Second)
+	for len(got) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the subscriber got nothing\n%s", srv.logs.String())
+		}
+		pub(srv, "field1=0")
+		select {
+		case l := <-lines:
+			var e entry
+			if err := json.Unmarshal([]byte(l), &e); err != nil {
+				t.Fatalf("subscriber got %q", l)
+			}
+			got = append(got, e)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	first := len(feed(srv))
+	for i := 1; i <= 5; i++ {
+		pub(srv, fmt.Sprintf("field1=%d", i))
+	}
+	es := feed(srv)
+	if len(es) != first+5 {
+		t.Fatalf("feed after 5 publishes: %+v", es)
+	}
+	for i, e := range es {
+		if e.ID != uint64(i+1) {
+			t.Fatalf("feed ids: %+v", es)
+		}
+	}
+	// Every entry reaches the subscriber, in order, from the first one it got.
+	for len(got) < len(es)-int(got[0].ID)+1 {
+		select {
+		case l := <-lines:
+			var e entry
+			if err := json.Unmarshal([]byte(l), &e); err != nil {
+				t.Fatalf("subscriber got %q", l)
+			}
+			got = append(got, e)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("subscriber got %+v of %+v", got, es)
+		}
+	}
+	for i, e := range got {
+		if e.ID != got[0].ID+uint64(i) || e.Field1 != es[e.ID-1].Field1 {
+			t.Fatalf("subscriber got %+v, feed %+v", got, es)
+		}
+	}
+
+	var rep struct {
+		Channels, Devices int
+		Entries           uint64
+		Problems          []string
+	}
+	pgcli(&rep, "check", "--json")
+	if rep.Channels != 1 || rep.Devices != 2 || rep.Entries != uint64(len(es)) || len(rep.Problems) != 0 {
+		t.Fatalf("check through the socket: %+v", rep)
+	}
+
+	// A restart reads the same feed and numbers on.
+	_ = srv.cmd.Process.Signal(syscall.SIGTERM)
+	if err := srv.wait(); err != nil {
+		t.Fatalf("serve: %v\n%s", err, srv.logs.String())
+	}
+	logs := srv.logs.String()
+	srv = start()
+	if again := feed(srv); len(again) != len(es) || again[len(again)-1] != es[len(es)-1] {
+		t.Fatalf("after the restart: %+v, before %+v", again, es)
+	}
+	pub(srv, "field1=after")
+	es = feed(srv)
+	if last := es[len(es)-1]; last.ID != uint64(len(es)) || last.Field1 != "after" {
+		t.Fatalf("after the restart: %+v", es)
+	}
+	_ = srv.cmd.Process.Signal(syscall.SIGTERM)
+	if err := srv.wait(); err != nil {
+		t.Fatalf("serve: %v\n%s", err, srv.logs.String())
+	}
+	logs += srv.logs.String()
+
+	// Offline: check and a backup, a bbolt database check reads.
+	pgcli(&rep, "check", "--json")
+	if rep.Entries != uint64(len(es)) || len(rep.Problems) != 0 {
+		t.Fatalf("check offline: %+v", rep)
+	}
+	restored := t.TempDir()
+	var b struct {
+		Entries uint64 `json:"entries"`
+	}
+	pgcli(&b, "backup", "--output", filepath.Join(restored, "feedmq.db"), "--json")
+	cli(t, restored, &rep, "check", "--json")
+	if b.Entries != uint64(len(es)) || rep.Entries != b.Entries || rep.Devices != 2 || len(rep.Problems) != 0 {
+		t.Fatalf("backup %+v, its check %+v", b, rep)
+	}
+
+	if !strings.Contains(logs, "storage=postgres://") || strings.Contains(logs, password) {
+		t.Fatalf("serve's logs:\n%s", logs)
+	}
+}
