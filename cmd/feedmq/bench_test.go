@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/feedmq/feedmq/internal/loadgen"
 )
@@ -192,5 +196,86 @@ func TestBenchErrors(t *testing.T) {
 	}
 	if got := mustFail(t, dir, "bench", "failover", "--plain", "--restart-db", " "); !strings.Contains(got, "--restart-db is empty") {
 		t.Errorf("blank --restart-db: got %q", got)
+	}
+}
+
+// startServeProcess runs `feedmq serve` on dir as a process of its own
+// (this test binary re-executed) and returns its MQTT address, the
+// process, which the test ends, and a channel closed once it has ended.
+func startServeProcess(t *testing.T, dir string) (string, *exec.Cmd, <-chan struct{}) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "serve", "--data", dir, "--mqtt", "127.0.0.1:0", "--ws", "off", "--http", "off", "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "FEEDMQ_TEST_RUN_MAIN=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "mqtt listening on "); ok {
+				addr <- a
+			}
+		}
+		cmd.Wait()
+		close(exited)
+	}()
+	select {
+	case a := <-addr:
+		return a, cmd, exited
+	case <-exited:
+		t.Fatal("serve ended at start")
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not start within 30s")
+	}
+	return "", nil, nil
+}
+
+// failover --kill 2 kills the second of two real serve processes with
+// SIGKILL; the devices that were on it publish on the first again.
+func TestBenchFailoverKill(t *testing.T) {
+	var addrs, pids []string
+	var procs []*exec.Cmd
+	var exits []<-chan struct{}
+	for range 2 {
+		dir := t.TempDir()
+		a, p, exited := startServeProcess(t, dir)
+		// --plain devices are anonymous and publish on bench/failover/<n>.
+		mustRun(t, dir, "device", "allow", "anonymous", "--topic", "bench/#", "--write")
+		addrs, pids = append(addrs, a), append(pids, strconv.Itoa(p.Process.Pid))
+		procs, exits = append(procs, p), append(exits, exited)
+	}
+	var r loadgen.Result
+	mustJSON(t, t.TempDir(), &r, "bench", "failover", "--plain", "--addr", strings.Join(addrs, ","), "--pid", strings.Join(pids, ","),
+		"--kill", "2", "--clients", "4", "--duration", "30s", "--json")
+	f := r.Failover
+	if f == nil || f.Kill == nil || f.DB != nil {
+		t.Fatalf("%+v", r)
+	}
+	if k := f.Kill; k.Node != 2 || k.Addr != addrs[1] || k.Devices != 2 || k.Recovered != 2 || k.RecoverMax < k.ReconnectMax {
+		t.Fatalf("%+v", *k)
+	}
+	// The second process ended by SIGKILL; the first runs on.
+	select {
+	case <-exits[1]:
+	case <-time.After(30 * time.Second):
+		t.Fatal("node 2 still runs")
+	}
+	if ws, ok := procs[1].ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("node 2 ended with %v, want SIGKILL", procs[1].ProcessState)
+	}
+	select {
+	case <-exits[0]:
+		t.Fatalf("node 1 ended: %v", procs[0].ProcessState)
+	default:
 	}
 }
