@@ -156,7 +156,7 @@ CONF
 		[ -n "$a" ] || { echo "bench-cluster: node $i of $target did not start within 30s" >&2; cat "$dir/serve.log" >&2; exit 1; }
 		addrs+="${addrs:+,}$a"
 		npids+="${npids:+,}$pid"
-		[ "$i" = 1 ] && data="$dir/data"
+		if [ "$i" = 1 ]; then data="$dir/data"; fi
 	done
 }
 stop_nodes() {
@@ -174,10 +174,12 @@ echo
 targets=(bbolt)
 for n in $NODES; do targets+=("pg-$n"); done
 # name|arguments; idle last on each set-up (what follows 3000 connections
-# pays for them).
+# pays for them). Fan-out publishes at QoS 1, one in flight: at QoS 0 the
+# one publisher outruns the commits and most entries are refused, so the
+# figure would say more about the flood than about the nodes.
 scenarios=(
 	"fanin-qos1|fanin --qos 1 --clients $CLIENTS"
-	"fanout|fanout --clients $CLIENTS"
+	"fanout-qos1|fanout --qos 1 --clients $CLIENTS"
 	"idle|idle --clients $IDLE --duration 10s"
 )
 failed=0
