@@ -58,7 +58,7 @@ as_pg() {
 }
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do { wait "$p"; } 2>/dev/null || true; done
 	[ -z "$pg_up" ] || as_pg "$PGBIN/pg_ctl" -D "$tmp/pg/data" -m immediate -w stop >/dev/null 2>&1 || true
 	rm -rf "$tmp"
 }
@@ -162,7 +162,8 @@ CONF
 stop_nodes() {
 	local p
 	for p in "${node_pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${node_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	# Braces: bash says nothing of the node bench killed.
+	for p in "${node_pids[@]}"; do { wait "$p"; } 2>/dev/null || true; done
 	node_pids=()
 }
 
