@@ -41,12 +41,17 @@ type Options struct {
 	Password string
 }
 
+// defaultConnectTimeout bounds a connection attempt when the URL sets no
+// connect_timeout (a variable: tests shorten it).
+var defaultConnectTimeout = 10 * time.Second
+
 // DB is an open feedmq database in PostgreSQL. It is safe for concurrent
 // use; several DBs, in one process or many, may share one database.
 type DB struct {
 	pool *pgxpool.Pool
 	opts Options
 	w    *writer
+	node nodeState // the node this process runs as (nodes.go)
 }
 
 // Open connects to the database at url (a postgres:// URL or a key=value
@@ -65,6 +70,12 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
 	if opts.Password != "" {
 		cfg.ConnConfig.Password = opts.Password
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// Without connect_timeout in the URL a connection to a host that
+		// drops packets waits for the system's TCP timeout (minutes), at
+		// start and on every reconnect.
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "feedmq"
@@ -90,6 +101,9 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 // Calling it again is a no-op.
 func (db *DB) Close() error {
 	if db.w.stop() {
+		db.node.mu.Lock()
+		db.node.release()
+		db.node.mu.Unlock()
 		db.pool.Close()
 	}
 	return nil
