@@ -56,9 +56,18 @@ pg_up=
 as_pg() {
 	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
+# gone PID: waits up to 30s until the process has ended (a disowned
+# node is no job to wait for), then kills it.
+gone() {
+	for _ in $(seq 300); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -9 "$1" 2>/dev/null || true
+}
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do { wait "$p"; } 2>/dev/null || true; done
+	for p in "${pids[@]}"; do gone "$p"; done
 	[ -z "$pg_up" ] || as_pg "$PGBIN/pg_ctl" -D "$tmp/pg/data" -m immediate -w stop >/dev/null 2>&1 || true
 	rm -rf "$tmp"
 }
@@ -145,6 +154,8 @@ CONF
 		"$FEEDMQ" serve --config "$cfg" --data "$dir/data" --mqtt 127.0.0.1:0 --ws off --http off --log-level warn \
 			>"$out" 2>"$dir/serve.log" &
 		pid=$!
+		# Out of the job table: bash would report the node bench kills.
+		disown "$pid"
 		pids+=("$pid"); node_pids+=("$pid")
 		a=
 		for _ in $(seq 300); do
@@ -162,8 +173,7 @@ CONF
 stop_nodes() {
 	local p
 	for p in "${node_pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	# Braces: bash says nothing of the node bench killed.
-	for p in "${node_pids[@]}"; do { wait "$p"; } 2>/dev/null || true; done
+	for p in "${node_pids[@]}"; do gone "$p"; done
 	node_pids=()
 }
 
