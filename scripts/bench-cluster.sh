@@ -252,6 +252,9 @@ if [ "${BENCH_FAILOVER:-1}" != 0 ]; then
 	# Failover: three nodes; 30 devices publish QoS 1 through bench's
 	# round-robin balancer. Node 3 is killed (node 1 holds the admin socket
 	# bench cleans up through), then PostgreSQL is restarted.
+	# A checkpoint first: the restart's own (a fast shutdown writes every
+	# dirty buffer) then covers what this run wrote, not the runs before.
+	psql -c CHECKPOINT
 	start_nodes pg-failover 3
 	echo "failover: feedmq bench failover --addr $addrs --pid $npids --kill 3 --restart-db '<pg_ctl restart -m fast -w>' --clients 30" >&2
 	if out=$("$FEEDMQ" bench failover --addr "$addrs" --pid "$npids" --data "$data" --kill 3 --restart-db "$restart_db" \
