@@ -93,7 +93,7 @@ func TestServeOnPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, ok := s.db.(*postgres.DB); !ok {
+	if _, ok := s.db.(*postgres.DB); !ok || s.pg == nil {
 		t.Fatalf("serve opened %T", s.db)
 	}
 	// Retention runs on PostgreSQL.
