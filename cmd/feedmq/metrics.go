@@ -80,6 +80,9 @@ func (m *metrics) handler(s *server) http.Handler {
 		refusalCollector{m.httpRefused},
 		bindingCollector{s.broker},
 	)
+	if s.node != nil {
+		reg.MustRegister(nodeCollector{s.node})
+	}
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:            promLogger{s},
 		ErrorHandling:       promhttp.ContinueOnError,

@@ -164,6 +164,10 @@ type server struct {
 	sock    *admin.Server
 	// stopPrune stops the background retention (see dbcmd.go).
 	stopPrune func()
+	// node is the node's life on a PostgreSQL storage (heartbeat,
+	// configuration changes of other processes, NATS with cluster:);
+	// nil on the bbolt file.
+	node *clusterNode
 }
 
 // serveLockTimeout is how long serve waits for an admin command that has
@@ -238,15 +242,30 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	s.pg, _ = s.db.(*postgres.DB)
+	if s.pg != nil {
+		if s.node, err = startNode(ctx, cfg, s.pg, log); err != nil {
+			return err
+		}
+	}
 	if s.svc, err = admin.NewLocal(ctx, s.db, cfg.authLimits()); err != nil {
 		return err
 	}
-	if s.broker, err = broker.New(brokerOptions(cfg, log), s.db, s.svc.Registry); err != nil {
+	opts := brokerOptions(cfg, log)
+	opts.Cluster = s.node.brokerCluster()
+	if rs, ok := s.db.(broker.RetainedStore); ok {
+		opts.Retained = rs // shared by every node: PostgreSQL
+	}
+	if s.broker, err = broker.New(opts, s.db, s.svc.Registry); err != nil {
 		return err
 	}
 	s.svc.Revoke = s.broker.Revoke
 	if err = s.svc.WatchBindings(ctx, s.broker.SetBindings); err != nil {
 		return err
+	}
+	if s.node != nil {
+		if err = s.node.follow(ctx, s.svc, s.broker); err != nil {
+			return err
+		}
 	}
 	s.svc.Activity = s.broker.DeviceActivity
 	if err = s.broker.Open(); err != nil {
@@ -277,8 +296,9 @@ type serveStore interface {
 }
 
 var (
-	_ serveStore = (*storage.DB)(nil)
-	_ serveStore = (*postgres.DB)(nil)
+	_ serveStore           = (*storage.DB)(nil)
+	_ serveStore           = (*postgres.DB)(nil)
+	_ broker.RetainedStore = (*postgres.DB)(nil)
 )
 
 // openStore opens the database of cfg: the PostgreSQL database of
@@ -322,9 +342,10 @@ func anonymousSessions(n int) int {
 	return n
 }
 
-// sessionsFile, in the data directory, keeps retained messages and
-// persistent MQTT sessions (mochi's bbolt storage hook; a file apart from
-// the feed database, which has its own write-ahead log).
+// sessionsFile, in the data directory, keeps retained messages (unless
+// PostgreSQL keeps them, for every node) and persistent MQTT sessions
+// (mochi's bbolt storage hook; a file apart from the feed database, which
+// has its own write-ahead log).
 const sessionsFile = "mqtt-sessions.db"
 
 func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
@@ -371,8 +392,9 @@ func authBackoff(c AuthBackoffConfig) broker.AuthBackoff {
 }
 
 // Close shuts down in order: the admin socket (no new changes), the HTTP
-// listener (requests in flight finish), the broker (in-flight publishes
-// are committed), then the database.
+// listener (requests in flight finish), the node's heartbeat and
+// configuration follower, the broker (in-flight publishes are committed),
+// the NATS link and the node's row, then the database.
 func (s *server) Close() error {
 	var errs []error
 	if s.sock != nil {
@@ -381,8 +403,15 @@ func (s *server) Close() error {
 	if s.http != nil {
 		errs = append(errs, s.http.Close())
 	}
+	if s.node != nil {
+		s.node.stopWatching() // a shutdown must not fail closed
+	}
 	if s.broker != nil {
 		errs = append(errs, s.broker.Close())
+	}
+	if s.node != nil {
+		// After the broker's last entries went out on NATS.
+		errs = append(errs, s.node.close())
 	}
 	if s.stopPrune != nil {
 		s.stopPrune()
