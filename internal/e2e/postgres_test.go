@@ -23,7 +23,9 @@ import (
 // storage_password_file. A channel and a device made with the CLI offline
 // (straight to the database) before serve starts, and a device made
 // through the running server's socket, publish with mosquitto_pub at QoS
-// 1; a subscriber gets the entries in order; the REST API reads them back,
+// 1, and so does one made meanwhile by a CLI elsewhere (straight to the
+// database, which notifies serve); a subscriber gets the entries in
+// order; the REST API reads them back,
 // also after a restart, and numbering goes on. check and backup work
 // through the socket and offline. The password is in no output.
 func TestServeOnPostgres(t *testing.T) {
@@ -185,13 +187,32 @@ func TestServeOnPostgres(t *testing.T) {
 		t.Fatalf("/metrics: %d\n%s", code, metrics)
 	}
 
+	// A CLI elsewhere (no socket in its data directory) writes the
+	// database directly; the running serve hears of the change and lets
+	// the new device in.
+	var remote auth.DeviceJSON
+	cli(t, t.TempDir(), &remote, "--config", conf, "device", "create", "--name", "remote", "--channel", fmt.Sprintf("%d:pub", ch.ID), "--json")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out, err := exec.Command("mosquitto_pub", append(creds(srv, remote), "-q", "1", "-t", topic, "-m", "field1=remote")...).CombinedOutput()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a device made by a CLI elsewhere is still refused: %v %s", err, out)
+		}
+	}
+	es = feed(srv)
+	if last := es[len(es)-1]; last.Field1 != "remote" || last.ID != uint64(len(es)) {
+		t.Fatalf("feed after the remote device's publish: %+v", es)
+	}
+
 	var rep struct {
 		Channels, Devices int
 		Entries           uint64
 		Problems          []string
 	}
 	pgcli(&rep, "check", "--json")
-	if rep.Channels != 1 || rep.Devices != 2 || rep.Entries != uint64(len(es)) || len(rep.Problems) != 0 {
+	if rep.Channels != 1 || rep.Devices != 3 || rep.Entries != uint64(len(es)) || len(rep.Problems) != 0 {
 		t.Fatalf("check through the socket: %+v", rep)
 	}
 
@@ -227,7 +248,7 @@ func TestServeOnPostgres(t *testing.T) {
 	}
 	pgcli(&b, "backup", "--output", filepath.Join(restored, "feedmq.db"), "--json")
 	cli(t, restored, &rep, "check", "--json")
-	if b.Entries != uint64(len(es)) || rep.Entries != b.Entries || rep.Devices != 2 || len(rep.Problems) != 0 {
+	if b.Entries != uint64(len(es)) || rep.Entries != b.Entries || rep.Devices != 3 || len(rep.Problems) != 0 {
 		t.Fatalf("backup %+v, its check %+v", b, rep)
 	}
 
