@@ -20,14 +20,14 @@ import (
 )
 
 // feedmq serve with storage: a PostgreSQL URL, its password in
-// storage_password_file. A channel and a device made with the CLI offline
-// (straight to the database) before serve starts, and a device made
-// through the running server's socket, publish with mosquitto_pub at QoS
-// 1, and so does one made meanwhile by a CLI elsewhere (straight to the
-// database, which notifies serve); a subscriber gets the entries in
-// order; the REST API reads them back,
-// also after a restart, and numbering goes on. check and backup work
-// through the socket and offline. The password is in no output.
+// storage_password_file. A channel and a sensor made with the CLI offline
+// (straight to the database) before serve starts, and a reader made
+// through the running server's socket: the sensor publishes with
+// mosquitto_pub at QoS 1 and the reader gets the entries in order. A
+// device a CLI elsewhere makes meanwhile (straight to the database, which
+// notifies serve) gets in too. The REST API reads the feed, also after a
+// restart, and numbering goes on. check and backup work through the
+// socket and offline. The password is in no output.
 func TestServeOnPostgres(t *testing.T) {
 	for _, tool := range []string{"mosquitto_sub", "mosquitto_pub"} {
 		if _, err := exec.LookPath(tool); err != nil {
