@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/internal/pgtest"
@@ -255,4 +259,70 @@ func TestServeOnPostgres(t *testing.T) {
 	if !strings.Contains(logs, "storage=postgres://") || strings.Contains(logs, password) || strings.Contains(logs, "metrics: collection failed") {
 		t.Fatalf("serve's logs:\n%s", logs)
 	}
+}
+
+// The real binary refuses to serve on a database it cannot use, and says
+// why on stderr with exit status 1: nothing listening at the URL's port (a
+// password in the URL stays out of the message), a schema a newer feedmq
+// made.
+func TestServeOnPostgresRefusedAtStart(t *testing.T) {
+	const secret = "s3cret-Pw"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	newer := pgtest.New(t)
+	cli(t, t.TempDir(), nil, "--config", writeConfig(t, fmt.Sprintf("storage: %q\n", newer)), "channel", "list", "--json")
+	conn, err := pgx.Connect(context.Background(), newer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(context.Background(), "INSERT INTO schema_migrations (version, name) VALUES (999, 'later')")
+	conn.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, url, want string }{
+		{"unreachable", fmt.Sprintf("postgres://feedmq:%s@127.0.0.1:%d/feeds?sslmode=disable", secret, port), fmt.Sprintf("127.0.0.1:%d/feeds", port)},
+		{"newer schema", newer, "upgrade feedmq"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(feedmqBinary(t), "serve", "--data", t.TempDir(), "--config", writeConfig(t, fmt.Sprintf("storage: %q\n", tc.url)),
+				"--mqtt", "127.0.0.1:0", "--ws", "off", "--http", "off")
+			var stdout, stderr lockedBuffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err = <-done:
+			case <-time.After(2 * time.Minute):
+				_ = cmd.Process.Kill()
+				t.Fatalf("serve still runs:\n%s", stderr.String())
+			}
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+				t.Fatalf("exit: %v\n%s", err, stderr.String())
+			}
+			msg := stderr.String()
+			if !strings.Contains(msg, "feedmq: storage postgres://") || !strings.Contains(msg, tc.want) || strings.Contains(msg+stdout.String(), secret) ||
+				strings.Contains(stdout.String(), "listening on") {
+				t.Fatalf("stdout %q\nstderr %q", stdout.String(), msg)
+			}
+		})
+	}
+}
+
+// writeConfig writes a configuration file and returns its path.
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "feedmq.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
