@@ -151,8 +151,11 @@ func (s *server) reloadCertificate(cfg Config) error {
 // HTTP listener and admin socket, opened in that order and closed in
 // reverse.
 type server struct {
-	log    *slog.Logger
-	db     serveStore
+	log *slog.Logger
+	db  serveStore
+	// pg is db when it is PostgreSQL, nil on the bbolt file: what only a
+	// shared database offers (change notices, cluster) hangs on it.
+	pg     *postgres.DB
 	svc    *admin.Local
 	broker *broker.Server
 	http   *httpd.Server // nil when --http is off
@@ -238,8 +241,9 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	if s.db, err = openStore(ctx, cfg, s.metrics, log); err != nil {
 		return err
 	}
-	if pg, ok := s.db.(*postgres.DB); ok {
-		if s.node, err = startNode(ctx, cfg, pg, log); err != nil {
+	s.pg, _ = s.db.(*postgres.DB)
+	if s.pg != nil {
+		if s.node, err = startNode(ctx, cfg, s.pg, log); err != nil {
 			return err
 		}
 	}
