@@ -43,6 +43,14 @@ password. The token lives until serve stops.
 Flags override the --config file, which overrides the defaults. An address
 of "off" disables a listener.
 
+With storage set to a PostgreSQL URL, serve is a node on that database
+(named node_name): it refuses to start while another node without
+cluster is live there, follows the changes other processes make to
+channels, devices and rules, and with cluster set (NATS URLs) exchanges
+entries with the other nodes. A node that cannot confirm its state with
+the database for 30 seconds closes its connections and refuses new ones
+until it can; /healthz and /metrics show the cluster.
+
 On SIGHUP serve reads the TLS certificate and key files again: new
 connections get the new certificate, established ones stay. When the new
 files are not a valid pair, the previous certificate stays in use and the
