@@ -243,7 +243,7 @@ func TestSharedRetainedRestartAndOddTopics(t *testing.T) {
 	rn.ts.allow(reader, "read #")
 	a := mustConnect(t, rn.addr[0], dev)
 	odd := "🙂/ü/\u200b/\ufeff/€"
-	long := "long/" + strings.Repeat("ä", 5000) // 10005 bytes: its notice says "reload"
+	long := "long/" + strings.Repeat("ä", 5000) // 10005 bytes: announced by its key
 	a.publishRetained(t, odd, 1, "odd")
 	a.publishRetained(t, long, 1, "long")
 	a.publishRetained(t, "gone/soon", 1, "x")
@@ -262,6 +262,17 @@ func TestSharedRetainedRestartAndOddTopics(t *testing.T) {
 	got = rn.received(1, reader, "#", 3)
 	if got[odd] != "odd again" || got[long] != "long" || got["while/down"] != "new" {
 		t.Fatalf("restarted node B sent %v", len(got))
+	}
+
+	// The long topic, announced by its key, replaced and then cleared.
+	a.publishRetained(t, long, 1, "longer")
+	waitUntil(t, "the long topic replaced on node B", func() bool {
+		return rn.sent(1, reader, "long/#")[long] == "longer"
+	})
+	a.publishRetained(t, long, 1, "")
+	rn.waitRetained(1, 2)
+	if got := rn.received(1, reader, "#", 2); got[long] != "" || got[odd] != "odd again" {
+		t.Fatalf("node B sent %d messages after the long topic was cleared", len(got))
 	}
 }
 
