@@ -294,6 +294,25 @@ func TestSharedRetainedStoreFailure(t *testing.T) {
 	if st := rn.srv[0].Stats(); st.Retained != 0 {
 		t.Fatalf("%d retained", st.Retained)
 	}
+
+	// MQTT 5 gets the failure in its PUBACK, and stays connected.
+	c := dial(t, rn.addr[0])
+	if code, err := c.Connect(mqtttest.Connect{ClientID: dev.Device.ClientID, Username: dev.Device.Username,
+		Password: dev.Password, Clean: true, Version: 5}); err != nil || code != 0 {
+		t.Fatalf("CONNACK %#x, %v", code, err)
+	}
+	for id := uint16(1); id <= 2; id++ {
+		body := append([]byte{0, 11}, "home/status"...)
+		body = append(body, 0, byte(id), 0) // packet ID, no properties
+		body = append(body, "online"...)
+		if _, err := c.Write(mqtttest.Packet(mqtttest.PUBLISH<<4|1<<1|1, body)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if got, code, err := c.ReadPuback(); err != nil || got != id || code != 0x80 {
+			t.Fatalf("PUBACK %d %#x %v, want %d 0x80", got, code, err, id)
+		}
+	}
 }
 
 // A retained will of a device that drops off node A is kept in the
