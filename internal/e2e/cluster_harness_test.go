@@ -499,7 +499,12 @@ func (s *feedSubscriber) waitInOrder(t *testing.T, want map[uint64]string, n int
 	}
 	for i, e := range got {
 		if e.EntryID != uint64(i+1) {
-			t.Errorf("subscriber %s: delivery %d is entry %d, want %d (entries out of order, lost or repeated)", s.name, i+1, e.EntryID, i+1)
+			var around []uint64
+			for _, a := range got[max(0, i-5):min(len(got), i+15)] {
+				around = append(around, a.EntryID)
+			}
+			t.Errorf("subscriber %s: delivery %d is entry %d, want %d (entries out of order, lost or repeated); deliveries %d on: %v",
+				s.name, i+1, e.EntryID, i+1, max(0, i-5)+1, around)
 			return
 		}
 		if v, ok := want[e.EntryID]; ok && v != e.Field1 {
