@@ -10,7 +10,7 @@ FUZZTIME ?= 15s
 # Tests that drive real clients refuse to skip when this is set.
 export FEEDMQ_REQUIRE_CLIENTS := 1
 
-.PHONY: all build run test test-cluster test-deps test-deps-systemd vet fmt fuzz bench clean \
+.PHONY: all build run test test-postgres test-cluster test-deps test-deps-systemd vet fmt fuzz bench bench-cluster clean \
 	man install uninstall release release-check
 
 all: build
@@ -46,6 +46,12 @@ fmt:
 test: test-deps test-deps-systemd fmt vet
 	$(GO) test -race -timeout 9m ./...
 
+# The REST API's tests again, over PostgreSQL instead of bbolt: a database
+# per test on one throwaway server (internal/pgtest). `make test` runs them
+# on bbolt; the store tests themselves run on both there.
+test-postgres: test-deps
+	FEEDMQ_TEST_STORE=postgres FEEDMQ_REQUIRE_POSTGRES=1 $(GO) test -race -timeout 9m ./http/...
+
 # The long cluster scenarios: three `feedmq serve` nodes on one PostgreSQL
 # and three NATS servers, killed, cut off and restarted under load
 # (internal/e2e/cluster_test.go; `make test` runs only the quick one).
@@ -78,6 +84,14 @@ fuzz:
 # missing), then the Go benchmarks; a few minutes. See scripts/bench.sh.
 bench: build
 	GO=$(GO) scripts/bench.sh $(BIN)
+
+# Cluster mode on this machine: one PostgreSQL, three NATS servers (built
+# from the module cache) and 1, 2 and 3 feedmq nodes against bbolt on one
+# node, then failover times (a node killed, PostgreSQL restarted); about
+# five minutes. Not part of `make test`. See scripts/bench-cluster.sh.
+bench-cluster: build
+	$(GO) build -o bin/nats-server github.com/nats-io/nats-server/v2
+	GO=$(GO) scripts/bench-cluster.sh $(BIN) bin/nats-server
 
 clean:
 	rm -rf bin dist man

@@ -41,6 +41,15 @@ type Local struct {
 	// the device is deleted, so live connections that used the old
 	// credentials can be closed. Set it before serving changes.
 	Revoke func(deviceID uint64)
+	// ChannelReset, when set, is called when a channel was cleared or
+	// deleted by any server sharing the store (Apply), so that what the
+	// broker knows of its entry IDs starts over. Delivered, when set,
+	// returns how far the broker delivered each channel: a full reload
+	// reads it before the store, and a channel whose last entry ID is
+	// now lower was cleared unnoticed, so it is reset too. Set both
+	// before Follow.
+	ChannelReset func(channelID uint64)
+	Delivered    func() map[uint64]uint64
 
 	db      Store
 	mu      sync.Mutex // serialises changes so limit checks cannot race
@@ -53,6 +62,9 @@ type Local struct {
 	// the list it was last given (see WatchBindings).
 	bindWatch func([]channels.Binding)
 	binds     []channels.Binding
+
+	// follow is what Apply and Follow know of a shared store (apply.go).
+	follow followState
 }
 
 var _ Service = (*Local)(nil)

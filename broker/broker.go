@@ -110,6 +110,11 @@ type Options struct {
 	// 10000 and 16 MiB.
 	RetainedMax      int
 	RetainedMaxBytes int64
+	// Retained, when set, keeps the retained messages of free topics
+	// instead of the sessions file: a database every node of a cluster
+	// shares, so that each node sends new subscribers the same ones.
+	// Persistent sessions stay in the node's sessions file.
+	Retained RetainedStore
 	// SessionsPath is the bbolt file that keeps retained messages and
 	// persistent sessions (free-topic subscriptions and queued QoS 1/2
 	// messages) across restarts; "" keeps them in memory only.
@@ -270,6 +275,7 @@ type Server struct {
 	// sessions and retained messages (nil: memory only), and the sweep
 	// that bounds queued messages over all clients.
 	retained  retainedIndex
+	shared    *sharedRetained // nil without Options.Retained
 	sessStore *sessionStore
 	sweepStop chan struct{}
 	// queueMu orders dropOldest against orderQueued: a message one
@@ -348,6 +354,9 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 			return nil, fmt.Errorf("broker: %w", err)
 		}
 	}
+	if opts.Retained != nil {
+		s.shared = newSharedRetained(s, opts.Retained)
+	}
 	if err := s.mochi.AddHook(&hook{srv: s}, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
 	}
@@ -370,6 +379,9 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 func (s *Server) Open() error {
 	if err := s.open(); err != nil {
 		s.closeListeners()
+		if s.shared != nil {
+			s.shared.stop()
+		}
 		return err
 	}
 	return nil
@@ -415,6 +427,13 @@ func (s *Server) open() error {
 			return fmt.Errorf("broker: %s listener: %w", l.id, err)
 		}
 		s.listeners[l.id] = bl
+	}
+	// Retained messages are in the index before the first client
+	// subscribes.
+	if s.shared != nil {
+		if err := s.shared.start(); err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
 	}
 	if err := s.mochi.Serve(); err != nil {
 		return fmt.Errorf("broker: serve: %w", err)
@@ -463,6 +482,9 @@ func (s *Server) Close() error {
 	s.pending.Wait()
 	s.stopSweep()
 	err := s.mochi.Close()
+	if s.shared != nil {
+		s.shared.stop()
+	}
 	close(s.fanq)
 	return err
 }

@@ -113,7 +113,15 @@ func (h *hook) publishFree(cl *mqtt.Client, ss *session, pk packets.Packet) (pac
 		s.logRejection(cl, ss, pk, rj)
 		return pk, s.refuseFree(cl, pk, rj.code)
 	}
-	if pk.FixedHeader.Retain && len(pk.Payload) > 0 && !s.retained.admit(s, cl, topic, len(pk.Payload)) {
+	switch {
+	case pk.FixedHeader.Retain && s.shared != nil:
+		// Kept in the shared store before mochi acknowledges it.
+		keep, err := s.shared.commit(cl, retainedFromPublish(cl, &pk))
+		if err != nil {
+			return pk, s.reject(cl, ss, pk, err)
+		}
+		pk.FixedHeader.Retain = keep
+	case pk.FixedHeader.Retain && len(pk.Payload) > 0 && !s.retained.admit(s, cl, topic, len(pk.Payload)):
 		pk.FixedHeader.Retain = false // delivered, not kept
 	}
 	s.bindPublish(ss.device, cl.ID, topic, pk.Payload)
@@ -210,7 +218,17 @@ func (s *Server) vetDueWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, bool) {
 	if !ok {
 		return will, false
 	}
-	if will.Retain && len(will.Payload) > 0 && !s.retained.admit(s, cl, will.TopicName, len(will.Payload)) {
+	switch {
+	case will.Retain && s.shared != nil:
+		// A will cannot be refused: one the store cannot keep goes out
+		// without being retained.
+		keep, err := s.shared.commit(cl, retainedFromWill(cl, &will))
+		if err != nil {
+			s.log.Warn("will not retained: the store failed", "client", cl.ID, "topic", safeTopic(will.TopicName),
+				"error", err.Error())
+		}
+		will.Retain = keep
+	case will.Retain && len(will.Payload) > 0 && !s.retained.admit(s, cl, will.TopicName, len(will.Payload)):
 		will.Retain = false
 	}
 	s.bindPublish(device, cl.ID, will.TopicName, will.Payload)
@@ -265,12 +283,22 @@ func (x *retainedIndex) admit(s *Server, cl *mqtt.Client, topic string, size int
 	x.mu.Lock()
 	old, had := x.sizes[topic]
 	ok := (had || len(x.sizes) < s.opts.RetainedMax) && x.bytes-int64(old)+int64(size) <= s.opts.RetainedMaxBytes
-	logIt := false
+	x.mu.Unlock()
 	if !ok {
-		x.refused.Add(1)
-		if now := time.Now(); now.Sub(x.lastLog) >= rejectLogEvery {
-			x.lastLog, logIt = now, true
-		}
+		x.refuse(s, cl, topic, size)
+	}
+	return ok
+}
+
+// refuse counts a retained message refused for the bounds and logs it at
+// most every rejectLogEvery (the bounds of a shared store are checked by
+// the store, over every node).
+func (x *retainedIndex) refuse(s *Server, cl *mqtt.Client, topic string, size int) {
+	x.mu.Lock()
+	x.refused.Add(1)
+	logIt := false
+	if now := time.Now(); now.Sub(x.lastLog) >= rejectLogEvery {
+		x.lastLog, logIt = now, true
 	}
 	count, bytes := len(x.sizes), x.bytes
 	x.mu.Unlock()
@@ -280,7 +308,6 @@ func (x *retainedIndex) admit(s *Server, cl *mqtt.Client, topic string, size int
 			"limits", fmt.Sprintf("retained.max_messages=%d retained.max_bytes=%d", s.opts.RetainedMax, s.opts.RetainedMaxBytes),
 			"refused_total", x.refused.Load())
 	}
-	return ok
 }
 
 // set records that topic retains size bytes; size 0 removes it.
@@ -307,10 +334,19 @@ func (x *retainedIndex) count() int {
 // OnRetainMessage follows what mochi retains.
 func (h *hook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
 	h.srv.retained.set(pk.TopicName, len(pk.Payload))
+	if h.srv.shared != nil {
+		h.srv.shared.retained(cl, pk.TopicName)
+	}
 }
 
-// OnRetainedExpired follows retained messages mochi let expire.
-func (h *hook) OnRetainedExpired(topic string) { h.srv.retained.set(topic, 0) }
+// OnRetainedExpired follows retained messages mochi let expire; a shared
+// store deletes its copy when its own clock agrees.
+func (h *hook) OnRetainedExpired(topic string) {
+	h.srv.retained.set(topic, 0)
+	if h.srv.shared != nil {
+		h.srv.shared.schedule(topic, workExpire)
+	}
+}
 
 // dropReservedFilters removes cl's filters in the reserved trees: they
 // carry channel grants (read keys even) that belong to one connection,

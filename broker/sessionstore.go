@@ -21,7 +21,8 @@ import (
 )
 
 // sessionStore is mochi's bbolt storage hook, narrowed to what feedmq
-// keeps across restarts: retained messages of free topics, and the
+// keeps across restarts: retained messages of free topics (unless a
+// shared store keeps them: Options.Retained), and the
 // persistent sessions of devices and anonymous clients (free-topic
 // subscriptions and queued QoS 1/2 messages). mochi's hook as it is
 // would also write every clean client on connect (a file sync each), store refused filters (SUBACK
@@ -131,7 +132,7 @@ func (st *sessionStore) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 // payload removes one (mochi's hook would store an empty message when
 // there was nothing to remove).
 func (st *sessionStore) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
-	if channels.Reserved(pk.TopicName) {
+	if channels.Reserved(pk.TopicName) || st.srv.shared != nil {
 		return
 	}
 	if len(pk.Payload) == 0 {
@@ -258,6 +259,9 @@ func (st *sessionStore) StoredInflightMessages() ([]storage.Message, error) {
 // StoredRetainedMessages restores retained messages of free topics, and
 // counts them against the retained bounds.
 func (st *sessionStore) StoredRetainedMessages() ([]storage.Message, error) {
+	if st.srv.shared != nil {
+		return nil, nil // the shared store's, loaded by Open, count instead
+	}
 	all, err := st.Hook.StoredRetainedMessages()
 	if err != nil {
 		return nil, err

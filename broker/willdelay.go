@@ -104,5 +104,10 @@ func (s *Server) sendDueWills(now time.Time) {
 		if err := s.mochi.Publish(will.TopicName, will.Payload, will.Retain, will.Qos); err != nil {
 			s.log.Warn("delayed will not sent", "client", h.cl.ID, "topic", safeTopic(will.TopicName), "error", err.Error())
 		}
+		if s.shared != nil {
+			// mochi retained it as its inline client's: the shared
+			// index reads the topic again instead.
+			s.shared.forget(h.cl, will.TopicName)
+		}
 	}
 }

@@ -301,6 +301,10 @@ func (c *Cluster) Connected(clientID string) {
 // cleared or deleted.
 func (c *Cluster) Reset(channel uint64) { c.seq.Reset(channel) }
 
+// Delivered returns every channel's highest entry id delivered here (see
+// Sequencer.Delivered).
+func (c *Cluster) Delivered() map[uint64]uint64 { return c.seq.Delivered() }
+
 // SetMonitor makes m's state part of Metrics.
 func (c *Cluster) SetMonitor(m *Monitor) { c.monitor.Store(m) }
 

@@ -435,3 +435,22 @@ func (s *Sequencer) rearm(channel uint64, c *chanSeq) {
 		c.timer = s.clock.AfterFunc(s.gapWait, func() { s.gapTimeout(channel, c, gen) })
 	}
 }
+
+// Delivered returns every channel's highest id delivered (or seeded);
+// each was committed, so a store that now reports a lower last id for a
+// channel has had it cleared since.
+func (s *Sequencer) Delivered() map[uint64]uint64 {
+	s.mu.Lock()
+	chans := make(map[uint64]*chanSeq, len(s.chans))
+	for id, c := range s.chans {
+		chans[id] = c
+	}
+	s.mu.Unlock()
+	out := make(map[uint64]uint64, len(chans))
+	for id, c := range chans {
+		c.mu.Lock()
+		out[id] = c.last
+		c.mu.Unlock()
+	}
+	return out
+}

@@ -370,3 +370,23 @@ func TestSequencerRestartDuringFill(t *testing.T) {
 		t.Fatalf("delivered %v, want 1..3 then the new feed's 1, 2", got)
 	}
 }
+
+// Delivered reports each channel's highest id delivered or seeded, and
+// forgets a channel once Reset.
+func TestSequencerDelivered(t *testing.T) {
+	st, rec, clk := newFakeStore(), newRecorder(), newFakeClock()
+	s := NewSequencer(st, rec.deliver, SequencerOptions{Clock: clk})
+	feed := st.add(1, 3)
+	s.Seed(2, 40)
+	for i := range feed {
+		s.Offer(&feed[i])
+	}
+	s.Offer(&st.add(1, 2)[1]) // id 5: held behind 4, not delivered
+	if got := s.Delivered(); len(got) != 2 || got[1] != 3 || got[2] != 40 {
+		t.Fatalf("Delivered = %v, want map[1:3 2:40]", got)
+	}
+	s.Reset(2)
+	if got := s.Delivered(); len(got) != 1 || got[1] != 3 {
+		t.Fatalf("Delivered after Reset(2) = %v, want map[1:3]", got)
+	}
+}

@@ -149,6 +149,9 @@ type APIOptions struct {
 	// Health, when set, is called by /healthz; an error makes it answer
 	// 503.
 	Health func(ctx context.Context) error
+	// HealthDetail, when set, returns lines /healthz adds after its first
+	// ("ok" or "unavailable"): a cluster node's view of the cluster.
+	HealthDetail func() string
 	// Admin, when set, serves the management API (channel settings and
 	// devices, see manage.go) to the owner's user API key; without it
 	// those paths are 404.
@@ -454,13 +457,21 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *handler) health(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	var detail string
+	if h.opts.HealthDetail != nil {
+		detail = h.opts.HealthDetail()
+	}
 	if h.opts.Health != nil {
 		if err := h.opts.Health(r.Context()); err != nil {
 			h.log.Warn("health check failed", "error", err)
 			w.WriteHeader(http.StatusServiceUnavailable)
-			w.Write([]byte("unavailable\n"))
+			w.Write([]byte("unavailable\n" + detail))
 			return
 		}
+	}
+	if detail != "" {
+		w.Write([]byte("ok\n" + detail))
+		return
 	}
 	w.Write([]byte("ok"))
 }

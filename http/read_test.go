@@ -387,6 +387,18 @@ func TestStoreFailure(t *testing.T) {
 	if !strings.Contains(logs.String(), "disk gone") {
 		t.Errorf("store failures not logged:\n%s", logs.String())
 	}
+	// A cluster node adds its view of the cluster, healthy or not.
+	detail := "node n1: ok\n"
+	healthy := errBroken
+	e.h = httpd.NewAPI(httpd.APIOptions{
+		Store: brokenStore{e.db}, Registry: e.svc.Registry, Publisher: e.pub,
+		Health:       func(context.Context) error { return healthy },
+		HealthDetail: func() string { return detail },
+	})
+	e.get("/healthz").want(t, 503, ctText, "unavailable\nnode n1: ok\n")
+	healthy = nil
+	e.get("/healthz").want(t, 200, ctText, "ok\nnode n1: ok\n")
+	e.h = h
 	// FindEntry still works on the broken store.
 	if r := e.get("/channels/1/feeds/entry/1.json"); r.status != 200 {
 		t.Errorf("entry: %d %s", r.status, r.body)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"slices"
 	"strings"
@@ -21,12 +22,16 @@ import (
 )
 
 // benchDefaultClients is each scenario's --clients default.
-var benchDefaultClients = map[string]int{"fanin": 100, "fanout": 100, "latency": 1, "connect": 4, "idle": 1000}
+var benchDefaultClients = map[string]int{"fanin": 100, "fanout": 100, "latency": 1, "connect": 4, "idle": 1000, "failover": 30}
+
+// benchFailoverRate is each failover device's default publish rate, per
+// second: a PUBACK every 50 ms, the resolution of the times measured.
+const benchFailoverRate = 20
 
 func newBenchCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench SCENARIO --addr HOST:PORT",
-		Short: "Load-test a running broker: fanin, fanout, latency, connect or idle; or the disk: disk",
+		Short: "Load-test a running broker: fanin, fanout, latency, connect, idle or failover; or the disk: disk",
 		Long: `bench drives a running broker with its own lean MQTT 3.1.1 client and reports
 what it measured. Every run is bounded by --messages and --duration.
 
@@ -56,6 +61,19 @@ Scenarios:
            read at the end of the hold; a Go broker's heap may grow for a
            minute or two towards its GC goal: hold longer for the steady
            state.
+  failover --clients devices (default 30), each publishing to its own channel
+           at QoS 1 (--rate in all, default 20/s per device) through a
+           round-robin TCP balancer that bench runs on 127.0.0.1 in front
+           of the nodes of --addr (a connection a node refuses goes to the
+           next). A device whose connection ends, or whose PUBACK does not
+           come within 10 s, connects again at once and resends. With
+           --kill N, bench kills node N (SIGKILL to the Nth --pid) and
+           reports the time until every device that was on it is connected
+           again and has a PUBACK. With --restart-db COMMAND, bench runs
+           COMMAND (sh -c; it must restart the database and return once it
+           accepts connections, e.g. pg_ctl restart -w) and reports the
+           time until every device has a PUBACK again, and each device's
+           longest pause. Each wait is bounded by --duration (default 30s).
 
 On feedmq, bench creates its channels (public, named bench-...) and devices
 through the admin socket of the serve running on --data, and deletes them
@@ -72,13 +90,24 @@ admin socket and removes them afterwards. With --plain, --free changes
 nothing, so one command line measures feedmq's free topics and Mosquitto
 alike.
 
+Several nodes of a cluster: --addr takes their addresses separated by
+commas (and --pid their process IDs, in the same order). Publishers, connect
+workers and idle connections go round robin over the nodes; the subscriber
+of fanin and latency is on the last node and fanout's publisher on the first
+with its subscribers round robin over the others, so that messages cross
+between nodes. Channels and devices are created through the serve on --data
+(one node: the cluster shares them); connections and subscriptions that
+another node refuses at first are tried again for 15 s while the change
+reaches it.
+
 With --pid (the broker's process ID) bench reads the broker's CPU time
 (utime+stime in /proc/PID/stat) and RSS (/proc/PID/status): broker CPU
 seconds per million delivered messages (connect: per million connects).`,
 		Example: `  feedmq bench fanin --addr 127.0.0.1:1883 --data /var/lib/feedmq --qos 1 --pid $(pidof feedmq)
   feedmq bench latency --addr 127.0.0.1:1883 --data ./feedmq-data --rate 500 --duration 20s
   feedmq bench fanout --addr 127.0.0.1:1884 --plain --clients 50 --json
-  feedmq bench fanin --addr 127.0.0.1:1883 --data ./feedmq-data --free --qos 1`,
+  feedmq bench fanin --addr 127.0.0.1:1883 --data ./feedmq-data --free --qos 1
+  feedmq bench fanout --addr 127.0.0.1:1883,127.0.0.1:1884 --pid 4101,4102 --data ./node1-data`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 || !slices.Contains(loadgen.Scenarios, args[0]) {
 				return fmt.Errorf("%s takes one scenario: %s, e.g. `%s fanin --addr 127.0.0.1:1883`",
@@ -89,7 +118,7 @@ seconds per million delivered messages (connect: per million connects).`,
 		RunE: runBench,
 	}
 	f := cmd.Flags()
-	f.String("addr", "127.0.0.1:1883", "MQTT address (TCP) of the broker to test")
+	f.String("addr", "127.0.0.1:1883", "MQTT address (TCP) of the broker to test; the nodes of a cluster separated by commas")
 	f.Bool("plain", false, "plain topics bench/SCENARIO/<n> without authentication, for any MQTT broker (Mosquitto)")
 	f.Bool("free", false, "free topics bench/SCENARIO/<n> on feedmq, by devices allowed to write bench/# (fanin, fanout, latency)")
 	f.Int("clients", 0, "devices (fanin), subscribers (fanout), workers (connect) or connections (idle);\n0 = the scenario's default (100, 100, 1, 4, 1000)")
@@ -97,7 +126,9 @@ seconds per million delivered messages (connect: per million connects).`,
 	f.Int64("messages", 100000, "at most this many publishes (connect: connects) in the run")
 	f.Duration("duration", 10*time.Second, "at most this long for the run (idle: for connecting, and then how long connections are held)")
 	f.Float64("rate", 0, "total publishes (connect: connects) per second; 0 = as fast as possible (latency: 1000)")
-	f.Int("pid", 0, "process ID of the broker, for its CPU seconds and RSS from /proc")
+	f.IntSlice("pid", nil, "process ID of the broker, for its CPU seconds and RSS from /proc;\nthe nodes' separated by commas, in the order of --addr (added up)")
+	f.Int("kill", 0, "failover: kill node N (from 1, in the order of --addr) with SIGKILL to its --pid")
+	f.String("restart-db", "", "failover: a shell command that restarts the database and returns once it accepts connections")
 	f.Bool("json", false, "print the result as JSON")
 	return cmd
 }
@@ -105,7 +136,15 @@ seconds per million delivered messages (connect: per million connects).`,
 func runBench(cmd *cobra.Command, args []string) error {
 	f := cmd.Flags()
 	cfg := loadgen.Config{Scenario: args[0]}
-	cfg.Addr, _ = f.GetString("addr")
+	addr, _ := f.GetString("addr")
+	addrs, err := loadgen.ParseAddrs(addr)
+	if err != nil {
+		return err
+	}
+	cfg.Addr = addrs[0]
+	if len(addrs) > 1 {
+		cfg.Addrs = addrs
+	}
 	cfg.Plain, _ = f.GetBool("plain")
 	cfg.Free, _ = f.GetBool("free")
 	cfg.Clients, _ = f.GetInt("clients")
@@ -113,7 +152,7 @@ func runBench(cmd *cobra.Command, args []string) error {
 	cfg.Messages, _ = f.GetInt64("messages")
 	cfg.Duration, _ = f.GetDuration("duration")
 	cfg.Rate, _ = f.GetFloat64("rate")
-	cfg.PID, _ = f.GetInt("pid")
+	pids, _ := f.GetIntSlice("pid")
 	asJSON, _ := f.GetBool("json")
 	if qos != 0 && qos != 1 {
 		return fmt.Errorf("--qos must be 0 or 1, not %d", qos)
@@ -125,16 +164,47 @@ func runBench(cmd *cobra.Command, args []string) error {
 	if !f.Changed("rate") && (cfg.Scenario == "latency" || cfg.Scenario == "disk") {
 		cfg.Rate = 1000
 	}
-	if cfg.PID != 0 {
-		if _, err := loadgen.ProcCPU(cfg.PID); err != nil {
-			return fmt.Errorf("--pid %d: %w; give the process ID of the broker, e.g. --pid $(pidof feedmq)", cfg.PID, err)
+	cfg.Kill, _ = f.GetInt("kill")
+	restart, _ := f.GetString("restart-db")
+	if (cfg.Kill != 0 || restart != "") && cfg.Scenario != "failover" {
+		return errors.New("--kill and --restart-db apply to failover only")
+	}
+	if cfg.Scenario == "failover" {
+		if !f.Changed("rate") {
+			cfg.Rate = benchFailoverRate * float64(cfg.Clients)
 		}
-		if n, err := loadgen.ProcFileLimit(cfg.PID); err == nil && n < int64(cfg.Clients)+fdlimit.Reserve {
-			fmt.Fprintf(cmd.ErrOrStderr(), "feedmq bench: warning: the broker (PID %d) may open at most %d files "+
-				"(Max open files in /proc/%d/limits), too few for %d connections; raise its LimitNOFILE or ulimit -n\n",
-				cfg.PID, n, cfg.PID, cfg.Clients)
+		if !f.Changed("duration") {
+			cfg.Duration = 30 * time.Second
+		}
+		if cfg.Kill != 0 {
+			if len(pids) != len(addrs) {
+				return fmt.Errorf("--kill needs the process ID of every node in --pid, in the order of --addr (%d addresses, %d process IDs)",
+					len(addrs), len(pids))
+			}
+			cfg.KillNode = func(i int) error { return syscall.Kill(pids[i], syscall.SIGKILL) }
+		}
+		if strings.TrimSpace(restart) != "" {
+			cfg.RestartDB = func(ctx context.Context) error { return runRestart(ctx, cmd.ErrOrStderr(), restart) }
+		} else if f.Changed("restart-db") {
+			return errors.New("--restart-db is empty; give the command that restarts the database")
 		}
 	}
+	for _, pid := range pids {
+		if _, err := loadgen.ProcCPU(pid); err != nil || pid <= 0 {
+			if err == nil {
+				err = errors.New("not a process ID")
+			}
+			return fmt.Errorf("--pid %d: %w; give the process ID of the broker, e.g. --pid $(pidof feedmq)", pid, err)
+		}
+		// Each node holds its share of the connections.
+		per := (cfg.Clients + len(pids) - 1) / len(pids)
+		if n, err := loadgen.ProcFileLimit(pid); err == nil && n < int64(per)+fdlimit.Reserve {
+			fmt.Fprintf(cmd.ErrOrStderr(), "feedmq bench: warning: the broker (PID %d) may open at most %d files "+
+				"(Max open files in /proc/%d/limits), too few for %d connections; raise its LimitNOFILE or ulimit -n\n",
+				pid, n, pid, per)
+		}
+	}
+	cfg.PIDs = pids
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -164,6 +234,16 @@ func runBench(cmd *cobra.Command, args []string) error {
 		return writeJSON(cmd.OutOrStdout(), res)
 	}
 	return printBenchResult(cmd.OutOrStdout(), res)
+}
+
+// runRestart runs a database restart command with sh, its output on w.
+func runRestart(ctx context.Context, w io.Writer, command string) error {
+	c := exec.CommandContext(ctx, "sh", "-c", command)
+	c.Stdout, c.Stderr = w, w
+	if err := c.Run(); err != nil {
+		return fmt.Errorf("--restart-db command: %w", err)
+	}
+	return nil
 }
 
 // runBenchDisk measures commits on the disk of the --data directory.
@@ -309,8 +389,15 @@ func printBenchResult(w io.Writer, r *loadgen.Result) error {
 		}
 		name += fmt.Sprintf(" (QoS %d%s)", r.QoS, free)
 	}
+	if r.Failover != nil {
+		return printFailover(w, r)
+	}
 	t.row("scenario", name)
-	t.row("broker", fmt.Sprintf("%s at %s", r.Broker, r.Addr))
+	if r.Nodes > 1 {
+		t.row("broker", fmt.Sprintf("%s at %s (%d nodes)", r.Broker, r.Addr, r.Nodes))
+	} else {
+		t.row("broker", fmt.Sprintf("%s at %s", r.Broker, r.Addr))
+	}
 	t.row("clients", r.Clients)
 	if r.Scenario == "idle" {
 		t.row("connected in", fmt.Sprintf("%.3fs", r.Seconds))
@@ -360,6 +447,29 @@ func printBenchResult(w io.Writer, r *loadgen.Result) error {
 	}
 	if r.RSSPerConn != 0 {
 		t.row("RSS per connection", fmt.Sprintf("%.1f KiB", float64(r.RSSPerConn)/1024))
+	}
+	return t.flush()
+}
+
+// printFailover writes a failover result as a two-column table.
+func printFailover(w io.Writer, r *loadgen.Result) error {
+	f := r.Failover
+	t := newTable(w)
+	t.row("scenario", "failover (QoS 1 through a round-robin balancer)")
+	t.row("broker", fmt.Sprintf("%s at %s (%d nodes), balancer %s", r.Broker, r.Addr, max(r.Nodes, 1), f.Proxy))
+	t.row("devices", fmt.Sprintf("%d, %.0f publishes/s each asked", f.Devices, f.RatePerDevice))
+	t.row("publishes", fmt.Sprintf("%d sent, %d acknowledged in %.1fs; %d connections ended", r.Sent, r.Acked, r.Seconds, f.Disconnects))
+	if k := f.Kill; k != nil {
+		t.row("killed", fmt.Sprintf("node %d (%s), holding %d devices", k.Node, k.Addr, k.Devices))
+		t.row("back", fmt.Sprintf("%d of %d connected again with a PUBACK", k.Recovered, k.Devices))
+		t.row("reconnected", fmt.Sprintf("p50 %.0fms  max %.0fms after the kill", k.ReconnectP50, k.ReconnectMax))
+		t.row("publishing", fmt.Sprintf("p50 %.0fms  max %.0fms after the kill (first PUBACK)", k.RecoverP50, k.RecoverMax))
+		t.row("other devices", fmt.Sprintf("longest pause %.0fms", k.OthersMaxGap))
+	}
+	if d := f.DB; d != nil {
+		t.row("database restart", fmt.Sprintf("%.0fms", d.Restart))
+		t.row("resumed", fmt.Sprintf("%d of %d devices; p50 %.0fms  max %.0fms after the restart", d.Resumed, f.Devices, d.ResumeP50, d.ResumeMax))
+		t.row("pause per device", fmt.Sprintf("p50 %.0fms  max %.0fms without a PUBACK", d.GapP50, d.GapMax))
 	}
 	return t.flush()
 }

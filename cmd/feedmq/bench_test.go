@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/feedmq/feedmq/internal/loadgen"
 )
@@ -103,6 +107,42 @@ func TestBench(t *testing.T) {
 			t.Fatalf("%+v", r)
 		}
 	})
+	// Two addresses of the one server stand for two nodes: every
+	// subscriber is on the second, the publisher on the first.
+	t.Run("TwoNodes", func(t *testing.T) {
+		_, port, _ := strings.Cut(addr, ":")
+		pid := strconv.Itoa(os.Getpid())
+		var r loadgen.Result
+		mustJSON(t, cfg.DataDir, &r, "bench", "fanout", "--addr", addr+",localhost:"+port, "--pid", pid+","+pid,
+			"--clients", "3", "--qos", "1", "--messages", "60", "--duration", "10s", "--json")
+		if r.Nodes != 2 || r.Addr != addr+",localhost:"+port || r.Sent != 60 || r.Acked != 60 || r.Delivered != 180 || r.CPUSeconds == nil {
+			t.Fatalf("%+v", r)
+		}
+		out := mustRun(t, cfg.DataDir, "bench", "fanin", "--addr", addr+",localhost:"+port, "--clients", "2", "--qos", "1", "--messages", "20")
+		if !strings.Contains(out, "(2 nodes)") || !strings.Contains(out, "20 of 20 expected") {
+			t.Errorf("table:\n%s", out)
+		}
+	})
+	// A database restart that takes 200 ms (here a sleep): every device
+	// publishes again afterwards; bench provisioned and removes them.
+	t.Run("FailoverRestart", func(t *testing.T) {
+		var r loadgen.Result
+		mustJSON(t, cfg.DataDir, &r, "bench", "failover", "--addr", addr, "--clients", "3", "--restart-db", "sleep 0.2",
+			"--duration", "20s", "--json")
+		f := r.Failover
+		if f == nil || f.Kill != nil || f.DB == nil || f.Devices != 3 || f.RatePerDevice != 20 || r.Acked == 0 {
+			t.Fatalf("%+v", r)
+		}
+		if f.DB.Resumed != 3 || f.DB.Restart < 200 || f.DB.GapMax <= 0 {
+			t.Fatalf("%+v", *f.DB)
+		}
+		out := mustRun(t, cfg.DataDir, "bench", "failover", "--addr", addr, "--clients", "2", "--restart-db", "true", "--duration", "20s")
+		for _, want := range []string{"failover (QoS 1 through a round-robin balancer)", "database restart", "2 of 2 devices"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("table lacks %q:\n%s", want, out)
+			}
+		}
+	})
 	t.Run("Table", func(t *testing.T) {
 		out := mustRun(t, cfg.DataDir, "bench", "fanin", "--addr", addr, "--clients", "2", "--qos", "1", "--messages", "20")
 		for _, want := range []string{"scenario", "fanin (QoS 1)", "delivered", "20 of 20 expected", "latency"} {
@@ -134,16 +174,108 @@ func TestBench(t *testing.T) {
 func TestBenchErrors(t *testing.T) {
 	dir := t.TempDir()
 	for args, want := range map[string]string{
-		"bench":                            "takes one scenario: fanin, fanout, latency, connect, idle",
-		"bench bogus":                      "takes one scenario",
-		"bench fanin --qos 2":              "--qos must be 0 or 1",
-		"bench fanin --addr 127.0.0.1:1":   "no feedmq serve answers on",
-		"bench fanin --pid 999999999":      "--pid 999999999",
-		"bench fanin --plain --clients -1": "--clients must be at least 1",
-		"bench connect --plain --free":     "--free applies to fanin, fanout and latency",
+		"bench":                                      "takes one scenario: fanin, fanout, latency, connect, idle",
+		"bench bogus":                                "takes one scenario",
+		"bench fanin --qos 2":                        "--qos must be 0 or 1",
+		"bench fanin --addr 127.0.0.1:1":             "no feedmq serve answers on",
+		"bench fanin --pid 999999999":                "--pid 999999999",
+		"bench fanin --pid 1,-5":                     "--pid -5",
+		"bench fanin --addr 127.0.0.1:1,":            "empty address between commas",
+		"bench fanin --addr 127.0.0.1:1,127.0.0.1:1": "127.0.0.1:1 is given twice",
+		"bench fanin --addr 127.0.0.1":               `"127.0.0.1" is not HOST:PORT`,
+		"bench fanin --plain --clients -1":           "--clients must be at least 1",
+		"bench connect --plain --free":               "--free applies to fanin, fanout and latency",
+		"bench fanin --plain --kill 1":               "--kill and --restart-db apply to failover only",
+		"bench failover --plain":                     "failover needs a node to kill (--kill N) or a database restart",
+		"bench failover --plain --kill 1 --addr 127.0.0.1:1,127.0.0.1:2":           "--kill needs the process ID of every node",
+		"bench failover --plain --kill 3 --addr 127.0.0.1:1,127.0.0.1:2 --pid 1,1": "--kill 3: there are 2 nodes",
 	} {
 		if got := mustFail(t, dir, strings.Fields(args)...); !strings.Contains(got, want) {
 			t.Errorf("%s: got %q, want %q", args, got, want)
 		}
+	}
+	if got := mustFail(t, dir, "bench", "failover", "--plain", "--restart-db", " "); !strings.Contains(got, "--restart-db is empty") {
+		t.Errorf("blank --restart-db: got %q", got)
+	}
+}
+
+// startServeProcess runs `feedmq serve` on dir as a process of its own
+// (this test binary re-executed) and returns its MQTT address, the
+// process, which the test ends, and a channel closed once it has ended.
+func startServeProcess(t *testing.T, dir string) (string, *exec.Cmd, <-chan struct{}) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "serve", "--data", dir, "--mqtt", "127.0.0.1:0", "--ws", "off", "--http", "off", "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "FEEDMQ_TEST_RUN_MAIN=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "mqtt listening on "); ok {
+				addr <- a
+			}
+		}
+		cmd.Wait()
+		close(exited)
+	}()
+	select {
+	case a := <-addr:
+		return a, cmd, exited
+	case <-exited:
+		t.Fatal("serve ended at start")
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not start within 30s")
+	}
+	return "", nil, nil
+}
+
+// failover --kill 2 kills the second of two real serve processes with
+// SIGKILL; the devices that were on it publish on the first again.
+func TestBenchFailoverKill(t *testing.T) {
+	var addrs, pids []string
+	var procs []*exec.Cmd
+	var exits []<-chan struct{}
+	for range 2 {
+		dir := t.TempDir()
+		a, p, exited := startServeProcess(t, dir)
+		// --plain devices are anonymous and publish on bench/failover/<n>.
+		mustRun(t, dir, "device", "allow", "anonymous", "--topic", "bench/#", "--write")
+		addrs, pids = append(addrs, a), append(pids, strconv.Itoa(p.Process.Pid))
+		procs, exits = append(procs, p), append(exits, exited)
+	}
+	var r loadgen.Result
+	mustJSON(t, t.TempDir(), &r, "bench", "failover", "--plain", "--addr", strings.Join(addrs, ","), "--pid", strings.Join(pids, ","),
+		"--kill", "2", "--clients", "4", "--duration", "30s", "--json")
+	f := r.Failover
+	if f == nil || f.Kill == nil || f.DB != nil {
+		t.Fatalf("%+v", r)
+	}
+	if k := f.Kill; k.Node != 2 || k.Addr != addrs[1] || k.Devices != 2 || k.Recovered != 2 || k.RecoverMax < k.ReconnectMax {
+		t.Fatalf("%+v", *k)
+	}
+	// The second process ended by SIGKILL; the first runs on.
+	select {
+	case <-exits[1]:
+	case <-time.After(30 * time.Second):
+		t.Fatal("node 2 still runs")
+	}
+	if ws, ok := procs[1].ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("node 2 ended with %v, want SIGKILL", procs[1].ProcessState)
+	}
+	select {
+	case <-exits[0]:
+		t.Fatalf("node 1 ended: %v", procs[0].ProcessState)
+	default:
 	}
 }

@@ -80,6 +80,17 @@ type Config struct {
 
 	Retained RetainedConfig `yaml:"retained"`
 	Sessions SessionsConfig `yaml:"sessions"`
+
+	// Cluster lists the NATS servers (comma-separated URLs) through which
+	// nodes sharing a PostgreSQL storage exchange entries; "" runs one
+	// node. ClusterName prefixes the NATS subjects; NodeName names this
+	// node, unique among the nodes of the database ("" for the host
+	// name). ClusterTLS and ClusterCredentials secure NATS (clustercfg.go).
+	Cluster            string           `yaml:"cluster"`
+	ClusterName        string           `yaml:"cluster_name"`
+	NodeName           string           `yaml:"node_name"`
+	ClusterTLS         ClusterTLSConfig `yaml:"cluster_tls"`
+	ClusterCredentials string           `yaml:"cluster_credentials"`
 }
 
 // RetainedConfig bounds the retained messages of free topics.
@@ -203,6 +214,7 @@ func DefaultConfig() Config {
 		Retained: RetainedConfig{MaxMessages: 10000, MaxBytes: 16 << 20},
 		Sessions: SessionsConfig{Expiry: Duration(7 * 24 * time.Hour), MaxQueuedPerClient: 1000, MaxQueuedTotal: 100000,
 			MaxQueuedBytes: 64 << 20, MaxAnonymous: 100},
+		ClusterName: defaultClusterName,
 	}
 }
 
@@ -303,7 +315,7 @@ func keyPaths(doc *yaml.Node) map[int]string {
 // Validate checks every value and names the key of the first bad one.
 func (c *Config) Validate() error {
 	checks := []func() error{c.validateLogging, c.validateStorage, c.validateListeners, c.validateTimeouts, c.validateLimits, c.validateHTTP,
-		c.validateFreeTopics}
+		c.validateFreeTopics, c.validateCluster}
 	for _, check := range checks {
 		if err := check(); err != nil {
 			return err

@@ -38,7 +38,12 @@ func newBackupCommand() *cobra.Command {
 While serve runs, the server writes the copy itself from a read transaction,
 so publishing goes on; the copy is the database as of the start of the
 backup. Otherwise the database is read directly. An existing FILE is never
-overwritten. Restore a copy with "feedmq restore".`,
+overwritten. Restore a copy with "feedmq restore".
+
+With storage set to PostgreSQL the copy is a bbolt database file too, read
+from one snapshot of the database while the nodes go on writing (a running
+serve writes it on its own machine, else this command does). Load it into
+PostgreSQL again with "feedmq db copy --from FILE --to URL --replace".`,
 		Example: `  feedmq backup --output /var/backups/feedmq-$(date +%F).db`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -146,6 +151,11 @@ rules (every feed belongs to a channel, entry IDs are in range and entries
 decode, grants name existing channels, the username index matches the
 devices). While serve runs, the server checks its live database in a read
 transaction; otherwise the file is opened read-only.
+
+With storage set to PostgreSQL, check reads one snapshot of the database:
+the schema version, entry IDs within each channel's last entry_id, entries
+with values, channel settings, devices, access rules, bindings and the
+account, and rows whose channel or device is missing.
 
 Prints "ok" and what the database holds, or the problems found and exits
 with status 1.`,

@@ -48,7 +48,7 @@ func newMetrics() *metrics {
 	return &metrics{
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "feedmq_storage_commit_duration_seconds",
-			Help:    "Duration of the storage writer's group commits (one write-ahead log write and fdatasync each).",
+			Help:    "Duration of the storage writer's group commits (one write-ahead log write and fdatasync each on the bbolt file, one transaction on PostgreSQL).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
 		commitEntries: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -80,6 +80,9 @@ func (m *metrics) handler(s *server) http.Handler {
 		refusalCollector{m.httpRefused},
 		bindingCollector{s.broker},
 	)
+	if s.node != nil {
+		reg.MustRegister(nodeCollector{s.node})
+	}
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:            promLogger{s},
 		ErrorHandling:       promhttp.ContinueOnError,

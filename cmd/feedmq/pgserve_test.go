@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -219,9 +221,9 @@ func TestStorageConfigRefused(t *testing.T) {
 		{"not postgres", `storage: "mysql://u:` + secret + `@h/db"`, "storage: is not a postgres:// or postgresql:// URL"},
 		{"key=value", `storage: "host=h password=` + secret + `"`, "storage: is not a postgres://"},
 		{"bare path", `storage: "/var/lib/feedmq"`, "storage: is not a postgres://"},
-		{"bad port", `storage: "postgres://u:` + secret + `@h:99999/db"`, "storage: not a valid PostgreSQL URL"},
+		{"bad port", `storage: "postgres://u:` + secret + `@h:99999/db"`, "storage: the PostgreSQL URL is not usable"},
 		{"bad URL", `storage: "postgres://u:` + secret + `@[::1/db"`, "storage: the URL does not parse"},
-		{"bad sslmode", `storage: "postgres://u:` + secret + `@h/db?sslmode=sometimes"`, "storage: not a valid PostgreSQL URL"},
+		{"bad sslmode", `storage: "postgres://u:` + secret + `@h/db?sslmode=sometimes"`, "storage: the PostgreSQL URL is not usable"},
 		{"file without storage", `storage_password_file: "` + good + `"`, "storage_password_file: is set but storage is not"},
 		{"password twice", `storage: "postgres://u:` + secret + `@h/db"` + "\nstorage_password_file: \"" + good + `"`, "keep it in one place"},
 		{"password twice, parameter", `storage: "postgres://u@h/db?password=` + secret + `"` + "\nstorage_password_file: \"" + good + `"`, "keep it in one place"},
@@ -230,8 +232,11 @@ func TestStorageConfigRefused(t *testing.T) {
 		{"file empty", `storage: "postgres://u@h/db"` + "\nstorage_password_file: \"" + writePasswordFile(t, "\n", 0o600) + `"`, "is empty"},
 		{"file of lines", `storage: "postgres://u@h/db"` + "\nstorage_password_file: \"" + writePasswordFile(t, secret+"\nmore\n", 0o600) + `"`, "more than one line"},
 		{"file too long", `storage: "postgres://u@h/db"` + "\nstorage_password_file: \"" + writePasswordFile(t, strings.Repeat(secret, 1000), 0o600) + `"`, "longer than 4096 bytes"},
+		{"file a FIFO", `storage: "postgres://u@h/db"` + "\nstorage_password_file: \"" + fifo(t) + `"`, "not a regular file"},
 		{"file a directory", `storage: "postgres://u@h/db"` + "\nstorage_password_file: \"" + t.TempDir() + `"`, "not a regular file"},
 		{"storage a list", `storage: [a, b]`, "storage"},
+		{"missing CA file", `storage: "postgres://u:` + secret + `@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"`, "/nonexistent/ca.pem"},
+		{"password as port", `storage: "postgres://u@h:` + secret + `/db"`, "storage: the URL does not parse"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "c.yaml")
@@ -353,4 +358,75 @@ func TestServePostgresRefused(t *testing.T) {
 			t.Fatalf("CLI on a newer schema: %s", msg)
 		}
 	})
+}
+
+// A bbolt database left in the data directory is not used on PostgreSQL,
+// and serve says so.
+func TestServePostgresWarnsOfBoltFile(t *testing.T) {
+	dir := t.TempDir()
+	mustRun(t, dir, "channel", "create", "--name", "left behind")
+	logs := &syncBuffer{}
+	s, err := openServer(context.Background(), pgServeConfig(t, dir, pgtest.New(t)), slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !strings.Contains(logs.String(), "the data directory holds a bbolt database") {
+		t.Fatalf("logs: %s", logs)
+	}
+	if chs, err := s.db.ListChannels(context.Background()); err != nil || len(chs) != 0 {
+		t.Fatalf("channels on PostgreSQL: %v %v", chs, err)
+	}
+}
+
+// feed import stores a ThingSpeak CSV in PostgreSQL as in the bbolt file:
+// offline (IDs kept into an empty channel) and through a running
+// server's socket (numbered on); a refused row stores nothing.
+func TestFeedImportOnPostgres(t *testing.T) {
+	dbURL := pgtest.New(t)
+	dir := t.TempDir()
+	conf := pgConfig(t, dbURL)
+	run := func(args ...string) string {
+		t.Helper()
+		return mustRun(t, dir, append([]string{"--config", conf}, args...)...)
+	}
+	run("channel", "create", "--name", "weather", "--field", "1=Temp")
+	file := filepath.Join(t.TempDir(), "feeds.csv")
+	writeFile(t, file, "created_at,entry_id,field1,status\r\n"+
+		"2021-02-18 21:46:23 UTC,3,6.0,\r\n"+
+		"2023-01-06T16:44:16+00:00,5,7,\"door open, back\"\r\n")
+	if out := run("feed", "import", "1", file); !strings.Contains(out, "Imported 2 entries into channel 1") {
+		t.Fatalf("offline import: %q", out)
+	}
+
+	s, err := openServer(context.Background(), pgServeConfig(t, dir, dbURL), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	writeFile(t, file, "created_at,field1\n2024-01-01 00:00:00 UTC,8\n")
+	if out := run("feed", "import", "1", file); !strings.Contains(out, "entries 6 to 6") {
+		t.Fatalf("import through the socket: %q", out)
+	}
+	writeFile(t, file, "created_at,field1\n2024-01-02 00:00:00 UTC,9\n2023-12-31 23:59:59 UTC,10\n")
+	if msg := mustFail(t, dir, "--config", conf, "feed", "import", "1", file); !strings.Contains(msg, "line 3") {
+		t.Fatalf("refused import: %s", msg)
+	}
+	es, err := s.db.Entries(context.Background(), 1, channels.EntryFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 3 || es[0].ID != 3 || es[1].ID != 5 || es[1].Values[channels.Status] != "door open, back" || es[2].ID != 6 {
+		t.Fatalf("entries %+v", es)
+	}
+}
+
+// fifo makes a named pipe no one writes to.
+func fifo(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	return path
 }

@@ -161,6 +161,10 @@ type server struct {
 	sock    *admin.Server
 	// stopPrune stops the background retention (see dbcmd.go).
 	stopPrune func()
+	// node is the node's life on a PostgreSQL storage (heartbeat,
+	// configuration changes of other processes, NATS with cluster:);
+	// nil on the bbolt file.
+	node *clusterNode
 }
 
 // serveLockTimeout is how long serve waits for an admin command that has
@@ -234,15 +238,30 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	if s.db, err = openStore(ctx, cfg, s.metrics, log); err != nil {
 		return err
 	}
+	if pg, ok := s.db.(*postgres.DB); ok {
+		if s.node, err = startNode(ctx, cfg, pg, log); err != nil {
+			return err
+		}
+	}
 	if s.svc, err = admin.NewLocal(ctx, s.db, cfg.authLimits()); err != nil {
 		return err
 	}
-	if s.broker, err = broker.New(brokerOptions(cfg, log), s.db, s.svc.Registry); err != nil {
+	opts := brokerOptions(cfg, log)
+	opts.Cluster = s.node.brokerCluster()
+	if rs, ok := s.db.(broker.RetainedStore); ok {
+		opts.Retained = rs // shared by every node: PostgreSQL
+	}
+	if s.broker, err = broker.New(opts, s.db, s.svc.Registry); err != nil {
 		return err
 	}
 	s.svc.Revoke = s.broker.Revoke
 	if err = s.svc.WatchBindings(ctx, s.broker.SetBindings); err != nil {
 		return err
+	}
+	if s.node != nil {
+		if err = s.node.follow(ctx, s.svc, s.broker); err != nil {
+			return err
+		}
 	}
 	s.svc.Activity = s.broker.DeviceActivity
 	if err = s.broker.Open(); err != nil {
@@ -273,8 +292,9 @@ type serveStore interface {
 }
 
 var (
-	_ serveStore = (*storage.DB)(nil)
-	_ serveStore = (*postgres.DB)(nil)
+	_ serveStore           = (*storage.DB)(nil)
+	_ serveStore           = (*postgres.DB)(nil)
+	_ broker.RetainedStore = (*postgres.DB)(nil)
 )
 
 // openStore opens the database of cfg: the PostgreSQL database of
@@ -288,6 +308,12 @@ func openStore(ctx context.Context, cfg Config, m *metrics, log *slog.Logger) (s
 	// sessions.
 	if err := os.MkdirAll(cfg.dataDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if _, err := os.Stat(cfg.dbPath()); err == nil {
+		// Most likely an instance moved to PostgreSQL whose data was not
+		// copied: serve would start on what the database holds.
+		log.Warn("the data directory holds a bbolt database, which serve does not use with storage set; "+
+			"copy its contents with feedmq db copy --from DATA_DIR --to URL if that is still to do", "file", cfg.dbPath())
 	}
 	octx, cancel := context.WithTimeout(ctx, storageOpenTimeout)
 	defer cancel()
@@ -312,9 +338,10 @@ func anonymousSessions(n int) int {
 	return n
 }
 
-// sessionsFile, in the data directory, keeps retained messages and
-// persistent MQTT sessions (mochi's bbolt storage hook; a file apart from
-// the feed database, which has its own write-ahead log).
+// sessionsFile, in the data directory, keeps retained messages (unless
+// PostgreSQL keeps them, for every node) and persistent MQTT sessions
+// (mochi's bbolt storage hook; a file apart from the feed database, which
+// has its own write-ahead log).
 const sessionsFile = "mqtt-sessions.db"
 
 func brokerOptions(cfg Config, log *slog.Logger) broker.Options {
@@ -361,8 +388,9 @@ func authBackoff(c AuthBackoffConfig) broker.AuthBackoff {
 }
 
 // Close shuts down in order: the admin socket (no new changes), the HTTP
-// listener (requests in flight finish), the broker (in-flight publishes
-// are committed), then the database.
+// listener (requests in flight finish), the node's heartbeat and
+// configuration follower, the broker (in-flight publishes are committed),
+// the NATS link and the node's row, then the database.
 func (s *server) Close() error {
 	var errs []error
 	if s.sock != nil {
@@ -371,8 +399,15 @@ func (s *server) Close() error {
 	if s.http != nil {
 		errs = append(errs, s.http.Close())
 	}
+	if s.node != nil {
+		s.node.stopWatching() // a shutdown must not fail closed
+	}
 	if s.broker != nil {
 		errs = append(errs, s.broker.Close())
+	}
+	if s.node != nil {
+		// After the broker's last entries went out on NATS.
+		errs = append(errs, s.node.close())
 	}
 	if s.stopPrune != nil {
 		s.stopPrune()

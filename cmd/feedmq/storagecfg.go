@@ -38,7 +38,8 @@ func (c *Config) validateStorage() error {
 		return errors.New("storage: the URL does not parse (are special characters in the user name or password percent-encoded?)")
 	}
 	if _, err := pgconn.ParseConfig(c.Storage); err != nil {
-		return fmt.Errorf("storage: not a valid PostgreSQL URL: %s", pgParseProblem(err))
+		pw, _ := u.User.Password()
+		return fmt.Errorf("storage: the PostgreSQL URL is not usable: %s", pgParseProblem(err, pw))
 	}
 	if c.StoragePasswordFile == "" {
 		return nil
@@ -55,12 +56,14 @@ func (c *Config) validateStorage() error {
 }
 
 // pgParseProblem is what is wrong with a connection string, without the
-// string: pgconn's messages quote it, password included.
-func pgParseProblem(err error) string {
+// string: pgconn's messages quote it, password included. The cause it
+// wraps (a bad port number, an unreadable certificate file) is kept when
+// it quotes neither the URL nor the password.
+func pgParseProblem(err error, password string) string {
 	var pe *pgconn.ParseConfigError
 	if errors.As(err, &pe) && pe.Unwrap() != nil {
 		msg := pe.Unwrap().Error()
-		if !strings.Contains(msg, "://") && len(msg) < 200 {
+		if !strings.Contains(msg, "://") && (password == "" || !strings.Contains(msg, password)) && len(msg) < 300 {
 			return msg
 		}
 	}
@@ -72,6 +75,11 @@ func pgParseProblem(err error) string {
 // users cannot read or write (its group may read it, as a service's
 // group often must).
 func readPasswordFile(path string) (string, error) {
+	// Looked at before it is opened: opening a FIFO would wait for a
+	// writer, and serve with it.
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))
@@ -94,8 +102,14 @@ func readPasswordFile(path string) (string, error) {
 	if len(b) > maxPasswordFile {
 		return "", fmt.Errorf("%s is longer than %d bytes; it should hold only the password", path, maxPasswordFile)
 	}
+	return parsePassword(path, b)
+}
+
+// parsePassword is the password a password file at path holds: its only
+// line, without the line end (LF or CRLF).
+func parsePassword(path string, b []byte) (string, error) {
 	line, rest, _ := bytes.Cut(b, []byte("\n"))
-	line = bytes.TrimSuffix(line, []byte("\r"))
+	line = bytes.TrimRight(line, "\r")
 	switch {
 	case len(line) == 0:
 		return "", fmt.Errorf("%s is empty; write the password on its first line", path)

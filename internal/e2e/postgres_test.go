@@ -164,6 +164,27 @@ func TestServeOnPostgres(t *testing.T) {
 		}
 	}
 
+	// /healthz reads the store; /metrics has the commits and no file size.
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + srv.addrs["http"] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("/healthz"); code != 200 {
+		t.Fatalf("/healthz: %d %s", code, body)
+	}
+	code, metrics := get("/metrics")
+	if code != 200 || !strings.Contains(metrics, "\nfeedmq_storage_commit_entries_count ") ||
+		strings.Contains(metrics, "feedmq_storage_commit_entries_count 0\n") ||
+		strings.Contains(metrics, "\nfeedmq_storage_file_size_bytes ") || strings.Contains(metrics, "collection failed") {
+		t.Fatalf("/metrics: %d\n%s", code, metrics)
+	}
+
 	var rep struct {
 		Channels, Devices int
 		Entries           uint64
@@ -210,7 +231,7 @@ func TestServeOnPostgres(t *testing.T) {
 		t.Fatalf("backup %+v, its check %+v", b, rep)
 	}
 
-	if !strings.Contains(logs, "storage=postgres://") || strings.Contains(logs, password) {
+	if !strings.Contains(logs, "storage=postgres://") || strings.Contains(logs, password) || strings.Contains(logs, "metrics: collection failed") {
 		t.Fatalf("serve's logs:\n%s", logs)
 	}
 }

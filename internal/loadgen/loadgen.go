@@ -18,7 +18,7 @@ import (
 )
 
 // Scenarios, in the order they are documented.
-var Scenarios = []string{"fanin", "fanout", "latency", "connect", "idle", "disk"}
+var Scenarios = []string{"fanin", "fanout", "latency", "connect", "idle", "disk", "failover"}
 
 // Provisioner creates what a feedmq run needs through the instance's
 // admin interface.
@@ -41,6 +41,11 @@ type Provisioner interface {
 type Config struct {
 	Scenario string
 	Addr     string
+	// Addrs, when set, are the nodes of one service (a cluster), and Addr
+	// is not used: the run spreads its connections over them (nodeFor),
+	// and waits at setup for what it provisioned through one node to be
+	// known on the others.
+	Addrs []string
 	// Plain uses topics bench/<scenario>/<n> and anonymous connections
 	// (client IDs bench-...), for any MQTT
 	// broker (Mosquitto); otherwise feedmq topics and devices, created
@@ -68,9 +73,19 @@ type Config struct {
 	// PID of the broker, for its CPU time and memory from /proc; 0 for
 	// none.
 	PID int
+	// PIDs of several brokers (the nodes of Addrs), with PID: their CPU
+	// times and memory are added up.
+	PIDs []int
 	// DialTimeout bounds each connect; Drain bounds the wait for
 	// deliveries after the last publish.
 	DialTimeout, Drain time.Duration
+	// Kill (failover) is the node to kill, from 1 in the order of Addrs (0:
+	// none); KillNode kills the node of that index (from 0), as SIGKILL
+	// does. RestartDB (failover, nil: none) restarts the database and
+	// returns once it accepts connections again.
+	Kill      int
+	KillNode  func(i int) error
+	RestartDB func(ctx context.Context) error
 	// PerSource (idle) is how many connections to a loopback address
 	// share one source address; 0 means half the system's ephemeral port
 	// range (see sourceAddrs).
@@ -80,8 +95,9 @@ type Config struct {
 // Result is what a run measured. Rates are per second of the run.
 type Result struct {
 	Scenario  string  `json:"scenario"`
-	Broker    string  `json:"broker"` // "feedmq", or "plain" for --plain
-	Addr      string  `json:"addr"`
+	Broker    string  `json:"broker"`          // "feedmq", or "plain" for --plain
+	Addr      string  `json:"addr"`            // several separated by commas
+	Nodes     int     `json:"nodes,omitempty"` // how many addresses
 	Clients   int     `json:"clients"`
 	QoS       int     `json:"qos"`
 	Free      bool    `json:"free,omitempty"` // on free topics (bench/...)
@@ -105,6 +121,8 @@ type Result struct {
 	Latency    *Latency `json:"latency,omitempty"`
 	// FirstError is the first failed connect of an idle run.
 	FirstError string `json:"first_error,omitempty"`
+	// Failover is what a failover run measured.
+	Failover *FailoverResult `json:"failover,omitempty"`
 }
 
 // maxSamples bounds the latency samples kept (8 bytes each).
@@ -134,6 +152,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if !cfg.Plain && cfg.Provisioner == nil && cfg.Scenario != "idle" {
 		return nil, errors.New("a feedmq run needs the admin socket (--data) to create channels and devices; use --plain for other brokers")
 	}
+	if len(cfg.Addrs) == 0 {
+		cfg.Addrs = []string{cfg.Addr}
+	}
+	if cfg.PID != 0 {
+		cfg.PIDs = append([]int{cfg.PID}, cfg.PIDs...)
+	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 5 * time.Second
 	}
@@ -143,8 +167,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := ensureFiles(cfg.Clients); err != nil {
 		return nil, err
 	}
-	r := &run{cfg: cfg, base: time.Now(), res: &Result{Scenario: cfg.Scenario, Broker: "feedmq", Addr: cfg.Addr,
-		Clients: cfg.Clients, QoS: int(cfg.QoS), Free: cfg.Free}}
+	r := &run{cfg: cfg, base: time.Now(), res: &Result{Scenario: cfg.Scenario, Broker: "feedmq", Addr: strings.Join(cfg.Addrs, ","),
+		Nodes: len(cfg.Addrs), Clients: cfg.Clients, QoS: int(cfg.QoS), Free: cfg.Free}}
 	if cfg.Plain {
 		r.res.Broker = "plain"
 	}
@@ -170,10 +194,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		err = r.connect(ctx)
 	case "idle":
 		err = r.idle(ctx)
+	case "failover":
+		err = r.failover(ctx)
 	case "disk":
 		return nil, errors.New("disk takes no broker: call Disk")
 	default:
-		return nil, fmt.Errorf("unknown scenario %q; one of fanin, fanout, latency, connect, idle", cfg.Scenario)
+		return nil, fmt.Errorf("unknown scenario %q; one of fanin, fanout, latency, connect, idle, failover", cfg.Scenario)
 	}
 	if err != nil {
 		return nil, err
@@ -234,12 +260,36 @@ func ensureFiles(n int) error {
 		n, need, soft, hard, need)
 }
 
-func (r *run) dial(o Options) (*Conn, error) {
-	c, err := Dial(r.cfg.Addr, o, r.cfg.DialTimeout)
-	if err != nil {
-		return nil, err
+// setupWait bounds how long, with several nodes, a connection or a
+// subscription refused at setup is tried again: a device or channel
+// created through one node reaches the others a moment later.
+const setupWait = 15 * time.Second
+
+// addr is the address of the node that the i-th connection of role goes
+// to.
+func (r *run) addr(role, i int) string {
+	return r.cfg.Addrs[nodeFor(role, i, len(r.cfg.Addrs))]
+}
+
+// multi reports whether the run spreads over several nodes.
+func (r *run) multi() bool { return len(r.cfg.Addrs) > 1 }
+
+// dial connects the i-th connection of role. With several nodes, a
+// refused CONNECT is tried again for up to setupWait.
+func (r *run) dial(role, i int, o Options) (*Conn, error) {
+	deadline := time.Now().Add(setupWait)
+	for {
+		c, err := Dial(r.addr(role, i), o, r.cfg.DialTimeout)
+		ce := (*ConnackError)(nil)
+		if err != nil && r.multi() && errors.As(err, &ce) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return r.track(c), nil
 	}
-	return r.track(c), nil
 }
 
 // anon returns the options of an anonymous connection.
@@ -298,11 +348,11 @@ func (r *run) subscribeTopic(t target) string {
 	return fmt.Sprintf("channels/%d/subscribe", t.channel)
 }
 
-// subscriber connects a subscriber on filter and starts counting what it
-// receives; accept (may be nil) filters by topic. The returned WaitGroup
-// is done when the connection closes.
-func (r *run) subscriber(name, filter string, accept func(topic []byte) bool, wg *sync.WaitGroup) error {
-	c, err := r.dial(anon(name))
+// subscriber connects the i-th subscriber of role on filter and starts
+// counting what it receives; accept (may be nil) filters by topic. The
+// returned WaitGroup is done when the connection closes.
+func (r *run) subscriber(role, i int, name, filter string, accept func(topic []byte) bool, wg *sync.WaitGroup) error {
+	c, err := r.dial(role, i, anon(name))
 	if ce := (*ConnackError)(nil); errors.As(err, &ce) && !r.cfg.Plain {
 		return fmt.Errorf("subscriber: %w; bench subscribes anonymously: allow anonymous connections (anonymous: true)", err)
 	}
@@ -310,6 +360,13 @@ func (r *run) subscriber(name, filter string, accept func(topic []byte) bool, wg
 		return fmt.Errorf("subscriber: %w", err)
 	}
 	codes, err := c.Subscribe(1, filter)
+	// With several nodes, a channel created through another node may not
+	// be known on this one yet.
+	for deadline := time.Now().Add(setupWait); err == nil && r.multi() && (len(codes) != 1 || codes[0] >= 0x80) &&
+		time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		codes, err = c.Subscribe(1, filter)
+	}
 	if err != nil {
 		return fmt.Errorf("subscriber: %w", err)
 	}
@@ -397,9 +454,9 @@ func stamp(p []byte) (int64, bool) {
 
 // begin starts the measured part of the run and the timer that ends it.
 func (r *run) begin() (end func()) {
-	if r.cfg.PID > 0 {
-		waitQuiet(r.cfg.PID, 10*time.Second)
-		r.cpu0, _ = ProcCPU(r.cfg.PID)
+	if len(r.cfg.PIDs) > 0 {
+		waitQuiet(r.cfg.PIDs, 10*time.Second)
+		r.cpu0, _ = procCPU(r.cfg.PIDs)
 	}
 	r.t0 = time.Now()
 	t := time.AfterFunc(r.cfg.Duration, func() { r.stop.Store(true) })
@@ -411,17 +468,43 @@ func (r *run) stopOn(ctx context.Context) (release func() bool) {
 	return context.AfterFunc(ctx, func() { r.stop.Store(true) })
 }
 
-// waitQuiet waits up to max until process pid uses less than a tenth of
-// a CPU over 200ms, so that a run is not charged with the backlog of the
-// one before.
-func waitQuiet(pid int, max time.Duration) {
+// procCPU is the CPU time that the processes pids have used, together.
+func procCPU(pids []int) (time.Duration, error) {
+	var sum time.Duration
+	for _, pid := range pids {
+		d, err := ProcCPU(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += d
+	}
+	return sum, nil
+}
+
+// procRSS is the resident memory of the processes pids, together.
+func procRSS(pids []int) (int64, error) {
+	var sum int64
+	for _, pid := range pids {
+		n, err := ProcRSS(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += n
+	}
+	return sum, nil
+}
+
+// waitQuiet waits up to max until the processes pids use less than a
+// tenth of a CPU over 200ms together, so that a run is not charged with
+// the backlog of the one before.
+func waitQuiet(pids []int, max time.Duration) {
 	const window = 200 * time.Millisecond
 	deadline := time.Now().Add(max)
-	prev, err := ProcCPU(pid)
+	prev, err := procCPU(pids)
 	for err == nil && time.Now().Before(deadline) {
 		time.Sleep(window)
 		var cur time.Duration
-		if cur, err = ProcCPU(pid); err == nil {
+		if cur, err = procCPU(pids); err == nil {
 			if cur-prev < window/10 {
 				return
 			}
@@ -543,8 +626,8 @@ func (r *run) finish(sendEnd, end time.Time, expected int64, work int64) {
 	if secs > 0 {
 		res.Rate = round3(float64(work) / secs)
 	}
-	if r.cfg.PID > 0 {
-		if cpu1, err := ProcCPU(r.cfg.PID); err == nil {
+	if len(r.cfg.PIDs) > 0 {
+		if cpu1, err := procCPU(r.cfg.PIDs); err == nil {
 			c := round3((cpu1 - r.cpu0).Seconds())
 			res.CPUSeconds = &c
 			if work > 0 {
@@ -552,7 +635,7 @@ func (r *run) finish(sendEnd, end time.Time, expected int64, work int64) {
 				res.CPUPerMillion = &pm
 			}
 		}
-		res.RSSBytes, _ = ProcRSS(r.cfg.PID)
+		res.RSSBytes, _ = procRSS(r.cfg.PIDs)
 	}
 	r.mu.Lock()
 	res.Latency = Summarize(r.samples)
@@ -578,18 +661,18 @@ func (r *run) fanin(ctx context.Context) error {
 		filter, accept = "channels/+/subscribe", func(topic []byte) bool { return ours[string(topic)] }
 	}
 	var subs sync.WaitGroup
-	if err := r.subscriber("count", filter, accept, &subs); err != nil {
+	if err := r.subscriber(roleSubscriber, 0, "count", filter, accept, &subs); err != nil {
 		return err
 	}
-	return r.publishAll(ts, &subs, 1)
+	return r.publishAll(rolePublisher, ts, &subs, 1)
 }
 
-// publishAll connects the publishers of ts, runs them, drains and
-// finishes the result; each delivery is expected fanout times.
-func (r *run) publishAll(ts []target, subs *sync.WaitGroup, fanout int64) error {
+// publishAll connects the publishers of ts in role, runs them, drains
+// and finishes the result; each delivery is expected fanout times.
+func (r *run) publishAll(role int, ts []target, subs *sync.WaitGroup, fanout int64) error {
 	pubs := make([]*Conn, len(ts))
 	for i, t := range ts {
-		c, err := r.dial(t.opts)
+		c, err := r.dial(role, i, t.opts)
 		if err != nil {
 			return fmt.Errorf("publisher %d: %w", i, err)
 		}
@@ -622,11 +705,11 @@ func (r *run) fanout(ctx context.Context) error {
 	}
 	var subs sync.WaitGroup
 	for i := range r.cfg.Clients {
-		if err := r.subscriber(fmt.Sprintf("sub-%d", i), r.subscribeTopic(ts[0]), nil, &subs); err != nil {
+		if err := r.subscriber(roleFanoutSub, i, fmt.Sprintf("sub-%d", i), r.subscribeTopic(ts[0]), nil, &subs); err != nil {
 			return err
 		}
 	}
-	return r.publishAll(ts, &subs, int64(r.cfg.Clients))
+	return r.publishAll(roleFanoutPub, ts, &subs, int64(r.cfg.Clients))
 }
 
 // latency: one publisher at a fixed rate, one subscriber.
@@ -636,10 +719,10 @@ func (r *run) latency(ctx context.Context) error {
 		return err
 	}
 	var subs sync.WaitGroup
-	if err := r.subscriber("lat", r.subscribeTopic(ts[0]), nil, &subs); err != nil {
+	if err := r.subscriber(roleSubscriber, 0, "lat", r.subscribeTopic(ts[0]), nil, &subs); err != nil {
 		return err
 	}
-	return r.publishAll(ts, &subs, 1)
+	return r.publishAll(rolePublisher, ts, &subs, 1)
 }
 
 // connect: Clients workers each connect (authenticated with a device of
@@ -660,9 +743,21 @@ func (r *run) connect(ctx context.Context) error {
 			return err
 		}
 	}
+	if r.multi() {
+		// Each worker's device known on its node before the clock runs.
+		for i, o := range opts {
+			c, err := r.dial(rolePublisher, i, o)
+			if err != nil {
+				return fmt.Errorf("connect worker %d: %w", i, err)
+			}
+			_ = c.Disconnect()
+		}
+		r.closeAll()
+	}
 	end := r.begin()
 	var wg sync.WaitGroup
-	for _, o := range opts {
+	for i, o := range opts {
+		addr := r.addr(rolePublisher, i)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -673,7 +768,7 @@ func (r *run) connect(ctx context.Context) error {
 				n++
 				r.sent.Add(1)
 				start := time.Now()
-				c, err := Dial(r.cfg.Addr, o, r.cfg.DialTimeout)
+				c, err := Dial(addr, o, r.cfg.DialTimeout)
 				if err != nil {
 					r.errs.Add(1)
 					continue
@@ -706,25 +801,34 @@ const maxIdleFailures = 100
 // growth per connection. The connections are spread over source addresses
 // (sourceAddrs) and held without a goroutine or buffer each.
 func (r *run) idle(ctx context.Context) error {
-	srcs, err := sourceAddrs(r.cfg.Addr, r.cfg.Clients, r.cfg.PerSource)
-	if err != nil {
-		return err
-	}
-	if len(srcs) > 0 {
-		// Where 127.0.0.2 cannot be bound (not Linux), one source must do.
-		ln, err := net.ListenTCP("tcp4", srcs[0])
+	// Connection i goes to node i%n, as the i/n-th connection there; each
+	// node's connections have source addresses of their own.
+	n := len(r.cfg.Addrs)
+	perNode := (r.cfg.Clients + n - 1) / n
+	srcsOf := make([][]*net.TCPAddr, n)
+	for k, addr := range r.cfg.Addrs {
+		srcs, err := sourceAddrs(addr, perNode, r.cfg.PerSource)
 		if err != nil {
-			if len(srcs) > 1 {
-				return fmt.Errorf("%d connections need %d source addresses (127.0.0.2...): %w", r.cfg.Clients, len(srcs), err)
-			}
-			srcs = nil
-		} else {
-			ln.Close()
+			return err
 		}
+		if len(srcs) > 0 {
+			// Where 127.0.0.2 cannot be bound (not Linux), one source must do.
+			ln, err := net.ListenTCP("tcp4", srcs[0])
+			if err != nil {
+				if len(srcs) > 1 {
+					return fmt.Errorf("%d connections need %d source addresses (127.0.0.2...): %w", perNode, len(srcs), err)
+				}
+				srcs = nil
+			} else {
+				ln.Close()
+			}
+		}
+		srcsOf[k] = srcs
 	}
 	var rss0 int64
-	if r.cfg.PID > 0 {
-		if rss0, err = ProcRSS(r.cfg.PID); err != nil {
+	if len(r.cfg.PIDs) > 0 {
+		var err error
+		if rss0, err = procRSS(r.cfg.PIDs); err != nil {
 			return err
 		}
 	}
@@ -741,13 +845,14 @@ func (r *run) idle(ctx context.Context) error {
 				if i >= int64(r.cfg.Clients) || r.stop.Load() || ctx.Err() != nil {
 					return
 				}
+				node := nodeFor(rolePublisher, int(i), n)
 				var src *net.TCPAddr
-				if len(srcs) > 0 {
-					src = srcs[i%int64(len(srcs))]
+				if srcs := srcsOf[node]; len(srcs) > 0 {
+					src = srcs[(i/int64(n))%int64(len(srcs))]
 				}
 				r.sent.Add(1)
 				// A CONNACK is 4 bytes; the connection is read no more.
-				c, err := dial(r.cfg.Addr, src, anon(fmt.Sprintf("idle-%d", i)), r.cfg.DialTimeout, 16)
+				c, err := dial(r.cfg.Addrs[node], src, anon(fmt.Sprintf("idle-%d", i)), r.cfg.DialTimeout, 16)
 				if err != nil {
 					r.errs.Add(1)
 					firstErr.Do(func() { r.res.FirstError = err.Error() })
@@ -772,8 +877,8 @@ func (r *run) idle(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	var rss1 int64
-	if r.cfg.PID > 0 {
-		rss1, _ = ProcRSS(r.cfg.PID)
+	if len(r.cfg.PIDs) > 0 {
+		rss1, _ = procRSS(r.cfg.PIDs)
 	}
 	r.finish(connected, connected, 0, r.acked.Load())
 	if n := r.acked.Load(); n > 0 && rss1 > 0 {

@@ -64,6 +64,17 @@ var checkQueries = []struct {
 		"binding %d: channel %d does not exist"},
 	{`SELECT id, last_entry_id FROM channels WHERE last_entry_id < 0 ORDER BY 1`,
 		"channel %d: last entry_id %d is negative"},
+	// The retained messages' totals bound them across servers: they must
+	// be the table's.
+	{`SELECT s.messages, t.n FROM retained_state s, (SELECT count(*) AS n FROM retained) t WHERE s.messages <> t.n`,
+		"retained messages: the totals count %d, the table holds %d"},
+	{`SELECT s.bytes, t.n FROM retained_state s, (SELECT coalesce(sum(octet_length(payload)), 0) AS n FROM retained) t
+		WHERE s.bytes <> t.n`,
+		"retained messages: the totals count %d payload bytes, the table holds %d"},
+	{`SELECT s.version, count(*) FROM retained r, retained_state s WHERE r.version > s.version GROUP BY 1`,
+		"retained messages: the last change is version %d, %d messages are newer"},
+	{`SELECT count(*) FROM retained WHERE topic_key <> sha256(convert_to(topic, 'UTF8')) HAVING count(*) > 0`,
+		"retained messages: %d are not keyed by their topic"},
 }
 
 // checkLimit bounds the rows one check query returns: the report keeps

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/feedmq/feedmq/channels"
 )
 
 // Options tune Open. The zero value is ready to use.
@@ -39,7 +41,35 @@ type Options struct {
 	// Password, when set, is the database password, in place of one in
 	// the URL, so that it can be kept in a file of its own.
 	Password string
+	// Now, when set, replaces the database's clock for the times the
+	// store stamps (a channel's, device's or binding's creation and
+	// update, an entry written without a time), as storage.Options.Now
+	// does for the bbolt store: tests set it. Rate limits keep the
+	// database's clock, which every process sharing the database reads.
+	Now func() time.Time
 }
+
+// nowArg is the time a statement stamps with in place of now(): nil (the
+// database's clock) unless Options.Now is set.
+func (db *DB) nowArg() *time.Time {
+	if db.opts.Now == nil {
+		return nil
+	}
+	t := db.opts.Now().UTC()
+	return &t
+}
+
+// stamp dates an entry written without a time by Options.Now, when set;
+// otherwise the database does.
+func (db *DB) stamp(e *channels.Entry) {
+	if e.CreatedAt.IsZero() && db.opts.Now != nil {
+		e.CreatedAt = db.opts.Now()
+	}
+}
+
+// defaultConnectTimeout bounds a connection attempt when the URL sets no
+// connect_timeout (a variable: tests shorten it).
+var defaultConnectTimeout = 10 * time.Second
 
 // DB is an open feedmq database in PostgreSQL. It is safe for concurrent
 // use; several DBs, in one process or many, may share one database.
@@ -47,6 +77,7 @@ type DB struct {
 	pool *pgxpool.Pool
 	opts Options
 	w    *writer
+	node nodeState // the node this process runs as (nodes.go)
 }
 
 // Open connects to the database at url (a postgres:// URL or a key=value
@@ -65,6 +96,12 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
 	if opts.Password != "" {
 		cfg.ConnConfig.Password = opts.Password
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// Without connect_timeout in the URL a connection to a host that
+		// drops packets waits for the system's TCP timeout (minutes), at
+		// start and on every reconnect.
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "feedmq"
@@ -90,6 +127,9 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 // Calling it again is a no-op.
 func (db *DB) Close() error {
 	if db.w.stop() {
+		db.node.mu.Lock()
+		db.node.release()
+		db.node.mu.Unlock()
 		db.pool.Close()
 	}
 	return nil

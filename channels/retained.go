@@ -1,0 +1,51 @@
+package channels
+
+import (
+	"errors"
+	"time"
+)
+
+// Retained is the retained MQTT message of a free topic, as a store shared
+// by several servers keeps it: what a new subscriber on any server must be
+// sent, with the MQTT 5 properties that travel with the message.
+type Retained struct {
+	Topic   string
+	Payload []byte
+	QoS     byte
+	// MQTT 5 properties of the publish; zero values are absent ones.
+	PayloadFormat     byte
+	PayloadFormatFlag bool
+	ContentType       string
+	ResponseTopic     string
+	CorrelationData   []byte
+	User              []UserProperty
+	// MessageExpiry is the publish's message expiry interval in seconds,
+	// 0 for none; a store counts it from when it stores the message and
+	// reports the end in Expires (zero: never).
+	MessageExpiry uint32
+	Expires       time.Time
+	// Created is when the store took the message, by its clock.
+	Created time.Time
+	// ProtocolVersion is the MQTT version of the publish (expiry applies
+	// to MQTT 5 messages only).
+	ProtocolVersion byte
+	// Version orders the changes of every retained message in the store:
+	// each set or delete takes the next one.
+	Version int64
+}
+
+// UserProperty is one MQTT 5 user property (a name may repeat).
+type UserProperty struct{ Key, Val string }
+
+// RetainedChange announces that the retained message of Topic changed at
+// Version; the receiver reads the message itself. Resync (without a
+// topic) means changes may have been missed: reload them all.
+type RetainedChange struct {
+	Version int64
+	Topic   string
+	Resync  bool
+}
+
+// ErrRetainedFull is wrapped (Error.Err, code ELIMIT) by a store refusing
+// a retained message past its bounds in number or bytes.
+var ErrRetainedFull = errors.New("retained messages full")
