@@ -232,6 +232,9 @@ send_queue_total: 134217728
 			return
 		}
 		for _, n := range h.nodes {
+			if m := n.clusterMetrics(); m != "" {
+				t.Logf("node %s, cluster metrics:\n%s", n.name, m)
+			}
 			n.mu.Lock()
 			for i, s := range n.all {
 				t.Logf("node %s, run %d, log tail:\n%s", n.name, i+1, logTail(s.logs.String(), 6000))
@@ -291,6 +294,29 @@ func (n *clusterNode) http() string {
 		return ""
 	}
 	return n.srv.addrs["http"]
+}
+
+// clusterMetrics returns the node's feedmq_cluster_* lines of /metrics,
+// for a failure's report; "" when the node is down or does not answer.
+func (n *clusterNode) clusterMetrics() string {
+	addr := n.http()
+	if addr == "" {
+		return ""
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if l := sc.Text(); strings.HasPrefix(l, "feedmq_cluster_") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
 }
 
 // logs is everything every run of the node has logged.
