@@ -127,6 +127,19 @@ func TestSequencer(t *testing.T) {
 				t.Errorf("metrics %+v: want no restart, one duplicate", m)
 			}
 		}},
+		{name: "own entry filled in by a long fill before it is offered is a duplicate", steps: []seqStep{
+			// 1 is this node's; before its OfferLocal comes (a busy node),
+			// the other nodes' 2..200 arrive and a fill delivers 1..200.
+			{commit: 200, offer: seq(2, 200), want: nil},
+			{advance: w, want: seq(1, 200), fills: 1},
+			{local: []uint64{1}, want: seq(1, 200), fills: 1},
+			{commit: 1, local: []uint64{201}, want: seq(1, 201), fills: 1},
+			{advance: time.Hour, want: seq(1, 201), fills: 1},
+		}, check: func(t *testing.T, m Metrics) {
+			if m.Restarts != 0 || m.Duplicates != 1 {
+				t.Errorf("metrics %+v: want no restart, one duplicate", m)
+			}
+		}},
 		{name: "local entries in order never restart", steps: []seqStep{
 			{commit: 3, local: []uint64{1, 2, 3}, want: seq(1, 3)},
 		}, check: func(t *testing.T, m Metrics) {
