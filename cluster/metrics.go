@@ -16,7 +16,6 @@ type counters struct {
 	stale         atomic.Uint64 // held entries the store no longer had
 	skipped       atomic.Uint64 // ids past the fill bound, never delivered
 	overflow      atomic.Uint64 // entries not held because too many were
-	restarts      atomic.Uint64 // channels whose sequence a local entry showed to be restarted
 	catchUps      atomic.Uint64 // reads of every channel's last id after NATS lost messages
 	takeovers     atomic.Uint64 // takeover notices that named a local client ID
 	notices       atomic.Uint64 // takeover notices received
@@ -45,8 +44,6 @@ type Metrics struct {
 	// Skipped ids lay past the fill bound; Overflow entries were not
 	// held (the store filled them in).
 	Stale, Skipped, Overflow uint64
-	// Restarts counts channels found cleared by a local entry.
-	Restarts uint64
 	// CatchUps counts reads of every channel's last id after NATS
 	// reconnected or dropped messages.
 	CatchUps uint64
@@ -61,7 +58,7 @@ func (c *counters) snapshot() Metrics {
 		Received: c.received.Load(), Malformed: c.malformed.Load(),
 		Duplicates: c.duplicates.Load(), SequencerWaits: c.waits.Load(),
 		GapFills: c.gapFills.Load(), Filled: c.filled.Load(), FillErrors: c.fillErrors.Load(),
-		Stale: c.stale.Load(), Skipped: c.skipped.Load(), Overflow: c.overflow.Load(), Restarts: c.restarts.Load(), CatchUps: c.catchUps.Load(),
+		Stale: c.stale.Load(), Skipped: c.skipped.Load(), Overflow: c.overflow.Load(), CatchUps: c.catchUps.Load(),
 		Notices: c.notices.Load(), Takeovers: c.takeovers.Load(),
 	}
 }

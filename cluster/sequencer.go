@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"hash/fnv"
 	"slices"
 	"sync"
 	"time"
@@ -63,45 +62,6 @@ type chanSeq struct {
 	high    uint64  // highest pending id
 	timer   Stopper // the open gap's wait, nil when none
 	filling bool    // a fill is reading the store
-	// filled remembers the last entries fills delivered (ring, next at
-	// filledAt): this node's own entry may be read from the store before
-	// its OfferLocal, and must then be told from a cleared feed's.
-	// Allocated by the first fill: most channels never need one.
-	filled   []filledKey
-	filledAt int
-}
-
-// filledMemory bounds what a channel remembers of filled entries: this
-// node's entries in flight between commit and OfferLocal are few, and
-// the newest.
-const filledMemory = 64
-
-// filledKey identifies one delivered entry: its id and a hash of all it
-// holds, so that a cleared feed's entry with the same id differs.
-type filledKey struct {
-	id, sum uint64
-}
-
-func entrySum(e *channels.Entry) uint64 {
-	h := fnv.New64a()
-	h.Write(e.AppendJSON(make([]byte, 0, 384)))
-	return h.Sum64()
-}
-
-// wasFilled reports whether a fill delivered e; the caller holds c.mu.
-func (c *chanSeq) wasFilled(e *channels.Entry) bool {
-	var sum uint64
-	for _, k := range c.filled {
-		if k.id == e.ID && k.id != 0 {
-			if sum == 0 {
-				sum = entrySum(e)
-			}
-			if k.sum == sum {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // SequencerOptions configures a Sequencer; zero values take the defaults.
@@ -207,32 +167,15 @@ func (s *Sequencer) Offer(e *channels.Entry) {
 	s.offer(c, e)
 }
 
-// OfferLocal is Offer for an entry this node has just committed. The
-// store gave it a fresh id, so it cannot have been delivered already: an
-// id at or below the last delivered means the feed was cleared (or its
-// channel deleted and made again) without a Reset reaching this node,
-// and the channel's sequence starts over.
-func (s *Sequencer) OfferLocal(e *channels.Entry) {
-	c := s.channel(e.ChannelID)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e.ID <= c.last && c.wasFilled(e) {
-		// Read from the store and delivered before this call came.
-		s.m.duplicates.Add(1)
-		return
-	}
-	if e.ID <= c.last {
-		s.m.restarts.Add(1)
-		c.filled, c.filledAt = nil, 0
-		c.gen++
-		c.last, c.high, c.pending = 0, 0, nil
-		if c.timer != nil {
-			c.timer.Stop()
-			c.timer = nil
-		}
-	}
-	s.offer(c, e)
-}
+// OfferLocal is Offer for an entry this node has just committed. Its id
+// is new, yet it may have been delivered already: a fill that other
+// nodes' entries called for can read it from the store before a busy
+// node gets to this call, and then it is a duplicate like any other.
+// That is why a cleared feed is never inferred from an id at or below
+// the last delivered (a fill of more entries than any bounded memory
+// holds made that guess wrong, and the channel replayed its feed): a
+// clear is announced, and Reset starts the channel over.
+func (s *Sequencer) OfferLocal(e *channels.Entry) { s.Offer(e) }
 
 // offer is Offer with c.mu held.
 func (s *Sequencer) offer(c *chanSeq, e *channels.Entry) {
@@ -403,11 +346,6 @@ func (s *Sequencer) fill(channel uint64, c *chanSeq, gen uint64) {
 		delete(c.pending, e.ID)
 		c.last = e.ID
 		s.m.filled.Add(1)
-		if c.filled == nil {
-			c.filled = make([]filledKey, filledMemory)
-		}
-		c.filled[c.filledAt] = filledKey{id: e.ID, sum: entrySum(e)}
-		c.filledAt = (c.filledAt + 1) % filledMemory
 		s.deliver(e)
 	}
 	// A held entry at or below to that the store did not return is gone

@@ -13,6 +13,7 @@ type seqStep struct {
 	commit  int           // entries committed to the store first
 	clear   bool          // the store's feed is cleared, the sequencer reset
 	cleared bool          // the store's feed is cleared, the sequencer not told
+	reset   bool          // the sequencer is reset (a clear's notice comes)
 	seed    uint64        // Seed(1, seed) when > 0
 	offer   []uint64      // committed entries (by id, as committed so far) offered in this order
 	local   []uint64      // the same, offered as this node's own (after offer)
@@ -101,17 +102,20 @@ func TestSequencer(t *testing.T) {
 				t.Errorf("stale %d, want 1", m.Stale)
 			}
 		}},
-		{name: "local entry at or below the last restarts a cleared channel", steps: []seqStep{
+		{name: "a cleared feed's own entries wait for the reset", steps: []seqStep{
 			{commit: 3, offer: []uint64{1, 3}, want: []uint64{1}},
 			{advance: w, want: seq(1, 3), fills: 1},
-			// Cleared without a Reset: the new feed's 2 comes before its 1.
-			{cleared: true, commit: 2, local: []uint64{2}, want: seq(1, 3), fills: 1},
-			{local: []uint64{1}, want: []uint64{1, 2, 3, 1, 2}, fills: 1},
-			{offer: []uint64{2}, want: []uint64{1, 2, 3, 1, 2}, fills: 1},
-			{advance: time.Hour, want: []uint64{1, 2, 3, 1, 2}, fills: 1},
+			// Cleared on another node, its notice not here yet: the new
+			// feed's 2 and 1, this node's own, look like duplicates.
+			{cleared: true, commit: 2, local: []uint64{2, 1}, want: seq(1, 3), fills: 1},
+			// The notice resets the channel; its next entry shows the gap
+			// and the fill delivers the new feed in order.
+			{reset: true, commit: 1, local: []uint64{3}, want: seq(1, 3), fills: 1},
+			{advance: w, want: []uint64{1, 2, 3, 1, 2, 3}, fills: 2},
+			{advance: time.Hour, want: []uint64{1, 2, 3, 1, 2, 3}, fills: 2},
 		}, check: func(t *testing.T, m Metrics) {
-			if m.Restarts != 1 || m.Duplicates != 1 {
-				t.Errorf("metrics %+v: want one restart, one duplicate", m)
+			if m.Duplicates != 2 {
+				t.Errorf("metrics %+v: want two duplicates", m)
 			}
 		}},
 		{name: "own entry filled in before it is offered is a duplicate", steps: []seqStep{
@@ -123,15 +127,28 @@ func TestSequencer(t *testing.T) {
 			{advance: time.Hour, want: seq(1, 3), fills: 1},
 			{commit: 1, local: []uint64{4}, want: seq(1, 4), fills: 1},
 		}, check: func(t *testing.T, m Metrics) {
-			if m.Restarts != 0 || m.Duplicates != 1 {
-				t.Errorf("metrics %+v: want no restart, one duplicate", m)
+			if m.Duplicates != 1 {
+				t.Errorf("metrics %+v: want one duplicate", m)
 			}
 		}},
-		{name: "local entries in order never restart", steps: []seqStep{
+		{name: "own entry filled in by a long fill before it is offered is a duplicate", steps: []seqStep{
+			// 1 is this node's; before its OfferLocal comes (a busy node),
+			// the other nodes' 2..200 arrive and a fill delivers 1..200.
+			{commit: 200, offer: seq(2, 200), want: nil},
+			{advance: w, want: seq(1, 200), fills: 1},
+			{local: []uint64{1}, want: seq(1, 200), fills: 1},
+			{commit: 1, local: []uint64{201}, want: seq(1, 201), fills: 1},
+			{advance: time.Hour, want: seq(1, 201), fills: 1},
+		}, check: func(t *testing.T, m Metrics) {
+			if m.Duplicates != 1 {
+				t.Errorf("metrics %+v: want one duplicate", m)
+			}
+		}},
+		{name: "local entries in order", steps: []seqStep{
 			{commit: 3, local: []uint64{1, 2, 3}, want: seq(1, 3)},
 		}, check: func(t *testing.T, m Metrics) {
-			if m.Restarts != 0 {
-				t.Errorf("restarts %d", m.Restarts)
+			if m.Duplicates != 0 || m.SequencerWaits != 0 {
+				t.Errorf("metrics %+v: want no duplicate, no wait", m)
 			}
 		}},
 		{name: "reset discards a gap being waited on", steps: []seqStep{
@@ -178,7 +195,7 @@ func TestSequencer(t *testing.T) {
 					st.clear(1)
 					old, feed = feed, nil
 				}
-				if step.clear {
+				if step.clear || step.reset {
 					s.Reset(1)
 				}
 				if step.commit > 0 {
@@ -342,8 +359,8 @@ func TestSequencerCatchUp(t *testing.T) {
 	}
 }
 
-// A channel restarted while a fill of its old feed reads the store gets
-// its new gap filled once that read ends.
+// A channel reset while a fill of its old feed reads the store gets its
+// new gap filled once that read ends.
 func TestSequencerRestartDuringFill(t *testing.T) {
 	st, rec, clk := newFakeStore(), newRecorder(), newFakeClock()
 	s := NewSequencer(st, rec.deliver, SequencerOptions{Clock: clk})
@@ -358,6 +375,7 @@ func TestSequencerRestartDuringFill(t *testing.T) {
 	s.CatchUp(1, 5) // 4 and 5 were lost
 	waitFor(t, "the fill reading", func() bool { return st.fillCount() == 1 })
 	st.clear(1)
+	s.Reset(1) // the clear's notice
 	st.mu.Lock()
 	st.block = nil
 	st.mu.Unlock()

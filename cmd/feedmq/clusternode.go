@@ -233,8 +233,6 @@ var clusterCounters = []struct {
 		func(m cluster.Metrics) uint64 { return m.Skipped }},
 	{prometheus.NewDesc("feedmq_cluster_overflow_total", "Entries not held because too many were (filled from the database instead).", nil, nil),
 		func(m cluster.Metrics) uint64 { return m.Overflow }},
-	{prometheus.NewDesc("feedmq_cluster_restarts_total", "Channels whose numbering a local entry showed to have restarted (a clear not heard of).", nil, nil),
-		func(m cluster.Metrics) uint64 { return m.Restarts }},
 	{prometheus.NewDesc("feedmq_cluster_catch_ups_total", "Reads of every channel's last id after NATS reconnected or dropped messages.", nil, nil),
 		func(m cluster.Metrics) uint64 { return m.CatchUps }},
 	{prometheus.NewDesc("feedmq_cluster_takeover_notices_total", "Client-ID takeover notices received from other nodes.", nil, nil),

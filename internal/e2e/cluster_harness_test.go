@@ -85,7 +85,10 @@ func startNATSCluster(t *testing.T, n int) *natsCluster {
 			ServerName: fmt.Sprintf("nats%d", i+1),
 			Host:       "127.0.0.1", Port: ports[i][0],
 			NoLog: true, NoSigs: true,
-			Cluster: natsserver.ClusterOpts{Name: "feedmq-e2e", Host: "127.0.0.1", Port: ports[i][1]},
+			// NoAdvertise: a client knows the servers its URLs name, and
+			// does not learn the others from the one it is connected to
+			// (a node given one server is cut off while it is down).
+			Cluster: natsserver.ClusterOpts{Name: "feedmq-e2e", Host: "127.0.0.1", Port: ports[i][1], NoAdvertise: true},
 			Routes:  natsserver.RoutesFromStr(strings.Join(routes, ",")),
 		}
 		c.servers = append(c.servers, &natsServer{opts: o})
@@ -156,25 +159,19 @@ func (c *natsCluster) waitRoutes(t *testing.T) {
 	})
 }
 
-// urls is the value of the nodes' cluster key: every server.
-func (c *natsCluster) urls() string {
-	var u []string
-	for _, s := range c.servers {
-		u = append(u, fmt.Sprintf("nats://127.0.0.1:%d", s.opts.Port))
-	}
-	return strings.Join(u, ",")
-}
-
-// busiest returns the running server with the most clients (the nodes
-// are its only clients).
-func (c *natsCluster) busiest() (int, int) {
-	best, n := -1, -1
-	for i, s := range c.servers {
-		if s.srv != nil && s.srv.NumClients() > n {
-			best, n = i, s.srv.NumClients()
+// urls is the value of a node's cluster key: servers i... (none: every
+// server).
+func (c *natsCluster) urls(i ...int) string {
+	if len(i) == 0 {
+		for j := range c.servers {
+			i = append(i, j)
 		}
 	}
-	return best, n
+	var u []string
+	for _, j := range i {
+		u = append(u, fmt.Sprintf("nats://127.0.0.1:%d", c.servers[j].opts.Port))
+	}
+	return strings.Join(u, ",")
 }
 
 // clusterNode is one `feedmq serve` of the cluster.
@@ -200,8 +197,15 @@ type clusterHarness struct {
 }
 
 // newClusterHarness starts the database, the NATS servers and three
-// nodes n1..n3 of build b.
+// nodes n1..n3 of build b, each given every NATS server.
 func newClusterHarness(t *testing.T, b *build) *clusterHarness {
+	t.Helper()
+	return newClusterHarnessWith(t, b, false)
+}
+
+// newClusterHarnessWith is newClusterHarness; with natsPerNode, node i
+// is given NATS server i only, as with a NATS server beside each node.
+func newClusterHarnessWith(t *testing.T, b *build, natsPerNode bool) *clusterHarness {
 	t.Helper()
 	b.binary(t) // build before any server starts
 	h := &clusterHarness{db: pgtest.New(t), b: b}
@@ -209,6 +213,10 @@ func newClusterHarness(t *testing.T, b *build) *clusterHarness {
 	for i := range 3 {
 		n := &clusterNode{name: fmt.Sprintf("n%d", i+1), dir: t.TempDir(), b: b}
 		n.conf = filepath.Join(n.dir, "feedmq.yaml")
+		urls := h.nats.urls()
+		if natsPerNode {
+			urls = h.nats.urls(i)
+		}
 		// The subscribers of these tests read every entry as it comes;
 		// the send queues are raised so that a moment without CPU on a
 		// loaded machine does not drop deliveries, which is a property
@@ -220,7 +228,7 @@ cluster_name: e2e
 node_name: %s
 send_queue_bytes: 33554432
 send_queue_total: 134217728
-`, n.dir, h.db, h.nats.urls(), n.name)
+`, n.dir, h.db, urls, n.name)
 		if err := os.WriteFile(n.conf, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -232,6 +240,9 @@ send_queue_total: 134217728
 			return
 		}
 		for _, n := range h.nodes {
+			if m := n.clusterMetrics(); m != "" {
+				t.Logf("node %s, cluster metrics:\n%s", n.name, m)
+			}
 			n.mu.Lock()
 			for i, s := range n.all {
 				t.Logf("node %s, run %d, log tail:\n%s", n.name, i+1, logTail(s.logs.String(), 6000))
@@ -291,6 +302,55 @@ func (n *clusterNode) http() string {
 		return ""
 	}
 	return n.srv.addrs["http"]
+}
+
+// clusterMetrics returns the node's feedmq_cluster_* lines of /metrics,
+// for a failure's report; "" when the node is down or does not answer.
+func (n *clusterNode) clusterMetrics() string {
+	addr := n.http()
+	if addr == "" {
+		return ""
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if l := sc.Text(); strings.HasPrefix(l, "feedmq_cluster_") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
+// metric returns the value of one of the node's cluster metrics (a line
+// "name value" of /metrics), and whether it was there.
+func (n *clusterNode) metric(name string) (uint64, bool) {
+	for _, l := range strings.Split(n.clusterMetrics(), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			var x uint64
+			if _, err := fmt.Sscan(v, &x); err == nil {
+				return x, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// healthz returns the status code and body of the node's /healthz.
+func (n *clusterNode) healthz() (int, string, error) {
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + n.http() + "/healthz")
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode, string(body), nil
 }
 
 // logs is everything every run of the node has logged.
@@ -499,7 +559,12 @@ func (s *feedSubscriber) waitInOrder(t *testing.T, want map[uint64]string, n int
 	}
 	for i, e := range got {
 		if e.EntryID != uint64(i+1) {
-			t.Errorf("subscriber %s: delivery %d is entry %d, want %d (entries out of order, lost or repeated)", s.name, i+1, e.EntryID, i+1)
+			var around []uint64
+			for _, a := range got[max(0, i-5):min(len(got), i+15)] {
+				around = append(around, a.EntryID)
+			}
+			t.Errorf("subscriber %s: delivery %d is entry %d, want %d (entries out of order, lost or repeated); deliveries %d on: %v",
+				s.name, i+1, e.EntryID, i+1, max(0, i-5)+1, around)
 			return
 		}
 		if v, ok := want[e.EntryID]; ok && v != e.Field1 {
