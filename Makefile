@@ -10,7 +10,7 @@ FUZZTIME ?= 15s
 # Tests that drive real clients refuse to skip when this is set.
 export FEEDMQ_REQUIRE_CLIENTS := 1
 
-.PHONY: all build run test test-deps test-deps-systemd vet fmt fuzz bench bench-cluster clean \
+.PHONY: all build run test test-postgres test-cluster test-deps test-deps-systemd vet fmt fuzz bench bench-cluster clean \
 	man install uninstall release release-check
 
 all: build
@@ -45,6 +45,18 @@ fmt:
 
 test: test-deps test-deps-systemd fmt vet
 	$(GO) test -race -timeout 9m ./...
+
+# The REST API's tests again, over PostgreSQL instead of bbolt: a database
+# per test on one throwaway server (internal/pgtest). `make test` runs them
+# on bbolt; the store tests themselves run on both there.
+test-postgres: test-deps
+	FEEDMQ_TEST_STORE=postgres FEEDMQ_REQUIRE_POSTGRES=1 $(GO) test -race -timeout 9m ./http/...
+
+# The long cluster scenarios: three `feedmq serve` nodes on one PostgreSQL
+# and three NATS servers, killed, cut off and restarted under load
+# (internal/e2e/cluster_test.go; `make test` runs only the quick one).
+test-cluster: test-deps
+	FEEDMQ_CLUSTER_SCENARIOS=1 $(GO) test -count=1 -timeout 12m -run '^TestCluster' -v ./internal/e2e
 
 # Each fuzz target for FUZZTIME; corpora grow in <pkg>/testdata/fuzz.
 FUZZ_TARGETS := channels:FuzzParseTopic channels:FuzzParsePayload \

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +15,6 @@ import (
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
 	httpd "github.com/feedmq/feedmq/http"
-	"github.com/feedmq/feedmq/storage"
 )
 
 // The fixed clocks of the tests: the database's (channel creation, entries
@@ -79,7 +77,7 @@ func (p *fakePublisher) fail(err error) {
 // env is a handler on a real database.
 type env struct {
 	t   *testing.T
-	db  *storage.DB
+	db  testStore
 	svc *admin.Local
 	pub *fakePublisher
 	h   http.Handler
@@ -87,11 +85,7 @@ type env struct {
 
 func newEnv(t *testing.T, lim channels.Limits) *env {
 	t.Helper()
-	db, err := storage.Open(filepath.Join(t.TempDir(), "feedmq.db"), storage.Options{Now: func() time.Time { return created }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openStore(t, func() time.Time { return created })
 	svc, err := admin.NewLocal(context.Background(), db, auth.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)

@@ -33,7 +33,7 @@ var bulkNow = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 // the REST API on a real listener, both on 127.0.0.1 port 0.
 type bulkEnv struct {
 	t    *testing.T
-	db   *storage.DB
+	db   testStore
 	svc  *admin.Local
 	srv  *broker.Server
 	base string
@@ -47,13 +47,9 @@ func newBulkEnv(t *testing.T) *bulkEnv {
 
 // newBulkEnvOver is newBulkEnv with the broker writing to wrap's store
 // over the database (nil: the database itself).
-func newBulkEnvOver(t *testing.T, wrap func(*storage.DB) channels.Store) *bulkEnv {
+func newBulkEnvOver(t *testing.T, wrap func(testStore) channels.Store) *bulkEnv {
 	t.Helper()
-	db, err := storage.Open(filepath.Join(t.TempDir(), "feedmq.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openStore(t, nil)
 	svc, err := admin.NewLocal(t.Context(), db, auth.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)

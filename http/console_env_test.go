@@ -9,7 +9,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -20,7 +19,6 @@ import (
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
 	httpd "github.com/feedmq/feedmq/http"
-	"github.com/feedmq/feedmq/storage"
 )
 
 // fakeAdmin is the real admin service over a bbolt file for channels and
@@ -122,7 +120,7 @@ type consoleEnv struct {
 	svc     *admin.Local
 	console *httpd.Console
 	srv     *httptest.Server
-	db      *storage.DB
+	db      testStore
 	clock   *clock
 	logs    *syncBuffer
 }
@@ -131,11 +129,7 @@ const setupToken = "setup-token-0123456789abcdef"
 
 func newConsoleEnv(t testing.TB, tlsServer bool, set func(*httpd.ConsoleOptions)) *consoleEnv {
 	t.Helper()
-	db, err := storage.Open(filepath.Join(t.TempDir(), "feedmq.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openStore(t, nil)
 	svc, err := admin.NewLocal(t.Context(), db, auth.Limits{MaxDevices: 3, MaxChannelsPerDevice: 2})
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,14 +17,13 @@ import (
 	"github.com/feedmq/feedmq/broker"
 	"github.com/feedmq/feedmq/channels"
 	httpd "github.com/feedmq/feedmq/http"
-	"github.com/feedmq/feedmq/storage"
 )
 
 // dashEnv is a broker without listeners over a bbolt file, with the dashboard
 // in front of a stand-in for the REST API.
 type dashEnv struct {
 	t    *testing.T
-	db   *storage.DB
+	db   testStore
 	svc  *admin.Local
 	srv  *broker.Server
 	dash *httpd.Dashboard
@@ -40,11 +38,7 @@ func newDashEnv(t *testing.T, heartbeat time.Duration) *dashEnv {
 // newDashEnvWith is newDashEnv with the dashboard's options changed by set.
 func newDashEnvWith(t *testing.T, heartbeat time.Duration, set func(*httpd.DashboardOptions)) *dashEnv {
 	t.Helper()
-	db, err := storage.Open(filepath.Join(t.TempDir(), "feedmq.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openStore(t, nil)
 	svc, err := admin.NewLocal(t.Context(), db, auth.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +18,6 @@ import (
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
 	httpd "github.com/feedmq/feedmq/http"
-	"github.com/feedmq/feedmq/storage"
 )
 
 // syncBuffer is a log sink that tests read while the server writes.
@@ -45,7 +43,7 @@ func (s *syncBuffer) String() string {
 type mgmt struct {
 	t    *testing.T
 	base string
-	db   *storage.DB
+	db   testStore
 	adm  httpd.Admin
 	srv  *httpd.Server
 	key  string // the owner's user API key
@@ -64,11 +62,7 @@ type mgmtOptions struct {
 
 func newMgmt(t *testing.T, o mgmtOptions) *mgmt {
 	t.Helper()
-	db, err := storage.Open(filepath.Join(t.TempDir(), "feedmq.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openStore(t, nil)
 	if o.limits == (auth.Limits{}) {
 		o.limits = auth.DefaultLimits()
 	}

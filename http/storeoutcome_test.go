@@ -11,7 +11,6 @@ import (
 
 	"github.com/feedmq/feedmq/channels"
 	"github.com/feedmq/feedmq/internal/storetest"
-	"github.com/feedmq/feedmq/storage"
 )
 
 // Writes through the real broker to a store that fails as a database
@@ -21,7 +20,7 @@ import (
 // write may be stored, with 0 as the body of /update; never a success.
 func TestWriteStoreOutcomes(t *testing.T) {
 	store := new(storetest.Failing)
-	e := newBulkEnvOver(t, func(db *storage.DB) channels.Store {
+	e := newBulkEnvOver(t, func(db testStore) channels.Store {
 		store.Store = db
 		return store
 	})

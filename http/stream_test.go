@@ -13,10 +13,9 @@ import (
 
 	"github.com/feedmq/feedmq/channels"
 	httpd "github.com/feedmq/feedmq/http"
-	"github.com/feedmq/feedmq/storage"
 )
 
-// plainStore hides storage.DB's paging, so that the handler builds whole
+// plainStore hides the store's paging, so that the handler builds whole
 // answers as it did before streaming.
 type plainStore struct{ channels.Store }
 
@@ -68,7 +67,7 @@ func TestStreamedFeedsAreUnchanged(t *testing.T) {
 
 // clearingStore clears channel other before the page call of a keyed read.
 type clearingStore struct {
-	*storage.DB
+	testStore
 	other uint64
 	page  int
 	calls atomic.Int32
@@ -76,11 +75,11 @@ type clearingStore struct {
 
 func (s *clearingStore) EntriesByKey(ctx context.Context, channelID, version uint64, keys []channels.EntryKey, page []channels.Entry) ([]channels.Entry, error) {
 	if int(s.calls.Add(1)) == s.page {
-		if err := s.DB.ClearChannel(ctx, s.other); err != nil {
+		if err := s.testStore.ClearChannel(ctx, s.other); err != nil {
 			return nil, err
 		}
 	}
-	return s.DB.EntriesByKey(ctx, channelID, version, keys, page)
+	return s.testStore.EntriesByKey(ctx, channelID, version, keys, page)
 }
 
 // A large feed read is answered whole while another channel is cleared
@@ -100,7 +99,7 @@ func TestStreamedFeedOtherChannelCleared(t *testing.T) {
 		t.Fatalf("plain read: %d, %d lines", want.status, strings.Count(want.body, "\n"))
 	}
 	for _, page := range []int{1, 8} {
-		store := &clearingStore{DB: e.db, other: other.ID, page: page}
+		store := &clearingStore{testStore: e.db, other: other.ID, page: page}
 		srv := httptest.NewServer(httpd.NewAPI(httpd.APIOptions{
 			Store: store, Registry: e.svc.Registry, Publisher: e.pub,
 			Now: func() time.Time { return now },
@@ -127,7 +126,7 @@ func TestStreamedFeedClearedBeforeAnswer(t *testing.T) {
 	for i := range 300 {
 		e.entry(ch.ID, at(0, 0, 0).Add(time.Duration(i)*time.Second), map[int]string{0: strconv.Itoa(i)})
 	}
-	store := &clearingStore{DB: e.db, other: ch.ID, page: 1}
+	store := &clearingStore{testStore: e.db, other: ch.ID, page: 1}
 	h := httpd.NewAPI(httpd.APIOptions{
 		Store: store, Registry: e.svc.Registry, Publisher: e.pub,
 		Now: func() time.Time { return now },

@@ -58,6 +58,9 @@ func (db *DB) Account(ctx context.Context) (*auth.Account, error) {
 
 // PutAccount replaces the stored owner account.
 func (db *DB) PutAccount(ctx context.Context, a *auth.Account) error {
+	if err := a.CheckStorable(); err != nil {
+		return err
+	}
 	v, err := json.Marshal(accountRecord{UserAPIKey: a.UserAPIKey, PasswordHash: a.PasswordHash, PasswordChangedAt: a.PasswordChangedAt})
 	if err != nil {
 		return err

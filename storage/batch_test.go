@@ -22,52 +22,6 @@ func batchOf(ch uint64, prefix string, n int) []*channels.Entry {
 	return es
 }
 
-func TestAppendEntries_ConsecutiveIDs(t *testing.T) {
-	db := MustOpenDB(t)
-	c := MustCreateChannel(t, db, "c")
-	MustAppend(t, db, c.ID, "single")
-	es := batchOf(c.ID, "b", 5)
-	if err := db.AppendEntries(context.Background(), es); err != nil {
-		t.Fatal(err)
-	}
-	for i, e := range es {
-		if e.ID != uint64(i+2) || e.CreatedAt.IsZero() {
-			t.Fatalf("entry %d: ID %d created_at %v, want ID %d and a time", i, e.ID, e.CreatedAt, i+2)
-		}
-	}
-	wantValues(t, db, c.ID, "single", "b1", "b2", "b3", "b4", "b5")
-	if e := MustAppend(t, db, c.ID, "after"); e.ID != 7 {
-		t.Fatalf("next entry got ID %d, want 7", e.ID)
-	}
-}
-
-func TestAppendEntries_Refusals(t *testing.T) {
-	db := MustOpenDB(t)
-	c := MustCreateChannel(t, db, "c")
-	ctx := context.Background()
-	mixed := append(batchOf(c.ID, "a", 2), batchOf(c.ID+1, "x", 1)...)
-	if err := db.AppendEntries(ctx, mixed); channels.ErrorCode(err) != channels.EINVALID {
-		t.Fatalf("batch over two channels: %v, want EINVALID", err)
-	}
-	missing := batchOf(c.ID+100, "m", 3)
-	if err := db.AppendEntries(ctx, missing); channels.ErrorCode(err) != channels.ENOTFOUND {
-		t.Fatalf("batch to a missing channel: %v, want ENOTFOUND", err)
-	}
-	for _, e := range missing {
-		if e.ID != 0 {
-			t.Fatalf("refused entry kept ID %d", e.ID)
-		}
-	}
-	if err := db.AppendEntries(ctx, batchOf(c.ID, "big", storage.MaxBatchEntries+1)); channels.ErrorCode(err) != channels.EINVALID {
-		t.Fatalf("oversized batch: %v, want EINVALID", err)
-	}
-	wantValues(t, db, c.ID)
-	// The channel still numbers from 1.
-	if e := MustAppend(t, db, c.ID, "1"); e.ID != 1 {
-		t.Fatalf("entry after refused batches got ID %d, want 1", e.ID)
-	}
-}
-
 // A batch whose write the power cut short is lost whole on recovery: the
 // marker before it names the records it must have.
 func TestAppendEntries_TornBatchIsDroppedWhole(t *testing.T) {

@@ -63,30 +63,6 @@ func TestBindings_CreateListDeleteReopen(t *testing.T) {
 	}
 }
 
-func TestBindings_CreateRefuses(t *testing.T) {
-	ctx := context.Background()
-	db := MustOpenDB(t)
-	c := MustCreateChannel(t, db, "a")
-	for _, tc := range []struct {
-		b    *channels.Binding
-		code string
-		msg  string
-	}{
-		{newBinding(c.ID+1, "a/b"), channels.ENOTFOUND, "not found"},
-		{newBinding(c.ID, "channels/1/publish"), channels.EINVALID, "governs itself"},
-		{&channels.Binding{ChannelID: c.ID, Topic: "a"}, channels.EINVALID, "at least one field"},
-		{&channels.Binding{ChannelID: c.ID, Topic: "a", Fields: [8]string{"$..x"}}, channels.EINVALID, "recursive"},
-	} {
-		err := db.CreateBinding(ctx, tc.b)
-		if channels.ErrorCode(err) != tc.code || err == nil || !strings.Contains(err.Error(), tc.msg) {
-			t.Errorf("%+v: %v; want %s containing %q", tc.b, err, tc.code, tc.msg)
-		}
-	}
-	if list, _ := db.Bindings(ctx); len(list) != 0 {
-		t.Fatalf("refused bindings stored: %+v", list)
-	}
-}
-
 // A file without the bindings bucket (every file older feedmq versions
 // wrote) reads as no bindings, read-only too, and checks clean.
 func TestBindings_FileWithoutBucket(t *testing.T) {

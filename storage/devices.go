@@ -70,6 +70,9 @@ func (db *DB) CreateDevice(ctx context.Context, d *auth.Device) error {
 	if d.Username == "" {
 		return channels.Errorf(channels.EINVALID, "device username is required")
 	}
+	if err := d.CheckStorable(); err != nil {
+		return err
+	}
 	return db.update(ctx, "create device", func(tx *bolt.Tx) error {
 		if err := checkDevice(tx, d, 0); err != nil {
 			return err
@@ -89,6 +92,9 @@ func (db *DB) CreateDevice(ctx context.Context, d *auth.Device) error {
 func (db *DB) UpdateDevice(ctx context.Context, d *auth.Device) error {
 	if d.Username == "" {
 		return channels.Errorf(channels.EINVALID, "device username is required")
+	}
+	if err := d.CheckStorable(); err != nil {
+		return err
 	}
 	return db.update(ctx, "update device", func(tx *bolt.Tx) error {
 		old, err := findDevice(tx, d.ID)

@@ -26,6 +26,9 @@ func ids(es []channels.Entry) []uint64 {
 	return out
 }
 
+// Imported IDs, gaps and the numbering after them survive a reopen
+// (storetest's suite checks imports on every store; the file is this
+// store's own).
 func TestImportEntries_KeepIDs(t *testing.T) {
 	ctx := context.Background()
 	db := MustOpenDB(t)
@@ -85,69 +88,9 @@ func TestImportEntries_KeepIDs(t *testing.T) {
 	check(MustReopen(t, db))
 }
 
-func TestImportEntries_Append(t *testing.T) {
-	ctx := context.Background()
-	db := MustOpenDB(t)
-	c := MustCreateChannel(t, db, "x")
-	MustAppend(t, db, c.ID, "1")
-	MustAppend(t, db, c.ID, "2") // both at now
-	batch := []channels.Entry{imported(c.ID, 99, now, "a"), imported(c.ID, 0, now.Add(time.Minute), "b")}
-	if err := db.ImportEntries(ctx, c.ID, batch, false); err != nil {
-		t.Fatal(err)
-	}
-	if got := ids(batch); !reflect.DeepEqual(got, []uint64{3, 4}) {
-		t.Fatalf("IDs %v, want 3 4", got)
-	}
-	// Older than the newest entry, or out of order within the batch: the
-	// whole batch is refused and no ID is taken.
-	for _, bad := range [][]channels.Entry{
-		{imported(c.ID, 0, now.Add(2*time.Minute), "ok"), imported(c.ID, 0, now, "old")},
-		{imported(c.ID, 0, now.Add(5*time.Minute), "ok"), imported(c.ID, 0, now.Add(4*time.Minute), "back")},
-	} {
-		wantCode(t, db.ImportEntries(ctx, c.ID, bad, false), channels.ECONFLICT)
-		if bad[0].ID != 0 {
-			t.Fatalf("refused batch kept ID %d", bad[0].ID)
-		}
-	}
-	es, err := db.Entries(ctx, c.ID, channels.EntryFilter{})
-	if err != nil || !reflect.DeepEqual(ids(es), []uint64{1, 2, 3, 4}) {
-		t.Fatalf("entries %v, %v", ids(es), err)
-	}
-}
-
-func TestImportEntries_Refused(t *testing.T) {
-	ctx := context.Background()
-	db := MustOpenDB(t)
-	c := MustCreateChannel(t, db, "x")
-	at := now
-	empty := channels.Entry{ChannelID: c.ID, CreatedAt: at}
-	unknown := imported(c.ID, 1, at, "a")
-	unknown.Set |= 1 << channels.NumValues
-	for name, tc := range map[string]struct {
-		es   []channels.Entry
-		keep bool
-		ch   uint64
-		code string
-	}{
-		"no values":      {[]channels.Entry{empty}, false, c.ID, channels.EINVALID},
-		"unknown values": {[]channels.Entry{unknown}, false, c.ID, channels.EINVALID},
-		"no created_at":  {[]channels.Entry{imported(c.ID, 1, time.Time{}, "a")}, false, c.ID, channels.EINVALID},
-		"no id to keep":  {[]channels.Entry{imported(c.ID, 0, at, "a")}, true, c.ID, channels.EINVALID},
-		"other channel":  {[]channels.Entry{imported(c.ID+1, 1, at, "a")}, false, c.ID, channels.EINVALID},
-		"no channel":     {[]channels.Entry{imported(c.ID+1, 1, at, "a")}, false, c.ID + 1, channels.ENOTFOUND},
-	} {
-		t.Run(name, func(t *testing.T) {
-			wantCode(t, db.ImportEntries(ctx, tc.ch, tc.es, tc.keep), tc.code)
-		})
-	}
-	if got, _ := db.FindChannel(ctx, c.ID); got.LastEntryID != 0 {
-		t.Fatalf("LastEntryID %d after refused imports", got.LastEntryID)
-	}
-}
-
 // TestImportEntries_WithAppends imports while appends run: every entry
 // gets its own ID, and appends logged before a batch are numbered before
-// it.
+// it, also once the log is replayed at a reopen.
 func TestImportEntries_WithAppends(t *testing.T) {
 	ctx := context.Background()
 	db := MustOpenDB(t)

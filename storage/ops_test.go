@@ -299,55 +299,6 @@ func TestPrune_MaxEntries(t *testing.T) {
 	}
 }
 
-func TestPrune_MaxAge(t *testing.T) {
-	ctx := context.Background()
-	db := MustOpenDB(t)
-	c := MustCreateChannel(t, db, "aged")
-	for i := 0; i < 10; i++ { // one entry per hour, 10h ago .. 1h ago
-		appendAt(t, db, c.ID, now.Add(-time.Duration(10-i)*time.Hour))
-	}
-	withRetention(t, db, c, 0, 5*time.Hour+30*time.Minute)
-	n, err := db.Prune(ctx, now)
-	if err != nil || n != 5 {
-		t.Fatalf("Prune: %d, %v", n, err)
-	}
-	if first, last, cnt := feedIDs(t, db, c.ID); first != 6 || last != 10 || cnt != 5 {
-		t.Fatalf("feed: %d..%d (%d)", first, last, cnt)
-	}
-	// Later, everything has expired.
-	if n, err := db.Prune(ctx, now.Add(24*time.Hour)); err != nil || n != 5 {
-		t.Fatalf("Prune a day later: %d, %v", n, err)
-	}
-	if _, _, cnt := feedIDs(t, db, c.ID); cnt != 0 {
-		t.Fatalf("%d entries left", cnt)
-	}
-	if e := MustAppend(t, db, c.ID, "v"); e.ID != 11 {
-		t.Fatalf("next entry ID %d", e.ID)
-	}
-}
-
-func TestPrune_Both(t *testing.T) {
-	ctx := context.Background()
-	db := MustOpenDB(t)
-	c := MustCreateChannel(t, db, "both")
-	for i := 0; i < 20; i++ { // 20 minutes ago .. 1 minute ago
-		appendAt(t, db, c.ID, now.Add(-time.Duration(20-i)*time.Minute))
-	}
-	// MaxEntries is the stricter limit here...
-	withRetention(t, db, c, 5, time.Hour)
-	if n, err := db.Prune(ctx, now); err != nil || n != 15 {
-		t.Fatalf("Prune: %d, %v", n, err)
-	}
-	// ...and MaxAge here: entries 16..18 are older than 3m30s.
-	withRetention(t, db, c, 5, 3*time.Minute+30*time.Second)
-	if n, err := db.Prune(ctx, now); err != nil || n != 2 {
-		t.Fatalf("Prune: %d, %v", n, err)
-	}
-	if first, last, cnt := feedIDs(t, db, c.ID); first != 18 || last != 20 || cnt != 3 {
-		t.Fatalf("feed: %d..%d (%d)", first, last, cnt)
-	}
-}
-
 // Appends go on while a long prune runs in small batches, and none of them
 // is lost or pruned by mistake.
 func TestPrune_ConcurrentAppends(t *testing.T) {

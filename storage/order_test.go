@@ -152,34 +152,6 @@ func TestEntryKeysTimeOrder(t *testing.T) {
 	check("refilled backwards")
 }
 
-// A keyed read takes 1 to MaxKeyLimit entries, a missing channel is not
-// found, and the pages of a read begun before a clear are refused rather
-// than filled from the new feed.
-func TestEntryKeysRefusals(t *testing.T) {
-	db := MustOpenDB(t)
-	ctx := context.Background()
-	ch := MustCreateChannel(t, db, "c")
-	for i := range 5 {
-		MustAppend(t, db, ch.ID, strconv.Itoa(i))
-	}
-	for _, n := range []int{0, -1, storage.MaxKeyLimit + 1} {
-		_, err := db.EntryKeys(ctx, ch.ID, channels.EntryFilter{Limit: n})
-		wantCode(t, err, channels.EINVALID)
-	}
-	_, err := db.EntryKeys(ctx, 99, channels.EntryFilter{Limit: 10})
-	wantCode(t, err, channels.ENOTFOUND)
-	keys, err := db.EntryKeys(ctx, ch.ID, channels.EntryFilter{Limit: 10})
-	if err != nil || len(keys.Keys) != 5 {
-		t.Fatalf("%+v, %v", keys, err)
-	}
-	if err := db.ClearChannel(ctx, ch.ID); err != nil {
-		t.Fatal(err)
-	}
-	MustAppend(t, db, ch.ID, "new")
-	_, err = db.EntriesByKey(ctx, ch.ID, keys.Version, keys.Keys, nil)
-	wantCode(t, err, channels.ECONFLICT)
-}
-
 // Keyed reads running while entries, some back-dated, are appended and
 // checkpointed each see keys in time order, and once the writes stop
 // they select what the slow way does (run with -race: the order cache

@@ -80,6 +80,9 @@ func (db *DB) SharedRules(ctx context.Context) (anonymous, everyone []auth.Rule,
 
 // SetRules applies change in one transaction.
 func (db *DB) SetRules(ctx context.Context, change auth.RulesChange) ([]*auth.Device, error) {
+	if err := change.CheckStorable(); err != nil {
+		return nil, err
+	}
 	var changed []*auth.Device
 	err := db.update(ctx, "write access rules", func(tx *bolt.Tx) error {
 		changed = changed[:0]

@@ -208,15 +208,3 @@ func TestReopen(t *testing.T) {
 		t.Fatalf("Entries after reopen: %d entries, %v", len(list), err)
 	}
 }
-
-func TestCanceledContext(t *testing.T) {
-	db := MustOpenDB(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := db.CreateChannel(ctx, NewChannel("x")); !errors.Is(err, context.Canceled) {
-		t.Fatalf("CreateChannel: %v, want context.Canceled", err)
-	}
-	if _, err := db.ListDevices(ctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("ListDevices: %v, want context.Canceled", err)
-	}
-}

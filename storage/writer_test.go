@@ -96,32 +96,6 @@ func checkFeed(t *testing.T, db *storage.DB, ch uint64, n int) {
 	}
 }
 
-// TestAppendEntry_MissingChannelInBatch checks that appends to a missing
-// channel fail alone, without failing or renumbering their batch-mates.
-func TestAppendEntry_MissingChannelInBatch(t *testing.T) {
-	ctx := context.Background()
-	db := MustOpenDB(t)
-	c := MustCreateChannel(t, db, "x")
-	var wg sync.WaitGroup
-	var ok atomic.Int64
-	for i := 0; i < 200; i++ {
-		wg.Go(func() {
-			e := &channels.Entry{ChannelID: c.ID + uint64(i%2)*100}
-			e.SetValue(0, fmt.Sprintf("%d/0", i))
-			err := db.AppendEntry(ctx, e)
-			switch {
-			case i%2 == 0 && err == nil:
-				ok.Add(1)
-			case i%2 == 1 && channels.ErrorCode(err) == channels.ENOTFOUND && e.ID == 0:
-			default:
-				t.Errorf("append %d to channel %d: ID %d, %v", i, e.ChannelID, e.ID, err)
-			}
-		})
-	}
-	wg.Wait()
-	checkFeed(t, db, c.ID, int(ok.Load()))
-}
-
 // TestClose_FlushesQueue races appends with Close: every append must
 // either be stored or fail with ErrClosed, never hang or vanish.
 func TestClose_FlushesQueue(t *testing.T) {

@@ -8,8 +8,11 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +55,9 @@ func writeTestCert(t *testing.T, dir string) (cert, key string) {
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "nats"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+		KeyUsage:    x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
 	if err != nil {
 		t.Fatal(err)
@@ -155,4 +160,40 @@ func TestSanitizeNodeName(t *testing.T) {
 			t.Errorf("sanitizeNodeName(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// FuzzClusterURLs feeds arbitrary server lists to the cluster: parser:
+// never a panic; what it accepts are URLs of a NATS scheme with a host;
+// an error never repeats a URL's password.
+func FuzzClusterURLs(f *testing.F) {
+	for _, s := range []string{
+		"nats://127.0.0.1:4222", "nats://a:1, tls://u:p@b:2,ws://c,wss://d:443",
+		"nats://user:s3cret@h:1,ftp://user:s3cret@h:2", ",", "nats://", "nats://h/x?y#z",
+		"nats://[::1]:4222", "nats://u:p%zz@h:1", "n1:4222",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		urls, err := clusterURLs(s)
+		if err != nil {
+			for _, p := range strings.Split(s, ",") {
+				if u, perr := url.Parse(strings.TrimSpace(p)); perr == nil && u.User != nil {
+					// A host never holds '@': user info followed by it is a leak.
+					if _, ok := u.User.Password(); ok && strings.Contains(err.Error(), u.User.String()+"@") {
+						t.Fatalf("error %q repeats the user info of %q", err, p)
+					}
+				}
+			}
+			return
+		}
+		if len(urls) == 0 || len(urls) > maxClusterServers {
+			t.Fatalf("accepted %d URLs from %q", len(urls), s)
+		}
+		for _, x := range urls {
+			u, err := url.Parse(x)
+			if err != nil || u.Hostname() == "" || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, u.Scheme) {
+				t.Fatalf("accepted %q from %q", x, s)
+			}
+		}
+	})
 }

@@ -52,7 +52,7 @@ func nodeWindow() time.Duration { return 3 * nodeBeatInterval }
 func startNode(ctx context.Context, cfg Config, pg *postgres.DB, log *slog.Logger) (*clusterNode, error) {
 	n := &clusterNode{name: cfg.nodeName(), pg: pg, beats: &beatRecorder{db: pg}, log: log}
 	if err := pg.ClaimNode(ctx, postgres.NodeClaim{Node: n.name, Clustered: cfg.Cluster != "", Window: nodeWindow()}); err != nil {
-		return nil, fmt.Errorf("node_name %s: %w", n.name, err)
+		return nil, fmt.Errorf("node %s: %w", n.name, err)
 	}
 	n.beats.ok.Store(true) // the claim just reached the database
 	if cfg.Cluster == "" {

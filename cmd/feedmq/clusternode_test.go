@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -200,5 +203,62 @@ func TestServeNodeRefusals(t *testing.T) {
 	live, err := sb.node.pg.Live(ctx, time.Minute)
 	if err != nil || len(live) != 1 || live[0].Node != "b" {
 		t.Fatalf("live nodes = %v, %v; want only b", live, err)
+	}
+}
+
+// TLS and a user and password to NATS: a node with the CA and the
+// password in its URL connects; a wrong password or no CA is refused at
+// start, and no error repeats the password.
+func TestServeClusterTLSAndAuth(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	certFile, keyFile := writeTestCert(t, dir)
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, TLSTimeout: 5,
+		Username: "feedmq", Password: "s3cret-nats"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS server did not start")
+	}
+	t.Cleanup(ns.Shutdown)
+	port := ns.Addr().(*net.TCPAddr).Port
+	dbURL := pgtest.New(t)
+	quiet := slog.New(slog.DiscardHandler)
+	cfgWith := func(name, url, ca string) Config {
+		c := pgServeConfig(t, t.TempDir(), dbURL)
+		c.NodeName, c.Cluster, c.ClusterTLS.CA = name, url, ca
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for _, bad := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"wrong password", cfgWith("w", fmt.Sprintf("tls://feedmq:wrong-pass@127.0.0.1:%d", port), certFile)},
+		{"no CA", cfgWith("x", fmt.Sprintf("tls://feedmq:s3cret-nats@127.0.0.1:%d", port), "")},
+	} {
+		_, err := openServer(ctx, bad.cfg, quiet)
+		if err == nil || !strings.Contains(err.Error(), "cluster: connect to NATS") {
+			t.Errorf("%s: openServer = %v", bad.name, err)
+		} else if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "wrong-pass") {
+			t.Errorf("%s: the error repeats the password: %v", bad.name, err)
+		}
+	}
+	s, err := openServer(ctx, cfgWith("ok", fmt.Sprintf("tls://feedmq:s3cret-nats@127.0.0.1:%d", port), certFile), quiet)
+	if err != nil {
+		t.Fatalf("TLS with the CA and the password: %v", err)
+	}
+	defer s.Close()
+	if m := s.node.cl.Metrics(); !m.NATSConnected {
+		t.Fatal("not connected to NATS")
 	}
 }

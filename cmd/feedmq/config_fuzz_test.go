@@ -20,6 +20,8 @@ func FuzzDecodeConfig(f *testing.F) {
 		}
 	}
 	f.Add([]byte("limits: {max_payload: 99999999999999999999}\n"))
+	f.Add([]byte("storage: \"postgres://u:p@h:5432/db?sslmode=disable\"\n"))
+	f.Add([]byte("storage: \"postgresql://u@h1,h2/db?target_session_attrs=read-write\"\nstorage_password_file: /nonexistent\n"))
 	f.Add([]byte("idle_timeout: -1h\nauth_backoff: {after_failures: 3, initial: 2s, max: 1s}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c := DefaultConfig()

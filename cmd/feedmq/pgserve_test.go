@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -231,6 +232,7 @@ func TestStorageConfigRefused(t *testing.T) {
 		{"file empty", `storage: "postgres://u@h/db"` + "\nstorage_password_file: \"" + writePasswordFile(t, "\n", 0o600) + `"`, "is empty"},
 		{"file of lines", `storage: "postgres://u@h/db"` + "\nstorage_password_file: \"" + writePasswordFile(t, secret+"\nmore\n", 0o600) + `"`, "more than one line"},
 		{"file too long", `storage: "postgres://u@h/db"` + "\nstorage_password_file: \"" + writePasswordFile(t, strings.Repeat(secret, 1000), 0o600) + `"`, "longer than 4096 bytes"},
+		{"file a FIFO", `storage: "postgres://u@h/db"` + "\nstorage_password_file: \"" + fifo(t) + `"`, "not a regular file"},
 		{"file a directory", `storage: "postgres://u@h/db"` + "\nstorage_password_file: \"" + t.TempDir() + `"`, "not a regular file"},
 		{"storage a list", `storage: [a, b]`, "storage"},
 		{"missing CA file", `storage: "postgres://u:` + secret + `@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"`, "/nonexistent/ca.pem"},
@@ -417,4 +419,14 @@ func TestFeedImportOnPostgres(t *testing.T) {
 	if len(es) != 3 || es[0].ID != 3 || es[1].ID != 5 || es[1].Values[channels.Status] != "door open, back" || es[2].ID != 6 {
 		t.Fatalf("entries %+v", es)
 	}
+}
+
+// fifo makes a named pipe no one writes to.
+func fifo(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	return path
 }

@@ -75,6 +75,11 @@ func pgParseProblem(err error, password string) string {
 // users cannot read or write (its group may read it, as a service's
 // group often must).
 func readPasswordFile(path string) (string, error) {
+	// Looked at before it is opened: opening a FIFO would wait for a
+	// writer, and serve with it.
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))

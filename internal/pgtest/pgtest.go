@@ -119,6 +119,62 @@ func Admin(t testing.TB) string {
 	return get(t).url("postgres")
 }
 
+// Crash stops the test binary's server as a crash would (an immediate
+// shutdown: every session is cut, no checkpoint is written) and returns a
+// function that starts it again on the same port and data directory,
+// where it recovers from its write-ahead log. It is for tests of clients
+// that must ride out a database restart; tests of the same binary that
+// run in parallel lose their connections too. If the test ends before
+// the returned function is called, the server is started again then.
+func Crash(t testing.TB) (restart func()) {
+	t.Helper()
+	s := get(t)
+	mu.Lock()
+	defer mu.Unlock()
+	if err := s.cmd.Process.Signal(syscall.SIGQUIT); err != nil {
+		t.Fatalf("pgtest: stop the server: %v", err)
+	}
+	select {
+	case <-s.exit:
+	case <-time.After(30 * time.Second):
+		t.Fatal("pgtest: the server did not stop within 30s of SIGQUIT")
+	}
+	var once sync.Once
+	restart = func() {
+		once.Do(func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if err := s.relaunch(); err != nil {
+				srvErr = err // later tests report it rather than hang
+				t.Errorf("pgtest: restart the server: %v", err)
+			}
+		})
+	}
+	t.Cleanup(restart)
+	return restart
+}
+
+// relaunch starts a stopped server again on its port. The port was free
+// a moment ago; another process may have taken it since, so a failed
+// start is retried for a few seconds.
+func (s *server) relaunch() error {
+	bin, err := findBinaries()
+	if err != nil {
+		return err
+	}
+	cred, err := credential()
+	if err != nil {
+		return err
+	}
+	var lastErr error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if lastErr = s.launch(bin, cred); lastErr == nil {
+			return nil
+		}
+	}
+	return lastErr
+}
+
 // get returns the running server, starting it on first use.
 func get(t testing.TB) *server {
 	t.Helper()

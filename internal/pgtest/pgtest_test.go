@@ -53,3 +53,36 @@ func TestNewIsolated(t *testing.T) {
 		t.Errorf("server address %q, want loopback", addr)
 	}
 }
+
+// After Crash and its restart, the server is back on the same URL with
+// what was committed before (crash recovery), and new connections work.
+func TestCrashRestart(t *testing.T) {
+	ctx := context.Background()
+	url := New(t)
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "CREATE TABLE x (a int); INSERT INTO x VALUES (7)"); err != nil {
+		t.Fatal(err)
+	}
+	restart := Crash(t)
+	if err := c.Ping(ctx); err == nil {
+		t.Fatal("a connection survived the crash")
+	}
+	c.Close(ctx)
+	if c, err := pgx.Connect(ctx, url); err == nil {
+		c.Close(ctx)
+		t.Fatal("connected to a stopped server")
+	}
+	restart()
+	c, err = pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect after the restart: %v", err)
+	}
+	defer c.Close(ctx)
+	var a int
+	if err := c.QueryRow(ctx, "SELECT a FROM x").Scan(&a); err != nil || a != 7 {
+		t.Fatalf("committed row after the restart: %d, %v", a, err)
+	}
+}

@@ -96,7 +96,7 @@ func Diff(ctx context.Context, a, b Source, batch int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if aa.UserAPIKey != ab.UserAPIKey || aa.PasswordHash != ab.PasswordHash || !usec(aa.PasswordChangedAt).Equal(usec(ab.PasswordChangedAt)) {
+	if aa.UserAPIKey != ab.UserAPIKey || aa.PasswordHash != ab.PasswordHash || !usecUp(aa.PasswordChangedAt).Equal(usecUp(ab.PasswordChangedAt)) {
 		add("the owner account differs in the copy")
 	}
 	ra1, re1, err := a.SharedRules(ctx)
@@ -168,6 +168,17 @@ func fieldsDiffering(a, b any) []string {
 
 func sameRules(a, b []auth.Rule) bool {
 	return len(a) == len(b) && (len(a) == 0 || reflect.DeepEqual(a, b))
+}
+
+// usecUp is t in UTC rounded up to the microsecond, as the PostgreSQL
+// store keeps the account's password stamp (rounding down could let a
+// session from before a password change outlive it).
+func usecUp(t time.Time) time.Time {
+	u := usec(t)
+	if u.Before(t) {
+		u = u.Add(time.Microsecond)
+	}
+	return u
 }
 
 // usec is t in UTC to the microsecond; the zero time stays zero.

@@ -32,9 +32,20 @@ func (db *DB) Account(ctx context.Context) (*auth.Account, error) {
 
 // PutAccount replaces the owner account.
 func (db *DB) PutAccount(ctx context.Context, a *auth.Account) error {
+	if err := a.CheckStorable(); err != nil {
+		return err
+	}
 	var changed *time.Time
 	if !a.PasswordChangedAt.IsZero() {
-		changed = &a.PasswordChangedAt
+		// The column keeps microseconds. The stamp is rounded up, never
+		// down: sessions signed in before it end, and one from the same
+		// microsecond just before a change must not look newer than it.
+		// A stamp moved on by a nanosecond so moves on too.
+		t := a.PasswordChangedAt.UTC()
+		if r := t.Truncate(time.Microsecond); r.Before(t) {
+			t = r.Add(time.Microsecond)
+		}
+		changed = &t
 	}
 	return db.write(ctx, "write account", func(tx pgx.Tx) ([]channels.Change, error) {
 		_, err := tx.Exec(ctx, `INSERT INTO account (user_api_key, password_hash, password_changed_at) VALUES ($1, $2, $3)

@@ -61,8 +61,8 @@ func (db *DB) CreateBinding(ctx context.Context, b *channels.Binding) error {
 			created time.Time
 		)
 		err = tx.QueryRow(ctx, `INSERT INTO bindings (channel_id, topic, fields, status, latitude, longitude, elevation, created_at_path, created)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, date_trunc('second', now())) RETURNING id, created`,
-			clampID(b.ChannelID), b.Topic, b.Fields[:], b.Status, b.Latitude, b.Longitude, b.Elevation, b.CreatedAt).Scan(&id, &created)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, date_trunc('second', coalesce($9::timestamptz, now()))) RETURNING id, created`,
+			clampID(b.ChannelID), b.Topic, b.Fields[:], b.Status, b.Latitude, b.Longitude, b.Elevation, b.CreatedAt, db.nowArg()).Scan(&id, &created)
 		if pgCode(err) == foreignKeyViolation {
 			return nil, channelNotFound(b.ChannelID)
 		} else if err != nil {

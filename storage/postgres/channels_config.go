@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -42,6 +43,17 @@ func scanChannel(row pgx.Row) (*channels.Channel, error) {
 	return &c, nil
 }
 
+// microsUp is d in whole microseconds, as the columns keep it, rounded up
+// so that a limit under a microsecond does not become none (down only
+// where up would pass the largest Duration).
+func microsUp(d time.Duration) int64 {
+	us := d.Microseconds()
+	if d%time.Microsecond != 0 && us < math.MaxInt64/1000 {
+		us++
+	}
+	return us
+}
+
 // settingArgs are the values of the settings columns, in the order of
 // the statements below ($2 on; $1 is the ID).
 func settingArgs(c *channels.Channel) []any {
@@ -50,7 +62,7 @@ func settingArgs(c *channels.Channel) []any {
 		tags = []string{}
 	}
 	return []any{c.Name, c.Description, c.Public, c.Fields[:], c.WriteKey, c.ReadKey,
-		c.RateLimit.Microseconds(), int64(min(c.MaxEntries, 1<<63-1)), c.MaxAge.Microseconds(),
+		microsUp(c.RateLimit), int64(min(c.MaxEntries, 1<<63-1)), microsUp(c.MaxAge),
 		c.Latitude, c.Longitude, c.Elevation, c.Metadata, tags, c.URL}
 }
 
@@ -68,9 +80,9 @@ func (db *DB) CreateChannel(ctx context.Context, c *channels.Channel) error {
 		return err
 	}
 	return db.write(ctx, "create channel", func(tx pgx.Tx) ([]channels.Change, error) {
-		args := settingArgs(c)
+		args := append(settingArgs(c), db.nowArg())
 		row := tx.QueryRow(ctx, `INSERT INTO channels (`+settingsInsert+`, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now(), now())
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, coalesce($16::timestamptz, now()), coalesce($16::timestamptz, now()))
 			RETURNING `+channelColumns, args...)
 		got, err := scanChannel(row)
 		if err != nil {
@@ -88,8 +100,8 @@ func (db *DB) UpdateChannel(ctx context.Context, c *channels.Channel) error {
 		return err
 	}
 	return db.write(ctx, "update channel", func(tx pgx.Tx) ([]channels.Change, error) {
-		args := append([]any{clampID(c.ID)}, settingArgs(c)...)
-		row := tx.QueryRow(ctx, `UPDATE channels SET `+settingsSet+`, updated_at = now()
+		args := append(append([]any{clampID(c.ID)}, settingArgs(c)...), db.nowArg())
+		row := tx.QueryRow(ctx, `UPDATE channels SET `+settingsSet+`, updated_at = coalesce($17::timestamptz, now())
 			WHERE id = $1 RETURNING `+channelColumns, args...)
 		got, err := scanChannel(row)
 		if err == pgx.ErrNoRows {

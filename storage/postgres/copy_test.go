@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
@@ -126,4 +127,29 @@ func TestLoad_Refusals(t *testing.T) {
 		t.Fatalf("a lower last entry_id lowered it to %d", c.LastEntryID)
 	}
 	wantCode(t, db.RaiseLastEntryID(ctx, 2, 5), channels.ENOTFOUND)
+}
+
+// An account stamp with nanoseconds, which bbolt keeps, is copied to
+// PostgreSQL rounded up to its microsecond and verifies as the same
+// account, both ways.
+func TestCopy_AccountStampNanoseconds(t *testing.T) {
+	ctx := context.Background()
+	src := openBolt(t)
+	stamp := time.Date(2026, 12, 6, 7, 0, 0, 123456789, time.UTC)
+	if err := src.PutAccount(ctx, &auth.Account{UserAPIKey: "USERKEY000000001", PasswordHash: "$argon2id$x", PasswordChangedAt: stamp}); err != nil {
+		t.Fatal(err)
+	}
+	pg := openTest(t, pgtest.New(t), Options{})
+	if _, err := dbcopy.Copy(ctx, src, pg, dbcopy.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	dbcopytest.MustSame(t, src, pg)
+	back := openBolt(t)
+	if _, err := dbcopy.Copy(ctx, pg, back, dbcopy.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	dbcopytest.MustSame(t, src, back)
+	if a, _ := back.Account(ctx); !a.PasswordChangedAt.Equal(stamp.Truncate(time.Microsecond).Add(time.Microsecond)) {
+		t.Fatalf("stamp after the round trip: %v", a.PasswordChangedAt)
+	}
 }

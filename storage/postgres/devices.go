@@ -137,6 +137,9 @@ func (db *DB) CreateDevice(ctx context.Context, d *auth.Device) error {
 	if d.Username == "" {
 		return channels.Errorf(channels.EINVALID, "device username is required")
 	}
+	if err := d.CheckStorable(); err != nil {
+		return err
+	}
 	return db.write(ctx, "create device", func(tx pgx.Tx) ([]channels.Change, error) {
 		if err := checkGrants(ctx, tx, d.Channels); err != nil {
 			return nil, err
@@ -151,8 +154,8 @@ func (db *DB) CreateDevice(ctx context.Context, d *auth.Device) error {
 			created time.Time
 		)
 		err := tx.QueryRow(ctx, `INSERT INTO devices (name, description, client_id, username, password_hash, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, now(), now()) RETURNING id, created_at`,
-			d.Name, d.Description, d.ClientID, d.Username, d.PasswordHash).Scan(&id, &created)
+			VALUES ($1, $2, $3, $4, $5, coalesce($6::timestamptz, now()), coalesce($6::timestamptz, now())) RETURNING id, created_at`,
+			d.Name, d.Description, d.ClientID, d.Username, d.PasswordHash, db.nowArg()).Scan(&id, &created)
 		if pgCode(err) == uniqueViolation {
 			return nil, usernameTaken(d.Username)
 		} else if err != nil {
@@ -172,6 +175,9 @@ func (db *DB) UpdateDevice(ctx context.Context, d *auth.Device) error {
 	if d.Username == "" {
 		return channels.Errorf(channels.EINVALID, "device username is required")
 	}
+	if err := d.CheckStorable(); err != nil {
+		return err
+	}
 	return db.write(ctx, "update device", func(tx pgx.Tx) ([]channels.Change, error) {
 		old, err := scanDevice(tx.QueryRow(ctx, "SELECT "+deviceColumns+" FROM devices WHERE id = $1 FOR UPDATE", clampID(d.ID)))
 		if err == pgx.ErrNoRows {
@@ -184,8 +190,8 @@ func (db *DB) UpdateDevice(ctx context.Context, d *auth.Device) error {
 		}
 		var updated time.Time
 		err = tx.QueryRow(ctx, `UPDATE devices SET name = $2, description = $3, client_id = $4, username = $5,
-			password_hash = $6, updated_at = now() WHERE id = $1 RETURNING updated_at`,
-			clampID(d.ID), d.Name, d.Description, d.ClientID, d.Username, d.PasswordHash).Scan(&updated)
+			password_hash = $6, updated_at = coalesce($7::timestamptz, now()) WHERE id = $1 RETURNING updated_at`,
+			clampID(d.ID), d.Name, d.Description, d.ClientID, d.Username, d.PasswordHash, db.nowArg()).Scan(&updated)
 		if pgCode(err) == uniqueViolation {
 			return nil, usernameTaken(d.Username)
 		} else if err != nil {
@@ -239,7 +245,9 @@ func (db *DB) devices(ctx context.Context, id int64) ([]*auth.Device, error) {
 	read := func(q querier) error {
 		list = list[:0]
 		byID := map[int64]*auth.Device{}
-		rows, err := q.Query(ctx, "SELECT "+deviceColumns+" FROM devices WHERE $1 = 0 OR id = $1 ORDER BY id", id)
+		// $1::bigint: compared with the literal 0 first, $1 would be
+		// typed integer, and an ID above 2^31 would fail to encode.
+		rows, err := q.Query(ctx, "SELECT "+deviceColumns+" FROM devices WHERE $1::bigint = 0 OR id = $1 ORDER BY id", id)
 		if err != nil {
 			return err
 		}
@@ -251,7 +259,7 @@ func (db *DB) devices(ctx context.Context, id int64) ([]*auth.Device, error) {
 			byID[int64(d.ID)] = d
 		}
 		rows, err = q.Query(ctx, `SELECT device_id, channel_id, publish, subscribe FROM grants
-			WHERE $1 = 0 OR device_id = $1 ORDER BY device_id, position`, id)
+			WHERE $1::bigint = 0 OR device_id = $1 ORDER BY device_id, position`, id)
 		if err != nil {
 			return err
 		}
@@ -268,7 +276,7 @@ func (db *DB) devices(ctx context.Context, id int64) ([]*auth.Device, error) {
 			return err
 		}
 		rows, err = q.Query(ctx, `SELECT device_id, access, pattern FROM device_rules
-			WHERE $1 = 0 OR device_id = $1 ORDER BY device_id, position`, id)
+			WHERE $1::bigint = 0 OR device_id = $1 ORDER BY device_id, position`, id)
 		if err != nil {
 			return err
 		}
@@ -326,6 +334,9 @@ func (db *DB) SharedRules(ctx context.Context) (anonymous, everyone []auth.Rule,
 // SetRules applies change in one transaction and returns the changed
 // devices. ENOTFOUND when a device is missing: then nothing changes.
 func (db *DB) SetRules(ctx context.Context, change auth.RulesChange) ([]*auth.Device, error) {
+	if err := change.CheckStorable(); err != nil {
+		return nil, err
+	}
 	var changed []*auth.Device
 	err := db.write(ctx, "write access rules", func(tx pgx.Tx) ([]channels.Change, error) {
 		changed = changed[:0]
@@ -336,7 +347,7 @@ func (db *DB) SetRules(ctx context.Context, change auth.RulesChange) ([]*auth.De
 		}
 		slices.Sort(ids) // rows locked in one order: no deadlock between writers
 		for _, id := range ids {
-			tag, err := tx.Exec(ctx, "UPDATE devices SET updated_at = now() WHERE id = $1", clampID(id))
+			tag, err := tx.Exec(ctx, "UPDATE devices SET updated_at = coalesce($2::timestamptz, now()) WHERE id = $1", clampID(id), db.nowArg())
 			if err != nil {
 				return nil, err
 			}

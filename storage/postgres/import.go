@@ -43,7 +43,9 @@ func (db *DB) ImportEntries(ctx context.Context, channelID uint64, es []channels
 			return channels.Errorf(channels.EINVALID, "entry %d of the batch has entry_id %d, above the largest one kept (%d)",
 				i+1, e.ID, uint64(storage.MaxImportedID))
 		}
-		if err := checkEntry(e); err != nil {
+		if err := checkEntry(e); channels.ErrorCode(err) == channels.ENOTFOUND {
+			return err // a channel ID no row can hold: not found, as any other
+		} else if err != nil {
 			return channels.Errorf(channels.EINVALID, "entry %d of the batch: %s", i+1, channels.ErrorMessage(err))
 		}
 	}

@@ -129,6 +129,9 @@ func (db *DB) LoadDevice(ctx context.Context, d *auth.Device) error {
 	if d.ID == 0 || d.ID > 1<<63-1 {
 		return channels.Errorf(channels.EINVALID, "a loaded device needs its ID")
 	}
+	if err := d.CheckStorable(); err != nil {
+		return err
+	}
 	if err := auth.CheckRules(d.Rules); err != nil {
 		return channels.Errorf(channels.EINVALID, "device %d: %v", d.ID, err)
 	}

@@ -39,7 +39,7 @@ type nodeState struct {
 
 // ErrNodeConflict is in the chain of ClaimNode's refusals: the name is in
 // use, or the node may not share the database with the live ones.
-var ErrNodeConflict = errors.New("node conflict")
+var ErrNodeConflict = errors.New("this node may not start")
 
 // NodeClaim says how a node takes its place in the nodes table.
 type NodeClaim struct {

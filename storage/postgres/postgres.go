@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/feedmq/feedmq/channels"
 )
 
 // Options tune Open. The zero value is ready to use.
@@ -39,6 +41,30 @@ type Options struct {
 	// Password, when set, is the database password, in place of one in
 	// the URL, so that it can be kept in a file of its own.
 	Password string
+	// Now, when set, replaces the database's clock for the times the
+	// store stamps (a channel's, device's or binding's creation and
+	// update, an entry written without a time), as storage.Options.Now
+	// does for the bbolt store: tests set it. Rate limits keep the
+	// database's clock, which every process sharing the database reads.
+	Now func() time.Time
+}
+
+// nowArg is the time a statement stamps with in place of now(): nil (the
+// database's clock) unless Options.Now is set.
+func (db *DB) nowArg() *time.Time {
+	if db.opts.Now == nil {
+		return nil
+	}
+	t := db.opts.Now().UTC()
+	return &t
+}
+
+// stamp dates an entry written without a time by Options.Now, when set;
+// otherwise the database does.
+func (db *DB) stamp(e *channels.Entry) {
+	if e.CreatedAt.IsZero() && db.opts.Now != nil {
+		e.CreatedAt = db.opts.Now()
+	}
 }
 
 // defaultConnectTimeout bounds a connection attempt when the URL sets no

@@ -94,6 +94,7 @@ func newWriter(db *DB) *writer {
 // channels.ErrCommitUnknown when the connection was lost during the
 // commit (e may be stored; e.ID is then 0).
 func (db *DB) AppendEntry(ctx context.Context, e *channels.Entry) error {
+	db.stamp(e)
 	if err := checkEntry(e); err != nil {
 		return err
 	}
@@ -115,6 +116,7 @@ func (db *DB) AppendEntry(ctx context.Context, e *channels.Entry) error {
 // queued; then is called with e and the outcome after the commit, from
 // the writer goroutine in queue order, so it must be quick.
 func (db *DB) AppendEntryAsync(ctx context.Context, e *channels.Entry, then func(*channels.Entry, error)) error {
+	db.stamp(e)
 	if err := checkEntry(e); err != nil {
 		return err
 	}
@@ -138,6 +140,7 @@ func (db *DB) AppendEntries(ctx context.Context, es []*channels.Entry) error {
 		if e.ChannelID != es[0].ChannelID {
 			return channels.Errorf(channels.EINVALID, "a batch holds the entries of one channel")
 		}
+		db.stamp(e)
 		if err := checkEntry(e); err != nil {
 			return err
 		}
