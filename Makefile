@@ -71,7 +71,8 @@ FUZZ_TARGETS := channels:FuzzParseTopic channels:FuzzParsePayload \
 	http:FuzzParseBulkCSV http:FuzzDecodeBulkJSON http:FuzzEmbedOptions \
 	cmd/feedmq:FuzzDecodeConfig cmd/feedmq:FuzzReadPasswordLine \
 	auth:FuzzParseACL auth:FuzzParseRule channels:FuzzExtractBinding channels:FuzzParsePath \
-	http:FuzzConsoleImport cluster:FuzzDecodeMessage storage/postgres:FuzzDecodeNotice
+	http:FuzzConsoleImport cluster:FuzzDecodeMessage storage/postgres:FuzzDecodeNotice storage/postgres:FuzzDecodeRetainedNotice \
+	cmd/feedmq:FuzzClusterURLs cmd/feedmq:FuzzParsePassword
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
