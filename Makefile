@@ -89,7 +89,8 @@ bench: build
 # Cluster mode on this machine: one PostgreSQL, three NATS servers (built
 # from the module cache) and 1, 2 and 3 feedmq nodes against bbolt on one
 # node, then failover times (a node killed, PostgreSQL restarted); about
-# five minutes. Not part of `make test`. See scripts/bench-cluster.sh.
+# three minutes a round (BENCH_ROUNDS, default 1). Not part of `make
+# test`. See scripts/bench-cluster.sh.
 bench-cluster: build
 	$(GO) build -o bin/nats-server github.com/nats-io/nats-server/v2
 	GO=$(GO) scripts/bench-cluster.sh $(BIN) bin/nats-server
