@@ -30,7 +30,7 @@ import (
 // and a raw client, and node 3's REST API reads both: entries cross
 // nodes, and so does the configuration (the channel and devices were
 // created through node 1's admin socket).
-func TestClusterCrossNodeDelivery(t *testing.T) {
+func TestClusterScenarioCrossNodeDelivery(t *testing.T) {
 	requireTool(t, "mosquitto_pub", "mosquitto_sub", "stdbuf")
 	// In `make test` the race-enabled build, which the other tests of this
 	// package build anyway, watches the cluster's wiring in serve; the
@@ -98,7 +98,7 @@ func TestClusterCrossNodeDelivery(t *testing.T) {
 // publish is acknowledged and stored once, and a subscriber on every
 // node receives all 6000 in entry-id order, with the stored values:
 // commit order is the one order every node delivers.
-func TestClusterOrderedIDs(t *testing.T) {
+func TestClusterScenarioOrderedIDs(t *testing.T) {
 	longClusterScenario(t)
 	const perNode = 2000
 	h := newClusterHarness(t, plainBuild)
@@ -158,7 +158,7 @@ func TestClusterOrderedIDs(t *testing.T) {
 // on node 3 within a second, for a new password and for a deletion, and
 // within that second every node refuses the old credentials; the new
 // password works, and no node logs a password.
-func TestClusterRevocationClosesRemoteConnection(t *testing.T) {
+func TestClusterScenarioRevocation(t *testing.T) {
 	longClusterScenario(t)
 	h := newClusterHarness(t, plainBuild)
 	ch := h.channel(t, 0, "revoke")
@@ -228,7 +228,7 @@ func TestClusterRevocationClosesRemoteConnection(t *testing.T) {
 // value is stored, once; the ids are gapless; the other nodes go on
 // taking publishes while one is down, and the restarted node takes them
 // again.
-func TestClusterKillNodeUnderLoad(t *testing.T) {
+func TestClusterScenarioKillNode(t *testing.T) {
 	longClusterScenario(t)
 	const rounds = 5
 	h := newClusterHarness(t, plainBuild)
@@ -288,7 +288,7 @@ func TestClusterKillNodeUnderLoad(t *testing.T) {
 // subscribers on every node get every id in order, what NATS did not
 // carry being read from PostgreSQL (node 2 fills in the others' entries,
 // the others node 2's). The server's routes heal when it is back.
-func TestClusterNATSServerStopped(t *testing.T) {
+func TestClusterScenarioNATSServerStopped(t *testing.T) {
 	longClusterScenario(t)
 	const perNode = 1000
 	h := newClusterHarnessWith(t, plainBuild, true)
@@ -353,7 +353,7 @@ func TestClusterNATSServerStopped(t *testing.T) {
 // publishes again without being restarted, nothing acknowledged is lost,
 // the ids have no gap, and subscribers on every node have every entry in
 // order.
-func TestClusterPostgresRestart(t *testing.T) {
+func TestClusterScenarioPostgresRestart(t *testing.T) {
 	longClusterScenario(t)
 	h := newClusterHarness(t, plainBuild)
 	ch := h.channel(t, 0, "pgdown")
