@@ -71,7 +71,8 @@ FUZZ_TARGETS := channels:FuzzParseTopic channels:FuzzParsePayload \
 	http:FuzzParseBulkCSV http:FuzzDecodeBulkJSON http:FuzzEmbedOptions \
 	cmd/feedmq:FuzzDecodeConfig cmd/feedmq:FuzzReadPasswordLine \
 	auth:FuzzParseACL auth:FuzzParseRule channels:FuzzExtractBinding channels:FuzzParsePath \
-	http:FuzzConsoleImport cluster:FuzzDecodeMessage storage/postgres:FuzzDecodeNotice
+	http:FuzzConsoleImport cluster:FuzzDecodeMessage storage/postgres:FuzzDecodeNotice storage/postgres:FuzzDecodeRetainedNotice \
+	cmd/feedmq:FuzzClusterURLs cmd/feedmq:FuzzParsePassword internal/loadgen:FuzzParseAddrs
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -88,7 +89,8 @@ bench: build
 # Cluster mode on this machine: one PostgreSQL, three NATS servers (built
 # from the module cache) and 1, 2 and 3 feedmq nodes against bbolt on one
 # node, then failover times (a node killed, PostgreSQL restarted); about
-# five minutes. Not part of `make test`. See scripts/bench-cluster.sh.
+# three minutes a round (BENCH_ROUNDS, default 1). Not part of `make
+# test`. See scripts/bench-cluster.sh.
 bench-cluster: build
 	$(GO) build -o bin/nats-server github.com/nats-io/nats-server/v2
 	GO=$(GO) scripts/bench-cluster.sh $(BIN) bin/nats-server

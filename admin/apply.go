@@ -37,6 +37,9 @@ type followState struct {
 	dirty   bool
 	// reloads counts full reloads (for tests and logs).
 	reloads uint64
+	// ownClears counts, per channel, this server's clears whose notice
+	// has not come back yet (clearedHere).
+	ownClears map[uint64]int
 }
 
 // Apply brings memory in step with c, a change committed to the shared
@@ -55,7 +58,15 @@ func (l *Local) Apply(ctx context.Context, c channels.Change) error {
 		err = l.applyDevice(ctx, c.ID)
 	case channels.ChangeCleared:
 		// Its numbering restarts: what the node knows of its IDs is void.
-		if l.ChannelReset != nil {
+		// This server's own clear restarted it already, and entries may
+		// have been delivered since: restarting again would deliver them
+		// twice.
+		if n := l.follow.ownClears[c.ID]; n > 0 {
+			l.follow.ownClears[c.ID] = n - 1
+			if n == 1 {
+				delete(l.follow.ownClears, c.ID)
+			}
+		} else if l.ChannelReset != nil {
 			l.ChannelReset(c.ID)
 		}
 	case channels.ChangeRules:
@@ -244,7 +255,28 @@ func (l *Local) reloadAllOnce(ctx context.Context) error {
 	}
 	l.AccountChanged()
 	l.follow.applied = max(l.follow.applied, v)
+	// Notices missed are not coming; a clear among them showed above as
+	// a last entry ID below what was delivered.
+	l.follow.ownClears = nil
 	return nil
+}
+
+// clearedHere restarts channel id's sequence as soon as this server has
+// cleared it, rather than when its notice comes back (by then entries of
+// the new feed may have been delivered), and counts the notice to come
+// so that Apply lets it pass; l.mu is held.
+func (l *Local) clearedHere(id uint64) {
+	if l.ChannelReset == nil {
+		return
+	}
+	l.ChannelReset(id)
+	if l.follow.n == nil {
+		return // no notices to expect
+	}
+	if l.follow.ownClears == nil {
+		l.follow.ownClears = make(map[uint64]int)
+	}
+	l.follow.ownClears[id]++
 }
 
 // Confirm checks that memory reflects the shared store's configuration

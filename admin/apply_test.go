@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -392,5 +393,76 @@ func TestFollowNoticesAndPoll(t *testing.T) {
 	}
 	if got := s.this.Reloads(); got != before {
 		t.Fatalf("Confirm of a current version reloaded (%d -> %d)", before, got)
+	}
+}
+
+// This server's clear restarts the channel's sequence at once; its notice,
+// coming back later, does not restart it again (entries of the new feed
+// may have been delivered meanwhile), while another server's clear does.
+func TestApplyOwnClearResetsOnce(t *testing.T) {
+	ctx := context.Background()
+	s := newTwoServers(t)
+	var n storetest.Notifier
+	stop, err := s.this.Follow(ctx, &n, admin.FollowOptions{Poll: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	ch, err := s.this.CreateChannel(ctx, auth.ChannelSpec{Name: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	markers := 0
+	settle := func() { // notices are applied in order: wait for a later one
+		t.Helper()
+		markers++
+		m, err := s.other.CreateChannel(ctx, auth.ChannelSpec{Name: fmt.Sprintf("m%d", markers)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Commit(channels.Change{Kind: channels.ChangeChannel, ID: m.ID})
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if _, ok := s.this.Registry.Channel(m.ID); ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("marker not applied")
+			}
+		}
+	}
+	if err := s.this.ClearChannel(ctx, ch.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.resets.get(); !slices.Equal(got, []uint64{ch.ID}) {
+		t.Fatalf("resets right after the own clear = %v", got)
+	}
+	n.Commit(channels.Change{Kind: channels.ChangeCleared, ID: ch.ID}) // its notice
+	settle()
+	if got := s.resets.get(); !slices.Equal(got, []uint64{ch.ID}) {
+		t.Fatalf("the own clear's notice reset again: %v", got)
+	}
+	if err := s.other.ClearChannel(ctx, ch.ID); err != nil {
+		t.Fatal(err)
+	}
+	n.Commit(channels.Change{Kind: channels.ChangeCleared, ID: ch.ID})
+	settle()
+	if got := s.resets.get(); !slices.Equal(got, []uint64{ch.ID, ch.ID}) {
+		t.Fatalf("another server's clear: resets = %v", got)
+	}
+	// An own clear whose notice was lost: the reload that follows forgets
+	// it, so the next remote clear is not taken for it.
+	if err := s.this.ClearChannel(ctx, ch.ID); err != nil {
+		t.Fatal(err)
+	}
+	n.Disconnect() // reconnects and reloads
+	for deadline := time.Now().Add(5 * time.Second); s.this.Reloads() < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no reload after the lost connection")
+		}
+	}
+	n.Commit(channels.Change{Kind: channels.ChangeCleared, ID: ch.ID})
+	settle()
+	if got := s.resets.get(); !slices.Equal(got, []uint64{ch.ID, ch.ID, ch.ID, ch.ID}) {
+		t.Fatalf("after a lost notice: resets = %v", got)
 	}
 }

@@ -146,7 +146,11 @@ func (l *Local) DeleteChannel(ctx context.Context, id uint64) error {
 func (l *Local) ClearChannel(ctx context.Context, id uint64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.Channels.ClearChannel(ctx, id)
+	if err := l.Channels.ClearChannel(ctx, id); err != nil {
+		return err
+	}
+	l.clearedHere(id)
+	return nil
 }
 
 // Channel returns one channel with its LastEntryID.

@@ -23,9 +23,10 @@ type RetainedStore interface {
 	// message, and returns the version of the change (0: nothing was
 	// deleted). Past the bounds it refuses with channels.ErrRetainedFull.
 	SetRetained(ctx context.Context, m *channels.Retained, maxMessages int, maxBytes int64) (int64, error)
-	// RetainedTopic returns topic's message (nil: none) as of the
-	// version returned; AllRetained returns every message likewise.
-	RetainedTopic(ctx context.Context, topic string) (*channels.Retained, int64, error)
+	// RetainedByKey returns the message of the topic whose
+	// channels.RetainedKey is key (nil: none) as of the version
+	// returned; AllRetained returns every message likewise.
+	RetainedByKey(ctx context.Context, key [32]byte) (*channels.Retained, int64, error)
 	AllRetained(ctx context.Context) ([]channels.Retained, int64, error)
 	// RetainedChanges announces every change any node commits; the
 	// channel closes when the listening connection is lost.
@@ -228,6 +229,12 @@ func (r *sharedRetained) expire(topic string) error {
 // change applies an announced change: the message is read unless the
 // index already holds that version or a newer one.
 func (r *sharedRetained) change(c channels.RetainedChange) {
+	if c.Topic == "" {
+		if err := r.refreshKey(c.Key); err != nil {
+			r.schedule("", 0)
+		}
+		return
+	}
 	r.mu.Lock()
 	held := r.known[c.Topic]
 	r.mu.Unlock()
@@ -243,16 +250,37 @@ func (r *sharedRetained) change(c channels.RetainedChange) {
 func (r *sharedRetained) refresh(topic string) error {
 	ctx, cancel := context.WithTimeout(r.ctx, retainedTimeout)
 	defer cancel()
-	m, asOf, err := r.store.RetainedTopic(ctx, topic)
+	m, asOf, err := r.store.RetainedByKey(ctx, channels.RetainedKey(topic))
 	if err != nil {
-		if channels.ErrorCode(err) == channels.EINVALID {
-			return nil // not a topic the store keeps: nothing to apply
-		}
 		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.apply(topic, m, asOf)
+	return nil
+}
+
+// refreshKey applies a change announced by key (its topic was too long
+// for the notice): the message read names its topic; a deleted one is
+// looked for among the topics the index holds.
+func (r *sharedRetained) refreshKey(key [32]byte) error {
+	ctx, cancel := context.WithTimeout(r.ctx, retainedTimeout)
+	defer cancel()
+	m, asOf, err := r.store.RetainedByKey(ctx, key)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m != nil {
+		r.apply(m.Topic, m, asOf)
+		return nil
+	}
+	for topic := range r.srv.mochi.Topics.Retained.GetAll() {
+		if channels.RetainedKey(topic) == key {
+			r.apply(topic, nil, asOf)
+		}
+	}
 	return nil
 }
 

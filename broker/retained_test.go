@@ -243,7 +243,7 @@ func TestSharedRetainedRestartAndOddTopics(t *testing.T) {
 	rn.ts.allow(reader, "read #")
 	a := mustConnect(t, rn.addr[0], dev)
 	odd := "🙂/ü/\u200b/\ufeff/€"
-	long := "long/" + strings.Repeat("ä", 5000) // 10005 bytes: its notice says "reload"
+	long := "long/" + strings.Repeat("ä", 5000) // 10005 bytes: announced by its key
 	a.publishRetained(t, odd, 1, "odd")
 	a.publishRetained(t, long, 1, "long")
 	a.publishRetained(t, "gone/soon", 1, "x")
@@ -262,6 +262,17 @@ func TestSharedRetainedRestartAndOddTopics(t *testing.T) {
 	got = rn.received(1, reader, "#", 3)
 	if got[odd] != "odd again" || got[long] != "long" || got["while/down"] != "new" {
 		t.Fatalf("restarted node B sent %v", len(got))
+	}
+
+	// The long topic, announced by its key, replaced and then cleared.
+	a.publishRetained(t, long, 1, "longer")
+	waitUntil(t, "the long topic replaced on node B", func() bool {
+		return rn.sent(1, reader, "long/#")[long] == "longer"
+	})
+	a.publishRetained(t, long, 1, "")
+	rn.waitRetained(1, 2)
+	if got := rn.received(1, reader, "#", 2); got[long] != "" || got[odd] != "odd again" {
+		t.Fatalf("node B sent %d messages after the long topic was cleared", len(got))
 	}
 }
 
@@ -282,6 +293,25 @@ func TestSharedRetainedStoreFailure(t *testing.T) {
 	}
 	if st := rn.srv[0].Stats(); st.Retained != 0 {
 		t.Fatalf("%d retained", st.Retained)
+	}
+
+	// MQTT 5 gets the failure in its PUBACK, and stays connected.
+	c := dial(t, rn.addr[0])
+	if code, err := c.Connect(mqtttest.Connect{ClientID: dev.Device.ClientID, Username: dev.Device.Username,
+		Password: dev.Password, Clean: true, Version: 5}); err != nil || code != 0 {
+		t.Fatalf("CONNACK %#x, %v", code, err)
+	}
+	for id := uint16(1); id <= 2; id++ {
+		body := append([]byte{0, 11}, "home/status"...)
+		body = append(body, 0, byte(id), 0) // packet ID, no properties
+		body = append(body, "online"...)
+		if _, err := c.Write(mqtttest.Packet(mqtttest.PUBLISH<<4|1<<1|1, body)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if got, code, err := c.ReadPuback(); err != nil || got != id || code != 0x80 {
+			t.Fatalf("PUBACK %d %#x %v, want %d 0x80", got, code, err, id)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package channels
 
 import (
+	"crypto/sha256"
 	"errors"
 	"time"
 )
@@ -38,13 +39,19 @@ type Retained struct {
 type UserProperty struct{ Key, Val string }
 
 // RetainedChange announces that the retained message of Topic changed at
-// Version; the receiver reads the message itself. Resync (without a
-// topic) means changes may have been missed: reload them all.
+// Version; the receiver reads the message itself. A topic too long to
+// announce is named by its Key instead (Topic empty). Resync (neither)
+// means changes may have been missed: reload them all.
 type RetainedChange struct {
 	Version int64
 	Topic   string
+	Key     [32]byte
 	Resync  bool
 }
+
+// RetainedKey is the key a store keeps topic's retained message under,
+// and names it by when the topic is too long to announce: its SHA-256.
+func RetainedKey(topic string) [32]byte { return sha256.Sum256([]byte(topic)) }
 
 // ErrRetainedFull is wrapped (Error.Err, code ELIMIT) by a store refusing
 // a retained message past its bounds in number or bytes.

@@ -18,6 +18,7 @@
 # fan-in devices and fan-out subscribers; BENCH_IDLE_CLIENTS (default 3000)
 # the idle connections; BENCH_NODES (default "1 2 3"; empty: bbolt only)
 # the node counts; BENCH_FAILOVER=0 skips the failover measurement;
+# BENCH_KEEP=1 keeps the temporary directory with every process's log;
 # FEEDMQ_PG_BINDIR the PostgreSQL binaries (default: the newest
 # /usr/lib/postgresql/*/bin).
 set -euo pipefail
@@ -69,7 +70,7 @@ cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do gone "$p"; done
 	[ -z "$pg_up" ] || as_pg "$PGBIN/pg_ctl" -D "$tmp/pg/data" -m immediate -w stop >/dev/null 2>&1 || true
-	rm -rf "$tmp"
+	if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench-cluster: logs kept in $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -93,7 +93,7 @@ func TestServeOnPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, ok := s.db.(*postgres.DB); !ok {
+	if _, ok := s.db.(*postgres.DB); !ok || s.pg == nil {
 		t.Fatalf("serve opened %T", s.db)
 	}
 	// Retention runs on PostgreSQL.
@@ -236,6 +236,7 @@ func TestStorageConfigRefused(t *testing.T) {
 		{"file a directory", `storage: "postgres://u@h/db"` + "\nstorage_password_file: \"" + t.TempDir() + `"`, "not a regular file"},
 		{"storage a list", `storage: [a, b]`, "storage"},
 		{"missing CA file", `storage: "postgres://u:` + secret + `@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"`, "/nonexistent/ca.pem"},
+		{"hosts with and without port", `storage: "postgres://u:` + secret + `@h1:5432,h2/db"`, "give each its port"},
 		{"password as port", `storage: "postgres://u@h:` + secret + `/db"`, "storage: the URL does not parse"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -254,7 +255,7 @@ func TestStorageConfigRefused(t *testing.T) {
 	}
 	// A file group-readable (a service's group) and with a line end is fine.
 	cfg := DefaultConfig()
-	cfg.Storage, cfg.StoragePasswordFile = "postgresql://u@h/db", writePasswordFile(t, secret+"\r\n", 0o640)
+	cfg.Storage, cfg.StoragePasswordFile = "postgresql://u@h1:5432,h2:5433/db?target_session_attrs=read-write", writePasswordFile(t, secret+"\r\n", 0o640)
 	if err := cfg.Validate(); err != nil || cfg.storagePassword != secret {
 		t.Fatalf("group-readable file: %v %q", err, cfg.storagePassword)
 	}

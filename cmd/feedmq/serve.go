@@ -43,6 +43,14 @@ password. The token lives until serve stops.
 Flags override the --config file, which overrides the defaults. An address
 of "off" disables a listener.
 
+With storage set to a PostgreSQL URL, serve is a node on that database
+(named node_name): it refuses to start while another node without
+cluster is live there, follows the changes other processes make to
+channels, devices and rules, and with cluster set (NATS URLs) exchanges
+entries with the other nodes. A node that cannot confirm its state with
+the database for 30 seconds closes its connections and refuses new ones
+until it can; /healthz and /metrics show the cluster.
+
 On SIGHUP serve reads the TLS certificate and key files again: new
 connections get the new certificate, established ones stay. When the new
 files are not a valid pair, the previous certificate stays in use and the
@@ -151,8 +159,11 @@ func (s *server) reloadCertificate(cfg Config) error {
 // HTTP listener and admin socket, opened in that order and closed in
 // reverse.
 type server struct {
-	log    *slog.Logger
-	db     serveStore
+	log *slog.Logger
+	db  serveStore
+	// pg is db when it is PostgreSQL, nil on the bbolt file: what only a
+	// shared database offers (change notices, cluster) hangs on it.
+	pg     *postgres.DB
 	svc    *admin.Local
 	broker *broker.Server
 	http   *httpd.Server // nil when --http is off
@@ -238,8 +249,9 @@ func (s *server) open(ctx context.Context, cfg Config) (err error) {
 	if s.db, err = openStore(ctx, cfg, s.metrics, log); err != nil {
 		return err
 	}
-	if pg, ok := s.db.(*postgres.DB); ok {
-		if s.node, err = startNode(ctx, cfg, pg, log); err != nil {
+	s.pg, _ = s.db.(*postgres.DB)
+	if s.pg != nil {
+		if s.node, err = startNode(ctx, cfg, s.pg, log); err != nil {
 			return err
 		}
 	}

@@ -35,7 +35,10 @@ func (c *Config) validateStorage() error {
 	}
 	u, err := url.Parse(c.Storage)
 	if err != nil {
-		return errors.New("storage: the URL does not parse (are special characters in the user name or password percent-encoded?)")
+		// url's message quotes the URL's pieces, which may be the
+		// password's.
+		return errors.New("storage: the URL does not parse; percent-encode special characters of the user name and password, " +
+			"and with several hosts give each its port (postgres://feedmq@db1:5432,db2:5432/feedmq)")
 	}
 	if _, err := pgconn.ParseConfig(c.Storage); err != nil {
 		pw, _ := u.User.Password()

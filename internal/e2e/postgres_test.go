@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,17 +17,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/internal/pgtest"
 )
 
 // feedmq serve with storage: a PostgreSQL URL, its password in
-// storage_password_file. A channel and a device made with the CLI offline
-// (straight to the database) before serve starts, and a device made
-// through the running server's socket, publish with mosquitto_pub at QoS
-// 1; a subscriber gets the entries in order; the REST API reads them back,
-// also after a restart, and numbering goes on. check and backup work
-// through the socket and offline. The password is in no output.
+// storage_password_file. A channel and a sensor made with the CLI offline
+// (straight to the database) before serve starts, and a reader made
+// through the running server's socket: the sensor publishes with
+// mosquitto_pub at QoS 1 and the reader gets the entries in order. A
+// device a CLI elsewhere makes meanwhile (straight to the database, which
+// notifies serve) gets in too. The REST API reads the feed, also after a
+// restart, and numbering goes on. check and backup work through the
+// socket and offline. The password is in no output.
 func TestServeOnPostgres(t *testing.T) {
 	for _, tool := range []string{"mosquitto_sub", "mosquitto_pub"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -185,13 +191,32 @@ func TestServeOnPostgres(t *testing.T) {
 		t.Fatalf("/metrics: %d\n%s", code, metrics)
 	}
 
+	// A CLI elsewhere (no socket in its data directory) writes the
+	// database directly; the running serve hears of the change and lets
+	// the new device in.
+	var remote auth.DeviceJSON
+	cli(t, t.TempDir(), &remote, "--config", conf, "device", "create", "--name", "remote", "--channel", fmt.Sprintf("%d:pub", ch.ID), "--json")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out, err := exec.Command("mosquitto_pub", append(creds(srv, remote), "-q", "1", "-t", topic, "-m", "field1=remote")...).CombinedOutput()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a device made by a CLI elsewhere is still refused: %v %s", err, out)
+		}
+	}
+	es = feed(srv)
+	if last := es[len(es)-1]; last.Field1 != "remote" || last.ID != uint64(len(es)) {
+		t.Fatalf("feed after the remote device's publish: %+v", es)
+	}
+
 	var rep struct {
 		Channels, Devices int
 		Entries           uint64
 		Problems          []string
 	}
 	pgcli(&rep, "check", "--json")
-	if rep.Channels != 1 || rep.Devices != 2 || rep.Entries != uint64(len(es)) || len(rep.Problems) != 0 {
+	if rep.Channels != 1 || rep.Devices != 3 || rep.Entries != uint64(len(es)) || len(rep.Problems) != 0 {
 		t.Fatalf("check through the socket: %+v", rep)
 	}
 
@@ -227,11 +252,77 @@ func TestServeOnPostgres(t *testing.T) {
 	}
 	pgcli(&b, "backup", "--output", filepath.Join(restored, "feedmq.db"), "--json")
 	cli(t, restored, &rep, "check", "--json")
-	if b.Entries != uint64(len(es)) || rep.Entries != b.Entries || rep.Devices != 2 || len(rep.Problems) != 0 {
+	if b.Entries != uint64(len(es)) || rep.Entries != b.Entries || rep.Devices != 3 || len(rep.Problems) != 0 {
 		t.Fatalf("backup %+v, its check %+v", b, rep)
 	}
 
 	if !strings.Contains(logs, "storage=postgres://") || strings.Contains(logs, password) || strings.Contains(logs, "metrics: collection failed") {
 		t.Fatalf("serve's logs:\n%s", logs)
 	}
+}
+
+// The real binary refuses to serve on a database it cannot use, and says
+// why on stderr with exit status 1: nothing listening at the URL's port (a
+// password in the URL stays out of the message), a schema a newer feedmq
+// made.
+func TestServeOnPostgresRefusedAtStart(t *testing.T) {
+	const secret = "s3cret-Pw"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	newer := pgtest.New(t)
+	cli(t, t.TempDir(), nil, "--config", writeConfig(t, fmt.Sprintf("storage: %q\n", newer)), "channel", "list", "--json")
+	conn, err := pgx.Connect(context.Background(), newer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(context.Background(), "INSERT INTO schema_migrations (version, name) VALUES (999, 'later')")
+	conn.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, url, want string }{
+		{"unreachable", fmt.Sprintf("postgres://feedmq:%s@127.0.0.1:%d/feeds?sslmode=disable", secret, port), fmt.Sprintf("127.0.0.1:%d/feeds", port)},
+		{"newer schema", newer, "upgrade feedmq"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(feedmqBinary(t), "serve", "--data", t.TempDir(), "--config", writeConfig(t, fmt.Sprintf("storage: %q\n", tc.url)),
+				"--mqtt", "127.0.0.1:0", "--ws", "off", "--http", "off")
+			var stdout, stderr lockedBuffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err = <-done:
+			case <-time.After(2 * time.Minute):
+				_ = cmd.Process.Kill()
+				t.Fatalf("serve still runs:\n%s", stderr.String())
+			}
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+				t.Fatalf("exit: %v\n%s", err, stderr.String())
+			}
+			msg := stderr.String()
+			if !strings.Contains(msg, "feedmq: storage postgres://") || !strings.Contains(msg, tc.want) || strings.Contains(msg+stdout.String(), secret) ||
+				strings.Contains(stdout.String(), "listening on") {
+				t.Fatalf("stdout %q\nstderr %q", stdout.String(), msg)
+			}
+		})
+	}
+}
+
+// writeConfig writes a configuration file and returns its path.
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "feedmq.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -187,4 +188,33 @@ func TestRunSpreadsOverNodes(t *testing.T) {
 	if got, want := rec.take(), map[string]string{"bench-conn-0": "n0", "bench-conn-1": "n1", "bench-conn-2": "n2"}; !maps.Equal(got, want) {
 		t.Fatalf("connect workers by node %v, want %v", got, want)
 	}
+}
+
+// ParseAddrs never panics, and what it accepts is a list of distinct
+// HOST:PORT addresses without blanks, ports 1 to 65535, one per comma.
+func FuzzParseAddrs(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:1883", "127.0.0.1:1883,127.0.0.1:1884", " [::1]:1 , h:2", ",", "a:1,a:1", "h:0", "h:65536", "[::1]", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		addrs, err := ParseAddrs(s)
+		if err != nil {
+			if addrs != nil {
+				t.Fatalf("%q: addresses %v with error %v", s, addrs, err)
+			}
+			return
+		}
+		if len(addrs) != strings.Count(s, ",")+1 {
+			t.Fatalf("%q: %d addresses", s, len(addrs))
+		}
+		seen := make(map[string]bool)
+		for _, a := range addrs {
+			_, port, err := net.SplitHostPort(a)
+			p, perr := strconv.Atoi(port)
+			if err != nil || perr != nil || p < 1 || p > 65535 || a != strings.TrimSpace(a) || seen[a] {
+				t.Fatalf("%q: accepted %q", s, a)
+			}
+			seen[a] = true
+		}
+	})
 }

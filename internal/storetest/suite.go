@@ -647,6 +647,18 @@ func testValuesVerbatim(t *testing.T, s Suite, db Store) {
 			t.Fatalf("status %q read back as %+v, %v", v, got, err)
 		}
 	}
+	// Imports alike.
+	for _, v := range []string{"a\x00b", "\xff\xfe"} {
+		e := imported(c.ID, 0, base, v)
+		err := db.ImportEntries(ctx, c.ID, []channels.Entry{imported(c.ID, 0, base, "ok"), e}, false)
+		if s.TextOnly {
+			wantCode(t, fmt.Sprintf("import of %q", v), err, channels.EINVALID)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("import of %q: %v", v, err)
+		}
+	}
 }
 
 // seedFeed stores entries 1..6 of a new channel, one minute apart from
@@ -1651,9 +1663,12 @@ func testImportKeepIDs(t *testing.T, s Suite, db Store) {
 	if n, err := db.EntryCount(ctx, c.ID); err != nil || n != 3 {
 		t.Fatalf("EntryCount with imported gaps = %d, %v; want 3", n, err)
 	}
-	// A batch reaching down to the last ID is refused whole.
+	// A batch reaching down to the last ID, or older than the newest
+	// entry, is refused whole.
 	more := []channels.Entry{imported(c.ID, 11, base.Add(2*time.Hour), "d"), imported(c.ID, 10, base.Add(3*time.Hour), "e")}
 	wantCode(t, "an import at the last ID", db.ImportEntries(ctx, c.ID, more, true), channels.ECONFLICT)
+	more = []channels.Entry{imported(c.ID, 11, base.Add(-time.Hour), "d")}
+	wantCode(t, "an import older than the newest entry", db.ImportEntries(ctx, c.ID, more, true), channels.ECONFLICT)
 	more = []channels.Entry{imported(c.ID, 12, base.Add(2*time.Hour), "d")}
 	if err := db.ImportEntries(ctx, c.ID, more, true); err != nil {
 		t.Fatal(err)

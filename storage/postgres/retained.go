@@ -2,7 +2,7 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -25,8 +25,8 @@ import (
 // 8000 bytes); receivers read the message themselves.
 
 // RetainedChannel is the LISTEN channel retained message changes are
-// announced on: "<version> <topic>", or "<version>" alone when the topic
-// is too long for a notification (the receiver then reloads them all).
+// announced on: "<version> <topic>", or "<version>#<key>" (the topic's
+// SHA-256 in hex) when the topic is too long for a notification.
 const RetainedChannel = "feedmq_retained"
 
 // maxNoticeTopic is the longest topic a notification carries: PostgreSQL
@@ -37,22 +37,41 @@ const maxNoticeTopic = 7900
 // in MQTT.
 const MaxRetainedTopic = 65535
 
-func encodeRetainedNotice(version int64, topic string) string {
-	v := strconv.FormatInt(version, 10)
-	if topic == "" || len(topic) > maxNoticeTopic {
-		return v
+func encodeRetainedNotice(c channels.RetainedChange) string {
+	v := strconv.FormatInt(c.Version, 10)
+	switch {
+	case c.Topic != "" && len(c.Topic) <= maxNoticeTopic:
+		return v + " " + c.Topic
+	case c.Topic != "":
+		k := channels.RetainedKey(c.Topic)
+		return v + "#" + hex.EncodeToString(k[:])
+	case c.Key != [32]byte{}:
+		return v + "#" + hex.EncodeToString(c.Key[:])
 	}
-	return v + " " + topic
+	return v
 }
 
 // decodeRetainedNotice parses a notification from whatever process shares
 // the database: a positive version in canonical decimal, then a space and
-// a topic, or nothing (Resync: the topic did not fit).
+// a topic, or "#" and a key in lower-case hex, or nothing (Resync).
 func decodeRetainedNotice(s string) (channels.RetainedChange, error) {
-	num, topic, hasTopic := strings.Cut(s, " ")
 	bad := func(why string) (channels.RetainedChange, error) {
 		return channels.RetainedChange{}, fmt.Errorf("retained notification: %s", why)
 	}
+	if num, key, ok := strings.Cut(s, "#"); ok && !strings.Contains(num, " ") {
+		c, err := decodeRetainedNotice(num)
+		if err != nil || !c.Resync {
+			return bad("no version")
+		}
+		b, err := hex.DecodeString(key)
+		if err != nil || len(b) != 32 || hex.EncodeToString(b) != key {
+			return bad("not a key")
+		}
+		c.Resync = false
+		copy(c.Key[:], b)
+		return c, nil
+	}
+	num, topic, hasTopic := strings.Cut(s, " ")
 	if num == "" || len(num) > 19 || num[0] == '0' {
 		return bad("no version")
 	}
@@ -98,7 +117,7 @@ func checkMQTTString(what, s string) error {
 }
 
 func topicKey(topic string) []byte {
-	k := sha256.Sum256([]byte(topic))
+	k := channels.RetainedKey(topic)
 	return k[:]
 }
 
@@ -275,7 +294,8 @@ func retainedFull(size int64, maxMessages int, maxBytes int64) error {
 }
 
 func notifyRetained(ctx context.Context, tx pgx.Tx, version int64, topic string) error {
-	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", RetainedChannel, encodeRetainedNotice(version, topic)); err != nil {
+	c := channels.RetainedChange{Version: version, Topic: topic}
+	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", RetainedChannel, encodeRetainedNotice(c)); err != nil {
 		return fmt.Errorf("notify: %w", err)
 	}
 	return nil
@@ -357,8 +377,14 @@ func (db *DB) RetainedTopic(ctx context.Context, topic string) (*channels.Retain
 	if err := checkRetainedTopic(topic); err != nil {
 		return nil, 0, err
 	}
+	return db.RetainedByKey(ctx, channels.RetainedKey(topic))
+}
+
+// RetainedByKey is RetainedTopic for the topic whose channels.RetainedKey
+// is key.
+func (db *DB) RetainedByKey(ctx context.Context, key [32]byte) (*channels.Retained, int64, error) {
 	m, asOf, ok, err := scanRetained(db.pool.QueryRow(ctx, `SELECT s.version, `+retainedColumns+`
-		FROM retained_state s LEFT JOIN retained r ON r.topic_key = $1 AND `+retainedLive+` WHERE s.id = 1`, topicKey(topic)))
+		FROM retained_state s LEFT JOIN retained r ON r.topic_key = $1 AND `+retainedLive+` WHERE s.id = 1`, key[:]))
 	if err != nil {
 		return nil, 0, wrap("read a retained message", err)
 	}
@@ -399,8 +425,7 @@ func (db *DB) AllRetained(ctx context.Context) ([]channels.Retained, int64, erro
 
 // RetainedChanges listens on a connection of its own and sends every
 // retained message change any process commits, in commit order; a
-// receiver that falls behind, or a change whose topic did not fit in its
-// notification, gets a Resync instead. The channel is closed when ctx
+// receiver that falls behind gets a Resync instead. The channel is closed when ctx
 // ends or the connection is lost: the receiver then reloads everything.
 func (db *DB) RetainedChanges(ctx context.Context) (<-chan channels.RetainedChange, error) {
 	pc, err := db.pool.Acquire(ctx)

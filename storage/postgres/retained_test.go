@@ -218,9 +218,12 @@ func TestRetainedChanges(t *testing.T) {
 		t.Fatalf("delete announced as %+v", c)
 	}
 	long := strings.Repeat("l", maxNoticeTopic+1)
-	mustRetain(t, a, &channels.Retained{Topic: long, Payload: []byte("x")})
-	if c := next(); !c.Resync || c.Topic != "" {
+	v3 := mustRetain(t, a, &channels.Retained{Topic: long, Payload: []byte("x")})
+	if c := next(); c != (channels.RetainedChange{Version: v3, Key: channels.RetainedKey(long)}) {
 		t.Fatalf("long topic announced as %+v", c)
+	}
+	if m, asOf, err := b.RetainedByKey(ctx, channels.RetainedKey(long)); err != nil || m == nil || m.Topic != long || asOf != v3 {
+		t.Fatalf("read by key: %v as of %d, %v", m != nil, asOf, err)
 	}
 	cancel()
 	for range ch {
@@ -319,6 +322,15 @@ func TestDecodeRetainedNotice(t *testing.T) {
 		{"1 a\x00", channels.RetainedChange{}, false},
 		{" a", channels.RetainedChange{}, false},
 		{"1a", channels.RetainedChange{}, false},
+		{"3#" + strings.Repeat("0f", 32), channels.RetainedChange{Version: 3, Key: [32]byte{
+			15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,
+			15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15}}, true},
+		{"3#" + strings.Repeat("0F", 32), channels.RetainedChange{}, false},
+		{"3#" + strings.Repeat("0f", 31), channels.RetainedChange{}, false},
+		{"3#" + strings.Repeat("0f", 33), channels.RetainedChange{}, false},
+		{"0#" + strings.Repeat("0f", 32), channels.RetainedChange{}, false},
+		{"3 a#" + strings.Repeat("0f", 32), channels.RetainedChange{}, false},
+		{"#" + strings.Repeat("0f", 32), channels.RetainedChange{}, false},
 	} {
 		got, err := decodeRetainedNotice(c.in)
 		if (err == nil) != c.ok || got != c.want {
@@ -331,7 +343,8 @@ func TestDecodeRetainedNotice(t *testing.T) {
 // database: any bytes decode to a change or an error, never a panic, and
 // what decodes survives a round trip.
 func FuzzDecodeRetainedNotice(f *testing.F) {
-	for _, s := range []string{"1 a/b", "7", "0 x", "12 ü/€", "1 +", "99999999999999999999 a", "3  "} {
+	for _, s := range []string{"1 a/b", "7", "0 x", "12 ü/€", "1 +", "99999999999999999999 a", "3  ",
+		"5#" + strings.Repeat("ab", 32), "5#" + strings.Repeat("AB", 32), "5 a#b", "#", "1#"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -339,10 +352,10 @@ func FuzzDecodeRetainedNotice(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if c.Version <= 0 || c.Resync != (c.Topic == "") {
+		if c.Version <= 0 || c.Resync != (c.Topic == "" && c.Key == [32]byte{}) || c.Topic != "" && c.Key != [32]byte{} {
 			t.Fatalf("%q decodes to %+v", s, c)
 		}
-		if again, err := decodeRetainedNotice(encodeRetainedNotice(c.Version, c.Topic)); err != nil || again != c {
+		if again, err := decodeRetainedNotice(encodeRetainedNotice(c)); err != nil || again != c {
 			t.Fatalf("%q: %+v does not survive a round trip: %+v, %v", s, c, again, err)
 		}
 	})
