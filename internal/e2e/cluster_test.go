@@ -139,11 +139,12 @@ func TestClusterScenarioOrderedIDs(t *testing.T) {
 	}
 	want := make(map[uint64]string, len(feed))
 	seen := map[string]bool{}
+	acked := log.values()
 	for i, e := range feed {
 		if e.EntryID != uint64(i+1) {
 			t.Fatalf("REST read: entry %d has id %d, want ids 1..%d", i+1, e.EntryID, 3*perNode)
 		}
-		if seen[e.Field1] || !log.values()[e.Field1] {
+		if seen[e.Field1] || !acked[e.Field1] {
 			t.Fatalf("entry %d holds %q: repeated or never acknowledged", e.EntryID, e.Field1)
 		}
 		seen[e.Field1] = true
