@@ -53,6 +53,9 @@ type Cluster struct {
 	m    *counters
 	seq  *Sequencer
 	subs []*nats.Subscription
+	// freeSub receives free-topic messages (free.go); nil before
+	// AttachFree.
+	freeSub *nats.Subscription
 
 	deliver  func(*channels.Entry)
 	takeover func(clientID string) bool
@@ -219,6 +222,10 @@ func (c *Cluster) unsubscribe() {
 		_ = s.Unsubscribe()
 	}
 	c.subs = nil
+	if c.freeSub != nil {
+		_ = c.freeSub.Unsubscribe()
+		c.freeSub = nil
+	}
 }
 
 func (c *Cluster) deliverEntry(e *channels.Entry) {
