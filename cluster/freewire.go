@@ -189,7 +189,9 @@ func (r *reader) uvarint(what string) uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
+	if n <= 0 || n != uvarintSize(v) {
+		// A longer form than needed is refused too: one message, one
+		// encoding.
 		r.err = fmt.Errorf("%s: bad or truncated length", what)
 		return 0
 	}
