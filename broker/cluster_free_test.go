@@ -434,3 +434,25 @@ func connectBody5Auth(cr *auth.Credentials) []byte {
 	b = str(b, cr.Device.Username)
 	return str(b, cr.Password)
 }
+
+// A persistent session on node 2 whose client is away keeps a QoS 1
+// message published on node 1 and hands it over when the client returns.
+func TestClusterFreePersistentSession(t *testing.T) {
+	fn := startFreeNodes(t)
+	writer := fn.device(t, "write home/#")
+	reader := fn.device(t, "read home/#")
+	persistent := func(o *paho.ClientOptions) { o.SetCleanSession(false) }
+	r := pahoOpts(t, fn.addrs[1], reader, persistent)
+	if code := r.subscribeQos(t, "home/#", 1); code != 1 {
+		t.Fatalf("SUBACK %#x", code)
+	}
+	r.Disconnect(0)
+	waitUntil(t, "the reader gone from node 2", func() bool { return fn.srvs[1].Stats().Connections["mqtt"].Live == 0 })
+	w := mustConnect(t, fn.addrs[0], writer)
+	if err := w.publish(t, "home/while-away", 1, "kept"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the message queued on node 2", func() bool { return fn.srvs[1].Stats().Queued == 1 })
+	r = pahoOpts(t, fn.addrs[1], reader, persistent)
+	expectMsg(t, r, "home/while-away", "kept")
+}
