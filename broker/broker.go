@@ -224,6 +224,11 @@ type Server struct {
 	registry *auth.Registry
 	log      *slog.Logger
 	mochi    *mqtt.Server
+	// free carries free-topic messages to and from the other nodes, and
+	// remote is the inline client their messages are published as here;
+	// both nil outside a cluster (freefwd.go).
+	free   FreeCluster
+	remote *mqtt.Client
 
 	listeners map[string]boundListener // by ID ("mqtt", "mqtts", "ws", "wss"), bound in Open
 	certs     *certHolder              // the TLS certificate; nil without TLS listeners
@@ -370,6 +375,19 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 			return nil, fmt.Errorf("broker: open %s: %w", opts.SessionsPath, err)
 		}
 		s.sessStore = st
+	}
+	if fc, ok := opts.Cluster.(FreeCluster); ok {
+		// Last, so that every hook vets what other nodes send. The
+		// client is not among mochi's clients: it never connects.
+		s.remote = s.mochi.NewClient(nil, "cluster", mqtt.InlineClientId, true)
+		s.remote.Properties.ProtocolVersion = 5
+		if err := s.mochi.AddHook(&forwardHook{srv: s}, nil); err != nil {
+			return nil, fmt.Errorf("broker: add hook: %w", err)
+		}
+		s.free = fc
+		if err := fc.AttachFree(s.deliverRemoteFree, opts.MaxPacketSize); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
 	}
 	return s, nil
 }

@@ -76,3 +76,18 @@ func (s *Server) SetFailClosed(on bool) {
 	s.log.Warn("failed closed: state not confirmed with the shared database; connections closed, new ones refused",
 		"closed", n)
 }
+
+// FreeCluster is a Cluster that also carries live free-topic messages
+// between nodes (everything mochi routes outside the reserved trees), at
+// most once: a message lost on the way is not sent again. New uses it
+// when Options.Cluster implements it.
+type FreeCluster interface {
+	// AttachFree is called once, by New, after Attach: deliver hands a
+	// message another node published to this node's subscribers;
+	// maxPacket is this node's MQTT packet limit, which bounds what the
+	// cluster accepts from the others.
+	AttachFree(deliver func(*channels.Message), maxPacket int) error
+	// ForwardFree sends a message this node accepted and routed to the
+	// other nodes. It must not block on the network.
+	ForwardFree(m *channels.Message)
+}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // Delayed wills. mochi holds an MQTT 5 will that has a Will Delay
@@ -103,6 +104,11 @@ func (s *Server) sendDueWills(now time.Time) {
 		}
 		if err := s.mochi.Publish(will.TopicName, will.Payload, will.Retain, will.Qos); err != nil {
 			s.log.Warn("delayed will not sent", "client", h.cl.ID, "topic", safeTopic(will.TopicName), "error", err.Error())
+		} else {
+			// mochi published it as its inline client's, which the
+			// forwarding hook leaves alone.
+			s.forwardFree(&packets.Packet{FixedHeader: packets.FixedHeader{Qos: will.Qos}, TopicName: will.TopicName,
+				Payload: will.Payload, Properties: packets.Properties{User: will.User}})
 		}
 		if s.shared != nil {
 			// mochi retained it as its inline client's: the shared

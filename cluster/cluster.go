@@ -53,6 +53,9 @@ type Cluster struct {
 	m    *counters
 	seq  *Sequencer
 	subs []*nats.Subscription
+	// freeSub receives free-topic messages (free.go); nil before
+	// AttachFree.
+	freeSub *nats.Subscription
 
 	deliver  func(*channels.Entry)
 	takeover func(clientID string) bool
@@ -102,10 +105,13 @@ func Open(cfg Config) (*Cluster, error) {
 			c.log.Info("cluster: NATS reconnected", "server", nc.ConnectedUrlRedacted())
 			go c.catchUp() // what was sent meanwhile is lost for this node
 		}),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			c.log.Warn("cluster: NATS error", "error", err.Error())
-			if errors.Is(err, nats.ErrSlowConsumer) {
-				go c.catchUp() // messages were dropped
+			// Entries dropped are read from the store; free-topic
+			// messages dropped are lost (at most once), and the store
+			// has nothing to catch up on for them.
+			if errors.Is(err, nats.ErrSlowConsumer) && (sub == nil || sub.Subject != freeSubject(cfg.Name)) {
+				go c.catchUp()
 			}
 		}),
 	}
@@ -219,6 +225,10 @@ func (c *Cluster) unsubscribe() {
 		_ = s.Unsubscribe()
 	}
 	c.subs = nil
+	if c.freeSub != nil {
+		_ = c.freeSub.Unsubscribe()
+		c.freeSub = nil
+	}
 }
 
 func (c *Cluster) deliverEntry(e *channels.Entry) {

@@ -19,6 +19,10 @@ type counters struct {
 	catchUps      atomic.Uint64 // reads of every channel's last id after NATS lost messages
 	takeovers     atomic.Uint64 // takeover notices that named a local client ID
 	notices       atomic.Uint64 // takeover notices received
+	freeForwarded atomic.Uint64 // free-topic messages sent on NATS
+	freeErrors    atomic.Uint64 // free-topic messages NATS refused (lost)
+	freeReceived  atomic.Uint64 // free-topic messages taken from NATS and delivered
+	freeDropped   atomic.Uint64 // free-topic messages from NATS dropped as malformed
 }
 
 // Metrics is a snapshot of the cluster layer's state for /metrics and
@@ -50,6 +54,11 @@ type Metrics struct {
 	// Notices are takeover notices received; Takeovers those that closed
 	// a local connection.
 	Notices, Takeovers uint64
+	// FreeForwarded are free-topic messages this node sent to the
+	// others, FreeForwardErrors those NATS refused (lost);
+	// FreeReceived the other nodes' messages delivered here,
+	// FreeDropped those dropped as malformed or oversized.
+	FreeForwarded, FreeForwardErrors, FreeReceived, FreeDropped uint64
 }
 
 func (c *counters) snapshot() Metrics {
@@ -60,6 +69,8 @@ func (c *counters) snapshot() Metrics {
 		GapFills: c.gapFills.Load(), Filled: c.filled.Load(), FillErrors: c.fillErrors.Load(),
 		Stale: c.stale.Load(), Skipped: c.skipped.Load(), Overflow: c.overflow.Load(), CatchUps: c.catchUps.Load(),
 		Notices: c.notices.Load(), Takeovers: c.takeovers.Load(),
+		FreeForwarded: c.freeForwarded.Load(), FreeForwardErrors: c.freeErrors.Load(),
+		FreeReceived: c.freeReceived.Load(), FreeDropped: c.freeDropped.Load(),
 	}
 }
 

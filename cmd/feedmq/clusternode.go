@@ -239,6 +239,14 @@ var clusterCounters = []struct {
 		func(m cluster.Metrics) uint64 { return m.Notices }},
 	{prometheus.NewDesc("feedmq_cluster_takeovers_total", "Local connections closed because their client ID connected on another node.", nil, nil),
 		func(m cluster.Metrics) uint64 { return m.Takeovers }},
+	{prometheus.NewDesc("feedmq_cluster_free_forwarded_total", "Free-topic messages (and wills) this node routed and sent to the other nodes over NATS.", nil, nil),
+		func(m cluster.Metrics) uint64 { return m.FreeForwarded }},
+	{prometheus.NewDesc("feedmq_cluster_free_forward_errors_total", "Free-topic messages NATS refused to send (lost for the other nodes: delivery across nodes is at most once).", nil, nil),
+		func(m cluster.Metrics) uint64 { return m.FreeForwardErrors }},
+	{prometheus.NewDesc("feedmq_cluster_free_received_total", "Free-topic messages received from other nodes and routed to this node's subscribers.", nil, nil),
+		func(m cluster.Metrics) uint64 { return m.FreeReceived }},
+	{prometheus.NewDesc("feedmq_cluster_free_malformed_total", "Free-topic messages from NATS dropped as malformed or over this node's packet limit.", nil, nil),
+		func(m cluster.Metrics) uint64 { return m.FreeDropped }},
 }
 
 // nodeCollector reads the node's state at scrape time.
