@@ -72,7 +72,7 @@ FUZZ_TARGETS := channels:FuzzParseTopic channels:FuzzParsePayload \
 	cmd/feedmq:FuzzDecodeConfig cmd/feedmq:FuzzReadPasswordLine \
 	auth:FuzzParseACL auth:FuzzParseRule channels:FuzzExtractBinding channels:FuzzParsePath \
 	http:FuzzConsoleImport cluster:FuzzDecodeMessage storage/postgres:FuzzDecodeNotice storage/postgres:FuzzDecodeRetainedNotice \
-	cmd/feedmq:FuzzClusterURLs cmd/feedmq:FuzzParsePassword internal/loadgen:FuzzParseAddrs
+	cmd/feedmq:FuzzClusterURLs cmd/feedmq:FuzzParsePassword internal/loadgen:FuzzParseAddrs cluster:FuzzDecodeFree
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
