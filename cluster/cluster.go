@@ -298,8 +298,13 @@ func (c *Cluster) Connected(clientID string) {
 }
 
 // Reset restarts a channel's sequence: call it when the channel is
-// cleared or deleted.
-func (c *Cluster) Reset(channel uint64) { c.seq.Reset(channel) }
+// cleared or deleted. The clear's notice comes from the database, the new
+// feed's entries over NATS: entries that came first were dropped as
+// delivered (the old feed had their ids), so the store is read for them.
+func (c *Cluster) Reset(channel uint64) {
+	c.seq.Reset(channel)
+	go c.catchUp()
+}
 
 // Delivered returns every channel's highest entry id delivered here (see
 // Sequencer.Delivered).
