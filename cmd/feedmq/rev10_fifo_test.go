@@ -32,6 +32,7 @@ func TestClusterConfigFileKeysRefuseFIFO(t *testing.T) {
 		{"cluster_credentials", func(c *Config) { c.ClusterCredentials = fifo }, "cluster_credentials: " + fifo + " is not a regular file"},
 		{"sslrootcert", func(c *Config) { c.Storage = pg + "?sslmode=verify-full&sslrootcert=" + fifo }, fifo + " is not a regular file"},
 		{"sslcert", func(c *Config) { c.Storage = pg + "?sslmode=require&sslcert=" + fifo + "&sslkey=" + key }, fifo + " is not a regular file"},
+		{"passfile", func(c *Config) { c.Storage = pg + "?passfile=" + fifo }, fifo + " is not a regular file"},
 		{"sslkey", func(c *Config) { c.Storage = pg + "?sslmode=require&sslcert=" + cert + "&sslkey=" + fifo }, fifo + " is not a regular file"},
 	}
 	for _, tc := range cases {
