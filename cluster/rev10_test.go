@@ -1,8 +1,14 @@
 package cluster
 
 import (
+	"fmt"
+	"net"
 	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
 )
 
 // A channel cleared on node 1 gets its new entry 1 out on NATS before
@@ -39,5 +45,47 @@ func TestClusterResetDeliversNewFeedThatOutranTheClear(t *testing.T) {
 	})
 	if got := n1.rec.ids(5); !slices.Equal(got, []uint64{1, 2, 3, 1}) {
 		t.Errorf("node 1 delivered %v, want 1 2 3 1", got)
+	}
+}
+
+// startAuthNATS starts a NATS server on port (-1: any) that takes user
+// and password only.
+func startAuthNATS(t *testing.T, port int, user, password string) *natsserver.Server {
+	t.Helper()
+	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true,
+		Username: user, Password: password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS server did not start")
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// A NATS server that comes back refusing the node's credentials for a
+// while (restarted before its new configuration was complete, an account
+// server catching up) must not end the node's link for good: once it
+// takes them again, the node reconnects, as after any other outage. The
+// NATS client's default is to give up on a server after the same
+// authorization error twice, which would leave the node serving, with
+// subscribers that never again get other nodes' entries.
+func TestClusterReconnectsAfterAuthorizationErrors(t *testing.T) {
+	s := startAuthNATS(t, -1, "feedmq", "right")
+	port := s.Addr().(*net.TCPAddr).Port
+	st := &sharedStore{fakeStore: newFakeStore()}
+	n := startNode(t, "node1", st, fmt.Sprintf("nats://feedmq:right@127.0.0.1:%d", port))
+
+	s.Shutdown()
+	waitFor(t, "the node to notice the server gone", func() bool { return !n.c.Metrics().NATSConnected })
+	wrong := startAuthNATS(t, port, "feedmq", "other")
+	waitFor(t, "authorization errors", func() bool { return strings.Count(n.logs.String(), "authorization violation") >= 2 })
+	wrong.Shutdown()
+	startAuthNATS(t, port, "feedmq", "right")
+	waitFor(t, "the node to reconnect", func() bool { return n.c.Metrics().NATSConnected })
+	if strings.Contains(n.logs.String(), "right") {
+		t.Errorf("the node logged its NATS password:\n%s", n.logs.String())
 	}
 }
