@@ -93,6 +93,16 @@ func Open(cfg Config) (*Cluster, error) {
 		nats.Timeout(cfg.ConnectTimeout),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
+		// By default the client gives up on a server that refused the
+		// credentials twice in a row, and with it the link for good: a
+		// server restarted with incomplete accounts must cost an outage,
+		// not the node's share of the cluster until it restarts.
+		nats.IgnoreAuthErrorAbort(),
+		nats.ClosedHandler(func(*nats.Conn) {
+			if !c.closed.Load() {
+				c.log.Error("cluster: NATS connection closed; entries of other nodes no longer arrive here")
+			}
+		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				c.log.Warn("cluster: NATS disconnected", "error", err.Error())
