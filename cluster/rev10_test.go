@@ -9,6 +9,7 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // A channel cleared on node 1 gets its new entry 1 out on NATS before
@@ -87,5 +88,47 @@ func TestClusterReconnectsAfterAuthorizationErrors(t *testing.T) {
 	waitFor(t, "the node to reconnect", func() bool { return n.c.Metrics().NATSConnected })
 	if strings.Contains(n.logs.String(), "right") {
 		t.Errorf("the node logged its NATS password:\n%s", n.logs.String())
+	}
+}
+
+// Whoever may publish on the cluster's subjects can send entries of
+// channels that do not exist, each with a new id. The node must not keep
+// state for every one of them (memory an outsider grows without end):
+// entries of a channel the node does not know are dropped and counted.
+func TestClusterDropsEntriesOfUnknownChannels(t *testing.T) {
+	servers := startNATS(t, 1)
+	st := &sharedStore{fakeStore: newFakeStore()}
+	n := startNode(t, "node1", st, servers[0].ClientURL())
+	n.c.SetKnown(func(channel uint64) bool { return channel == 1 })
+	nc, err := nats.Connect(servers[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	const forged = 2000
+	for i := range forged {
+		ch := uint64(1000 + i)
+		msg := fmt.Sprintf(`{"channel_id":%d,"created_at":"2024-01-02T03:04:05Z","entry_id":1,"field1":"x"}`, ch)
+		if err := nc.Publish(entriesSubject("t1", ch), []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Publish(entriesSubject("t1", 1), []byte(`{"channel_id":1,"created_at":"2024-01-02T03:04:05Z","entry_id":1,"field1":"1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the known channel's entry", func() bool { return len(n.rec.ids(1)) == 1 })
+	n.c.seq.mu.Lock()
+	held := len(n.c.seq.chans)
+	n.c.seq.mu.Unlock()
+	if held > 1 {
+		t.Errorf("the sequencer holds state for %d channels after %d forged ones; want only the known channel's", held, forged)
+	}
+	if m := n.c.Metrics(); m.Unknown != forged || m.Received != 1 {
+		t.Errorf("metrics %+v: want %d entries of unknown channels, 1 received", m, forged)
+	}
+	for ch := range uint64(forged) {
+		if len(n.rec.ids(1000+ch)) != 0 {
+			t.Fatalf("channel %d, unknown here, was delivered", 1000+ch)
+		}
 	}
 }
