@@ -61,6 +61,7 @@ type Cluster struct {
 	catching atomic.Int32 // catchUp running (1) and asked for again (>1)
 	mu       sync.Mutex   // serializes Attach and Close
 	monitor  atomic.Pointer[Monitor]
+	known    atomic.Pointer[func(channel uint64) bool]
 }
 
 // Open checks cfg and connects to NATS. Nothing is received before
@@ -251,9 +252,23 @@ func (c *Cluster) onEntry(msg *nats.Msg) {
 		c.log.Warn("cluster: malformed entry message dropped", "bytes", len(msg.Data), "error", cutErr(err))
 		return
 	}
+	if known := c.known.Load(); known != nil && !(*known)(e.ChannelID) {
+		// No subscriber here can follow a channel this node does not
+		// know, and holding its sequence would let whoever may publish
+		// on the subjects grow memory one forged channel at a time. A
+		// channel created elsewhere a moment ago is filled in from the
+		// store once a later entry comes.
+		c.m.unknown.Add(1)
+		return
+	}
 	c.m.received.Add(1)
 	c.seq.Offer(&e)
 }
+
+// SetKnown makes the node drop the other nodes' entries of channels for
+// which known reports false (it must be quick: it runs for each entry).
+// Without it every channel is taken.
+func (c *Cluster) SetKnown(known func(channel uint64) bool) { c.known.Store(&known) }
 
 func (c *Cluster) onNotice(msg *nats.Msg) {
 	id, node, err := DecodeNotice(msg.Data)

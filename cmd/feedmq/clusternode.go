@@ -91,6 +91,7 @@ func (n *clusterNode) follow(ctx context.Context, svc *admin.Local, b *broker.Se
 	n.svc = svc
 	if n.cl != nil {
 		svc.ChannelReset, svc.Delivered = n.cl.Reset, n.cl.Delivered
+		n.cl.SetKnown(func(id uint64) bool { _, ok := svc.Registry.Channel(id); return ok })
 	}
 	stop, err := svc.Follow(ctx, n.pg, admin.FollowOptions{Logger: n.log.With("component", "config")})
 	if err != nil {
@@ -217,6 +218,8 @@ var clusterCounters = []struct {
 		func(m cluster.Metrics) uint64 { return m.Received }},
 	{prometheus.NewDesc("feedmq_cluster_malformed_messages_total", "NATS messages dropped as neither entries nor notices.", nil, nil),
 		func(m cluster.Metrics) uint64 { return m.Malformed }},
+	{prometheus.NewDesc("feedmq_cluster_unknown_channel_entries_total", "Entries from NATS dropped because their channel is unknown here (deleted, or not a channel: check who may publish on the cluster's subjects).", nil, nil),
+		func(m cluster.Metrics) uint64 { return m.Unknown }},
 	{prometheus.NewDesc("feedmq_cluster_duplicates_total", "Entries dropped as delivered already.", nil, nil),
 		func(m cluster.Metrics) uint64 { return m.Duplicates }},
 	{prometheus.NewDesc("feedmq_cluster_sequencer_waits_total", "Gaps in a channel's entry ids held open for a missing entry.", nil, nil),
