@@ -69,8 +69,9 @@ func startNode(ctx context.Context, cfg Config, pg *postgres.DB, log *slog.Logge
 	})
 	if err != nil {
 		n.leave()
-		// nats.go names the server without its password.
-		return nil, fmt.Errorf("cluster: %w (is a NATS server listening at the cluster URLs, and do cluster_tls and cluster_credentials match it?)", err)
+		// nats.go names the server without its password; the cluster
+		// package's error starts with "cluster:".
+		return nil, fmt.Errorf("%w (is a NATS server listening at the cluster URLs, and do cluster_tls and cluster_credentials match it?)", err)
 	}
 	return n, nil
 }
