@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -130,5 +131,61 @@ func TestClusterDropsEntriesOfUnknownChannels(t *testing.T) {
 		if len(n.rec.ids(1000+ch)) != 0 {
 			t.Fatalf("channel %d, unknown here, was delivered", 1000+ch)
 		}
+	}
+}
+
+// startNodeOf is startNode for a node of the given database.
+func startNodeOf(t *testing.T, name, database string, st Store, urls string) *testNode {
+	t.Helper()
+	n := &testNode{rec: newRecorder(), logs: new(syncBuffer)}
+	c, err := Open(Config{URLs: urls, Name: "t1", Node: name, Database: database, Store: st,
+		Logger: slog.New(slog.NewTextHandler(n.logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Attach(n.rec.deliver, n.takeover); err != nil {
+		t.Fatal(err)
+	}
+	n.c = c
+	return n
+}
+
+// Two deployments on their own databases share NATS servers and, by
+// oversight, the cluster name (both keep the default). Their channel ids
+// overlap (each starts at 1): staging's entries must not reach
+// production's subscribers, nor staging's connections close production's
+// clients; the node drops them, counts them and says what is wrong.
+func TestClusterDropsOtherDatabasesMessages(t *testing.T) {
+	servers := startNATS(t, 1)
+	prod, staging := &sharedStore{fakeStore: newFakeStore()}, &sharedStore{fakeStore: newFakeStore()}
+	p1 := startNodeOf(t, "p1", "db-prod", prod, servers[0].ClientURL())
+	p2 := startNodeOf(t, "p2", "db-prod", prod, servers[0].ClientURL())
+	s1 := startNodeOf(t, "s1", "db-staging", staging, servers[0].ClientURL())
+	p2.held = "dev-1"
+	waitSubscribed(t, servers, 3)
+
+	s1.c.Connected("dev-1")
+	staging.commit(s1.c, 1)
+	staging.commit(s1.c, 1)
+	p1.c.Connected("dev-2")
+	prod.commit(p1.c, 1)
+	waitFor(t, "production's entry on p2", func() bool { return len(p2.rec.ids(1)) >= 1 })
+	waitFor(t, "p2 counts staging's messages", func() bool { return p2.c.Metrics().Foreign >= 3 })
+	waitFor(t, "p2 takes production's notice", func() bool { return slices.Contains(p2.tookOver(), "dev-2") })
+	if got := p2.rec.ids(1); !slices.Equal(got, []uint64{1}) {
+		t.Errorf("p2 delivered %v, want production's entry 1 only", got)
+	}
+	if v, _ := p2.rec.got[1][0].Field(1); v != "v1" {
+		t.Errorf("p2 delivered %q", v)
+	}
+	if took := p2.tookOver(); slices.Contains(took, "dev-1") {
+		t.Errorf("staging's connection closed production's client: %v", took)
+	}
+	if !strings.Contains(p2.logs.String(), "cluster_name") {
+		t.Errorf("p2 did not say to give each cluster its own cluster_name:\n%s", p2.logs.String())
+	}
+	if got := s1.rec.ids(1); !slices.Equal(got, []uint64{1, 2}) {
+		t.Errorf("staging's node delivered %v, want its own 1 2", got)
 	}
 }
