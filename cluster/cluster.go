@@ -32,6 +32,12 @@ type Config struct {
 	Name string
 	// Node identifies this node, unique in the cluster (same alphabet).
 	Node string
+	// Database identifies the shared database. Every message carries it
+	// (a NATS header), and messages of another database are dropped:
+	// clusters that share NATS servers and, by oversight, the cluster
+	// name would otherwise mix their channels, whose ids overlap. Empty:
+	// messages carry none and none is checked.
+	Database string
 	// Store is the shared database: where each channel's sequence
 	// starts, and the gaps.
 	Store Store
@@ -239,7 +245,41 @@ func (c *Cluster) deliverEntry(e *channels.Entry) {
 	c.deliver(e)
 }
 
+// databaseHeader is the NATS header naming the sender's database.
+const databaseHeader = "Feedmq-Database"
+
+// foreign reports (and counts, and logs) a message of another database.
+func (c *Cluster) foreign(msg *nats.Msg) bool {
+	if c.cfg.Database == "" || msg.Header.Get(databaseHeader) == c.cfg.Database {
+		return false
+	}
+	c.m.foreign.Add(1)
+	c.log.Warn("cluster: message of another feedmq database dropped: clusters that share NATS servers need a cluster_name each",
+		"subject", cutSubject(msg.Subject))
+	return true
+}
+
+// cutSubject bounds a subject quoted in a log line.
+func cutSubject(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
+}
+
+// message is a NATS message on subject, with this node's database.
+func (c *Cluster) message(subject string, data []byte) *nats.Msg {
+	m := &nats.Msg{Subject: subject, Data: data}
+	if c.cfg.Database != "" {
+		m.Header = nats.Header{databaseHeader: []string{c.cfg.Database}}
+	}
+	return m
+}
+
 func (c *Cluster) onEntry(msg *nats.Msg) {
+	if c.foreign(msg) {
+		return
+	}
 	e, err := DecodeEntry(msg.Data)
 	if err == nil {
 		var ch uint64
@@ -271,6 +311,9 @@ func (c *Cluster) onEntry(msg *nats.Msg) {
 func (c *Cluster) SetKnown(known func(channel uint64) bool) { c.known.Store(&known) }
 
 func (c *Cluster) onNotice(msg *nats.Msg) {
+	if c.foreign(msg) {
+		return
+	}
 	id, node, err := DecodeNotice(msg.Data)
 	if err != nil {
 		c.m.malformed.Add(1)
@@ -304,7 +347,7 @@ func (c *Cluster) Published(e *channels.Entry) {
 		return
 	}
 	c.seq.OfferLocal(e)
-	if err := c.nc.Publish(entriesSubject(c.cfg.Name, e.ChannelID), e.AppendJSON(make([]byte, 0, 384))); err != nil {
+	if err := c.nc.PublishMsg(c.message(entriesSubject(c.cfg.Name, e.ChannelID), e.AppendJSON(make([]byte, 0, 384)))); err != nil {
 		c.m.publishErrors.Add(1)
 		return
 	}
@@ -317,7 +360,7 @@ func (c *Cluster) Connected(clientID string) {
 	if c.closed.Load() {
 		return
 	}
-	if err := c.nc.Publish(connectSubject(c.cfg.Name), encodeNotice(clientID, c.cfg.Node)); err != nil {
+	if err := c.nc.PublishMsg(c.message(connectSubject(c.cfg.Name), encodeNotice(clientID, c.cfg.Node))); err != nil {
 		c.m.publishErrors.Add(1)
 	}
 }

@@ -63,8 +63,13 @@ func startNode(ctx context.Context, cfg Config, pg *postgres.DB, log *slog.Logge
 		n.leave()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
+	dbID, err := pg.ClusterID(ctx)
+	if err != nil {
+		n.leave()
+		return nil, err
+	}
 	n.cl, err = cluster.Open(cluster.Config{
-		URLs: strings.Join(urls, ","), Name: cfg.ClusterName, Node: n.name, Store: pg,
+		URLs: strings.Join(urls, ","), Name: cfg.ClusterName, Node: n.name, Database: dbID, Store: pg,
 		NATSOptions: cfg.natsOptions(), Logger: log.With("component", "cluster"),
 	})
 	if err != nil {
@@ -221,6 +226,8 @@ var clusterCounters = []struct {
 		func(m cluster.Metrics) uint64 { return m.Malformed }},
 	{prometheus.NewDesc("feedmq_cluster_unknown_channel_entries_total", "Entries from NATS dropped because their channel is unknown here (deleted, or not a channel: check who may publish on the cluster's subjects).", nil, nil),
 		func(m cluster.Metrics) uint64 { return m.Unknown }},
+	{prometheus.NewDesc("feedmq_cluster_foreign_messages_total", "NATS messages of another feedmq database's nodes, dropped (clusters sharing NATS servers need a cluster_name each).", nil, nil),
+		func(m cluster.Metrics) uint64 { return m.Foreign }},
 	{prometheus.NewDesc("feedmq_cluster_duplicates_total", "Entries dropped as delivered already.", nil, nil),
 		func(m cluster.Metrics) uint64 { return m.Duplicates }},
 	{prometheus.NewDesc("feedmq_cluster_sequencer_waits_total", "Gaps in a channel's entry ids held open for a missing entry.", nil, nil),
