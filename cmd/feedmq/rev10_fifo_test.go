@@ -32,6 +32,8 @@ func TestClusterConfigFileKeysRefuseFIFO(t *testing.T) {
 		{"cluster_credentials", func(c *Config) { c.ClusterCredentials = fifo }, "cluster_credentials: " + fifo + " is not a regular file"},
 		{"sslrootcert", func(c *Config) { c.Storage = pg + "?sslmode=verify-full&sslrootcert=" + fifo }, fifo + " is not a regular file"},
 		{"sslcert", func(c *Config) { c.Storage = pg + "?sslmode=require&sslcert=" + fifo + "&sslkey=" + key }, fifo + " is not a regular file"},
+		{"tls.cert", func(c *Config) { c.TLS.Cert, c.TLS.Key = fifo, key }, "tls.cert: " + fifo + " is not a regular file"},
+		{"tls.key", func(c *Config) { c.TLS.Cert, c.TLS.Key = cert, fifo }, "tls.key: " + fifo + " is not a regular file"},
 		{"passfile", func(c *Config) { c.Storage = pg + "?passfile=" + fifo }, fifo + " is not a regular file"},
 		{"sslkey", func(c *Config) { c.Storage = pg + "?sslmode=require&sslcert=" + cert + "&sslkey=" + fifo }, fifo + " is not a regular file"},
 	}
