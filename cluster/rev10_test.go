@@ -189,3 +189,27 @@ func TestClusterDropsOtherDatabasesMessages(t *testing.T) {
 		t.Errorf("staging's node delivered %v, want its own 1 2", got)
 	}
 }
+
+// Messages carry the database in a NATS header. A NATS server that does
+// not take headers refuses every one of them, and the nodes would run
+// without ever seeing each other's entries; Open refuses such a server
+// with a clear error instead.
+func TestOpenRefusesNATSWithoutHeaders(t *testing.T) {
+	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, NoHeaderSupport: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS server did not start")
+	}
+	t.Cleanup(s.Shutdown)
+	c, err := Open(Config{URLs: s.ClientURL(), Name: "t1", Node: "n1", Database: "db", Store: newFakeStore()})
+	if err == nil {
+		c.Close()
+		t.Fatal("Open took a NATS server without header support")
+	}
+	if !strings.Contains(err.Error(), "headers") {
+		t.Errorf("error %q does not say what is wrong", err)
+	}
+}
