@@ -130,6 +130,10 @@ func Open(cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: connect to NATS: %w", err)
 	}
+	if cfg.Database != "" && !nc.HeadersSupported() {
+		nc.Close()
+		return nil, errors.New("cluster: the NATS server does not support message headers, which carry the database's identity; remove no_header_support from its configuration")
+	}
 	c.nc = nc
 	return c, nil
 }
