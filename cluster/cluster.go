@@ -131,6 +131,7 @@ func Open(cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster: connect to NATS: %w", err)
 	}
 	if cfg.Database != "" && !nc.HeadersSupported() {
+		c.closed.Store(true) // not a lost link: no error logged
 		nc.Close()
 		return nil, errors.New("cluster: the NATS server does not support message headers, which carry the database's identity; remove no_header_support from its configuration")
 	}
