@@ -56,7 +56,7 @@ test-postgres: test-deps
 # and three NATS servers, killed, cut off and restarted under load
 # (internal/e2e/cluster_test.go; `make test` runs only the quick one).
 test-cluster: test-deps
-	FEEDMQ_CLUSTER_SCENARIOS=1 $(GO) test -count=1 -timeout 12m -run '^TestCluster' -v ./internal/e2e
+	FEEDMQ_CLUSTER_SCENARIOS=1 $(GO) test -count=1 -timeout 12m -run '^TestClusterScenario' -v ./internal/e2e
 
 # Each fuzz target for FUZZTIME; corpora grow in <pkg>/testdata/fuzz.
 FUZZ_TARGETS := channels:FuzzParseTopic channels:FuzzParsePayload \

@@ -126,6 +126,10 @@ func (s *Sequencer) Reset(channel uint64) {
 	defer c.mu.Unlock()
 	c.gen++
 	c.pending = nil
+	// Nothing is left to wait for: a fill under way that ends now must
+	// not arm a wait on this forgotten state (its own fill would read the
+	// new feed and deliver it a second time).
+	c.high = c.last
 	if c.timer != nil {
 		c.timer.Stop()
 		c.timer = nil
