@@ -32,6 +32,12 @@ type Config struct {
 	Name string
 	// Node identifies this node, unique in the cluster (same alphabet).
 	Node string
+	// Database identifies the shared database. Every message carries it
+	// (a NATS header), and messages of another database are dropped:
+	// clusters that share NATS servers and, by oversight, the cluster
+	// name would otherwise mix their channels, whose ids overlap. Empty:
+	// messages carry none and none is checked.
+	Database string
 	// Store is the shared database: where each channel's sequence
 	// starts, and the gaps.
 	Store Store
@@ -64,6 +70,7 @@ type Cluster struct {
 	catching atomic.Int32 // catchUp running (1) and asked for again (>1)
 	mu       sync.Mutex   // serializes Attach and Close
 	monitor  atomic.Pointer[Monitor]
+	known    atomic.Pointer[func(channel uint64) bool]
 }
 
 // Open checks cfg and connects to NATS. Nothing is received before
@@ -96,6 +103,16 @@ func Open(cfg Config) (*Cluster, error) {
 		nats.Timeout(cfg.ConnectTimeout),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
+		// By default the client gives up on a server that refused the
+		// credentials twice in a row, and with it the link for good: a
+		// server restarted with incomplete accounts must cost an outage,
+		// not the node's share of the cluster until it restarts.
+		nats.IgnoreAuthErrorAbort(),
+		nats.ClosedHandler(func(*nats.Conn) {
+			if !c.closed.Load() {
+				c.log.Error("cluster: NATS connection closed; entries of other nodes no longer arrive here")
+			}
+		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				c.log.Warn("cluster: NATS disconnected", "error", err.Error())
@@ -118,6 +135,11 @@ func Open(cfg Config) (*Cluster, error) {
 	nc, err := nats.Connect(cfg.URLs, append(opts, cfg.NATSOptions...)...)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: connect to NATS: %w", err)
+	}
+	if cfg.Database != "" && !nc.HeadersSupported() {
+		c.closed.Store(true) // not a lost link: no error logged
+		nc.Close()
+		return nil, errors.New("cluster: the NATS server does not support message headers, which carry the database's identity; remove no_header_support from its configuration")
 	}
 	c.nc = nc
 	return c, nil
@@ -238,7 +260,41 @@ func (c *Cluster) deliverEntry(e *channels.Entry) {
 	c.deliver(e)
 }
 
+// databaseHeader is the NATS header naming the sender's database.
+const databaseHeader = "Feedmq-Database"
+
+// foreign reports (and counts, and logs) a message of another database.
+func (c *Cluster) foreign(msg *nats.Msg) bool {
+	if c.cfg.Database == "" || msg.Header.Get(databaseHeader) == c.cfg.Database {
+		return false
+	}
+	c.m.foreign.Add(1)
+	c.log.Warn("cluster: message of another feedmq database dropped: clusters that share NATS servers need a cluster_name each",
+		"subject", cutSubject(msg.Subject))
+	return true
+}
+
+// cutSubject bounds a subject quoted in a log line.
+func cutSubject(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
+}
+
+// message is a NATS message on subject, with this node's database.
+func (c *Cluster) message(subject string, data []byte) *nats.Msg {
+	m := &nats.Msg{Subject: subject, Data: data}
+	if c.cfg.Database != "" {
+		m.Header = nats.Header{databaseHeader: []string{c.cfg.Database}}
+	}
+	return m
+}
+
 func (c *Cluster) onEntry(msg *nats.Msg) {
+	if c.foreign(msg) {
+		return
+	}
 	e, err := DecodeEntry(msg.Data)
 	if err == nil {
 		var ch uint64
@@ -251,11 +307,28 @@ func (c *Cluster) onEntry(msg *nats.Msg) {
 		c.log.Warn("cluster: malformed entry message dropped", "bytes", len(msg.Data), "error", cutErr(err))
 		return
 	}
+	if known := c.known.Load(); known != nil && !(*known)(e.ChannelID) {
+		// No subscriber here can follow a channel this node does not
+		// know, and holding its sequence would let whoever may publish
+		// on the subjects grow memory one forged channel at a time. A
+		// channel created elsewhere a moment ago is filled in from the
+		// store once a later entry comes.
+		c.m.unknown.Add(1)
+		return
+	}
 	c.m.received.Add(1)
 	c.seq.Offer(&e)
 }
 
+// SetKnown makes the node drop the other nodes' entries of channels for
+// which known reports false (it must be quick: it runs for each entry).
+// Without it every channel is taken.
+func (c *Cluster) SetKnown(known func(channel uint64) bool) { c.known.Store(&known) }
+
 func (c *Cluster) onNotice(msg *nats.Msg) {
+	if c.foreign(msg) {
+		return
+	}
 	id, node, err := DecodeNotice(msg.Data)
 	if err != nil {
 		c.m.malformed.Add(1)
@@ -289,7 +362,7 @@ func (c *Cluster) Published(e *channels.Entry) {
 		return
 	}
 	c.seq.OfferLocal(e)
-	if err := c.nc.Publish(entriesSubject(c.cfg.Name, e.ChannelID), e.AppendJSON(make([]byte, 0, 384))); err != nil {
+	if err := c.nc.PublishMsg(c.message(entriesSubject(c.cfg.Name, e.ChannelID), e.AppendJSON(make([]byte, 0, 384)))); err != nil {
 		c.m.publishErrors.Add(1)
 		return
 	}
@@ -302,14 +375,19 @@ func (c *Cluster) Connected(clientID string) {
 	if c.closed.Load() {
 		return
 	}
-	if err := c.nc.Publish(connectSubject(c.cfg.Name), encodeNotice(clientID, c.cfg.Node)); err != nil {
+	if err := c.nc.PublishMsg(c.message(connectSubject(c.cfg.Name), encodeNotice(clientID, c.cfg.Node))); err != nil {
 		c.m.publishErrors.Add(1)
 	}
 }
 
 // Reset restarts a channel's sequence: call it when the channel is
-// cleared or deleted.
-func (c *Cluster) Reset(channel uint64) { c.seq.Reset(channel) }
+// cleared or deleted. The clear's notice comes from the database, the new
+// feed's entries over NATS: entries that came first were dropped as
+// delivered (the old feed had their ids), so the store is read for them.
+func (c *Cluster) Reset(channel uint64) {
+	c.seq.Reset(channel)
+	go c.catchUp()
+}
 
 // Delivered returns every channel's highest entry id delivered here (see
 // Sequencer.Delivered).

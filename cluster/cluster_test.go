@@ -314,6 +314,9 @@ func TestClusterHostileMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the good entry", func() bool { return len(n.rec.ids(1)) == 1 })
+	// The notices have a subscription of their own: the good entry does
+	// not show that they were processed.
+	waitFor(t, "every bad message counted", func() bool { return n.c.Metrics().Malformed >= uint64(len(bad)) })
 	m := n.c.Metrics()
 	if m.Malformed != uint64(len(bad)) || m.Received != 1 || len(n.tookOver()) != 0 {
 		t.Errorf("metrics %+v, takeovers %v: want %d malformed, 1 received, no takeover", m, n.tookOver(), len(bad))

@@ -8,6 +8,8 @@ type counters struct {
 	publishErrors atomic.Uint64 // local entries NATS refused (subscribers elsewhere get them by gap fill)
 	received      atomic.Uint64 // remote entries taken from NATS
 	malformed     atomic.Uint64 // NATS messages that were not entries or notices
+	unknown       atomic.Uint64 // remote entries of channels this node does not know
+	foreign       atomic.Uint64 // messages of another database
 	duplicates    atomic.Uint64 // entries at or below what was delivered
 	waits         atomic.Uint64 // gaps held open
 	gapFills      atomic.Uint64 // reads of the store for a gap
@@ -38,6 +40,11 @@ type Metrics struct {
 	NodesSeen int
 
 	Published, PublishErrors, Received, Malformed uint64
+	// Unknown are remote entries dropped because this node does not know
+	// their channel.
+	Unknown uint64
+	// Foreign are messages of another database's nodes, dropped.
+	Foreign uint64
 	// Duplicates are entries dropped as already delivered.
 	Duplicates uint64
 	// SequencerWaits counts gaps held open for a lower entry; GapFills
@@ -64,7 +71,7 @@ type Metrics struct {
 func (c *counters) snapshot() Metrics {
 	return Metrics{
 		Published: c.published.Load(), PublishErrors: c.publishErrors.Load(),
-		Received: c.received.Load(), Malformed: c.malformed.Load(),
+		Received: c.received.Load(), Malformed: c.malformed.Load(), Unknown: c.unknown.Load(), Foreign: c.foreign.Load(),
 		Duplicates: c.duplicates.Load(), SequencerWaits: c.waits.Load(),
 		GapFills: c.gapFills.Load(), Filled: c.filled.Load(), FillErrors: c.fillErrors.Load(),
 		Stale: c.stale.Load(), Skipped: c.skipped.Load(), Overflow: c.overflow.Load(), CatchUps: c.catchUps.Load(),

@@ -77,6 +77,11 @@ func (c *Config) validateCluster() error {
 		}
 	}
 	if t.Cert != "" {
+		for _, f := range []string{t.Cert, t.Key} {
+			if err := notSpecialFile(f); err != nil {
+				return fmt.Errorf("cluster_tls.cert, cluster_tls.key: %w", err)
+			}
+		}
 		if _, err := tls.LoadX509KeyPair(t.Cert, t.Key); err != nil {
 			return fmt.Errorf("cluster_tls.cert, cluster_tls.key: %w", err)
 		}
@@ -132,8 +137,21 @@ func clip(s string) string {
 	return s
 }
 
+// notSpecialFile refuses a path that exists and is not a regular file.
+// It is looked at before anything opens it: opening a FIFO waits for a
+// writer, and serve (or config check) with it.
+func notSpecialFile(path string) error {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	return nil
+}
+
 // readSmallFile reads a regular file of at most limit bytes.
 func readSmallFile(path string, limit int64) ([]byte, error) {
+	if err := notSpecialFile(path); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))

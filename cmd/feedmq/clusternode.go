@@ -63,14 +63,20 @@ func startNode(ctx context.Context, cfg Config, pg *postgres.DB, log *slog.Logge
 		n.leave()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
+	dbID, err := pg.ClusterID(ctx)
+	if err != nil {
+		n.leave()
+		return nil, err
+	}
 	n.cl, err = cluster.Open(cluster.Config{
-		URLs: strings.Join(urls, ","), Name: cfg.ClusterName, Node: n.name, Store: pg,
+		URLs: strings.Join(urls, ","), Name: cfg.ClusterName, Node: n.name, Database: dbID, Store: pg,
 		NATSOptions: cfg.natsOptions(), Logger: log.With("component", "cluster"),
 	})
 	if err != nil {
 		n.leave()
-		// nats.go names the server without its password.
-		return nil, fmt.Errorf("cluster: %w (is a NATS server listening at the cluster URLs, and do cluster_tls and cluster_credentials match it?)", err)
+		// nats.go names the server without its password; the cluster
+		// package's error starts with "cluster:".
+		return nil, fmt.Errorf("%w (is a NATS server listening at the cluster URLs, and do cluster_tls and cluster_credentials match it?)", err)
 	}
 	return n, nil
 }
@@ -91,6 +97,7 @@ func (n *clusterNode) follow(ctx context.Context, svc *admin.Local, b *broker.Se
 	n.svc = svc
 	if n.cl != nil {
 		svc.ChannelReset, svc.Delivered = n.cl.Reset, n.cl.Delivered
+		n.cl.SetKnown(func(id uint64) bool { _, ok := svc.Registry.Channel(id); return ok })
 	}
 	stop, err := svc.Follow(ctx, n.pg, admin.FollowOptions{Logger: n.log.With("component", "config")})
 	if err != nil {
@@ -217,6 +224,10 @@ var clusterCounters = []struct {
 		func(m cluster.Metrics) uint64 { return m.Received }},
 	{prometheus.NewDesc("feedmq_cluster_malformed_messages_total", "NATS messages dropped as neither entries nor notices.", nil, nil),
 		func(m cluster.Metrics) uint64 { return m.Malformed }},
+	{prometheus.NewDesc("feedmq_cluster_unknown_channel_entries_total", "Entries from NATS dropped because their channel is unknown here (deleted, or not a channel: check who may publish on the cluster's subjects).", nil, nil),
+		func(m cluster.Metrics) uint64 { return m.Unknown }},
+	{prometheus.NewDesc("feedmq_cluster_foreign_messages_total", "NATS messages of another feedmq database's nodes, dropped (clusters sharing NATS servers need a cluster_name each).", nil, nil),
+		func(m cluster.Metrics) uint64 { return m.Foreign }},
 	{prometheus.NewDesc("feedmq_cluster_duplicates_total", "Entries dropped as delivered already.", nil, nil),
 		func(m cluster.Metrics) uint64 { return m.Duplicates }},
 	{prometheus.NewDesc("feedmq_cluster_sequencer_waits_total", "Gaps in a channel's entry ids held open for a missing entry.", nil, nil),

@@ -198,7 +198,7 @@ func TestServeNodeRefusals(t *testing.T) {
 	c := pgServeConfig(t, t.TempDir(), dbURL)
 	c.NodeName, c.Cluster = "c", "nats://127.0.0.1:1"
 	_, err = openServer(ctx, c, quiet)
-	if err == nil || !strings.Contains(err.Error(), "cluster: connect to NATS") {
+	if err == nil || !strings.Contains(err.Error(), "cluster: connect to NATS") || strings.Contains(err.Error(), "cluster: cluster:") {
 		t.Fatalf("node without NATS: %v", err)
 	}
 	live, err := sb.node.pg.Live(ctx, time.Minute)

@@ -348,6 +348,11 @@ func (c *Config) validateListeners() error {
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		return errors.New("tls: cert and key go together; set both tls.cert and tls.key (--tls-cert, --tls-key) or neither")
 	}
+	for key, f := range map[string]string{"tls.cert": c.TLS.Cert, "tls.key": c.TLS.Key} {
+		if err := notSpecialFile(f); f != "" && err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+	}
 	if err := broker.ValidateOrigins(c.WSAllowedOrigins); err != nil {
 		return fmt.Errorf("ws_allowed_origins: %w", err)
 	}

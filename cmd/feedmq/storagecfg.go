@@ -40,6 +40,19 @@ func (c *Config) validateStorage() error {
 		return errors.New("storage: the URL does not parse; percent-encode special characters of the user name and password, " +
 			"and with several hosts give each its port (postgres://feedmq@db1:5432,db2:5432/feedmq)")
 	}
+	// pgconn reads these files as it parses the URL.
+	for _, k := range []string{"sslrootcert", "sslcert", "sslkey", "passfile"} {
+		f := u.Query().Get(k)
+		if f == "" {
+			f = os.Getenv("PG" + strings.ToUpper(k))
+		}
+		if f == "" {
+			continue
+		}
+		if err := notSpecialFile(f); err != nil {
+			return fmt.Errorf("storage: %s: %w", k, err)
+		}
+	}
 	if _, err := pgconn.ParseConfig(c.Storage); err != nil {
 		pw, _ := u.User.Password()
 		return fmt.Errorf("storage: the PostgreSQL URL is not usable: %s", pgParseProblem(err, pw))

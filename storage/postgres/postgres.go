@@ -18,6 +18,8 @@ package postgres
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -133,6 +135,23 @@ func (db *DB) Close() error {
 		db.pool.Close()
 	}
 	return nil
+}
+
+// ClusterID identifies the database for the nodes that share it, the
+// same from every node and across server restarts and failovers to a
+// physical standby: the database's OID and when its schema was created.
+// Another database (a copy restored elsewhere included) has another.
+// It is a digest: it travels with every cluster message.
+func (db *DB) ClusterID(ctx context.Context) (string, error) {
+	var oid uint32
+	var created string
+	err := db.pool.QueryRow(ctx, `SELECT d.oid, (SELECT extract(epoch FROM applied_at)::text FROM schema_migrations WHERE version = 1)
+		FROM pg_database d WHERE d.datname = current_database()`).Scan(&oid, &created)
+	if err != nil {
+		return "", fmt.Errorf("postgres: identify the database: %w", err)
+	}
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%d/%s", oid, created)))
+	return hex.EncodeToString(sum[:12]), nil
 }
 
 // Identity names the database this DB is connected to, however its URL
