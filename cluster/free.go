@@ -32,7 +32,7 @@ func (c *Cluster) AttachFree(deliver func(*channels.Message), maxPacket int) err
 	}
 	limit := maxPacket + freeOverhead
 	sub, err := c.nc.Subscribe(freeSubject(c.cfg.Name), func(msg *nats.Msg) {
-		if c.closed.Load() {
+		if c.closed.Load() || c.foreign(msg) {
 			return
 		}
 		m, origin, err := DecodeFree(msg.Data, limit)
@@ -73,7 +73,7 @@ func (c *Cluster) ForwardFree(m *channels.Message) {
 		return
 	}
 	b := AppendFree(make([]byte, 0, FreeSize(m, c.cfg.Node)), m, c.cfg.Node)
-	if err := c.nc.Publish(freeSubject(c.cfg.Name), b); err != nil {
+	if err := c.nc.PublishMsg(c.message(freeSubject(c.cfg.Name), b)); err != nil {
 		c.m.freeErrors.Add(1)
 		return
 	}

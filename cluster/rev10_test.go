@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"github.com/feedmq/feedmq/channels"
+
 	"fmt"
 	"log/slog"
 	"net"
@@ -211,5 +213,29 @@ func TestOpenRefusesNATSWithoutHeaders(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "headers") {
 		t.Errorf("error %q does not say what is wrong", err)
+	}
+}
+
+// Free-topic messages carry the database too: staging's publish on a
+// topic production also uses must not reach production's subscribers.
+func TestClusterDropsOtherDatabasesFreeMessages(t *testing.T) {
+	servers := startNATS(t, 1)
+	prod, staging := &sharedStore{fakeStore: newFakeStore()}, &sharedStore{fakeStore: newFakeStore()}
+	p1 := startNodeOf(t, "p1", "db-prod", prod, servers[0].ClientURL())
+	p2 := startNodeOf(t, "p2", "db-prod", prod, servers[0].ClientURL())
+	s1 := startNodeOf(t, "s1", "db-staging", staging, servers[0].ClientURL())
+	var r2 freeRecorder
+	if err := p2.c.AttachFree(r2.deliver, 1<<16); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "p2's free subscription", func() bool {
+		return servers[0].GlobalAccount().Interest(freeSubject("t1")) == 1
+	})
+	s1.c.ForwardFree(&channels.Message{Topic: "home/door", Payload: []byte("staging")})
+	p1.c.ForwardFree(&channels.Message{Topic: "home/door", Payload: []byte("production")})
+	waitFor(t, "production's message on p2", func() bool { return len(r2.topics()) >= 1 })
+	waitFor(t, "p2 counts staging's message", func() bool { return p2.c.Metrics().Foreign >= 1 })
+	if got := r2.topics(); len(got) != 1 {
+		t.Fatalf("p2 delivered %d free messages, want production's one", len(got))
 	}
 }
