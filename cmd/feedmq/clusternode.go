@@ -33,6 +33,8 @@ type clusterNode struct {
 	log   *slog.Logger
 
 	stopFollow func()
+	// readFailed is set when /healthz's last read of the store failed.
+	readFailed atomic.Bool
 }
 
 // nodeBeatInterval is how often a node beats; a node is live while its
@@ -163,14 +165,20 @@ func (r *beatRecorder) Live(ctx context.Context, window time.Duration) ([]cluste
 	return r.db.Live(ctx, window)
 }
 
-// health wraps the store's health check: a node failed closed is
-// unavailable whatever the store says.
+// health is /healthz on a node on the shared database. Only a node that
+// failed closed answers unavailable: a failed read of the database only
+// says so in the detail. The database is shared, so a failed read fails on
+// every node at once, and a balancer checking /healthz would then take out
+// every node and close every connection, with nowhere to move them; a node
+// cut off on its own fails closed after the confirmation window and is
+// taken out then.
 func (n *clusterNode) health(store func(context.Context) error) func(context.Context) error {
 	return func(ctx context.Context) error {
 		if n.mon != nil && n.mon.FailClosed() {
 			return errors.New("failed closed: the node could not confirm its state with the database in time")
 		}
-		return store(ctx)
+		n.readFailed.Store(store(ctx) != nil)
+		return nil
 	}
 }
 
@@ -178,7 +186,8 @@ func (n *clusterNode) health(store func(context.Context) error) func(context.Con
 func (n *clusterNode) healthDetail() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "node: %s\n", n.name)
-	fmt.Fprintf(&b, "database: %s\n", map[bool]string{true: "reachable", false: "unreachable"}[n.beats.ok.Load()])
+	reachable := n.beats.ok.Load() && !n.readFailed.Load()
+	fmt.Fprintf(&b, "database: %s\n", map[bool]string{true: "reachable", false: "unreachable"}[reachable])
 	failed := n.mon != nil && n.mon.FailClosed()
 	fmt.Fprintf(&b, "fail_closed: %t\n", failed)
 	if n.cl != nil {
