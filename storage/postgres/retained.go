@@ -428,54 +428,6 @@ func (db *DB) AllRetained(ctx context.Context) ([]channels.Retained, int64, erro
 // receiver that falls behind gets a Resync instead. The channel is closed when ctx
 // ends or the connection is lost: the receiver then reloads everything.
 func (db *DB) RetainedChanges(ctx context.Context) (<-chan channels.RetainedChange, error) {
-	pc, err := db.pool.Acquire(ctx)
-	if err != nil {
-		return nil, wrap("listen for retained messages", err)
-	}
-	conn := pc.Hijack()
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{RetainedChannel}.Sanitize()); err != nil {
-		conn.Close(context.WithoutCancel(ctx))
-		return nil, wrap("listen for retained messages", err)
-	}
-	out := make(chan channels.RetainedChange, changesBuffer)
-	go func() {
-		defer close(out)
-		defer conn.Close(context.WithoutCancel(ctx))
-		resync := false
-		for {
-			wait := ctx
-			cancel := context.CancelFunc(func() {})
-			if resync {
-				wait, cancel = context.WithTimeout(ctx, resyncRetry)
-			}
-			n, err := conn.WaitForNotification(wait)
-			cancel()
-			if ctx.Err() != nil {
-				return
-			}
-			if err != nil && !(resync && errors.Is(err, context.DeadlineExceeded)) {
-				return
-			}
-			if resync {
-				select {
-				case out <- channels.RetainedChange{Resync: true}:
-					resync = false
-				default:
-				}
-			}
-			if n == nil || resync {
-				continue
-			}
-			c, err := decodeRetainedNotice(n.Payload)
-			if err != nil {
-				c = channels.RetainedChange{Resync: true}
-			}
-			select {
-			case out <- c:
-			default:
-				resync = true // never block: PostgreSQL's queue would fill
-			}
-		}
-	}()
-	return out, nil
+	return listenNotices(ctx, db, RetainedChannel, "listen for retained messages", decodeRetainedNotice,
+		channels.RetainedChange{Resync: true})
 }
