@@ -379,6 +379,59 @@ func (h *clusterHarness) targets(first int) func() []string {
 	}
 }
 
+// subscribeEveryNode subscribes readers[i] to channel ch on node i.
+func (h *clusterHarness) subscribeEveryNode(t *testing.T, readers []auth.DeviceJSON, ch uint64) []*feedSubscriber {
+	t.Helper()
+	subs := make([]*feedSubscriber, len(readers))
+	for i := range subs {
+		subs[i] = subscribeFeed(t, "on "+h.nodes[i].name, h.nodes[i].mqtt(), readers[i], ch)
+	}
+	return subs
+}
+
+// publishUntilStopped starts one publisher per device, pubs[i] preferring
+// node i and moving on to the others when it fails (8 in flight, values
+// "p1-…", "p2-…"). stop ends them and waits for them; it may be called
+// more than once, and runs at cleanup if the test ends first.
+func (h *clusterHarness) publishUntilStopped(t *testing.T, pubs []auth.DeviceJSON, topic string, log *ackLog) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range pubs {
+		p := &publisher{dev: pubs[i], topic: topic, prefix: fmt.Sprintf("p%d", i+1), window: 8, targets: h.targets(i), log: log}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.run(done, 0)
+		}()
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() { close(done) })
+		wg.Wait()
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// publishOnEachNode has pubs[i] publish count values on node i alone
+// (values prefix+"1-…" and so on, window in flight). wait returns when
+// every publisher has sent and seen answered all of its values.
+func (h *clusterHarness) publishOnEachNode(pubs []auth.DeviceJSON, topic, prefix string, window, count int, log *ackLog) (ps []*publisher, wait func()) {
+	var wg sync.WaitGroup
+	ps = make([]*publisher, len(pubs))
+	for i := range ps {
+		addr := h.nodes[i].mqtt()
+		ps[i] = &publisher{dev: pubs[i], topic: topic, prefix: fmt.Sprintf("%s%d", prefix, i+1), window: window,
+			targets: func() []string { return []string{addr} }, log: log}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ps[i].run(nil, count)
+		}()
+	}
+	return ps, wg.Wait
+}
+
 // cli runs an admin command through node i's admin socket (its data
 // directory holds nothing else) and decodes its --json output into v.
 // It returns when the command has.

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -105,25 +104,11 @@ func TestClusterScenarioOrderedIDs(t *testing.T) {
 	ch := h.channel(t, 0, "ordered")
 	pubs := h.devices(t, "pub", 3, ch.ID)
 	readers := h.devices(t, "sub", 3, ch.ID)
-	subs := make([]*feedSubscriber, 3)
-	for i := range subs {
-		subs[i] = subscribeFeed(t, "on "+h.nodes[i].name, h.nodes[i].mqtt(), readers[i], ch.ID)
-	}
+	subs := h.subscribeEveryNode(t, readers, ch.ID)
 
 	log := newAckLog()
-	ps := make([]*publisher, 3)
-	var wg sync.WaitGroup
-	for i := range ps {
-		addr := h.nodes[i].mqtt()
-		ps[i] = &publisher{dev: pubs[i], topic: fmt.Sprintf("channels/%d/publish", ch.ID),
-			prefix: "n" + fmt.Sprint(i+1), window: 32, targets: func() []string { return []string{addr} }, log: log}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ps[i].run(nil, perNode)
-		}()
-	}
-	wg.Wait()
+	ps, wait := h.publishOnEachNode(pubs, fmt.Sprintf("channels/%d/publish", ch.ID), "n", 32, perNode, log)
+	wait()
 	for i, p := range ps {
 		if p.sessions != 1 {
 			t.Errorf("publisher on n%d needed %d connections; the node dropped it", i+1, p.sessions)
@@ -244,24 +229,7 @@ func TestClusterScenarioKillNode(t *testing.T) {
 	sub := subscribeFeed(t, "on n3", h.nodes[2].mqtt(), reader, ch.ID)
 
 	log := newAckLog()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range pubs {
-		p := &publisher{dev: pubs[i], topic: topic, prefix: fmt.Sprintf("p%d", i+1), window: 8, targets: h.targets(i), log: log}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.run(stop, 0)
-		}()
-	}
-	defer func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-		wg.Wait()
-	}()
+	stop := h.publishUntilStopped(t, pubs, topic, log)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 15))
 	for round := 1; round <= rounds; round++ {
 		victim := h.nodes[(round-1)%2]
@@ -274,8 +242,7 @@ func TestClusterScenarioKillNode(t *testing.T) {
 		probeUntilAcked(t, victim, probe, topic, fmt.Sprintf("probe-%d", round), log)
 	}
 	log.waitGrowth(t, log.count(), 100, 60*time.Second, "publishes after the last round")
-	close(stop)
-	wg.Wait()
+	stop()
 
 	acked := log.values()
 	byID := h.checkStored(t, ch.ID, acked)
@@ -302,23 +269,9 @@ func TestClusterScenarioNATSServerStopped(t *testing.T) {
 	ch := h.channel(t, 0, "natsdown")
 	pubs := h.devices(t, "pub", 3, ch.ID)
 	readers := h.devices(t, "sub", 3, ch.ID)
-	subs := make([]*feedSubscriber, 3)
-	for i := range subs {
-		subs[i] = subscribeFeed(t, "on "+h.nodes[i].name, h.nodes[i].mqtt(), readers[i], ch.ID)
-	}
+	subs := h.subscribeEveryNode(t, readers, ch.ID)
 	log := newAckLog()
-	var wg sync.WaitGroup
-	ps := make([]*publisher, 3)
-	for i := range ps {
-		addr := h.nodes[i].mqtt()
-		ps[i] = &publisher{dev: pubs[i], topic: fmt.Sprintf("channels/%d/publish", ch.ID),
-			prefix: fmt.Sprintf("p%d", i+1), window: 8, targets: func() []string { return []string{addr} }, log: log}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ps[i].run(nil, perNode)
-		}()
-	}
+	ps, wait := h.publishOnEachNode(pubs, fmt.Sprintf("channels/%d/publish", ch.ID), "p", 8, perNode, log)
 	log.waitGrowth(t, 0, 300, 60*time.Second, "publishes before the NATS server stops")
 	const victim = 1
 	h.nats.stop(victim)
@@ -331,7 +284,7 @@ func TestClusterScenarioNATSServerStopped(t *testing.T) {
 	h.nats.start(t, victim)
 	h.nats.waitRoutes(t)
 	t.Logf("NATS server %d back after %d acknowledgements", victim+1, log.count())
-	wg.Wait()
+	wait()
 	for i, p := range ps {
 		if p.sessions != 1 {
 			t.Errorf("publisher on n%d needed %d connections: losing a NATS server must not cost MQTT connections", i+1, p.sessions)
@@ -368,29 +321,9 @@ func TestClusterScenarioPostgresRestart(t *testing.T) {
 	readers := h.devices(t, "sub", 3, ch.ID)
 	probe := h.device(t, 0, "probe", ch.ID)
 	topic := fmt.Sprintf("channels/%d/publish", ch.ID)
-	subs := make([]*feedSubscriber, 3)
-	for i := range subs {
-		subs[i] = subscribeFeed(t, "on "+h.nodes[i].name, h.nodes[i].mqtt(), readers[i], ch.ID)
-	}
+	subs := h.subscribeEveryNode(t, readers, ch.ID)
 	log := newAckLog()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range pubs {
-		p := &publisher{dev: pubs[i], topic: topic, prefix: fmt.Sprintf("p%d", i+1), window: 8, targets: h.targets(i), log: log}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.run(stop, 0)
-		}()
-	}
-	defer func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-		wg.Wait()
-	}()
+	stop := h.publishUntilStopped(t, pubs, topic, log)
 	log.waitGrowth(t, 0, 300, 60*time.Second, "publishes before PostgreSQL stops")
 
 	restart := pgtest.Crash(t)
@@ -434,8 +367,7 @@ func TestClusterScenarioPostgresRestart(t *testing.T) {
 		probeUntilAcked(t, n, probe, topic, fmt.Sprintf("up-%d", i+1), log)
 	}
 	log.waitGrowth(t, log.count(), 300, 60*time.Second, "publishes after PostgreSQL is back")
-	close(stop)
-	wg.Wait()
+	stop()
 
 	byID := h.checkStored(t, ch.ID, log.values())
 	for _, s := range subs {
