@@ -107,6 +107,31 @@ func smokeConnect(t *testing.T, addr string, d deviceJSON) *mqtttest.Conn {
 	return c
 }
 
+// smokeSubscribe connects a device to addr and subscribes it to channel
+// ch's entries.
+func smokeSubscribe(t *testing.T, addr string, d deviceJSON, ch uint64) *mqtttest.Conn {
+	t.Helper()
+	c := smokeConnect(t, addr, d)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if code, err := c.Subscribe(1, fmt.Sprintf("channels/%d/subscribe", ch)); err != nil || code != 0 {
+		t.Fatalf("SUBACK %d, %v", code, err)
+	}
+	return c
+}
+
+// smokePublish publishes field1=v to channel ch at QoS 1 on c and waits
+// for its PUBACK.
+func smokePublish(t *testing.T, c *mqtttest.Conn, ch uint64, v string) {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := c.Publish(fmt.Sprintf("channels/%d/publish", ch), 1, 1, []byte("field1="+v)); err != nil {
+		t.Fatal(err)
+	}
+	if _, code, err := c.ReadPuback(); err != nil || code != 0 {
+		t.Fatalf("PUBACK code %d, %v", code, err)
+	}
+}
+
 // Two real `feedmq serve` nodes on one PostgreSQL database and one NATS
 // server: what is published on node 1 reaches a subscriber on node 2; a
 // password reset through node 2's admin socket closes the device's
@@ -130,19 +155,9 @@ func TestClusterServeTwoNodes(t *testing.T) {
 	cli(t, dir1, &sub, "device", "create", "--name", "sub", "--channel", fmt.Sprint(ch.ID), "--json")
 
 	// Cross-node delivery: subscribe on node 2, publish on node 1.
-	sc := smokeConnect(t, n2.addr, sub)
-	_ = sc.SetDeadline(time.Now().Add(10 * time.Second))
-	if code, err := sc.Subscribe(1, fmt.Sprintf("channels/%d/subscribe", ch.ID)); err != nil || code != 0 {
-		t.Fatalf("SUBACK %d, %v", code, err)
-	}
+	sc := smokeSubscribe(t, n2.addr, sub, ch.ID)
 	pc := smokeConnect(t, n1.addr, pub)
-	_ = pc.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := pc.Publish(fmt.Sprintf("channels/%d/publish", ch.ID), 1, 1, []byte("field1=42")); err != nil {
-		t.Fatal(err)
-	}
-	if _, code, err := pc.ReadPuback(); err != nil || code != 0 {
-		t.Fatalf("PUBACK code %d, %v", code, err)
-	}
+	smokePublish(t, pc, ch.ID, "42")
 	_ = sc.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, payload, err := sc.ReadPublish(); err != nil || !strings.Contains(string(payload), `"entry_id":1`) || !strings.Contains(string(payload), `"field1":"42"`) {
 		t.Fatalf("node 2's subscriber got %q, %v", payload, err)

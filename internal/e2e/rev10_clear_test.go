@@ -31,21 +31,11 @@ func TestClusterClearOnOtherNode(t *testing.T) {
 	cli(t, dir1, &pub, "device", "create", "--name", "pub", "--channel", fmt.Sprint(ch.ID), "--json")
 	cli(t, dir1, &sub, "device", "create", "--name", "sub", "--channel", fmt.Sprint(ch.ID), "--json")
 
-	sc := smokeConnect(t, n2.addr, sub)
-	_ = sc.SetDeadline(time.Now().Add(10 * time.Second))
-	if code, err := sc.Subscribe(1, fmt.Sprintf("channels/%d/subscribe", ch.ID)); err != nil || code != 0 {
-		t.Fatalf("SUBACK %d, %v", code, err)
-	}
+	sc := smokeSubscribe(t, n2.addr, sub, ch.ID)
 	pc := smokeConnect(t, n1.addr, pub)
 	publish := func(v string) {
 		t.Helper()
-		_ = pc.SetDeadline(time.Now().Add(10 * time.Second))
-		if err := pc.Publish(fmt.Sprintf("channels/%d/publish", ch.ID), 1, 1, []byte("field1="+v)); err != nil {
-			t.Fatal(err)
-		}
-		if _, code, err := pc.ReadPuback(); err != nil || code != 0 {
-			t.Fatalf("PUBACK code %d, %v", code, err)
-		}
+		smokePublish(t, pc, ch.ID, v)
 	}
 	type entry struct {
 		ID     uint64 `json:"entry_id"`

@@ -39,22 +39,12 @@ func TestClusterIgnoresOtherDatabases(t *testing.T) {
 	cli(t, dir1, &pub, "device", "create", "--name", "pub", "--channel", fmt.Sprint(prodCh.ID), "--json")
 	cli(t, dir3, &spub, "device", "create", "--name", "spub", "--channel", fmt.Sprint(stagingCh.ID), "--json")
 
-	sc := smokeConnect(t, p2.addr, sub)
-	_ = sc.SetDeadline(time.Now().Add(10 * time.Second))
-	if code, err := sc.Subscribe(1, fmt.Sprintf("channels/%d/subscribe", prodCh.ID)); err != nil || code != 0 {
-		t.Fatalf("SUBACK %d, %v", code, err)
-	}
+	sc := smokeSubscribe(t, p2.addr, sub, prodCh.ID)
 	publish := func(addr string, d deviceJSON, ch uint64, v string) {
 		t.Helper()
 		c := smokeConnect(t, addr, d)
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		if err := c.Publish(fmt.Sprintf("channels/%d/publish", ch), 1, 1, []byte("field1="+v)); err != nil {
-			t.Fatal(err)
-		}
-		if _, code, err := c.ReadPuback(); err != nil || code != 0 {
-			t.Fatalf("PUBACK code %d, %v", code, err)
-		}
+		smokePublish(t, c, ch, v)
 	}
 	publish(s1.addr, spub, stagingCh.ID, "staging")
 	// An outsider on the NATS server forges an entry of the channel.
