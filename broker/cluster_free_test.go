@@ -3,8 +3,6 @@ package broker_test
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -12,7 +10,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
-	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/feedmq/feedmq/admin"
@@ -40,24 +37,8 @@ type freeNodes struct {
 
 func startFreeNodes(t *testing.T) *freeNodes {
 	t.Helper()
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	db, err := storage.Open(filepath.Join(t.TempDir(), "feedmq.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	svc, err := admin.NewLocal(context.Background(), db, auth.DefaultLimits())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns := startTestNATS(t)
+	db, svc := openSharedStore(t)
 	fn := &freeNodes{svc: svc, db: db}
 	obs, err := nats.Connect(ns.ClientURL())
 	if err != nil {
@@ -80,20 +61,7 @@ func startFreeNodes(t *testing.T) *freeNodes {
 		t.Fatal(err)
 	}
 	for i := range 2 {
-		c, err := cluster.Open(cluster.Config{URLs: ns.ClientURL(), Name: "test", Node: fmt.Sprintf("node%d", i+1),
-			Store: cluster.FromStore(db), Logger: testLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		srv, err := broker.New(broker.Options{MQTTAddr: "127.0.0.1:0", Logger: testLogger(t), Cluster: c}, db, svc.Registry)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.Open(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Close() })
+		srv, c := startClusterBroker(t, ns.ClientURL(), i, db, svc)
 		fn.srvs = append(fn.srvs, srv)
 		fn.addrs = append(fn.addrs, srv.Addr("mqtt").String())
 		fn.clusters = append(fn.clusters, c)

@@ -30,7 +30,8 @@ type clusterNodes struct {
 	clusters []*cluster.Cluster
 }
 
-func startClusterNodes(t *testing.T, n int) *clusterNodes {
+// startTestNATS starts a NATS server in this process on a loopback port.
+func startTestNATS(t *testing.T) *natsserver.Server {
 	t.Helper()
 	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
 	if err != nil {
@@ -41,8 +42,14 @@ func startClusterNodes(t *testing.T, n int) *clusterNodes {
 		t.Fatal("NATS server did not start")
 	}
 	t.Cleanup(ns.Shutdown)
-	dir := t.TempDir()
-	db, err := storage.Open(filepath.Join(dir, "feedmq.db"), storage.Options{})
+	return ns
+}
+
+// openSharedStore opens a store and the admin service over it, for
+// brokers in one process to share as cluster nodes share their database.
+func openSharedStore(t *testing.T) (*storage.DB, *admin.Local) {
+	t.Helper()
+	db, err := storage.Open(filepath.Join(t.TempDir(), "feedmq.db"), storage.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,23 +58,38 @@ func startClusterNodes(t *testing.T, n int) *clusterNodes {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return db, svc
+}
+
+// startClusterBroker starts node i's broker (node1, node2, ...) on a
+// loopback port, linked to the others through the NATS server at url.
+func startClusterBroker(t *testing.T, url string, i int, db *storage.DB, svc *admin.Local) (*broker.Server, *cluster.Cluster) {
+	t.Helper()
+	c, err := cluster.Open(cluster.Config{URLs: url, Name: "test", Node: fmt.Sprintf("node%d", i+1),
+		Store: cluster.FromStore(db), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	srv, err := broker.New(broker.Options{MQTTAddr: "127.0.0.1:0", Logger: testLogger(t), Cluster: c}, db, svc.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv, c
+}
+
+func startClusterNodes(t *testing.T, n int) *clusterNodes {
+	t.Helper()
+	ns := startTestNATS(t)
+	db, svc := openSharedStore(t)
 	cn := &clusterNodes{svc: svc}
 	var revokers []func(uint64)
 	for i := range n {
-		c, err := cluster.Open(cluster.Config{URLs: ns.ClientURL(), Name: "test", Node: fmt.Sprintf("node%d", i+1),
-			Store: cluster.FromStore(db), Logger: testLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		srv, err := broker.New(broker.Options{MQTTAddr: "127.0.0.1:0", Logger: testLogger(t), Cluster: c}, db, svc.Registry)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.Open(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Close() })
+		srv, c := startClusterBroker(t, ns.ClientURL(), i, db, svc)
 		revokers = append(revokers, srv.Revoke)
 		cn.addrs = append(cn.addrs, srv.Addr("mqtt").String())
 		cn.clusters = append(cn.clusters, c)
