@@ -4,12 +4,14 @@ package dbcopytest
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
+	"github.com/feedmq/feedmq/storage"
 	"github.com/feedmq/feedmq/storage/dbcopy"
 )
 
@@ -135,5 +137,44 @@ func MustSame(tb testing.TB, a, b dbcopy.Source) {
 	}
 	if len(diffs) > 0 {
 		tb.FailNow()
+	}
+}
+
+// OpenBolt opens an empty bbolt database in a temporary directory.
+func OpenBolt(tb testing.TB) *storage.DB {
+	tb.Helper()
+	db, err := storage.Open(filepath.Join(tb.TempDir(), "feedmq.db"), storage.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	return db
+}
+
+// MustNumberOn checks that s, a copy of what Fill stores, numbers new
+// channels, entries, devices and bindings on where the original would:
+// after the highest ID ever given, deleted ones and last entry_ids
+// included. It writes one of each to s.
+func MustNumberOn(tb testing.TB, s Store) {
+	tb.Helper()
+	ctx := context.Background()
+	c := &channels.Channel{Name: "new", Fields: channels.DefaultFields(), WriteKey: "WRITEKEY0000000N", ReadKey: "READKEY00000000N"}
+	if err := s.CreateChannel(ctx, c); err != nil || c.ID != 6 {
+		tb.Fatalf("new channel: ID %d, %v; want 6", c.ID, err)
+	}
+	for ch, want := range map[uint64]uint64{1: 6, 3: 21, 4: 1} {
+		e := &channels.Entry{ChannelID: ch}
+		e.SetValue(0, "1")
+		if err := s.AppendEntry(ctx, e); err != nil || e.ID != want {
+			tb.Fatalf("append to channel %d: ID %d, %v; want %d", ch, e.ID, err, want)
+		}
+	}
+	d := &auth.Device{Name: "n", ClientID: "n", Username: "n", PasswordHash: "h"}
+	if err := s.CreateDevice(ctx, d); err != nil || d.ID != 5 {
+		tb.Fatalf("new device: ID %d, %v; want 5", d.ID, err)
+	}
+	b := &channels.Binding{ChannelID: 1, Topic: "new/#", Fields: [8]string{"$"}}
+	if err := s.CreateBinding(ctx, b); err != nil || b.ID != 4 {
+		tb.Fatalf("new binding: ID %d, %v; want 4", b.ID, err)
 	}
 }

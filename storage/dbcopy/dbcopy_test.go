@@ -3,30 +3,18 @@ package dbcopy_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
 	"github.com/feedmq/feedmq/internal/dbcopytest"
-	"github.com/feedmq/feedmq/storage"
 	"github.com/feedmq/feedmq/storage/dbcopy"
 )
 
-func openBolt(t *testing.T) *storage.DB {
-	t.Helper()
-	db, err := storage.Open(filepath.Join(t.TempDir(), "feedmq.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
 func TestCopy_BoltToBolt(t *testing.T) {
 	ctx := context.Background()
-	src, dst := openBolt(t), openBolt(t)
+	src, dst := dbcopytest.OpenBolt(t), dbcopytest.OpenBolt(t)
 	dbcopytest.Fill(t, src)
 	res, err := dbcopy.Copy(ctx, src, dst, dbcopy.Options{BatchSize: 2})
 	if err != nil {
@@ -39,25 +27,7 @@ func TestCopy_BoltToBolt(t *testing.T) {
 	dbcopytest.MustSame(t, src, dst)
 
 	// The copy numbers on where the original would have.
-	c := &channels.Channel{Name: "new", Fields: channels.DefaultFields(), WriteKey: "WRITEKEY0000000N", ReadKey: "READKEY00000000N"}
-	if err := dst.CreateChannel(ctx, c); err != nil || c.ID != 6 {
-		t.Fatalf("new channel: ID %d, %v; want 6", c.ID, err)
-	}
-	for ch, want := range map[uint64]uint64{1: 6, 3: 21, 4: 1} {
-		e := &channels.Entry{ChannelID: ch}
-		e.SetValue(0, "1")
-		if err := dst.AppendEntry(ctx, e); err != nil || e.ID != want {
-			t.Fatalf("append to channel %d: ID %d, %v; want %d", ch, e.ID, err, want)
-		}
-	}
-	d := &auth.Device{Name: "n", ClientID: "n", Username: "n", PasswordHash: "h"}
-	if err := dst.CreateDevice(ctx, d); err != nil || d.ID != 5 {
-		t.Fatalf("new device: ID %d, %v; want 5", d.ID, err)
-	}
-	b := &channels.Binding{ChannelID: 1, Topic: "new/#", Fields: [8]string{"$"}}
-	if err := dst.CreateBinding(ctx, b); err != nil || b.ID != 4 {
-		t.Fatalf("new binding: ID %d, %v; want 4", b.ID, err)
-	}
+	dbcopytest.MustNumberOn(t, dst)
 	// Diff sees a difference.
 	if diffs, err := dbcopy.Diff(ctx, src, dst, 0); err != nil || len(diffs) == 0 {
 		t.Fatalf("diff after writes to the copy: %v, %v", diffs, err)
@@ -66,7 +36,7 @@ func TestCopy_BoltToBolt(t *testing.T) {
 
 func TestCopy_RefusesNonEmptyUnlessReplace(t *testing.T) {
 	ctx := context.Background()
-	src, dst := openBolt(t), openBolt(t)
+	src, dst := dbcopytest.OpenBolt(t), dbcopytest.OpenBolt(t)
 	dbcopytest.Fill(t, src)
 	other := &channels.Channel{Name: "other", Fields: channels.DefaultFields(), WriteKey: "WRITEKEY0000000O", ReadKey: "READKEY00000000O"}
 	if err := dst.CreateChannel(ctx, other); err != nil {
@@ -84,7 +54,7 @@ func TestCopy_RefusesNonEmptyUnlessReplace(t *testing.T) {
 		t.Fatalf("the refused copy changed the destination: %+v", list)
 	}
 	// Shared rules alone make a database non-empty too.
-	rulesOnly := openBolt(t)
+	rulesOnly := dbcopytest.OpenBolt(t)
 	r := []auth.Rule{{Access: auth.AccessRead, Pattern: "a/#"}}
 	if _, err := rulesOnly.SetRules(ctx, auth.RulesChange{Anonymous: &r}); err != nil {
 		t.Fatal(err)
@@ -103,7 +73,7 @@ func TestCopy_RefusesNonEmptyUnlessReplace(t *testing.T) {
 
 func TestLoad_Refusals(t *testing.T) {
 	ctx := context.Background()
-	db := openBolt(t)
+	db := dbcopytest.OpenBolt(t)
 	dbcopytest.Fill(t, db)
 	c, err := db.FindChannel(ctx, 1)
 	if err != nil {
@@ -163,7 +133,7 @@ func TestLoad_Refusals(t *testing.T) {
 // Diff names what differs without showing keys or password hashes.
 func TestDiff_NamesFieldsNotSecrets(t *testing.T) {
 	ctx := context.Background()
-	a, b := openBolt(t), openBolt(t)
+	a, b := dbcopytest.OpenBolt(t), dbcopytest.OpenBolt(t)
 	dbcopytest.Fill(t, a)
 	if _, err := dbcopy.Copy(ctx, a, b, dbcopy.Options{}); err != nil {
 		t.Fatal(err)

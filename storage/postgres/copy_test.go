@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,25 +10,14 @@ import (
 	"github.com/feedmq/feedmq/channels"
 	"github.com/feedmq/feedmq/internal/dbcopytest"
 	"github.com/feedmq/feedmq/internal/pgtest"
-	"github.com/feedmq/feedmq/storage"
 	"github.com/feedmq/feedmq/storage/dbcopy"
 )
-
-func openBolt(t *testing.T) *storage.DB {
-	t.Helper()
-	db, err := storage.Open(filepath.Join(t.TempDir(), "feedmq.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
 
 // bbolt -> PostgreSQL -> bbolt gives what there was, IDs, times and
 // counters included, and each copy numbers on where the original would.
 func TestCopy_BoltPostgresBolt(t *testing.T) {
 	ctx := context.Background()
-	src := openBolt(t)
+	src := dbcopytest.OpenBolt(t)
 	dbcopytest.Fill(t, src)
 	pg := openTest(t, pgtest.New(t), Options{})
 	res, err := dbcopy.Copy(ctx, src, pg, dbcopy.Options{BatchSize: 2})
@@ -41,7 +29,7 @@ func TestCopy_BoltPostgresBolt(t *testing.T) {
 	}
 	dbcopytest.MustSame(t, src, pg)
 
-	back := openBolt(t)
+	back := dbcopytest.OpenBolt(t)
 	if _, err := dbcopy.Copy(ctx, pg, back, dbcopy.Options{BatchSize: 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -60,25 +48,7 @@ func TestCopy_BoltPostgresBolt(t *testing.T) {
 	dbcopytest.MustSame(t, src, pg2)
 
 	// The PostgreSQL copy numbers on as the original would.
-	c := newChannel("new")
-	if err := pg.CreateChannel(ctx, c); err != nil || c.ID != 6 {
-		t.Fatalf("new channel: ID %d, %v; want 6", c.ID, err)
-	}
-	d := &auth.Device{Name: "n", ClientID: "n", Username: "n", PasswordHash: "h"}
-	if err := pg.CreateDevice(ctx, d); err != nil || d.ID != 5 {
-		t.Fatalf("new device: ID %d, %v; want 5", d.ID, err)
-	}
-	b := &channels.Binding{ChannelID: 1, Topic: "new/#", Fields: [8]string{"$"}}
-	if err := pg.CreateBinding(ctx, b); err != nil || b.ID != 4 {
-		t.Fatalf("new binding: ID %d, %v; want 4", b.ID, err)
-	}
-	for ch, want := range map[uint64]uint64{1: 6, 3: 21, 4: 1} {
-		e := &channels.Entry{ChannelID: ch}
-		e.SetValue(0, "1")
-		if err := pg.AppendEntry(ctx, e); err != nil || e.ID != want {
-			t.Fatalf("append to channel %d: ID %d, %v; want %d", ch, e.ID, err, want)
-		}
-	}
+	dbcopytest.MustNumberOn(t, pg)
 }
 
 func TestLoad_Refusals(t *testing.T) {
@@ -134,7 +104,7 @@ func TestLoad_Refusals(t *testing.T) {
 // account, both ways.
 func TestCopy_AccountStampNanoseconds(t *testing.T) {
 	ctx := context.Background()
-	src := openBolt(t)
+	src := dbcopytest.OpenBolt(t)
 	stamp := time.Date(2026, 12, 6, 7, 0, 0, 123456789, time.UTC)
 	if err := src.PutAccount(ctx, &auth.Account{UserAPIKey: "USERKEY000000001", PasswordHash: "$argon2id$x", PasswordChangedAt: stamp}); err != nil {
 		t.Fatal(err)
@@ -144,7 +114,7 @@ func TestCopy_AccountStampNanoseconds(t *testing.T) {
 		t.Fatal(err)
 	}
 	dbcopytest.MustSame(t, src, pg)
-	back := openBolt(t)
+	back := dbcopytest.OpenBolt(t)
 	if _, err := dbcopy.Copy(ctx, pg, back, dbcopy.Options{}); err != nil {
 		t.Fatal(err)
 	}
