@@ -19,6 +19,7 @@ import (
 	"github.com/feedmq/feedmq/broker"
 	"github.com/feedmq/feedmq/channels"
 	"github.com/feedmq/feedmq/cluster"
+	"github.com/feedmq/feedmq/internal/natstest"
 	"github.com/feedmq/feedmq/storage"
 )
 
@@ -33,16 +34,7 @@ type clusterNodes struct {
 // startTestNATS starts a NATS server in this process on a loopback port.
 func startTestNATS(t *testing.T) *natsserver.Server {
 	t.Helper()
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
+	return natstest.Start(t, natsserver.Options{})
 }
 
 // openSharedStore opens a store and the admin service over it, for

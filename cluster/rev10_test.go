@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"github.com/feedmq/feedmq/channels"
+	"github.com/feedmq/feedmq/internal/natstest"
 
 	"fmt"
 	"log/slog"
@@ -9,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -56,17 +56,7 @@ func TestClusterResetDeliversNewFeedThatOutranTheClear(t *testing.T) {
 // and password only.
 func startAuthNATS(t *testing.T, port int, user, password string) *natsserver.Server {
 	t.Helper()
-	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true,
-		Username: user, Password: password})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(s.Shutdown)
-	return s
+	return natstest.Start(t, natsserver.Options{Port: port, Username: user, Password: password})
 }
 
 // A NATS server that comes back refusing the node's credentials for a
@@ -197,15 +187,7 @@ func TestClusterDropsOtherDatabasesMessages(t *testing.T) {
 // without ever seeing each other's entries; Open refuses such a server
 // with a clear error instead.
 func TestOpenRefusesNATSWithoutHeaders(t *testing.T) {
-	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, NoHeaderSupport: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(s.Shutdown)
+	s := natstest.Start(t, natsserver.Options{NoHeaderSupport: true})
 	c, err := Open(Config{URLs: s.ClientURL(), Name: "t1", Node: "n1", Database: "db", Store: newFakeStore()})
 	if err == nil {
 		c.Close()

@@ -17,22 +17,14 @@ import (
 
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/internal/mqtttest"
+	"github.com/feedmq/feedmq/internal/natstest"
 	"github.com/feedmq/feedmq/internal/pgtest"
 )
 
 // testNATS starts a NATS server in this process on a loopback port.
 func testNATS(t *testing.T) string {
 	t.Helper()
-	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(s.Shutdown)
-	return s.ClientURL()
+	return natstest.Start(t, natsserver.Options{}).ClientURL()
 }
 
 // fastBeats makes nodes beat every 50 ms and fail closed after 2 s
@@ -218,17 +210,9 @@ func TestServeClusterTLSAndAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+	ns := natstest.Start(t, natsserver.Options{
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, TLSTimeout: 5,
 		Username: "feedmq", Password: "s3cret-nats"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(ns.Shutdown)
 	port := ns.Addr().(*net.TCPAddr).Port
 	dbURL := pgtest.New(t)
 	quiet := slog.New(slog.DiscardHandler)

@@ -15,22 +15,14 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/feedmq/feedmq/internal/mqtttest"
+	"github.com/feedmq/feedmq/internal/natstest"
 	"github.com/feedmq/feedmq/internal/pgtest"
 )
 
 // smokeNATS starts one NATS server in this process on a loopback port.
 func smokeNATS(t *testing.T) string {
 	t.Helper()
-	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(s.Shutdown)
-	return s.ClientURL()
+	return natstest.Start(t, natsserver.Options{}).ClientURL()
 }
 
 // smokeConfig writes node name's configuration file in its own data
