@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/feedmq/feedmq/auth"
@@ -97,14 +96,7 @@ func TestServeFailsClosedAndRecovers(t *testing.T) {
 	}
 
 	// The configuration version cannot be read: nothing is confirmed.
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "ALTER TABLE config_version RENAME TO config_version_hidden"); err != nil {
-		t.Fatal(err)
-	}
+	execSQL(t, dbURL, "ALTER TABLE config_version RENAME TO config_version_hidden")
 	closed := make(chan struct{})
 	go func() {
 		defer close(closed)
@@ -130,9 +122,7 @@ func TestServeFailsClosedAndRecovers(t *testing.T) {
 		t.Fatal("/metrics does not show the node failed closed")
 	}
 
-	if _, err := conn.Exec(ctx, "ALTER TABLE config_version_hidden RENAME TO config_version"); err != nil {
-		t.Fatal(err)
-	}
+	execSQL(t, dbURL, "ALTER TABLE config_version_hidden RENAME TO config_version")
 	waitFor(t, func() bool { code, _ := healthz(t, base); return code == 200 })
 	c2, code, err := mqttConnect(mqtt, cr.Device, cr.Password)
 	if err != nil || code != 0 {

@@ -36,6 +36,21 @@ func pgConfig(t *testing.T, storageURL string, lines ...string) string {
 	return path
 }
 
+// execSQL runs statement on the database at dbURL, for damage or an
+// outside change that the test then looks for.
+func execSQL(t *testing.T, dbURL, statement string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, statement); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // pgServeConfig is serve's configuration on storageURL: MQTT on a free
 // loopback port, no other listener.
 func pgServeConfig(t *testing.T, dir, storageURL string) Config {
@@ -166,14 +181,7 @@ func TestServeOnPostgres(t *testing.T) {
 	}
 
 	// check finds what is wrong and fails.
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "UPDATE channels SET last_entry_id = 9"); err != nil {
-		t.Fatal(err)
-	}
+	execSQL(t, dbURL, "UPDATE channels SET last_entry_id = 9")
 	out, _, err := runCommand(t, "--data", dir, "--config", conf, "check")
 	if err == nil || !strings.Contains(out, fmt.Sprintf("feed %d: entry 10 is beyond the channel's last entry_id 9", ch.ID)) {
 		t.Fatalf("check of a damaged database: %v\n%s", err, out)
@@ -344,14 +352,7 @@ func TestServePostgresRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		pg.Close()
-		conn, err := pgx.Connect(ctx, dbURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES (999, 'from the future')"); err != nil {
-			t.Fatal(err)
-		}
+		execSQL(t, dbURL, "INSERT INTO schema_migrations (version, name) VALUES (999, 'from the future')")
 		if msg, _ := open(pgServeConfig(t, t.TempDir(), dbURL)); !strings.Contains(msg, "upgrade feedmq") {
 			t.Fatalf("newer schema: %s", msg)
 		}
