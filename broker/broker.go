@@ -361,6 +361,9 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 	}
 	if opts.Retained != nil {
 		s.shared = newSharedRetained(s, opts.Retained)
+		if err := s.mochi.AddHook(&scanHook{r: s.shared}, nil); err != nil {
+			return nil, fmt.Errorf("broker: add hook: %w", err)
+		}
 	}
 	if err := s.mochi.AddHook(&hook{srv: s}, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)

@@ -51,6 +51,14 @@ type sharedRetained struct {
 	srv   *Server
 	store RetainedStore
 
+	// scans keeps apply's writes to mochi's retained index apart from a
+	// SUBSCRIBE's read of it (scanHook): mochi v2.7.9 reads a topic
+	// particle's retained path without the particle's lock
+	// (TopicsIndex.scanMessages) while RetainMessage writes it under
+	// that lock alone, a data race (a torn string) the race detector
+	// caught between another node's retained message and a subscribe.
+	scans sync.RWMutex
+
 	mu    sync.Mutex
 	known map[string]int64
 	// stash carries the version of a committed publish from the hook
@@ -322,12 +330,16 @@ func (r *sharedRetained) apply(topic string, m *channels.Retained, asOf int64) {
 		return
 	}
 	s := r.srv
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true}, TopicName: topic}
+	if m != nil {
+		pk = retainedPacket(m)
+	}
+	r.scans.Lock()
+	s.mochi.Topics.RetainMessage(pk)
+	r.scans.Unlock()
 	if m == nil {
-		s.mochi.Topics.RetainMessage(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true},
-			TopicName: topic})
 		s.retained.set(topic, 0)
 	} else {
-		s.mochi.Topics.RetainMessage(retainedPacket(m))
 		s.retained.set(topic, len(m.Payload))
 	}
 	atomic.StoreInt64(&s.mochi.Info.Retained, int64(s.mochi.Topics.Retained.Len()))
@@ -444,4 +456,33 @@ func retainedFromWill(cl *mqtt.Client, will *mqtt.Will) *channels.Retained {
 		m.User = append(m.User, channels.UserProperty{Key: u.Key, Val: u.Val})
 	}
 	return m
+}
+
+// scanHook holds sharedRetained.scans for reading while mochi processes
+// a client's SUBSCRIBE, which ends by reading the retained index. mochi
+// calls OnSubscribe only for a SUBSCRIBE that passed validation, and then
+// always reaches OnPacketProcessed; its inline client's subscriptions
+// (OnSubscribe without a packet) are left out.
+type scanHook struct {
+	mqtt.HookBase
+	r *sharedRetained
+}
+
+func (h *scanHook) ID() string { return "feedmq-retained-scans" }
+
+func (h *scanHook) Provides(b byte) bool {
+	return b == mqtt.OnSubscribe || b == mqtt.OnPacketProcessed
+}
+
+func (h *scanHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if !cl.Net.Inline {
+		h.r.scans.RLock()
+	}
+	return pk
+}
+
+func (h *scanHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
+	if pk.FixedHeader.Type == packets.Subscribe && !cl.Net.Inline {
+		h.r.scans.RUnlock()
+	}
 }
