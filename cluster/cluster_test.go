@@ -106,9 +106,15 @@ func (n *testNode) tookOver() []string {
 // startNode opens and attaches a cluster instance on the given servers.
 func startNode(t *testing.T, name string, st Store, urls string, opts ...nats.Option) *testNode {
 	t.Helper()
+	return startNodeConfig(t, Config{URLs: urls, Name: "t1", Node: name, Store: st, NATSOptions: opts})
+}
+
+// startNodeConfig opens cfg, logging to the node's buffer, and attaches it.
+func startNodeConfig(t *testing.T, cfg Config) *testNode {
+	t.Helper()
 	n := &testNode{rec: newRecorder(), logs: new(syncBuffer)}
-	c, err := Open(Config{URLs: urls, Name: "t1", Node: name, Store: st, NATSOptions: opts,
-		Logger: slog.New(slog.NewTextHandler(n.logs, nil))})
+	cfg.Logger = slog.New(slog.NewTextHandler(n.logs, nil))
+	c, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,7 @@
 package cluster
 
 import (
-	"github.com/feedmq/feedmq/channels"
-	"github.com/feedmq/feedmq/internal/natstest"
-
 	"fmt"
-	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -13,6 +9,9 @@ import (
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/feedmq/feedmq/channels"
+	"github.com/feedmq/feedmq/internal/natstest"
 )
 
 // A channel cleared on node 1 gets its new entry 1 out on NATS before
@@ -129,18 +128,7 @@ func TestClusterDropsEntriesOfUnknownChannels(t *testing.T) {
 // startNodeOf is startNode for a node of the given database.
 func startNodeOf(t *testing.T, name, database string, st Store, urls string) *testNode {
 	t.Helper()
-	n := &testNode{rec: newRecorder(), logs: new(syncBuffer)}
-	c, err := Open(Config{URLs: urls, Name: "t1", Node: name, Database: database, Store: st,
-		Logger: slog.New(slog.NewTextHandler(n.logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Attach(n.rec.deliver, n.takeover); err != nil {
-		t.Fatal(err)
-	}
-	n.c = c
-	return n
+	return startNodeConfig(t, Config{URLs: urls, Name: "t1", Node: name, Database: database, Store: st})
 }
 
 // Two deployments on their own databases share NATS servers and, by
