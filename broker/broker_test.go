@@ -8,6 +8,7 @@ import (
 
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/broker"
+	"github.com/feedmq/feedmq/internal/mqtttest"
 )
 
 func TestFeedPublishReachesSubscriberAsJSON(t *testing.T) {
@@ -207,5 +208,46 @@ func TestPublishDropsDisabledFields(t *testing.T) {
 	}
 	if got := len(ts.entries(ch)); got != 1 {
 		t.Errorf("stored %d entries, want 1", got)
+	}
+}
+
+// TestFeedQoS1AckedOnce: the broker answers a stored QoS 1 feed publish
+// itself; mochi must not acknowledge it a second time (the next packet
+// after the PUBACK is the PINGRESP asked for after it), in either
+// protocol version.
+func TestFeedQoS1AckedOnce(t *testing.T) {
+	ts := startServer(t, broker.Options{})
+	for _, version := range []byte{4, 5} {
+		ch := ts.channel(false)
+		dev := ts.device(pubsub(ch))
+		c, err := mqtttest.Dial(ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		code, err := c.Connect(mqtttest.Connect{ClientID: dev.Device.ClientID, Username: dev.Device.Username,
+			Password: dev.Password, Clean: true, Keepalive: 60, Version: version})
+		if err != nil || code != 0 {
+			t.Fatalf("v%d: connect: %d %v", version, code, err)
+		}
+		topic := fmt.Sprintf("channels/%d/publish", ch)
+		for id := uint16(1); id <= 3; id++ {
+			if err := c.Publish(topic, 1, id, []byte("field1=1")); err != nil {
+				t.Fatal(err)
+			}
+			got, rc, err := c.ReadPuback()
+			if err != nil || got != id || rc != 0 {
+				t.Fatalf("v%d: PUBACK %d code %#x %v, want %d", version, got, rc, err, id)
+			}
+		}
+		if _, err := c.Write(mqtttest.Packet(mqtttest.PINGREQ<<4, nil)); err != nil {
+			t.Fatal(err)
+		}
+		if typ, _, err := c.ReadPacket(); err != nil || typ != mqtttest.PINGRESP {
+			t.Fatalf("v%d: after the PUBACKs got packet type %d %v, want PINGRESP", version, typ, err)
+		}
+		if got := len(ts.entries(ch)); got != 3 {
+			t.Fatalf("v%d: stored %d entries, want 3", version, got)
+		}
 	}
 }

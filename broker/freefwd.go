@@ -1,8 +1,6 @@
 package broker
 
 import (
-	"bytes"
-
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -28,9 +26,9 @@ type forwardHook struct {
 
 func (h *forwardHook) ID() string { return "feedmq-cluster" }
 
-func (h *forwardHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnPublished, mqtt.OnWillSent}, []byte{b})
-}
+func (h *forwardHook) Provides(b byte) bool { return forwardHookEvents.has(b) }
+
+var forwardHookEvents = newHookSet(mqtt.OnPublished, mqtt.OnWillSent)
 
 // OnPublished forwards a client's free-topic publish mochi has just
 // routed. Reserved topics never get here routed (the feed hook keeps

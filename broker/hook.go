@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -30,15 +29,34 @@ var _ mqtt.Hook = (*hook)(nil)
 
 func (h *hook) ID() string { return "feedmq" }
 
-func (h *hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{
-		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished,
-		mqtt.OnDisconnect, mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublish,
-		mqtt.OnPublishDropped, mqtt.OnPacketRead, mqtt.OnPacketEncode,
-		mqtt.OnSessionEstablish, mqtt.OnWill, mqtt.OnRetainMessage, mqtt.OnRetainedExpired,
-		mqtt.OnClientExpired, mqtt.OnQosPublish,
-	}, []byte{b})
+// Provides is asked for every hook on every event, several times per
+// packet: a bit set answers it without building anything.
+func (h *hook) Provides(b byte) bool { return feedHookEvents.has(b) }
+
+var feedHookEvents = newHookSet(
+	mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished,
+	mqtt.OnDisconnect, mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublish,
+	mqtt.OnPublishDropped, mqtt.OnPacketRead, mqtt.OnPacketEncode,
+	mqtt.OnSessionEstablish, mqtt.OnWill, mqtt.OnRetainMessage, mqtt.OnRetainedExpired,
+	mqtt.OnClientExpired, mqtt.OnQosPublish,
+)
+
+// hookSet is a set of mochi hook events, which are small consecutive
+// numbers (fewer than 64 in mochi v2).
+type hookSet uint64
+
+func newHookSet(events ...byte) hookSet {
+	var s hookSet
+	for _, e := range events {
+		if e >= 64 {
+			panic(fmt.Sprintf("broker: mochi hook event %d does not fit a hookSet", e))
+		}
+		s |= 1 << e
+	}
+	return s
 }
+
+func (s hookSet) has(e byte) bool { return e < 64 && s&(1<<e) != 0 }
 
 // session is what the broker knows about one live connection.
 type session struct {

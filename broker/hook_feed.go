@@ -31,7 +31,7 @@ var (
 )
 
 // OnPublish is the publish path for MQTT: parse, authorize, commit, fan
-// out. The original packet is never delivered as is (CodeSuccessIgnore):
+// out. The original packet is never delivered as is (Ignore):
 // subscribers get the entry on the subscribe topics. A QoS 1 publish is
 // acknowledged here, once its entry is on disk (ackPublish); QoS 2, by
 // mochi after this returns.
@@ -73,7 +73,12 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		// encode it as a generic packet, a third of everything a QoS 1
 		// publish allocated in the fan-in profile.
 		ss.ackPublish(pk.PacketID)
-		return pk, packets.ErrRejectPacket
+		// Answered: mochi must neither acknowledge it again nor route
+		// it. As an ignored QoS 0 packet it goes through mochi's quiet
+		// path; ErrRejectPacket would make mochi build a debug log
+		// call that copies the whole packet to the heap, every time.
+		pk.FixedHeader.Qos, pk.Ignore = 0, true
+		return pk, nil
 	case err == nil:
 		return pk, packets.CodeSuccessIgnore
 	}

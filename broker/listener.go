@@ -104,8 +104,9 @@ func (l *listener) handle(c net.Conn, p *pendingSocket, establish listeners.Esta
 			return
 		}
 	}
-	l.srv.establish(l.id, &conn{Conn: c, srv: l.srv, pendingSocket: p, guarded: guarded{guard: frameGuard{maxPacket: l.srv.opts.MaxPacketSize}}},
-		c.RemoteAddr(), establish)
+	_, lazy := c.(*net.TCPConn)
+	l.srv.establish(l.id, &conn{Conn: c, srv: l.srv, pendingSocket: p, guarded: guarded{guard: frameGuard{maxPacket: l.srv.opts.MaxPacketSize}},
+		lazy: lazy}, c.RemoteAddr(), establish)
 }
 
 // Close stops accepting, disconnects its clients, closes what is left
@@ -336,14 +337,48 @@ type conn struct {
 	// aged by an eighth of the write timeout: every write still gets at
 	// least 7/8 of it.
 	deadline atomic.Int64
+	// mochi moves the keepalive deadline before every packet it reads, a
+	// timer update each. With lazy set (plain TCP, whose reads may be
+	// retried after a timeout), a later deadline is only noted in readBy
+	// and the socket keeps the one in armed; when that one fires, Read
+	// arms readBy and reads on. The connection still times out exactly
+	// at the last deadline mochi set. Unix nanoseconds; 0: none.
+	lazy   bool
+	readBy atomic.Int64
+	armed  atomic.Int64
 }
 
 // SetDeadline is how mochi applies keepalive; it only concerns reads here,
 // because writes carry their own deadline.
-func (c *conn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+func (c *conn) SetDeadline(t time.Time) error {
+	if !c.lazy {
+		return c.Conn.SetReadDeadline(t)
+	}
+	var want int64
+	if !t.IsZero() {
+		want = t.UnixNano()
+	}
+	c.readBy.Store(want)
+	if armed := c.armed.Load(); armed != 0 && want >= armed {
+		return nil // later: Read moves it when the armed one fires
+	}
+	c.armed.Store(want)
+	return c.Conn.SetReadDeadline(t)
+}
 
 func (c *conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	for n == 0 && c.lazy && errors.Is(err, os.ErrDeadlineExceeded) {
+		want := c.readBy.Load()
+		if want == c.armed.Load() {
+			break // the deadline mochi set has passed
+		}
+		c.armed.Store(want)
+		if serr := c.Conn.SetReadDeadline(time.Unix(0, want)); serr != nil {
+			break
+		}
+		n, err = c.Conn.Read(p)
+	}
 	if gerr := c.sawRead(p, n); gerr != nil {
 		return 0, gerr
 	}

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -41,14 +40,14 @@ type sessionStore struct {
 
 func (st *sessionStore) ID() string { return "feedmq-sessions" }
 
-func (st *sessionStore) Provides(b byte) bool {
-	return bytes.Contains([]byte{
-		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
-		mqtt.OnRetainMessage, mqtt.OnWillSent, mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
-		mqtt.OnClientExpired, mqtt.OnRetainedExpired,
-		mqtt.StoredClients, mqtt.StoredInflightMessages, mqtt.StoredRetainedMessages, mqtt.StoredSubscriptions,
-	}, []byte{b})
-}
+func (st *sessionStore) Provides(b byte) bool { return sessionStoreEvents.has(b) }
+
+var sessionStoreEvents = newHookSet(
+	mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+	mqtt.OnRetainMessage, mqtt.OnWillSent, mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
+	mqtt.OnClientExpired, mqtt.OnRetainedExpired,
+	mqtt.StoredClients, mqtt.StoredInflightMessages, mqtt.StoredRetainedMessages, mqtt.StoredSubscriptions,
+)
 
 func (st *sessionStore) isStored(id string) bool {
 	st.mu.Lock()

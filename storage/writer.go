@@ -108,6 +108,11 @@ type writer struct {
 	// Only the writer goroutine touches the rest.
 	batch []*appendReq
 	errs  []error
+	// woken is how many waiting callers the last commit answered, and
+	// lastCommit how long its write and fdatasync took (see gather).
+	woken      int
+	lastCommit time.Duration
+	gatherT    *time.Timer
 	// seqs is the last entry ID given out per channel: bbolt's feed
 	// sequence plus what the logs hold. Entries are forgotten only while
 	// the logs are applied, when bbolt alone is right again.
@@ -140,6 +145,21 @@ type ckptJob struct {
 	upto  map[uint64]uint64 // the last entry ID per channel in recs
 	err   error
 }
+
+// A commit that answered many waiting callers (readers of connections
+// that each wait for their acknowledgement) is followed by their next
+// appends, but those callers need a moment to run again: committing
+// whatever is queued at once would give a small commit, and as many
+// fdatasyncs, to the ones that come first. So after such a commit the
+// writer waits for as many appends as it answered, for at most the last
+// commit's duration and gatherMax, before committing a smaller
+// batch. After a commit of fewer than gatherMin waiting callers (light
+// load: one device at a time) it never waits, so a lone append is
+// committed at once.
+const gatherMin = 4
+
+// gatherMax bounds that wait. (A variable for tests.)
+var gatherMax = time.Millisecond
 
 // retryDelay spaces checkpoints that failed (a full disk, say): the logs
 // keep the entries meanwhile. (A variable for tests.)
@@ -174,8 +194,10 @@ func newWriter(db *DB, logs [2]*wal, nextEpoch uint64) *writer {
 		pendingUpto: make(map[uint64]uint64),
 		nextEpoch:   nextEpoch,
 		timer:       time.NewTimer(time.Hour),
+		gatherT:     time.NewTimer(time.Hour),
 	}
 	w.timer.Stop()
+	w.gatherT.Stop()
 	go w.checkpointer(checkpointHook) // read here: tests set it before Open
 	go w.run()
 	return w
@@ -351,6 +373,7 @@ func (w *writer) run() {
 			}
 			w.batch = append(w.batch[:0], r)
 			w.drain()
+			w.gather()
 			w.commit()
 			w.maybeCheckpoint(false)
 		case c := <-w.ctl:
@@ -434,6 +457,35 @@ func (w *writer) drain() {
 	}
 }
 
+// gather waits for the appends of the callers the last commit answered
+// when fewer are queued (see gatherMin), and adds them to the batch in
+// queue order. It returns when they are all in, at the deadline, or when
+// the queue closes.
+func (w *writer) gather() {
+	want := min(w.woken, maxBatch)
+	if want < gatherMin || len(w.batch) >= want {
+		return
+	}
+	wait := min(w.lastCommit, gatherMax)
+	if wait <= 0 {
+		return
+	}
+	w.gatherT.Reset(wait)
+	defer w.gatherT.Stop()
+	for len(w.batch) < want {
+		select {
+		case r, ok := <-w.reqs:
+			if !ok {
+				return // run sees the close next and flushes
+			}
+			w.batch = append(w.batch, r)
+			w.drain()
+		case <-w.gatherT.C:
+			return
+		}
+	}
+}
+
 // commit numbers the batch, logs it with one write and one fdatasync, and
 // answers every caller.
 func (w *writer) commit() {
@@ -472,6 +524,7 @@ func (w *writer) commit() {
 	}
 	if err == nil && stored > 0 {
 		err = w.log.append(w.pending[mark:])
+		w.lastCommit = time.Since(start)
 	}
 	if err != nil {
 		w.pending = w.pending[:mark]
@@ -496,7 +549,11 @@ func (w *writer) commit() {
 			w.db.onCommit(stored, time.Since(start))
 		}
 	}
+	w.woken = 0
 	for i, r := range w.batch {
+		if r.then == nil {
+			w.woken++
+		}
 		if err != nil && errs[i] == nil {
 			if r.es != nil {
 				for _, e := range r.es {
