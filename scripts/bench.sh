@@ -53,8 +53,11 @@ free_port() {
 }
 
 # feedmq: built binary, temporary data directory, MQTT on loopback only.
+# max_connections 0: the default (1000) would cap the idle scenario's
+# 10,000 connections; Mosquitto has no such cap by default either.
 mkdir -p "$tmp/feedmq"
-"$FEEDMQ" serve --data "$tmp/feedmq" --mqtt 127.0.0.1:0 --ws off --http off --log-level warn \
+printf 'max_connections: 0\n' >"$tmp/feedmq.yaml"
+"$FEEDMQ" serve --config "$tmp/feedmq.yaml" --data "$tmp/feedmq" --mqtt 127.0.0.1:0 --ws off --http off --log-level warn \
 	>"$tmp/feedmq.out" 2>"$tmp/feedmq.log" &
 fpid=$!; pids+=("$fpid")
 faddr=
