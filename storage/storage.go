@@ -92,11 +92,12 @@ type Options struct {
 	// the file, so a file of an older schema version is refused; writes
 	// fail.
 	ReadOnly bool
-	// OnCommit, when set, is called by the AppendEntry writer after each
-	// group commit that reached the disk (the write-ahead log), with the
-	// number of entries it stored and how long it took (fdatasync
-	// included). It runs
-	// on the writer goroutine, so it must be quick and must not call DB.
+	// OnCommit, when set, is called after each group commit of appends
+	// that reached the disk (the write-ahead log), with the number of
+	// entries it stored and how long it took (fdatasync included). It
+	// runs on the goroutine that committed (the writer goroutine, or the
+	// caller of an append that led the commit), before the commit's
+	// callers are answered, so it must be quick and must not call DB.
 	OnCommit func(entries int, d time.Duration)
 	// OnError, when set, is told of failures that no caller sees: a
 	// checkpoint that could not copy the write-ahead log into the file
