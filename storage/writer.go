@@ -410,6 +410,7 @@ func (w *writer) take() {
 // lead commits what is queued, as the owner of the state, and gives the
 // state up.
 func (w *writer) lead() {
+	owning(true)
 	w.qmu.Lock()
 	w.take()
 	w.qmu.Unlock()
@@ -429,6 +430,7 @@ func (w *writer) acquire() {
 	if !w.busy {
 		w.busy = true
 		w.qmu.Unlock()
+		owning(true)
 		return
 	}
 	w.writerWaits = true
@@ -439,6 +441,7 @@ func (w *writer) acquire() {
 	w.qmu.Lock()
 	w.writerWaits = false
 	w.qmu.Unlock()
+	owning(true)
 }
 
 // release gives up the state: to the writer goroutine when it waits for
@@ -447,6 +450,7 @@ func (w *writer) acquire() {
 // it), else, with only asynchronous appends queued, to the writer
 // goroutine, so that no caller of AppendEntryAsync pays for a commit.
 func (w *writer) release() {
+	owning(false)
 	w.qmu.Lock()
 	if w.writerWaits {
 		w.writerWaits = false
@@ -613,6 +617,20 @@ func (w *writer) checkpointer(hook func() error) {
 	}
 }
 
+// Tests only: ownHook, when set, is told when a goroutine starts (true)
+// and stops (false) using the writer's state, and commitHook is called
+// at the start of each commit with the number of appends in it.
+var (
+	ownHook    atomic.Pointer[func(enter bool)]
+	commitHook atomic.Pointer[func(n int)]
+)
+
+func owning(enter bool) {
+	if f := ownHook.Load(); f != nil {
+		(*f)(enter)
+	}
+}
+
 // checkpointHook, when set (by tests only), runs before each checkpoint on
 // the checkpointer goroutine; an error fails the checkpoint.
 var checkpointHook func() error
@@ -671,6 +689,9 @@ func (w *writer) gather() {
 // commit numbers the batch, logs it with one write and one fdatasync, and
 // answers every caller.
 func (w *writer) commit() {
+	if f := commitHook.Load(); f != nil {
+		(*f)(len(w.batch))
+	}
 	errs := w.errs[:len(w.batch)]
 	mark := len(w.pending)
 	w.undo = w.undo[:0]
