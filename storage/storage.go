@@ -29,9 +29,10 @@
 //
 // # Writes
 //
-// AppendEntry is the hot path: a single writer goroutine logs every queued
+// AppendEntry is the hot path: one commit at a time logs every queued
 // append with one write and one fdatasync to one of two write-ahead logs
-// beside the file (wal.go); every megabyte or second it switches logs, and
+// beside the file (wal.go), run by the first caller that finds none
+// running (a commit leader) or by the writer goroutine; every megabyte or second it switches logs, and
 // a checkpointer goroutine copies the log it left into the feeds in one
 // transaction while appends go on (writer.go). Reads and other writes
 // first wait for every logged entry to be copied, so they see every

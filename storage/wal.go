@@ -68,8 +68,8 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // did not close it). Opening it for writing once copies them in.
 var ErrUnappliedLog = errors.New("the write-ahead log holds entries not yet in the database file (feedmq did not stop cleanly); open it once for writing (feedmq serve or any write command) to apply them")
 
-// wal is one open write-ahead log file. Only the writer goroutine uses it
-// after Open, except that a checkpoint reads the records it was handed.
+// wal is one open write-ahead log file. Only the owner of the writer's
+// state (a commit leader or the writer goroutine) uses it after Open, except that a checkpoint reads the records it was handed.
 type wal struct {
 	f     *os.File
 	path  string
