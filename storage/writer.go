@@ -270,9 +270,12 @@ func (db *DB) AppendEntry(ctx context.Context, e *channels.Entry) error {
 // then is called with e and the outcome after the commit that holds e (or
 // its failure), in queue order, on the goroutine that ran that commit:
 // the writer goroutine or the caller of a synchronous append that led
-// it. So it must be quick and must not append. Appends from one caller keep their order. It lets a reader
-// that needs no acknowledgement (MQTT QoS 0) go on to its next packet
-// while the entry waits for a commit, so one connection can fill a batch.
+// it. So it must be quick and must not append. Appends from one caller
+// keep their order. It lets a reader that needs no acknowledgement (MQTT
+// QoS 0) go on to its next packet while the entry waits for a commit, so
+// one connection can fill a batch; the commit runs on the writer
+// goroutine unless a waiting caller leads it, so that reader never waits
+// for an fdatasync.
 func (db *DB) AppendEntryAsync(ctx context.Context, e *channels.Entry, then func(*channels.Entry, error)) error {
 	if e.Set&unknownValues != 0 {
 		return channels.Errorf(channels.EINVALID, "entry sets unknown values (mask %#x)", e.Set)
