@@ -181,3 +181,6 @@ func WriterWaits(db *DB) bool {
 // SyncErr copies every logged entry of db into the file, returning the
 // error (Sync fails the test instead, and only from its goroutine).
 func SyncErr(db *DB) error { return db.w.sync(context.Background()) }
+
+// AsyncQueueLen is how many asynchronous appends may wait for a commit.
+const AsyncQueueLen = queueLen

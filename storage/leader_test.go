@@ -518,3 +518,63 @@ func TestLeaderWhere(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLeaderAsyncBound: asynchronous appends queued behind a running
+// commit are bounded: once the queue is full the next one waits for room
+// until its context ends or the DB closes, and is then refused and never
+// answered; the queued ones are all committed, each answered once.
+func TestLeaderAsyncBound(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	path := filepath.Join(t.TempDir(), "feedmq.db")
+	db := MustOpenPath(t, path)
+	ch := MustCreateChannel(t, db, "c").ID
+	held, release, _ := holdFirstCommit(t)
+	first := make(chan error, 1)
+	go func() { first <- db.AppendEntry(context.Background(), &channels.Entry{ChannelID: ch, Set: 1}) }()
+	<-held
+	var answers atomic.Int64
+	var failed atomic.Int64
+	then := func(_ *channels.Entry, err error) {
+		if err != nil {
+			failed.Add(1)
+		}
+		answers.Add(1)
+	}
+	n := storage.AsyncQueueLen
+	for i := range n {
+		e := &channels.Entry{ChannelID: ch}
+		e.SetValue(0, strconv.Itoa(i))
+		if err := db.AppendEntryAsync(context.Background(), e, then); err != nil {
+			t.Fatalf("async append %d of %d: %v", i, n, err)
+		}
+	}
+	refused := func(*channels.Entry, error) { t.Error("a refused asynchronous append was answered") }
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := db.AppendEntryAsync(ctx, &channels.Entry{ChannelID: ch, Set: 1}, refused); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("async append to a full queue: %v, want the context's deadline", err)
+	}
+	blocked := make(chan error, 1)
+	go func() {
+		blocked <- db.AppendEntryAsync(context.Background(), &channels.Entry{ChannelID: ch, Set: 1}, refused)
+	}()
+	closed := make(chan error, 1)
+	go func() { closed <- db.Close() }()
+	if err := <-blocked; !errors.Is(err, storage.ErrClosed) {
+		t.Fatalf("async append waiting for room during Close: %v, want ErrClosed", err)
+	}
+	release()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if a, f := answers.Load(), failed.Load(); a != int64(n) || f != 0 {
+		t.Fatalf("%d answers (%d failed) for %d queued appends", a, f, n)
+	}
+	db = MustOpenPath(t, path)
+	if got := values(t, db, ch); len(got) != n+1 {
+		t.Fatalf("%d entries after reopen, want %d", len(got), n+1)
+	}
+}
