@@ -233,6 +233,9 @@ type Server struct {
 	listeners map[string]boundListener // by ID ("mqtt", "mqtts", "ws", "wss"), bound in Open
 	certs     *certHolder              // the TLS certificate; nil without TLS listeners
 	origins   originPolicy             // who may connect over WebSocket
+	// mochiReads leaves every packet to mochi (readpath.go): for
+	// benchmarks that compare the two.
+	mochiReads bool
 
 	sessions sync.Map // *mqtt.Client -> *session, read on every delivery
 	router   router   // subscribers per delivered topic (fanout.go)

@@ -529,7 +529,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	// mochi reads the client's packets from here on, on this goroutine.
 	if rc, ok := cl.Net.Conn.(interface {
 		startReadPath(*Server, *mqtt.Client)
-	}); ok {
+	}); ok && !h.srv.mochiReads {
 		rc.startReadPath(h.srv, cl)
 	}
 }
