@@ -262,6 +262,9 @@ type Server struct {
 	// out; fanq carries them from the store's writer to fanOutLoop.
 	pending sync.WaitGroup
 	fanq    chan *channels.Entry
+	// then is afterCommit as a func value, made once: a method value
+	// passed on each commitAsync would be allocated each time.
+	then func(*channels.Entry, error)
 	stats   stats
 
 	// Extra fan-out topics and who listens to them (extra.go).
@@ -316,6 +319,7 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 		fanq:        make(chan *channels.Entry, 1024),
 		started:     time.Now(),
 	}
+	s.then = s.afterCommit
 	go s.fanOutLoop()
 	s.stats.init()
 	caps := mqtt.NewDefaultServerCapabilities()

@@ -289,7 +289,7 @@ func (s *Server) commitAsync(ap channels.AsyncAppender, e *channels.Entry) error
 	own := new(channels.Entry) // e lives on the reader's stack
 	*own = *e
 	s.pending.Add(1)
-	if err := ap.AppendEntryAsync(context.Background(), own, s.afterCommit); err != nil {
+	if err := ap.AppendEntryAsync(context.Background(), own, s.then); err != nil {
 		s.pending.Done()
 		return storeRejection(err)
 	}
