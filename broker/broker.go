@@ -262,10 +262,11 @@ type Server struct {
 	// out; fanq carries them from the store's writer to fanOutLoop.
 	pending sync.WaitGroup
 	fanq    chan *channels.Entry
+	stats   stats
+
 	// then is afterCommit as a func value, made once: a method value
 	// passed on each commitAsync would be allocated each time.
 	then func(*channels.Entry, error)
-	stats   stats
 
 	// Extra fan-out topics and who listens to them (extra.go).
 	legacyCount atomic.Int64
