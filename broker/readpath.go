@@ -115,12 +115,10 @@ func (rp *readPath) read(p []byte) (int, error) {
 			n, err := rp.src.rawRead(b[rp.w:])
 			rp.w += n
 			if err != nil {
-				// What is held never reaches mochi: the connection
-				// ends with err all the same.
+				// The connection is ending: mochi gets what is held,
+				// then err (a socket's errors repeat) as it would have.
+				rp.give = rp.w - rp.r
 				rp.off = true
-				rp.r, rp.w = 0, 0
-				rp.drop()
-				return 0, err
 			}
 			continue
 		}
