@@ -233,6 +233,9 @@ type Server struct {
 	listeners map[string]boundListener // by ID ("mqtt", "mqtts", "ws", "wss"), bound in Open
 	certs     *certHolder              // the TLS certificate; nil without TLS listeners
 	origins   originPolicy             // who may connect over WebSocket
+	// mochiReads leaves every packet to mochi (readpath.go): for
+	// benchmarks that compare the two.
+	mochiReads bool
 
 	sessions sync.Map // *mqtt.Client -> *session, read on every delivery
 	router   router   // subscribers per delivered topic (fanout.go)
@@ -260,6 +263,10 @@ type Server struct {
 	pending sync.WaitGroup
 	fanq    chan *channels.Entry
 	stats   stats
+
+	// then is afterCommit as a func value, made once: a method value
+	// passed on each commitAsync would be allocated each time.
+	then func(*channels.Entry, error)
 
 	// Extra fan-out topics and who listens to them (extra.go).
 	legacyCount atomic.Int64
@@ -313,6 +320,7 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 		fanq:        make(chan *channels.Entry, 1024),
 		started:     time.Now(),
 	}
+	s.then = s.afterCommit
 	go s.fanOutLoop()
 	s.stats.init()
 	caps := mqtt.NewDefaultServerCapabilities()

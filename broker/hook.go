@@ -181,32 +181,36 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 // publish keeps its stand-in until its PUBCOMP, on this connection: one
 // resumed on the next connection is completed as mochi does.
 func (s *Server) renumberPublish(cl *mqtt.Client, pk *packets.Packet) {
-	ss := s.session(cl)
-	if ss == nil {
-		return
+	if ss := s.session(cl); ss != nil {
+		pk.PacketID = ss.inboundPublishID(cl, pk.PacketID)
 	}
+}
+
+// inboundPublishID returns the ID the client's QoS 1 or 2 publish with
+// packet ID id is handled under: a stand-in when one of the server's
+// deliveries holds id (see renumberPublish), else id.
+func (ss *session) inboundPublishID(cl *mqtt.Client, id uint16) uint16 {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if sub, ok := ss.inIDs[pk.PacketID]; ok {
-		pk.PacketID = sub // a QoS 2 publish sent again
-		return
+	if sub, ok := ss.inIDs[id]; ok {
+		return sub // a QoS 2 publish sent again
 	}
-	held, ok := cl.State.Inflight.Get(pk.PacketID)
+	held, ok := cl.State.Inflight.Get(id)
 	if !ok || (held.FixedHeader.Type != packets.Publish && held.FixedHeader.Type != packets.Pubrel) {
-		return // free, or the client's own QoS 2 publish in progress
+		return id // free, or the client's own QoS 2 publish in progress
 	}
-	for id := uint16(math.MaxUint16); id > 0; id-- {
-		if _, used := cl.State.Inflight.Get(id); used || ss.isStandIn(id) {
+	for sub := uint16(math.MaxUint16); sub > 0; sub-- {
+		if _, used := cl.State.Inflight.Get(sub); used || ss.isStandIn(sub) {
 			continue
 		}
 		if ss.inIDs == nil {
 			ss.inIDs = make(map[uint16]uint16)
 		}
-		ss.inIDs[pk.PacketID] = id
+		ss.inIDs[id] = sub
 		ss.inAliases.Store(int32(len(ss.inIDs)))
-		pk.PacketID = id
-		return
+		return sub
 	}
+	return id
 }
 
 // isStandIn reports whether id stands in for a client's packet ID; ss.mu held.
@@ -521,6 +525,12 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 		"listener", cl.Net.Listener, "protocol", pk.ProtocolVersion, "keepalive", pk.Connect.Keepalive)
 	if c := h.srv.opts.Cluster; c != nil {
 		c.Connected(cl.ID) // another node's connection with this ID closes
+	}
+	// mochi reads the client's packets from here on, on this goroutine.
+	if rc, ok := cl.Net.Conn.(interface {
+		startReadPath(*Server, *mqtt.Client)
+	}); ok && !h.srv.mochiReads {
+		rc.startReadPath(h.srv, cl)
 	}
 }
 

@@ -53,26 +53,15 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		s.logRejection(cl, ss, pk, rj)
 		return pk, s.refuseFree(cl, pk, rj.code)
 	}
-	device := auth.Anonymous
-	if ss != nil {
-		device = ss.device
-	}
 	var err error
 	if ss == nil {
 		err = &rejection{reasonNotAuthorized, packets.ErrNotAuthorized, errors.New("connection is no longer authorized")}
 	} else {
-		err = s.publish(device, pk.TopicName, pk.Payload, pk.FixedHeader.Qos == 0)
-	}
-	if err == nil && ss.act != nil {
-		ss.act.published(s.started)
+		err = s.feedPublish(ss, pk.TopicName, pk.Payload, pk.FixedHeader.Qos, pk.PacketID)
 	}
 	switch {
 	case err == nil && pk.FixedHeader.Qos == 1:
-		// The entry is stored: acknowledge it here and keep mochi out.
-		// mochi would record the PUBACK in the client's in-flight map and
-		// encode it as a generic packet, a third of everything a QoS 1
-		// publish allocated in the fan-in profile.
-		ss.ackPublish(pk.PacketID)
+		// Stored and acknowledged by feedPublish.
 		// Answered: mochi must neither acknowledge it again nor route
 		// it. As an ignored QoS 0 packet it goes through mochi's quiet
 		// path; ErrRejectPacket would make mochi build a debug log
@@ -83,6 +72,26 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, packets.CodeSuccessIgnore
 	}
 	return pk, s.reject(cl, ss, pk, err)
+}
+
+// feedPublish stores a publish of ss's device to a feed topic (reserved,
+// not $) and, at QoS 1, acknowledges it once stored. OnPublish and the
+// read path (readpath.go) both call it; an error is the rejection the
+// caller answers. The PUBACK is written here, not by mochi: mochi would
+// record it in the client's in-flight map and encode it as a generic
+// packet, a third of everything a QoS 1 publish allocated in the fan-in
+// profile. topic and payload are not kept after it returns.
+func (s *Server) feedPublish(ss *session, topic string, payload []byte, qos byte, id uint16) error {
+	if err := s.publish(ss.device, topic, payload, qos == 0); err != nil {
+		return err
+	}
+	if ss.act != nil {
+		ss.act.published(s.started)
+	}
+	if qos == 1 {
+		ss.ackPublish(id)
+	}
+	return nil
 }
 
 // ackPublish sends a successful PUBACK, the same four bytes in MQTT 3.1.1
@@ -280,7 +289,7 @@ func (s *Server) commitAsync(ap channels.AsyncAppender, e *channels.Entry) error
 	own := new(channels.Entry) // e lives on the reader's stack
 	*own = *e
 	s.pending.Add(1)
-	if err := ap.AppendEntryAsync(context.Background(), own, s.afterCommit); err != nil {
+	if err := ap.AppendEntryAsync(context.Background(), own, s.then); err != nil {
 		s.pending.Done()
 		return storeRejection(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -346,6 +347,7 @@ type conn struct {
 	lazy   bool
 	readBy atomic.Int64
 	armed  atomic.Int64
+	rp     readPath // feed publishes, once the session is established
 }
 
 // SetDeadline is how mochi applies keepalive; it only concerns reads here,
@@ -367,6 +369,17 @@ func (c *conn) SetDeadline(t time.Time) error {
 }
 
 func (c *conn) Read(p []byte) (int, error) {
+	if c.rp.on() {
+		return c.rp.read(p)
+	}
+	return c.rawRead(p)
+}
+
+// startReadPath hands what the client sends to the read path first.
+func (c *conn) startReadPath(s *Server, cl *mqtt.Client) { c.rp.start(s, cl, c) }
+
+// rawRead reads the socket.
+func (c *conn) rawRead(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	for n == 0 && c.lazy && errors.Is(err, os.ErrDeadlineExceeded) {
 		want := c.readBy.Load()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
@@ -178,6 +179,7 @@ type wsConn struct {
 	r   io.Reader // the message being read; nil between messages
 
 	guarded
+	rp readPath // feed publishes, once the session is established
 
 	wmu       sync.Mutex  // one writer at a time
 	closeSent atomic.Bool // a close frame went out (ours or the reply to the peer's)
@@ -189,6 +191,17 @@ type wsConn struct {
 var _ net.Conn = (*wsConn)(nil)
 
 func (c *wsConn) Read(p []byte) (int, error) {
+	if c.rp.on() {
+		return c.rp.read(p)
+	}
+	return c.rawRead(p)
+}
+
+// startReadPath hands what the client sends to the read path first.
+func (c *wsConn) startReadPath(s *Server, cl *mqtt.Client) { c.rp.start(s, cl, c) }
+
+// rawRead reads the next bytes of the stream.
+func (c *wsConn) rawRead(p []byte) (int, error) {
 	n, err := c.read(p)
 	if gerr := c.sawRead(p, n); gerr != nil {
 		return 0, gerr
