@@ -258,7 +258,10 @@ type Server struct {
 	// pending counts entries queued with commitAsync and not yet fanned
 	// out; fanq carries them from the store's writer to fanOutLoop.
 	pending sync.WaitGroup
-	fanq    chan *channels.Entry
+	fanq    chan *queuedEntry
+	// unacked counts the PUBACKs of QoS 1 feed publishes not yet written
+	// (puback.go).
+	unacked atomic.Int64
 	stats   stats
 
 	// Extra fan-out topics and who listens to them (extra.go).
@@ -310,7 +313,7 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 		sensorNames: make(map[string]int),
 		throttle:    newThrottle(opts.AuthBackoff),
 		handlers:    newHandlerPool(),
-		fanq:        make(chan *channels.Entry, 1024),
+		fanq:        make(chan *queuedEntry, 1024),
 		started:     time.Now(),
 	}
 	go s.fanOutLoop()
@@ -501,6 +504,7 @@ func (s *Server) Close() error {
 	// No new write can start now; those queued are committed and fanned
 	// out before the clients are disconnected.
 	s.pending.Wait()
+	s.flushAcks(s.writeTimeout())
 	s.stopSweep()
 	err := s.mochi.Close()
 	if s.shared != nil {
