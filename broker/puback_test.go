@@ -156,7 +156,7 @@ func TestPubackOrderMixed(t *testing.T) {
 		{topic, "field1=1"},
 		{topic, "field1=2"},
 		{fmt.Sprintf("channels/%d/publish", other), "field1=no"}, // not granted: 0x87
-		{topic, "field1=3"},                                      // stored, answered as unknown: 0x80
+		{topic, "field1=3"}, // stored, answered as unknown: 0x80
 		{topic, "field1=4"},
 		{topic, "nothing=x"}, // no value: 0x99
 		{topic, "field1=5"},
