@@ -30,6 +30,13 @@ if [ ${#need[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+# perf counts system calls and context switches per message when it can
+# (root, or perf_event_paranoid allowing it); BENCH_PERF=0 turns it off.
+PERF=
+if [ "${BENCH_PERF:-1}" != 0 ] && command -v perf >/dev/null 2>&1 &&
+	perf stat -e raw_syscalls:sys_enter -p $$ -- true >/dev/null 2>&1; then
+	PERF=$(command -v perf)
+fi
 [ -x "$FEEDMQ" ] || { echo "bench: $FEEDMQ is not built; run make build" >&2; exit 1; }
 
 tmp=$(mktemp -d /tmp/feedmq-bench.XXXXXX)
@@ -154,14 +161,32 @@ for round in $(seq "$ROUNDS"); do
 				target=(--addr "127.0.0.1:$mport" --plain --pid "$mpid")
 			fi
 			echo "run $n/$runs (round $round): $name on $b: feedmq bench ${target[*]} --duration $DURATION --messages $MESSAGES $args" >&2
+			bpid=$fpid; [ $b = mosquitto ] && bpid=$mpid
+			perfpid=
+			if [ -n "$PERF" ]; then
+				# System calls and context switches of the broker, every
+				# thread, while the run lasts (its set-up included: a few
+				# hundred connects against 10^5 messages or more).
+				"$PERF" stat -x, -e raw_syscalls:sys_enter,context-switches -p "$bpid" -o "$tmp/perf.txt" 2>/dev/null &
+				perfpid=$!
+			fi
 			# shellcheck disable=SC2086
 			if ! out=$("$FEEDMQ" bench "${target[@]}" --duration "$DURATION" --messages "$MESSAGES" $args --json); then
 				echo "bench: $name on $b failed" >&2
 				failed=1
+				[ -n "$perfpid" ] && { kill -INT "$perfpid" 2>/dev/null; wait "$perfpid" 2>/dev/null || true; }
 				continue
 			fi
-			jq -c --arg name "$name" --arg b "$b" --argjson round "$round" \
-				'. + {name: $name, target: $b, round: $round}' <<<"$out" >>"$tmp/results.jsonl"
+			perf=null
+			if [ -n "$perfpid" ]; then
+				kill -INT "$perfpid" 2>/dev/null || true
+				wait "$perfpid" 2>/dev/null || true
+				sc=$(awk -F, '$3 ~ /sys_enter/ {print $1}' "$tmp/perf.txt" 2>/dev/null)
+				cs=$(awk -F, '$3 ~ /context-switches/ {print $1}' "$tmp/perf.txt" 2>/dev/null)
+				[[ "$sc" =~ ^[0-9]+$ && "$cs" =~ ^[0-9]+$ ]] && perf="{\"syscalls\": $sc, \"ctxsw\": $cs}"
+			fi
+			jq -c --arg name "$name" --arg b "$b" --argjson round "$round" --argjson perf "$perf" \
+				'. + {name: $name, target: $b, round: $round, perf: $perf}' <<<"$out" >>"$tmp/results.jsonl"
 		done
 	done
 done
@@ -185,13 +210,16 @@ jq -s '
 	group_by(.name + "|" + .target) | map({name: .[0].name, target: .[0].target, rounds: length,
 		rate: (map(.rate_per_s) | median), cpu_per_million: (map(.broker_cpu_s_per_million) | median),
 		p50: (map(.latency.p50_ms) | median), p99: (map(.latency.p99_ms) | median),
-		rss_per_conn: (map(.broker_rss_per_conn_bytes) | median)})
+		rss_per_conn: (map(.broker_rss_per_conn_bytes) | median),
+		syscalls: (map(if .perf == null or .rate_per_s * .duration_s == 0 then null else .perf.syscalls / (.rate_per_s * .duration_s) end) | median),
+		ctxsw: (map(if .perf == null or .rate_per_s * .duration_s == 0 then null else .perf.ctxsw / (.rate_per_s * .duration_s) end) | median)})
 ' "$tmp/results.jsonl" >"$tmp/medians.json"
 echo "medians of $ROUNDS rounds"
 jq -r '
 	def f(x): if x == null then "-" else (x * 100 | round / 100 | tostring) end;
-	(["scenario", "broker", "rate/s", "CPU-s/M", "p50ms", "p99ms", "RSS/conn KiB"] | @tsv),
-	(.[] | [.name, .target, f(.rate), f(.cpu_per_million), f(.p50), f(.p99), f(if .rss_per_conn then .rss_per_conn / 1024 else null end)] | @tsv)
+	(["scenario", "broker", "rate/s", "CPU-s/M", "p50ms", "p99ms", "RSS/conn KiB", "syscalls/msg", "ctxsw/msg"] | @tsv),
+	(.[] | [.name, .target, f(.rate), f(.cpu_per_million), f(.p50), f(.p99), f(if .rss_per_conn then .rss_per_conn / 1024 else null end),
+		f(.syscalls), f(.ctxsw)] | @tsv)
 ' "$tmp/medians.json" | column -t -s $'\t'
 echo
 echo "feedmq/Mosquitto ratios of the medians (rate: >1 means feedmq is faster; CPU-s per million: >1 means feedmq uses more CPU)"
@@ -202,6 +230,30 @@ jq -r '
 		(map(select(.target == "feedmq"))[0]) as $f | (map(select(.target == "mosquitto"))[0]) as $m |
 		[$f.name, r($f.rate; $m.rate), r($f.cpu_per_million; $m.cpu_per_million),
 			r($f.p99; $m.p99), r($f.rss_per_conn; $m.rss_per_conn)] | @tsv)
+' "$tmp/medians.json" | column -t -s $'\t'
+echo
+
+# The targets feedmq holds itself to on any machine, as ratios to
+# Mosquitto measured in this run (README, "Benchmarks"); latency p99 and
+# idle memory are absolute.
+echo "targets (met: yes/no; - when the scenario did not run)"
+jq -r '
+	def r(a; b): if a == null or b == null or b == 0 then null else a / b end;
+	def f(x): if x == null then "-" else (x * 100 | round / 100 | tostring) end;
+	def row(name; what; v; op; want):
+		[name, what, f(v), op + " " + (want | tostring),
+			(if v == null then "-" elif (op == ">=" and v >= want) or (op == "<=" and v <= want) then "yes" else "no" end)];
+	(group_by(.name) | map({key: .[0].name, value: {f: (map(select(.target == "feedmq"))[0]), m: (map(select(.target == "mosquitto"))[0])}}) | from_entries) as $s |
+	(["scenario", "measure", "value", "target", "met"] | @tsv),
+	(row("fanin-qos1"; "rate ratio"; r($s["fanin-qos1"].f.rate; $s["fanin-qos1"].m.rate); ">="; 1.0) | @tsv),
+	(row("fanin-qos1"; "CPU-s/M ratio"; r($s["fanin-qos1"].f.cpu_per_million; $s["fanin-qos1"].m.cpu_per_million); "<="; 1.5) | @tsv),
+	(row("fanin-qos0"; "rate ratio"; r($s["fanin-qos0"].f.rate; $s["fanin-qos0"].m.rate); ">="; 1.5) | @tsv),
+	(row("fanin-qos0"; "CPU-s/M ratio"; r($s["fanin-qos0"].f.cpu_per_million; $s["fanin-qos0"].m.cpu_per_million); "<="; 1.0) | @tsv),
+	(row("connect"; "rate ratio"; r($s["connect"].f.rate; $s["connect"].m.rate); ">="; 1.0) | @tsv),
+	(row("connect"; "CPU-s/M ratio"; r($s["connect"].f.cpu_per_million; $s["connect"].m.cpu_per_million); "<="; 1.5) | @tsv),
+	(row("latency"; "p99 ms"; $s["latency"].f.p99; "<="; 2) | @tsv),
+	(row("latency"; "CPU-s/M ratio"; r($s["latency"].f.cpu_per_million; $s["latency"].m.cpu_per_million); "<="; 3) | @tsv),
+	(row("idle"; "RSS/conn KiB"; (if $s["idle"].f.rss_per_conn == null then null else $s["idle"].f.rss_per_conn / 1024 end); "<="; 8) | @tsv)
 ' "$tmp/medians.json" | column -t -s $'\t'
 echo
 
