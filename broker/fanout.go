@@ -231,7 +231,12 @@ func (ss *session) put(s *Server, pk []byte, ack bool) {
 		s.stats.dropped.Add(1)
 		return
 	}
-	if q.queued == 0 && q.tcp != nil {
+	// A delivery is written at once only when no more entries wait to be
+	// fanned out: under load the sender goroutine's one write per backlog
+	// costs far fewer syscalls than one per delivery (a hundred
+	// subscribers of one channel: a write each, per entry). A PUBACK
+	// goes to one client and is written at once.
+	if q.queued == 0 && q.tcp != nil && (ack || len(s.fanq) == 0) {
 		n, err := q.writeNow(pk)
 		if err != nil || n == len(pk) {
 			if err != nil {
@@ -384,12 +389,12 @@ func (q *sender) run() {
 		for {
 			q.mu.Lock()
 			buf, acks := q.pend, q.acks
-			q.pend, q.spare, q.acks = q.spare[:0], nil, 0
-			q.mu.Unlock()
 			if len(buf) == 0 {
-				q.spare = buf
+				q.mu.Unlock()
 				break
 			}
+			q.pend, q.spare, q.acks = q.spare[:0], nil, 0
+			q.mu.Unlock()
 			err := writeRaw(cl, buf)
 			q.ss.acks.done(s, acks) // written, or lost with the connection
 			n := len(buf)
