@@ -259,6 +259,9 @@ type Server struct {
 	// out; fanq carries them from the store's writer to fanOutLoop.
 	pending sync.WaitGroup
 	fanq    chan *queuedEntry
+	// inCommit counts the feed commits under way: queued ones not yet
+	// fanned out, and QoS 1 ones a reader waits for (write).
+	inCommit atomic.Int64
 	// unacked counts the PUBACKs of QoS 1 feed publishes not yet written
 	// (puback.go).
 	unacked atomic.Int64

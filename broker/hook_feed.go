@@ -165,6 +165,10 @@ func (s *Server) write(e *channels.Entry, m pubMode) error {
 	case async && m.qos == 1 && m.ss != nil && m.ss.acksQueued(s):
 		return s.commitAsync(ap, e, &m)
 	}
+	if m.qos == 1 {
+		s.inCommit.Add(1)
+		defer s.inCommit.Add(-1)
+	}
 	if err := s.commit(context.Background(), e); err != nil {
 		return err
 	}
@@ -309,6 +313,7 @@ func (s *Server) commitAsync(ap channels.AsyncAppender, e *channels.Entry, ack *
 		q.ss.acks.push(q)
 	}
 	s.pending.Add(1)
+	s.inCommit.Add(1)
 	if err := ap.AppendEntryAsync(context.Background(), &q.e, q.committed); err != nil {
 		if ack != nil {
 			// Its PUBACK is in line behind the connection's earlier
@@ -316,10 +321,17 @@ func (s *Server) commitAsync(ap channels.AsyncAppender, e *channels.Entry, ack *
 			q.committed(&q.e, err)
 			return nil
 		}
-		s.pending.Done()
+		s.dequeued()
 		return storeRejection(err)
 	}
 	return nil
+}
+
+// dequeued counts off an entry queued with commitAsync: fanned out, or
+// failed.
+func (s *Server) dequeued() {
+	s.inCommit.Add(-1)
+	s.pending.Done()
 }
 
 // queuedEntry is an entry queued with commitAsync, with the publisher to
@@ -344,7 +356,7 @@ func (q *queuedEntry) committed(e *channels.Entry, err error) {
 		s.stats.rejected[rj.reason].Add(1)
 		if q.ss == nil {
 			s.log.Warn("publish rejected", "channel", e.ChannelID, "qos", 0, "reason", rj.reason, "error", err.Error())
-			s.pending.Done()
+			s.dequeued()
 			return
 		}
 		q.ss.logStoreFailure(s, e.ChannelID, rj)
@@ -365,7 +377,7 @@ func (s *Server) fanOutLoop() {
 		if q.ss != nil {
 			q.ss.finishAck(s, q)
 		}
-		s.pending.Done()
+		s.dequeued()
 	}
 }
 

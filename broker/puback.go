@@ -127,8 +127,16 @@ func (pa *pubAcks) next() *queuedEntry {
 }
 
 // acksQueued reports whether a QoS 1 publish of ss is queued for commit,
-// its PUBACK written after it (true), or committed by the reader.
-func (ss *session) acksQueued(s *Server) bool { return true }
+// its PUBACK written after it (true), or committed by the reader. The
+// reader commits when no commit is under way (one device at a low
+// rate): it waits no longer than the commit, and the entry is fanned
+// out and acknowledged without passing to another goroutine. Once
+// commits overlap, waiting readers would each be woken after theirs,
+// so the publish is queued. A connection with PUBACKs still out queues
+// too, so that its PUBACK stays behind them.
+func (ss *session) acksQueued(s *Server) bool {
+	return ss.acks.out.Load() > 0 || s.inCommit.Load() > 0
+}
 
 // drainAcks waits, before mochi answers a publish of QoS qos, until the
 // PUBACKs ahead of its answer are written.

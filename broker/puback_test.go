@@ -16,11 +16,10 @@ import (
 	"github.com/feedmq/feedmq/storage"
 )
 
-// heldStore is the bbolt store with a hand on the answers of queued
-// appends (the QoS 0 and QoS 1 publish path): while held, entries are
-// committed but the broker hears of it only on release, as from a slow
-// disk; failAt answers the n-th queued append (from 1) with an error
-// after storing it, as a commit whose outcome is unknown.
+// heldStore is the bbolt store with a hand on the answers of appends:
+// while held, entries are committed but the broker hears of it only on
+// release, as from a slow disk; failAt answers the n-th append (from 1)
+// with an error after storing it, as a commit whose outcome is unknown.
 type heldStore struct {
 	*storage.DB
 	mu     sync.Mutex
@@ -65,11 +64,28 @@ func (h *heldStore) fail(n int, err error) {
 	h.mu.Unlock()
 }
 
-// Queued returns how many appends were queued.
+// Queued returns how many appends were made.
 func (h *heldStore) Queued() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.queued
+}
+
+// AppendEntry is the reader's own commit: counted, held and failed as
+// queued appends are.
+func (h *heldStore) AppendEntry(ctx context.Context, e *channels.Entry) error {
+	h.mu.Lock()
+	h.queued++
+	gate, ferr := h.gate, h.failAt[h.queued]
+	h.mu.Unlock()
+	err := h.DB.AppendEntry(ctx, e)
+	if gate != nil {
+		<-gate
+	}
+	if err == nil && ferr != nil {
+		err = ferr
+	}
+	return err
 }
 
 func (h *heldStore) AppendEntryAsync(ctx context.Context, e *channels.Entry, then func(*channels.Entry, error)) error {
@@ -86,6 +102,22 @@ func (h *heldStore) AppendEntryAsync(ctx context.Context, e *channels.Entry, the
 		}
 		then(e, err)
 	})
+}
+
+// holdCommits holds the store's answers and queues a QoS 0 entry on ch
+// from another connection, which keeps a commit under way until release:
+// QoS 1 publishes are then queued (a reader commits itself only when no
+// commit is under way). It returns the appends queued so far.
+func holdCommits(t *testing.T, ts *testServer, h *heldStore, ch uint64) int {
+	t.Helper()
+	h.hold()
+	c := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
+	if err := c.Publish(fmt.Sprintf("channels/%d/publish", ch), 0, 0, []byte("field8=held")); err != nil {
+		t.Fatal(err)
+	}
+	n := h.Queued() + 1
+	waitQueued(t, h, n)
+	return n
 }
 
 // waitQueued waits until n appends were queued.
@@ -148,8 +180,8 @@ func TestPubackOrderMixed(t *testing.T) {
 	}
 	c := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 5)
 
-	h.hold()
-	h.fail(3, fmt.Errorf("commit: %w", channels.ErrCommitUnknown))
+	base := holdCommits(t, ts, h, other)
+	h.fail(base+3, fmt.Errorf("commit: %w", channels.ErrCommitUnknown))
 	for i, p := range []struct {
 		topic, payload string
 	}{
@@ -165,7 +197,7 @@ func TestPubackOrderMixed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitQueued(t, h, 2)
+	waitQueued(t, h, base+2)
 	readNoPacket(t, c) // the refusal waits for the commits ahead
 	h.release()
 	expectPubacks(t, c, [2]int{1, 0}, [2]int{2, 0}, [2]int{3, 0x87}, [2]int{4, 0x80}, [2]int{5, 0},
@@ -177,8 +209,8 @@ func TestPubackOrderMixed(t *testing.T) {
 			t.Fatalf("delivery %s, want %s", payload, want)
 		}
 	}
-	if st := ts.srv.Stats(); st.Accepted != 4 || st.Rejected["store_error"] != 1 {
-		t.Fatalf("accepted %d, store errors %d; want 4 and 1", st.Accepted, st.Rejected["store_error"])
+	if st := ts.srv.Stats(); st.Accepted != 5 || st.Rejected["store_error"] != 1 {
+		t.Fatalf("accepted %d, store errors %d; want 5 (the held one and four) and 1", st.Accepted, st.Rejected["store_error"])
 	}
 	waitZero(t, "unacked", ts.srv.Unacked)
 }
@@ -194,14 +226,14 @@ func TestPubackStoreFailureMQTT3(t *testing.T) {
 	cr := ts.device(pubsub(ch))
 	c := rawDevice(t, ts.addr, cr, 4)
 
-	h.hold()
-	h.fail(3, fmt.Errorf("commit: %w", channels.ErrCommitUnknown))
+	base := holdCommits(t, ts, h, ch)
+	h.fail(base+3, fmt.Errorf("commit: %w", channels.ErrCommitUnknown))
 	for i := 1; i <= 5; i++ {
 		if err := c.Publish(topic, 1, uint16(i), fmt.Appendf(nil, "field1=%d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitQueued(t, h, 5)
+	waitQueued(t, h, base+5)
 	h.release()
 	expectPubacks(t, c, [2]int{1, 0}, [2]int{2, 0})
 	expectClosed(t, c, 5*time.Second)
@@ -210,14 +242,15 @@ func TestPubackStoreFailureMQTT3(t *testing.T) {
 	}
 	waitZero(t, "unacked", ts.srv.Unacked)
 
-	// The device reconnects and is served.
+	// The device reconnects and is served (no commit under way: the
+	// reader commits it and writes the PUBACK).
 	c = rawDevice(t, ts.addr, cr, 4)
 	if err := c.Publish(topic, 1, 9, []byte("field1=again")); err != nil {
 		t.Fatal(err)
 	}
 	expectPubacks(t, c, [2]int{9, 0})
-	if n := len(ts.entries(ch)); n != 6 {
-		t.Fatalf("%d entries stored, want 6 (every queued one, and the one sent again)", n)
+	if n := len(ts.entries(ch)); n != 7 {
+		t.Fatalf("%d entries stored, want 7 (the held one, every queued one, and the one sent again)", n)
 	}
 }
 
@@ -231,15 +264,15 @@ func TestPubackCap(t *testing.T) {
 	c := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
 
 	n := broker.MaxUnacked + 8
-	h.hold()
+	base := holdCommits(t, ts, h, ch)
 	for i := 1; i <= n; i++ {
 		if err := c.Publish(topic, 1, uint16(i), fmt.Appendf(nil, "field1=%d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitQueued(t, h, broker.MaxUnacked)
+	waitQueued(t, h, base+broker.MaxUnacked)
 	readNoPacket(t, c)
-	if q := h.Queued(); q != broker.MaxUnacked {
+	if q := h.Queued() - base; q != broker.MaxUnacked {
 		t.Fatalf("%d publishes queued past the cap of %d", q, broker.MaxUnacked)
 	}
 	h.release()
@@ -248,8 +281,8 @@ func TestPubackCap(t *testing.T) {
 		want[i] = [2]int{i + 1, 0}
 	}
 	expectPubacks(t, c, want...)
-	if got := len(ts.entries(ch)); got != n {
-		t.Fatalf("%d entries stored, want %d", got, n)
+	if got := len(ts.entries(ch)); got != n+1 {
+		t.Fatalf("%d entries stored, want %d", got, n+1)
 	}
 	waitZero(t, "unacked", ts.srv.Unacked)
 }
@@ -265,22 +298,25 @@ func TestPubackClientGone(t *testing.T) {
 	sub.subscribe(t, channels.FeedTopic(ch))
 	c := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 5)
 
-	h.hold()
+	base := holdCommits(t, ts, h, ch)
 	for i := 1; i <= 5; i++ {
 		if err := c.Publish(topic, 1, uint16(i), fmt.Appendf(nil, "field1=%d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitQueued(t, h, 5)
+	waitQueued(t, h, base+5)
 	_ = c.Close()
 	deadline := time.Now().Add(5 * time.Second)
-	for ts.srv.Stats().Connections["mqtt"].Live > 1 {
+	for ts.srv.Stats().Connections["mqtt"].Live > 2 {
 		if time.Now().After(deadline) {
 			t.Fatal("the server did not see the client go")
 		}
 		time.Sleep(time.Millisecond)
 	}
 	h.release()
+	if m := sub.expect(t); !strings.Contains(m.payload, `"field8":"held"`) {
+		t.Fatalf("first delivery: %s", m.payload)
+	}
 	for i := 1; i <= 5; i++ {
 		if m := sub.expect(t); !strings.Contains(m.payload, fmt.Sprintf(`"field1":"%d"`, i)) {
 			t.Fatalf("delivery %d: %s", i, m.payload)
