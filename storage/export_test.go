@@ -148,3 +148,36 @@ func HoldNextRead(tb interface{ Cleanup(func()) }) (held <-chan struct{}, releas
 	tb.Cleanup(func() { release(); readHook = nil })
 	return h, release
 }
+
+// SetOwnHook has fn told when a goroutine starts (true) and stops (false)
+// using the writer's state, until the test ends.
+func SetOwnHook(tb interface{ Cleanup(func()) }, fn func(enter bool)) {
+	ownHook.Store(&fn)
+	tb.Cleanup(func() { ownHook.Store(nil) })
+}
+
+// SetCommitHook has fn called at the start of every commit with the number
+// of appends in it (it may block the commit), until the test ends.
+func SetCommitHook(tb interface{ Cleanup(func()) }, fn func(n int)) {
+	commitHook.Store(&fn)
+	tb.Cleanup(func() { commitHook.Store(nil) })
+}
+
+// Queued is how many appends of db wait for a commit.
+func Queued(db *DB) int {
+	db.w.qmu.Lock()
+	defer db.w.qmu.Unlock()
+	return len(db.w.queue)
+}
+
+// WriterWaits says whether db's writer goroutine waits for a running
+// commit to end (a control request or Close behind a leader).
+func WriterWaits(db *DB) bool {
+	db.w.qmu.Lock()
+	defer db.w.qmu.Unlock()
+	return db.w.writerWaits
+}
+
+// SyncErr copies every logged entry of db into the file, returning the
+// error (Sync fails the test instead, and only from its goroutine).
+func SyncErr(db *DB) error { return db.w.sync(context.Background()) }

@@ -8,11 +8,18 @@ import (
 // gatherWriter is a writer with only what gather touches: a queue, a
 // batch of one append, and the last commit's figures.
 func gatherWriter(woken int, last time.Duration) *writer {
-	w := &writer{reqs: make(chan *appendReq, queueLen), batch: make([]*appendReq, 0, maxBatch),
-		gatherT: time.NewTimer(time.Hour), woken: woken, lastCommit: last}
+	w := &writer{batch: make([]*appendReq, 0, maxBatch), gathered: make(chan struct{}, 1),
+		quit: make(chan struct{}), gatherT: time.NewTimer(time.Hour), woken: woken, lastCommit: last}
 	w.gatherT.Stop()
 	w.batch = append(w.batch, &appendReq{})
 	return w
+}
+
+// queueReq queues r as an append does.
+func (w *writer) queueReq(r *appendReq) {
+	w.qmu.Lock()
+	w.push(r)
+	w.qmu.Unlock()
 }
 
 // runGather runs w.gather and fails the test if it has not returned
@@ -40,7 +47,7 @@ func TestGatherWaitsForWoken(t *testing.T) {
 	go func() {
 		for i := range sent {
 			sent[i] = &appendReq{}
-			w.reqs <- sent[i]
+			w.queueReq(sent[i])
 			time.Sleep(time.Millisecond) // one by one, as readers come back
 		}
 	}()
@@ -59,7 +66,7 @@ func TestGatherWaitsForWoken(t *testing.T) {
 // the last commit answered fewer than gatherMin waiting callers (light
 // load), when the batch already holds as many as were woken, or when no
 // commit took any time yet; and it ends its wait at the deadline or when
-// the queue closes.
+// the DB closes.
 func TestGatherNoWait(t *testing.T) {
 	old := gatherMax
 	gatherMax = time.Hour
@@ -78,7 +85,7 @@ func TestGatherNoWait(t *testing.T) {
 		for len(w.batch) < tt.batch {
 			w.batch = append(w.batch, &appendReq{})
 		}
-		w.reqs <- &appendReq{} // queued after drain: left for the next commit
+		w.queueReq(&appendReq{}) // queued after drain: left for the next commit
 		runGather(t, w)
 		if len(w.batch) != tt.batch {
 			t.Errorf("%s: batch of %d, want %d (nothing taken from the queue)", tt.name, len(w.batch), tt.batch)
@@ -87,7 +94,7 @@ func TestGatherNoWait(t *testing.T) {
 
 	gatherMax = time.Millisecond
 	w := gatherWriter(100, time.Hour)
-	w.reqs <- &appendReq{}
+	w.queueReq(&appendReq{})
 	runGather(t, w) // the deadline ends it
 	if len(w.batch) != 2 {
 		t.Errorf("deadline: batch of %d, want 2", len(w.batch))
@@ -95,7 +102,7 @@ func TestGatherNoWait(t *testing.T) {
 
 	gatherMax = time.Hour
 	w = gatherWriter(100, time.Hour)
-	close(w.reqs)
+	close(w.quit)
 	runGather(t, w) // the close ends it
 	if len(w.batch) != 1 {
 		t.Errorf("closed: batch of %d, want 1", len(w.batch))

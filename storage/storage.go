@@ -29,9 +29,10 @@
 //
 // # Writes
 //
-// AppendEntry is the hot path: a single writer goroutine logs every queued
+// AppendEntry is the hot path: one commit at a time logs every queued
 // append with one write and one fdatasync to one of two write-ahead logs
-// beside the file (wal.go); every megabyte or second it switches logs, and
+// beside the file (wal.go), run by the first caller that finds none
+// running (a commit leader) or by the writer goroutine; every megabyte or second it switches logs, and
 // a checkpointer goroutine copies the log it left into the feeds in one
 // transaction while appends go on (writer.go). Reads and other writes
 // first wait for every logged entry to be copied, so they see every
@@ -92,11 +93,12 @@ type Options struct {
 	// the file, so a file of an older schema version is refused; writes
 	// fail.
 	ReadOnly bool
-	// OnCommit, when set, is called by the AppendEntry writer after each
-	// group commit that reached the disk (the write-ahead log), with the
-	// number of entries it stored and how long it took (fdatasync
-	// included). It runs
-	// on the writer goroutine, so it must be quick and must not call DB.
+	// OnCommit, when set, is called after each group commit of appends
+	// that reached the disk (the write-ahead log), with the number of
+	// entries it stored and how long it took (fdatasync included). It
+	// runs on the goroutine that committed (the writer goroutine, or the
+	// caller of an append that led the commit), before the commit's
+	// callers are answered, so it must be quick and must not call DB.
 	OnCommit func(entries int, d time.Duration)
 	// OnError, when set, is told of failures that no caller sees: a
 	// checkpoint that could not copy the write-ahead log into the file

@@ -45,6 +45,8 @@ type tail struct {
 	// and spans read under an older one name entries that may be gone
 	// or numbered anew. Other channels' reads are not disturbed.
 	renumbered map[uint64]uint64
+	// chunk is where add copies records (see tailChunk).
+	chunk []byte
 }
 
 // tailSnap is a reader's view of tail.
@@ -59,9 +61,21 @@ type tailSnap struct {
 
 func newTail() *tail { return &tail{feeds: make(map[uint64][]tailRec)} }
 
-// add copies the records of one commit (appendWALRecord's format).
+// tailChunk is the size of the buffers add copies records into: one
+// allocation for many small commits rather than one each.
+const tailChunk = 64 << 10
+
+// add copies the records of one commit (appendWALRecord's format). Only
+// the owner of the writer's state calls it.
 func (t *tail) add(recs []byte) {
-	buf := append([]byte(nil), recs...)
+	// Records are only ever appended to the chunk, never changed, so
+	// readers may hold the earlier ones while it fills.
+	if len(recs) > cap(t.chunk)-len(t.chunk) {
+		t.chunk = make([]byte, 0, max(tailChunk, len(recs)))
+	}
+	start := len(t.chunk)
+	t.chunk = append(t.chunk, recs...)
+	buf := t.chunk[start:len(t.chunk):len(t.chunk)]
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for off := 0; off+walRecordHead <= len(buf); {

@@ -68,8 +68,8 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // did not close it). Opening it for writing once copies them in.
 var ErrUnappliedLog = errors.New("the write-ahead log holds entries not yet in the database file (feedmq did not stop cleanly); open it once for writing (feedmq serve or any write command) to apply them")
 
-// wal is one open write-ahead log file. Only the writer goroutine uses it
-// after Open, except that a checkpoint reads the records it was handed.
+// wal is one open write-ahead log file. Only the owner of the writer's
+// state (a commit leader or the writer goroutine) uses it after Open, except that a checkpoint reads the records it was handed.
 type wal struct {
 	f     *os.File
 	path  string
@@ -258,12 +258,7 @@ func appendWALMarker(b []byte, epoch, count, size uint64) []byte {
 	b = binary.BigEndian.AppendUint64(b, 0)
 	b = binary.BigEndian.AppendUint64(b, count)
 	b = binary.BigEndian.AppendUint64(b, size)
-	payload := b[start+walRecordHead:]
-	var seed [8]byte
-	binary.LittleEndian.PutUint64(seed[:], epoch)
-	crc := crc32.Update(crc32.Checksum(seed[:], castagnoli), castagnoli, payload)
-	binary.LittleEndian.PutUint32(b[start:], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(b[start+4:], crc)
+	sealWALRecord(b[start:], epoch)
 	return b
 }
 
@@ -298,6 +293,19 @@ func walRecordsEach(b []byte, fn func(payload []byte)) {
 	}
 }
 
+// sealWALRecord writes the head of the record that fills rec: the length
+// of its payload and the CRC of the epoch and payload. The epoch is put
+// in the head's place to be summed, as the CRC's seed: an array of its own
+// would escape to the heap (crc32 calls through a function value), an
+// allocation per record.
+func sealWALRecord(rec []byte, epoch uint64) {
+	binary.LittleEndian.PutUint64(rec, epoch)
+	payload := rec[walRecordHead:]
+	crc := crc32.Update(crc32.Checksum(rec[:walRecordHead], castagnoli), castagnoli, payload)
+	binary.LittleEndian.PutUint32(rec, uint32(len(payload)))
+	binary.LittleEndian.PutUint32(rec[4:], crc)
+}
+
 // appendWALRecord appends the record of entry e, numbered id, to b.
 func appendWALRecord(b []byte, epoch, id uint64, e *channels.Entry) []byte {
 	start := len(b)
@@ -305,12 +313,7 @@ func appendWALRecord(b []byte, epoch, id uint64, e *channels.Entry) []byte {
 	b = binary.BigEndian.AppendUint64(b, e.ChannelID)
 	b = binary.BigEndian.AppendUint64(b, id)
 	b = encodeEntry(b, e)
-	payload := b[start+walRecordHead:]
-	var seed [8]byte
-	binary.LittleEndian.PutUint64(seed[:], epoch)
-	crc := crc32.Update(crc32.Checksum(seed[:], castagnoli), castagnoli, payload)
-	binary.LittleEndian.PutUint32(b[start:], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(b[start+4:], crc)
+	sealWALRecord(b[start:], epoch)
 	return b
 }
 

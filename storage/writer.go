@@ -14,12 +14,25 @@ import (
 
 // Every commit costs an fsync, which dwarfs the cost of writing an entry.
 // So appends are not committed one by one: callers queue them, and one
-// writer goroutine commits everything queued so far with one write to the
-// active write-ahead log and one fdatasync (see wal.go). Under load a
-// commit carries many entries; when idle it carries one and adds no delay,
-// because the writer never waits for more. Every so often the writer
-// switches to the other log and hands the records of the one it leaves to
-// the checkpointer goroutine, which copies them into bbolt in one
+// commit takes everything queued so far with one write to the active
+// write-ahead log and one fdatasync (see wal.go). Under load a commit
+// carries many entries; when idle it carries one and adds no delay,
+// because nobody waits for more.
+//
+// The writer's state (sequences, logs, pending records) has one owner at
+// a time (busy). A caller that waits for its own commit (AppendEntry,
+// AppendEntries) and finds no owner becomes the leader: it commits the
+// queue, its own append included, on its own goroutine and answers the
+// others in it, as LevelDB's batch writers do. At light load an entry so
+// crosses no goroutine at all. A leader that leaves a queue behind hands
+// the state to the first caller there that waits, who leads the next
+// commit. Appends that do not wait (AppendEntryAsync) and everything else
+// the state needs (checkpoint hand-offs, timers, exclusive operations)
+// go to the writer goroutine, which waits for the owner like anyone:
+// so commits never overlap and follow queue order, and an asynchronous
+// caller never pays for an fdatasync. Every so often the owner switches
+// to the other log and hands the records of the one it leaves to the
+// checkpointer goroutine, which copies them into bbolt in one
 // transaction while appends go on.
 //
 // Readers must see every acknowledged entry. Feed reads merge bbolt with
@@ -31,7 +44,8 @@ import (
 // goroutine once both logs are empty (exclusive).
 
 const (
-	// queueLen is how many appends may wait while a commit is running.
+	// queueLen is how many asynchronous appends may wait while a commit
+	// is running. (Waiting callers are bounded by their goroutines.)
 	queueLen = 1024
 	// maxBatch bounds one commit, so that a flood cannot grow a commit,
 	// and the latency of everyone in it, without limit.
@@ -79,19 +93,43 @@ type ctlReq struct {
 	done chan error
 }
 
+// errLead, sent on a waiting caller's done, hands it the writer's state:
+// it leads the next commit and then waits for its own answer again.
+var errLead = errors.New("lead the next commit")
+
 // writer owns the write-ahead logs and the appends.
 type writer struct {
 	db   *DB
 	logs [2]*wal // nil when read-only
 	log  *wal    // the active one of logs
-	reqs chan *appendReq
 	ctl  chan ctlReq
 
-	// mu guards closed against sends racing with close(reqs): senders
-	// hold it shared while they send, Close holds it exclusively.
-	mu      sync.RWMutex
+	// mu keeps the writer there for control requests: they hold it
+	// shared until answered, Close holds it exclusively.
+	mu sync.RWMutex
+	// closed is written holding both mu and qmu, read holding either.
 	closed  bool
+	quit    chan struct{} // closed by stop
 	stopped chan struct{}
+
+	// qmu guards the queue and who owns the writer's state.
+	qmu   sync.Mutex
+	queue []*appendReq // in the order of arrival
+	// busy says that a leader or the writer goroutine owns the state;
+	// only the owner gives it up (release).
+	busy bool
+	// writerWaits says that the writer goroutine waits for the state
+	// (see acquire): the owner hands it over before anyone queued.
+	writerWaits bool
+	// own hands the state to the writer goroutine: in its loop to
+	// commit the queue, or in acquire. At most one token is in flight.
+	own chan struct{}
+	// slots bounds the queued asynchronous appends (queueLen).
+	slots chan struct{}
+	// gatherWant, when set, is the queue length at which gathered is
+	// signalled (see gather).
+	gatherWant int
+	gathered   chan struct{}
 
 	// unapplied counts entries in the logs that are not yet in bbolt;
 	// read without the writer so that sync costs nothing when it is zero.
@@ -105,7 +143,7 @@ type writer struct {
 	done        chan *ckptJob
 	ckptStopped chan struct{} // closed when the checkpointer has ended
 
-	// Only the writer goroutine touches the rest.
+	// Only the owner of the state (busy) touches the rest.
 	batch []*appendReq
 	errs  []error
 	// woken is how many waiting callers the last commit answered, and
@@ -181,9 +219,12 @@ func newWriter(db *DB, logs [2]*wal, nextEpoch uint64) *writer {
 		db:          db,
 		logs:        logs,
 		log:         logs[0],
-		reqs:        make(chan *appendReq, queueLen),
 		ctl:         make(chan ctlReq),
+		quit:        make(chan struct{}),
 		stopped:     make(chan struct{}),
+		own:         make(chan struct{}, 1),
+		slots:       make(chan struct{}, queueLen),
+		gathered:    make(chan struct{}, 1),
 		jobs:        make(chan *ckptJob),
 		ckptStopped: make(chan struct{}),
 		done:        make(chan *ckptJob, 1),
@@ -217,12 +258,9 @@ func (db *DB) AppendEntry(ctx context.Context, e *channels.Entry) error {
 
 	r := reqPool.Get().(*appendReq)
 	r.e = e
-	err := db.w.enqueue(ctx, r)
-	if err == nil {
-		// Not interruptible by ctx: the writer owns e until it answers,
-		// and the answer says whether e was stored.
-		err = <-r.done
-	}
+	// Not interruptible by ctx once queued: the commit owns e until it
+	// answers, and the answer says whether e was stored.
+	err := db.w.appendWait(ctx, r)
 	r.e = nil
 	reqPool.Put(r)
 	return err
@@ -230,10 +268,14 @@ func (db *DB) AppendEntry(ctx context.Context, e *channels.Entry) error {
 
 // AppendEntryAsync queues e like AppendEntry but returns once e is queued;
 // then is called with e and the outcome after the commit that holds e (or
-// its failure), from the writer goroutine and in queue order, so it must
-// be quick. Appends from one caller keep their order. It lets a reader
-// that needs no acknowledgement (MQTT QoS 0) go on to its next packet
-// while the entry waits for a commit, so one connection can fill a batch.
+// its failure), in queue order, on the goroutine that ran that commit:
+// the writer goroutine or the caller of a synchronous append that led
+// it. So it must be quick and must not append. Appends from one caller
+// keep their order. It lets a reader that needs no acknowledgement (MQTT
+// QoS 0) go on to its next packet while the entry waits for a commit, so
+// one connection can fill a batch; the commit runs on the writer
+// goroutine unless a waiting caller leads it, so that reader never waits
+// for an fdatasync.
 func (db *DB) AppendEntryAsync(ctx context.Context, e *channels.Entry, then func(*channels.Entry, error)) error {
 	if e.Set&unknownValues != 0 {
 		return channels.Errorf(channels.EINVALID, "entry sets unknown values (mask %#x)", e.Set)
@@ -243,7 +285,7 @@ func (db *DB) AppendEntryAsync(ctx context.Context, e *channels.Entry, then func
 	}
 	e.CreatedAt = e.CreatedAt.UTC().Truncate(time.Second)
 	r := &appendReq{e: e, then: then}
-	return db.w.enqueue(ctx, r)
+	return db.w.appendAsync(ctx, r)
 }
 
 // MaxBatchEntries is the most entries AppendEntries takes at once: one
@@ -277,28 +319,166 @@ func (db *DB) AppendEntries(ctx context.Context, es []*channels.Entry) error {
 		e.CreatedAt = e.CreatedAt.UTC().Truncate(time.Second)
 	}
 	r := &appendReq{es: es, done: make(chan error, 1)}
-	if err := db.w.enqueue(ctx, r); err != nil {
-		return err
-	}
-	return <-r.done // not interruptible: the writer owns es until it answers
+	return db.w.appendWait(ctx, r) // not interruptible once queued: the commit owns es until it answers
 }
 
-// enqueue hands r to the writer unless ctx ends or the DB closes first.
-func (w *writer) enqueue(ctx context.Context, r *appendReq) error {
+// appendWait queues r and returns its outcome. With nobody owning the
+// writer's state, this caller commits the queue itself; otherwise it
+// waits for the owner's answer, which may hand it the next commit.
+func (w *writer) appendWait(ctx context.Context, r *appendReq) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	w.mu.RLock()
-	defer w.mu.RUnlock()
+	w.qmu.Lock()
 	if w.closed {
+		w.qmu.Unlock()
 		return ErrClosed
 	}
-	select {
-	case w.reqs <- r:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	w.push(r)
+	lead := !w.busy
+	w.busy = true
+	w.qmu.Unlock()
+	if lead {
+		w.lead()
 	}
+	err := <-r.done
+	for err == errLead {
+		w.lead()
+		err = <-r.done
+	}
+	return err
+}
+
+// appendAsync queues r for the writer goroutine unless ctx ends or the DB
+// closes first, waiting only for room in the queue.
+func (w *writer) appendAsync(ctx context.Context, r *appendReq) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case w.slots <- struct{}{}:
+	default:
+		select {
+		case w.slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-w.quit:
+			return ErrClosed
+		}
+	}
+	w.qmu.Lock()
+	if w.closed {
+		w.qmu.Unlock()
+		<-w.slots
+		return ErrClosed
+	}
+	w.push(r)
+	kick := !w.busy
+	w.busy = true
+	w.qmu.Unlock()
+	if kick {
+		w.own <- struct{}{}
+	}
+	return nil
+}
+
+// push queues r and wakes a gather waiting for the queue to grow; the
+// caller holds qmu.
+func (w *writer) push(r *appendReq) {
+	w.queue = append(w.queue, r)
+	if w.gatherWant > 0 && len(w.queue) >= w.gatherWant {
+		w.gatherWant = 0
+		select {
+		case w.gathered <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// take moves the queue, in order, into the batch (up to maxBatch); the
+// caller holds qmu and owns the state.
+func (w *writer) take() {
+	n := min(len(w.queue), maxBatch-len(w.batch))
+	for _, r := range w.queue[:n] {
+		if r.then != nil {
+			<-w.slots
+		}
+	}
+	w.batch = append(w.batch, w.queue[:n]...)
+	rest := copy(w.queue, w.queue[n:])
+	clear(w.queue[rest:])
+	w.queue = w.queue[:rest]
+}
+
+// lead commits what is queued, as the owner of the state, and gives the
+// state up.
+func (w *writer) lead() {
+	owning(true)
+	w.qmu.Lock()
+	w.take()
+	w.qmu.Unlock()
+	w.gather()
+	if len(w.batch) > 0 {
+		w.commit()
+	}
+	w.maybeCheckpoint(false)
+	w.release()
+}
+
+// acquire makes the writer goroutine the owner of the state, waiting for
+// the running commit to end (control requests must not interleave with
+// one) but not for those queued behind it.
+func (w *writer) acquire() {
+	w.qmu.Lock()
+	if !w.busy {
+		w.busy = true
+		w.qmu.Unlock()
+		owning(true)
+		return
+	}
+	w.writerWaits = true
+	w.qmu.Unlock()
+	// A token may already be on its way (an owner released to the
+	// writer's loop): it is this goroutine's either way.
+	<-w.own
+	w.qmu.Lock()
+	w.writerWaits = false
+	w.qmu.Unlock()
+	owning(true)
+}
+
+// release gives up the state: to the writer goroutine when it waits for
+// it, else to the first queued caller that waits for its answer (it leads
+// the next commit, and commits the asynchronous appends queued before
+// it), else, with only asynchronous appends queued, to the writer
+// goroutine, so that no caller of AppendEntryAsync pays for a commit.
+func (w *writer) release() {
+	owning(false)
+	w.qmu.Lock()
+	if w.writerWaits {
+		w.writerWaits = false
+		w.qmu.Unlock()
+		w.own <- struct{}{}
+		return
+	}
+	if len(w.queue) == 0 {
+		w.busy = false
+		w.qmu.Unlock()
+		return
+	}
+	var next *appendReq
+	for _, r := range w.queue {
+		if r.then == nil {
+			next = r
+			break
+		}
+	}
+	w.qmu.Unlock()
+	if next != nil {
+		next.done <- errLead // empty: next is not answered while queued
+		return
+	}
+	w.own <- struct{}{}
 }
 
 // sync makes bbolt hold every entry whose append has returned.
@@ -353,8 +533,10 @@ func (w *writer) stop() (bool, error) {
 		w.mu.Unlock()
 		return false, nil
 	}
-	w.closed = true
-	close(w.reqs) // no sender holds mu, so none can be mid-send
+	w.qmu.Lock()
+	w.closed = true // nothing is queued after this
+	w.qmu.Unlock()
+	close(w.quit)
 	w.mu.Unlock()
 	<-w.stopped
 	<-w.ckptStopped
@@ -366,22 +548,31 @@ func (w *writer) run() {
 	defer close(w.jobs) // ends the checkpointer
 	for {
 		select {
-		case r, ok := <-w.reqs:
-			if !ok {
-				w.lastErr = w.flush(false)
-				return
+		case <-w.own: // handed the state to commit the queue
+			w.lead()
+		case <-w.quit:
+			// The running commit ends first; then whatever is queued
+			// is committed, and the state is never given up again.
+			w.acquire()
+			for {
+				w.qmu.Lock()
+				w.take()
+				w.qmu.Unlock()
+				if len(w.batch) == 0 {
+					break
+				}
+				w.commit()
 			}
-			w.batch = append(w.batch[:0], r)
-			w.drain()
-			w.gather()
-			w.commit()
-			w.maybeCheckpoint(false)
+			w.lastErr = w.flush(false)
+			return
 		case c := <-w.ctl:
+			w.acquire()
 			if c.idle {
 				if w.inflight != nil {
 					w.finished(<-w.done)
 				}
 				c.done <- nil
+				w.release()
 				continue
 			}
 			err := w.flush(c.fn != nil && !c.grow)
@@ -398,12 +589,17 @@ func (w *writer) run() {
 			}
 			c.done <- err
 			w.maybeCheckpoint(false) // a checkpoint that failed again waits for its retry
+			w.release()
 		case j := <-w.done:
+			w.acquire()
 			w.finished(j)
 			w.maybeCheckpoint(false)
+			w.release()
 		case <-w.timer.C:
+			w.acquire()
 			w.timerOn = false
 			w.maybeCheckpoint(true)
+			w.release()
 		}
 	}
 }
@@ -424,6 +620,20 @@ func (w *writer) checkpointer(hook func() error) {
 	}
 }
 
+// Tests only: ownHook, when set, is told when a goroutine starts (true)
+// and stops (false) using the writer's state, and commitHook is called
+// at the start of each commit with the number of appends in it.
+var (
+	ownHook    atomic.Pointer[func(enter bool)]
+	commitHook atomic.Pointer[func(n int)]
+)
+
+func owning(enter bool) {
+	if f := ownHook.Load(); f != nil {
+		(*f)(enter)
+	}
+}
+
 // checkpointHook, when set (by tests only), runs before each checkpoint on
 // the checkpointer goroutine; an error fails the checkpoint.
 var checkpointHook func() error
@@ -440,27 +650,11 @@ func (w *writer) apply(recs []byte, epoch uint64) error {
 	return nil
 }
 
-// drain adds to the batch whatever is queued right now, without waiting:
-// a caller that arrives later is better served by the next commit than by
-// delaying this one.
-func (w *writer) drain() {
-	for len(w.batch) < maxBatch {
-		select {
-		case r, ok := <-w.reqs:
-			if !ok {
-				return
-			}
-			w.batch = append(w.batch, r)
-		default:
-			return
-		}
-	}
-}
-
 // gather waits for the appends of the callers the last commit answered
 // when fewer are queued (see gatherMin), and adds them to the batch in
 // queue order. It returns when they are all in, at the deadline, or when
-// the queue closes.
+// the DB closes. What arrives later is left for the next commit: no
+// commit waits beyond that.
 func (w *writer) gather() {
 	want := min(w.woken, maxBatch)
 	if want < gatherMin || len(w.batch) >= want {
@@ -470,25 +664,37 @@ func (w *writer) gather() {
 	if wait <= 0 {
 		return
 	}
-	w.gatherT.Reset(wait)
-	defer w.gatherT.Stop()
-	for len(w.batch) < want {
-		select {
-		case r, ok := <-w.reqs:
-			if !ok {
-				return // run sees the close next and flushes
-			}
-			w.batch = append(w.batch, r)
-			w.drain()
-		case <-w.gatherT.C:
-			return
-		}
+	w.qmu.Lock()
+	w.take()
+	if len(w.batch) >= want || w.closed {
+		w.qmu.Unlock()
+		return
 	}
+	w.gatherWant = want - len(w.batch)
+	w.qmu.Unlock()
+	w.gatherT.Reset(wait)
+	select {
+	case <-w.gathered:
+	case <-w.gatherT.C:
+	case <-w.quit:
+	}
+	w.gatherT.Stop()
+	w.qmu.Lock()
+	w.gatherWant = 0
+	select {
+	case <-w.gathered: // a signal sent after the deadline
+	default:
+	}
+	w.take()
+	w.qmu.Unlock()
 }
 
 // commit numbers the batch, logs it with one write and one fdatasync, and
 // answers every caller.
 func (w *writer) commit() {
+	if f := commitHook.Load(); f != nil {
+		(*f)(len(w.batch))
+	}
 	errs := w.errs[:len(w.batch)]
 	mark := len(w.pending)
 	w.undo = w.undo[:0]
@@ -572,6 +778,7 @@ func (w *writer) commit() {
 		r.done <- errs[i] // last touch: the caller may reuse r and r.e now
 	}
 	clear(w.batch)
+	w.batch = w.batch[:0]
 	clear(errs)
 }
 

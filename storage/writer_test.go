@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -242,4 +244,68 @@ func benchEntry(channelID uint64) *channels.Entry {
 
 func reportRate(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+}
+
+// BenchmarkCommitLeader measures synchronous appends where the commit
+// leader matters: Serial is one publisher at a time (every append leads
+// its own commit), Parallel4 a few publishers whose commits overlap, and
+// Parallel64 many, where leaders hand the queue on. entries/commit shows
+// how well commits are shared; allocs/op should be 0 once warm.
+// Checkpoints come only every megabyte of log (not every second), so
+// that the figures are of the append path; bbolt's transaction in a
+// checkpoint allocates on its own goroutine.
+func BenchmarkCommitLeader(b *testing.B) {
+	storage.SetCheckpointDelay(b, time.Hour)
+	run := func(b *testing.B, par int) {
+		var commits atomic.Int64
+		db, err := storage.Open(filepath.Join(b.TempDir(), "feedmq.db"), storage.Options{
+			Now:      func() time.Time { return now },
+			OnCommit: func(int, time.Duration) { commits.Add(1) },
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { db.Close() })
+		id := MustCreateChannel(b, db, "bench").ID
+		warm := benchEntry(id)
+		for range 100 { // the pools, buffers and maps of the write path
+			if err := db.AppendEntry(context.Background(), warm); err != nil {
+				b.Fatal(err)
+			}
+		}
+		commits.Store(0)
+		b.ReportAllocs()
+		cpu0 := cpuTime()
+		b.ResetTimer()
+		if par == 1 {
+			e := benchEntry(id)
+			for b.Loop() {
+				if err := db.AppendEntry(context.Background(), e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		} else {
+			b.SetParallelism(max(1, par/runtime.GOMAXPROCS(0)))
+			b.RunParallel(func(pb *testing.PB) {
+				e := benchEntry(id)
+				for pb.Next() {
+					if err := db.AppendEntry(context.Background(), e); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		b.StopTimer()
+		// The process's CPU time, fdatasync's included: wall time at
+		// light load is mostly the disk's.
+		b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+		if c := commits.Load(); c > 0 {
+			b.ReportMetric(float64(b.N)/float64(c), "entries/commit")
+		}
+		reportRate(b)
+	}
+	b.Run("Serial", func(b *testing.B) { run(b, 1) })
+	b.Run("Parallel4", func(b *testing.B) { run(b, 4) })
+	b.Run("Parallel64", func(b *testing.B) { run(b, 64) })
 }
