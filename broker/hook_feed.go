@@ -67,8 +67,8 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	} else {
 		err = s.publish(device, pk.TopicName, pk.Payload, pubMode{qos: pk.FixedHeader.Qos, ss: ss, id: pk.PacketID})
 	}
-	if err == nil && ss.act != nil {
-		ss.act.published(s.started)
+	if err == nil && ss.act != nil && pk.FixedHeader.Qos != 1 {
+		ss.act.published(s.started) // QoS 1: before its PUBACK (puback.go)
 	}
 	switch {
 	case err == nil && pk.FixedHeader.Qos == 1:

@@ -152,7 +152,16 @@ func (ss *session) ackNow(s *Server, id uint16) {
 	ss.acks.out.Add(1)
 	s.unacked.Add(1)
 	id = ss.clientID(id, true)
+	ss.noteAccepted(s)
 	ss.put(s, []byte{packets.Puback << 4, 2, byte(id >> 8), byte(id)}, true)
+}
+
+// noteAccepted records an accepted publish in the device's activity
+// before its PUBACK goes: whoever has the PUBACK sees it.
+func (ss *session) noteAccepted(s *Server) {
+	if ss.act != nil {
+		ss.act.published(s.started)
+	}
 }
 
 // finishAck marks q answered and writes the PUBACKs now due, in order. It
@@ -167,6 +176,7 @@ func (ss *session) finishAck(s *Server, q *queuedEntry) {
 		case pa.stopped:
 			pa.done(s, 1)
 		case q.fail == nil:
+			ss.noteAccepted(s)
 			ss.put(s, []byte{packets.Puback << 4, 2, byte(q.id >> 8), byte(q.id)}, true)
 		case ss.cl.Properties.ProtocolVersion == 5:
 			ss.put(s, refusalAck(ss.cl, q.id, q.fail.code), true)

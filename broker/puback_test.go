@@ -112,10 +112,10 @@ func holdCommits(t *testing.T, ts *testServer, h *heldStore, ch uint64) int {
 	t.Helper()
 	h.hold()
 	c := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
+	n := h.Queued() + 1
 	if err := c.Publish(fmt.Sprintf("channels/%d/publish", ch), 0, 0, []byte("field8=held")); err != nil {
 		t.Fatal(err)
 	}
-	n := h.Queued() + 1
 	waitQueued(t, h, n)
 	return n
 }
