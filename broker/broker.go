@@ -261,12 +261,14 @@ type Server struct {
 	// pending counts entries queued with commitAsync and not yet fanned
 	// out; fanq carries them from the store's writer to fanOutLoop.
 	pending sync.WaitGroup
-	fanq    chan *channels.Entry
+	fanq    chan *queuedEntry
+	// inCommit counts the feed commits under way: queued ones not yet
+	// fanned out, and QoS 1 ones a reader waits for (write).
+	inCommit atomic.Int64
+	// unacked counts the PUBACKs of QoS 1 feed publishes not yet written
+	// (puback.go).
+	unacked atomic.Int64
 	stats   stats
-
-	// then is afterCommit as a func value, made once: a method value
-	// passed on each commitAsync would be allocated each time.
-	then func(*channels.Entry, error)
 
 	// Extra fan-out topics and who listens to them (extra.go).
 	legacyCount atomic.Int64
@@ -317,10 +319,9 @@ func New(opts Options, store channels.Store, reg *auth.Registry) (*Server, error
 		sensorNames: make(map[string]int),
 		throttle:    newThrottle(opts.AuthBackoff),
 		handlers:    newHandlerPool(),
-		fanq:        make(chan *channels.Entry, 1024),
+		fanq:        make(chan *queuedEntry, 1024),
 		started:     time.Now(),
 	}
-	s.then = s.afterCommit
 	go s.fanOutLoop()
 	s.stats.init()
 	caps := mqtt.NewDefaultServerCapabilities()
@@ -509,6 +510,7 @@ func (s *Server) Close() error {
 	// No new write can start now; those queued are committed and fanned
 	// out before the clients are disconnected.
 	s.pending.Wait()
+	s.flushAcks(s.writeTimeout())
 	s.stopSweep()
 	err := s.mochi.Close()
 	if s.shared != nil {

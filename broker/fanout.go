@@ -1,9 +1,11 @@
 package broker
 
 import (
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 )
@@ -161,48 +163,89 @@ func (s *Server) deliver(d dest, payload []byte) {
 // sender is the delivery queue of one subscriber: encoded packets are
 // appended to pend, and the sender goroutine swaps it for an empty buffer
 // and writes it whole, so a backlog costs one write, not one per packet.
+// On plain TCP a packet for a client with nothing queued is written at
+// once instead, in one non-blocking attempt (writeNow): no goroutine is
+// woken, and the goroutine is started only once something has to wait.
 type sender struct {
-	mu     sync.Mutex
-	pend   []byte        // packets waiting, back to back
-	spare  []byte        // the buffer last written, reused for the next backlog
-	queued int           // bytes in pend and in the write in progress
-	closed bool          // run has returned: queue nothing more
-	total  *atomic.Int64 // Server.queued
-	// backlogged is Server.backlogged, counting senders with queued > 0.
-	backlogged *atomic.Int64
-	wake       chan struct{}
-	done       chan struct{}
+	mu      sync.Mutex
+	pend    []byte // packets waiting, back to back
+	spare   []byte // the buffer last written, reused for the next backlog
+	queued  int    // bytes in pend and in the write in progress
+	acks    int32  // PUBACKs in pend (puback.go)
+	closed  bool   // the connection is done: queue nothing more
+	running bool   // run has been started
+	// stop, once set, closes the client after what is queued is written;
+	// nothing more is queued.
+	stop error
+	srv  *Server
+	ss   *session
+	wake chan struct{}
+	done chan struct{}
+
+	// Direct writes on plain TCP; tcp nil for TLS and WebSocket.
+	tcp    *net.TCPConn
+	raw    syscall.RawConn
+	rawFn  func(fd uintptr) bool // one write attempt of wbuf, made once
+	wbuf   []byte                // what rawFn writes (mu held)
+	wn     int
+	werr   error
+	wtried bool
 }
 
-// send queues an encoded packet for ss's client, starting its sender on
-// first use. Bytes, not packets, are bounded: a client with
-// SendQueueBytes waiting (it stopped reading; the write timeout will cut
-// it) loses the packet, and so does, once SendQueueTotal bytes wait over
-// all subscribers, a client holding more than its share of that total
-// (an equal part for every client with something waiting), and any
-// client at twice the total; the drop is counted. A client with nothing
-// waiting always gets its packet, and one under its share keeps a
-// backlog, so clients that do not read cannot starve those that do
-// (four stalled subscribers holding the total let a reading one get 7
-// of a 2000-entry burst).
-func (ss *session) send(s *Server, pk []byte) {
+// send queues an encoded packet for ss's client. Bytes, not packets, are
+// bounded: a client with SendQueueBytes waiting (it stopped reading; the
+// write timeout will cut it) loses the packet, and so does, once
+// SendQueueTotal bytes wait over all subscribers, a client holding more
+// than its share of that total (an equal part for every client with
+// something waiting), and any client at twice the total; the drop is
+// counted. A client with nothing waiting always gets its packet, and one
+// under its share keeps a backlog, so clients that do not read cannot
+// starve those that do (four stalled subscribers holding the total let a
+// reading one get 7 of a 2000-entry burst).
+func (ss *session) send(s *Server, pk []byte) { ss.put(s, pk, false) }
+
+// put writes or queues pk for ss's client. A PUBACK (ack) is never
+// dropped for the bounds (it is small, and its publisher waits for it),
+// and is counted done (ss.acks) once written or lost with the connection.
+func (ss *session) put(s *Server, pk []byte, ack bool) {
+	var acked int32
+	if ack {
+		acked = 1
+		defer func() { ss.acks.done(s, acked) }()
+	}
 	q := ss.out.Load()
 	if q == nil {
-		if q = ss.startSender(s); q == nil {
+		if q = ss.newSender(s); q == nil {
 			return // the session ended
 		}
 	}
 	q.mu.Lock()
-	if q.closed {
+	if q.closed || q.stop != nil {
 		q.mu.Unlock()
 		return
 	}
 	total, limit := s.queued.Load()+int64(len(pk)), s.opts.SendQueueTotal
-	if q.queued > 0 && (q.queued+len(pk) > s.opts.SendQueueBytes || total > 2*limit ||
+	if !ack && q.queued > 0 && (q.queued+len(pk) > s.opts.SendQueueBytes || total > 2*limit ||
 		total > limit && int64(q.queued+len(pk)) > limit/max(1, s.backlogged.Load())) {
 		q.mu.Unlock()
 		s.stats.dropped.Add(1)
 		return
+	}
+	// A delivery is written at once only when no more entries wait to be
+	// fanned out: under load the sender goroutine's one write per backlog
+	// costs far fewer syscalls than one per delivery (a hundred
+	// subscribers of one channel: a write each, per entry). A PUBACK
+	// goes to one client and is written at once.
+	if q.queued == 0 && q.tcp != nil && (ack || len(s.fanq) == 0) {
+		n, err := q.writeNow(pk)
+		if err != nil || n == len(pk) {
+			if err != nil {
+				q.releaseLocked()
+			}
+			q.mu.Unlock()
+			return
+		}
+		pk = pk[n:] // the rest of the packet must follow: queued whatever the bounds
 	}
 	if q.queued == 0 {
 		s.backlogged.Add(1)
@@ -218,14 +261,25 @@ func (ss *session) send(s *Server, pk []byte) {
 	q.pend = append(q.pend, pk...)
 	q.queued += len(pk)
 	s.queued.Add(int64(len(pk)))
+	if ack {
+		q.acks++
+		acked = 0 // the sender counts it
+	}
+	start := !q.running
+	q.running = true
 	q.mu.Unlock()
+	if start {
+		go q.run()
+	}
 	select {
 	case q.wake <- struct{}{}:
 	default: // already woken
 	}
 }
 
-func (ss *session) startSender(s *Server) *sender {
+// newSender makes the sender of ss on first use, nil once the session
+// ended. Its goroutine starts when first needed (put).
+func (ss *session) newSender(s *Server) *sender {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.ended {
@@ -234,10 +288,72 @@ func (ss *session) startSender(s *Server) *sender {
 	if q := ss.out.Load(); q != nil {
 		return q
 	}
-	q := &sender{wake: make(chan struct{}, 1), done: make(chan struct{}), total: &s.queued, backlogged: &s.backlogged}
+	q := &sender{srv: s, ss: ss, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	if c, ok := ss.cl.Net.Conn.(*conn); ok {
+		if tc, ok := c.Conn.(*net.TCPConn); ok {
+			if rc, err := tc.SyscallConn(); err == nil {
+				q.tcp, q.raw = tc, rc
+				q.rawFn = q.writeOnce
+			}
+		}
+	}
 	ss.out.Store(q)
-	go q.run(ss.cl)
 	return q
+}
+
+// writeNow makes one non-blocking attempt to write b to the socket, with
+// q.mu held, so no other packet of this client can pass it. It returns
+// how much was written; an error means the connection is closed (as
+// conn.Write does after a failed write). When mochi is writing to the
+// client, or the write deadline conn.Write set has passed, nothing is
+// tried: the sender goroutine writes it (through conn.Write).
+func (q *sender) writeNow(b []byte) (int, error) {
+	cl := q.ss.cl
+	if !cl.TryLock() { // the client's lock serializes whole packets with mochi's
+		return 0, nil
+	}
+	defer cl.Unlock()
+	q.wbuf, q.wn, q.werr, q.wtried = b, 0, nil, false
+	// An error without an attempt (a passed deadline, a closed socket)
+	// is left to conn.Write on the sender goroutine.
+	_ = q.raw.Write(q.rawFn)
+	n, werr, tried := q.wn, q.werr, q.wtried
+	q.wbuf, q.werr = nil, nil
+	switch {
+	case !tried:
+		return 0, nil
+	case werr == nil:
+		return n, nil
+	case werr == syscall.EAGAIN || werr == syscall.EINTR:
+		return 0, nil
+	}
+	// A failed write: the stream may hold part of a packet.
+	_ = q.tcp.Close()
+	return 0, werr
+}
+
+// writeOnce is the syscall.RawConn write function: exactly one attempt,
+// never a wait for the socket to become writable.
+func (q *sender) writeOnce(fd uintptr) bool {
+	q.wtried = true
+	n, err := syscall.Write(int(fd), q.wbuf)
+	q.wn, q.werr = max(n, 0), err
+	return true
+}
+
+// stopAfterWrites closes ss's client once what is queued for it is
+// written (PUBACKs ahead of a refusal), at once when nothing is.
+func (ss *session) stopAfterWrites(err error) {
+	if q := ss.out.Load(); q != nil {
+		q.mu.Lock()
+		if q.queued > 0 && !q.closed {
+			q.stop = err
+			q.mu.Unlock()
+			return
+		}
+		q.mu.Unlock()
+	}
+	ss.cl.Stop(err)
 }
 
 // stopSender ends the sender of a closing session.
@@ -250,45 +366,60 @@ func (ss *session) stopSender() {
 	ss.ended = true
 	if q := ss.out.Load(); q != nil {
 		close(q.done)
+		q.mu.Lock()
+		if !q.running {
+			q.releaseLocked()
+		}
+		q.mu.Unlock()
 	}
 }
 
-// run writes the backlog to cl whenever there is one. A failed write has
-// closed the connection (see conn.Write); the session then ends and so
-// does run.
-func (q *sender) run(cl *mqtt.Client) {
-	defer q.release()
+// run writes the backlog to the client whenever there is one. A failed
+// write has closed the connection (see conn.Write): run gives back what
+// was queued and waits for the session to end.
+func (q *sender) run() {
+	cl, s := q.ss.cl, q.srv
 	for {
 		select {
 		case <-q.wake:
 		case <-q.done:
+			q.release()
 			return
 		}
 		for {
 			q.mu.Lock()
-			buf := q.pend
-			q.pend, q.spare = q.spare[:0], nil
-			q.mu.Unlock()
+			buf, acks := q.pend, q.acks
 			if len(buf) == 0 {
-				q.spare = buf
+				q.mu.Unlock()
 				break
 			}
-			if err := writeRaw(cl, buf); err != nil {
-				<-q.done
-				return
-			}
+			q.pend, q.spare, q.acks = q.spare[:0], nil, 0
+			q.mu.Unlock()
+			err := writeRaw(cl, buf)
+			q.ss.acks.done(s, acks) // written, or lost with the connection
 			n := len(buf)
 			if cap(buf) > keptSendBuffer {
 				buf = nil // a burst should not pin its memory
 			}
 			q.mu.Lock()
+			if err != nil {
+				q.releaseLocked()
+				q.mu.Unlock()
+				<-q.done
+				return
+			}
 			q.spare = buf
 			q.queued -= n
-			q.total.Add(-int64(n))
+			s.queued.Add(-int64(n))
+			var stop error
 			if q.queued == 0 {
-				q.backlogged.Add(-1)
+				s.backlogged.Add(-1)
+				stop, q.stop = q.stop, nil
 			}
 			q.mu.Unlock()
+			if stop != nil {
+				cl.Stop(stop)
+			}
 		}
 	}
 }
@@ -297,12 +428,20 @@ func (q *sender) run(cl *mqtt.Client) {
 func (q *sender) release() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.closed = true
-	q.total.Add(-int64(q.queued))
-	if q.queued > 0 {
-		q.backlogged.Add(-1)
+	q.releaseLocked()
+}
+
+func (q *sender) releaseLocked() {
+	if q.closed {
+		return
 	}
-	q.queued, q.pend, q.spare = 0, nil, nil
+	q.closed = true
+	q.srv.queued.Add(-int64(q.queued))
+	if q.queued > 0 {
+		q.srv.backlogged.Add(-1)
+	}
+	q.ss.acks.done(q.srv, q.acks)
+	q.queued, q.acks, q.pend, q.spare, q.stop = 0, 0, nil, nil, nil
 }
 
 // writeRaw writes whole encoded packets to cl beside mochi's own writes,

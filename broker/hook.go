@@ -75,8 +75,8 @@ type session struct {
 	// device deleted: its will is not sent and its session not kept.
 	revoked atomic.Bool
 
-	out atomic.Pointer[sender] // deliveries to cl, once it gets one (fanout.go)
-	ack [4]byte                // the PUBACK being written (ackPublish)
+	out  atomic.Pointer[sender] // deliveries to cl, once it gets one (fanout.go)
+	acks pubAcks                // PUBACKs of QoS 1 feed publishes not yet written (puback.go)
 	// ackID is the packet ID mochi handles the SUBSCRIBE or UNSUBSCRIBE
 	// being processed under (high 16 bits) and the client's (low), when
 	// renumberAck changed it; 0 otherwise.
@@ -174,7 +174,7 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 // renumberPublish gives a QoS 1 or 2 PUBLISH whose packet ID one of the
 // server's deliveries to cl holds another ID while mochi and feedmq
 // handle it; the acknowledgements go out with the client's
-// (OnPacketEncode, ackPublish). mochi keeps both sides' IDs in one table:
+// (OnPacketEncode, puback.go). mochi keeps both sides' IDs in one table:
 // it would take the client's publish for the answer to its delivery and
 // forget the delivery, which a persistent session then never gets again
 // if the connection drops before the client acknowledges it. A QoS 2

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unsafe"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -33,8 +34,10 @@ var (
 // OnPublish is the publish path for MQTT: parse, authorize, commit, fan
 // out. The original packet is never delivered as is (Ignore):
 // subscribers get the entry on the subscribe topics. A QoS 1 publish is
-// acknowledged here, once its entry is on disk (ackPublish); QoS 2, by
-// mochi after this returns.
+// acknowledged by feedmq once its entry is on disk (write, puback.go);
+// QoS 2, by mochi after this returns. Whatever mochi answers waits for
+// the connection's PUBACKs still on their way, so that acknowledgements
+// go out in the order the publishes came.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil // our own fan-out
@@ -42,6 +45,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	s := h.srv
 	ss := s.session(cl)
 	if !channels.Reserved(pk.TopicName) {
+		ss.drainAcks(pk.FixedHeader.Qos)
 		return h.publishFree(cl, ss, pk)
 	}
 	if strings.HasPrefix(pk.TopicName, "$") {
@@ -51,6 +55,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		rj := &rejection{reasonBadTopic, packets.ErrTopicNameInvalid, errors.New("clients may not publish to $ topics")}
 		s.stats.rejected[rj.reason].Add(1)
 		s.logRejection(cl, ss, pk, rj)
+		ss.drainAcks(pk.FixedHeader.Qos)
 		return pk, s.refuseFree(cl, pk, rj.code)
 	}
 	var err error
@@ -61,53 +66,50 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	switch {
 	case err == nil && pk.FixedHeader.Qos == 1:
-		// Stored and acknowledged by feedPublish.
-		// Answered: mochi must neither acknowledge it again nor route
-		// it. As an ignored QoS 0 packet it goes through mochi's quiet
-		// path; ErrRejectPacket would make mochi build a debug log
-		// call that copies the whole packet to the heap, every time.
+		// Stored or queued, and acknowledged by write: mochi must
+		// neither acknowledge it again nor route it. (mochi would
+		// record the PUBACK in the client's in-flight map and encode it
+		// as a generic packet, a third of everything a QoS 1 publish
+		// allocated in the fan-in profile.) As an ignored QoS 0 packet
+		// it goes through mochi's quiet path; ErrRejectPacket would make
+		// mochi build a debug log call that copies the whole packet to
+		// the heap, every time.
 		pk.FixedHeader.Qos, pk.Ignore = 0, true
 		return pk, nil
 	case err == nil:
+		ss.drainAcks(pk.FixedHeader.Qos) // mochi sends the PUBREC of QoS 2
 		return pk, packets.CodeSuccessIgnore
 	}
+	ss.drainAcks(pk.FixedHeader.Qos)
 	return pk, s.reject(cl, ss, pk, err)
 }
 
 // feedPublish stores a publish of ss's device to a feed topic (reserved,
-// not $) and, at QoS 1, acknowledges it once stored. OnPublish and the
-// read path (readpath.go) both call it; an error is the rejection the
-// caller answers. The PUBACK is written here, not by mochi: mochi would
-// record it in the client's in-flight map and encode it as a generic
-// packet, a third of everything a QoS 1 publish allocated in the fan-in
-// profile. topic and payload are not kept after it returns.
+// not $); at QoS 1 write acknowledges it once stored (puback.go).
+// OnPublish and the read path (readpath.go) both call it; an error is the
+// rejection the caller answers, after drainAcks. topic and payload are
+// not kept after it returns.
 func (s *Server) feedPublish(ss *session, topic string, payload []byte, qos byte, id uint16) error {
-	if err := s.publish(ss.device, topic, payload, qos == 0); err != nil {
-		return err
+	err := s.publish(ss.device, topic, payload, pubMode{qos: qos, ss: ss, id: id})
+	if err == nil && ss.act != nil && qos != 1 {
+		ss.act.published(s.started) // QoS 1: before its PUBACK (puback.go)
 	}
-	if ss.act != nil {
-		ss.act.published(s.started)
-	}
-	if qos == 1 {
-		ss.ackPublish(id)
-	}
-	return nil
+	return err
 }
 
-// ackPublish sends a successful PUBACK, the same four bytes in MQTT 3.1.1
-// and 5 (reason code 0 without properties may be left out). Only the
-// connection's reader calls it, so the session's buffer is free.
-func (ss *session) ackPublish(id uint16) {
-	id = ss.clientID(id, true)
-	ss.ack = [4]byte{packets.Puback << 4, 2, byte(id >> 8), byte(id)}
-	_ = writeRaw(ss.cl, ss.ack[:])
+// pubMode is how a publish is written and answered: its QoS and, for
+// QoS 1 over a connection, whom the PUBACK goes to.
+type pubMode struct {
+	qos byte
+	ss  *session // the publisher; nil: nobody to acknowledge
+	id  uint16   // the packet ID the publish came under (a stand-in, maybe)
 }
 
 // publish turns one MQTT publish into a stored, fanned-out entry.
-// A QoS 0 publish (noWait) is queued for commit without holding up the
+// A QoS 0 publish is queued for commit without holding up the
 // connection: nothing is acknowledged, and fan-out still waits for the
-// commit.
-func (s *Server) publish(device uint64, topic string, payload []byte, noWait bool) error {
+// commit. A QoS 1 publish is acknowledged after its commit (write).
+func (s *Server) publish(device uint64, topic string, payload []byte, m pubMode) error {
 	if len(topic) > channels.MaxTopicLen {
 		return &rejection{reasonBadTopic, packets.ErrTopicNameInvalid, errTopicTooLong}
 	}
@@ -116,7 +118,7 @@ func (s *Server) publish(device uint64, topic string, payload []byte, noWait boo
 	case err != nil:
 		return &rejection{reasonBadTopic, packets.ErrTopicNameInvalid, err}
 	case t.Kind == channels.KindSensor || t.Kind == channels.KindSensorName:
-		return s.publishSensor(device, &t, payload, noWait)
+		return s.publishSensor(device, &t, payload, m)
 	case t.Kind != channels.KindPublish:
 		return &rejection{reasonBadTopic, packets.ErrNotAuthorized,
 			errors.New("only the broker publishes to subscribe topics; publish to channels/<id>/publish")}
@@ -133,13 +135,13 @@ func (s *Server) publish(device uint64, topic string, payload []byte, noWait boo
 		return payloadRejection(err)
 	}
 	s.fieldsDropped(ch.ID, dropped)
-	return s.write(&e, noWait)
+	return s.write(&e, m)
 }
 
 // publishSensor handles a Waziup-style devices/<channel>/sensors/<field>/value
 // publish of {"value": ..., "timestamp": ...}. Only device rights apply:
 // these topics carry no API key.
-func (s *Server) publishSensor(device uint64, t *channels.Topic, payload []byte, noWait bool) error {
+func (s *Server) publishSensor(device uint64, t *channels.Topic, payload []byte, m pubMode) error {
 	ch, n, err := s.resolveSensor(t)
 	if err != nil {
 		if errors.Is(err, auth.ErrUnknownChannel) {
@@ -154,16 +156,33 @@ func (s *Server) publishSensor(device uint64, t *channels.Topic, payload []byte,
 	if err != nil {
 		return payloadRejection(err)
 	}
-	return s.write(&e, noWait)
+	return s.write(&e, m)
 }
 
-// write commits e, waiting for the commit unless noWait is set and the
-// store can queue appends.
-func (s *Server) write(e *channels.Entry, noWait bool) error {
-	if ap, ok := s.store.(channels.AsyncAppender); ok && noWait {
-		return s.commitAsync(ap, e)
+// write commits e. QoS 0 is queued for the store's next commit when the
+// store can queue appends, and so is QoS 1 from a connection when a
+// commit is under way anyway: its PUBACK is written by the fan-out side
+// after the commit (puback.go), so the connection reads on meanwhile.
+// Otherwise the reader commits, and acknowledges the publish itself.
+func (s *Server) write(e *channels.Entry, m pubMode) error {
+	ap, async := s.store.(channels.AsyncAppender)
+	switch {
+	case async && m.qos == 0:
+		return s.commitAsync(ap, e, nil)
+	case async && m.qos == 1 && m.ss != nil && m.ss.acksQueued(s):
+		return s.commitAsync(ap, e, &m)
 	}
-	return s.commit(context.Background(), e)
+	if m.qos == 1 {
+		s.inCommit.Add(1)
+		defer s.inCommit.Add(-1)
+	}
+	if err := s.commit(context.Background(), e); err != nil {
+		return err
+	}
+	if m.qos == 1 && m.ss != nil {
+		m.ss.ackNow(s, m.id)
+	}
+	return nil
 }
 
 // resolveSensor finds the channel (by ID or by name) and field (field<N>
@@ -277,44 +296,102 @@ func storeRejection(err error) *rejection {
 }
 
 // commitAsync queues e for the store's next commit and returns; after the
-// commit, afterCommit hands it to the fan-out goroutine. Entries keep
-// their order: the store commits in queue order and one goroutine fans
-// out. Close waits for every queued entry (pending).
-func (s *Server) commitAsync(ap channels.AsyncAppender, e *channels.Entry) error {
+// commit, the entry goes to the fan-out goroutine (committedAsync).
+// Entries keep their order: the store commits in queue order and one
+// goroutine fans out. Close waits for every queued entry (pending). With
+// ack (QoS 1), the PUBACK is written after the entry is fanned out; the
+// connection holds at most maxUnacked publishes unacknowledged, and
+// waits here for room.
+func (s *Server) commitAsync(ap channels.AsyncAppender, e *channels.Entry, ack *pubMode) error {
+	if ack != nil {
+		ack.ss.acks.reserve(s) // before the gate: Close takes it
+	}
 	s.gate.RLock()
 	defer s.gate.RUnlock()
 	if err := s.admit(e); err != nil {
+		if ack != nil {
+			ack.ss.acks.unreserve(s)
+		}
 		return err
 	}
-	own := new(channels.Entry) // e lives on the reader's stack
-	*own = *e
+	q := &queuedEntry{e: *e, srv: s} // e lives on the reader's stack
+	if ack != nil {
+		q.ss, q.id = ack.ss, ack.ss.clientID(ack.id, true)
+		q.ss.acks.push(q)
+	}
 	s.pending.Add(1)
-	if err := ap.AppendEntryAsync(context.Background(), own, s.then); err != nil {
-		s.pending.Done()
+	s.inCommit.Add(1)
+	if err := ap.AppendEntryAsync(context.Background(), &q.e, queuedCommitted); err != nil {
+		if ack != nil {
+			// Its PUBACK is in line behind the connection's earlier
+			// ones: the failure is answered there, in order.
+			q.committed(&q.e, err)
+			return nil
+		}
+		s.dequeued()
 		return storeRejection(err)
 	}
 	return nil
 }
 
-// afterCommit runs on the store's writer goroutine: it must not block for
-// long, so fan-out happens on fanOutLoop.
-func (s *Server) afterCommit(e *channels.Entry, err error) {
+// dequeued counts off an entry queued with commitAsync: fanned out, or
+// failed.
+func (s *Server) dequeued() {
+	s.inCommit.Add(-1)
+	s.pending.Done()
+}
+
+// queuedEntry is an entry queued with commitAsync, with the publisher to
+// acknowledge (ss nil for QoS 0).
+type queuedEntry struct {
+	e    channels.Entry // first: queuedCommitted finds the entry from it
+	srv  *Server
+	ss   *session
+	id   uint16     // the client's packet ID
+	fail *rejection // the commit failed
+	done bool       // committed or failed: its PUBACK may go (ss.acks.mu)
+}
+
+// committed runs on the store's writer goroutine after the commit: it
+// must not block for long, so fan-out happens on fanOutLoop, which also
+// writes the PUBACKs, in order, after the entry is fanned out. A failure
+// is counted and logged as a refused publish.
+// queuedCommitted is committed as a plain function: a method value
+// (q.committed) would be allocated on every publish. e is the e field of
+// a queuedEntry, its first, so its address is the queuedEntry's.
+func queuedCommitted(e *channels.Entry, err error) {
+	(*queuedEntry)(unsafe.Pointer(e)).committed(e, err)
+}
+
+func (q *queuedEntry) committed(e *channels.Entry, err error) {
+	s := q.srv
 	if err != nil {
 		rj := storeRejection(err)
 		s.stats.rejected[rj.reason].Add(1)
-		s.log.Warn("publish rejected", "channel", e.ChannelID, "qos", 0, "reason", rj.reason, "error", err.Error())
-		s.pending.Done()
-		return
+		if q.ss == nil {
+			s.log.Warn("publish rejected", "channel", e.ChannelID, "qos", 0, "reason", rj.reason, "error", err.Error())
+			s.dequeued()
+			return
+		}
+		q.ss.logStoreFailure(s, e.ChannelID, rj)
+		q.fail = rj
+	} else {
+		s.stats.accepted.Add(1)
 	}
-	s.stats.accepted.Add(1)
-	s.fanq <- e
+	s.fanq <- q
 }
 
-// fanOutLoop fans out the entries committed asynchronously, in order.
+// fanOutLoop fans out the entries committed asynchronously, in order, and
+// then acknowledges them.
 func (s *Server) fanOutLoop() {
-	for e := range s.fanq {
-		s.committed(e)
-		s.pending.Done()
+	for q := range s.fanq {
+		if q.fail == nil {
+			s.committed(&q.e)
+		}
+		if q.ss != nil {
+			q.ss.finishAck(s, q)
+		}
+		s.dequeued()
 	}
 }
 

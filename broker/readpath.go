@@ -265,6 +265,7 @@ func (rp *readPath) reject(ss *session, f *pubFrame, id uint16, err error) {
 		Payload:     f.payload,
 		PacketID:    id,
 	}
+	ss.drainAcks(f.qos) // the PUBACKs of earlier publishes go first
 	rerr := s.reject(cl, ss, pk, err)
 	if code, ok := rerr.(packets.Code); ok && f.qos == 1 && rp.v5 {
 		// As mochi answers an MQTT 5 QoS 1 publish its OnPublish refused

@@ -1,0 +1,13 @@
+package broker
+
+// What the external tests of the PUBACK line and the senders look at.
+
+// MaxUnacked is maxUnacked.
+const MaxUnacked = maxUnacked
+
+// Unacked returns how many PUBACKs of QoS 1 feed publishes are not yet
+// written.
+func (s *Server) Unacked() int64 { return s.unacked.Load() }
+
+// SendQueued returns the bytes waiting in every subscriber's sender.
+func (s *Server) SendQueued() int64 { return s.queued.Load() }

@@ -1,0 +1,411 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/feedmq/feedmq/broker"
+	"github.com/feedmq/feedmq/channels"
+	"github.com/feedmq/feedmq/internal/mqtttest"
+	"github.com/feedmq/feedmq/storage"
+)
+
+// heldStore is the bbolt store with a hand on the answers of appends:
+// while held, entries are committed but the broker hears of it only on
+// release, as from a slow disk; failAt answers the n-th append (from 1)
+// with an error after storing it, as a commit whose outcome is unknown.
+type heldStore struct {
+	*storage.DB
+	mu     sync.Mutex
+	gate   chan struct{} // nil: not held
+	queued int
+	failAt map[int]error
+}
+
+func startHeld(t *testing.T, opts broker.Options) (*testServer, *heldStore) {
+	t.Helper()
+	h := &heldStore{failAt: make(map[int]error)}
+	ts := &testServer{t: t, dir: t.TempDir(), opts: opts, wrap: func(db *storage.DB) channels.Store {
+		h.DB = db
+		return h
+	}}
+	ts.start()
+	t.Cleanup(ts.stop)
+	t.Cleanup(h.release) // before stop: Close waits for the queued appends
+	return ts, h
+}
+
+func (h *heldStore) hold() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.gate == nil {
+		h.gate = make(chan struct{})
+	}
+}
+
+func (h *heldStore) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.gate != nil {
+		close(h.gate)
+		h.gate = nil
+	}
+}
+
+func (h *heldStore) fail(n int, err error) {
+	h.mu.Lock()
+	h.failAt[n] = err
+	h.mu.Unlock()
+}
+
+// Queued returns how many appends were made.
+func (h *heldStore) Queued() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.queued
+}
+
+// AppendEntry is the reader's own commit: counted, held and failed as
+// queued appends are.
+func (h *heldStore) AppendEntry(ctx context.Context, e *channels.Entry) error {
+	h.mu.Lock()
+	h.queued++
+	gate, ferr := h.gate, h.failAt[h.queued]
+	h.mu.Unlock()
+	err := h.DB.AppendEntry(ctx, e)
+	if gate != nil {
+		<-gate
+	}
+	if err == nil && ferr != nil {
+		err = ferr
+	}
+	return err
+}
+
+func (h *heldStore) AppendEntryAsync(ctx context.Context, e *channels.Entry, then func(*channels.Entry, error)) error {
+	h.mu.Lock()
+	h.queued++
+	gate, ferr := h.gate, h.failAt[h.queued]
+	h.mu.Unlock()
+	return h.DB.AppendEntryAsync(ctx, e, func(e *channels.Entry, err error) {
+		if gate != nil {
+			<-gate
+		}
+		if err == nil && ferr != nil {
+			err = ferr
+		}
+		then(e, err)
+	})
+}
+
+// holdCommits holds the store's answers and queues a QoS 0 entry on ch
+// from another connection, which keeps a commit under way until release:
+// QoS 1 publishes are then queued (a reader commits itself only when no
+// commit is under way). It returns the appends queued so far.
+func holdCommits(t *testing.T, ts *testServer, h *heldStore, ch uint64) int {
+	t.Helper()
+	h.hold()
+	c := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
+	n := h.Queued() + 1
+	if err := c.Publish(fmt.Sprintf("channels/%d/publish", ch), 0, 0, []byte("field8=held")); err != nil {
+		t.Fatal(err)
+	}
+	waitQueued(t, h, n)
+	return n
+}
+
+// waitQueued waits until n appends were queued.
+func waitQueued(t *testing.T, h *heldStore, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for h.Queued() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d appends queued, want %d", h.Queued(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// readNoPacket asserts that nothing arrives for a short while.
+func readNoPacket(t *testing.T, c *mqtttest.Conn) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if typ, body, err := c.ReadPacket(); err == nil {
+		t.Fatalf("unexpected packet type %d: %x", typ, body)
+	}
+}
+
+// expectPubacks reads PUBACKs and compares their IDs and codes with want.
+func expectPubacks(t *testing.T, c *mqtttest.Conn, want ...[2]int) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for i, w := range want {
+		id, code, err := c.ReadPuback()
+		if err != nil || int(id) != w[0] || int(code) != w[1] {
+			t.Fatalf("PUBACK %d: id %d code %#x (%v), want id %d code %#x", i, id, code, err, w[0], w[1])
+		}
+	}
+}
+
+// waitZero polls f until it is 0.
+func waitZero(t *testing.T, what string, f func() int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for f() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still %d", what, f())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// An MQTT 5 publisher's PUBACKs come in the order of its publishes: a
+// refused publish (PUBACK with its reason code, answered by mochi) and a
+// commit that fails (0x80) do not overtake the accepted publishes still
+// being committed ahead of them [MQTT-4.6.0-2], and nothing is
+// acknowledged before the commit answered.
+func TestPubackOrderMixed(t *testing.T) {
+	ts, h := startHeld(t, broker.Options{})
+	ch, other := ts.channel(false), ts.channel(false)
+	topic := fmt.Sprintf("channels/%d/publish", ch)
+	sub := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
+	if code, err := sub.Subscribe(1, channels.FeedTopic(ch)); err != nil || code != 0 {
+		t.Fatalf("subscribe: %#x %v", code, err)
+	}
+	c := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 5)
+
+	base := holdCommits(t, ts, h, other)
+	h.fail(base+3, fmt.Errorf("commit: %w", channels.ErrCommitUnknown))
+	for i, p := range []struct {
+		topic, payload string
+	}{
+		{topic, "field1=1"},
+		{topic, "field1=2"},
+		{fmt.Sprintf("channels/%d/publish", other), "field1=no"}, // not granted: 0x87
+		{topic, "field1=3"}, // stored, answered as unknown: 0x80
+		{topic, "field1=4"},
+		{topic, "nothing=x"}, // no value: 0x99
+		{topic, "field1=5"},
+	} {
+		if err := c.Publish(p.topic, 1, uint16(i+1), []byte(p.payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitQueued(t, h, base+2)
+	readNoPacket(t, c) // the refusal waits for the commits ahead
+	h.release()
+	expectPubacks(t, c, [2]int{1, 0}, [2]int{2, 0}, [2]int{3, 0x87}, [2]int{4, 0x80}, [2]int{5, 0},
+		[2]int{6, 0x99}, [2]int{7, 0})
+
+	// Fanned out in order, the failed commit not at all.
+	for _, want := range []string{`"field1":"1"`, `"field1":"2"`, `"field1":"4"`, `"field1":"5"`} {
+		if _, payload := readPublish(t, sub); !strings.Contains(payload, want) {
+			t.Fatalf("delivery %s, want %s", payload, want)
+		}
+	}
+	if st := ts.srv.Stats(); st.Accepted != 5 || st.Rejected["store_error"] != 1 {
+		t.Fatalf("accepted %d, store errors %d; want 5 (the held one and four) and 1", st.Accepted, st.Rejected["store_error"])
+	}
+	waitZero(t, "unacked", ts.srv.Unacked)
+}
+
+// A failed commit closes an MQTT 3.1.1 connection (it has no negative
+// PUBACK) after the PUBACKs of the publishes ahead of it, and no later
+// one is acknowledged: the client sends them again. Entries already
+// stored stay stored.
+func TestPubackStoreFailureMQTT3(t *testing.T) {
+	ts, h := startHeld(t, broker.Options{})
+	ch := ts.channel(false)
+	topic := fmt.Sprintf("channels/%d/publish", ch)
+	cr := ts.device(pubsub(ch))
+	c := rawDevice(t, ts.addr, cr, 4)
+
+	base := holdCommits(t, ts, h, ch)
+	h.fail(base+3, fmt.Errorf("commit: %w", channels.ErrCommitUnknown))
+	for i := 1; i <= 5; i++ {
+		if err := c.Publish(topic, 1, uint16(i), fmt.Appendf(nil, "field1=%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitQueued(t, h, base+5)
+	h.release()
+	expectPubacks(t, c, [2]int{1, 0}, [2]int{2, 0})
+	expectClosed(t, c, 5*time.Second)
+	if n := ts.srv.Stats().Rejected["store_error"]; n != 1 {
+		t.Fatalf("store errors %d, want 1", n)
+	}
+	waitZero(t, "unacked", ts.srv.Unacked)
+
+	// The device reconnects and is served (no commit under way: the
+	// reader commits it and writes the PUBACK).
+	c = rawDevice(t, ts.addr, cr, 4)
+	if err := c.Publish(topic, 1, 9, []byte("field1=again")); err != nil {
+		t.Fatal(err)
+	}
+	expectPubacks(t, c, [2]int{9, 0})
+	if n := len(ts.entries(ch)); n != 7 {
+		t.Fatalf("%d entries stored, want 7 (the held one, every queued one, and the one sent again)", n)
+	}
+}
+
+// A connection holds at most MaxUnacked publishes whose PUBACK is not
+// written: its reader waits for the commits, and goes on once they are
+// acknowledged; every publish is stored and acknowledged in order.
+func TestPubackCap(t *testing.T) {
+	ts, h := startHeld(t, broker.Options{})
+	ch := ts.channel(false)
+	topic := fmt.Sprintf("channels/%d/publish", ch)
+	c := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
+
+	n := broker.MaxUnacked + 8
+	base := holdCommits(t, ts, h, ch)
+	for i := 1; i <= n; i++ {
+		if err := c.Publish(topic, 1, uint16(i), fmt.Appendf(nil, "field1=%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitQueued(t, h, base+broker.MaxUnacked)
+	readNoPacket(t, c)
+	if q := h.Queued() - base; q != broker.MaxUnacked {
+		t.Fatalf("%d publishes queued past the cap of %d", q, broker.MaxUnacked)
+	}
+	h.release()
+	want := make([][2]int, n)
+	for i := range want {
+		want[i] = [2]int{i + 1, 0}
+	}
+	expectPubacks(t, c, want...)
+	if got := len(ts.entries(ch)); got != n+1 {
+		t.Fatalf("%d entries stored, want %d", got, n+1)
+	}
+	waitZero(t, "unacked", ts.srv.Unacked)
+}
+
+// A client that closes with PUBACKs pending gets nothing written; its
+// entries are stored and fanned out, and nothing stays counted (unwritten
+// PUBACKs, bytes queued), so Close does not wait for it.
+func TestPubackClientGone(t *testing.T) {
+	ts, h := startHeld(t, broker.Options{})
+	ch := ts.channel(false)
+	topic := fmt.Sprintf("channels/%d/publish", ch)
+	sub := mustConnect(t, ts.addr, ts.device(pubsub(ch)))
+	sub.subscribe(t, channels.FeedTopic(ch))
+	c := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 5)
+
+	base := holdCommits(t, ts, h, ch)
+	for i := 1; i <= 5; i++ {
+		if err := c.Publish(topic, 1, uint16(i), fmt.Appendf(nil, "field1=%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitQueued(t, h, base+5)
+	_ = c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for ts.srv.Stats().Connections["mqtt"].Live > 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not see the client go")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	h.release()
+	if m := sub.expect(t); !strings.Contains(m.payload, `"field8":"held"`) {
+		t.Fatalf("first delivery: %s", m.payload)
+	}
+	for i := 1; i <= 5; i++ {
+		if m := sub.expect(t); !strings.Contains(m.payload, fmt.Sprintf(`"field1":"%d"`, i)) {
+			t.Fatalf("delivery %d: %s", i, m.payload)
+		}
+	}
+	waitZero(t, "unacked", ts.srv.Unacked)
+	waitZero(t, "bytes queued", ts.srv.SendQueued)
+	start := time.Now()
+	ts.stop()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Close took %v", d)
+	}
+}
+
+// A subscriber that does not read fills its socket: the direct write
+// takes what fits, the rest waits in its sender, and once the subscriber
+// reads it gets every entry once, in order.
+func TestSlowSubscriberDirectWrite(t *testing.T) {
+	ts := startServer(t, broker.Options{SendQueueBytes: 64 << 20, SendQueueTotal: 256 << 20, WriteTimeout: time.Minute})
+	ch := ts.channel(false)
+	topic := fmt.Sprintf("channels/%d/publish", ch)
+	cr := ts.device(pubsub(ch))
+	// A small receive window, set before the handshake, fills soon.
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	raw, err := d.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := mqtttest.Wrap(raw)
+	t.Cleanup(func() { _ = sub.Close() })
+	if code, err := sub.Connect(mqtttest.Connect{ClientID: cr.Device.ClientID, Username: cr.Device.Username,
+		Password: cr.Password, Clean: true, Keepalive: 60, Version: 4}); err != nil || code != 0 {
+		t.Fatalf("CONNACK %#x %v", code, err)
+	}
+	if code, err := sub.Subscribe(1, channels.FeedTopic(ch)); err != nil || code != 0 {
+		t.Fatalf("subscribe: %#x %v", code, err)
+	}
+	pub := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
+	value := strings.Repeat("v", 250)
+	// QoS 1 every 100 publishes: the last PUBACK means every entry is
+	// fanned out, and the wait on the way keeps the queue bounded.
+	n, queued := 0, false
+	for !queued || n < 400 {
+		if n >= 20000 {
+			t.Fatal("the subscriber's socket never filled")
+		}
+		n++
+		payload := fmt.Sprintf("field1=%d&field2=%s&field3=%s&field4=%s&field5=%s&field6=%s&field7=%s&field8=%s",
+			n, value, value, value, value, value, value, value)
+		if n%100 == 0 {
+			if err := pub.Publish(topic, 1, uint16(n/100), []byte(payload)); err != nil {
+				t.Fatal(err)
+			}
+			_ = pub.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, _, err := pub.ReadPuback(); err != nil {
+				t.Fatal(err)
+			}
+			queued = queued || ts.srv.SendQueued() > 0
+			continue
+		}
+		if err := pub.Publish(topic, 0, 0, []byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n%100 != 0 {
+		n++
+		if err := pub.Publish(topic, 1, 999, fmt.Appendf(nil, "field1=%d", n)); err != nil {
+			t.Fatal(err)
+		}
+		_ = pub.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := pub.ReadPuback(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= n; i++ {
+		_ = sub.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, payload, err := sub.ReadPublish()
+		if err != nil {
+			t.Fatalf("delivery %d of %d: %v", i, n, err)
+		}
+		if want := fmt.Sprintf(`"field1":"%d"`, i); !strings.Contains(string(payload), want) {
+			t.Fatalf("delivery %d: %.80s, want %s", i, payload, want)
+		}
+	}
+	readNothing(t, sub)
+	if d := ts.srv.Stats().Dropped; d != 0 {
+		t.Fatalf("%d deliveries dropped", d)
+	}
+	waitZero(t, "bytes queued", ts.srv.SendQueued)
+}
