@@ -295,9 +295,18 @@ func TestReadPathTLSAndWebSocket(t *testing.T) {
 		if b := wsRead(t, ws); !bytes.Equal(b, []byte{0x90, 3, 0, 1, 0}) {
 			t.Fatalf("SUBACK % x", b)
 		}
+		// One message may carry several packets (a delivery and the
+		// PUBACK written together), as MQTT over WebSocket allows.
 		acked, delivered := false, false
+		var stream []byte
 		for !acked || !delivered {
-			b := wsRead(t, ws)
+			if len(stream) == 0 || packetEnd(stream) < 0 {
+				stream = append(stream, wsRead(t, ws)...)
+				continue
+			}
+			n := packetEnd(stream)
+			b := stream[:n]
+			stream = stream[n:]
 			switch {
 			case bytes.Equal(b, []byte{0x40, 2, 0, 2}):
 				acked = true
@@ -308,4 +317,21 @@ func TestReadPathTLSAndWebSocket(t *testing.T) {
 			}
 		}
 	})
+}
+
+// packetEnd returns the length of the whole MQTT packet at the start of
+// b, or -1 when b does not hold all of it yet.
+func packetEnd(b []byte) int {
+	rem, shift := 0, 0
+	for i := 1; i < len(b) && i <= 4; i++ {
+		rem |= int(b[i]&0x7f) << shift
+		shift += 7
+		if b[i]&0x80 == 0 {
+			if n := i + 1 + rem; n <= len(b) {
+				return n
+			}
+			return -1
+		}
+	}
+	return -1
 }
