@@ -22,9 +22,6 @@ import (
 // connection. The fork in third_party/mochi-server moves those frames
 // into functions of their own; losing that patch fails this test.
 func TestIdleConnectionStacks(t *testing.T) {
-	if raceEnabled {
-		t.Skip("stack sizes under the race detector are not the product's")
-	}
 	ts := startServer(t, broker.Options{Anonymous: true, Logger: slog.New(slog.DiscardHandler)})
 	const n = 300
 	runtime.GC()
@@ -63,8 +60,14 @@ func TestIdleConnectionStacks(t *testing.T) {
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	per := (int64(after.StackInuse) - int64(before.StackInuse)) / n
-	// 8 KiB reader + 2 KiB writer; unpatched it is 20 KiB.
-	const limit = 14 << 10
+	// 8 KiB reader + 2 KiB writer; unpatched it is 20 KiB. The race
+	// detector enlarges frames and the stack guard: there the reader
+	// keeps 16 KiB, and the patch shows in the writer, 4 KiB instead of
+	// 8 KiB.
+	limit := int64(14 << 10)
+	if raceEnabled {
+		limit = 22 << 10
+	}
 	if per > limit {
 		t.Errorf("%d bytes of goroutine stack per idle connection after a collection, want at most %d", per, limit)
 	}

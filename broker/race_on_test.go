@@ -3,5 +3,5 @@
 package broker_test
 
 // raceEnabled: the race detector's instrumentation enlarges frames and the
-// stack guard, so stack sizes measured under it are not the product's.
+// stack guard, so goroutine stacks measured under it are larger.
 const raceEnabled = true
