@@ -154,6 +154,7 @@ type loop struct {
 	retainedExpiry *time.Ticker     // interval ticker for cleaning retained messages
 	willDelaySend  *time.Ticker     // interval ticker for sending Will Messages with a delay
 	willDelayed    *packets.Packets // activate LWT packets which will be sent after a delay
+	sweep          []*Client        // feedmq fork: the clients the event loop's sweeps go over, reused
 }
 
 // ops contains server values which can be propagated to other structs.
@@ -1715,7 +1716,10 @@ func (s *Server) loadRetained(v []storage.Message) {
 // clearExpiredClients deletes all clients which have been disconnected for longer
 // than their given expiry intervals.
 func (s *Server) clearExpiredClients(dt int64) {
-	for id, client := range s.Clients.GetAll() {
+	s.loop.sweep = s.Clients.AppendAll(s.loop.sweep[:0])
+	defer clear(s.loop.sweep) // keep no client alive
+	for _, client := range s.loop.sweep {
+		id := client.ID // its key in Clients
 		disconnected := client.StopTime()
 		if disconnected == 0 {
 			continue
@@ -1752,7 +1756,12 @@ func (s *Server) clearExpiredRetainedMessages(now int64) {
 
 // clearExpiredInflights deletes any inflight messages which have expired.
 func (s *Server) clearExpiredInflights(now int64) {
-	for _, client := range s.Clients.GetAll() {
+	s.loop.sweep = s.Clients.AppendAll(s.loop.sweep[:0])
+	defer clear(s.loop.sweep) // keep no client alive
+	for _, client := range s.loop.sweep {
+		if client.State.Inflight.Len() == 0 {
+			continue // nothing to expire (ClearExpiredInflights allocates to find out)
+		}
 		if deleted := client.ClearExpiredInflights(now, s.Options.Capabilities.MaximumMessageExpiryInterval); len(deleted) > 0 {
 			for _, id := range deleted {
 				s.hooks.OnQosDropped(client, packets.Packet{PacketID: id})
