@@ -498,9 +498,17 @@ func (s *Server) orderQueued(old *mqtt.Client) {
 
 // queuedMessages returns the QoS 1/2 messages held for clients, and per client.
 func (s *Server) queuedMessages() (total int, per map[*mqtt.Client]int) {
-	per = make(map[*mqtt.Client]int)
-	for _, cl := range s.mochi.Clients.GetAll() {
+	return queuedIn(s.mochi.Clients.AppendAll(nil))
+}
+
+// queuedIn returns the QoS 1/2 messages held for clients, and per client
+// (nil when none is).
+func queuedIn(clients []*mqtt.Client) (total int, per map[*mqtt.Client]int) {
+	for _, cl := range clients {
 		if n := cl.State.Inflight.Len(); n > 0 {
+			if per == nil {
+				per = make(map[*mqtt.Client]int)
+			}
 			per[cl] = n
 			total += n
 		}
@@ -517,14 +525,20 @@ func (s *Server) startSweep() {
 		defer close(s.sweepDone)
 		t := time.NewTicker(sweepEvery)
 		defer t.Stop()
+		// The clients, listed into one reused slice: a new list (mochi's
+		// GetAll map) every second was most of what an idle broker
+		// allocated, growing its heap by megabytes a minute.
+		var clients []*mqtt.Client
 		for {
 			select {
 			case <-s.sweepStop:
 				return
 			case now := <-t.C:
-				s.sweepQueues()
+				clients = s.mochi.Clients.AppendAll(clients[:0])
+				s.sweepQueues(clients)
 				s.sendDueWills(now)
-				s.sweepQueuedBytes()
+				s.sweepQueuedBytes(clients)
+				clear(clients) // keep no ended client alive
 			}
 		}
 	}()
@@ -540,27 +554,27 @@ func (s *Server) stopSweep() {
 // sweepQueues bounds the queued messages over all clients: past
 // QueuedTotal, the largest queues lose their oldest messages first, so
 // one client that never comes back cannot starve the others.
-func (s *Server) sweepQueues() {
-	total, per := s.queuedMessages()
+func (s *Server) sweepQueues(clients []*mqtt.Client) {
+	total, per := queuedIn(clients)
 	excess := total - s.opts.QueuedTotal
 	if excess <= 0 {
 		return
 	}
-	clients := make([]*mqtt.Client, 0, len(per))
+	queued := make([]*mqtt.Client, 0, len(per))
 	for cl := range per {
-		clients = append(clients, cl)
+		queued = append(queued, cl)
 	}
-	slices.SortFunc(clients, func(a, b *mqtt.Client) int { return per[b] - per[a] })
+	slices.SortFunc(queued, func(a, b *mqtt.Client) int { return per[b] - per[a] })
 	dropped := 0
-	for i := 0; excess > 0 && i < len(clients); i++ {
+	for i := 0; excess > 0 && i < len(queued); i++ {
 		// Cut this queue down to the next one's length (or by what is
 		// left over), then move on.
 		next := 0
-		if i+1 < len(clients) {
-			next = per[clients[i+1]]
+		if i+1 < len(queued) {
+			next = per[queued[i+1]]
 		}
-		n := min(excess, max(1, per[clients[i]]-next))
-		d := s.dropOldest(clients[i], n, 0)
+		n := min(excess, max(1, per[queued[i]]-next))
+		d := s.dropOldest(queued[i], n, 0)
 		excess -= d
 		dropped += d
 	}
@@ -574,14 +588,17 @@ func (s *Server) sweepQueues() {
 // all clients: past QueuedMaxBytes, the queues holding the most bytes
 // lose their oldest messages first (each is copied per client, so a
 // count bound alone lets large payloads take gigabytes).
-func (s *Server) sweepQueuedBytes() {
+func (s *Server) sweepQueuedBytes(clients []*mqtt.Client) {
 	type queue struct {
 		cl    *mqtt.Client
 		bytes int64
 	}
 	var queues []queue
 	var total int64
-	for _, cl := range s.mochi.Clients.GetAll() {
+	for _, cl := range clients {
+		if cl.State.Inflight.Len() == 0 {
+			continue // GetAll would allocate to say so
+		}
 		var n int64
 		for _, pk := range cl.State.Inflight.GetAll(false) {
 			n += int64(len(pk.Payload))
