@@ -9,7 +9,8 @@
 # 200000) bound each run; BENCH_ROUNDS (default 3) is how many times each
 # scenario runs against each broker; BENCH_SCENARIOS (default all) names
 # the scenarios to run, separated by spaces (e.g. "free-fanin-qos0
-# free-fanout"); BENCH_GO=0 skips the Go benchmarks.
+# free-fanout"); BENCH_GO=0 skips the Go benchmarks; BENCH_BASE names an
+# earlier feedmq binary to run beside it, for before/after ratios.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -62,19 +63,33 @@ free_port() {
 # feedmq: built binary, temporary data directory, MQTT on loopback only.
 # max_connections 0: the default (1000) would cap the idle scenario's
 # 10,000 connections; Mosquitto has no such cap by default either.
-mkdir -p "$tmp/feedmq"
 printf 'max_connections: 0\n' >"$tmp/feedmq.yaml"
-"$FEEDMQ" serve --config "$tmp/feedmq.yaml" --data "$tmp/feedmq" --mqtt 127.0.0.1:0 --ws off --http off --log-level warn \
-	>"$tmp/feedmq.out" 2>"$tmp/feedmq.log" &
-fpid=$!; pids+=("$fpid")
-faddr=
-for _ in $(seq 100); do
-	faddr=$(sed -n 's/^mqtt listening on //p' "$tmp/feedmq.out")
-	[ -n "$faddr" ] && break
-	kill -0 "$fpid" 2>/dev/null || { cat "$tmp/feedmq.log" >&2; exit 1; }
-	sleep 0.1
-done
-[ -n "$faddr" ] || { echo "bench: feedmq did not start" >&2; cat "$tmp/feedmq.log" >&2; exit 1; }
+# start_feedmq NAME BINARY: serve on data directory $tmp/NAME; sets
+# spid and saddr.
+start_feedmq() {
+	mkdir -p "$tmp/$1"
+	"$2" serve --config "$tmp/feedmq.yaml" --data "$tmp/$1" --mqtt 127.0.0.1:0 --ws off --http off --log-level warn \
+		>"$tmp/$1.out" 2>"$tmp/$1.log" &
+	spid=$!; pids+=("$spid")
+	saddr=
+	for _ in $(seq 100); do
+		saddr=$(sed -n 's/^mqtt listening on //p' "$tmp/$1.out")
+		[ -n "$saddr" ] && break
+		kill -0 "$spid" 2>/dev/null || { cat "$tmp/$1.log" >&2; exit 1; }
+		sleep 0.1
+	done
+	[ -n "$saddr" ] || { echo "bench: $1 did not start" >&2; cat "$tmp/$1.log" >&2; exit 1; }
+}
+start_feedmq feedmq "$FEEDMQ"
+fpid=$spid faddr=$saddr
+# BENCH_BASE: another feedmq binary (an earlier build) run in the same
+# rounds as "base", for before/after ratios measured in alternation.
+BASE=${BENCH_BASE:-}
+if [ -n "$BASE" ]; then
+	[ -x "$BASE" ] || { echo "bench: BENCH_BASE $BASE is not an executable" >&2; exit 2; }
+	start_feedmq base "$BASE"
+	bpid0=$spid baddr=$saddr
+fi
 
 # Mosquitto: anonymous on loopback, no persistence, defaults otherwise.
 mport=$(free_port)
@@ -95,6 +110,7 @@ done
 
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -sr)"
 echo "$("$FEEDMQ" version 2>/dev/null | head -1) on $faddr (pid $fpid, data $tmp/feedmq)"
+[ -n "$BASE" ] && echo "base: $("$BASE" version 2>/dev/null | head -1) on $baddr (pid $bpid0, data $tmp/base)"
 echo "$("$MOSQUITTO" -h 2>/dev/null | head -1) on 127.0.0.1:$mport (pid $mpid)"
 echo "each run: --duration $DURATION --messages $MESSAGES; $ROUNDS rounds"
 # What a durable commit costs on this disk, before anything runs: the
@@ -137,12 +153,17 @@ if [ -n "${BENCH_SCENARIOS:-}" ]; then
 fi
 idle=0
 for s in "${scenarios[@]}"; do [ "${s%%|*}" = idle ] && idle=1; done
-runs=$(( (ROUNDS * (${#scenarios[@]} - idle) + idle) * 2 ))
+brokers=2; [ -n "$BASE" ] && brokers=3
+runs=$(( (ROUNDS * (${#scenarios[@]} - idle) + idle) * brokers ))
 n=0
 failed=0
 for round in $(seq "$ROUNDS"); do
 	order=(feedmq mosquitto)
 	[ $((round % 2)) = 0 ] && order=(mosquitto feedmq)
+	if [ -n "$BASE" ]; then
+		order=(base feedmq mosquitto)
+		[ $((round % 2)) = 0 ] && order=(mosquitto feedmq base)
+	fi
 	for s in "${scenarios[@]}"; do
 		name=${s%%|*}; args=${s#*|}
 		# RSS per idle connection is the growth over the broker's RSS
@@ -155,13 +176,12 @@ for round in $(seq "$ROUNDS"); do
 		[ "$name" = idle ] && [ "$round" -lt "$ROUNDS" ] && continue
 		for b in "${order[@]}"; do
 			n=$((n + 1))
-			if [ $b = feedmq ]; then
-				target=(--addr "$faddr" --data "$tmp/feedmq" --pid "$fpid")
-			else
-				target=(--addr "127.0.0.1:$mport" --plain --pid "$mpid")
-			fi
+			case $b in
+			feedmq) target=(--addr "$faddr" --data "$tmp/feedmq" --pid "$fpid") bpid=$fpid ;;
+			base) target=(--addr "$baddr" --data "$tmp/base" --pid "$bpid0") bpid=$bpid0 ;;
+			*) target=(--addr "127.0.0.1:$mport" --plain --pid "$mpid") bpid=$mpid ;;
+			esac
 			echo "run $n/$runs (round $round): $name on $b: feedmq bench ${target[*]} --duration $DURATION --messages $MESSAGES $args" >&2
-			bpid=$fpid; [ $b = mosquitto ] && bpid=$mpid
 			perfpid=
 			if [ -n "$PERF" ]; then
 				# System calls and context switches of the broker, every
@@ -232,6 +252,19 @@ jq -r '
 			r($f.p99; $m.p99), r($f.rss_per_conn; $m.rss_per_conn)] | @tsv)
 ' "$tmp/medians.json" | column -t -s $'\t'
 echo
+
+if [ -n "$BASE" ]; then
+	echo "feedmq/base ratios of the medians (base: $BASE; rate >1: faster than base; CPU-s/M <1: less CPU than base)"
+	jq -r '
+		def r(a; b): if a == null or b == null or b == 0 then "-" else (a / b * 100 | round / 100 | tostring) end;
+		(["scenario", "rate ratio", "CPU-s/M ratio", "p99 ratio", "RSS/conn ratio", "syscalls ratio", "ctxsw ratio"] | @tsv),
+		(group_by(.name) | .[] |
+			(map(select(.target == "feedmq"))[0]) as $f | (map(select(.target == "base"))[0]) as $b |
+			[$f.name, r($f.rate; $b.rate), r($f.cpu_per_million; $b.cpu_per_million),
+				r($f.p99; $b.p99), r($f.rss_per_conn; $b.rss_per_conn), r($f.syscalls; $b.syscalls), r($f.ctxsw; $b.ctxsw)] | @tsv)
+	' "$tmp/medians.json" | column -t -s $'\t'
+	echo
+fi
 
 # The targets feedmq holds itself to on any machine, as ratios to
 # Mosquitto measured in this run (README, "Benchmarks"); latency p99 and
