@@ -81,15 +81,7 @@ type bindServer struct {
 
 func newBindServer(t testing.TB, opts Options) *bindServer {
 	t.Helper()
-	db, err := storage.Open(filepath.Join(t.TempDir(), "feedmq.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	svc, err := admin.NewLocal(context.Background(), db, auth.DefaultLimits())
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, svc := openLocal(t)
 	lb := &logBuffer{}
 	opts.MQTTAddr = "127.0.0.1:0"
 	opts.Anonymous = true
@@ -328,4 +320,20 @@ func TestBindPublishFailureFlood(t *testing.T) {
 	if es := bs.entries(t, ch.ID); len(es) != 0 {
 		t.Fatalf("entries %+v", es)
 	}
+}
+
+// openLocal opens a bbolt database in a temporary directory, closed when
+// tb ends, and the admin service over it.
+func openLocal(tb testing.TB) (*storage.DB, *admin.Local) {
+	tb.Helper()
+	db, err := storage.Open(filepath.Join(tb.TempDir(), "feedmq.db"), storage.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	svc, err := admin.NewLocal(context.Background(), db, auth.DefaultLimits())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return db, svc
 }

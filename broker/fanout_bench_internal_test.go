@@ -5,16 +5,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
 	"github.com/feedmq/feedmq/internal/mqtttest"
-	"github.com/feedmq/feedmq/storage"
 )
 
 // BenchmarkFanOut measures the delivery path alone (no commit): fanOut of
@@ -25,15 +22,7 @@ import (
 // of its subscribers) is the figure to compare.
 // go test -run '^$' -bench FanOut ./broker
 func BenchmarkFanOut(b *testing.B) {
-	db, err := storage.Open(filepath.Join(b.TempDir(), "feedmq.db"), storage.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	svc, err := admin.NewLocal(context.Background(), db, auth.DefaultLimits())
-	if err != nil {
-		b.Fatal(err)
-	}
+	db, svc := openLocal(b)
 	s, err := New(Options{MQTTAddr: "127.0.0.1:0", Anonymous: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, db, svc.Registry)
 	if err != nil {
 		b.Fatal(err)

@@ -169,17 +169,7 @@ func TestPacketIDNamespacesPublish(t *testing.T) {
 	if body, _ := readUntil(t, c, mqtttest.PUBACK); binary.BigEndian.Uint16(body) != 1 {
 		t.Fatalf("PUBACK % x, want ID 1", body)
 	}
-	c.Close() // the delivery never acknowledged
-	waitStats(t, ts, "1 queued", func(st broker.Stats) bool { return st.Queued == 1 && st.Sessions == 1 })
-	c = dial(t, ts.addr)
-	if code, err := c.Connect(mqtttest.Connect{ClientID: sub.Device.ClientID, Username: sub.Device.Username,
-		Password: sub.Password, Keepalive: 60}); err != nil || code != 0 {
-		t.Fatalf("CONNACK %#x %v", code, err)
-	}
-	body, _ := readUntil(t, c, mqtttest.PUBLISH)
-	if n := 2 + int(binary.BigEndian.Uint16(body)); string(body[n+2:]) != "queued" {
-		t.Fatalf("got % x, want the queued message again", body)
-	}
+	expectQueuedAgain(t, ts, c, sub)
 }
 
 // TestPacketIDNamespacesPublishQoS2: the same for a QoS 2 publish, whose
@@ -208,4 +198,22 @@ func TestPacketIDNamespacesPublishQoS2(t *testing.T) {
 	}
 	c.Close()
 	waitStats(t, ts, "1 queued", func(st broker.Stats) bool { return st.Queued == 1 && st.Sessions == 1 })
+}
+
+// expectQueuedAgain closes c, sub's connection holding the delivery of
+// "queued" unacknowledged, and checks that sub's resumed session gets it
+// again.
+func expectQueuedAgain(t *testing.T, ts *testServer, c *mqtttest.Conn, sub *auth.Credentials) {
+	t.Helper()
+	c.Close()
+	waitStats(t, ts, "1 queued", func(st broker.Stats) bool { return st.Queued == 1 && st.Sessions == 1 })
+	c = dial(t, ts.addr)
+	if code, err := c.Connect(mqtttest.Connect{ClientID: sub.Device.ClientID, Username: sub.Device.Username,
+		Password: sub.Password, Keepalive: 60}); err != nil || code != 0 {
+		t.Fatalf("CONNACK %#x %v", code, err)
+	}
+	body, _ := readUntil(t, c, mqtttest.PUBLISH)
+	if n := 2 + int(binary.BigEndian.Uint16(body)); string(body[n+2:]) != "queued" {
+		t.Fatalf("got % x, want the queued message again", body)
+	}
 }

@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/feedmq/feedmq/admin"
 	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/channels"
 	"github.com/feedmq/feedmq/internal/mqtttest"
@@ -36,15 +34,7 @@ func (st instantStore) AppendEntryAsync(_ context.Context, e *channels.Entry, th
 
 func newReadPathRig(tb testing.TB, mochiReads, instant bool) *readPathRig {
 	tb.Helper()
-	db, err := storage.Open(filepath.Join(tb.TempDir(), "feedmq.db"), storage.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { db.Close() })
-	svc, err := admin.NewLocal(context.Background(), db, auth.DefaultLimits())
-	if err != nil {
-		tb.Fatal(err)
-	}
+	db, svc := openLocal(tb)
 	var store channels.Store = db
 	if instant {
 		store = instantStore{db}

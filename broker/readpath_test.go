@@ -157,17 +157,7 @@ func TestReadPathRenumbers(t *testing.T) {
 	if got := ts.entries(ch); len(got) != 1 {
 		t.Fatalf("entries:\n%s", joinLines(got))
 	}
-	c.Close() // the delivery never acknowledged
-	waitStats(t, ts, "1 queued", func(st broker.Stats) bool { return st.Queued == 1 && st.Sessions == 1 })
-	c = dial(t, ts.addr)
-	if code, err := c.Connect(mqtttest.Connect{ClientID: sub.Device.ClientID, Username: sub.Device.Username,
-		Password: sub.Password, Keepalive: 60}); err != nil || code != 0 {
-		t.Fatalf("CONNACK %#x %v", code, err)
-	}
-	body, _ := readUntil(t, c, mqtttest.PUBLISH)
-	if n := 2 + int(binary.BigEndian.Uint16(body)); string(body[n+2:]) != "queued" {
-		t.Fatalf("got % x, want the queued message again", body)
-	}
+	expectQueuedAgain(t, ts, c, sub)
 }
 
 // TestReadPathRefusedMQTT5: an MQTT 5 client's refused QoS 1 feed publish
