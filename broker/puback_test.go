@@ -409,3 +409,39 @@ func TestSlowSubscriberDirectWrite(t *testing.T) {
 	}
 	waitZero(t, "bytes queued", ts.srv.SendQueued)
 }
+
+// A failed commit that closes an MQTT 3.1.1 connection from the fan-out
+// side is no cause for the client's will, as a refusal or a failed commit
+// answered by the reader itself is not (the reader's close ends mochi's
+// read loop without an error; a close from another goroutine ends it
+// with one, which sends the will unless the flag is cleared).
+func TestPubackStoreFailureMQTT3NoWill(t *testing.T) {
+	ts, h := startHeld(t, broker.Options{})
+	ch := ts.channel(false)
+	topic := fmt.Sprintf("channels/%d/publish", ch)
+	dev, watcher := ts.device(pubsub(ch)), ts.device()
+	ts.allow(dev, "write home/#")
+	ts.allow(watcher, "read home/#")
+	w := rawDevice(t, ts.addr, watcher, 4)
+	if code, err := w.Subscribe(1, "home/#"); err != nil || code != 0 {
+		t.Fatalf("SUBACK %#x %v", code, err)
+	}
+	c := dial(t, ts.addr)
+	if _, err := c.Write(connectWithWill(dev, "home/will", "gone")); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, c, mqtttest.CONNACK)
+
+	base := holdCommits(t, ts, h, ch)
+	h.fail(base+2, fmt.Errorf("commit: %w", channels.ErrCommitUnknown))
+	for i := 1; i <= 3; i++ {
+		if _, err := c.Write(pubPacket(topic, 1, uint16(i), false, fmt.Sprintf("field1=%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitQueued(t, h, base+3)
+	h.release()
+	expectPubacks(t, c, [2]int{1, 0})
+	expectClosed(t, c, 5*time.Second)
+	readNothing(t, w)
+}
