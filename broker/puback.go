@@ -182,7 +182,11 @@ func (ss *session) finishAck(s *Server, q *queuedEntry) {
 			ss.put(s, refusalAck(ss.cl, q.id, q.fail.code), true)
 		default:
 			// MQTT 3.1.1 has no negative PUBACK: the connection closes
-			// once the PUBACKs ahead of this one are written.
+			// once the PUBACKs ahead of this one are written. As when the
+			// reader refuses a publish, that is no cause for the will;
+			// closed from here, mochi's read would end with an error and
+			// send it.
+			atomic.StoreUint32(&ss.cl.Properties.Will.Flag, 0)
 			pa.stopped = true
 			pa.done(s, 1)
 			ss.stopAfterWrites(q.fail)
