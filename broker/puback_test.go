@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"strings"
@@ -444,4 +445,59 @@ func TestPubackStoreFailureMQTT3NoWill(t *testing.T) {
 	expectPubacks(t, c, [2]int{1, 0})
 	expectClosed(t, c, 5*time.Second)
 	readNothing(t, w)
+}
+
+// PUBACKs and PUBRECs keep the order of the publishes whatever path each
+// took: feed publishes queued for commit, a free-topic QoS 1 publish that
+// mochi acknowledges, a feed publish with MQTT 5 properties (through
+// mochi's OnPublish, then queued), and a QoS 2 feed publish (committed by
+// the reader, PUBREC from mochi).
+func TestPubackOrderAcrossPaths(t *testing.T) {
+	for _, v := range []byte{4, 5} {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
+			ts, h := startHeld(t, broker.Options{})
+			ch, other := ts.channel(false), ts.channel(false)
+			topic := fmt.Sprintf("channels/%d/publish", ch)
+			dev := ts.device(pubsub(ch))
+			ts.allow(dev, "write home/#")
+			c := rawDevice(t, ts.addr, dev, v)
+			base := holdCommits(t, ts, h, other)
+
+			v5 := v == 5
+			b := pubPacket(topic, 1, 1, v5, "field1=1")
+			b = append(b, pubPacket("home/x", 1, 2, v5, "free")...)
+			b = append(b, pubPacket(topic, 1, 3, v5, "field1=3")...)
+			if v5 {
+				// Payload format indicator: a property, so mochi decodes it.
+				body := binary.BigEndian.AppendUint16(nil, uint16(len(topic)))
+				body = append(body, topic...)
+				body = append(body, 0, 4, 2, 0x01, 1)
+				b = append(b, mqtttest.Packet(mqtttest.PUBLISH<<4|1<<1, append(body, "field1=4"...))...)
+			} else {
+				b = append(b, pubPacket(topic, 1, 4, v5, "field1=4")...)
+			}
+			b = append(b, pubPacket(topic, 2, 5, v5, "field1=5")...)
+			b = append(b, pubPacket(topic, 1, 6, v5, "field1=6")...)
+			if _, err := c.Write(b); err != nil {
+				t.Fatal(err)
+			}
+			waitQueued(t, h, base+1)
+			readNoPacket(t, c) // nothing overtakes the held commit
+			h.release()
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			for i, want := range []struct {
+				typ byte
+				id  uint16
+			}{{mqtttest.PUBACK, 1}, {mqtttest.PUBACK, 2}, {mqtttest.PUBACK, 3}, {mqtttest.PUBACK, 4}, {5, 5}, {mqtttest.PUBACK, 6}} {
+				typ, body, err := c.ReadPacket()
+				if err != nil || typ != want.typ || len(body) < 2 || binary.BigEndian.Uint16(body) != want.id {
+					t.Fatalf("packet %d: type %d body %x (%v), want type %d id %d", i, typ, body, err, want.typ, want.id)
+				}
+				if len(body) > 2 && body[2] >= 0x80 {
+					t.Fatalf("packet %d refused: %x", i, body)
+				}
+			}
+			waitZero(t, "unacked", ts.srv.Unacked)
+		})
+	}
 }
