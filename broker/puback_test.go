@@ -501,3 +501,35 @@ func TestPubackOrderAcrossPaths(t *testing.T) {
 		})
 	}
 }
+
+// One publisher's entries reach a subscriber in the order it published
+// them when a QoS 2 publish follows QoS 1 publishes still queued for
+// commit (MQTT's ordered topics): the QoS 2 entry is committed by the
+// reader, which must not fan it out ahead of the queued ones.
+func TestQoS2AfterQueuedQoS1Order(t *testing.T) {
+	ts, h := startHeld(t, broker.Options{})
+	ch, other := ts.channel(false), ts.channel(false)
+	topic := fmt.Sprintf("channels/%d/publish", ch)
+	sub := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
+	if code, err := sub.Subscribe(1, channels.FeedTopic(ch)); err != nil || code != 0 {
+		t.Fatalf("subscribe: %#x %v", code, err)
+	}
+	c := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
+	n := broker.MaxUnacked - 1
+	base := holdCommits(t, ts, h, other)
+	var b []byte
+	for i := 1; i <= n; i++ {
+		b = append(b, pubPacket(topic, 1, uint16(i), false, fmt.Sprintf("field1=%d", i))...)
+	}
+	b = append(b, pubPacket(topic, 2, uint16(n+1), false, fmt.Sprintf("field1=%d", n+1))...)
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	waitQueued(t, h, base+n+1)
+	h.release()
+	for i := 1; i <= n+1; i++ {
+		if _, payload := readPublish(t, sub); !strings.Contains(payload, fmt.Sprintf(`"field1":"%d"`, i)) {
+			t.Fatalf("delivery %d: %s", i, payload)
+		}
+	}
+}
