@@ -176,6 +176,11 @@ func (s *Server) write(e *channels.Entry, m pubMode) error {
 		s.inCommit.Add(1)
 		defer s.inCommit.Add(-1)
 	}
+	// The reader fans this entry out itself: the connection's queued QoS 1
+	// entries, which fanOutLoop fans out before their PUBACKs are written,
+	// go first, so that subscribers get one client's entries in the order
+	// it sent them. (A QoS 1 publish gets here only with none queued.)
+	m.ss.drainAcks(m.qos)
 	if err := s.commit(context.Background(), e); err != nil {
 		return err
 	}
