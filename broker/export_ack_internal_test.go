@@ -11,3 +11,6 @@ func (s *Server) Unacked() int64 { return s.unacked.Load() }
 
 // SendQueued returns the bytes waiting in every subscriber's sender.
 func (s *Server) SendQueued() int64 { return s.queued.Load() }
+
+// Closing reports whether Close has begun.
+func (s *Server) Closing() bool { return s.closing.Load() }

@@ -534,3 +534,72 @@ func TestQoS2AfterQueuedQoS1Order(t *testing.T) {
 		}
 	}
 }
+
+// Close while a connection's reader waits at the cap of unacknowledged
+// publishes: Close neither hangs nor acknowledges anything not stored.
+// The PUBACKs the client gets are the first k of its publishes, in
+// order, each of them stored; the publishes behind them are refused
+// (shutting down) or stored, never acknowledged otherwise.
+func TestPubackCapAtClose(t *testing.T) {
+	ts, h := startHeld(t, broker.Options{})
+	ch := ts.channel(false)
+	topic := fmt.Sprintf("channels/%d/publish", ch)
+	c := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
+	n := broker.MaxUnacked + 8
+	base := holdCommits(t, ts, h, ch)
+	var b []byte
+	for i := 1; i <= n; i++ {
+		b = append(b, pubPacket(topic, 1, uint16(i), false, fmt.Sprintf("field1=%d", i))...)
+	}
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	waitQueued(t, h, base+broker.MaxUnacked)
+	closed := make(chan error, 1)
+	go func() { closed <- ts.srv.Close() }()
+	waitUntil(t, "Close begun", ts.srv.Closing)
+	h.release()
+
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var acked []int
+	for {
+		typ, body, err := c.ReadPacket()
+		if err != nil {
+			break
+		}
+		if typ == mqtttest.PUBACK && len(body) >= 2 {
+			acked = append(acked, int(binary.BigEndian.Uint16(body)))
+		}
+	}
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs")
+	}
+	stored := map[string]bool{}
+	for _, e := range ts.entries(ch) {
+		stored[e[strings.Index(e, `"field1"`):]] = true
+	}
+	for i, id := range acked {
+		if id != i+1 {
+			t.Fatalf("PUBACKs %v: not the first ones in order", acked)
+		}
+		found := false
+		for k := range stored {
+			if strings.HasPrefix(k, fmt.Sprintf(`"field1":"%d"`, id)) {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("PUBACK %d for an entry not stored", id)
+		}
+	}
+	t.Logf("%d of %d acknowledged, %d entries stored (one held)", len(acked), n, len(stored))
+	if len(acked) < broker.MaxUnacked {
+		t.Fatalf("%d PUBACKs, want at least the %d committed before Close", len(acked), broker.MaxUnacked)
+	}
+	waitZero(t, "unacked", ts.srv.Unacked)
+}
