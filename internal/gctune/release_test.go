@@ -28,8 +28,39 @@ func TestReleaserObserve(t *testing.T) {
 	} {
 		r := releaser{base: 100, prev: 100}
 		for i, s := range c.steps {
-			if got := r.observe(s.n, sec(s.at)); got != s.want {
+			if got := r.observe(sample{goroutines: s.n}, sec(s.at)); got != s.want {
 				t.Errorf("%s: step %d (%d goroutines at %ds): release %v, want %v", c.name, i, s.n, s.at, got, s.want)
+			}
+		}
+	}
+}
+
+// TestReleaserGarbage: garbage left by a burst of allocation is released
+// once allocation goes quiet, not while it goes on, and not when there is
+// little of it.
+func TestReleaserGarbage(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	const mib = 1 << 20
+	for _, c := range []struct {
+		name string
+		// per step: total allocated, heap objects, live heap, seconds
+		steps [][4]uint64
+		want  []bool
+	}{
+		{"flood then quiet", [][4]uint64{{10 * mib, 20 * mib, 8 * mib, 1}, {40 * mib, 40 * mib, 8 * mib, 2}, {40 * mib, 40 * mib, 8 * mib, 3}},
+			[]bool{false, false, true}},
+		{"still allocating", [][4]uint64{{40 * mib, 40 * mib, 8 * mib, 1}, {60 * mib, 44 * mib, 8 * mib, 2}, {80 * mib, 48 * mib, 8 * mib, 3}},
+			[]bool{false, false, false}},
+		{"little garbage", [][4]uint64{{20 * mib, 20 * mib, 8 * mib, 1}, {20 * mib, 20 * mib, 8 * mib, 2}},
+			[]bool{false, false}},
+		{"once per gap", [][4]uint64{{40 * mib, 40 * mib, 8 * mib, 1}, {40 * mib, 40 * mib, 8 * mib, 2}, {40 * mib, 40 * mib, 8 * mib, 3},
+			{40 * mib, 40 * mib, 8 * mib, 32}}, []bool{false, true, false, true}},
+	} {
+		r := releaser{}
+		for i, s := range c.steps {
+			x := sample{alloc: s[0], heap: s[1], live: s[2]}
+			if got := r.observe(x, t0.Add(time.Duration(s[3])*time.Second)); got != c.want[i] {
+				t.Errorf("%s: step %d: release %v, want %v", c.name, i, got, c.want[i])
 			}
 		}
 	}
