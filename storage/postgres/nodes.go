@@ -35,6 +35,10 @@ type nodeState struct {
 	clustered bool
 	window    time.Duration
 	conn      *pgx.Conn // holds the name's lock; nil when lost
+	// pid is the server process of the connection that last held the
+	// lock: after that connection is lost, the process may still hold
+	// the lock for a moment while it exits.
+	pid uint32
 }
 
 // ErrNodeConflict is in the chain of ClaimNode's refusals: the name is in
@@ -150,8 +154,23 @@ func (db *DB) lockName(ctx context.Context, first bool) error {
 			return wrap("claim node", fmt.Errorf("postgres: lock the node name: %w", err))
 		}
 		if got {
-			n.conn = conn
+			n.conn, n.pid = conn, conn.PgConn().PID()
 			return nil
+		}
+		// Taking the lock again after the connection that held it was
+		// lost: that connection's server process may not have exited yet
+		// (pg_terminate_backend returns before it does). Wait for it.
+		ours := false
+		if !first && n.pid != 0 {
+			var holder *int64
+			err := conn.QueryRow(ctx, `SELECT max(pid) FROM pg_locks
+				WHERE locktype = 'advisory' AND classid = $1::oid AND objid = hashtext($2)::oid AND objsubid = 2 AND granted`,
+				int64(uint32(nodeLockClass)), n.name).Scan(&holder)
+			if err != nil {
+				conn.Close(context.WithoutCancel(ctx))
+				return wrap("claim node", fmt.Errorf("postgres: read the holder of node %q: %w", n.name, err))
+			}
+			ours = holder == nil || uint32(*holder) == n.pid
 		}
 		var age *float64
 		err = conn.QueryRow(ctx, "SELECT extract(epoch FROM now() - seen)::float8 FROM nodes WHERE node = $1", n.name).Scan(&age)
@@ -160,7 +179,7 @@ func (db *DB) lockName(ctx context.Context, first bool) error {
 			return wrap("claim node", fmt.Errorf("postgres: read node %q: %w", n.name, err))
 		}
 		stale := age == nil || time.Duration(*age*float64(time.Second)) > n.window
-		if !first || !stale || try == 20 {
+		if !(first && stale || ours) || try == 20 {
 			conn.Close(context.WithoutCancel(ctx))
 			what := "is held by another running feedmq"
 			if age != nil {
@@ -168,7 +187,7 @@ func (db *DB) lockName(ctx context.Context, first bool) error {
 			}
 			return fmt.Errorf("postgres: %w: node name %q %s; give each node its own node_name", ErrNodeConflict, cut(n.name), what)
 		}
-		if try == 0 {
+		if first && try == 0 {
 			// The holder stopped beating long ago: end its session.
 			_, err = conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks
 				WHERE locktype = 'advisory' AND classid = $1::oid AND objid = hashtext($2)::oid AND objsubid = 2`,
