@@ -175,10 +175,7 @@ func TestPubackOrderMixed(t *testing.T) {
 	ts, h := startHeld(t, broker.Options{})
 	ch, other := ts.channel(false), ts.channel(false)
 	topic := fmt.Sprintf("channels/%d/publish", ch)
-	sub := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
-	if code, err := sub.Subscribe(1, channels.FeedTopic(ch)); err != nil || code != 0 {
-		t.Fatalf("subscribe: %#x %v", code, err)
-	}
+	sub := feedSubscriber(t, ts, ch)
 	c := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 5)
 
 	base := holdCommits(t, ts, h, other)
@@ -420,18 +417,7 @@ func TestPubackStoreFailureMQTT3NoWill(t *testing.T) {
 	ts, h := startHeld(t, broker.Options{})
 	ch := ts.channel(false)
 	topic := fmt.Sprintf("channels/%d/publish", ch)
-	dev, watcher := ts.device(pubsub(ch)), ts.device()
-	ts.allow(dev, "write home/#")
-	ts.allow(watcher, "read home/#")
-	w := rawDevice(t, ts.addr, watcher, 4)
-	if code, err := w.Subscribe(1, "home/#"); err != nil || code != 0 {
-		t.Fatalf("SUBACK %#x %v", code, err)
-	}
-	c := dial(t, ts.addr)
-	if _, err := c.Write(connectWithWill(dev, "home/will", "gone")); err != nil {
-		t.Fatal(err)
-	}
-	readUntil(t, c, mqtttest.CONNACK)
+	w, c := connectWatchedWill(t, ts, ch)
 
 	base := holdCommits(t, ts, h, ch)
 	h.fail(base+2, fmt.Errorf("commit: %w", channels.ErrCommitUnknown))
@@ -510,10 +496,7 @@ func TestQoS2AfterQueuedQoS1Order(t *testing.T) {
 	ts, h := startHeld(t, broker.Options{})
 	ch, other := ts.channel(false), ts.channel(false)
 	topic := fmt.Sprintf("channels/%d/publish", ch)
-	sub := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
-	if code, err := sub.Subscribe(1, channels.FeedTopic(ch)); err != nil || code != 0 {
-		t.Fatalf("subscribe: %#x %v", code, err)
-	}
+	sub := feedSubscriber(t, ts, ch)
 	c := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
 	n := broker.MaxUnacked - 1
 	base := holdCommits(t, ts, h, other)
@@ -602,4 +585,15 @@ func TestPubackCapAtClose(t *testing.T) {
 		t.Fatalf("%d PUBACKs, want at least the %d committed before Close", len(acked), broker.MaxUnacked)
 	}
 	waitZero(t, "unacked", ts.srv.Unacked)
+}
+
+// feedSubscriber connects a device allowed to read channel ch and
+// subscribes it to the channel's feed topic.
+func feedSubscriber(t *testing.T, ts *testServer, ch uint64) *mqtttest.Conn {
+	t.Helper()
+	sub := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
+	if code, err := sub.Subscribe(1, channels.FeedTopic(ch)); err != nil || code != 0 {
+		t.Fatalf("subscribe: %#x %v", code, err)
+	}
+	return sub
 }

@@ -193,18 +193,7 @@ func TestReadPathRefusedMQTT5(t *testing.T) {
 func TestReadPathRefusedMQTT3(t *testing.T) {
 	ts := startServer(t, broker.Options{})
 	ch, other := ts.channel(false), ts.channel(false)
-	dev, watcher := ts.device(pubsub(ch)), ts.device()
-	ts.allow(dev, "write home/#")
-	ts.allow(watcher, "read home/#")
-	w := rawDevice(t, ts.addr, watcher, 4)
-	if code, err := w.Subscribe(1, "home/#"); err != nil || code != 0 {
-		t.Fatalf("SUBACK %#x %v", code, err)
-	}
-	c := dial(t, ts.addr)
-	if _, err := c.Write(connectWithWill(dev, "home/will", "gone")); err != nil {
-		t.Fatal(err)
-	}
-	readUntil(t, c, mqtttest.CONNACK)
+	w, c := connectWatchedWill(t, ts, ch)
 	b := append(pubPacket(fmt.Sprintf("channels/%d/publish", other), 1, 5, false, "field1=1"),
 		pubPacket(fmt.Sprintf("channels/%d/publish", ch), 1, 6, false, "field1=2")...)
 	if _, err := c.Write(b); err != nil {
@@ -324,4 +313,25 @@ func packetEnd(b []byte) int {
 		}
 	}
 	return -1
+}
+
+// connectWatchedWill connects a device allowed to publish to channel ch
+// with a will ("gone" on home/will) and returns that connection, c, and
+// w, another device's subscription to home/#, which sees the will if it
+// is sent.
+func connectWatchedWill(t *testing.T, ts *testServer, ch uint64) (w, c *mqtttest.Conn) {
+	t.Helper()
+	dev, watcher := ts.device(pubsub(ch)), ts.device()
+	ts.allow(dev, "write home/#")
+	ts.allow(watcher, "read home/#")
+	w = rawDevice(t, ts.addr, watcher, 4)
+	if code, err := w.Subscribe(1, "home/#"); err != nil || code != 0 {
+		t.Fatalf("SUBACK %#x %v", code, err)
+	}
+	c = dial(t, ts.addr)
+	if _, err := c.Write(connectWithWill(dev, "home/will", "gone")); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, c, mqtttest.CONNACK)
+	return w, c
 }
