@@ -2,6 +2,9 @@ package broker
 
 import (
 	"errors"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"github.com/feedmq/feedmq/channels"
 )
@@ -13,16 +16,18 @@ type Cluster interface {
 	// Attach is called once, by New: deliver fans an entry out to this
 	// node's subscribers, in the order the cluster hands them over (entry
 	// id order per channel); takeover closes this node's connection with
-	// a client ID that connected on another node and reports whether
-	// there was one.
-	Attach(deliver func(*channels.Entry), takeover func(clientID string) bool) error
+	// a client ID that connected on another node at at, if it is older
+	// (winsTie: the other node's wins when they connected at the same
+	// time; a zero at closes it whatever its age), and reports whether
+	// it closed one.
+	Attach(deliver func(*channels.Entry), takeover func(clientID string, at time.Time, winsTie bool) bool) error
 	// Published takes an entry this node committed, instead of fanning
 	// it out here directly: the cluster delivers it in order with the
 	// other nodes' entries and sends it to them. It must not block on
 	// the network: a PUBACK waits for it.
 	Published(e *channels.Entry)
-	// Connected announces that a client connected here.
-	Connected(clientID string)
+	// Connected announces that a client connected here at at.
+	Connected(clientID string, at time.Time)
 }
 
 // committed hands a committed entry on: to the cluster when there is
@@ -37,17 +42,42 @@ func (s *Server) committed(e *channels.Entry) {
 
 var errTakenOver = errors.New("client ID connected on another node")
 
-// takeoverRemote closes the connection with clientID: MQTT allows one
-// connection per client ID, and the newer one is on another node. Its
-// persistent session, if any, stays here (sessions are per node).
-func (s *Server) takeoverRemote(clientID string) bool {
+// takeoverRemote closes the connection with clientID if another node's,
+// which connected at at, is newer: MQTT allows one connection per client
+// ID. Its persistent session, if any, stays here (sessions are per node).
+// The notice of an older connection can arrive after a newer one
+// connected here (both nodes hear of each other); that one stays, and the
+// other node closes its own when told of it.
+func (s *Server) takeoverRemote(clientID string, at time.Time, winsTie bool) bool {
 	cl, ok := s.mochi.Clients.Get(clientID)
 	if !ok || cl.Net.Inline || cl.Closed() {
+		return false
+	}
+	if !at.IsZero() && !s.olderThan(cl, at.UnixNano(), winsTie) {
+		s.log.Info("keeping connection: newer than the same client ID's on another node", "client", clientID)
 		return false
 	}
 	s.log.Info("closing connection: client ID connected on another node", "client", clientID)
 	cl.Stop(errTakenOver)
 	return true
+}
+
+// olderThan reports whether cl connected before the time at (unix
+// nanoseconds), or at the same time when the other side wins ties. A
+// connection still in its CONNECT is newer than any notice.
+func (s *Server) olderThan(cl *mqtt.Client, at int64, winsTie bool) bool {
+	ss := s.session(cl)
+	if ss == nil {
+		return true // not one of ours to keep: mochi's inline or a gone session
+	}
+	since := ss.since.Load()
+	switch {
+	case since == 0:
+		return false
+	case since == at:
+		return winsTie
+	}
+	return since < at
 }
 
 var errFailClosed = errors.New("node failed closed")

@@ -215,7 +215,7 @@ func TestClusterTakeoverAcrossNodes(t *testing.T) {
 
 type failingCluster struct{ broker.Cluster }
 
-func (failingCluster) Attach(func(*channels.Entry), func(string) bool) error {
+func (failingCluster) Attach(func(*channels.Entry), func(string, time.Time, bool) bool) error {
 	return errors.New("cluster: subscribe: nats: connection closed")
 }
 
@@ -266,5 +266,89 @@ func TestFailClosed(t *testing.T) {
 	c := mustConnect(t, ts.addr, cr)
 	if err := c.publish(t, fmt.Sprintf("channels/%d/publish", ch), 1, "field1=1"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// noticeCluster records what the broker tells the cluster and keeps the
+// takeover function, so a test can hand the broker notices in any order.
+type noticeCluster struct {
+	mu        sync.Mutex
+	takeover  func(string, time.Time, bool) bool
+	connected map[string]time.Time
+}
+
+func (c *noticeCluster) Attach(_ func(*channels.Entry), takeover func(string, time.Time, bool) bool) error {
+	c.takeover = takeover
+	return nil
+}
+func (c *noticeCluster) Published(*channels.Entry) {}
+func (c *noticeCluster) Connected(id string, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.connected[id] = at
+}
+func (c *noticeCluster) at(id string) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.connected[id]
+	return at, ok
+}
+
+// The notice of another node's older connection can arrive after a newer
+// one connected here: the newer stays, whatever order the notices take,
+// and a tie goes to the node that wins it.
+func TestClusterLateNoticeKeepsNewerConnection(t *testing.T) {
+	nc := &noticeCluster{connected: map[string]time.Time{}}
+	ts := startServer(t, broker.Options{Cluster: nc})
+	ch := ts.channel(true)
+	cr := ts.device(pubsub(ch))
+	before := time.Now()
+	c := mustConnect(t, ts.addr, cr)
+	var at time.Time
+	waitUntil(t, "the connect announced", func() bool {
+		var ok bool
+		at, ok = nc.at(cr.Device.ClientID)
+		return ok
+	})
+	if at.Before(before) || at.After(time.Now()) {
+		t.Fatalf("announced connected at %v, outside the connect (%v on)", at, before)
+	}
+	for _, tc := range []struct {
+		at      time.Time
+		winsTie bool
+	}{{at.Add(-time.Millisecond), true}, {at.Add(-time.Nanosecond), true}, {at, false}} {
+		if nc.takeover(cr.Device.ClientID, tc.at, tc.winsTie) {
+			t.Errorf("a notice of a connection at %v (wins tie %v) closed the one connected at %v", tc.at, tc.winsTie, at)
+		}
+	}
+	if !c.IsConnectionOpen() {
+		t.Fatal("the newer connection was closed")
+	}
+	if !nc.takeover(cr.Device.ClientID, at, true) {
+		t.Fatal("a notice of a connection at the same time, whose node wins the tie, did not close this one")
+	}
+	select {
+	case <-c.lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection stayed open after the takeover")
+	}
+
+	// A notice without a time (a node that does not send one) closes the
+	// connection whatever its age, as before.
+	c = mustConnect(t, ts.addr, cr)
+	waitUntil(t, "the second connect announced", func() bool {
+		again, _ := nc.at(cr.Device.ClientID)
+		return again.After(at)
+	})
+	if !nc.takeover(cr.Device.ClientID, time.Time{}, false) {
+		t.Fatal("a notice without a time did not close the connection")
+	}
+	select {
+	case <-c.lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection stayed open after a notice without a time")
+	}
+	if nc.takeover("nobody-here", time.Now(), true) {
+		t.Error("a notice for a client ID not connected here reported a takeover")
 	}
 }

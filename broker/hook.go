@@ -74,6 +74,11 @@ type session struct {
 	// revoked is set when the device's credentials were revoked or the
 	// device deleted: its will is not sent and its session not kept.
 	revoked atomic.Bool
+	// since is when the session was established, just before its
+	// CONNACK (unix nanoseconds; 0 before; set only in a cluster): of two
+	// connections with one client ID on two nodes, the newer stays
+	// (cluster.go).
+	since atomic.Int64
 
 	out  atomic.Pointer[sender] // deliveries to cl, once it gets one (fanout.go)
 	acks pubAcks                // PUBACKs of QoS 1 feed publishes not yet written (puback.go)
@@ -498,6 +503,11 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 // so are queued messages whose topic cl may no longer read (a rule
 // removed while it was away): mochi resends them unchecked.
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	if ss := h.srv.session(cl); ss != nil && h.srv.opts.Cluster != nil {
+		// Before the CONNACK: the client may connect again elsewhere as
+		// soon as it has it, and that connection must count as newer.
+		ss.since.Store(time.Now().UnixNano())
+	}
 	h.srv.wills.cancel(cl.ID) // [MQTT-3.1.3-9]: the client is back
 	if old, ok := h.srv.mochi.Clients.Get(cl.ID); ok && old != cl {
 		h.srv.dropReservedFilters(old)
@@ -524,7 +534,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	h.srv.log.Info("client connected", "client", cl.ID, "device", ss.device, "remote", cl.Net.Remote,
 		"listener", cl.Net.Listener, "protocol", pk.ProtocolVersion, "keepalive", pk.Connect.Keepalive)
 	if c := h.srv.opts.Cluster; c != nil {
-		c.Connected(cl.ID) // another node's connection with this ID closes
+		c.Connected(cl.ID, time.Unix(0, ss.since.Load())) // another node's older connection with this ID closes
 	}
 	// mochi reads the client's packets from here on, on this goroutine.
 	if rc, ok := cl.Net.Conn.(interface {

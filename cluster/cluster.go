@@ -64,7 +64,7 @@ type Cluster struct {
 	freeSub *nats.Subscription
 
 	deliver  func(*channels.Entry)
-	takeover func(clientID string) bool
+	takeover Takeover
 	attached atomic.Bool
 	closed   atomic.Bool
 	catching atomic.Int32 // catchUp running (1) and asked for again (>1)
@@ -153,11 +153,22 @@ func cut(s string) string {
 	return s
 }
 
+// Takeover closes this node's connection with clientID if it is older than
+// another node's, which connected at at (zero: closes it whatever its
+// age); winsTie says whether the other node's wins when both times are
+// equal. It reports whether it closed one. Two nodes told of each other's
+// connection then agree on which one stays, however late a notice
+// arrives, as long as their clocks agree to within the time between the
+// two connects.
+type Takeover func(clientID string, at time.Time, winsTie bool) bool
+
 // Attach starts receiving: remote entries go through the sequencer to
-// deliver, and a takeover notice calls takeover with the client ID (it
-// reports whether a local connection had it). Each channel's sequence
-// starts at its last entry id now; entries that arrive meanwhile wait.
-func (c *Cluster) Attach(deliver func(*channels.Entry), takeover func(clientID string) bool) error {
+// deliver, and another node's takeover notice calls takeover with the
+// client ID, when it connected there (zero if that node did not say), and
+// whether that node wins a tie of equal times (takeover reports whether
+// it closed a local connection). Each channel's sequence starts at its
+// last entry id now; entries that arrive meanwhile wait.
+func (c *Cluster) Attach(deliver func(*channels.Entry), takeover func(clientID string, at time.Time, winsTie bool) bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed.Load() {
@@ -329,17 +340,17 @@ func (c *Cluster) onNotice(msg *nats.Msg) {
 	if c.foreign(msg) {
 		return
 	}
-	id, node, err := DecodeNotice(msg.Data)
+	n, err := DecodeNotice(msg.Data)
 	if err != nil {
 		c.m.malformed.Add(1)
 		c.log.Warn("cluster: malformed connect notice dropped", "bytes", len(msg.Data), "error", cutErr(err))
 		return
 	}
 	c.m.notices.Add(1)
-	if node == c.cfg.Node || c.takeover == nil {
+	if n.Node == c.cfg.Node || c.takeover == nil {
 		return
 	}
-	if c.takeover(id) {
+	if c.takeover(n.ClientID, n.At, n.Node > c.cfg.Node) {
 		c.m.takeovers.Add(1)
 	}
 }
@@ -369,13 +380,15 @@ func (c *Cluster) Published(e *channels.Entry) {
 	c.m.published.Add(1)
 }
 
-// Connected tells the other nodes that a client connected here, so that
-// they close their connection with the same client ID (MQTT allows one).
-func (c *Cluster) Connected(clientID string) {
+// Connected tells the other nodes that a client connected here at at, so
+// that they close an older connection with the same client ID (MQTT
+// allows one).
+func (c *Cluster) Connected(clientID string, at time.Time) {
 	if c.closed.Load() {
 		return
 	}
-	if err := c.nc.PublishMsg(c.message(connectSubject(c.cfg.Name), encodeNotice(clientID, c.cfg.Node))); err != nil {
+	n := Notice{ClientID: clientID, Node: c.cfg.Node, At: at.UTC().Round(0)}
+	if err := c.nc.PublishMsg(c.message(connectSubject(c.cfg.Name), encodeNotice(n))); err != nil {
 		c.m.publishErrors.Add(1)
 	}
 }

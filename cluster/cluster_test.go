@@ -88,12 +88,15 @@ type testNode struct {
 	mu   sync.Mutex
 	took []string // client IDs takeover was called with
 	held string   // the client ID takeover reports as connected here
+	ats  []time.Time
+	ties []bool
 }
 
-func (n *testNode) takeover(id string) bool {
+func (n *testNode) takeover(id string, at time.Time, winsTie bool) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.took = append(n.took, id)
+	n.ats, n.ties = append(n.ats, at), append(n.ties, winsTie)
 	return id == n.held
 }
 
@@ -264,11 +267,19 @@ func TestClusterTakeoverNotices(t *testing.T) {
 	nodes[1].held = "sensor-7"
 	waitSubscribed(t, servers, 3)
 
-	nodes[0].c.Connected("sensor-7")
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("x", 3600))
+	nodes[0].c.Connected("sensor-7", at)
 	for _, i := range []int{1, 2} {
 		waitFor(t, fmt.Sprintf("node %d told of the connect", i+1), func() bool {
 			return slices.Equal(nodes[i].tookOver(), []string{"sensor-7"})
 		})
+		// The time crosses to the nanosecond; node1 sorts before both
+		// names, so it loses a tie.
+		nodes[i].mu.Lock()
+		if !nodes[i].ats[0].Equal(at) || nodes[i].ties[0] {
+			t.Errorf("node %d told connected at %v, wins tie %v; want %v, false", i+1, nodes[i].ats[0], nodes[i].ties[0], at)
+		}
+		nodes[i].mu.Unlock()
 	}
 	if m := nodes[1].c.Metrics(); m.Takeovers != 1 || m.Notices != 1 {
 		t.Errorf("node 2 metrics %+v: want one notice that took a connection over", m)
@@ -278,7 +289,7 @@ func TestClusterTakeoverNotices(t *testing.T) {
 	}
 	// The node the client connected to does not close its own connection:
 	// a later notice from node 3 reaches node 1 but node 1 never saw its own.
-	nodes[2].c.Connected("other")
+	nodes[2].c.Connected("other", time.Now())
 	waitFor(t, "node 1 told of node 3's connect", func() bool {
 		return slices.Equal(nodes[0].tookOver(), []string{"other"})
 	})

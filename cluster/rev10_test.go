@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -145,10 +146,10 @@ func TestClusterDropsOtherDatabasesMessages(t *testing.T) {
 	p2.held = "dev-1"
 	waitSubscribed(t, servers, 3)
 
-	s1.c.Connected("dev-1")
+	s1.c.Connected("dev-1", time.Now())
 	staging.commit(s1.c, 1)
 	staging.commit(s1.c, 1)
-	p1.c.Connected("dev-2")
+	p1.c.Connected("dev-2", time.Now())
 	prod.commit(p1.c, 1)
 	waitFor(t, "production's entry on p2", func() bool { return len(p2.rec.ids(1)) >= 1 })
 	waitFor(t, "p2 counts staging's messages", func() bool { return p2.c.Metrics().Foreign >= 3 })

@@ -115,40 +115,45 @@ func DecodeEntry(b []byte) (channels.Entry, error) {
 	return e, nil
 }
 
-// notice is a takeover notice: a client connected to node with this ID,
-// so any other node's connection with the same ID must close.
-type notice struct {
-	ClientID string `json:"client_id"`
-	Node     string `json:"node"`
+// Notice is a takeover notice: a client connected to Node with this ID at
+// At, so any other node's connection with the same ID that is older must
+// close. At is zero in notices from nodes that did not send it; such a
+// notice closes the connection whatever its age.
+type Notice struct {
+	ClientID string    `json:"client_id"`
+	Node     string    `json:"node"`
+	At       time.Time `json:"connected_at,omitzero"`
 }
 
 // maxClientID bounds a notice's client ID: MQTT's own limit.
 const maxClientID = 65535
 
-func encodeNotice(clientID, node string) []byte {
-	b, _ := json.Marshal(notice{ClientID: clientID, Node: node}) // strings only: cannot fail
+func encodeNotice(n Notice) []byte {
+	b, _ := json.Marshal(n) // strings and a time within year 0-9999: cannot fail
 	return b
 }
 
 // DecodeNotice parses a takeover notice.
-func DecodeNotice(b []byte) (clientID, node string, err error) {
+func DecodeNotice(b []byte) (Notice, error) {
 	if len(b) > MaxMessage {
-		return "", "", fmt.Errorf("connect notice of %d bytes: over %d", len(b), MaxMessage)
+		return Notice{}, fmt.Errorf("connect notice of %d bytes: over %d", len(b), MaxMessage)
 	}
-	var n notice
+	var n Notice
 	if err := json.Unmarshal(b, &n); err != nil {
-		return "", "", fmt.Errorf("connect notice: %w", err)
+		return Notice{}, fmt.Errorf("connect notice: %w", err)
 	}
 	switch {
 	case n.ClientID == "":
-		return "", "", errors.New("connect notice: client_id missing")
+		return Notice{}, errors.New("connect notice: client_id missing")
 	case len(n.ClientID) > maxClientID:
-		return "", "", errors.New("connect notice: client_id too long")
+		return Notice{}, errors.New("connect notice: client_id too long")
 	case !utf8.ValidString(n.ClientID):
-		return "", "", errors.New("connect notice: client_id is not valid UTF-8")
+		return Notice{}, errors.New("connect notice: client_id is not valid UTF-8")
+	case !n.At.IsZero() && n.At.Before(time.Unix(0, 0)):
+		return Notice{}, errors.New("connect notice: connected_at before 1970")
 	}
 	if err := ValidName(n.Node); err != nil {
-		return "", "", fmt.Errorf("connect notice: node: %w", err)
+		return Notice{}, fmt.Errorf("connect notice: node: %w", err)
 	}
-	return n.ClientID, n.Node, nil
+	return n, nil
 }

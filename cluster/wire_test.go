@@ -53,17 +53,27 @@ func TestDecodeEntry(t *testing.T) {
 }
 
 func TestDecodeNotice(t *testing.T) {
-	id, node, err := DecodeNotice(encodeNotice("dev \"1\"", "node-2"))
-	if err != nil || id != "dev \"1\"" || node != "node-2" {
-		t.Fatalf("round trip: %q %q %v", id, node, err)
+	at := time.Unix(1_700_000_000, 123456789).UTC()
+	for _, want := range []Notice{{ClientID: "dev \"1\"", Node: "node-2", At: at}, {ClientID: "a", Node: "n"}} {
+		n, err := DecodeNotice(encodeNotice(want))
+		if err != nil || n != want {
+			t.Fatalf("round trip of %+v: %+v %v", want, n, err)
+		}
+	}
+	// A notice from a node that does not send the time still decodes.
+	if n, err := DecodeNotice([]byte(`{"client_id":"a","node":"n"}`)); err != nil || !n.At.IsZero() {
+		t.Errorf("notice without connected_at: %+v %v", n, err)
 	}
 	for _, in := range []string{
+		`{"client_id":"a","node":"n","connected_at":"yesterday"}`,
+		`{"client_id":"a","node":"n","connected_at":"1969-12-31T23:59:59Z"}`,
+		`{"client_id":"a","node":"n","connected_at":12}`,
 		``, `{}`, `{"client_id":"a"}`, `{"client_id":"","node":"n"}`, `{"client_id":"a","node":"n.x"}`,
 		`{"client_id":"a","node":"` + strings.Repeat("n", MaxNameLen+1) + `"}`,
 		`{"client_id":"` + strings.Repeat("c", maxClientID+1) + `","node":"n"}`,
 		`{"client_id":1,"node":"n"}`,
 	} {
-		if _, _, err := DecodeNotice([]byte(in)); err == nil {
+		if _, err := DecodeNotice([]byte(in)); err == nil {
 			t.Errorf("DecodeNotice(%.60q) accepted", in)
 		}
 	}
@@ -92,7 +102,11 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte(`{"channel_id":1,"created_at":"2024-01-02T03:04:05Z","entry_id":2,"status":"\ud800"}`))
 	f.Add([]byte(`{"client_id":"a","node":"b"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _, _ = DecodeNotice(b)
+		if n, err := DecodeNotice(b); err == nil {
+			if again, err := DecodeNotice(encodeNotice(n)); err != nil || again != n {
+				t.Fatalf("notice %+v encodes to one that decodes to %+v, %v", n, again, err)
+			}
+		}
 		e, err := DecodeEntry(b)
 		if err != nil {
 			return
