@@ -405,12 +405,15 @@ func (s *Server) fanOutLoop() {
 // checked against the subscriber's rights (see deliver).
 func (s *Server) fanOut(e *channels.Entry) {
 	buf := e.AppendJSON(make([]byte, 0, 384))
-	s.deliver(dest{topic: channels.FeedTopic(e.ChannelID), channel: e.ChannelID}, buf)
+	topics := s.topics.get(e.ChannelID)
+	s.deliver(dest{topic: topics.feed, channel: e.ChannelID}, buf)
 	// Field topics cost a publish each, and most brokers have no field
 	// subscriber at all: the gate counts filters that could match one.
 	for n := 1; n <= channels.NumFields && s.fieldCount.Load() > 0; n++ {
 		if v, ok := e.Field(n); ok {
-			s.deliver(dest{topic: channels.FieldTopic(e.ChannelID, n), channel: e.ChannelID}, []byte(v))
+			// deliver copies the payload and never writes to it: the
+			// value's own bytes do, without a copy per field.
+			s.deliver(dest{topic: topics.fields[n-1], channel: e.ChannelID}, unsafe.Slice(unsafe.StringData(v), len(v)))
 		}
 	}
 	s.fanOutExtra(e, buf)
