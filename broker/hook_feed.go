@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -404,7 +405,8 @@ func (s *Server) fanOutLoop() {
 // field's bare value to its field topic, at QoS 0. Every delivery is
 // checked against the subscriber's rights (see deliver).
 func (s *Server) fanOut(e *channels.Entry) {
-	buf := e.AppendJSON(make([]byte, 0, 384))
+	bp := feedBufs.Get().(*[]byte)
+	buf := e.AppendJSON((*bp)[:0])
 	topics := s.topics.get(e.ChannelID)
 	s.deliver(dest{topic: topics.feed, channel: e.ChannelID}, buf)
 	// Field topics cost a publish each, and most brokers have no field
@@ -417,8 +419,21 @@ func (s *Server) fanOut(e *channels.Entry) {
 		}
 	}
 	s.fanOutExtra(e, buf)
-	s.notifyWatchers(e, buf)
+	if !s.notifyWatchers(e, buf) && cap(buf) <= keptFeedBuffer {
+		*bp = buf
+		feedBufs.Put(bp)
+	}
 }
+
+// feedBufs recycles the buffers fanOut writes an entry's JSON into. Every
+// subscriber's queue copies the packet made from it (deliver), so once
+// fanOut is done only a watcher can still hold it: a buffer handed to a
+// watcher is left to it, never recycled.
+var feedBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// keptFeedBuffer is the largest JSON buffer recycled: entries with long
+// values are rare, and a pooled buffer should not hold on to one.
+const keptFeedBuffer = 4 << 10
 
 // reject counts and logs a refused publish and picks the MQTT answer:
 // QoS 0 is dropped; MQTT 5 at QoS 1 gets a PUBACK reason code; an MQTT 3
