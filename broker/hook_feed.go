@@ -131,12 +131,15 @@ func (s *Server) publish(device uint64, topic string, payload []byte, m pubMode)
 	if !ok { // deleted between the two lookups
 		return &rejection{reasonUnknownChannel, packets.ErrTopicNameInvalid, auth.ErrUnknownChannel}
 	}
-	e, dropped, err := channels.ParsePayloadDropped(ch, t.Field, payload, s.opts.Limits)
+	q := s.newQueued()
+	var dropped channels.FieldSet
+	q.e, dropped, err = channels.ParsePayloadDropped(ch, t.Field, payload, s.opts.Limits)
 	if err != nil {
+		q.release()
 		return payloadRejection(err)
 	}
 	s.fieldsDropped(ch.ID, dropped)
-	return s.write(&e, m)
+	return s.write(q, m)
 }
 
 // publishSensor handles a Waziup-style devices/<channel>/sensors/<field>/value
@@ -153,26 +156,32 @@ func (s *Server) publishSensor(device uint64, t *channels.Topic, payload []byte,
 	if err := s.registry.CanPublish(device, ch.ID, ""); err != nil {
 		return accessRejection(err)
 	}
-	e, err := channels.ParseSensorPayload(ch, n, payload, s.opts.Limits)
+	q := s.newQueued()
+	q.e, err = channels.ParseSensorPayload(ch, n, payload, s.opts.Limits)
 	if err != nil {
+		q.release()
 		return payloadRejection(err)
 	}
-	return s.write(&e, m)
+	return s.write(q, m)
 }
 
-// write commits e. QoS 0 is queued for the store's next commit when the
-// store can queue appends, and so is QoS 1 from a connection when a
-// commit is under way anyway: its PUBACK is written by the fan-out side
-// after the commit (puback.go), so the connection reads on meanwhile.
-// Otherwise the reader commits, and acknowledges the publish itself.
-func (s *Server) write(e *channels.Entry, m pubMode) error {
+// write commits q's entry, and owns q from here on. QoS 0 is queued for
+// the store's next commit when the store can queue appends, and so is
+// QoS 1 from a connection when a commit is under way anyway: its PUBACK
+// is written by the fan-out side after the commit (puback.go), so the
+// connection reads on meanwhile. Otherwise the reader commits, and
+// acknowledges the publish itself.
+func (s *Server) write(q *queuedEntry, m pubMode) error {
 	ap, async := s.store.(channels.AsyncAppender)
 	switch {
 	case async && m.qos == 0:
-		return s.commitAsync(ap, e, nil)
+		return s.commitAsync(ap, q, nil)
 	case async && m.qos == 1 && m.ss != nil && m.ss.acksQueued(s):
-		return s.commitAsync(ap, e, &m)
+		return s.commitAsync(ap, q, &m)
 	}
+	// Committed and fanned out here: nothing holds the entry after.
+	defer q.release()
+	e := &q.e
 	if m.qos == 1 {
 		s.inCommit.Add(1)
 		defer s.inCommit.Add(-1)
@@ -308,19 +317,19 @@ func storeRejection(err error) *rejection {
 // ack (QoS 1), the PUBACK is written after the entry is fanned out; the
 // connection holds at most maxUnacked publishes unacknowledged, and
 // waits here for room.
-func (s *Server) commitAsync(ap channels.AsyncAppender, e *channels.Entry, ack *pubMode) error {
+func (s *Server) commitAsync(ap channels.AsyncAppender, q *queuedEntry, ack *pubMode) error {
 	if ack != nil {
 		ack.ss.acks.reserve(s) // before the gate: Close takes it
 	}
 	s.gate.RLock()
 	defer s.gate.RUnlock()
-	if err := s.admit(e); err != nil {
+	if err := s.admit(&q.e); err != nil {
 		if ack != nil {
 			ack.ss.acks.unreserve(s)
 		}
+		q.release()
 		return err
 	}
-	q := &queuedEntry{e: *e, srv: s} // e lives on the reader's stack
 	if ack != nil {
 		q.ss, q.id = ack.ss, ack.ss.clientID(ack.id, true)
 		q.ss.acks.push(q)
@@ -335,6 +344,7 @@ func (s *Server) commitAsync(ap channels.AsyncAppender, e *channels.Entry, ack *
 			return nil
 		}
 		s.dequeued()
+		q.release() // the store did not take it
 		return storeRejection(err)
 	}
 	return nil
@@ -347,8 +357,12 @@ func (s *Server) dequeued() {
 	s.pending.Done()
 }
 
-// queuedEntry is an entry queued with commitAsync, with the publisher to
-// acknowledge (ss nil for QoS 0).
+// queuedEntry is a publish's entry on its way through commit and
+// fan-out, with the publisher to acknowledge (ss nil for QoS 0). Each
+// comes from queuedEntries and goes back once nothing refers to it any
+// more (release): the entry is stored and fanned out and, at QoS 1 from
+// a connection, its PUBACK is answered and it left the connection's
+// line.
 type queuedEntry struct {
 	e    channels.Entry // first: queuedCommitted finds the entry from it
 	srv  *Server
@@ -377,6 +391,7 @@ func (q *queuedEntry) committed(e *channels.Entry, err error) {
 		if q.ss == nil {
 			s.log.Warn("publish rejected", "channel", e.ChannelID, "qos", 0, "reason", rj.reason, "error", err.Error())
 			s.dequeued()
+			q.release()
 			return
 		}
 		q.ss.logStoreFailure(s, e.ChannelID, rj)
@@ -395,10 +410,31 @@ func (s *Server) fanOutLoop() {
 			s.committed(&q.e)
 		}
 		if q.ss != nil {
-			q.ss.finishAck(s, q)
+			q.ss.finishAck(s, q) // releases q once it leaves the line
+		} else {
+			q.release()
 		}
 		s.dequeued()
 	}
+}
+
+// queuedEntries recycles queuedEntry values: one per publish otherwise,
+// the entry copied off the reader's stack included.
+var queuedEntries = sync.Pool{New: func() any { return new(queuedEntry) }}
+
+// newQueued returns an empty queuedEntry of s for a publish.
+func (s *Server) newQueued() *queuedEntry {
+	q := queuedEntries.Get().(*queuedEntry)
+	q.srv = s
+	return q
+}
+
+// release gives q back once nothing refers to it. It clears q, which
+// also lets go of the entry's strings and the session; a late use would
+// find it cleared (and the race detector would report the write).
+func (q *queuedEntry) release() {
+	*q = queuedEntry{}
+	queuedEntries.Put(q)
 }
 
 // fanOut publishes the entry JSON to channels/<id>/subscribe and each set

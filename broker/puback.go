@@ -164,8 +164,10 @@ func (ss *session) noteAccepted(s *Server) {
 	}
 }
 
-// finishAck marks q answered and writes the PUBACKs now due, in order. It
-// runs on fanOutLoop only.
+// finishAck marks q answered and writes the PUBACKs now due, in order,
+// releasing each publish that leaves the line: q is not used after this
+// (it may leave the line only in a later call, once those ahead of it
+// are answered). It runs on fanOutLoop only.
 func (ss *session) finishAck(s *Server, q *queuedEntry) {
 	pa := &ss.acks
 	pa.mu.Lock()
@@ -191,6 +193,7 @@ func (ss *session) finishAck(s *Server, q *queuedEntry) {
 			pa.done(s, 1)
 			ss.stopAfterWrites(q.fail)
 		}
+		q.release()
 	}
 }
 
