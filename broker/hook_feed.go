@@ -133,7 +133,9 @@ func (s *Server) publish(device uint64, topic string, payload []byte, m pubMode)
 	}
 	q := s.newQueued()
 	var dropped channels.FieldSet
-	q.e, dropped, err = channels.ParsePayloadDropped(ch, t.Field, payload, s.opts.Limits)
+	c := valueChunks.Get().(*channels.Chunks)
+	q.e, dropped, err = channels.ParsePayloadIn(ch, t.Field, payload, s.opts.Limits, c)
+	valueChunks.Put(c)
 	if err != nil {
 		q.release()
 		return payloadRejection(err)
@@ -417,6 +419,13 @@ func (s *Server) fanOutLoop() {
 		s.dequeued()
 	}
 }
+
+// valueChunks holds the chunks publishes' values are parsed into: one
+// allocation for many entries' strings rather than one each. A chunk is
+// written once and never reused, so a value stays valid however long its
+// entry is kept (a cluster's gap buffer, say); such an entry keeps its
+// chunk (8 KiB) in memory. Pooled, so that readers parse in parallel.
+var valueChunks = sync.Pool{New: func() any { return new(channels.Chunks) }}
 
 // queuedEntries recycles queuedEntry values: one per publish otherwise,
 // the entry copied off the reader's stack included.
