@@ -38,7 +38,7 @@ func (c *Chunks) take(n int) []byte {
 	}
 	start := len(c.buf)
 	c.held = n
-	return c.buf[start:start:start+n]
+	return c.buf[start : start : start+n]
 }
 
 // keep marks the first n bytes of the last take as used for good (they
