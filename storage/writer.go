@@ -284,14 +284,8 @@ func (db *DB) AppendEntryAsync(ctx context.Context, e *channels.Entry, then func
 		e.CreatedAt = db.now()
 	}
 	e.CreatedAt = e.CreatedAt.UTC().Truncate(time.Second)
-	r := reqPool.Get().(*appendReq)
-	r.e, r.then = e, then
-	err := db.w.appendAsync(ctx, r)
-	if err != nil { // not queued
-		r.e, r.then = nil, nil
-		reqPool.Put(r)
-	}
-	return err
+	r := &appendReq{e: e, then: then}
+	return db.w.appendAsync(ctx, r)
 }
 
 // MaxBatchEntries is the most entries AppendEntries takes at once: one
@@ -779,10 +773,6 @@ func (w *writer) commit() {
 		}
 		if r.then != nil {
 			r.then(r.e, errs[i])
-			// Last touch: an answered asynchronous append is not looked at
-			// again (the batch is cleared below without reading it).
-			r.e, r.then = nil, nil
-			reqPool.Put(r)
 			continue
 		}
 		r.done <- errs[i] // last touch: the caller may reuse r and r.e now
