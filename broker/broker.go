@@ -237,9 +237,10 @@ type Server struct {
 	// benchmarks that compare the two.
 	mochiReads bool
 
-	sessions sync.Map // *mqtt.Client -> *session, read on every delivery
-	router   router   // subscribers per delivered topic (fanout.go)
-	byConn   sync.Map // net.Conn -> *mqtt.Client, to end sessions mochi drops silently
+	sessions sync.Map   // *mqtt.Client -> *session, read on every delivery
+	router   router     // subscribers per delivered topic (fanout.go)
+	topics   topicCache // each channel's subscribe topics (topics.go)
+	byConn   sync.Map   // net.Conn -> *mqtt.Client, to end sessions mochi drops silently
 	live     atomic.Int64
 	queued   atomic.Int64 // bytes waiting in every subscriber's sender (fanout.go)
 	// backlogged counts the senders with bytes waiting (fanout.go).

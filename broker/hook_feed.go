@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -130,12 +131,17 @@ func (s *Server) publish(device uint64, topic string, payload []byte, m pubMode)
 	if !ok { // deleted between the two lookups
 		return &rejection{reasonUnknownChannel, packets.ErrTopicNameInvalid, auth.ErrUnknownChannel}
 	}
-	e, dropped, err := channels.ParsePayloadDropped(ch, t.Field, payload, s.opts.Limits)
+	q := s.newQueued()
+	var dropped channels.FieldSet
+	c := valueChunks.Get().(*channels.Chunks)
+	q.e, dropped, err = channels.ParsePayloadIn(ch, t.Field, payload, s.opts.Limits, c)
+	valueChunks.Put(c)
 	if err != nil {
+		q.release()
 		return payloadRejection(err)
 	}
 	s.fieldsDropped(ch.ID, dropped)
-	return s.write(&e, m)
+	return s.write(q, m)
 }
 
 // publishSensor handles a Waziup-style devices/<channel>/sensors/<field>/value
@@ -152,26 +158,32 @@ func (s *Server) publishSensor(device uint64, t *channels.Topic, payload []byte,
 	if err := s.registry.CanPublish(device, ch.ID, ""); err != nil {
 		return accessRejection(err)
 	}
-	e, err := channels.ParseSensorPayload(ch, n, payload, s.opts.Limits)
+	q := s.newQueued()
+	q.e, err = channels.ParseSensorPayload(ch, n, payload, s.opts.Limits)
 	if err != nil {
+		q.release()
 		return payloadRejection(err)
 	}
-	return s.write(&e, m)
+	return s.write(q, m)
 }
 
-// write commits e. QoS 0 is queued for the store's next commit when the
-// store can queue appends, and so is QoS 1 from a connection when a
-// commit is under way anyway: its PUBACK is written by the fan-out side
-// after the commit (puback.go), so the connection reads on meanwhile.
-// Otherwise the reader commits, and acknowledges the publish itself.
-func (s *Server) write(e *channels.Entry, m pubMode) error {
+// write commits q's entry, and owns q from here on. QoS 0 is queued for
+// the store's next commit when the store can queue appends, and so is
+// QoS 1 from a connection when a commit is under way anyway: its PUBACK
+// is written by the fan-out side after the commit (puback.go), so the
+// connection reads on meanwhile. Otherwise the reader commits, and
+// acknowledges the publish itself.
+func (s *Server) write(q *queuedEntry, m pubMode) error {
 	ap, async := s.store.(channels.AsyncAppender)
 	switch {
 	case async && m.qos == 0:
-		return s.commitAsync(ap, e, nil)
+		return s.commitAsync(ap, q, nil)
 	case async && m.qos == 1 && m.ss != nil && m.ss.acksQueued(s):
-		return s.commitAsync(ap, e, &m)
+		return s.commitAsync(ap, q, &m)
 	}
+	// Committed and fanned out here: nothing holds the entry after.
+	defer q.release()
+	e := &q.e
 	if m.qos == 1 {
 		s.inCommit.Add(1)
 		defer s.inCommit.Add(-1)
@@ -307,19 +319,19 @@ func storeRejection(err error) *rejection {
 // ack (QoS 1), the PUBACK is written after the entry is fanned out; the
 // connection holds at most maxUnacked publishes unacknowledged, and
 // waits here for room.
-func (s *Server) commitAsync(ap channels.AsyncAppender, e *channels.Entry, ack *pubMode) error {
+func (s *Server) commitAsync(ap channels.AsyncAppender, q *queuedEntry, ack *pubMode) error {
 	if ack != nil {
 		ack.ss.acks.reserve(s) // before the gate: Close takes it
 	}
 	s.gate.RLock()
 	defer s.gate.RUnlock()
-	if err := s.admit(e); err != nil {
+	if err := s.admit(&q.e); err != nil {
 		if ack != nil {
 			ack.ss.acks.unreserve(s)
 		}
+		q.release()
 		return err
 	}
-	q := &queuedEntry{e: *e, srv: s} // e lives on the reader's stack
 	if ack != nil {
 		q.ss, q.id = ack.ss, ack.ss.clientID(ack.id, true)
 		q.ss.acks.push(q)
@@ -334,6 +346,7 @@ func (s *Server) commitAsync(ap channels.AsyncAppender, e *channels.Entry, ack *
 			return nil
 		}
 		s.dequeued()
+		q.release() // the store did not take it
 		return storeRejection(err)
 	}
 	return nil
@@ -346,8 +359,12 @@ func (s *Server) dequeued() {
 	s.pending.Done()
 }
 
-// queuedEntry is an entry queued with commitAsync, with the publisher to
-// acknowledge (ss nil for QoS 0).
+// queuedEntry is a publish's entry on its way through commit and
+// fan-out, with the publisher to acknowledge (ss nil for QoS 0). Each
+// comes from queuedEntries and goes back once nothing refers to it any
+// more (release): the entry is stored and fanned out and, at QoS 1 from
+// a connection, its PUBACK is answered and it left the connection's
+// line.
 type queuedEntry struct {
 	e    channels.Entry // first: queuedCommitted finds the entry from it
 	srv  *Server
@@ -376,6 +393,7 @@ func (q *queuedEntry) committed(e *channels.Entry, err error) {
 		if q.ss == nil {
 			s.log.Warn("publish rejected", "channel", e.ChannelID, "qos", 0, "reason", rj.reason, "error", err.Error())
 			s.dequeued()
+			q.release()
 			return
 		}
 		q.ss.logStoreFailure(s, e.ChannelID, rj)
@@ -394,28 +412,73 @@ func (s *Server) fanOutLoop() {
 			s.committed(&q.e)
 		}
 		if q.ss != nil {
-			q.ss.finishAck(s, q)
+			q.ss.finishAck(s, q) // releases q once it leaves the line
+		} else {
+			q.release()
 		}
 		s.dequeued()
 	}
+}
+
+// valueChunks holds the chunks publishes' values are parsed into: one
+// allocation for many entries' strings rather than one each. A chunk is
+// written once and never reused, so a value stays valid however long its
+// entry is kept (a cluster's gap buffer, say); such an entry keeps its
+// chunk (8 KiB) in memory. Pooled, so that readers parse in parallel.
+var valueChunks = sync.Pool{New: func() any { return new(channels.Chunks) }}
+
+// queuedEntries recycles queuedEntry values: one per publish otherwise,
+// the entry copied off the reader's stack included.
+var queuedEntries = sync.Pool{New: func() any { return new(queuedEntry) }}
+
+// newQueued returns an empty queuedEntry of s for a publish.
+func (s *Server) newQueued() *queuedEntry {
+	q := queuedEntries.Get().(*queuedEntry)
+	q.srv = s
+	return q
+}
+
+// release gives q back once nothing refers to it. It clears q, which
+// also lets go of the entry's strings and the session; a late use would
+// find it cleared (and the race detector would report the write).
+func (q *queuedEntry) release() {
+	*q = queuedEntry{}
+	queuedEntries.Put(q)
 }
 
 // fanOut publishes the entry JSON to channels/<id>/subscribe and each set
 // field's bare value to its field topic, at QoS 0. Every delivery is
 // checked against the subscriber's rights (see deliver).
 func (s *Server) fanOut(e *channels.Entry) {
-	buf := e.AppendJSON(make([]byte, 0, 384))
-	s.deliver(dest{topic: channels.FeedTopic(e.ChannelID), channel: e.ChannelID}, buf)
+	bp := feedBufs.Get().(*[]byte)
+	buf := e.AppendJSON((*bp)[:0])
+	topics := s.topics.get(e.ChannelID)
+	s.deliver(dest{topic: topics.feed, channel: e.ChannelID}, buf)
 	// Field topics cost a publish each, and most brokers have no field
 	// subscriber at all: the gate counts filters that could match one.
 	for n := 1; n <= channels.NumFields && s.fieldCount.Load() > 0; n++ {
 		if v, ok := e.Field(n); ok {
-			s.deliver(dest{topic: channels.FieldTopic(e.ChannelID, n), channel: e.ChannelID}, []byte(v))
+			// deliver copies the payload and never writes to it: the
+			// value's own bytes do, without a copy per field.
+			s.deliver(dest{topic: topics.fields[n-1], channel: e.ChannelID}, unsafe.Slice(unsafe.StringData(v), len(v)))
 		}
 	}
 	s.fanOutExtra(e, buf)
-	s.notifyWatchers(e, buf)
+	if !s.notifyWatchers(e, buf) && cap(buf) <= keptFeedBuffer {
+		*bp = buf
+		feedBufs.Put(bp)
+	}
 }
+
+// feedBufs recycles the buffers fanOut writes an entry's JSON into. Every
+// subscriber's queue copies the packet made from it (deliver), so once
+// fanOut is done only a watcher can still hold it: a buffer handed to a
+// watcher is left to it, never recycled.
+var feedBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// keptFeedBuffer is the largest JSON buffer recycled: entries with long
+// values are rare, and a pooled buffer should not hold on to one.
+const keptFeedBuffer = 4 << 10
 
 // reject counts and logs a refused publish and picks the MQTT answer:
 // QoS 0 is dropped; MQTT 5 at QoS 1 gets a PUBACK reason code; an MQTT 3

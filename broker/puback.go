@@ -153,7 +153,21 @@ func (ss *session) ackNow(s *Server, id uint16) {
 	s.unacked.Add(1)
 	id = ss.clientID(id, true)
 	ss.noteAccepted(s)
-	ss.put(s, []byte{packets.Puback << 4, 2, byte(id >> 8), byte(id)}, true)
+	ss.putAck(s, id)
+}
+
+// ackBufs holds the 4-byte buffers PUBACKs are encoded into: put copies
+// what it queues and does not keep pk, so a buffer is free again when it
+// returns (a literal would be allocated for every PUBACK, since put may
+// hand pk to the socket through the sender).
+var ackBufs = sync.Pool{New: func() any { return new([4]byte) }}
+
+// putAck writes or queues the PUBACK of packet ID id (see put).
+func (ss *session) putAck(s *Server, id uint16) {
+	b := ackBufs.Get().(*[4]byte)
+	*b = [4]byte{packets.Puback << 4, 2, byte(id >> 8), byte(id)}
+	ss.put(s, b[:], true)
+	ackBufs.Put(b)
 }
 
 // noteAccepted records an accepted publish in the device's activity
@@ -164,8 +178,10 @@ func (ss *session) noteAccepted(s *Server) {
 	}
 }
 
-// finishAck marks q answered and writes the PUBACKs now due, in order. It
-// runs on fanOutLoop only.
+// finishAck marks q answered and writes the PUBACKs now due, in order,
+// releasing each publish that leaves the line: q is not used after this
+// (it may leave the line only in a later call, once those ahead of it
+// are answered). It runs on fanOutLoop only.
 func (ss *session) finishAck(s *Server, q *queuedEntry) {
 	pa := &ss.acks
 	pa.mu.Lock()
@@ -177,7 +193,7 @@ func (ss *session) finishAck(s *Server, q *queuedEntry) {
 			pa.done(s, 1)
 		case q.fail == nil:
 			ss.noteAccepted(s)
-			ss.put(s, []byte{packets.Puback << 4, 2, byte(q.id >> 8), byte(q.id)}, true)
+			ss.putAck(s, q.id)
 		case ss.cl.Properties.ProtocolVersion == 5:
 			ss.put(s, refusalAck(ss.cl, q.id, q.fail.code), true)
 		default:
@@ -191,6 +207,7 @@ func (ss *session) finishAck(s *Server, q *queuedEntry) {
 			pa.done(s, 1)
 			ss.stopAfterWrites(q.fail)
 		}
+		q.release()
 	}
 }
 

@@ -69,19 +69,22 @@ func (s *Server) WatchStats() (watchers int, dropped uint64) {
 }
 
 // notifyWatchers offers a committed entry's JSON to the channel's
-// watchers; it never blocks.
-func (s *Server) notifyWatchers(e *channels.Entry, feed []byte) {
+// watchers; it never blocks. It reports whether a watcher took feed,
+// which then must not be reused.
+func (s *Server) notifyWatchers(e *channels.Entry, feed []byte) (taken bool) {
 	ws := &s.watch
 	if ws.count.Load() == 0 {
-		return
+		return false
 	}
 	ws.mu.RLock()
 	defer ws.mu.RUnlock()
 	for w := range ws.by[e.ChannelID] {
 		select {
 		case w.ch <- feed:
+			taken = true
 		default:
 			ws.dropped.Add(1)
 		}
 	}
+	return taken
 }

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,4 +67,53 @@ func TestWatchEntries(t *testing.T) {
 		t.Errorf("watchers after stop = %d, want 1", n)
 	}
 	publish(a, "4") // nobody listens: no panic on a closed channel
+}
+
+// TestWatchedJSONKept: fan-out reuses its JSON buffers, but not one a
+// watcher received: what a watcher holds stays as it was while later
+// entries, watched or not, are fanned out.
+func TestWatchedJSONKept(t *testing.T) {
+	ts := startServer(t, broker.Options{Anonymous: true})
+	a := ts.channel(true)
+	got, stop := ts.srv.WatchEntries(a, 100)
+	publish := func(v string) {
+		t.Helper()
+		e := channels.Entry{ChannelID: a}
+		e.SetValue(0, v)
+		if err := ts.srv.Publish(context.Background(), &e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var held [][]byte
+	for i := range 50 {
+		publish(strconv.Itoa(i))
+		// A watcher that falls behind misses some: keep the last.
+		if i%2 == 1 {
+			select {
+			case m := <-got:
+				held = append(held, m)
+			case <-time.After(5 * time.Second):
+				t.Fatal("no entry")
+			}
+		}
+	}
+	stop()
+	for m := range got {
+		held = append(held, m)
+	}
+	want := make([]string, len(held))
+	for i, m := range held {
+		want[i] = string(m)
+	}
+	for i := range 200 { // unwatched: their buffers are recycled
+		publish("x" + strconv.Itoa(i))
+	}
+	for i, m := range held {
+		if string(m) != want[i] {
+			t.Fatalf("watched JSON changed after later entries:\nwas %s\nnow %s", want[i], m)
+		}
+		if !strings.Contains(want[i], `"entry_id":`) || strings.Contains(want[i], `"field1":"x`) {
+			t.Fatalf("watched JSON %s", want[i])
+		}
+	}
 }

@@ -515,11 +515,11 @@ func formValue(p []byte, key string) (string, bool) {
 	if !found {
 		return "", false
 	}
-	var b strings.Builder
-	if err := unescape(&b, val); err != nil {
+	b, err := appendUnescape(nil, val)
+	if err != nil {
 		return "", false // checkForm refused these already
 	}
-	return b.String(), true
+	return string(b), true
 }
 
 // formKeyIs reports whether the still escaped raw key decodes to key.
@@ -527,8 +527,8 @@ func formKeyIs(raw []byte, key string) bool {
 	if indexEscape(raw) < 0 {
 		return string(raw) == key
 	}
-	var b strings.Builder
-	return unescape(&b, raw) == nil && b.String() == key
+	b, err := appendUnescape(nil, raw)
+	return err == nil && string(b) == key
 }
 
 // jsonLookup returns the raw JSON value at path in doc, which must be

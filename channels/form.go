@@ -2,7 +2,6 @@ package channels
 
 import (
 	"bytes"
-	"strings"
 )
 
 // This file decodes application/x-www-form-urlencoded payloads in place:
@@ -16,29 +15,28 @@ func cutByte(b []byte, c byte) (before, after []byte) {
 	return b, nil
 }
 
-// unescape appends the form-decoded src to b: %XX becomes the byte XX and
-// + a space.
-func unescape(b *strings.Builder, src []byte) error {
+// appendUnescape appends the form-decoded src to b: %XX becomes the byte
+// XX and + a space. The decoded form is never longer than src.
+func appendUnescape(b, src []byte) ([]byte, error) {
 	for len(src) > 0 {
 		i := indexEscape(src)
 		if i < 0 {
-			b.Write(src)
-			return nil
+			return append(b, src...), nil
 		}
-		b.Write(src[:i])
+		b = append(b, src[:i]...)
 		if src[i] == '+' {
-			b.WriteByte(' ')
+			b = append(b, ' ')
 			src = src[i+1:]
 			continue
 		}
 		c, err := unhexAt(src, i)
 		if err != nil {
-			return err
+			return b, err
 		}
-		b.WriteByte(c)
+		b = append(b, c)
 		src = src[i+3:]
 	}
-	return nil
+	return b, nil
 }
 
 // indexEscape returns the index of the first % or + in b, or -1. A plain

@@ -104,6 +104,13 @@ func (s FieldSet) String() string {
 // dropped because the channel has not enabled them, for the caller to log
 // and count.
 func ParsePayloadDropped(ch *Channel, field int, payload []byte, lim Limits) (Entry, FieldSet, error) {
+	return ParsePayloadIn(ch, field, payload, lim, nil)
+}
+
+// ParsePayloadIn is ParsePayloadDropped that keeps the entry's values in
+// c's chunks (see Chunks) rather than in an allocation of their own; c
+// nil allocates.
+func ParsePayloadIn(ch *Channel, field int, payload []byte, lim Limits, c *Chunks) (Entry, FieldSet, error) {
 	lim = lim.withDefaults()
 	if err := lim.checkSize(payload); err != nil {
 		return Entry{}, 0, err
@@ -112,9 +119,9 @@ func ParsePayloadDropped(ch *Channel, field int, payload []byte, lim Limits) (En
 	var dropped FieldSet
 	var err error
 	if field == 0 {
-		err = parseForm(&e, &dropped, ch, payload, lim)
+		err = parseForm(&e, &dropped, ch, payload, lim, c)
 	} else {
-		err = parseFieldValue(&e, ch, field, payload, lim)
+		err = parseFieldValue(&e, ch, field, payload, lim, c)
 	}
 	if err != nil {
 		return Entry{}, 0, err
@@ -123,7 +130,7 @@ func ParsePayloadDropped(ch *Channel, field int, payload []byte, lim Limits) (En
 }
 
 // parseFieldValue fills e from the bare-value payload of field n.
-func parseFieldValue(e *Entry, ch *Channel, n int, payload []byte, lim Limits) error {
+func parseFieldValue(e *Entry, ch *Channel, n int, payload []byte, lim Limits, c *Chunks) error {
 	if n < 1 || n > NumFields {
 		return payloadError("field%d does not exist: fields are numbered 1 to %d", n, NumFields)
 	}
@@ -134,7 +141,9 @@ func parseFieldValue(e *Entry, ch *Channel, n int, payload []byte, lim Limits) e
 	if len(p) == 0 {
 		return payloadError("payload is empty: field%d needs a value", n)
 	}
-	v := string(p)
+	b := append(c.take(len(p)), p...)
+	c.keep(len(b))
+	v := text(b, 0)
 	if err := checkText(ValueName(n-1), v, lim.MaxValueLen); err != nil {
 		return err
 	}
@@ -143,14 +152,16 @@ func parseFieldValue(e *Entry, ch *Channel, n int, payload []byte, lim Limits) e
 }
 
 // parseForm fills e from a form-encoded channel-feed payload. It decodes
-// every value it keeps into one buffer, so that the entry's strings cost a
-// single allocation.
-func parseForm(e *Entry, dropped *FieldSet, ch *Channel, payload []byte, lim Limits) error {
+// every value it keeps into one buffer (from c), so that the entry's
+// strings cost one allocation at most. Values are only ever appended to
+// the buffer, never changed, since earlier ones back e's strings.
+func parseForm(e *Entry, dropped *FieldSet, ch *Channel, payload []byte, lim Limits, c *Chunks) error {
 	p := bytes.TrimRight(payload, "\r\n")
 	if len(p) == 0 {
 		return payloadError("payload is empty: send field1=VALUE&field2=VALUE...")
 	}
-	var buf strings.Builder
+	var buf []byte
+	defer func() { c.keep(len(buf)) }() // error or not: e may point into it
 	for rest := p; len(rest) > 0; {
 		var pair []byte
 		pair, rest = cutByte(rest, '&')
@@ -168,14 +179,16 @@ func parseForm(e *Entry, dropped *FieldSet, ch *Channel, payload []byte, lim Lim
 			}
 			continue
 		}
-		if buf.Cap() == 0 && len(rawVal) > 0 {
-			buf.Grow(len(p))
+		if buf == nil && len(rawVal) > 0 {
+			// Decoded values are never longer than the payload: this
+			// is the one buffer.
+			buf = c.take(len(p))
 		}
-		start := buf.Len()
-		if err := unescape(&buf, rawVal); err != nil {
+		start := len(buf)
+		if buf, err = appendUnescape(buf, rawVal); err != nil {
 			return payloadError("bad percent-encoding in %s: %v", keyName(idx), err)
 		}
-		v := buf.String()[start:]
+		v := text(buf, start)
 		if idx < NumFields && !ch.FieldEnabled(idx+1) {
 			// Checked like any value, so that a bad one is still
 			// refused, then left out of the entry.
@@ -217,11 +230,12 @@ func lookupKey(raw []byte) (int, error) {
 		}
 		return keyIndex(raw), nil
 	}
-	var b strings.Builder
-	if err := unescape(&b, raw); err != nil {
+	var kb [32]byte
+	k, err := appendUnescape(kb[:0], raw)
+	if err != nil {
 		return -1, payloadError("bad percent-encoding in the key %s: %v", quoteShort(string(raw)), err)
 	}
-	return keyIndex(b.String()), nil
+	return keyIndex(k), nil
 }
 
 // keyIndex returns the value index payload key k names, keyCreatedAt, or -1.

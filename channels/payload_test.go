@@ -3,6 +3,7 @@ package channels_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
@@ -426,11 +427,28 @@ func FuzzParsePayload(f *testing.F) {
 		f.Add(int8(tt.field), []byte(tt.in))
 	}
 	ch := testChannel()
+	// Entries parsed into shared chunks, with what each must still hold
+	// while later parses write to the same chunks.
+	var chunks channels.Chunks
+	type kept struct{ e, want channels.Entry }
+	var earlier []kept
 	f.Fuzz(func(t *testing.T, field int8, payload []byte) {
 		for _, lim := range []channels.Limits{{}, {MaxPayload: 64, MaxValueLen: 4}} {
 			e, dropped, err := channels.ParsePayloadDropped(ch, int(field), payload, lim)
 			if e2, err2 := channels.ParsePayload(ch, int(field), payload, lim); e2 != e || (err2 == nil) != (err == nil) {
 				t.Fatalf("ParsePayload(%d, %q) = %+v, %v; ParsePayloadDropped gave %+v, %v", field, payload, e2, err2, e, err)
+			}
+			e3, dropped3, err3 := channels.ParsePayloadIn(ch, int(field), payload, lim, &chunks)
+			if e3 != e || dropped3 != dropped || (err3 == nil) != (err == nil) {
+				t.Fatalf("ParsePayloadIn(%d, %q) = %+v, %v, %v; ParsePayloadDropped gave %+v, %v, %v", field, payload, e3, dropped3, err3, e, dropped, err)
+			}
+			if earlier = append(earlier, kept{e3, e}); len(earlier) > 64 {
+				earlier = earlier[1:]
+			}
+			for _, k := range earlier {
+				if k.e != k.want {
+					t.Fatalf("an entry parsed into chunks changed: %+v, was %+v", k.e, k.want)
+				}
 			}
 			for n := 1; n <= channels.NumFields; n++ {
 				if dropped.Has(n) && (ch.FieldEnabled(n) || err != nil) {
@@ -571,5 +589,54 @@ func BenchmarkParsePayload(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestParsePayloadIn: values parsed into shared chunks equal those of an
+// allocating parse, and stay so while many later parses (refused ones,
+// escaped values, payloads too large for a chunk, chunks filled and
+// replaced) write to the same chunks.
+func TestParsePayloadIn(t *testing.T) {
+	ch := testChannel()
+	var c channels.Chunks
+	type kept struct{ e, want channels.Entry }
+	var all []kept
+	big := "field1=" + strings.Repeat("x", 200) + "&field2=" + strings.Repeat("%41", 300) + "&status=" + strings.Repeat("y", 250)
+	for round := range 200 {
+		type payloadCase struct {
+			field int
+			in    string
+		}
+		var cases []payloadCase
+		for _, tt := range validPayloads {
+			cases = append(cases, payloadCase{tt.field, tt.in})
+		}
+		for _, tt := range invalidPayloads {
+			cases = append(cases, payloadCase{tt.field, tt.in})
+		}
+		cases = append(cases, payloadCase{0, big}, payloadCase{0, fmt.Sprintf("field1=%d&field2=%%2B+r%d", round, round)},
+			payloadCase{3, fmt.Sprintf(" bare %d ", round)})
+		for _, tt := range cases {
+			want, wantDropped, wantErr := channels.ParsePayloadDropped(ch, tt.field, []byte(tt.in), channels.Limits{})
+			got, dropped, err := channels.ParsePayloadIn(ch, tt.field, []byte(tt.in), channels.Limits{}, &c)
+			if got != want || dropped != wantDropped || (err == nil) != (wantErr == nil) {
+				t.Fatalf("ParsePayloadIn(%d, %q) = %+v, %v, %v; want %+v, %v, %v", tt.field, tt.in, got, dropped, err, want, wantDropped, wantErr)
+			}
+			all = append(all, kept{got, want})
+		}
+	}
+	for i, k := range all {
+		if k.e != k.want {
+			t.Fatalf("entry %d changed after later parses: %+v, was %+v", i, k.e, k.want)
+		}
+	}
+	// A payload in the chunk's range costs no allocation of its own.
+	payload := []byte("field1=23.5&field2=%2012&status=ok")
+	if n := testing.AllocsPerRun(1000, func() {
+		if _, _, err := channels.ParsePayloadIn(ch, 0, payload, channels.Limits{}, &c); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("ParsePayloadIn: %v allocations per parse", n)
 	}
 }
