@@ -127,11 +127,22 @@ type Client struct {
 // ClientConnection contains the connection transport and metadata for the client.
 type ClientConnection struct {
 	Conn     net.Conn      // the net.Conn used to establish the connection
-	bconn    *bufio.Reader // a buffered net.Conn for reading packets
+	bconn    packetReader  // a buffered net.Conn for reading packets (feedmq fork: or the net.Conn itself)
 	outbuf   *bytes.Buffer // a buffer for writing packets
 	Remote   string        // the remote address of the client
 	Listener string        // listener id of the client
 	Inline   bool          // if true, the client is the built-in 'inline' embedded client
+}
+
+// packetReader is what a client reads its packets from.
+//
+// feedmq fork: mochi always put a bufio.Reader of ClientNetReadBufferSize
+// over the connection, a buffer held for the life of the connection, idle
+// or not. A net.Conn that is an io.ByteReader buffers its own reads (it
+// can hold bytes only while a packet is arriving) and is read directly.
+type packetReader interface {
+	io.Reader
+	io.ByteReader
 }
 
 // ClientProperties contains the properties which define the client behaviour.
@@ -194,8 +205,12 @@ func newClient(c net.Conn, o *ops) *Client {
 	if c != nil {
 		cl.Net = ClientConnection{
 			Conn:   c,
-			bconn:  bufio.NewReaderSize(c, o.options.ClientNetReadBufferSize),
 			Remote: c.RemoteAddr().String(),
+		}
+		if pr, ok := c.(packetReader); ok {
+			cl.Net.bconn = pr // feedmq fork: it buffers its own reads
+		} else {
+			cl.Net.bconn = bufio.NewReaderSize(c, o.options.ClientNetReadBufferSize)
 		}
 	}
 
