@@ -86,9 +86,11 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			return
 		}
 		l.srv.handlers.run(func() {
-			defer l.remove(c)
-			defer p.settle()
+			// No defers: this frame is on an idle connection's stack
+			// (serveConn), and nothing recovers a panic here.
 			l.handle(c, p, establish)
+			p.settle()
+			l.remove(c)
 		})
 	}
 }
@@ -117,11 +119,13 @@ func (l *listener) handle(c net.Conn, p *pendingSocket, establish listeners.Esta
 // stack, grown to 16 KiB by the CONNECT, to 4 KiB (a stack is halved
 // only while less than a quarter of it, less 800 bytes, is in use).
 func (s *Server) serveConn(id string, c *conn) {
-	defer s.release(c)
+	// No defer (its record would sit in this frame): nothing here
+	// recovers a panic, which ends the process.
 	cl, err := s.mochi.ServeClient(id, c)
 	if err == nil {
 		err = s.readClient(cl, c)
 	}
+	s.release(c)
 	if err != nil {
 		s.connEnded(id, c, err)
 	}
@@ -461,46 +465,74 @@ func (c *conn) ReadByte() (byte, error) {
 
 // fill waits for input and returns a buffer from readBufs holding the n
 // bytes read, or the error that ended the wait. Nothing is held while it
-// waits.
+// waits. Its frame is on an idle connection's stack: the rest is in
+// functions of their own.
 func (c *conn) fill() (*[]byte, int, error) {
 	if c.raw == nil {
-		// TLS: the record is decrypted into tls.Conn's own buffer; a
-		// small read here waits, and the rest is read from there.
-		n, err := c.rawRead(c.one[:])
-		if n == 0 {
-			return nil, 0, err
-		}
-		b := readBufs.Get().(*[]byte)
-		return b, copy(*b, c.one[:n]), err
+		return c.fillSmall()
 	}
 	for {
-		err := c.raw.Read(c.rawFn)
-		if err == nil {
-			b, n, rerr := c.rawBuf, c.rawN, c.rawErr
-			c.rawBuf, c.rawN, c.rawErr = nil, 0, nil
-			if n == 0 {
-				return nil, 0, rerr
+		if err := c.raw.Read(c.rawFn); err != nil {
+			if c.rearm(err) {
+				continue
 			}
-			if gerr := c.sawRead(*b, n); gerr != nil {
-				readBufs.Put(b)
-				return nil, 0, gerr
-			}
-			return b, n, nil
+			return nil, 0, readError(err)
 		}
-		// As rawRead: a deadline that mochi has since moved is rearmed.
-		if c.lazy && errors.Is(err, os.ErrDeadlineExceeded) {
-			if want := c.readBy.Load(); want != c.armed.Load() {
-				c.armed.Store(want)
-				if c.Conn.SetReadDeadline(time.Unix(0, want)) == nil {
-					continue
-				}
-			}
-		}
-		if oe, ok := err.(*net.OpError); ok {
-			oe.Op = "read" // as the net.Conn's Read says it ("raw-read")
-		}
+		return c.takeRaw()
+	}
+}
+
+// fillSmall is fill on TLS: the record is decrypted into tls.Conn's own
+// buffer; a small read waits, and the rest is read from there.
+//
+//go:noinline
+func (c *conn) fillSmall() (*[]byte, int, error) {
+	n, err := c.rawRead(c.one[:])
+	if n == 0 {
 		return nil, 0, err
 	}
+	b := readBufs.Get().(*[]byte)
+	return b, copy(*b, c.one[:n]), err
+}
+
+// takeRaw returns what rawFn read.
+//
+//go:noinline
+func (c *conn) takeRaw() (*[]byte, int, error) {
+	b, n, err := c.rawBuf, c.rawN, c.rawErr
+	c.rawBuf, c.rawN, c.rawErr = nil, 0, nil
+	if n == 0 {
+		return nil, 0, err
+	}
+	if gerr := c.sawRead(*b, n); gerr != nil {
+		readBufs.Put(b)
+		return nil, 0, gerr
+	}
+	return b, n, nil
+}
+
+// rearm reports whether the read ended by err may go on: as in rawRead, a
+// deadline that mochi has since moved is armed.
+//
+//go:noinline
+func (c *conn) rearm(err error) bool {
+	if !c.lazy || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	want := c.readBy.Load()
+	if want == c.armed.Load() {
+		return false // the deadline mochi set has passed
+	}
+	c.armed.Store(want)
+	return c.Conn.SetReadDeadline(time.Unix(0, want)) == nil
+}
+
+// readError is err as the connection's Read would have said it.
+func readError(err error) error {
+	if oe, ok := err.(*net.OpError); ok {
+		oe.Op = "read" // not "raw-read"
+	}
+	return err
 }
 
 // rawReadFn reads the socket fd into a buffer from readBufs, taken only

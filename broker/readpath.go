@@ -20,10 +20,12 @@ import (
 // or the maximum size), is handed to mochi's Read as it came, in order.
 //
 // Order holds because mochi processes each packet before it reads again:
-// its buffered reader asks for bytes only when it has none left, so a
-// packet handed over has been acted on by the time the next Read comes,
-// and a feed publish after it is handled in that Read, on the same
-// goroutine.
+// its buffered reader (WebSocket) asks for bytes only when it has none
+// left, so a packet handed over has been acted on by the time the next
+// Read comes, and a feed publish after it is handled in that Read, on the
+// same goroutine. A TCP or TLS conn is read by mochi directly, one packet
+// per ReadNext (serveConn), and await handles the feed publishes between
+// them.
 
 // readBufSize is the buffer a connection holds while part of a packet is
 // in it. A feed publish is a few hundred bytes; a larger packet passes to
