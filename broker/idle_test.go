@@ -74,6 +74,14 @@ func TestIdleConnectionStacks(t *testing.T) {
 		t.Errorf("%d bytes of goroutine stack per idle connection after a collection, want at most %d", per, limit)
 	}
 	t.Logf("%d bytes of goroutine stack per idle connection", per)
+
+	// The heap: no read buffer (mochi's bufio.Reader, 1 KiB) and no send
+	// queue (a channel of 256 slots, 2 KiB) while idle.
+	heap := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
+	t.Logf("%d bytes of heap per idle connection", heap)
+	if hl := int64(4 << 10); heap > hl {
+		t.Errorf("%d bytes of heap per idle connection, want at most %d", heap, hl)
+	}
 }
 
 // BenchmarkConnect measures a device's connect: TCP connect, CONNECT with

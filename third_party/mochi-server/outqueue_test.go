@@ -5,6 +5,7 @@ package mqtt
 
 import (
 	"bufio"
+	"net"
 	"runtime"
 	"strconv"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/mochi-mqtt/server/v2/system"
 )
 
 func queuedPublish(i int) *packets.Packet {
@@ -165,4 +167,35 @@ func TestOutboundNoIdleWriter(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	require.False(t, writerRunning(cl), "writer still running after the queue drained")
+}
+
+// byteConn is a net.Conn that buffers its own reads.
+type byteConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *byteConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *byteConn) ReadByte() (byte, error)    { return c.r.ReadByte() }
+
+// A connection that is an io.ByteReader is read directly, with no
+// bufio.Reader of mochi's held for its life; any other gets one.
+func TestNewClientReadsByteReaderDirectly(t *testing.T) {
+	r, w := net.Pipe()
+	defer r.Close()
+	defer w.Close()
+	bc := &byteConn{Conn: r, r: bufio.NewReaderSize(r, 16)}
+	cl := newClient(bc, &ops{info: new(system.Info), hooks: new(Hooks), log: logger,
+		options: &Options{ClientNetReadBufferSize: 1024, Capabilities: NewDefaultServerCapabilities()}})
+	require.Equal(t, packetReader(bc), cl.Net.bconn)
+
+	plain := newClient(w, &ops{info: new(system.Info), hooks: new(Hooks), log: logger,
+		options: &Options{ClientNetReadBufferSize: 1024, Capabilities: NewDefaultServerCapabilities()}})
+	_, ok := plain.Net.bconn.(*bufio.Reader)
+	require.True(t, ok)
+
+	go func() { _, _ = w.Write([]byte{0xc0, 0}) }() // PINGREQ
+	fh := new(packets.FixedHeader)
+	require.NoError(t, cl.ReadFixedHeader(fh))
+	require.Equal(t, packets.Pingreq, fh.Type)
 }
