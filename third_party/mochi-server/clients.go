@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -284,8 +285,18 @@ func (cl *Client) WriteLoop() {
 // and clears it when it returns.
 func (cl *Client) writeLoop() {
 	q := &cl.State.outbound
+	lingered := false
 	for {
 		q.mu.Lock()
+		if q.head == len(q.pks) && !lingered && !cl.Closed() {
+			// Empty: before ending, yield once, so that a client fed a
+			// steady stream keeps its writer instead of starting one per
+			// packet (a goroutine and a new queue each time).
+			q.mu.Unlock()
+			lingered = true
+			runtime.Gosched()
+			continue
+		}
 		if q.head == len(q.pks) || cl.Closed() {
 			// Nothing left, or the client stopped (as mochi's loop, it
 			// writes nothing more then): end, and let the queue's memory
@@ -297,6 +308,7 @@ func (cl *Client) writeLoop() {
 			q.mu.Unlock()
 			return
 		}
+		lingered = false
 		pk := q.pks[q.head]
 		q.pks[q.head] = nil
 		q.head++
