@@ -27,11 +27,11 @@ func tcpPair(t *testing.T) (*conn, net.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { server.Close() })
-	_, lazy := server.(*net.TCPConn)
-	if !lazy {
+	c := newConn(server, &Server{opts: Options{MaxPacketSize: 1 << 20}}, nil)
+	if !c.lazy || c.raw == nil {
 		t.Fatal("a loopback TCP connection is not a *net.TCPConn")
 	}
-	return &conn{Conn: server, lazy: lazy, guarded: guarded{guard: frameGuard{maxPacket: 1 << 20}}}, client
+	return c, client
 }
 
 type readResult struct {

@@ -36,25 +36,36 @@ func (p *handlerPool) run(f func()) {
 	}
 }
 
+// loop runs f, then the handlers handed to it while it waits. Its frame
+// is on the stack of every connection's goroutine, idle ones included:
+// the wait is in next.
 func (p *handlerPool) loop(f func()) {
 	var t *time.Timer
-	for {
+	for f != nil {
 		f()
-		if p.idle.Add(1) > maxIdleHandlers {
-			p.idle.Add(-1)
-			return
-		}
-		if t == nil {
-			t = time.NewTimer(handlerIdle)
-		} else {
-			t.Reset(handlerIdle)
-		}
-		select {
-		case f = <-p.work:
-			p.idle.Add(-1)
-		case <-t.C:
-			p.idle.Add(-1)
-			return
-		}
+		f = p.next(&t)
+	}
+}
+
+// next waits for the next handler; nil: this goroutine ends.
+//
+//go:noinline
+func (p *handlerPool) next(t **time.Timer) func() {
+	if p.idle.Add(1) > maxIdleHandlers {
+		p.idle.Add(-1)
+		return nil
+	}
+	if *t == nil {
+		*t = time.NewTimer(handlerIdle)
+	} else {
+		(*t).Reset(handlerIdle)
+	}
+	select {
+	case f := <-p.work:
+		p.idle.Add(-1)
+		return f
+	case <-(*t).C:
+		p.idle.Add(-1)
+		return nil
 	}
 }

@@ -86,9 +86,11 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			return
 		}
 		l.srv.handlers.run(func() {
-			defer l.remove(c)
-			defer p.settle()
+			// No defers: this frame is on an idle connection's stack
+			// (serveConn), and nothing recovers a panic here.
 			l.handle(c, p, establish)
+			p.settle()
+			l.remove(c)
 		})
 	}
 }
@@ -105,9 +107,68 @@ func (l *listener) handle(c net.Conn, p *pendingSocket, establish listeners.Esta
 			return
 		}
 	}
-	_, lazy := c.(*net.TCPConn)
-	l.srv.establish(l.id, &conn{Conn: c, srv: l.srv, pendingSocket: p, guarded: guarded{guard: frameGuard{maxPacket: l.srv.opts.MaxPacketSize}},
-		lazy: lazy}, c.RemoteAddr(), establish)
+	l.srv.serveConn(l.id, newConn(c, l.srv, p))
+}
+
+// serveConn serves a connection of the listener until it ends. mochi
+// handles its CONNECT and every packet it does not leave to the read
+// path, as EstablishConnection would; but the goroutine waits for each
+// packet in readClient, a few small frames deep, not under mochi's Read
+// and the frames that called it. An idle connection's goroutine then
+// uses under a kilobyte of its stack, and the collector shrinks the
+// stack, grown to 16 KiB by the CONNECT, to 4 KiB (a stack is halved
+// only while less than a quarter of it, less 800 bytes, is in use).
+func (s *Server) serveConn(id string, c *conn) {
+	// No defer (its record would sit in this frame): nothing here
+	// recovers a panic, which ends the process.
+	cl, err := s.mochi.ServeClient(id, c)
+	if err == nil {
+		err = s.readClient(cl, c)
+	}
+	s.release(c)
+	if err != nil {
+		s.connEnded(id, c, err)
+	}
+}
+
+// readClient is mochi's read loop for cl (Client.Read, then what
+// attachClient does after it), waiting in c.rp.await for input.
+func (s *Server) readClient(cl *mqtt.Client, c *conn) error {
+	var err error
+	for s.mochi.ReadReady(cl) {
+		if err = c.rp.await(); err != nil {
+			break
+		}
+		if err = s.mochi.ReadNext(cl); err != nil {
+			break
+		}
+	}
+	s.mochi.EndClient(cl, err)
+	return err
+}
+
+// connEnded logs the end of a connection, in a frame of its own (kept
+// off the stack of an idle connection).
+//
+//go:noinline
+func (s *Server) connEnded(id string, c net.Conn, err error) {
+	// Refusals are logged by the hook with their reason; what is left
+	// here is transport noise (resets, timeouts) worth only debug.
+	s.log.Debug("connection ended", "listener", id, "remote", c.RemoteAddr().String(), "error", err)
+}
+
+// newConn wraps the accepted connection c (plain TCP or TLS).
+func newConn(c net.Conn, s *Server, p *pendingSocket) *conn {
+	cc := &conn{Conn: c, srv: s, pendingSocket: p, guarded: guarded{guard: frameGuard{maxPacket: s.opts.MaxPacketSize}}}
+	if tc, ok := c.(*net.TCPConn); ok {
+		cc.lazy = true
+		if raw, err := tc.SyscallConn(); err == nil {
+			cc.raw = raw
+			cc.rawFn = cc.rawReadFn
+		}
+	}
+	cc.rp.src, cc.rp.fl = cc, cc
+	return cc
 }
 
 // Close stops accepting, disconnects its clients, closes what is left
@@ -142,9 +203,7 @@ func (s *Server) disconnectClients(id string) {
 func (s *Server) establish(id string, c net.Conn, remote net.Addr, establish listeners.EstablishFn) {
 	defer s.release(c)
 	if err := establish(id, c); err != nil {
-		// Refusals are logged by the hook with their reason; what is left
-		// here is transport noise (resets, timeouts) worth only debug.
-		s.log.Debug("connection ended", "listener", id, "remote", remote.String(), "error", err)
+		s.connEnded(id, c, err)
 	}
 }
 
@@ -347,7 +406,19 @@ type conn struct {
 	lazy   bool
 	readBy atomic.Int64
 	armed  atomic.Int64
-	rp     readPath // feed publishes, once the session is established
+	// mochi reads conn as it is, as an io.ByteReader, without a buffer
+	// of its own: conn holds a buffer (rp.buf) only while bytes it read
+	// wait to be consumed. It waits for input holding none: on plain TCP
+	// through raw (rawFn takes a buffer once the socket is readable), on
+	// TLS with a read into one.
+	raw    syscall.RawConn
+	rawFn  func(fd uintptr) bool // rawReadFn, made once
+	rawBuf *[]byte               // what rawFn read: rawN bytes, or rawErr
+	rawN   int
+	rawErr error
+	one    [16]byte // TLS: the first bytes after a wait
+	b1     [1]byte  // ReadByte's, when it reads
+	rp     readPath // the read buffer; feed publishes once the session is established
 }
 
 // SetDeadline is how mochi applies keepalive; it only concerns reads here,
@@ -368,11 +439,126 @@ func (c *conn) SetDeadline(t time.Time) error {
 	return c.Conn.SetReadDeadline(t)
 }
 
-func (c *conn) Read(p []byte) (int, error) {
-	if c.rp.on() {
-		return c.rp.read(p)
+func (c *conn) Read(p []byte) (int, error) { return c.rp.read(p) }
+
+// ReadByte makes conn an io.ByteReader, which mochi (the fork) reads
+// directly instead of through a buffer of its own.
+func (c *conn) ReadByte() (byte, error) {
+	if rp := &c.rp; rp.give > 0 && rp.r < rp.w {
+		b := (*rp.buf)[rp.r]
+		rp.r++
+		rp.give--
+		rp.drop()
+		return b, nil
 	}
-	return c.rawRead(p)
+	for range 100 { // as bufio: a reader that keeps returning nothing is broken
+		n, err := c.rp.read(c.b1[:])
+		if n == 1 {
+			return c.b1[0], nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return 0, io.ErrNoProgress
+}
+
+// fill waits for input and returns a buffer from readBufs holding the n
+// bytes read, or the error that ended the wait. Nothing is held while it
+// waits. Its frame is on an idle connection's stack: the rest is in
+// functions of their own.
+func (c *conn) fill() (*[]byte, int, error) {
+	if c.raw == nil {
+		return c.fillSmall()
+	}
+	for {
+		if err := c.raw.Read(c.rawFn); err != nil {
+			if c.rearm(err) {
+				continue
+			}
+			return nil, 0, readError(err)
+		}
+		return c.takeRaw()
+	}
+}
+
+// fillSmall is fill on TLS: the record is decrypted into tls.Conn's own
+// buffer; a small read waits, and the rest is read from there.
+//
+//go:noinline
+func (c *conn) fillSmall() (*[]byte, int, error) {
+	n, err := c.rawRead(c.one[:])
+	if n == 0 {
+		return nil, 0, err
+	}
+	b := readBufs.Get().(*[]byte)
+	return b, copy(*b, c.one[:n]), err
+}
+
+// takeRaw returns what rawFn read.
+//
+//go:noinline
+func (c *conn) takeRaw() (*[]byte, int, error) {
+	b, n, err := c.rawBuf, c.rawN, c.rawErr
+	c.rawBuf, c.rawN, c.rawErr = nil, 0, nil
+	if n == 0 {
+		return nil, 0, err
+	}
+	if gerr := c.sawRead(*b, n); gerr != nil {
+		readBufs.Put(b)
+		return nil, 0, gerr
+	}
+	return b, n, nil
+}
+
+// rearm reports whether the read ended by err may go on: as in rawRead, a
+// deadline that mochi has since moved is armed.
+//
+//go:noinline
+func (c *conn) rearm(err error) bool {
+	if !c.lazy || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	want := c.readBy.Load()
+	if want == c.armed.Load() {
+		return false // the deadline mochi set has passed
+	}
+	c.armed.Store(want)
+	return c.Conn.SetReadDeadline(time.Unix(0, want)) == nil
+}
+
+// readError is err as the connection's Read would have said it.
+func readError(err error) error {
+	if oe, ok := err.(*net.OpError); ok {
+		oe.Op = "read" // not "raw-read"
+	}
+	return err
+}
+
+// rawReadFn reads the socket fd into a buffer from readBufs, taken only
+// once there is something to read; it returns false (wait, then call
+// again) while there is nothing.
+func (c *conn) rawReadFn(fd uintptr) bool {
+	b := readBufs.Get().(*[]byte)
+	for {
+		n, err := syscall.Read(int(fd), *b)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			readBufs.Put(b)
+			return false
+		case err != nil:
+			readBufs.Put(b)
+			c.rawErr = &net.OpError{Op: "read", Net: "tcp", Source: c.Conn.LocalAddr(), Addr: c.Conn.RemoteAddr(), Err: os.NewSyscallError("read", err)}
+		case n == 0:
+			readBufs.Put(b)
+			c.rawErr = io.EOF
+		default:
+			c.rawBuf, c.rawN = b, n
+		}
+		return true
+	}
 }
 
 // startReadPath hands what the client sends to the read path first.

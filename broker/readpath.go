@@ -20,10 +20,12 @@ import (
 // or the maximum size), is handed to mochi's Read as it came, in order.
 //
 // Order holds because mochi processes each packet before it reads again:
-// its buffered reader asks for bytes only when it has none left, so a
-// packet handed over has been acted on by the time the next Read comes,
-// and a feed publish after it is handled in that Read, on the same
-// goroutine.
+// its buffered reader (WebSocket) asks for bytes only when it has none
+// left, so a packet handed over has been acted on by the time the next
+// Read comes, and a feed publish after it is handled in that Read, on the
+// same goroutine. A TCP or TLS conn is read by mochi directly, one packet
+// per ReadNext (serveConn), and await handles the feed publishes between
+// them.
 
 // readBufSize is the buffer a connection holds while part of a packet is
 // in it. A feed publish is a few hundred bytes; a larger packet passes to
@@ -42,12 +44,19 @@ type rawReader interface {
 	SetDeadline(t time.Time) error
 }
 
+// filler is a rawReader that waits for input without a buffer: fill
+// returns one from readBufs with the n bytes read (conn).
+type filler interface {
+	fill() (*[]byte, int, error)
+}
+
 // readPath is a connection's state on the read path; only the
 // connection's reader goroutine uses it.
 type readPath struct {
 	srv       *Server
 	cl        *mqtt.Client
 	src       rawReader
+	fl        filler // src as a filler, or nil; set from the start (mochi reads through read)
 	v5        bool
 	keepalive time.Duration // mochi's read deadline after each packet; 0: none
 
@@ -69,6 +78,11 @@ type readPath struct {
 // established; cl.Net.Conn is src.
 func (rp *readPath) start(s *Server, cl *mqtt.Client, src rawReader) {
 	rp.srv, rp.cl, rp.src = s, cl, src
+	if rp.fl != nil {
+		// mochi has consumed the CONNECT and buffers nothing: what is
+		// held starts a packet.
+		rp.give = 0
+	}
 	rp.v5 = cl.Properties.ProtocolVersion >= 5
 	if k := cl.State.Keepalive; k > 0 {
 		rp.keepalive = time.Duration(k+k/2) * time.Second // as mochi: 1.5 x keepalive
@@ -92,12 +106,30 @@ func (rp *readPath) read(p []byte) (int, error) {
 				return n, nil
 			}
 			// The rest of a packet larger than what was held.
+			if rp.fl != nil && len(p) < smallRead {
+				// mochi's fixed header, byte by byte: buffer.
+				if err := rp.fillGiven(); err != nil {
+					return 0, err
+				}
+				continue
+			}
 			n, err := rp.src.rawRead(p[:min(len(p), rp.give)])
 			rp.give -= n
 			return n, err
 		}
-		if rp.off {
-			return rp.src.rawRead(p)
+		if rp.off || rp.srv == nil {
+			// Not following the stream (or not yet: the CONNECT): all
+			// goes to mochi.
+			if rp.fl == nil || len(p) >= smallRead {
+				return rp.src.rawRead(p)
+			}
+			rp.give = 1 << 62 // whatever fill reads
+			if err := rp.fillGiven(); err != nil {
+				rp.give = 0
+				return 0, err
+			}
+			rp.give = rp.w - rp.r
+			continue
 		}
 		if rp.r < rp.w {
 			if rp.next() {
@@ -122,7 +154,20 @@ func (rp *readPath) read(p []byte) (int, error) {
 			}
 			continue
 		}
-		// Nothing held: read into p, so that a connection waiting for
+		// Nothing held.
+		if rp.fl != nil {
+			b, n, err := rp.fl.fill()
+			if n == 0 {
+				return 0, err
+			}
+			rp.buf, rp.r, rp.w = b, 0, n
+			if err != nil {
+				rp.give = n
+				rp.off = true
+			}
+			continue
+		}
+		// Read into p (mochi's buffer), so that a connection waiting for
 		// its next packet holds no buffer of its own.
 		n, err := rp.src.rawRead(p)
 		if err != nil || n == 0 {
@@ -140,6 +185,60 @@ func (rp *readPath) read(p []byte) (int, error) {
 		}
 		rp.r, rp.w = 0, copy(*rp.buf, p[:n])
 	}
+}
+
+// await returns once a packet for mochi is held, or an error ended the
+// wait, handling the feed publishes that come first; mochi then reads
+// the packet (conn's Read and ReadByte). It holds no buffer while it
+// waits for input (fill). The states it leaves alone (before the read
+// path starts, off, a packet partly given) are read's to handle.
+func (rp *readPath) await() error {
+	for rp.srv != nil && !rp.off && rp.give == 0 && rp.fl != nil {
+		if rp.r == rp.w {
+			b, n, err := rp.fl.fill()
+			if n == 0 {
+				return err
+			}
+			rp.buf, rp.r, rp.w = b, 0, n
+			if err != nil {
+				rp.give = n
+				rp.off = true
+			}
+			continue
+		}
+		if rp.next() || rp.off || rp.give > 0 {
+			continue
+		}
+		// Part of a packet: read the rest after it (the buffer is held
+		// while a packet is in flight).
+		b := *rp.buf
+		if rp.w == len(b) {
+			rp.w = copy(b, b[rp.r:rp.w])
+			rp.r = 0
+		}
+		n, err := rp.src.rawRead(b[rp.w:])
+		rp.w += n
+		if err != nil {
+			rp.give = rp.w - rp.r
+			rp.off = true
+		}
+	}
+	return nil
+}
+
+// smallRead: a read into less than this is served from a buffer.
+const smallRead = 64
+
+// fillGiven reads into a new buffer when nothing is held (give > 0: the
+// bytes go to mochi as they are). With bytes, any error comes with the
+// next read (a socket's errors repeat).
+func (rp *readPath) fillGiven() error {
+	b, n, err := rp.fl.fill()
+	if n == 0 {
+		return err
+	}
+	rp.buf, rp.r, rp.w = b, 0, n
+	return nil
 }
 
 // drop returns the buffer once nothing is held.

@@ -33,17 +33,54 @@ func (s *chunkSource) rawRead(p []byte) (int, error) {
 
 func (s *chunkSource) SetDeadline(time.Time) error { return nil }
 
+// fillSource is a chunkSource that also fills buffers, as conn does.
+type fillSource struct{ chunkSource }
+
+func (s *fillSource) fill() (*[]byte, int, error) {
+	b := readBufs.Get().(*[]byte)
+	n, err := s.rawRead(*b)
+	if n == 0 {
+		readBufs.Put(b)
+		return nil, 0, err
+	}
+	return b, n, err
+}
+
 // passThrough reads everything through a read path whose client has no
 // session (so no publish is consumed), with mochi's reads sized by
 // sizes, and returns what mochi got.
 func passThrough(t *testing.T, data, cuts, sizes []byte) []byte {
 	var rp readPath
 	rp.start(&Server{opts: Options{MaxPacketSize: 1 << 20}}, &mqtt.Client{}, &chunkSource{data: data, cuts: cuts})
+	return readAll(t, &rp, data, sizes, false)
+}
+
+// passThroughFilled is passThrough with a source that fills buffers, as
+// conn's: mochi reads byte by byte too, and waits in await (on even sizes)
+// between reads.
+func passThroughFilled(t *testing.T, data, cuts, sizes []byte) []byte {
+	src := &fillSource{chunkSource{data: data, cuts: cuts}}
+	rp := readPath{src: src, fl: src}
+	rp.start(&Server{opts: Options{MaxPacketSize: 1 << 20}}, &mqtt.Client{}, src)
+	return readAll(t, &rp, data, sizes, true)
+}
+
+func readAll(t *testing.T, rp *readPath, data, sizes []byte, await bool) []byte {
 	var out []byte
 	for i := 0; ; i++ {
 		n := 1024
 		if len(sizes) > 0 {
 			n = int(sizes[i%len(sizes)])*8 + 1
+			if await && sizes[i%len(sizes)]%2 == 0 {
+				if err := rp.await(); errors.Is(err, io.EOF) {
+					return out
+				} else if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if sizes[i%len(sizes)]%3 == 0 {
+				n = 1
+			}
 		}
 		p := make([]byte, n)
 		k, err := rp.read(p)
@@ -84,6 +121,9 @@ func FuzzReadPathSplit(f *testing.F) {
 		if got := passThrough(t, data, cuts, sizes); !bytes.Equal(got, data) {
 			t.Fatalf("mochi got\n% x\nwant\n% x", got, data)
 		}
+		if got := passThroughFilled(t, data, cuts, sizes); !bytes.Equal(got, data) {
+			t.Fatalf("filled: mochi got\n% x\nwant\n% x", got, data)
+		}
 	})
 }
 
@@ -95,6 +135,9 @@ func TestReadPathPartialAtEnd(t *testing.T) {
 	for _, cuts := range [][]byte{nil, {0}, {2}} {
 		if got := passThrough(t, data, cuts, nil); !bytes.Equal(got, data) {
 			t.Errorf("cuts %v: mochi got % x, want % x", cuts, got, data)
+		}
+		if got := passThroughFilled(t, data, cuts, []byte{0, 3}); !bytes.Equal(got, data) {
+			t.Errorf("filled, cuts %v: mochi got % x, want % x", cuts, got, data)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package gctune
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -13,15 +14,17 @@ import (
 // no collection runs for a long while. But the collector is what shrinks
 // goroutine stacks: each connection's reader grows its stack to 16 KiB
 // while it handles the CONNECT, and keeps it until a collection finds it
-// mostly unused and halves it (8 KiB per idle connection). And what a
+// mostly unused and halves it, once per collection: an idle connection
+// waits under few enough frames for two halvings, to 4 KiB. And what a
 // collection frees, the garbage of the CONNECTs and the halved stacks,
 // goes back to the system only slowly.
 //
-// Release watches the number of goroutines (two per connection in mochi)
+// Release watches the number of goroutines (one per idle connection)
 // and, once it has grown by at least releaseGrowth since the last release
-// and stopped growing, collects and returns the free memory to the system
-// (debug.FreeOSMemory). That costs one collection (tens of milliseconds of
-// CPU at 10,000 connections), at most once per releaseGap; a broker whose
+// and stopped growing, collects twice (for the two halvings) and returns
+// the free memory to the system (debug.FreeOSMemory, the second
+// collection). That costs tens of milliseconds of CPU at 10,000
+// connections, at most once per releaseGap; a broker whose
 // connections come and go at a steady count never triggers it.
 //
 // A burst of other work does the same: a flood of large feed reads leaves
@@ -106,6 +109,7 @@ func Release(ctx context.Context, interval time.Duration, log *slog.Logger) {
 				continue
 			}
 			start := time.Now()
+			runtime.GC() // the first halving of the stacks; FreeOSMemory collects again
 			debug.FreeOSMemory()
 			log.Debug("released memory after a burst", "goroutines", x.goroutines,
 				"heap_mib", x.heap>>20, "live_mib", x.live>>20, "took", time.Since(start))

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,11 +128,22 @@ type Client struct {
 // ClientConnection contains the connection transport and metadata for the client.
 type ClientConnection struct {
 	Conn     net.Conn      // the net.Conn used to establish the connection
-	bconn    *bufio.Reader // a buffered net.Conn for reading packets
+	bconn    packetReader  // a buffered net.Conn for reading packets (feedmq fork: or the net.Conn itself)
 	outbuf   *bytes.Buffer // a buffer for writing packets
 	Remote   string        // the remote address of the client
 	Listener string        // listener id of the client
 	Inline   bool          // if true, the client is the built-in 'inline' embedded client
+}
+
+// packetReader is what a client reads its packets from.
+//
+// feedmq fork: mochi always put a bufio.Reader of ClientNetReadBufferSize
+// over the connection, a buffer held for the life of the connection, idle
+// or not. A net.Conn that is an io.ByteReader buffers its own reads (it
+// can hold bytes only while a packet is arriving) and is read directly.
+type packetReader interface {
+	io.Reader
+	io.ByteReader
 }
 
 // ClientProperties contains the properties which define the client behaviour.
@@ -156,20 +168,20 @@ type Will struct {
 
 // ClientState tracks the state of the client.
 type ClientState struct {
-	TopicAliases    TopicAliases         // a map of topic aliases
-	stopCause       atomic.Value         // reason for stopping
-	Inflight        *Inflight            // a map of in-flight qos messages
-	Subscriptions   *Subscriptions       // a map of the subscription filters a client maintains
-	disconnected    int64                // the time the client disconnected in unix time, for calculating expiry
-	outbound        chan *packets.Packet // queue for pending outbound packets
-	endOnce         sync.Once            // only end once
-	isTakenOver     atomic.Bool          // used to identify orphaned clients
-	packetID        uint32               // the current highest packetID
-	open            context.Context      // indicate that the client is open for packet exchange
-	cancelOpen      context.CancelFunc   // cancel function for open context
-	outboundQty     int32                // number of messages currently in the outbound queue
-	Keepalive       uint16               // the number of seconds the connection can wait
-	ServerKeepalive bool                 // keepalive was set by the server
+	TopicAliases    TopicAliases       // a map of topic aliases
+	stopCause       atomic.Value       // reason for stopping
+	Inflight        *Inflight          // a map of in-flight qos messages
+	Subscriptions   *Subscriptions     // a map of the subscription filters a client maintains
+	disconnected    int64              // the time the client disconnected in unix time, for calculating expiry
+	outbound        outQueue           // queue for pending outbound packets (feedmq fork: was a channel)
+	endOnce         sync.Once          // only end once
+	isTakenOver     atomic.Bool        // used to identify orphaned clients
+	packetID        uint32             // the current highest packetID
+	open            context.Context    // indicate that the client is open for packet exchange
+	cancelOpen      context.CancelFunc // cancel function for open context
+	outboundQty     int32              // number of messages currently in the outbound queue
+	Keepalive       uint16             // the number of seconds the connection can wait
+	ServerKeepalive bool               // keepalive was set by the server
 }
 
 // newClient returns a new instance of Client. This is almost exclusively used by Server
@@ -184,7 +196,6 @@ func newClient(c net.Conn, o *ops) *Client {
 			open:          ctx,
 			cancelOpen:    cancel,
 			Keepalive:     defaultKeepalive,
-			outbound:      make(chan *packets.Packet, o.options.Capabilities.MaximumClientWritesPending),
 		},
 		Properties: ClientProperties{
 			ProtocolVersion: defaultClientProtocolVersion, // default protocol version
@@ -195,24 +206,117 @@ func newClient(c net.Conn, o *ops) *Client {
 	if c != nil {
 		cl.Net = ClientConnection{
 			Conn:   c,
-			bconn:  bufio.NewReaderSize(c, o.options.ClientNetReadBufferSize),
 			Remote: c.RemoteAddr().String(),
+		}
+		if pr, ok := c.(packetReader); ok {
+			cl.Net.bconn = pr // feedmq fork: it buffers its own reads
+		} else {
+			cl.Net.bconn = bufio.NewReaderSize(c, o.options.ClientNetReadBufferSize)
 		}
 	}
 
 	return cl
 }
 
-// WriteLoop ranges over pending outbound messages and writes them to the client connection.
+// outQueue is a client's queue of packets waiting for its writer
+// goroutine. feedmq fork: mochi kept a channel of
+// MaximumClientWritesPending slots (2 KiB at 256) and a WriteLoop
+// goroutine waiting on it for the life of every client, idle or not. The
+// queue now holds memory only while packets wait, and the writer runs
+// only while there is something to write: enqueue starts it, and it ends
+// once it finds the queue empty. Both decide under mu, so a packet queued
+// while the writer is finishing is either taken by it or starts a new
+// one, never left behind.
+type outQueue struct {
+	mu      sync.Mutex
+	pks     []*packets.Packet // waiting, oldest first, from head on
+	head    int
+	writing bool         // a writer goroutine is running
+	pending atomic.Int32 // len(pks)-head, for WritePacket
+}
+
+// enqueue queues pk for the client's writer, starting one if none runs.
+// It reports false, having queued nothing, when max packets already
+// wait.
+func (cl *Client) enqueue(pk *packets.Packet, max int32) bool {
+	q := &cl.State.outbound
+	q.mu.Lock()
+	if int32(len(q.pks)-q.head) >= max {
+		q.mu.Unlock()
+		return false
+	}
+	q.pks = append(q.pks, pk)
+	q.pending.Add(1)
+	atomic.AddInt32(&cl.State.outboundQty, 1)
+	start := !q.writing
+	q.writing = true
+	q.mu.Unlock()
+	if start {
+		go cl.writeLoop()
+	}
+	return true
+}
+
+// OutboundLen returns the number of packets waiting in the client's
+// outbound queue. feedmq fork: the queue is no longer a channel whose
+// length could be read.
+func (cl *Client) OutboundLen() int {
+	return int(cl.State.outbound.pending.Load())
+}
+
+// WriteLoop writes the packets queued for the client until none is left.
+// feedmq fork: mochi ran it for the life of the client; the writer is now
+// started by enqueue when a packet is queued, and returns when the queue is
+// empty or the client has stopped. Calling it while a writer runs returns
+// at once.
 func (cl *Client) WriteLoop() {
+	q := &cl.State.outbound
+	q.mu.Lock()
+	if q.writing {
+		q.mu.Unlock()
+		return
+	}
+	q.writing = true
+	q.mu.Unlock()
+	cl.writeLoop()
+}
+
+// writeLoop is the writer goroutine: it owns q.writing (set) on entry
+// and clears it when it returns.
+func (cl *Client) writeLoop() {
+	q := &cl.State.outbound
+	lingered := false
 	for {
-		select {
-		case pk := <-cl.State.outbound:
-			cl.writeQueued(pk)
-			atomic.AddInt32(&cl.State.outboundQty, -1)
-		case <-cl.State.open.Done():
+		q.mu.Lock()
+		if q.head == len(q.pks) && !lingered && !cl.Closed() {
+			// Empty: before ending, yield once, so that a client fed a
+			// steady stream keeps its writer instead of starting one per
+			// packet (a goroutine and a new queue each time).
+			q.mu.Unlock()
+			lingered = true
+			runtime.Gosched()
+			continue
+		}
+		if q.head == len(q.pks) || cl.Closed() {
+			// Nothing left, or the client stopped (as mochi's loop, it
+			// writes nothing more then): end, and let the queue's memory
+			// go.
+			clear(q.pks)
+			q.pks, q.head = nil, 0
+			q.pending.Store(0)
+			q.writing = false
+			q.mu.Unlock()
 			return
 		}
+		lingered = false
+		pk := q.pks[q.head]
+		q.pks[q.head] = nil
+		q.head++
+		q.pending.Add(-1)
+		q.mu.Unlock()
+
+		cl.writeQueued(pk)
+		atomic.AddInt32(&cl.State.outboundQty, -1)
 	}
 }
 
@@ -628,7 +732,7 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	n, err := func() (int64, error) {
 		cl.Lock()
 		defer cl.Unlock()
-		if len(cl.State.outbound) == 0 {
+		if cl.State.outbound.pending.Load() == 0 {
 			if cl.Net.outbuf == nil {
 				return buf.WriteTo(cl.Net.Conn)
 			}

@@ -58,6 +58,17 @@ func newTestClient() (cl *Client, r net.Conn, w net.Conn) {
 	return
 }
 
+// fillOutbound queues pk as waiting for a writer without starting one
+// (feedmq fork: the queue is no longer a channel to send on).
+func fillOutbound(cl *Client, pk *packets.Packet) {
+	q := &cl.State.outbound
+	q.mu.Lock()
+	q.pks = append(q.pks, pk)
+	q.pending.Add(1)
+	q.mu.Unlock()
+	atomic.AddInt32(&cl.State.outboundQty, 1)
+}
+
 func TestNewInflights(t *testing.T) {
 	require.NotNil(t, NewInflights().internal)
 }
@@ -789,7 +800,7 @@ func TestClientWritePacketBuffer(t *testing.T) {
 	small := packets.TPacketData[packets.Publish].Get(packets.TPublishNoPayload).Packet
 	large := packets.TPacketData[packets.Publish].Get(packets.TPublishBasic).Packet
 
-	cl.State.outbound <- small
+	fillOutbound(cl, small)
 
 	tt := []struct {
 		pks  []*packets.Packet

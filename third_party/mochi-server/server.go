@@ -404,23 +404,101 @@ func (s *Server) EstablishConnection(listener string, c net.Conn) error {
 
 // attachClient validates an incoming client connection and if viable, attaches the client
 // to the server, performs session housekeeping, and reads incoming packets.
-// feedmq fork: the CONNECT handling is in connectClient.
+// feedmq fork: the CONNECT handling is in connectClient, what follows the
+// reads in endClient; startClient and releaseClient do what attachClient
+// deferred, so that a client can also be served from outside (ServeClient).
 func (s *Server) attachClient(cl *Client, listener string) error {
-	defer s.Listeners.ClientsWg.Done()
-	s.Listeners.ClientsWg.Add(1)
-
-	go cl.WriteLoop()
-	defer cl.Stop(nil)
-
-	connected, err := s.connectClient(cl, listener)
-	if connected {
-		defer atomic.AddInt64(&s.Info.ClientsConnected, -1)
-	}
-	if err != nil {
+	if err := s.startClient(cl, listener); err != nil {
 		return err
 	}
+	err := cl.Read(s.receivePacket)
+	s.endClient(cl, listener, err)
+	s.releaseClient(cl, true)
+	return err
+}
 
-	err = cl.Read(s.receivePacket)
+// startClient counts the client's connection and reads and answers its
+// CONNECT. On error the client is released.
+// feedmq fork: the first half of attachClient, whose deferred calls were
+// ClientsWg.Done, cl.Stop(nil) and the uncounting of a connected client,
+// run in the reverse order (releaseClient); nothing in between
+// recovers a panic, so making them in place is the same.
+func (s *Server) startClient(cl *Client, listener string) error {
+	s.Listeners.ClientsWg.Add(1)
+	connected, err := s.connectClient(cl, listener)
+	if err == nil && !connected {
+		err = ErrConnectionClosed // not reached: connectClient counts every client it accepts
+	}
+	if err != nil {
+		s.releaseClient(cl, connected)
+	}
+	return err
+}
+
+// releaseClient does what attachClient deferred.
+func (s *Server) releaseClient(cl *Client, connected bool) {
+	if connected {
+		atomic.AddInt64(&s.Info.ClientsConnected, -1)
+	}
+	cl.Stop(nil)
+	s.Listeners.ClientsWg.Done()
+}
+
+// ServeClient is EstablishConnection for a caller that waits for each
+// packet itself: it creates the client of c and handles its CONNECT, then
+// returns the client, to be served with ReadNext (after ReadReady and
+// a wait for input) and ended with EndClient. On error the connection is
+// over, as EstablishConnection's.
+//
+// feedmq fork: mochi's connection goroutine waits for input inside
+// attachClient, Client.Read and the functions that called
+// EstablishConnection, which keeps their frames on an idle connection's
+// stack: with them it stays at 8 KiB. A caller that waits in a shallow
+// frame of its own lets the collector shrink it to 4 KiB.
+func (s *Server) ServeClient(listener string, c net.Conn) (*Client, error) {
+	cl := s.NewClient(c, listener, "", false)
+	if err := s.startClient(cl, listener); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
+
+// ReadReady begins a turn of Client.Read's loop for a client of
+// ServeClient: it reports false when the client has stopped (its reads
+// are over, without an error), else moves the keepalive deadline.
+func (s *Server) ReadReady(cl *Client) bool {
+	if cl.Closed() {
+		return false
+	}
+	cl.refreshDeadline(cl.State.Keepalive)
+	return true
+}
+
+// ReadNext ends the turn ReadReady began: it reads the next packet of cl
+// and handles it.
+func (s *Server) ReadNext(cl *Client) error {
+	fh := new(packets.FixedHeader)
+	if err := cl.ReadFixedHeader(fh); err != nil {
+		return err
+	}
+	return cl.readPacket(fh, s.receivePacket)
+}
+
+// EndClient ends a client of ServeClient whose reads ended with err (nil:
+// ReadReady reported it stopped), as attachClient does after Client.Read.
+func (s *Server) EndClient(cl *Client, err error) {
+	s.endClient(cl, cl.Net.Listener, err)
+	s.releaseClient(cl, true)
+}
+
+// endClient does what follows the end of a connected client's reads.
+// feedmq fork: this was the end of attachClient; in a frame of its own,
+// attachClient's, which is on the goroutine's stack for the life of the
+// connection, is small (with the frames above and below it, small enough
+// for the collector to shrink an idle reader's stack to 4 KiB).
+//
+//go:noinline
+func (s *Server) endClient(cl *Client, listener string, err error) {
 	if err != nil {
 		s.sendLWT(cl)
 		cl.Stop(err)
@@ -437,8 +515,6 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 		s.UnsubscribeClient(cl)
 		s.Clients.Delete(cl.ID) // [MQTT-4.1.0-2] ![MQTT-3.1.2-23]
 	}
-
-	return err
 }
 
 // connectClient reads and answers the CONNECT of cl; connected reports
@@ -1118,10 +1194,7 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		return out, packets.CodeDisconnect
 	}
 
-	select {
-	case cl.State.outbound <- &out:
-		atomic.AddInt32(&cl.State.outboundQty, 1)
-	default:
+	if !cl.enqueue(&out, cl.ops.options.Capabilities.MaximumClientWritesPending) {
 		atomic.AddInt64(&s.Info.MessagesDropped, 1)
 		cl.ops.hooks.OnPublishDropped(cl, pk)
 		if out.FixedHeader.Qos > 0 {
