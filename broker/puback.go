@@ -165,7 +165,7 @@ func (ss *session) noteAccepted(s *Server) {
 }
 
 // finishAck marks q answered and writes the PUBACKs now due, in order. It
-// runs on fanOutLoop only.
+// runs on the fan-out side, one entry at a time (fanOutQueued).
 func (ss *session) finishAck(s *Server, q *queuedEntry) {
 	pa := &ss.acks
 	pa.mu.Lock()
