@@ -138,20 +138,7 @@ func (rp *readPath) read(p []byte) (int, error) {
 			if rp.off || rp.give > 0 {
 				continue
 			}
-			// Part of a packet: read the rest after it.
-			b := *rp.buf
-			if rp.w == len(b) {
-				rp.w = copy(b, b[rp.r:rp.w])
-				rp.r = 0
-			}
-			n, err := rp.src.rawRead(b[rp.w:])
-			rp.w += n
-			if err != nil {
-				// The connection is ending: mochi gets what is held,
-				// then err (a socket's errors repeat) as it would have.
-				rp.give = rp.w - rp.r
-				rp.off = true
-			}
+			rp.readRest()
 			continue
 		}
 		// Nothing held.
@@ -160,11 +147,7 @@ func (rp *readPath) read(p []byte) (int, error) {
 			if n == 0 {
 				return 0, err
 			}
-			rp.buf, rp.r, rp.w = b, 0, n
-			if err != nil {
-				rp.give = n
-				rp.off = true
-			}
+			rp.filled(b, n, err)
 			continue
 		}
 		// Read into p (mochi's buffer), so that a connection waiting for
@@ -187,6 +170,34 @@ func (rp *readPath) read(p []byte) (int, error) {
 	}
 }
 
+// filled takes the n bytes a fill read into b; bytes that came with an
+// error go to mochi as read, and the connection is ending.
+func (rp *readPath) filled(b *[]byte, n int, err error) {
+	rp.buf, rp.r, rp.w = b, 0, n
+	if err != nil {
+		rp.give = n
+		rp.off = true
+	}
+}
+
+// readRest reads more of a packet that is partly held, after it (the
+// buffer is held while a packet is in flight). On an error the
+// connection is ending: mochi gets what is held, then the error (a
+// socket's errors repeat) as it would have.
+func (rp *readPath) readRest() {
+	b := *rp.buf
+	if rp.w == len(b) {
+		rp.w = copy(b, b[rp.r:rp.w])
+		rp.r = 0
+	}
+	n, err := rp.src.rawRead(b[rp.w:])
+	rp.w += n
+	if err != nil {
+		rp.give = rp.w - rp.r
+		rp.off = true
+	}
+}
+
 // await returns once a packet for mochi is held, or an error ended the
 // wait, handling the feed publishes that come first; mochi then reads
 // the packet (conn's Read and ReadByte). It holds no buffer while it
@@ -199,29 +210,13 @@ func (rp *readPath) await() error {
 			if n == 0 {
 				return err
 			}
-			rp.buf, rp.r, rp.w = b, 0, n
-			if err != nil {
-				rp.give = n
-				rp.off = true
-			}
+			rp.filled(b, n, err)
 			continue
 		}
 		if rp.next() || rp.off || rp.give > 0 {
 			continue
 		}
-		// Part of a packet: read the rest after it (the buffer is held
-		// while a packet is in flight).
-		b := *rp.buf
-		if rp.w == len(b) {
-			rp.w = copy(b, b[rp.r:rp.w])
-			rp.r = 0
-		}
-		n, err := rp.src.rawRead(b[rp.w:])
-		rp.w += n
-		if err != nil {
-			rp.give = rp.w - rp.r
-			rp.off = true
-		}
+		rp.readRest()
 	}
 	return nil
 }
