@@ -1,0 +1,66 @@
+package broker_test
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/feedmq/feedmq/broker"
+	"github.com/feedmq/feedmq/internal/mqtttest"
+)
+
+// TestKeepaliveMidPacket: a client that sends part of a packet and then
+// nothing is still cut off by its keepalive (1.5 x), over TCP and TLS,
+// whether the part is a feed publish the read path holds, a packet for
+// mochi, or one larger than the read path's buffer; with keepalive 0,
+// idle_timeout does it.
+func TestKeepaliveMidPacket(t *testing.T) {
+	ts, pki, _, _ := startTLSServer(t, broker.Options{IdleTimeout: 2 * time.Second})
+	ch := ts.channel(false)
+	feed := mqtttest.PublishPacket(fmt.Sprintf("channels/%d/publish", ch), []byte("field1=1"))
+	sub := subscribePacket(1, fmt.Sprintf("channels/%d/subscribe", ch))
+	big := mqtttest.PublishPacket("home/x", []byte(strings.Repeat("x", 10<<10)))
+	for _, transport := range []string{"tcp", "tls"} {
+		for _, tc := range []struct {
+			name      string
+			part      []byte
+			keepalive uint16
+		}{
+			{"first byte", feed[:1], 1},
+			{"half a feed publish", feed[:len(feed)/2], 1},
+			{"half a subscribe", sub[:len(sub)/2], 1},
+			{"half a large publish", big[:len(big)/2], 1},
+			{"half a feed publish, keepalive 0", feed[:len(feed)/2], 0},
+		} {
+			t.Run(transport+"/"+tc.name, func(t *testing.T) {
+				var nc net.Conn
+				var err error
+				if transport == "tls" {
+					nc, err = tls.Dial("tcp", ts.addrOf("mqtts"), pki.clientConfig())
+				} else {
+					nc, err = net.Dial("tcp", ts.addr)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := mqtttest.Wrap(nc)
+				defer c.Close()
+				dev := ts.device(pubsub(ch))
+				ts.allow(dev, "readwrite home/#")
+				if code, err := c.Connect(mqtttest.Connect{ClientID: dev.Device.ClientID, Username: dev.Device.Username,
+					Password: dev.Password, Clean: true, Keepalive: tc.keepalive}); err != nil || code != 0 {
+					t.Fatalf("CONNACK %#x %v", code, err)
+				}
+				if _, err := c.Write(tc.part); err != nil {
+					t.Fatal(err)
+				}
+				if d := expectClosed(t, c, 15*time.Second); d < time.Second {
+					t.Fatalf("closed after %v, before the keepalive ran out", d)
+				}
+			})
+		}
+	}
+}
