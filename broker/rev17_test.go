@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedmq/feedmq/auth"
 	"github.com/feedmq/feedmq/broker"
 	"github.com/feedmq/feedmq/internal/mqtttest"
 )
@@ -61,6 +63,65 @@ func TestKeepaliveMidPacket(t *testing.T) {
 					t.Fatalf("closed after %v, before the keepalive ran out", d)
 				}
 			})
+		}
+	}
+}
+
+// TestPipelinedAfterConnect: a client that sends its CONNECT and, without
+// waiting for the CONNACK, a SUBSCRIBE, a QoS 1 and a QoS 0 feed publish,
+// in one write or one byte per write, over TCP and TLS, with a CONNECT
+// shorter and longer than the read path's small-read threshold: every
+// packet is handled once and in order.
+func TestPipelinedAfterConnect(t *testing.T) {
+	ts, pki, _, _ := startTLSServer(t, broker.Options{Anonymous: true})
+	c0, err := ts.svc.CreateChannel(context.Background(), auth.ChannelSpec{Name: "pipelined", Public: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := c0.ID
+	topic := fmt.Sprintf("channels/%d/publish/%s", ch, c0.WriteKey)
+	n := 0
+	for _, transport := range []string{"tcp", "tls"} {
+		for _, split := range []bool{false, true} {
+			for _, pad := range []int{0, 100} {
+				n++
+				t.Run(fmt.Sprintf("%s/split=%v/pad=%d", transport, split, pad), func(t *testing.T) {
+					var nc net.Conn
+					var err error
+					if transport == "tls" {
+						nc, err = tls.Dial("tcp", ts.addrOf("mqtts"), pki.clientConfig())
+					} else {
+						nc, err = net.Dial("tcp", ts.addr)
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					c := mqtttest.Wrap(nc)
+					defer c.Close()
+					id := fmt.Sprintf("p%d%s", n, strings.Repeat("x", pad))
+					b := mqtttest.Connect{ClientID: id, Clean: true, Keepalive: 30}.Encode()
+					b = append(b, subscribePacket(1, fmt.Sprintf("channels/%d/subscribe", ch))...)
+					b = append(b, pubPacket(topic, 1, 2, false, fmt.Sprintf("field1=%d", n))...)
+					b = append(b, pubPacket(topic, 0, 0, false, fmt.Sprintf("field1=q%d", n))...)
+					if split {
+						for i := range b {
+							if _, err := c.Write(b[i : i+1]); err != nil {
+								t.Fatal(err)
+							}
+						}
+					} else if _, err := c.Write(b); err != nil {
+						t.Fatal(err)
+					}
+					_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+					if typ, body, err := c.ReadPacket(); err != nil || typ != mqtttest.CONNACK || body[1] != 0 {
+						t.Fatalf("CONNACK: %d % x %v", typ, body, err)
+					}
+					expectSubscribedEntry(t, c, ch, 2, fmt.Sprint(n))
+					if topic, payload := readPublish(t, c); !strings.Contains(payload, fmt.Sprintf(`"field1":"q%d"`, n)) {
+						t.Fatalf("QoS 0 entry: %s %s", topic, payload)
+					}
+				})
+			}
 		}
 	}
 }
