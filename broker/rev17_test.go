@@ -3,9 +3,13 @@ package broker_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -123,5 +127,73 @@ func TestPipelinedAfterConnect(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestGarbageAfterConnect: random bytes after a CONNECT, over TCP and
+// TLS, end the connection (a protocol error, the frame guard, or the
+// keepalive for a packet that never completes) and nothing else: the
+// server serves a new connection's feed publish afterwards.
+func TestGarbageAfterConnect(t *testing.T) {
+	ts, pki, _, _ := startTLSServer(t, broker.Options{Anonymous: true})
+	c0, err := ts.svc.CreateChannel(context.Background(), auth.ChannelSpec{Name: "garbage", Public: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := fmt.Sprintf("channels/%d/publish/%s", c0.ID, c0.WriteKey)
+	rng := rand.New(rand.NewPCG(17, 17))
+	var wg sync.WaitGroup
+	for i := range 40 {
+		transport := []string{"tcp", "tls"}[i%2]
+		blob := make([]byte, 1+rng.IntN(600))
+		for j := range blob {
+			blob[j] = byte(rng.Uint32())
+		}
+		if i%4 < 2 {
+			// A plausible start: a feed publish header with a wild length.
+			blob = append([]byte{0x30 | byte(rng.IntN(4))<<1}, blob...)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var nc net.Conn
+			var err error
+			if transport == "tls" {
+				nc, err = tls.Dial("tcp", ts.addrOf("mqtts"), pki.clientConfig())
+			} else {
+				nc, err = net.Dial("tcp", ts.addr)
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			c := mqtttest.Wrap(nc)
+			defer c.Close()
+			if code, err := c.Connect(mqtttest.Connect{ClientID: fmt.Sprintf("g%d", i), Clean: true, Keepalive: 1}); err != nil || code != 0 {
+				t.Errorf("%d: CONNACK %#x %v", i, code, err)
+				return
+			}
+			if _, err := c.Write(blob); err != nil {
+				return // closed already
+			}
+			_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+			for {
+				if _, _, err := c.ReadPacket(); err != nil {
+					if errors.Is(err, os.ErrDeadlineExceeded) {
+						t.Errorf("%d (%s): still open 15 s after % x", i, transport, blob)
+					}
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	c := rawAnonymous(t, ts.addr, "after")
+	if err := c.Publish(topic, 1, 1, []byte("field1=1")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if typ, _, err := c.ReadPacket(); err != nil || typ != mqtttest.PUBACK {
+		t.Fatalf("PUBACK: %d %v", typ, err)
 	}
 }
