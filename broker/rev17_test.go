@@ -197,3 +197,54 @@ func TestGarbageAfterConnect(t *testing.T) {
 		t.Fatalf("PUBACK: %d %v", typ, err)
 	}
 }
+
+// TestConnectedCounts: mochi's $SYS count of connected clients and the
+// listeners' live counts follow connections served by the listener's own
+// read loop, however they end: closed by the client, DISCONNECT, the
+// keepalive, taken over by the same client ID.
+func TestConnectedCounts(t *testing.T) {
+	ts, pki, _, _ := startTLSServer(t, broker.Options{Anonymous: true})
+	dial := func(transport, id string, keepalive uint16) *mqtttest.Conn {
+		t.Helper()
+		var nc net.Conn
+		var err error
+		if transport == "tls" {
+			nc, err = tls.Dial("tcp", ts.addrOf("mqtts"), pki.clientConfig())
+		} else {
+			nc, err = net.Dial("tcp", ts.addr)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := mqtttest.Wrap(nc)
+		t.Cleanup(func() { c.Close() })
+		if code, err := c.Connect(mqtttest.Connect{ClientID: id, Clean: true, Keepalive: keepalive}); err != nil || code != 0 {
+			t.Fatalf("%s: CONNACK %#x %v", id, code, err)
+		}
+		return c
+	}
+	live := func() int64 {
+		st := ts.srv.Stats()
+		return st.Connections["mqtt"].Live + st.Connections["mqtts"].Live
+	}
+	waitCounts := func(want int64) {
+		t.Helper()
+		waitUntil(t, fmt.Sprintf("%d connected", want), func() bool {
+			return ts.srv.MochiClientsConnected() == want && live() == want
+		})
+	}
+	for _, transport := range []string{"tcp", "tls"} {
+		closed := dial(transport, transport+"-closed", 30)
+		disc := dial(transport, transport+"-disconnect", 30)
+		dial(transport, transport+"-keepalive", 1)
+		dial(transport, transport+"-taken", 30)
+		waitCounts(4)
+		taker := dial(transport, transport+"-taken", 30) // takes the session over
+		waitCounts(4)
+		closed.Close()
+		_ = disc.Disconnect()
+		waitCounts(1) // the taker, once the keepalive one is cut off
+		taker.Close()
+		waitCounts(0)
+	}
+}
