@@ -1,5 +1,7 @@
 package broker
 
+import "github.com/feedmq/feedmq/channels"
+
 // What the external tests of the PUBACK line and the senders look at.
 
 // MaxUnacked is maxUnacked.
@@ -14,3 +16,14 @@ func (s *Server) SendQueued() int64 { return s.queued.Load() }
 
 // Closing reports whether Close has begun.
 func (s *Server) Closing() bool { return s.closing.Load() }
+
+// SetFanOutHook has f called with each queued entry before it is fanned
+// out, and whether on the committing goroutine (inline) or fanOutLoop;
+// nil removes it.
+func SetFanOutHook(f func(e *channels.Entry, inline bool)) {
+	if f == nil {
+		fanOutHook.Store(nil)
+		return
+	}
+	fanOutHook.Store(&f)
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -374,10 +375,14 @@ type queuedEntry struct {
 	done bool       // committed or failed: its PUBACK may go (ss.acks.mu)
 }
 
-// committed runs on the store's writer goroutine after the commit: it
-// must not block for long, so fan-out happens on fanOutLoop, which also
-// writes the PUBACKs, in order, after the entry is fanned out. A failure
-// is counted and logged as a refused publish.
+// committed runs after the commit on whichever goroutine ran it (the
+// store's writer goroutine, or a caller of a synchronous append that led
+// the commit), one entry at a time, in commit order. It must not block,
+// so fan-out happens on fanOutLoop, which also writes the PUBACKs, in
+// order, after the entry is fanned out; but an entry that is the only one
+// queued (inlineFanOut) is fanned out and acknowledged here, which spares
+// waking fanOutLoop for every entry at a low rate. A failure is counted
+// and logged as a refused publish.
 // queuedCommitted is committed as a plain function: a method value
 // (q.committed) would be allocated on every publish. e is the e field of
 // a queuedEntry, its first, so its address is the queuedEntry's.
@@ -401,23 +406,61 @@ func (q *queuedEntry) committed(e *channels.Entry, err error) {
 	} else {
 		s.stats.accepted.Add(1)
 	}
+	if s.inlineFanOut(q) {
+		s.fanOutQueued(q, true)
+		return
+	}
 	s.fanq <- q
+}
+
+// inlineFanOut reports whether q, just committed, may be fanned out on
+// the committing goroutine instead of fanOutLoop. Only when it is the one
+// entry queued with commitAsync and not yet fanned out (inCommit counts
+// it, every entry in fanq or on fanOutLoop, and every synchronous QoS 1
+// commit): then nothing committed before it waits to be fanned out, so
+// subscribers and the publisher get it in the same order as on the
+// loop, and no entry queued behind it waits for its fan-out. Under load
+// more are queued and fan-out stays on fanOutLoop, batched, beside the
+// next commit. Fan-out must not block the commit: deliveries only queue
+// or try one non-blocking write (deliver), watchers get non-blocking
+// sends, and the locks taken (router, registry, topic index, sender,
+// session, watchers) are never held across a wait. Two paths stay on
+// fanOutLoop: a failed commit, which may close an MQTT 3.1.1 connection
+// (a TLS close may wait to write), and a cluster, whose Published hands
+// the entry to NATS.
+func (s *Server) inlineFanOut(q *queuedEntry) bool {
+	return q.fail == nil && s.opts.Cluster == nil && s.inCommit.Load() == 1
 }
 
 // fanOutLoop fans out the entries committed asynchronously, in order, and
 // then acknowledges them.
 func (s *Server) fanOutLoop() {
 	for q := range s.fanq {
-		if q.fail == nil {
-			s.committed(&q.e)
-		}
-		if q.ss != nil {
-			q.ss.finishAck(s, q) // releases q once it leaves the line
-		} else {
-			q.release()
-		}
-		s.dequeued()
+		s.fanOutQueued(q, false)
 	}
+}
+
+// fanOutHook, set by tests only, is called with each queued entry before
+// it is fanned out, and whether that happens on the committing goroutine.
+var fanOutHook atomic.Pointer[func(e *channels.Entry, inline bool)]
+
+// fanOutQueued fans out a committed queued entry, writes the PUBACKs it
+// makes due, and counts it off. Entries go through it one at a time, in
+// commit order: on fanOutLoop, or on the committing goroutine when no
+// other is queued (inlineFanOut).
+func (s *Server) fanOutQueued(q *queuedEntry, inline bool) {
+	if f := fanOutHook.Load(); f != nil {
+		(*f)(&q.e, inline)
+	}
+	if q.fail == nil {
+		s.committed(&q.e)
+	}
+	if q.ss != nil {
+		q.ss.finishAck(s, q) // releases q once it leaves the line
+	} else {
+		q.release()
+	}
+	s.dequeued()
 }
 
 // valueChunks holds the chunks publishes' values are parsed into: one

@@ -181,7 +181,8 @@ func (ss *session) noteAccepted(s *Server) {
 // finishAck marks q answered and writes the PUBACKs now due, in order,
 // releasing each publish that leaves the line: q is not used after this
 // (it may leave the line only in a later call, once those ahead of it
-// are answered). It runs on fanOutLoop only.
+// are answered). It runs on the fan-out side, one entry at a time
+// (fanOutQueued).
 func (ss *session) finishAck(s *Server, q *queuedEntry) {
 	pa := &ss.acks
 	pa.mu.Lock()

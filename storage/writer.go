@@ -284,8 +284,14 @@ func (db *DB) AppendEntryAsync(ctx context.Context, e *channels.Entry, then func
 		e.CreatedAt = db.now()
 	}
 	e.CreatedAt = e.CreatedAt.UTC().Truncate(time.Second)
-	r := &appendReq{e: e, then: then}
-	return db.w.appendAsync(ctx, r)
+	r := reqPool.Get().(*appendReq)
+	r.e, r.then = e, then
+	if err := db.w.appendAsync(ctx, r); err != nil {
+		r.e, r.then = nil, nil
+		reqPool.Put(r)
+		return err
+	}
+	return nil
 }
 
 // MaxBatchEntries is the most entries AppendEntries takes at once: one
@@ -773,6 +779,10 @@ func (w *writer) commit() {
 		}
 		if r.then != nil {
 			r.then(r.e, errs[i])
+			// Answered: nothing holds r any more (the batch is cleared
+			// below, unread), so it goes back for the next append.
+			r.e, r.then = nil, nil
+			reqPool.Put(r)
 			continue
 		}
 		r.done <- errs[i] // last touch: the caller may reuse r and r.e now

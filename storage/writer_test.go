@@ -277,14 +277,27 @@ func BenchmarkCommitLeader(b *testing.B) {
 		b.ReportAllocs()
 		cpu0 := cpuTime()
 		b.ResetTimer()
-		if par == 1 {
+		switch {
+		case par == 0: // asynchronous, one at a time: a lone QoS 0 entry
+			e := benchEntry(id)
+			done := make(chan error, 1)
+			then := func(_ *channels.Entry, err error) { done <- err }
+			for b.Loop() {
+				if err := db.AppendEntryAsync(context.Background(), e, then); err != nil {
+					b.Fatal(err)
+				}
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
+			}
+		case par == 1:
 			e := benchEntry(id)
 			for b.Loop() {
 				if err := db.AppendEntry(context.Background(), e); err != nil {
 					b.Fatal(err)
 				}
 			}
-		} else {
+		default:
 			b.SetParallelism(max(1, par/runtime.GOMAXPROCS(0)))
 			b.RunParallel(func(pb *testing.PB) {
 				e := benchEntry(id)
@@ -305,6 +318,7 @@ func BenchmarkCommitLeader(b *testing.B) {
 		}
 		reportRate(b)
 	}
+	b.Run("Async", func(b *testing.B) { run(b, 0) })
 	b.Run("Serial", func(b *testing.B) { run(b, 1) })
 	b.Run("Parallel4", func(b *testing.B) { run(b, 4) })
 	b.Run("Parallel64", func(b *testing.B) { run(b, 64) })

@@ -14,6 +14,7 @@ import (
 var version = "dev"
 
 func main() {
+	keepSysmonAwake()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// After the first signal, a second one kills at once.

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestSysmonEnv(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		args    []string
+		environ []string
+		want    []string // nil: not executed again
+	}{
+		{"serve", []string{"feedmq", "serve"}, []string{"HOME=/h"},
+			[]string{"HOME=/h", "GODEBUG=" + sysmonSetting, sysmonMark + "="}},
+		{"root flags first", []string{"feedmq", "--data", "/d", "serve", "--mqtt", ":1883"}, nil,
+			[]string{"GODEBUG=" + sysmonSetting, sysmonMark + "="}},
+		{"caller's GODEBUG kept", []string{"feedmq", "serve"}, []string{"GODEBUG=gctrace=1", "PATH=/bin"},
+			[]string{"PATH=/bin", "GODEBUG=gctrace=1," + sysmonSetting, sysmonMark + "==gctrace=1"}},
+		{"empty GODEBUG", []string{"feedmq", "serve"}, []string{"GODEBUG="},
+			[]string{"GODEBUG=" + sysmonSetting, sysmonMark + "=="}},
+		{"a stale mark is replaced", []string{"feedmq", "serve"}, []string{sysmonMark + "==x"},
+			[]string{"GODEBUG=" + sysmonSetting, sysmonMark + "="}},
+		{"caller's schedtrace", []string{"feedmq", "serve"}, []string{"GODEBUG=schedtrace=1000"}, nil},
+		{"caller's schedtrace later", []string{"feedmq", "serve"}, []string{"GODEBUG=gctrace=1,schedtrace=1000"}, nil},
+		{"another command", []string{"feedmq", "channel", "list"}, nil, nil},
+		{"serve after --", []string{"feedmq", "feed", "--", "serve"}, nil, nil},
+		{"no command", []string{"feedmq"}, nil, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, ok := sysmonEnv(c.args, c.environ)
+			if ok != (c.want != nil) || !slices.Equal(got, c.want) {
+				t.Fatalf("sysmonEnv(%q, %q) = %q, %v; want %q", c.args, c.environ, got, ok, c.want)
+			}
+		})
+	}
+}
+
+// serve runs executed again with the setting, in the same process (the
+// same PID: systemd's main process stays the one it started).
+func TestServeKeepsSysmonAwake(t *testing.T) {
+	if _, err := os.Stat("/proc/self/environ"); err != nil {
+		t.Skip("no /proc")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "serve", "--data", dir, "--mqtt", "127.0.0.1:0", "--ws", "off", "--http", "off")
+	cmd.Env = append(os.Environ(), "FEEDMQ_TEST_RUN_MAIN=1", "GODEBUG=gctrace=0")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "mqtt listening on ") {
+	}
+	if sc.Err() != nil {
+		t.Fatal(sc.Err())
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := strings.Split(string(b), "\x00")
+	for _, want := range []string{"GODEBUG=gctrace=0," + sysmonSetting, sysmonMark + "==gctrace=0"} {
+		if !slices.Contains(env, want) {
+			t.Fatalf("serve's environment lacks %s", want)
+		}
+	}
+}
