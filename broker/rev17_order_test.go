@@ -69,7 +69,7 @@ func TestPubackOrderWithMochiBacklog(t *testing.T) {
 			if typ == mqtttest.PUBACK {
 				acks <- binary.BigEndian.Uint16(body)
 			}
-			if n%4 == 0 {
+			if n%16 == 0 {
 				time.Sleep(time.Millisecond) // a slow reader: mochi's queue never empties
 			}
 		}
