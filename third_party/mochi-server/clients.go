@@ -741,7 +741,12 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	n, err := func() (int64, error) {
 		cl.Lock()
 		defer cl.Unlock()
-		if cl.State.outbound.pending.Load() == 0 {
+		// feedmq fork: only a PUBLISH waits in outbuf for the queued ones
+		// behind it. Any other packet (an acknowledgement, PINGRESP,
+		// DISCONNECT) is on the socket, after what was buffered, when
+		// this returns: feedmq writes its own PUBACKs to the socket, and
+		// a later one must not overtake one of mochi's.
+		if cl.State.outbound.pending.Load() == 0 || pk.FixedHeader.Type != packets.Publish {
 			if cl.Net.outbuf == nil {
 				return buf.WriteTo(cl.Net.Conn)
 			}
