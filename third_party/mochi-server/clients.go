@@ -245,6 +245,15 @@ func (cl *Client) enqueue(pk *packets.Packet, max int32) bool {
 		q.mu.Unlock()
 		return false
 	}
+	if len(q.pks) == cap(q.pks) && q.head >= len(q.pks)/2 {
+		// Full, and at least half of it taken by the writer: move the
+		// waiting packets to the front instead of growing. A queue that
+		// never drains would otherwise keep a slot for every packet
+		// queued since it was last empty.
+		n := copy(q.pks, q.pks[q.head:])
+		clear(q.pks[n:])
+		q.pks, q.head = q.pks[:n], 0
+	}
 	q.pks = append(q.pks, pk)
 	q.pending.Add(1)
 	atomic.AddInt32(&cl.State.outboundQty, 1)
@@ -732,7 +741,12 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	n, err := func() (int64, error) {
 		cl.Lock()
 		defer cl.Unlock()
-		if cl.State.outbound.pending.Load() == 0 {
+		// feedmq fork: only a PUBLISH waits in outbuf for the queued ones
+		// behind it. Any other packet (an acknowledgement, PINGRESP,
+		// DISCONNECT) is on the socket, after what was buffered, when
+		// this returns: feedmq writes its own PUBACKs to the socket, and
+		// a later one must not overtake one of mochi's.
+		if cl.State.outbound.pending.Load() == 0 || pk.FixedHeader.Type != packets.Publish {
 			if cl.Net.outbuf == nil {
 				return buf.WriteTo(cl.Net.Conn)
 			}

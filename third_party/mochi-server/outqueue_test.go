@@ -199,3 +199,45 @@ func TestNewClientReadsByteReaderDirectly(t *testing.T) {
 	require.NoError(t, cl.ReadFixedHeader(fh))
 	require.Equal(t, packets.Pingreq, fh.Type)
 }
+
+// A client whose writer never finds its queue empty (a subscriber that
+// keeps up, but only just) must not keep every packet slot it ever
+// used: the queue's memory is bounded by the packets waiting, not by
+// the packets queued since it was last empty.
+func TestOutboundQueueBacklogBounded(t *testing.T) {
+	cl, r, _ := newTestClient()
+	defer cl.Stop(errClientStop)
+	rcl, _, _ := newTestClient()
+	rcl.Net.bconn = bufio.NewReader(r)
+	read := func() string {
+		t.Helper()
+		fh := new(packets.FixedHeader)
+		require.NoError(t, rcl.ReadFixedHeader(fh))
+		pk, err := rcl.ReadPacket(fh)
+		require.NoError(t, err)
+		return string(pk.Payload)
+	}
+
+	const waiting, total = 3, 20000
+	// One packet in the writer's (blocked) write and a few behind it;
+	// then one more queued before each one read: the queue is never
+	// empty, so the writer never ends and never resets it.
+	next := 0
+	for ; next <= waiting; next++ {
+		require.True(t, cl.enqueue(queuedPublish(next), 16))
+	}
+	maxCap := 0
+	for i := 0; i < total; i++ {
+		require.True(t, cl.enqueue(queuedPublish(next), 16))
+		next++
+		require.Equal(t, strconv.Itoa(i), read())
+		q := &cl.State.outbound
+		q.mu.Lock()
+		maxCap = max(maxCap, cap(q.pks))
+		q.mu.Unlock()
+	}
+	require.LessOrEqual(t, maxCap, 64, "queue grew to %d slots with at most %d packets waiting", maxCap, waiting+2)
+	for i := total; i < next; i++ {
+		require.Equal(t, strconv.Itoa(i), read())
+	}
+}
