@@ -1,10 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Go's runtime has a monitor thread (sysmon) that sleeps deeply while
@@ -17,7 +23,10 @@ import (
 // naps for up to 10 ms while nothing needs it (100 wake-ups a second,
 // busy or idle). The period set is the longest the runtime takes (about
 // 24.8 days), so the trace it exists for prints at most one line per
-// period (none while the host has been up less than that).
+// period. The first line is due once the monotonic clock (uptime) passes
+// the period: at once on a host up longer than that. serve then executes
+// itself with stderr on a pipe, reads that first line off it and drops
+// it, and puts stderr back before doing anything else (schedSwallow).
 //
 // The runtime reads that setting only at start, so serve executes itself
 // again with it. The caller's own GODEBUG is given back to the process
@@ -28,6 +37,11 @@ const (
 	// sysmonMark, in the environment of the process executed again,
 	// holds the caller's GODEBUG: "=" and the value, or "" when unset.
 	sysmonMark = "FEEDMQ_CALLER_GODEBUG"
+	// schedMark, in that environment, names two descriptors: the read
+	// end of the pipe stderr was put on, and the caller's stderr.
+	schedMark = "FEEDMQ_SCHED_PIPE"
+	// sysmonPeriod is the setting's period.
+	sysmonPeriod = 2147483647 * time.Millisecond
 )
 
 // keepSysmonAwake executes serve again with sysmonSetting, or, in the
@@ -42,6 +56,10 @@ func keepSysmonAwake() {
 		} else {
 			_ = os.Unsetenv("GODEBUG")
 		}
+		if fds, ok := os.LookupEnv(schedMark); ok {
+			_ = os.Unsetenv(schedMark)
+			schedSwallow(fds)
+		}
 		return
 	}
 	env, ok := sysmonEnv(os.Args, os.Environ())
@@ -52,7 +70,98 @@ func keepSysmonAwake() {
 	if err != nil {
 		return
 	}
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) == nil && time.Duration(ts.Nano()) >= sysmonPeriod {
+		if restore, mark, err := schedPipe(); err == nil {
+			defer restore()
+			env = append(env, mark)
+		}
+	}
 	_ = syscall.Exec(exe, os.Args, env) // returns only on failure
+}
+
+// schedPipe puts stderr on a pipe for the process about to be executed
+// and returns what undoes it and the environment entry that tells that
+// process where the pipe and the caller's stderr are. Both descriptors
+// are left open across exec.
+func schedPipe() (restore func(), mark string, err error) {
+	saved, err := unix.Dup(2)
+	if err != nil {
+		return nil, "", err
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], 0); err != nil {
+		_ = unix.Close(saved)
+		return nil, "", err
+	}
+	if err := unix.Dup2(p[1], 2); err != nil {
+		_ = unix.Close(saved)
+		_ = unix.Close(p[0])
+		_ = unix.Close(p[1])
+		return nil, "", err
+	}
+	_ = unix.Close(p[1])
+	restore = func() {
+		_ = unix.Dup2(saved, 2)
+		_ = unix.Close(saved)
+		_ = unix.Close(p[0])
+	}
+	return restore, fmt.Sprintf("%s=%d,%d", schedMark, p[0], saved), nil
+}
+
+// schedSwallow, in the process executed with stderr on a pipe, reads the
+// runtime's first scheduler trace line off it (sysmon prints it within
+// microseconds of the start), passes on anything else written there,
+// and puts the caller's stderr back on descriptor 2. It waits at most a
+// second for the line.
+func schedSwallow(fds string) {
+	rs, ss, ok := strings.Cut(fds, ",")
+	r, err1 := strconv.Atoi(rs)
+	saved, err2 := strconv.Atoi(ss)
+	if !ok || err1 != nil || err2 != nil || r <= 2 || saved <= 2 {
+		return
+	}
+	defer func() {
+		_ = unix.Dup2(saved, 2)
+		_ = unix.Close(saved)
+	}()
+	if unix.SetNonblock(r, true) != nil {
+		_ = unix.Close(r)
+		return
+	}
+	f := os.NewFile(uintptr(r), "stderr pipe")
+	defer f.Close()
+	_ = f.SetReadDeadline(time.Now().Add(time.Second))
+	var got []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := f.Read(buf)
+		got = append(got, buf[:n]...)
+		rest, done := dropSchedLine(got)
+		if done || err != nil {
+			if len(rest) > 0 {
+				_, _ = unix.Write(saved, rest)
+			}
+			return
+		}
+	}
+}
+
+// dropSchedLine returns b without its first complete line that starts
+// with "SCHED ", and whether there was one.
+func dropSchedLine(b []byte) ([]byte, bool) {
+	for off := 0; off < len(b); {
+		line := b[off:]
+		end := bytes.IndexByte(line, '\n')
+		if end < 0 {
+			return b, false
+		}
+		if bytes.HasPrefix(line, []byte("SCHED ")) {
+			return append(b[:off:off], line[end+1:]...), true
+		}
+		off += end + 1
+	}
+	return b, false
 }
 
 // sysmonEnv returns the environment to execute args again with, and

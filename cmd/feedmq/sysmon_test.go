@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -73,6 +74,75 @@ func TestServeKeepsSysmonAwake(t *testing.T) {
 	for _, want := range []string{"GODEBUG=gctrace=0," + sysmonSetting, sysmonMark + "==gctrace=0"} {
 		if !slices.Contains(env, want) {
 			t.Fatalf("serve's environment lacks %s", want)
+		}
+	}
+}
+
+// serve writes nothing but its own output on a host that has been up for
+// a long time. The runtime's scheduler trace (GODEBUG schedtrace, which
+// serve sets to keep sysmon awake) prints its first line once the
+// monotonic clock, which counts from boot, passes the trace's period:
+// at once on a host up for more than 24.8 days. The test runs serve in a
+// time namespace whose monotonic clock is 25.5 days ahead.
+func TestServeQuietOnLongUptime(t *testing.T) {
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("no unshare")
+	}
+	if err := exec.Command("unshare", "--time", "--monotonic=2200000", "true").Run(); err != nil {
+		t.Skipf("no time namespace here: %v", err)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("unshare", "--time", "--monotonic=2200000",
+		os.Args[0], "serve", "--data", dir, "--mqtt", "127.0.0.1:0", "--ws", "off", "--http", "off", "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "FEEDMQ_TEST_RUN_MAIN=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "mqtt listening on ") {
+	}
+	// sysmon's first round comes within microseconds of the start, long
+	// before the listener is up.
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if strings.Contains(stderr.String(), "SCHED ") {
+		t.Fatalf("serve printed the runtime's scheduler trace:\n%s", stderr.String())
+	}
+
+	// stderr is the caller's again: serve's own errors reach it.
+	cmd = exec.Command("unshare", "--time", "--monotonic=2200000", os.Args[0], "serve", "--no-such-flag")
+	cmd.Env = append(os.Environ(), "FEEDMQ_TEST_RUN_MAIN=1")
+	stderr.Reset()
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil {
+		t.Fatal("serve --no-such-flag succeeded")
+	}
+	if got := stderr.String(); strings.Contains(got, "SCHED ") || !strings.Contains(got, "no-such-flag") {
+		t.Fatalf("stderr of serve --no-such-flag:\n%s", got)
+	}
+}
+
+func TestDropSchedLine(t *testing.T) {
+	for _, c := range []struct {
+		in, want string
+		done     bool
+	}{
+		{"", "", false},
+		{"SCHED 0ms: gomaxprocs=2", "SCHED 0ms: gomaxprocs=2", false}, // not yet whole
+		{"SCHED 0ms: gomaxprocs=2\n", "", true},
+		{"warning\nSCHED 1ms: x\nafter", "warning\nafter", true},
+		{"a SCHED line\n", "a SCHED line\n", false},
+		{"SCHEDULE\nSCHED 2ms\n", "SCHEDULE\n", true},
+	} {
+		got, done := dropSchedLine([]byte(c.in))
+		if string(got) != c.want || done != c.done {
+			t.Errorf("dropSchedLine(%q) = %q, %v; want %q, %v", c.in, got, done, c.want, c.done)
 		}
 	}
 }
