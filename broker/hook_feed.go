@@ -172,8 +172,11 @@ func (s *Server) publishSensor(device uint64, t *channels.Topic, payload []byte,
 // the store's next commit when the store can queue appends, and so is
 // QoS 1 from a connection when a commit is under way anyway: its PUBACK
 // is written by the fan-out side after the commit (puback.go), so the
-// connection reads on meanwhile. Otherwise the reader commits, and
-// acknowledges the publish itself.
+// connection reads on meanwhile. (A store whose writer has been idle for
+// a while may commit a queued append on the reader before it returns:
+// at a low rate the entry then crosses no goroutine at all, fan-out
+// included.) Otherwise the reader commits, and acknowledges the publish
+// itself.
 func (s *Server) write(q *queuedEntry, m pubMode) error {
 	ap, async := s.store.(channels.AsyncAppender)
 	switch {

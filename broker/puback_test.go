@@ -21,12 +21,20 @@ import (
 // while held, entries are committed but the broker hears of it only on
 // release, as from a slow disk; failAt answers the n-th append (from 1)
 // with an error after storing it, as a commit whose outcome is unknown.
+// A held synchronous append blocks its caller, as a slow fdatasync
+// would. The answers of asynchronous appends are put aside in commit
+// order instead and given on release, from another goroutine: the store
+// commits an asynchronous append on its caller's goroutine when the
+// writer was idle, and these tests are about a connection that reads on
+// while its entries wait for their commit.
 type heldStore struct {
 	*storage.DB
-	mu     sync.Mutex
-	gate   chan struct{} // nil: not held
-	queued int
-	failAt map[int]error
+	mu       sync.Mutex
+	gate     chan struct{} // nil: not held
+	queued   int
+	failAt   map[int]error
+	answers  []func() // put aside while held, in commit order
+	draining bool     // answers are being given (drain)
 }
 
 func startHeld(t *testing.T, opts broker.Options) (*testServer, *heldStore) {
@@ -56,6 +64,27 @@ func (h *heldStore) release() {
 	if h.gate != nil {
 		close(h.gate)
 		h.gate = nil
+	}
+	if len(h.answers) > 0 && !h.draining {
+		h.draining = true
+		go h.drain()
+	}
+}
+
+// drain gives the answers put aside, in order, and those put aside
+// meanwhile behind them.
+func (h *heldStore) drain() {
+	for {
+		h.mu.Lock()
+		if len(h.answers) == 0 || h.gate != nil {
+			h.draining = false
+			h.mu.Unlock()
+			return
+		}
+		f := h.answers[0]
+		h.answers = h.answers[1:]
+		h.mu.Unlock()
+		f()
 	}
 }
 
@@ -92,15 +121,19 @@ func (h *heldStore) AppendEntry(ctx context.Context, e *channels.Entry) error {
 func (h *heldStore) AppendEntryAsync(ctx context.Context, e *channels.Entry, then func(*channels.Entry, error)) error {
 	h.mu.Lock()
 	h.queued++
-	gate, ferr := h.gate, h.failAt[h.queued]
+	ferr := h.failAt[h.queued]
 	h.mu.Unlock()
 	return h.DB.AppendEntryAsync(ctx, e, func(e *channels.Entry, err error) {
-		if gate != nil {
-			<-gate
-		}
 		if err == nil && ferr != nil {
 			err = ferr
 		}
+		h.mu.Lock()
+		if h.gate != nil || h.draining || len(h.answers) > 0 {
+			h.answers = append(h.answers, func() { then(e, err) })
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
 		then(e, err)
 	})
 }

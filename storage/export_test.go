@@ -23,6 +23,15 @@ func SetPruneBatch(tb interface{ Cleanup(func()) }, n int) {
 	tb.Cleanup(func() { pruneBatch = old })
 }
 
+// SetAsyncLeadIdle sets how long the writer must have been idle for an
+// asynchronous append to commit on its caller's goroutine, until the
+// test ends.
+func SetAsyncLeadIdle(tb interface{ Cleanup(func()) }, d time.Duration) {
+	old := asyncLeadIdle
+	asyncLeadIdle = d
+	tb.Cleanup(func() { asyncLeadIdle = old })
+}
+
 // LockFile takes the lock Restore takes on a database file.
 var LockFile = lockFile
 

@@ -491,6 +491,8 @@ func TestLeaderWhere(t *testing.T) {
 		switch {
 		case strings.Contains(st, "storage.(*writer).appendWait"):
 			where <- "caller"
+		case strings.Contains(st, "storage.(*writer).appendAsync"):
+			where <- "async caller"
 		case strings.Contains(st, "storage.(*writer).run"):
 			where <- "writer"
 		default:
@@ -507,16 +509,30 @@ func TestLeaderWhere(t *testing.T) {
 	if w := <-where; w != "caller" {
 		t.Errorf("AppendEntries committed on %s, want the caller's goroutine", w)
 	}
+	// An asynchronous append commits on its caller's goroutine when the
+	// writer has been idle for a while, and is answered before
+	// AppendEntryAsync returns; within that while, on the writer
+	// goroutine.
 	done := make(chan error, 1)
-	if err := db.AppendEntryAsync(context.Background(), &channels.Entry{ChannelID: ch, Set: 1}, func(_ *channels.Entry, err error) { done <- err }); err != nil {
-		t.Fatal(err)
+	async := func(idle time.Duration, want string) {
+		t.Helper()
+		storage.SetAsyncLeadIdle(t, idle)
+		time.Sleep(2 * time.Millisecond)
+		if err := db.AppendEntryAsync(context.Background(), &channels.Entry{ChannelID: ch, Set: 1}, func(_ *channels.Entry, err error) { done <- err }); err != nil {
+			t.Fatal(err)
+		}
+		if want == "async caller" && len(done) != 1 {
+			t.Error("AppendEntryAsync that led its commit returned before its answer")
+		}
+		if w := <-where; w != want {
+			t.Errorf("AppendEntryAsync after %v idle committed on %s, want %s", idle, w, want)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
-	if w := <-where; w != "writer" {
-		t.Errorf("AppendEntryAsync committed on %s, want the writer goroutine", w)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	async(time.Millisecond, "async caller")
+	async(time.Hour, "writer")
 }
 
 // TestLeaderAsyncBound: asynchronous appends queued behind a running
