@@ -146,3 +146,38 @@ func TestDropSchedLine(t *testing.T) {
 		}
 	}
 }
+
+// A FEEDMQ_SCHED_PIPE in serve's own environment (copied, say, from
+// /proc/PID/environ of a running serve, with or without the caller's
+// GODEBUG mark) names no pipe of this start: serve's stderr stays the
+// caller's, and the descriptors it names are left alone.
+func TestServeStaleSchedPipe(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		env  []string
+	}{
+		{"pipe mark", []string{schedMark + "=9,3"}},
+		{"both marks", []string{sysmonMark + "=", schedMark + "=9,3"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			other, err := os.Create(t.TempDir() + "/other")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			cmd := exec.Command(os.Args[0], "serve", "--no-such-flag")
+			// Descriptor 3 in serve is other; 9 is not open.
+			cmd.ExtraFiles = []*os.File{other}
+			cmd.Env = append(append(os.Environ(), "FEEDMQ_TEST_RUN_MAIN=1"), c.env...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Run(); err == nil {
+				t.Fatal("serve --no-such-flag succeeded")
+			}
+			if got := stderr.String(); !strings.Contains(got, "no-such-flag") {
+				b, _ := os.ReadFile(other.Name())
+				t.Fatalf("stderr of serve --no-such-flag: %q; descriptor 3 got %q", got, b)
+			}
+		})
+	}
+}
