@@ -118,7 +118,7 @@ func schedSwallow(fds string) {
 	rs, ss, ok := strings.Cut(fds, ",")
 	r, err1 := strconv.Atoi(rs)
 	saved, err2 := strconv.Atoi(ss)
-	if !ok || err1 != nil || err2 != nil || r <= 2 || saved <= 2 {
+	if !ok || err1 != nil || err2 != nil || r <= 2 || saved <= 2 || !schedPipeOnStderr(r, saved) {
 		return
 	}
 	defer func() {
@@ -145,6 +145,23 @@ func schedSwallow(fds string) {
 			return
 		}
 	}
+}
+
+// schedPipeOnStderr reports whether r is the read end of the pipe that
+// descriptor 2 writes to and saved is open: the descriptors the process
+// before exec set up, not ones an environment copied from elsewhere
+// happens to name.
+func schedPipeOnStderr(r, saved int) bool {
+	var rs, es, ss unix.Stat_t
+	if unix.Fstat(r, &rs) != nil || unix.Fstat(2, &es) != nil || unix.Fstat(saved, &ss) != nil {
+		return false
+	}
+	if rs.Mode&unix.S_IFMT != unix.S_IFIFO || es.Mode&unix.S_IFMT != unix.S_IFIFO ||
+		rs.Dev != es.Dev || rs.Ino != es.Ino {
+		return false
+	}
+	fl, err := unix.FcntlInt(uintptr(r), unix.F_GETFL, 0)
+	return err == nil && fl&unix.O_ACCMODE == unix.O_RDONLY
 }
 
 // dropSchedLine returns b without its first complete line that starts
@@ -179,7 +196,7 @@ func sysmonEnv(args, environ []string) ([]string, bool) {
 		v, ok := strings.CutPrefix(kv, "GODEBUG=")
 		switch {
 		case !ok:
-			if !strings.HasPrefix(kv, sysmonMark+"=") {
+			if !strings.HasPrefix(kv, sysmonMark+"=") && !strings.HasPrefix(kv, schedMark+"=") {
 				env = append(env, kv)
 			}
 		case strings.HasPrefix(v, "schedtrace=") || strings.Contains(v, ",schedtrace="):

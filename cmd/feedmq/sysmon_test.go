@@ -28,6 +28,8 @@ func TestSysmonEnv(t *testing.T) {
 			[]string{"GODEBUG=" + sysmonSetting, sysmonMark + "=="}},
 		{"a stale mark is replaced", []string{"feedmq", "serve"}, []string{sysmonMark + "==x"},
 			[]string{"GODEBUG=" + sysmonSetting, sysmonMark + "="}},
+		{"a stale pipe mark is dropped", []string{"feedmq", "serve"}, []string{schedMark + "=3,4"},
+			[]string{"GODEBUG=" + sysmonSetting, sysmonMark + "="}},
 		{"caller's schedtrace", []string{"feedmq", "serve"}, []string{"GODEBUG=schedtrace=1000"}, nil},
 		{"caller's schedtrace later", []string{"feedmq", "serve"}, []string{"GODEBUG=gctrace=1,schedtrace=1000"}, nil},
 		{"another command", []string{"feedmq", "channel", "list"}, nil, nil},
