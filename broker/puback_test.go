@@ -138,6 +138,42 @@ func (h *heldStore) AppendEntryAsync(ctx context.Context, e *channels.Entry, the
 	})
 }
 
+// heldStore answers in commit order, as a store whose commits are slow
+// does: an asynchronous append's answer runs before the commit after it
+// starts, so before a synchronous append committed after it returns,
+// however long the answer takes.
+func TestHeldStoreAnswerOrder(t *testing.T) {
+	ts, h := startHeld(t, broker.Options{})
+	ch := ts.channel(false)
+	order := make(chan string, 2)
+	h.hold()
+	queued := &channels.Entry{ChannelID: ch}
+	queued.SetValue(0, "queued")
+	if err := h.AppendEntryAsync(context.Background(), queued, func(_ *channels.Entry, err error) {
+		if err != nil {
+			t.Error(err)
+		}
+		time.Sleep(50 * time.Millisecond) // a fan-out that takes a while
+		order <- "asynchronous"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waited := &channels.Entry{ChannelID: ch}
+	waited.SetValue(0, "waited")
+	go func() {
+		if err := h.AppendEntry(context.Background(), waited); err != nil {
+			t.Error(err)
+		}
+		order <- "synchronous"
+	}()
+	waitQueued(t, h, 2)
+	time.Sleep(20 * time.Millisecond) // committed, if the held store lets it
+	h.release()
+	if a, b := <-order, <-order; a != "asynchronous" || b != "synchronous" {
+		t.Fatalf("answers given %s, %s; want the asynchronous append's (committed first) first", a, b)
+	}
+}
+
 // holdCommits holds the store's answers and queues a QoS 0 entry on ch
 // from another connection, which keeps a commit under way until release:
 // QoS 1 publishes are then queued (a reader commits itself only when no
