@@ -26,7 +26,9 @@ import (
 // order instead and given on release, from another goroutine: the store
 // commits an asynchronous append on its caller's goroutine when the
 // writer was idle, and these tests are about a connection that reads on
-// while its entries wait for their commit.
+// while its entries wait for their commit. A synchronous append that
+// returns while answers are held or put aside waits for its turn in the
+// same line, so that answers come in commit order.
 type heldStore struct {
 	*storage.DB
 	mu       sync.Mutex
@@ -106,16 +108,28 @@ func (h *heldStore) Queued() int {
 func (h *heldStore) AppendEntry(ctx context.Context, e *channels.Entry) error {
 	h.mu.Lock()
 	h.queued++
-	gate, ferr := h.gate, h.failAt[h.queued]
+	ferr := h.failAt[h.queued]
 	h.mu.Unlock()
 	err := h.DB.AppendEntry(ctx, e)
-	if gate != nil {
-		<-gate
-	}
 	if err == nil && ferr != nil {
 		err = ferr
 	}
+	h.await()
 	return err
+}
+
+// await returns at once when nothing is held or put aside; otherwise it
+// waits for its turn behind the answers put aside.
+func (h *heldStore) await() {
+	h.mu.Lock()
+	if h.gate == nil && !h.draining && len(h.answers) == 0 {
+		h.mu.Unlock()
+		return
+	}
+	turn := make(chan struct{})
+	h.answers = append(h.answers, func() { close(turn) })
+	h.mu.Unlock()
+	<-turn
 }
 
 func (h *heldStore) AppendEntryAsync(ctx context.Context, e *channels.Entry, then func(*channels.Entry, error)) error {
