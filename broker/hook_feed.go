@@ -379,8 +379,9 @@ type queuedEntry struct {
 }
 
 // committed runs after the commit on whichever goroutine ran it (the
-// store's writer goroutine, or a caller of a synchronous append that led
-// the commit), one entry at a time, in commit order. It must not block,
+// store's writer goroutine, a caller of a synchronous append that led
+// the commit, or the reader that queued the entry, before
+// AppendEntryAsync returns), one entry at a time, in commit order. It must not block,
 // so fan-out happens on fanOutLoop, which also writes the PUBACKs, in
 // order, after the entry is fanned out; but an entry that is the only one
 // queued (inlineFanOut) is fanned out and acknowledged here, which spares

@@ -56,9 +56,10 @@ type Store interface {
 // AsyncAppender is implemented by stores that can queue an append without
 // making the caller wait for its commit. then runs after the commit (or
 // its failure), in queue order, and must not block: it may run on the
-// goroutine of another caller's append that led the commit, and must not
-// append itself. The entry and the
-// error then gets keep AppendEntry's promises.
+// goroutine of another caller's append that led the commit, or on this
+// caller's own goroutine before AppendEntryAsync returns (so the caller
+// must hold nothing then needs), and must not append itself. The entry
+// and the error then gets keep AppendEntry's promises.
 type AsyncAppender interface {
 	AppendEntryAsync(ctx context.Context, e *Entry, then func(*Entry, error)) error
 }
