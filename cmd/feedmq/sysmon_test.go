@@ -8,7 +8,11 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestSysmonEnv(t *testing.T) {
@@ -179,6 +183,95 @@ func TestServeStaleSchedPipe(t *testing.T) {
 			if got := stderr.String(); !strings.Contains(got, "no-such-flag") {
 				b, _ := os.ReadFile(other.Name())
 				t.Fatalf("stderr of serve --no-such-flag: %q; descriptor 3 got %q", got, b)
+			}
+		})
+	}
+}
+
+// serve's errors reach a caller's stderr that is non-blocking and full
+// (a log reader that is behind): the write waits for room, as Go's
+// os.Stderr does for a non-blocking descriptor it finds at start, on a
+// host up for a short time and on one up for long (stderr is on a pipe
+// at the start there, and is the caller's again afterwards).
+func TestServeNonblockingStderr(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		prefix []string
+	}{
+		{"short uptime", nil},
+		{"long uptime", []string{"unshare", "--time", "--monotonic=2200000"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			argv := append(slices.Clone(c.prefix), os.Args[0], "serve", "--no-such-flag")
+			if c.prefix != nil {
+				if _, err := exec.LookPath("unshare"); err != nil {
+					t.Skip("no unshare")
+				}
+				if err := exec.Command("unshare", "--time", "--monotonic=2200000", "true").Run(); err != nil {
+					t.Skipf("no time namespace here: %v", err)
+				}
+			}
+			path, err := exec.LookPath(argv[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			var p [2]int
+			if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(p[0])
+			wclosed := false
+			defer func() {
+				if !wclosed {
+					_ = unix.Close(p[1])
+				}
+			}()
+			// The smallest pipe, full before serve starts.
+			_, _ = unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, 4096)
+			filler := bytes.Repeat([]byte{'.'}, 4096)
+			filled := 0
+			for {
+				n, err := unix.Write(p[1], filler)
+				if err != nil {
+					break
+				}
+				filled += n
+			}
+			null, err := os.Open(os.DevNull)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer null.Close()
+			// Started without os/exec, which makes the descriptors it
+			// hands over blocking.
+			pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
+				Env:   append(os.Environ(), "FEEDMQ_TEST_RUN_MAIN=1"),
+				Files: []uintptr{null.Fd(), null.Fd(), uintptr(p[1])},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = unix.Close(p[1])
+			wclosed = true
+			time.Sleep(300 * time.Millisecond) // serve writes its error meanwhile, or tries to
+			if err := unix.SetNonblock(p[0], false); err != nil {
+				t.Fatal(err)
+			}
+			var got []byte
+			buf := make([]byte, 4096)
+			for {
+				n, err := unix.Read(p[0], buf)
+				if n <= 0 || err != nil {
+					break
+				}
+				got = append(got, buf[:n]...)
+			}
+			var ws syscall.WaitStatus
+			if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
+				t.Fatal(err)
+			}
+			if rest := string(got[min(filled, len(got)):]); !strings.Contains(rest, "no-such-flag") {
+				t.Fatalf("serve --no-such-flag wrote %q to its stderr after the %d bytes already there (exit %v)", rest, filled, ws)
 			}
 		})
 	}
