@@ -124,6 +124,12 @@ func schedSwallow(fds string) {
 	defer func() {
 		_ = unix.Dup2(saved, 2)
 		_ = unix.Close(saved)
+		// os.Stderr was made while descriptor 2 was the pipe, which
+		// blocks, so it never waits for room: on a non-blocking stderr
+		// that is full, a write would fail and be lost. The caller's
+		// stderr blocks from here on, as a descriptor os/exec hands to
+		// a child does.
+		_ = unix.SetNonblock(2, false)
 	}()
 	if unix.SetNonblock(r, true) != nil {
 		_ = unix.Close(r)
