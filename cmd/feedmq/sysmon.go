@@ -121,15 +121,15 @@ func schedSwallow(fds string) {
 	if !ok || err1 != nil || err2 != nil || r <= 2 || saved <= 2 || !schedPipeOnStderr(r, saved) {
 		return
 	}
+	// os.Stderr was made while descriptor 2 was the pipe, which blocks,
+	// so it never waits for room: on a non-blocking stderr that is full,
+	// a write would fail and be lost. The caller's stderr blocks from
+	// here on (what is passed on below included), as a descriptor
+	// os/exec hands to a child does.
+	_ = unix.SetNonblock(saved, false)
 	defer func() {
 		_ = unix.Dup2(saved, 2)
 		_ = unix.Close(saved)
-		// os.Stderr was made while descriptor 2 was the pipe, which
-		// blocks, so it never waits for room: on a non-blocking stderr
-		// that is full, a write would fail and be lost. The caller's
-		// stderr blocks from here on, as a descriptor os/exec hands to
-		// a child does.
-		_ = unix.SetNonblock(2, false)
 	}()
 	if unix.SetNonblock(r, true) != nil {
 		_ = unix.Close(r)
