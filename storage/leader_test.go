@@ -535,6 +535,61 @@ func TestLeaderWhere(t *testing.T) {
 	async(time.Hour, "writer")
 }
 
+// TestLeaderAsyncNoGather: an asynchronous append that finds the writer
+// idle commits on its caller's goroutine only when that commit waits for
+// no one else. After a commit that answered many waiting callers, the
+// next commit first waits a while for their next appends (gather); an
+// asynchronous append leaves that commit, and that wait, to the writer
+// goroutine, so that its caller (a reader of QoS 0 publishes) pays for
+// its own fdatasync at most.
+func TestLeaderAsyncNoGather(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	db := MustOpenDB(t)
+	ch := MustCreateChannel(t, db, "c").ID
+	held, gate := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	where := make(chan string, 16)
+	storage.SetCommitHook(t, func(n int) {
+		if first.CompareAndSwap(false, true) {
+			close(held)
+			<-gate
+		}
+		buf := make([]byte, 64<<10)
+		st := string(buf[:runtime.Stack(buf, false)])
+		switch {
+		case strings.Contains(st, "storage.(*writer).appendAsync"):
+			where <- fmt.Sprintf("async caller (%d)", n)
+		case strings.Contains(st, "storage.(*writer).appendWait"):
+			where <- fmt.Sprintf("caller (%d)", n)
+		default:
+			where <- fmt.Sprintf("writer (%d)", n)
+		}
+	})
+	lead := make(chan error, 1)
+	go func() { lead <- db.AppendEntry(context.Background(), &channels.Entry{ChannelID: ch, Set: 1}) }()
+	<-held
+	_, wait := queueBehind(t, db, ch, "ssssssss")
+	close(gate)
+	if err := <-lead; err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	if w1, w2 := <-where, <-where; w1 != "caller (1)" || w2 != "caller (8)" {
+		t.Fatalf("commits %s, %s; want the held one and the eight queued behind it, each on a caller", w1, w2)
+	}
+	time.Sleep(2 * time.Millisecond) // idle for longer than asyncLeadIdle
+	done := make(chan error, 1)
+	if err := db.AppendEntryAsync(context.Background(), &channels.Entry{ChannelID: ch, Set: 1}, func(_ *channels.Entry, err error) { done <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if w := <-where; w != "writer (1)" {
+		t.Errorf("the asynchronous append after a commit of eight waiting callers committed on %s, want the writer goroutine", w)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestLeaderAsyncBound: asynchronous appends queued behind a running
 // commit are bounded: once the queue is full the next one waits for room
 // until its context ends or the DB closes, and is then refused and never
