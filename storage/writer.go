@@ -387,7 +387,11 @@ func (w *writer) appendAsync(ctx context.Context, r *appendReq) error {
 	}
 	w.push(r)
 	kick := !w.busy
-	lead := kick && time.Since(w.idleSince) >= asyncLeadIdle
+	// The state is nobody's when kick is set: the last owner's woken is
+	// read safely under qmu. A commit after one that answered many
+	// waiting callers waits for their appends (gather): not on this
+	// caller.
+	lead := kick && w.woken < gatherMin && time.Since(w.idleSince) >= asyncLeadIdle
 	w.busy = true
 	w.qmu.Unlock()
 	switch {
@@ -401,7 +405,8 @@ func (w *writer) appendAsync(ctx context.Context, r *appendReq) error {
 
 // asyncLeadIdle is how long the writer must have been idle for an
 // asynchronous append to commit on its caller's goroutine (a variable
-// for tests). A device that publishes now and then (say once a
+// for tests), unless that commit would wait for other callers' appends
+// (gather), which the writer goroutine then does. A device that publishes now and then (say once a
 // millisecond) then crosses no goroutine: waking the writer goroutine
 // for it cost a futex wake-up and a context switch on each side, a tenth
 // of the CPU per entry. A caller that appends again within that time
