@@ -406,14 +406,15 @@ func (w *writer) appendAsync(ctx context.Context, r *appendReq) error {
 // asyncLeadIdle is how long the writer must have been idle for an
 // asynchronous append to commit on its caller's goroutine (a variable
 // for tests), unless that commit would wait for other callers' appends
-// (gather), which the writer goroutine then does. A device that publishes now and then (say once a
-// millisecond) then crosses no goroutine: waking the writer goroutine
-// for it cost a futex wake-up and a context switch on each side, a tenth
-// of the CPU per entry. A caller that appends again within that time
-// (a fast publisher, entries queued while the last commit ran) hands the
-// commit to the writer goroutine as before, so such a reader never waits
-// for more than one fdatasync in asyncLeadIdle: its next packets are read
-// while the writer commits.
+// (gather), which the writer goroutine then does. A device that
+// publishes now and then (say once a millisecond) then crosses no
+// goroutine: waking the writer goroutine for it cost a futex wake-up
+// and a context switch on each side, a tenth of the CPU per entry. A
+// caller that appends again within that time (a fast publisher, entries
+// queued while the last commit ran) hands the commit to the writer
+// goroutine as before, so such a reader never waits for more than one
+// fdatasync in asyncLeadIdle: its next packets are read while the
+// writer commits.
 var asyncLeadIdle = 250 * time.Microsecond
 
 // push queues r and wakes a gather waiting for the queue to grow; the
