@@ -64,6 +64,18 @@ type AsyncAppender interface {
 	AppendEntryAsync(ctx context.Context, e *Entry, then func(*Entry, error)) error
 }
 
+// OrderedAppender is implemented by stores that can append like
+// AppendEntry and also call then with the entry and the same outcome, in
+// commit order with AsyncAppender's answers, on the goroutine that ran
+// the commit, before AppendEntryThen returns. A caller that hands the
+// entry on after AppendEntry returns can be passed by an entry committed
+// after it; one that hands it on in then cannot. then is not called when
+// the entry is refused before it is queued; it must not block and must
+// not append.
+type OrderedAppender interface {
+	AppendEntryThen(ctx context.Context, e *Entry, then func(*Entry, error)) error
+}
+
 // BatchAppender is implemented by stores that can append several entries
 // of one channel atomically: AppendEntries numbers them consecutively in
 // the order given and stores all or none. A zero CreatedAt becomes the

@@ -62,11 +62,16 @@ type result struct {
 	id    uint64
 	err   error
 	calls int // answers received (then calls, or returns)
+	// then is the place of its then call among all then calls (from 1),
+	// and thenErr the error it got (AppendEntryAsync, AppendEntryThen).
+	then    int
+	thenErr error
 }
 
 // queueBehind starts appends one at a time, each queued (Queued grows)
 // before the next starts, so that queue order is known: kinds says which
-// are synchronous ('s'), asynchronous ('a') or batches of two ('b').
+// are synchronous ('s'), asynchronous ('a'), synchronous with a then
+// ('t') or batches of two ('b').
 // It returns the outcomes, complete once wait returns.
 func queueBehind(t *testing.T, db *storage.DB, ch uint64, kinds string) (res []result, wait func()) {
 	t.Helper()
@@ -75,6 +80,7 @@ func queueBehind(t *testing.T, db *storage.DB, ch uint64, kinds string) (res []r
 	var mu sync.Mutex
 	ctx := context.Background()
 	base := storage.Queued(db)
+	thens := 0
 	for i, k := range kinds {
 		e := &channels.Entry{ChannelID: ch}
 		e.SetValue(0, "q"+strconv.Itoa(i))
@@ -83,7 +89,7 @@ func queueBehind(t *testing.T, db *storage.DB, ch uint64, kinds string) (res []r
 			wg.Go(func() {
 				err := db.AppendEntry(ctx, e)
 				mu.Lock()
-				res[i] = result{e.ID, err, res[i].calls + 1}
+				res[i] = result{id: e.ID, err: err, calls: res[i].calls + 1}
 				mu.Unlock()
 			})
 		case 'b':
@@ -92,17 +98,33 @@ func queueBehind(t *testing.T, db *storage.DB, ch uint64, kinds string) (res []r
 			wg.Go(func() {
 				err := db.AppendEntries(ctx, []*channels.Entry{e, e2})
 				mu.Lock()
-				res[i] = result{e.ID, err, res[i].calls + 1}
+				res[i] = result{id: e.ID, err: err, calls: res[i].calls + 1}
 				if err == nil && e2.ID != e.ID+1 {
 					res[i].err = fmt.Errorf("batch numbered %d, %d", e.ID, e2.ID)
 				}
+				mu.Unlock()
+			})
+		case 't':
+			wg.Go(func() {
+				err := db.AppendEntryThen(ctx, e, func(_ *channels.Entry, err error) {
+					mu.Lock()
+					thens++
+					res[i].then, res[i].thenErr = thens, err
+					mu.Unlock()
+				})
+				mu.Lock()
+				if res[i].then == 0 {
+					err = fmt.Errorf("returned (%v) before then was called", err)
+				}
+				res[i].id, res[i].err, res[i].calls = e.ID, err, res[i].calls+1
 				mu.Unlock()
 			})
 		case 'a':
 			wg.Add(1)
 			if err := db.AppendEntryAsync(ctx, e, func(e *channels.Entry, err error) {
 				mu.Lock()
-				res[i] = result{e.ID, err, res[i].calls + 1}
+				thens++
+				res[i] = result{id: e.ID, err: err, calls: res[i].calls + 1, then: thens, thenErr: err}
 				mu.Unlock()
 				wg.Done()
 			}); err != nil {
@@ -153,6 +175,42 @@ func TestLeaderGroup(t *testing.T) {
 	}
 	if got := values(t, db, ch); len(got) != int(id-1) {
 		t.Errorf("the feed holds %d entries, want %d", len(got), id-1)
+	}
+}
+
+// TestLeaderThen: AppendEntryThen's then is called before it returns,
+// with the error it returns, in queue order with AppendEntryAsync's, in
+// a group commit and in one that fails.
+func TestLeaderThen(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	var failing atomic.Bool
+	storage.FailLogSyncs(t, func(op string) bool { return op == "append" && failing.Load() })
+	for _, fail := range []bool{false, true} {
+		db := MustOpenDB(t)
+		ch := MustCreateChannel(t, db, "c").ID
+		held, release, _ := holdFirstCommit(t)
+		first := make(chan error, 1)
+		go func() { first <- db.AppendEntry(context.Background(), &channels.Entry{ChannelID: ch, Set: 1}) }()
+		<-held
+		kinds := "tatsbatt"
+		res, wait := queueBehind(t, db, ch, kinds)
+		failing.Store(fail)
+		release()
+		<-first
+		wait()
+		last := 0
+		for i, r := range res {
+			if r.calls != 1 || (fail == (r.err == nil)) {
+				t.Errorf("fail %v: append %d (%c): %d answers, error %v", fail, i, kinds[i], r.calls, r.err)
+			}
+			if kinds[i] != 'a' && kinds[i] != 't' {
+				continue
+			}
+			if r.then <= last || r.thenErr != r.err {
+				t.Errorf("fail %v: append %d (%c): then call %d after %d, with %v, returned %v", fail, i, kinds[i], r.then, last, r.thenErr, r.err)
+			}
+			last = r.then
+		}
 	}
 }
 

@@ -73,9 +73,13 @@ type appendReq struct {
 	// is committed whole or not at all (AppendEntries).
 	es   []*channels.Entry
 	done chan error // buffered, so the writer never blocks on a caller
-	// then, when set, is called instead of answering on done: the caller
-	// of AppendEntryAsync did not wait.
+	// then, when set, is called with the outcome in commit order on the
+	// committing goroutine, before the caller (if it waits) is answered
+	// on done.
 	then func(*channels.Entry, error)
+	// async says the caller did not wait (AppendEntryAsync): then
+	// answers it, and r goes back to the pool after.
+	async bool
 }
 
 var reqPool = sync.Pool{New: func() any {
@@ -260,12 +264,36 @@ func (db *DB) AppendEntry(ctx context.Context, e *channels.Entry) error {
 	// Stored with second precision: make e say what the feed will say.
 	e.CreatedAt = e.CreatedAt.UTC().Truncate(time.Second)
 
+	return db.appendWait(ctx, e, nil)
+}
+
+// AppendEntryThen is AppendEntry that also calls then with e and the
+// outcome, the same error AppendEntry returns, in commit order on the
+// goroutine that ran the commit, before it returns, exactly as
+// AppendEntryAsync's then is called: so the entries of synchronous and
+// asynchronous appends are handed on (fanned out) in the order they were
+// committed, which a caller that hands its own entry on after the
+// return cannot promise. then is not called when e is refused before it
+// is queued (ctx ended, the DB closed, an invalid entry). It must be
+// quick and must not append.
+func (db *DB) AppendEntryThen(ctx context.Context, e *channels.Entry, then func(*channels.Entry, error)) error {
+	if e.Set&unknownValues != 0 {
+		return channels.Errorf(channels.EINVALID, "entry sets unknown values (mask %#x)", e.Set)
+	}
+	if e.CreatedAt.IsZero() {
+		e.CreatedAt = db.now()
+	}
+	e.CreatedAt = e.CreatedAt.UTC().Truncate(time.Second)
+	return db.appendWait(ctx, e, then)
+}
+
+func (db *DB) appendWait(ctx context.Context, e *channels.Entry, then func(*channels.Entry, error)) error {
 	r := reqPool.Get().(*appendReq)
-	r.e = e
+	r.e, r.then = e, then
 	// Not interruptible by ctx once queued: the commit owns e until it
 	// answers, and the answer says whether e was stored.
 	err := db.w.appendWait(ctx, r)
-	r.e = nil
+	r.e, r.then = nil, nil
 	reqPool.Put(r)
 	return err
 }
@@ -291,9 +319,9 @@ func (db *DB) AppendEntryAsync(ctx context.Context, e *channels.Entry, then func
 	}
 	e.CreatedAt = e.CreatedAt.UTC().Truncate(time.Second)
 	r := reqPool.Get().(*appendReq)
-	r.e, r.then = e, then
+	r.e, r.then, r.async = e, then, true
 	if err := db.w.appendAsync(ctx, r); err != nil {
-		r.e, r.then = nil, nil
+		r.e, r.then, r.async = nil, nil, false
 		reqPool.Put(r)
 		return err
 	}
@@ -435,7 +463,7 @@ func (w *writer) push(r *appendReq) {
 func (w *writer) take() {
 	n := min(len(w.queue), maxBatch-len(w.batch))
 	for _, r := range w.queue[:n] {
-		if r.then != nil {
+		if r.async {
 			<-w.slots
 		}
 	}
@@ -505,7 +533,7 @@ func (w *writer) release() {
 	}
 	var next *appendReq
 	for _, r := range w.queue {
-		if r.then == nil {
+		if !r.async {
 			next = r
 			break
 		}
@@ -794,7 +822,7 @@ func (w *writer) commit() {
 	}
 	w.woken = 0
 	for i, r := range w.batch {
-		if r.then == nil {
+		if !r.async {
 			w.woken++
 		}
 		if err != nil && errs[i] == nil {
@@ -810,9 +838,11 @@ func (w *writer) commit() {
 		}
 		if r.then != nil {
 			r.then(r.e, errs[i])
+		}
+		if r.async {
 			// Answered: nothing holds r any more (the batch is cleared
 			// below, unread), so it goes back for the next append.
-			r.e, r.then = nil, nil
+			r.e, r.then, r.async = nil, nil, false
 			reqPool.Put(r)
 			continue
 		}

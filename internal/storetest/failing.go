@@ -111,8 +111,36 @@ func (f *Failing) AppendEntryAsync(ctx context.Context, e *channels.Entry, then 
 	return nil
 }
 
+// AppendEntryThen appends e, or fails as told: then gets the outcome
+// AppendEntryThen returns.
+func (f *Failing) AppendEntryThen(ctx context.Context, e *channels.Entry, then func(*channels.Entry, error)) error {
+	oa, ok := f.Store.(channels.OrderedAppender)
+	if !ok {
+		return channels.Errorf(channels.EINTERNAL, "the wrapped store cannot append in order")
+	}
+	err, stored := f.failure()
+	switch {
+	case err == nil:
+		return oa.AppendEntryThen(ctx, e, then)
+	case stored:
+		serr := oa.AppendEntryThen(ctx, e, func(e *channels.Entry, serr error) {
+			if serr == nil {
+				serr = err
+			}
+			then(e, serr)
+		})
+		if serr == nil {
+			serr = err
+		}
+		return serr
+	}
+	// Refused before it is queued: then is not called.
+	return err
+}
+
 var (
-	_ channels.Store         = (*Failing)(nil)
-	_ channels.BatchAppender = (*Failing)(nil)
-	_ channels.AsyncAppender = (*Failing)(nil)
+	_ channels.Store           = (*Failing)(nil)
+	_ channels.BatchAppender   = (*Failing)(nil)
+	_ channels.AsyncAppender   = (*Failing)(nil)
+	_ channels.OrderedAppender = (*Failing)(nil)
 )
