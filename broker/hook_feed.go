@@ -185,9 +185,25 @@ func (s *Server) write(q *queuedEntry, m pubMode) error {
 	case async && m.qos == 1 && m.ss != nil && m.ss.acksQueued(s):
 		return s.commitAsync(ap, q, &m)
 	}
-	// Committed and fanned out here: nothing holds the entry after.
+	if oa, ok := s.store.(channels.OrderedAppender); ok {
+		m.ss.drainAcks(m.qos)
+		if err := s.commitOrdered(context.Background(), oa, q, nil); err != nil {
+			return err
+		}
+	} else if err := s.commitHere(q, m); err != nil {
+		return err
+	}
+	if m.qos == 1 && m.ss != nil {
+		m.ss.ackNow(s, m.id)
+	}
+	return nil
+}
+
+// commitHere commits q's entry with AppendEntry and fans it out on this
+// goroutine, for a store that cannot hand it on in commit order.
+func (s *Server) commitHere(q *queuedEntry, m pubMode) error {
+	// Nothing holds the entry after.
 	defer q.release()
-	e := &q.e
 	if m.qos == 1 {
 		s.inCommit.Add(1)
 		defer s.inCommit.Add(-1)
@@ -197,11 +213,31 @@ func (s *Server) write(q *queuedEntry, m pubMode) error {
 	// go first, so that subscribers get one client's entries in the order
 	// it sent them. (A QoS 1 publish gets here only with none queued.)
 	m.ss.drainAcks(m.qos)
-	if err := s.commit(context.Background(), e); err != nil {
+	return s.commitStore(context.Background(), &q.e)
+}
+
+// commitOrdered commits q's entry and waits for the outcome, like
+// commit; the goroutine that ran the commit hands the entry to fan-out
+// (queuedCommitted) in commit order, as it does commitAsync's entries,
+// so that no entry committed after it, by anyone, reaches subscribers
+// first. It owns q: fan-out releases it after a commit, this after a
+// failure. orig, when set, is given the entry's ID and time.
+func (s *Server) commitOrdered(ctx context.Context, oa channels.OrderedAppender, q *queuedEntry, orig *channels.Entry) error {
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	if err := s.admit(&q.e); err != nil {
+		q.release()
 		return err
 	}
-	if m.qos == 1 && m.ss != nil {
-		m.ss.ackNow(s, m.id)
+	q.waited, q.orig = true, orig
+	s.pending.Add(1)
+	s.inCommit.Add(1)
+	if err := oa.AppendEntryThen(ctx, &q.e, queuedCommitted); err != nil {
+		// Not fanned out: committed left q to this goroutine, or was
+		// not called.
+		s.dequeued()
+		q.release()
+		return storeRejection(err)
 	}
 	return nil
 }
@@ -246,7 +282,19 @@ func payloadRejection(err error) *rejection {
 
 // commit stores an entry durably and then fans it out. It is the one write
 // path shared by every transport: nothing is delivered that is not stored.
+// e is given its ID and time.
 func (s *Server) commit(ctx context.Context, e *channels.Entry) error {
+	if oa, ok := s.store.(channels.OrderedAppender); ok {
+		q := s.newQueued()
+		q.e = *e
+		return s.commitOrdered(ctx, oa, q, e)
+	}
+	return s.commitStore(ctx, e)
+}
+
+// commitStore is commit through AppendEntry: e is fanned out here after
+// the store's answer.
+func (s *Server) commitStore(ctx context.Context, e *channels.Entry) error {
 	s.gate.RLock()
 	defer s.gate.RUnlock()
 	if err := s.admit(e); err != nil {
@@ -376,6 +424,11 @@ type queuedEntry struct {
 	id   uint16     // the client's packet ID
 	fail *rejection // the commit failed
 	done bool       // committed or failed: its PUBACK may go (ss.acks.mu)
+	// waited marks an entry of commitOrdered, whose caller waits for
+	// the outcome and answers a failure itself; orig is its caller's
+	// entry, to be given the ID and time.
+	waited bool
+	orig   *channels.Entry
 }
 
 // committed runs after the commit on whichever goroutine ran it (the
@@ -396,6 +449,15 @@ func queuedCommitted(e *channels.Entry, err error) {
 
 func (q *queuedEntry) committed(e *channels.Entry, err error) {
 	s := q.srv
+	if q.waited {
+		if err != nil {
+			return // commitOrdered answers it and counts it off
+		}
+		if q.orig != nil {
+			q.orig.ID, q.orig.CreatedAt = e.ID, e.CreatedAt
+			q.orig = nil // the caller may go on with it once answered
+		}
+	}
 	if err != nil {
 		rj := storeRejection(err)
 		s.stats.rejected[rj.reason].Add(1)

@@ -118,6 +118,40 @@ func (h *heldStore) AppendEntry(ctx context.Context, e *channels.Entry) error {
 	return err
 }
 
+// AppendEntryThen is counted, held and failed as AppendEntry is; its
+// answer to then is put aside, as an asynchronous one, while answers are
+// held, and the caller returns after it.
+func (h *heldStore) AppendEntryThen(ctx context.Context, e *channels.Entry, then func(*channels.Entry, error)) error {
+	h.mu.Lock()
+	h.queued++
+	ferr := h.failAt[h.queued]
+	h.mu.Unlock()
+	err := h.DB.AppendEntryThen(ctx, e, h.answer(ferr, then))
+	if err == nil && ferr != nil {
+		err = ferr
+	}
+	h.await()
+	return err
+}
+
+// answer wraps then: ferr, when set, replaces a success, and the answer
+// is put aside while answers are held or put aside.
+func (h *heldStore) answer(ferr error, then func(*channels.Entry, error)) func(*channels.Entry, error) {
+	return func(e *channels.Entry, err error) {
+		if err == nil && ferr != nil {
+			err = ferr
+		}
+		h.mu.Lock()
+		if h.gate != nil || h.draining || len(h.answers) > 0 {
+			h.answers = append(h.answers, func() { then(e, err) })
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
+		then(e, err)
+	}
+}
+
 // await returns at once when nothing is held or put aside; otherwise it
 // waits for its turn behind the answers put aside.
 func (h *heldStore) await() {
@@ -137,19 +171,7 @@ func (h *heldStore) AppendEntryAsync(ctx context.Context, e *channels.Entry, the
 	h.queued++
 	ferr := h.failAt[h.queued]
 	h.mu.Unlock()
-	return h.DB.AppendEntryAsync(ctx, e, func(e *channels.Entry, err error) {
-		if err == nil && ferr != nil {
-			err = ferr
-		}
-		h.mu.Lock()
-		if h.gate != nil || h.draining || len(h.answers) > 0 {
-			h.answers = append(h.answers, func() { then(e, err) })
-			h.mu.Unlock()
-			return
-		}
-		h.mu.Unlock()
-		then(e, err)
-	})
+	return h.DB.AppendEntryAsync(ctx, e, h.answer(ferr, then))
 }
 
 // heldStore answers in commit order, as a store whose commits are slow

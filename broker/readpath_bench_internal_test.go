@@ -39,6 +39,11 @@ func (st instantStore) AppendEntryAsync(_ context.Context, e *channels.Entry, th
 // way): answered at once too.
 func (st instantStore) AppendEntry(context.Context, *channels.Entry) error { return nil }
 
+func (st instantStore) AppendEntryThen(_ context.Context, e *channels.Entry, then func(*channels.Entry, error)) error {
+	then(e, nil)
+	return nil
+}
+
 func newReadPathRig(tb testing.TB, mochiReads, instant bool) *readPathRig {
 	tb.Helper()
 	db, svc := openLocal(tb)
