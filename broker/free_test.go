@@ -925,7 +925,20 @@ func TestSessionStoreContents(t *testing.T) {
 	for _, d := range []*auth.Credentials{keep, ended, clean} {
 		ts.allow(d, "readwrite home/#")
 	}
-	k := pahoOpts(t, ts.addr, keep, func(o *paho.ClientOptions) { o.SetCleanSession(false) })
+	// k gets its own home/status at QoS 1; it disconnects once that is
+	// acknowledged, or the session keeps it in flight.
+	own := make(chan struct{}, 1)
+	k := pahoOpts(t, ts.addr, keep, func(o *paho.ClientOptions) {
+		o.SetCleanSession(false)
+		o.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+			if m.Topic() == "home/status" {
+				select {
+				case own <- struct{}{}:
+				default:
+				}
+			}
+		})
+	})
 	for _, f := range []string{"home/#", fmt.Sprintf("channels/%d/subscribe", ch)} {
 		if code := k.subscribeQos(t, f, 1); code > 2 {
 			t.Fatalf("SUBACK %s %#x", f, code)
@@ -936,7 +949,12 @@ func TestSessionStoreContents(t *testing.T) {
 	}
 	k.publishRetained(t, "home/status", 1, "online")
 	k.publishRetained(t, fmt.Sprintf("channels/%d/publish", ch), 1, "field1=1")
-	k.Disconnect(100)
+	select {
+	case <-own:
+	case <-time.After(5 * time.Second):
+		t.Fatal("home/status was not delivered to its publisher")
+	}
+	k.Disconnect(100) // waits for the PUBACK paho sends after the handler
 
 	// A v5 session that ends at DISCONNECT (expiry set to 0 there).
 	e := dial(t, ts.addr)
