@@ -46,6 +46,14 @@ func (l *lateStore) AppendEntries(ctx context.Context, es []*channels.Entry) err
 	return err
 }
 
+func (l *lateStore) AppendEntriesThen(ctx context.Context, es []*channels.Entry, then func(error)) error {
+	err := l.DB.AppendEntriesThen(ctx, es, then)
+	if d := l.late.Swap(0); d > 0 {
+		time.Sleep(time.Duration(d))
+	}
+	return err
+}
+
 // Entries of one channel reach a subscriber in commit order, entry ID
 // order, when an entry committed by the goroutine that waited for it (a
 // QoS 1 publish a reader commits itself when no commit is under way, or

@@ -322,6 +322,9 @@ func (s *Server) commitBatch(ctx context.Context, es []*channels.Entry) error {
 	if err := s.admit(es[0]); err != nil {
 		return err
 	}
+	if oa, ok := s.store.(channels.OrderedBatchAppender); ok {
+		return s.commitBatchOrdered(ctx, oa, es)
+	}
 	if err := ba.AppendEntries(ctx, es); err != nil {
 		if channels.ErrorCode(err) == channels.EINVALID {
 			return err
@@ -331,6 +334,46 @@ func (s *Server) commitBatch(ctx context.Context, es []*channels.Entry) error {
 	s.stats.accepted.Add(uint64(len(es)))
 	for _, e := range es {
 		s.committed(e)
+	}
+	return nil
+}
+
+// commitBatchOrdered commits a batch admitted by commitBatch, whose
+// caller holds gate for reading, and waits for the outcome; the goroutine
+// that ran the commit hands its entries to fan-out in commit order, as
+// commitOrdered does one entry, so that no entry committed after them
+// reaches subscribers first. Each entry goes through a queuedEntry of
+// its own, which gives the caller's entry its ID and time.
+func (s *Server) commitBatchOrdered(ctx context.Context, oa channels.OrderedBatchAppender, es []*channels.Entry) error {
+	qs := make([]*queuedEntry, len(es))
+	own := make([]*channels.Entry, len(es))
+	for i, e := range es {
+		q := s.newQueued()
+		q.e = *e
+		q.waited, q.orig = true, e
+		qs[i], own[i] = q, &q.e
+	}
+	s.pending.Add(len(qs))
+	s.inCommit.Add(int64(len(qs)))
+	err := oa.AppendEntriesThen(ctx, own, func(err error) {
+		if err != nil {
+			return // answered below
+		}
+		for _, q := range qs {
+			q.committed(&q.e, nil)
+		}
+	})
+	if err != nil {
+		// Not fanned out: then left them to this goroutine, or was not
+		// called.
+		for _, q := range qs {
+			s.dequeued()
+			q.release()
+		}
+		if channels.ErrorCode(err) == channels.EINVALID {
+			return err
+		}
+		return storeRejection(err)
 	}
 	return nil
 }
