@@ -289,3 +289,57 @@ func TestFanOutInlineWaitsForLoop(t *testing.T) {
 		t.Fatalf("delivery %.100s, want c", payload)
 	}
 }
+
+// A QoS 1 publish the reader commits itself (no commit under way when it
+// came) is acknowledged after its entry is fanned out, as a queued one
+// is: a publisher subscribed to its own channel gets the entry before
+// the PUBACK, also when an entry of another connection committed after
+// it sends both to the fan-out loop, which is held here for a while.
+func TestSyncPubackAfterFanOut(t *testing.T) {
+	ts, h := startHeld(t, broker.Options{})
+	ch := ts.channel(false)
+	topic := fmt.Sprintf("channels/%d/publish", ch)
+	pub := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
+	if code, err := pub.Subscribe(1, channels.FeedTopic(ch)); err != nil || code != 0 {
+		t.Fatalf("subscribe: %#x %v", code, err)
+	}
+	other := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
+
+	hold := make(chan struct{})
+	defer close(hold)
+	onLoop := make(chan string, 4)
+	setFanOutHook(t, func(e *channels.Entry, inline bool) {
+		if v, _ := e.Field(1); e.ChannelID == ch && v == "p" && !inline {
+			onLoop <- v
+			select {
+			case <-hold:
+			case <-time.After(2 * time.Second):
+			}
+		}
+	})
+	h.hold()
+	base := h.Queued()
+	// Nothing under way: the reader commits p itself, and waits.
+	if err := pub.Publish(topic, 1, 1, []byte("field1=p")); err != nil {
+		t.Fatal(err)
+	}
+	waitQueued(t, h, base+1)
+	if err := other.Publish(topic, 0, 0, []byte("field1=x")); err != nil {
+		t.Fatal(err)
+	}
+	waitQueued(t, h, base+2)
+	h.release()
+	select {
+	case <-onLoop:
+	case <-time.After(5 * time.Second):
+		t.Fatal("p was not fanned out on the loop")
+	}
+	_ = pub.SetReadDeadline(time.Now().Add(5 * time.Second))
+	typ, _, err := pub.ReadPacket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typ != 3 { // PUBLISH
+		t.Fatalf("the publisher got packet type %d first while its entry waits on the fan-out loop, want its entry (PUBLISH) before its PUBACK", typ)
+	}
+}

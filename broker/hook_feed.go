@@ -220,8 +220,11 @@ func (s *Server) commitHere(q *queuedEntry, m pubMode) error {
 // commit; the goroutine that ran the commit hands the entry to fan-out
 // (queuedCommitted) in commit order, as it does commitAsync's entries,
 // so that no entry committed after it, by anyone, reaches subscribers
-// first. It owns q: fan-out releases it after a commit, this after a
-// failure. orig, when set, is given the entry's ID and time.
+// first. After a commit it returns once the entry is fanned out, so
+// that what the caller answers (a PUBACK, an HTTP response) follows the
+// entry's deliveries, as it does when the caller fans out itself. It
+// owns q: fan-out releases it after a commit, this after a failure.
+// orig, when set, is given the entry's ID and time.
 func (s *Server) commitOrdered(ctx context.Context, oa channels.OrderedAppender, q *queuedEntry, orig *channels.Entry) error {
 	s.gate.RLock()
 	defer s.gate.RUnlock()
@@ -229,7 +232,9 @@ func (s *Server) commitOrdered(ctx context.Context, oa channels.OrderedAppender,
 		q.release()
 		return err
 	}
-	q.waited, q.orig = true, orig
+	fanned := fannedChans.Get().(chan struct{})
+	defer fannedChans.Put(fanned)
+	q.waited, q.orig, q.fanned = true, orig, fanned
 	s.pending.Add(1)
 	s.inCommit.Add(1)
 	if err := oa.AppendEntryThen(ctx, &q.e, queuedCommitted); err != nil {
@@ -239,8 +244,15 @@ func (s *Server) commitOrdered(ctx context.Context, oa channels.OrderedAppender,
 		q.release()
 		return storeRejection(err)
 	}
+	<-fanned
 	return nil
 }
+
+// fannedChans holds the channels on which fanOutQueued tells a waiting
+// committer (commitOrdered, commitBatchOrdered) that its entry is fanned
+// out. Each is buffered, so that fan-out on the committer's own goroutine
+// does not wait, and empty when put back.
+var fannedChans = sync.Pool{New: func() any { return make(chan struct{}, 1) }}
 
 // resolveSensor finds the channel (by ID or by name) and field (field<N>
 // or label) of a parsed sensor topic.
@@ -322,6 +334,9 @@ func (s *Server) commitBatch(ctx context.Context, es []*channels.Entry) error {
 	if err := s.admit(es[0]); err != nil {
 		return err
 	}
+	if oa, ok := s.store.(channels.OrderedBatchAppender); ok {
+		return s.commitBatchOrdered(ctx, oa, es)
+	}
 	if err := ba.AppendEntries(ctx, es); err != nil {
 		if channels.ErrorCode(err) == channels.EINVALID {
 			return err
@@ -332,6 +347,52 @@ func (s *Server) commitBatch(ctx context.Context, es []*channels.Entry) error {
 	for _, e := range es {
 		s.committed(e)
 	}
+	return nil
+}
+
+// commitBatchOrdered commits a batch admitted by commitBatch, whose
+// caller holds gate for reading, and waits for the outcome; the goroutine
+// that ran the commit hands its entries to fan-out in commit order, as
+// commitOrdered does one entry, so that no entry committed after them
+// reaches subscribers first, and returns once they are fanned out. Each
+// entry goes through a queuedEntry of its own, which gives the caller's
+// entry its ID and time.
+func (s *Server) commitBatchOrdered(ctx context.Context, oa channels.OrderedBatchAppender, es []*channels.Entry) error {
+	qs := make([]*queuedEntry, len(es))
+	own := make([]*channels.Entry, len(es))
+	for i, e := range es {
+		q := s.newQueued()
+		q.e = *e
+		q.waited, q.orig = true, e
+		qs[i], own[i] = q, &q.e
+	}
+	// Fanned out in order: once the last is, all are.
+	fanned := fannedChans.Get().(chan struct{})
+	defer fannedChans.Put(fanned)
+	qs[len(qs)-1].fanned = fanned
+	s.pending.Add(len(qs))
+	s.inCommit.Add(int64(len(qs)))
+	err := oa.AppendEntriesThen(ctx, own, func(err error) {
+		if err != nil {
+			return // answered below
+		}
+		for _, q := range qs {
+			q.committed(&q.e, nil)
+		}
+	})
+	if err != nil {
+		// Not fanned out: then left them to this goroutine, or was not
+		// called.
+		for _, q := range qs {
+			s.dequeued()
+			q.release()
+		}
+		if channels.ErrorCode(err) == channels.EINVALID {
+			return err
+		}
+		return storeRejection(err)
+	}
+	<-fanned
 	return nil
 }
 
@@ -429,6 +490,9 @@ type queuedEntry struct {
 	// entry, to be given the ID and time.
 	waited bool
 	orig   *channels.Entry
+	// fanned, when set, is told once the entry is fanned out: its
+	// committer waits for that.
+	fanned chan struct{}
 }
 
 // committed runs after the commit on whichever goroutine ran it (the
@@ -521,12 +585,16 @@ func (s *Server) fanOutQueued(q *queuedEntry, inline bool) {
 	if q.fail == nil {
 		s.committed(&q.e)
 	}
+	fanned := q.fanned
 	if q.ss != nil {
 		q.ss.finishAck(s, q) // releases q once it leaves the line
 	} else {
 		q.release()
 	}
 	s.dequeued()
+	if fanned != nil {
+		fanned <- struct{}{}
+	}
 }
 
 // valueChunks holds the chunks publishes' values are parsed into: one

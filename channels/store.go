@@ -87,6 +87,16 @@ type BatchAppender interface {
 	AppendEntries(ctx context.Context, es []*Entry) error
 }
 
+// OrderedBatchAppender is implemented by stores that can append a batch
+// like AppendEntries and also call then with the same outcome, in commit
+// order with AsyncAppender's and OrderedAppender's answers, on the
+// goroutine that ran the commit, before AppendEntriesThen returns, as
+// OrderedAppender does for one entry. then is not called when the batch
+// is refused before it is queued; it must not block and must not append.
+type OrderedBatchAppender interface {
+	AppendEntriesThen(ctx context.Context, es []*Entry, then func(error)) error
+}
+
 // EntrySpan is the span of entry IDs a filter selects in one feed, read
 // at one moment, so that a large read can be handed out a page at a time.
 // Version names the feed it was read from: clearing the feed or deleting

@@ -71,7 +71,7 @@ type result struct {
 // queueBehind starts appends one at a time, each queued (Queued grows)
 // before the next starts, so that queue order is known: kinds says which
 // are synchronous ('s'), asynchronous ('a'), synchronous with a then
-// ('t') or batches of two ('b').
+// ('t'), batches of two ('b') or batches of two with a then ('T').
 // It returns the outcomes, complete once wait returns.
 func queueBehind(t *testing.T, db *storage.DB, ch uint64, kinds string) (res []result, wait func()) {
 	t.Helper()
@@ -102,6 +102,25 @@ func queueBehind(t *testing.T, db *storage.DB, ch uint64, kinds string) (res []r
 				if err == nil && e2.ID != e.ID+1 {
 					res[i].err = fmt.Errorf("batch numbered %d, %d", e.ID, e2.ID)
 				}
+				mu.Unlock()
+			})
+		case 'T':
+			e2 := &channels.Entry{ChannelID: ch}
+			e2.SetValue(0, "q"+strconv.Itoa(i)+".2")
+			wg.Go(func() {
+				err := db.AppendEntriesThen(ctx, []*channels.Entry{e, e2}, func(err error) {
+					mu.Lock()
+					thens++
+					res[i].then, res[i].thenErr = thens, err
+					mu.Unlock()
+				})
+				mu.Lock()
+				if res[i].then == 0 {
+					err = fmt.Errorf("returned (%v) before then was called", err)
+				} else if err == nil && e2.ID != e.ID+1 {
+					err = fmt.Errorf("batch numbered %d, %d", e.ID, e2.ID)
+				}
+				res[i].id, res[i].err, res[i].calls = e.ID, err, res[i].calls+1
 				mu.Unlock()
 			})
 		case 't':
@@ -178,9 +197,9 @@ func TestLeaderGroup(t *testing.T) {
 	}
 }
 
-// TestLeaderThen: AppendEntryThen's then is called before it returns,
-// with the error it returns, in queue order with AppendEntryAsync's, in
-// a group commit and in one that fails.
+// TestLeaderThen: AppendEntryThen's and AppendEntriesThen's then is
+// called before it returns, with the error it returns, in queue order
+// with AppendEntryAsync's, in a group commit and in one that fails.
 func TestLeaderThen(t *testing.T) {
 	storage.SetCheckpointDelay(t, time.Hour)
 	var failing atomic.Bool
@@ -192,7 +211,7 @@ func TestLeaderThen(t *testing.T) {
 		first := make(chan error, 1)
 		go func() { first <- db.AppendEntry(context.Background(), &channels.Entry{ChannelID: ch, Set: 1}) }()
 		<-held
-		kinds := "tatsbatt"
+		kinds := "tatsbaTtt"
 		res, wait := queueBehind(t, db, ch, kinds)
 		failing.Store(fail)
 		release()
@@ -203,7 +222,7 @@ func TestLeaderThen(t *testing.T) {
 			if r.calls != 1 || (fail == (r.err == nil)) {
 				t.Errorf("fail %v: append %d (%c): %d answers, error %v", fail, i, kinds[i], r.calls, r.err)
 			}
-			if kinds[i] != 'a' && kinds[i] != 't' {
+			if kinds[i] != 'a' && kinds[i] != 't' && kinds[i] != 'T' {
 				continue
 			}
 			if r.then <= last || r.thenErr != r.err {

@@ -339,6 +339,19 @@ const MaxBatchEntries = maxBatch
 // order given. Zero CreatedAt values become the current time. On error
 // none is stored and every ID is 0.
 func (db *DB) AppendEntries(ctx context.Context, es []*channels.Entry) error {
+	return db.appendBatch(ctx, es, nil)
+}
+
+// AppendEntriesThen is AppendEntries that also calls then with the
+// outcome, the same error it returns, in commit order on the goroutine
+// that ran the commit, before it returns, as AppendEntryThen does for one
+// entry. then is not called when the batch is refused before it is
+// queued, nor for an empty batch. It must be quick and must not append.
+func (db *DB) AppendEntriesThen(ctx context.Context, es []*channels.Entry, then func(error)) error {
+	return db.appendBatch(ctx, es, then)
+}
+
+func (db *DB) appendBatch(ctx context.Context, es []*channels.Entry, then func(error)) error {
 	if len(es) == 0 {
 		return nil
 	}
@@ -359,6 +372,9 @@ func (db *DB) AppendEntries(ctx context.Context, es []*channels.Entry) error {
 		e.CreatedAt = e.CreatedAt.UTC().Truncate(time.Second)
 	}
 	r := &appendReq{es: es, done: make(chan error, 1)}
+	if then != nil {
+		r.then = func(_ *channels.Entry, err error) { then(err) }
+	}
 	return db.w.appendWait(ctx, r) // not interruptible once queued: the commit owns es until it answers
 }
 

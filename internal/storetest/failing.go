@@ -138,9 +138,37 @@ func (f *Failing) AppendEntryThen(ctx context.Context, e *channels.Entry, then f
 	return err
 }
 
+// AppendEntriesThen appends a batch, or fails as told: then gets the
+// outcome AppendEntriesThen returns.
+func (f *Failing) AppendEntriesThen(ctx context.Context, es []*channels.Entry, then func(error)) error {
+	oa, ok := f.Store.(channels.OrderedBatchAppender)
+	if !ok {
+		return channels.Errorf(channels.EINTERNAL, "the wrapped store cannot append a batch in order")
+	}
+	err, stored := f.failure()
+	switch {
+	case err == nil:
+		return oa.AppendEntriesThen(ctx, es, then)
+	case stored:
+		serr := oa.AppendEntriesThen(ctx, es, func(serr error) {
+			if serr == nil {
+				serr = err
+			}
+			then(serr)
+		})
+		if serr == nil {
+			serr = err
+		}
+		return serr
+	}
+	// Refused before it is queued: then is not called.
+	return err
+}
+
 var (
-	_ channels.Store           = (*Failing)(nil)
-	_ channels.BatchAppender   = (*Failing)(nil)
-	_ channels.AsyncAppender   = (*Failing)(nil)
-	_ channels.OrderedAppender = (*Failing)(nil)
+	_ channels.Store                = (*Failing)(nil)
+	_ channels.BatchAppender        = (*Failing)(nil)
+	_ channels.AsyncAppender        = (*Failing)(nil)
+	_ channels.OrderedAppender      = (*Failing)(nil)
+	_ channels.OrderedBatchAppender = (*Failing)(nil)
 )
