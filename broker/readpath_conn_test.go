@@ -42,17 +42,10 @@ func TestKeepaliveMidPacket(t *testing.T) {
 			{"half a feed publish, keepalive 0", feed[:len(feed)/2], 0},
 		} {
 			t.Run(transport+"/"+tc.name, func(t *testing.T) {
-				var nc net.Conn
-				var err error
-				if transport == "tls" {
-					nc, err = tls.Dial("tcp", ts.addrOf("mqtts"), pki.clientConfig())
-				} else {
-					nc, err = net.Dial("tcp", ts.addr)
-				}
+				c, err := dialTransport(ts, pki, transport)
 				if err != nil {
 					t.Fatal(err)
 				}
-				c := mqtttest.Wrap(nc)
 				defer c.Close()
 				dev := ts.device(pubsub(ch))
 				ts.allow(dev, "readwrite home/#")
@@ -90,17 +83,10 @@ func TestPipelinedAfterConnect(t *testing.T) {
 			for _, pad := range []int{0, 100} {
 				n++
 				t.Run(fmt.Sprintf("%s/split=%v/pad=%d", transport, split, pad), func(t *testing.T) {
-					var nc net.Conn
-					var err error
-					if transport == "tls" {
-						nc, err = tls.Dial("tcp", ts.addrOf("mqtts"), pki.clientConfig())
-					} else {
-						nc, err = net.Dial("tcp", ts.addr)
-					}
+					c, err := dialTransport(ts, pki, transport)
 					if err != nil {
 						t.Fatal(err)
 					}
-					c := mqtttest.Wrap(nc)
 					defer c.Close()
 					id := fmt.Sprintf("p%d%s", n, strings.Repeat("x", pad))
 					b := mqtttest.Connect{ClientID: id, Clean: true, Keepalive: 30}.Encode()
@@ -156,18 +142,11 @@ func TestGarbageAfterConnect(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var nc net.Conn
-			var err error
-			if transport == "tls" {
-				nc, err = tls.Dial("tcp", ts.addrOf("mqtts"), pki.clientConfig())
-			} else {
-				nc, err = net.Dial("tcp", ts.addr)
-			}
+			c, err := dialTransport(ts, pki, transport)
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			c := mqtttest.Wrap(nc)
 			defer c.Close()
 			if code, err := c.Connect(mqtttest.Connect{ClientID: fmt.Sprintf("g%d", i), Clean: true, Keepalive: 1}); err != nil || code != 0 {
 				t.Errorf("%d: CONNACK %#x %v", i, code, err)
@@ -206,17 +185,10 @@ func TestConnectedCounts(t *testing.T) {
 	ts, pki, _, _ := startTLSServer(t, broker.Options{Anonymous: true})
 	dial := func(transport, id string, keepalive uint16) *mqtttest.Conn {
 		t.Helper()
-		var nc net.Conn
-		var err error
-		if transport == "tls" {
-			nc, err = tls.Dial("tcp", ts.addrOf("mqtts"), pki.clientConfig())
-		} else {
-			nc, err = net.Dial("tcp", ts.addr)
-		}
+		c, err := dialTransport(ts, pki, transport)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := mqtttest.Wrap(nc)
 		t.Cleanup(func() { c.Close() })
 		if code, err := c.Connect(mqtttest.Connect{ClientID: id, Clean: true, Keepalive: keepalive}); err != nil || code != 0 {
 			t.Fatalf("%s: CONNACK %#x %v", id, code, err)
@@ -247,4 +219,20 @@ func TestConnectedCounts(t *testing.T) {
 		taker.Close()
 		waitCounts(0)
 	}
+}
+
+// dialTransport connects to ts over "tcp" or "tls" (pki's client
+// configuration); the caller closes the connection.
+func dialTransport(ts *testServer, pki *testPKI, transport string) (*mqtttest.Conn, error) {
+	var nc net.Conn
+	var err error
+	if transport == "tls" {
+		nc, err = tls.Dial("tcp", ts.addrOf("mqtts"), pki.clientConfig())
+	} else {
+		nc, err = net.Dial("tcp", ts.addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return mqtttest.Wrap(nc), nil
 }
