@@ -116,7 +116,12 @@ func (f *Failing) AppendEntryAsync(ctx context.Context, e *channels.Entry, then 
 func (f *Failing) AppendEntryThen(ctx context.Context, e *channels.Entry, then func(*channels.Entry, error)) error {
 	oa, ok := f.Store.(channels.OrderedAppender)
 	if !ok {
-		return channels.Errorf(channels.EINTERNAL, "the wrapped store cannot append in order")
+		// A wrapped store without it (PostgreSQL) is given the same
+		// calls as the broker gives it unwrapped, and then the outcome
+		// after: in the order answers come, not in commit order.
+		err := f.AppendEntry(ctx, e)
+		then(e, err)
+		return err
 	}
 	err, stored := f.failure()
 	switch {
@@ -143,7 +148,9 @@ func (f *Failing) AppendEntryThen(ctx context.Context, e *channels.Entry, then f
 func (f *Failing) AppendEntriesThen(ctx context.Context, es []*channels.Entry, then func(error)) error {
 	oa, ok := f.Store.(channels.OrderedBatchAppender)
 	if !ok {
-		return channels.Errorf(channels.EINTERNAL, "the wrapped store cannot append a batch in order")
+		err := f.AppendEntries(ctx, es) // as AppendEntryThen above
+		then(err)
+		return err
 	}
 	err, stored := f.failure()
 	switch {
