@@ -81,6 +81,13 @@ func queueBehind(t *testing.T, db *storage.DB, ch uint64, kinds string) (res []r
 	ctx := context.Background()
 	base := storage.Queued(db)
 	thens := 0
+	// answered records the then call of append i, in the order of all.
+	answered := func(i int, err error) {
+		mu.Lock()
+		thens++
+		res[i].then, res[i].thenErr = thens, err
+		mu.Unlock()
+	}
 	for i, k := range kinds {
 		e := &channels.Entry{ChannelID: ch}
 		e.SetValue(0, "q"+strconv.Itoa(i))
@@ -108,12 +115,7 @@ func queueBehind(t *testing.T, db *storage.DB, ch uint64, kinds string) (res []r
 			e2 := &channels.Entry{ChannelID: ch}
 			e2.SetValue(0, "q"+strconv.Itoa(i)+".2")
 			wg.Go(func() {
-				err := db.AppendEntriesThen(ctx, []*channels.Entry{e, e2}, func(err error) {
-					mu.Lock()
-					thens++
-					res[i].then, res[i].thenErr = thens, err
-					mu.Unlock()
-				})
+				err := db.AppendEntriesThen(ctx, []*channels.Entry{e, e2}, func(err error) { answered(i, err) })
 				mu.Lock()
 				if res[i].then == 0 {
 					err = fmt.Errorf("returned (%v) before then was called", err)
@@ -125,12 +127,7 @@ func queueBehind(t *testing.T, db *storage.DB, ch uint64, kinds string) (res []r
 			})
 		case 't':
 			wg.Go(func() {
-				err := db.AppendEntryThen(ctx, e, func(_ *channels.Entry, err error) {
-					mu.Lock()
-					thens++
-					res[i].then, res[i].thenErr = thens, err
-					mu.Unlock()
-				})
+				err := db.AppendEntryThen(ctx, e, func(_ *channels.Entry, err error) { answered(i, err) })
 				mu.Lock()
 				if res[i].then == 0 {
 					err = fmt.Errorf("returned (%v) before then was called", err)
