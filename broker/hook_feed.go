@@ -498,8 +498,8 @@ type queuedEntry struct {
 // committed runs after the commit on whichever goroutine ran it (the
 // store's writer goroutine, a caller of a synchronous append that led
 // the commit, or the reader that queued the entry, before
-// AppendEntryAsync returns), one entry at a time, in commit order. It must not block,
-// so fan-out happens on fanOutLoop, which also writes the PUBACKs, in
+// AppendEntryAsync returns), one entry at a time, in commit order. It
+// must not block, so fan-out happens on fanOutLoop, which also writes the PUBACKs, in
 // order, after the entry is fanned out; but an entry that is the only one
 // queued (inlineFanOut) is fanned out and acknowledged here, which spares
 // waking fanOutLoop for every entry at a low rate. A failure is counted
@@ -545,9 +545,9 @@ func (q *queuedEntry) committed(e *channels.Entry, err error) {
 
 // inlineFanOut reports whether q, just committed, may be fanned out on
 // the committing goroutine instead of fanOutLoop. Only when it is the one
-// entry queued with commitAsync and not yet fanned out (inCommit counts
-// it, every entry in fanq or on fanOutLoop, and every synchronous QoS 1
-// commit): then nothing committed before it waits to be fanned out, so
+// entry committed and not yet fanned out (inCommit counts it, every
+// entry of commitAsync, commitOrdered and commitBatchOrdered until it is
+// fanned out, and every QoS 1 commit of commitHere): then nothing committed before it waits to be fanned out, so
 // subscribers and the publisher get it in the same order as on the
 // loop, and no entry queued behind it waits for its fan-out. Under load
 // more are queued and fan-out stays on fanOutLoop, batched, beside the
