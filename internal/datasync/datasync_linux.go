@@ -4,6 +4,7 @@
 package datasync
 
 import (
+	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -18,4 +19,15 @@ func File(f *os.File) error {
 			return err
 		}
 	}
+}
+
+// openDirect opens f's file a second time with O_DIRECT|O_DSYNC, through
+// /proc/self/fd so that it is the same file whatever its path has become.
+// nil when that cannot be had (no /proc, a file system without O_DIRECT).
+func openDirect(f *os.File) *os.File {
+	d, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), os.O_WRONLY|unix.O_DIRECT|unix.O_DSYNC, 0)
+	if err != nil {
+		return nil
+	}
+	return d
 }

@@ -9,3 +9,6 @@ import "os"
 
 // File flushes f (fsync where fdatasync is not available).
 func File(f *os.File) error { return f.Sync() }
+
+// openDirect: only Linux writes a log past the page cache.
+func openDirect(*os.File) *os.File { return nil }
