@@ -116,7 +116,7 @@ echo "each run: --duration $DURATION --messages $MESSAGES; $ROUNDS rounds"
 # What a durable commit costs on this disk, before anything runs: the
 # floor under feedmq's latency at a low rate (one commit per entry).
 if disk=$("$FEEDMQ" bench disk --data "$tmp/feedmq" --duration "$DURATION" --rate 1000 --json); then
-	jq -r '"disk: a 120-byte write and fdatasync at \(.rate_per_s | round)/s: p50 \(.latency.p50_ms) ms, p99 \(.latency.p99_ms) ms, p99.9 \(.latency.p999_ms) ms"' <<<"$disk"
+	jq -r '"disk: a 120-byte durable write (\(.method)) at \(.rate_per_s | round)/s: p50 \(.latency.p50_ms) ms, p99 \(.latency.p99_ms) ms, p99.9 \(.latency.p999_ms) ms"' <<<"$disk"
 fi
 echo
 

@@ -30,11 +30,11 @@ func TestAppendEntries_TornBatchIsDroppedWhole(t *testing.T) {
 	c := MustCreateChannel(t, db, "c")
 	MustAppend(t, db, c.ID, "1")
 	size := func() int64 {
-		fi, err := os.Stat(storage.WALPath(db.Path()))
+		end, err := storage.WALEnd(storage.WALPath(db.Path()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		return fi.Size()
+		return end
 	}
 	before := size()
 	if err := db.AppendEntries(context.Background(), batchOf(c.ID, "b", 4)); err != nil {

@@ -3,6 +3,8 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -193,3 +195,17 @@ func SyncErr(db *DB) error { return db.w.sync(context.Background()) }
 
 // AsyncQueueLen is how many asynchronous appends may wait for a commit.
 const AsyncQueueLen = queueLen
+
+// WALEnd is where the valid records of the log file walFile end: its
+// size may be more, the log writing whole 4 KiB blocks.
+func WALEnd(walFile string) (int64, error) {
+	b, err := os.ReadFile(walFile)
+	if err != nil {
+		return 0, err
+	}
+	epoch, ok, err := parseWALHeader(b)
+	if err != nil || !ok {
+		return 0, fmt.Errorf("%s: no valid header (%v)", walFile, err)
+	}
+	return int64(walHeaderSize + scanWAL(b[walHeaderSize:], epoch, nil)), nil
+}

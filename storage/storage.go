@@ -30,7 +30,7 @@
 // # Writes
 //
 // AppendEntry is the hot path: one commit at a time logs every queued
-// append with one write and one fdatasync to one of two write-ahead logs
+// append with one durable write (internal/datasync) to one of two write-ahead logs
 // beside the file (wal.go), run by the first caller that finds none
 // running (a commit leader) or by the writer goroutine; every megabyte or second it switches logs, and
 // a checkpointer goroutine copies the log it left into the feeds in one

@@ -17,7 +17,8 @@ import (
 )
 
 // The write-ahead log makes an append durable with one sequential write
-// and one fdatasync, where a bbolt commit rewrites the last leaf page of
+// (O_DIRECT|O_DSYNC on Linux, else a write and an fdatasync: see
+// datasync.Log), where a bbolt commit rewrites the last leaf page of
 // every feed it touches (a hundred devices on a hundred channels: a
 // hundred scattered pages per commit). Appended entries are copied into
 // bbolt later, many commits' worth in one transaction (a checkpoint).
@@ -43,7 +44,7 @@ import (
 // Starting over rewrites only the header, with a new epoch: the CRC of
 // every record covers the epoch, so records of earlier epochs that remain
 // further in the file end the log like a torn write does. Writing over
-// the same blocks each time also spares fdatasync the file-size update.
+// the same blocks each time also spares each commit a file-size update.
 // Epoch numbers are never reused, and a log is given a new one whenever it
 // starts over, so a log holding records not yet in bbolt always has an
 // older epoch than a log holding later records. Recovery applies the two
@@ -86,6 +87,9 @@ type wal struct {
 	// tailEnd is where the furthest failed write ended.
 	tail    bool
 	tailEnd int64
+	// out writes records and headers durably (see datasync.Log: whole
+	// blocks past the page cache where it can).
+	out *datasync.Log
 }
 
 // walPaths returns the two log files of the database at dbPath.
@@ -101,7 +105,7 @@ func openWAL(path string) (*wal, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("open write-ahead log: %w", err)
 	}
-	l := &wal{f: f, path: path}
+	l := &wal{f: f, path: path, out: datasync.NewLog(f)}
 	b, err := io.ReadAll(f)
 	if err != nil {
 		f.Close()
@@ -339,11 +343,7 @@ func (l *wal) append(b []byte) error {
 		}
 	}
 	l.dirty = true
-	if _, err := l.f.WriteAt(b, l.off); err != nil {
-		l.failed(len(b))
-		return fmt.Errorf("write-ahead log: %w", err)
-	}
-	if err := syncLog(l.f, "append"); err != nil {
+	if err := l.write(b, l.off, "append"); err != nil {
 		l.failed(len(b))
 		return fmt.Errorf("write-ahead log: %w", err)
 	}
@@ -362,10 +362,7 @@ func (l *wal) failed(n int) {
 // record is left behind to follow a later, shorter append.
 func (l *wal) clearTail() error {
 	end := make([]byte, max(walRecordHead, l.tailEnd-l.off))
-	if _, err := l.f.WriteAt(end, l.off); err != nil {
-		return fmt.Errorf("write-ahead log: end after a failed write: %w", err)
-	}
-	if err := datasync.File(l.f); err != nil {
+	if err := l.out.Write(end, l.off); err != nil {
 		return fmt.Errorf("write-ahead log: end after a failed write: %w", err)
 	}
 	l.tail, l.tailEnd = false, 0
@@ -380,10 +377,7 @@ func (l *wal) restart(epoch uint64) error {
 	binary.LittleEndian.PutUint64(h[8:], epoch)
 	binary.LittleEndian.PutUint32(h[16:], crc32.Checksum(h[:16], castagnoli))
 	l.epoch, l.off, l.broken = epoch, walHeaderSize, true
-	if _, err := l.f.WriteAt(h[:], 0); err != nil {
-		return fmt.Errorf("restart write-ahead log: %w", err)
-	}
-	if err := syncLog(l.f, "restart"); err != nil {
+	if err := l.write(h[:], 0, "restart"); err != nil {
 		return fmt.Errorf("restart write-ahead log: %w", err)
 	}
 	l.broken, l.dirty, l.tail, l.tailEnd = false, false, false, 0
@@ -394,29 +388,30 @@ func (l *wal) restart(epoch uint64) error {
 // it before it gives a log a new epoch, since an epoch read from a torn or
 // older header might be one some of the file's records were written in.
 func (l *wal) empty() error {
-	if err := l.f.Truncate(walHeaderSize); err != nil {
-		return fmt.Errorf("empty write-ahead log: %w", err)
-	}
-	if err := datasync.File(l.f); err != nil {
+	if err := l.out.Truncate(walHeaderSize); err != nil {
 		return fmt.Errorf("empty write-ahead log: %w", err)
 	}
 	return nil
 }
 
-func (l *wal) close() error { return l.f.Close() }
+func (l *wal) close() error { return errors.Join(l.out.Close(), l.f.Close()) }
 
-// logFault, when set (by tests only), is asked before a log's fdatasync
-// after an append ("append") or a start-over ("restart"); an error fails
-// that sync as a failing disk would, after the write.
+// logFault, when set (by tests only), is asked after the write of an
+// append ("append") or a start-over ("restart"); an error fails that
+// write as a failing disk would, with the bytes written.
 var logFault atomic.Pointer[func(op string) error]
 
-func syncLog(f *os.File, op string) error {
-	if fault := logFault.Load(); fault != nil {
-		if err := (*fault)(op); err != nil {
-			return err
-		}
+// write writes b at off durably. Past the end of b, up to the next 4 KiB
+// boundary, the file may read as zeros afterwards: an empty record head,
+// which ends the log there for any reader.
+func (l *wal) write(b []byte, off int64, op string) error {
+	if err := l.out.Write(b, off); err != nil {
+		return err
 	}
-	return datasync.File(f)
+	if fault := logFault.Load(); fault != nil {
+		return (*fault)(op)
+	}
+	return nil
 }
 
 // applyWAL copies logged records into their feeds. A record already in

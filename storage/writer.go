@@ -14,8 +14,8 @@ import (
 
 // Every commit costs an fsync, which dwarfs the cost of writing an entry.
 // So appends are not committed one by one: callers queue them, and one
-// commit takes everything queued so far with one write to the active
-// write-ahead log and one fdatasync (see wal.go). Under load a commit
+// commit takes everything queued so far with one durable write to the
+// active write-ahead log (see wal.go). Under load a commit
 // carries many entries; when idle it carries one and adds no delay,
 // because nobody waits for more.
 //
@@ -772,7 +772,7 @@ func (w *writer) gather() {
 	w.qmu.Unlock()
 }
 
-// commit numbers the batch, logs it with one write and one fdatasync, and
+// commit numbers the batch, logs it with one durable write, and
 // answers every caller.
 func (w *writer) commit() {
 	if f := commitHook.Load(); f != nil {

@@ -45,7 +45,8 @@ Scenarios:
            publish-to-delivery latency p50/p99/p99.9.
   connect  --clients workers (default 4) connecting with device credentials,
            waiting for CONNACK and disconnecting: connects per second.
-  disk     no broker: a 120-byte record written in place and fdatasync'ed
+  disk     no broker: a 120-byte record written in place and made durable
+           (O_DIRECT|O_DSYNC where the file system has it, else fdatasync)
            in a file under --data, at --rate (default 1000/s; 0 = as fast as
            one writer can), the way feedmq's log commits a lone entry: the
            floor under a durable broker's latency on that disk (an SD card
@@ -263,7 +264,8 @@ func runBenchDisk(ctx context.Context, cmd *cobra.Command, cfg loadgen.Config, a
 		return writeJSON(cmd.OutOrStdout(), res)
 	}
 	t := newTable(cmd.OutOrStdout())
-	t.row("scenario", "disk (write 120 bytes in place, fdatasync)")
+	t.row("scenario", "disk (120 bytes written in place, made durable)")
+	t.row("method", res.Method)
 	t.row("directory", res.Addr)
 	t.row("commits", fmt.Sprintf("%d in %.3fs (%.0f/s)", res.Sent, res.Seconds, res.Rate))
 	if l := res.Latency; l != nil {

@@ -11,8 +11,10 @@ import (
 )
 
 // Disk measures what bounds a durable broker's commit on the disk holding
-// dir: a small record written in place and made durable (fdatasync), the
-// way feedmq's write-ahead log commits a lone entry. At a rate (per
+// dir: a small record written in place and made durable through a
+// datasync.Log (O_DIRECT|O_DSYNC where the file system has it, else a
+// write and fdatasync), the way feedmq's write-ahead log commits a lone
+// entry. At a rate (per
 // second) it measures the latency of each commit; with rate 0, how many
 // commits one writer gets done in a second. The run is bounded by
 // messages and duration; the file it writes is removed afterwards.
@@ -38,11 +40,16 @@ func Disk(ctx context.Context, dir string, messages int64, duration time.Duratio
 	if err := f.Sync(); err != nil {
 		return nil, fmt.Errorf("disk: %w", err)
 	}
+	out := datasync.NewLog(f)
+	defer out.Close()
 	buf := make([]byte, record)
 	for i := range buf {
 		buf[i] = byte(i)
 	}
-	res := &Result{Scenario: "disk", Broker: "-", Addr: dir, Clients: 1}
+	res := &Result{Scenario: "disk", Broker: "-", Addr: dir, Clients: 1, Method: "write and fdatasync"}
+	if out.Direct() {
+		res.Method = "O_DIRECT|O_DSYNC write"
+	}
 	samples := make([]time.Duration, 0, min(messages, maxSamples))
 	start := time.Now()
 	end := start.Add(duration)
@@ -58,10 +65,7 @@ func Disk(ctx context.Context, dir string, messages int64, duration time.Duratio
 			break
 		}
 		t := time.Now()
-		if _, err := f.WriteAt(buf, int64(n*record%(region-record))); err != nil {
-			return nil, fmt.Errorf("disk: %w", err)
-		}
-		if err := datasync.File(f); err != nil {
+		if err := out.Write(buf, n*record%(region-record)); err != nil {
 			return nil, fmt.Errorf("disk: %w", err)
 		}
 		if len(samples) < cap(samples) {

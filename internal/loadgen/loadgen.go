@@ -94,10 +94,12 @@ type Config struct {
 
 // Result is what a run measured. Rates are per second of the run.
 type Result struct {
-	Scenario  string  `json:"scenario"`
-	Broker    string  `json:"broker"`          // "feedmq", or "plain" for --plain
-	Addr      string  `json:"addr"`            // several separated by commas
-	Nodes     int     `json:"nodes,omitempty"` // how many addresses
+	Scenario string `json:"scenario"`
+	Broker   string `json:"broker"`          // "feedmq", or "plain" for --plain
+	Addr     string `json:"addr"`            // several separated by commas
+	Nodes    int    `json:"nodes,omitempty"` // how many addresses
+	// Method (disk) is how each record was made durable.
+	Method    string  `json:"method,omitempty"`
 	Clients   int     `json:"clients"`
 	QoS       int     `json:"qos"`
 	Free      bool    `json:"free,omitempty"` // on free topics (bench/...)
