@@ -116,7 +116,7 @@ func (f *Failing) AppendEntryAsync(ctx context.Context, e *channels.Entry, then 
 func (f *Failing) AppendEntryThen(ctx context.Context, e *channels.Entry, then func(*channels.Entry, error)) error {
 	oa, ok := f.Store.(channels.OrderedAppender)
 	if !ok {
-		// A wrapped store without it (PostgreSQL) is given the same
+		// A wrapped store without it is given the same
 		// calls as the broker gives it unwrapped, and then the outcome
 		// after: in the order answers come, not in commit order.
 		err := f.AppendEntry(ctx, e)

@@ -28,6 +28,8 @@ type Store interface {
 	channels.Store
 	channels.BatchAppender
 	channels.AsyncAppender
+	channels.OrderedAppender
+	channels.OrderedBatchAppender
 	channels.EntryCounter
 	channels.BindingStore
 	auth.Store
@@ -105,6 +107,7 @@ func Run(t *testing.T, s Suite) {
 		{"Entries/Batch", testBatch},
 		{"Entries/BatchRefusals", testBatchRefusals},
 		{"Entries/Async", testAsync},
+		{"Entries/Ordered", testOrdered},
 		{"Entries/MissingChannelInBatch", testMissingChannelInBatch},
 		{"Entries/Contract", testContract},
 		{"Entries/Count", testEntryCount},
@@ -860,6 +863,87 @@ func testBatchRefusals(t *testing.T, s Suite, db Store) {
 
 // Queued appends are committed in queue order, each callback seeing its
 // entry's ID after the commit; one to a missing channel fails alone.
+// testOrdered: AppendEntryThen's and AppendEntriesThen's then runs
+// before they return, with the outcome they return, and every then and
+// AppendEntryAsync answer comes in commit order: on one channel, in the
+// order of the IDs, whichever goroutines appended.
+func testOrdered(t *testing.T, _ Suite, db Store) {
+	ctx := t.Context()
+	c := mustChannel(t, db, "c")
+	var mu sync.Mutex
+	var seen []uint64 // IDs in the order the answers came
+	record := func(ids ...uint64) {
+		mu.Lock()
+		seen = append(seen, ids...)
+		mu.Unlock()
+	}
+	const workers, rounds = 4, 40
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*rounds*3)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range rounds {
+				e := &channels.Entry{ChannelID: c.ID}
+				e.SetValue(0, fmt.Sprintf("t%d-%d", w, i))
+				calls := 0
+				var thenErr error
+				err := db.AppendEntryThen(ctx, e, func(e *channels.Entry, err error) {
+					calls, thenErr = calls+1, err
+					if err == nil {
+						record(e.ID)
+					}
+				})
+				if calls != 1 || err != thenErr {
+					errs <- fmt.Errorf("AppendEntryThen: then called %d times before it returned, with %v; returned %v", calls, thenErr, err)
+				}
+				batch := []*channels.Entry{{ChannelID: c.ID}, {ChannelID: c.ID}}
+				calls = 0
+				err = db.AppendEntriesThen(ctx, batch, func(err error) {
+					calls, thenErr = calls+1, err
+					if err == nil {
+						record(batch[0].ID, batch[1].ID)
+					}
+				})
+				if calls != 1 || err != thenErr {
+					errs <- fmt.Errorf("AppendEntriesThen: then called %d times before it returned, with %v; returned %v", calls, thenErr, err)
+				}
+				if err := db.AppendEntryAsync(ctx, &channels.Entry{ChannelID: c.ID}, func(e *channels.Entry, err error) {
+					if err != nil {
+						errs <- fmt.Errorf("AppendEntryAsync: %w", err)
+						return
+					}
+					record(e.ID)
+				}); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// The last asynchronous answers come after the last append returned:
+	// one more ordered append is answered after all of them.
+	last := &channels.Entry{ChannelID: c.ID}
+	if err := db.AppendEntryThen(ctx, last, func(e *channels.Entry, err error) { record(e.ID) }); err != nil {
+		t.Fatal(err)
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := seq(1, workers*rounds*4+1); !slices.Equal(seen, want) {
+		t.Fatalf("answers saw IDs %v, want 1..%d in order", seen, len(want))
+	}
+	// A missing channel: then, if called, gets the error returned.
+	calls := 0
+	var thenErr error
+	err := db.AppendEntryThen(ctx, &channels.Entry{ChannelID: c.ID + 1}, func(_ *channels.Entry, err error) { calls, thenErr = calls+1, err })
+	if !errors.Is(err, channels.ErrChannelNotFound) || calls > 1 || (calls == 1 && thenErr != err) {
+		t.Fatalf("AppendEntryThen on a missing channel: %v; then called %d times with %v", err, calls, thenErr)
+	}
+}
+
 func testAsync(t *testing.T, _ Suite, db Store) {
 	ctx := t.Context()
 	c := mustChannel(t, db, "c")

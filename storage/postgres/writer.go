@@ -45,8 +45,13 @@ type appendReq struct {
 	es   []*channels.Entry
 	one  [1]*channels.Entry // es's array for a single entry
 	done chan error         // buffered: the writer never blocks on a caller
-	// then, when set, is called instead of answering on done.
-	then func(*channels.Entry, error)
+	// then, when set, is called instead of answering on done, or before
+	// it when wait is set (AppendEntryThen); thenBatch likewise for a
+	// batch (AppendEntriesThen). Both run on the writer goroutine, in
+	// commit order.
+	then      func(*channels.Entry, error)
+	thenBatch func(error)
+	wait      bool
 }
 
 type writer struct {
@@ -126,10 +131,43 @@ func (db *DB) AppendEntryAsync(ctx context.Context, e *channels.Entry, then func
 	return db.w.enqueue(ctx, r)
 }
 
+// AppendEntryThen is AppendEntry that also calls then with e and the
+// outcome on the writer goroutine, in commit order with every other
+// answer, before it returns (channels.OrderedAppender): a caller that
+// hands e on in then cannot be passed by an entry committed after it.
+func (db *DB) AppendEntryThen(ctx context.Context, e *channels.Entry, then func(*channels.Entry, error)) error {
+	db.stamp(e)
+	if err := checkEntry(e); err != nil {
+		return err
+	}
+	r := reqPool.Get().(*appendReq)
+	r.one[0] = e
+	r.es = r.one[:]
+	r.then, r.wait = then, true
+	err := db.w.enqueue(ctx, r)
+	if err == nil {
+		err = <-r.done
+	}
+	r.one[0], r.es, r.then, r.wait = nil, nil, nil, false
+	reqPool.Put(r)
+	return err
+}
+
 // AppendEntries stores entries of one channel in one transaction, all or
 // none, numbered consecutively in the order given. For the rate limit
 // they count as one write. On error every ID is 0.
 func (db *DB) AppendEntries(ctx context.Context, es []*channels.Entry) error {
+	return db.appendBatch(ctx, es, nil)
+}
+
+// AppendEntriesThen is AppendEntries that also calls then with the
+// outcome on the writer goroutine, in commit order, before it returns
+// (channels.OrderedBatchAppender).
+func (db *DB) AppendEntriesThen(ctx context.Context, es []*channels.Entry, then func(error)) error {
+	return db.appendBatch(ctx, es, then)
+}
+
+func (db *DB) appendBatch(ctx context.Context, es []*channels.Entry, then func(error)) error {
 	if len(es) == 0 {
 		return nil
 	}
@@ -145,7 +183,7 @@ func (db *DB) AppendEntries(ctx context.Context, es []*channels.Entry) error {
 			return err
 		}
 	}
-	r := &appendReq{es: es, done: make(chan error, 1)}
+	r := &appendReq{es: es, done: make(chan error, 1), thenBatch: then}
 	if err := db.w.enqueue(ctx, r); err != nil {
 		return err
 	}
@@ -350,9 +388,13 @@ func (w *writer) commit() {
 			}
 		}
 		k += len(r.es)
+		if r.thenBatch != nil {
+			r.thenBatch(rerr)
+		}
 		if r.then != nil {
 			r.then(r.es[0], rerr)
-		} else {
+		}
+		if r.then == nil || r.wait {
 			r.done <- rerr
 		}
 	}
