@@ -108,12 +108,12 @@ func openWAL(path string) (*wal, []byte, error) {
 	l := &wal{f: f, path: path, out: datasync.NewLog(f)}
 	b, err := io.ReadAll(f)
 	if err != nil {
-		f.Close()
+		l.close() // both descriptors: the Log opened its own
 		return nil, nil, fmt.Errorf("read write-ahead log %s: %w", path, err)
 	}
 	epoch, ok, err := parseWALHeader(b)
 	if err != nil {
-		f.Close()
+		l.close()
 		return nil, nil, fmt.Errorf("write-ahead log %s: %w", path, err)
 	}
 	if !ok {
