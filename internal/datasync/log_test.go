@@ -192,3 +192,22 @@ func eachMode(t *testing.T, fn func(t *testing.T, direct bool)) {
 		t.Run(map[bool]string{true: "direct", false: "buffered"}[direct], func(t *testing.T) { fn(t, direct) })
 	}
 }
+
+// An empty write has nothing to make durable; it must not fail or panic,
+// at a block boundary or not.
+func TestLogEmptyWrite(t *testing.T) {
+	eachMode(t, func(t *testing.T, direct bool) {
+		l, path := openLog(t, direct)
+		m := &model{direct: direct}
+		if err := l.Write([]byte("head"), 0); err != nil {
+			t.Fatal(err)
+		}
+		m.write([]byte("head"), 0)
+		for _, off := range []int64{0, 2, Block, 3 * Block} {
+			if err := l.Write(nil, off); err != nil {
+				t.Fatalf("empty write at %d: %v", off, err)
+			}
+		}
+		m.check(t, path, "empty writes")
+	})
+}
