@@ -75,10 +75,15 @@ func (l *Log) Write(b []byte, off int64) error {
 	start := off &^ (Block - 1)
 	head := int(off - start)
 	n := (head + len(b) + Block - 1) &^ (Block - 1)
-	if cap(l.stage) < n {
-		l.stage = aligned(n)
+	var st []byte
+	if n <= keepStage {
+		if cap(l.stage) < n {
+			l.stage = aligned(n)
+		}
+		st = l.stage[:n]
+	} else {
+		st = aligned(n) // a burst does not pin its size
 	}
-	st := l.stage[:n]
 	if head > 0 {
 		if err := l.readBlock(st[:Block], start); err != nil {
 			return err
@@ -109,6 +114,10 @@ func (l *Log) Write(b []byte, off int64) error {
 	l.lastAt = start/Block + int64(n/Block) - 1
 	return nil
 }
+
+// keepStage bounds the buffer a Log keeps for its next write: a bigger
+// write (a bulk batch) gets one of its own.
+const keepStage = 1 << 20
 
 // readBlock fills p with the block at off: the copy held when it is that
 // block, else what the file has (a direct write leaves no stale page
