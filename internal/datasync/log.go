@@ -38,6 +38,9 @@ type Log struct {
 	stage  []byte   // aligned, what the next direct write sends
 	last   []byte   // aligned copy of block lastAt, as last written
 	lastAt int64    // block number of last; -1 when none is held
+	// lastOK is how many bytes at the start of last are the file's:
+	// Block, or after a failed write the bytes before its offset.
+	lastOK int
 }
 
 // NewLog returns a Log that writes f. f stays the caller's to read,
@@ -58,7 +61,9 @@ var directWrite = func(d *os.File, b []byte, off int64) (int, error) { return d.
 
 // Write writes b at off and returns once it is durable. After Write, the
 // file's bytes from off+len(b) up to the next multiple of Block may be
-// zero. When Write fails, some of b may have reached the disk.
+// zero. When Write fails, some of b may have reached the disk, and the
+// next Write in the same block keeps the bytes before off as they were
+// before the failure, whatever the disk was left holding.
 func (l *Log) Write(b []byte, off int64) error {
 	if off < 0 {
 		return errors.New("datasync: negative offset")
@@ -85,17 +90,21 @@ func (l *Log) Write(b []byte, off int64) error {
 		st = aligned(n) // a burst does not pin its size
 	}
 	if head > 0 {
-		if err := l.readBlock(st[:Block], start); err != nil {
+		if err := l.readBlock(st[:Block], start, head); err != nil {
 			return err
 		}
 	}
 	copy(st[head:], b)
 	clear(st[head+len(b):])
-	// Whatever happens next, the block held may no longer be what the
-	// disk has; it is taken again from st only once the write succeeded.
 	l.lastAt = -1
 	if _, err := directWrite(l.direct, st, start); err != nil {
 		if !errors.Is(err, syscall.EINVAL) {
+			// The disk may hold anything of these blocks now, the
+			// bytes before off too; the first block is held as it
+			// was meant to be, so that the next write puts them back
+			// (as a page in the cache would) rather than reading
+			// what the failure left.
+			l.hold(st[:Block], start/Block, head)
 			return err
 		}
 		// The file system took O_DIRECT at open but not this write:
@@ -107,11 +116,7 @@ func (l *Log) Write(b []byte, off int64) error {
 		}
 		return File(l.f)
 	}
-	if l.last == nil {
-		l.last = aligned(Block)
-	}
-	copy(l.last, st[n-Block:])
-	l.lastAt = start/Block + int64(n/Block) - 1
+	l.hold(st[n-Block:], start/Block+int64(n/Block)-1, Block)
 	return nil
 }
 
@@ -119,12 +124,23 @@ func (l *Log) Write(b []byte, off int64) error {
 // write (a bulk batch) gets one of its own.
 const keepStage = 1 << 20
 
-// readBlock fills p with the block at off: the copy held when it is that
-// block, else what the file has (a direct write leaves no stale page
-// behind it, so reading through the page cache sees it). Past the end of
-// the file the block reads as zeros.
-func (l *Log) readBlock(p []byte, off int64) error {
-	if l.lastAt == off/Block {
+// hold keeps a copy of block number at, whose first ok bytes are p's.
+func (l *Log) hold(p []byte, at int64, ok int) {
+	if l.last == nil {
+		l.last = aligned(Block)
+	}
+	copy(l.last, p)
+	l.lastAt, l.lastOK = at, ok
+}
+
+// readBlock fills p with the block at off, of which the first need bytes
+// matter: the copy held when it is that block and has them, else what the
+// file has (a direct write leaves no stale page behind it, so reading
+// through the page cache sees it) under what the copy has. Past the end
+// of the file the block reads as zeros.
+func (l *Log) readBlock(p []byte, off int64, need int) error {
+	held := l.lastAt == off/Block
+	if held && need <= l.lastOK {
 		copy(p, l.last)
 		return nil
 	}
@@ -132,12 +148,14 @@ func (l *Log) readBlock(p []byte, off int64) error {
 	for read := 0; read < len(p); {
 		m, err := l.f.ReadAt(p[read:], off+int64(read))
 		read += m
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
+		if errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
 			return fmt.Errorf("read the block to rewrite: %w", err)
 		}
+	}
+	if held {
+		copy(p, l.last[:l.lastOK])
 	}
 	return nil
 }

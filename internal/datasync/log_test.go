@@ -211,3 +211,63 @@ func TestLogEmptyWrite(t *testing.T) {
 		m.check(t, path, "empty writes")
 	})
 }
+
+// A direct write that fails may leave its blocks damaged on the disk,
+// the bytes before its offset too (a torn or failed write of a whole
+// block). The next write at that offset, the one that ends the log there
+// (the log's clearTail), must put those bytes back as they were, as a
+// write through the page cache did, whose cached page kept them.
+func TestLogFailedWriteKeepsWhatIsBefore(t *testing.T) {
+	for _, size := range []int{10, 2*Block + 100} {
+		l, path := openLog(t, true)
+		m := &model{direct: true}
+		first := bytes.Repeat([]byte{0x5a}, 100)
+		if err := l.Write(first, 0); err != nil {
+			t.Fatal(err)
+		}
+		m.write(first, 0)
+		saved := directWrite
+		directWrite = func(d *os.File, b []byte, off int64) (int, error) {
+			// The disk garbles what it was given, then reports it.
+			if _, err := saved(d, aligned(len(b)), off); err != nil {
+				t.Fatal(err)
+			}
+			return 0, syscall.EIO
+		}
+		err := l.Write(bytes.Repeat([]byte{0x77}, size), 100)
+		directWrite = saved
+		if !errors.Is(err, syscall.EIO) {
+			t.Fatalf("failing write: %v", err)
+		}
+		end := make([]byte, size)
+		if err := l.Write(end, 100); err != nil {
+			t.Fatal(err)
+		}
+		m.write(end, 100)
+		m.check(t, path, "rewrite after a failed write")
+	}
+	// A later write further on in that block keeps them too; what lies
+	// between is whatever the failure left.
+	l, path := openLog(t, true)
+	first := bytes.Repeat([]byte{0x5a}, 100)
+	if err := l.Write(first, 0); err != nil {
+		t.Fatal(err)
+	}
+	saved := directWrite
+	directWrite = func(d *os.File, b []byte, off int64) (int, error) {
+		saved(d, aligned(len(b)), off)
+		return 0, syscall.EIO
+	}
+	l.Write([]byte("refused"), 100)
+	directWrite = saved
+	if err := l.Write([]byte("next"), 150); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[:100], first) || string(got[150:154]) != "next" {
+		t.Fatalf("write further on after a failed one: file starts %q, holds %q at 150", got[:100], got[150:154])
+	}
+}
