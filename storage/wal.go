@@ -321,9 +321,10 @@ func appendWALRecord(b []byte, epoch, id uint64, e *channels.Entry) []byte {
 	return b
 }
 
-// append writes records after the valid ones and waits for the disk. A
-// log whose start-over failed takes nothing until one succeeds (the writer
-// retries it).
+// append writes the records b[mark:] after the valid ones, b[:mark], and
+// waits for the disk; b[:mark] are all the records the log holds in its
+// epoch (the caller keeps them). A log whose start-over failed takes
+// nothing until one succeeds (the writer retries it).
 //
 // A failed append may still reach the disk later (the kernel writes back
 // what WriteAt left in its cache), as valid records just past the end, of
@@ -333,21 +334,21 @@ func appendWALRecord(b []byte, epoch, id uint64, e *channels.Entry) []byte {
 // over the start of the failed one; should it end on a boundary of the
 // failed records, those behind it would read as valid, so clearTail
 // zeroes all that the failed writes covered.
-func (l *wal) append(b []byte) error {
+func (l *wal) append(b []byte, mark int) error {
 	if l.broken {
 		return errors.New("write-ahead log: it could not start over")
 	}
 	if l.tail {
-		if err := l.clearTail(); err != nil {
+		if err := l.clearTail(b[:mark]); err != nil {
 			return err
 		}
 	}
 	l.dirty = true
-	if err := l.write(b, l.off, "append"); err != nil {
-		l.failed(len(b))
+	if err := l.write(b[mark:], l.off, "append"); err != nil {
+		l.failed(len(b) - mark)
 		return fmt.Errorf("write-ahead log: %w", err)
 	}
-	l.off += int64(len(b))
+	l.off += int64(len(b) - mark)
 	return nil
 }
 
@@ -359,23 +360,43 @@ func (l *wal) failed(n int) {
 
 // clearTail zeroes what failed appends wrote past the valid records: an
 // empty record head there ends the log for any reader, and no refused
-// record is left behind to follow a later, shorter append.
-func (l *wal) clearTail() error {
+// record is left behind to follow a later, shorter append. Then it writes
+// the header and the valid records, recs, again: a failed write may cost
+// more of the file than its own bytes (on ext4 over a device failing
+// writes, earlier blocks of the log read as zeros after it), which the
+// page cache hides from readers but not from a crash. Only the first,
+// small write is retried while the disk keeps failing.
+func (l *wal) clearTail(recs []byte) error {
 	end := make([]byte, max(walRecordHead, l.tailEnd-l.off))
 	if err := l.out.Write(end, l.off); err != nil {
 		return fmt.Errorf("write-ahead log: end after a failed write: %w", err)
+	}
+	if l.off == walHeaderSize+int64(len(recs)) {
+		all := make([]byte, l.off)
+		h := walHeader(l.epoch)
+		copy(all, h[:])
+		copy(all[walHeaderSize:], recs)
+		if err := l.out.Write(all, 0); err != nil {
+			return fmt.Errorf("write-ahead log: rewrite after a failed write: %w", err)
+		}
 	}
 	l.tail, l.tailEnd = false, 0
 	return nil
 }
 
-// restart empties the log by writing a header of a new epoch. The caller
-// must have every record in the database file (committed) first.
-func (l *wal) restart(epoch uint64) error {
+// walHeader returns the header of a log of epoch.
+func walHeader(epoch uint64) [walHeaderSize]byte {
 	var h [walHeaderSize]byte
 	copy(h[:], walMagic)
 	binary.LittleEndian.PutUint64(h[8:], epoch)
 	binary.LittleEndian.PutUint32(h[16:], crc32.Checksum(h[:16], castagnoli))
+	return h
+}
+
+// restart empties the log by writing a header of a new epoch. The caller
+// must have every record in the database file (committed) first.
+func (l *wal) restart(epoch uint64) error {
+	h := walHeader(epoch)
 	l.epoch, l.off, l.broken = epoch, walHeaderSize, true
 	if err := l.write(h[:], 0, "restart"); err != nil {
 		return fmt.Errorf("restart write-ahead log: %w", err)

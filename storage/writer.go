@@ -812,7 +812,7 @@ func (w *writer) commit() {
 		stored++
 	}
 	if err == nil && stored > 0 {
-		err = w.log.append(w.pending[mark:])
+		err = w.log.append(w.pending, mark)
 		w.lastCommit = time.Since(start)
 	}
 	if err != nil {
@@ -965,7 +965,7 @@ func (w *writer) switchLog() error {
 	if w.log.tail {
 		// Records of a failed append past the end must not outlive
 		// the switch: their IDs are given again in the next log.
-		if err := w.log.clearTail(); err != nil {
+		if err := w.log.clearTail(w.pending); err != nil {
 			return err
 		}
 	}
