@@ -37,8 +37,11 @@ test-deps:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto-clients python3-paho-mqtt chromium curl jq postgresql >/dev/null; \
 	fi
 
+# Also for 32-bit ARM (a Raspberry Pi's 32-bit OS, a release platform):
+# an int is 32 bits there, and constants that fit only 64 break its build.
 vet:
 	$(GO) vet ./...
+	GOOS=linux GOARCH=arm GOARM=7 $(GO) vet ./...
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

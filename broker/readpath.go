@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,7 +124,7 @@ func (rp *readPath) read(p []byte) (int, error) {
 			if rp.fl == nil || len(p) >= smallRead {
 				return rp.src.rawRead(p)
 			}
-			rp.give = 1 << 62 // whatever fill reads
+			rp.give = math.MaxInt // whatever fill reads
 			if err := rp.fillGiven(); err != nil {
 				rp.give = 0
 				return 0, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"math"
 	"strings"
 	"testing"
 
@@ -20,7 +21,7 @@ func TestCheckFileLimit(t *testing.T) {
 		checkFileLimit(slog.New(slog.NewTextHandler(&b, nil)), maxConns)
 		return b.String()
 	}
-	if got := check(1 << 40); !strings.Contains(got, "level=WARN") || !strings.Contains(got, "max_connections=1099511627776") {
+	if got := check(math.MaxInt32); !strings.Contains(got, "level=WARN") || !strings.Contains(got, "max_connections=2147483647") {
 		t.Errorf("max_connections above the limit: %q", got)
 	}
 	if got := check(1); got != "" {

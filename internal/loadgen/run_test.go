@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"net"
 	"os"
 	"slices"
@@ -286,7 +287,7 @@ func TestIdleSpreadsSources(t *testing.T) {
 // More connections than any process may open are refused before the run,
 // with what to do about it.
 func TestRunFileLimit(t *testing.T) {
-	_, err := Run(context.Background(), Config{Scenario: "idle", Addr: "127.0.0.1:1", Plain: true, Clients: 1 << 31,
+	_, err := Run(context.Background(), Config{Scenario: "idle", Addr: "127.0.0.1:1", Plain: true, Clients: math.MaxInt32,
 		Messages: 1, Duration: time.Second})
 	if err == nil || !strings.Contains(err.Error(), "open files") || !strings.Contains(err.Error(), "ulimit -n") {
 		t.Fatalf("got %v", err)
