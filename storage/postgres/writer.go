@@ -99,22 +99,7 @@ func newWriter(db *DB) *writer {
 // channels.ErrCommitUnknown when the connection was lost during the
 // commit (e may be stored; e.ID is then 0).
 func (db *DB) AppendEntry(ctx context.Context, e *channels.Entry) error {
-	db.stamp(e)
-	if err := checkEntry(e); err != nil {
-		return err
-	}
-	r := reqPool.Get().(*appendReq)
-	r.one[0] = e
-	r.es = r.one[:]
-	err := db.w.enqueue(ctx, r)
-	if err == nil {
-		// Not interruptible by ctx: the writer owns e until it answers,
-		// and the answer says whether e was stored.
-		err = <-r.done
-	}
-	r.one[0], r.es = nil, nil
-	reqPool.Put(r)
-	return err
+	return db.appendOne(ctx, e, nil)
 }
 
 // AppendEntryAsync queues e like AppendEntry but returns once e is
@@ -136,6 +121,12 @@ func (db *DB) AppendEntryAsync(ctx context.Context, e *channels.Entry, then func
 // answer, before it returns (channels.OrderedAppender): a caller that
 // hands e on in then cannot be passed by an entry committed after it.
 func (db *DB) AppendEntryThen(ctx context.Context, e *channels.Entry, then func(*channels.Entry, error)) error {
+	return db.appendOne(ctx, e, then)
+}
+
+// appendOne queues e and waits for its answer; then, when set, is called
+// before it on the writer goroutine.
+func (db *DB) appendOne(ctx context.Context, e *channels.Entry, then func(*channels.Entry, error)) error {
 	db.stamp(e)
 	if err := checkEntry(e); err != nil {
 		return err
@@ -143,9 +134,11 @@ func (db *DB) AppendEntryThen(ctx context.Context, e *channels.Entry, then func(
 	r := reqPool.Get().(*appendReq)
 	r.one[0] = e
 	r.es = r.one[:]
-	r.then, r.wait = then, true
+	r.then, r.wait = then, then != nil
 	err := db.w.enqueue(ctx, r)
 	if err == nil {
+		// Not interruptible by ctx: the writer owns e until it answers,
+		// and the answer says whether e was stored.
 		err = <-r.done
 	}
 	r.one[0], r.es, r.then, r.wait = nil, nil, nil, false
