@@ -25,6 +25,13 @@ func SetPruneBatch(tb interface{ Cleanup(func()) }, n int) {
 	tb.Cleanup(func() { pruneBatch = old })
 }
 
+// AfterPruneBatch runs fn after each pruning transaction, on the
+// goroutine that called Prune, until the test ends.
+func AfterPruneBatch(tb interface{ Cleanup(func()) }, fn func()) {
+	afterPruneBatch = fn
+	tb.Cleanup(func() { afterPruneBatch = nil })
+}
+
 // SetAsyncLeadIdle sets how long the writer must have been idle for an
 // asynchronous append to commit on its caller's goroutine, until the
 // test ends.

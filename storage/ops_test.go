@@ -338,6 +338,40 @@ func TestPrune_ConcurrentAppends(t *testing.T) {
 	}
 }
 
+// A pass of Prune ends even when appends outrun its batches (a fast disk
+// under a flood): it deletes what exceeded the limit when it began, and
+// leaves what came after to the next pass.
+func TestPrune_EndsUnderFasterAppends(t *testing.T) {
+	ctx := context.Background()
+	storage.SetPruneBatch(t, 10)
+	db := MustOpenDB(t)
+	c := MustCreateChannel(t, db, "c")
+	for range 50 {
+		MustAppend(t, db, c.ID, "old")
+	}
+	withRetention(t, db, c, 5, 0)
+	batches := 0
+	storage.AfterPruneBatch(t, func() {
+		if batches++; batches > 100 {
+			t.Fatalf("Prune still running after %d batches", batches)
+		}
+		for range 20 { // twice a batch
+			MustAppend(t, db, c.ID, "new")
+		}
+	})
+	n, err := db.Prune(ctx, now)
+	if err != nil || n < 45 {
+		t.Fatalf("Prune: %d, %v", n, err)
+	}
+	storage.AfterPruneBatch(t, nil)
+	if n, err := db.Prune(ctx, now); err != nil || n == 0 {
+		t.Fatalf("second Prune: %d, %v", n, err)
+	}
+	if _, _, cnt := feedIDs(t, db, c.ID); cnt != 5 {
+		t.Fatalf("%d entries after the second pass, want 5", cnt)
+	}
+}
+
 func TestRestore(t *testing.T) {
 	ctx := context.Background()
 	src := MustOpenDB(t)

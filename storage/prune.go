@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -13,6 +14,10 @@ import (
 // Appends wait for the write lock while it runs, so it stays small: a
 // batch holds the lock about as long as an fsync.
 var pruneBatch = 1000
+
+// afterPruneBatch, when set (by tests only), runs after each pruning
+// transaction, on the goroutine that called Prune.
+var afterPruneBatch func()
 
 // Prune applies the retention of every channel (MaxEntries and MaxAge, see
 // channels.Channel) as of now and returns how many entries it deleted.
@@ -53,6 +58,11 @@ func (db *DB) pruneChannel(ctx context.Context, c *channels.Channel, now time.Ti
 	}
 	total := 0
 	keys := make([][]byte, 0, pruneBatch)
+	// A pass deletes nothing appended after it began: under a stream of
+	// appends faster than its batches (a fast disk), the excess it chases
+	// would otherwise grow as fast as it shrinks and the pass never end.
+	// The next pass takes the rest.
+	var bound []byte
 	for {
 		var done bool
 		err := db.update(ctx, "prune", func(tx *bolt.Tx) error {
@@ -74,7 +84,15 @@ func (db *DB) pruneChannel(ctx context.Context, c *channels.Channel, now time.Ti
 				}
 			}
 			cur := feed.Cursor()
-			for k, v := cur.First(); k != nil && len(keys) < pruneBatch; k, v = cur.Next() {
+			if bound == nil {
+				last, _ := cur.Last()
+				if last == nil {
+					done = true
+					return nil
+				}
+				bound = bytes.Clone(last)
+			}
+			for k, v := cur.First(); k != nil && len(keys) < pruneBatch && bytes.Compare(k, bound) <= 0; k, v = cur.Next() {
 				if uint64(len(keys)) >= excess && !expired(v, cutoff, c.MaxAge > 0) {
 					break
 				}
@@ -94,6 +112,9 @@ func (db *DB) pruneChannel(ctx context.Context, c *channels.Channel, now time.Ti
 			return total, err
 		}
 		total += len(keys)
+		if afterPruneBatch != nil {
+			afterPruneBatch()
+		}
 		if done {
 			return total, nil
 		}

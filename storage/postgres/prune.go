@@ -63,7 +63,14 @@ func (db *DB) Prune(ctx context.Context, now time.Time) (int, error) {
 	total := 0
 	for _, p := range list {
 		cutoff := now.Add(-time.Duration(p.maxAgeUS) * time.Microsecond).Unix()
-		for {
+		// A pass deletes nothing appended after it began: under appends
+		// faster than its batches, the excess it chases would otherwise
+		// grow as fast as it shrinks. The next pass takes the rest.
+		var upto int64
+		if err := conn.QueryRow(ctx, "SELECT coalesce(max(entry_id), 0) FROM entries WHERE channel_id = $1", p.id).Scan(&upto); err != nil {
+			return total, fmt.Errorf("prune channel %d: %w", p.id, err)
+		}
+		for upto > 0 {
 			// bound: the oldest ID to keep. By count, the max_entries-th
 			// newest; by age, the first entry not older than cutoff (or
 			// past the newest when every entry is older).
@@ -78,8 +85,8 @@ WITH bound AS (
 	) AS keep
 )
 DELETE FROM entries WHERE channel_id = $1 AND entry_id IN (
-	SELECT entry_id FROM entries, bound WHERE channel_id = $1 AND entry_id < bound.keep
-	ORDER BY entry_id LIMIT $5)`, p.id, p.maxEntries, p.maxAgeUS, cutoff, pruneBatch)
+	SELECT entry_id FROM entries, bound WHERE channel_id = $1 AND entry_id < bound.keep AND entry_id <= $6
+	ORDER BY entry_id LIMIT $5)`, p.id, p.maxEntries, p.maxAgeUS, cutoff, pruneBatch, upto)
 			if err != nil {
 				return total, fmt.Errorf("prune channel %d: %w", p.id, err)
 			}
