@@ -179,7 +179,8 @@ type writer struct {
 	nextEpoch uint64
 	timer     *time.Timer
 	timerOn   bool
-	lastErr   error // of the last checkpoint, while it keeps failing
+	timerAt   time.Time // when the timer fires, while timerOn
+	lastErr   error     // of the last checkpoint, while it keeps failing
 	retryFrom time.Time
 }
 
@@ -944,13 +945,17 @@ func (w *writer) maybeCheckpoint(due bool) {
 			w.report(err)
 		}
 	}
-	if (len(w.pending) > 0 || w.failed != nil) && w.inflight == nil && !w.timerOn {
+	if (len(w.pending) > 0 || w.failed != nil) && w.inflight == nil {
 		d := checkpointDelay
 		if w.failed != nil || w.lastErr != nil {
 			d = max(time.Until(w.retryFrom), time.Millisecond)
 		}
-		w.timer.Reset(d)
-		w.timerOn = true
+		// A retry due sooner than the timer already set (for entries
+		// logged before the failure) moves it earlier.
+		if at := time.Now().Add(d); !w.timerOn || at.Before(w.timerAt) {
+			w.timer.Reset(d)
+			w.timerOn, w.timerAt = true, at
+		}
 	}
 }
 
