@@ -72,6 +72,13 @@ func TestBodyBudget(t *testing.T) {
 		}
 	}
 
+	// A request answered a moment ago gives its budget back only after
+	// its answer: a stall that found some still held would be refused.
+	for deadline := time.Now().Add(10 * time.Second); m.srv.BodyBytesInFlight() != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d body bytes still held 10 s after the last answer", m.srv.BodyBytesInFlight())
+		}
+	}
 	stall := stallBody(t, m, "/channels.json", 60000, 1000)
 	busy := waitStatus(t, bigWrite, http.StatusServiceUnavailable, true)
 	busy.refused(t, http.StatusServiceUnavailable, "error_busy", "request bodies")

@@ -68,6 +68,7 @@ type Server struct {
 	done    sync.WaitGroup // the Serve loops
 	// refusals counts the API's refused requests.
 	refusals *Refusals
+	bodies   *bodyBudget // shared by the API and the console
 }
 
 // Refusals returns the counts of requests the API refused, by reason.
@@ -101,7 +102,7 @@ func NewServer(opts ServerOptions) *Server {
 	if dopts.Refusals == nil {
 		dopts.Refusals = api.Refusals
 	}
-	s := &Server{opts: opts, log: log, refusals: api.Refusals}
+	s := &Server{opts: opts, log: log, refusals: api.Refusals, bodies: api.bodies}
 	if opts.Console != nil {
 		copts := *opts.Console
 		copts.Logger, copts.Feeds, copts.bodies = log, api.Store, api.bodies
