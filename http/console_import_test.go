@@ -387,7 +387,10 @@ func TestConsoleImportBodyBudget(t *testing.T) {
 		return req
 	}
 
-	// The first upload sends a header and one row, then stalls.
+	// The first upload sends a header and one row, then stalls. It starts
+	// once the sign-in's body is given back (after its answer): an upload
+	// that found it still held would be refused as busy.
+	waitBodiesReturned(t, m)
 	stalled, pwr := io.Pipe()
 	first := make(chan int, 1)
 	go func() {
