@@ -945,13 +945,15 @@ func (w *writer) maybeCheckpoint(due bool) {
 			w.report(err)
 		}
 	}
-	if (len(w.pending) > 0 || w.failed != nil) && w.inflight == nil {
+	// A retry due sooner than the timer already set (for entries logged
+	// before the failure) moves it earlier; otherwise a set timer stands,
+	// and a commit reads no clock here.
+	retry := w.failed != nil || w.lastErr != nil
+	if (len(w.pending) > 0 || w.failed != nil) && w.inflight == nil && (!w.timerOn || retry) {
 		d := checkpointDelay
-		if w.failed != nil || w.lastErr != nil {
+		if retry {
 			d = max(time.Until(w.retryFrom), time.Millisecond)
 		}
-		// A retry due sooner than the timer already set (for entries
-		// logged before the failure) moves it earlier.
 		if at := time.Now().Add(d); !w.timerOn || at.Before(w.timerAt) {
 			w.timer.Reset(d)
 			w.timerOn, w.timerAt = true, at

@@ -72,10 +72,7 @@ func (l *Log) Write(b []byte, off int64) error {
 		return nil // every earlier Write is durable already
 	}
 	if l.direct == nil {
-		if _, err := l.f.WriteAt(b, off); err != nil {
-			return err
-		}
-		return File(l.f)
+		return l.writeCached(b, off)
 	}
 	start := off &^ (Block - 1)
 	head := int(off - start)
@@ -111,13 +108,18 @@ func (l *Log) Write(b []byte, off int64) error {
 		// from now on, through the page cache.
 		l.direct.Close()
 		l.direct = nil
-		if _, err := l.f.WriteAt(st, start); err != nil {
-			return err
-		}
-		return File(l.f)
+		return l.writeCached(st, start)
 	}
 	l.hold(st[n-Block:], start/Block+int64(n/Block)-1, Block)
 	return nil
+}
+
+// writeCached writes b at off through the page cache, then fdatasync.
+func (l *Log) writeCached(b []byte, off int64) error {
+	if _, err := l.f.WriteAt(b, off); err != nil {
+		return err
+	}
+	return File(l.f)
 }
 
 // keepStage bounds the buffer a Log keeps for its next write: a bigger
