@@ -23,9 +23,7 @@ const Block = 4096
 // fewer system calls per entry at 1000 entries a second). Where that is
 // not to be had (another system, a file system that refuses O_DIRECT, a
 // write it refuses with EINVAL), it writes through the page cache and
-// calls fdatasync, as before. On 64-bit x86 and ARM Linux, direct writes
-// are submitted with native AIO and waited for in Go's poller, so no
-// thread is held blocked in them (see aio_linux.go).
+// calls fdatasync, as before.
 //
 // A direct write covers whole blocks, so Write also writes the bytes
 // before off in its first block (from a copy of the last block it wrote,
@@ -37,8 +35,6 @@ const Block = 4096
 type Log struct {
 	f      *os.File // the caller's descriptor, through the page cache
 	direct *os.File // nil when writing through the page cache
-	dfd    uintptr  // direct's descriptor
-	aio    *aio     // nil when direct writes block in pwrite
 	stage  []byte   // aligned, what the next direct write sends
 	last   []byte   // aligned copy of block lastAt, as last written
 	lastAt int64    // block number of last; -1 when none is held
@@ -52,10 +48,6 @@ type Log struct {
 func NewLog(f *os.File) *Log {
 	l := &Log{f: f, lastAt: -1}
 	l.direct = openDirect(f)
-	if l.direct != nil {
-		l.dfd = l.direct.Fd()
-		l.aio = newAIO()
-	}
 	return l
 }
 
@@ -63,31 +55,9 @@ func NewLog(f *os.File) *Log {
 // rather than being followed by fdatasync.
 func (l *Log) Direct() bool { return l.direct != nil }
 
-// Async reports whether direct writes are submitted with native AIO and
-// waited for in the poller, rather than made with a blocking pwrite.
-func (l *Log) Async() bool { return l.aio != nil }
-
-// directWrite writes the aligned buffer b at off through l.direct; tests
-// replace it to make the file system refuse direct writes.
-var directWrite = (*Log).writeDirect
-
-func (l *Log) writeDirect(b []byte, off int64) (int, error) {
-	if l.aio != nil {
-		n, ok, err := l.aio.write(l.dfd, b, off)
-		if ok {
-			if err == nil && n < len(b) {
-				// Short, as pwrite can be: the rest as WriteAt does.
-				m, err := l.direct.WriteAt(b[n:], off+int64(n))
-				return n + m, err
-			}
-			return n, err
-		}
-		// Not even submitted: blocking writes from now on.
-		l.aio.close()
-		l.aio = nil
-	}
-	return l.direct.WriteAt(b, off)
-}
+// directWrite writes the aligned buffer b at off through d; tests replace
+// it to make the file system refuse direct writes.
+var directWrite = func(d *os.File, b []byte, off int64) (int, error) { return d.WriteAt(b, off) }
 
 // Write writes b at off and returns once it is durable. After Write, the
 // file's bytes from off+len(b) up to the next multiple of Block may be
@@ -124,7 +94,7 @@ func (l *Log) Write(b []byte, off int64) error {
 	copy(st[head:], b)
 	clear(st[head+len(b):])
 	l.lastAt = -1
-	if _, err := directWrite(l, st, start); err != nil {
+	if _, err := directWrite(l.direct, st, start); err != nil {
 		if !errors.Is(err, syscall.EINVAL) {
 			// The disk may hold anything of these blocks now, the
 			// bytes before off too; the first block is held as it
@@ -136,7 +106,8 @@ func (l *Log) Write(b []byte, off int64) error {
 		}
 		// The file system took O_DIRECT at open but not this write:
 		// from now on, through the page cache.
-		l.Close()
+		l.direct.Close()
+		l.direct = nil
 		return l.writeCached(st, start)
 	}
 	l.hold(st[n-Block:], start/Block+int64(n/Block)-1, Block)
@@ -202,15 +173,11 @@ func (l *Log) Truncate(size int64) error {
 
 // Close closes the descriptor NewLog opened (not the caller's).
 func (l *Log) Close() error {
-	var err error
-	if l.aio != nil {
-		err = l.aio.close()
-		l.aio = nil
+	if l.direct == nil {
+		return nil
 	}
-	if l.direct != nil {
-		err = errors.Join(err, l.direct.Close())
-		l.direct = nil
-	}
+	err := l.direct.Close()
+	l.direct = nil
 	return err
 }
 

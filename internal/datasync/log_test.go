@@ -22,9 +22,6 @@ func openLog(t *testing.T, direct bool) (*Log, string) {
 	if direct && !l.Direct() {
 		t.Skipf("no O_DIRECT on the file system of %s", path)
 	}
-	if noAIO && l.Async() {
-		t.Fatal("native AIO with noAIO set")
-	}
 	if !direct {
 		l.Close()
 	}
@@ -136,7 +133,7 @@ func TestLogFallsBackOnEINVAL(t *testing.T) {
 	m.write([]byte("header"), 0)
 	saved := directWrite
 	t.Cleanup(func() { directWrite = saved })
-	directWrite = func(*Log, []byte, int64) (int, error) { return 0, syscall.EINVAL }
+	directWrite = func(*os.File, []byte, int64) (int, error) { return 0, syscall.EINVAL }
 	if err := l.Write([]byte("record"), 6); err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +163,7 @@ func TestLogFailedWrite(t *testing.T) {
 	saved := directWrite
 	t.Cleanup(func() { directWrite = saved })
 	eio := errors.New("input/output error")
-	directWrite = func(*Log, []byte, int64) (int, error) { return 0, eio }
+	directWrite = func(*os.File, []byte, int64) (int, error) { return 0, eio }
 	if err := l.Write([]byte("lost"), 3); !errors.Is(err, eio) {
 		t.Fatalf("write on a failing disk: %v", err)
 	}
@@ -190,18 +187,9 @@ func TestLogNegativeOffset(t *testing.T) {
 	})
 }
 
-// eachMode runs fn on a Log writing directly with native AIO where this
-// system has it, directly with blocking writes, and through the page
-// cache.
 func eachMode(t *testing.T, fn func(t *testing.T, direct bool)) {
-	for _, mode := range []string{"async", "direct", "buffered"} {
-		t.Run(mode, func(t *testing.T) {
-			if mode == "direct" {
-				noAIO = true
-				t.Cleanup(func() { noAIO = false })
-			}
-			fn(t, mode != "buffered")
-		})
+	for _, direct := range []bool{true, false} {
+		t.Run(map[bool]string{true: "direct", false: "buffered"}[direct], func(t *testing.T) { fn(t, direct) })
 	}
 }
 
@@ -239,7 +227,7 @@ func TestLogFailedWriteKeepsWhatIsBefore(t *testing.T) {
 		}
 		m.write(first, 0)
 		saved := directWrite
-		directWrite = func(d *Log, b []byte, off int64) (int, error) {
+		directWrite = func(d *os.File, b []byte, off int64) (int, error) {
 			// The disk garbles what it was given, then reports it.
 			if _, err := saved(d, aligned(len(b)), off); err != nil {
 				t.Fatal(err)
@@ -266,7 +254,7 @@ func TestLogFailedWriteKeepsWhatIsBefore(t *testing.T) {
 		t.Fatal(err)
 	}
 	saved := directWrite
-	directWrite = func(d *Log, b []byte, off int64) (int, error) {
+	directWrite = func(d *os.File, b []byte, off int64) (int, error) {
 		saved(d, aligned(len(b)), off)
 		return 0, syscall.EIO
 	}

@@ -74,9 +74,6 @@ func Disk(ctx context.Context, dir string, messages int64, duration time.Duratio
 	res.Method = "write and fdatasync"
 	if out.Direct() {
 		res.Method = "O_DIRECT|O_DSYNC write"
-		if out.Async() {
-			res.Method += " (native AIO)"
-		}
 	}
 	secs := time.Since(start).Seconds()
 	res.Sent, res.Acked = n, n
