@@ -27,3 +27,13 @@ func SetFanOutHook(f func(e *channels.Entry, inline bool)) {
 	}
 	fanOutHook.Store(&f)
 }
+
+// SetBeforeEndClient has f run when a connection's reads have ended,
+// before mochi ends the client; nil removes it.
+func SetBeforeEndClient(f func()) {
+	if f == nil {
+		beforeEndClient.Store(nil)
+		return
+	}
+	beforeEndClient.Store(&f)
+}

@@ -1044,3 +1044,39 @@ func TestDollarTopicPublish(t *testing.T) {
 		t.Fatalf("bad_topic %d, want 2", st.Rejected["bad_topic"])
 	}
 }
+
+// TestRevokeDuringCleanDisconnect: a device revoked while its connection
+// ends with a DISCONNECT. mochi emptied the will there with a plain write
+// of the whole struct while Revoke cleared its flag atomically from
+// another goroutine: a data race, which this fails on under -race (as
+// make test runs it). The reader waits between its DISCONNECT and that
+// write, and nothing orders Revoke before the write but time.
+func TestRevokeDuringCleanDisconnect(t *testing.T) {
+	ts := startServer(t, broker.Options{})
+	dev := ts.device()
+	ended := make(chan struct{}, 1)
+	broker.SetBeforeEndClient(func() {
+		select {
+		case ended <- struct{}{}:
+		default:
+		}
+		time.Sleep(50 * time.Millisecond)
+	})
+	t.Cleanup(func() { broker.SetBeforeEndClient(nil) })
+	c := mustConnect(t, ts.addr, dev)
+	go c.Disconnect(250) // sends DISCONNECT (0 may only close)
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection did not end")
+	}
+	ts.srv.Revoke(dev.Device.ID)
+	waitStats(t, ts, "no connection", func(st broker.Stats) bool {
+		for _, l := range st.Connections {
+			if l.Live != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -143,9 +143,16 @@ func (s *Server) readClient(cl *mqtt.Client, c *conn) error {
 			break
 		}
 	}
+	if f := beforeEndClient.Load(); f != nil {
+		(*f)()
+	}
 	s.mochi.EndClient(cl, err)
 	return err
 }
+
+// beforeEndClient, when set (by tests only), runs when a connection's
+// reads have ended, before mochi's end of the client.
+var beforeEndClient atomic.Pointer[func()]
 
 // connEnded logs the end of a connection, in a frame of its own (kept
 // off the stack of an idle connection).

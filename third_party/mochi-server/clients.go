@@ -166,6 +166,18 @@ type Will struct {
 	Retain            bool                   // -
 }
 
+// clearWill empties the client's will once the connection ends without
+// it or after it was sent. feedmq fork: Flag is stored atomically, as
+// sendLWT reads it: an embedding server clears it from other goroutines
+// (feedmq, when a device's credentials are revoked), and the plain write
+// of the whole struct that was here raced with that.
+func (cl *Client) clearWill() {
+	w := &cl.Properties.Will
+	atomic.StoreUint32(&w.Flag, 0)
+	w.Payload, w.User, w.TopicName = nil, nil, ""
+	w.WillDelayInterval, w.Qos, w.Retain = 0, 0, false
+}
+
 // ClientState tracks the state of the client.
 type ClientState struct {
 	TopicAliases    TopicAliases       // a map of topic aliases
