@@ -1071,12 +1071,5 @@ func TestRevokeDuringCleanDisconnect(t *testing.T) {
 		t.Fatal("the connection did not end")
 	}
 	ts.srv.Revoke(dev.Device.ID)
-	waitStats(t, ts, "no connection", func(st broker.Stats) bool {
-		for _, l := range st.Connections {
-			if l.Live != 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitStats(t, ts, "no connection", func(st broker.Stats) bool { return st.Connections["mqtt"].Live == 0 })
 }
