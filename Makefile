@@ -37,6 +37,15 @@ test-deps:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto-clients python3-paho-mqtt chromium curl jq postgresql >/dev/null; \
 	fi
 
+# $(call apt-install,COMMAND,PACKAGE): Debian's PACKAGE, unless COMMAND is
+# already there.
+apt-install = if ! command -v $(1) >/dev/null 2>&1; then \
+		echo "installing $(2) (for $(1))"; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(2) >/dev/null; \
+	fi
+
 # Also for 32-bit ARM (a Raspberry Pi's 32-bit OS, a release platform):
 # an int is 32 bits there, and constants that fit only 64 break its build.
 vet:
@@ -67,12 +76,7 @@ test-cluster: test-deps
 # cross-build do not prove. The clients the broker's tests drive are the
 # host's own.
 test-arm: test-deps
-	@if ! command -v qemu-arm-static >/dev/null 2>&1; then \
-		echo "installing qemu-user-static"; \
-		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends qemu-user-static >/dev/null; \
-	fi
+	@$(call apt-install,qemu-arm-static,qemu-user-static)
 	GOOS=linux GOARCH=arm GOARM=7 $(GO) test -count=1 -timeout 15m -exec qemu-arm-static \
 		./internal/datasync/ ./storage/ ./channels/ ./auth/ ./broker/ ./http/
 
@@ -119,12 +123,7 @@ clean:
 # systemd-analyze verifies configs/feedmq.service in the tests. Debian's
 # systemd package installs fine in a container without becoming init.
 test-deps-systemd:
-	@if ! command -v systemd-analyze >/dev/null 2>&1; then \
-		echo "installing systemd (for systemd-analyze)"; \
-		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends systemd >/dev/null; \
-	fi
+	@$(call apt-install,systemd-analyze,systemd)
 
 # Man pages (man/feedmq*.1) from the command tree, dated by the last commit
 # so that they are the same on every build of it.
