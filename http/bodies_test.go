@@ -40,6 +40,19 @@ func waitBodiesReturned(t *testing.T, m *mgmt) {
 	}
 }
 
+// waitBodiesHeld waits until the server holds at least n body bytes: a
+// stalled client's request reaches its handler some time after the
+// client wrote it, and a request sent meanwhile would take the budget
+// first (and the stalled one be refused instead).
+func waitBodiesHeld(t *testing.T, m *mgmt, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); m.srv.BodyBytesInFlight() < n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d body bytes held 10 s after a stalled request, want %d", m.srv.BodyBytesInFlight(), n)
+		}
+	}
+}
+
 // waitStatus repeats do until its status is (want) or is not (!want)
 // status, for up to 10 s, and returns the last answer.
 func waitStatus(t *testing.T, do func() mresp, status int, want bool) mresp {
@@ -88,6 +101,7 @@ func TestBodyBudget(t *testing.T) {
 	// its answer: a stall that found some still held would be refused.
 	waitBodiesReturned(t, m)
 	stall := stallBody(t, m, "/channels.json", 60000, 1000)
+	waitBodiesHeld(t, m, 60000)
 	busy := waitStatus(t, bigWrite, http.StatusServiceUnavailable, true)
 	busy.refused(t, http.StatusServiceUnavailable, "error_busy", "request bodies")
 	if busy.header.Get("Retry-After") == "" {
