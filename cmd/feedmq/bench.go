@@ -101,6 +101,11 @@ between nodes. Channels and devices are created through the serve on --data
 another node refuses at first are tried again for 15 s while the change
 reaches it.
 
+With --addr ws://HOST:PORT/PATH (feedmq's is ws://HOST:8083/mqtt), every
+connection of the run is MQTT over WebSocket (subprotocol "mqtt"), each packet
+one binary message: the idle scenario then measures what a browser tab or a
+paho client over WebSocket costs the broker. failover runs over TCP only.
+
 With --pid (the broker's process ID) bench reads the broker's CPU time
 (utime+stime in /proc/PID/stat) and RSS (/proc/PID/status): broker CPU
 seconds per million delivered messages (connect: per million connects).`,
@@ -108,7 +113,8 @@ seconds per million delivered messages (connect: per million connects).`,
   feedmq bench latency --addr 127.0.0.1:1883 --data ./feedmq-data --rate 500 --duration 20s
   feedmq bench fanout --addr 127.0.0.1:1884 --plain --clients 50 --json
   feedmq bench fanin --addr 127.0.0.1:1883 --data ./feedmq-data --free --qos 1
-  feedmq bench fanout --addr 127.0.0.1:1883,127.0.0.1:1884 --pid 4101,4102 --data ./node1-data`,
+  feedmq bench fanout --addr 127.0.0.1:1883,127.0.0.1:1884 --pid 4101,4102 --data ./node1-data
+  feedmq bench idle --addr ws://127.0.0.1:8083/mqtt --clients 10000 --pid $(pidof feedmq)`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 || !slices.Contains(loadgen.Scenarios, args[0]) {
 				return fmt.Errorf("%s takes one scenario: %s, e.g. `%s fanin --addr 127.0.0.1:1883`",
@@ -119,7 +125,7 @@ seconds per million delivered messages (connect: per million connects).`,
 		RunE: runBench,
 	}
 	f := cmd.Flags()
-	f.String("addr", "127.0.0.1:1883", "MQTT address (TCP) of the broker to test; the nodes of a cluster separated by commas")
+	f.String("addr", "127.0.0.1:1883", "MQTT address of the broker to test: HOST:PORT (TCP), or ws://HOST:PORT/PATH for MQTT\nover WebSocket; the nodes of a cluster separated by commas")
 	f.Bool("plain", false, "plain topics bench/SCENARIO/<n> without authentication, for any MQTT broker (Mosquitto)")
 	f.Bool("free", false, "free topics bench/SCENARIO/<n> on feedmq, by devices allowed to write bench/# (fanin, fanout, latency)")
 	f.Int("clients", 0, "devices (fanin), subscribers (fanout), workers (connect) or connections (idle);\n0 = the scenario's default (100, 100, 1, 4, 1000)")

@@ -21,20 +21,24 @@ import (
 func TestBench(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
-	cfg.Listeners = ListenersConfig{MQTT: "127.0.0.1:0", WS: off, MQTTS: off, WSS: off, HTTP: off}
+	cfg.Listeners = ListenersConfig{MQTT: "127.0.0.1:0", WS: "127.0.0.1:0", MQTTS: off, WSS: off, HTTP: off}
 	s, err := openServer(t.Context(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	addr := s.addr("mqtt").String()
+	wsAddr := "ws://" + s.addr("ws").String() + "/mqtt"
 	// A channel of the user's, public, that bench must not count.
 	mustRun(t, cfg.DataDir, "channel", "create", "--name", "mine", "--public")
 
 	bench := func(t *testing.T, args ...string) loadgen.Result {
 		t.Helper()
 		args = append([]string{"bench"}, args...)
-		args = append(args, "--addr", addr, "--duration", "10s", "--pid", strconv.Itoa(os.Getpid()), "--json")
+		if !strings.Contains(strings.Join(args, " "), "--addr") {
+			args = append(args, "--addr", addr)
+		}
+		args = append(args, "--duration", "10s", "--pid", strconv.Itoa(os.Getpid()), "--json")
 		var r loadgen.Result
 		mustJSON(t, cfg.DataDir, &r, args...)
 		if r.Errors != 0 || r.Broker != "feedmq" || r.Scenario != args[1] || r.CPUSeconds == nil {
@@ -105,6 +109,30 @@ func TestBench(t *testing.T) {
 		r := bench(t, "idle", "--clients", "10", "--duration", "1s")
 		if r.Sent != 10 || r.Acked != 10 {
 			t.Fatalf("%+v", r)
+		}
+	})
+	// Over WebSocket: every connection of the run.
+	t.Run("WebSocket", func(t *testing.T) {
+		r := bench(t, "fanin", "--addr", wsAddr, "--clients", "3", "--qos", "1", "--messages", "150")
+		if r.Addr != wsAddr || r.Sent != 150 || r.Acked != 150 || r.Delivered != 150 {
+			t.Fatalf("%+v", r)
+		}
+		r = bench(t, "idle", "--addr", wsAddr, "--clients", "10", "--duration", "1s")
+		if r.Sent != 10 || r.Acked != 10 {
+			t.Fatalf("%+v", r)
+		}
+		r = bench(t, "connect", "--addr", wsAddr, "--clients", "2", "--messages", "20")
+		if r.Sent != 20 || r.Acked != 20 {
+			t.Fatalf("%+v", r)
+		}
+		for bad, says := range map[string]string{"wss://" + s.addr("ws").String() + "/mqtt": "not wss",
+			"ws:///mqtt": "not a WebSocket URL", "http://" + s.addr("ws").String(): "is not HOST:PORT"} {
+			if msg := mustFail(t, cfg.DataDir, "bench", "idle", "--addr", bad, "--clients", "1"); !strings.Contains(msg, says) {
+				t.Errorf("--addr %s: %s", bad, msg)
+			}
+		}
+		if msg := mustFail(t, cfg.DataDir, "bench", "failover", "--addr", wsAddr, "--clients", "1"); !strings.Contains(msg, "over TCP") {
+			t.Errorf("failover over WebSocket: %s", msg)
 		}
 	})
 	// Two addresses of the one server stand for two nodes: every

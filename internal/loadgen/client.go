@@ -70,20 +70,28 @@ type Conn struct {
 	rbuf []byte
 }
 
-// Dial connects to addr, sends CONNECT and waits up to timeout for the
+// Dial connects to addr (host:port, or a ws:// URL for MQTT over
+// WebSocket), sends CONNECT and waits up to timeout for the
 // CONNACK. A refused connection returns a *ConnackError.
 func Dial(addr string, o Options, timeout time.Duration) (*Conn, error) {
 	return dial(addr, nil, o, timeout, 16<<10)
 }
 
 // dial is Dial from local (nil: the system chooses) with a read buffer of
-// readBuf bytes.
+// readBuf bytes (over WebSocket, also the socket's read and write
+// buffers).
 func dial(addr string, local *net.TCPAddr, o Options, timeout time.Duration, readBuf int) (*Conn, error) {
-	d := net.Dialer{Timeout: timeout}
-	if local != nil {
-		d.LocalAddr, d.Control = local, bindNoPort
+	var nc net.Conn
+	var err error
+	if isWS(addr) {
+		nc, err = dialWS(addr, local, timeout, readBuf)
+	} else {
+		d := net.Dialer{Timeout: timeout}
+		if local != nil {
+			d.LocalAddr, d.Control = local, bindNoPort
+		}
+		nc, err = d.Dial("tcp", addr)
 	}
-	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}

@@ -157,6 +157,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if len(cfg.Addrs) == 0 {
 		cfg.Addrs = []string{cfg.Addr}
 	}
+	for _, a := range cfg.Addrs {
+		if err := checkAddr(a); err != nil {
+			return nil, err
+		}
+		if isWS(a) && cfg.Scenario == "failover" {
+			return nil, errors.New("failover runs over TCP (host:port): its balancer forwards TCP connections")
+		}
+	}
 	if cfg.PID != 0 {
 		cfg.PIDs = append([]int{cfg.PID}, cfg.PIDs...)
 	}
@@ -899,7 +907,7 @@ func (r *run) idle(ctx context.Context) error {
 // for other addresses (the system chooses). perSource 0 means half the
 // ephemeral port range.
 func sourceAddrs(addr string, n, perSource int) ([]*net.TCPAddr, error) {
-	host, _, err := net.SplitHostPort(addr)
+	host, _, err := net.SplitHostPort(hostPort(addr))
 	if err != nil {
 		return nil, nil
 	}

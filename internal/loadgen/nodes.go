@@ -53,9 +53,12 @@ func ParseAddrs(s string) ([]string, error) {
 		if a == "" {
 			return nil, fmt.Errorf("--addr %q has an empty address between commas", s)
 		}
-		_, port, err := net.SplitHostPort(a)
+		if err := checkAddr(a); err != nil {
+			return nil, fmt.Errorf("--addr: %w", err)
+		}
+		_, port, err := net.SplitHostPort(hostPort(a))
 		if p, perr := strconv.Atoi(port); err != nil || perr != nil || p < 1 || p > 65535 {
-			return nil, fmt.Errorf("--addr: %q is not HOST:PORT", a)
+			return nil, fmt.Errorf("--addr: %q is not HOST:PORT or ws://HOST:PORT/PATH", a)
 		}
 		if seen[a] {
 			return nil, fmt.Errorf("--addr: %s is given twice", a)

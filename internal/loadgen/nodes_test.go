@@ -62,6 +62,15 @@ func TestParseAddrs(t *testing.T) {
 		"127.0.0.1:65536":                     "error: is not HOST:PORT",
 		"127.0.0.1:mqtt":                      "error: is not HOST:PORT",
 		"127.0.0.1:1883,127.0.0.1:1883":       "error: --addr: 127.0.0.1:1883 is given twice",
+		"ws://127.0.0.1:8083/mqtt":            "[ws://127.0.0.1:8083/mqtt]",
+		"ws://localhost/mqtt,127.0.0.1:1883":  "[ws://localhost/mqtt 127.0.0.1:1883]",
+		"WS://127.0.0.1:8083":                 "[WS://127.0.0.1:8083]",
+		"wss://127.0.0.1:8084/mqtt":           "error: not wss",
+		"ws://:8083/mqtt":                     "error: is not a WebSocket URL",
+		"ws://u:p@127.0.0.1:8083/mqtt":        "error: is not a WebSocket URL",
+		"ws://127.0.0.1:0/mqtt":               "error: is not HOST:PORT or ws://",
+		"ws://127.0.0.1:x/mqtt":               "error: --addr",
+		"http://127.0.0.1:8083/mqtt":          "error: is not HOST:PORT",
 	} {
 		got, err := ParseAddrs(in)
 		if msg, ok := strings.CutPrefix(want, "error: "); ok {
@@ -191,9 +200,10 @@ func TestRunSpreadsOverNodes(t *testing.T) {
 }
 
 // ParseAddrs never panics, and what it accepts is a list of distinct
-// HOST:PORT addresses without blanks, ports 1 to 65535, one per comma.
+// HOST:PORT addresses (or ws:// URLs of one) without blanks, ports 1 to
+// 65535, one per comma.
 func FuzzParseAddrs(f *testing.F) {
-	for _, s := range []string{"127.0.0.1:1883", "127.0.0.1:1883,127.0.0.1:1884", " [::1]:1 , h:2", ",", "a:1,a:1", "h:0", "h:65536", "[::1]", ""} {
+	for _, s := range []string{"127.0.0.1:1883", "127.0.0.1:1883,127.0.0.1:1884", " [::1]:1 , h:2", ",", "a:1,a:1", "h:0", "h:65536", "[::1]", "", "ws://h:1/mqtt", "ws://[::1]/x,h:2", "wss://h:1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -209,7 +219,7 @@ func FuzzParseAddrs(f *testing.F) {
 		}
 		seen := make(map[string]bool)
 		for _, a := range addrs {
-			_, port, err := net.SplitHostPort(a)
+			_, port, err := net.SplitHostPort(hostPort(a))
 			p, perr := strconv.Atoi(port)
 			if err != nil || perr != nil || p < 1 || p > 65535 || a != strings.TrimSpace(a) || seen[a] {
 				t.Fatalf("%q: accepted %q", s, a)
