@@ -289,7 +289,8 @@ func (ss *session) newSender(s *Server) *sender {
 		return q
 	}
 	q := &sender{srv: s, ss: ss, wake: make(chan struct{}, 1), done: make(chan struct{})}
-	if c, ok := ss.cl.Net.Conn.(*conn); ok {
+	// Not over WebSocket: each write there must be framed (conn.Write).
+	if c, ok := ss.cl.Net.Conn.(*conn); ok && c.ws == nil {
 		if tc, ok := c.Conn.(*net.TCPConn); ok {
 			if rc, err := tc.SyscallConn(); err == nil {
 				q.tcp, q.raw = tc, rc

@@ -135,7 +135,7 @@ func (g *frameGuard) owesFarewell() bool { return g.tooLarge && g.level >= 5 }
 // large) and no properties.
 var tooLargeDisconnect = []byte{0xE0, 2, 0x95, 0}
 
-// guarded is the framing state a connection wrapper (conn, wsConn) keeps:
+// guarded is the framing state a connection wrapper (conn) keeps:
 // its guard follows the packets read (reader goroutine only); owed is set
 // when an MQTT 5 client sent a packet too large and is owed a DISCONNECT
 // 0x95, said once a DISCONNECT has been written.

@@ -426,6 +426,7 @@ type conn struct {
 	one    [16]byte // TLS: the first bytes after a wait
 	b1     [1]byte  // ReadByte's, when it reads
 	rp     readPath // the read buffer; feed publishes once the session is established
+	ws     *wsState // MQTT over WebSocket (wsconn.go); nil for TCP and TLS
 }
 
 // SetDeadline is how mochi applies keepalive; it only concerns reads here,
@@ -479,13 +480,19 @@ func (c *conn) fill() (*[]byte, int, error) {
 		return c.fillSmall()
 	}
 	for {
+		if c.ws != nil && c.ws.pending != nil {
+			return nil, 0, c.ws.takePending()
+		}
 		if err := c.raw.Read(c.rawFn); err != nil {
 			if c.rearm(err) {
 				continue
 			}
 			return nil, 0, readError(err)
 		}
-		return c.takeRaw()
+		if b, n, err := c.takeRaw(); b != nil || err != nil {
+			return b, n, err
+		}
+		// WebSocket frame headers or control frames only: wait again.
 	}
 }
 
@@ -502,7 +509,8 @@ func (c *conn) fillSmall() (*[]byte, int, error) {
 	return b, copy(*b, c.one[:n]), err
 }
 
-// takeRaw returns what rawFn read.
+// takeRaw returns what rawFn read (over WebSocket, the data in it; nil
+// and no error when there was none).
 //
 //go:noinline
 func (c *conn) takeRaw() (*[]byte, int, error) {
@@ -510,6 +518,11 @@ func (c *conn) takeRaw() (*[]byte, int, error) {
 	c.rawBuf, c.rawN, c.rawErr = nil, 0, nil
 	if n == 0 {
 		return nil, 0, err
+	}
+	if c.ws != nil {
+		if b, n, err = c.takeRawWS(b, n); b == nil {
+			return nil, 0, err
+		}
 	}
 	if gerr := c.sawRead(*b, n); gerr != nil {
 		readBufs.Put(b)
@@ -571,8 +584,21 @@ func (c *conn) rawReadFn(fd uintptr) bool {
 // startReadPath hands what the client sends to the read path first.
 func (c *conn) startReadPath(s *Server, cl *mqtt.Client) { c.rp.start(s, cl, c) }
 
-// rawRead reads the socket.
+// rawRead reads the socket (over WebSocket, the data in its frames).
 func (c *conn) rawRead(p []byte) (int, error) {
+	if c.ws != nil {
+		return c.readWS(p)
+	}
+	n, err := c.readSocket(p)
+	if gerr := c.sawRead(p, n); gerr != nil {
+		return 0, gerr
+	}
+	return n, err
+}
+
+// readSocket reads the socket, arming a deadline mochi has moved when the
+// one set fires.
+func (c *conn) readSocket(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	for n == 0 && c.lazy && errors.Is(err, os.ErrDeadlineExceeded) {
 		want := c.readBy.Load()
@@ -585,22 +611,19 @@ func (c *conn) rawRead(p []byte) (int, error) {
 		}
 		n, err = c.Conn.Read(p)
 	}
-	if gerr := c.sawRead(p, n); gerr != nil {
-		return 0, gerr
-	}
 	return n, err
 }
 
 func (c *conn) Write(b []byte) (int, error) {
 	c.sawWrite(b)
-	d := c.srv.writeTimeout()
-	want := time.Now().Add(d)
-	// A shorter timeout (shutdown) applies at once.
-	if last := c.deadline.Load(); want.UnixNano() < last || want.UnixNano()-last > int64(d/8) {
-		_ = c.Conn.SetWriteDeadline(want)
-		c.deadline.Store(want.UnixNano())
+	d := c.armWrite()
+	var n int
+	var err error
+	if c.ws != nil {
+		n, err = c.writeWS(b)
+	} else {
+		n, err = c.Conn.Write(b)
 	}
-	n, err := c.Conn.Write(b)
 	if err != nil {
 		// A failed or timed-out write leaves the stream corrupt: close it,
 		// which also ends the client's read loop.
@@ -608,6 +631,19 @@ func (c *conn) Write(b []byte) (int, error) {
 		_ = rawConn(c.Conn).Close()
 	}
 	return n, err
+}
+
+// armWrite moves the write deadline when it has aged (see deadline) and
+// returns the write timeout.
+func (c *conn) armWrite() time.Duration {
+	d := c.srv.writeTimeout()
+	want := time.Now().Add(d)
+	// A shorter timeout (shutdown) applies at once.
+	if last := c.deadline.Load(); want.UnixNano() < last || want.UnixNano()-last > int64(d/8) {
+		_ = c.Conn.SetWriteDeadline(want)
+		c.deadline.Store(want.UnixNano())
+	}
+	return d
 }
 
 // logWriteError says why a connection is cut when a write times out: the
@@ -624,6 +660,9 @@ func (s *Server) logWriteError(c net.Conn, d time.Duration, err error) {
 // close_notify alert, except during shutdown, which must not wait for
 // peers that do not read.
 func (c *conn) Close() error {
+	if c.ws != nil {
+		return c.closeWS()
+	}
 	if c.guarded.owesFarewell(c.srv.closing.Load()) {
 		c.sayTooLarge()
 	}

@@ -12,21 +12,21 @@ import (
 )
 
 // The read path: once a session is established, the connection wrapper
-// (conn, wsConn) splits what the socket delivers into MQTT packets ahead
-// of mochi. A QoS 0 or 1 PUBLISH to a feed topic is decoded in place and
-// stored by feedPublish, as OnPublish would, without mochi's per-packet
+// (conn, over TCP, TLS or WebSocket) splits what the socket delivers into
+// MQTT packets ahead of mochi. A QoS 0 or 1 PUBLISH to a feed topic is
+// decoded in place and stored by feedPublish, as OnPublish would, without mochi's per-packet
 // allocation, copy, decode into an 816-byte Packet and hook dispatch.
 // Every other packet, and any feed publish mochi must see (MQTT 5
 // properties, a packet ID a QoS 2 flow holds, a packet over the buffer
 // or the maximum size), is handed to mochi's Read as it came, in order.
 //
-// Order holds because mochi processes each packet before it reads again:
-// its buffered reader (WebSocket) asks for bytes only when it has none
-// left, so a packet handed over has been acted on by the time the next
-// Read comes, and a feed publish after it is handled in that Read, on the
-// same goroutine. A TCP or TLS conn is read by mochi directly, one packet
-// per ReadNext (serveConn), and await handles the feed publishes between
-// them.
+// Order holds because mochi processes each packet before it reads again.
+// A conn is read by mochi directly, one packet per ReadNext (serveConn),
+// and await handles the feed publishes between them. (A source without a
+// filler, read through a buffered reader that asks for bytes only when it
+// has none left, keeps the order too: a packet handed over has been acted
+// on by the time the next Read comes, and a feed publish after it is
+// handled in that Read, on the same goroutine.)
 
 // readBufSize is the buffer a connection holds while part of a packet is
 // in it. A feed publish is a few hundred bytes; a larger packet passes to

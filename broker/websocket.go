@@ -5,18 +5,14 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
@@ -44,7 +40,7 @@ type wsListener struct {
 	secure    bool
 	http      *http.Server
 	upgrader  websocket.Upgrader
-	readLimit int64
+	readLimit uint64                // bytes of one WebSocket message
 	establish listeners.EstablishFn // set by Serve, before any request
 	connSet
 }
@@ -55,7 +51,7 @@ func newWSListener(id string, ln net.Listener, tlsConfig *tls.Config, srv *Serve
 	// Sockets are counted as unconnected from the accept on, not from the
 	// upgrade: one that never sends its request holds a descriptor too.
 	ln = pendingListener{Listener: ln, srv: srv}
-	l := &wsListener{id: id, ln: ln, srv: srv, readLimit: int64(srv.opts.MaxPacketSize) + wsReadSlack}
+	l := &wsListener{id: id, ln: ln, srv: srv, readLimit: uint64(srv.opts.MaxPacketSize) + wsReadSlack}
 	if tlsConfig != nil {
 		l.ln, l.secure = tls.NewListener(ln, tlsConfig), true
 	}
@@ -132,23 +128,30 @@ func (l *wsListener) serveMQTT(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, _ := r.Context().Value(pendingKey{}).(*pendingSocket)
-	defer p.settle()
 	ws, err := l.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		p.settle()
 		return // the upgrader answered and logged
 	}
-	raw := ws.UnderlyingConn()
+	// From here on the broker decodes the frames itself (wsconn.go), on
+	// a goroutine of its own: this one's net/http frames, request and
+	// buffers, and gorilla's connection with its two buffers, would
+	// otherwise be held for the life of every idle connection.
+	raw := ws.NetConn()
 	if !l.add(raw) {
+		p.settle()
 		_ = rawConn(raw).Close()
 		return
 	}
-	defer l.remove(raw)
+	c := newWSConn(raw, l.srv, p, l.readLimit)
 	// The same CONNECT deadline as TCP; mochi replaces it with the
 	// keepalive one once CONNECT is read.
-	_ = ws.SetReadDeadline(time.Now().Add(l.srv.opts.ConnectTimeout))
-	ws.SetReadLimit(l.readLimit)
-	l.srv.establish(l.id, &wsConn{ws: ws, srv: l.srv, pendingSocket: p, guarded: guarded{guard: frameGuard{maxPacket: l.srv.opts.MaxPacketSize}}},
-		ws.RemoteAddr(), l.establish)
+	_ = c.SetDeadline(time.Now().Add(l.srv.opts.ConnectTimeout))
+	l.srv.handlers.run(func() {
+		l.srv.serveConn(l.id, c)
+		p.settle()
+		l.remove(raw)
+	})
 }
 
 // Close stops the HTTP server (the socket, and requests not upgraded),
@@ -164,149 +167,6 @@ func (l *wsListener) Close(listeners.CloseFn) {
 	l.srv.disconnectClients(l.id)
 	l.closeAndWait()
 }
-
-// errTextMessage ends a connection that sends a text message: MQTT over
-// WebSocket uses binary messages only (MQTT 3.1.1 §6).
-var errTextMessage = errors.New("websocket: text message; MQTT needs binary messages")
-
-// wsConn is a WebSocket connection as the byte stream mochi reads MQTT
-// packets from: reads span message boundaries, and each write is one
-// binary message sent under a write deadline.
-type wsConn struct {
-	*pendingSocket
-	ws  *websocket.Conn
-	srv *Server
-	r   io.Reader // the message being read; nil between messages
-
-	guarded
-	rp readPath // feed publishes, once the session is established
-
-	wmu       sync.Mutex  // one writer at a time
-	closeSent atomic.Bool // a close frame went out (ours or the reply to the peer's)
-	closeCode atomic.Int32
-	closeOnce sync.Once
-	closeErr  error
-}
-
-var _ net.Conn = (*wsConn)(nil)
-
-func (c *wsConn) Read(p []byte) (int, error) {
-	if c.rp.on() {
-		return c.rp.read(p)
-	}
-	return c.rawRead(p)
-}
-
-// startReadPath hands what the client sends to the read path first.
-func (c *wsConn) startReadPath(s *Server, cl *mqtt.Client) { c.rp.start(s, cl, c) }
-
-// rawRead reads the next bytes of the stream.
-func (c *wsConn) rawRead(p []byte) (int, error) {
-	n, err := c.read(p)
-	if gerr := c.sawRead(p, n); gerr != nil {
-		return 0, gerr
-	}
-	return n, err
-}
-
-func (c *wsConn) read(p []byte) (int, error) {
-	for {
-		if c.r == nil {
-			typ, r, err := c.ws.NextReader()
-			if err != nil {
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) || errors.Is(err, websocket.ErrReadLimit) {
-					c.closeSent.Store(true) // gorilla has answered with a close frame
-				}
-				return 0, err
-			}
-			if typ != websocket.BinaryMessage {
-				c.closeCode.Store(websocket.CloseUnsupportedData)
-				return 0, errTextMessage
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if errors.Is(err, io.EOF) {
-			c.r = nil
-			if n == 0 && len(p) > 0 {
-				continue // an empty message, or the end of one: read on
-			}
-			return n, nil
-		}
-		if errors.Is(err, websocket.ErrReadLimit) {
-			c.closeSent.Store(true)
-		}
-		return n, err
-	}
-}
-
-func (c *wsConn) Write(b []byte) (int, error) {
-	c.sawWrite(b)
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	d := c.srv.writeTimeout()
-	_ = c.ws.SetWriteDeadline(time.Now().Add(d))
-	if err := c.ws.WriteMessage(websocket.BinaryMessage, b); err != nil {
-		// A failed or timed-out write leaves the stream corrupt: close it,
-		// which also ends the client's read loop.
-		c.srv.logWriteError(c, d, err)
-		_ = rawConn(c.ws.UnderlyingConn()).Close()
-		return 0, err
-	}
-	return len(b), nil
-}
-
-// Close sends a close frame when no write is stuck, then closes the
-// connection.
-func (c *wsConn) Close() error {
-	c.closeOnce.Do(func() {
-		if c.guarded.owesFarewell(c.srv.closing.Load()) {
-			_, _ = c.Write(tooLargeDisconnect)
-		}
-		wait := time.Second
-		if c.srv.closing.Load() {
-			wait = 100 * time.Millisecond
-		}
-		if !c.closeSent.Load() && c.lockWithin(wait) {
-			code := int(c.closeCode.Load())
-			switch {
-			case code != 0:
-			case c.srv.closing.Load():
-				code = websocket.CloseGoingAway
-			default:
-				code = websocket.CloseNormalClosure
-			}
-			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(wait))
-			c.wmu.Unlock()
-		}
-		c.closeErr = rawConn(c.ws.UnderlyingConn()).Close()
-	})
-	return c.closeErr
-}
-
-// lockWithin takes the write lock unless a write holds it for longer than
-// d: a write in progress (a fan-out racing the close) usually ends within
-// microseconds, while a stuck one must not delay the close.
-func (c *wsConn) lockWithin(d time.Duration) bool {
-	for deadline := time.Now().Add(d); ; time.Sleep(time.Millisecond) {
-		if c.wmu.TryLock() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-	}
-}
-
-func (c *wsConn) LocalAddr() net.Addr  { return c.ws.LocalAddr() }
-func (c *wsConn) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }
-
-// SetDeadline is how mochi applies keepalive; it only concerns reads,
-// because writes carry their own deadline.
-func (c *wsConn) SetDeadline(t time.Time) error      { return c.ws.SetReadDeadline(t) }
-func (c *wsConn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
-func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
 
 // originPolicy decides which web pages may open a WebSocket: requests
 // without an Origin header (MQTT libraries, not browsers), the allowed
