@@ -86,7 +86,7 @@ FUZZ_TARGETS := channels:FuzzParseTopic channels:FuzzParsePayload \
 	channels:FuzzParseFilter channels:FuzzParseID channels:FuzzCSVCell \
 	channels:FuzzParseTags channels:FuzzValidateSettings \
 	auth:FuzzParseGrant auth:FuzzDecodeOwnerHash \
-	broker:FuzzFrameGuard broker:FuzzDecodePublish broker:FuzzReadPathSplit broker:FuzzWSReader \
+	broker:FuzzFrameGuard broker:FuzzDecodePublish broker:FuzzReadPathSplit broker:FuzzWSReader broker:FuzzWSReaderReference \
 	storage:FuzzDecodeEntry storage:FuzzScanWAL http:FuzzQueryParams \
 	http:FuzzParseManage http:FuzzParseGrants http:FuzzConsoleForms \
 	channels:FuzzParseBucket channels:FuzzRows channels:FuzzCSVImport cmd/feedmq:FuzzDecodeFeedEntry \

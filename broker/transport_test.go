@@ -689,8 +689,8 @@ func wsClosed(t *testing.T, c *websocket.Conn, limit time.Duration) int {
 }
 
 // TestWebSocketFraming: MQTT packets may be split across WebSocket
-// messages and several may share one; each packet the server sends is one
-// binary message.
+// messages and several may share one; the server sends binary messages,
+// here one per packet (a backlog written at once shares one).
 func TestWebSocketFraming(t *testing.T) {
 	ts := startServer(t, broker.Options{WSAddr: "127.0.0.1:0"})
 	ch := ts.channel(false)

@@ -187,8 +187,10 @@ func (c *conn) closeWS() error {
 		if c.srv.closing.Load() {
 			wait = 100 * time.Millisecond
 		}
+		ours := false
 		if !w.closeSent.Load() && w.lockWithin(wait) {
 			if !w.closeSent.Swap(true) {
+				ours = true
 				code := uint16(w.closeCode.Load())
 				switch {
 				case code != 0:
@@ -202,10 +204,24 @@ func (c *conn) closeWS() error {
 			}
 			w.wmu.Unlock()
 		}
+		if tc, ok := c.Conn.(*net.TCPConn); ok && ours && !c.srv.closing.Load() {
+			// The client answers our close frame with its own. Closing at
+			// once would meet that answer with a reset, which browsers
+			// report as an unclean close: send FIN instead, let the
+			// reader take the answer, and close within wsLinger.
+			_ = tc.CloseWrite()
+			_ = tc.SetReadDeadline(time.Now().Add(wsLinger))
+			time.AfterFunc(wsLinger, func() { _ = tc.Close() })
+			return
+		}
 		w.closeErr = rawConn(c.Conn).Close()
 	})
 	return w.closeErr
 }
+
+// wsLinger is how long a connection whose close frame the broker sent
+// stays open for the client's answer.
+const wsLinger = time.Second
 
 // lockWithin takes the write lock unless a write holds it for longer than
 // d: a write in progress (a fan-out racing the close) usually ends within

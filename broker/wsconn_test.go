@@ -250,7 +250,9 @@ func TestIdleWebSocketConnections(t *testing.T) {
 	}
 	heap := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
 	t.Logf("per idle WebSocket connection: %d bytes of stack, %d of heap", stack, heap)
-	if hl := int64(4 << 10); heap > hl {
+	// As over TCP (3-4 KiB), plus the test client's socket objects,
+	// which are in this process too.
+	if hl := int64(5 << 10); heap > hl {
 		t.Errorf("%d bytes of heap per idle WebSocket connection, want at most %d", heap, hl)
 	}
 	// Still served.

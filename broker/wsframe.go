@@ -258,12 +258,13 @@ func wsCloseCodeOf(payload []byte) uint16 {
 	return binary.BigEndian.Uint16(payload)
 }
 
-// validCloseCode reports whether a client may send code in a close frame
-// (RFC 6455 §7.4: the registered codes other than those only meant for
-// reports, and the 3000-4999 application range).
+// validCloseCode reports whether a client may send code in a close frame:
+// the codes IANA registers for use in a close frame (RFC 6455 §7.4 and
+// 1012-1014 since; 1004-1006 and 1015 are reserved for reports), and the
+// 3000-4999 range of libraries and applications.
 func validCloseCode(code uint16) bool {
 	switch {
-	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1011, code >= 3000 && code <= 4999:
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014, code >= 3000 && code <= 4999:
 		return true
 	}
 	return false
