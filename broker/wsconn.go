@@ -204,14 +204,16 @@ func (c *conn) closeWS() error {
 			}
 			w.wmu.Unlock()
 		}
-		if tc, ok := c.Conn.(*net.TCPConn); ok && ours && !c.srv.closing.Load() {
+		if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok && ours && !c.srv.closing.Load() {
 			// The client answers our close frame with its own. Closing at
 			// once would meet that answer with a reset, which browsers
-			// report as an unclean close: send FIN instead, let the
-			// reader take the answer, and close within wsLinger.
-			_ = tc.CloseWrite()
-			_ = tc.SetReadDeadline(time.Now().Add(wsLinger))
-			time.AfterFunc(wsLinger, func() { _ = tc.Close() })
+			// report as an unclean close: end our side only (a FIN; over
+			// TLS a close_notify first), let the reader take the answer,
+			// and close within wsLinger.
+			_ = hc.CloseWrite()
+			_ = c.Conn.SetReadDeadline(time.Now().Add(wsLinger))
+			raw := rawConn(c.Conn)
+			time.AfterFunc(wsLinger, func() { _ = raw.Close() })
 			return
 		}
 		w.closeErr = rawConn(c.Conn).Close()
