@@ -25,19 +25,13 @@ import (
 // with no read buffer: losing any of that fails this test.
 func TestIdleConnectionStacks(t *testing.T) {
 	ts := startServer(t, broker.Options{Anonymous: true, Logger: slog.New(slog.DiscardHandler)})
-	const n = 300
-	runtime.GC()
-	var before runtime.MemStats
-	runtime.ReadMemStats(&before)
-	g0 := runtime.NumGoroutine()
-
-	conns := make([]net.Conn, 0, n)
+	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {
 			c.Close()
 		}
 	}()
-	for i := range n {
+	stack, heap := idleCost(t, 300, func(i int) {
 		c, err := mqtttest.Dial(ts.addr)
 		if err != nil {
 			t.Fatal(err)
@@ -46,22 +40,7 @@ func TestIdleConnectionStacks(t *testing.T) {
 		if code, err := c.Connect(mqtttest.Connect{ClientID: fmt.Sprintf("idle-%d", i), Clean: true}); err != nil || code != 0 {
 			t.Fatalf("connect %d: code %d, %v", i, code, err)
 		}
-	}
-	// mochi starts each writer goroutine as the reader begins; wait until
-	// every one is running and parked.
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine()-g0 > n && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if per := float64(runtime.NumGoroutine()-g0) / n; per > 1.05 || per < 0.95 {
-		t.Errorf("%.2f goroutines per idle connection, want 1 (the reader; mochi's writer runs only while packets are queued)", per)
-	}
-	// Stacks shrink during a collection, one halving each.
-	runtime.GC()
-	runtime.GC()
-	var after runtime.MemStats
-	runtime.ReadMemStats(&after)
-	per := (int64(after.StackInuse) - int64(before.StackInuse)) / n
+	})
 	// A 4 KiB reader: it waits in readClient under a kilobyte of frames.
 	// Waiting in mochi's Read it keeps 8 KiB; unpatched, 20 KiB (16 KiB
 	// reader, 4 KiB writer). The race detector enlarges frames and the
@@ -70,18 +49,46 @@ func TestIdleConnectionStacks(t *testing.T) {
 	if raceEnabled {
 		limit = 12 << 10
 	}
-	if per > limit {
-		t.Errorf("%d bytes of goroutine stack per idle connection after a collection, want at most %d", per, limit)
+	if stack > limit {
+		t.Errorf("%d bytes of goroutine stack per idle connection after a collection, want at most %d", stack, limit)
 	}
-	t.Logf("%d bytes of goroutine stack per idle connection", per)
-
 	// The heap: no read buffer (mochi's bufio.Reader, 1 KiB) and no send
 	// queue (a channel of 256 slots, 2 KiB) while idle.
-	heap := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
-	t.Logf("%d bytes of heap per idle connection", heap)
 	if hl := int64(4 << 10); heap > hl {
 		t.Errorf("%d bytes of heap per idle connection, want at most %d", heap, hl)
 	}
+}
+
+// idleCost makes n idle connections with connect(i) and returns the
+// goroutine stack and heap (this process's: the test's clients too) that
+// each adds once collections have run. Each must add one goroutine.
+func idleCost(t *testing.T, n int, connect func(i int)) (stack, heap int64) {
+	t.Helper()
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	g0 := runtime.NumGoroutine()
+	for i := range n {
+		connect(i)
+	}
+	// mochi starts each writer goroutine as the reader begins; wait until
+	// every one is running and parked.
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine()-g0 > n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if per := float64(runtime.NumGoroutine()-g0) / float64(n); per > 1.05 || per < 0.95 {
+		t.Errorf("%.2f goroutines per idle connection, want 1 (the reader; mochi's writer runs only while packets are queued)", per)
+	}
+	// Stacks shrink during a collection, one halving each.
+	runtime.GC()
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	stack = (int64(after.StackInuse) - int64(before.StackInuse)) / int64(n)
+	heap = (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / int64(n)
+	t.Logf("per idle connection: %d bytes of goroutine stack, %d of heap", stack, heap)
+	return stack, heap
 }
 
 // BenchmarkConnect measures a device's connect: TCP connect, CONNECT with

@@ -14,7 +14,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,40 +44,11 @@ type wsStream struct {
 
 func dialWSStream(t testing.TB, c net.Conn, host string) *wsStream {
 	t.Helper()
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	req := "GET /mqtt HTTP/1.1\r\nHost: " + host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n"
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(c)
-	resp, err := http.ReadResponse(r, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("upgrade: %s", resp.Status)
-	}
-	return &wsStream{Conn: c, r: r, rng: rand.New(rand.NewPCG(7, 9))}
+	return &wsStream{Conn: c, r: wsUpgrade(t, c, host, 4096), rng: rand.New(rand.NewPCG(7, 9))}
 }
 
 func (s *wsStream) rawFrame(b0 byte, payload []byte) []byte {
-	key := [4]byte{byte(s.rng.Uint32()), byte(s.rng.Uint32()), byte(s.rng.Uint32()), byte(s.rng.Uint32())}
-	b := []byte{b0}
-	switch n := len(payload); {
-	case n <= 125:
-		b = append(b, 0x80|byte(n))
-	case n <= 0xffff:
-		b = binary.BigEndian.AppendUint16(append(b, 0x80|126), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint64(append(b, 0x80|127), uint64(n))
-	}
-	b = append(b, key[:]...)
-	for i, x := range payload {
-		b = append(b, x^key[i&3])
-	}
-	return b
+	return maskedFrame(b0, payload, [4]byte{byte(s.rng.Uint32()), byte(s.rng.Uint32()), byte(s.rng.Uint32()), byte(s.rng.Uint32())})
 }
 
 func (s *wsStream) send(b []byte) error {
