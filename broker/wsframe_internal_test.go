@@ -47,6 +47,12 @@ func clientFrame(b0 byte, payload []byte, key [4]byte, length int) []byte {
 	return b
 }
 
+// ClientFrame is clientFrame, with the length it has, for the external
+// tests' raw clients.
+func ClientFrame(b0 byte, payload []byte, key [4]byte) []byte {
+	return clientFrame(b0, payload, key, -1)
+}
+
 var testKey = [4]byte{0x37, 0xfa, 0x21, 0x3d}
 
 // decodeAll feeds in to a fresh reader in pieces of the given sizes

@@ -48,7 +48,7 @@ func dialWSStream(t testing.TB, c net.Conn, host string) *wsStream {
 }
 
 func (s *wsStream) rawFrame(b0 byte, payload []byte) []byte {
-	return maskedFrame(b0, payload, [4]byte{byte(s.rng.Uint32()), byte(s.rng.Uint32()), byte(s.rng.Uint32()), byte(s.rng.Uint32())})
+	return broker.ClientFrame(b0, payload, [4]byte{byte(s.rng.Uint32()), byte(s.rng.Uint32()), byte(s.rng.Uint32()), byte(s.rng.Uint32())})
 }
 
 func (s *wsStream) send(b []byte) error {
