@@ -206,14 +206,6 @@ func (s *Server) disconnectClients(id string) {
 	}
 }
 
-// establish hands a connection to mochi, which serves it until it ends.
-func (s *Server) establish(id string, c net.Conn, remote net.Addr, establish listeners.EstablishFn) {
-	defer s.release(c)
-	if err := establish(id, c); err != nil {
-		s.connEnded(id, c, err)
-	}
-}
-
 // logHandshake logs a failed TLS handshake: at info when it says
 // something about a client's configuration (protocol version, unknown
 // certificate authority), at debug for resets, timeouts and port scans.

@@ -40,8 +40,7 @@ type wsListener struct {
 	secure    bool
 	http      *http.Server
 	upgrader  websocket.Upgrader
-	readLimit uint64                // bytes of one WebSocket message
-	establish listeners.EstablishFn // set by Serve, before any request
+	readLimit uint64 // bytes of one WebSocket message
 	connSet
 }
 
@@ -99,8 +98,10 @@ func (l *wsListener) Protocol() string {
 func (l *wsListener) addr() net.Addr          { return l.ln.Addr() }
 func (l *wsListener) release()                { _ = l.ln.Close() }
 func (l *wsListener) Init(*slog.Logger) error { return nil }
-func (l *wsListener) Serve(establish listeners.EstablishFn) {
-	l.establish = establish
+
+// Serve serves until Close; upgraded connections go to serveConn, not to
+// mochi's establish.
+func (l *wsListener) Serve(listeners.EstablishFn) {
 	if err := l.http.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		l.srv.log.Error("websocket listener stopped", "listener", l.id, "error", err)
 	}
