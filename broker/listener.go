@@ -174,7 +174,7 @@ func newConn(c net.Conn, s *Server, p *pendingSocket) *conn {
 			cc.rawFn = cc.rawReadFn
 		}
 	}
-	cc.rp.src, cc.rp.fl = cc, cc
+	cc.rp.src = cc
 	return cc
 }
 

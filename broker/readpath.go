@@ -14,19 +14,16 @@ import (
 // The read path: once a session is established, the connection wrapper
 // (conn, over TCP, TLS or WebSocket) splits what the socket delivers into
 // MQTT packets ahead of mochi. A QoS 0 or 1 PUBLISH to a feed topic is
-// decoded in place and stored by feedPublish, as OnPublish would, without mochi's per-packet
-// allocation, copy, decode into an 816-byte Packet and hook dispatch.
-// Every other packet, and any feed publish mochi must see (MQTT 5
-// properties, a packet ID a QoS 2 flow holds, a packet over the buffer
-// or the maximum size), is handed to mochi's Read as it came, in order.
+// decoded in place and stored by feedPublish, as OnPublish would, without
+// mochi's per-packet allocation, copy, decode into an 816-byte Packet and
+// hook dispatch. Every other packet, and any feed publish mochi must see
+// (MQTT 5 properties, a packet ID a QoS 2 flow holds, a packet over the
+// buffer or the maximum size), is handed to mochi's Read as it came, in
+// order.
 //
-// Order holds because mochi processes each packet before it reads again.
-// A conn is read by mochi directly, one packet per ReadNext (serveConn),
-// and await handles the feed publishes between them. (A source without a
-// filler, read through a buffered reader that asks for bytes only when it
-// has none left, keeps the order too: a packet handed over has been acted
-// on by the time the next Read comes, and a feed publish after it is
-// handled in that Read, on the same goroutine.)
+// Order holds because mochi processes each packet before it reads again:
+// a conn is read by mochi directly, one packet per ReadNext (serveConn),
+// and await handles the feed publishes between them.
 
 // readBufSize is the buffer a connection holds while part of a packet is
 // in it. A feed publish is a few hundred bytes; a larger packet passes to
@@ -37,18 +34,15 @@ const readBufSize = 4 << 10
 // idle connection holds none.
 var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 
-// rawReader is a connection wrapper as the read path reads it: rawRead
-// reads the socket (following the framing, see guarded), SetDeadline
-// moves the keepalive deadline as mochi does.
+// rawReader is a connection wrapper (conn) as the read path reads it:
+// rawRead reads the socket (following the framing, see guarded) into p;
+// fill waits for input without a buffer and returns one from readBufs
+// with the n bytes read; SetDeadline moves the keepalive deadline as
+// mochi does.
 type rawReader interface {
 	rawRead(p []byte) (int, error)
-	SetDeadline(t time.Time) error
-}
-
-// filler is a rawReader that waits for input without a buffer: fill
-// returns one from readBufs with the n bytes read (conn).
-type filler interface {
 	fill() (*[]byte, int, error)
+	SetDeadline(t time.Time) error
 }
 
 // readPath is a connection's state on the read path; only the
@@ -56,8 +50,7 @@ type filler interface {
 type readPath struct {
 	srv       *Server
 	cl        *mqtt.Client
-	src       rawReader
-	fl        filler // src as a filler, or nil; set from the start (mochi reads through read)
+	src       rawReader // set from the start (mochi reads the CONNECT through read)
 	v5        bool
 	keepalive time.Duration // mochi's read deadline after each packet; 0: none
 
@@ -79,18 +72,14 @@ type readPath struct {
 // established; cl.Net.Conn is src.
 func (rp *readPath) start(s *Server, cl *mqtt.Client, src rawReader) {
 	rp.srv, rp.cl, rp.src = s, cl, src
-	if rp.fl != nil {
-		// mochi has consumed the CONNECT and buffers nothing: what is
-		// held starts a packet.
-		rp.give = 0
-	}
+	// mochi has consumed the CONNECT and buffers nothing: what is held
+	// starts a packet.
+	rp.give = 0
 	rp.v5 = cl.Properties.ProtocolVersion >= 5
 	if k := cl.State.Keepalive; k > 0 {
 		rp.keepalive = time.Duration(k+k/2) * time.Second // as mochi: 1.5 x keepalive
 	}
 }
-
-func (rp *readPath) on() bool { return rp.srv != nil }
 
 // read is the connection's Read once the read path is on.
 func (rp *readPath) read(p []byte) (int, error) {
@@ -107,7 +96,7 @@ func (rp *readPath) read(p []byte) (int, error) {
 				return n, nil
 			}
 			// The rest of a packet larger than what was held.
-			if rp.fl != nil && len(p) < smallRead {
+			if len(p) < smallRead {
 				// mochi's fixed header, byte by byte: buffer.
 				if err := rp.fillGiven(); err != nil {
 					return 0, err
@@ -121,7 +110,7 @@ func (rp *readPath) read(p []byte) (int, error) {
 		if rp.off || rp.srv == nil {
 			// Not following the stream (or not yet: the CONNECT): all
 			// goes to mochi.
-			if rp.fl == nil || len(p) >= smallRead {
+			if len(p) >= smallRead {
 				return rp.src.rawRead(p)
 			}
 			rp.give = math.MaxInt // whatever fill reads
@@ -143,31 +132,11 @@ func (rp *readPath) read(p []byte) (int, error) {
 			continue
 		}
 		// Nothing held.
-		if rp.fl != nil {
-			b, n, err := rp.fl.fill()
-			if n == 0 {
-				return 0, err
-			}
-			rp.filled(b, n, err)
-			continue
+		b, n, err := rp.src.fill()
+		if n == 0 {
+			return 0, err
 		}
-		// Read into p (mochi's buffer), so that a connection waiting for
-		// its next packet holds no buffer of its own.
-		n, err := rp.src.rawRead(p)
-		if err != nil || n == 0 {
-			// Bytes that come with an error go to mochi as read: the
-			// connection is ending.
-			if n > 0 {
-				rp.off = true
-			}
-			return n, err
-		}
-		rp.buf = readBufs.Get().(*[]byte)
-		if n > len(*rp.buf) {
-			b := make([]byte, n)
-			rp.buf = &b
-		}
-		rp.r, rp.w = 0, copy(*rp.buf, p[:n])
+		rp.filled(b, n, err)
 	}
 }
 
@@ -205,9 +174,9 @@ func (rp *readPath) readRest() {
 // waits for input (fill). The states it leaves alone (before the read
 // path starts, off, a packet partly given) are read's to handle.
 func (rp *readPath) await() error {
-	for rp.srv != nil && !rp.off && rp.give == 0 && rp.fl != nil {
+	for rp.srv != nil && !rp.off && rp.give == 0 {
 		if rp.r == rp.w {
-			b, n, err := rp.fl.fill()
+			b, n, err := rp.src.fill()
 			if n == 0 {
 				return err
 			}
@@ -229,7 +198,7 @@ const smallRead = 64
 // bytes go to mochi as they are). With bytes, any error comes with the
 // next read (a socket's errors repeat).
 func (rp *readPath) fillGiven() error {
-	b, n, err := rp.fl.fill()
+	b, n, err := rp.src.fill()
 	if n == 0 {
 		return err
 	}

@@ -33,10 +33,8 @@ func (s *chunkSource) rawRead(p []byte) (int, error) {
 
 func (s *chunkSource) SetDeadline(time.Time) error { return nil }
 
-// fillSource is a chunkSource that also fills buffers, as conn does.
-type fillSource struct{ chunkSource }
-
-func (s *fillSource) fill() (*[]byte, int, error) {
+// fill fills a buffer from readBufs, as conn does.
+func (s *chunkSource) fill() (*[]byte, int, error) {
 	b := readBufs.Get().(*[]byte)
 	n, err := s.rawRead(*b)
 	if n == 0 {
@@ -48,21 +46,13 @@ func (s *fillSource) fill() (*[]byte, int, error) {
 
 // passThrough reads everything through a read path whose client has no
 // session (so no publish is consumed), with mochi's reads sized by
-// sizes, and returns what mochi got.
-func passThrough(t *testing.T, data, cuts, sizes []byte) []byte {
-	var rp readPath
-	rp.start(&Server{opts: Options{MaxPacketSize: 1 << 20}}, &mqtt.Client{}, &chunkSource{data: data, cuts: cuts})
-	return readAll(t, &rp, data, sizes, false)
-}
-
-// passThroughFilled is passThrough with a source that fills buffers, as
-// conn's: mochi reads byte by byte too, and waits in await (on even sizes)
-// between reads.
-func passThroughFilled(t *testing.T, data, cuts, sizes []byte) []byte {
-	src := &fillSource{chunkSource{data: data, cuts: cuts}}
-	rp := readPath{src: src, fl: src}
+// sizes, and returns what mochi got. mochi reads byte by byte too and,
+// with await, waits in await (on even sizes) between reads.
+func passThrough(t *testing.T, data, cuts, sizes []byte, await bool) []byte {
+	src := &chunkSource{data: data, cuts: cuts}
+	rp := readPath{src: src}
 	rp.start(&Server{opts: Options{MaxPacketSize: 1 << 20}}, &mqtt.Client{}, src)
-	return readAll(t, &rp, data, sizes, true)
+	return readAll(t, &rp, data, sizes, await)
 }
 
 func readAll(t *testing.T, rp *readPath, data, sizes []byte, await bool) []byte {
@@ -118,11 +108,10 @@ func FuzzReadPathSplit(f *testing.F) {
 	f.Add(append(big, stream...), []byte{63}, []byte{127})
 	f.Add([]byte{0x30, 0x80, 0x80, 0x80, 0x80, 1}, []byte{1}, []byte{0})
 	f.Fuzz(func(t *testing.T, data, cuts, sizes []byte) {
-		if got := passThrough(t, data, cuts, sizes); !bytes.Equal(got, data) {
-			t.Fatalf("mochi got\n% x\nwant\n% x", got, data)
-		}
-		if got := passThroughFilled(t, data, cuts, sizes); !bytes.Equal(got, data) {
-			t.Fatalf("filled: mochi got\n% x\nwant\n% x", got, data)
+		for _, await := range []bool{false, true} {
+			if got := passThrough(t, data, cuts, sizes, await); !bytes.Equal(got, data) {
+				t.Fatalf("await %v: mochi got\n% x\nwant\n% x", await, got, data)
+			}
 		}
 	})
 }
@@ -133,11 +122,11 @@ func FuzzReadPathSplit(f *testing.F) {
 func TestReadPathPartialAtEnd(t *testing.T) {
 	data := []byte{0x30, 20, 0, 18, 'c', 'h', 'a', 'n'}
 	for _, cuts := range [][]byte{nil, {0}, {2}} {
-		if got := passThrough(t, data, cuts, nil); !bytes.Equal(got, data) {
+		if got := passThrough(t, data, cuts, nil, false); !bytes.Equal(got, data) {
 			t.Errorf("cuts %v: mochi got % x, want % x", cuts, got, data)
 		}
-		if got := passThroughFilled(t, data, cuts, []byte{0, 3}); !bytes.Equal(got, data) {
-			t.Errorf("filled, cuts %v: mochi got % x, want % x", cuts, got, data)
+		if got := passThrough(t, data, cuts, []byte{0, 3}, true); !bytes.Equal(got, data) {
+			t.Errorf("awaiting, cuts %v: mochi got % x, want % x", cuts, got, data)
 		}
 	}
 }
