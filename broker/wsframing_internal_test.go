@@ -89,18 +89,21 @@ func TestWebSocketUpgradeFailuresAccounting(t *testing.T) {
 			c.Close()
 		}
 	}
+	// A handler ends some time after its client: wait for the last.
+	ws := s.listeners["ws"].(*wsListener)
+	tracked := func() int {
+		ws.connSet.mu.Lock()
+		defer ws.connSet.mu.Unlock()
+		return len(ws.connSet.set)
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && (wsUnconnected(s) != 0 || runtime.NumGoroutine() > g0+maxIdleHandlers) {
+	for time.Now().Before(deadline) && (wsUnconnected(s) != 0 || tracked() != 0 || runtime.NumGoroutine() > g0+maxIdleHandlers) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if n := wsUnconnected(s); n != 0 {
 		t.Errorf("%d sockets still counted as unconnected", n)
 	}
-	ws := s.listeners["ws"].(*wsListener)
-	ws.connSet.mu.Lock()
-	live := len(ws.connSet.set)
-	ws.connSet.mu.Unlock()
-	if live != 0 {
+	if live := tracked(); live != 0 {
 		t.Errorf("%d connections still tracked", live)
 	}
 	t.Logf("goroutines: %d before, %d after", g0, runtime.NumGoroutine())
