@@ -79,8 +79,8 @@ type wsReader struct {
 	cn  uint8
 }
 
-// headerLen returns the length of a client frame header whose first two
-// bytes are b0, b1.
+// wsHeaderLen returns the length of a client frame header whose second
+// byte is b1.
 func wsHeaderLen(b1 byte) int {
 	switch b1 & 0x7f {
 	case 126:
