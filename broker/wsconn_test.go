@@ -69,29 +69,11 @@ func (c *rawWS) frame(t testing.TB, b0 byte, payload []byte) {
 // next reads the next frame the server sent: its first byte and payload.
 func (c *rawWS) next(t testing.TB) (byte, []byte) {
 	t.Helper()
-	var h [2]byte
-	if _, err := io.ReadFull(c.r, h[:]); err != nil {
+	b0, p, err := readServerFrame(c.r)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if h[1]&0x80 != 0 {
-		t.Fatalf("the server masked a frame: % x", h)
-	}
-	n := int(h[1])
-	switch n {
-	case 126:
-		var l [2]byte
-		io.ReadFull(c.r, l[:])
-		n = int(binary.BigEndian.Uint16(l[:]))
-	case 127:
-		var l [8]byte
-		io.ReadFull(c.r, l[:])
-		n = int(binary.BigEndian.Uint64(l[:]))
-	}
-	p := make([]byte, n)
-	if _, err := io.ReadFull(c.r, p); err != nil {
-		t.Fatal(err)
-	}
-	return h[0], p
+	return b0, p
 }
 
 // closedWith reads until the server's close frame and returns its code;
