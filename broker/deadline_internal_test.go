@@ -1,9 +1,11 @@
 package broker
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -130,5 +132,73 @@ func TestLazyDeadlineHonoured(t *testing.T) {
 	}
 	if r := await(t, ch); r.err != nil || r.n != 2 {
 		t.Fatalf("no deadline: Read: %d bytes, %v; want 2", r.n, r.err)
+	}
+}
+
+// TestConnReadEmpty: a plain TCP connection notes whether its last read
+// left the socket empty (a read shorter than its buffer), through fill
+// and through rawRead alike; the read path marks a feed publish that
+// ends such a read (channels.CallerIdle).
+func TestConnReadEmpty(t *testing.T) {
+	c, client := tcpPair(t)
+	// 5000 bytes of PINGREQs, all in the socket before the first read.
+	data := bytes.Repeat([]byte{0xC0, 0x00}, 2500)
+	if _, err := client.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	waitReadable(t, c, len(data))
+	b, n, err := c.fill()
+	if err != nil || n != readBufSize {
+		t.Fatalf("fill: %d bytes, %v; want a full buffer (%d)", n, err, readBufSize)
+	}
+	readBufs.Put(b)
+	if c.readEmpty() {
+		t.Error("a full read said the socket was left empty")
+	}
+	p := make([]byte, 100)
+	if n, err := c.rawRead(p); n != len(p) || err != nil {
+		t.Fatalf("rawRead: %d, %v", n, err)
+	}
+	if c.readEmpty() {
+		t.Error("a full rawRead said the socket was left empty")
+	}
+	rest := len(data) - readBufSize - len(p)
+	p = make([]byte, 2*rest)
+	if n, err := c.rawRead(p); n != rest || err != nil {
+		t.Fatalf("rawRead: %d, %v; want the %d left", n, err, rest)
+	}
+	if !c.readEmpty() {
+		t.Error("a short rawRead did not say the socket was left empty")
+	}
+	if _, err := client.Write(data[:10]); err != nil {
+		t.Fatal(err)
+	}
+	b, n, err = c.fill()
+	if err != nil || n != 10 {
+		t.Fatalf("fill: %d bytes, %v; want 10", n, err)
+	}
+	readBufs.Put(b)
+	if !c.readEmpty() {
+		t.Error("a short fill did not say the socket was left empty")
+	}
+}
+
+// waitReadable waits until c's socket holds n bytes to read.
+func waitReadable(t *testing.T, c *conn, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var queued int
+		peek := make([]byte, n)
+		_ = c.raw.Control(func(fd uintptr) {
+			queued, _, _ = syscall.Recvfrom(int(fd), peek, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		})
+		if queued >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the socket holds %d bytes, want %d", queued, n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -64,7 +64,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if ss == nil {
 		err = &rejection{reasonNotAuthorized, packets.ErrNotAuthorized, errors.New("connection is no longer authorized")}
 	} else {
-		err = s.feedPublish(ss, pk.TopicName, pk.Payload, pk.FixedHeader.Qos, pk.PacketID)
+		err = s.feedPublish(ss, pk.TopicName, pk.Payload, pk.FixedHeader.Qos, pk.PacketID, false)
 	}
 	switch {
 	case err == nil && pk.FixedHeader.Qos == 1:
@@ -90,9 +90,11 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 // not $); at QoS 1 write acknowledges it once stored (puback.go).
 // OnPublish and the read path (readpath.go) both call it; an error is the
 // rejection the caller answers, after drainAcks. topic and payload are
-// not kept after it returns.
-func (s *Server) feedPublish(ss *session, topic string, payload []byte, qos byte, id uint16) error {
-	err := s.publish(ss.device, topic, payload, pubMode{qos: qos, ss: ss, id: id})
+// not kept after it returns. idle: the publisher's connection has nothing
+// else to read now, so a commit the entry waits for may run on this
+// goroutine (channels.CallerIdle).
+func (s *Server) feedPublish(ss *session, topic string, payload []byte, qos byte, id uint16, idle bool) error {
+	err := s.publish(ss.device, topic, payload, pubMode{qos: qos, ss: ss, id: id, idle: idle})
 	if err == nil && ss.act != nil && qos != 1 {
 		ss.act.published(s.started) // QoS 1: before its PUBACK (puback.go)
 	}
@@ -102,9 +104,10 @@ func (s *Server) feedPublish(ss *session, topic string, payload []byte, qos byte
 // pubMode is how a publish is written and answered: its QoS and, for
 // QoS 1 over a connection, whom the PUBACK goes to.
 type pubMode struct {
-	qos byte
-	ss  *session // the publisher; nil: nobody to acknowledge
-	id  uint16   // the packet ID the publish came under (a stand-in, maybe)
+	qos  byte
+	ss   *session // the publisher; nil: nobody to acknowledge
+	id   uint16   // the packet ID the publish came under (a stand-in, maybe)
+	idle bool     // the publisher has nothing else to read (feedPublish)
 }
 
 // publish turns one MQTT publish into a stored, fanned-out entry.
@@ -181,9 +184,9 @@ func (s *Server) write(q *queuedEntry, m pubMode) error {
 	ap, async := s.store.(channels.AsyncAppender)
 	switch {
 	case async && m.qos == 0:
-		return s.commitAsync(ap, q, nil)
+		return s.commitAsync(ap, q, nil, m.idle)
 	case async && m.qos == 1 && m.ss != nil && m.ss.acksQueued(s):
-		return s.commitAsync(ap, q, &m)
+		return s.commitAsync(ap, q, &m, m.idle)
 	}
 	if oa, ok := s.store.(channels.OrderedAppender); ok {
 		m.ss.drainAcks(m.qos)
@@ -431,8 +434,9 @@ func storeRejection(err error) *rejection {
 // goroutine fans out. Close waits for every queued entry (pending). With
 // ack (QoS 1), the PUBACK is written after the entry is fanned out; the
 // connection holds at most maxUnacked publishes unacknowledged, and
-// waits here for room.
-func (s *Server) commitAsync(ap channels.AsyncAppender, q *queuedEntry, ack *pubMode) error {
+// waits here for room. idle lets the store commit on this goroutine
+// (channels.CallerIdle).
+func (s *Server) commitAsync(ap channels.AsyncAppender, q *queuedEntry, ack *pubMode, idle bool) error {
 	if ack != nil {
 		ack.ss.acks.reserve(s) // before the gate: Close takes it
 	}
@@ -451,7 +455,11 @@ func (s *Server) commitAsync(ap channels.AsyncAppender, q *queuedEntry, ack *pub
 	}
 	s.pending.Add(1)
 	s.inCommit.Add(1)
-	if err := ap.AppendEntryAsync(context.Background(), &q.e, queuedCommitted); err != nil {
+	ctx := context.Background()
+	if idle {
+		ctx = callerIdle
+	}
+	if err := ap.AppendEntryAsync(ctx, &q.e, queuedCommitted); err != nil {
 		if ack != nil {
 			// Its PUBACK is in line behind the connection's earlier
 			// ones: the failure is answered there, in order.
@@ -464,6 +472,9 @@ func (s *Server) commitAsync(ap channels.AsyncAppender, q *queuedEntry, ack *pub
 	}
 	return nil
 }
+
+// callerIdle marks the appends of a reader that has nothing else to read.
+var callerIdle = channels.CallerIdle(context.Background())
 
 // dequeued counts off an entry queued with commitAsync: fanned out, or
 // failed.

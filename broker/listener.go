@@ -415,10 +415,13 @@ type conn struct {
 	rawBuf *[]byte               // what rawFn read: rawN bytes, or rawErr
 	rawN   int
 	rawErr error
-	one    [16]byte // TLS: the first bytes after a wait
-	b1     [1]byte  // ReadByte's, when it reads
-	rp     readPath // the read buffer; feed publishes once the session is established
-	ws     *wsState // MQTT over WebSocket (wsconn.go); nil for TCP and TLS
+	// empty: the last read of the socket (plain TCP, WebSocket) left it
+	// empty, as a read shorter than its buffer does.
+	empty bool
+	one   [16]byte // TLS: the first bytes after a wait
+	b1    [1]byte  // ReadByte's, when it reads
+	rp    readPath // the read buffer; feed publishes once the session is established
+	ws    *wsState // MQTT over WebSocket (wsconn.go); nil for TCP and TLS
 }
 
 // SetDeadline is how mochi applies keepalive; it only concerns reads here,
@@ -568,6 +571,7 @@ func (c *conn) rawReadFn(fd uintptr) bool {
 			c.rawErr = io.EOF
 		default:
 			c.rawBuf, c.rawN = b, n
+			c.empty = n < len(*b)
 		}
 		return true
 	}
@@ -591,7 +595,7 @@ func (c *conn) rawRead(p []byte) (int, error) {
 // readSocket reads the socket, arming a deadline mochi has moved when the
 // one set fires.
 func (c *conn) readSocket(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
+	n, err := c.readSocketOnce(p)
 	for n == 0 && c.lazy && errors.Is(err, os.ErrDeadlineExceeded) {
 		want := c.readBy.Load()
 		if want == c.armed.Load() {
@@ -601,10 +605,20 @@ func (c *conn) readSocket(p []byte) (int, error) {
 		if serr := c.Conn.SetReadDeadline(time.Unix(0, want)); serr != nil {
 			break
 		}
-		n, err = c.Conn.Read(p)
+		n, err = c.readSocketOnce(p)
 	}
 	return n, err
 }
+
+// readSocketOnce is one read of the socket, noting whether it left the
+// socket empty (not known over TLS, whose reads end at a record).
+func (c *conn) readSocketOnce(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.empty = c.raw != nil && n > 0 && n < len(p)
+	return n, err
+}
+
+func (c *conn) readEmpty() bool { return c.empty }
 
 func (c *conn) Write(b []byte) (int, error) {
 	c.sawWrite(b)

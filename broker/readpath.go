@@ -38,11 +38,13 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); retur
 // rawRead reads the socket (following the framing, see guarded) into p;
 // fill waits for input without a buffer and returns one from readBufs
 // with the n bytes read; SetDeadline moves the keepalive deadline as
-// mochi does.
+// mochi does; readEmpty reports whether the last read of the socket left
+// it empty (false when that is not known, as over TLS).
 type rawReader interface {
 	rawRead(p []byte) (int, error)
 	fill() (*[]byte, int, error)
 	SetDeadline(t time.Time) error
+	readEmpty() bool
 }
 
 // readPath is a connection's state on the read path; only the
@@ -252,7 +254,10 @@ func (rp *readPath) next() bool {
 		rp.give = size
 		return false
 	}
-	if !rp.handle(&f, size) {
+	// The last packet of a read that left the socket empty: nothing else
+	// is to be read before more comes, so its commit may run here.
+	idle := rp.r+size == rp.w && rp.src.readEmpty()
+	if !rp.handle(&f, size, idle) {
 		rp.give = size
 		return false
 	}
@@ -265,9 +270,10 @@ func (rp *readPath) next() bool {
 }
 
 // handle stores the feed publish f (size bytes on the wire) and answers
-// it as mochi and OnPublish would. It returns false, having done
-// nothing, when mochi must handle it.
-func (rp *readPath) handle(f *pubFrame, size int) bool {
+// it as mochi and OnPublish would; idle: the connection has nothing else
+// to read (feedPublish). It returns false, having done nothing, when
+// mochi must handle it.
+func (rp *readPath) handle(f *pubFrame, size int, idle bool) bool {
 	s, cl := rp.srv, rp.cl
 	ss := s.session(cl)
 	if ss == nil || cl.Closed() {
@@ -286,7 +292,7 @@ func (rp *readPath) handle(f *pubFrame, size int) bool {
 	atomic.AddInt64(&info.PacketsReceived, 1)
 	atomic.AddInt64(&info.MessagesReceived, 1)
 	topic := unsafe.String(unsafe.SliceData(f.topic), len(f.topic))
-	if err := s.feedPublish(ss, topic, f.payload, f.qos, id); err != nil {
+	if err := s.feedPublish(ss, topic, f.payload, f.qos, id, idle); err != nil {
 		rp.reject(ss, f, id, err)
 	}
 	// mochi moves the keepalive deadline before reading each packet.

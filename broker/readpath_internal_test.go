@@ -33,6 +33,8 @@ func (s *chunkSource) rawRead(p []byte) (int, error) {
 
 func (s *chunkSource) SetDeadline(time.Time) error { return nil }
 
+func (s *chunkSource) readEmpty() bool { return len(s.data) == 0 }
+
 // fill fills a buffer from readBufs, as conn does.
 func (s *chunkSource) fill() (*[]byte, int, error) {
 	b := readBufs.Get().(*[]byte)

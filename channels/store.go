@@ -64,6 +64,23 @@ type AsyncAppender interface {
 	AppendEntryAsync(ctx context.Context, e *Entry, then func(*Entry, error)) error
 }
 
+// CallerIdle marks ctx for AppendEntryAsync: its caller has nothing else
+// to do until more input comes (a connection reader that has just read
+// its socket empty). A store whose writer is idle may then commit the
+// entry on the caller's goroutine instead of waking another one for it;
+// a caller with more to read is not held up by a commit.
+func CallerIdle(ctx context.Context) context.Context {
+	return context.WithValue(ctx, callerIdleKey{}, true)
+}
+
+// IsCallerIdle reports whether ctx was marked by CallerIdle.
+func IsCallerIdle(ctx context.Context) bool {
+	v, _ := ctx.Value(callerIdleKey{}).(bool)
+	return v
+}
+
+type callerIdleKey struct{}
+
 // OrderedAppender is implemented by stores that can append like
 // AppendEntry and also call then with the entry and the same outcome, in
 // commit order with AsyncAppender's answers, on the goroutine that ran

@@ -587,26 +587,30 @@ func TestLeaderWhere(t *testing.T) {
 	// writer has been idle for a while, and is answered before
 	// AppendEntryAsync returns; within that while, on the writer
 	// goroutine.
+	// A caller that says it has nothing else to do (channels.CallerIdle)
+	// commits on its own goroutine however short the writer's idle time.
 	done := make(chan error, 1)
-	async := func(idle time.Duration, want string) {
+	async := func(ctx context.Context, idle time.Duration, want string) {
 		t.Helper()
 		storage.SetAsyncLeadIdle(t, idle)
 		time.Sleep(2 * time.Millisecond)
-		if err := db.AppendEntryAsync(context.Background(), &channels.Entry{ChannelID: ch, Set: 1}, func(_ *channels.Entry, err error) { done <- err }); err != nil {
+		if err := db.AppendEntryAsync(ctx, &channels.Entry{ChannelID: ch, Set: 1}, func(_ *channels.Entry, err error) { done <- err }); err != nil {
 			t.Fatal(err)
 		}
 		if want == "async caller" && len(done) != 1 {
 			t.Error("AppendEntryAsync that led its commit returned before its answer")
 		}
 		if w := <-where; w != want {
-			t.Errorf("AppendEntryAsync after %v idle committed on %s, want %s", idle, w, want)
+			t.Errorf("AppendEntryAsync (idle caller %v) after %v idle committed on %s, want %s", channels.IsCallerIdle(ctx), idle, w, want)
 		}
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
 	}
-	async(time.Millisecond, "async caller")
-	async(time.Hour, "writer")
+	bg, idleCaller := context.Background(), channels.CallerIdle(context.Background())
+	async(bg, time.Millisecond, "async caller")
+	async(bg, time.Hour, "writer")
+	async(idleCaller, time.Hour, "async caller")
 }
 
 // TestLeaderAsyncNoGather: an asynchronous append that finds the writer
@@ -653,7 +657,10 @@ func TestLeaderAsyncNoGather(t *testing.T) {
 	}
 	time.Sleep(2 * time.Millisecond) // idle for longer than asyncLeadIdle
 	done := make(chan error, 1)
-	if err := db.AppendEntryAsync(context.Background(), &channels.Entry{ChannelID: ch, Set: 1}, func(_ *channels.Entry, err error) { done <- err }); err != nil {
+	// From a caller with nothing else to do, too: the wait for the
+	// others' appends is still not its to pay.
+	idleCaller := channels.CallerIdle(context.Background())
+	if err := db.AppendEntryAsync(idleCaller, &channels.Entry{ChannelID: ch, Set: 1}, func(_ *channels.Entry, err error) { done <- err }); err != nil {
 		t.Fatal(err)
 	}
 	if w := <-where; w != "writer (1)" {
@@ -721,5 +728,83 @@ func TestLeaderAsyncBound(t *testing.T) {
 	db = MustOpenPath(t, path)
 	if got := values(t, db, ch); len(got) != n+1 {
 		t.Fatalf("%d entries after reopen, want %d", len(got), n+1)
+	}
+}
+
+// TestLeaderIdleCallerLight: an asynchronous append marked
+// channels.CallerIdle leads its commit on an idle writer only at light
+// load, when the last commit carried one append at most. After a commit
+// of several (others are appending), the writer goroutine commits it,
+// taking whatever the others queued meanwhile.
+func TestLeaderIdleCallerLight(t *testing.T) {
+	storage.SetCheckpointDelay(t, time.Hour)
+	storage.SetAsyncLeadIdle(t, time.Hour) // the time rule never leads here
+	db := MustOpenDB(t)
+	ch := MustCreateChannel(t, db, "c").ID
+	held, gate := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	where := make(chan string, 16)
+	storage.SetCommitHook(t, func(n int) {
+		if first.CompareAndSwap(false, true) {
+			close(held)
+			<-gate
+		}
+		buf := make([]byte, 64<<10)
+		st := string(buf[:runtime.Stack(buf, false)])
+		switch {
+		case strings.Contains(st, "storage.(*writer).appendAsync"):
+			where <- fmt.Sprintf("async caller (%d)", n)
+		default:
+			where <- fmt.Sprintf("writer (%d)", n)
+		}
+	})
+	idle := channels.CallerIdle(context.Background())
+	answers := make(chan error, 16)
+	then := func(_ *channels.Entry, err error) { answers <- err }
+	appendAsync := func(ctx context.Context) {
+		t.Helper()
+		if err := db.AppendEntryAsync(ctx, &channels.Entry{ChannelID: ch, Set: 1}, then); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answered := func(n int) {
+		t.Helper()
+		for range n {
+			if err := <-answers; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Light load: the first commit runs on the idle caller (held there
+	// while three more appends queue behind it).
+	go func() {
+		if err := db.AppendEntryAsync(idle, &channels.Entry{ChannelID: ch, Set: 1}, then); err != nil {
+			t.Error(err)
+		}
+	}()
+	<-held
+	for range 3 {
+		appendAsync(context.Background())
+	}
+	close(gate)
+	answered(4)
+	if w1, w2 := <-where, <-where; w1 != "async caller (1)" || w2 != "writer (3)" {
+		t.Fatalf("commits on %s, then %s; want the idle caller's alone, then the three queued behind it on the writer goroutine", w1, w2)
+	}
+	// The last commit carried three: the next idle caller's append is
+	// left to the writer goroutine.
+	appendAsync(idle)
+	answered(1)
+	if w := <-where; w != "writer (1)" {
+		t.Errorf("an idle caller's append after a commit of three committed on %s, want the writer goroutine", w)
+	}
+	// That commit carried one: light load again.
+	appendAsync(idle)
+	if len(answers) != 1 {
+		t.Error("an idle caller's append that led its commit returned before its answer")
+	}
+	answered(1)
+	if w := <-where; w != "async caller (1)" {
+		t.Errorf("an idle caller's append after a commit of one committed on %s, want its caller", w)
 	}
 }

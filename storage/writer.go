@@ -155,9 +155,11 @@ type writer struct {
 	batch []*appendReq
 	errs  []error
 	// woken is how many waiting callers the last commit answered, and
-	// lastCommit how long its write and fdatasync took (see gather).
+	// lastCommit how long its write and fdatasync took (see gather);
+	// lastBatch is how many appends it carried (see asyncLeadIdle).
 	woken      int
 	lastCommit time.Duration
+	lastBatch  int
 	gatherT    *time.Timer
 	// seqs is the last entry ID given out per channel: bbolt's feed
 	// sequence plus what the logs hold. Entries are forgotten only while
@@ -303,8 +305,8 @@ func (db *DB) appendWait(ctx context.Context, e *channels.Entry, then func(*chan
 // then is called with e and the outcome after the commit that holds e (or
 // its failure), in queue order, on the goroutine that ran that commit:
 // the writer goroutine, the caller of a synchronous append that led it,
-// or, when the writer was idle (asyncLeadIdle), this caller before
-// AppendEntryAsync returns. So it must be quick and must not append.
+// or, when the writer was idle (asyncLeadIdle, or a ctx marked by
+// channels.CallerIdle), this caller before AppendEntryAsync returns. So it must be quick and must not append.
 // Appends from one caller keep their order. It lets a reader that needs
 // no acknowledgement (MQTT QoS 0) go on to its next packet while the
 // entry waits for a commit, so one connection can fill a batch; the
@@ -407,8 +409,10 @@ func (w *writer) appendWait(ctx context.Context, r *appendReq) error {
 }
 
 // appendAsync queues r for the writer goroutine unless ctx ends or the DB
-// closes first, waiting only for room in the queue. When the writer has
-// been idle for asyncLeadIdle, the caller commits r itself instead.
+// closes first, waiting only for room in the queue. When the writer is
+// idle and has been for asyncLeadIdle, or its caller has nothing else to
+// do (channels.CallerIdle) and the last commit carried one append at
+// most, the caller commits r itself instead.
 func (w *writer) appendAsync(ctx context.Context, r *appendReq) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -436,7 +440,8 @@ func (w *writer) appendAsync(ctx context.Context, r *appendReq) error {
 	// read safely under qmu. A commit after one that answered many
 	// waiting callers waits for their appends (gather): not on this
 	// caller.
-	lead := kick && w.woken < gatherMin && time.Since(w.idleSince) >= asyncLeadIdle
+	lead := kick && w.woken < gatherMin &&
+		(time.Since(w.idleSince) >= asyncLeadIdle || w.lastBatch <= 1 && channels.IsCallerIdle(ctx))
 	w.busy = true
 	w.qmu.Unlock()
 	switch {
@@ -461,7 +466,16 @@ func (w *writer) appendAsync(ctx context.Context, r *appendReq) error {
 // queued while the last commit ran) hands the commit to the writer
 // goroutine as before, so such a reader never waits for more than one
 // fdatasync in asyncLeadIdle: its next packets are read while the
-// writer commits.
+// writer commits. A caller that says it has nothing else to do
+// (channels.CallerIdle: its socket is read empty) leads a commit on an
+// idle writer however recent the last one was, as long as that one
+// carried a single append (nobody else is appending): the time rule
+// alone handed a device publishing every millisecond to the writer
+// goroutine whenever a slow commit left less than asyncLeadIdle before
+// its next publish, a third of them on this machine. Under load, when
+// commits carry several appends, a reader leading the next one would
+// commit its own entry alone, where the writer goroutine, a moment
+// later, takes what the others queued meanwhile.
 var asyncLeadIdle = 250 * time.Microsecond
 
 // push queues r and wakes a gather waiting for the queue to grow; the
@@ -839,7 +853,7 @@ func (w *writer) commit() {
 			w.db.onCommit(stored, time.Since(start))
 		}
 	}
-	w.woken = 0
+	w.woken, w.lastBatch = 0, len(w.batch)
 	for i, r := range w.batch {
 		if !r.async {
 			w.woken++
