@@ -57,13 +57,38 @@ func (e *Entry) HasValues() bool { return e.Set != 0 }
 // TimeFormat is the layout of created_at in JSON: UTC, second precision.
 const TimeFormat = "2006-01-02T15:04:05Z"
 
+// AppendTime appends t in UTC as TimeFormat lays it out, as
+// t.UTC().AppendFormat(b, TimeFormat) does, without parsing the layout
+// each time: every entry written as JSON (fan-out, feed reads) carries
+// one.
+func AppendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	y, mo, d := t.Date()
+	if y < 0 || y > 9999 {
+		return t.AppendFormat(b, TimeFormat)
+	}
+	h, mi, s := t.Clock()
+	b = append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-')
+	b = append2(b, int(mo))
+	b = append2(append(b, '-'), d)
+	b = append2(append(b, 'T'), h)
+	b = append2(append(b, ':'), mi)
+	b = append2(append(b, ':'), s)
+	return append(b, 'Z')
+}
+
+// append2 appends n (0-99) as two digits.
+func append2(b []byte, n int) []byte {
+	return append(b, byte('0'+n/10), byte('0'+n%10))
+}
+
 // AppendJSON appends the channel-feed JSON of the entry to b: compact,
 // keys in ThingSpeak's order, values as strings or null.
 func (e *Entry) AppendJSON(b []byte) []byte {
 	b = append(b, `{"channel_id":`...)
 	b = strconv.AppendUint(b, e.ChannelID, 10)
 	b = append(b, `,"created_at":"`...)
-	b = e.CreatedAt.UTC().AppendFormat(b, TimeFormat)
+	b = AppendTime(b, e.CreatedAt)
 	b = append(b, `","entry_id":`...)
 	b = strconv.AppendUint(b, e.ID, 10)
 	for i := 0; i < NumValues; i++ {

@@ -1,6 +1,7 @@
 package channels_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -100,4 +101,43 @@ func BenchmarkAppendJSON(b *testing.B) {
 		buf = e.AppendJSON(buf[:0])
 	}
 	b.SetBytes(int64(len(buf)))
+}
+
+// AppendTime lays out a time exactly as AppendFormat with TimeFormat does,
+// in UTC, for every year (four-digit years by itself, the rest through
+// AppendFormat).
+func TestAppendTime(t *testing.T) {
+	times := []time.Time{
+		{},
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 12, 7, 8, 4, 5, 999999999, time.UTC),
+		time.Date(2024, 2, 29, 23, 59, 59, 0, time.FixedZone("east", 5*3600+1800)),
+		time.Date(2024, 12, 31, 23, 30, 0, 0, time.FixedZone("west", -8*3600)),
+		time.Date(999, 3, 4, 5, 6, 7, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 6, 1, 0, 0, 0, 0, time.UTC),
+		time.Unix(1<<40, 0),
+		time.Unix(-1<<40, 0),
+	}
+	for _, tm := range times {
+		want := tm.UTC().AppendFormat([]byte("x"), channels.TimeFormat)
+		if got := channels.AppendTime([]byte("x"), tm); !bytes.Equal(got, want) {
+			t.Errorf("AppendTime(%v) = %q, want %q", tm, got, want)
+		}
+	}
+}
+
+func FuzzAppendTime(f *testing.F) {
+	f.Add(int64(0), int64(0), 0)
+	f.Add(int64(1733558400), int64(5), 3600)
+	f.Add(int64(253402300799), int64(999999999), -3600)
+	f.Fuzz(func(t *testing.T, sec, nsec int64, offset int) {
+		tm := time.Unix(sec, nsec).In(time.FixedZone("z", offset%(48*3600)))
+		want := tm.UTC().AppendFormat(nil, channels.TimeFormat)
+		if got := channels.AppendTime(nil, tm); !bytes.Equal(got, want) {
+			t.Fatalf("AppendTime(%v) = %q, want %q", tm, got, want)
+		}
+	})
 }

@@ -793,7 +793,7 @@ func (v *view) appendEntry(b []byte, e *channels.Entry) []byte {
 
 func (v *view) appendJSONTime(b []byte, t time.Time) []byte {
 	if v.p.loc == nil {
-		return t.UTC().AppendFormat(b, channels.TimeFormat)
+		return channels.AppendTime(b, t)
 	}
 	return t.In(v.p.loc).AppendFormat(b, jsonZoneFormat)
 }
