@@ -359,6 +359,9 @@ func (ss *session) feedPublishID(cl *mqtt.Client, id uint16) (uint16, bool) {
 	if _, ok := ss.inboundID(id); ok {
 		return 0, false
 	}
+	if cl.State.Inflight.Len() == 0 {
+		return id, true // the usual case, without Get's copy of a Packet (816 bytes)
+	}
 	held, ok := cl.State.Inflight.Get(id)
 	if !ok {
 		return id, true
