@@ -216,3 +216,12 @@ func WALEnd(walFile string) (int64, error) {
 	}
 	return int64(walHeaderSize + scanWAL(b[walHeaderSize:], epoch, nil)), nil
 }
+
+// Busy says whether someone (a leader or the writer goroutine) owns db's
+// writer state: an append's answer comes before its committer gives the
+// state up.
+func Busy(db *DB) bool {
+	db.w.qmu.Lock()
+	defer db.w.qmu.Unlock()
+	return db.w.busy
+}

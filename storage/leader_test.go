@@ -593,6 +593,7 @@ func TestLeaderWhere(t *testing.T) {
 	async := func(ctx context.Context, idle time.Duration, want string) {
 		t.Helper()
 		storage.SetAsyncLeadIdle(t, idle)
+		waitWriterIdle(t, db) // the last answer came before its committer let go
 		time.Sleep(2 * time.Millisecond)
 		if err := db.AppendEntryAsync(ctx, &channels.Entry{ChannelID: ch, Set: 1}, func(_ *channels.Entry, err error) { done <- err }); err != nil {
 			t.Fatal(err)
@@ -793,12 +794,15 @@ func TestLeaderIdleCallerLight(t *testing.T) {
 	}
 	// The last commit carried three: the next idle caller's append is
 	// left to the writer goroutine.
+	waitWriterIdle(t, db)
 	appendAsync(idle)
 	answered(1)
 	if w := <-where; w != "writer (1)" {
 		t.Errorf("an idle caller's append after a commit of three committed on %s, want the writer goroutine", w)
 	}
-	// That commit carried one: light load again.
+	// That commit carried one: light load again (once its committer
+	// has given the state up: the answer comes before that).
+	waitWriterIdle(t, db)
 	appendAsync(idle)
 	if len(answers) != 1 {
 		t.Error("an idle caller's append that led its commit returned before its answer")
@@ -806,5 +810,13 @@ func TestLeaderIdleCallerLight(t *testing.T) {
 	answered(1)
 	if w := <-where; w != "async caller (1)" {
 		t.Errorf("an idle caller's append after a commit of one committed on %s, want its caller", w)
+	}
+}
+
+// waitWriterIdle waits until nobody owns db's writer state.
+func waitWriterIdle(t *testing.T, db *storage.DB) {
+	t.Helper()
+	for storage.Busy(db) {
+		time.Sleep(100 * time.Microsecond)
 	}
 }
