@@ -614,6 +614,33 @@ func TestLeaderWhere(t *testing.T) {
 	async(idleCaller, time.Hour, "async caller")
 }
 
+// holdFirstWhere holds the first commit until gate is closed (held is
+// closed once it is held) and reports on where where each commit ran, with
+// how many appends it carried: "async caller (n)", "caller (n)" or
+// "writer (n)".
+func holdFirstWhere(t *testing.T) (held <-chan struct{}, gate chan struct{}, where chan string) {
+	h, g := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	w := make(chan string, 16)
+	storage.SetCommitHook(t, func(n int) {
+		if first.CompareAndSwap(false, true) {
+			close(h)
+			<-g
+		}
+		buf := make([]byte, 64<<10)
+		st := string(buf[:runtime.Stack(buf, false)])
+		switch {
+		case strings.Contains(st, "storage.(*writer).appendAsync"):
+			w <- fmt.Sprintf("async caller (%d)", n)
+		case strings.Contains(st, "storage.(*writer).appendWait"):
+			w <- fmt.Sprintf("caller (%d)", n)
+		default:
+			w <- fmt.Sprintf("writer (%d)", n)
+		}
+	})
+	return h, g, w
+}
+
 // TestLeaderAsyncNoGather: an asynchronous append that finds the writer
 // idle commits on its caller's goroutine only when that commit waits for
 // no one else. After a commit that answered many waiting callers, the
@@ -625,25 +652,7 @@ func TestLeaderAsyncNoGather(t *testing.T) {
 	storage.SetCheckpointDelay(t, time.Hour)
 	db := MustOpenDB(t)
 	ch := MustCreateChannel(t, db, "c").ID
-	held, gate := make(chan struct{}), make(chan struct{})
-	var first atomic.Bool
-	where := make(chan string, 16)
-	storage.SetCommitHook(t, func(n int) {
-		if first.CompareAndSwap(false, true) {
-			close(held)
-			<-gate
-		}
-		buf := make([]byte, 64<<10)
-		st := string(buf[:runtime.Stack(buf, false)])
-		switch {
-		case strings.Contains(st, "storage.(*writer).appendAsync"):
-			where <- fmt.Sprintf("async caller (%d)", n)
-		case strings.Contains(st, "storage.(*writer).appendWait"):
-			where <- fmt.Sprintf("caller (%d)", n)
-		default:
-			where <- fmt.Sprintf("writer (%d)", n)
-		}
-	})
+	held, gate, where := holdFirstWhere(t)
 	lead := make(chan error, 1)
 	go func() { lead <- db.AppendEntry(context.Background(), &channels.Entry{ChannelID: ch, Set: 1}) }()
 	<-held
@@ -742,23 +751,7 @@ func TestLeaderIdleCallerLight(t *testing.T) {
 	storage.SetAsyncLeadIdle(t, time.Hour) // the time rule never leads here
 	db := MustOpenDB(t)
 	ch := MustCreateChannel(t, db, "c").ID
-	held, gate := make(chan struct{}), make(chan struct{})
-	var first atomic.Bool
-	where := make(chan string, 16)
-	storage.SetCommitHook(t, func(n int) {
-		if first.CompareAndSwap(false, true) {
-			close(held)
-			<-gate
-		}
-		buf := make([]byte, 64<<10)
-		st := string(buf[:runtime.Stack(buf, false)])
-		switch {
-		case strings.Contains(st, "storage.(*writer).appendAsync"):
-			where <- fmt.Sprintf("async caller (%d)", n)
-		default:
-			where <- fmt.Sprintf("writer (%d)", n)
-		}
-	})
+	held, gate, where := holdFirstWhere(t)
 	idle := channels.CallerIdle(context.Background())
 	answers := make(chan error, 16)
 	then := func(_ *channels.Entry, err error) { answers <- err }
