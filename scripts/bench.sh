@@ -65,30 +65,31 @@ free_port() {
 # 10,000 connections; Mosquitto has no such cap by default either.
 printf 'max_connections: 0\n' >"$tmp/feedmq.yaml"
 # start_feedmq NAME BINARY: serve on data directory $tmp/NAME; sets
-# spid and saddr.
+# spid, saddr and swsaddr (MQTT over WebSocket, for the ws-* scenarios).
 start_feedmq() {
 	mkdir -p "$tmp/$1"
-	"$2" serve --config "$tmp/feedmq.yaml" --data "$tmp/$1" --mqtt 127.0.0.1:0 --ws off --http off --log-level warn \
+	"$2" serve --config "$tmp/feedmq.yaml" --data "$tmp/$1" --mqtt 127.0.0.1:0 --ws 127.0.0.1:0 --http off --log-level warn \
 		>"$tmp/$1.out" 2>"$tmp/$1.log" &
 	spid=$!; pids+=("$spid")
-	saddr=
+	saddr= swsaddr=
 	for _ in $(seq 100); do
 		saddr=$(sed -n 's/^mqtt listening on //p' "$tmp/$1.out")
-		[ -n "$saddr" ] && break
+		swsaddr=$(sed -n 's/^ws listening on //p' "$tmp/$1.out")
+		[ -n "$saddr" ] && [ -n "$swsaddr" ] && break
 		kill -0 "$spid" 2>/dev/null || { cat "$tmp/$1.log" >&2; exit 1; }
 		sleep 0.1
 	done
-	[ -n "$saddr" ] || { echo "bench: $1 did not start" >&2; cat "$tmp/$1.log" >&2; exit 1; }
+	[ -n "$saddr" ] && [ -n "$swsaddr" ] || { echo "bench: $1 did not start" >&2; cat "$tmp/$1.log" >&2; exit 1; }
 }
 start_feedmq feedmq "$FEEDMQ"
-fpid=$spid faddr=$saddr
+fpid=$spid faddr=$saddr fwsaddr=$swsaddr
 # BENCH_BASE: another feedmq binary (an earlier build) run in the same
 # rounds as "base", for before/after ratios measured in alternation.
 BASE=${BENCH_BASE:-}
 if [ -n "$BASE" ]; then
 	[ -x "$BASE" ] || { echo "bench: BENCH_BASE $BASE is not an executable" >&2; exit 2; }
 	start_feedmq base "$BASE"
-	bpid0=$spid baddr=$saddr
+	bpid0=$spid baddr=$saddr bwsaddr=$swsaddr
 fi
 
 # Mosquitto: anonymous on loopback, no persistence, defaults otherwise.
@@ -128,7 +129,9 @@ echo
 # feedmq first in odd rounds and Mosquitto first in even ones, so that
 # neither always follows the other's leftovers; the report takes the
 # median of the rounds (this machine's speed drifts by tens of percent
-# from minute to minute).
+# from minute to minute). The ws-* scenarios run the same load on
+# feedmq over WebSocket (ws://.../mqtt), feedmq only: Debian's Mosquitto
+# is built without websockets.
 scenarios=(
 	"fanin-qos0|fanin --qos 0 --clients 100"
 	"fanin-qos1|fanin --qos 1 --clients 100"
@@ -138,6 +141,8 @@ scenarios=(
 	"free-fanout|fanout --free --clients 100"
 	"latency|latency --rate 1000 --duration 20s" # 5 s is 5,000 samples and under a CPU-second: rounds differed by a third
 	"connect|connect"
+	"ws-fanin-qos1|fanin --qos 1 --clients 100"
+	"ws-latency|latency --rate 1000 --duration 20s"
 	"idle|idle --clients 10000 --duration 10s" # last; later flags win; issue 5's target is 10k
 )
 if [ -n "${BENCH_SCENARIOS:-}" ]; then
@@ -151,10 +156,13 @@ if [ -n "${BENCH_SCENARIOS:-}" ]; then
 	done
 	scenarios=("${picked[@]}")
 fi
-idle=0
-for s in "${scenarios[@]}"; do [ "${s%%|*}" = idle ] && idle=1; done
+idle=0 nws=0
+for s in "${scenarios[@]}"; do
+	[ "${s%%|*}" = idle ] && idle=1
+	case ${s%%|*} in ws-*) nws=$((nws + 1)) ;; esac
+done
 brokers=2; [ -n "$BASE" ] && brokers=3
-runs=$(( (ROUNDS * (${#scenarios[@]} - idle) + idle) * brokers ))
+runs=$(( (ROUNDS * (${#scenarios[@]} - idle) + idle) * brokers - ROUNDS * nws ))
 n=0
 failed=0
 for round in $(seq "$ROUNDS"); do
@@ -175,12 +183,21 @@ for round in $(seq "$ROUNDS"); do
 		# drift.
 		[ "$name" = idle ] && [ "$round" -lt "$ROUNDS" ] && continue
 		for b in "${order[@]}"; do
+			ws=
+			case $name in ws-*) ws=1 ;; esac
+			[ -n "$ws" ] && [ "$b" = mosquitto ] && continue
 			n=$((n + 1))
 			case $b in
 			feedmq) target=(--addr "$faddr" --data "$tmp/feedmq" --pid "$fpid") bpid=$fpid ;;
 			base) target=(--addr "$baddr" --data "$tmp/base" --pid "$bpid0") bpid=$bpid0 ;;
 			*) target=(--addr "127.0.0.1:$mport" --plain --pid "$mpid") bpid=$mpid ;;
 			esac
+			if [ -n "$ws" ]; then
+				case $b in
+				feedmq) target[1]=ws://$fwsaddr/mqtt ;;
+				base) target[1]=ws://$bwsaddr/mqtt ;;
+				esac
+			fi
 			echo "run $n/$runs (round $round): $name on $b: feedmq bench ${target[*]} --duration $DURATION --messages $MESSAGES $args" >&2
 			perfpid=
 			if [ -n "$PERF" ]; then
@@ -252,6 +269,19 @@ jq -r '
 			r($f.p99; $m.p99), r($f.rss_per_conn; $m.rss_per_conn)] | @tsv)
 ' "$tmp/medians.json" | column -t -s $'\t'
 echo
+
+if jq -e 'any(.[]; .name | startswith("ws-"))' "$tmp/medians.json" >/dev/null; then
+	echo "feedmq over WebSocket / feedmq over TCP, same load, ratios of the medians (no Mosquitto reference: Debian's is built without websockets)"
+	jq -r '
+		def r(a; b): if a == null or b == null or b == 0 then "-" else (a / b * 100 | round / 100 | tostring) end;
+		(map(select(.target == "feedmq")) | map({key: .name, value: .}) | from_entries) as $f |
+		(["scenario", "rate ratio", "CPU-s/M ratio", "p99 ratio", "syscalls ratio"] | @tsv),
+		($f | keys[] | select(startswith("ws-")) as $w | ($w | ltrimstr("ws-")) as $t |
+			[$w, r($f[$w].rate; $f[$t].rate), r($f[$w].cpu_per_million; $f[$t].cpu_per_million),
+				r($f[$w].p99; $f[$t].p99), r($f[$w].syscalls; $f[$t].syscalls)] | @tsv)
+	' "$tmp/medians.json" | column -t -s $'\t'
+	echo
+fi
 
 if [ -n "$BASE" ]; then
 	echo "feedmq/base ratios of the medians (base: $BASE; rate >1: faster than base; CPU-s/M <1: less CPU than base)"
