@@ -46,16 +46,25 @@ func TestIdleCallerHint(t *testing.T) {
 	ch := ts.channel(false)
 	topic := fmt.Sprintf("channels/%d/publish", ch)
 	c := rawDevice(t, ts.addr, ts.device(pubsub(ch)), 4)
+	// next returns the next append, which should be value's.
+	next := func(value string) idleSeen {
+		t.Helper()
+		select {
+		case got := <-rec.seen:
+			if got.value != value {
+				t.Fatalf("append %q, want %q", got.value, value)
+			}
+			return got
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no append for %q", value)
+			return idleSeen{}
+		}
+	}
 	expect := func(want ...idleSeen) {
 		t.Helper()
 		for _, w := range want {
-			select {
-			case got := <-rec.seen:
-				if got != w {
-					t.Errorf("append %q marked idle %v, want %q %v", got.value, got.idle, w.value, w.idle)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatalf("no append for %q", w.value)
+			if got := next(w.value); got.idle != w.idle {
+				t.Errorf("append %q marked idle %v, want %v", got.value, got.idle, w.idle)
 			}
 		}
 	}
@@ -97,16 +106,8 @@ func TestIdleCallerHint(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range n {
-		select {
-		case got := <-rec.seen:
-			if want := fmt.Sprintf("b%d", i); got.value != want {
-				t.Fatalf("append %q, want %q", got.value, want)
-			}
-			if got.idle && i < 10 {
-				t.Errorf("append %q, one of the first of a %d-byte burst, marked idle", got.value, len(burst))
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no append for b%d", i)
+		if got := next(fmt.Sprintf("b%d", i)); got.idle && i < 10 {
+			t.Errorf("append %q, one of the first of a %d-byte burst, marked idle", got.value, len(burst))
 		}
 	}
 }

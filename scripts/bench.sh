@@ -182,9 +182,9 @@ for round in $(seq "$ROUNDS"); do
 		# idle runs once, last. It is memory, not speed: it does not
 		# drift.
 		[ "$name" = idle ] && [ "$round" -lt "$ROUNDS" ] && continue
+		ws=
+		case $name in ws-*) ws=1 ;; esac
 		for b in "${order[@]}"; do
-			ws=
-			case $name in ws-*) ws=1 ;; esac
 			[ -n "$ws" ] && [ "$b" = mosquitto ] && continue
 			n=$((n + 1))
 			case $b in
